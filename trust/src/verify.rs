@@ -1,0 +1,775 @@
+//! Chain verification: from a leaf (ticket, certificate, revocation…) up to a root the
+//! trust policy names, checking at every link that it is signed by its parent's subject,
+//! stays inside its parent's namespace, only narrows rights, caps, network, nodes and
+//! validity, is within its validity window (±[`CLOCK_SKEW_SECS`]) and is not revoked.
+//!
+//! No IO and no clock: the caller passes `now`. The [`Verifier`] keeps the state a node
+//! needs across calls, each bounded: verified objects (a cache a revocation invalidates),
+//! revocations, and ticket nonces seen within the replay window.
+
+use crate::caps::{Grant, NetworkRights, NodeSet, Rights, Validity, Widening};
+use crate::keys::PublicKey;
+use crate::names::{Name, Pattern};
+use crate::objects::{
+    self, AuthorityCert, AuthorityRoot, Body, CertId, Delegation, Kind, NodeCert, NodeReceipt, Nonce, ObjectError,
+    Revocation, Signed, SliceTicket, UserCert,
+};
+use crate::policy::TrustPolicy;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Most links from a trusted root to the leaf (the leaf included).
+pub const MAX_CHAIN_LINKS: usize = 5;
+/// Clock skew tolerated at each validity bound.
+pub const CLOCK_SKEW_SECS: u64 = 60;
+/// A ticket is admitted only if issued within this many seconds; its nonce is remembered
+/// that long.
+pub const REPLAY_WINDOW_SECS: u64 = 600;
+/// Most verified objects cached.
+pub const MAX_CACHED_OBJECTS: usize = 65_536;
+/// Most revocations held.
+pub const MAX_REVOCATIONS: usize = 1_000_000;
+/// Most revocations kept per target (different revokers).
+pub const MAX_REVOCATIONS_PER_TARGET: usize = 4;
+/// Most live ticket nonces remembered.
+pub const MAX_REPLAY_ENTRIES: usize = 1_000_000;
+
+/// Why a chain (or a ticket's admission) was refused. Every variant is a distinct reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// An object could not be opened.
+    #[error(transparent)]
+    Object(#[from] ObjectError),
+    /// Too many links.
+    #[error("the chain has more than {max} links from a trusted root to the {leaf}")]
+    ChainTooLong {
+        /// The leaf's kind.
+        leaf: Kind,
+        /// The limit.
+        max: usize,
+    },
+    /// The chain does not reach a key the policy trusts.
+    #[error("untrusted root: the chain ends at key {key}, which the trust policy does not name and no supplied certificate certifies")]
+    UntrustedRoot {
+        /// The last key reached.
+        key: PublicKey,
+    },
+    /// A link's window has ended.
+    #[error("the {kind} for {subject} expired at {not_after} (now {now})")]
+    Expired {
+        /// Kind of the link.
+        kind: Kind,
+        /// Whom it certifies.
+        subject: String,
+        /// End of validity.
+        not_after: u64,
+        /// The time checked.
+        now: u64,
+    },
+    /// A link's window has not started.
+    #[error("the {kind} for {subject} is not valid until {not_before} (now {now})")]
+    NotYetValid {
+        /// Kind of the link.
+        kind: Kind,
+        /// Whom it certifies.
+        subject: String,
+        /// Start of validity.
+        not_before: u64,
+        /// The time checked.
+        now: u64,
+    },
+    /// A link was revoked by a key entitled to revoke it.
+    #[error("the {kind} for {subject} ({id}) was revoked: {reason}")]
+    Revoked {
+        /// Kind of the link.
+        kind: Kind,
+        /// Whom it certifies.
+        subject: String,
+        /// Its id.
+        id: CertId,
+        /// The revocation's reason.
+        reason: String,
+    },
+    /// The ticket's nonce was used before.
+    #[error("replayed ticket: nonce {nonce} from {signer} was already admitted")]
+    Replayed {
+        /// The signer.
+        signer: PublicKey,
+        /// The nonce.
+        nonce: Nonce,
+    },
+    /// The ticket was issued outside the replay window.
+    #[error("stale ticket: issued at {issued_at}, outside the {window}s admission window around now ({now})")]
+    StaleTicket {
+        /// When issued.
+        issued_at: u64,
+        /// The window.
+        window: u64,
+        /// The time checked.
+        now: u64,
+    },
+    /// The replay guard is full of live entries; refusing is safer than forgetting.
+    #[error("the replay guard holds {0} live tickets, its limit; try again later")]
+    ReplayGuardFull(usize),
+    /// The leaf is not meant for this node.
+    #[error("wrong audience: the {kind} is not valid on this node ({node})")]
+    WrongAudience {
+        /// The leaf's kind.
+        kind: Kind,
+        /// This node's PeerId.
+        node: String,
+    },
+    /// A name or slice outside the issuer's namespace.
+    #[error("namespace escape: {what} `{name}` is outside what {issuer} may grant ({allowed})")]
+    NamespaceEscape {
+        /// `name` or `slices` or `slice`.
+        what: &'static str,
+        /// The offending name or pattern.
+        name: String,
+        /// The issuer.
+        issuer: String,
+        /// What the issuer may grant.
+        allowed: String,
+    },
+    /// A link grants more than its issuer holds.
+    #[error("the {kind} for {subject} is wider than its issuer's: {widening}")]
+    Widening {
+        /// Kind of the link.
+        kind: Kind,
+        /// Whom it certifies.
+        subject: String,
+        /// How.
+        widening: Widening,
+    },
+    /// The issuer holds no right to issue this.
+    #[error("the issuer of the {kind} ({issuer}) lacks the `{right}` right")]
+    MissingRight {
+        /// Kind of the link.
+        kind: Kind,
+        /// The issuer.
+        issuer: String,
+        /// The right.
+        right: Rights,
+    },
+    /// This kind cannot be issued by this kind of issuer.
+    #[error("a {kind} cannot be issued by a {issuer_role}")]
+    WrongIssuer {
+        /// Kind of the link.
+        kind: Kind,
+        /// The issuer's role.
+        issuer_role: &'static str,
+    },
+    /// An authority root whose key is not the one the policy lists under that name.
+    #[error("the authority root for `{name}` is signed by a key the trust policy does not list")]
+    UnknownAuthorityRoot {
+        /// The name it claims.
+        name: Name,
+    },
+}
+
+/// Any opened object.
+#[derive(Clone, Debug)]
+pub enum Object {
+    /// See [`AuthorityRoot`].
+    AuthorityRoot(AuthorityRoot),
+    /// See [`AuthorityCert`].
+    AuthorityCert(AuthorityCert),
+    /// See [`UserCert`].
+    UserCert(UserCert),
+    /// See [`NodeCert`].
+    NodeCert(NodeCert),
+    /// See [`Delegation`].
+    Delegation(Delegation),
+    /// See [`SliceTicket`].
+    SliceTicket(SliceTicket),
+    /// See [`Revocation`].
+    Revocation(Revocation),
+    /// See [`NodeReceipt`].
+    NodeReceipt(NodeReceipt),
+}
+
+/// An object whose signature was checked and whose body was decoded.
+#[derive(Clone, Debug)]
+pub struct Opened {
+    /// Its id.
+    pub id: CertId,
+    /// Its kind.
+    pub kind: Kind,
+    /// Its signer.
+    pub signer: PublicKey,
+    /// Its body.
+    pub object: Object,
+}
+
+impl Opened {
+    /// The key this object certifies, if any.
+    pub fn subject(&self) -> Option<PublicKey> {
+        match &self.object {
+            Object::AuthorityCert(c) => c.subject(),
+            Object::UserCert(c) => c.subject(),
+            Object::NodeCert(c) => c.subject(),
+            Object::Delegation(c) => c.subject(),
+            _ => None,
+        }
+    }
+    /// A human label for whom or what it is about.
+    pub fn label(&self) -> String {
+        match &self.object {
+            Object::AuthorityRoot(r) => r.name.to_string(),
+            Object::AuthorityCert(c) => c.namespace.to_string(),
+            Object::UserCert(c) => c.name.to_string(),
+            Object::NodeCert(c) => c.name.to_string(),
+            Object::Delegation(c) => format!("delegate {} for {}", c.subject.peer_id(), c.slices),
+            Object::SliceTicket(t) => format!("slice {}", t.slice),
+            Object::Revocation(r) => format!("revocation of {}", r.target),
+            Object::NodeReceipt(r) => format!("receipt for ticket {}", r.ticket),
+        }
+    }
+    fn validity(&self) -> Option<Validity> {
+        match &self.object {
+            Object::AuthorityCert(c) => Some(c.grant.validity),
+            Object::UserCert(c) => Some(c.grant.validity),
+            Object::NodeCert(c) => Some(c.validity),
+            Object::Delegation(c) => Some(c.grant.validity),
+            Object::SliceTicket(t) => Some(t.validity),
+            _ => None,
+        }
+    }
+}
+
+fn opened<T: Body>(s: Signed<T>, wrap: fn(T) -> Object) -> Opened {
+    Opened {
+        id: s.id,
+        kind: T::KIND,
+        signer: s.signer,
+        object: wrap(s.body),
+    }
+}
+
+/// Opens envelope bytes of any kind: signature first, then the body.
+pub fn open_any(bytes: &[u8]) -> Result<Opened, ObjectError> {
+    let env = objects::decode_envelope(bytes)?;
+    match env.kind {
+        Kind::AuthorityRoot => objects::open::<AuthorityRoot>(bytes).map(|s| opened(s, Object::AuthorityRoot)),
+        Kind::AuthorityCert => objects::open::<AuthorityCert>(bytes).map(|s| opened(s, Object::AuthorityCert)),
+        Kind::UserCert => objects::open::<UserCert>(bytes).map(|s| opened(s, Object::UserCert)),
+        Kind::NodeCert => objects::open::<NodeCert>(bytes).map(|s| opened(s, Object::NodeCert)),
+        Kind::Delegation => objects::open::<Delegation>(bytes).map(|s| opened(s, Object::Delegation)),
+        Kind::SliceTicket => objects::open::<SliceTicket>(bytes).map(|s| opened(s, Object::SliceTicket)),
+        Kind::Revocation => objects::open::<Revocation>(bytes).map(|s| opened(s, Object::Revocation)),
+        Kind::NodeReceipt => objects::open::<NodeReceipt>(bytes).map(|s| opened(s, Object::NodeReceipt)),
+    }
+}
+
+/// The time and place of a verification.
+#[derive(Clone, Copy, Debug)]
+pub struct Context {
+    /// Unix seconds.
+    pub now: u64,
+    /// The verifying node, for the audience check; `None` for an auditor.
+    pub node: Option<PublicKey>,
+}
+
+/// Who answers for a verified chain.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Responsible {
+    /// The person (the user certificate's subject), if the chain has one.
+    pub user: Option<Name>,
+    /// Their key.
+    pub user_key: Option<PublicKey>,
+    /// The authority that certified them (or the leaf).
+    pub authority: Name,
+    /// The trusted root the chain ends at.
+    pub root: Name,
+}
+
+/// One link of a verified chain, root side first.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LinkSummary {
+    /// Kind.
+    pub kind: Kind,
+    /// Id.
+    pub id: CertId,
+    /// Signer.
+    pub signer: PublicKey,
+    /// About whom.
+    pub label: String,
+}
+
+/// A verified chain.
+#[derive(Clone, Debug)]
+pub struct Verified {
+    /// The leaf.
+    pub leaf: Arc<Opened>,
+    /// Who answers for it.
+    pub responsible: Responsible,
+    /// The grant in force at the leaf (caps, network, nodes, validity after every narrowing).
+    pub effective: Grant,
+    /// Links from the root's first certificate to the leaf.
+    pub links: Vec<LinkSummary>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Authority,
+    User,
+    Delegate,
+}
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Authority => "authority",
+            Role::User => "user",
+            Role::Delegate => "delegate",
+        }
+    }
+}
+
+/// What the holder of a key may do, after the chain so far has narrowed it.
+#[derive(Clone)]
+struct Reach {
+    key: PublicKey,
+    role: Role,
+    label: String,
+    names: Vec<Pattern>,
+    slices: Vec<Pattern>,
+    grant: Grant,
+}
+
+fn allowed(patterns: &[Pattern]) -> String {
+    patterns.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+impl Reach {
+    fn require(&self, kind: Kind, roles: &[Role], right: Rights) -> Result<(), VerifyError> {
+        if !roles.contains(&self.role) {
+            return Err(VerifyError::WrongIssuer {
+                kind,
+                issuer_role: self.role.name(),
+            });
+        }
+        if !self.grant.rights.contains(right) {
+            return Err(VerifyError::MissingRight {
+                kind,
+                issuer: self.label.clone(),
+                right,
+            });
+        }
+        Ok(())
+    }
+    fn contain(&self, what: &'static str, p: &Pattern, within: &[Pattern]) -> Result<(), VerifyError> {
+        if within.iter().any(|o| p.is_within(o)) {
+            Ok(())
+        } else {
+            Err(VerifyError::NamespaceEscape {
+                what,
+                name: p.to_string(),
+                issuer: self.label.clone(),
+                allowed: allowed(within),
+            })
+        }
+    }
+}
+
+fn widening(link: &Opened) -> impl Fn(Widening) -> VerifyError + '_ {
+    move |w| VerifyError::Widening {
+        kind: link.kind,
+        subject: link.label(),
+        widening: w,
+    }
+}
+
+/// Applies one link to the reach of its issuer: checks and returns the subject's reach
+/// (`None` for leaves that grant nothing onward).
+fn step(parent: &Reach, link: &Opened, responsible: &mut Responsible) -> Result<Option<Reach>, VerifyError> {
+    let wide = widening(link);
+    match &link.object {
+        Object::AuthorityCert(c) => {
+            parent.require(link.kind, &[Role::Authority], Rights::CERTIFY)?;
+            parent.contain("namespace", &Pattern::Exact(c.namespace.clone()), &parent.names)?;
+            c.grant.narrows(&parent.grant).map_err(wide)?;
+            let ns = vec![Pattern::Below(c.namespace.clone())];
+            Ok(Some(Reach {
+                key: c.subject,
+                role: Role::Authority,
+                label: c.namespace.to_string(),
+                names: ns.clone(),
+                slices: ns,
+                grant: c.grant.meet(&parent.grant),
+            }))
+        }
+        Object::UserCert(c) => {
+            parent.require(link.kind, &[Role::Authority], Rights::CERTIFY)?;
+            parent.contain("name", &Pattern::Exact(c.name.clone()), &parent.names)?;
+            parent.contain("slices", &c.slices, &parent.slices)?;
+            if c.grant.rights.contains(Rights::CERTIFY) {
+                return Err(wide(Widening {
+                    what: "rights",
+                    detail: "a user certificate cannot carry the certify right".into(),
+                }));
+            }
+            c.grant.narrows(&parent.grant).map_err(wide)?;
+            responsible.user = Some(c.name.clone());
+            responsible.user_key = Some(c.subject);
+            responsible.authority = Name::parse(&parent.label).unwrap_or_else(|_| responsible.root.clone());
+            Ok(Some(Reach {
+                key: c.subject,
+                role: Role::User,
+                label: c.name.to_string(),
+                names: vec![],
+                slices: vec![c.slices.clone()],
+                grant: c.grant.meet(&parent.grant),
+            }))
+        }
+        Object::NodeCert(c) => {
+            parent.require(link.kind, &[Role::Authority], Rights::CERTIFY)?;
+            parent.contain("name", &Pattern::Exact(c.name.clone()), &parent.names)?;
+            c.validity.narrows(&parent.grant.validity).map_err(wide)?;
+            responsible.authority = Name::parse(&parent.label).unwrap_or_else(|_| responsible.root.clone());
+            Ok(None)
+        }
+        Object::Delegation(d) => {
+            parent.require(link.kind, &[Role::User, Role::Delegate], Rights::DELEGATE)?;
+            parent.contain("slices", &d.slices, &parent.slices)?;
+            d.grant.narrows(&parent.grant).map_err(wide)?;
+            Ok(Some(Reach {
+                key: d.subject,
+                role: Role::Delegate,
+                label: format!("delegate {}", d.subject.peer_id()),
+                names: vec![],
+                slices: vec![d.slices.clone()],
+                grant: d.grant.meet(&parent.grant),
+            }))
+        }
+        Object::SliceTicket(t) => {
+            parent.require(link.kind, &[Role::User, Role::Delegate], Rights::CREATE)?;
+            parent.contain("slice", &Pattern::Exact(t.slice.clone()), &parent.slices)?;
+            let as_grant = Grant {
+                rights: Rights::NONE,
+                caps: t.caps,
+                network: t.network.clone(),
+                nodes: t.nodes.clone(),
+                validity: t.validity,
+            };
+            as_grant.narrows(&parent.grant).map_err(wide)?;
+            Ok(Some(Reach {
+                key: parent.key,
+                role: parent.role,
+                label: format!("slice {}", t.slice),
+                names: vec![],
+                slices: vec![Pattern::Exact(t.slice.clone())],
+                grant: as_grant.meet(&parent.grant),
+            }))
+        }
+        // Leaves that grant nothing: only their signer's standing matters.
+        Object::AuthorityRoot(_) | Object::Revocation(_) | Object::NodeReceipt(_) => Ok(None),
+    }
+}
+
+/// A held revocation.
+#[derive(Clone, Debug)]
+pub struct HeldRevocation {
+    /// The revocation's own id.
+    pub id: CertId,
+    /// Who signed it.
+    pub revoker: PublicKey,
+    /// Its body.
+    pub revocation: Revocation,
+}
+
+/// Revocations by target, bounded.
+#[derive(Default, Debug)]
+pub struct RevocationSet {
+    by_target: HashMap<CertId, Vec<HeldRevocation>>,
+    len: usize,
+}
+
+/// Why a revocation was not added.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RevocationError {
+    /// It does not open.
+    #[error(transparent)]
+    Object(#[from] ObjectError),
+    /// The set is full.
+    #[error("the revocation set holds {0} revocations, its limit")]
+    Full(usize),
+}
+
+impl RevocationSet {
+    /// Adds a verified revocation; returns false if it was already held. Who may revoke is
+    /// decided when a chain is checked, since only then are the target's issuers known.
+    pub fn add(&mut self, r: Signed<Revocation>) -> Result<bool, RevocationError> {
+        let held = self.by_target.entry(r.body.target).or_default();
+        if held.iter().any(|h| h.id == r.id) {
+            return Ok(false);
+        }
+        if self.len >= MAX_REVOCATIONS {
+            return Err(RevocationError::Full(self.len));
+        }
+        // A flood of revocations by unrelated keys must not push out the real one: keep the
+        // first few and drop the rest (they can be re-sent after the real one is in).
+        if held.len() >= MAX_REVOCATIONS_PER_TARGET {
+            return Ok(false);
+        }
+        held.push(HeldRevocation {
+            id: r.id,
+            revoker: r.signer,
+            revocation: r.body,
+        });
+        self.len += 1;
+        Ok(true)
+    }
+    /// A revocation of `target` signed by one of `entitled`.
+    pub fn find(&self, target: &CertId, entitled: &[PublicKey]) -> Option<&HeldRevocation> {
+        self.by_target
+            .get(target)?
+            .iter()
+            .find(|h| entitled.contains(&h.revoker))
+    }
+    /// How many are held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    /// True if none is held.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Ticket nonces admitted within the replay window.
+#[derive(Default, Debug)]
+pub struct ReplayGuard {
+    seen: HashMap<(PublicKey, Nonce), u64>,
+}
+
+impl ReplayGuard {
+    /// Admits `(signer, nonce)` once, for tickets issued within the window.
+    pub fn admit(&mut self, signer: PublicKey, nonce: Nonce, issued_at: u64, now: u64) -> Result<(), VerifyError> {
+        if issued_at.saturating_add(REPLAY_WINDOW_SECS) < now || issued_at > now.saturating_add(CLOCK_SKEW_SECS) {
+            return Err(VerifyError::StaleTicket {
+                issued_at,
+                window: REPLAY_WINDOW_SECS,
+                now,
+            });
+        }
+        if self.seen.contains_key(&(signer, nonce)) {
+            return Err(VerifyError::Replayed { signer, nonce });
+        }
+        if self.seen.len() >= MAX_REPLAY_ENTRIES {
+            self.seen.retain(|_, forget_at| *forget_at >= now);
+            if self.seen.len() >= MAX_REPLAY_ENTRIES {
+                return Err(VerifyError::ReplayGuardFull(self.seen.len()));
+            }
+        }
+        let forget_at = issued_at.saturating_add(REPLAY_WINDOW_SECS + CLOCK_SKEW_SECS);
+        self.seen.insert((signer, nonce), forget_at);
+        Ok(())
+    }
+}
+
+/// Verifies chains against a policy, with a cache, revocations and a replay guard.
+#[derive(Debug)]
+pub struct Verifier {
+    policy: TrustPolicy,
+    revocations: RevocationSet,
+    replay: ReplayGuard,
+    cache: HashMap<CertId, Arc<Opened>>,
+}
+
+impl Verifier {
+    /// A verifier for a policy.
+    pub fn new(policy: TrustPolicy) -> Verifier {
+        Verifier {
+            policy,
+            revocations: RevocationSet::default(),
+            replay: ReplayGuard::default(),
+            cache: HashMap::new(),
+        }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &TrustPolicy {
+        &self.policy
+    }
+
+    /// Adds a revocation (its signature checked) and drops its target from the cache.
+    pub fn add_revocation(&mut self, bytes: &[u8]) -> Result<Signed<Revocation>, RevocationError> {
+        let r = objects::open::<Revocation>(bytes)?;
+        self.cache.remove(&r.body.target);
+        self.revocations.add(r.clone())?;
+        Ok(r)
+    }
+
+    /// The revocations held.
+    pub fn revocations(&self) -> &RevocationSet {
+        &self.revocations
+    }
+
+    /// Opens bytes through the cache: a hit skips the signature check.
+    pub fn open_cached(&mut self, bytes: &[u8]) -> Result<Arc<Opened>, ObjectError> {
+        let id = CertId::of(bytes);
+        if let Some(o) = self.cache.get(&id) {
+            return Ok(o.clone());
+        }
+        let o = Arc::new(open_any(bytes)?);
+        if self.cache.len() >= MAX_CACHED_OBJECTS {
+            // Any victim will do: a miss costs one signature check, never a wrong answer.
+            if let Some(victim) = self.cache.keys().next().copied() {
+                self.cache.remove(&victim);
+            }
+        }
+        self.cache.insert(id, o.clone());
+        Ok(o)
+    }
+
+    /// Drops every cached object.
+    pub fn clear_cache(&mut self) {
+        self.cache.clear();
+    }
+
+    /// Verifies `leaf` with supporting objects `pool` (any order) at `ctx`.
+    pub fn verify(&mut self, leaf: &[u8], pool: &[&[u8]], ctx: &Context) -> Result<Verified, VerifyError> {
+        let leaf = self.open_cached(leaf)?;
+        // Walk up from the leaf's signer to a trusted key, opening pool objects lazily.
+        let mut path: Vec<Arc<Opened>> = vec![leaf.clone()];
+        let mut opened: Vec<Option<Result<Arc<Opened>, ObjectError>>> = vec![None; pool.len()];
+        let mut signer = leaf.signer;
+        let root = loop {
+            if let Some(root) = self.policy.find(&signer) {
+                break root.clone();
+            }
+            if path.len() >= MAX_CHAIN_LINKS {
+                return Err(VerifyError::ChainTooLong {
+                    leaf: leaf.kind,
+                    max: MAX_CHAIN_LINKS,
+                });
+            }
+            let mut parent = None;
+            let mut first_error = None;
+            for (slot, bytes) in opened.iter_mut().zip(pool) {
+                let r = slot.get_or_insert_with(|| self.open_cached(bytes));
+                match r {
+                    Ok(o) if o.subject() == Some(signer) && o.kind != Kind::NodeCert => {
+                        parent = Some(o.clone());
+                        break;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        first_error.get_or_insert_with(|| e.clone());
+                    }
+                }
+            }
+            match (parent, first_error) {
+                (Some(p), _) => {
+                    signer = p.signer;
+                    path.push(p);
+                }
+                (None, Some(e)) => return Err(e.into()),
+                (None, None) => return Err(VerifyError::UntrustedRoot { key: signer }),
+            }
+        };
+
+        if let Object::AuthorityRoot(r) = &leaf.object {
+            if path.len() == 1 && !root.namespaces.iter().any(|ns| r.name.is_within(ns)) {
+                return Err(VerifyError::UnknownAuthorityRoot { name: r.name.clone() });
+            }
+        }
+
+        let mut reach = Reach {
+            key: root.key,
+            role: Role::Authority,
+            label: root.name.to_string(),
+            names: root.namespaces.iter().map(|n| Pattern::Below(n.clone())).collect(),
+            slices: root.namespaces.iter().map(|n| Pattern::Below(n.clone())).collect(),
+            grant: Grant {
+                rights: Rights::ALL,
+                caps: root.caps,
+                network: NetworkRights::INHERIT,
+                nodes: NodeSet::AnyTrusting,
+                validity: Validity::ALWAYS,
+            },
+        };
+        let mut responsible = Responsible {
+            user: None,
+            user_key: None,
+            authority: root.name.clone(),
+            root: root.name.clone(),
+        };
+        let mut entitled = vec![root.key];
+        let mut links = Vec::with_capacity(path.len());
+        for link in path.iter().rev() {
+            if let Some(r) = self.revocations.find(&link.id, &entitled) {
+                return Err(VerifyError::Revoked {
+                    kind: link.kind,
+                    subject: link.label(),
+                    id: link.id,
+                    reason: r.revocation.reason.clone(),
+                });
+            }
+            if let Some(v) = link.validity() {
+                check_time(link, v, ctx.now)?;
+            }
+            if let Some(next) = step(&reach, link, &mut responsible)? {
+                reach = next;
+                entitled.push(reach.key);
+            }
+            links.push(LinkSummary {
+                kind: link.kind,
+                id: link.id,
+                signer: link.signer,
+                label: link.label(),
+            });
+        }
+        if let (Some(node), Object::SliceTicket(_) | Object::Delegation(_)) = (ctx.node, &leaf.object) {
+            if !reach.grant.nodes.contains(&node) {
+                return Err(VerifyError::WrongAudience {
+                    kind: leaf.kind,
+                    node: node.peer_id(),
+                });
+            }
+        }
+        Ok(Verified {
+            leaf,
+            responsible,
+            effective: reach.grant,
+            links,
+        })
+    }
+
+    /// Verifies a ticket for admission on a node: the chain, the audience, then the
+    /// replay window. A ticket passes admission once.
+    pub fn admit_ticket(&mut self, ticket: &[u8], pool: &[&[u8]], ctx: &Context) -> Result<Verified, VerifyError> {
+        let v = self.verify(ticket, pool, ctx)?;
+        match &v.leaf.object {
+            Object::SliceTicket(t) => {
+                self.replay.admit(v.leaf.signer, t.nonce, t.issued_at, ctx.now)?;
+                Ok(v)
+            }
+            _ => Err(ObjectError::WrongKind {
+                expected: Kind::SliceTicket,
+                found: v.leaf.kind,
+            }
+            .into()),
+        }
+    }
+}
+
+fn check_time(link: &Opened, v: Validity, now: u64) -> Result<(), VerifyError> {
+    if now.saturating_add(CLOCK_SKEW_SECS) < v.not_before {
+        return Err(VerifyError::NotYetValid {
+            kind: link.kind,
+            subject: link.label(),
+            not_before: v.not_before,
+            now,
+        });
+    }
+    if now > v.not_after.saturating_add(CLOCK_SKEW_SECS) {
+        return Err(VerifyError::Expired {
+            kind: link.kind,
+            subject: link.label(),
+            not_after: v.not_after,
+            now,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,411 @@
+//! One test per rejection, each asserting its own error, plus the paths that must pass.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use slicefed_trust::caps::{ConnectRule, NodeSet, ResourceCaps, Rights, RuleSet, Validity};
+use slicefed_trust::codec::CodecError;
+use slicefed_trust::fixtures::{self, DAY, T0, key, name, open_grant, policy_for, ticket_body};
+use slicefed_trust::objects::{self, Kind, ObjectError, Revocation, UserCert};
+use slicefed_trust::verify::{MAX_CHAIN_LINKS, REPLAY_WINDOW_SECS};
+use slicefed_trust::{Context, Pattern, Verifier, VerifyError};
+
+fn at(now: u64) -> Context {
+    Context { now, node: None }
+}
+
+fn pool(v: &[Vec<u8>]) -> Vec<&[u8]> {
+    v.iter().map(|b| b.as_slice()).collect()
+}
+
+#[test]
+fn three_link_chain_verifies_and_names_the_responsible_person() {
+    let (policy, ticket, chain) = fixtures::three_link_chain().unwrap();
+    let mut v = Verifier::new(policy);
+    let ok = v.verify(&ticket, &pool(&chain), &at(T0)).unwrap();
+    assert_eq!(ok.responsible.user.as_ref().unwrap().as_str(), "princeton.cs.alice");
+    assert_eq!(ok.responsible.authority.as_str(), "princeton.cs");
+    assert_eq!(ok.responsible.root.as_str(), "princeton");
+    assert_eq!(ok.links.len(), 3);
+    assert_eq!(ok.effective.caps.memory, Some(64 << 20));
+    // The pool may come in any order.
+    let reversed: Vec<Vec<u8>> = chain.iter().rev().cloned().collect();
+    v.clear_cache();
+    v.verify(&ticket, &pool(&reversed), &at(T0)).unwrap();
+}
+
+#[test]
+fn wrong_domain_tag() {
+    // A body signed as a delegation, presented as a user certificate.
+    let (root, alice) = (key(1), key(3));
+    let body = UserCert {
+        subject: alice.public(),
+        name: name("princeton.alice"),
+        slices: Pattern::parse("princeton.*").unwrap(),
+        grant: open_grant(Rights::CREATE),
+    };
+    let body_bytes = slicefed_trust::codec::encode("t", &body).unwrap();
+    let forged = objects::sign_mislabelled(&root, Kind::UserCert, Kind::Delegation, &body_bytes);
+    let mut v = Verifier::new(policy_for(&[("princeton", &root)]));
+    assert_eq!(
+        v.verify(&forged, &[], &at(T0)).unwrap_err(),
+        VerifyError::Object(ObjectError::WrongDomain {
+            presented: Kind::UserCert,
+            signed_as: Kind::Delegation
+        })
+    );
+}
+
+#[test]
+fn bad_signature() {
+    let (policy, mut ticket, chain) = fixtures::three_link_chain().unwrap();
+    let n = ticket.len();
+    ticket[n - 1] ^= 1; // last byte of the signature
+    let err = Verifier::new(policy).verify(&ticket, &pool(&chain), &at(T0)).unwrap_err();
+    assert!(matches!(err, VerifyError::Object(ObjectError::BadSignature { kind: Kind::SliceTicket, .. })), "{err}");
+}
+
+#[test]
+fn trailing_bytes() {
+    let (policy, mut ticket, chain) = fixtures::three_link_chain().unwrap();
+    ticket.push(0);
+    let err = Verifier::new(policy).verify(&ticket, &pool(&chain), &at(T0)).unwrap_err();
+    assert!(
+        matches!(err, VerifyError::Object(ObjectError::Codec(CodecError::TrailingBytes { extra: 1, .. }))),
+        "{err}"
+    );
+}
+
+#[test]
+fn oversized_object() {
+    let big = vec![0u8; objects::MAX_TICKET_BYTES + 1];
+    let err = Verifier::new(policy_for(&[])).verify(&big, &[], &at(T0)).unwrap_err();
+    assert!(matches!(err, VerifyError::Object(ObjectError::Codec(CodecError::TooLarge { .. }))), "{err}");
+}
+
+#[test]
+fn over_long_chain() {
+    // root → a.b → a.b.c → a.b.c.d → a.b.c.d.e → user → ticket: 6 links.
+    let root = key(1);
+    let mut keys = vec![root];
+    let mut certs = vec![];
+    let mut ns = "a".to_string();
+    for i in 0..4u8 {
+        ns.push_str(&format!(".s{i}"));
+        let child = key(10 + i);
+        certs.push(fixtures::authority_cert(keys.last().unwrap(), &child, &ns).unwrap());
+        keys.push(child);
+    }
+    let user = key(30);
+    certs.push(fixtures::user_cert(keys.last().unwrap(), &user, &format!("{ns}.u"), &format!("{ns}.*")).unwrap());
+    let ticket = objects::sign(&user, &ticket_body(&format!("{ns}.slice"), 1)).unwrap().bytes;
+    let mut v = Verifier::new(policy_for(&[("a", &key(1))]));
+    assert_eq!(
+        v.verify(&ticket, &pool(&certs), &at(T0)).unwrap_err(),
+        VerifyError::ChainTooLong {
+            leaf: Kind::SliceTicket,
+            max: MAX_CHAIN_LINKS
+        }
+    );
+    // One sub-authority fewer fits in five links.
+    let (root, s1, s2, s3) = (key(1), key(10), key(11), key(12));
+    let short = vec![
+        fixtures::authority_cert(&root, &s1, "a.s0").unwrap(),
+        fixtures::authority_cert(&s1, &s2, "a.s0.s1").unwrap(),
+        fixtures::authority_cert(&s2, &s3, "a.s0.s1.s2").unwrap(),
+        fixtures::user_cert(&s3, &user, "a.s0.s1.s2.u", "a.s0.s1.s2.*").unwrap(),
+    ];
+    let ticket = objects::sign(&user, &ticket_body("a.s0.s1.s2.slice", 1)).unwrap().bytes;
+    v.verify(&ticket, &pool(&short), &at(T0)).unwrap();
+}
+
+#[test]
+fn expired() {
+    let (policy, ticket, chain) = fixtures::three_link_chain().unwrap();
+    let err = Verifier::new(policy).verify(&ticket, &pool(&chain), &at(T0 + 2 * DAY)).unwrap_err();
+    assert!(matches!(err, VerifyError::Expired { kind: Kind::SliceTicket, .. }), "{err}");
+}
+
+#[test]
+fn not_yet_valid() {
+    let (policy, ticket, chain) = fixtures::three_link_chain().unwrap();
+    let err = Verifier::new(policy).verify(&ticket, &pool(&chain), &at(T0 - 3600)).unwrap_err();
+    assert!(matches!(err, VerifyError::NotYetValid { kind: Kind::SliceTicket, .. }), "{err}");
+}
+
+#[test]
+fn clock_skew_of_a_minute_is_tolerated() {
+    let (policy, ticket, chain) = fixtures::three_link_chain().unwrap();
+    let mut v = Verifier::new(policy);
+    v.verify(&ticket, &pool(&chain), &at(T0 - 60)).unwrap();
+    v.verify(&ticket, &pool(&chain), &at(T0 + DAY + 60)).unwrap();
+    assert!(v.verify(&ticket, &pool(&chain), &at(T0 - 61)).is_err());
+}
+
+#[test]
+fn revoked_middle_link() {
+    let (policy, ticket, chain) = fixtures::three_link_chain().unwrap();
+    let mut v = Verifier::new(policy);
+    v.verify(&ticket, &pool(&chain), &at(T0)).unwrap(); // warm the cache: revocation must still bite
+    let user_cert_id = objects::CertId::of(&chain[0]);
+    let revocation = objects::sign(
+        &key(2), // the sub-authority that issued it
+        &Revocation {
+            target: user_cert_id,
+            reason: "key compromised".into(),
+            revoked_at: T0,
+        },
+    )
+    .unwrap();
+    v.add_revocation(&revocation.bytes).unwrap();
+    let err = v.verify(&ticket, &pool(&chain), &at(T0)).unwrap_err();
+    assert_eq!(
+        err,
+        VerifyError::Revoked {
+            kind: Kind::UserCert,
+            subject: "princeton.cs.alice".into(),
+            id: user_cert_id,
+            reason: "key compromised".into()
+        }
+    );
+}
+
+#[test]
+fn revocation_by_an_unrelated_key_is_not_honoured() {
+    let (policy, ticket, chain) = fixtures::three_link_chain().unwrap();
+    let mut v = Verifier::new(policy);
+    let target = objects::CertId::of(&chain[0]);
+    let r = objects::sign(&key(99), &Revocation { target, reason: "griefing".into(), revoked_at: T0 }).unwrap();
+    v.add_revocation(&r.bytes).unwrap();
+    v.verify(&ticket, &pool(&chain), &at(T0)).unwrap();
+    // The user may not revoke their own issuer's statement either: only issuers and above.
+    let r = objects::sign(&key(3), &Revocation { target, reason: "self".into(), revoked_at: T0 }).unwrap();
+    v.add_revocation(&r.bytes).unwrap();
+    v.verify(&ticket, &pool(&chain), &at(T0)).unwrap();
+    // The root may.
+    let r = objects::sign(&key(1), &Revocation { target, reason: "root says".into(), revoked_at: T0 }).unwrap();
+    v.add_revocation(&r.bytes).unwrap();
+    assert!(matches!(v.verify(&ticket, &pool(&chain), &at(T0)), Err(VerifyError::Revoked { .. })));
+}
+
+#[test]
+fn replayed_nonce() {
+    let (policy, ticket, chain) = fixtures::three_link_chain().unwrap();
+    let mut v = Verifier::new(policy);
+    v.admit_ticket(&ticket, &pool(&chain), &at(T0 + 5)).unwrap();
+    let err = v.admit_ticket(&ticket, &pool(&chain), &at(T0 + 6)).unwrap_err();
+    assert!(matches!(err, VerifyError::Replayed { .. }), "{err}");
+}
+
+#[test]
+fn stale_ticket_outside_the_replay_window() {
+    let (policy, ticket, chain) = fixtures::three_link_chain().unwrap();
+    let err = Verifier::new(policy)
+        .admit_ticket(&ticket, &pool(&chain), &at(T0 + REPLAY_WINDOW_SECS + 1))
+        .unwrap_err();
+    assert!(matches!(err, VerifyError::StaleTicket { .. }), "{err}");
+}
+
+#[test]
+fn wrong_audience() {
+    let (root, alice) = (key(1), key(3));
+    let user = fixtures::user_cert(&root, &alice, "princeton.alice", "princeton.*").unwrap();
+    let mut body = ticket_body("princeton.codeen", 1);
+    body.nodes = NodeSet::only(vec![key(50).public(), key(51).public()]);
+    let ticket = objects::sign(&alice, &body).unwrap().bytes;
+    let mut v = Verifier::new(policy_for(&[("princeton", &root)]));
+    let on = |n: u8| Context {
+        now: T0,
+        node: Some(key(n).public()),
+    };
+    v.verify(&ticket, &[&user], &on(50)).unwrap();
+    assert_eq!(
+        v.verify(&ticket, &[&user], &on(52)).unwrap_err(),
+        VerifyError::WrongAudience {
+            kind: Kind::SliceTicket,
+            node: key(52).public().peer_id()
+        }
+    );
+}
+
+#[test]
+fn untrusted_root() {
+    let (policy, ticket, chain) = fixtures::three_link_chain().unwrap();
+    let _ = policy;
+    let other = policy_for(&[("mit", &key(7))]);
+    let err = Verifier::new(other).verify(&ticket, &pool(&chain), &at(T0)).unwrap_err();
+    assert_eq!(err, VerifyError::UntrustedRoot { key: key(1).public() });
+}
+
+#[test]
+fn namespace_escape() {
+    // Authority `princeton` certifying `mit.alice`.
+    let (root, alice) = (key(1), key(3));
+    let user = fixtures::user_cert(&root, &alice, "mit.alice", "mit.*").unwrap();
+    let mut v = Verifier::new(policy_for(&[("princeton", &root), ("mit", &key(2))]));
+    let err = v.verify(&user, &[], &at(T0)).unwrap_err();
+    assert_eq!(
+        err,
+        VerifyError::NamespaceEscape {
+            what: "name",
+            name: "mit.alice".into(),
+            issuer: "princeton".into(),
+            allowed: "princeton.*".into()
+        }
+    );
+    // A user of princeton asking for a slice of mit.
+    let user = fixtures::user_cert(&root, &alice, "princeton.alice", "princeton.*").unwrap();
+    let ticket = objects::sign(&alice, &ticket_body("mit.codeen", 1)).unwrap().bytes;
+    let err = v.verify(&ticket, &[&user], &at(T0)).unwrap_err();
+    assert!(matches!(err, VerifyError::NamespaceEscape { what: "slice", .. }), "{err}");
+}
+
+#[test]
+fn widening_caps_is_rejected() {
+    let (root, alice) = (key(1), key(3));
+    let mut policy = policy_for(&[("princeton", &root)]);
+    // Cap memory at the root: 32 MiB; the fixture ticket asks for 64 MiB.
+    let mut a = policy.authorities()[0].clone();
+    a.caps = ResourceCaps {
+        memory: Some(32 << 20),
+        ..Default::default()
+    };
+    policy = slicefed_trust::TrustPolicy::new(vec![a]).unwrap();
+    let user = fixtures::user_cert(&root, &alice, "princeton.alice", "princeton.*").unwrap();
+    let ticket = objects::sign(&alice, &ticket_body("princeton.codeen", 1)).unwrap().bytes;
+    let err = Verifier::new(policy).verify(&ticket, &[&user], &at(T0)).unwrap_err();
+    match err {
+        VerifyError::Widening { kind, widening, .. } => {
+            assert_eq!(kind, Kind::SliceTicket);
+            assert_eq!(widening.what, "memory");
+        }
+        e => panic!("{e}"),
+    }
+}
+
+#[test]
+fn widening_network_is_rejected() {
+    let (root, alice) = (key(1), key(3));
+    let mut grant = open_grant(Rights::CREATE);
+    grant.network.connect = RuleSet::Only(vec![ConnectRule::parse("tcp:10.0.0.0/8:80").unwrap()]);
+    let user = objects::sign(
+        &root,
+        &UserCert {
+            subject: alice.public(),
+            name: name("princeton.alice"),
+            slices: Pattern::parse("princeton.*").unwrap(),
+            grant,
+        },
+    )
+    .unwrap()
+    .bytes;
+    let mut body = ticket_body("princeton.codeen", 1);
+    body.network.connect = RuleSet::Only(vec![ConnectRule::parse("tcp:10.0.0.0/8:81").unwrap()]);
+    let ticket = objects::sign(&alice, &body).unwrap().bytes;
+    let err = Verifier::new(policy_for(&[("princeton", &root)]))
+        .verify(&ticket, &[&user], &at(T0))
+        .unwrap_err();
+    assert!(matches!(&err, VerifyError::Widening { widening, .. } if widening.what == "connect"), "{err}");
+}
+
+#[test]
+fn widening_validity_is_rejected() {
+    let (root, alice) = (key(1), key(3));
+    let user = fixtures::user_cert(&root, &alice, "princeton.alice", "princeton.*").unwrap();
+    let mut body = ticket_body("princeton.codeen", 1);
+    body.validity = Validity::starting(T0, 1000 * DAY);
+    let ticket = objects::sign(&alice, &body).unwrap().bytes;
+    let err = Verifier::new(policy_for(&[("princeton", &root)]))
+        .verify(&ticket, &[&user], &at(T0))
+        .unwrap_err();
+    assert!(matches!(&err, VerifyError::Widening { widening, .. } if widening.what == "validity"), "{err}");
+}
+
+#[test]
+fn missing_right_and_wrong_issuer() {
+    let (root, alice, bob) = (key(1), key(3), key(4));
+    // Alice may only create; she cannot delegate.
+    let user = objects::sign(
+        &root,
+        &UserCert {
+            subject: alice.public(),
+            name: name("princeton.alice"),
+            slices: Pattern::parse("princeton.*").unwrap(),
+            grant: open_grant(Rights::CREATE),
+        },
+    )
+    .unwrap()
+    .bytes;
+    let delegation = objects::sign(
+        &alice,
+        &objects::Delegation {
+            subject: bob.public(),
+            slices: Pattern::parse("princeton.codeen").unwrap(),
+            grant: open_grant(Rights::CREATE),
+        },
+    )
+    .unwrap()
+    .bytes;
+    let mut v = Verifier::new(policy_for(&[("princeton", &root)]));
+    let err = v.verify(&delegation, &[&user], &at(T0)).unwrap_err();
+    assert!(matches!(err, VerifyError::MissingRight { right, .. } if right == Rights::DELEGATE), "{err}");
+    // A user cannot certify another user.
+    let bob_cert = fixtures::user_cert(&alice, &bob, "princeton.bob", "princeton.*").unwrap();
+    let err = v.verify(&bob_cert, &[&user], &at(T0)).unwrap_err();
+    assert_eq!(
+        err,
+        VerifyError::WrongIssuer {
+            kind: Kind::UserCert,
+            issuer_role: "user"
+        }
+    );
+}
+
+#[test]
+fn delegation_chain_verifies_and_keeps_the_user_responsible() {
+    let (root, alice, service) = (key(1), key(3), key(5));
+    let user = fixtures::user_cert(&root, &alice, "princeton.alice", "princeton.*").unwrap();
+    let delegation = objects::sign(
+        &alice,
+        &objects::Delegation {
+            subject: service.public(),
+            slices: Pattern::parse("princeton.codeen").unwrap(),
+            grant: open_grant(Rights::CREATE),
+        },
+    )
+    .unwrap()
+    .bytes;
+    let ticket = objects::sign(&service, &ticket_body("princeton.codeen", 9)).unwrap().bytes;
+    let mut v = Verifier::new(policy_for(&[("princeton", &root)]));
+    let ok = v.verify(&ticket, &[&user, &delegation], &at(T0)).unwrap();
+    assert_eq!(ok.responsible.user.unwrap().as_str(), "princeton.alice");
+    // The delegate's grant is exact: another slice escapes it.
+    let other = objects::sign(&service, &ticket_body("princeton.other", 9)).unwrap().bytes;
+    assert!(matches!(
+        v.verify(&other, &[&user, &delegation], &at(T0)),
+        Err(VerifyError::NamespaceEscape { what: "slice", .. })
+    ));
+}
+
+#[test]
+fn tampered_chain_member_is_reported_precisely() {
+    let (policy, ticket, mut chain) = fixtures::three_link_chain().unwrap();
+    let n = chain[0].len();
+    chain[0][n - 3] ^= 0x40;
+    let err = Verifier::new(policy).verify(&ticket, &pool(&chain), &at(T0)).unwrap_err();
+    assert!(
+        matches!(err, VerifyError::Object(ObjectError::BadSignature { kind: Kind::UserCert, .. })),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_ticket_is_not_a_user_certificate() {
+    let (_, ticket, _) = fixtures::three_link_chain().unwrap();
+    let err = objects::open::<UserCert>(&ticket).unwrap_err();
+    assert_eq!(
+        err,
+        ObjectError::WrongKind {
+            expected: Kind::UserCert,
+            found: Kind::SliceTicket
+        }
+    );
+}
