@@ -15,6 +15,7 @@ use crate::objects::{
     Revocation, Signed, SliceTicket, UserCert,
 };
 use crate::policy::TrustPolicy;
+use ed25519_dalek::VerifyingKey;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -27,6 +28,8 @@ pub const CLOCK_SKEW_SECS: u64 = 60;
 pub const REPLAY_WINDOW_SECS: u64 = 600;
 /// Most verified objects cached.
 pub const MAX_CACHED_OBJECTS: usize = 65_536;
+/// Most decompressed signer keys kept.
+pub const MAX_CACHED_KEYS: usize = 65_536;
 /// Most revocations held.
 pub const MAX_REVOCATIONS: usize = 1_000_000;
 /// Most revocations kept per target (different revokers).
@@ -237,27 +240,47 @@ impl Opened {
     }
 }
 
-fn opened<T: Body>(s: Signed<T>, wrap: fn(T) -> Object) -> Opened {
-    Opened {
-        id: s.id,
+fn opened<T: Body>(id: CertId, env: &objects::Envelope, wrap: fn(T) -> Object) -> Result<Opened, ObjectError> {
+    Ok(Opened {
+        id,
         kind: T::KIND,
-        signer: s.signer,
-        object: wrap(s.body),
-    }
+        signer: env.signer,
+        object: wrap(objects::decode_body::<T>(env)?),
+    })
 }
 
 /// Opens envelope bytes of any kind: signature first, then the body.
 pub fn open_any(bytes: &[u8]) -> Result<Opened, ObjectError> {
+    open_any_with(bytes, CertId::of(bytes), |pk| {
+        pk.verifying_key().map_err(|_| ObjectError::BadSignature {
+            kind: Kind::AuthorityRoot,
+            signer: *pk,
+        })
+    })
+}
+
+/// [`open_any`] with a source of decompressed signer keys.
+fn open_any_with(
+    bytes: &[u8],
+    id: CertId,
+    mut key_of: impl FnMut(&PublicKey) -> Result<VerifyingKey, ObjectError>,
+) -> Result<Opened, ObjectError> {
     let env = objects::decode_envelope(bytes)?;
+    let key = key_of(&env.signer).map_err(|_| ObjectError::BadSignature {
+        kind: env.kind,
+        signer: env.signer,
+    })?;
+    objects::check_signature_with(&env, &key)?;
+    let e = &env;
     match env.kind {
-        Kind::AuthorityRoot => objects::open::<AuthorityRoot>(bytes).map(|s| opened(s, Object::AuthorityRoot)),
-        Kind::AuthorityCert => objects::open::<AuthorityCert>(bytes).map(|s| opened(s, Object::AuthorityCert)),
-        Kind::UserCert => objects::open::<UserCert>(bytes).map(|s| opened(s, Object::UserCert)),
-        Kind::NodeCert => objects::open::<NodeCert>(bytes).map(|s| opened(s, Object::NodeCert)),
-        Kind::Delegation => objects::open::<Delegation>(bytes).map(|s| opened(s, Object::Delegation)),
-        Kind::SliceTicket => objects::open::<SliceTicket>(bytes).map(|s| opened(s, Object::SliceTicket)),
-        Kind::Revocation => objects::open::<Revocation>(bytes).map(|s| opened(s, Object::Revocation)),
-        Kind::NodeReceipt => objects::open::<NodeReceipt>(bytes).map(|s| opened(s, Object::NodeReceipt)),
+        Kind::AuthorityRoot => opened(id, e, Object::AuthorityRoot),
+        Kind::AuthorityCert => opened(id, e, Object::AuthorityCert),
+        Kind::UserCert => opened(id, e, Object::UserCert),
+        Kind::NodeCert => opened(id, e, Object::NodeCert),
+        Kind::Delegation => opened(id, e, Object::Delegation),
+        Kind::SliceTicket => opened(id, e, Object::SliceTicket),
+        Kind::Revocation => opened(id, e, Object::Revocation),
+        Kind::NodeReceipt => opened(id, e, Object::NodeReceipt),
     }
 }
 
@@ -574,6 +597,7 @@ pub struct Verifier {
     revocations: RevocationSet,
     replay: ReplayGuard,
     cache: HashMap<CertId, Arc<Opened>>,
+    keys: HashMap<PublicKey, VerifyingKey>,
 }
 
 impl Verifier {
@@ -584,6 +608,7 @@ impl Verifier {
             revocations: RevocationSet::default(),
             replay: ReplayGuard::default(),
             cache: HashMap::new(),
+            keys: HashMap::new(),
         }
     }
 
@@ -611,7 +636,21 @@ impl Verifier {
         if let Some(o) = self.cache.get(&id) {
             return Ok(o.clone());
         }
-        let o = Arc::new(open_any(bytes)?);
+        let keys = &mut self.keys;
+        let o = Arc::new(open_any_with(bytes, id, |pk| {
+            if let Some(k) = keys.get(pk) {
+                return Ok(*k);
+            }
+            let k = pk.verifying_key().map_err(|_| ObjectError::BadSignature {
+                kind: Kind::AuthorityRoot,
+                signer: *pk,
+            })?;
+            if keys.len() >= MAX_CACHED_KEYS {
+                keys.clear();
+            }
+            keys.insert(*pk, k);
+            Ok(k)
+        })?);
         if self.cache.len() >= MAX_CACHED_OBJECTS {
             // Any victim will do: a miss costs one signature check, never a wrong answer.
             if let Some(victim) = self.cache.keys().next().copied() {
@@ -622,7 +661,7 @@ impl Verifier {
         Ok(o)
     }
 
-    /// Drops every cached object.
+    /// Drops every cached object (signer keys stay: they are not trust, only arithmetic).
     pub fn clear_cache(&mut self) {
         self.cache.clear();
     }
