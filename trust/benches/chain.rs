@@ -3,7 +3,12 @@
 //! `cargo bench -p slicefed-trust --bench chain`
 //!
 //! Goals (issue #2): cold 3-link verification ≥ 0.9 × (raw verifies/s ÷ 3); cached ≥ 20 × cold.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    missing_docs
+)]
 
 use ed25519_dalek::{Signature, Signer, SigningKey};
 use slicefed_trust::fixtures::{T0, three_link_chain};
@@ -34,11 +39,17 @@ fn rate(budget: Duration, mut f: impl FnMut()) -> f64 {
 
 fn main() {
     let budget = Duration::from_millis(
-        std::env::var("BENCH_MS").ok().and_then(|s| s.parse().ok()).unwrap_or(3000),
+        std::env::var("BENCH_MS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(3000),
     );
     let (policy, ticket, chain) = three_link_chain().unwrap();
     let pool: Vec<&[u8]> = chain.iter().map(|b| b.as_slice()).collect();
-    let ctx = Context { now: T0, node: None };
+    let ctx = Context {
+        now: T0,
+        node: None,
+    };
 
     // The limit: one verify_strict over a message of a typical certificate's size.
     let key = SigningKey::from_bytes(&[9; 32]);
@@ -61,6 +72,12 @@ fn main() {
 
     let limit = raw / 3.0;
     println!("raw ed25519 verify_strict      {raw:>12.0} /s");
-    println!("3-link chain, cold             {cold:>12.0} /s   {:.2} x (raw / 3)   goal >= 0.90", cold / limit);
-    println!("3-link chain, cached           {cached:>12.0} /s   {:.1} x cold        goal >= 20", cached / cold);
+    println!(
+        "3-link chain, cold             {cold:>12.0} /s   {:.2} x (raw / 3)   goal >= 0.90",
+        cold / limit
+    );
+    println!(
+        "3-link chain, cached           {cached:>12.0} /s   {:.1} x cold        goal >= 20",
+        cached / cold
+    );
 }

@@ -7,7 +7,10 @@ use serde::ser::SerializeTuple;
 use serde::{Deserializer, Serializer};
 use std::fmt;
 
-pub(crate) fn serialize<S: Serializer, const N: usize>(bytes: &[u8; N], s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn serialize<S: Serializer, const N: usize>(
+    bytes: &[u8; N],
+    s: S,
+) -> Result<S::Ok, S::Error> {
     if s.is_human_readable() {
         s.serialize_str(&hex::encode(bytes))
     } else {
@@ -19,7 +22,9 @@ pub(crate) fn serialize<S: Serializer, const N: usize>(bytes: &[u8; N], s: S) ->
     }
 }
 
-pub(crate) fn deserialize<'de, D: Deserializer<'de>, const N: usize>(d: D) -> Result<[u8; N], D::Error> {
+pub(crate) fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
+    d: D,
+) -> Result<[u8; N], D::Error> {
     if d.is_human_readable() {
         let s: std::borrow::Cow<'de, str> = serde::Deserialize::deserialize(d)?;
         parse_hex::<N>(&s).map_err(D::Error::custom)
@@ -33,7 +38,9 @@ pub(crate) fn deserialize<'de, D: Deserializer<'de>, const N: usize>(d: D) -> Re
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 let mut out = [0u8; N];
                 for (i, slot) in out.iter_mut().enumerate() {
-                    *slot = seq.next_element()?.ok_or_else(|| A::Error::invalid_length(i, &self))?;
+                    *slot = seq
+                        .next_element()?
+                        .ok_or_else(|| A::Error::invalid_length(i, &self))?;
                 }
                 Ok(out)
             }

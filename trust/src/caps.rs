@@ -33,9 +33,33 @@ fn widen(what: &'static str, detail: impl Into<String>) -> Widening {
 }
 
 /// Rights a certificate grants, as a bit set.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "u8", into = "u8")]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Rights(u8);
+
+// A bit set in the binary codec, a readable list (`"create,delegate"`) in JSON and TOML.
+impl Serialize for Rights {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(&self.to_string())
+        } else {
+            s.serialize_u8(self.0)
+        }
+    }
+}
+impl<'de> Deserialize<'de> for Rights {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        if d.is_human_readable() {
+            let s = String::deserialize(d)?;
+            if s == "none" {
+                return Ok(Rights::NONE);
+            }
+            Rights::parse(&s).map_err(D::Error::custom)
+        } else {
+            Rights::try_from(u8::deserialize(d)?).map_err(D::Error::custom)
+        }
+    }
+}
 
 impl Rights {
     /// Create slivers of the granted slices (issue tickets).
@@ -77,7 +101,9 @@ impl Rights {
             let (bit, _) = Self::NAMES
                 .iter()
                 .find(|(_, n)| *n == word)
-                .ok_or_else(|| format!("unknown right `{word}` (known: create, delegate, audit, certify)"))?;
+                .ok_or_else(|| {
+                    format!("unknown right `{word}` (known: create, delegate, audit, certify)")
+                })?;
             r = r.union(*bit);
         }
         Ok(r)
@@ -89,7 +115,11 @@ impl Rights {
         } else {
             Err(widen(
                 "rights",
-                format!("asks for {} but the issuer holds only {}", self.without(parent), parent),
+                format!(
+                    "asks for {} but the issuer holds only {}",
+                    self.without(parent),
+                    parent
+                ),
             ))
         }
     }
@@ -217,7 +247,10 @@ pub struct PortRange {
 }
 impl PortRange {
     /// Every port.
-    pub const ALL: PortRange = PortRange { first: 0, last: u16::MAX };
+    pub const ALL: PortRange = PortRange {
+        first: 0,
+        last: u16::MAX,
+    };
     /// True if `port` lies in the range.
     pub fn contains(&self, port: u16) -> bool {
         self.first <= port && port <= self.last
@@ -280,7 +313,11 @@ fn mask(width: u8, prefix: u8) -> u128 {
     if prefix == 0 {
         0
     } else {
-        let all = if width == 128 { u128::MAX } else { (1u128 << width) - 1 };
+        let all = if width == 128 {
+            u128::MAX
+        } else {
+            (1u128 << width) - 1
+        };
         all & !(all >> prefix)
     }
 }
@@ -298,7 +335,10 @@ impl IpNet {
     fn check(&self) -> Result<(), String> {
         let (bits, width) = addr_bits(&self.addr);
         if self.prefix > width {
-            return Err(format!("prefix /{} is longer than {width} bits", self.prefix));
+            return Err(format!(
+                "prefix /{} is longer than {width} bits",
+                self.prefix
+            ));
         }
         if bits & !mask(width, self.prefix) != 0 {
             return Err(format!("{}/{} has host bits set", self.addr, self.prefix));
@@ -311,10 +351,14 @@ impl IpNet {
             None => (s, None),
         };
         let addr = addr.trim_start_matches('[').trim_end_matches(']');
-        let addr: IpAddr = addr.parse().map_err(|_| format!("`{addr}` is not an IP address"))?;
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("`{addr}` is not an IP address"))?;
         let width = addr_bits(&addr).1;
         let prefix = match prefix {
-            Some(p) => p.parse::<u8>().map_err(|_| format!("`{p}` is not a prefix length"))?,
+            Some(p) => p
+                .parse::<u8>()
+                .map_err(|_| format!("`{p}` is not a prefix length"))?,
             None => width,
         };
         let net = IpNet { addr, prefix };
@@ -343,8 +387,12 @@ pub struct ConnectRule {
 impl ConnectRule {
     /// Parses `tcp:10.0.0.0/8:80-443`, `udp:[::1]/128:53`, `tcp:0.0.0.0/0:*`.
     pub fn parse(s: &str) -> Result<ConnectRule, String> {
-        let (proto, rest) = s.split_once(':').ok_or_else(|| format!("`{s}` is not PROTO:ADDR/PREFIX:PORTS"))?;
-        let (net, ports) = rest.rsplit_once(':').ok_or_else(|| format!("`{s}` has no ports"))?;
+        let (proto, rest) = s
+            .split_once(':')
+            .ok_or_else(|| format!("`{s}` is not PROTO:ADDR/PREFIX:PORTS"))?;
+        let (net, ports) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| format!("`{s}` has no ports"))?;
         Ok(ConnectRule {
             proto: Proto::parse(proto)?,
             net: IpNet::parse(net)?,
@@ -380,7 +428,9 @@ pub struct ListenRule {
 impl ListenRule {
     /// Parses `tcp:8080` or `udp:5000-5010`.
     pub fn parse(s: &str) -> Result<ListenRule, String> {
-        let (proto, ports) = s.split_once(':').ok_or_else(|| format!("`{s}` is not PROTO:PORTS"))?;
+        let (proto, ports) = s
+            .split_once(':')
+            .ok_or_else(|| format!("`{s}` is not PROTO:PORTS"))?;
         Ok(ListenRule {
             proto: Proto::parse(proto)?,
             ports: PortRange::parse(ports)?,
@@ -440,10 +490,15 @@ impl<R: Rule> RuleSet<R> {
     fn narrows(&self, parent: &RuleSet<R>, what: &'static str) -> Result<(), Widening> {
         match (self, parent) {
             (_, RuleSet::Any) => Ok(()),
-            (RuleSet::Any, RuleSet::Only(_)) => Err(widen(what, "asks for any while the issuer lists rules")),
+            (RuleSet::Any, RuleSet::Only(_)) => {
+                Err(widen(what, "asks for any while the issuer lists rules"))
+            }
             (RuleSet::Only(mine), RuleSet::Only(theirs)) => {
                 match mine.iter().find(|r| !theirs.iter().any(|o| r.within(o))) {
-                    Some(r) => Err(widen(what, format!("{r} is not inside any of the issuer's rules"))),
+                    Some(r) => Err(widen(
+                        what,
+                        format!("{r} is not inside any of the issuer's rules"),
+                    )),
                     None => Ok(()),
                 }
             }
@@ -541,11 +596,15 @@ impl NodeSet {
     pub fn narrows(&self, parent: &NodeSet) -> Result<(), Widening> {
         match (self, parent) {
             (_, NodeSet::AnyTrusting) => Ok(()),
-            (NodeSet::AnyTrusting, NodeSet::Only(_)) => {
-                Err(widen("nodes", "asks for any node while the issuer lists nodes"))
-            }
+            (NodeSet::AnyTrusting, NodeSet::Only(_)) => Err(widen(
+                "nodes",
+                "asks for any node while the issuer lists nodes",
+            )),
             (NodeSet::Only(mine), p) => match mine.iter().find(|n| !p.contains(n)) {
-                Some(n) => Err(widen("nodes", format!("node {} is not in the issuer's set", n.peer_id()))),
+                Some(n) => Err(widen(
+                    "nodes",
+                    format!("node {} is not in the issuer's set", n.peer_id()),
+                )),
                 None => Ok(()),
             },
         }
@@ -664,7 +723,10 @@ mod tests {
         let narrow = ConnectRule::parse("tcp:10.1.0.0/16:80-443").unwrap();
         assert!(narrow.within(&wide));
         assert!(!wide.within(&narrow));
-        assert!(ConnectRule::parse("tcp:10.0.0.1/8:80").is_err(), "host bits");
+        assert!(
+            ConnectRule::parse("tcp:10.0.0.1/8:80").is_err(),
+            "host bits"
+        );
         assert!(ConnectRule::parse("tcp:10.0.0.0/33:80").is_err());
         assert!(ConnectRule::parse("tcp:10.0.0.0/8:90-80").is_err());
         let v6 = ConnectRule::parse("udp:[2001:db8::]/32:53").unwrap();

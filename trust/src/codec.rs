@@ -81,10 +81,11 @@ pub fn decode<T: Serialize + DeserializeOwned>(
             max,
         });
     }
-    let (value, rest) = postcard::take_from_bytes::<T>(bytes).map_err(|e| CodecError::Malformed {
-        what,
-        detail: e.to_string(),
-    })?;
+    let (value, rest) =
+        postcard::take_from_bytes::<T>(bytes).map_err(|e| CodecError::Malformed {
+            what,
+            detail: e.to_string(),
+        })?;
     if !rest.is_empty() {
         return Err(CodecError::TrailingBytes {
             what,
@@ -114,20 +115,29 @@ mod tests {
         b.push(0);
         assert_eq!(
             decode::<u32>("t", &b, 64),
-            Err(CodecError::TrailingBytes { what: "t", extra: 1 })
+            Err(CodecError::TrailingBytes {
+                what: "t",
+                extra: 1
+            })
         );
     }
 
     #[test]
     fn rejects_overlong_varint() {
         // 1 encoded as a two-byte varint: the decoder accepts it, canonicality does not.
-        assert_eq!(decode::<u32>("t", &[0x81, 0x00], 64), Err(CodecError::NonCanonical { what: "t" }));
+        assert_eq!(
+            decode::<u32>("t", &[0x81, 0x00], 64),
+            Err(CodecError::NonCanonical { what: "t" })
+        );
     }
 
     #[test]
     fn rejects_oversized_before_decoding() {
         let b = vec![0u8; 65];
-        assert!(matches!(decode::<Vec<u8>>("t", &b, 64), Err(CodecError::TooLarge { .. })));
+        assert!(matches!(
+            decode::<Vec<u8>>("t", &b, 64),
+            Err(CodecError::TooLarge { .. })
+        ));
     }
 
     #[test]

@@ -50,7 +50,12 @@ pub fn open_grant(rights: Rights) -> Grant {
 }
 
 /// A user certificate from `authority` for `user` named `name`.
-pub fn user_cert(authority: &SecretKey, user: &SecretKey, user_name: &str, slices: &str) -> Result<Vec<u8>, ObjectError> {
+pub fn user_cert(
+    authority: &SecretKey,
+    user: &SecretKey,
+    user_name: &str,
+    slices: &str,
+) -> Result<Vec<u8>, ObjectError> {
     let body = UserCert {
         subject: user.public(),
         name: name(user_name),
@@ -61,7 +66,11 @@ pub fn user_cert(authority: &SecretKey, user: &SecretKey, user_name: &str, slice
 }
 
 /// A sub-authority certificate.
-pub fn authority_cert(parent: &SecretKey, child: &SecretKey, namespace: &str) -> Result<Vec<u8>, ObjectError> {
+pub fn authority_cert(
+    parent: &SecretKey,
+    child: &SecretKey,
+    namespace: &str,
+) -> Result<Vec<u8>, ObjectError> {
     let body = AuthorityCert {
         subject: child.public(),
         namespace: name(namespace),
@@ -89,9 +98,12 @@ pub fn ticket_body(slice: &str, n: u8) -> SliceTicket {
     }
 }
 
+/// A policy, a leaf's envelope bytes, and the chain that supports it.
+pub type Chain = (TrustPolicy, Vec<u8>, Vec<Vec<u8>>);
+
 /// The standard 3-link chain: root `princeton` → sub-authority `princeton.cs` → user
 /// `princeton.cs.alice` → ticket for `princeton.cs.codeen`. Returns (policy, ticket, pool).
-pub fn three_link_chain() -> Result<(TrustPolicy, Vec<u8>, Vec<Vec<u8>>), ObjectError> {
+pub fn three_link_chain() -> Result<Chain, ObjectError> {
     let (root, sub, alice) = (key(1), key(2), key(3));
     let policy = policy_for(&[("princeton", &root)]);
     let sub_cert = authority_cert(&root, &sub, "princeton.cs")?;

@@ -70,7 +70,8 @@ impl PublicKey {
     pub fn parse(s: &str) -> Result<Self, KeyError> {
         let s = s.trim();
         if s.len() == 64 {
-            let pk = PublicKey::from_hex(s).map_err(|e| KeyError::BadPublicKey(format!("{s} ({e})")))?;
+            let pk =
+                PublicKey::from_hex(s).map_err(|e| KeyError::BadPublicKey(format!("{s} ({e})")))?;
             pk.verifying_key()?;
             Ok(pk)
         } else {
@@ -118,7 +119,10 @@ impl SecretKey {
     /// The text of a secret key file: a tag line and the hex seed.
     pub fn to_file_text(&self) -> Zeroizing<String> {
         let seed = self.seed();
-        Zeroizing::new(format!("{SECRET_KEY_FILE_TAG}\n{}\n", hex::encode(seed.as_ref())))
+        Zeroizing::new(format!(
+            "{SECRET_KEY_FILE_TAG}\n{}\n",
+            hex::encode(seed.as_ref())
+        ))
     }
 
     /// Parses the text of a secret key file, strictly.
@@ -155,7 +159,10 @@ mod tests {
             let mut s = seed;
             let lk = libp2p_identity::Keypair::ed25519_from_bytes(&mut s).unwrap();
             assert_eq!(sk.public().peer_id(), lk.public().to_peer_id().to_string());
-            assert_eq!(PublicKey::from_peer_id(&sk.public().peer_id()).unwrap(), sk.public());
+            assert_eq!(
+                PublicKey::from_peer_id(&sk.public().peer_id()).unwrap(),
+                sk.public()
+            );
         }
     }
 

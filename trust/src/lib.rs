@@ -30,7 +30,10 @@ pub mod objects;
 pub mod policy;
 pub mod verify;
 
-pub use caps::{ConnectRule, Grant, ListenRule, NetworkRights, NodeSet, PortRange, Proto, ResourceCaps, Rights, RuleSet, Validity};
+pub use caps::{
+    ConnectRule, Grant, ListenRule, NetworkRights, NodeSet, PortRange, Proto, ResourceCaps, Rights,
+    RuleSet, Validity,
+};
 pub use keys::{PublicKey, SecretKey};
 pub use names::{Name, Pattern};
 pub use objects::{CertId, Credential, Kind, ModuleHash, Nonce, Signed};

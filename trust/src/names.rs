@@ -54,7 +54,11 @@ impl Name {
             {
                 return Err(err("labels may hold only a-z, 0-9, `_` and `-`"));
             }
-            if !label.as_bytes().first().is_some_and(|b| b.is_ascii_alphanumeric()) {
+            if !label
+                .as_bytes()
+                .first()
+                .is_some_and(|b| b.is_ascii_alphanumeric())
+            {
                 return Err(err("a label must start with a letter or digit"));
             }
         }
@@ -191,7 +195,18 @@ mod tests {
         for ok in ["princeton", "princeton.alice", "mit.csail.node-1", "a_b.c9"] {
             assert!(Name::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["", ".", "a..b", "A.b", "a.", ".a", "-a", "a b", "a/b", &"a.".repeat(17)] {
+        for bad in [
+            "",
+            ".",
+            "a..b",
+            "A.b",
+            "a.",
+            ".a",
+            "-a",
+            "a b",
+            "a/b",
+            &"a.".repeat(17),
+        ] {
             assert!(Name::parse(bad).is_err(), "{bad}");
         }
     }

@@ -62,8 +62,7 @@ pub const MAX_CREDENTIAL_OBJECTS: usize = 8;
 pub const MAX_REASON_BYTES: usize = 512;
 
 /// The kinds of signed object.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "u8", into = "u8")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Kind {
     /// An authority's self-signed statement of its name and key (`authority.pub`).
@@ -130,6 +129,31 @@ impl Kind {
         }
     }
 }
+// One byte in the binary codec; the tag's last part (`slice-ticket`) in JSON.
+impl Serialize for Kind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(self.tag().trim_start_matches("slicefed/"))
+        } else {
+            s.serialize_u8(*self as u8)
+        }
+    }
+}
+impl<'de> Deserialize<'de> for Kind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        if d.is_human_readable() {
+            let s = String::deserialize(d)?;
+            Kind::ALL
+                .into_iter()
+                .find(|k| k.tag().trim_start_matches("slicefed/") == s)
+                .ok_or_else(|| D::Error::custom(format!("unknown object kind `{s}`")))
+        } else {
+            Kind::try_from(u8::deserialize(d)?).map_err(D::Error::custom)
+        }
+    }
+}
+
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -265,10 +289,13 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, ObjectError> {
 /// Checks an envelope's signature with `verify_strict`. On failure, says whether the bytes
 /// were signed as another kind (a relabelling attack) or are simply forged.
 pub fn check_signature(env: &Envelope) -> Result<(), ObjectError> {
-    let key = env.signer.verifying_key().map_err(|_| ObjectError::BadSignature {
-        kind: env.kind,
-        signer: env.signer,
-    })?;
+    let key = env
+        .signer
+        .verifying_key()
+        .map_err(|_| ObjectError::BadSignature {
+            kind: env.kind,
+            signer: env.signer,
+        })?;
     check_signature_with(env, &key)
 }
 
@@ -397,7 +424,10 @@ pub fn sign_mislabelled(key: &SecretKey, presented: Kind, signed_as: Kind, body:
 
 fn check_reason(reason: &str) -> Result<(), String> {
     if reason.len() > MAX_REASON_BYTES {
-        Err(format!("reason is {} bytes, at most {MAX_REASON_BYTES}", reason.len()))
+        Err(format!(
+            "reason is {} bytes, at most {MAX_REASON_BYTES}",
+            reason.len()
+        ))
     } else {
         Ok(())
     }
@@ -607,14 +637,20 @@ impl Credential {
         if c.objects.is_empty() || c.objects.len() > MAX_CREDENTIAL_OBJECTS {
             return Err(CodecError::Invalid {
                 what: "credential file",
-                detail: format!("{} objects, expected 1 to {MAX_CREDENTIAL_OBJECTS}", c.objects.len()),
+                detail: format!(
+                    "{} objects, expected 1 to {MAX_CREDENTIAL_OBJECTS}",
+                    c.objects.len()
+                ),
             });
         }
         Ok(c)
     }
     /// The leaf's envelope bytes.
     pub fn leaf(&self) -> &[u8] {
-        self.objects.first().map(|b| b.as_slice()).unwrap_or_default()
+        self.objects
+            .first()
+            .map(|b| b.as_slice())
+            .unwrap_or_default()
     }
     /// The supporting chain's envelope bytes.
     pub fn chain(&self) -> impl Iterator<Item = &[u8]> {

@@ -115,7 +115,8 @@ impl TrustPolicy {
         if text.len() > MAX_POLICY_BYTES {
             return Err(PolicyError::TooLarge(text.len()));
         }
-        let file: PolicyFile = toml::from_str(text).map_err(|e| PolicyError::Syntax(e.message().to_string()))?;
+        let file: PolicyFile =
+            toml::from_str(text).map_err(|e| PolicyError::Syntax(e.message().to_string()))?;
         let mut out = Vec::with_capacity(file.authority.len().min(MAX_AUTHORITIES));
         for e in file.authority {
             let entry_err = |why: String| PolicyError::Entry {
@@ -132,7 +133,8 @@ impl TrustPolicy {
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|x| entry_err(x.to_string()))?,
             };
-            let size = |s: &Option<String>| s.as_deref().map(parse_size).transpose().map_err(&entry_err);
+            let size =
+                |s: &Option<String>| s.as_deref().map(parse_size).transpose().map_err(&entry_err);
             out.push(TrustedAuthority {
                 name,
                 key,

@@ -11,8 +11,8 @@ use crate::caps::{Grant, NetworkRights, NodeSet, Rights, Validity, Widening};
 use crate::keys::PublicKey;
 use crate::names::{Name, Pattern};
 use crate::objects::{
-    self, AuthorityCert, AuthorityRoot, Body, CertId, Delegation, Kind, NodeCert, NodeReceipt, Nonce, ObjectError,
-    Revocation, Signed, SliceTicket, UserCert,
+    self, AuthorityCert, AuthorityRoot, Body, CertId, Delegation, Kind, NodeCert, NodeReceipt,
+    Nonce, ObjectError, Revocation, Signed, SliceTicket, UserCert,
 };
 use crate::policy::TrustPolicy;
 use ed25519_dalek::VerifyingKey;
@@ -52,7 +52,9 @@ pub enum VerifyError {
         max: usize,
     },
     /// The chain does not reach a key the policy trusts.
-    #[error("untrusted root: the chain ends at key {key}, which the trust policy does not name and no supplied certificate certifies")]
+    #[error(
+        "untrusted root: the chain ends at key {key}, which the trust policy does not name and no supplied certificate certifies"
+    )]
     UntrustedRoot {
         /// The last key reached.
         key: PublicKey,
@@ -102,7 +104,9 @@ pub enum VerifyError {
         nonce: Nonce,
     },
     /// The ticket was issued outside the replay window.
-    #[error("stale ticket: issued at {issued_at}, outside the {window}s admission window around now ({now})")]
+    #[error(
+        "stale ticket: issued at {issued_at}, outside the {window}s admission window around now ({now})"
+    )]
     StaleTicket {
         /// When issued.
         issued_at: u64,
@@ -240,7 +244,11 @@ impl Opened {
     }
 }
 
-fn opened<T: Body>(id: CertId, env: &objects::Envelope, wrap: fn(T) -> Object) -> Result<Opened, ObjectError> {
+fn opened<T: Body>(
+    id: CertId,
+    env: &objects::Envelope,
+    wrap: fn(T) -> Object,
+) -> Result<Opened, ObjectError> {
     Ok(Opened {
         id,
         kind: T::KIND,
@@ -360,7 +368,11 @@ struct Reach {
 }
 
 fn allowed(patterns: &[Pattern]) -> String {
-    patterns.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+    patterns
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Reach {
@@ -380,7 +392,12 @@ impl Reach {
         }
         Ok(())
     }
-    fn contain(&self, what: &'static str, p: &Pattern, within: &[Pattern]) -> Result<(), VerifyError> {
+    fn contain(
+        &self,
+        what: &'static str,
+        p: &Pattern,
+        within: &[Pattern],
+    ) -> Result<(), VerifyError> {
         if within.iter().any(|o| p.is_within(o)) {
             Ok(())
         } else {
@@ -404,12 +421,20 @@ fn widening(link: &Opened) -> impl Fn(Widening) -> VerifyError + '_ {
 
 /// Applies one link to the reach of its issuer: checks and returns the subject's reach
 /// (`None` for leaves that grant nothing onward).
-fn step(parent: &Reach, link: &Opened, responsible: &mut Responsible) -> Result<Option<Reach>, VerifyError> {
+fn step(
+    parent: &Reach,
+    link: &Opened,
+    responsible: &mut Responsible,
+) -> Result<Option<Reach>, VerifyError> {
     let wide = widening(link);
     match &link.object {
         Object::AuthorityCert(c) => {
             parent.require(link.kind, &[Role::Authority], Rights::CERTIFY)?;
-            parent.contain("namespace", &Pattern::Exact(c.namespace.clone()), &parent.names)?;
+            parent.contain(
+                "namespace",
+                &Pattern::Exact(c.namespace.clone()),
+                &parent.names,
+            )?;
             c.grant.narrows(&parent.grant).map_err(wide)?;
             let ns = vec![Pattern::Below(c.namespace.clone())];
             Ok(Some(Reach {
@@ -434,7 +459,8 @@ fn step(parent: &Reach, link: &Opened, responsible: &mut Responsible) -> Result<
             c.grant.narrows(&parent.grant).map_err(wide)?;
             responsible.user = Some(c.name.clone());
             responsible.user_key = Some(c.subject);
-            responsible.authority = Name::parse(&parent.label).unwrap_or_else(|_| responsible.root.clone());
+            responsible.authority =
+                Name::parse(&parent.label).unwrap_or_else(|_| responsible.root.clone());
             Ok(Some(Reach {
                 key: c.subject,
                 role: Role::User,
@@ -448,7 +474,8 @@ fn step(parent: &Reach, link: &Opened, responsible: &mut Responsible) -> Result<
             parent.require(link.kind, &[Role::Authority], Rights::CERTIFY)?;
             parent.contain("name", &Pattern::Exact(c.name.clone()), &parent.names)?;
             c.validity.narrows(&parent.grant.validity).map_err(wide)?;
-            responsible.authority = Name::parse(&parent.label).unwrap_or_else(|_| responsible.root.clone());
+            responsible.authority =
+                Name::parse(&parent.label).unwrap_or_else(|_| responsible.root.clone());
             Ok(None)
         }
         Object::Delegation(d) => {
@@ -567,8 +594,16 @@ pub struct ReplayGuard {
 
 impl ReplayGuard {
     /// Admits `(signer, nonce)` once, for tickets issued within the window.
-    pub fn admit(&mut self, signer: PublicKey, nonce: Nonce, issued_at: u64, now: u64) -> Result<(), VerifyError> {
-        if issued_at.saturating_add(REPLAY_WINDOW_SECS) < now || issued_at > now.saturating_add(CLOCK_SKEW_SECS) {
+    pub fn admit(
+        &mut self,
+        signer: PublicKey,
+        nonce: Nonce,
+        issued_at: u64,
+        now: u64,
+    ) -> Result<(), VerifyError> {
+        if issued_at.saturating_add(REPLAY_WINDOW_SECS) < now
+            || issued_at > now.saturating_add(CLOCK_SKEW_SECS)
+        {
             return Err(VerifyError::StaleTicket {
                 issued_at,
                 window: REPLAY_WINDOW_SECS,
@@ -667,7 +702,12 @@ impl Verifier {
     }
 
     /// Verifies `leaf` with supporting objects `pool` (any order) at `ctx`.
-    pub fn verify(&mut self, leaf: &[u8], pool: &[&[u8]], ctx: &Context) -> Result<Verified, VerifyError> {
+    pub fn verify(
+        &mut self,
+        leaf: &[u8],
+        pool: &[&[u8]],
+        ctx: &Context,
+    ) -> Result<Verified, VerifyError> {
         let leaf = self.open_cached(leaf)?;
         // Walk up from the leaf's signer to a trusted key, opening pool objects lazily.
         let mut path: Vec<Arc<Opened>> = vec![leaf.clone()];
@@ -708,18 +748,29 @@ impl Verifier {
             }
         };
 
-        if let Object::AuthorityRoot(r) = &leaf.object {
-            if path.len() == 1 && !root.namespaces.iter().any(|ns| r.name.is_within(ns)) {
-                return Err(VerifyError::UnknownAuthorityRoot { name: r.name.clone() });
-            }
+        if let Object::AuthorityRoot(r) = &leaf.object
+            && path.len() == 1
+            && !root.namespaces.iter().any(|ns| r.name.is_within(ns))
+        {
+            return Err(VerifyError::UnknownAuthorityRoot {
+                name: r.name.clone(),
+            });
         }
 
         let mut reach = Reach {
             key: root.key,
             role: Role::Authority,
             label: root.name.to_string(),
-            names: root.namespaces.iter().map(|n| Pattern::Below(n.clone())).collect(),
-            slices: root.namespaces.iter().map(|n| Pattern::Below(n.clone())).collect(),
+            names: root
+                .namespaces
+                .iter()
+                .map(|n| Pattern::Below(n.clone()))
+                .collect(),
+            slices: root
+                .namespaces
+                .iter()
+                .map(|n| Pattern::Below(n.clone()))
+                .collect(),
             grant: Grant {
                 rights: Rights::ALL,
                 caps: root.caps,
@@ -759,13 +810,14 @@ impl Verifier {
                 label: link.label(),
             });
         }
-        if let (Some(node), Object::SliceTicket(_) | Object::Delegation(_)) = (ctx.node, &leaf.object) {
-            if !reach.grant.nodes.contains(&node) {
-                return Err(VerifyError::WrongAudience {
-                    kind: leaf.kind,
-                    node: node.peer_id(),
-                });
-            }
+        if let (Some(node), Object::SliceTicket(_) | Object::Delegation(_)) =
+            (ctx.node, &leaf.object)
+            && !reach.grant.nodes.contains(&node)
+        {
+            return Err(VerifyError::WrongAudience {
+                kind: leaf.kind,
+                node: node.peer_id(),
+            });
         }
         Ok(Verified {
             leaf,
@@ -777,11 +829,17 @@ impl Verifier {
 
     /// Verifies a ticket for admission on a node: the chain, the audience, then the
     /// replay window. A ticket passes admission once.
-    pub fn admit_ticket(&mut self, ticket: &[u8], pool: &[&[u8]], ctx: &Context) -> Result<Verified, VerifyError> {
+    pub fn admit_ticket(
+        &mut self,
+        ticket: &[u8],
+        pool: &[&[u8]],
+        ctx: &Context,
+    ) -> Result<Verified, VerifyError> {
         let v = self.verify(ticket, pool, ctx)?;
         match &v.leaf.object {
             Object::SliceTicket(t) => {
-                self.replay.admit(v.leaf.signer, t.nonce, t.issued_at, ctx.now)?;
+                self.replay
+                    .admit(v.leaf.signer, t.nonce, t.issued_at, ctx.now)?;
                 Ok(v)
             }
             _ => Err(ObjectError::WrongKind {

@@ -3,10 +3,13 @@
 //! Regenerate deliberately with `SLICEFED_BLESS=1 cargo test -p slicefed-trust --test golden`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use slicefed_trust::caps::{ConnectRule, ListenRule, NodeSet, ResourceCaps, Rights, RuleSet, Validity};
+use slicefed_trust::caps::{
+    ConnectRule, ListenRule, NodeSet, ResourceCaps, Rights, RuleSet, Validity,
+};
 use slicefed_trust::fixtures::{DAY, T0, key, name, open_grant, ticket_body};
 use slicefed_trust::objects::{
-    self, AuthorityCert, AuthorityRoot, CertId, Credential, Delegation, NodeCert, NodeReceipt, Revocation, UserCert,
+    self, AuthorityCert, AuthorityRoot, CertId, Credential, Delegation, NodeCert, NodeReceipt,
+    Revocation, UserCert,
 };
 use slicefed_trust::verify::open_any;
 use slicefed_trust::{Kind, Pattern};
@@ -21,21 +24,35 @@ fn vectors() -> Vec<(&'static str, Vec<u8>)> {
         max_slivers: Some(100),
         egress_per_day: Some(10_000_000_000),
     };
-    user_grant.network.connect = RuleSet::Only(vec![ConnectRule::parse("tcp:0.0.0.0/0:*").unwrap()]);
+    user_grant.network.connect =
+        RuleSet::Only(vec![ConnectRule::parse("tcp:0.0.0.0/0:*").unwrap()]);
     user_grant.network.listen = RuleSet::Only(vec![ListenRule::parse("tcp:8000-8999").unwrap()]);
     let mut ticket = ticket_body("princeton.codeen", 7);
     ticket.nodes = NodeSet::only(vec![node.public()]);
-    ticket.network.connect = RuleSet::Only(vec![ConnectRule::parse("tcp:127.0.0.1/32:7000").unwrap()]);
+    ticket.network.connect =
+        RuleSet::Only(vec![ConnectRule::parse("tcp:127.0.0.1/32:7000").unwrap()]);
     vec![
         (
             "authority-root",
-            objects::sign(&root, &AuthorityRoot { name: name("princeton"), created: T0 }).unwrap().bytes,
+            objects::sign(
+                &root,
+                &AuthorityRoot {
+                    name: name("princeton"),
+                    created: T0,
+                },
+            )
+            .unwrap()
+            .bytes,
         ),
         (
             "authority-certificate",
             objects::sign(
                 &root,
-                &AuthorityCert { subject: sub.public(), namespace: name("princeton.cs"), grant: open_grant(Rights::ALL) },
+                &AuthorityCert {
+                    subject: sub.public(),
+                    namespace: name("princeton.cs"),
+                    grant: open_grant(Rights::ALL),
+                },
             )
             .unwrap()
             .bytes,
@@ -58,7 +75,11 @@ fn vectors() -> Vec<(&'static str, Vec<u8>)> {
             "node-certificate",
             objects::sign(
                 &root,
-                &NodeCert { subject: node.public(), name: name("princeton.node1"), validity: Validity::starting(T0, DAY) },
+                &NodeCert {
+                    subject: node.public(),
+                    name: name("princeton.node1"),
+                    validity: Validity::starting(T0, DAY),
+                },
             )
             .unwrap()
             .bytes,
@@ -76,12 +97,19 @@ fn vectors() -> Vec<(&'static str, Vec<u8>)> {
             .unwrap()
             .bytes,
         ),
-        ("slice-ticket", objects::sign(&alice, &ticket).unwrap().bytes),
+        (
+            "slice-ticket",
+            objects::sign(&alice, &ticket).unwrap().bytes,
+        ),
         (
             "revocation",
             objects::sign(
                 &root,
-                &Revocation { target: CertId([9; 32]), reason: "key compromised".into(), revoked_at: T0 },
+                &Revocation {
+                    target: CertId([9; 32]),
+                    reason: "key compromised".into(),
+                    revoked_at: T0,
+                },
             )
             .unwrap()
             .bytes,
@@ -90,7 +118,12 @@ fn vectors() -> Vec<(&'static str, Vec<u8>)> {
             "node-receipt",
             objects::sign(
                 &node,
-                &NodeReceipt { ticket: CertId([8; 32]), admitted: false, reason: "over capacity".into(), at: T0 },
+                &NodeReceipt {
+                    ticket: CertId([8; 32]),
+                    admitted: false,
+                    reason: "over capacity".into(),
+                    at: T0,
+                },
             )
             .unwrap()
             .bytes,
@@ -113,7 +146,8 @@ fn every_kind_matches_its_golden_bytes() {
         if bless {
             std::fs::write(&path, format!("{hex}\n")).unwrap();
         }
-        let want = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let want =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert_eq!(hex, want.trim(), "{file}: wire bytes changed");
         // And the golden bytes open as the kind they claim.
         let opened = open_any(&hex::decode(want.trim()).unwrap()).unwrap();
@@ -124,11 +158,16 @@ fn every_kind_matches_its_golden_bytes() {
 #[test]
 fn credential_file_golden() {
     let all = vectors();
-    let cred = Credential::new(all[5].1.clone(), [all[2].1.clone()]).to_bytes().unwrap();
+    let cred = Credential::new(all[5].1.clone(), [all[2].1.clone()])
+        .to_bytes()
+        .unwrap();
     let path = golden_dir().join("credential.hex");
     if std::env::var_os("SLICEFED_BLESS").is_some() {
         std::fs::write(&path, format!("{}\n", hex::encode(&cred))).unwrap();
     }
-    assert_eq!(hex::encode(&cred), std::fs::read_to_string(&path).unwrap().trim());
+    assert_eq!(
+        hex::encode(&cred),
+        std::fs::read_to_string(&path).unwrap().trim()
+    );
     assert_eq!(Credential::from_bytes(&cred).unwrap().objects.len(), 2);
 }

@@ -7,11 +7,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use proptest::prelude::*;
-use slicefed_trust::caps::{ConnectRule, Grant, NetworkRights, NodeSet, PortRange, ResourceCaps, Rights, RuleSet, Validity};
+use slicefed_trust::caps::{
+    ConnectRule, Grant, NetworkRights, NodeSet, PortRange, ResourceCaps, Rights, RuleSet, Validity,
+};
 use slicefed_trust::fixtures::{DAY, T0, key, name, policy_for};
-use slicefed_trust::objects::{self, AuthorityCert, Delegation, ModuleHash, Nonce, SliceTicket, UserCert};
+use slicefed_trust::objects::{
+    self, AuthorityCert, Delegation, ModuleHash, Nonce, SliceTicket, UserCert,
+};
 use slicefed_trust::verify::{MAX_CHAIN_LINKS, open_any};
-use slicefed_trust::{Context, Credential, Pattern, SecretKey, TrustPolicy, TrustedAuthority, Verifier, VerifyError};
+use slicefed_trust::{
+    Context, Credential, Pattern, SecretKey, TrustPolicy, TrustedAuthority, Verifier, VerifyError,
+};
 
 /// Random choices for one link; applied relative to the issuer's grant so the link narrows.
 #[derive(Clone, Debug)]
@@ -35,9 +41,27 @@ fn link_choice() -> impl Strategy<Value = LinkChoice> {
         0u8..8,
         0u16..4000,
     )
-        .prop_map(|(cap_fractions, extra_rights, start_shrink, end_shrink, node_keep_mask, prefix_grow, port_shrink)| {
-            LinkChoice { cap_fractions, extra_rights, start_shrink, end_shrink, node_keep_mask, prefix_grow, port_shrink }
-        })
+        .prop_map(
+            |(
+                cap_fractions,
+                extra_rights,
+                start_shrink,
+                end_shrink,
+                node_keep_mask,
+                prefix_grow,
+                port_shrink,
+            )| {
+                LinkChoice {
+                    cap_fractions,
+                    extra_rights,
+                    start_shrink,
+                    end_shrink,
+                    node_keep_mask,
+                    prefix_grow,
+                    port_shrink,
+                }
+            },
+        )
 }
 
 const ROOT_CAPS: ResourceCaps = ResourceCaps {
@@ -59,17 +83,23 @@ fn scale(v: Option<u64>, f: u8) -> Option<u64> {
 fn narrow(parent: &Grant, c: &LinkChoice, need: Rights) -> Grant {
     let caps = ResourceCaps {
         memory: scale(parent.caps.memory, c.cap_fractions[0]),
-        cpu_share: scale(parent.caps.cpu_share.map(u64::from), c.cap_fractions[1]).map(|v| v as u32),
-        max_slivers: scale(parent.caps.max_slivers.map(u64::from), c.cap_fractions[2]).map(|v| v as u32),
+        cpu_share: scale(parent.caps.cpu_share.map(u64::from), c.cap_fractions[1])
+            .map(|v| v as u32),
+        max_slivers: scale(parent.caps.max_slivers.map(u64::from), c.cap_fractions[2])
+            .map(|v| v as u32),
         egress_per_day: scale(parent.caps.egress_per_day, c.cap_fractions[3]),
     };
-    let rights = need.union(Rights::try_from(c.extra_rights & 0x0f).unwrap()).without(Rights::CERTIFY);
+    let rights = need
+        .union(Rights::try_from(c.extra_rights & 0x0f).unwrap())
+        .without(Rights::CERTIFY);
     let rights = if parent.rights.contains(Rights::CERTIFY) && need.contains(Rights::CERTIFY) {
         rights.union(Rights::CERTIFY)
     } else {
         rights
     };
-    let rights = Rights::try_from(u8::from(rights) & u8::from(parent.rights)).unwrap().union(need);
+    let rights = Rights::try_from(u8::from(rights) & u8::from(parent.rights))
+        .unwrap()
+        .union(need);
     let validity = Validity {
         not_before: (parent.validity.not_before + u64::from(c.start_shrink) * 60).min(T0),
         not_after: (parent.validity.not_after - u64::from(c.end_shrink) * 60).max(T0),
@@ -79,7 +109,12 @@ fn narrow(parent: &Grant, c: &LinkChoice, need: Rights) -> Grant {
         NodeSet::AnyTrusting => all,
         NodeSet::Only(n) => n.clone(),
     };
-    let mut kept: Vec<_> = pool.iter().enumerate().filter(|(i, _)| c.node_keep_mask >> (i % 32) & 1 == 1).map(|(_, k)| *k).collect();
+    let mut kept: Vec<_> = pool
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| c.node_keep_mask >> (i % 32) & 1 == 1)
+        .map(|(_, k)| *k)
+        .collect();
     if kept.is_empty() {
         kept = pool.into_iter().take(1).collect();
     }
@@ -93,18 +128,29 @@ fn narrow(parent: &Grant, c: &LinkChoice, need: Rights) -> Grant {
                     let shrink = c.port_shrink.min(span / 2);
                     ConnectRule {
                         proto: r.proto,
-                        net: slicefed_trust::caps::IpNet { addr: r.net.addr, prefix },
-                        ports: PortRange { first: r.ports.first + shrink, last: r.ports.last - shrink },
+                        net: slicefed_trust::caps::IpNet {
+                            addr: r.net.addr,
+                            prefix,
+                        },
+                        ports: PortRange {
+                            first: r.ports.first + shrink,
+                            last: r.ports.last - shrink,
+                        },
                     }
                 })
                 .collect(),
         ),
-        RuleSet::Any => RuleSet::Only(vec![ConnectRule::parse("tcp:10.0.0.0/8:1000-9000").unwrap()]),
+        RuleSet::Any => RuleSet::Only(vec![
+            ConnectRule::parse("tcp:10.0.0.0/8:1000-9000").unwrap(),
+        ]),
     };
     Grant {
         rights,
         caps,
-        network: NetworkRights { connect, listen: RuleSet::Only(vec![]) },
+        network: NetworkRights {
+            connect,
+            listen: RuleSet::Only(vec![]),
+        },
         nodes: NodeSet::only(kept),
         validity,
     }
@@ -150,7 +196,10 @@ fn build(subs: usize, delegs: usize, choices: &[LinkChoice]) -> Chain {
         caps: ROOT_CAPS,
         network: NetworkRights::INHERIT,
         nodes: NodeSet::AnyTrusting,
-        validity: Validity { not_before: T0 - 1000 * DAY, not_after: T0 + 1000 * DAY },
+        validity: Validity {
+            not_before: T0 - 1000 * DAY,
+            not_after: T0 + 1000 * DAY,
+        },
     };
     let mut issuer = root;
     let mut ns = "root".to_string();
@@ -162,13 +211,30 @@ fn build(subs: usize, delegs: usize, choices: &[LinkChoice]) -> Chain {
     };
     for s in 0..subs {
         ns = format!("{ns}.s{s}");
-        let g = narrow(&parent, &next_choice(), Rights::CERTIFY.union(Rights::CREATE).union(Rights::DELEGATE));
+        let g = narrow(
+            &parent,
+            &next_choice(),
+            Rights::CERTIFY
+                .union(Rights::CREATE)
+                .union(Rights::DELEGATE),
+        );
         let subject = key(10 + s as u8);
-        links.push((issuer, LinkBody::Authority(AuthorityCert { subject: subject.public(), namespace: name(&ns), grant: g.clone() })));
+        links.push((
+            issuer,
+            LinkBody::Authority(AuthorityCert {
+                subject: subject.public(),
+                namespace: name(&ns),
+                grant: g.clone(),
+            }),
+        ));
         parent = g;
         issuer = subject;
     }
-    let need = if delegs > 0 { Rights::DELEGATE.union(Rights::CREATE) } else { Rights::CREATE };
+    let need = if delegs > 0 {
+        Rights::DELEGATE.union(Rights::CREATE)
+    } else {
+        Rights::CREATE
+    };
     let g = narrow(&parent, &next_choice(), need);
     let user = key(30);
     links.push((
@@ -183,12 +249,20 @@ fn build(subs: usize, delegs: usize, choices: &[LinkChoice]) -> Chain {
     parent = g;
     issuer = user;
     for d in 0..delegs {
-        let need = if d + 1 < delegs { Rights::DELEGATE.union(Rights::CREATE) } else { Rights::CREATE };
+        let need = if d + 1 < delegs {
+            Rights::DELEGATE.union(Rights::CREATE)
+        } else {
+            Rights::CREATE
+        };
         let g = narrow(&parent, &next_choice(), need);
         let subject = key(40 + d as u8);
         links.push((
             issuer,
-            LinkBody::Delegation(Delegation { subject: subject.public(), slices: Pattern::parse(&format!("{ns}.*")).unwrap(), grant: g.clone() }),
+            LinkBody::Delegation(Delegation {
+                subject: subject.public(),
+                slices: Pattern::parse(&format!("{ns}.*")).unwrap(),
+                grant: g.clone(),
+            }),
         ));
         parent = g;
         issuer = subject;
@@ -214,7 +288,14 @@ fn verify(chain: &Chain) -> Result<slicefed_trust::Verified, VerifyError> {
     let signed: Vec<Vec<u8>> = chain.links.iter().map(|(k, b)| b.sign(k)).collect();
     let (leaf, pool) = signed.split_last().unwrap();
     let pool: Vec<&[u8]> = pool.iter().map(|b| b.as_slice()).collect();
-    Verifier::new(chain.policy.clone()).verify(leaf, &pool, &Context { now: T0, node: None })
+    Verifier::new(chain.policy.clone()).verify(
+        leaf,
+        &pool,
+        &Context {
+            now: T0,
+            node: None,
+        },
+    )
 }
 
 /// The ways to widen one link.
@@ -254,7 +335,17 @@ fn widen_grant(g: &mut Grant, parent: &Grant, how: Widen) {
         Widen::ValidityStart => g.validity.not_before = parent.validity.not_before - 1,
         Widen::ConnectPorts => {
             if let RuleSet::Only(p) = &parent.network.connect {
-                g.network.connect = RuleSet::Only(p.iter().map(|r| ConnectRule { ports: PortRange { first: r.ports.first, last: r.ports.last + 1 }, ..*r }).collect());
+                g.network.connect = RuleSet::Only(
+                    p.iter()
+                        .map(|r| ConnectRule {
+                            ports: PortRange {
+                                first: r.ports.first,
+                                last: r.ports.last + 1,
+                            },
+                            ..*r
+                        })
+                        .collect(),
+                );
             }
         }
         Widen::ConnectAny => g.network.connect = RuleSet::Any,
@@ -267,7 +358,13 @@ fn grant_of(b: &LinkBody) -> Grant {
         LinkBody::Authority(c) => c.grant.clone(),
         LinkBody::User(c) => c.grant.clone(),
         LinkBody::Delegation(c) => c.grant.clone(),
-        LinkBody::Ticket(t) => Grant { rights: Rights::NONE, caps: t.caps, network: t.network.clone(), nodes: t.nodes.clone(), validity: t.validity },
+        LinkBody::Ticket(t) => Grant {
+            rights: Rights::NONE,
+            caps: t.caps,
+            network: t.network.clone(),
+            nodes: t.nodes.clone(),
+            validity: t.validity,
+        },
     }
 }
 
@@ -338,11 +435,66 @@ fn every_object() -> Vec<Vec<u8>> {
     let _ = policy;
     let mut all = vec![ticket.clone()];
     all.extend(chain.iter().cloned());
-    all.push(objects::sign(&key(1), &objects::AuthorityRoot { name: name("princeton"), created: T0 }).unwrap().bytes);
-    all.push(objects::sign(&key(1), &objects::NodeCert { subject: key(4).public(), name: name("princeton.n1"), validity: Validity::starting(T0, DAY) }).unwrap().bytes);
-    all.push(objects::sign(&key(3), &Delegation { subject: key(5).public(), slices: Pattern::parse("princeton.cs.x").unwrap(), grant: slicefed_trust::fixtures::open_grant(Rights::CREATE) }).unwrap().bytes);
-    all.push(objects::sign(&key(1), &objects::Revocation { target: objects::CertId([1; 32]), reason: "r".into(), revoked_at: T0 }).unwrap().bytes);
-    all.push(objects::sign(&key(4), &objects::NodeReceipt { ticket: objects::CertId([1; 32]), admitted: true, reason: String::new(), at: T0 }).unwrap().bytes);
+    all.push(
+        objects::sign(
+            &key(1),
+            &objects::AuthorityRoot {
+                name: name("princeton"),
+                created: T0,
+            },
+        )
+        .unwrap()
+        .bytes,
+    );
+    all.push(
+        objects::sign(
+            &key(1),
+            &objects::NodeCert {
+                subject: key(4).public(),
+                name: name("princeton.n1"),
+                validity: Validity::starting(T0, DAY),
+            },
+        )
+        .unwrap()
+        .bytes,
+    );
+    all.push(
+        objects::sign(
+            &key(3),
+            &Delegation {
+                subject: key(5).public(),
+                slices: Pattern::parse("princeton.cs.x").unwrap(),
+                grant: slicefed_trust::fixtures::open_grant(Rights::CREATE),
+            },
+        )
+        .unwrap()
+        .bytes,
+    );
+    all.push(
+        objects::sign(
+            &key(1),
+            &objects::Revocation {
+                target: objects::CertId([1; 32]),
+                reason: "r".into(),
+                revoked_at: T0,
+            },
+        )
+        .unwrap()
+        .bytes,
+    );
+    all.push(
+        objects::sign(
+            &key(4),
+            &objects::NodeReceipt {
+                ticket: objects::CertId([1; 32]),
+                admitted: true,
+                reason: String::new(),
+                at: T0,
+            },
+        )
+        .unwrap()
+        .bytes,
+    );
     all
 }
 
@@ -356,7 +508,10 @@ fn every_single_byte_change_of_every_object_is_rejected() {
                 let mut m = original.clone();
                 m[pos] ^= delta;
                 if let Ok(o) = open_any(&m) {
-                    panic!("byte {pos} ^ {delta:#x} of a {} accepted as a {} ({})", genuine.kind, o.kind, o.id);
+                    panic!(
+                        "byte {pos} ^ {delta:#x} of a {} accepted as a {} ({})",
+                        genuine.kind, o.kind, o.id
+                    );
                 }
                 checked += 1;
             }
@@ -370,7 +525,10 @@ fn every_single_byte_change_of_a_credential_file_fails_verification() {
     let (policy, ticket, chain) = slicefed_trust::fixtures::three_link_chain().unwrap();
     let file = Credential::new(ticket, chain).to_bytes().unwrap();
     let mut v = Verifier::new(policy);
-    let ctx = Context { now: T0, node: None };
+    let ctx = Context {
+        now: T0,
+        node: None,
+    };
     for pos in 0..file.len() {
         let mut m = file.clone();
         m[pos] ^= 0x01;
@@ -379,7 +537,10 @@ fn every_single_byte_change_of_a_credential_file_fails_verification() {
             let pool: Vec<&[u8]> = c.chain().collect();
             v.verify(c.leaf(), &pool, &ctx).ok().map(|_| ())
         });
-        assert!(ok.is_none(), "credential byte {pos} flipped and still verified");
+        assert!(
+            ok.is_none(),
+            "credential byte {pos} flipped and still verified"
+        );
     }
 }
 
@@ -396,5 +557,15 @@ fn policy_of_unrelated_root_never_accepts() {
     let (_, ticket, chain) = slicefed_trust::fixtures::three_link_chain().unwrap();
     let pool: Vec<&[u8]> = chain.iter().map(|b| b.as_slice()).collect();
     let mut v = Verifier::new(policy_for(&[("princeton", &key(77))]));
-    assert!(v.verify(&ticket, &pool, &Context { now: T0, node: None }).is_err());
+    assert!(
+        v.verify(
+            &ticket,
+            &pool,
+            &Context {
+                now: T0,
+                node: None
+            }
+        )
+        .is_err()
+    );
 }

@@ -21,7 +21,10 @@ fn three_link_chain_verifies_and_names_the_responsible_person() {
     let (policy, ticket, chain) = fixtures::three_link_chain().unwrap();
     let mut v = Verifier::new(policy);
     let ok = v.verify(&ticket, &pool(&chain), &at(T0)).unwrap();
-    assert_eq!(ok.responsible.user.as_ref().unwrap().as_str(), "princeton.cs.alice");
+    assert_eq!(
+        ok.responsible.user.as_ref().unwrap().as_str(),
+        "princeton.cs.alice"
+    );
     assert_eq!(ok.responsible.authority.as_str(), "princeton.cs");
     assert_eq!(ok.responsible.root.as_str(), "princeton");
     assert_eq!(ok.links.len(), 3);
@@ -59,17 +62,36 @@ fn bad_signature() {
     let (policy, mut ticket, chain) = fixtures::three_link_chain().unwrap();
     let n = ticket.len();
     ticket[n - 1] ^= 1; // last byte of the signature
-    let err = Verifier::new(policy).verify(&ticket, &pool(&chain), &at(T0)).unwrap_err();
-    assert!(matches!(err, VerifyError::Object(ObjectError::BadSignature { kind: Kind::SliceTicket, .. })), "{err}");
+    let err = Verifier::new(policy)
+        .verify(&ticket, &pool(&chain), &at(T0))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            VerifyError::Object(ObjectError::BadSignature {
+                kind: Kind::SliceTicket,
+                ..
+            })
+        ),
+        "{err}"
+    );
 }
 
 #[test]
 fn trailing_bytes() {
     let (policy, mut ticket, chain) = fixtures::three_link_chain().unwrap();
     ticket.push(0);
-    let err = Verifier::new(policy).verify(&ticket, &pool(&chain), &at(T0)).unwrap_err();
+    let err = Verifier::new(policy)
+        .verify(&ticket, &pool(&chain), &at(T0))
+        .unwrap_err();
     assert!(
-        matches!(err, VerifyError::Object(ObjectError::Codec(CodecError::TrailingBytes { extra: 1, .. }))),
+        matches!(
+            err,
+            VerifyError::Object(ObjectError::Codec(CodecError::TrailingBytes {
+                extra: 1,
+                ..
+            }))
+        ),
         "{err}"
     );
 }
@@ -77,8 +99,16 @@ fn trailing_bytes() {
 #[test]
 fn oversized_object() {
     let big = vec![0u8; objects::MAX_TICKET_BYTES + 1];
-    let err = Verifier::new(policy_for(&[])).verify(&big, &[], &at(T0)).unwrap_err();
-    assert!(matches!(err, VerifyError::Object(ObjectError::Codec(CodecError::TooLarge { .. }))), "{err}");
+    let err = Verifier::new(policy_for(&[]))
+        .verify(&big, &[], &at(T0))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            VerifyError::Object(ObjectError::Codec(CodecError::TooLarge { .. }))
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -95,8 +125,18 @@ fn over_long_chain() {
         keys.push(child);
     }
     let user = key(30);
-    certs.push(fixtures::user_cert(keys.last().unwrap(), &user, &format!("{ns}.u"), &format!("{ns}.*")).unwrap());
-    let ticket = objects::sign(&user, &ticket_body(&format!("{ns}.slice"), 1)).unwrap().bytes;
+    certs.push(
+        fixtures::user_cert(
+            keys.last().unwrap(),
+            &user,
+            &format!("{ns}.u"),
+            &format!("{ns}.*"),
+        )
+        .unwrap(),
+    );
+    let ticket = objects::sign(&user, &ticket_body(&format!("{ns}.slice"), 1))
+        .unwrap()
+        .bytes;
     let mut v = Verifier::new(policy_for(&[("a", &key(1))]));
     assert_eq!(
         v.verify(&ticket, &pool(&certs), &at(T0)).unwrap_err(),
@@ -113,22 +153,46 @@ fn over_long_chain() {
         fixtures::authority_cert(&s2, &s3, "a.s0.s1.s2").unwrap(),
         fixtures::user_cert(&s3, &user, "a.s0.s1.s2.u", "a.s0.s1.s2.*").unwrap(),
     ];
-    let ticket = objects::sign(&user, &ticket_body("a.s0.s1.s2.slice", 1)).unwrap().bytes;
+    let ticket = objects::sign(&user, &ticket_body("a.s0.s1.s2.slice", 1))
+        .unwrap()
+        .bytes;
     v.verify(&ticket, &pool(&short), &at(T0)).unwrap();
 }
 
 #[test]
 fn expired() {
     let (policy, ticket, chain) = fixtures::three_link_chain().unwrap();
-    let err = Verifier::new(policy).verify(&ticket, &pool(&chain), &at(T0 + 2 * DAY)).unwrap_err();
-    assert!(matches!(err, VerifyError::Expired { kind: Kind::SliceTicket, .. }), "{err}");
+    let err = Verifier::new(policy)
+        .verify(&ticket, &pool(&chain), &at(T0 + 2 * DAY))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            VerifyError::Expired {
+                kind: Kind::SliceTicket,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
 fn not_yet_valid() {
     let (policy, ticket, chain) = fixtures::three_link_chain().unwrap();
-    let err = Verifier::new(policy).verify(&ticket, &pool(&chain), &at(T0 - 3600)).unwrap_err();
-    assert!(matches!(err, VerifyError::NotYetValid { kind: Kind::SliceTicket, .. }), "{err}");
+    let err = Verifier::new(policy)
+        .verify(&ticket, &pool(&chain), &at(T0 - 3600))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            VerifyError::NotYetValid {
+                kind: Kind::SliceTicket,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -136,7 +200,8 @@ fn clock_skew_of_a_minute_is_tolerated() {
     let (policy, ticket, chain) = fixtures::three_link_chain().unwrap();
     let mut v = Verifier::new(policy);
     v.verify(&ticket, &pool(&chain), &at(T0 - 60)).unwrap();
-    v.verify(&ticket, &pool(&chain), &at(T0 + DAY + 60)).unwrap();
+    v.verify(&ticket, &pool(&chain), &at(T0 + DAY + 60))
+        .unwrap();
     assert!(v.verify(&ticket, &pool(&chain), &at(T0 - 61)).is_err());
 }
 
@@ -173,17 +238,44 @@ fn revocation_by_an_unrelated_key_is_not_honoured() {
     let (policy, ticket, chain) = fixtures::three_link_chain().unwrap();
     let mut v = Verifier::new(policy);
     let target = objects::CertId::of(&chain[0]);
-    let r = objects::sign(&key(99), &Revocation { target, reason: "griefing".into(), revoked_at: T0 }).unwrap();
+    let r = objects::sign(
+        &key(99),
+        &Revocation {
+            target,
+            reason: "griefing".into(),
+            revoked_at: T0,
+        },
+    )
+    .unwrap();
     v.add_revocation(&r.bytes).unwrap();
     v.verify(&ticket, &pool(&chain), &at(T0)).unwrap();
     // The user may not revoke their own issuer's statement either: only issuers and above.
-    let r = objects::sign(&key(3), &Revocation { target, reason: "self".into(), revoked_at: T0 }).unwrap();
+    let r = objects::sign(
+        &key(3),
+        &Revocation {
+            target,
+            reason: "self".into(),
+            revoked_at: T0,
+        },
+    )
+    .unwrap();
     v.add_revocation(&r.bytes).unwrap();
     v.verify(&ticket, &pool(&chain), &at(T0)).unwrap();
     // The root may.
-    let r = objects::sign(&key(1), &Revocation { target, reason: "root says".into(), revoked_at: T0 }).unwrap();
+    let r = objects::sign(
+        &key(1),
+        &Revocation {
+            target,
+            reason: "root says".into(),
+            revoked_at: T0,
+        },
+    )
+    .unwrap();
     v.add_revocation(&r.bytes).unwrap();
-    assert!(matches!(v.verify(&ticket, &pool(&chain), &at(T0)), Err(VerifyError::Revoked { .. })));
+    assert!(matches!(
+        v.verify(&ticket, &pool(&chain), &at(T0)),
+        Err(VerifyError::Revoked { .. })
+    ));
 }
 
 #[test]
@@ -191,7 +283,9 @@ fn replayed_nonce() {
     let (policy, ticket, chain) = fixtures::three_link_chain().unwrap();
     let mut v = Verifier::new(policy);
     v.admit_ticket(&ticket, &pool(&chain), &at(T0 + 5)).unwrap();
-    let err = v.admit_ticket(&ticket, &pool(&chain), &at(T0 + 6)).unwrap_err();
+    let err = v
+        .admit_ticket(&ticket, &pool(&chain), &at(T0 + 6))
+        .unwrap_err();
     assert!(matches!(err, VerifyError::Replayed { .. }), "{err}");
 }
 
@@ -231,8 +325,15 @@ fn untrusted_root() {
     let (policy, ticket, chain) = fixtures::three_link_chain().unwrap();
     let _ = policy;
     let other = policy_for(&[("mit", &key(7))]);
-    let err = Verifier::new(other).verify(&ticket, &pool(&chain), &at(T0)).unwrap_err();
-    assert_eq!(err, VerifyError::UntrustedRoot { key: key(1).public() });
+    let err = Verifier::new(other)
+        .verify(&ticket, &pool(&chain), &at(T0))
+        .unwrap_err();
+    assert_eq!(
+        err,
+        VerifyError::UntrustedRoot {
+            key: key(1).public()
+        }
+    );
 }
 
 #[test]
@@ -253,9 +354,14 @@ fn namespace_escape() {
     );
     // A user of princeton asking for a slice of mit.
     let user = fixtures::user_cert(&root, &alice, "princeton.alice", "princeton.*").unwrap();
-    let ticket = objects::sign(&alice, &ticket_body("mit.codeen", 1)).unwrap().bytes;
+    let ticket = objects::sign(&alice, &ticket_body("mit.codeen", 1))
+        .unwrap()
+        .bytes;
     let err = v.verify(&ticket, &[&user], &at(T0)).unwrap_err();
-    assert!(matches!(err, VerifyError::NamespaceEscape { what: "slice", .. }), "{err}");
+    assert!(
+        matches!(err, VerifyError::NamespaceEscape { what: "slice", .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -270,8 +376,12 @@ fn widening_caps_is_rejected() {
     };
     policy = slicefed_trust::TrustPolicy::new(vec![a]).unwrap();
     let user = fixtures::user_cert(&root, &alice, "princeton.alice", "princeton.*").unwrap();
-    let ticket = objects::sign(&alice, &ticket_body("princeton.codeen", 1)).unwrap().bytes;
-    let err = Verifier::new(policy).verify(&ticket, &[&user], &at(T0)).unwrap_err();
+    let ticket = objects::sign(&alice, &ticket_body("princeton.codeen", 1))
+        .unwrap()
+        .bytes;
+    let err = Verifier::new(policy)
+        .verify(&ticket, &[&user], &at(T0))
+        .unwrap_err();
     match err {
         VerifyError::Widening { kind, widening, .. } => {
             assert_eq!(kind, Kind::SliceTicket);
@@ -303,7 +413,10 @@ fn widening_network_is_rejected() {
     let err = Verifier::new(policy_for(&[("princeton", &root)]))
         .verify(&ticket, &[&user], &at(T0))
         .unwrap_err();
-    assert!(matches!(&err, VerifyError::Widening { widening, .. } if widening.what == "connect"), "{err}");
+    assert!(
+        matches!(&err, VerifyError::Widening { widening, .. } if widening.what == "connect"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -316,7 +429,10 @@ fn widening_validity_is_rejected() {
     let err = Verifier::new(policy_for(&[("princeton", &root)]))
         .verify(&ticket, &[&user], &at(T0))
         .unwrap_err();
-    assert!(matches!(&err, VerifyError::Widening { widening, .. } if widening.what == "validity"), "{err}");
+    assert!(
+        matches!(&err, VerifyError::Widening { widening, .. } if widening.what == "validity"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -346,7 +462,10 @@ fn missing_right_and_wrong_issuer() {
     .bytes;
     let mut v = Verifier::new(policy_for(&[("princeton", &root)]));
     let err = v.verify(&delegation, &[&user], &at(T0)).unwrap_err();
-    assert!(matches!(err, VerifyError::MissingRight { right, .. } if right == Rights::DELEGATE), "{err}");
+    assert!(
+        matches!(err, VerifyError::MissingRight { right, .. } if right == Rights::DELEGATE),
+        "{err}"
+    );
     // A user cannot certify another user.
     let bob_cert = fixtures::user_cert(&alice, &bob, "princeton.bob", "princeton.*").unwrap();
     let err = v.verify(&bob_cert, &[&user], &at(T0)).unwrap_err();
@@ -373,12 +492,16 @@ fn delegation_chain_verifies_and_keeps_the_user_responsible() {
     )
     .unwrap()
     .bytes;
-    let ticket = objects::sign(&service, &ticket_body("princeton.codeen", 9)).unwrap().bytes;
+    let ticket = objects::sign(&service, &ticket_body("princeton.codeen", 9))
+        .unwrap()
+        .bytes;
     let mut v = Verifier::new(policy_for(&[("princeton", &root)]));
     let ok = v.verify(&ticket, &[&user, &delegation], &at(T0)).unwrap();
     assert_eq!(ok.responsible.user.unwrap().as_str(), "princeton.alice");
     // The delegate's grant is exact: another slice escapes it.
-    let other = objects::sign(&service, &ticket_body("princeton.other", 9)).unwrap().bytes;
+    let other = objects::sign(&service, &ticket_body("princeton.other", 9))
+        .unwrap()
+        .bytes;
     assert!(matches!(
         v.verify(&other, &[&user, &delegation], &at(T0)),
         Err(VerifyError::NamespaceEscape { what: "slice", .. })
@@ -390,9 +513,17 @@ fn tampered_chain_member_is_reported_precisely() {
     let (policy, ticket, mut chain) = fixtures::three_link_chain().unwrap();
     let n = chain[0].len();
     chain[0][n - 3] ^= 0x40;
-    let err = Verifier::new(policy).verify(&ticket, &pool(&chain), &at(T0)).unwrap_err();
+    let err = Verifier::new(policy)
+        .verify(&ticket, &pool(&chain), &at(T0))
+        .unwrap_err();
     assert!(
-        matches!(err, VerifyError::Object(ObjectError::BadSignature { kind: Kind::UserCert, .. })),
+        matches!(
+            err,
+            VerifyError::Object(ObjectError::BadSignature {
+                kind: Kind::UserCert,
+                ..
+            })
+        ),
         "{err}"
     );
 }

@@ -1,0 +1,61 @@
+//! # slicefed
+//!
+//! The command-line interface of slicefed: one verb per user action, as specified in
+//! `shared/CLI.md`. This crate is a thin driver: it parses arguments, does the file IO, reads
+//! the clock, and calls the libraries, which do no IO themselves.
+//!
+//! Exit status: 0 success; 1 the operation ran and failed or was refused (one line on
+//! stderr naming the file and the problem); 2 usage error (clap's own exit code).
+
+mod files;
+mod trust_cmds;
+mod util;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "slicefed",
+    version,
+    about = "A peer-to-peer slice federation: PlanetLab without a central PlanetLab Central"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create and inspect ed25519 keys.
+    #[command(subcommand)]
+    Key(trust_cmds::KeyCmd),
+    /// Run an authority: create its key, certify users, nodes and sub-authorities, revoke.
+    #[command(subcommand)]
+    Authority(trust_cmds::AuthorityCmd),
+    /// Inspect and verify any signed object.
+    #[command(subcommand)]
+    Cert(trust_cmds::CertCmd),
+    /// Issue slice tickets.
+    #[command(subcommand)]
+    Ticket(trust_cmds::TicketCmd),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Key(c) => trust_cmds::key(c),
+        Command::Authority(c) => trust_cmds::authority(c),
+        Command::Cert(c) => trust_cmds::cert(c),
+        Command::Ticket(c) => trust_cmds::ticket(c),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            // One line: the context chain joined by colons.
+            let line = format!("{e:#}").replace('\n', " ");
+            eprintln!("error: {line}");
+            ExitCode::FAILURE
+        }
+    }
+}
