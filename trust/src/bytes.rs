@@ -7,10 +7,7 @@ use serde::ser::SerializeTuple;
 use serde::{Deserializer, Serializer};
 use std::fmt;
 
-pub(crate) fn serialize<S: Serializer, const N: usize>(
-    bytes: &[u8; N],
-    s: S,
-) -> Result<S::Ok, S::Error> {
+pub fn serialize<S: Serializer, const N: usize>(bytes: &[u8; N], s: S) -> Result<S::Ok, S::Error> {
     if s.is_human_readable() {
         s.serialize_str(&hex::encode(bytes))
     } else {
@@ -22,9 +19,7 @@ pub(crate) fn serialize<S: Serializer, const N: usize>(
     }
 }
 
-pub(crate) fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
-    d: D,
-) -> Result<[u8; N], D::Error> {
+pub fn deserialize<'de, D: Deserializer<'de>, const N: usize>(d: D) -> Result<[u8; N], D::Error> {
     if d.is_human_readable() {
         let s: std::borrow::Cow<'de, str> = serde::Deserialize::deserialize(d)?;
         parse_hex::<N>(&s).map_err(D::Error::custom)
@@ -50,7 +45,7 @@ pub(crate) fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
 }
 
 /// Parses exactly `2 * N` hex digits.
-pub(crate) fn parse_hex<const N: usize>(s: &str) -> Result<[u8; N], String> {
+pub fn parse_hex<const N: usize>(s: &str) -> Result<[u8; N], String> {
     let mut out = [0u8; N];
     if s.len() != 2 * N {
         return Err(format!("expected {} hex digits, found {}", 2 * N, s.len()));
@@ -60,6 +55,7 @@ pub(crate) fn parse_hex<const N: usize>(s: &str) -> Result<[u8; N], String> {
 }
 
 /// Declares a fixed-size byte newtype with hex Display/Debug and dual serde.
+#[macro_export]
 macro_rules! byte_newtype {
     ($(#[$m:meta])* $name:ident, $n:expr) => {
         $(#[$m])*
@@ -102,4 +98,4 @@ macro_rules! byte_newtype {
         }
     };
 }
-pub(crate) use byte_newtype;
+pub use byte_newtype;

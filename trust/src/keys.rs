@@ -28,6 +28,9 @@ pub enum KeyError {
     /// A secret key file's contents are not a key.
     #[error("not a slicefed secret key file: {0}")]
     BadSecretKeyFile(String),
+    /// A domain signature that does not verify.
+    #[error("{0} signature does not verify")]
+    BadSignature(String),
     /// 32 bytes that are not a valid ed25519 point.
     #[error("{0} is not a valid ed25519 public key")]
     BadPublicKey(String),
@@ -66,6 +69,21 @@ impl PublicKey {
         }
     }
 
+    /// Verifies, with `verify_strict`, a signature made by [`SecretKey::sign_domain`].
+    pub fn verify_domain(
+        &self,
+        domain: &str,
+        message: &[u8],
+        signature: &[u8; 64],
+    ) -> Result<(), KeyError> {
+        let key = self.verifying_key()?;
+        key.verify_strict(
+            &domain_message(domain, self, message),
+            &Signature::from_bytes(signature),
+        )
+        .map_err(|_| KeyError::BadSignature(domain.to_string()))
+    }
+
     /// Parses hex or a PeerId.
     pub fn parse(s: &str) -> Result<Self, KeyError> {
         let s = s.trim();
@@ -78,6 +96,20 @@ impl PublicKey {
             Self::from_peer_id(s)
         }
     }
+}
+
+/// The signed message for a domain: the same layout as signed objects
+/// (`context || tag || 0 || signer || message`), so no domain signature can be confused with
+/// a signed object of another tag, or with one by another signer.
+pub fn domain_message(domain: &str, signer: &PublicKey, message: &[u8]) -> Vec<u8> {
+    let ctx = crate::objects::SIGNATURE_CONTEXT;
+    let mut m = Vec::with_capacity(ctx.len() + domain.len() + 33 + message.len());
+    m.extend_from_slice(ctx);
+    m.extend_from_slice(domain.as_bytes());
+    m.push(0);
+    m.extend_from_slice(signer.as_bytes());
+    m.extend_from_slice(message);
+    m
 }
 
 /// An ed25519 signing key.
@@ -114,6 +146,15 @@ impl SecretKey {
 
     pub(crate) fn sign(&self, message: &[u8]) -> Signature {
         self.0.sign(message)
+    }
+
+    /// Signs `message` under a domain tag of another crate's (a ledger checkpoint, a
+    /// cosignature). The tag must not be one of [`crate::Kind`]'s tags; see
+    /// [`domain_message`].
+    pub fn sign_domain(&self, domain: &str, message: &[u8]) -> [u8; 64] {
+        self.0
+            .sign(&domain_message(domain, &self.public(), message))
+            .to_bytes()
     }
 
     /// The text of a secret key file: a tag line and the hex seed.

@@ -19,7 +19,8 @@
 //! Build objects with the body types in [`objects`] and [`objects::sign`]; check them with
 //! [`verify::Verifier`]. Files are [`objects::Credential`]s: a leaf and its chain.
 
-pub(crate) mod bytes;
+#[doc(hidden)]
+pub mod bytes;
 pub mod caps;
 pub mod codec;
 #[doc(hidden)]

@@ -234,14 +234,7 @@ pub struct Envelope {
 }
 
 fn signed_message(kind: Kind, signer: &PublicKey, body: &[u8]) -> Vec<u8> {
-    let tag = kind.tag().as_bytes();
-    let mut m = Vec::with_capacity(SIGNATURE_CONTEXT.len() + tag.len() + 1 + 32 + body.len());
-    m.extend_from_slice(SIGNATURE_CONTEXT);
-    m.extend_from_slice(tag);
-    m.push(0);
-    m.extend_from_slice(signer.as_bytes());
-    m.extend_from_slice(body);
-    m
+    crate::keys::domain_message(kind.tag(), signer, body)
 }
 
 /// A body type with its kind and its post-decode checks.
