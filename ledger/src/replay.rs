@@ -97,33 +97,24 @@ pub fn replay<'a>(origin: PublicKey, records: &[Record<'a>]) -> Replayed<'a> {
                 break;
             }
             Ok((h, leaf)) => {
-                if h.seq != i {
-                    fail(
-                        &mut report,
-                        Some(i),
-                        format!(
-                            "entry {i} carries sequence number {}: entries were removed, inserted or reordered",
-                            h.seq
-                        ),
-                    );
-                    break;
-                }
                 let expected_prev = leaves.last().copied().unwrap_or([0; 32]);
-                if h.prev != expected_prev {
-                    // Entry i-1 altered → only entry i's link breaks; entry i's own link field
-                    // altered → entry i+1's link breaks too.
-                    let next_breaks = checked
-                        .get(i as usize + 1)
-                        .and_then(|n| n.as_ref().ok())
-                        .is_some_and(|(nh, _)| nh.prev != *leaf);
-                    let bad = if next_breaks || i == 0 { i } else { i - 1 };
-                    fail(
-                        &mut report,
-                        Some(bad),
-                        format!(
-                            "entry {bad} was altered: entry {i} does not link to the entry before it"
-                        ),
-                    );
+                if h.seq != i || h.prev != expected_prev {
+                    let (bad, why) = if h.seq > i {
+                        (i, format!("entry {i} is missing: the entry found there carries sequence number {} (entries removed or reordered)", h.seq))
+                    } else if h.seq < i {
+                        let bad = i.saturating_sub(1);
+                        (bad, format!("entry {bad} was inserted: the entry after it carries sequence number {}", h.seq))
+                    } else {
+                        // Entry i-1 altered → only entry i's link breaks; entry i's own link
+                        // field altered → entry i+1's link breaks as well.
+                        let next_breaks = checked
+                            .get(i as usize + 1)
+                            .and_then(|n| n.as_ref().ok())
+                            .is_some_and(|(nh, _)| nh.prev != *leaf);
+                        let bad = if next_breaks || i == 0 { i } else { i - 1 };
+                        (bad, format!("entry {bad} was altered: entry {i} does not link to the entry before it"))
+                    };
+                    fail(&mut report, Some(bad), why);
                     break;
                 }
                 leaves.push(*leaf);

@@ -697,9 +697,9 @@ impl Writer {
                 return self.reply_all(waiters, None, Err("state lock poisoned".into()));
             }
         };
-        let sign_now = force_checkpoint
-            || (self.checkpoint_due
-                && self.last_checkpoint.elapsed() >= self.options.checkpoint_interval);
+        // A forced checkpoint with nothing new reuses the latest rather than writing a twin.
+        let sign_now = self.checkpoint_due
+            && (force_checkpoint || self.last_checkpoint.elapsed() >= self.options.checkpoint_interval);
         let checkpoint = if sign_now {
             let c = Checkpoint {
                 origin: self.key.public(),
