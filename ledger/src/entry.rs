@@ -307,14 +307,22 @@ pub fn header(bytes: &[u8]) -> Result<Header, EntryError> {
 impl Entry {
     /// The leaf bytes.
     pub fn encode(&self) -> Result<Vec<u8>, EntryError> {
+        self.encode_reusing(Vec::new())
+    }
+
+    /// [`Entry::encode`] into a buffer the caller reuses (the ledger's writer encodes every
+    /// entry through one scratch buffer instead of allocating twice per entry).
+    pub fn encode_reusing(&self, mut out: Vec<u8>) -> Result<Vec<u8>, EntryError> {
         self.body.validate()?;
-        let body = codec::encode("ledger entry", &self.body)?;
-        let mut out = Vec::with_capacity(HEADER_BYTES + body.len());
+        out.clear();
         out.push(ENTRY_VERSION);
         out.extend_from_slice(&self.seq.to_le_bytes());
         out.extend_from_slice(&self.prev);
         out.extend_from_slice(&self.time_ms.to_le_bytes());
-        out.extend_from_slice(&body);
+        let out = postcard::to_extend(&self.body, out).map_err(|e| CodecError::Encode {
+            what: "ledger entry",
+            detail: e.to_string(),
+        })?;
         if out.len() > MAX_ENTRY_BYTES {
             return Err(EntryError::Bounds(format!(
                 "entry is {} bytes, at most {MAX_ENTRY_BYTES}",

@@ -30,4 +30,4 @@ pub use checkpoint::{Checkpoint, Cosignature, EquivocationProof, SignedCheckpoin
 pub use entry::{Attribution, Decision, Direction, Entry, EntryBody, FlowRecord, Usage};
 pub use merkle::{Hash, Tree};
 pub use replay::Report;
-pub use store::{Appended, Ledger, LedgerError, LedgerOptions};
+pub use store::{Appended, Ledger, LedgerError, LedgerOptions, Stats};

@@ -46,6 +46,31 @@ pub enum ProofError {
     Mismatch(&'static str),
 }
 
+/// Leaves per chunk when building in parallel (a power of two; 128 KiB of leaf hashes).
+pub const CHUNK_LEAVES: usize = 1 << CHUNK_LEVELS;
+/// log2 of [`CHUNK_LEAVES`].
+pub const CHUNK_LEVELS: usize = 12;
+
+/// The complete subtrees over one chunk of at most [`CHUNK_LEAVES`] leaves, level by level
+/// (level 0 is the leaves themselves).
+pub fn chunk_levels(leaves: Vec<Hash>) -> Vec<Vec<Hash>> {
+    let mut levels = vec![leaves];
+    while let Some(prev) = levels.last() {
+        if prev.len() < 2 {
+            break;
+        }
+        let next: Vec<Hash> = prev
+            .chunks_exact(2)
+            .map(|pair| match pair {
+                [l, r] => node_hash(l, r),
+                _ => unreachable!("chunks_exact(2) yields pairs"),
+            })
+            .collect();
+        levels.push(next);
+    }
+    levels
+}
+
 /// The largest power of two strictly less than `n` (n ≥ 2).
 fn split(n: u64) -> u64 {
     debug_assert!(n >= 2);
@@ -64,12 +89,38 @@ impl Tree {
         Tree::default()
     }
 
-    /// Builds a tree from leaf hashes, hashing each level in parallel.
+    /// Builds a tree from leaf hashes, in parallel.
     pub fn from_leaves(leaves: Vec<Hash>) -> Tree {
-        let mut levels = vec![leaves];
+        Tree::from_chunks(
+            leaves
+                .par_chunks(CHUNK_LEAVES)
+                .map(|c| chunk_levels(c.to_vec()))
+                .collect(),
+        )
+    }
+
+    /// Builds a tree from per-chunk subtrees made by [`chunk_levels`]: every chunk but the
+    /// last holds exactly [`CHUNK_LEAVES`] leaves. Callers that hash leaves chunk by chunk
+    /// build each subtree while its leaves are still in cache.
+    pub fn from_chunks(chunks: Vec<Vec<Vec<Hash>>>) -> Tree {
+        let mut levels: Vec<Vec<Hash>> = Vec::new();
+        for h in 0..=CHUNK_LEVELS {
+            let total: usize = chunks.iter().map(|c| c.get(h).map_or(0, Vec::len)).sum();
+            if total == 0 {
+                break;
+            }
+            let mut level = Vec::with_capacity(total);
+            for c in &chunks {
+                if let Some(l) = c.get(h) {
+                    level.extend_from_slice(l);
+                }
+            }
+            levels.push(level);
+        }
+        // Above the chunks: few nodes, built level by level.
         loop {
             let next: Vec<Hash> = match levels.last() {
-                Some(prev) if prev.len() >= 2 => prev
+                Some(prev) if prev.len() >= 2 && levels.len() > CHUNK_LEVELS => prev
                     .par_chunks_exact(2)
                     .map(|pair| match pair {
                         [l, r] => node_hash(l, r),
@@ -134,7 +185,7 @@ impl Tree {
         if end > self.len() {
             return None;
         }
-        if n.is_power_of_two() && start % n == 0 {
+        if n.is_power_of_two() && start.is_multiple_of(n) {
             let h = n.trailing_zeros() as usize;
             return self
                 .levels

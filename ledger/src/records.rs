@@ -100,7 +100,9 @@ pub fn parse_one(bytes: &[u8], offset: usize) -> Result<(Record<'_>, usize), Fra
 
 /// Parses frames from `start` until the end or the first bad frame.
 pub fn parse_all(bytes: &[u8], start: usize) -> (Vec<Record<'_>>, Option<FrameError>) {
-    let mut out = Vec::new();
+    // Sized for typical records (~150 bytes) so a million-entry log is not copied while the
+    // vector grows.
+    let mut out = Vec::with_capacity(bytes.len() / 128);
     let mut at = start;
     while at < bytes.len() {
         match parse_one(bytes, at) {

@@ -52,24 +52,24 @@ pub struct Replayed<'a> {
     pub checkpoints: Vec<SignedCheckpoint>,
 }
 
+/// How much of each entry replay checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Depth {
+    /// Integrity only: framing, CRC, each entry's header (index and link), leaf hashes, the
+    /// tree and every checkpoint signature. Proves the log is exactly what its origin wrote
+    /// and signed; bodies are not decoded.
+    Hashes,
+    /// Also decodes every body (bounded, canonical), proving the log is well-formed.
+    Full,
+}
+
 /// Replays records (entries and checkpoints, in file order) of `origin`'s log.
-pub fn replay<'a>(origin: PublicKey, records: &[Record<'a>]) -> Replayed<'a> {
+pub fn replay<'a>(origin: PublicKey, records: &[Record<'a>], depth: Depth) -> Replayed<'a> {
     let entries: Vec<Record<'a>> = records
         .iter()
         .filter(|r| r.kind == KIND_ENTRY)
         .copied()
         .collect();
-    // Parallel: each entry's header, leaf hash and full canonical decode.
-    let checked: Vec<Result<(entry::Header, Hash), String>> = entries
-        .par_iter()
-        .map(|r| {
-            let h = entry::header(r.payload).map_err(|e| e.to_string())?;
-            // The body is decoded only to prove it is well-formed and canonical.
-            entry::Entry::decode(r.payload).map_err(|e| e.to_string())?;
-            Ok((h, merkle::leaf_hash(r.payload)))
-        })
-        .collect();
-
     let mut report = Report {
         origin,
         entries: entries.len() as u64,
@@ -80,49 +80,10 @@ pub fn replay<'a>(origin: PublicKey, records: &[Record<'a>]) -> Replayed<'a> {
         root: merkle::EMPTY_ROOT,
         checkpointed: 0,
     };
-    let fail = |report: &mut Report, at: Option<u64>, why: String| {
-        if report.valid {
-            report.valid = false;
-            report.first_bad = at;
-            report.error = Some(why);
-        }
+    let tree = match fast_path(&entries, depth) {
+        Some(chunks) => Tree::from_chunks(chunks),
+        None => locate_fault(&entries, depth, &mut report),
     };
-
-    let mut leaves: Vec<Hash> = Vec::with_capacity(checked.len());
-    for (i, c) in checked.iter().enumerate() {
-        let i = i as u64;
-        match c {
-            Err(e) => {
-                fail(&mut report, Some(i), format!("entry {i}: {e}"));
-                break;
-            }
-            Ok((h, leaf)) => {
-                let expected_prev = leaves.last().copied().unwrap_or([0; 32]);
-                if h.seq != i || h.prev != expected_prev {
-                    let (bad, why) = if h.seq > i {
-                        (i, format!("entry {i} is missing: the entry found there carries sequence number {} (entries removed or reordered)", h.seq))
-                    } else if h.seq < i {
-                        let bad = i.saturating_sub(1);
-                        (bad, format!("entry {bad} was inserted: the entry after it carries sequence number {}", h.seq))
-                    } else {
-                        // Entry i-1 altered → only entry i's link breaks; entry i's own link
-                        // field altered → entry i+1's link breaks as well.
-                        let next_breaks = checked
-                            .get(i as usize + 1)
-                            .and_then(|n| n.as_ref().ok())
-                            .is_some_and(|(nh, _)| nh.prev != *leaf);
-                        let bad = if next_breaks || i == 0 { i } else { i - 1 };
-                        (bad, format!("entry {bad} was altered: entry {i} does not link to the entry before it"))
-                    };
-                    fail(&mut report, Some(bad), why);
-                    break;
-                }
-                leaves.push(*leaf);
-            }
-        }
-    }
-
-    let tree = Tree::from_leaves(leaves);
     report.root = tree.root();
 
     // Checkpoints: signed by the origin, sizes never shrink, roots match.
@@ -200,5 +161,133 @@ pub fn replay<'a>(origin: PublicKey, records: &[Record<'a>]) -> Replayed<'a> {
         tree,
         entries,
         checkpoints,
+    }
+}
+
+/// The common case, a valid log: each chunk checks its entries and inner links and builds its
+/// subtree while the leaves are in cache; only chunk boundaries are checked afterwards.
+/// Returns `None` at the first sign of trouble, for [`locate_fault`] to explain.
+fn fast_path(entries: &[Record<'_>], depth: Depth) -> Option<Vec<Vec<Vec<Hash>>>> {
+    let chunks: Vec<Option<(entry::Header, Vec<Vec<Hash>>)>> = entries
+        .par_chunks(merkle::CHUNK_LEAVES)
+        .enumerate()
+        .map(|(j, chunk)| {
+            let base = (j * merkle::CHUNK_LEAVES) as u64;
+            let mut leaves: Vec<Hash> = Vec::with_capacity(chunk.len());
+            let mut first = None;
+            for (k, r) in chunk.iter().enumerate() {
+                let h = entry::header(r.payload).ok()?;
+                if depth == Depth::Full {
+                    entry::Entry::decode(r.payload).ok()?;
+                }
+                if h.seq != base + k as u64 {
+                    return None;
+                }
+                match leaves.last() {
+                    Some(prev) if h.prev != *prev => return None,
+                    Some(_) => {}
+                    None => first = Some(h),
+                }
+                leaves.push(merkle::leaf_hash(r.payload));
+            }
+            Some((first?, merkle::chunk_levels(leaves)))
+        })
+        .collect();
+    let mut prev_last = [0u8; 32];
+    let mut out = Vec::with_capacity(chunks.len());
+    for c in chunks {
+        let (first, levels) = c?;
+        if first.prev != prev_last {
+            return None;
+        }
+        prev_last = *levels.first()?.last()?;
+        out.push(levels);
+    }
+    Some(out)
+}
+
+/// The slow path for an invalid log: finds the first entry that does not decode or link,
+/// says which entry is at fault and why, and returns the tree over the valid prefix.
+fn locate_fault(entries: &[Record<'_>], depth: Depth, report: &mut Report) -> Tree {
+    type Checked = Result<(entry::Header, Hash), String>;
+    let checked: Vec<Checked> = entries
+        .par_iter()
+        .map(|r| {
+            let h = entry::header(r.payload).map_err(|e| e.to_string())?;
+            if depth == Depth::Full {
+                entry::Entry::decode(r.payload).map_err(|e| e.to_string())?;
+            }
+            Ok((h, merkle::leaf_hash(r.payload)))
+        })
+        .collect();
+    let ok = |i: usize| checked.get(i).and_then(|c| c.as_ref().ok());
+    let mut leaves: Vec<Hash> = Vec::with_capacity(checked.len());
+    for (i, c) in checked.iter().enumerate() {
+        let iu = i as u64;
+        let (h, leaf) = match c {
+            Err(e) => {
+                fail(report, Some(iu), format!("entry {iu}: {e}"));
+                break;
+            }
+            Ok(x) => x,
+        };
+        let expected_prev = leaves.last().copied().unwrap_or([0; 32]);
+        if h.seq != iu || h.prev != expected_prev {
+            let linked = h.prev == expected_prev;
+            let before_last = i
+                .checked_sub(2)
+                .and_then(|j| leaves.get(j))
+                .copied()
+                .unwrap_or([0; 32]);
+            let (bad, why) = if linked {
+                (
+                    iu,
+                    format!(
+                        "entry {iu} was altered: it links correctly but carries sequence number {}",
+                        h.seq
+                    ),
+                )
+            } else if i > 0 && h.seq == iu - 1 && h.prev == before_last {
+                let bad = iu - 1;
+                (
+                    bad,
+                    format!(
+                        "entry {bad} was inserted: the entry after it carries sequence number {} and links past it",
+                        h.seq
+                    ),
+                )
+            } else if h.seq != iu {
+                (
+                    iu,
+                    format!(
+                        "entry {iu} is missing or out of place: the entry found there carries sequence number {} (entries removed or reordered)",
+                        h.seq
+                    ),
+                )
+            } else {
+                // Entry i-1 altered → only entry i's link breaks; entry i's own link field
+                // altered → entry i+1's link breaks as well.
+                let next_breaks = ok(i + 1).is_some_and(|(nh, _)| nh.prev != *leaf);
+                let bad = if next_breaks || i == 0 { iu } else { iu - 1 };
+                (
+                    bad,
+                    format!(
+                        "entry {bad} was altered: entry {iu} does not link to the entry before it"
+                    ),
+                )
+            };
+            fail(report, Some(bad), why);
+            break;
+        }
+        leaves.push(*leaf);
+    }
+    Tree::from_leaves(leaves)
+}
+
+fn fail(report: &mut Report, at: Option<u64>, why: String) {
+    if report.valid {
+        report.valid = false;
+        report.first_bad = at;
+        report.error = Some(why);
     }
 }

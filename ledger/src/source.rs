@@ -131,10 +131,15 @@ impl LogSource {
         (all, None)
     }
 
-    /// Replays the whole log.
+    /// Replays the whole log, decoding every entry.
     pub fn replay(&self) -> Report {
+        self.replay_at(replay::Depth::Full)
+    }
+
+    /// Replays the whole log at a chosen depth.
+    pub fn replay_at(&self, depth: replay::Depth) -> Report {
         let (recs, frame_err) = self.records();
-        let mut report = replay::replay(self.origin, &recs).report;
+        let mut report = replay::replay(self.origin, &recs, depth).report;
         if let Some(e) = frame_err
             && report.valid
         {

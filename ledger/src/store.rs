@@ -22,6 +22,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -134,6 +135,19 @@ struct State {
 struct Shared {
     state: RwLock<State>,
     failure: Mutex<Option<String>>,
+    syncs: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// Counters of the writer, for benchmarks and monitoring.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Durable entries.
+    pub entries: u64,
+    /// fdatasync calls made for batches.
+    pub syncs: u64,
+    /// Bytes written to segments by batches.
+    pub bytes: u64,
 }
 
 type Reply<T> = SyncSender<Result<T, String>>;
@@ -272,7 +286,7 @@ impl Ledger {
             seg_of.extend(std::iter::repeat_n(i as u32, recs.len()));
             all.extend(recs);
         }
-        let replayed = replay::replay(origin, &all);
+        let replayed = replay::replay(origin, &all, replay::Depth::Full);
         if !replayed.report.valid {
             return Err(LedgerError::Corrupt {
                 path: dir.to_path_buf(),
@@ -312,6 +326,8 @@ impl Ledger {
         let shared = Arc::new(Shared {
             state: RwLock::new(state),
             failure: Mutex::new(None),
+            syncs: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
         });
 
         let active_path = paths
@@ -323,23 +339,41 @@ impl Ledger {
             .open(&active_path)
             .map_err(io(&active_path))?;
         let (tx, rx) = sync_channel(options.queue_depth.max(1));
-        let mut writer = Writer {
+        // One prepared batch may wait while another is being synced: CPU work on the next
+        // batch overlaps the fsync of this one.
+        let (prepared_tx, prepared_rx) = sync_channel::<Prepared>(1);
+        let mut syncer = Syncer {
             dir: dir.to_path_buf(),
-            key,
-            options,
+            origin,
+            segment_bytes: options.segment_bytes,
             shared: shared.clone(),
             active,
             active_path,
             active_len,
+        };
+        let syncer = std::thread::Builder::new()
+            .name("ledger-sync".into())
+            .spawn(move || syncer.run(prepared_rx))
+            .map_err(io(dir))?;
+        let mut encoder = Encoder {
+            key,
+            options,
+            shared: shared.clone(),
             next_seq: durable,
             last_leaf,
             last_checkpoint: Instant::now(),
             // Entries left unsigned by a crash get a checkpoint with the first batch.
             checkpoint_due: checkpointed < durable,
+            syncer: Some(prepared_tx),
+            scratch: Vec::with_capacity(512),
         };
         let handle = std::thread::Builder::new()
-            .name("ledger-writer".into())
-            .spawn(move || writer.run(rx))
+            .name("ledger-encode".into())
+            .spawn(move || {
+                encoder.run(rx);
+                drop(encoder.syncer.take());
+                let _ = syncer.join();
+            })
             .map_err(io(dir))?;
         Ok(Ledger {
             dir: dir.to_path_buf(),
@@ -508,6 +542,15 @@ impl Ledger {
         Ok(self.read_state()?.checkpoints.clone())
     }
 
+    /// Writer counters since open.
+    pub fn stats(&self) -> Result<Stats, LedgerError> {
+        Ok(Stats {
+            entries: self.size()?,
+            syncs: self.shared.syncs.load(Ordering::Relaxed),
+            bytes: self.shared.bytes.load(Ordering::Relaxed),
+        })
+    }
+
     /// The directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -564,18 +607,39 @@ fn tracing_note(msg: &str) {
     eprintln!("ledger: {msg}");
 }
 
-struct Writer {
-    dir: PathBuf,
+/// A batch ready to be written: framed bytes, where its entries sit in them, who waits.
+struct Prepared {
+    buf: Vec<u8>,
+    /// (offset within `buf` of the leaf bytes, length).
+    locations: Vec<(u64, u32)>,
+    waiters: Vec<Waiter>,
+    checkpoint: Option<SignedCheckpoint>,
+    size: u64,
+}
+
+/// Stage one: turns requests into framed bytes, extends the tree, signs checkpoints.
+struct Encoder {
     key: SecretKey,
     options: LedgerOptions,
     shared: Arc<Shared>,
-    active: File,
-    active_path: PathBuf,
-    active_len: u64,
     next_seq: u64,
     last_leaf: Hash,
     last_checkpoint: Instant,
     checkpoint_due: bool,
+    syncer: Option<SyncSender<Prepared>>,
+    /// Reused for every entry's encoding.
+    scratch: Vec<u8>,
+}
+
+/// Stage two: writes a prepared batch, syncs it, publishes it, then answers its waiters.
+struct Syncer {
+    dir: PathBuf,
+    origin: PublicKey,
+    segment_bytes: u64,
+    shared: Arc<Shared>,
+    active: File,
+    active_path: PathBuf,
+    active_len: u64,
 }
 
 enum Waiter {
@@ -586,7 +650,42 @@ enum Waiter {
     Checkpoint(Reply<SignedCheckpoint>),
 }
 
-impl Writer {
+fn fail(shared: &Shared, why: &str) {
+    if let Ok(mut f) = shared.failure.lock() {
+        f.get_or_insert_with(|| why.to_string());
+    }
+}
+
+fn failure(shared: &Shared) -> Option<String> {
+    match shared.failure.lock() {
+        Ok(f) => f.clone(),
+        Err(_) => Some("writer panicked".into()),
+    }
+}
+
+fn reply_all(waiters: Vec<Waiter>, cp: Option<SignedCheckpoint>, outcome: Result<(), String>) {
+    for w in waiters {
+        match (w, &outcome) {
+            (Waiter::Append { reply, results }, Ok(())) => {
+                let _ = reply.send(Ok(results));
+            }
+            (Waiter::Append { reply, .. }, Err(e)) => {
+                let _ = reply.send(Err(e.clone()));
+            }
+            (Waiter::Checkpoint(reply), Ok(())) => {
+                let _ = reply.send(
+                    cp.clone()
+                        .ok_or_else(|| "the log is empty: nothing to checkpoint".to_string()),
+                );
+            }
+            (Waiter::Checkpoint(reply), Err(e)) => {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
+impl Encoder {
     fn run(&mut self, rx: Receiver<Request>) {
         while let Ok(first) = rx.recv() {
             let mut batch = vec![first];
@@ -615,14 +714,13 @@ impl Writer {
         }
     }
 
-    fn fail(&self, why: &str) {
-        if let Ok(mut f) = self.shared.failure.lock() {
-            f.get_or_insert_with(|| why.to_string());
-        }
-    }
-
     fn process(&mut self, batch: Vec<Request>, closing: bool) {
-        if let Ok(Some(e)) = self.shared.failure.lock().map(|f| f.clone()) {
+        let mut buf = Vec::new();
+        let mut new_leaves = Vec::new();
+        let mut locations = Vec::new();
+        let mut waiters = Vec::with_capacity(batch.len());
+        let mut force_checkpoint = closing;
+        if let Some(e) = failure(&self.shared) {
             for r in batch {
                 match r {
                     Request::Append { reply, .. } => {
@@ -635,11 +733,6 @@ impl Writer {
             }
             return;
         }
-        let mut buf = Vec::new();
-        let mut new_leaves = Vec::new();
-        let mut new_locations = Vec::new();
-        let mut waiters = Vec::with_capacity(batch.len());
-        let mut force_checkpoint = closing;
         for r in batch {
             match r {
                 Request::Append { entries, reply } => {
@@ -651,11 +744,12 @@ impl Writer {
                             time_ms,
                             body,
                         };
-                        match e.encode() {
+                        match e.encode_reusing(std::mem::take(&mut self.scratch)) {
                             Ok(bytes) => {
                                 let leaf = merkle::leaf_hash(&bytes);
-                                // Relative to the batch: the segment and base are known only after the write.
-                                new_locations.push((
+                                // Relative to the batch: the segment and base are known only
+                                // when the syncer writes it.
+                                locations.push((
                                     buf.len() as u64 + records::FRAME_BYTES as u64 + 1,
                                     bytes.len() as u32,
                                 ));
@@ -667,6 +761,7 @@ impl Writer {
                                 }));
                                 self.next_seq += 1;
                                 self.last_leaf = leaf;
+                                self.scratch = bytes;
                             }
                             Err(err) => results.push(Err(err.to_string())),
                         }
@@ -683,7 +778,7 @@ impl Writer {
             self.checkpoint_due = true;
         }
 
-        // Extend the tree (leaves past `durable` stay invisible until the sync succeeds).
+        // Extend the tree; leaves past `durable` stay invisible until the syncer publishes.
         let size = self.next_seq;
         let root = match self.shared.state.write() {
             Ok(mut s) => {
@@ -693,13 +788,14 @@ impl Writer {
                 s.tree.root_at(size).unwrap_or(merkle::EMPTY_ROOT)
             }
             Err(_) => {
-                self.fail("state lock poisoned");
-                return self.reply_all(waiters, None, Err("state lock poisoned".into()));
+                fail(&self.shared, "state lock poisoned");
+                return reply_all(waiters, None, Err("state lock poisoned".into()));
             }
         };
         // A forced checkpoint with nothing new reuses the latest rather than writing a twin.
         let sign_now = self.checkpoint_due
-            && (force_checkpoint || self.last_checkpoint.elapsed() >= self.options.checkpoint_interval);
+            && (force_checkpoint
+                || self.last_checkpoint.elapsed() >= self.options.checkpoint_interval);
         let checkpoint = if sign_now {
             let c = Checkpoint {
                 origin: self.key.public(),
@@ -714,88 +810,75 @@ impl Writer {
             {
                 Ok((cp, bytes)) => {
                     records::frame(KIND_CHECKPOINT, &bytes, &mut buf);
+                    self.checkpoint_due = false;
+                    self.last_checkpoint = Instant::now();
                     Some(cp)
                 }
                 Err(e) => {
-                    self.fail(&e);
-                    return self.reply_all(waiters, None, Err(e));
+                    fail(&self.shared, &e);
+                    return reply_all(waiters, None, Err(e));
                 }
             }
         } else {
             None
         };
+        let prepared = Prepared {
+            buf,
+            locations,
+            waiters,
+            checkpoint,
+            size,
+        };
+        if let Some(tx) = &self.syncer
+            && let Err(std::sync::mpsc::SendError(p)) = tx.send(prepared)
+        {
+            fail(&self.shared, "the sync thread stopped");
+            reply_all(p.waiters, None, Err("the sync thread stopped".into()));
+        }
+    }
+}
 
-        let base = match self.write_durably(&buf) {
+impl Syncer {
+    fn run(&mut self, rx: Receiver<Prepared>) {
+        while let Ok(p) = rx.recv() {
+            self.commit(p);
+        }
+    }
+
+    fn commit(&mut self, p: Prepared) {
+        if let Some(e) = failure(&self.shared) {
+            return reply_all(p.waiters, None, Err(e));
+        }
+        let base = match self.write_durably(&p.buf) {
             Ok(base) => base,
             Err(e) => {
                 let msg = e.to_string();
-                self.fail(&msg);
-                return self.reply_all(waiters, None, Err(msg));
+                fail(&self.shared, &msg);
+                return reply_all(p.waiters, None, Err(msg));
             }
         };
-        let segment = {
-            match self.shared.state.write() {
-                Ok(mut s) => {
-                    let seg = s.segments.len().saturating_sub(1) as u32;
-                    for (offset, len) in new_locations {
-                        s.locations.push(Location {
-                            segment: seg,
-                            offset: base + offset,
-                            len,
-                        });
-                    }
-                    s.durable = size;
-                    if let Some(cp) = &checkpoint {
-                        s.checkpoints.push(cp.clone());
-                    }
-                    seg
+        let latest = match self.shared.state.write() {
+            Ok(mut s) => {
+                let seg = s.segments.len().saturating_sub(1) as u32;
+                for (offset, len) in p.locations {
+                    s.locations.push(Location {
+                        segment: seg,
+                        offset: base + offset,
+                        len,
+                    });
                 }
-                Err(_) => {
-                    self.fail("state lock poisoned");
-                    return self.reply_all(waiters, None, Err("state lock poisoned".into()));
+                s.durable = p.size;
+                if let Some(cp) = p.checkpoint {
+                    s.checkpoints.push(cp);
                 }
+                s.checkpoints.last().cloned()
+            }
+            Err(_) => {
+                fail(&self.shared, "state lock poisoned");
+                return reply_all(p.waiters, None, Err("state lock poisoned".into()));
             }
         };
-        let _ = segment;
-        if checkpoint.is_some() {
-            self.checkpoint_due = false;
-            self.last_checkpoint = Instant::now();
-        }
-        let latest = checkpoint.or_else(|| {
-            self.shared
-                .state
-                .read()
-                .ok()
-                .and_then(|s| s.checkpoints.last().cloned())
-        });
-        self.reply_all(waiters, latest, Ok(()));
-    }
-
-    fn reply_all(
-        &self,
-        waiters: Vec<Waiter>,
-        cp: Option<SignedCheckpoint>,
-        outcome: Result<(), String>,
-    ) {
-        for w in waiters {
-            match (w, &outcome) {
-                (Waiter::Append { reply, results }, Ok(())) => {
-                    let _ = reply.send(Ok(results));
-                }
-                (Waiter::Append { reply, .. }, Err(e)) => {
-                    let _ = reply.send(Err(e.clone()));
-                }
-                (Waiter::Checkpoint(reply), Ok(())) => {
-                    let _ = reply.send(
-                        cp.clone()
-                            .ok_or_else(|| "the log is empty: nothing to checkpoint".to_string()),
-                    );
-                }
-                (Waiter::Checkpoint(reply), Err(e)) => {
-                    let _ = reply.send(Err(e.clone()));
-                }
-            }
-        }
+        reply_all(p.waiters, latest, Ok(()));
     }
 
     /// Writes the batch and syncs it; rolls to a new segment first if this one is full.
@@ -805,7 +888,7 @@ impl Writer {
             return Ok(self.active_len);
         }
         if self.active_len > FILE_HEADER_BYTES as u64
-            && self.active_len + buf.len() as u64 > self.options.segment_bytes
+            && self.active_len + buf.len() as u64 > self.segment_bytes
         {
             self.roll()?;
         }
@@ -813,18 +896,29 @@ impl Writer {
         self.active.write_all(buf).map_err(io(&self.active_path))?;
         self.active.sync_data().map_err(io(&self.active_path))?;
         self.active_len += buf.len() as u64;
+        self.shared.syncs.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .bytes
+            .fetch_add(buf.len() as u64, Ordering::Relaxed);
         Ok(base)
     }
 
     fn roll(&mut self) -> Result<(), LedgerError> {
         self.active.sync_all().map_err(io(&self.active_path))?;
-        let path = self.dir.join(segment_name(self.next_seq_on_disk()?));
+        // The new segment is named by its first entry: the durable size before this batch.
+        let first = self
+            .shared
+            .state
+            .read()
+            .map_err(|_| LedgerError::Failed("state lock poisoned".into()))?
+            .durable;
+        let path = self.dir.join(segment_name(first));
         let mut f = OpenOptions::new()
             .create_new(true)
             .append(true)
             .open(&path)
             .map_err(io(&path))?;
-        f.write_all(&records::file_header(SEGMENT_MAGIC, &self.key.public()))
+        f.write_all(&records::file_header(SEGMENT_MAGIC, &self.origin))
             .map_err(io(&path))?;
         f.sync_all().map_err(io(&path))?;
         sync_dir(&self.dir)?;
@@ -839,15 +933,5 @@ impl Writer {
         self.active_path = path;
         self.active_len = FILE_HEADER_BYTES as u64;
         Ok(())
-    }
-
-    /// The sequence number of the first entry the new segment will hold: the durable size.
-    fn next_seq_on_disk(&self) -> Result<u64, LedgerError> {
-        Ok(self
-            .shared
-            .state
-            .read()
-            .map_err(|_| LedgerError::Failed("state lock poisoned".into()))?
-            .durable)
     }
 }

@@ -26,7 +26,8 @@ fn export() -> &'static Vec<u8> {
         };
         let l = Ledger::open(&dir.path().join("l"), node_key(), opts).unwrap();
         for chunk in (0..ENTRIES).collect::<Vec<_>>().chunks(4) {
-            l.append_all(chunk.iter().map(|i| (*i, flow(*i))).collect()).unwrap();
+            l.append_all(chunk.iter().map(|i| (*i, flow(*i))).collect())
+                .unwrap();
         }
         let out = dir.path().join("x");
         l.export(&out).unwrap();
@@ -54,7 +55,9 @@ fn replay_bytes(bytes: &[u8]) -> Result<Report, String> {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("x");
     std::fs::write(&p, bytes).unwrap();
-    LogSource::load(&p).map(|s| s.replay()).map_err(|e| e.to_string())
+    LogSource::load(&p)
+        .map(|s| s.replay())
+        .map_err(|e| e.to_string())
 }
 
 /// Position in the record list of entry `k`.
@@ -95,11 +98,24 @@ fn every_raw_byte_flip_is_detected_and_located() {
         let mut m = file.clone();
         m[pos] ^= 0x04;
         match replay_bytes(&m) {
-            Err(_) => assert!(pos < FILE_HEADER_BYTES, "byte {pos}: load failed outside the header"),
+            Err(_) => assert!(
+                pos < FILE_HEADER_BYTES,
+                "byte {pos}: load failed outside the header"
+            ),
             Ok(r) => {
-                assert!(!r.valid, "byte {pos} flipped and the log still replays valid");
-                if let Some((_, _, Some(k))) = spans.iter().find(|(s, e, _)| (*s..*e).contains(&pos)) {
-                    assert_eq!(r.first_bad, Some(*k), "byte {pos} is in entry {k}: {:?}", r.error);
+                assert!(
+                    !r.valid,
+                    "byte {pos} flipped and the log still replays valid"
+                );
+                if let Some((_, _, Some(k))) =
+                    spans.iter().find(|(s, e, _)| (*s..*e).contains(&pos))
+                {
+                    assert_eq!(
+                        r.first_bad,
+                        Some(*k),
+                        "byte {pos} is in entry {k}: {:?}",
+                        r.error
+                    );
                 }
             }
         }
