@@ -7,6 +7,7 @@
 //! Exit status: 0 success; 1 the operation ran and failed or was refused (one line on
 //! stderr naming the file and the problem); 2 usage error (clap's own exit code).
 
+mod audit_cmds;
 mod files;
 mod trust_cmds;
 mod util;
@@ -39,6 +40,9 @@ enum Command {
     /// Issue slice tickets.
     #[command(subcommand)]
     Ticket(trust_cmds::TicketCmd),
+    /// Export and replay node logs; trace packets back to people.
+    #[command(subcommand)]
+    Audit(audit_cmds::AuditCmd),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +52,7 @@ fn main() -> ExitCode {
         Command::Authority(c) => trust_cmds::authority(c),
         Command::Cert(c) => trust_cmds::cert(c),
         Command::Ticket(c) => trust_cmds::ticket(c),
+        Command::Audit(c) => audit_cmds::audit(c),
     };
     match result {
         Ok(code) => code,

@@ -150,6 +150,20 @@ impl LogSource {
         report
     }
 
+    /// A self-contained export of this log: a header naming the origin, then every valid
+    /// record. Returns the bytes, the number of entries, and the framing error that ended
+    /// the copy early, if any (a crashed node's torn tail).
+    pub fn export(&self) -> (Vec<u8>, u64, Option<String>) {
+        let (recs, err) = self.records();
+        let mut out = records::file_header(EXPORT_MAGIC, &self.origin);
+        let mut entries = 0;
+        for r in &recs {
+            records::frame(r.kind, r.payload, &mut out);
+            entries += u64::from(r.kind == records::KIND_ENTRY);
+        }
+        (out, entries, err)
+    }
+
     /// The files read.
     pub fn files(&self) -> impl Iterator<Item = &Path> {
         self.files.iter().map(|(p, _)| p.as_path())

@@ -69,6 +69,9 @@ pub enum LedgerError {
     /// A proof could not be produced.
     #[error(transparent)]
     Proof(#[from] ProofError),
+    /// Another process has the log open.
+    #[error("{0}: the ledger is in use by another process")]
+    Locked(PathBuf),
     /// Signing a checkpoint failed.
     #[error("cannot sign a checkpoint: {0}")]
     Checkpoint(String),
@@ -184,6 +187,8 @@ impl Pending {
 /// A node's durable, verifiable log.
 pub struct Ledger {
     dir: PathBuf,
+    /// Held for the ledger's lifetime; released on drop.
+    _lock: File,
     shared: Arc<Shared>,
     tx: Option<SyncSender<Request>>,
     writer: Option<JoinHandle<()>>,
@@ -219,6 +224,16 @@ impl Ledger {
     /// Opens (or creates) the ledger in `dir`, written by `key`.
     pub fn open(dir: &Path, key: SecretKey, options: LedgerOptions) -> Result<Ledger, LedgerError> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
+        // One writer per log: a second process appending would fork the history.
+        let lock_path = dir.join("LOCK");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        lock.try_lock()
+            .map_err(|_| LedgerError::Locked(dir.to_path_buf()))?;
         let origin = key.public();
         let mut paths = list_segments(dir)?;
         if paths.is_empty() {
@@ -376,6 +391,7 @@ impl Ledger {
             })
             .map_err(io(dir))?;
         Ok(Ledger {
+            _lock: lock,
             dir: dir.to_path_buf(),
             shared,
             tx: Some(tx),

@@ -271,3 +271,13 @@ fn index_is_rebuilt_when_deleted_corrupted_or_stale_and_never_trusted() {
     assert!(idx.rebuilt);
     assert_eq!(hits(&idx), want);
 }
+
+#[test]
+fn a_second_writer_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = open(dir.path());
+    let err = Ledger::open(dir.path(), node_key(), LedgerOptions::default())
+        .err()
+        .unwrap();
+    assert!(matches!(err, LedgerError::Locked(_)), "{err}");
+}
