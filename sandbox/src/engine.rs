@@ -1,0 +1,237 @@
+//! One wasmtime engine per node: Cranelift, epoch interruption, async, the pooling
+//! allocator sized from the node's capacity, a ticker thread, a runtime for slivers apart
+//! from the control plane's, and a content-addressed cache of precompiled components.
+
+use crate::sliver::{self, SliverHandle, SliverSpec, SliverState};
+use sha2::{Digest, Sha256};
+use slicefed_trust::ModuleHash;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// Why the sandbox failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// wasmtime refused something (configuration, compilation).
+    #[error("{what}: {source}")]
+    Wasmtime {
+        /// What was being done.
+        what: String,
+        /// wasmtime's error.
+        source: wasmtime::Error,
+    },
+    /// Filesystem.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The bytes are not a component.
+    #[error("the module is not a WASI component ({0})")]
+    NotAComponent(String),
+    /// The node is full.
+    #[error("the node runs {0} slivers, its limit")]
+    Full(u32),
+}
+
+/// Node capacity and tuning.
+#[derive(Clone, Debug)]
+pub struct SandboxConfig {
+    /// Node-private directory for precompiled components.
+    pub cache_dir: PathBuf,
+    /// Most slivers at once.
+    pub max_slivers: u32,
+    /// Largest linear memory one sliver may have.
+    pub max_memory_per_sliver: u64,
+    /// Threads running slivers (the control plane runs elsewhere).
+    pub worker_threads: usize,
+    /// Epoch length: the CPU scheduler's quantum unit.
+    pub tick: Duration,
+}
+
+impl SandboxConfig {
+    /// Defaults for a node: 1,000 slivers, 256 MiB each, one worker per core, 1 ms ticks.
+    pub fn new(cache_dir: &Path) -> SandboxConfig {
+        SandboxConfig {
+            cache_dir: cache_dir.to_path_buf(),
+            max_slivers: 1000,
+            max_memory_per_sliver: 256 << 20,
+            worker_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            tick: Duration::from_millis(1),
+        }
+    }
+}
+
+/// A compiled component and the hash of the bytes it came from.
+pub struct Compiled {
+    /// SHA-256 of the module bytes.
+    pub hash: ModuleHash,
+    pub(crate) component: Component,
+}
+
+/// The node's sandbox.
+pub struct Sandbox {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Arc<Linker<SliverState>>,
+    pub(crate) runtime: tokio::runtime::Runtime,
+    pub(crate) config: SandboxConfig,
+    pub(crate) running: Arc<std::sync::atomic::AtomicU32>,
+    next_id: std::sync::atomic::AtomicU64,
+    ticker_stop: Arc<AtomicBool>,
+    ticker: Option<std::thread::JoinHandle<()>>,
+}
+
+fn wt(what: impl Into<String>) -> impl FnOnce(wasmtime::Error) -> SandboxError {
+    let what = what.into();
+    move |source| SandboxError::Wasmtime { what, source }
+}
+
+impl Sandbox {
+    /// Builds the engine, linker, sliver runtime and epoch ticker.
+    pub fn new(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
+        let n = config.max_slivers.max(1);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(n)
+            .total_core_instances(n.saturating_mul(4))
+            .total_memories(n.saturating_mul(2))
+            .total_tables(n.saturating_mul(4))
+            .total_stacks(n)
+            .max_memory_size(config.max_memory_per_sliver as usize);
+        let mut c = Config::new();
+        c.epoch_interruption(true)
+            .wasm_component_model(true)
+            .max_wasm_stack(512 << 10)
+            .async_stack_size(1 << 20)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&c).map_err(wt("configuring the engine"))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wt("linking WASI"))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.worker_threads.max(1))
+            .thread_name("sliver")
+            .enable_all()
+            .build()
+            .map_err(|source| SandboxError::Io {
+                path: PathBuf::from("(sliver runtime)"),
+                source,
+            })?;
+        std::fs::create_dir_all(&config.cache_dir).map_err(|source| SandboxError::Io {
+            path: config.cache_dir.clone(),
+            source,
+        })?;
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let engine = engine.clone();
+            let stop = ticker_stop.clone();
+            let tick = config.tick;
+            std::thread::Builder::new()
+                .name("epoch-ticker".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(tick);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|source| SandboxError::Io {
+                    path: PathBuf::from("(epoch ticker)"),
+                    source,
+                })?
+        };
+        Ok(Sandbox {
+            engine,
+            linker: Arc::new(linker),
+            runtime,
+            config,
+            running: Arc::new(std::sync::atomic::AtomicU32::new(0)),
+            next_id: std::sync::atomic::AtomicU64::new(1),
+            ticker_stop,
+            ticker: Some(ticker),
+        })
+    }
+
+    /// Compiles module bytes, through the node-private cache keyed by the module's hash and
+    /// the engine's compatibility hash.
+    pub fn compile(&self, module: &[u8]) -> Result<Arc<Compiled>, SandboxError> {
+        let hash = ModuleHash::of(module);
+        let mut compat = Sha256::new();
+        std::hash::Hash::hash(
+            &self.engine.precompile_compatibility_hash(),
+            &mut HashWriter(&mut compat),
+        );
+        let compat = hex::encode(compat.finalize());
+        let path = self.config.cache_dir.join(format!(
+            "{}-{}.cwasm",
+            hash.to_hex(),
+            compat.get(..16).unwrap_or_default()
+        ));
+        if path.is_file()
+            && let Some(c) = self.load_cached(&path)
+        {
+            return Ok(Arc::new(Compiled { hash, component: c }));
+        }
+        let component = Component::new(&self.engine, module)
+            .map_err(|e| SandboxError::NotAComponent(format!("{e:#}")))?;
+        if let Ok(bytes) = component.serialize() {
+            // Written via a temporary file and a rename, so a crash never leaves half a file
+            // that a later load would trust.
+            let tmp = path.with_extension("tmp");
+            if std::fs::write(&tmp, &bytes).is_ok() {
+                let _ = std::fs::rename(&tmp, &path);
+            }
+        }
+        Ok(Arc::new(Compiled { hash, component }))
+    }
+
+    #[allow(unsafe_code)]
+    fn load_cached(&self, path: &Path) -> Option<Component> {
+        // SAFETY: the cache directory is node-private and only this function's caller writes
+        // it, from `Component::serialize` of a module whose hash names the file; no sliver,
+        // peer or user can write there. wasmtime still checks the engine compatibility
+        // header and refuses artifacts from another engine configuration.
+        unsafe { Component::deserialize_file(&self.engine, path) }.ok()
+    }
+
+    /// Starts a sliver.
+    pub fn spawn(
+        &self,
+        compiled: Arc<Compiled>,
+        spec: SliverSpec,
+    ) -> Result<SliverHandle, SandboxError> {
+        let running = self.running.fetch_add(1, Ordering::SeqCst);
+        if running >= self.config.max_slivers {
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            return Err(SandboxError::Full(self.config.max_slivers));
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        Ok(sliver::spawn(self, id, compiled, spec))
+    }
+
+    /// Slivers running now.
+    pub fn running(&self) -> u32 {
+        self.running.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.ticker.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct HashWriter<'a>(&'a mut Sha256);
+impl std::hash::Hasher for HashWriter<'_> {
+    fn finish(&self) -> u64 {
+        0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}

@@ -1,0 +1,546 @@
+//! One sliver: a WASI component in its own `Store`, with its own limits, scheduler weight,
+//! network policy, logs and accounting.
+//!
+//! Invariants:
+//! - Memory is capped over the *sum* of every memory and table of the sliver.
+//! - A CPU-bound sliver yields every `cpu_share` epoch ticks through `YieldCustom` with
+//!   tokio's `yield_now` (wasmtime's built-in yield is unfair under tokio), so CPU-bound
+//!   slivers share the worker threads in proportion to their weights.
+//! - CPU time is the time spent polling the sliver's future, measured around every poll.
+//! - The first reason to stop a sliver wins and is what its outcome reports.
+
+use crate::engine::{Compiled, Sandbox};
+use crate::logs::LogBuffer;
+use crate::net::{self, SharedSink};
+use slicefed_ledger::entry::Attribution;
+use slicefed_trust::caps::{NetworkRights, Proto};
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+/// Most entries in a sliver's resource table (open files, sockets, streams, pollables).
+pub const MAX_HANDLES: usize = 4096;
+/// Most bytes of randomness a sliver may ask for in one call.
+pub const MAX_RANDOM_BYTES: u64 = 1 << 20;
+/// Bytes charged per table element against the memory cap.
+pub const TABLE_ELEMENT_BYTES: u64 = 8;
+
+/// Why a sliver was stopped from outside its own code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KillReason {
+    /// It tried to grow memory past its cap.
+    Memory,
+    /// It used its CPU time limit.
+    Cpu,
+    /// It ran past its wall-clock lifetime.
+    Lifetime,
+    /// It sent its daily egress cap.
+    Egress,
+    /// Someone stopped it (its owner, the node owner).
+    Stopped,
+    /// Its ticket expired or was revoked.
+    Expired,
+}
+
+impl std::fmt::Display for KillReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KillReason::Memory => "memory",
+            KillReason::Cpu => "cpu",
+            KillReason::Lifetime => "lifetime",
+            KillReason::Egress => "egress",
+            KillReason::Stopped => "stopped",
+            KillReason::Expired => "expired",
+        })
+    }
+}
+
+/// How a sliver ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// It exited with this status.
+    Exited(i32),
+    /// It trapped (stack overflow, unreachable, …).
+    Trapped(String),
+    /// It was stopped.
+    Killed(KillReason),
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Exited(c) => write!(f, "exited({c})"),
+            Outcome::Trapped(t) => write!(f, "trapped({t})"),
+            Outcome::Killed(k) => write!(f, "killed({k})"),
+        }
+    }
+}
+
+/// Where a sliver's stdout and stderr go.
+#[derive(Clone, Copy, Debug)]
+pub enum Stdio {
+    /// The node process's own (for `sliver run`).
+    Inherit,
+    /// Bounded buffers of this many bytes each.
+    Capture(usize),
+}
+
+/// What to run and under which limits.
+#[derive(Clone)]
+pub struct SliverSpec {
+    /// Whose sliver.
+    pub who: Attribution,
+    /// Memory cap over all memories and tables, bytes.
+    pub memory: u64,
+    /// CPU weight (≥ 1).
+    pub cpu_share: u32,
+    /// Optional CPU time cap.
+    pub cpu_limit: Option<Duration>,
+    /// Optional wall-clock lifetime.
+    pub lifetime: Option<Duration>,
+    /// Network rights.
+    pub network: NetworkRights,
+    /// Arguments (without argv[0]).
+    pub args: Vec<String>,
+    /// Environment.
+    pub env: Vec<(String, String)>,
+    /// Logs.
+    pub stdio: Stdio,
+    /// A directory preopened as `/` for the sliver, if any.
+    pub dir: Option<PathBuf>,
+    /// Where flow records go.
+    pub flows: SharedSink,
+}
+
+/// Counters a running sliver updates.
+#[derive(Debug, Default)]
+pub struct Counters {
+    cpu_ns: AtomicU64,
+    peak_memory: AtomicU64,
+    flows_allowed: AtomicU64,
+    flows_denied: AtomicU64,
+}
+
+/// A snapshot of a sliver's usage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// CPU time.
+    pub cpu: Duration,
+    /// Peak of memories plus tables, bytes.
+    pub peak_memory: u64,
+    /// Flows allowed.
+    pub flows_allowed: u64,
+    /// Flows denied.
+    pub flows_denied: u64,
+}
+
+#[derive(Default)]
+struct KillFlag(Mutex<Option<KillReason>>);
+impl KillFlag {
+    fn set(&self, r: KillReason) {
+        if let Ok(mut k) = self.0.lock() {
+            k.get_or_insert(r);
+        }
+    }
+    fn get(&self) -> Option<KillReason> {
+        self.0.lock().ok().and_then(|k| *k)
+    }
+}
+
+#[derive(Default)]
+struct Done {
+    outcome: Mutex<Option<Outcome>>,
+    cv: Condvar,
+}
+
+/// A running (or finished) sliver.
+pub struct SliverHandle {
+    /// Node-local id.
+    pub id: u64,
+    /// Its stdout, when captured.
+    pub stdout: Option<LogBuffer>,
+    /// Its stderr, when captured.
+    pub stderr: Option<LogBuffer>,
+    counters: Arc<Counters>,
+    kill: Arc<KillFlag>,
+    stop: Mutex<Option<tokio::sync::oneshot::Sender<KillReason>>>,
+    done: Arc<Done>,
+}
+
+impl SliverHandle {
+    /// Stops the sliver for `reason` (no effect once it has ended).
+    pub fn stop(&self, reason: KillReason) {
+        self.kill.set(reason);
+        if let Ok(mut s) = self.stop.lock()
+            && let Some(tx) = s.take()
+        {
+            let _ = tx.send(reason);
+        }
+    }
+
+    /// Its outcome, if it has ended.
+    pub fn outcome(&self) -> Option<Outcome> {
+        self.done.outcome.lock().ok().and_then(|o| o.clone())
+    }
+
+    /// Waits up to `timeout` for the outcome.
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<Outcome> {
+        let deadline = Instant::now() + timeout;
+        let mut o = self.done.outcome.lock().ok()?;
+        while o.is_none() {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            o = self.done.cv.wait_timeout(o, left).ok()?.0;
+        }
+        o.clone()
+    }
+
+    /// Waits for the outcome.
+    pub fn wait(&self) -> Outcome {
+        loop {
+            if let Some(o) = self.wait_timeout(Duration::from_secs(3600)) {
+                return o;
+            }
+        }
+    }
+
+    /// Usage so far.
+    pub fn usage(&self) -> Usage {
+        Usage {
+            cpu: Duration::from_nanos(self.counters.cpu_ns.load(Ordering::Relaxed)),
+            peak_memory: self.counters.peak_memory.load(Ordering::Relaxed),
+            flows_allowed: self.counters.flows_allowed.load(Ordering::Relaxed),
+            flows_denied: self.counters.flows_denied.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Store data of a sliver.
+pub struct SliverState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+}
+
+impl WasiView for SliverState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Caps the sum of all memories and tables of one store.
+struct MemoryLimiter {
+    cap: u64,
+    memories: u64,
+    tables: u64,
+    counters: Arc<Counters>,
+    kill: Arc<KillFlag>,
+}
+
+impl MemoryLimiter {
+    fn admit(&mut self, memories: u64, tables: u64) -> bool {
+        let total = memories.saturating_add(tables);
+        if total > self.cap {
+            self.kill.set(KillReason::Memory);
+            return false;
+        }
+        self.memories = memories;
+        self.tables = tables;
+        self.counters
+            .peak_memory
+            .fetch_max(total, Ordering::Relaxed);
+        true
+    }
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let memories = (self.memories + desired as u64).saturating_sub(current as u64);
+        Ok(self.admit(memories, self.tables))
+    }
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let grow = (desired.saturating_sub(current) as u64).saturating_mul(TABLE_ELEMENT_BYTES);
+        Ok(self.admit(self.memories, self.tables.saturating_add(grow)))
+    }
+    fn instances(&self) -> usize {
+        64
+    }
+    fn tables(&self) -> usize {
+        64
+    }
+    fn memories(&self) -> usize {
+        16
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Wraps a future and adds the time spent in each `poll` to a counter.
+struct Metered<F> {
+    inner: Pin<Box<F>>,
+    counters: Arc<Counters>,
+}
+impl<F: Future> Future for Metered<F> {
+    type Output = F::Output;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let t = Instant::now();
+        let r = self.inner.as_mut().poll(cx);
+        self.counters
+            .cpu_ns
+            .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        r
+    }
+}
+
+fn wasi_ctx(
+    spec: &SliverSpec,
+    stdout: &Option<LogBuffer>,
+    stderr: &Option<LogBuffer>,
+    counters: &Arc<Counters>,
+) -> wasmtime::Result<WasiCtx> {
+    let mut b = WasiCtxBuilder::new();
+    let mut argv = vec![format!("{}", spec.who.slice)];
+    argv.extend(spec.args.iter().cloned());
+    b.args(&argv)
+        .envs(&spec.env)
+        .max_random_size(MAX_RANDOM_BYTES);
+    match (stdout, stderr) {
+        (Some(o), Some(e)) => {
+            b.stdout(o.clone()).stderr(e.clone());
+        }
+        _ => {
+            b.inherit_stdout().inherit_stderr();
+        }
+    }
+    if let Some(dir) = &spec.dir {
+        b.preopened_dir(dir, "/", FsPerms::ReadWrite)?;
+    }
+    let uses = |proto: Proto| {
+        spec.network
+            .connect
+            .rules()
+            .is_none_or(|r| r.iter().any(|r| r.proto == proto))
+            || spec
+                .network
+                .listen
+                .rules()
+                .is_none_or(|r| r.iter().any(|r| r.proto == proto))
+    };
+    // With any network right, sockets are on at the WASI level and each address is decided
+    // by the slice's rules, so denials are seen (permission denied) and recorded.
+    b.allow_tcp(uses(Proto::Tcp))
+        .allow_udp(uses(Proto::Udp))
+        .allow_ip_name_lookup(false);
+    let rights = spec.network.clone();
+    let who = spec.who.clone();
+    let sink = spec.flows.clone();
+    let counters = counters.clone();
+    b.socket_addr_check(move |addr, use_| {
+        let verdict = net::decide(&rights, addr, use_);
+        if let Some((proto, direction)) = verdict.flow {
+            let c = if verdict.allowed {
+                &counters.flows_allowed
+            } else {
+                &counters.flows_denied
+            };
+            c.fetch_add(1, Ordering::Relaxed);
+            sink.record(net::flow_record(
+                &who,
+                &verdict,
+                proto,
+                direction,
+                addr,
+                now_ms(),
+            ));
+        }
+        let allowed = verdict.allowed;
+        Box::pin(async move { allowed })
+    });
+    Ok(b.build())
+}
+
+/// What a running sliver shares with its handle.
+struct Wiring {
+    counters: Arc<Counters>,
+    kill: Arc<KillFlag>,
+    stdout: Option<LogBuffer>,
+    stderr: Option<LogBuffer>,
+}
+
+async fn run(
+    engine: wasmtime::Engine,
+    linker: Arc<Linker<SliverState>>,
+    compiled: Arc<Compiled>,
+    spec: SliverSpec,
+    wiring: Wiring,
+) -> Outcome {
+    let Wiring {
+        counters,
+        kill,
+        stdout,
+        stderr,
+    } = wiring;
+    let wasi = match wasi_ctx(&spec, &stdout, &stderr, &counters) {
+        Ok(w) => w,
+        Err(e) => return Outcome::Trapped(format!("cannot set up WASI: {e:#}")),
+    };
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(MAX_HANDLES);
+    let state = SliverState {
+        wasi,
+        table,
+        limiter: MemoryLimiter {
+            cap: spec.memory,
+            memories: 0,
+            tables: 0,
+            counters: counters.clone(),
+            kill: kill.clone(),
+        },
+    };
+    let mut store = Store::new(&engine, state);
+    store.limiter(|s| &mut s.limiter);
+    let weight = u64::from(spec.cpu_share.max(1));
+    store.set_epoch_deadline(weight);
+    let cpu_limit = spec.cpu_limit.map(|d| d.as_nanos() as u64);
+    let (cb_counters, cb_kill) = (counters.clone(), kill.clone());
+    store.epoch_deadline_callback(move |_| {
+        if cpu_limit.is_some_and(|l| cb_counters.cpu_ns.load(Ordering::Relaxed) >= l) {
+            cb_kill.set(KillReason::Cpu);
+        }
+        if cb_kill.get().is_some() {
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        Ok(UpdateDeadline::YieldCustom(
+            weight,
+            Box::pin(tokio::task::yield_now()),
+        ))
+    });
+    let result = async {
+        let cmd = wasmtime_wasi::p2::bindings::Command::instantiate_async(
+            &mut store,
+            &compiled.component,
+            &linker,
+        )
+        .await?;
+        cmd.wasi_cli_run().call_run(&mut store).await
+    }
+    .await;
+    match result {
+        Ok(Ok(())) => Outcome::Exited(0),
+        Ok(Err(())) => Outcome::Exited(1),
+        Err(e) => {
+            if let Some(exit) = e.downcast_ref::<I32Exit>() {
+                return Outcome::Exited(exit.0);
+            }
+            if let Some(r) = kill.get() {
+                return Outcome::Killed(r);
+            }
+            match e.downcast_ref::<wasmtime::Trap>() {
+                Some(t) => Outcome::Trapped(t.to_string()),
+                None => Outcome::Trapped(
+                    format!("{e:#}")
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string(),
+                ),
+            }
+        }
+    }
+}
+
+pub(crate) fn spawn(
+    sb: &Sandbox,
+    id: u64,
+    compiled: Arc<Compiled>,
+    spec: SliverSpec,
+) -> SliverHandle {
+    let counters = Arc::new(Counters::default());
+    let kill = Arc::new(KillFlag::default());
+    let done = Arc::new(Done::default());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<KillReason>();
+    let (stdout, stderr) = match spec.stdio {
+        Stdio::Capture(cap) => (Some(LogBuffer::new(cap)), Some(LogBuffer::new(cap))),
+        Stdio::Inherit => (None, None),
+    };
+    let lifetime = spec.lifetime;
+    let fut = run(
+        sb.engine.clone(),
+        sb.linker.clone(),
+        compiled,
+        spec,
+        Wiring {
+            counters: counters.clone(),
+            kill: kill.clone(),
+            stdout: stdout.clone(),
+            stderr: stderr.clone(),
+        },
+    );
+    let metered = Metered {
+        inner: Box::pin(fut),
+        counters: counters.clone(),
+    };
+    let running = sb.running.clone();
+    let (task_done, task_kill) = (done.clone(), kill.clone());
+    sb.runtime.spawn(async move {
+        let stopped = async move {
+            match stop_rx.await {
+                Ok(r) => r,
+                // The handle was dropped without a stop: keep running.
+                Err(_) => std::future::pending().await,
+            }
+        };
+        let expired = async move {
+            match lifetime {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        let outcome = tokio::select! {
+            o = metered => o,
+            r = stopped => Outcome::Killed(r),
+            _ = expired => {
+                task_kill.set(KillReason::Lifetime);
+                Outcome::Killed(KillReason::Lifetime)
+            }
+        };
+        running.fetch_sub(1, Ordering::SeqCst);
+        if let Ok(mut o) = task_done.outcome.lock() {
+            *o = Some(outcome);
+        }
+        task_done.cv.notify_all();
+    });
+    SliverHandle {
+        id,
+        stdout,
+        stderr,
+        counters,
+        kill,
+        stop: Mutex::new(Some(stop_tx)),
+        done,
+    }
+}
