@@ -9,6 +9,7 @@
 
 mod audit_cmds;
 mod files;
+mod sliver_cmds;
 mod trust_cmds;
 mod util;
 
@@ -40,6 +41,9 @@ enum Command {
     /// Issue slice tickets.
     #[command(subcommand)]
     Ticket(trust_cmds::TicketCmd),
+    /// Run slivers locally.
+    #[command(subcommand)]
+    Sliver(sliver_cmds::SliverCmd),
     /// Export and replay node logs; trace packets back to people.
     #[command(subcommand)]
     Audit(audit_cmds::AuditCmd),
@@ -53,6 +57,7 @@ fn main() -> ExitCode {
         Command::Cert(c) => trust_cmds::cert(c),
         Command::Ticket(c) => trust_cmds::ticket(c),
         Command::Audit(c) => audit_cmds::audit(c),
+        Command::Sliver(c) => sliver_cmds::sliver(c),
     };
     match result {
         Ok(code) => code,

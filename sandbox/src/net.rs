@@ -177,3 +177,83 @@ mod tests {
         assert!(d.reason.contains("10.0.0.1:25"), "{}", d.reason);
     }
 }
+
+/// Most flow records waiting for the ledger; a sliver that opens flows faster than the
+/// ledger can sync them is slowed down (the check blocks), never allowed to drop evidence.
+pub const LEDGER_QUEUE: usize = 16_384;
+
+/// A sink that appends flow records to a node's ledger, batched by a background thread so a
+/// sliver's socket call never waits for more than a queue slot.
+pub struct LedgerFlows {
+    tx: std::sync::Mutex<Option<std::sync::mpsc::SyncSender<FlowRecord>>>,
+    worker: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    failed: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl LedgerFlows {
+    /// Starts the appending thread.
+    pub fn new(ledger: Arc<slicefed_ledger::Ledger>) -> LedgerFlows {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<FlowRecord>(LEDGER_QUEUE);
+        let failed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let f = failed.clone();
+        let worker = std::thread::Builder::new()
+            .name("flow-ledger".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < 1024 {
+                        match rx.try_recv() {
+                            Ok(r) => batch.push(r),
+                            Err(_) => break,
+                        }
+                    }
+                    let n = batch.len() as u64;
+                    let entries = batch
+                        .into_iter()
+                        .map(|r| (r.first_ms, slicefed_ledger::EntryBody::Flow(r)))
+                        .collect();
+                    if ledger.append_all(entries).is_err() {
+                        f.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            })
+            .ok();
+        LedgerFlows {
+            tx: std::sync::Mutex::new(Some(tx)),
+            worker: std::sync::Mutex::new(worker),
+            failed,
+        }
+    }
+
+    /// Waits until every record sent so far is durable, and stops the thread.
+    pub fn close(&self) -> u64 {
+        if let Ok(mut t) = self.tx.lock() {
+            t.take();
+        }
+        if let Ok(mut w) = self.worker.lock()
+            && let Some(h) = w.take()
+        {
+            let _ = h.join();
+        }
+        self.failed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl FlowSink for LedgerFlows {
+    fn record(&self, flow: FlowRecord) {
+        let tx = self.tx.lock().ok().and_then(|t| t.clone());
+        match tx {
+            Some(tx) if tx.send(flow).is_ok() => {}
+            _ => {
+                self.failed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl Drop for LedgerFlows {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

@@ -1,0 +1,183 @@
+//! `sliver run`: one sliver, locally, no overlay.
+
+use crate::files::{self, read_bounded};
+use crate::util::{now, parse_duration, parse_size};
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Subcommand};
+use slicefed_ledger::entry::{Attribution, EntryBody, Usage as LedgerUsage};
+use slicefed_ledger::{Ledger, LedgerOptions};
+use slicefed_sandbox::{
+    LedgerFlows, NoFlows, Outcome, Sandbox, SandboxConfig, SliverSpec, Stdio, net::FlowSink,
+};
+use slicefed_trust::caps::{ConnectRule, ListenRule, NetworkRights, RuleSet};
+use slicefed_trust::{ModuleHash, Name, SecretKey};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Largest module accepted.
+const MAX_MODULE_BYTES: usize = 256 << 20;
+
+#[derive(Subcommand)]
+pub enum SliverCmd {
+    /// Run one sliver locally; its stdout and stderr are this command's, its exit status
+    /// is the guest's (or 1 with the reason it was stopped).
+    Run(RunArgs),
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The WASI component to run.
+    module: PathBuf,
+    /// Memory cap over all its memories and tables.
+    #[arg(long, value_parser = parse_size, default_value = "128MiB")]
+    memory: u64,
+    /// CPU weight.
+    #[arg(long, default_value_t = 1)]
+    cpu_share: u32,
+    /// Allowed outgoing connections: tcp|udp:ADDR/PREFIX:PORTS.
+    #[arg(long, value_parser = ConnectRule::parse)]
+    connect: Vec<ConnectRule>,
+    /// Allowed listening ports: tcp|udp:PORTS.
+    #[arg(long, value_parser = ListenRule::parse)]
+    listen: Vec<ListenRule>,
+    /// Environment variables K=V.
+    #[arg(long = "env", value_parser = parse_env)]
+    env: Vec<(String, String)>,
+    /// Wall-clock lifetime.
+    #[arg(long, value_parser = parse_duration)]
+    timeout: Option<u64>,
+    /// CPU time limit.
+    #[arg(long, value_parser = parse_duration)]
+    cpu_limit: Option<u64>,
+    /// Record lifecycle and flows in a ledger in DIR (key DIR/node.key, made if missing).
+    #[arg(long)]
+    ledger: Option<PathBuf>,
+    /// The slice name recorded in the ledger.
+    #[arg(long, default_value = "local.run")]
+    slice: String,
+    /// Arguments for the guest.
+    #[arg(last = true)]
+    args: Vec<String>,
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("`{s}` is not K=V"))
+}
+
+fn ledger_key(dir: &Path) -> Result<SecretKey> {
+    let path = dir.join("node.key");
+    if path.exists() {
+        return files::read_secret_key(&path);
+    }
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("{}: cannot create directory", dir.display()))?;
+    let k = SecretKey::generate()?;
+    files::write_secret_key(&path, &k)?;
+    Ok(k)
+}
+
+pub fn sliver(cmd: SliverCmd) -> Result<ExitCode> {
+    let SliverCmd::Run(a) = cmd;
+    let module = read_bounded(&a.module, MAX_MODULE_BYTES)?;
+    let slice = Name::parse(&a.slice)?;
+    if a.cpu_share == 0 {
+        bail!("--cpu-share must be at least 1");
+    }
+    let who = Attribution {
+        slice,
+        sliver: 1,
+        user: std::env::var("USER")
+            .ok()
+            .and_then(|u| Name::parse(&format!("local.{u}")).ok()),
+        authority: None,
+    };
+    let ledger = match &a.ledger {
+        Some(dir) => {
+            let key = ledger_key(dir)?;
+            Some(Arc::new(
+                Ledger::open(&dir.join("ledger"), key, LedgerOptions::default())
+                    .with_context(|| format!("{}: cannot open the ledger", dir.display()))?,
+            ))
+        }
+        None => None,
+    };
+    let cache = std::env::temp_dir().join(format!("slicefed-cache-{}", user_tag()));
+    let mut config = SandboxConfig::new(&cache);
+    config.max_slivers = 4;
+    config.max_memory_per_sliver = a.memory.max(1 << 20);
+    let sandbox = Sandbox::new(config).map_err(|e| anyhow!("{e}"))?;
+    let compiled = sandbox
+        .compile(&module)
+        .map_err(|e| anyhow!("{}: {e}", a.module.display()))?;
+    let flows: Arc<dyn FlowSink> = match &ledger {
+        Some(l) => Arc::new(LedgerFlows::new(l.clone())),
+        None => Arc::new(NoFlows),
+    };
+    if let Some(l) = &ledger {
+        l.append(
+            now() * 1000,
+            EntryBody::OwnerAction {
+                action: format!(
+                    "sliver run of module {} ({})",
+                    ModuleHash::of(&module),
+                    a.module.display()
+                ),
+                who: Some(who.clone()),
+            },
+        )?;
+    }
+    let spec = SliverSpec {
+        who: who.clone(),
+        memory: a.memory,
+        cpu_share: a.cpu_share,
+        cpu_limit: a.cpu_limit.map(Duration::from_secs),
+        lifetime: a.timeout.map(Duration::from_secs),
+        network: NetworkRights {
+            connect: RuleSet::Only(a.connect.clone()),
+            listen: RuleSet::Only(a.listen.clone()),
+        },
+        args: a.args.clone(),
+        env: a.env.clone(),
+        stdio: Stdio::Inherit,
+        dir: None,
+        flows: flows.clone(),
+    };
+    let handle = sandbox.spawn(compiled, spec).map_err(|e| anyhow!("{e}"))?;
+    let outcome = handle.wait();
+    let usage = handle.usage();
+    if let Some(l) = &ledger {
+        // Every flow reaches the ledger before the stop record.
+        drop(flows);
+        l.append(
+            now() * 1000,
+            EntryBody::SliverStopped {
+                who,
+                reason: outcome.to_string(),
+                usage: LedgerUsage {
+                    cpu_ns: usage.cpu.as_nanos() as u64,
+                    peak_memory: usage.peak_memory,
+                    bytes_in: 0,
+                    bytes_out: 0,
+                    flows: usage.flows_allowed + usage.flows_denied,
+                },
+            },
+        )?;
+        l.checkpoint()?;
+    }
+    match outcome {
+        Outcome::Exited(0) => Ok(ExitCode::SUCCESS),
+        Outcome::Exited(c) => Ok(ExitCode::from(u8::try_from(c).unwrap_or(1))),
+        other => bail!("the sliver was stopped: {other}"),
+    }
+}
+
+/// A per-user cache directory name: a hash of the home directory.
+fn user_tag() -> String {
+    let home = std::env::var("HOME").unwrap_or_default();
+    let h = slicefed_trust::ModuleHash::of(home.as_bytes()).to_hex();
+    h.get(..12).unwrap_or_default().to_string()
+}
