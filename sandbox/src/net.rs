@@ -143,41 +143,6 @@ pub fn flow_record(
 /// A sink shared by the policy check.
 pub type SharedSink = Arc<dyn FlowSink>;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use slicefed_trust::caps::{ConnectRule, ListenRule, RuleSet};
-
-    fn rights() -> NetworkRights {
-        NetworkRights {
-            connect: RuleSet::Only(vec![ConnectRule::parse("tcp:127.0.0.1:7000").unwrap()]),
-            listen: RuleSet::Only(vec![ListenRule::parse("tcp:8000-8010").unwrap()]),
-        }
-    }
-
-    #[test]
-    fn decides_by_rule() {
-        let r = rights();
-        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
-        assert!(decide(&r, a("127.0.0.1:7000"), SocketAddrUse::TcpConnect).allowed);
-        assert!(!decide(&r, a("127.0.0.1:7001"), SocketAddrUse::TcpConnect).allowed);
-        assert!(decide(&r, a("0.0.0.0:0"), SocketAddrUse::TcpBind).allowed);
-        assert!(decide(&r, a("0.0.0.0:8005"), SocketAddrUse::TcpListen).allowed);
-        assert!(!decide(&r, a("0.0.0.0:9000"), SocketAddrUse::TcpBind).allowed);
-        assert!(!decide(&r, a("127.0.0.1:53"), SocketAddrUse::UdpSend).allowed);
-        assert!(
-            !decide(
-                &NetworkRights::none(),
-                a("0.0.0.0:0"),
-                SocketAddrUse::TcpBind
-            )
-            .allowed
-        );
-        let d = decide(&r, a("10.0.0.1:25"), SocketAddrUse::TcpConnect);
-        assert!(d.reason.contains("10.0.0.1:25"), "{}", d.reason);
-    }
-}
-
 /// Most flow records waiting for the ledger; a sliver that opens flows faster than the
 /// ledger can sync them is slowed down (the check blocks), never allowed to drop evidence.
 pub const LEDGER_QUEUE: usize = 16_384;
@@ -255,5 +220,40 @@ impl FlowSink for LedgerFlows {
 impl Drop for LedgerFlows {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slicefed_trust::caps::{ConnectRule, ListenRule, RuleSet};
+
+    fn rights() -> NetworkRights {
+        NetworkRights {
+            connect: RuleSet::Only(vec![ConnectRule::parse("tcp:127.0.0.1:7000").unwrap()]),
+            listen: RuleSet::Only(vec![ListenRule::parse("tcp:8000-8010").unwrap()]),
+        }
+    }
+
+    #[test]
+    fn decides_by_rule() {
+        let r = rights();
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert!(decide(&r, a("127.0.0.1:7000"), SocketAddrUse::TcpConnect).allowed);
+        assert!(!decide(&r, a("127.0.0.1:7001"), SocketAddrUse::TcpConnect).allowed);
+        assert!(decide(&r, a("0.0.0.0:0"), SocketAddrUse::TcpBind).allowed);
+        assert!(decide(&r, a("0.0.0.0:8005"), SocketAddrUse::TcpListen).allowed);
+        assert!(!decide(&r, a("0.0.0.0:9000"), SocketAddrUse::TcpBind).allowed);
+        assert!(!decide(&r, a("127.0.0.1:53"), SocketAddrUse::UdpSend).allowed);
+        assert!(
+            !decide(
+                &NetworkRights::none(),
+                a("0.0.0.0:0"),
+                SocketAddrUse::TcpBind
+            )
+            .allowed
+        );
+        let d = decide(&r, a("10.0.0.1:25"), SocketAddrUse::TcpConnect);
+        assert!(d.reason.contains("10.0.0.1:25"), "{}", d.reason);
     }
 }
