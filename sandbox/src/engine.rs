@@ -81,6 +81,7 @@ pub struct Sandbox {
     pub(crate) runtime: tokio::runtime::Runtime,
     pub(crate) config: SandboxConfig,
     pub(crate) running: Arc<std::sync::atomic::AtomicU32>,
+    pub(crate) fair: Arc<sliver::FairShare>,
     next_id: std::sync::atomic::AtomicU64,
     ticker_stop: Arc<AtomicBool>,
     ticker: Option<std::thread::JoinHandle<()>>,
@@ -148,6 +149,7 @@ impl Sandbox {
             runtime,
             config,
             running: Arc::new(std::sync::atomic::AtomicU32::new(0)),
+            fair: Arc::new(sliver::FairShare::default()),
             next_id: std::sync::atomic::AtomicU64::new(1),
             ticker_stop,
             ticker: Some(ticker),
@@ -209,6 +211,23 @@ impl Sandbox {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         Ok(sliver::spawn(self, id, compiled, spec))
+    }
+
+    /// Benchmark hook: instantiates a component in a fresh store with the sandbox's
+    /// configuration (pooling allocator, limits, WASI) and returns how long instantiation
+    /// alone took. Nothing runs.
+    #[doc(hidden)]
+    pub fn time_instantiation(
+        &self,
+        compiled: &Compiled,
+        spec: &SliverSpec,
+    ) -> Result<Duration, SandboxError> {
+        self.runtime.block_on(sliver::time_instantiation(
+            &self.engine,
+            &self.linker,
+            compiled,
+            spec,
+        ))
     }
 
     /// Slivers running now.

@@ -30,7 +30,7 @@ pub mod guests {
     use std::path::PathBuf;
 
     /// Names of the guests built.
-    pub const ALL: [&str; 9] = [
+    pub const ALL: [&str; 10] = [
         "hello",
         "cpu_hog",
         "memory_bomb",
@@ -40,6 +40,7 @@ pub mod guests {
         "forbidden_connect",
         "log_spammer",
         "sleeper",
+        "idle_toucher",
     ];
 
     /// Path of a built guest component.

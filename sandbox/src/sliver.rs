@@ -383,8 +383,87 @@ fn wasi_ctx(
     Ok(b.build())
 }
 
+/// Weighted fairness across worker threads. Each worker round-robins only its own queue,
+/// so per-sliver quanta alone are fair only within a worker. Every CPU-active sliver has a
+/// virtual time (CPU ÷ weight); at each epoch callback a sliver ahead of the slowest active
+/// one steps aside (sleeps) so the others get the cores. A sliver that becomes active starts
+/// at the current minimum virtual time, so its arrival never starves the others.
+#[derive(Default)]
+pub(crate) struct FairShare {
+    active: Mutex<Vec<Active>>,
+}
+
+struct Active {
+    id: u64,
+    weight: u64,
+    seen: Instant,
+    base_cpu: u64,
+    base_vt: u64,
+}
+
+/// A sliver not seen at an epoch callback this recently is not CPU-bound: it leaves the set.
+const ACTIVE_WINDOW: Duration = Duration::from_millis(100);
+/// Ahead by less than this much of its own CPU time, a sliver just yields.
+const STEP_ASIDE_AFTER: Duration = Duration::from_millis(2);
+/// Longest single step aside (the sliver re-checks after it).
+const MAX_STEP_ASIDE: Duration = Duration::from_millis(20);
+
+impl FairShare {
+    /// How long sliver `id` should step aside now.
+    fn step_aside(&self, id: u64, cpu_ns: u64, weight: u64) -> Duration {
+        let Ok(mut active) = self.active.lock() else {
+            return Duration::ZERO;
+        };
+        let now = Instant::now();
+        active.retain(|a| a.id == id || now.duration_since(a.seen) < ACTIVE_WINDOW);
+        let vt =
+            |a: &Active, cpu: u64| a.base_vt + cpu.saturating_sub(a.base_cpu) / a.weight.max(1);
+        let min_others = active
+            .iter()
+            .filter(|a| a.id != id)
+            .map(|a| a.base_vt) // others' current vt is refreshed into base_vt below
+            .min();
+        let me = match active.iter_mut().find(|a| a.id == id) {
+            Some(me) => me,
+            None => {
+                active.push(Active {
+                    id,
+                    weight,
+                    seen: now,
+                    base_cpu: cpu_ns,
+                    base_vt: min_others.unwrap_or(0),
+                });
+                return Duration::ZERO;
+            }
+        };
+        // Fold my progress into base_vt so others compare against my current vt.
+        let my_vt = vt(me, cpu_ns);
+        me.base_vt = my_vt;
+        me.base_cpu = cpu_ns;
+        me.seen = now;
+        let Some(min_vt) = min_others else {
+            return Duration::ZERO;
+        };
+        let ahead =
+            Duration::from_nanos(my_vt.saturating_sub(min_vt).saturating_mul(weight.max(1)));
+        if ahead < STEP_ASIDE_AFTER {
+            Duration::ZERO
+        } else {
+            ahead.min(MAX_STEP_ASIDE)
+        }
+    }
+
+    fn leave(&self, id: u64) {
+        if let Ok(mut a) = self.active.lock() {
+            a.retain(|x| x.id != id);
+        }
+    }
+}
+
 /// What a running sliver shares with its handle.
 struct Wiring {
+    id: u64,
+    fair: Arc<FairShare>,
     counters: Arc<Counters>,
     kill: Arc<KillFlag>,
     stdout: Option<LogBuffer>,
@@ -399,6 +478,8 @@ async fn run(
     wiring: Wiring,
 ) -> Outcome {
     let Wiring {
+        id,
+        fair,
         counters,
         kill,
         stdout,
@@ -426,7 +507,7 @@ async fn run(
     let weight = u64::from(spec.cpu_share.max(1));
     store.set_epoch_deadline(weight);
     let cpu_limit = spec.cpu_limit.map(|d| d.as_nanos() as u64);
-    let (cb_counters, cb_kill) = (counters.clone(), kill.clone());
+    let (cb_counters, cb_kill, cb_fair) = (counters.clone(), kill.clone(), fair.clone());
     store.epoch_deadline_callback(move |_| {
         if cpu_limit.is_some_and(|l| cb_counters.cpu_ns.load(Ordering::Relaxed) >= l) {
             cb_kill.set(KillReason::Cpu);
@@ -434,10 +515,18 @@ async fn run(
         if cb_kill.get().is_some() {
             return Ok(UpdateDeadline::Interrupt);
         }
-        Ok(UpdateDeadline::YieldCustom(
-            weight,
-            Box::pin(tokio::task::yield_now()),
-        ))
+        let pause = cb_fair.step_aside(id, cb_counters.cpu_ns.load(Ordering::Relaxed), weight);
+        if pause.is_zero() {
+            Ok(UpdateDeadline::YieldCustom(
+                weight,
+                Box::pin(tokio::task::yield_now()),
+            ))
+        } else {
+            Ok(UpdateDeadline::YieldCustom(
+                weight,
+                Box::pin(tokio::time::sleep(pause)),
+            ))
+        }
     });
     let result = async {
         let cmd = wasmtime_wasi::p2::bindings::Command::instantiate_async(
@@ -449,6 +538,7 @@ async fn run(
         cmd.wasi_cli_run().call_run(&mut store).await
     }
     .await;
+    fair.leave(id);
     match result {
         Ok(Ok(())) => Outcome::Exited(0),
         Ok(Err(())) => Outcome::Exited(1),
@@ -473,6 +563,44 @@ async fn run(
     }
 }
 
+/// See [`Sandbox::time_instantiation`].
+pub(crate) async fn time_instantiation(
+    engine: &wasmtime::Engine,
+    linker: &Linker<SliverState>,
+    compiled: &Compiled,
+    spec: &SliverSpec,
+) -> Result<Duration, crate::SandboxError> {
+    let counters = Arc::new(Counters::default());
+    let err = |e: wasmtime::Error| crate::SandboxError::Wasmtime {
+        what: "instantiating".into(),
+        source: e,
+    };
+    let wasi = wasi_ctx(spec, &None, &None, &counters).map_err(err)?;
+    let state = SliverState {
+        wasi,
+        table: ResourceTable::new(),
+        limiter: MemoryLimiter {
+            cap: spec.memory,
+            memories: 0,
+            tables: 0,
+            counters,
+            kill: Arc::new(KillFlag::default()),
+        },
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.limiter);
+    store.set_epoch_deadline(u64::MAX / 2);
+    let t = Instant::now();
+    wasmtime_wasi::p2::bindings::Command::instantiate_async(
+        &mut store,
+        &compiled.component,
+        linker,
+    )
+    .await
+    .map_err(err)?;
+    Ok(t.elapsed())
+}
+
 pub(crate) fn spawn(
     sb: &Sandbox,
     id: u64,
@@ -494,6 +622,8 @@ pub(crate) fn spawn(
         compiled,
         spec,
         Wiring {
+            id,
+            fair: sb.fair.clone(),
             counters: counters.clone(),
             kill: kill.clone(),
             stdout: stdout.clone(),
