@@ -45,6 +45,9 @@ pub struct RunArgs {
     /// Environment variables K=V.
     #[arg(long = "env", value_parser = parse_env)]
     env: Vec<(String, String)>,
+    /// Egress cap per day over all TCP flows (e.g. 10GB).
+    #[arg(long, value_parser = parse_size)]
+    egress_daily: Option<u64>,
     /// Wall-clock lifetime.
     #[arg(long, value_parser = parse_duration)]
     timeout: Option<u64>,
@@ -140,6 +143,7 @@ pub fn sliver(cmd: SliverCmd) -> Result<ExitCode> {
             connect: RuleSet::Only(a.connect.clone()),
             listen: RuleSet::Only(a.listen.clone()),
         },
+        egress_per_day: a.egress_daily,
         args: a.args.clone(),
         env: a.env.clone(),
         stdio: Stdio::Inherit,
@@ -160,8 +164,8 @@ pub fn sliver(cmd: SliverCmd) -> Result<ExitCode> {
                 usage: LedgerUsage {
                     cpu_ns: usage.cpu.as_nanos() as u64,
                     peak_memory: usage.peak_memory,
-                    bytes_in: 0,
-                    bytes_out: 0,
+                    bytes_in: usage.bytes_in,
+                    bytes_out: usage.bytes_out,
                     flows: usage.flows_allowed + usage.flows_denied,
                 },
             },

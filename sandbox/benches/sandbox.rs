@@ -37,6 +37,7 @@ fn spec(args: &[&str]) -> SliverSpec {
         cpu_limit: None,
         lifetime: Some(Duration::from_secs(120)),
         network: NetworkRights::none(),
+        egress_per_day: None,
         args: args.iter().map(|s| s.to_string()).collect(),
         env: vec![],
         stdio: Stdio::Capture(4096),

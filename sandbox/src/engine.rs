@@ -112,6 +112,7 @@ impl Sandbox {
         let engine = Engine::new(&c).map_err(wt("configuring the engine"))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wt("linking WASI"))?;
+        crate::meter::add_to_linker(&mut linker).map_err(wt("linking the flow meter"))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.worker_threads.max(1))
             .thread_name("sliver")

@@ -17,6 +17,7 @@
 
 pub mod engine;
 pub mod logs;
+pub mod meter;
 pub mod net;
 pub mod sliver;
 

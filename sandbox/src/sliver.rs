@@ -107,6 +107,8 @@ pub struct SliverSpec {
     pub lifetime: Option<Duration>,
     /// Network rights.
     pub network: NetworkRights,
+    /// Daily egress cap over all TCP flows, bytes (`None`: unlimited).
+    pub egress_per_day: Option<u64>,
     /// Arguments (without argv[0]).
     pub args: Vec<String>,
     /// Environment.
@@ -126,6 +128,7 @@ pub struct Counters {
     peak_memory: AtomicU64,
     flows_allowed: AtomicU64,
     flows_denied: AtomicU64,
+    bytes: Arc<(AtomicU64, AtomicU64)>,
 }
 
 /// A snapshot of a sliver's usage.
@@ -139,6 +142,10 @@ pub struct Usage {
     pub flows_allowed: u64,
     /// Flows denied.
     pub flows_denied: u64,
+    /// Bytes received over TCP.
+    pub bytes_in: u64,
+    /// Bytes sent over TCP.
+    pub bytes_out: u64,
 }
 
 #[derive(Default)]
@@ -217,6 +224,8 @@ impl SliverHandle {
             peak_memory: self.counters.peak_memory.load(Ordering::Relaxed),
             flows_allowed: self.counters.flows_allowed.load(Ordering::Relaxed),
             flows_denied: self.counters.flows_denied.load(Ordering::Relaxed),
+            bytes_in: self.counters.bytes.0.load(Ordering::Relaxed),
+            bytes_out: self.counters.bytes.1.load(Ordering::Relaxed),
         }
     }
 }
@@ -226,6 +235,16 @@ pub struct SliverState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: MemoryLimiter,
+    meter: crate::meter::MeterConfig,
+}
+
+impl crate::meter::Metered for SliverState {
+    fn meter(&self) -> &crate::meter::MeterConfig {
+        &self.meter
+    }
+    fn table_mut(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
 }
 
 impl WasiView for SliverState {
@@ -368,14 +387,18 @@ fn wasi_ctx(
                 &counters.flows_denied
             };
             c.fetch_add(1, Ordering::Relaxed);
-            sink.record(net::flow_record(
-                &who,
-                &verdict,
-                proto,
-                direction,
-                addr,
-                now_ms(),
-            ));
+            // An allowed TCP flow is recorded when it closes, by the meter, with its real
+            // local address and exact byte counts; everything else is recorded now.
+            if !(verdict.allowed && proto == Proto::Tcp) {
+                sink.record(net::flow_record(
+                    &who,
+                    &verdict,
+                    proto,
+                    direction,
+                    addr,
+                    now_ms(),
+                ));
+            }
         }
         let allowed = verdict.allowed;
         Box::pin(async move { allowed })
@@ -460,6 +483,21 @@ impl FairShare {
     }
 }
 
+fn meter_config(
+    spec: &SliverSpec,
+    counters: &Arc<Counters>,
+    kill: &Arc<KillFlag>,
+) -> crate::meter::MeterConfig {
+    let kill = kill.clone();
+    crate::meter::MeterConfig {
+        who: spec.who.clone(),
+        sink: spec.flows.clone(),
+        egress: Arc::new(crate::meter::Egress::new(spec.egress_per_day)),
+        on_egress_cap: Arc::new(move || kill.set(KillReason::Egress)),
+        totals: counters.bytes.clone(),
+    }
+}
+
 /// What a running sliver shares with its handle.
 struct Wiring {
     id: u64,
@@ -491,9 +529,11 @@ async fn run(
     };
     let mut table = ResourceTable::new();
     table.set_max_capacity(MAX_HANDLES);
+    let meter = meter_config(&spec, &counters, &kill);
     let state = SliverState {
         wasi,
         table,
+        meter,
         limiter: MemoryLimiter {
             cap: spec.memory,
             memories: 0,
@@ -539,15 +579,17 @@ async fn run(
     }
     .await;
     fair.leave(id);
+    // A reason to stop the sliver wins over the exit status it chose after being refused
+    // (a guest whose write failed at its egress cap usually exits 1).
     match result {
         Ok(Ok(())) => Outcome::Exited(0),
-        Ok(Err(())) => Outcome::Exited(1),
+        Ok(Err(())) => kill.get().map_or(Outcome::Exited(1), Outcome::Killed),
         Err(e) => {
-            if let Some(exit) = e.downcast_ref::<I32Exit>() {
-                return Outcome::Exited(exit.0);
-            }
             if let Some(r) = kill.get() {
                 return Outcome::Killed(r);
+            }
+            if let Some(exit) = e.downcast_ref::<I32Exit>() {
+                return Outcome::Exited(exit.0);
             }
             match e.downcast_ref::<wasmtime::Trap>() {
                 Some(t) => Outcome::Trapped(t.to_string()),
@@ -576,15 +618,17 @@ pub(crate) async fn time_instantiation(
         source: e,
     };
     let wasi = wasi_ctx(spec, &None, &None, &counters).map_err(err)?;
+    let kill = Arc::new(KillFlag::default());
     let state = SliverState {
         wasi,
         table: ResourceTable::new(),
+        meter: meter_config(spec, &counters, &kill),
         limiter: MemoryLimiter {
             cap: spec.memory,
             memories: 0,
             tables: 0,
             counters,
-            kill: Arc::new(KillFlag::default()),
+            kill,
         },
     };
     let mut store = Store::new(engine, state);

@@ -38,6 +38,7 @@ fn spec(args: &[&str]) -> SliverSpec {
         cpu_limit: None,
         lifetime: Some(Duration::from_secs(60)),
         network: NetworkRights::none(),
+        egress_per_day: None,
         args: args.iter().map(|s| s.to_string()).collect(),
         env: vec![("SLICE".into(), "princeton.codeen".into())],
         stdio: Stdio::Capture(64 << 10),
@@ -214,10 +215,50 @@ fn an_allowed_connect_reaches_a_real_server_and_is_recorded() {
     assert_eq!(f[0].remote, addr);
     assert_eq!(f[0].decision, Decision::Allowed);
     assert_eq!(f[0].direction, Direction::Outbound);
+    // The record names the address the server saw, and the exact bytes each way.
+    assert_eq!(
+        f[0].local, peer,
+        "the flow's local address is the one the server saw"
+    );
+    assert_eq!((f[0].bytes_out, f[0].bytes_in), (4, 4));
+    assert!(f[0].last_ms >= f[0].first_ms);
+    assert_eq!((h.usage().bytes_out, h.usage().bytes_in), (4, 4));
     assert!(
         out.contains(&format!(":{}", peer.port())),
-        "the sliver's local port is the one the server saw: {out} vs {peer}"
+        "{out} vs {peer}"
     );
+}
+
+#[test]
+fn the_daily_egress_cap_stops_the_sliver() {
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = server.local_addr().unwrap();
+    let t = std::thread::spawn(move || {
+        let (mut c, _) = server.accept().unwrap();
+        let mut buf = Vec::new();
+        let _ = c.read_to_end(&mut buf);
+        buf.len()
+    });
+    let flows = Arc::new(CollectFlows::default());
+    let mut s = spec(&[&addr.to_string(), "more than ten bytes"]);
+    s.network = NetworkRights {
+        connect: RuleSet::Only(vec![
+            ConnectRule::parse(&format!("tcp:127.0.0.1:{}", addr.port())).unwrap(),
+        ]),
+        listen: RuleSet::Only(vec![]),
+    };
+    s.egress_per_day = Some(10);
+    s.flows = flows.clone();
+    let (o, _) = run("tcp_client", s);
+    assert_eq!(o, Outcome::Killed(KillReason::Egress));
+    assert_eq!(
+        t.join().unwrap(),
+        0,
+        "nothing past the cap reached the server"
+    );
+    let f = flows.flows();
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].bytes_out, 0);
 }
 
 /// A real client reaches a listening sliver on an allowed port and cannot on another, and the
