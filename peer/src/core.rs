@@ -1,0 +1,788 @@
+//! The node manager as a sans-IO state machine.
+//!
+//! Invariants:
+//! - No IO, no clock, no randomness: every call takes `now_ms`; outputs are returned.
+//! - Only peers whose node certificate chains to an authority the owner trusts are members;
+//!   anyone else is at most a client.
+//! - A ticket becomes a sliver only if its chain verifies for this node (audience, validity,
+//!   revocations, replay) and it fits the node's capacity and every cap on its chain; every
+//!   refusal carries its precise reason in a signed receipt.
+//! - A running sliver whose ticket expires, or any link of whose chain is revoked, is stopped.
+//! - Everything held is bounded: members, slivers (by capacity), seen revocations.
+
+use slicefed_ledger::entry::{Attribution, EntryBody, Usage};
+use slicefed_trust::caps::NetworkRights;
+use slicefed_trust::objects::{self, MAX_CREDENTIAL_BYTES, NodeReceipt};
+use slicefed_trust::verify::{Object, Verified};
+use slicefed_trust::{
+    CertId, Context, Credential, ModuleHash, Name, PublicKey, SecretKey, TrustPolicy, Verifier,
+};
+use std::collections::BTreeMap;
+
+/// Most members remembered.
+pub const MAX_MEMBERS: usize = 4096;
+/// A member not heard from for this long is dropped.
+pub const MEMBER_TIMEOUT_MS: u64 = 30_000;
+/// Most revocation ids remembered for de-duplicating gossip.
+pub const MAX_SEEN_REVOCATIONS: usize = 100_000;
+
+/// What the node owner grants slivers on this machine.
+#[derive(Clone, Debug)]
+pub struct Capacity {
+    /// Most slivers at once.
+    pub max_slivers: u32,
+    /// Memory for all slivers together, bytes.
+    pub memory: u64,
+    /// Memory a sliver gets when neither its ticket nor its chain caps it.
+    pub default_sliver_memory: u64,
+}
+
+/// A node's self-reported state, carried in its adverts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Load {
+    /// Slivers running.
+    pub slivers: u32,
+    /// Memory free for slivers, bytes.
+    pub free_memory: u64,
+}
+
+/// A member of the federation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// Its certified name.
+    pub name: Name,
+    /// The authority that certified it.
+    pub authority: Name,
+    /// When we last heard from it.
+    pub last_seen_ms: u64,
+    /// What it last said about itself.
+    pub load: Load,
+}
+
+/// What the sandbox should run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SliverPlan {
+    /// Node-local id.
+    pub id: u64,
+    /// Whose.
+    pub who: Attribution,
+    /// The module (the driver has its bytes, matched by hash).
+    pub module: ModuleHash,
+    /// Memory cap.
+    pub memory: u64,
+    /// CPU weight.
+    pub cpu_share: u32,
+    /// Network rights in force.
+    pub network: NetworkRights,
+    /// Daily egress cap.
+    pub egress_per_day: Option<u64>,
+    /// When its ticket ends (unix seconds).
+    pub not_after: u64,
+}
+
+/// Why the core asks to stop a sliver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// Its ticket's validity ended.
+    Expired,
+    /// A link of its chain was revoked.
+    Revoked,
+    /// The node owner stopped it.
+    Owner,
+}
+
+/// What the drivers must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Start a sliver in the sandbox.
+    Start(SliverPlan),
+    /// Stop a sliver.
+    Stop {
+        /// Which.
+        id: u64,
+        /// Why.
+        reason: StopReason,
+    },
+    /// Append to the node's ledger.
+    Append(EntryBody),
+    /// Send this signed receipt (envelope bytes) to whoever submitted the ticket.
+    Receipt(Vec<u8>),
+    /// Gossip these revocation bytes onward.
+    GossipRevocation(Vec<u8>),
+    /// A peer became a member.
+    Joined(PublicKey),
+    /// A peer stopped being a member.
+    Left(PublicKey),
+}
+
+/// A sliver the core knows about.
+#[derive(Clone, Debug)]
+struct Running {
+    plan: SliverPlan,
+    credential: Vec<u8>,
+    chain: Vec<CertId>,
+    root: Name,
+}
+
+/// The node manager.
+pub struct NodeCore {
+    key: SecretKey,
+    me: PublicKey,
+    capacity: Capacity,
+    verifier: Verifier,
+    members: BTreeMap<PublicKey, Member>,
+    slivers: BTreeMap<u64, Running>,
+    next_sliver: u64,
+    seen_revocations: std::collections::BTreeSet<CertId>,
+}
+
+/// Why an input was rejected (inputs that are refused with a receipt are not errors).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CoreError {
+    /// A peer's advert did not make it a member.
+    #[error("not a member: {0}")]
+    NotMember(String),
+    /// A revocation did not open.
+    #[error("bad revocation: {0}")]
+    BadRevocation(String),
+    /// No such sliver.
+    #[error("no sliver {0} on this node")]
+    NoSuchSliver(u64),
+}
+
+fn secs(ms: u64) -> u64 {
+    ms / 1000
+}
+
+impl NodeCore {
+    /// A node with its key, capacity and the owner's trust policy.
+    pub fn new(key: SecretKey, capacity: Capacity, policy: TrustPolicy) -> NodeCore {
+        NodeCore {
+            me: key.public(),
+            key,
+            capacity,
+            verifier: Verifier::new(policy),
+            members: BTreeMap::new(),
+            slivers: BTreeMap::new(),
+            next_sliver: 1,
+            seen_revocations: Default::default(),
+        }
+    }
+
+    /// This node's key.
+    pub fn id(&self) -> PublicKey {
+        self.me
+    }
+
+    /// Current members.
+    pub fn members(&self) -> &BTreeMap<PublicKey, Member> {
+        &self.members
+    }
+
+    /// Running slivers' plans.
+    pub fn slivers(&self) -> impl Iterator<Item = &SliverPlan> {
+        self.slivers.values().map(|r| &r.plan)
+    }
+
+    /// This node's load, for its adverts.
+    pub fn load(&self) -> Load {
+        Load {
+            slivers: self.slivers.len() as u32,
+            free_memory: self.capacity.memory.saturating_sub(self.used_memory()),
+        }
+    }
+
+    fn used_memory(&self) -> u64 {
+        self.slivers.values().map(|r| r.plan.memory).sum()
+    }
+
+    fn ctx(&self, now_ms: u64) -> Context {
+        Context {
+            now: secs(now_ms),
+            node: Some(self.me),
+        }
+    }
+
+    /// A peer's advert: its node credential (certificate and chain) and load. Makes it a
+    /// member if the credential is a node certificate for `from` that chains to a trusted
+    /// authority.
+    pub fn advert(
+        &mut self,
+        now_ms: u64,
+        from: PublicKey,
+        node_credential: &[u8],
+        load: Load,
+    ) -> Result<Vec<Output>, CoreError> {
+        let refuse = |why: String| Err(CoreError::NotMember(why));
+        let cred = match Credential::from_bytes(node_credential) {
+            Ok(c) => c,
+            Err(e) => return refuse(e.to_string()),
+        };
+        let pool: Vec<&[u8]> = cred.chain().collect();
+        // Membership is not tied to this node as audience: any node that trusts the root.
+        let ctx = Context {
+            now: secs(now_ms),
+            node: None,
+        };
+        let v = match self.verifier.verify(cred.leaf(), &pool, &ctx) {
+            Ok(v) => v,
+            Err(e) => return refuse(e.to_string()),
+        };
+        let Object::NodeCert(nc) = &v.leaf.object else {
+            return refuse(format!("a {} is not a node certificate", v.leaf.kind));
+        };
+        if nc.subject != from {
+            return refuse(format!(
+                "the node certificate is for {}, not for {}",
+                nc.subject.peer_id(),
+                from.peer_id()
+            ));
+        }
+        let mut out = vec![];
+        if !self.members.contains_key(&from) {
+            if self.members.len() >= MAX_MEMBERS {
+                return refuse(format!("this node already tracks {MAX_MEMBERS} members"));
+            }
+            out.push(Output::Joined(from));
+        }
+        self.members.insert(
+            from,
+            Member {
+                name: nc.name.clone(),
+                authority: v.responsible.authority.clone(),
+                last_seen_ms: now_ms,
+                load,
+            },
+        );
+        Ok(out)
+    }
+
+    fn receipt(
+        &self,
+        ticket: CertId,
+        admitted: bool,
+        reason: String,
+        now_ms: u64,
+    ) -> Option<Output> {
+        let r = NodeReceipt {
+            ticket,
+            admitted,
+            reason: reason.chars().take(objects::MAX_REASON_BYTES / 4).collect(),
+            at: secs(now_ms),
+        };
+        objects::sign(&self.key, &r)
+            .ok()
+            .map(|s| Output::Receipt(s.bytes))
+    }
+
+    /// A ticket credential submitted by a researcher (or a service acting for one), for a
+    /// module whose bytes the driver holds. Always answers with a signed receipt.
+    pub fn submit(&mut self, now_ms: u64, credential: &[u8]) -> Vec<Output> {
+        let ticket_id = Credential::from_bytes(credential)
+            .map(|c| CertId::of(c.leaf()))
+            .unwrap_or(CertId([0; 32]));
+        match self.admit(now_ms, credential) {
+            Ok((plan, verified, chain)) => {
+                let who = plan.who.clone();
+                let module = plan.module;
+                self.slivers.insert(
+                    plan.id,
+                    Running {
+                        plan: plan.clone(),
+                        credential: credential.to_vec(),
+                        chain,
+                        root: verified.responsible.root.clone(),
+                    },
+                );
+                let mut out = vec![
+                    Output::Start(plan),
+                    Output::Append(EntryBody::SliverCreated {
+                        who,
+                        module,
+                        ticket: ticket_id,
+                        credential: credential.to_vec(),
+                    }),
+                ];
+                out.extend(self.receipt(ticket_id, true, String::new(), now_ms));
+                out
+            }
+            Err(reason) => self
+                .receipt(ticket_id, false, reason, now_ms)
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    fn admit(
+        &mut self,
+        now_ms: u64,
+        credential: &[u8],
+    ) -> Result<(SliverPlan, Verified, Vec<CertId>), String> {
+        if credential.len() > MAX_CREDENTIAL_BYTES {
+            return Err(format!(
+                "the ticket file is {} bytes, over {MAX_CREDENTIAL_BYTES}",
+                credential.len()
+            ));
+        }
+        let cred = Credential::from_bytes(credential).map_err(|e| e.to_string())?;
+        let pool: Vec<&[u8]> = cred.chain().collect();
+        let ctx = self.ctx(now_ms);
+        // Capacity first among the cheap checks, but after the signature: an unsigned
+        // request learns nothing about this node's load.
+        let v = self
+            .verifier
+            .verify(cred.leaf(), &pool, &ctx)
+            .map_err(|e| e.to_string())?;
+        let Object::SliceTicket(t) = &v.leaf.object else {
+            return Err(format!("a {} is not a slice ticket", v.leaf.kind));
+        };
+        if self.slivers.len() as u64 >= u64::from(self.capacity.max_slivers) {
+            return Err(format!(
+                "node full: it runs {} slivers, its owner's limit",
+                self.slivers.len()
+            ));
+        }
+        let memory = v
+            .effective
+            .caps
+            .memory
+            .unwrap_or(self.capacity.default_sliver_memory);
+        let free = self.capacity.memory.saturating_sub(self.used_memory());
+        if memory > free {
+            return Err(format!(
+                "not enough memory: the sliver may use {memory} bytes, this node has {free} free"
+            ));
+        }
+        if let Some(max) = v.effective.caps.max_slivers {
+            let root = &v.responsible.root;
+            let user = v.responsible.user_key;
+            let same = self
+                .slivers
+                .values()
+                .filter(|r| {
+                    &r.root == root && (user.is_none() || r.plan.who.user == v.responsible.user)
+                })
+                .count();
+            if same as u64 >= u64::from(max) {
+                return Err(format!(
+                    "over cap: {same} slivers already run under this chain, its cap is {max}"
+                ));
+            }
+        }
+        // Last, because it consumes the nonce: a refused ticket can be fixed and re-sent.
+        self.verifier
+            .admit_ticket(cred.leaf(), &pool, &ctx)
+            .map_err(|e| e.to_string())?;
+        let id = self.next_sliver;
+        self.next_sliver += 1;
+        let plan = SliverPlan {
+            id,
+            who: Attribution {
+                slice: t.slice.clone(),
+                sliver: id,
+                user: v.responsible.user.clone(),
+                authority: Some(v.responsible.authority.clone()),
+            },
+            module: t.module,
+            memory,
+            cpu_share: v.effective.caps.cpu_share.unwrap_or(1).max(1),
+            network: v.effective.network.clone(),
+            egress_per_day: v.effective.caps.egress_per_day,
+            not_after: v.effective.validity.not_after,
+        };
+        let chain = v.links.iter().map(|l| l.id).collect();
+        Ok((plan, v, chain))
+    }
+
+    /// A revocation, from gossip or from the owner. Stops every sliver whose chain it
+    /// revokes (as judged by the same rules as admission), logs it, and gossips it on once.
+    pub fn revocation(&mut self, now_ms: u64, bytes: &[u8]) -> Result<Vec<Output>, CoreError> {
+        let r = self
+            .verifier
+            .add_revocation(bytes)
+            .map_err(|e| CoreError::BadRevocation(e.to_string()))?;
+        let mut out = vec![];
+        if self.seen_revocations.contains(&r.id) {
+            return Ok(out);
+        }
+        if self.seen_revocations.len() >= MAX_SEEN_REVOCATIONS {
+            self.seen_revocations.clear();
+        }
+        self.seen_revocations.insert(r.id);
+        let ctx = self.ctx(now_ms);
+        let mut stopped = vec![];
+        let affected: Vec<u64> = self
+            .slivers
+            .iter()
+            .filter(|(_, s)| s.chain.contains(&r.body.target))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in affected {
+            let still_valid = self.slivers.get(&id).is_some_and(|s| {
+                Credential::from_bytes(&s.credential).is_ok_and(|c| {
+                    let pool: Vec<&[u8]> = c.chain().collect();
+                    self.verifier.verify(c.leaf(), &pool, &ctx).is_ok()
+                })
+            });
+            if !still_valid {
+                stopped.push(id);
+                out.push(Output::Stop {
+                    id,
+                    reason: StopReason::Revoked,
+                });
+            }
+        }
+        out.push(Output::Append(EntryBody::RevocationSeen {
+            revocation: bytes.to_vec(),
+            stopped,
+        }));
+        out.push(Output::GossipRevocation(bytes.to_vec()));
+        Ok(out)
+    }
+
+    /// Time passes: expired slivers are stopped; silent members leave.
+    pub fn tick(&mut self, now_ms: u64) -> Vec<Output> {
+        let now = secs(now_ms);
+        let mut out: Vec<Output> = self
+            .slivers
+            .values()
+            .filter(|s| {
+                now > s
+                    .plan
+                    .not_after
+                    .saturating_add(slicefed_trust::verify::CLOCK_SKEW_SECS)
+            })
+            .map(|s| Output::Stop {
+                id: s.plan.id,
+                reason: StopReason::Expired,
+            })
+            .collect();
+        let gone: Vec<PublicKey> = self
+            .members
+            .iter()
+            .filter(|(_, m)| now_ms.saturating_sub(m.last_seen_ms) > MEMBER_TIMEOUT_MS)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in gone {
+            self.members.remove(&k);
+            out.push(Output::Left(k));
+        }
+        out
+    }
+
+    /// The node owner stops a sliver directly; logged as an owner action.
+    pub fn owner_stop(&mut self, id: u64, why: &str) -> Result<Vec<Output>, CoreError> {
+        let s = self.slivers.get(&id).ok_or(CoreError::NoSuchSliver(id))?;
+        Ok(vec![
+            Output::Append(EntryBody::OwnerAction {
+                action: format!(
+                    "stopped sliver {id}: {}",
+                    why.chars().take(200).collect::<String>()
+                ),
+                who: Some(s.plan.who.clone()),
+            }),
+            Output::Stop {
+                id,
+                reason: StopReason::Owner,
+            },
+        ])
+    }
+
+    /// The sandbox reports that a sliver ended (for any reason): log it and free its share.
+    pub fn ended(&mut self, id: u64, outcome: &str, usage: Usage) -> Vec<Output> {
+        match self.slivers.remove(&id) {
+            Some(s) => vec![Output::Append(EntryBody::SliverStopped {
+                who: s.plan.who,
+                reason: outcome.chars().take(200).collect(),
+                usage,
+            })],
+            None => vec![],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slicefed_trust::caps::{ResourceCaps, Rights, Validity};
+    use slicefed_trust::fixtures::{
+        DAY, T0, key, name, open_grant, policy_for, ticket_body, user_cert,
+    };
+    use slicefed_trust::objects::{NodeCert, Revocation, SliceTicket, UserCert};
+    use slicefed_trust::{NodeSet, Pattern};
+
+    const NOW: u64 = T0 * 1000;
+
+    fn node(n: u8) -> NodeCore {
+        NodeCore::new(
+            key(n),
+            Capacity {
+                max_slivers: 3,
+                memory: 1 << 30,
+                default_sliver_memory: 64 << 20,
+            },
+            policy_for(&[("princeton", &key(1))]),
+        )
+    }
+
+    fn ticket(body: SliceTicket) -> Vec<u8> {
+        let user = user_cert(&key(1), &key(3), "princeton.alice", "princeton.*").unwrap();
+        let t = objects::sign(&key(3), &body).unwrap().bytes;
+        Credential::new(t, [user]).to_bytes().unwrap()
+    }
+
+    fn receipt(out: &[Output]) -> NodeReceipt {
+        let bytes = out
+            .iter()
+            .find_map(|o| match o {
+                Output::Receipt(b) => Some(b.clone()),
+                _ => None,
+            })
+            .expect("a receipt");
+        objects::open::<NodeReceipt>(&bytes).unwrap().body
+    }
+
+    #[test]
+    fn an_admitted_ticket_starts_a_logged_sliver_with_its_chains_limits() {
+        let mut n = node(10);
+        let out = n.submit(NOW, &ticket(ticket_body("princeton.codeen", 1)));
+        let r = receipt(&out);
+        assert!(r.admitted, "{}", r.reason);
+        let plan = out
+            .iter()
+            .find_map(|o| match o {
+                Output::Start(p) => Some(p.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(plan.memory, 64 << 20);
+        assert_eq!(plan.who.user.as_ref().unwrap().as_str(), "princeton.alice");
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, Output::Append(EntryBody::SliverCreated { .. })))
+        );
+        assert_eq!(n.load().slivers, 1);
+    }
+
+    #[test]
+    fn every_refusal_has_its_own_reason_in_a_signed_receipt() {
+        let mut n = node(10);
+        // Forged: a byte of the ticket's signature changed.
+        let mut forged = ticket(ticket_body("princeton.codeen", 1));
+        let len = forged.len();
+        forged[len / 2] ^= 1;
+        assert!(!receipt(&n.submit(NOW, &forged)).admitted);
+        // Expired.
+        let r = receipt(&n.submit(
+            NOW + 3 * DAY * 1000,
+            &ticket(ticket_body("princeton.codeen", 2)),
+        ));
+        assert!(r.reason.contains("expired"), "{}", r.reason);
+        // Wrong audience.
+        let mut b = ticket_body("princeton.codeen", 3);
+        b.nodes = NodeSet::only(vec![key(11).public()]);
+        let r = receipt(&n.submit(NOW, &ticket(b)));
+        assert!(r.reason.contains("audience"), "{}", r.reason);
+        // Untrusted root.
+        let mut other = NodeCore::new(key(10), n.capacity.clone(), policy_for(&[("mit", &key(9))]));
+        let r = receipt(&other.submit(NOW, &ticket(ticket_body("princeton.codeen", 4))));
+        assert!(r.reason.contains("untrusted root"), "{}", r.reason);
+        // Over the node's memory.
+        let mut b = ticket_body("princeton.codeen", 5);
+        b.caps.memory = Some(2 << 30);
+        let r = receipt(&n.submit(NOW, &ticket(b)));
+        assert!(r.reason.contains("not enough memory"), "{}", r.reason);
+        // Replayed.
+        let t = ticket(ticket_body("princeton.codeen", 6));
+        assert!(receipt(&n.submit(NOW, &t)).admitted);
+        let r = receipt(&n.submit(NOW, &t));
+        assert!(r.reason.contains("replayed"), "{}", r.reason);
+        // Full.
+        for i in 7..9 {
+            assert!(receipt(&n.submit(NOW, &ticket(ticket_body("princeton.codeen", i)))).admitted);
+        }
+        let r = receipt(&n.submit(NOW, &ticket(ticket_body("princeton.codeen", 9))));
+        assert!(r.reason.contains("node full"), "{}", r.reason);
+    }
+
+    #[test]
+    fn a_chain_cap_on_slivers_is_enforced() {
+        let mut n = node(10);
+        let mut grant = open_grant(Rights::CREATE);
+        grant.caps = ResourceCaps {
+            max_slivers: Some(1),
+            ..Default::default()
+        };
+        let user = objects::sign(
+            &key(1),
+            &UserCert {
+                subject: key(3).public(),
+                name: name("princeton.alice"),
+                slices: Pattern::parse("princeton.*").unwrap(),
+                grant,
+            },
+        )
+        .unwrap()
+        .bytes;
+        let t = |i| {
+            let t = objects::sign(&key(3), &ticket_body("princeton.codeen", i))
+                .unwrap()
+                .bytes;
+            Credential::new(t, [user.clone()]).to_bytes().unwrap()
+        };
+        assert!(receipt(&n.submit(NOW, &t(1))).admitted);
+        let r = receipt(&n.submit(NOW, &t(2)));
+        assert!(r.reason.contains("over cap"), "{}", r.reason);
+    }
+
+    #[test]
+    fn expiry_and_revocation_stop_slivers_and_are_logged() {
+        let mut n = node(10);
+        n.submit(NOW, &ticket(ticket_body("princeton.codeen", 1)));
+        assert!(n.tick(NOW + 1000).is_empty());
+        let out = n.tick(NOW + 2 * DAY * 1000);
+        assert_eq!(
+            out,
+            vec![Output::Stop {
+                id: 1,
+                reason: StopReason::Expired
+            }]
+        );
+        let out = n.ended(1, "killed(expired)", Usage::default());
+        assert!(matches!(
+            &out[0],
+            Output::Append(EntryBody::SliverStopped { .. })
+        ));
+
+        // Revoking the user's certificate stops their sliver, once.
+        let user = user_cert(&key(1), &key(3), "princeton.alice", "princeton.*").unwrap();
+        n.submit(NOW, &ticket(ticket_body("princeton.codeen", 2)));
+        let rev = objects::sign(
+            &key(1),
+            &Revocation {
+                target: CertId::of(&user),
+                reason: "stolen laptop".into(),
+                revoked_at: T0,
+            },
+        )
+        .unwrap()
+        .bytes;
+        let out = n.revocation(NOW, &rev).unwrap();
+        assert!(out.contains(&Output::Stop {
+            id: 2,
+            reason: StopReason::Revoked
+        }));
+        assert!(out.iter().any(|o| matches!(o, Output::GossipRevocation(_))));
+        assert!(
+            n.revocation(NOW, &rev).unwrap().is_empty(),
+            "gossiped on once"
+        );
+        // And the same user's next ticket is refused.
+        let r = receipt(&n.submit(NOW, &ticket(ticket_body("princeton.codeen", 3))));
+        assert!(r.reason.contains("revoked"), "{}", r.reason);
+        // A revocation by an unrelated key stops nothing.
+        let mut n = node(10);
+        n.submit(NOW, &ticket(ticket_body("princeton.codeen", 4)));
+        let rev = objects::sign(
+            &key(99),
+            &Revocation {
+                target: CertId::of(&user),
+                reason: "grief".into(),
+                revoked_at: T0,
+            },
+        )
+        .unwrap()
+        .bytes;
+        assert!(
+            !n.revocation(NOW, &rev)
+                .unwrap()
+                .iter()
+                .any(|o| matches!(o, Output::Stop { .. }))
+        );
+    }
+
+    #[test]
+    fn only_certified_nodes_become_members() {
+        let mut n = node(10);
+        let cert = objects::sign(
+            &key(1),
+            &NodeCert {
+                subject: key(20).public(),
+                name: name("princeton.node20"),
+                validity: Validity::starting(T0 - DAY, 30 * DAY),
+            },
+        )
+        .unwrap()
+        .bytes;
+        let cred = Credential::new(cert.clone(), []).to_bytes().unwrap();
+        let out = n
+            .advert(NOW, key(20).public(), &cred, Load::default())
+            .unwrap();
+        assert_eq!(out, vec![Output::Joined(key(20).public())]);
+        assert_eq!(
+            n.members()[&key(20).public()].name.as_str(),
+            "princeton.node20"
+        );
+        // Someone else presenting that certificate is not that node.
+        assert!(
+            n.advert(NOW, key(21).public(), &cred, Load::default())
+                .is_err()
+        );
+        // A self-made certificate (untrusted root) is refused.
+        let own = objects::sign(
+            &key(21),
+            &NodeCert {
+                subject: key(21).public(),
+                name: name("evil.node"),
+                validity: Validity::starting(T0, DAY),
+            },
+        )
+        .unwrap()
+        .bytes;
+        let err = n.advert(
+            NOW,
+            key(21).public(),
+            &Credential::new(own, []).to_bytes().unwrap(),
+            Load::default(),
+        );
+        assert!(
+            matches!(err, Err(CoreError::NotMember(ref r)) if r.contains("untrusted root")),
+            "{err:?}"
+        );
+        // A user certificate is not a node certificate.
+        let user = user_cert(&key(1), &key(21), "princeton.mallory", "princeton.*").unwrap();
+        assert!(
+            n.advert(
+                NOW,
+                key(21).public(),
+                &Credential::new(user, []).to_bytes().unwrap(),
+                Load::default()
+            )
+            .is_err()
+        );
+        // Silence makes a member leave.
+        assert_eq!(
+            n.tick(NOW + MEMBER_TIMEOUT_MS + 1),
+            vec![Output::Left(key(20).public())]
+        );
+        assert!(n.members().is_empty());
+    }
+
+    #[test]
+    fn the_owner_stays_in_control() {
+        let mut n = node(10);
+        n.submit(NOW, &ticket(ticket_body("princeton.codeen", 1)));
+        let out = n.owner_stop(1, "abuse report").unwrap();
+        assert!(
+            matches!(&out[0], Output::Append(EntryBody::OwnerAction { action, .. }) if action.contains("abuse report"))
+        );
+        assert_eq!(
+            out[1],
+            Output::Stop {
+                id: 1,
+                reason: StopReason::Owner
+            }
+        );
+        assert_eq!(n.owner_stop(9, "x"), Err(CoreError::NoSuchSliver(9)));
+    }
+}
