@@ -7,7 +7,10 @@
 //! appends, signed receipts, gossip). It takes time as an input and does no IO, so the same
 //! code runs in the node daemon and in the simulator.
 //!
-//! Not built yet (issue #5): the libp2p driver (`net`), the daemon wiring core + net +
-//! sandbox + ledger (`node`), witnessing and ledger replication.
+//! [`net`] builds the libp2p swarm every node speaks (bounded codecs, validated gossip).
+//!
+//! Not built yet (issue #5): the wire messages, the daemon wiring core + net + sandbox +
+//! ledger (`node`), witnessing and ledger replication.
 
 pub mod core;
+pub mod net;

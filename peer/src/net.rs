@@ -1,0 +1,186 @@
+//! The libp2p driver's swarm: TCP + Noise + Yamux, identify, ping, gossipsub in manual
+//! validation mode, and request-response with a bounded byte codec.
+//!
+//! Invariants: every message is size-bounded before it is read into memory (the codec reads
+//! a length prefix and refuses anything over the limit); gossip is signed by its sender's
+//! libp2p key (the node key) and is forwarded only after the application validated it.
+//! Decoding and deciding what a message means is the core's job, not this module's.
+
+use futures::{AsyncReadExt, AsyncWriteExt};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::{StreamProtocol, Swarm, gossipsub, identify, noise, ping, tcp, yamux};
+use slicefed_trust::SecretKey;
+use std::io;
+use std::time::Duration;
+
+/// The request-response protocol.
+pub const RPC_PROTOCOL: &str = "/slicefed/rpc/1";
+/// Largest request: a ticket credential with its module.
+pub const MAX_REQUEST_BYTES: usize = 16 << 20;
+/// Largest response: receipts, status, log pages, ledger ranges.
+pub const MAX_RESPONSE_BYTES: usize = 4 << 20;
+/// Largest gossip message: adverts, checkpoints, revocations, equivocation proofs.
+pub const MAX_GOSSIP_BYTES: usize = 64 << 10;
+/// Concurrent request streams per connection.
+pub const MAX_CONCURRENT_STREAMS: usize = 64;
+
+/// Why the swarm could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the network: {0}")]
+pub struct NetError(pub String);
+
+/// Requests and responses as length-prefixed bytes, bounded.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BoundedBytes;
+
+async fn read_bounded<T: futures::AsyncRead + Unpin + Send>(
+    io: &mut T,
+    max: usize,
+) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("message of {len} bytes, over the {max}-byte limit"),
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    io.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+async fn write_bounded<T: futures::AsyncWrite + Unpin + Send>(
+    io: &mut T,
+    bytes: &[u8],
+    max: usize,
+) -> io::Result<()> {
+    if bytes.len() > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "message of {} bytes, over the {max}-byte limit",
+                bytes.len()
+            ),
+        ));
+    }
+    io.write_all(&(bytes.len() as u32).to_be_bytes()).await?;
+    io.write_all(bytes).await?;
+    io.close().await
+}
+
+impl request_response::Codec for BoundedBytes {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        read_bounded(io, MAX_REQUEST_BYTES).await
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        read_bounded(io, MAX_RESPONSE_BYTES).await
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        write_bounded(io, &req, MAX_REQUEST_BYTES).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        write_bounded(io, &res, MAX_RESPONSE_BYTES).await
+    }
+}
+
+pub use behaviour::{Behaviour, BehaviourEvent};
+
+mod behaviour {
+    // The derive generates `BehaviourEvent`, whose variants carry no doc comments.
+    #![allow(missing_docs)]
+    use super::BoundedBytes;
+    use libp2p::swarm::NetworkBehaviour;
+    use libp2p::{gossipsub, identify, ping, request_response};
+
+    /// Everything a slicefed node speaks.
+    #[derive(NetworkBehaviour)]
+    pub struct Behaviour {
+        /// Who is at the other end, and their listen addresses.
+        pub identify: identify::Behaviour,
+        /// Liveness.
+        pub ping: ping::Behaviour,
+        /// Adverts, checkpoints, revocations, equivocation proofs.
+        pub gossipsub: gossipsub::Behaviour,
+        /// Tickets and modules, status, logs, stop, ledger sync.
+        pub rpc: request_response::Behaviour<BoundedBytes>,
+    }
+}
+
+/// Builds a node's swarm from its key (the node key is its libp2p identity).
+pub fn swarm(key: &SecretKey) -> Result<Swarm<Behaviour>, NetError> {
+    let err = |e: &dyn std::fmt::Display| NetError(e.to_string());
+    let mut seed = key.seed();
+    let keypair =
+        libp2p::identity::Keypair::ed25519_from_bytes(seed.as_mut()).map_err(|e| err(&e))?;
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| err(&e))?
+        .with_behaviour(|k| {
+            let gossip_config = gossipsub::ConfigBuilder::default()
+                .validation_mode(gossipsub::ValidationMode::Strict)
+                .validate_messages()
+                .max_transmit_size(MAX_GOSSIP_BYTES)
+                .heartbeat_interval(Duration::from_millis(500))
+                .build()
+                .map_err(|e| NetError(e.to_string()))?;
+            let gossipsub = gossipsub::Behaviour::new(
+                gossipsub::MessageAuthenticity::Signed(k.clone()),
+                gossip_config,
+            )
+            .map_err(|e| NetError(e.to_string()))?;
+            Ok(Behaviour {
+                identify: identify::Behaviour::new(identify::Config::new(
+                    "/slicefed/1".into(),
+                    k.public(),
+                )),
+                ping: ping::Behaviour::new(ping::Config::new()),
+                gossipsub,
+                rpc: request_response::Behaviour::new(
+                    [(StreamProtocol::new(RPC_PROTOCOL), ProtocolSupport::Full)],
+                    request_response::Config::default()
+                        .with_request_timeout(Duration::from_secs(30))
+                        .with_max_concurrent_streams(MAX_CONCURRENT_STREAMS),
+                ),
+            })
+        })
+        .map_err(|e| err(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    Ok(swarm)
+}
