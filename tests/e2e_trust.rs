@@ -381,3 +381,69 @@ fn usage_errors_exit_2() {
         2
     );
 }
+
+/// A node owner creates a node and has their authority certify it; the certificate verifies
+/// and names the authority.
+#[test]
+fn node_init_then_certify() {
+    let sh = Shell::new();
+    let pk = sh.authority("princeton");
+    sh.policy("trust.toml", &[("princeton", &pk)]);
+    let n = sh
+        .run(&[
+            "node",
+            "init",
+            "--dir",
+            "node1",
+            "--name",
+            "princeton.node1",
+            "--json",
+        ])
+        .ok()
+        .json();
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(sh.path("node1/node.key"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let subject = n["public_key"].as_str().unwrap().to_string();
+    sh.run(&[
+        "authority",
+        "certify",
+        "--authority",
+        "princeton",
+        "--subject",
+        &subject,
+        "--role",
+        "node",
+        "--name",
+        "princeton.node1",
+        "--out",
+        "node1/node.cert",
+    ])
+    .ok();
+    let v = sh
+        .run(&[
+            "cert",
+            "verify",
+            "node1/node.cert",
+            "--trust",
+            "trust.toml",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["responsible"]["authority"], "princeton");
+    // Running init again never replaces the key.
+    sh.run(&[
+        "node",
+        "init",
+        "--dir",
+        "node1",
+        "--name",
+        "princeton.node1",
+    ])
+    .fails_with("already exists");
+}

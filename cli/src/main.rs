@@ -9,6 +9,7 @@
 
 mod audit_cmds;
 mod files;
+mod node_cmds;
 mod sliver_cmds;
 mod trust_cmds;
 mod util;
@@ -41,6 +42,9 @@ enum Command {
     /// Issue slice tickets.
     #[command(subcommand)]
     Ticket(trust_cmds::TicketCmd),
+    /// Set up and run a node.
+    #[command(subcommand)]
+    Node(node_cmds::NodeCmd),
     /// Run slivers locally.
     #[command(subcommand)]
     Sliver(sliver_cmds::SliverCmd),
@@ -58,6 +62,7 @@ fn main() -> ExitCode {
         Command::Ticket(c) => trust_cmds::ticket(c),
         Command::Audit(c) => audit_cmds::audit(c),
         Command::Sliver(c) => sliver_cmds::sliver(c),
+        Command::Node(c) => node_cmds::node(c),
     };
     match result {
         Ok(code) => code,

@@ -7,10 +7,12 @@
 //! appends, signed receipts, gossip). It takes time as an input and does no IO, so the same
 //! code runs in the node daemon and in the simulator.
 //!
-//! [`net`] builds the libp2p swarm every node speaks (bounded codecs, validated gossip).
+//! [`net`] builds the libp2p swarm every node speaks (bounded codecs, validated gossip);
+//! [`wire`] holds the signed messages carried over it (so far: node adverts).
 //!
 //! Not built yet (issue #5): the wire messages, the daemon wiring core + net + sandbox +
 //! ledger (`node`), witnessing and ledger replication.
 
 pub mod core;
 pub mod net;
+pub mod wire;
