@@ -45,6 +45,9 @@ enum Command {
     /// Set up and run a node.
     #[command(subcommand)]
     Node(node_cmds::NodeCmd),
+    /// See the federation's nodes.
+    #[command(subcommand)]
+    Nodes(node_cmds::NodesCmd),
     /// Run slivers locally.
     #[command(subcommand)]
     Sliver(sliver_cmds::SliverCmd),
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         Command::Audit(c) => audit_cmds::audit(c),
         Command::Sliver(c) => sliver_cmds::sliver(c),
         Command::Node(c) => node_cmds::node(c),
+        Command::Nodes(c) => node_cmds::nodes(c),
     };
     match result {
         Ok(code) => code,

@@ -1,10 +1,12 @@
 //! `node init` (the rest of the node verbs arrive with the daemon, issue #5).
 
 use crate::files;
-use crate::util::{print_json, say};
-use anyhow::{Context, Result};
+use crate::util::{parse_duration, parse_size, print_json, say};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::Subcommand;
 use serde_json::json;
+use slicefed_peer::core::Capacity;
+use slicefed_peer::node::{self, NodeConfig};
 use slicefed_trust::{Name, SecretKey};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,10 +23,124 @@ pub enum NodeCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Run the node: join the overlay, advertise, answer requests (until Ctrl-C).
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    #[arg(long)]
+    dir: PathBuf,
+    /// The node certificate (from `authority certify --role node`).
+    #[arg(long, env = "SLICEFED_CERT")]
+    cert: PathBuf,
+    /// The owner's trust policy.
+    #[arg(long, env = "SLICEFED_TRUST")]
+    trust: PathBuf,
+    /// Listen address.
+    #[arg(long, default_value = "/ip4/0.0.0.0/tcp/0")]
+    listen: Vec<String>,
+    /// Peers to join through (multiaddr with /p2p/PEERID).
+    #[arg(long, env = "SLICEFED_BOOTSTRAP", value_delimiter = ',')]
+    bootstrap: Vec<String>,
+    /// How often to advertise.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    advert_interval: u64,
+    /// Slivers at once on this machine.
+    #[arg(long, default_value_t = 100)]
+    max_slivers: u32,
+    /// Memory for all slivers together.
+    #[arg(long, value_parser = parse_size, default_value = "4GiB")]
+    memory: u64,
+}
+
+#[derive(Subcommand)]
+pub enum NodesCmd {
+    /// List the members a node knows (ask the node at --node or SLICEFED_BOOTSTRAP).
+    List {
+        #[arg(long, env = "SLICEFED_BOOTSTRAP", value_delimiter = ',')]
+        node: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn addr(s: &str) -> Result<libp2p::Multiaddr> {
+    s.parse()
+        .map_err(|e| anyhow!("`{s}` is not a multiaddr: {e}"))
+}
+
+pub fn nodes(cmd: NodesCmd) -> Result<ExitCode> {
+    let NodesCmd::List { node, json } = cmd;
+    let first = node
+        .first()
+        .ok_or_else(|| anyhow!("no node to ask: give --node or set SLICEFED_BOOTSTRAP"))?;
+    let target = addr(first)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let rows = rt.block_on(node::members(target, std::time::Duration::from_secs(20)))?;
+    if json {
+        print_json(&rows)?;
+    } else {
+        for r in &rows {
+            say!(
+                "{:<24} {:<16} {:<54} slivers {:>4}  free {:>6} MiB",
+                r.name,
+                r.authority,
+                r.peer_id,
+                r.slivers,
+                r.free_memory >> 20
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run(a: RunArgs) -> Result<ExitCode> {
+    let RunArgs {
+        dir,
+        cert,
+        trust,
+        listen,
+        bootstrap,
+        advert_interval,
+        max_slivers,
+        memory,
+    } = a;
+    let key = files::read_secret_key(&dir.join("node.key"))?;
+    let credential = files::read_bounded(&cert, slicefed_trust::objects::MAX_CREDENTIAL_BYTES)?;
+    let policy = files::read_policy(&trust)?;
+    if advert_interval == 0 {
+        bail!("--advert-interval must be at least 1s");
+    }
+    let config = NodeConfig {
+        key,
+        credential,
+        policy,
+        listen: listen.iter().map(|s| addr(s)).collect::<Result<_>>()?,
+        bootstrap: bootstrap
+            .iter()
+            .filter(|s| !s.is_empty())
+            .map(|s| addr(s))
+            .collect::<Result<_>>()?,
+        advert_interval: std::time::Duration::from_secs(advert_interval),
+        capacity: Capacity {
+            max_slivers,
+            memory,
+            default_sliver_memory: 64 << 20,
+        },
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(node::run(config, |a| say!("listening on {a}"), async {
+        let _ = tokio::signal::ctrl_c().await;
+    }))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn node(cmd: NodeCmd) -> Result<ExitCode> {
-    let NodeCmd::Init { dir, name, json } = cmd;
+    let (dir, name, json) = match cmd {
+        NodeCmd::Init { dir, name, json } => (dir, name, json),
+        NodeCmd::Run(a) => return run(a),
+    };
     let name = Name::parse(&name)?;
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("{}: cannot create directory", dir.display()))?;

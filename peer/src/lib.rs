@@ -15,4 +15,5 @@
 
 pub mod core;
 pub mod net;
+pub mod node;
 pub mod wire;

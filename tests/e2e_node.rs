@@ -1,0 +1,184 @@
+//! End-to-end: real node processes on loopback join through a bootstrap node, advertise,
+//! and list each other; a node whose certificate chains to an untrusted authority never
+//! becomes a member (its adverts are rejected by every honest node).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+use common::Shell;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Node(Child);
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `slicefed node run` and returns it with its first listen address.
+fn start(
+    sh: &Shell,
+    dir: &str,
+    cert: &str,
+    trust: &str,
+    bootstrap: Option<&str>,
+) -> (Node, String) {
+    let mut cmd = Command::new(Shell::bin());
+    cmd.current_dir(sh.dir.path())
+        .args([
+            "node",
+            "run",
+            "--dir",
+            dir,
+            "--cert",
+            cert,
+            "--trust",
+            trust,
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+        ])
+        .args(["--advert-interval", "1s"])
+        .env_remove("SLICEFED_BOOTSTRAP")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Some(b) = bootstrap {
+        cmd.args(["--bootstrap", b]);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if let Some(a) = line.strip_prefix("listening on ") {
+                let _ = tx.send(a.to_string());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("node did not listen");
+    (Node(child), addr)
+}
+
+fn certified_node(sh: &Shell, authority: &str, name: &str) {
+    let n = sh
+        .run(&["node", "init", "--dir", name, "--name", name, "--json"])
+        .ok()
+        .json();
+    let pk = n["public_key"].as_str().unwrap().to_string();
+    sh.run(&[
+        "authority",
+        "certify",
+        "--authority",
+        authority,
+        "--subject",
+        &pk,
+        "--role",
+        "node",
+        "--name",
+        name,
+        "--out",
+        &format!("{name}/node.cert"),
+    ])
+    .ok();
+}
+
+#[test]
+fn certified_nodes_list_each_other_and_an_uncertified_one_is_kept_out() {
+    let sh = Shell::new();
+    let pk = sh.authority("princeton");
+    sh.policy("trust.toml", &[("princeton", &pk)]);
+    for n in ["princeton.n1", "princeton.n2", "princeton.n3"] {
+        certified_node(&sh, "princeton", n);
+    }
+    // An outsider with its own authority (trusted by itself only).
+    let evil_pk = sh.authority("evil");
+    sh.policy("evil-trust.toml", &[("evil", &evil_pk)]);
+    certified_node(&sh, "evil", "evil.n4");
+
+    let (_n1, a1) = start(
+        &sh,
+        "princeton.n1",
+        "princeton.n1/node.cert",
+        "trust.toml",
+        None,
+    );
+    let (_n2, _) = start(
+        &sh,
+        "princeton.n2",
+        "princeton.n2/node.cert",
+        "trust.toml",
+        Some(&a1),
+    );
+    let (_n3, _) = start(
+        &sh,
+        "princeton.n3",
+        "princeton.n3/node.cert",
+        "trust.toml",
+        Some(&a1),
+    );
+    let (_n4, _) = start(
+        &sh,
+        "evil.n4",
+        "evil.n4/node.cert",
+        "evil-trust.toml",
+        Some(&a1),
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut names = vec![];
+    while Instant::now() < deadline {
+        let r = sh.run(&["nodes", "list", "--node", &a1, "--json"]);
+        if r.code == 0 {
+            let rows = r.json();
+            names = rows
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["name"].as_str().unwrap().to_string())
+                .collect();
+            names.sort();
+            if names.len() >= 3 {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(names, vec!["princeton.n1", "princeton.n2", "princeton.n3"]);
+    // A few more advert rounds: the outsider still never becomes a member.
+    std::thread::sleep(Duration::from_secs(3));
+    let rows = sh
+        .run(&["nodes", "list", "--node", &a1, "--json"])
+        .ok()
+        .json();
+    assert!(
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["name"] != "evil.n4"),
+        "{rows}"
+    );
+    assert_eq!(rows.as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn a_node_refuses_to_start_with_a_certificate_its_owner_does_not_trust() {
+    let sh = Shell::new();
+    let pk = sh.authority("princeton");
+    sh.policy("trust.toml", &[("princeton", &pk)]);
+    let _ = sh.authority("mit");
+    certified_node(&sh, "mit", "mit.n1");
+    sh.run(&[
+        "node",
+        "run",
+        "--dir",
+        "mit.n1",
+        "--cert",
+        "mit.n1/node.cert",
+        "--trust",
+        "trust.toml",
+    ])
+    .fails_with("certificate does not verify");
+}
