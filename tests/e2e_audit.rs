@@ -4,32 +4,9 @@
 
 mod common;
 use common::Shell;
-use slicefed_ledger::entry::{Attribution, Decision, Direction, EntryBody, FlowRecord};
+use slicefed_ledger::fixtures::flow;
 use slicefed_ledger::{Ledger, LedgerOptions};
-use slicefed_trust::caps::Proto;
-use slicefed_trust::fixtures::{key, name};
-
-fn flow(i: u64) -> EntryBody {
-    EntryBody::Flow(FlowRecord {
-        who: Attribution {
-            slice: name("princeton.codeen"),
-            sliver: 1,
-            user: Some(name("princeton.alice")),
-            authority: Some(name("princeton")),
-        },
-        proto: Proto::Tcp,
-        direction: Direction::Outbound,
-        local: "127.0.0.1:40000".parse().unwrap(),
-        remote: "127.0.0.1:7000".parse().unwrap(),
-        decision: Decision::Allowed,
-        bytes_out: i,
-        bytes_in: i,
-        packets_out: 1,
-        packets_in: 1,
-        first_ms: i,
-        last_ms: i,
-    })
-}
+use slicefed_trust::fixtures::key;
 
 /// A node directory with a ledger of `n` entries, written by a node key.
 fn node_dir(sh: &Shell, n: u64) -> std::path::PathBuf {

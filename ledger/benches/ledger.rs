@@ -17,38 +17,16 @@
 
 use rayon::prelude::*;
 use slicefed_ledger::checkpoint::Checkpoint;
-use slicefed_ledger::entry::{Attribution, Decision, Direction, Entry, EntryBody, FlowRecord};
+use slicefed_ledger::entry::{Entry, EntryBody};
+use slicefed_ledger::fixtures::flow;
 use slicefed_ledger::merkle::{self, Tree};
 use slicefed_ledger::records::{self, FILE_HEADER_BYTES, KIND_CHECKPOINT, KIND_ENTRY};
 use slicefed_ledger::replay::{Depth, replay};
 use slicefed_ledger::{Ledger, LedgerOptions};
-use slicefed_trust::caps::Proto;
-use slicefed_trust::fixtures::{key, name};
+use slicefed_trust::fixtures::key;
 use std::hint::black_box;
 use std::io::Write;
 use std::time::{Duration, Instant};
-
-fn flow(i: u64) -> EntryBody {
-    EntryBody::Flow(FlowRecord {
-        who: Attribution {
-            slice: name("princeton.codeen"),
-            sliver: i % 7,
-            user: Some(name("princeton.alice")),
-            authority: Some(name("princeton")),
-        },
-        proto: Proto::Tcp,
-        direction: Direction::Outbound,
-        local: format!("10.0.0.1:{}", 40000 + (i % 1000)).parse().unwrap(),
-        remote: format!("192.0.2.{}:80", i % 200).parse().unwrap(),
-        decision: Decision::Allowed,
-        bytes_out: i * 3,
-        bytes_in: i * 5,
-        packets_out: i,
-        packets_in: i,
-        first_ms: 1_000 + i,
-        last_ms: 2_000 + i,
-    })
-}
 
 fn env_u64(k: &str, d: u64) -> u64 {
     std::env::var(k)

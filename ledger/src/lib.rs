@@ -19,6 +19,8 @@
 
 pub mod checkpoint;
 pub mod entry;
+#[doc(hidden)]
+pub mod fixtures;
 pub mod index;
 pub mod merkle;
 pub mod records;
