@@ -576,34 +576,21 @@ impl Ledger {
     /// records as they are on disk (entries and checkpoints).
     pub fn export(&self, out: &Path) -> Result<u64, LedgerError> {
         self.checkpoint()?;
-        let (origin, paths, durable) = {
-            let s = self.read_state()?;
-            (
-                s.origin,
-                s.segments
-                    .iter()
-                    .map(|(p, _)| p.clone())
-                    .collect::<Vec<_>>(),
-                s.durable,
-            )
-        };
-        let mut buf = records::file_header(records::EXPORT_MAGIC, &origin);
-        for p in &paths {
-            let bytes = std::fs::read(p).map_err(io(p))?;
-            // Copy only whole, valid frames: a batch being written right now is not included.
-            let (recs, _) = records::parse_all(&bytes, FILE_HEADER_BYTES);
-            if let (Some(first), Some(last)) = (recs.first(), recs.last()) {
-                let end = last.offset + records::FRAME_BYTES + 1 + last.payload.len();
-                buf.extend_from_slice(bytes.get(first.offset..end).unwrap_or_default());
-            }
-        }
+        // One definition of the export format: the auditor's reader. It copies whole, valid
+        // frames only, so a batch being written right now is not included.
+        let source =
+            crate::source::LogSource::load(&self.dir).map_err(|e| LedgerError::Corrupt {
+                path: self.dir.clone(),
+                why: e.to_string(),
+            })?;
+        let (buf, entries, _) = source.export();
         let tmp = out.with_extension("partial");
         std::fs::write(&tmp, &buf).map_err(io(&tmp))?;
         File::open(&tmp)
             .and_then(|f| f.sync_all())
             .map_err(io(&tmp))?;
         std::fs::rename(&tmp, out).map_err(io(out))?;
-        Ok(durable)
+        Ok(entries)
     }
 }
 
