@@ -498,6 +498,36 @@ fn meter_config(
     }
 }
 
+/// A sliver's store: WASI context, bounded handle table, flow meter and memory limiter.
+/// Used by slivers and by the instantiation benchmark, so both measure the same thing.
+fn new_store(
+    engine: &wasmtime::Engine,
+    spec: &SliverSpec,
+    counters: &Arc<Counters>,
+    kill: &Arc<KillFlag>,
+    stdout: &Option<LogBuffer>,
+    stderr: &Option<LogBuffer>,
+) -> wasmtime::Result<Store<SliverState>> {
+    let wasi = wasi_ctx(spec, stdout, stderr, counters)?;
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(MAX_HANDLES);
+    let state = SliverState {
+        wasi,
+        table,
+        meter: meter_config(spec, counters, kill),
+        limiter: MemoryLimiter {
+            cap: spec.memory,
+            memories: 0,
+            tables: 0,
+            counters: counters.clone(),
+            kill: kill.clone(),
+        },
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.limiter);
+    Ok(store)
+}
+
 /// What a running sliver shares with its handle.
 struct Wiring {
     id: u64,
@@ -523,27 +553,10 @@ async fn run(
         stdout,
         stderr,
     } = wiring;
-    let wasi = match wasi_ctx(&spec, &stdout, &stderr, &counters) {
-        Ok(w) => w,
+    let mut store = match new_store(&engine, &spec, &counters, &kill, &stdout, &stderr) {
+        Ok(s) => s,
         Err(e) => return Outcome::Trapped(format!("cannot set up WASI: {e:#}")),
     };
-    let mut table = ResourceTable::new();
-    table.set_max_capacity(MAX_HANDLES);
-    let meter = meter_config(&spec, &counters, &kill);
-    let state = SliverState {
-        wasi,
-        table,
-        meter,
-        limiter: MemoryLimiter {
-            cap: spec.memory,
-            memories: 0,
-            tables: 0,
-            counters: counters.clone(),
-            kill: kill.clone(),
-        },
-    };
-    let mut store = Store::new(&engine, state);
-    store.limiter(|s| &mut s.limiter);
     let weight = u64::from(spec.cpu_share.max(1));
     store.set_epoch_deadline(weight);
     let cpu_limit = spec.cpu_limit.map(|d| d.as_nanos() as u64);
@@ -617,22 +630,8 @@ pub(crate) async fn time_instantiation(
         what: "instantiating".into(),
         source: e,
     };
-    let wasi = wasi_ctx(spec, &None, &None, &counters).map_err(err)?;
     let kill = Arc::new(KillFlag::default());
-    let state = SliverState {
-        wasi,
-        table: ResourceTable::new(),
-        meter: meter_config(spec, &counters, &kill),
-        limiter: MemoryLimiter {
-            cap: spec.memory,
-            memories: 0,
-            tables: 0,
-            counters,
-            kill,
-        },
-    };
-    let mut store = Store::new(engine, state);
-    store.limiter(|s| &mut s.limiter);
+    let mut store = new_store(engine, spec, &counters, &kill, &None, &None).map_err(err)?;
     store.set_epoch_deadline(u64::MAX / 2);
     let t = Instant::now();
     wasmtime_wasi::p2::bindings::Command::instantiate_async(
