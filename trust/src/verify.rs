@@ -362,6 +362,9 @@ struct Reach {
     key: PublicKey,
     role: Role,
     label: String,
+    /// The authority answering for this holder: itself for an authority, its certifier for
+    /// a user or delegate.
+    authority: Name,
     names: Vec<Pattern>,
     slices: Vec<Pattern>,
     grant: Grant,
@@ -441,6 +444,7 @@ fn step(
                 key: c.subject,
                 role: Role::Authority,
                 label: c.namespace.to_string(),
+                authority: c.namespace.clone(),
                 names: ns.clone(),
                 slices: ns,
                 grant: c.grant.meet(&parent.grant),
@@ -459,12 +463,12 @@ fn step(
             c.grant.narrows(&parent.grant).map_err(wide)?;
             responsible.user = Some(c.name.clone());
             responsible.user_key = Some(c.subject);
-            responsible.authority =
-                Name::parse(&parent.label).unwrap_or_else(|_| responsible.root.clone());
+            responsible.authority = parent.authority.clone();
             Ok(Some(Reach {
                 key: c.subject,
                 role: Role::User,
                 label: c.name.to_string(),
+                authority: parent.authority.clone(),
                 names: vec![],
                 slices: vec![c.slices.clone()],
                 grant: c.grant.meet(&parent.grant),
@@ -474,8 +478,7 @@ fn step(
             parent.require(link.kind, &[Role::Authority], Rights::CERTIFY)?;
             parent.contain("name", &Pattern::Exact(c.name.clone()), &parent.names)?;
             c.validity.narrows(&parent.grant.validity).map_err(wide)?;
-            responsible.authority =
-                Name::parse(&parent.label).unwrap_or_else(|_| responsible.root.clone());
+            responsible.authority = parent.authority.clone();
             Ok(None)
         }
         Object::Delegation(d) => {
@@ -485,6 +488,7 @@ fn step(
             Ok(Some(Reach {
                 key: d.subject,
                 role: Role::Delegate,
+                authority: parent.authority.clone(),
                 label: format!("delegate {}", d.subject.peer_id()),
                 names: vec![],
                 slices: vec![d.slices.clone()],
@@ -505,6 +509,7 @@ fn step(
             Ok(Some(Reach {
                 key: parent.key,
                 role: parent.role,
+                authority: parent.authority.clone(),
                 label: format!("slice {}", t.slice),
                 names: vec![],
                 slices: vec![Pattern::Exact(t.slice.clone())],
@@ -761,6 +766,7 @@ impl Verifier {
             key: root.key,
             role: Role::Authority,
             label: root.name.to_string(),
+            authority: root.name.clone(),
             names: root
                 .namespaces
                 .iter()
