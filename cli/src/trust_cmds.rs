@@ -97,6 +97,27 @@ pub struct GrantFlags {
     listen: Vec<ListenRule>,
 }
 
+impl GrantFlags {
+    /// The resource caps these flags state (`max_slivers` is a certificate-only flag).
+    fn caps(&self, max_slivers: Option<u32>) -> ResourceCaps {
+        ResourceCaps {
+            memory: self.memory,
+            cpu_share: self.cpu_share,
+            max_slivers,
+            egress_per_day: self.egress_daily,
+        }
+    }
+
+    /// The network rights these flags state. Absent flags inherit the issuer's rules in a
+    /// certificate, and grant nothing in a ticket (least privilege for the concrete request).
+    fn network(&self, inherit_when_empty: bool) -> NetworkRights {
+        NetworkRights {
+            connect: rule_set(&self.connect, inherit_when_empty),
+            listen: rule_set(&self.listen, inherit_when_empty),
+        }
+    }
+}
+
 #[derive(Args)]
 pub struct CertifyArgs {
     /// The issuing authority's directory.
@@ -398,16 +419,8 @@ fn certify(a: CertifyArgs) -> Result<ExitCode> {
     };
     let grant = Grant {
         rights,
-        caps: ResourceCaps {
-            memory: a.grant.memory,
-            cpu_share: a.grant.cpu_share,
-            max_slivers: a.max_slivers,
-            egress_per_day: a.grant.egress_daily,
-        },
-        network: NetworkRights {
-            connect: rule_set(&a.grant.connect, true),
-            listen: rule_set(&a.grant.listen, true),
-        },
+        caps: a.grant.caps(a.max_slivers),
+        network: a.grant.network(true),
         nodes: parse_nodes(&a.nodes)?,
         validity,
     };
@@ -643,16 +656,8 @@ pub fn ticket(cmd: TicketCmd) -> Result<ExitCode> {
     let body = SliceTicket {
         slice: slice.clone(),
         module: ModuleHash::of(&module),
-        caps: ResourceCaps {
-            memory: a.grant.memory,
-            cpu_share: a.grant.cpu_share,
-            max_slivers: None,
-            egress_per_day: a.grant.egress_daily,
-        },
-        network: NetworkRights {
-            connect: rule_set(&a.grant.connect, false),
-            listen: rule_set(&a.grant.listen, false),
-        },
+        caps: a.grant.caps(None),
+        network: a.grant.network(false),
         nodes: parse_nodes(&a.nodes)?,
         validity,
         issued_at: t,
