@@ -168,6 +168,19 @@ impl Tree {
         }
     }
 
+    /// Drops every leaf from `size` on, as if they had never been pushed. A witness appends
+    /// a fetched page, checks the root against the origin's signed checkpoint, and rolls the
+    /// page back if it does not match.
+    pub fn truncate(&mut self, size: u64) {
+        for (h, level) in self.levels.iter_mut().enumerate() {
+            let keep = usize::try_from(size >> h).unwrap_or(usize::MAX);
+            level.truncate(keep);
+        }
+        while self.levels.last().is_some_and(Vec::is_empty) {
+            self.levels.pop();
+        }
+    }
+
     /// The leaf hash at `index`.
     pub fn leaf(&self, index: u64) -> Option<Hash> {
         self.levels
@@ -450,6 +463,22 @@ mod tests {
         "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
         "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
     ];
+
+    #[test]
+    fn truncating_gives_back_every_earlier_tree() {
+        let leaves: Vec<Hash> = (0u32..70).map(|i| leaf_hash(&i.to_le_bytes())).collect();
+        for cut in 0..70u64 {
+            let mut t = Tree::from_leaves(leaves.clone());
+            t.truncate(cut);
+            assert_eq!(t.len(), cut);
+            assert_eq!(t.root(), Tree::from_leaves(leaves[..cut as usize].to_vec()).root());
+            // And it grows again as if never cut.
+            for l in &leaves[cut as usize..] {
+                t.push(*l);
+            }
+            assert_eq!(t.root(), Tree::from_leaves(leaves.clone()).root());
+        }
+    }
 
     #[test]
     fn rfc6962_roots() {

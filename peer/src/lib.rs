@@ -17,3 +17,4 @@ pub mod core;
 pub mod net;
 pub mod node;
 pub mod wire;
+pub mod witness;

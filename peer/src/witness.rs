@@ -1,0 +1,609 @@
+//! Witnessing as a sans-IO state machine: which logs this node replicates, fetching their
+//! entries page by page, checking every page against its origin's signed checkpoints,
+//! cosigning what verified, and turning two inconsistent checkpoints into a portable
+//! [`EquivocationProof`].
+//!
+//! Invariants:
+//! - No IO, no clock: every call takes `now_ms`; what to fetch, persist, gossip or cosign is
+//!   returned as [`WitnessOutput`]s.
+//! - A replica only ever holds entries that verified: each page is chained (index and
+//!   previous-leaf hash), decoded canonically, and its root must equal the origin's signed
+//!   checkpoint at the page's end; a page that fails is rolled back whole.
+//! - Assignment is rendezvous hashing of (origin, witness) over the current members, so
+//!   every node computes the same `k` witnesses per origin without talking, coverage is
+//!   even, and a membership change moves only the assignments it must.
+//! - Two signed checkpoints of one origin at the same size with different roots are an
+//!   equivocation; every page answer carries signed checkpoints at both of its ends, so an
+//!   origin that forks its history contradicts itself at a size the witness already holds.
+//! - Bounded: checkpoints remembered per origin, origins tracked, page sizes.
+
+use slicefed_ledger::checkpoint::{EquivocationProof, SignedCheckpoint};
+use slicefed_ledger::entry::Entry;
+use slicefed_ledger::merkle::{self, Hash, Tree};
+use slicefed_trust::PublicKey;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// Witnesses per origin.
+pub const DEFAULT_WITNESSES: usize = 3;
+/// Signed checkpoints remembered per origin (for spotting conflicts).
+pub const MAX_SEEN_PER_ORIGIN: usize = 64;
+/// Origins whose checkpoints are remembered.
+pub const MAX_ORIGINS: usize = 4096;
+/// A fetch not answered in this long is retried.
+pub const FETCH_TIMEOUT_MS: u64 = 10_000;
+
+/// What the driver must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WitnessOutput {
+    /// Ask `origin` for its entries from `from` on (it answers with a page and signed
+    /// checkpoints at both ends).
+    Fetch {
+        /// Whose log.
+        origin: PublicKey,
+        /// First entry wanted.
+        from: u64,
+    },
+    /// Append these verified leaves and the checkpoint that covers them to the replica of
+    /// `origin` (the replica file is an export file, so auditors can replay it).
+    Persist {
+        /// Whose log.
+        origin: PublicKey,
+        /// Leaf bytes, in order.
+        leaves: Vec<Vec<u8>>,
+        /// The origin's checkpoint at the end of the page.
+        checkpoint: SignedCheckpoint,
+    },
+    /// This node verified `checkpoint` against its replica: cosign it and tell others.
+    Cosign(SignedCheckpoint),
+    /// `origin` signed two inconsistent histories: gossip the proof, mark the origin.
+    Equivocation(EquivocationProof),
+}
+
+/// Why a page was refused (the origin is asked again later; nothing is kept).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WitnessError {
+    /// This node does not witness that origin.
+    #[error("not a witness of {0}")]
+    NotWitness(String),
+    /// The page does not start where the replica ends.
+    #[error("page starts at {got}, the replica holds {want} entries")]
+    WrongStart {
+        /// Replica size.
+        want: u64,
+        /// Page start.
+        got: u64,
+    },
+    /// The page is not what its checkpoints commit to.
+    #[error("bad page from {origin} at entry {seq}: {why}")]
+    BadPage {
+        /// Whose log.
+        origin: String,
+        /// The first bad entry.
+        seq: u64,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+#[derive(Clone, Debug, Default)]
+struct Replica {
+    tree: Tree,
+    /// Leaf hash of the last entry held (zeros when empty).
+    last_leaf: Hash,
+    /// The origin's checkpoint at exactly the replica's size, once it has one.
+    verified: Option<SignedCheckpoint>,
+    /// The largest checkpoint seen that the replica has not reached yet.
+    target: Option<SignedCheckpoint>,
+    /// When the outstanding fetch was sent.
+    fetching_since: Option<u64>,
+    /// Largest size cosigned.
+    cosigned: u64,
+}
+
+/// A node's witnessing state.
+pub struct Witness {
+    me: PublicKey,
+    k: usize,
+    replicas: BTreeMap<PublicKey, Replica>,
+    seen: BTreeMap<PublicKey, BTreeMap<u64, SignedCheckpoint>>,
+    offenders: BTreeMap<PublicKey, EquivocationProof>,
+}
+
+fn score(origin: &PublicKey, witness: &PublicKey) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"slicefed/witness-assignment\0");
+    h.update(origin.0);
+    h.update(witness.0);
+    h.finalize().into()
+}
+
+/// The `k` witnesses of `origin` among `members` (the origin never witnesses itself).
+pub fn witnesses_of(origin: &PublicKey, members: &[PublicKey], k: usize) -> Vec<PublicKey> {
+    let mut ranked: Vec<([u8; 32], PublicKey)> = members
+        .iter()
+        .filter(|m| *m != origin)
+        .map(|m| (score(origin, m), *m))
+        .collect();
+    ranked.sort_unstable();
+    ranked.dedup_by(|a, b| a.1 == b.1);
+    ranked.into_iter().take(k).map(|(_, m)| m).collect()
+}
+
+impl Witness {
+    /// A witness for node `me`, replicating each origin assigned to it among `k`.
+    pub fn new(me: PublicKey, k: usize) -> Witness {
+        Witness {
+            me,
+            k: k.max(1),
+            replicas: BTreeMap::new(),
+            seen: BTreeMap::new(),
+            offenders: BTreeMap::new(),
+        }
+    }
+
+    /// Restores a replica read back from disk (already replayed and verified by the
+    /// driver): its tree, last leaf and latest checkpoint.
+    pub fn restore(&mut self, origin: PublicKey, tree: Tree, latest: Option<SignedCheckpoint>) {
+        let last_leaf = match tree.len().checked_sub(1) {
+            Some(i) => tree.leaf(i).unwrap_or([0; 32]),
+            None => [0; 32],
+        };
+        let verified = latest.filter(|c| c.checkpoint.size == tree.len());
+        let cosigned = verified.as_ref().map_or(0, |c| c.checkpoint.size);
+        self.replicas.insert(
+            origin,
+            Replica {
+                tree,
+                last_leaf,
+                verified,
+                target: None,
+                fetching_since: None,
+                cosigned,
+            },
+        );
+    }
+
+    /// Origins shown to have equivocated, with their proofs.
+    pub fn offenders(&self) -> &BTreeMap<PublicKey, EquivocationProof> {
+        &self.offenders
+    }
+
+    /// Entries held for `origin`.
+    pub fn replica_size(&self, origin: &PublicKey) -> Option<u64> {
+        self.replicas.get(origin).map(|r| r.tree.len())
+    }
+
+    /// Origins this node holds a replica of.
+    pub fn replicas(&self) -> impl Iterator<Item = (&PublicKey, u64)> {
+        self.replicas.iter().map(|(k, r)| (k, r.tree.len()))
+    }
+
+    /// Whether this node is among `origin`'s witnesses, given the members it knows (not
+    /// counting itself).
+    pub fn assigned(&self, origin: &PublicKey, members: &[PublicKey]) -> bool {
+        let mut all = members.to_vec();
+        all.push(self.me);
+        witnesses_of(origin, &all, self.k).contains(&self.me)
+    }
+
+    /// Remembers a checkpoint; if it contradicts one already seen, returns the proof.
+    fn observe(&mut self, cp: &SignedCheckpoint) -> Option<EquivocationProof> {
+        let origin = cp.checkpoint.origin;
+        if !self.seen.contains_key(&origin) && self.seen.len() >= MAX_ORIGINS {
+            return None;
+        }
+        let seen = self.seen.entry(origin).or_default();
+        match seen.get(&cp.checkpoint.size) {
+            Some(old) if old.checkpoint.root != cp.checkpoint.root => {
+                let proof = EquivocationProof::build(old.clone(), cp.clone(), &Tree::new()).ok()?;
+                self.offenders.insert(origin, proof.clone());
+                Some(proof)
+            }
+            Some(_) => None,
+            None => {
+                seen.insert(cp.checkpoint.size, cp.clone());
+                while seen.len() > MAX_SEEN_PER_ORIGIN {
+                    seen.pop_first();
+                }
+                None
+            }
+        }
+    }
+
+    /// A proof received from someone else: verified, then the origin is marked.
+    pub fn equivocation(&mut self, proof: EquivocationProof) -> bool {
+        if proof.verify().is_err() {
+            return false;
+        }
+        let origin = proof.smaller.checkpoint.origin;
+        let new = !self.offenders.contains_key(&origin);
+        self.offenders.entry(origin).or_insert(proof);
+        new
+    }
+
+    /// A checkpoint gossiped by its origin (signature already checked by decoding).
+    pub fn checkpoint(
+        &mut self,
+        now_ms: u64,
+        cp: SignedCheckpoint,
+        members: &[PublicKey],
+    ) -> Vec<WitnessOutput> {
+        let mut out = vec![];
+        if let Some(p) = self.observe(&cp) {
+            out.push(WitnessOutput::Equivocation(p));
+            return out;
+        }
+        let origin = cp.checkpoint.origin;
+        if origin == self.me || self.offenders.contains_key(&origin) {
+            return out;
+        }
+        if !self.replicas.contains_key(&origin) {
+            if !self.assigned(&origin, members) || self.replicas.len() >= MAX_ORIGINS {
+                return out;
+            }
+            self.replicas.insert(origin, Replica::default());
+        }
+        let Some(r) = self.replicas.get_mut(&origin) else {
+            return out;
+        };
+        let size = cp.checkpoint.size;
+        let held = r.tree.len();
+        if size > held {
+            if r.target.as_ref().is_none_or(|t| t.checkpoint.size < size) {
+                r.target = Some(cp);
+            }
+            let stale = r
+                .fetching_since
+                .is_none_or(|t| now_ms.saturating_sub(t) > FETCH_TIMEOUT_MS);
+            if stale {
+                r.fetching_since = Some(now_ms);
+                out.push(WitnessOutput::Fetch { origin, from: held });
+            }
+        } else if r.tree.root_at(size).ok() == Some(cp.checkpoint.root) {
+            if size > r.cosigned {
+                r.cosigned = size;
+                out.push(WitnessOutput::Cosign(cp));
+            }
+        } else if let Some(v) = r.verified.clone() {
+            // A checkpoint inside the history we hold that does not match it: the tree we
+            // hold (verified against `v`) proves the contradiction.
+            if let Ok(p) = EquivocationProof::build(cp, v, &r.tree) {
+                self.offenders.insert(origin, p.clone());
+                out.push(WitnessOutput::Equivocation(p));
+            }
+        }
+        out
+    }
+
+    /// A fetch failed or timed out: allow the next checkpoint to ask again.
+    pub fn fetch_failed(&mut self, origin: &PublicKey) {
+        if let Some(r) = self.replicas.get_mut(origin) {
+            r.fetching_since = None;
+        }
+    }
+
+    /// A page of `origin`'s entries, with the origin's signed checkpoints at its start
+    /// (`base`) and end (`end`), both already signature-checked by decoding.
+    pub fn page(
+        &mut self,
+        now_ms: u64,
+        origin: PublicKey,
+        base: SignedCheckpoint,
+        end: SignedCheckpoint,
+        leaves: Vec<Vec<u8>>,
+    ) -> Result<Vec<WitnessOutput>, WitnessError> {
+        let mut out = vec![];
+        let bad = |seq: u64, why: String| WitnessError::BadPage {
+            origin: origin.peer_id(),
+            seq,
+            why,
+        };
+        if base.checkpoint.origin != origin || end.checkpoint.origin != origin {
+            return Err(bad(0, "a checkpoint of another log".into()));
+        }
+        for cp in [&base, &end] {
+            if let Some(p) = self.observe(cp) {
+                out.push(WitnessOutput::Equivocation(p));
+            }
+        }
+        if !out.is_empty() {
+            if let Some(r) = self.replicas.get_mut(&origin) {
+                r.fetching_since = None;
+            }
+            return Ok(out);
+        }
+        let r = self
+            .replicas
+            .get_mut(&origin)
+            .ok_or_else(|| WitnessError::NotWitness(origin.peer_id()))?;
+        r.fetching_since = None;
+        let held = r.tree.len();
+        if base.checkpoint.size != held {
+            return Err(WitnessError::WrongStart {
+                want: held,
+                got: base.checkpoint.size,
+            });
+        }
+        if base.checkpoint.root != r.tree.root() {
+            // The origin's own signature says its history at `held` is not the one it
+            // showed us before: equivocation, provable with the tree we hold.
+            if let Some(v) = r.verified.clone()
+                && let Ok(p) = EquivocationProof::build(base, v, &r.tree)
+            {
+                self.offenders.insert(origin, p.clone());
+                return Ok(vec![WitnessOutput::Equivocation(p)]);
+            }
+            return Err(bad(held, "the page's base root differs from the replica".into()));
+        }
+        if end.checkpoint.size != held.saturating_add(leaves.len() as u64) {
+            return Err(bad(
+                held,
+                format!(
+                    "{} entries from {held} do not end at the checkpoint's size {}",
+                    leaves.len(),
+                    end.checkpoint.size
+                ),
+            ));
+        }
+        let mut prev = r.last_leaf;
+        for (i, leaf) in leaves.iter().enumerate() {
+            let seq = held + i as u64;
+            let check = Entry::decode(leaf)
+                .map_err(|e| e.to_string())
+                .and_then(|e| {
+                    if e.seq != seq {
+                        Err(format!("entry says index {}", e.seq))
+                    } else if e.prev != prev {
+                        Err("its previous-leaf hash does not link".into())
+                    } else {
+                        Ok(())
+                    }
+                });
+            if let Err(why) = check {
+                r.tree.truncate(held);
+                return Err(bad(seq, why));
+            }
+            let h = merkle::leaf_hash(leaf);
+            r.tree.push(h);
+            prev = h;
+        }
+        if r.tree.root() != end.checkpoint.root {
+            r.tree.truncate(held);
+            return Err(bad(
+                held,
+                "the entries do not hash to the origin's checkpoint".into(),
+            ));
+        }
+        r.last_leaf = prev;
+        r.verified = Some(end.clone());
+        let size = end.checkpoint.size;
+        out.push(WitnessOutput::Persist {
+            origin,
+            leaves,
+            checkpoint: end.clone(),
+        });
+        match r.target.clone() {
+            Some(t) if t.checkpoint.size > size => {
+                r.fetching_since = Some(now_ms);
+                out.push(WitnessOutput::Fetch { origin, from: size });
+            }
+            Some(t) => {
+                r.target = None;
+                if r.tree.root_at(t.checkpoint.size).ok() == Some(t.checkpoint.root)
+                    && t.checkpoint.size > r.cosigned
+                {
+                    r.cosigned = t.checkpoint.size;
+                    out.push(WitnessOutput::Cosign(t));
+                }
+            }
+            None => {}
+        }
+        if size > r.cosigned {
+            r.cosigned = size;
+            out.push(WitnessOutput::Cosign(end));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slicefed_ledger::checkpoint::Checkpoint;
+    use slicefed_ledger::entry::EntryBody;
+    use slicefed_trust::SecretKey;
+    use slicefed_trust::fixtures::key;
+
+    /// An origin's history in memory: leaves and signed checkpoints at any size.
+    struct History {
+        key: SecretKey,
+        leaves: Vec<Vec<u8>>,
+        tree: Tree,
+    }
+
+    impl History {
+        fn new(key: SecretKey) -> History {
+            History {
+                key,
+                leaves: vec![],
+                tree: Tree::new(),
+            }
+        }
+        fn push(&mut self, text: &str) {
+            let e = Entry {
+                seq: self.leaves.len() as u64,
+                prev: self.leaves.last().map_or([0; 32], |l| merkle::leaf_hash(l)),
+                time_ms: 1,
+                body: EntryBody::OwnerAction {
+                    action: text.into(),
+                    who: None,
+                },
+            };
+            let leaf = e.encode().unwrap();
+            self.tree.push(merkle::leaf_hash(&leaf));
+            self.leaves.push(leaf);
+        }
+        fn cp(&self, size: u64) -> SignedCheckpoint {
+            Checkpoint {
+                origin: self.key.public(),
+                size,
+                root: self.tree.root_at(size).unwrap(),
+                time_ms: 1,
+            }
+            .sign(&self.key)
+            .unwrap()
+        }
+        fn page(&self, from: u64, to: u64) -> (SignedCheckpoint, SignedCheckpoint, Vec<Vec<u8>>) {
+            (
+                self.cp(from),
+                self.cp(to),
+                self.leaves[from as usize..to as usize].to_vec(),
+            )
+        }
+    }
+
+    fn members() -> Vec<PublicKey> {
+        (1..=4).map(|i| key(i).public()).collect()
+    }
+
+    /// A witness of key(1)'s log.
+    fn witness_of_1() -> Witness {
+        let origin = key(1).public();
+        let all = members();
+        let w = witnesses_of(&origin, &all, 3);
+        Witness::new(*w.first().unwrap(), 3)
+    }
+
+    #[test]
+    fn assignment_is_even_and_excludes_the_origin() {
+        let all: Vec<PublicKey> = (0..60).map(|i| key(i).public()).collect();
+        let mut load = BTreeMap::<PublicKey, usize>::new();
+        for o in &all {
+            let w = witnesses_of(o, &all, 3);
+            assert_eq!(w.len(), 3);
+            assert!(!w.contains(o));
+            for x in w {
+                *load.entry(x).or_default() += 1;
+            }
+        }
+        // 180 assignments over 60 nodes: nobody is left out or carries a crowd.
+        assert!(load.values().all(|&n| n <= 9), "{load:?}");
+        assert_eq!(load.values().sum::<usize>(), 180);
+    }
+
+    #[test]
+    fn a_witness_fetches_verifies_persists_and_cosigns() {
+        let mut h = History::new(key(1));
+        for i in 0..10 {
+            h.push(&format!("entry {i}"));
+        }
+        let mut w = witness_of_1();
+        let origin = key(1).public();
+        let out = w.checkpoint(0, h.cp(10), &members());
+        assert_eq!(out, vec![WitnessOutput::Fetch { origin, from: 0 }]);
+        // A page to 6, then the rest.
+        let (b, e, l) = h.page(0, 6);
+        let out = w.page(1, origin, b, e, l).unwrap();
+        assert!(matches!(out[0], WitnessOutput::Persist { .. }));
+        assert!(out.contains(&WitnessOutput::Fetch { origin, from: 6 }));
+        let (b, e, l) = h.page(6, 10);
+        let out = w.page(2, origin, b, e, l).unwrap();
+        assert!(out.contains(&WitnessOutput::Cosign(h.cp(10))));
+        assert_eq!(w.replica_size(&origin), Some(10));
+        // The same checkpoint again is not cosigned twice.
+        assert!(w.checkpoint(3, h.cp(10), &members()).is_empty());
+    }
+
+    #[test]
+    fn a_bad_page_is_rolled_back_whole() {
+        let mut h = History::new(key(1));
+        for i in 0..8 {
+            h.push(&format!("entry {i}"));
+        }
+        let mut w = witness_of_1();
+        let origin = key(1).public();
+        w.checkpoint(0, h.cp(8), &members());
+        // One changed byte in one entry.
+        let (b, e, mut l) = h.page(0, 8);
+        let last = l[5].len() - 1;
+        l[5][last] ^= 1;
+        let err = w.page(1, origin, b.clone(), e.clone(), l).unwrap_err();
+        assert!(matches!(err, WitnessError::BadPage { .. }), "{err}");
+        assert_eq!(w.replica_size(&origin), Some(0));
+        // Entries swapped.
+        let (_, _, mut l) = h.page(0, 8);
+        l.swap(2, 3);
+        assert!(w.page(1, origin, b.clone(), e.clone(), l).is_err());
+        assert_eq!(w.replica_size(&origin), Some(0));
+        // The honest page still goes through afterwards.
+        let (_, _, l) = h.page(0, 8);
+        assert!(w.page(2, origin, b, e, l).is_ok());
+        assert_eq!(w.replica_size(&origin), Some(8));
+    }
+
+    #[test]
+    fn two_histories_signed_by_one_origin_are_caught_with_a_portable_proof() {
+        let mut a = History::new(key(1));
+        let mut b = History::new(key(1));
+        for i in 0..6 {
+            a.push(&format!("entry {i}"));
+            b.push(&format!("entry {i}"));
+        }
+        a.push("the truth");
+        b.push("the lie");
+        let origin = key(1).public();
+
+        // Same size, two roots, straight from gossip.
+        let mut w = witness_of_1();
+        w.checkpoint(0, a.cp(7), &members());
+        let out = w.checkpoint(0, b.cp(7), &members());
+        let WitnessOutput::Equivocation(p) = &out[0] else {
+            panic!("{out:?}")
+        };
+        p.verify().unwrap();
+        assert!(w.offenders().contains_key(&origin));
+
+        // A witness holding history A is served a page from history B: the page's base
+        // checkpoint contradicts what it holds, and the proof is built from its replica.
+        let mut w = witness_of_1();
+        w.checkpoint(0, a.cp(7), &members());
+        let (bs, e, l) = a.page(0, 7);
+        w.page(1, origin, bs, e, l).unwrap();
+        b.push("more lies");
+        let out = w.checkpoint(2, b.cp(8), &members());
+        assert_eq!(out, vec![WitnessOutput::Fetch { origin, from: 7 }]);
+        let (bs, e, l) = b.page(7, 8);
+        let out = w.page(3, origin, bs, e, l).unwrap();
+        let WitnessOutput::Equivocation(p) = &out[0] else {
+            panic!("{out:?}")
+        };
+        // The proof stands on its own bytes, anywhere.
+        let bytes = p.to_bytes().unwrap();
+        EquivocationProof::from_bytes(&bytes).unwrap().verify().unwrap();
+        // And a third node accepts it once.
+        let mut other = Witness::new(key(4).public(), 3);
+        assert!(other.equivocation(p.clone()));
+        assert!(!other.equivocation(p.clone()));
+    }
+
+    #[test]
+    fn a_restored_replica_continues_where_it_stopped() {
+        let mut h = History::new(key(1));
+        for i in 0..5 {
+            h.push(&format!("entry {i}"));
+        }
+        let origin = key(1).public();
+        let mut w = witness_of_1();
+        w.restore(origin, h.tree.clone(), Some(h.cp(5)));
+        h.push("after restart");
+        let out = w.checkpoint(0, h.cp(6), &members());
+        assert_eq!(out, vec![WitnessOutput::Fetch { origin, from: 5 }]);
+        let (b, e, l) = h.page(5, 6);
+        assert!(
+            w.page(1, origin, b, e, l)
+                .unwrap()
+                .contains(&WitnessOutput::Cosign(h.cp(6)))
+        );
+    }
+}
