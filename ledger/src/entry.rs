@@ -188,6 +188,23 @@ pub enum EntryBody {
         /// The sliver concerned, if any.
         who: Option<Attribution>,
     },
+    /// A running sliver's ticket was replaced by a later one from the same holder for the
+    /// same slice (its lifetime extended).
+    SliverRenewed {
+        /// Whose sliver.
+        who: Attribution,
+        /// The new ticket's id.
+        ticket: CertId,
+        /// The new ticket credential.
+        #[serde(with = "serde_bytes")]
+        credential: Vec<u8>,
+    },
+    /// Another node was shown to sign two inconsistent histories.
+    EquivocationSeen {
+        /// The proof's bytes (it verifies on its own).
+        #[serde(with = "serde_bytes")]
+        proof: Vec<u8>,
+    },
 }
 
 /// A decoded entry.
@@ -240,6 +257,7 @@ impl EntryBody {
     pub fn attribution(&self) -> Option<&Attribution> {
         match self {
             EntryBody::SliverCreated { who, .. }
+            | EntryBody::SliverRenewed { who, .. }
             | EntryBody::SliverStopped { who, .. }
             | EntryBody::ResourceUsage { who, .. } => Some(who),
             EntryBody::Flow(f) => Some(&f.who),
@@ -260,6 +278,8 @@ impl EntryBody {
             EntryBody::PolicyChanged { .. } => "policy-changed",
             EntryBody::PeerCheckpoint { .. } => "peer-checkpoint",
             EntryBody::OwnerAction { .. } => "owner-action",
+            EntryBody::SliverRenewed { .. } => "sliver-renewed",
+            EntryBody::EquivocationSeen { .. } => "equivocation-seen",
         }
     }
 }

@@ -471,7 +471,10 @@ mod tests {
             let mut t = Tree::from_leaves(leaves.clone());
             t.truncate(cut);
             assert_eq!(t.len(), cut);
-            assert_eq!(t.root(), Tree::from_leaves(leaves[..cut as usize].to_vec()).root());
+            assert_eq!(
+                t.root(),
+                Tree::from_leaves(leaves[..cut as usize].to_vec()).root()
+            );
             // And it grows again as if never cut.
             for l in &leaves[cut as usize..] {
                 t.push(*l);

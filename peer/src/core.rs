@@ -89,6 +89,20 @@ pub enum StopReason {
     Revoked,
     /// The node owner stopped it.
     Owner,
+    /// The ticket's holder deleted its slice.
+    Deleted,
+}
+
+impl StopReason {
+    /// How the ledger and the sandbox name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::Expired => "expired",
+            StopReason::Revoked => "revoked",
+            StopReason::Owner => "stopped by the node owner",
+            StopReason::Deleted => "deleted by its holder",
+        }
+    }
 }
 
 /// What the drivers must do.
@@ -122,6 +136,20 @@ struct Running {
     credential: Vec<u8>,
     chain: Vec<CertId>,
     root: Name,
+    ticket: CertId,
+    /// Who may delete or renew it: the ticket's signer and the responsible user.
+    holders: Vec<PublicKey>,
+}
+
+/// What the core knows about a running sliver, for status answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SliverInfo {
+    /// The plan it runs under.
+    pub plan: SliverPlan,
+    /// Its current ticket.
+    pub ticket: CertId,
+    /// Its current ticket credential (kept so a restarted node can bring it back).
+    pub credential: Vec<u8>,
 }
 
 /// The node manager.
@@ -148,6 +176,9 @@ pub enum CoreError {
     /// No such sliver.
     #[error("no sliver {0} on this node")]
     NoSuchSliver(u64),
+    /// A delete request that does not prove its sender holds the slice.
+    #[error("delete refused: {0}")]
+    BadDelete(String),
 }
 
 fn secs(ms: u64) -> u64 {
@@ -182,6 +213,21 @@ impl NodeCore {
     /// Running slivers' plans.
     pub fn slivers(&self) -> impl Iterator<Item = &SliverPlan> {
         self.slivers.values().map(|r| &r.plan)
+    }
+
+    /// Running slivers with their tickets.
+    pub fn sliver_infos(&self) -> impl Iterator<Item = SliverInfo> + '_ {
+        self.slivers.values().map(|r| SliverInfo {
+            plan: r.plan.clone(),
+            ticket: r.ticket,
+            credential: r.credential.clone(),
+        })
+    }
+
+    /// Sliver ids continue from here (a restarted node passes a number above every id it
+    /// used before, e.g. its ledger's size, so ids stay unique in its log).
+    pub fn continue_ids_from(&mut self, next: u64) {
+        self.next_sliver = self.next_sliver.max(next);
     }
 
     /// This node's load, for its adverts.
@@ -277,23 +323,15 @@ impl NodeCore {
 
     /// A ticket credential submitted by a researcher (or a service acting for one), for a
     /// module whose bytes the driver holds. Always answers with a signed receipt.
-    pub fn submit(&mut self, now_ms: u64, credential: &[u8]) -> Vec<Output> {
+    pub fn submit(&mut self, now_ms: u64, credential: &[u8], module: ModuleHash) -> Vec<Output> {
         let ticket_id = Credential::from_bytes(credential)
             .map(|c| CertId::of(c.leaf()))
             .unwrap_or(CertId([0; 32]));
-        match self.admit(now_ms, credential) {
+        match self.admit(now_ms, credential, Some(module), None) {
             Ok((plan, verified, chain)) => {
                 let who = plan.who.clone();
                 let module = plan.module;
-                self.slivers.insert(
-                    plan.id,
-                    Running {
-                        plan: plan.clone(),
-                        credential: credential.to_vec(),
-                        chain,
-                        root: verified.responsible.root.clone(),
-                    },
-                );
+                self.insert(plan.clone(), credential, &verified, chain, ticket_id);
                 let mut out = vec![
                     Output::Start(plan),
                     Output::Append(EntryBody::SliverCreated {
@@ -313,10 +351,38 @@ impl NodeCore {
         }
     }
 
+    fn insert(
+        &mut self,
+        plan: SliverPlan,
+        credential: &[u8],
+        verified: &Verified,
+        chain: Vec<CertId>,
+        ticket: CertId,
+    ) {
+        let mut holders = vec![verified.leaf.signer];
+        holders.extend(verified.responsible.user_key);
+        self.slivers.insert(
+            plan.id,
+            Running {
+                plan,
+                credential: credential.to_vec(),
+                chain,
+                root: verified.responsible.root.clone(),
+                ticket,
+                holders,
+            },
+        );
+    }
+
+    /// Verifies a ticket and checks it fits. `module` is the hash of the bytes the driver
+    /// holds (checked against the ticket); `restore` is the id of a sliver that ran here
+    /// before a restart (its nonce was consumed then, so the replay check is skipped).
     fn admit(
         &mut self,
         now_ms: u64,
         credential: &[u8],
+        module: Option<ModuleHash>,
+        restore: Option<u64>,
     ) -> Result<(SliverPlan, Verified, Vec<CertId>), String> {
         if credential.len() > MAX_CREDENTIAL_BYTES {
             return Err(format!(
@@ -336,6 +402,14 @@ impl NodeCore {
         let Object::SliceTicket(t) = &v.leaf.object else {
             return Err(format!("a {} is not a slice ticket", v.leaf.kind));
         };
+        if let Some(m) = module
+            && m != t.module
+        {
+            return Err(format!(
+                "the module sent hashes to {m}, the ticket names {}",
+                t.module
+            ));
+        }
         if self.slivers.len() as u64 >= u64::from(self.capacity.max_slivers) {
             return Err(format!(
                 "node full: it runs {} slivers, its owner's limit",
@@ -369,12 +443,22 @@ impl NodeCore {
                 ));
             }
         }
-        // Last, because it consumes the nonce: a refused ticket can be fixed and re-sent.
-        self.verifier
-            .admit_ticket(cred.leaf(), &pool, &ctx)
-            .map_err(|e| e.to_string())?;
-        let id = self.next_sliver;
-        self.next_sliver += 1;
+        let id = match restore {
+            Some(id) => {
+                self.next_sliver = self.next_sliver.max(id.saturating_add(1));
+                id
+            }
+            None => {
+                // Last, because it consumes the nonce: a refused ticket can be fixed and
+                // re-sent.
+                self.verifier
+                    .admit_ticket(cred.leaf(), &pool, &ctx)
+                    .map_err(|e| e.to_string())?;
+                let id = self.next_sliver;
+                self.next_sliver += 1;
+                id
+            }
+        };
         let plan = SliverPlan {
             id,
             who: Attribution {
@@ -392,6 +476,161 @@ impl NodeCore {
         };
         let chain = v.links.iter().map(|l| l.id).collect();
         Ok((plan, v, chain))
+    }
+
+    /// The driver could not start an admitted sliver (its module does not compile, the
+    /// sandbox is full): it is dropped, logged as stopped, and the admitted receipt is
+    /// replaced by a refusal saying why.
+    pub fn start_failed(&mut self, now_ms: u64, id: u64, reason: &str) -> Vec<Output> {
+        let Some(s) = self.slivers.remove(&id) else {
+            return vec![];
+        };
+        let reason = format!("could not start: {reason}");
+        let mut out = vec![Output::Append(EntryBody::SliverStopped {
+            who: s.plan.who,
+            reason: reason.chars().take(200).collect(),
+            usage: Usage::default(),
+        })];
+        out.extend(self.receipt(s.ticket, false, reason, now_ms));
+        out
+    }
+
+    /// Brings back, under its old id, a sliver that ran here before the node restarted, if
+    /// its ticket still verifies (not expired, not revoked) and it still fits.
+    pub fn restore(
+        &mut self,
+        now_ms: u64,
+        id: u64,
+        credential: &[u8],
+    ) -> Result<Vec<Output>, String> {
+        if self.slivers.contains_key(&id) {
+            return Err(format!("sliver {id} is already running"));
+        }
+        let (plan, verified, chain) = self.admit(now_ms, credential, None, Some(id))?;
+        let ticket = verified.leaf.id;
+        let who = plan.who.clone();
+        let module = plan.module;
+        self.insert(plan.clone(), credential, &verified, chain, ticket);
+        Ok(vec![
+            Output::Start(plan),
+            Output::Append(EntryBody::OwnerAction {
+                action: format!("restored sliver {id} after a node restart"),
+                who: Some(who.clone()),
+            }),
+            Output::Append(EntryBody::SliverCreated {
+                who,
+                module,
+                ticket,
+                credential: credential.to_vec(),
+            }),
+        ])
+    }
+
+    /// A later ticket from the same holder for the same slice: every sliver of that slice
+    /// it holds here takes the new ticket (and its new end of validity). Answers with a
+    /// signed receipt either way.
+    pub fn renew(&mut self, now_ms: u64, credential: &[u8]) -> Vec<Output> {
+        let ticket_id = Credential::from_bytes(credential)
+            .map(|c| CertId::of(c.leaf()))
+            .unwrap_or(CertId([0; 32]));
+        match self.check_renewal(now_ms, credential) {
+            Ok((ids, verified, chain, not_after)) => {
+                let mut out = vec![];
+                for id in ids {
+                    if let Some(s) = self.slivers.get_mut(&id) {
+                        s.plan.not_after = not_after;
+                        s.credential = credential.to_vec();
+                        s.chain = chain.clone();
+                        s.ticket = ticket_id;
+                        s.holders = std::iter::once(verified.leaf.signer)
+                            .chain(verified.responsible.user_key)
+                            .collect();
+                        out.push(Output::Append(EntryBody::SliverRenewed {
+                            who: s.plan.who.clone(),
+                            ticket: ticket_id,
+                            credential: credential.to_vec(),
+                        }));
+                    }
+                }
+                out.extend(self.receipt(ticket_id, true, String::new(), now_ms));
+                out
+            }
+            Err(reason) => self
+                .receipt(ticket_id, false, reason, now_ms)
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    fn check_renewal(
+        &mut self,
+        now_ms: u64,
+        credential: &[u8],
+    ) -> Result<(Vec<u64>, Verified, Vec<CertId>, u64), String> {
+        let cred = Credential::from_bytes(credential).map_err(|e| e.to_string())?;
+        let pool: Vec<&[u8]> = cred.chain().collect();
+        let ctx = self.ctx(now_ms);
+        let v = self
+            .verifier
+            .verify(cred.leaf(), &pool, &ctx)
+            .map_err(|e| e.to_string())?;
+        let Object::SliceTicket(t) = &v.leaf.object else {
+            return Err(format!("a {} is not a slice ticket", v.leaf.kind));
+        };
+        let signer = v.leaf.signer;
+        let ids: Vec<u64> = self
+            .slivers
+            .values()
+            .filter(|s| s.plan.who.slice == t.slice && s.holders.contains(&signer))
+            .map(|s| s.plan.id)
+            .collect();
+        if ids.is_empty() {
+            return Err(format!(
+                "no sliver of slice {} held by the ticket's signer runs here",
+                t.slice
+            ));
+        }
+        if ids
+            .iter()
+            .filter_map(|id| self.slivers.get(id))
+            .any(|s| s.plan.module != t.module)
+        {
+            return Err("a renewal must name the module the slivers run".into());
+        }
+        self.verifier
+            .admit_ticket(cred.leaf(), &pool, &ctx)
+            .map_err(|e| e.to_string())?;
+        let chain = v.links.iter().map(|l| l.id).collect();
+        let not_after = v.effective.validity.not_after;
+        Ok((ids, v, chain, not_after))
+    }
+
+    /// The slice's holder deletes it here: every sliver of the slice that the signer holds
+    /// is stopped. The request is signed by the holder for this node and is fresh.
+    pub fn delete(
+        &mut self,
+        now_ms: u64,
+        request: &crate::wire::SliceDelete,
+    ) -> Result<Vec<Output>, CoreError> {
+        request
+            .verify(&self.me, secs(now_ms))
+            .map_err(|e| CoreError::BadDelete(e.to_string()))?;
+        let ids: Vec<u64> = self
+            .slivers
+            .values()
+            .filter(|s| {
+                s.plan.who.slice.as_str() == request.body.slice
+                    && s.holders.contains(&request.body.signer)
+            })
+            .map(|s| s.plan.id)
+            .collect();
+        Ok(ids
+            .into_iter()
+            .map(|id| Output::Stop {
+                id,
+                reason: StopReason::Deleted,
+            })
+            .collect())
     }
 
     /// A revocation, from gossip or from the owner. Stops every sliver whose chain it
@@ -531,6 +770,15 @@ mod tests {
         Credential::new(t, [user]).to_bytes().unwrap()
     }
 
+    /// Submits with the module the ticket names (as an honest driver would).
+    fn sub(n: &mut NodeCore, now: u64, cred: &[u8]) -> Vec<Output> {
+        let module = Credential::from_bytes(cred)
+            .ok()
+            .and_then(|c| objects::open::<SliceTicket>(c.leaf()).ok())
+            .map_or(ModuleHash([0; 32]), |t| t.body.module);
+        n.submit(now, cred, module)
+    }
+
     fn receipt(out: &[Output]) -> NodeReceipt {
         let bytes = out
             .iter()
@@ -545,7 +793,7 @@ mod tests {
     #[test]
     fn an_admitted_ticket_starts_a_logged_sliver_with_its_chains_limits() {
         let mut n = node(10);
-        let out = n.submit(NOW, &ticket(ticket_body("princeton.codeen", 1)));
+        let out = sub(&mut n, NOW, &ticket(ticket_body("princeton.codeen", 1)));
         let r = receipt(&out);
         assert!(r.admitted, "{}", r.reason);
         let plan = out
@@ -571,9 +819,10 @@ mod tests {
         let mut forged = ticket(ticket_body("princeton.codeen", 1));
         let len = forged.len();
         forged[len / 2] ^= 1;
-        assert!(!receipt(&n.submit(NOW, &forged)).admitted);
+        assert!(!receipt(&sub(&mut n, NOW, &forged)).admitted);
         // Expired.
-        let r = receipt(&n.submit(
+        let r = receipt(&sub(
+            &mut n,
             NOW + 3 * DAY * 1000,
             &ticket(ticket_body("princeton.codeen", 2)),
         ));
@@ -581,27 +830,42 @@ mod tests {
         // Wrong audience.
         let mut b = ticket_body("princeton.codeen", 3);
         b.nodes = NodeSet::only(vec![key(11).public()]);
-        let r = receipt(&n.submit(NOW, &ticket(b)));
+        let r = receipt(&sub(&mut n, NOW, &ticket(b)));
         assert!(r.reason.contains("audience"), "{}", r.reason);
         // Untrusted root.
         let mut other = NodeCore::new(key(10), n.capacity.clone(), policy_for(&[("mit", &key(9))]));
-        let r = receipt(&other.submit(NOW, &ticket(ticket_body("princeton.codeen", 4))));
+        let r = receipt(&sub(
+            &mut other,
+            NOW,
+            &ticket(ticket_body("princeton.codeen", 4)),
+        ));
         assert!(r.reason.contains("untrusted root"), "{}", r.reason);
         // Over the node's memory.
         let mut b = ticket_body("princeton.codeen", 5);
         b.caps.memory = Some(2 << 30);
-        let r = receipt(&n.submit(NOW, &ticket(b)));
+        let r = receipt(&sub(&mut n, NOW, &ticket(b)));
         assert!(r.reason.contains("not enough memory"), "{}", r.reason);
         // Replayed.
         let t = ticket(ticket_body("princeton.codeen", 6));
-        assert!(receipt(&n.submit(NOW, &t)).admitted);
-        let r = receipt(&n.submit(NOW, &t));
+        assert!(receipt(&sub(&mut n, NOW, &t)).admitted);
+        let r = receipt(&sub(&mut n, NOW, &t));
         assert!(r.reason.contains("replayed"), "{}", r.reason);
         // Full.
         for i in 7..9 {
-            assert!(receipt(&n.submit(NOW, &ticket(ticket_body("princeton.codeen", i)))).admitted);
+            assert!(
+                receipt(&sub(
+                    &mut n,
+                    NOW,
+                    &ticket(ticket_body("princeton.codeen", i))
+                ))
+                .admitted
+            );
         }
-        let r = receipt(&n.submit(NOW, &ticket(ticket_body("princeton.codeen", 9))));
+        let r = receipt(&sub(
+            &mut n,
+            NOW,
+            &ticket(ticket_body("princeton.codeen", 9)),
+        ));
         assert!(r.reason.contains("node full"), "{}", r.reason);
     }
 
@@ -630,15 +894,15 @@ mod tests {
                 .bytes;
             Credential::new(t, [user.clone()]).to_bytes().unwrap()
         };
-        assert!(receipt(&n.submit(NOW, &t(1))).admitted);
-        let r = receipt(&n.submit(NOW, &t(2)));
+        assert!(receipt(&sub(&mut n, NOW, &t(1))).admitted);
+        let r = receipt(&sub(&mut n, NOW, &t(2)));
         assert!(r.reason.contains("over cap"), "{}", r.reason);
     }
 
     #[test]
     fn expiry_and_revocation_stop_slivers_and_are_logged() {
         let mut n = node(10);
-        n.submit(NOW, &ticket(ticket_body("princeton.codeen", 1)));
+        sub(&mut n, NOW, &ticket(ticket_body("princeton.codeen", 1)));
         assert!(n.tick(NOW + 1000).is_empty());
         let out = n.tick(NOW + 2 * DAY * 1000);
         assert_eq!(
@@ -656,7 +920,7 @@ mod tests {
 
         // Revoking the user's certificate stops their sliver, once.
         let user = user_cert(&key(1), &key(3), "princeton.alice", "princeton.*").unwrap();
-        n.submit(NOW, &ticket(ticket_body("princeton.codeen", 2)));
+        sub(&mut n, NOW, &ticket(ticket_body("princeton.codeen", 2)));
         let rev = objects::sign(
             &key(1),
             &Revocation {
@@ -678,11 +942,15 @@ mod tests {
             "gossiped on once"
         );
         // And the same user's next ticket is refused.
-        let r = receipt(&n.submit(NOW, &ticket(ticket_body("princeton.codeen", 3))));
+        let r = receipt(&sub(
+            &mut n,
+            NOW,
+            &ticket(ticket_body("princeton.codeen", 3)),
+        ));
         assert!(r.reason.contains("revoked"), "{}", r.reason);
         // A revocation by an unrelated key stops nothing.
         let mut n = node(10);
-        n.submit(NOW, &ticket(ticket_body("princeton.codeen", 4)));
+        sub(&mut n, NOW, &ticket(ticket_body("princeton.codeen", 4)));
         let rev = objects::sign(
             &key(99),
             &Revocation {
@@ -771,7 +1039,7 @@ mod tests {
     #[test]
     fn the_owner_stays_in_control() {
         let mut n = node(10);
-        n.submit(NOW, &ticket(ticket_body("princeton.codeen", 1)));
+        sub(&mut n, NOW, &ticket(ticket_body("princeton.codeen", 1)));
         let out = n.owner_stop(1, "abuse report").unwrap();
         assert!(
             matches!(&out[0], Output::Append(EntryBody::OwnerAction { action, .. }) if action.contains("abuse report"))
@@ -784,5 +1052,104 @@ mod tests {
             }
         );
         assert_eq!(n.owner_stop(9, "x"), Err(CoreError::NoSuchSliver(9)));
+    }
+
+    #[test]
+    fn the_module_must_be_the_one_the_ticket_names() {
+        let mut n = node(10);
+        let r = receipt(&n.submit(
+            NOW,
+            &ticket(ticket_body("princeton.codeen", 1)),
+            ModuleHash::of(b"something else"),
+        ));
+        assert!(r.reason.contains("the ticket names"), "{}", r.reason);
+        assert_eq!(n.load().slivers, 0);
+    }
+
+    #[test]
+    fn a_sliver_that_cannot_start_is_refused_with_the_reason_and_logged() {
+        let mut n = node(10);
+        sub(&mut n, NOW, &ticket(ticket_body("princeton.codeen", 1)));
+        let out = n.start_failed(NOW, 1, "not a component");
+        assert!(
+            matches!(&out[0], Output::Append(EntryBody::SliverStopped { reason, .. }) if reason.contains("not a component"))
+        );
+        let r = receipt(&out);
+        assert!(!r.admitted && r.reason.contains("not a component"));
+        assert_eq!(n.load().slivers, 0);
+    }
+
+    #[test]
+    fn a_restart_restores_valid_slivers_under_their_ids_and_drops_expired_ones() {
+        let mut n = node(10);
+        let t = ticket(ticket_body("princeton.codeen", 1));
+        sub(&mut n, NOW, &t);
+        // A fresh core (the node restarted) long after the replay window.
+        let mut again = node(10);
+        again.continue_ids_from(50);
+        let out = again.restore(NOW + 3_600_000, 1, &t).unwrap();
+        assert!(matches!(&out[0], Output::Start(p) if p.id == 1));
+        assert!(
+            matches!(&out[2], Output::Append(EntryBody::SliverCreated { who, .. }) if who.sliver == 1)
+        );
+        // New slivers take ids after the restored ones and the given floor.
+        let out = sub(&mut again, NOW, &ticket(ticket_body("princeton.codeen", 2)));
+        let id = out
+            .iter()
+            .find_map(|o| match o {
+                Output::Start(p) => Some(p.id),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(id, 50);
+        // Past its validity, it does not come back.
+        let mut late = node(10);
+        let err = late.restore(NOW + 3 * DAY * 1000, 1, &t).unwrap_err();
+        assert!(err.contains("expired"), "{err}");
+    }
+
+    #[test]
+    fn only_the_holder_renews_or_deletes_and_renewal_extends_life() {
+        let mut n = node(10);
+        sub(&mut n, NOW, &ticket(ticket_body("princeton.codeen", 1)));
+        let before = n.slivers().next().unwrap().not_after;
+        // A renewal: the same holder, the same slice, later validity.
+        let mut b = ticket_body("princeton.codeen", 2);
+        b.validity = Validity::starting(T0, 5 * DAY);
+        let out = n.renew(NOW, &ticket(b));
+        assert!(receipt(&out).admitted, "{}", receipt(&out).reason);
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, Output::Append(EntryBody::SliverRenewed { .. })))
+        );
+        assert!(n.slivers().next().unwrap().not_after > before);
+        assert!(
+            n.tick(NOW + 2 * DAY * 1000).is_empty(),
+            "renewed: not expired"
+        );
+        // A renewal for a slice with nothing here is refused with the reason.
+        let r = receipt(&n.renew(NOW, &ticket(ticket_body("princeton.other", 3))));
+        assert!(r.reason.contains("no sliver of slice"), "{}", r.reason);
+
+        // Delete: someone else's signature stops nothing; the holder's stops the slice.
+        let stranger =
+            crate::wire::SliceDelete::sign(&key(7), key(10).public(), "princeton.codeen", T0)
+                .unwrap();
+        assert!(n.delete(NOW, &stranger).unwrap().is_empty());
+        let holder =
+            crate::wire::SliceDelete::sign(&key(3), key(10).public(), "princeton.codeen", T0)
+                .unwrap();
+        assert_eq!(
+            n.delete(NOW, &holder).unwrap(),
+            vec![Output::Stop {
+                id: 1,
+                reason: StopReason::Deleted
+            }]
+        );
+        // One addressed to another node is an error.
+        let elsewhere =
+            crate::wire::SliceDelete::sign(&key(3), key(11).public(), "princeton.codeen", T0)
+                .unwrap();
+        assert!(n.delete(NOW, &elsewhere).is_err());
     }
 }

@@ -7,6 +7,7 @@
 
 use crate::core::Load;
 use serde::{Deserialize, Serialize};
+use slicefed_ledger::checkpoint::{Cosignature, SignedCheckpoint};
 use slicefed_trust::codec::{self, CodecError};
 use slicefed_trust::{PublicKey, SecretKey};
 
@@ -127,6 +128,340 @@ impl Advert {
     }
 }
 
+/// Signature domain of slice deletions.
+pub const DELETE_DOMAIN: &str = "slicefed/slice-delete";
+/// Largest encoded request (a module of up to 15 MiB and its ticket).
+pub const MAX_REQUEST_BYTES: usize = crate::net::MAX_REQUEST_BYTES;
+/// Largest encoded response.
+pub const MAX_RESPONSE_BYTES: usize = crate::net::MAX_RESPONSE_BYTES;
+/// Most arguments or environment variables given to a sliver.
+pub const MAX_ARGS: usize = 64;
+/// Longest argument or environment value.
+pub const MAX_ARG_BYTES: usize = 4096;
+/// Bytes of entries a page answer carries at most (under the response limit).
+pub const MAX_PAGE_BYTES: usize = 3 << 20;
+/// Bytes of a replica file sent per answer.
+pub const MAX_REPLICA_CHUNK: usize = 3 << 20;
+/// Largest gossiped cosignature message.
+pub const MAX_COSIGNED_BYTES: usize = 512;
+
+/// The holder of a slice asks one node to delete it: signed for that node, fresh.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SliceDeleteBody {
+    /// The node asked.
+    pub node: PublicKey,
+    /// The slice.
+    pub slice: String,
+    /// When, unix seconds.
+    pub time: u64,
+    /// Who asks (the ticket's signer or the responsible user).
+    pub signer: PublicKey,
+}
+
+/// A signed [`SliceDeleteBody`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SliceDelete {
+    /// The body.
+    pub body: SliceDeleteBody,
+    /// The signer's signature over the body's encoding.
+    pub signature: serde_bytes::ByteArray<64>,
+}
+
+impl SliceDelete {
+    /// The holder signs a deletion of `slice` on `node`.
+    pub fn sign(
+        key: &SecretKey,
+        node: PublicKey,
+        slice: &str,
+        time: u64,
+    ) -> Result<SliceDelete, WireError> {
+        let body = SliceDeleteBody {
+            node,
+            slice: slice.into(),
+            time,
+            signer: key.public(),
+        };
+        let bytes = codec::encode("slice delete", &body)?;
+        Ok(SliceDelete {
+            signature: serde_bytes::ByteArray::new(key.sign_domain(DELETE_DOMAIN, &bytes)),
+            body,
+        })
+    }
+
+    /// Checks it is for `node`, fresh at `now` (unix seconds) and signed by its signer.
+    pub fn verify(&self, node: &PublicKey, now: u64) -> Result<(), WireError> {
+        let bad = |why: String| WireError::Invalid {
+            what: "slice delete",
+            why,
+        };
+        if &self.body.node != node {
+            return Err(bad("it is addressed to another node".into()));
+        }
+        if self.body.time.abs_diff(now) > slicefed_trust::verify::CLOCK_SKEW_SECS {
+            return Err(bad(format!(
+                "signed at {}, more than {}s from this node's clock ({now})",
+                self.body.time,
+                slicefed_trust::verify::CLOCK_SKEW_SECS
+            )));
+        }
+        if self.body.slice.len() > 256 {
+            return Err(bad("slice name over 256 bytes".into()));
+        }
+        let bytes = codec::encode("slice delete", &self.body)?;
+        self.body
+            .signer
+            .verify_domain(DELETE_DOMAIN, &bytes, &self.signature)
+            .map_err(|_| WireError::Signature("slice delete"))
+    }
+}
+
+/// A sliver as a status answer shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SliverStatus {
+    /// Node-local id.
+    pub id: u64,
+    /// Its slice.
+    pub slice: String,
+    /// Responsible person.
+    pub user: Option<String>,
+    /// Their authority.
+    pub authority: Option<String>,
+    /// Its ticket's id, hex.
+    pub ticket: String,
+    /// When its ticket ends, unix seconds.
+    pub expires: u64,
+    /// `running`, or how it ended.
+    pub state: String,
+    /// CPU time used, ms.
+    pub cpu_ms: u64,
+    /// Peak memory, bytes.
+    pub memory: u64,
+    /// Flows opened (allowed and denied).
+    pub flows: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+}
+
+/// One node's answer to a status request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// The node's peer id.
+    pub node: String,
+    /// Its certified name.
+    pub name: String,
+    /// Entries in its ledger.
+    pub ledger_entries: u64,
+    /// Witness cosignatures on its latest checkpoint.
+    pub cosignatures: u32,
+    /// Slivers (running, and recently ended).
+    pub slivers: Vec<SliverStatus>,
+}
+
+/// A sliver's captured output.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SliverLogs {
+    /// Node-local id.
+    pub id: u64,
+    /// The last bytes of its stdout.
+    #[serde(with = "serde_bytes")]
+    pub stdout: Vec<u8>,
+    /// The last bytes of its stderr.
+    #[serde(with = "serde_bytes")]
+    pub stderr: Vec<u8>,
+}
+
+/// What a client or peer asks a node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// The member list.
+    Members,
+    /// Start a sliver: the ticket credential, the module's bytes, its arguments and env.
+    Submit {
+        /// Ticket credential file bytes.
+        #[serde(with = "serde_bytes")]
+        credential: Vec<u8>,
+        /// The component.
+        #[serde(with = "serde_bytes")]
+        module: Vec<u8>,
+        /// Arguments.
+        args: Vec<String>,
+        /// Environment.
+        env: Vec<(String, String)>,
+    },
+    /// A later ticket for slivers already running.
+    Renew {
+        /// Ticket credential file bytes.
+        #[serde(with = "serde_bytes")]
+        credential: Vec<u8>,
+    },
+    /// Slivers here (of one slice, or all).
+    Status {
+        /// Only this slice.
+        slice: Option<String>,
+    },
+    /// Captured output of a slice's slivers here.
+    Logs {
+        /// The slice.
+        slice: String,
+    },
+    /// The holder deletes a slice here.
+    Delete(SliceDelete),
+    /// A revocation to honour and spread.
+    Revoke {
+        /// The revocation's envelope bytes.
+        #[serde(with = "serde_bytes")]
+        revocation: Vec<u8>,
+    },
+    /// A page of this node's log from `from`, with signed checkpoints at both ends.
+    Entries {
+        /// First entry.
+        from: u64,
+    },
+    /// This node's latest checkpoint and its witnesses' cosignatures.
+    Checkpoint,
+    /// Part of the replica this node holds of another node's log (an export file).
+    Replica {
+        /// Whose log.
+        origin: PublicKey,
+        /// Byte offset in the replica file.
+        offset: u64,
+    },
+}
+
+/// A node's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// Members, this node first.
+    Members(Vec<crate::node::MemberRow>),
+    /// A signed receipt (envelope bytes).
+    Receipt(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// Status.
+    Status(NodeStatus),
+    /// Output.
+    Logs(Vec<SliverLogs>),
+    /// The slivers stopped.
+    Stopped(Vec<u64>),
+    /// A page of entries.
+    Page {
+        /// Signed checkpoint at the page's start.
+        base: SignedCheckpoint,
+        /// Signed checkpoint at its end.
+        end: SignedCheckpoint,
+        /// Leaf bytes.
+        leaves: Vec<serde_bytes::ByteBuf>,
+    },
+    /// The latest checkpoint with cosignatures.
+    Checkpoint {
+        /// The checkpoint (none before the first entry).
+        checkpoint: Option<SignedCheckpoint>,
+        /// Witness cosignatures of it.
+        cosignatures: Vec<Cosignature>,
+    },
+    /// Part of a replica file.
+    Replica {
+        /// The file's length.
+        total: u64,
+        /// Bytes from the requested offset.
+        #[serde(with = "serde_bytes")]
+        chunk: Vec<u8>,
+    },
+    /// The request failed; why.
+    Error(String),
+}
+
+fn check_args(args: &[String], env: &[(String, String)]) -> Result<(), WireError> {
+    let too_long = args
+        .iter()
+        .chain(env.iter().flat_map(|(k, v)| [k, v]))
+        .any(|a| a.len() > MAX_ARG_BYTES);
+    if args.len() > MAX_ARGS || env.len() > MAX_ARGS || too_long {
+        return Err(WireError::Invalid {
+            what: "request",
+            why: format!(
+                "over {MAX_ARGS} arguments or variables, or one over {MAX_ARG_BYTES} bytes"
+            ),
+        });
+    }
+    Ok(())
+}
+
+impl Request {
+    /// Encodes.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, WireError> {
+        if let Request::Submit { args, env, .. } = self {
+            check_args(args, env)?;
+        }
+        Ok(codec::encode("request", self)?)
+    }
+    /// Decodes (bounded, canonical) and checks bounds.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Request, WireError> {
+        let r: Request = codec::decode("request", bytes, MAX_REQUEST_BYTES)?;
+        if let Request::Submit { args, env, .. } = &r {
+            check_args(args, env)?;
+        }
+        Ok(r)
+    }
+}
+
+impl Response {
+    /// Encodes.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, WireError> {
+        Ok(codec::encode("response", self)?)
+    }
+    /// Decodes (bounded, canonical); checkpoints inside are signature-checked.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Response, WireError> {
+        let r: Response = codec::decode("response", bytes, MAX_RESPONSE_BYTES)?;
+        let check = |c: &SignedCheckpoint| {
+            c.verify().map_err(|e| WireError::Invalid {
+                what: "response",
+                why: e.to_string(),
+            })
+        };
+        match &r {
+            Response::Page { base, end, .. } => {
+                check(base)?;
+                check(end)?;
+            }
+            Response::Checkpoint {
+                checkpoint: Some(c),
+                ..
+            } => check(c)?,
+            _ => {}
+        }
+        Ok(r)
+    }
+}
+
+/// A witness's cosignature with the checkpoint it covers, as gossiped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cosigned {
+    /// The origin's checkpoint.
+    pub checkpoint: SignedCheckpoint,
+    /// The witness's signature of it.
+    pub cosignature: Cosignature,
+}
+
+impl Cosigned {
+    /// Encodes.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, WireError> {
+        Ok(codec::encode("cosignature", self)?)
+    }
+    /// Decodes and checks both signatures.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Cosigned, WireError> {
+        let c: Cosigned = codec::decode("cosignature", bytes, MAX_COSIGNED_BYTES)?;
+        c.checkpoint
+            .verify()
+            .and_then(|_| c.cosignature.verify(&c.checkpoint))
+            .map_err(|e| WireError::Invalid {
+                what: "cosignature",
+                why: e.to_string(),
+            })?;
+        Ok(c)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +514,45 @@ mod tests {
         let mut long = advert();
         long.tags = vec!["t".into(); MAX_TAGS + 1];
         assert!(long.sign(&key(5)).is_err());
+    }
+
+    #[test]
+    fn a_delete_is_bound_to_its_node_its_time_and_its_signer() {
+        let d = SliceDelete::sign(&key(3), key(5).public(), "princeton.codeen", 1000).unwrap();
+        d.verify(&key(5).public(), 1010).unwrap();
+        assert!(d.verify(&key(6).public(), 1010).is_err(), "another node");
+        assert!(d.verify(&key(5).public(), 2000).is_err(), "stale");
+        let mut forged = d.clone();
+        forged.body.slice = "princeton.other".into();
+        assert!(forged.verify(&key(5).public(), 1010).is_err());
+        let mut forged = d;
+        forged.body.signer = key(4).public();
+        assert!(forged.verify(&key(5).public(), 1010).is_err());
+    }
+
+    #[test]
+    fn requests_round_trip_and_bounds_hold_both_ways() {
+        let r = Request::Submit {
+            credential: vec![1; 10],
+            module: vec![2; 100],
+            args: vec!["--port".into(), "80".into()],
+            env: vec![("K".into(), "V".into())],
+        };
+        assert_eq!(Request::from_bytes(&r.to_bytes().unwrap()).unwrap(), r);
+        let big = Request::Submit {
+            credential: vec![],
+            module: vec![],
+            args: vec!["x".into(); MAX_ARGS + 1],
+            env: vec![],
+        };
+        assert!(big.to_bytes().is_err());
+        let enc = codec::encode("request", &big).unwrap();
+        assert!(Request::from_bytes(&enc).is_err());
+        // Trailing bytes and truncation are refused.
+        let mut bytes = Request::Members.to_bytes().unwrap();
+        bytes.push(0);
+        assert!(Request::from_bytes(&bytes).is_err());
+        let bytes = r.to_bytes().unwrap();
+        assert!(Request::from_bytes(&bytes[..bytes.len() - 1]).is_err());
     }
 }

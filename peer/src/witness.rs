@@ -17,11 +17,11 @@
 //!   origin that forks its history contradicts itself at a size the witness already holds.
 //! - Bounded: checkpoints remembered per origin, origins tracked, page sizes.
 
+use sha2::{Digest, Sha256};
 use slicefed_ledger::checkpoint::{EquivocationProof, SignedCheckpoint};
 use slicefed_ledger::entry::Entry;
 use slicefed_ledger::merkle::{self, Hash, Tree};
 use slicefed_trust::PublicKey;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 /// Witnesses per origin.
@@ -334,7 +334,10 @@ impl Witness {
                 self.offenders.insert(origin, p.clone());
                 return Ok(vec![WitnessOutput::Equivocation(p)]);
             }
-            return Err(bad(held, "the page's base root differs from the replica".into()));
+            return Err(bad(
+                held,
+                "the page's base root differs from the replica".into(),
+            ));
         }
         if end.checkpoint.size != held.saturating_add(leaves.len() as u64) {
             return Err(bad(
@@ -580,7 +583,10 @@ mod tests {
         };
         // The proof stands on its own bytes, anywhere.
         let bytes = p.to_bytes().unwrap();
-        EquivocationProof::from_bytes(&bytes).unwrap().verify().unwrap();
+        EquivocationProof::from_bytes(&bytes)
+            .unwrap()
+            .verify()
+            .unwrap();
         // And a third node accepts it once.
         let mut other = Witness::new(key(4).public(), 3);
         assert!(other.equivocation(p.clone()));
