@@ -10,6 +10,7 @@
 mod audit_cmds;
 mod files;
 mod node_cmds;
+mod slice_cmds;
 mod sliver_cmds;
 mod trust_cmds;
 mod util;
@@ -48,6 +49,9 @@ enum Command {
     /// See the federation's nodes.
     #[command(subcommand)]
     Nodes(node_cmds::NodesCmd),
+    /// Deploy, watch, renew and delete slices across the federation.
+    #[command(subcommand)]
+    Slice(slice_cmds::SliceCmd),
     /// Run slivers locally.
     #[command(subcommand)]
     Sliver(sliver_cmds::SliverCmd),
@@ -66,6 +70,7 @@ fn main() -> ExitCode {
         Command::Audit(c) => audit_cmds::audit(c),
         Command::Sliver(c) => sliver_cmds::sliver(c),
         Command::Node(c) => node_cmds::node(c),
+        Command::Slice(c) => slice_cmds::slice(c),
         Command::Nodes(c) => node_cmds::nodes(c),
     };
     match result {

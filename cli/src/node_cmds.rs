@@ -1,4 +1,4 @@
-//! `node init` (the rest of the node verbs arrive with the daemon, issue #5).
+//! `node init`, `node run`, `nodes list`.
 
 use crate::files;
 use crate::util::{parse_duration, parse_size, print_json, say};
@@ -52,6 +52,16 @@ pub struct RunArgs {
     /// Memory for all slivers together.
     #[arg(long, value_parser = parse_size, default_value = "4GiB")]
     memory: u64,
+    /// Where compiled modules are cached (default DIR/cache); nodes on one machine may
+    /// share one.
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Witnesses per log.
+    #[arg(long, default_value_t = 3)]
+    witnesses: usize,
+    /// Test only: sign a second, forged history head to show equivocation is caught.
+    #[arg(long, hide = true)]
+    test_equivocate: bool,
 }
 
 #[derive(Subcommand)]
@@ -70,6 +80,7 @@ fn addr(s: &str) -> Result<libp2p::Multiaddr> {
         .map_err(|e| anyhow!("`{s}` is not a multiaddr: {e}"))
 }
 
+
 pub fn nodes(cmd: NodesCmd) -> Result<ExitCode> {
     let NodesCmd::List { node, json } = cmd;
     let first = node
@@ -77,18 +88,22 @@ pub fn nodes(cmd: NodesCmd) -> Result<ExitCode> {
         .ok_or_else(|| anyhow!("no node to ask: give --node or set SLICEFED_BOOTSTRAP"))?;
     let target = addr(first)?;
     let rt = tokio::runtime::Runtime::new()?;
-    let rows = rt.block_on(node::members(target, std::time::Duration::from_secs(20)))?;
+    let rows = rt.block_on(slicefed_peer::client::members(
+        target,
+        std::time::Duration::from_secs(20),
+    ))?;
     if json {
         print_json(&rows)?;
     } else {
         for r in &rows {
             say!(
-                "{:<24} {:<16} {:<54} slivers {:>4}  free {:>6} MiB",
+                "{:<24} {:<16} {:<54} slivers {:>4}  free {:>6} MiB  {}",
                 r.name,
                 r.authority,
                 r.peer_id,
                 r.slivers,
-                r.free_memory >> 20
+                r.free_memory >> 20,
+                r.health
             );
         }
     }
@@ -96,39 +111,32 @@ pub fn nodes(cmd: NodesCmd) -> Result<ExitCode> {
 }
 
 fn run(a: RunArgs) -> Result<ExitCode> {
-    let RunArgs {
-        dir,
-        cert,
-        trust,
-        listen,
-        bootstrap,
-        advert_interval,
-        max_slivers,
-        memory,
-    } = a;
-    let key = files::read_secret_key(&dir.join("node.key"))?;
-    let credential = files::read_bounded(&cert, slicefed_trust::objects::MAX_CREDENTIAL_BYTES)?;
-    let policy = files::read_policy(&trust)?;
-    if advert_interval == 0 {
+    let key = files::read_secret_key(&a.dir.join("node.key"))?;
+    let credential = files::read_bounded(&a.cert, slicefed_trust::objects::MAX_CREDENTIAL_BYTES)?;
+    let policy = files::read_policy(&a.trust)?;
+    if a.advert_interval == 0 {
         bail!("--advert-interval must be at least 1s");
     }
-    let config = NodeConfig {
-        key,
-        credential,
-        policy,
-        listen: listen.iter().map(|s| addr(s)).collect::<Result<_>>()?,
-        bootstrap: bootstrap
-            .iter()
-            .filter(|s| !s.is_empty())
-            .map(|s| addr(s))
-            .collect::<Result<_>>()?,
-        advert_interval: std::time::Duration::from_secs(advert_interval),
-        capacity: Capacity {
-            max_slivers,
-            memory,
-            default_sliver_memory: 64 << 20,
-        },
+    if a.witnesses == 0 {
+        bail!("--witnesses must be at least 1");
+    }
+    let mut config = NodeConfig::new(key, credential, policy, a.dir.clone());
+    config.cache_dir = a.cache;
+    config.listen = a.listen.iter().map(|s| addr(s)).collect::<Result<_>>()?;
+    config.bootstrap = a
+        .bootstrap
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| addr(s))
+        .collect::<Result<_>>()?;
+    config.advert_interval = std::time::Duration::from_secs(a.advert_interval);
+    config.capacity = Capacity {
+        max_slivers: a.max_slivers,
+        memory: a.memory,
+        default_sliver_memory: 64 << 20,
     };
+    config.witnesses = a.witnesses;
+    config.test_equivocate = a.test_equivocate;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(node::run(config, |a| say!("listening on {a}"), async {
         let _ = tokio::signal::ctrl_c().await;

@@ -68,6 +68,8 @@ pub enum AuthorityCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Hand a revocation to the federation: a node honours it and gossips it to all.
+    Publish(crate::slice_cmds::PublishArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -99,7 +101,7 @@ pub struct GrantFlags {
 
 impl GrantFlags {
     /// The resource caps these flags state (`max_slivers` is a certificate-only flag).
-    fn caps(&self, max_slivers: Option<u32>) -> ResourceCaps {
+    pub fn caps(&self, max_slivers: Option<u32>) -> ResourceCaps {
         ResourceCaps {
             memory: self.memory,
             cpu_share: self.cpu_share,
@@ -110,7 +112,7 @@ impl GrantFlags {
 
     /// The network rights these flags state. Absent flags inherit the issuer's rules in a
     /// certificate, and grant nothing in a ticket (least privilege for the concrete request).
-    fn network(&self, inherit_when_empty: bool) -> NetworkRights {
+    pub fn network(&self, inherit_when_empty: bool) -> NetworkRights {
         NetworkRights {
             connect: rule_set(&self.connect, inherit_when_empty),
             listen: rule_set(&self.listen, inherit_when_empty),
@@ -232,7 +234,7 @@ fn parse_subject(s: &str) -> Result<PublicKey> {
         .with_context(|| format!("subject `{s}` is not a file, a hex public key or a PeerId"))
 }
 
-fn parse_nodes(nodes: &[String]) -> Result<NodeSet> {
+pub fn parse_nodes(nodes: &[String]) -> Result<NodeSet> {
     if nodes.is_empty() {
         return Ok(NodeSet::AnyTrusting);
     }
@@ -327,6 +329,7 @@ fn load_authority(dir: &Path) -> Result<AuthorityDir> {
 
 pub fn authority(cmd: AuthorityCmd) -> Result<ExitCode> {
     match cmd {
+        AuthorityCmd::Publish(a) => crate::slice_cmds::publish(a),
         AuthorityCmd::Init { name, out, json } => {
             let name = Name::parse(&name)?;
             std::fs::create_dir_all(&out)
@@ -623,27 +626,42 @@ pub fn cert(cmd: CertCmd) -> Result<ExitCode> {
     }
 }
 
-pub fn ticket(cmd: TicketCmd) -> Result<ExitCode> {
-    let TicketCmd::Issue(a) = cmd;
-    let key = read_secret_key(&a.key)?;
-    let (cred, opened) = read_opened(&a.cert)?;
+/// A signed ticket as a credential file (ticket first, then the holder's chain).
+pub struct IssuedTicket {
+    pub id: slicefed_trust::CertId,
+    pub body: SliceTicket,
+    pub file: Vec<u8>,
+}
+
+/// Signs a ticket for `slice` and `module` with the holder's key, chained to the holder's
+/// certificate file; validity is cut to the certificate's end (with a warning).
+pub fn issue_ticket(
+    key_path: &Path,
+    cert_path: &Path,
+    slice: &str,
+    module: &[u8],
+    nodes: NodeSet,
+    grant: &GrantFlags,
+    valid_for: u64,
+) -> Result<IssuedTicket> {
+    let key = read_secret_key(key_path)?;
+    let (cred, opened) = read_opened(cert_path)?;
     let holder_validity = match opened.first().map(|o| &o.object) {
         Some(Object::UserCert(u)) if u.subject == key.public() => u.grant.validity,
         Some(Object::Delegation(d)) if d.subject == key.public() => d.grant.validity,
         Some(Object::UserCert(_) | Object::Delegation(_)) => {
             bail!(
                 "{}: this certificate is for another key than {}",
-                a.cert.display(),
-                a.key.display()
+                cert_path.display(),
+                key_path.display()
             )
         }
-        _ => bail!("{}: not a user certificate or delegation", a.cert.display()),
+        _ => bail!("{}: not a user certificate or delegation", cert_path.display()),
     };
-    let slice = Name::parse(&a.slice)?;
-    let module = read_bounded(&a.module, MAX_MODULE_BYTES)?;
+    let slice = Name::parse(slice)?;
     util::ensure_nonzero("module size", module.len() as u64)?;
     let t = now();
-    let mut validity = Validity::starting(t, a.valid_for);
+    let mut validity = Validity::starting(t, valid_for);
     if validity.not_after > holder_validity.not_after {
         eprintln!(
             "warning: ticket validity shortened to the certificate's end, {}",
@@ -654,11 +672,11 @@ pub fn ticket(cmd: TicketCmd) -> Result<ExitCode> {
     let mut nonce = [0u8; 16];
     getrandom::fill(&mut nonce).map_err(|e| anyhow!("the system random source failed: {e}"))?;
     let body = SliceTicket {
-        slice: slice.clone(),
-        module: ModuleHash::of(&module),
-        caps: a.grant.caps(None),
-        network: a.grant.network(false),
-        nodes: parse_nodes(&a.nodes)?,
+        slice,
+        module: ModuleHash::of(module),
+        caps: grant.caps(None),
+        network: grant.network(false),
+        nodes,
         validity,
         issued_at: t,
         nonce: Nonce(nonce),
@@ -666,14 +684,37 @@ pub fn ticket(cmd: TicketCmd) -> Result<ExitCode> {
     let signed = objects::sign(&key, &body)?;
     let file =
         Credential::new(signed.bytes, cred.objects.into_iter().map(|b| b.into_vec())).to_bytes()?;
-    write_atomic(&a.out, &file, 0o644, true)?;
+    Ok(IssuedTicket {
+        id: signed.id,
+        body,
+        file,
+    })
+}
+
+pub fn ticket(cmd: TicketCmd) -> Result<ExitCode> {
+    let TicketCmd::Issue(a) = cmd;
+    let module = read_bounded(&a.module, MAX_MODULE_BYTES)?;
+    let issued = issue_ticket(
+        &a.key,
+        &a.cert,
+        &a.slice,
+        &module,
+        parse_nodes(&a.nodes)?,
+        &a.grant,
+        a.valid_for,
+    )?;
+    let (body, file) = (&issued.body, &issued.file);
+    let slice = &body.slice;
+    let validity = body.validity;
+    let signed_id = issued.id;
+    write_atomic(&a.out, file, 0o644, true)?;
     let audience = match &body.nodes {
         NodeSet::AnyTrusting => "any node that trusts the root".to_string(),
         NodeSet::Only(n) => format!("{} node(s)", n.len()),
     };
     if a.json {
         print_json(
-            &json!({ "id": signed.id, "slice": slice, "module": body.module, "audience": audience,
+            &json!({ "id": signed_id, "slice": slice, "module": body.module, "audience": audience,
             "not_after": show_time(validity.not_after), "out": a.out }),
         )?;
     } else {

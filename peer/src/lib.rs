@@ -1,18 +1,22 @@
 //! # slicefed-peer
 //!
-//! The node of a slicefed federation. Built so far: [`core`], the sans-IO state machine
-//! that holds the node manager's decisions — which peers are members, whether a ticket is
-//! admitted (and the precise reason when it is not), which slivers expire or are revoked —
-//! and returns them as [`core::Output`]s for drivers to carry out (sandbox commands, ledger
-//! appends, signed receipts, gossip). It takes time as an input and does no IO, so the same
-//! code runs in the node daemon and in the simulator.
+//! The node of a slicefed federation.
 //!
-//! [`net`] builds the libp2p swarm every node speaks (bounded codecs, validated gossip);
-//! [`wire`] holds the signed messages carried over it (so far: node adverts).
+//! - [`core`]: the sans-IO node manager — which peers are members, whether a ticket is
+//!   admitted (and the precise reason when it is not), which slivers expire, are revoked,
+//!   deleted by their holder or stopped by the owner, renewals and restart recovery. It
+//!   returns [`core::Output`]s for drivers to carry out.
+//! - [`witness`]: the sans-IO witnessing logic — rendezvous assignment of k witnesses per
+//!   log, verified page-by-page replication, cosigning, equivocation proofs.
+//! - [`net`]: the libp2p swarm every node and client speaks (bounded codecs, validated
+//!   gossip); [`wire`]: the signed and bounded messages carried over it.
+//! - [`node`]: the daemon, a thin driver wiring core and witness to the swarm, the sandbox
+//!   and the node's ledger; [`client`]: requests to nodes, for the CLI.
 //!
-//! Not built yet (issue #5): the wire messages, the daemon wiring core + net + sandbox +
-//! ledger (`node`), witnessing and ledger replication.
+//! Both state machines take time as an input and do no IO, so the same code runs in the
+//! daemon and in the simulator.
 
+pub mod client;
 pub mod core;
 pub mod net;
 pub mod node;

@@ -1,26 +1,78 @@
-//! The node daemon: wires the sans-IO core to the swarm. Adverts go out every
-//! `advert_interval`; incoming adverts are validated by the core before gossipsub forwards
-//! them; `members` requests over RPC are answered with the member list.
+//! The node daemon: a thin driver that wires the sans-IO [`NodeCore`] and [`Witness`] to the
+//! libp2p swarm, the sandbox and the node's ledger.
 //!
-//! This is the first slice of the daemon (issue #5): membership and `nodes list`. Tickets,
-//! the sandbox and the ledger are wired in next.
+//! What it does with the outside world, and nothing else:
+//! - gossip: signed adverts, checkpoints, cosignatures, revocations and equivocation proofs;
+//!   each is validated (by the core or the witness) before gossipsub may forward it, and
+//!   only members (peers with a trusted node certificate) are heard on any topic;
+//! - RPC: tickets with module bytes, renewals, status, logs, signed deletes, revocations,
+//!   ledger pages for witnesses and replica chunks for recovery; every request and answer
+//!   is bounded;
+//! - the sandbox: starts what the core admitted, stops what it says to stop, and reports
+//!   endings back;
+//! - disk, under `DIR`: `ledger/` (the node's log), `replicas/ORIGIN.sfexp` (logs it
+//!   witnesses, as export files any auditor can replay), `cosignatures` (witnesses'
+//!   signatures on this node's checkpoints), `slivers/` and `modules/` (so slivers whose
+//!   tickets are still valid come back after a restart), `cache/` (compiled modules).
+//!
+//! Invariants: every ledger append is durable before the answer that depends on it is sent
+//! (a receipt follows its `SliverCreated`); a sliver's `SliverCreated` is in the log before
+//! it can open a flow; nothing a peer or client sends can panic the loop.
 
-use crate::core::{Capacity, NodeCore};
+use crate::core::{Capacity, NodeCore, Output, SliverPlan, StopReason};
 use crate::net::{self, BehaviourEvent};
-use crate::wire::{Advert, AdvertBody};
+use crate::wire::{
+    self, Advert, AdvertBody, Cosigned, NodeStatus, Request, Response, SliverLogs, SliverStatus,
+};
+use crate::witness::{DEFAULT_WITNESSES, Witness, WitnessOutput};
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
-use libp2p::request_response;
+use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId};
-use serde::Serialize;
-use slicefed_trust::{Context, Credential, PublicKey, SecretKey, TrustPolicy, Verifier};
+use libp2p::{Multiaddr, PeerId, identify};
+use serde::{Deserialize, Serialize};
+use slicefed_ledger::checkpoint::{Checkpoint, Cosignature, EquivocationProof, SignedCheckpoint};
+use slicefed_ledger::entry::{EntryBody, Usage as LedgerUsage};
+use slicefed_ledger::records::{self, EXPORT_MAGIC, KIND_CHECKPOINT, KIND_ENTRY};
+use slicefed_ledger::source::LogSource;
+use slicefed_ledger::{Ledger, LedgerOptions};
+use slicefed_sandbox::{
+    KillReason, LedgerFlows, Outcome, Sandbox, SandboxConfig, SliverHandle, SliverSpec, Stdio,
+};
+use slicefed_trust::codec;
+use slicefed_trust::{Context, Credential, ModuleHash, PublicKey, SecretKey, TrustPolicy, Verifier};
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// The gossip topic of adverts.
+/// Gossip topic of adverts.
 pub const ADVERT_TOPIC: &str = "slicefed/adverts/1";
-/// The RPC request that asks for the member list.
-pub const MEMBERS_REQUEST: &[u8] = b"members";
+/// Gossip topic of checkpoints.
+pub const CHECKPOINT_TOPIC: &str = "slicefed/checkpoints/1";
+/// Gossip topic of witness cosignatures.
+pub const COSIGN_TOPIC: &str = "slicefed/cosignatures/1";
+/// Gossip topic of revocations.
+pub const REVOCATION_TOPIC: &str = "slicefed/revocations/1";
+/// Gossip topic of equivocation proofs.
+pub const EQUIVOCATION_TOPIC: &str = "slicefed/equivocations/1";
+/// Bytes of each sliver's stdout and stderr kept.
+pub const LOG_BYTES: usize = 64 * 1024;
+/// Ended slivers remembered for status and logs.
+pub const MAX_ENDED: usize = 256;
+/// Own checkpoints whose cosignatures are kept in memory.
+pub const MAX_COSIGNED_CHECKPOINTS: usize = 64;
+/// Cosignatures kept per checkpoint.
+pub const MAX_COSIGNATURES: usize = 16;
+/// Entries in one page answer.
+pub const MAX_PAGE_ENTRIES: u64 = 4096;
+/// Listen addresses remembered per peer.
+pub const MAX_ADDRS_PER_PEER: usize = 8;
+/// Largest saved-sliver file.
+const MAX_SAVED_SLIVER_BYTES: usize = 128 * 1024;
+/// Largest module kept on disk.
+const MAX_MODULE_BYTES: usize = crate::net::MAX_REQUEST_BYTES;
 
 /// Why the daemon stopped.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +83,9 @@ pub enum NodeError {
     /// The network failed.
     #[error("network: {0}")]
     Net(String),
+    /// The node's directory, ledger or sandbox could not be opened.
+    #[error("{0}")]
+    Setup(String),
 }
 
 /// How to run a node.
@@ -41,18 +96,51 @@ pub struct NodeConfig {
     pub credential: Vec<u8>,
     /// The owner's trust policy.
     pub policy: TrustPolicy,
+    /// The node's directory (ledger, replicas, saved slivers).
+    pub dir: PathBuf,
+    /// Where compiled modules are cached (default `DIR/cache`); nodes on one machine may
+    /// share it, since entries are keyed by module and engine hash.
+    pub cache_dir: Option<PathBuf>,
     /// Addresses to listen on.
     pub listen: Vec<Multiaddr>,
     /// Peers to dial at start.
     pub bootstrap: Vec<Multiaddr>,
-    /// How often to advertise.
+    /// How often to advertise (and gossip a checkpoint).
     pub advert_interval: Duration,
     /// What the owner grants slivers.
     pub capacity: Capacity,
+    /// Witnesses per log.
+    pub witnesses: usize,
+    /// Test-only: after its first few checkpoints, also sign and gossip a second, different
+    /// history at the same size (an equivocating node, to show it is caught).
+    pub test_equivocate: bool,
+}
+
+impl NodeConfig {
+    /// A configuration with the usual defaults for everything but identity and place.
+    pub fn new(key: SecretKey, credential: Vec<u8>, policy: TrustPolicy, dir: PathBuf) -> Self {
+        NodeConfig {
+            key,
+            credential,
+            policy,
+            dir,
+            cache_dir: None,
+            listen: vec![],
+            bootstrap: vec![],
+            advert_interval: Duration::from_secs(5),
+            capacity: Capacity {
+                max_slivers: 100,
+                memory: 4 << 30,
+                default_sliver_memory: 64 << 20,
+            },
+            witnesses: DEFAULT_WITNESSES,
+            test_equivocate: false,
+        }
+    }
 }
 
 /// One row of `nodes list`.
-#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct MemberRow {
     /// PeerId.
     pub peer_id: String,
@@ -60,12 +148,38 @@ pub struct MemberRow {
     pub name: String,
     /// Certifying authority.
     pub authority: String,
+    /// Addresses it listens on, as far as the answering node knows.
+    pub addrs: Vec<String>,
     /// Slivers running.
     pub slivers: u32,
     /// Memory free for slivers.
     pub free_memory: u64,
     /// Milliseconds since last heard from (0 for the node answering).
     pub last_seen_ms_ago: u64,
+    /// `ok`, or `equivocated` once a proof against it was verified.
+    pub health: String,
+}
+
+/// What is kept on disk so a sliver comes back after a restart.
+#[derive(Serialize, Deserialize)]
+struct SavedSliver {
+    #[serde(with = "serde_bytes")]
+    credential: Vec<u8>,
+    module: ModuleHash,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+struct Live {
+    handle: SliverHandle,
+    flows: Arc<LedgerFlows>,
+    plan: SliverPlan,
+    stopping: Option<StopReason>,
+}
+
+struct Ended {
+    status: SliverStatus,
+    logs: SliverLogs,
 }
 
 fn now_ms() -> u64 {
@@ -79,6 +193,58 @@ fn peer_of(pk: &PublicKey) -> Option<PeerId> {
     pk.peer_id().parse().ok()
 }
 
+fn key_of(peer: &PeerId) -> Option<PublicKey> {
+    PublicKey::from_peer_id(&peer.to_string()).ok()
+}
+
+/// Drops a value on a plain thread: the sandbox owns a tokio runtime, which must not be
+/// dropped from inside the daemon's async context.
+struct DropOffThread<T: Send + 'static>(Option<T>);
+impl<T: Send + 'static> Drop for DropOffThread<T> {
+    fn drop(&mut self) {
+        if let Some(v) = self.0.take() {
+            let _ = std::thread::spawn(move || drop(v)).join();
+        }
+    }
+}
+
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    // The daemon runs on a multi-threaded runtime; fdatasync and compilation block this
+    // worker only, while others keep the swarm's connections alive.
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+struct Daemon {
+    key: SecretKey,
+    me: PublicKey,
+    dir: PathBuf,
+    credential: Vec<u8>,
+    my_name: String,
+    my_authority: String,
+    core: NodeCore,
+    witness: Witness,
+    ledger: Arc<Ledger>,
+    sandbox: DropOffThread<Sandbox>,
+    live: BTreeMap<u64, Live>,
+    ended: VecDeque<Ended>,
+    cosigs: BTreeMap<u64, (SignedCheckpoint, Vec<Cosignature>)>,
+    fetches: BTreeMap<OutboundRequestId, PublicKey>,
+    addrs: BTreeMap<PeerId, Vec<Multiaddr>>,
+    my_addrs: Vec<Multiaddr>,
+    gossiped_size: u64,
+    ticks: u64,
+    started: Instant,
+    test_equivocate: bool,
+    equivocated: bool,
+}
+
+type Swarm = libp2p::Swarm<net::Behaviour>;
+
 /// Runs the node until `shutdown` resolves. `on_listen` is told each listen address (with
 /// `/p2p/PEERID`), so a caller can print it.
 pub async fn run(
@@ -86,32 +252,7 @@ pub async fn run(
     mut on_listen: impl FnMut(&Multiaddr),
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), NodeError> {
-    let me = config.key.public();
-    // Refuse to start with a certificate our own owner would refuse.
-    let cred = Credential::from_bytes(&config.credential)
-        .map_err(|e| NodeError::BadCertificate(e.to_string()))?;
-    let pool: Vec<&[u8]> = cred.chain().collect();
-    let own = Verifier::new(config.policy.clone())
-        .verify(
-            cred.leaf(),
-            &pool,
-            &Context {
-                now: now_ms() / 1000,
-                node: None,
-            },
-        )
-        .map_err(|e| NodeError::BadCertificate(e.to_string()))?;
-    let (my_name, my_authority) = match &own.leaf.object {
-        slicefed_trust::verify::Object::NodeCert(c) if c.subject == me => {
-            (c.name.to_string(), own.responsible.authority.to_string())
-        }
-        _ => {
-            return Err(NodeError::BadCertificate(
-                "it is not a node certificate for this node's key".into(),
-            ));
-        }
-    };
-
+    let mut d = Daemon::open(&config)?;
     let mut swarm = net::swarm(&config.key).map_err(|e| NodeError::Net(e.to_string()))?;
     for l in &config.listen {
         swarm
@@ -123,144 +264,1080 @@ pub async fn run(
             .dial(b.clone())
             .map_err(|e| NodeError::Net(format!("dial {b}: {e}")))?;
     }
-    let topic = IdentTopic::new(ADVERT_TOPIC);
-    swarm
-        .behaviour_mut()
-        .gossipsub
-        .subscribe(&topic)
-        .map_err(|e| NodeError::Net(e.to_string()))?;
-    let seed = config.key.seed();
-    let mut core = NodeCore::new(
-        SecretKey::from_seed(&seed),
-        config.capacity.clone(),
-        config.policy.clone(),
-    );
-    let started = Instant::now();
+    for t in [
+        ADVERT_TOPIC,
+        CHECKPOINT_TOPIC,
+        COSIGN_TOPIC,
+        REVOCATION_TOPIC,
+        EQUIVOCATION_TOPIC,
+    ] {
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&IdentTopic::new(t))
+            .map_err(|e| NodeError::Net(e.to_string()))?;
+    }
+    d.restore_slivers();
     let mut tick = tokio::time::interval(config.advert_interval);
+    let mut reap = tokio::time::interval(Duration::from_millis(100));
     let my_peer = *swarm.local_peer_id();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            _ = &mut shutdown => return Ok(()),
-            _ = tick.tick() => {
-                let now = now_ms();
-                core.tick(now);
-                let load = core.load();
-                let advert = AdvertBody {
-                    node: me,
-                    credential: config.credential.clone(),
-                    slivers: load.slivers,
-                    free_memory: load.free_memory,
-                    load_x100: 0,
-                    uptime_secs: started.elapsed().as_secs(),
-                    version: env!("CARGO_PKG_VERSION").into(),
-                    tags: vec![],
-                    time_ms: now,
-                }
-                .sign(&config.key)
-                .and_then(|a| a.to_bytes());
-                if let Ok(bytes) = advert {
-                    // No peer subscribed yet is normal at start.
-                    let _ = swarm.behaviour_mut().gossipsub.publish(topic.clone(), bytes);
-                }
-            }
+            _ = &mut shutdown => break,
+            _ = tick.tick() => d.on_tick(&mut swarm),
+            _ = reap.tick() => d.reap(),
             ev = swarm.select_next_some() => match ev {
                 SwarmEvent::NewListenAddr { address, .. } => {
+                    d.my_addrs.push(address.clone());
                     on_listen(&address.with(libp2p::multiaddr::Protocol::P2p(my_peer)));
                 }
+                SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+                    d.learn_addrs(&mut swarm, peer_id, info.listen_addrs);
+                }
                 SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message })) => {
-                    // Accept only a valid advert, signed by the node it names, published by
-                    // that node, whose certificate chains to an authority we trust.
-                    let verdict = match Advert::from_bytes(&message.data) {
-                        Ok(a) if message.source.is_some() && message.source == peer_of(&a.body.node) => {
-                            match core.advert(now_ms(), a.body.node, &a.body.credential, a.body.load()) {
-                                Ok(_) => MessageAcceptance::Accept,
-                                Err(_) => MessageAcceptance::Reject,
-                            }
-                        }
-                        _ => MessageAcceptance::Reject,
-                    };
+                    let verdict = d.on_gossip(&mut swarm, &message);
                     let _ = swarm.behaviour_mut().gossipsub.report_message_validation_result(&message_id, &propagation_source, verdict);
                 }
-                SwarmEvent::Behaviour(BehaviourEvent::Rpc(request_response::Event::Message {
-                    message: request_response::Message::Request { request, channel, .. },
-                    ..
-                })) => {
-                    let reply = if request == MEMBERS_REQUEST {
-                        let now = now_ms();
-                        let load = core.load();
-                        let mut rows = vec![MemberRow {
-                            peer_id: me.peer_id(),
-                            name: my_name.clone(),
-                            authority: my_authority.clone(),
-                            slivers: load.slivers,
-                            free_memory: load.free_memory,
-                            last_seen_ms_ago: 0,
-                        }];
-                        rows.extend(core.members().iter().map(|(k, m)| MemberRow {
-                            peer_id: k.peer_id(),
-                            name: m.name.to_string(),
-                            authority: m.authority.to_string(),
-                            slivers: m.load.slivers,
-                            free_memory: m.load.free_memory,
-                            last_seen_ms_ago: now.saturating_sub(m.last_seen_ms),
-                        }));
-                        serde_json::to_vec(&rows).unwrap_or_default()
-                    } else {
-                        b"{\"error\":\"unknown request\"}".to_vec()
-                    };
-                    let _ = swarm.behaviour_mut().rpc.send_response(channel, reply);
+                SwarmEvent::Behaviour(BehaviourEvent::Rpc(request_response::Event::Message { peer, message, .. })) => match message {
+                    request_response::Message::Request { request, channel, .. } => {
+                        let reply = d.on_request(&mut swarm, peer, &request);
+                        let bytes = reply.to_bytes().unwrap_or_else(|e| {
+                            Response::Error(format!("cannot encode the answer: {e}")).to_bytes().unwrap_or_default()
+                        });
+                        let _ = swarm.behaviour_mut().rpc.send_response(channel, bytes);
+                    }
+                    request_response::Message::Response { request_id, response } => {
+                        d.on_response(&mut swarm, request_id, &response);
+                    }
+                },
+                SwarmEvent::Behaviour(BehaviourEvent::Rpc(request_response::Event::OutboundFailure { request_id, .. })) => {
+                    if let Some(origin) = d.fetches.remove(&request_id) {
+                        d.witness.fetch_failed(&origin);
+                    }
                 }
                 _ => {}
             }
         }
     }
+    d.shutdown();
+    Ok(())
 }
 
-/// Asks the node at `addr` for its member list, from a throwaway client identity.
-pub async fn members(addr: Multiaddr, timeout: Duration) -> Result<Vec<MemberRow>, NodeError> {
-    let key = SecretKey::generate().map_err(|e| NodeError::Net(e.to_string()))?;
-    let mut swarm = net::swarm(&key).map_err(|e| NodeError::Net(e.to_string()))?;
-    let target = match addr.iter().last() {
-        Some(libp2p::multiaddr::Protocol::P2p(p)) => p,
-        _ => {
-            return Err(NodeError::Net(format!(
-                "{addr} does not end in /p2p/PEERID"
-            )));
+impl Daemon {
+    fn open(config: &NodeConfig) -> Result<Daemon, NodeError> {
+        let me = config.key.public();
+        let setup = |what: &str, e: &dyn std::fmt::Display| NodeError::Setup(format!("{what}: {e}"));
+        // Refuse to start with a certificate our own owner would refuse.
+        let cred = Credential::from_bytes(&config.credential)
+            .map_err(|e| NodeError::BadCertificate(e.to_string()))?;
+        let pool: Vec<&[u8]> = cred.chain().collect();
+        let own = Verifier::new(config.policy.clone())
+            .verify(
+                cred.leaf(),
+                &pool,
+                &Context {
+                    now: now_ms() / 1000,
+                    node: None,
+                },
+            )
+            .map_err(|e| NodeError::BadCertificate(e.to_string()))?;
+        let (my_name, my_authority) = match &own.leaf.object {
+            slicefed_trust::verify::Object::NodeCert(c) if c.subject == me => {
+                (c.name.to_string(), own.responsible.authority.to_string())
+            }
+            _ => {
+                return Err(NodeError::BadCertificate(
+                    "it is not a node certificate for this node's key".into(),
+                ));
+            }
+        };
+        for sub in ["replicas", "slivers", "modules"] {
+            let p = config.dir.join(sub);
+            std::fs::create_dir_all(&p).map_err(|e| setup(&p.display().to_string(), &e))?;
         }
-    };
-    swarm
-        .dial(addr.clone())
-        .map_err(|e| NodeError::Net(format!("dial {addr}: {e}")))?;
-    let work = async {
-        loop {
-            match swarm.select_next_some().await {
-                SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == target => {
-                    swarm
-                        .behaviour_mut()
-                        .rpc
-                        .send_request(&target, MEMBERS_REQUEST.to_vec());
+        let ledger = Ledger::open(
+            &config.dir.join("ledger"),
+            SecretKey::from_seed(&config.key.seed()),
+            LedgerOptions::default(),
+        )
+        .map_err(|e| setup("the node's ledger", &e))?;
+        let mut sb = SandboxConfig::new(
+            &config
+                .cache_dir
+                .clone()
+                .unwrap_or_else(|| config.dir.join("cache")),
+        );
+        sb.max_slivers = config.capacity.max_slivers.max(1);
+        sb.max_memory_per_sliver = config.capacity.memory.clamp(1 << 20, 4 << 30);
+        sb.worker_threads = sb.worker_threads.min(4);
+        let sandbox = Sandbox::new(sb).map_err(|e| setup("the sandbox", &e))?;
+        let mut core = NodeCore::new(
+            SecretKey::from_seed(&config.key.seed()),
+            config.capacity.clone(),
+            config.policy.clone(),
+        );
+        let size = ledger.size().map_err(|e| setup("the node's ledger", &e))?;
+        // Sliver ids stay unique across restarts: every id used so far is below the size of
+        // the log, since each sliver's creation appended an entry.
+        core.continue_ids_from(size + 1);
+        let ledger = Arc::new(ledger);
+        let mut d = Daemon {
+            key: SecretKey::from_seed(&config.key.seed()),
+            me,
+            dir: config.dir.clone(),
+            credential: config.credential.clone(),
+            my_name,
+            my_authority,
+            core,
+            witness: Witness::new(me, config.witnesses),
+            ledger,
+            sandbox: DropOffThread(Some(sandbox)),
+            live: BTreeMap::new(),
+            ended: VecDeque::new(),
+            cosigs: BTreeMap::new(),
+            fetches: BTreeMap::new(),
+            addrs: BTreeMap::new(),
+            my_addrs: vec![],
+            gossiped_size: 0,
+            ticks: 0,
+            started: Instant::now(),
+            test_equivocate: config.test_equivocate,
+            equivocated: false,
+        };
+        d.append(EntryBody::NodeStarted {
+            node: me,
+            name: slicefed_trust::Name::parse(&d.my_name).ok(),
+            software: format!("slicefed {}", env!("CARGO_PKG_VERSION")),
+            policy: ModuleHash::of(config.policy.to_toml().as_bytes()).0,
+        });
+        d.restore_replicas();
+        d.restore_cosignatures();
+        Ok(d)
+    }
+
+    fn sandbox(&self) -> Option<&Sandbox> {
+        self.sandbox.0.as_ref()
+    }
+
+    fn append(&self, body: EntryBody) {
+        let ledger = self.ledger.clone();
+        // A failed append means the disk is gone; the ledger then refuses everything, and
+        // receipts that depend on it are not sent (see `submit`).
+        let _ = blocking(move || ledger.append(now_ms(), body));
+    }
+
+    fn replica_path(&self, origin: &PublicKey) -> PathBuf {
+        self.dir
+            .join("replicas")
+            .join(format!("{}.sfexp", origin.to_hex()))
+    }
+
+    /// Reads back every replica file, keeps its verified prefix (a torn tail from a crash is
+    /// cut off) and hands the trees to the witness.
+    fn restore_replicas(&mut self) {
+        let Ok(dir) = std::fs::read_dir(self.dir.join("replicas")) else {
+            return;
+        };
+        for e in dir.filter_map(Result::ok) {
+            let path = e.path();
+            if path.extension().is_none_or(|x| x != "sfexp") {
+                continue;
+            }
+            let Ok(src) = LogSource::load(&path) else {
+                continue;
+            };
+            let (recs, _) = src.records();
+            let r = slicefed_ledger::replay::replay(
+                src.origin,
+                &recs,
+                slicefed_ledger::replay::Depth::Hashes,
+            );
+            // Keep records up to the last checkpoint that verified.
+            let good_end = r
+                .checkpoints
+                .last()
+                .map(|c| c.checkpoint.size)
+                .unwrap_or(0);
+            let mut tree = r.tree;
+            if !r.report.valid || tree.len() != good_end {
+                tree.truncate(good_end.min(r.report.entries));
+            }
+            let latest = r
+                .checkpoints
+                .iter()
+                .rev()
+                .find(|c| c.checkpoint.size == tree.len())
+                .cloned();
+            let (bytes, _, _) = {
+                // Rewrite the file to hold exactly what is kept.
+                let mut out = records::file_header(EXPORT_MAGIC, &src.origin);
+                let mut n = 0u64;
+                for rec in &recs {
+                    if rec.kind == KIND_ENTRY {
+                        if n >= tree.len() {
+                            continue;
+                        }
+                        n += 1;
+                    } else if rec.kind == KIND_CHECKPOINT
+                        && codec::decode::<SignedCheckpoint>("checkpoint", rec.payload, 256)
+                            .is_ok_and(|c| c.checkpoint.size > tree.len())
+                    {
+                        continue;
+                    }
+                    records::frame(rec.kind, rec.payload, &mut out);
                 }
-                SwarmEvent::OutgoingConnectionError { error, .. } => {
-                    return Err(NodeError::Net(format!("{addr}: {error}")));
-                }
-                SwarmEvent::Behaviour(BehaviourEvent::Rpc(request_response::Event::Message {
-                    message: request_response::Message::Response { response, .. },
-                    ..
-                })) => {
-                    return serde_json::from_slice(&response)
-                        .map_err(|e| NodeError::Net(format!("bad answer: {e}")));
-                }
-                SwarmEvent::Behaviour(BehaviourEvent::Rpc(
-                    request_response::Event::OutboundFailure { error, .. },
-                )) => {
-                    return Err(NodeError::Net(error.to_string()));
-                }
-                _ => {}
+                (out, n, ())
+            };
+            let tmp = path.with_extension("tmp");
+            if std::fs::write(&tmp, &bytes).is_ok() {
+                let _ = std::fs::rename(&tmp, &path);
+            }
+            self.witness.restore(src.origin, tree, latest);
+        }
+    }
+
+    fn cosig_path(&self) -> PathBuf {
+        self.dir.join("cosignatures")
+    }
+
+    fn restore_cosignatures(&mut self) {
+        let Ok(bytes) = std::fs::read(self.cosig_path()) else {
+            return;
+        };
+        let mut off = 0;
+        while let Ok((rec, next)) = records::parse_one(&bytes, off) {
+            off = next;
+            if let Ok(c) = Cosigned::from_bytes(rec.payload) {
+                self.keep_cosignature(c);
             }
         }
-    };
-    tokio::time::timeout(timeout, work)
-        .await
-        .map_err(|_| NodeError::Net(format!("{addr} did not answer in {timeout:?}")))?
+    }
+
+    fn keep_cosignature(&mut self, c: Cosigned) -> bool {
+        let size = c.checkpoint.checkpoint.size;
+        let entry = self
+            .cosigs
+            .entry(size)
+            .or_insert_with(|| (c.checkpoint.clone(), vec![]));
+        if entry.0 != c.checkpoint
+            || entry.1.len() >= MAX_COSIGNATURES
+            || entry.1.iter().any(|x| x.witness == c.cosignature.witness)
+        {
+            return false;
+        }
+        entry.1.push(c.cosignature);
+        while self.cosigs.len() > MAX_COSIGNED_CHECKPOINTS {
+            self.cosigs.pop_first();
+        }
+        true
+    }
+
+    fn saved_path(&self, id: u64) -> PathBuf {
+        self.dir.join("slivers").join(format!("{id}.sliver"))
+    }
+
+    fn module_path(&self, hash: &ModuleHash) -> PathBuf {
+        self.dir.join("modules").join(format!("{}.wasm", hash.to_hex()))
+    }
+
+    /// After a restart: slivers whose tickets still verify come back under their ids; the
+    /// others are logged as not restored and forgotten.
+    fn restore_slivers(&mut self) {
+        let Ok(dir) = std::fs::read_dir(self.dir.join("slivers")) else {
+            return;
+        };
+        let mut saved: Vec<(u64, PathBuf)> = dir
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let p = e.path();
+                let id = p.file_stem()?.to_str()?.parse::<u64>().ok()?;
+                Some((id, p))
+            })
+            .collect();
+        saved.sort();
+        for (id, path) in saved {
+            let restored = read_limited(&path, MAX_SAVED_SLIVER_BYTES)
+                .and_then(|b| {
+                    codec::decode::<SavedSliver>("saved sliver", &b, MAX_SAVED_SLIVER_BYTES)
+                        .map_err(|e| e.to_string())
+                })
+                .and_then(|s| {
+                    let module = read_limited(&self.module_path(&s.module), MAX_MODULE_BYTES)?;
+                    let outs = self.core.restore(now_ms(), id, &s.credential)?;
+                    Ok((s, module, outs))
+                });
+            match restored {
+                Ok((s, module, outs)) => {
+                    let mut plan = None;
+                    for o in outs {
+                        match o {
+                            Output::Start(p) => plan = Some(p),
+                            other => {
+                                self.carry_out(None, other, false);
+                            }
+                        }
+                    }
+                    if let Some(p) = plan
+                        && let Err(e) = self.start(p, &module, s.args, s.env)
+                    {
+                        for o in self.core.start_failed(now_ms(), id, &e) {
+                            self.carry_out(None, o, false);
+                        }
+                        let _ = std::fs::remove_file(&path);
+                    }
+                }
+                Err(why) => {
+                    self.append(EntryBody::OwnerAction {
+                        action: format!("did not restore sliver {id} after a restart: {why}")
+                            .chars()
+                            .take(900)
+                            .collect(),
+                        who: None,
+                    });
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+    }
+
+    /// Compiles (through the cache) and starts an admitted sliver.
+    fn start(
+        &mut self,
+        plan: SliverPlan,
+        module: &[u8],
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+    ) -> Result<(), String> {
+        let sandbox = self.sandbox().ok_or("the sandbox is shut down")?;
+        let compiled = blocking(|| sandbox.compile(module)).map_err(|e| e.to_string())?;
+        if compiled.hash != plan.module {
+            return Err("the module does not match the ticket".into());
+        }
+        let flows = Arc::new(LedgerFlows::new(self.ledger.clone()));
+        let spec = SliverSpec {
+            who: plan.who.clone(),
+            memory: plan.memory,
+            cpu_share: plan.cpu_share,
+            cpu_limit: None,
+            lifetime: None,
+            network: plan.network.clone(),
+            egress_per_day: plan.egress_per_day,
+            args,
+            env,
+            stdio: Stdio::Capture(LOG_BYTES),
+            dir: None,
+            flows: flows.clone(),
+        };
+        let handle = sandbox.spawn(compiled, spec).map_err(|e| e.to_string())?;
+        self.live.insert(
+            plan.id,
+            Live {
+                handle,
+                flows,
+                plan,
+                stopping: None,
+            },
+        );
+        Ok(())
+    }
+
+    /// Carries out one core output. Returns a receipt, if it was one.
+    fn carry_out(
+        &mut self,
+        swarm: Option<&mut Swarm>,
+        out: Output,
+        from_gossip: bool,
+    ) -> Option<Vec<u8>> {
+        match out {
+            Output::Append(body) => self.append(body),
+            Output::Receipt(r) => return Some(r),
+            Output::Stop { id, reason } => {
+                if let Some(l) = self.live.get_mut(&id) {
+                    l.stopping = Some(reason);
+                    l.handle.stop(match reason {
+                        StopReason::Expired | StopReason::Revoked => KillReason::Expired,
+                        StopReason::Owner | StopReason::Deleted => KillReason::Stopped,
+                    });
+                }
+            }
+            Output::GossipRevocation(bytes) => {
+                if !from_gossip && let Some(s) = swarm {
+                    let _ = s
+                        .behaviour_mut()
+                        .gossipsub
+                        .publish(IdentTopic::new(REVOCATION_TOPIC), bytes);
+                }
+            }
+            // Only restore starts slivers through here, and it handles `Start` itself.
+            Output::Start(_) | Output::Joined(_) | Output::Left(_) => {}
+        }
+        None
+    }
+
+    /// Slivers that ended: logged with their usage, their share freed, their files removed.
+    fn reap(&mut self) {
+        let done: Vec<u64> = self
+            .live
+            .iter()
+            .filter(|(_, l)| l.handle.outcome().is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in done {
+            let Some(l) = self.live.remove(&id) else {
+                continue;
+            };
+            let outcome = l.handle.outcome().unwrap_or(Outcome::Killed(KillReason::Stopped));
+            // Every flow reaches the ledger before the stop record.
+            let flows = l.flows.clone();
+            blocking(move || flows.close());
+            let u = l.handle.usage();
+            let text = match l.stopping {
+                Some(r) => format!("{outcome}: {}", r.as_str()),
+                None => outcome.to_string(),
+            };
+            let usage = LedgerUsage {
+                cpu_ns: u.cpu.as_nanos() as u64,
+                peak_memory: u.peak_memory,
+                bytes_in: u.bytes_in,
+                bytes_out: u.bytes_out,
+                flows: u.flows_allowed + u.flows_denied,
+            };
+            for o in self.core.ended(id, &text, usage) {
+                self.carry_out(None, o, false);
+            }
+            let _ = std::fs::remove_file(self.saved_path(id));
+            let mut status = sliver_status(&l.plan, &l.handle, "");
+            status.state = text;
+            self.ended.push_back(Ended {
+                status,
+                logs: sliver_logs(id, &l.handle),
+            });
+            while self.ended.len() > MAX_ENDED {
+                self.ended.pop_front();
+            }
+        }
+    }
+
+    fn on_tick(&mut self, swarm: &mut Swarm) {
+        let now = now_ms();
+        self.ticks += 1;
+        for o in self.core.tick(now) {
+            self.carry_out(Some(swarm), o, false);
+        }
+        let load = self.core.load();
+        let advert = AdvertBody {
+            node: self.me,
+            credential: self.credential.clone(),
+            slivers: load.slivers,
+            free_memory: load.free_memory,
+            load_x100: 0,
+            uptime_secs: self.started.elapsed().as_secs(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            tags: vec![],
+            time_ms: now,
+        }
+        .sign(&self.key)
+        .and_then(|a| a.to_bytes());
+        if let Ok(bytes) = advert {
+            // No peer subscribed yet is normal at start.
+            let _ = swarm
+                .behaviour_mut()
+                .gossipsub
+                .publish(IdentTopic::new(ADVERT_TOPIC), bytes);
+        }
+        self.gossip_checkpoint(swarm);
+    }
+
+    /// Signs a checkpoint of everything durable if the last one is behind, and gossips the
+    /// latest when it grew (and every tenth tick, so newcomers learn it).
+    fn gossip_checkpoint(&mut self, swarm: &mut Swarm) {
+        let ledger = self.ledger.clone();
+        let cp = blocking(move || {
+            let size = ledger.size().ok()?;
+            match ledger.latest_checkpoint().ok()? {
+                Some(c) if c.checkpoint.size == size => Some(c),
+                _ => ledger.checkpoint().ok(),
+            }
+        });
+        let Some(cp) = cp else { return };
+        let size = cp.checkpoint.size;
+        if size > self.gossiped_size || self.ticks.is_multiple_of(10) {
+            self.gossiped_size = size;
+            if let Ok(bytes) = cp.to_bytes() {
+                let _ = swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(IdentTopic::new(CHECKPOINT_TOPIC), bytes);
+            }
+        }
+        if self.test_equivocate && !self.equivocated && self.ticks >= 3 && size >= 2 {
+            // The test hook: a second history head at the same size, signed all the same.
+            let mut forged = cp.checkpoint;
+            forged.root = ModuleHash::of(&[forged.root.as_slice(), b"forged"].concat()).0;
+            if let Ok(bytes) = forged.sign(&self.key).and_then(|f| Ok(f.to_bytes()?)) {
+                self.equivocated = true;
+                let _ = swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(IdentTopic::new(CHECKPOINT_TOPIC), bytes);
+            }
+        }
+    }
+
+    fn learn_addrs(&mut self, swarm: &mut Swarm, peer: PeerId, addrs: Vec<Multiaddr>) {
+        if !self.addrs.contains_key(&peer) && self.addrs.len() >= crate::core::MAX_MEMBERS {
+            return;
+        }
+        let kept: Vec<Multiaddr> = addrs.into_iter().take(MAX_ADDRS_PER_PEER).collect();
+        for a in &kept {
+            swarm.add_peer_address(peer, a.clone());
+        }
+        self.addrs.insert(peer, kept);
+    }
+
+    fn member_keys(&self) -> Vec<PublicKey> {
+        self.core.members().keys().copied().collect()
+    }
+
+    fn is_member(&self, peer: Option<PeerId>) -> Option<PublicKey> {
+        let k = key_of(&peer?)?;
+        self.core.members().contains_key(&k).then_some(k)
+    }
+
+    fn on_gossip(&mut self, swarm: &mut Swarm, m: &gossipsub::Message) -> MessageAcceptance {
+        use MessageAcceptance::{Accept, Ignore, Reject};
+        let topic = m.topic.as_str();
+        let now = now_ms();
+        if topic == IdentTopic::new(ADVERT_TOPIC).hash().as_str() {
+            // Accept only a valid advert, signed by the node it names, published by that
+            // node, whose certificate chains to an authority we trust.
+            return match Advert::from_bytes(&m.data) {
+                Ok(a) if m.source.is_some() && m.source == peer_of(&a.body.node) => {
+                    match self
+                        .core
+                        .advert(now, a.body.node, &a.body.credential, a.body.load())
+                    {
+                        Ok(_) => Accept,
+                        Err(_) => Reject,
+                    }
+                }
+                _ => Reject,
+            };
+        }
+        // Every other topic is heard from members only.
+        let Some(source) = self.is_member(m.source) else {
+            return Reject;
+        };
+        if topic == IdentTopic::new(CHECKPOINT_TOPIC).hash().as_str() {
+            let Ok(cp) = SignedCheckpoint::from_bytes(&m.data) else {
+                return Reject;
+            };
+            if cp.checkpoint.origin != source {
+                return Reject;
+            }
+            let members = self.member_keys();
+            let outs = self.witness.checkpoint(now, cp, &members);
+            self.witness_outputs(swarm, outs);
+            Accept
+        } else if topic == IdentTopic::new(COSIGN_TOPIC).hash().as_str() {
+            let Ok(c) = Cosigned::from_bytes(&m.data) else {
+                return Reject;
+            };
+            if c.cosignature.witness != source {
+                return Reject;
+            }
+            if c.checkpoint.checkpoint.origin == self.me && self.keep_cosignature(c.clone()) {
+                let mut rec = vec![];
+                if let Ok(bytes) = c.to_bytes() {
+                    records::frame(KIND_CHECKPOINT, &bytes, &mut rec);
+                    let _ = append_synced(&self.cosig_path(), &rec, None);
+                }
+            }
+            Accept
+        } else if topic == IdentTopic::new(REVOCATION_TOPIC).hash().as_str() {
+            match self.core.revocation(now, &m.data) {
+                Ok(outs) => {
+                    for o in outs {
+                        self.carry_out(Some(swarm), o, true);
+                    }
+                    Accept
+                }
+                Err(_) => Reject,
+            }
+        } else if topic == IdentTopic::new(EQUIVOCATION_TOPIC).hash().as_str() {
+            match EquivocationProof::from_bytes(&m.data) {
+                Ok(p) => {
+                    if self.witness.equivocation(p) {
+                        self.append(EntryBody::EquivocationSeen {
+                            proof: m.data.clone(),
+                        });
+                    }
+                    Accept
+                }
+                Err(_) => Reject,
+            }
+        } else {
+            Ignore
+        }
+    }
+
+    fn witness_outputs(&mut self, swarm: &mut Swarm, outs: Vec<WitnessOutput>) {
+        for o in outs {
+            match o {
+                WitnessOutput::Fetch { origin, from } => match peer_of(&origin) {
+                    Some(p) => {
+                        let req = Request::Entries { from }.to_bytes().unwrap_or_default();
+                        let addrs = self.addrs.get(&p).cloned().unwrap_or_default();
+                        let id = swarm
+                            .behaviour_mut()
+                            .rpc
+                            .send_request_with_addresses(&p, req, addrs);
+                        // Bounded: at most one fetch per replica is outstanding.
+                        self.fetches.insert(id, origin);
+                    }
+                    None => self.witness.fetch_failed(&origin),
+                },
+                WitnessOutput::Persist {
+                    origin,
+                    leaves,
+                    checkpoint,
+                } => {
+                    let mut rec = vec![];
+                    for l in &leaves {
+                        records::frame(KIND_ENTRY, l, &mut rec);
+                    }
+                    if let Ok(b) = checkpoint.to_bytes() {
+                        records::frame(KIND_CHECKPOINT, &b, &mut rec);
+                    }
+                    let header = records::file_header(EXPORT_MAGIC, &origin);
+                    let path = self.replica_path(&origin);
+                    let _ = blocking(|| append_synced(&path, &rec, Some(&header)));
+                }
+                WitnessOutput::Cosign(cp) => {
+                    if let Ok(c) = Cosignature::sign(&self.key, &cp, now_ms()) {
+                        let msg = Cosigned {
+                            checkpoint: cp,
+                            cosignature: c,
+                        };
+                        if let Ok(bytes) = msg.to_bytes() {
+                            let _ = swarm
+                                .behaviour_mut()
+                                .gossipsub
+                                .publish(IdentTopic::new(COSIGN_TOPIC), bytes);
+                        }
+                    }
+                }
+                WitnessOutput::Equivocation(p) => {
+                    if let Ok(bytes) = p.to_bytes() {
+                        self.append(EntryBody::EquivocationSeen {
+                            proof: bytes.clone(),
+                        });
+                        let _ = swarm
+                            .behaviour_mut()
+                            .gossipsub
+                            .publish(IdentTopic::new(EQUIVOCATION_TOPIC), bytes);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_response(&mut self, swarm: &mut Swarm, id: OutboundRequestId, bytes: &[u8]) {
+        let Some(origin) = self.fetches.remove(&id) else {
+            return;
+        };
+        match Response::from_bytes(bytes) {
+            Ok(Response::Page { base, end, leaves }) => {
+                let leaves = leaves.into_iter().map(|b| b.into_vec()).collect();
+                match self.witness.page(now_ms(), origin, base, end, leaves) {
+                    Ok(outs) => self.witness_outputs(swarm, outs),
+                    Err(_) => self.witness.fetch_failed(&origin),
+                }
+            }
+            _ => self.witness.fetch_failed(&origin),
+        }
+    }
+
+    fn on_request(&mut self, swarm: &mut Swarm, peer: PeerId, bytes: &[u8]) -> Response {
+        let req = match Request::from_bytes(bytes) {
+            Ok(r) => r,
+            Err(e) => return Response::Error(format!("bad request: {e}")),
+        };
+        let now = now_ms();
+        match req {
+            Request::Members => Response::Members(self.member_rows()),
+            Request::Submit {
+                credential,
+                module,
+                args,
+                env,
+            } => self.submit(now, credential, module, args, env),
+            Request::Renew { credential } => {
+                let mut receipt = None;
+                for o in self.core.renew(now, &credential) {
+                    receipt = receipt.or(self.carry_out(Some(swarm), o, false));
+                }
+                // Saved slivers take the new ticket, so a restart keeps the renewal.
+                let infos: Vec<_> = self.core.sliver_infos().collect();
+                for i in infos {
+                    if i.credential == credential {
+                        self.resave_credential(i.plan.id, &credential);
+                    }
+                }
+                match receipt {
+                    Some(r) => Response::Receipt(r),
+                    None => Response::Error("no receipt".into()),
+                }
+            }
+            Request::Status { slice } => Response::Status(self.status(slice.as_deref())),
+            Request::Logs { slice } => Response::Logs(self.logs(&slice)),
+            Request::Delete(d) => match self.core.delete(now, &d) {
+                Ok(outs) => {
+                    let mut stopped = vec![];
+                    for o in outs {
+                        if let Output::Stop { id, .. } = &o {
+                            stopped.push(*id);
+                        }
+                        self.carry_out(Some(swarm), o, false);
+                    }
+                    Response::Stopped(stopped)
+                }
+                Err(e) => Response::Error(e.to_string()),
+            },
+            Request::Revoke { revocation } => match self.core.revocation(now, &revocation) {
+                Ok(outs) => {
+                    let mut stopped = vec![];
+                    for o in outs {
+                        if let Output::Stop { id, .. } = &o {
+                            stopped.push(*id);
+                        }
+                        self.carry_out(Some(swarm), o, false);
+                    }
+                    Response::Stopped(stopped)
+                }
+                Err(e) => Response::Error(e.to_string()),
+            },
+            Request::Entries { from } => self.page(from),
+            Request::Checkpoint => {
+                let latest = self.ledger.latest_checkpoint().ok().flatten();
+                let cosignatures = latest
+                    .as_ref()
+                    .and_then(|c| self.cosigs.get(&c.checkpoint.size))
+                    .filter(|(c, _)| Some(c) == latest.as_ref())
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default();
+                Response::Checkpoint {
+                    checkpoint: latest,
+                    cosignatures,
+                }
+            }
+            Request::Replica { origin, offset } => {
+                let _ = peer;
+                match read_chunk(&self.replica_path(&origin), offset) {
+                    Ok((total, chunk)) => Response::Replica { total, chunk },
+                    Err(e) => Response::Error(format!(
+                        "no replica of {} here: {e}",
+                        origin.peer_id()
+                    )),
+                }
+            }
+        }
+    }
+
+    fn submit(
+        &mut self,
+        now: u64,
+        credential: Vec<u8>,
+        module: Vec<u8>,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+    ) -> Response {
+        let hash = ModuleHash::of(&module);
+        let mut receipt = None;
+        let mut plan = None;
+        for o in self.core.submit(now, &credential, hash) {
+            match o {
+                Output::Start(p) => plan = Some(p),
+                other => receipt = receipt.or(self.carry_out(None, other, false)),
+            }
+        }
+        if let Some(p) = plan {
+            let id = p.id;
+            // Saved before it runs, so a crash right after still brings it back.
+            let saved = SavedSliver {
+                credential: credential.clone(),
+                module: hash,
+                args: args.clone(),
+                env: env.clone(),
+            };
+            let mpath = self.module_path(&hash);
+            if !mpath.exists() {
+                let _ = write_atomic(&mpath, &module);
+            }
+            if let Ok(b) = codec::encode("saved sliver", &saved) {
+                let _ = write_atomic(&self.saved_path(id), &b);
+            }
+            if let Err(e) = self.start(p, &module, args, env) {
+                let _ = std::fs::remove_file(self.saved_path(id));
+                receipt = None;
+                for o in self.core.start_failed(now, id, &e) {
+                    receipt = receipt.or(self.carry_out(None, o, false));
+                }
+            }
+        }
+        match receipt {
+            Some(r) => Response::Receipt(r),
+            None => Response::Error("the node could not sign a receipt".into()),
+        }
+    }
+
+    fn resave_credential(&self, id: u64, credential: &[u8]) {
+        let path = self.saved_path(id);
+        let Ok(b) = read_limited(&path, MAX_SAVED_SLIVER_BYTES) else {
+            return;
+        };
+        if let Ok(mut s) =
+            codec::decode::<SavedSliver>("saved sliver", &b, MAX_SAVED_SLIVER_BYTES)
+        {
+            s.credential = credential.to_vec();
+            if let Ok(b) = codec::encode("saved sliver", &s) {
+                let _ = write_atomic(&path, &b);
+            }
+        }
+    }
+
+    /// A page of this node's log from `from`, with checkpoints signed at both ends.
+    fn page(&self, from: u64) -> Response {
+        let ledger = self.ledger.clone();
+        let key = &self.key;
+        let me = self.me;
+        blocking(move || {
+            let size = match ledger.latest_checkpoint() {
+                Ok(Some(c)) => c.checkpoint.size,
+                _ => 0,
+            };
+            if from > size {
+                return Response::Error(format!("the log has {size} checkpointed entries"));
+            }
+            let mut leaves = vec![];
+            let mut bytes = 0usize;
+            let mut seq = from;
+            while seq < size && seq - from < MAX_PAGE_ENTRIES {
+                let Ok(l) = ledger.read(seq) else { break };
+                if bytes + l.len() > wire::MAX_PAGE_BYTES && !leaves.is_empty() {
+                    break;
+                }
+                bytes += l.len();
+                leaves.push(serde_bytes::ByteBuf::from(l));
+                seq += 1;
+            }
+            let sign = |size: u64| -> Option<SignedCheckpoint> {
+                Checkpoint {
+                    origin: me,
+                    size,
+                    root: ledger.root_at(size).ok()?,
+                    time_ms: now_ms(),
+                }
+                .sign(key)
+                .ok()
+            };
+            match (sign(from), sign(seq)) {
+                (Some(base), Some(end)) => Response::Page { base, end, leaves },
+                _ => Response::Error("cannot sign the page's checkpoints".into()),
+            }
+        })
+    }
+
+    fn member_rows(&self) -> Vec<MemberRow> {
+        let now = now_ms();
+        let load = self.core.load();
+        let show = |a: &Vec<Multiaddr>, p: Option<PeerId>| -> Vec<String> {
+            a.iter()
+                .map(|x| match p {
+                    Some(p) => x.clone().with(libp2p::multiaddr::Protocol::P2p(p)).to_string(),
+                    None => x.to_string(),
+                })
+                .collect()
+        };
+        let mut rows = vec![MemberRow {
+            peer_id: self.me.peer_id(),
+            name: self.my_name.clone(),
+            authority: self.my_authority.clone(),
+            addrs: show(&self.my_addrs, peer_of(&self.me)),
+            slivers: load.slivers,
+            free_memory: load.free_memory,
+            last_seen_ms_ago: 0,
+            health: "ok".into(),
+        }];
+        rows.extend(self.core.members().iter().map(|(k, m)| {
+            let p = peer_of(k);
+            MemberRow {
+                peer_id: k.peer_id(),
+                name: m.name.to_string(),
+                authority: m.authority.to_string(),
+                addrs: p
+                    .and_then(|p| self.addrs.get(&p))
+                    .map(|a| show(a, p))
+                    .unwrap_or_default(),
+                slivers: m.load.slivers,
+                free_memory: m.load.free_memory,
+                last_seen_ms_ago: now.saturating_sub(m.last_seen_ms),
+                health: if self.witness.offenders().contains_key(k) {
+                    "equivocated".into()
+                } else {
+                    "ok".into()
+                },
+            }
+        }));
+        rows
+    }
+
+    fn status(&self, slice: Option<&str>) -> NodeStatus {
+        let keep = |s: &str| slice.is_none_or(|x| x == s);
+        let infos: BTreeMap<u64, String> = self
+            .core
+            .sliver_infos()
+            .map(|i| (i.plan.id, i.ticket.to_hex()))
+            .collect();
+        let mut slivers: Vec<SliverStatus> = self
+            .live
+            .values()
+            .filter(|l| keep(l.plan.who.slice.as_str()))
+            .map(|l| {
+                let mut s = sliver_status(
+                    &l.plan,
+                    &l.handle,
+                    infos.get(&l.plan.id).map_or("", String::as_str),
+                );
+                // The core's plan carries renewals.
+                if let Some(p) = self.core.slivers().find(|p| p.id == l.plan.id) {
+                    s.expires = p.not_after;
+                }
+                s
+            })
+            .collect();
+        slivers.extend(
+            self.ended
+                .iter()
+                .filter(|e| keep(&e.status.slice))
+                .map(|e| e.status.clone()),
+        );
+        let latest = self.ledger.latest_checkpoint().ok().flatten();
+        NodeStatus {
+            node: self.me.peer_id(),
+            name: self.my_name.clone(),
+            ledger_entries: self.ledger.size().unwrap_or(0),
+            cosignatures: latest
+                .and_then(|c| self.cosigs.get(&c.checkpoint.size).map(|(_, v)| v.len() as u32))
+                .unwrap_or(0),
+            slivers,
+        }
+    }
+
+    fn logs(&self, slice: &str) -> Vec<SliverLogs> {
+        let mut out: Vec<SliverLogs> = self
+            .live
+            .values()
+            .filter(|l| l.plan.who.slice.as_str() == slice)
+            .map(|l| sliver_logs(l.plan.id, &l.handle))
+            .collect();
+        out.extend(
+            self.ended
+                .iter()
+                .filter(|e| e.status.slice == slice)
+                .map(|e| e.logs.clone()),
+        );
+        // Stay under the response limit: the newest bytes of each, shared out.
+        let share = (wire::MAX_RESPONSE_BYTES / 2) / out.len().max(1) / 2;
+        for l in &mut out {
+            for b in [&mut l.stdout, &mut l.stderr] {
+                if b.len() > share {
+                    b.drain(..b.len() - share);
+                }
+            }
+        }
+        out
+    }
+
+    fn shutdown(&mut self) {
+        for l in self.live.values() {
+            l.handle.stop(KillReason::Stopped);
+        }
+        // Slivers are not logged as stopped: they come back when the node restarts.
+        for l in self.live.values() {
+            let _ = blocking(|| l.handle.wait_timeout(Duration::from_secs(5)));
+            let f = l.flows.clone();
+            blocking(move || f.close());
+        }
+        self.live.clear();
+    }
+}
+
+fn sliver_status(plan: &SliverPlan, h: &SliverHandle, ticket: &str) -> SliverStatus {
+    let u = h.usage();
+    SliverStatus {
+        id: plan.id,
+        slice: plan.who.slice.to_string(),
+        user: plan.who.user.as_ref().map(|n| n.to_string()),
+        authority: plan.who.authority.as_ref().map(|n| n.to_string()),
+        ticket: ticket.into(),
+        expires: plan.not_after,
+        state: h.outcome().map_or("running".into(), |o| o.to_string()),
+        cpu_ms: u.cpu.as_millis() as u64,
+        memory: u.peak_memory,
+        flows: u.flows_allowed + u.flows_denied,
+        bytes_out: u.bytes_out,
+        bytes_in: u.bytes_in,
+    }
+}
+
+fn sliver_logs(id: u64, h: &SliverHandle) -> SliverLogs {
+    SliverLogs {
+        id,
+        stdout: h.stdout.as_ref().map(|b| b.contents()).unwrap_or_default(),
+        stderr: h.stderr.as_ref().map(|b| b.contents()).unwrap_or_default(),
+    }
+}
+
+fn read_limited(path: &Path, max: usize) -> Result<Vec<u8>, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.len() > max as u64 {
+        return Err(format!("{}: over {max} bytes", path.display()));
+    }
+    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_data()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+/// Appends and syncs (creating the file with `header` first if it is new).
+fn append_synced(path: &Path, bytes: &[u8], header: Option<&[u8]>) -> std::io::Result<()> {
+    let new = !path.exists();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    if new && let Some(h) = header {
+        f.write_all(h)?;
+    }
+    f.write_all(bytes)?;
+    f.sync_data()
+}
+
+fn read_chunk(path: &Path, offset: u64) -> std::io::Result<(u64, Vec<u8>)> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    let total = f.metadata()?.len();
+    f.seek(SeekFrom::Start(offset.min(total)))?;
+    let mut chunk = vec![];
+    f.take(wire::MAX_REPLICA_CHUNK as u64).read_to_end(&mut chunk)?;
+    Ok((total, chunk))
 }
