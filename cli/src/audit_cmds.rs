@@ -1,4 +1,4 @@
-//! `audit export` and `audit replay`.
+//! `audit export|replay|who|verify|fetch`.
 
 use crate::files::write_atomic;
 use crate::util::{print_json, say};
@@ -33,6 +33,54 @@ pub enum AuditCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Map an observed connection to the flow, the sliver, its ticket chain, the person
+    /// and their authority, and write a proof bundle.
+    Who(WhoArgs),
+    /// Check a proof bundle offline with nothing but a trust policy.
+    Verify {
+        bundle: PathBuf,
+        #[arg(long, env = "SLICEFED_TRUST")]
+        trust: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recover a node's log from its witnesses (e.g. after the node died).
+    Fetch {
+        /// The node whose log to recover (PeerId).
+        #[arg(long)]
+        origin: String,
+        /// A member to ask for the member list.
+        #[arg(long, env = "SLICEFED_BOOTSTRAP", value_delimiter = ',')]
+        bootstrap: Vec<String>,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct WhoArgs {
+    /// The address and port the connection went to, as the victim saw its own side.
+    #[arg(long)]
+    pub remote: std::net::SocketAddr,
+    /// The source port the victim saw (the node-side port).
+    #[arg(long)]
+    pub local_port: Option<u16>,
+    /// About when (RFC 3339 or unix seconds); matches flows within 10 minutes of it.
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Only this node's log (PeerId).
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Node directories or export files to search.
+    #[arg(long, required = true, num_args = 1..)]
+    pub ledger: Vec<PathBuf>,
+    /// Write the proof bundle here.
+    #[arg(long)]
+    pub bundle_out: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -43,6 +91,18 @@ pub enum ReplayDepth {
 
 pub fn audit(cmd: AuditCmd) -> Result<ExitCode> {
     match cmd {
+        AuditCmd::Who(a) => crate::audit_who::who(a),
+        AuditCmd::Verify {
+            bundle,
+            trust,
+            json,
+        } => crate::audit_who::verify(&bundle, &trust, json),
+        AuditCmd::Fetch {
+            origin,
+            bootstrap,
+            out,
+            json,
+        } => crate::audit_who::fetch(&origin, &bootstrap, &out, json),
         AuditCmd::Export { dir, out, json } => {
             if !dir.is_dir() {
                 bail!("{}: not a directory", dir.display());

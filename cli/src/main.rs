@@ -8,6 +8,7 @@
 //! stderr naming the file and the problem); 2 usage error (clap's own exit code).
 
 mod audit_cmds;
+mod audit_who;
 mod files;
 mod node_cmds;
 mod slice_cmds;

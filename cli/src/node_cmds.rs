@@ -80,7 +80,6 @@ fn addr(s: &str) -> Result<libp2p::Multiaddr> {
         .map_err(|e| anyhow!("`{s}` is not a multiaddr: {e}"))
 }
 
-
 pub fn nodes(cmd: NodesCmd) -> Result<ExitCode> {
     let NodesCmd::List { node, json } = cmd;
     let first = node

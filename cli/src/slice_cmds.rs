@@ -41,12 +41,12 @@ pub enum SliceCmd {
 
 #[derive(Args)]
 pub struct Who {
-    /// The researcher's key.
+    /// The researcher's key (for create, renew, delete).
     #[arg(long, env = "SLICEFED_KEY")]
-    key: PathBuf,
-    /// The researcher's certificate (or delegation) file.
+    key: Option<PathBuf>,
+    /// The researcher's certificate (or delegation) file (for create, renew).
     #[arg(long, env = "SLICEFED_CERT")]
-    cert: PathBuf,
+    cert: Option<PathBuf>,
     /// A node to ask for the member list (multiaddr with /p2p/PEERID).
     #[arg(long, env = "SLICEFED_BOOTSTRAP", value_delimiter = ',')]
     bootstrap: Vec<String>,
@@ -58,6 +58,9 @@ pub struct CreateArgs {
     name: String,
     #[arg(long)]
     module: PathBuf,
+    /// Send this ticket (from `ticket issue`) instead of issuing one.
+    #[arg(long)]
+    ticket: Option<PathBuf>,
     /// `all`, a number of nodes (the least loaded), or PeerIds separated by commas.
     #[arg(long, default_value = "all")]
     nodes: String,
@@ -113,6 +116,19 @@ pub struct RenewArgs {
     grant: GrantFlags,
     #[arg(long)]
     json: bool,
+}
+
+impl Who {
+    fn key(&self) -> Result<&PathBuf> {
+        self.key
+            .as_ref()
+            .ok_or_else(|| anyhow!("no key: give --key or set SLICEFED_KEY"))
+    }
+    fn cert(&self) -> Result<&PathBuf> {
+        self.cert
+            .as_ref()
+            .ok_or_else(|| anyhow!("no certificate: give --cert or set SLICEFED_CERT"))
+    }
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
@@ -179,8 +195,9 @@ fn fan_out(
     quiet: bool,
     what: &str,
 ) -> Result<Vec<Result<Response, String>>> {
-    let mut answers: Vec<Result<Response, String>> =
-        (0..targets.len()).map(|_| Err("not asked".into())).collect();
+    let mut answers: Vec<Result<Response, String>> = (0..targets.len())
+        .map(|_| Err("not asked".into()))
+        .collect();
     let mut calls = vec![];
     let mut index = vec![];
     for (i, m) in targets.iter().enumerate() {
@@ -279,6 +296,11 @@ fn report(slice: &str, results: Vec<NodeResult>, json: bool, verb: &str) -> Resu
     })
 }
 
+struct TicketFile {
+    id: slicefed_trust::CertId,
+    file: Vec<u8>,
+}
+
 fn create(a: CreateArgs) -> Result<ExitCode> {
     let module = read_bounded(&a.module, MAX_MODULE_BYTES)?;
     let members = members(&a.who.bootstrap)?;
@@ -288,15 +310,32 @@ fn create(a: CreateArgs) -> Result<ExitCode> {
         .map(|m| PublicKey::parse(&m.peer_id))
         .collect::<Result<_, _>>()
         .map_err(|e| anyhow!("a member's peer id: {e}"))?;
-    let ticket = issue_ticket(
-        &a.who.key,
-        &a.who.cert,
-        &a.name,
-        &module,
-        NodeSet::only(keys),
-        &a.grant,
-        a.valid_for,
-    )?;
+    let ticket = match &a.ticket {
+        Some(path) => {
+            let file = read_bounded(path, slicefed_trust::objects::MAX_CREDENTIAL_BYTES)?;
+            let cred = slicefed_trust::Credential::from_bytes(&file)
+                .with_context(|| path.display().to_string())?;
+            TicketFile {
+                id: slicefed_trust::CertId::of(cred.leaf()),
+                file,
+            }
+        }
+        None => {
+            let t = issue_ticket(
+                a.who.key()?,
+                a.who.cert()?,
+                &a.name,
+                &module,
+                NodeSet::only(keys),
+                &a.grant,
+                a.valid_for,
+            )?;
+            TicketFile {
+                id: t.id,
+                file: t.file,
+            }
+        }
+    };
     let answers = fan_out(
         &targets,
         |_| {
@@ -332,7 +371,11 @@ fn create(a: CreateArgs) -> Result<ExitCode> {
 }
 
 /// Every node's status for the slice (nodes that run none of it are left out).
-pub fn statuses(bootstrap: &[String], slice: &str, quiet: bool) -> Result<Vec<(MemberRow, Result<NodeStatus, String>)>> {
+pub fn statuses(
+    bootstrap: &[String],
+    slice: &str,
+    quiet: bool,
+) -> Result<Vec<(MemberRow, Result<NodeStatus, String>)>> {
     let members = members(bootstrap)?;
     let answers = fan_out(
         &members,
@@ -388,10 +431,15 @@ fn status(a: StatusArgs) -> Result<ExitCode> {
             .to_string()
     };
     if a.json {
-        print_json(&json!({ "slice": a.name, "expires": expires_text, "nodes": nodes, "unreachable": unreachable }))?;
+        print_json(
+            &json!({ "slice": a.name, "expires": expires_text, "nodes": nodes, "unreachable": unreachable }),
+        )?;
     } else {
         let running = nodes.iter().filter(|n| n["status"] == "running").count();
-        say!("slice {}: {running} sliver(s) running, expires {expires_text}", a.name);
+        say!(
+            "slice {}: {running} sliver(s) running, expires {expires_text}",
+            a.name
+        );
         for n in &nodes {
             say!(
                 "{:<24} sliver {:>4}  {:<28} cpu {:>6} ms  mem {:>6} KiB  flows {:>4}  out {:>8} B",
@@ -405,7 +453,11 @@ fn status(a: StatusArgs) -> Result<ExitCode> {
             );
         }
         for u in &unreachable {
-            say!("{:<24} unreachable: {}", u["name"].as_str().unwrap_or(""), u["error"].as_str().unwrap_or(""));
+            say!(
+                "{:<24} unreachable: {}",
+                u["name"].as_str().unwrap_or(""),
+                u["error"].as_str().unwrap_or("")
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -475,8 +527,8 @@ fn renew(a: RenewArgs) -> Result<ExitCode> {
         .collect::<Result<_, _>>()
         .map_err(|e| anyhow!("a member's peer id: {e}"))?;
     let ticket = issue_ticket(
-        &a.who.key,
-        &a.who.cert,
+        a.who.key()?,
+        a.who.cert()?,
         &a.name,
         &module,
         NodeSet::only(keys),
@@ -518,7 +570,7 @@ fn renew(a: RenewArgs) -> Result<ExitCode> {
 }
 
 fn delete(a: StatusArgs) -> Result<ExitCode> {
-    let key = crate::files::read_secret_key(&a.who.key)?;
+    let key = crate::files::read_secret_key(a.who.key()?)?;
     let members = members(&a.who.bootstrap)?;
     let t = now();
     let answers = fan_out(

@@ -656,7 +656,10 @@ pub fn issue_ticket(
                 key_path.display()
             )
         }
-        _ => bail!("{}: not a user certificate or delegation", cert_path.display()),
+        _ => bail!(
+            "{}: not a user certificate or delegation",
+            cert_path.display()
+        ),
     };
     let slice = Name::parse(slice)?;
     util::ensure_nonzero("module size", module.len() as u64)?;

@@ -17,6 +17,7 @@
 //! - Replay checks every entry, link and checkpoint signature, and locates the first fault.
 //! - Everything decoded is bounded; everything queued is bounded.
 
+pub mod bundle;
 pub mod checkpoint;
 pub mod entry;
 #[doc(hidden)]

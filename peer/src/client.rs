@@ -19,7 +19,9 @@ use std::time::Duration;
 pub fn peer_in(addr: &Multiaddr) -> Result<PeerId, NodeError> {
     match addr.iter().last() {
         Some(libp2p::multiaddr::Protocol::P2p(p)) => Ok(p),
-        _ => Err(NodeError::Net(format!("{addr} does not end in /p2p/PEERID"))),
+        _ => Err(NodeError::Net(format!(
+            "{addr} does not end in /p2p/PEERID"
+        ))),
     }
 }
 

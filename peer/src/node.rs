@@ -40,7 +40,9 @@ use slicefed_sandbox::{
     KillReason, LedgerFlows, Outcome, Sandbox, SandboxConfig, SliverHandle, SliverSpec, Stdio,
 };
 use slicefed_trust::codec;
-use slicefed_trust::{Context, Credential, ModuleHash, PublicKey, SecretKey, TrustPolicy, Verifier};
+use slicefed_trust::{
+    Context, Credential, ModuleHash, PublicKey, SecretKey, TrustPolicy, Verifier,
+};
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -327,7 +329,8 @@ pub async fn run(
 impl Daemon {
     fn open(config: &NodeConfig) -> Result<Daemon, NodeError> {
         let me = config.key.public();
-        let setup = |what: &str, e: &dyn std::fmt::Display| NodeError::Setup(format!("{what}: {e}"));
+        let setup =
+            |what: &str, e: &dyn std::fmt::Display| NodeError::Setup(format!("{what}: {e}"));
         // Refuse to start with a certificate our own owner would refuse.
         let cred = Credential::from_bytes(&config.credential)
             .map_err(|e| NodeError::BadCertificate(e.to_string()))?;
@@ -454,11 +457,7 @@ impl Daemon {
                 slicefed_ledger::replay::Depth::Hashes,
             );
             // Keep records up to the last checkpoint that verified.
-            let good_end = r
-                .checkpoints
-                .last()
-                .map(|c| c.checkpoint.size)
-                .unwrap_or(0);
+            let good_end = r.checkpoints.last().map(|c| c.checkpoint.size).unwrap_or(0);
             let mut tree = r.tree;
             if !r.report.valid || tree.len() != good_end {
                 tree.truncate(good_end.min(r.report.entries));
@@ -538,7 +537,9 @@ impl Daemon {
     }
 
     fn module_path(&self, hash: &ModuleHash) -> PathBuf {
-        self.dir.join("modules").join(format!("{}.wasm", hash.to_hex()))
+        self.dir
+            .join("modules")
+            .join(format!("{}.wasm", hash.to_hex()))
     }
 
     /// After a restart: slivers whose tickets still verify come back under their ids; the
@@ -687,7 +688,10 @@ impl Daemon {
             let Some(l) = self.live.remove(&id) else {
                 continue;
             };
-            let outcome = l.handle.outcome().unwrap_or(Outcome::Killed(KillReason::Stopped));
+            let outcome = l
+                .handle
+                .outcome()
+                .unwrap_or(Outcome::Killed(KillReason::Stopped));
             // Every flow reaches the ledger before the stop record.
             let flows = l.flows.clone();
             blocking(move || flows.close());
@@ -735,6 +739,12 @@ impl Daemon {
             uptime_secs: self.started.elapsed().as_secs(),
             version: env!("CARGO_PKG_VERSION").into(),
             tags: vec![],
+            addrs: self
+                .my_addrs
+                .iter()
+                .take(wire::MAX_TAGS)
+                .map(|a| a.to_string())
+                .collect(),
             time_ms: now,
         }
         .sign(&self.key)
@@ -818,7 +828,14 @@ impl Daemon {
                         .core
                         .advert(now, a.body.node, &a.body.credential, a.body.load())
                     {
-                        Ok(_) => Accept,
+                        Ok(_) => {
+                            if let Some(p) = peer_of(&a.body.node) {
+                                let addrs =
+                                    a.body.addrs.iter().filter_map(|x| x.parse().ok()).collect();
+                                self.learn_addrs(swarm, p, addrs);
+                            }
+                            Accept
+                        }
                         Err(_) => Reject,
                     }
                 }
@@ -1036,10 +1053,9 @@ impl Daemon {
                 let _ = peer;
                 match read_chunk(&self.replica_path(&origin), offset) {
                     Ok((total, chunk)) => Response::Replica { total, chunk },
-                    Err(e) => Response::Error(format!(
-                        "no replica of {} here: {e}",
-                        origin.peer_id()
-                    )),
+                    Err(e) => {
+                        Response::Error(format!("no replica of {} here: {e}", origin.peer_id()))
+                    }
                 }
             }
         }
@@ -1097,8 +1113,7 @@ impl Daemon {
         let Ok(b) = read_limited(&path, MAX_SAVED_SLIVER_BYTES) else {
             return;
         };
-        if let Ok(mut s) =
-            codec::decode::<SavedSliver>("saved sliver", &b, MAX_SAVED_SLIVER_BYTES)
+        if let Ok(mut s) = codec::decode::<SavedSliver>("saved sliver", &b, MAX_SAVED_SLIVER_BYTES)
         {
             s.credential = credential.to_vec();
             if let Ok(b) = codec::encode("saved sliver", &s) {
@@ -1155,7 +1170,10 @@ impl Daemon {
         let show = |a: &Vec<Multiaddr>, p: Option<PeerId>| -> Vec<String> {
             a.iter()
                 .map(|x| match p {
-                    Some(p) => x.clone().with(libp2p::multiaddr::Protocol::P2p(p)).to_string(),
+                    Some(p) => x
+                        .clone()
+                        .with(libp2p::multiaddr::Protocol::P2p(p))
+                        .to_string(),
                     None => x.to_string(),
                 })
                 .collect()
@@ -1229,7 +1247,11 @@ impl Daemon {
             name: self.my_name.clone(),
             ledger_entries: self.ledger.size().unwrap_or(0),
             cosignatures: latest
-                .and_then(|c| self.cosigs.get(&c.checkpoint.size).map(|(_, v)| v.len() as u32))
+                .and_then(|c| {
+                    self.cosigs
+                        .get(&c.checkpoint.size)
+                        .map(|(_, v)| v.len() as u32)
+                })
                 .unwrap_or(0),
             slivers,
         }
@@ -1338,6 +1360,7 @@ fn read_chunk(path: &Path, offset: u64) -> std::io::Result<(u64, Vec<u8>)> {
     let total = f.metadata()?.len();
     f.seek(SeekFrom::Start(offset.min(total)))?;
     let mut chunk = vec![];
-    f.take(wire::MAX_REPLICA_CHUNK as u64).read_to_end(&mut chunk)?;
+    f.take(wire::MAX_REPLICA_CHUNK as u64)
+        .read_to_end(&mut chunk)?;
     Ok((total, chunk))
 }

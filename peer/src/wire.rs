@@ -57,6 +57,9 @@ pub struct AdvertBody {
     pub version: String,
     /// Free-form tags the owner sets (`gpu`, `eu-west`).
     pub tags: Vec<String>,
+    /// Addresses it listens on (multiaddrs), so members it is not connected to can reach
+    /// it for witnessing and clients can reach it for tickets.
+    pub addrs: Vec<String>,
     /// When it was made, unix ms (a node ignores adverts older than the newest it has).
     pub time_ms: u64,
 }
@@ -83,6 +86,11 @@ impl AdvertBody {
         }
         if self.tags.len() > MAX_TAGS || self.tags.iter().any(|t| t.len() > 64) {
             return bad(format!("more than {MAX_TAGS} tags or a tag over 64 bytes"));
+        }
+        if self.addrs.len() > MAX_TAGS || self.addrs.iter().any(|t| t.len() > 256) {
+            return bad(format!(
+                "more than {MAX_TAGS} addresses or an address over 256 bytes"
+            ));
         }
         Ok(())
     }
@@ -477,6 +485,7 @@ mod tests {
             uptime_secs: 60,
             version: "0.1.0".into(),
             tags: vec!["eu-west".into()],
+            addrs: vec!["/ip4/127.0.0.1/tcp/4001".into()],
             time_ms: 1,
         }
     }

@@ -31,7 +31,7 @@ pub mod guests {
     use std::path::PathBuf;
 
     /// Names of the guests built.
-    pub const ALL: [&str; 10] = [
+    pub const ALL: [&str; 11] = [
         "hello",
         "cpu_hog",
         "memory_bomb",
@@ -41,6 +41,7 @@ pub mod guests {
         "forbidden_connect",
         "log_spammer",
         "sleeper",
+        "prober",
         "idle_toucher",
     ];
 
@@ -48,6 +49,10 @@ pub mod guests {
     pub fn path(name: &str) -> PathBuf {
         PathBuf::from(env!("SLICEFED_GUESTS_DIR")).join(format!("{name}.wasm"))
     }
+
+    /// The example sliver `slicefed devnet` deploys, built into the binary so the command
+    /// works wherever the binary is.
+    pub const PROBER: &[u8] = include_bytes!(concat!(env!("SLICEFED_GUESTS_DIR"), "/prober.wasm"));
 
     /// Bytes of a built guest component.
     pub fn bytes(name: &str) -> std::io::Result<Vec<u8>> {

@@ -1,0 +1,345 @@
+//! `audit who`, `audit verify` and `audit fetch`: from a connection a victim saw to the
+//! person responsible, with evidence anyone can check offline.
+
+use crate::audit_cmds::WhoArgs;
+use crate::files::{read_bounded, read_policy, write_atomic};
+use crate::util::{parse_time, print_json, say, show_time};
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::json;
+use slicefed_ledger::bundle::{BUNDLE_VERSION, MAX_BUNDLE_BYTES, ProofBundle};
+use slicefed_ledger::checkpoint::{Cosignature, SignedCheckpoint};
+use slicefed_ledger::entry::{Entry, EntryBody, FlowRecord};
+use slicefed_ledger::records;
+use slicefed_ledger::replay::{self, Depth};
+use slicefed_ledger::source::LogSource;
+use slicefed_peer::client;
+use slicefed_peer::wire::{Cosigned, Request, Response};
+use slicefed_peer::witness::witnesses_of;
+use slicefed_trust::PublicKey;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Flows within this much of `--at` match.
+const AT_WINDOW_MS: u64 = 600_000;
+/// Largest cosignature file read.
+const MAX_COSIG_FILE: usize = 64 << 20;
+
+/// Cosigned checkpoints kept next to a node's log (`DIR/cosignatures`).
+fn cosigned_of(source: &Path) -> Vec<(SignedCheckpoint, Vec<Cosignature>)> {
+    let path = source.join("cosignatures");
+    let Ok(bytes) = read_bounded(&path, MAX_COSIG_FILE) else {
+        return vec![];
+    };
+    let mut out: Vec<(SignedCheckpoint, Vec<Cosignature>)> = vec![];
+    let mut off = 0;
+    while let Ok((rec, next)) = records::parse_one(&bytes, off) {
+        off = next;
+        if let Ok(c) = Cosigned::from_bytes(rec.payload) {
+            match out.iter_mut().find(|(cp, _)| *cp == c.checkpoint) {
+                Some((_, v)) => {
+                    if !v.iter().any(|x| x.witness == c.cosignature.witness) {
+                        v.push(c.cosignature);
+                    }
+                }
+                None => out.push((c.checkpoint, vec![c.cosignature])),
+            }
+        }
+    }
+    out
+}
+
+struct Found {
+    bundle: ProofBundle,
+    flow: FlowRecord,
+}
+
+fn search(src_path: &Path, a: &WhoArgs, at_ms: Option<u64>) -> Result<Option<Found>> {
+    let src = LogSource::load(src_path).with_context(|| src_path.display().to_string())?;
+    if let Some(n) = &a.node
+        && &src.origin.peer_id() != n
+    {
+        return Ok(None);
+    }
+    let (recs, _) = src.records();
+    let r = replay::replay(src.origin, &recs, Depth::Full);
+    // Only the verified prefix is evidence.
+    let good = r.report.first_bad.unwrap_or(r.report.entries);
+    let mut flow: Option<(u64, Vec<u8>, FlowRecord)> = None;
+    let mut created: Vec<(u64, Vec<u8>, EntryBody)> = vec![];
+    for (seq, rec) in r.entries.iter().enumerate() {
+        let seq = seq as u64;
+        if seq >= good {
+            break;
+        }
+        let Ok(e) = Entry::decode(rec.payload) else {
+            continue;
+        };
+        match &e.body {
+            EntryBody::Flow(f) => {
+                let hit = f.remote == a.remote
+                    && a.local_port.is_none_or(|p| f.local.port() == p)
+                    && at_ms.is_none_or(|t| {
+                        t + AT_WINDOW_MS >= f.first_ms && t <= f.last_ms + AT_WINDOW_MS
+                    });
+                if hit {
+                    flow = Some((seq, rec.payload.to_vec(), f.clone()));
+                }
+            }
+            EntryBody::SliverCreated { .. } => {
+                created.push((seq, rec.payload.to_vec(), e.body.clone()));
+            }
+            _ => {}
+        }
+    }
+    let Some((flow_seq, flow_leaf, f)) = flow else {
+        return Ok(None);
+    };
+    let Some((created_seq, created_leaf, _)) = created
+        .into_iter()
+        .filter(|(s, _, b)| {
+            *s < flow_seq
+                && matches!(b, EntryBody::SliverCreated { who, .. }
+                    if who.slice == f.who.slice && who.sliver == f.who.sliver)
+        })
+        .next_back()
+    else {
+        bail!(
+            "{}: the flow's sliver {} of {} has no SliverCreated entry before it",
+            src_path.display(),
+            f.who.sliver,
+            f.who.slice
+        );
+    };
+    // The checkpoint covering both with the most witnesses (then the largest).
+    let mut candidates: Vec<(SignedCheckpoint, Vec<Cosignature>)> =
+        r.checkpoints.iter().map(|c| (c.clone(), vec![])).collect();
+    candidates.extend(cosigned_of(src_path));
+    let best = candidates
+        .into_iter()
+        .filter(|(c, _)| {
+            c.checkpoint.origin == src.origin
+                && c.checkpoint.size > flow_seq
+                && c.checkpoint.size <= good
+                && r.tree.root_at(c.checkpoint.size).ok() == Some(c.checkpoint.root)
+        })
+        .max_by_key(|(c, v)| (v.len(), c.checkpoint.size));
+    let Some((checkpoint, cosignatures)) = best else {
+        bail!(
+            "{}: no signed checkpoint covers the flow yet (entry {flow_seq})",
+            src_path.display()
+        );
+    };
+    let size = checkpoint.checkpoint.size;
+    let bundle = ProofBundle {
+        version: BUNDLE_VERSION,
+        flow_proof: r.tree.inclusion_proof(flow_seq, size)?,
+        flow_leaf,
+        created_proof: r.tree.inclusion_proof(created_seq, size)?,
+        created_leaf,
+        checkpoint,
+        cosignatures,
+    };
+    Ok(Some(Found { bundle, flow: f }))
+}
+
+pub fn who(a: WhoArgs) -> Result<ExitCode> {
+    let at_ms =
+        a.at.as_deref()
+            .map(parse_time)
+            .transpose()
+            .map_err(|e| anyhow!("--at: {e}"))?
+            .map(|s| s * 1000);
+    let mut found = None;
+    for src in &a.ledger {
+        if let Some(f) = search(src, &a, at_ms)? {
+            found = Some(f);
+            break;
+        }
+    }
+    let Some(f) = found else {
+        if a.json {
+            print_json(&json!({ "found": false }))?;
+        } else {
+            say!("no flow to {} in the logs given", a.remote);
+        }
+        return Ok(ExitCode::FAILURE);
+    };
+    let flow = &f.flow;
+    let flow_json = json!({
+        "proto": format!("{:?}", flow.proto).to_lowercase(), "local": flow.local.to_string(),
+        "remote": flow.remote.to_string(), "bytes_out": flow.bytes_out, "bytes_in": flow.bytes_in,
+        "first": show_time(flow.first_ms / 1000), "last": show_time(flow.last_ms / 1000),
+    });
+    let bytes = f.bundle.to_bytes()?;
+    if let Some(out) = &a.bundle_out {
+        write_atomic(out, &bytes, 0o644, true)?;
+    }
+    let node = f.bundle.origin().peer_id();
+    let witnesses: Vec<String> = f
+        .bundle
+        .cosignatures
+        .iter()
+        .map(|c| c.witness.peer_id())
+        .collect();
+    if a.json {
+        print_json(&json!({
+            "found": true, "node": node, "slice": flow.who.slice, "sliver": flow.who.sliver,
+            "user": flow.who.user, "authority": flow.who.authority, "flow": flow_json,
+            "witnesses": witnesses, "bundle": a.bundle_out,
+        }))?;
+    } else {
+        say!(
+            "{} -> {} at {} was sliver {} of slice {} on node {node}",
+            flow.local,
+            flow.remote,
+            show_time(flow.first_ms / 1000),
+            flow.who.sliver,
+            flow.who.slice
+        );
+        say!(
+            "responsible: {} of authority {} ({} witness cosignature(s))",
+            flow.who
+                .user
+                .as_ref()
+                .map_or("(no person)".into(), |u| u.to_string()),
+            flow.who
+                .authority
+                .as_ref()
+                .map_or("-".into(), |u| u.to_string()),
+            witnesses.len()
+        );
+        if let Some(out) = &a.bundle_out {
+            say!(
+                "proof bundle -> {} (check it with `slicefed audit verify`)",
+                out.display()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn verify(path: &Path, trust: &Path, json: bool) -> Result<ExitCode> {
+    let policy = read_policy(trust)?;
+    let bytes = read_bounded(path, MAX_BUNDLE_BYTES)?;
+    let result = ProofBundle::from_bytes(&bytes).and_then(|b| b.verify(&policy));
+    match result {
+        Ok(f) => {
+            if json {
+                print_json(&json!({
+                    "valid": true, "node": f.node, "slice": f.slice, "sliver": f.sliver,
+                    "user": f.user, "authority": f.authority, "root": f.root,
+                    "ticket": f.ticket.to_hex(), "witnesses": f.witnesses,
+                    "flow": { "local": f.flow.local.to_string(), "remote": f.flow.remote.to_string(),
+                              "bytes_out": f.flow.bytes_out, "bytes_in": f.flow.bytes_in },
+                    "reason": "",
+                }))?;
+            } else {
+                say!(
+                    "valid: {} -> {} by sliver {} of {} on {}; responsible {} of {} (root {}), {} witness(es)",
+                    f.flow.local,
+                    f.flow.remote,
+                    f.sliver,
+                    f.slice,
+                    f.node,
+                    f.user
+                        .as_ref()
+                        .map_or("(no person)".into(), |u| u.to_string()),
+                    f.authority,
+                    f.root,
+                    f.witnesses.len()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            if json {
+                print_json(&json!({ "valid": false, "reason": e.to_string() }))?;
+                Ok(ExitCode::FAILURE)
+            } else {
+                Err(anyhow!("{}: {e}", path.display()))
+            }
+        }
+    }
+}
+
+pub fn fetch(origin: &str, bootstrap: &[String], out: &PathBuf, json: bool) -> Result<ExitCode> {
+    let origin_key = PublicKey::parse(origin).map_err(|e| anyhow!("--origin: {e}"))?;
+    let members = crate::slice_cmds::members(bootstrap)?;
+    // Its witnesses first (as the live members compute them), then everyone else.
+    let keys: Vec<PublicKey> = members
+        .iter()
+        .filter_map(|m| PublicKey::parse(&m.peer_id).ok())
+        .collect();
+    let first = witnesses_of(&origin_key, &keys, keys.len());
+    let rt = tokio::runtime::Runtime::new()?;
+    let mut last = anyhow!("no member holds a replica of {origin}");
+    for w in first {
+        let Some(m) = members.iter().find(|m| m.peer_id == w.peer_id()) else {
+            continue;
+        };
+        let Some(addr) = m
+            .addrs
+            .iter()
+            .find_map(|a| a.parse::<libp2p::Multiaddr>().ok())
+        else {
+            continue;
+        };
+        let mut file = vec![];
+        let got = loop {
+            let req = Request::Replica {
+                origin: origin_key,
+                offset: file.len() as u64,
+            };
+            match rt.block_on(client::call(addr.clone(), req, Duration::from_secs(30))) {
+                Ok(Response::Replica { total, chunk }) => {
+                    if chunk.is_empty() || file.len() as u64 + chunk.len() as u64 > total {
+                        break Ok(());
+                    }
+                    file.extend_from_slice(&chunk);
+                    if file.len() as u64 >= total {
+                        break Ok(());
+                    }
+                }
+                Ok(_) => break Err(anyhow!("{}: unexpected answer", m.name)),
+                Err(e) => break Err(e.into()),
+            }
+        };
+        if let Err(e) = got {
+            last = e;
+            continue;
+        }
+        write_atomic(out, &file, 0o644, true)?;
+        let src = LogSource::load(out)?;
+        if src.origin != origin_key {
+            last = anyhow!("{}: sent a replica of another log", m.name);
+            continue;
+        }
+        let r = src.replay();
+        if !r.valid {
+            last = anyhow!(
+                "{}: its replica does not verify: {}",
+                m.name,
+                r.error.unwrap_or_default()
+            );
+            continue;
+        }
+        if json {
+            print_json(
+                &json!({ "origin": origin, "from": m.peer_id, "entries": r.entries,
+                "checkpointed": r.checkpointed, "valid": true, "out": out }),
+            )?;
+        } else {
+            say!(
+                "recovered {} entries of {origin} from witness {} ({}), verified up to its checkpoint at {} -> {}",
+                r.entries,
+                m.name,
+                m.peer_id,
+                r.checkpointed,
+                out.display()
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    Err(last)
+}
