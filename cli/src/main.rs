@@ -9,6 +9,7 @@
 
 mod audit_cmds;
 mod audit_who;
+mod devnet;
 mod files;
 mod node_cmds;
 mod slice_cmds;
@@ -56,6 +57,8 @@ enum Command {
     /// Run slivers locally.
     #[command(subcommand)]
     Sliver(sliver_cmds::SliverCmd),
+    /// A whole federation on loopback, narrated: the main job of a fresh checkout.
+    Devnet(devnet::DevnetArgs),
     /// Export and replay node logs; trace packets back to people.
     #[command(subcommand)]
     Audit(audit_cmds::AuditCmd),
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
         Command::Cert(c) => trust_cmds::cert(c),
         Command::Ticket(c) => trust_cmds::ticket(c),
         Command::Audit(c) => audit_cmds::audit(c),
+        Command::Devnet(a) => devnet::devnet(a),
         Command::Sliver(c) => sliver_cmds::sliver(c),
         Command::Node(c) => node_cmds::node(c),
         Command::Slice(c) => slice_cmds::slice(c),

@@ -1,0 +1,335 @@
+//! `slicefed devnet`: a whole federation on loopback, narrated. Two authorities, N node
+//! processes, a researcher in each authority deploying a slice that talks to the network,
+//! and an auditor tracing one of its connections back to the researcher.
+//!
+//! Every step runs the real `slicefed` binary as a user would, and prints the command, so
+//! the tour doubles as a tutorial.
+
+use crate::util::say;
+use anyhow::{Context, Result, anyhow, bail};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args)]
+pub struct DevnetArgs {
+    /// Node processes to run.
+    #[arg(long, default_value_t = 4)]
+    nodes: usize,
+    /// Keep everything in DIR (default: a temporary directory, removed at the end).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// End after the tour; exit 0 only if every step succeeded.
+    #[arg(long)]
+    once: bool,
+}
+
+struct Nodes(Vec<Child>);
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+struct Tour {
+    exe: PathBuf,
+    dir: PathBuf,
+    step: usize,
+}
+
+impl Tour {
+    fn step(&mut self, what: &str) {
+        self.step += 1;
+        say!("\n== {}. {what}", self.step);
+    }
+
+    /// Runs `slicefed ARGS` in the devnet directory, shows the command and its output.
+    fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Result<String> {
+        say!("$ slicefed {}", args.join(" "));
+        let mut cmd = Command::new(&self.exe);
+        cmd.args(args).current_dir(&self.dir);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().context("running slicefed")?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        for l in stdout.lines().take(40) {
+            say!("  {l}");
+        }
+        for l in String::from_utf8_lossy(&out.stderr).lines().take(10) {
+            say!("  {l}");
+        }
+        if !out.status.success() {
+            bail!("`slicefed {}` failed", args.join(" "));
+        }
+        Ok(stdout)
+    }
+
+    fn json(&self, args: &[&str], env: &[(&str, &str)]) -> Result<serde_json::Value> {
+        let mut a = args.to_vec();
+        // Before any `--`: what follows it belongs to the slivers.
+        let at = a.iter().position(|x| *x == "--").unwrap_or(a.len());
+        a.insert(at, "--json");
+        let out = self.run(&a, env)?;
+        serde_json::from_str(&out).context("reading the command's JSON")
+    }
+}
+
+/// The victim: a TCP service that logs who connected (address and source port).
+fn victim() -> Result<(SocketAddr, Arc<Mutex<Vec<SocketAddr>>>)> {
+    let l = TcpListener::bind("127.0.0.1:0")?;
+    let addr = l.local_addr()?;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    std::thread::spawn(move || {
+        for c in l.incoming().map_while(Result::ok) {
+            if let Ok(peer) = c.peer_addr()
+                && let Ok(mut v) = s.lock()
+                && v.len() < 100_000
+            {
+                v.push(peer);
+            }
+            let mut c = c;
+            let mut line = String::new();
+            let _ = BufReader::new(&c).read_line(&mut line);
+            let _ = c.write_all(b"measured\n");
+        }
+    });
+    Ok((addr, seen))
+}
+
+fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Result<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        if start.elapsed() > timeout {
+            bail!("timed out after {}s waiting for {what}", timeout.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn public_key(t: &Tour, args: &[&str]) -> Result<String> {
+    let v = t.json(args, &[])?;
+    v["public_key"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("no public key in the answer"))
+}
+
+pub fn devnet(a: DevnetArgs) -> Result<ExitCode> {
+    if a.nodes < 2 || a.nodes > 64 {
+        bail!("--nodes must be between 2 and 64");
+    }
+    let temp;
+    let dir = match &a.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)
+                .with_context(|| format!("{}: cannot create directory", d.display()))?;
+            d.clone()
+        }
+        None => {
+            temp = tempfile::tempdir()?;
+            temp.path().to_path_buf()
+        }
+    };
+    let exe = std::env::current_exe().context("finding the slicefed binary")?;
+    let mut t = Tour {
+        exe,
+        dir: dir.clone(),
+        step: 0,
+    };
+    say!("slicefed devnet: a federation of {} nodes on loopback, in {}", a.nodes, dir.display());
+
+    t.step("Two authorities vouch for their people and machines");
+    let mut roots = vec![];
+    for auth in ["princeton", "mit"] {
+        t.run(&["authority", "init", "--name", auth, "--out", auth], &[])?;
+        roots.push((auth, public_key(&t, &["key", "show", &format!("{auth}/authority.key")])?));
+    }
+    let mut policy = String::from("# Trusted by every node owner in this devnet.\n");
+    for (n, k) in &roots {
+        policy.push_str(&format!("[[authority]]\nname = \"{n}\"\npublic_key = \"{k}\"\n\n"));
+    }
+    std::fs::write(dir.join("trust.toml"), policy)?;
+    say!("  wrote trust.toml: each node owner trusts princeton and mit");
+
+    t.step(&format!("{} node owners create keys, get certified and join", a.nodes));
+    let mut nodes = Nodes(vec![]);
+    let mut bootstrap = String::new();
+    for i in 1..=a.nodes {
+        let auth = if i % 2 == 1 { "princeton" } else { "mit" };
+        let name = format!("{auth}.node{i}");
+        let ndir = format!("node{i}");
+        let pk = public_key(&t, &["node", "init", "--dir", &ndir, "--name", &name])?;
+        t.run(
+            &[
+                "authority", "certify", "--authority", auth, "--subject", &pk, "--role", "node",
+                "--name", &name, "--out", &format!("{ndir}/node.cert"),
+            ],
+            &[],
+        )?;
+        let mut cmd = Command::new(&t.exe);
+        cmd.current_dir(&dir)
+            .args(["node", "run", "--dir", &ndir, "--cert", &format!("{ndir}/node.cert")])
+            .args(["--trust", "trust.toml", "--listen", "/ip4/127.0.0.1/tcp/0"])
+            .args(["--advert-interval", "1s", "--cache", "cache", "--max-slivers", "16"])
+            .args(["--memory", "1GiB"])
+            .env_remove("SLICEFED_BOOTSTRAP")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if !bootstrap.is_empty() {
+            cmd.args(["--bootstrap", &bootstrap]);
+        }
+        say!("$ slicefed node run --dir {ndir} --cert {ndir}/node.cert --trust trust.toml ... &");
+        let mut child = cmd.spawn().context("starting a node")?;
+        let out = child.stdout.take().ok_or_else(|| anyhow!("no node output"))?;
+        nodes.0.push(child);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(out);
+            let mut line = String::new();
+            while r.read_line(&mut line).is_ok_and(|n| n > 0) {
+                if let Some(addr) = line.trim().strip_prefix("listening on ") {
+                    let _ = tx.send(addr.to_string());
+                }
+                line.clear();
+            }
+            let mut rest = vec![];
+            let _ = r.read_to_end(&mut rest);
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .map_err(|_| anyhow!("node {i} did not start listening"))?;
+        say!("  {name} listening on {addr}");
+        if bootstrap.is_empty() {
+            bootstrap = addr;
+        }
+    }
+    let env: Vec<(&str, &str)> = vec![("SLICEFED_BOOTSTRAP", bootstrap.as_str())];
+    wait_for("every node to see every other", Duration::from_secs(60), || {
+        let out = Command::new(&t.exe)
+            .args(["nodes", "list", "--json"])
+            .env("SLICEFED_BOOTSTRAP", &bootstrap)
+            .output()
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        let rows = v.as_array()?;
+        (rows.len() == a.nodes && rows.iter().all(|r| r["addrs"].as_array().is_some_and(|x| !x.is_empty())))
+            .then_some(())
+    })?;
+    t.run(&["nodes", "list"], &env)?;
+
+    t.step("Each authority certifies a researcher");
+    for (user, auth) in [("princeton.alice", "princeton"), ("mit.bob", "mit")] {
+        let key = format!("{user}.key");
+        t.run(&["key", "gen", "--out", &key], &[])?;
+        t.run(
+            &[
+                "authority", "certify", "--authority", auth, "--subject", &key, "--role", "user",
+                "--name", user, "--slices", &format!("{auth}.*"), "--out", &format!("{user}.cert"),
+            ],
+            &[],
+        )?;
+    }
+
+    t.step("alice deploys a measurement slice on every node; it probes a server outside");
+    let (victim_addr, seen) = victim()?;
+    say!("  (a server outside the federation listens on {victim_addr} and logs who connects)");
+    std::fs::write(dir.join("prober.wasm"), slicefed_sandbox::guests::PROBER)?;
+    let connect = format!("tcp:127.0.0.1/32:{}", victim_addr.port());
+    let target = victim_addr.to_string();
+    let created = t.json(
+        &[
+            "slice", "create", "princeton.probe", "--module", "prober.wasm", "--nodes", "all",
+            "--key", "princeton.alice.key", "--cert", "princeton.alice.cert",
+            "--connect", &connect, "--memory", "32MiB", "--valid-for", "1h",
+            "--env", "SLIVER_NAME=princeton.probe", "--", &target, "1000", "0",
+        ],
+        &env,
+    )?;
+    let running = created["nodes"]
+        .as_array()
+        .map_or(0, |n| n.iter().filter(|x| x["status"] == "running").count());
+    say!("  princeton.probe is running on {running} of {} nodes", a.nodes);
+    if running != a.nodes {
+        bail!("the slice did not start everywhere");
+    }
+
+    t.step("bob deploys a slice on half the nodes, with no network rights at all");
+    let half = (a.nodes / 2).max(1).to_string();
+    t.run(
+        &[
+            "slice", "create", "mit.quiet", "--module", "prober.wasm", "--nodes", &half,
+            "--key", "mit.bob.key", "--cert", "mit.bob.cert", "--valid-for", "1h", "--",
+            &target, "2000", "0",
+        ],
+        &env,
+    )?;
+    say!("  (its probes are refused by the sandbox and logged as denied flows)");
+
+    t.step("The slivers talk to the network; the server logs their connections");
+    let observed = wait_for("connections at the server", Duration::from_secs(60), || {
+        let v = seen.lock().ok()?;
+        (v.len() >= a.nodes).then(|| v.clone())
+    })?;
+    say!("  the server saw {} connections, e.g. from {}", observed.len(), observed[0]);
+    t.run(&["slice", "status", "princeton.probe"], &env)?;
+
+    t.step("Witnesses replicate and cosign each node's log");
+    std::thread::sleep(Duration::from_secs(4));
+    t.run(&["slice", "status", "mit.quiet"], &env)?;
+
+    t.step("An auditor traces one connection from the server's side back to a person");
+    let incident = observed[observed.len() / 2];
+    say!(
+        "  the server's owner reports: a connection from {incident} to {victim_addr}. Who was it?"
+    );
+    let ledgers: Vec<String> = (1..=a.nodes).map(|i| format!("node{i}")).collect();
+    let mut args: Vec<&str> = vec![
+        "audit", "who", "--remote", &target, "--local-port",
+    ];
+    let port = incident.port().to_string();
+    args.push(&port);
+    args.extend(["--bundle-out", "incident.bundle", "--ledger"]);
+    args.extend(ledgers.iter().map(String::as_str));
+    let who = t.json(&args, &[])?;
+    if who["user"] != "princeton.alice" || who["slice"] != "princeton.probe" {
+        bail!("the trace did not lead to princeton.alice: {who}");
+    }
+    t.step("Anyone checks the evidence offline, with nothing but the authorities' keys");
+    let v = t.json(&["audit", "verify", "incident.bundle", "--trust", "trust.toml"], &[])?;
+    if v["valid"] != true {
+        bail!("the bundle did not verify");
+    }
+    t.run(&["audit", "replay", &ledgers[0]], &[])?;
+
+    say!("\n== The federation is yours. In another shell:");
+    say!("  cd {}", dir.display());
+    say!("  export SLICEFED_BOOTSTRAP={bootstrap}");
+    say!("  slicefed nodes list");
+    say!("  slicefed slice status princeton.probe");
+    say!("  slicefed slice logs princeton.probe --node princeton.node1");
+    say!("  slicefed slice delete princeton.probe --key princeton.alice.key");
+    say!("  slicefed authority revoke --authority mit --cert mit.bob.cert --out bob.rev && slicefed authority publish bob.rev");
+    say!("  slicefed audit replay node1 node2");
+    if a.once {
+        say!("\ndevnet: every step succeeded");
+        return Ok(ExitCode::SUCCESS);
+    }
+    say!("\nRunning until Ctrl-C.");
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let _ = tokio::signal::ctrl_c().await;
+    });
+    drop(nodes);
+    Ok(ExitCode::SUCCESS)
+}
