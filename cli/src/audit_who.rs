@@ -95,15 +95,11 @@ fn search(src_path: &Path, a: &WhoArgs, at_ms: Option<u64>) -> Result<Option<Fou
     let Some((flow_seq, flow_leaf, f)) = flow else {
         return Ok(None);
     };
-    let Some((created_seq, created_leaf, _)) = created
-        .into_iter()
-        .filter(|(s, _, b)| {
-            *s < flow_seq
-                && matches!(b, EntryBody::SliverCreated { who, .. }
+    let Some((created_seq, created_leaf, _)) = created.into_iter().rfind(|(s, _, b)| {
+        *s < flow_seq
+            && matches!(b, EntryBody::SliverCreated { who, .. }
                     if who.slice == f.who.slice && who.sliver == f.who.sliver)
-        })
-        .next_back()
-    else {
+    }) else {
         bail!(
             "{}: the flow's sliver {} of {} has no SliverCreated entry before it",
             src_path.display(),

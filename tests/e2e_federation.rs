@@ -1,0 +1,684 @@
+//! End-to-end: federations of real `slicefed node run` processes on loopback, driven by the
+//! real CLI as researchers, node owners and auditors would drive them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+use common::Shell;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+struct Node {
+    child: Option<Child>,
+    dir: String,
+    addr: String,
+}
+
+impl Node {
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SIGKILL: no shutdown path runs.
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn(sh: &Shell, dir: &str, bootstrap: Option<&str>, extra: &[&str]) -> (Child, String) {
+    let mut cmd = Command::new(Shell::bin());
+    cmd.current_dir(sh.dir.path())
+        .args([
+            "node",
+            "run",
+            "--dir",
+            dir,
+            "--cert",
+            &format!("{dir}/node.cert"),
+        ])
+        .args(["--trust", "trust.toml", "--listen", "/ip4/127.0.0.1/tcp/0"])
+        .args([
+            "--advert-interval",
+            "1s",
+            "--cache",
+            "cache",
+            "--max-slivers",
+            "4",
+        ])
+        .args(["--memory", "512MiB"])
+        .args(extra)
+        .env_remove("SLICEFED_BOOTSTRAP")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Some(b) = bootstrap {
+        cmd.args(["--bootstrap", b]);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if let Some(a) = line.strip_prefix("listening on ") {
+                let _ = tx.send(a.to_string());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("node did not listen");
+    (child, addr)
+}
+
+/// `n` certified nodes of `princeton` (the first is everyone's bootstrap); the node named
+/// in `equivocate` runs the test hook that signs two histories.
+fn federation(sh: &Shell, n: usize, equivocate: Option<usize>) -> Vec<Node> {
+    let mut nodes: Vec<Node> = vec![];
+    for i in 1..=n {
+        let dir = format!("princeton.node{i}");
+        let pk = sh
+            .run(&["node", "init", "--dir", &dir, "--name", &dir, "--json"])
+            .ok()
+            .json()["public_key"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        sh.run(&[
+            "authority",
+            "certify",
+            "--authority",
+            "princeton",
+            "--subject",
+            &pk,
+            "--role",
+            "node",
+            "--name",
+            &dir,
+            "--out",
+            &format!("{dir}/node.cert"),
+        ])
+        .ok();
+        let extra: &[&str] = if equivocate == Some(i) {
+            &["--test-equivocate"]
+        } else {
+            &[]
+        };
+        let boot = nodes.first().map(|n| n.addr.clone());
+        let (child, addr) = spawn(sh, &dir, boot.as_deref(), extra);
+        nodes.push(Node {
+            child: Some(child),
+            dir,
+            addr,
+        });
+    }
+    let boot = nodes[0].addr.clone();
+    wait("every member with an address", 60, || {
+        let r = sh.run(&["nodes", "list", "--node", &boot, "--json"]);
+        (r.code == 0
+            && r.json().as_array().is_some_and(|rows| {
+                rows.len() == n
+                    && rows
+                        .iter()
+                        .all(|x| x["addrs"].as_array().is_some_and(|a| !a.is_empty()))
+            }))
+        .then_some(())
+    });
+    nodes
+}
+
+fn wait<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// A TCP service outside the federation that records who connected.
+fn victim() -> (String, Arc<Mutex<Vec<std::net::SocketAddr>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let seen = Arc::new(Mutex::new(vec![]));
+    let s = seen.clone();
+    std::thread::spawn(move || {
+        for mut c in l.incoming().map_while(Result::ok) {
+            s.lock().unwrap().push(c.peer_addr().unwrap());
+            let mut line = String::new();
+            let _ = BufReader::new(&c).read_line(&mut line);
+            let _ = c.write_all(b"ok\n");
+        }
+    });
+    (addr, seen)
+}
+
+fn setup(sh: &Shell) {
+    let pk = sh.authority("princeton");
+    sh.policy("trust.toml", &[("princeton", &pk)]);
+    sh.write(
+        "prober.wasm",
+        &slicefed_sandbox::guests::bytes("prober").unwrap(),
+    );
+}
+
+fn statuses(sh: &Shell, boot: &str, slice: &str) -> Vec<serde_json::Value> {
+    let r = sh
+        .run(&["slice", "status", slice, "--bootstrap", boot, "--json"])
+        .ok()
+        .json();
+    r["nodes"].as_array().unwrap().clone()
+}
+
+fn running(sh: &Shell, boot: &str, slice: &str) -> usize {
+    statuses(sh, boot, slice)
+        .iter()
+        .filter(|n| n["status"] == "running")
+        .count()
+}
+
+fn create(sh: &Shell, boot: &str, slice: &str, user: &str, extra: &[&str]) -> common::Run {
+    let mut args = vec![
+        "slice",
+        "create",
+        slice,
+        "--module",
+        "prober.wasm",
+        "--nodes",
+        "all",
+        "--bootstrap",
+        boot,
+        "--key",
+    ];
+    let key = format!("{user}.key");
+    let cert = format!("{user}.cert");
+    args.extend([key.as_str(), "--cert", cert.as_str(), "--json"]);
+    args.extend(extra);
+    sh.run(&args)
+}
+
+fn reasons(run: &common::Run) -> Vec<(String, String)> {
+    run.json()["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["status"].as_str().unwrap().to_string(),
+                n["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn ten_nodes_run_a_slice_refuse_bad_tickets_each_with_its_reason_and_honour_a_revocation() {
+    let sh = Shell::new();
+    setup(&sh);
+    // carol's certificate lives for one second: by the end of the test her ticket has
+    // expired (beyond the 60 s clock-skew allowance).
+    sh.run(&["key", "gen", "--out", "carol.key"]).ok();
+    sh.run(&[
+        "authority",
+        "certify",
+        "--authority",
+        "princeton",
+        "--subject",
+        "carol.key",
+        "--role",
+        "user",
+        "--name",
+        "princeton.carol",
+        "--slices",
+        "princeton.*",
+        "--valid-for",
+        "1s",
+        "--out",
+        "carol.cert",
+    ])
+    .ok();
+    sh.run(&[
+        "ticket",
+        "issue",
+        "--key",
+        "carol.key",
+        "--cert",
+        "carol.cert",
+        "--slice",
+        "princeton.late",
+        "--module",
+        "prober.wasm",
+        "--out",
+        "carol.ticket",
+    ])
+    .ok();
+    let carol_made = Instant::now();
+
+    sh.user("princeton", "princeton.alice");
+    let nodes = federation(&sh, 10, None);
+    let boot = nodes[0].addr.clone();
+    let (target, seen) = victim();
+    let port = target.rsplit(':').next().unwrap().to_string();
+    let connect = format!("tcp:127.0.0.1/32:{port}");
+
+    // A ticket for all 10 starts 10 slivers, each answering with a signed receipt.
+    let r = create(
+        &sh,
+        &boot,
+        "princeton.probe",
+        "princeton.alice",
+        &["--connect", &connect, "--", &target, "300", "0"],
+    )
+    .ok();
+    let rs = reasons(&r);
+    assert_eq!(rs.len(), 10);
+    assert!(rs.iter().all(|(s, _)| s == "running"), "{rs:?}");
+    assert_eq!(running(&sh, &boot, "princeton.probe"), 10);
+    wait("a probe from every node", 30, || {
+        (seen.lock().unwrap().len() >= 10).then_some(())
+    });
+
+    // Over cap: bob may run one sliver per node; his second slice is refused everywhere.
+    sh.run(&["key", "gen", "--out", "princeton.bob.key"]).ok();
+    sh.run(&[
+        "authority",
+        "certify",
+        "--authority",
+        "princeton",
+        "--subject",
+        "princeton.bob.key",
+        "--role",
+        "user",
+        "--name",
+        "princeton.bob",
+        "--slices",
+        "princeton.*",
+        "--max-slivers",
+        "1",
+        "--out",
+        "princeton.bob.cert",
+    ])
+    .ok();
+    create(
+        &sh,
+        &boot,
+        "princeton.first",
+        "princeton.bob",
+        &["--", "127.0.0.1:1", "60000"],
+    )
+    .ok();
+    let r = create(&sh, &boot, "princeton.second", "princeton.bob", &[]);
+    assert_eq!(r.code, 1);
+    assert!(
+        reasons(&r)
+            .iter()
+            .all(|(s, why)| s == "refused" && why.contains("over cap")),
+        "{:?}",
+        reasons(&r)
+    );
+
+    // Untrusted: mallory's authority is nobody's root.
+    let _ = sh.authority("evil");
+    sh.user("evil", "evil.mallory");
+    let r = create(&sh, &boot, "evil.attack", "evil.mallory", &[]);
+    assert!(
+        reasons(&r)
+            .iter()
+            .all(|(s, why)| s == "refused" && why.contains("untrusted root")),
+        "{:?}",
+        reasons(&r)
+    );
+
+    // Forged: alice's ticket with one character of its slice name changed.
+    sh.run(&[
+        "ticket",
+        "issue",
+        "--key",
+        "princeton.alice.key",
+        "--cert",
+        "princeton.alice.cert",
+        "--slice",
+        "princeton.honest",
+        "--module",
+        "prober.wasm",
+        "--out",
+        "honest.ticket",
+    ])
+    .ok();
+    let mut t = sh.read("honest.ticket");
+    let at = t.windows(6).position(|w| w == b"honest").unwrap();
+    t[at] = b'H';
+    sh.write("forged.ticket", &t);
+    let r = create(
+        &sh,
+        &boot,
+        "princeton.honest",
+        "princeton.alice",
+        &["--ticket", "forged.ticket"],
+    );
+    assert!(
+        reasons(&r)
+            .iter()
+            .all(|(s, why)| s == "refused" && why.contains("signature")),
+        "{:?}",
+        reasons(&r)
+    );
+
+    // A module other than the one the ticket names.
+    sh.write(
+        "other.wasm",
+        &slicefed_sandbox::guests::bytes("hello").unwrap(),
+    );
+    let r = sh.run(&[
+        "slice",
+        "create",
+        "princeton.honest",
+        "--module",
+        "other.wasm",
+        "--ticket",
+        "honest.ticket",
+        "--bootstrap",
+        &boot,
+        "--key",
+        "princeton.alice.key",
+        "--cert",
+        "princeton.alice.cert",
+        "--json",
+    ]);
+    assert!(
+        reasons(&r)
+            .iter()
+            .all(|(s, why)| s == "refused" && why.contains("the ticket names")),
+        "{:?}",
+        reasons(&r)
+    );
+
+    // Revoked: the authority revokes alice; one node hears of it, gossip tells the rest,
+    // and every one of her slivers stops.
+    sh.run(&[
+        "authority",
+        "revoke",
+        "--authority",
+        "princeton",
+        "--cert",
+        "princeton.alice.cert",
+        "--reason",
+        "compromised key",
+        "--out",
+        "alice.rev",
+    ])
+    .ok();
+    let published = Instant::now();
+    sh.run(&[
+        "authority",
+        "publish",
+        "alice.rev",
+        "--bootstrap",
+        &nodes[4].addr,
+    ])
+    .ok();
+    wait("alice's slivers to stop on every node", 30, || {
+        (running(&sh, &boot, "princeton.probe") == 0).then_some(())
+    });
+    eprintln!(
+        "revocation to all 10 slivers stopped: {:?}",
+        published.elapsed()
+    );
+    let r = create(&sh, &boot, "princeton.again", "princeton.alice", &[]);
+    assert!(
+        reasons(&r)
+            .iter()
+            .all(|(s, why)| s == "refused" && why.contains("revoked")),
+        "{:?}",
+        reasons(&r)
+    );
+
+    // Expired: carol's certificate ended more than the skew allowance ago.
+    let left = Duration::from_secs(63).saturating_sub(carol_made.elapsed());
+    std::thread::sleep(left);
+    let r = sh.run(&[
+        "slice",
+        "create",
+        "princeton.late",
+        "--module",
+        "prober.wasm",
+        "--ticket",
+        "carol.ticket",
+        "--bootstrap",
+        &boot,
+        "--key",
+        "carol.key",
+        "--cert",
+        "carol.cert",
+        "--json",
+    ]);
+    assert!(
+        reasons(&r)
+            .iter()
+            .all(|(s, why)| s == "refused" && why.contains("expired")),
+        "{:?}",
+        reasons(&r)
+    );
+
+    // Hostile files to the new verbs: one line, exit 1, nothing written.
+    sh.write("junk.bundle", &[0xff; 300]);
+    sh.run(&["audit", "verify", "junk.bundle", "--trust", "trust.toml"])
+        .fails_with("junk.bundle");
+    sh.run(&[
+        "slice",
+        "create",
+        "x.y",
+        "--module",
+        "prober.wasm",
+        "--ticket",
+        "junk.bundle",
+        "--bootstrap",
+        &boot,
+    ])
+    .fails_with("junk.bundle");
+    sh.run(&["authority", "publish", "junk.bundle", "--bootstrap", &boot])
+        .fails_with("junk.bundle");
+}
+
+#[test]
+fn an_incident_is_traced_from_the_victims_side_and_a_dead_nodes_log_comes_back_from_witnesses() {
+    let sh = Shell::new();
+    setup(&sh);
+    sh.user("princeton", "princeton.alice");
+    let mut nodes = federation(&sh, 5, None);
+    let boot = nodes[0].addr.clone();
+    let (target, seen) = victim();
+    let port = target.rsplit(':').next().unwrap().to_string();
+    let connect = format!("tcp:127.0.0.1/32:{port}");
+    create(
+        &sh,
+        &boot,
+        "princeton.probe",
+        "princeton.alice",
+        &["--connect", &connect, "--", &target, "300", "0"],
+    )
+    .ok();
+    let observed = wait("probes", 30, || {
+        let v = seen.lock().unwrap();
+        (v.len() >= 10).then(|| v[3])
+    });
+    // Give witnesses a few checkpoint rounds.
+    std::thread::sleep(Duration::from_secs(4));
+
+    // The victim knows only what it saw: its own address and the source port.
+    let mut args = vec![
+        "audit".to_string(),
+        "who".into(),
+        "--remote".into(),
+        target.clone(),
+        "--local-port".into(),
+        observed.port().to_string(),
+        "--bundle-out".into(),
+        "incident.bundle".into(),
+        "--json".into(),
+        "--ledger".into(),
+    ];
+    args.extend(nodes.iter().map(|n| n.dir.clone()));
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let who = sh.run(&a).ok().json();
+    assert_eq!(who["slice"], "princeton.probe");
+    assert_eq!(who["user"], "princeton.alice");
+    assert_eq!(who["authority"], "princeton");
+    let v = sh
+        .run(&[
+            "audit",
+            "verify",
+            "incident.bundle",
+            "--trust",
+            "trust.toml",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["user"], "princeton.alice");
+    assert!(!v["witnesses"].as_array().unwrap().is_empty(), "{v}");
+    // Every single-byte change is refused.
+    let bundle = sh.read("incident.bundle");
+    for i in (0..bundle.len()).step_by(7) {
+        let mut b = bundle.clone();
+        b[i] ^= 0x20;
+        sh.write("changed.bundle", &b);
+        let r = sh.run(&["audit", "verify", "changed.bundle", "--trust", "trust.toml"]);
+        assert_eq!(r.code, 1, "byte {i} changed and the bundle still verified");
+    }
+    // Verified offline by someone trusting another authority only: refused.
+    let other = sh.authority("mit");
+    sh.policy("mit-trust.toml", &[("mit", &other)]);
+    sh.run(&[
+        "audit",
+        "verify",
+        "incident.bundle",
+        "--trust",
+        "mit-trust.toml",
+    ])
+    .fails_with("untrusted");
+
+    // SIGKILL node 3; its log comes back from its witnesses and verifies.
+    let victim_node = &mut nodes[2];
+    let origin = sh
+        .run(&[
+            "key",
+            "show",
+            &format!("{}/node.key", victim_node.dir),
+            "--json",
+        ])
+        .ok()
+        .json()["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    victim_node.kill();
+    let got = sh
+        .run(&[
+            "audit",
+            "fetch",
+            "--origin",
+            &origin,
+            "--bootstrap",
+            &boot,
+            "--out",
+            "recovered.sfexp",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(got["valid"], true);
+    assert!(got["entries"].as_u64().unwrap() >= 3, "{got}");
+    sh.run(&["audit", "replay", "recovered.sfexp"]).ok();
+
+    // Restart it: the sliver whose ticket is still valid comes back.
+    let dir = nodes[2].dir.clone();
+    let (child, addr) = spawn(&sh, &dir, Some(&boot), &[]);
+    nodes[2].child = Some(child);
+    nodes[2].addr = addr;
+    wait("the restarted node's sliver", 30, || {
+        statuses(&sh, &boot, "princeton.probe")
+            .iter()
+            .any(|n| n["name"] == dir.as_str() && n["status"] == "running")
+            .then_some(())
+    });
+    // And the holder deletes the slice everywhere.
+    sh.run(&[
+        "slice",
+        "delete",
+        "princeton.probe",
+        "--bootstrap",
+        &boot,
+        "--key",
+        "princeton.alice.key",
+    ])
+    .ok();
+    wait("the slice to stop", 30, || {
+        (running(&sh, &boot, "princeton.probe") == 0).then_some(())
+    });
+}
+
+#[test]
+fn an_equivocating_node_is_caught_and_the_proof_verifies_anywhere() {
+    let sh = Shell::new();
+    setup(&sh);
+    let nodes = federation(&sh, 4, Some(2));
+    let boot = nodes[0].addr.clone();
+    let liar = sh
+        .run(&["key", "show", "princeton.node2/node.key", "--json"])
+        .ok()
+        .json()["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait("every honest node to mark the liar", 60, || {
+        let all = [0usize, 2, 3].iter().all(|&i| {
+            let r = sh.run(&["nodes", "list", "--node", &nodes[i].addr, "--json"]);
+            r.code == 0
+                && r.json()
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|m| m["peer_id"] == liar.as_str() && m["health"] == "equivocated")
+        });
+        all.then_some(())
+    });
+    // The proof is in an honest node's log, and verifies here, with nothing else.
+    let src = slicefed_ledger::source::LogSource::load(&sh.path("princeton.node1")).unwrap();
+    let (recs, _) = src.records();
+    let proof = recs
+        .iter()
+        .filter(|r| r.kind == slicefed_ledger::records::KIND_ENTRY)
+        .find_map(
+            |r| match slicefed_ledger::Entry::decode(r.payload).unwrap().body {
+                slicefed_ledger::EntryBody::EquivocationSeen { proof } => Some(proof),
+                _ => None,
+            },
+        )
+        .expect("an EquivocationSeen entry");
+    let p = slicefed_ledger::EquivocationProof::from_bytes(&proof).unwrap();
+    p.verify().unwrap();
+    assert_eq!(p.smaller.checkpoint.origin.peer_id(), liar);
+    let _ = boot;
+}
+
+#[test]
+fn devnet_once_runs_the_whole_tour() {
+    let sh = Shell::new();
+    let r = sh
+        .run(&["devnet", "--once", "--nodes", "3", "--dir", "dev"])
+        .ok();
+    assert!(r.stdout.contains("every step succeeded"), "{}", r.stdout);
+    assert!(r.stdout.contains("princeton.alice"));
+}
