@@ -25,6 +25,10 @@ pub struct DevnetArgs {
     /// End after the tour; exit 0 only if every step succeeded.
     #[arg(long)]
     once: bool,
+    /// After the tour, measure ROUNDS slice creations on every node and a revocation, print
+    /// the latencies, and end.
+    #[arg(long, value_name = "ROUNDS")]
+    bench: Option<usize>,
 }
 
 struct Nodes(Vec<Child>);
@@ -432,6 +436,10 @@ pub fn devnet(a: DevnetArgs) -> Result<ExitCode> {
         "  slicefed authority revoke --authority mit --cert mit.bob.cert --out bob.rev && slicefed authority publish bob.rev"
     );
     say!("  slicefed audit replay node1 node2");
+    if let Some(rounds) = a.bench {
+        bench(&t, &env, a.nodes, rounds.max(1))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if a.once {
         say!("\ndevnet: every step succeeded");
         return Ok(ExitCode::SUCCESS);
@@ -443,4 +451,152 @@ pub fn devnet(a: DevnetArgs) -> Result<ExitCode> {
     });
     drop(nodes);
     Ok(ExitCode::SUCCESS)
+}
+
+fn quiet(t: &Tour, args: &[&str], env: &[(&str, &str)]) -> Result<serde_json::Value> {
+    let mut cmd = Command::new(&t.exe);
+    cmd.args(args).arg("--json").current_dir(&t.dir);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output()?;
+    serde_json::from_slice(&out.stdout).context("reading the command's JSON")
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(i).copied().unwrap_or(f64::NAN)
+}
+
+/// `slice create` to every sliver running (the command's wall time: member list, ticket,
+/// fan-out, admission, compile from the shared cache, start, receipt), then a revocation to
+/// every sliver stopped.
+fn bench(t: &Tour, env: &[(&str, &str)], nodes: usize, rounds: usize) -> Result<()> {
+    say!("\n== bench: {rounds} slice creations on all {nodes} nodes");
+    let mut times = vec![];
+    for r in 0..rounds {
+        let name = format!("princeton.bench{r}");
+        let start = Instant::now();
+        let v = quiet(
+            t,
+            &[
+                "slice",
+                "create",
+                &name,
+                "--module",
+                "prober.wasm",
+                "--nodes",
+                "all",
+                "--key",
+                "princeton.alice.key",
+                "--cert",
+                "princeton.alice.cert",
+                "--valid-for",
+                "1h",
+            ],
+            env,
+        )?;
+        let ms = start.elapsed().as_secs_f64() * 1000.0;
+        let ok = v.get("nodes").and_then(|n| n.as_array()).map_or(0, |n| {
+            n.iter()
+                .filter(|x| x.get("status").is_some_and(|s| s == "running"))
+                .count()
+        });
+        if ok != nodes {
+            bail!("round {r}: running on {ok} of {nodes}: {v}");
+        }
+        times.push(ms);
+        quiet(
+            t,
+            &["slice", "delete", &name, "--key", "princeton.alice.key"],
+            env,
+        )?;
+    }
+    times.sort_by(f64::total_cmp);
+    say!(
+        "slice create to all {nodes} slivers running: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (goal p99 < 1000 ms at 50 nodes; PlanetLab: 15-30 min)",
+        percentile(&times, 0.5),
+        percentile(&times, 0.99),
+        times.last().copied().unwrap_or(f64::NAN)
+    );
+    // Revocation: a fresh user runs a slice everywhere, is revoked at one node, and we poll
+    // until no sliver of theirs runs anywhere.
+    let user = "princeton.dave";
+    quiet(t, &["key", "gen", "--out", "dave.key"], &[])?;
+    quiet(
+        t,
+        &[
+            "authority",
+            "certify",
+            "--authority",
+            "princeton",
+            "--subject",
+            "dave.key",
+            "--role",
+            "user",
+            "--name",
+            user,
+            "--slices",
+            "princeton.*",
+            "--out",
+            "dave.cert",
+        ],
+        &[],
+    )?;
+    quiet(
+        t,
+        &[
+            "slice",
+            "create",
+            "princeton.revoked",
+            "--module",
+            "prober.wasm",
+            "--nodes",
+            "all",
+            "--key",
+            "dave.key",
+            "--cert",
+            "dave.cert",
+            "--valid-for",
+            "1h",
+        ],
+        env,
+    )?;
+    quiet(
+        t,
+        &[
+            "authority",
+            "revoke",
+            "--authority",
+            "princeton",
+            "--cert",
+            "dave.cert",
+            "--out",
+            "dave.rev",
+        ],
+        &[],
+    )?;
+    let start = Instant::now();
+    quiet(t, &["authority", "publish", "dave.rev"], env)?;
+    let published = start.elapsed();
+    loop {
+        let v = quiet(t, &["slice", "status", "princeton.revoked"], env)?;
+        let running = v.get("nodes").and_then(|n| n.as_array()).map_or(0, |n| {
+            n.iter()
+                .filter(|x| x.get("status").is_some_and(|s| s == "running"))
+                .count()
+        });
+        if running == 0 {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            bail!("revocation: {running} slivers still running after 60 s");
+        }
+    }
+    say!(
+        "revocation handed to one node -> all {nodes} slivers stopped: <= {:.0} ms (publish returned after {:.0} ms; includes one status poll of every node; goal < 2000 ms at 50 nodes)",
+        start.elapsed().as_secs_f64() * 1000.0,
+        published.as_secs_f64() * 1000.0
+    );
+    Ok(())
 }
