@@ -182,7 +182,8 @@ impl Sandbox {
         if let Ok(bytes) = component.serialize() {
             // Written via a temporary file and a rename, so a crash never leaves half a file
             // that a later load would trust.
-            let tmp = path.with_extension("tmp");
+            // The temporary name is per process: nodes on one machine may share a cache.
+            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
             if std::fs::write(&tmp, &bytes).is_ok() {
                 let _ = std::fs::rename(&tmp, &path);
             }
