@@ -271,6 +271,37 @@ fn read_receipt(
     }
 }
 
+/// Each node's answer to a ticket: `admitted` (its word for an admitted receipt), refused
+/// with the node's reason, an error, or unreachable.
+fn receipt_results(
+    targets: &[MemberRow],
+    answers: Vec<Result<Response, String>>,
+    ticket: &slicefed_trust::CertId,
+    admitted: &str,
+) -> Vec<NodeResult> {
+    targets
+        .iter()
+        .zip(answers)
+        .map(|(m, ans)| {
+            let (status, reason) = match ans {
+                Ok(Response::Receipt(r)) => {
+                    let (s, why) = read_receipt(&r, m, ticket);
+                    (if s == "running" { admitted.into() } else { s }, why)
+                }
+                Ok(Response::Error(e)) => ("error".into(), e),
+                Ok(_) => ("error".into(), "unexpected answer".into()),
+                Err(e) => ("unreachable".into(), e),
+            };
+            NodeResult {
+                node: m.peer_id.clone(),
+                name: m.name.clone(),
+                status,
+                reason,
+            }
+        })
+        .collect()
+}
+
 fn report(slice: &str, results: Vec<NodeResult>, json: bool, verb: &str) -> Result<ExitCode> {
     let ok = results
         .iter()
@@ -349,24 +380,7 @@ fn create(a: CreateArgs) -> Result<ExitCode> {
         a.json,
         &format!("creating {}", a.name),
     )?;
-    let results = targets
-        .iter()
-        .zip(answers)
-        .map(|(m, ans)| {
-            let (status, reason) = match ans {
-                Ok(Response::Receipt(r)) => read_receipt(&r, m, &ticket.id),
-                Ok(Response::Error(e)) => ("error".into(), e),
-                Ok(_) => ("error".into(), "unexpected answer".into()),
-                Err(e) => ("unreachable".into(), e),
-            };
-            NodeResult {
-                node: m.peer_id.clone(),
-                name: m.name.clone(),
-                status,
-                reason,
-            }
-        })
-        .collect();
+    let results = receipt_results(&targets, answers, &ticket.id, "running");
     report(&a.name, results, a.json, "running")
 }
 
@@ -545,27 +559,7 @@ fn renew(a: RenewArgs) -> Result<ExitCode> {
         a.json,
         &format!("renewing {}", a.name),
     )?;
-    let results = running
-        .iter()
-        .zip(answers)
-        .map(|(m, ans)| {
-            let (status, reason) = match ans {
-                Ok(Response::Receipt(r)) => {
-                    let (s, why) = read_receipt(&r, m, &ticket.id);
-                    (if s == "running" { "renewed".into() } else { s }, why)
-                }
-                Ok(Response::Error(e)) => ("error".into(), e),
-                Ok(_) => ("error".into(), "unexpected answer".into()),
-                Err(e) => ("unreachable".into(), e),
-            };
-            NodeResult {
-                node: m.peer_id.clone(),
-                name: m.name.clone(),
-                status,
-                reason,
-            }
-        })
-        .collect();
+    let results = receipt_results(&running, answers, &ticket.id, "renewed");
     report(&a.name, results, a.json, "renewed")
 }
 

@@ -1009,32 +1009,14 @@ impl Daemon {
             }
             Request::Status { slice } => Response::Status(self.status(slice.as_deref())),
             Request::Logs { slice } => Response::Logs(self.logs(&slice)),
-            Request::Delete(d) => match self.core.delete(now, &d) {
-                Ok(outs) => {
-                    let mut stopped = vec![];
-                    for o in outs {
-                        if let Output::Stop { id, .. } = &o {
-                            stopped.push(*id);
-                        }
-                        self.carry_out(Some(swarm), o, false);
-                    }
-                    Response::Stopped(stopped)
-                }
-                Err(e) => Response::Error(e.to_string()),
-            },
-            Request::Revoke { revocation } => match self.core.revocation(now, &revocation) {
-                Ok(outs) => {
-                    let mut stopped = vec![];
-                    for o in outs {
-                        if let Output::Stop { id, .. } = &o {
-                            stopped.push(*id);
-                        }
-                        self.carry_out(Some(swarm), o, false);
-                    }
-                    Response::Stopped(stopped)
-                }
-                Err(e) => Response::Error(e.to_string()),
-            },
+            Request::Delete(d) => {
+                let outs = self.core.delete(now, &d);
+                self.stopping(swarm, outs)
+            }
+            Request::Revoke { revocation } => {
+                let outs = self.core.revocation(now, &revocation);
+                self.stopping(swarm, outs)
+            }
             Request::Entries { from } => self.page(from),
             Request::Checkpoint => {
                 let latest = self.ledger.latest_checkpoint().ok().flatten();
@@ -1058,6 +1040,28 @@ impl Daemon {
                     }
                 }
             }
+        }
+    }
+
+    /// Carries out the outputs of a delete or a revocation and answers with the slivers
+    /// it stops.
+    fn stopping(
+        &mut self,
+        swarm: &mut Swarm,
+        outs: Result<Vec<Output>, crate::core::CoreError>,
+    ) -> Response {
+        match outs {
+            Ok(outs) => {
+                let mut stopped = vec![];
+                for o in outs {
+                    if let Output::Stop { id, .. } = &o {
+                        stopped.push(*id);
+                    }
+                    self.carry_out(Some(swarm), o, false);
+                }
+                Response::Stopped(stopped)
+            }
+            Err(e) => Response::Error(e.to_string()),
         }
     }
 
