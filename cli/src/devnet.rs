@@ -29,6 +29,10 @@ pub struct DevnetArgs {
     /// the latencies, and end.
     #[arg(long, value_name = "ROUNDS")]
     bench: Option<usize>,
+    /// With --bench: how long to watch each node's traffic, first with the tour's probe
+    /// slice running, then idle.
+    #[arg(long, default_value = "60s", value_parser = crate::util::parse_duration)]
+    traffic_window: u64,
 }
 
 struct Nodes(Vec<Child>);
@@ -438,6 +442,7 @@ pub fn devnet(a: DevnetArgs) -> Result<ExitCode> {
     say!("  slicefed audit replay node1 node2");
     if let Some(rounds) = a.bench {
         bench(&t, &env, a.nodes, rounds.max(1))?;
+        traffic(&t, &env, Duration::from_secs(a.traffic_window.max(1)))?;
         return Ok(ExitCode::SUCCESS);
     }
     if a.once {
@@ -599,4 +604,110 @@ fn bench(t: &Tour, env: &[(&str, &str)], nodes: usize, rounds: usize) -> Result<
         published.as_secs_f64() * 1000.0
     );
     Ok(())
+}
+
+/// One node's advertised uptime and traffic, from `nodes list --json`.
+fn traffic_snapshot(
+    t: &Tour,
+    env: &[(&str, &str)],
+) -> Result<std::collections::BTreeMap<String, (u64, [u64; 6])>> {
+    let rows = quiet(t, &["nodes", "list"], env)?;
+    let rows = rows
+        .as_array()
+        .ok_or_else(|| anyhow!("`nodes list --json` did not give a list"))?;
+    let num = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let tr = r.get("traffic")?;
+            let fields = [
+                "wire_in",
+                "wire_out",
+                "gossip_in",
+                "gossip_out",
+                "replication_in",
+                "replication_out",
+            ]
+            .map(|k| num(tr, k));
+            Some((
+                r.get("peer_id")?.as_str()?.to_string(),
+                (num(r, "uptime_secs"), fields),
+            ))
+        })
+        .collect())
+}
+
+/// Bytes per node per minute over `window`, from the counters every node advertises.
+fn traffic_rates(t: &Tour, env: &[(&str, &str)], window: Duration, what: &str) -> Result<()> {
+    let before = traffic_snapshot(t, env)?;
+    std::thread::sleep(window);
+    let after = traffic_snapshot(t, env)?;
+    // Per node: [wire, gossip, replication] bytes per minute, in + out.
+    let mut rates: Vec<[f64; 3]> = vec![];
+    for (peer, (up1, f1)) in &after {
+        let Some((up0, f0)) = before.get(peer) else {
+            continue;
+        };
+        let secs = up1.saturating_sub(*up0);
+        if secs == 0 {
+            continue;
+        }
+        let d = |i: usize, j: usize| {
+            let a = f1
+                .get(i)
+                .zip(f0.get(i))
+                .map_or(0, |(x, y)| x.saturating_sub(*y));
+            let b = f1
+                .get(j)
+                .zip(f0.get(j))
+                .map_or(0, |(x, y)| x.saturating_sub(*y));
+            (a + b) as f64 * 60.0 / secs as f64
+        };
+        rates.push([d(0, 1), d(2, 3), d(4, 5)]);
+    }
+    if rates.is_empty() {
+        bail!("no node advertised its traffic twice in {window:?}");
+    }
+    let n = rates.len() as f64;
+    let mean = |k: usize| rates.iter().filter_map(|r| r.get(k)).sum::<f64>() / n / 1024.0;
+    let max = |k: usize| {
+        rates
+            .iter()
+            .filter_map(|r| r.get(k).copied())
+            .fold(0.0, f64::max)
+            / 1024.0
+    };
+    say!(
+        "traffic per node per minute, {what} ({} nodes, {:.0} s): on the wire (in+out) mean {:.0} KiB, max {:.0} KiB; gossip payloads mean {:.0} KiB; replication payloads mean {:.0} KiB (= {:.1} KiB/s on the wire; a 1 Gbit/s link moves 7,324,219 KiB/min, so the overlay uses {:.6} of one)",
+        rates.len(),
+        window.as_secs_f64(),
+        mean(0),
+        max(0),
+        mean(1),
+        mean(2),
+        mean(0) / 60.0,
+        mean(0) / 7_324_219.0
+    );
+    Ok(())
+}
+
+/// Traffic with the tour's probe slice logging a flow per second on every node, then idle
+/// (both tour slices deleted, the log quiet).
+fn traffic(t: &Tour, env: &[(&str, &str)], window: Duration) -> Result<()> {
+    say!("\n== bench: traffic");
+    traffic_rates(
+        t,
+        env,
+        window,
+        "with princeton.probe logging a flow per second per node",
+    )?;
+    for (slice, key) in [
+        ("princeton.probe", "princeton.alice.key"),
+        ("mit.quiet", "mit.bob.key"),
+    ] {
+        quiet(t, &["slice", "delete", slice, "--key", key], env)?;
+    }
+    // Let the last entries be checkpointed, fetched and cosigned before measuring.
+    std::thread::sleep(Duration::from_secs(10));
+    traffic_rates(t, env, window, "idle (no slivers, adverts every 1 s)")
 }

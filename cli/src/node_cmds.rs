@@ -95,13 +95,20 @@ pub fn nodes(cmd: NodesCmd) -> Result<ExitCode> {
         print_json(&rows)?;
     } else {
         for r in &rows {
+            let per_minute = (r.traffic.wire_in + r.traffic.wire_out) as f64 * 60.0
+                / r.uptime_secs.max(1) as f64;
             say!(
-                "{:<24} {:<16} {:<54} slivers {:>4}  free {:>6} MiB  {}",
+                "{:<24} {:<16} {:<54} slivers {:>4}  free {:>6} MiB  up {:>6}  {:>9}/min  {}",
                 r.name,
                 r.authority,
                 r.peer_id,
                 r.slivers,
                 r.free_memory >> 20,
+                humantime::format_duration(std::time::Duration::from_secs(r.uptime_secs)),
+                bytesize::ByteSize(per_minute as u64)
+                    .display()
+                    .iec_short()
+                    .to_string(),
                 r.health
             );
         }

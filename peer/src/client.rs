@@ -34,7 +34,7 @@ pub async fn call_all(
     mut on_answer: impl FnMut(usize, Result<Response, String>),
 ) -> Result<(), NodeError> {
     let key = SecretKey::generate().map_err(|e| NodeError::Net(e.to_string()))?;
-    let mut swarm = net::swarm(&key).map_err(|e| NodeError::Net(e.to_string()))?;
+    let (mut swarm, _) = net::swarm(&key).map_err(|e| NodeError::Net(e.to_string()))?;
     let mut open: BTreeMap<OutboundRequestId, usize> = BTreeMap::new();
     for (i, (addr, req)) in calls.into_iter().enumerate() {
         let peer = match peer_in(&addr) {

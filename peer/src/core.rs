@@ -44,6 +44,28 @@ pub struct Load {
     pub slivers: u32,
     /// Memory free for slivers, bytes.
     pub free_memory: u64,
+    /// Seconds since the node started (the denominator of its traffic counters).
+    pub uptime_secs: u64,
+    /// Bytes the node moved since it started.
+    pub traffic: Traffic,
+}
+
+/// Bytes a node moved since it started, as it reports them (CoMon's network sensor): what
+/// an owner pays for membership, and what the overlay costs per node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Traffic {
+    /// On every connection, in: gossip, RPC, and Noise/Yamux/TCP framing above IP.
+    pub wire_in: u64,
+    /// On every connection, out.
+    pub wire_out: u64,
+    /// Payloads of gossip messages received and validated (adverts, checkpoints, ...).
+    pub gossip_in: u64,
+    /// Payloads of gossip messages this node published (not counting forwarding).
+    pub gossip_out: u64,
+    /// Ledger pages fetched from the nodes this one witnesses.
+    pub replication_in: u64,
+    /// Ledger pages and replica chunks served to witnesses and auditors.
+    pub replication_out: u64,
 }
 
 /// A member of the federation.
@@ -235,6 +257,7 @@ impl NodeCore {
         Load {
             slivers: self.slivers.len() as u32,
             free_memory: self.capacity.memory.saturating_sub(self.used_memory()),
+            ..Load::default()
         }
     }
 

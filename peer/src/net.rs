@@ -137,8 +137,45 @@ mod behaviour {
     }
 }
 
-/// Builds a node's swarm from its key (the node key is its libp2p identity).
-pub fn swarm(key: &SecretKey) -> Result<Swarm<Behaviour>, NetError> {
+/// Bytes on every connection of a swarm, counted by libp2p's bandwidth transport below
+/// the muxer (so Noise, Yamux and every protocol above them are included).
+pub struct WireBytes(prometheus_client::registry::Registry);
+
+impl WireBytes {
+    /// (in, out) since the swarm was built.
+    pub fn read(&self) -> (u64, u64) {
+        let mut text = String::new();
+        if prometheus_client::encoding::text::encode(&mut text, &self.0).is_err() {
+            return (0, 0);
+        }
+        parse_bandwidth(&text)
+    }
+}
+
+/// Sums `libp2p_bandwidth_bytes_total{...,direction="Inbound|Outbound"} N` lines.
+fn parse_bandwidth(text: &str) -> (u64, u64) {
+    let (mut inbound, mut outbound) = (0u64, 0u64);
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("libp2p_bandwidth_bytes_total{") else {
+            continue;
+        };
+        let Some(n) = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) else {
+            continue;
+        };
+        let n = n as u64;
+        if rest.contains("direction=\"Inbound\"") {
+            inbound = inbound.saturating_add(n);
+        } else if rest.contains("direction=\"Outbound\"") {
+            outbound = outbound.saturating_add(n);
+        }
+    }
+    (inbound, outbound)
+}
+
+/// Builds a node's swarm from its key (the node key is its libp2p identity), and the
+/// counters of the bytes it moves.
+pub fn swarm(key: &SecretKey) -> Result<(Swarm<Behaviour>, WireBytes), NetError> {
+    let mut registry = prometheus_client::registry::Registry::default();
     let err = |e: &dyn std::fmt::Display| NetError(e.to_string());
     let mut seed = key.seed();
     let keypair =
@@ -151,6 +188,7 @@ pub fn swarm(key: &SecretKey) -> Result<Swarm<Behaviour>, NetError> {
             yamux::Config::default,
         )
         .map_err(|e| err(&e))?
+        .with_bandwidth_metrics(&mut registry)
         .with_behaviour(|k| {
             let gossip_config = gossipsub::ConfigBuilder::default()
                 .validation_mode(gossipsub::ValidationMode::Strict)
@@ -182,5 +220,20 @@ pub fn swarm(key: &SecretKey) -> Result<Swarm<Behaviour>, NetError> {
         .map_err(|e| err(&e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
         .build();
-    Ok(swarm)
+    Ok((swarm, WireBytes(registry)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bandwidth_lines_are_summed_by_direction() {
+        let text = "# TYPE libp2p_bandwidth_bytes counter\n\
+            libp2p_bandwidth_bytes_total{protocols=\"/ip4/tcp\",direction=\"Inbound\"} 100\n\
+            libp2p_bandwidth_bytes_total{protocols=\"/ip6/tcp\",direction=\"Inbound\"} 20\n\
+            libp2p_bandwidth_bytes_total{protocols=\"/ip4/tcp\",direction=\"Outbound\"} 7\n\
+            other_total 99\n# EOF\n";
+        assert_eq!(parse_bandwidth(text), (120, 7));
+    }
 }

@@ -19,7 +19,7 @@
 //! (a receipt follows its `SliverCreated`); a sliver's `SliverCreated` is in the log before
 //! it can open a flow; nothing a peer or client sends can panic the loop.
 
-use crate::core::{Capacity, NodeCore, Output, SliverPlan, StopReason};
+use crate::core::{Capacity, NodeCore, Output, SliverPlan, StopReason, Traffic};
 use crate::net::{self, BehaviourEvent};
 use crate::wire::{
     self, Advert, AdvertBody, Cosigned, NodeStatus, Request, Response, SliverLogs, SliverStatus,
@@ -160,6 +160,10 @@ pub struct MemberRow {
     pub last_seen_ms_ago: u64,
     /// `ok`, or `equivocated` once a proof against it was verified.
     pub health: String,
+    /// Seconds since it started, as of its last advert.
+    pub uptime_secs: u64,
+    /// Bytes it moved since it started, as of its last advert.
+    pub traffic: Traffic,
 }
 
 /// What is kept on disk so a sliver comes back after a restart.
@@ -182,6 +186,28 @@ struct Live {
 struct Ended {
     status: SliverStatus,
     logs: SliverLogs,
+}
+
+/// Publishes on a gossip topic and counts the payload. Publishing fails when no peer is
+/// subscribed yet, which is normal at start; gossip is best-effort by design.
+fn publish(swarm: &mut Swarm, traffic: &mut Traffic, topic: &str, bytes: Vec<u8>) {
+    let len = bytes.len() as u64;
+    if swarm
+        .behaviour_mut()
+        .gossipsub
+        .publish(IdentTopic::new(topic), bytes)
+        .is_ok()
+    {
+        traffic.gossip_out = traffic.gossip_out.saturating_add(len);
+    }
+}
+
+/// The one-minute load average × 100, where the system reports it (Linux), else 0.
+fn load_average_x100() -> u32 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0, |l| (l * 100.0).clamp(0.0, f64::from(u32::MAX)) as u32)
 }
 
 fn now_ms() -> u64 {
@@ -239,6 +265,8 @@ struct Daemon {
     addrs: BTreeMap<PeerId, Vec<Multiaddr>>,
     my_addrs: Vec<Multiaddr>,
     gossiped_size: u64,
+    wire_bytes: Option<net::WireBytes>,
+    traffic: Traffic,
     ticks: u64,
     started: Instant,
     test_equivocate: bool,
@@ -255,7 +283,9 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), NodeError> {
     let mut d = Daemon::open(&config)?;
-    let mut swarm = net::swarm(&config.key).map_err(|e| NodeError::Net(e.to_string()))?;
+    let (mut swarm, wire_bytes) =
+        net::swarm(&config.key).map_err(|e| NodeError::Net(e.to_string()))?;
+    d.wire_bytes = Some(wire_bytes);
     for l in &config.listen {
         swarm
             .listen_on(l.clone())
@@ -299,6 +329,9 @@ pub async fn run(
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message })) => {
                     let verdict = d.on_gossip(&mut swarm, &message);
+                    if matches!(verdict, MessageAcceptance::Accept) {
+                        d.traffic.gossip_in = d.traffic.gossip_in.saturating_add(message.data.len() as u64);
+                    }
                     let _ = swarm.behaviour_mut().gossipsub.report_message_validation_result(&message_id, &propagation_source, verdict);
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Rpc(request_response::Event::Message { peer, message, .. })) => match message {
@@ -307,6 +340,9 @@ pub async fn run(
                         let bytes = reply.to_bytes().unwrap_or_else(|e| {
                             Response::Error(format!("cannot encode the answer: {e}")).to_bytes().unwrap_or_default()
                         });
+                        if matches!(reply, Response::Page { .. } | Response::Replica { .. }) {
+                            d.traffic.replication_out = d.traffic.replication_out.saturating_add(bytes.len() as u64);
+                        }
                         let _ = swarm.behaviour_mut().rpc.send_response(channel, bytes);
                     }
                     request_response::Message::Response { request_id, response } => {
@@ -403,6 +439,8 @@ impl Daemon {
             addrs: BTreeMap::new(),
             my_addrs: vec![],
             gossiped_size: 0,
+            wire_bytes: None,
+            traffic: Traffic::default(),
             ticks: 0,
             started: Instant::now(),
             test_equivocate: config.test_equivocate,
@@ -664,10 +702,7 @@ impl Daemon {
             }
             Output::GossipRevocation(bytes) => {
                 if !from_gossip && let Some(s) = swarm {
-                    let _ = s
-                        .behaviour_mut()
-                        .gossipsub
-                        .publish(IdentTopic::new(REVOCATION_TOPIC), bytes);
+                    publish(s, &mut self.traffic, REVOCATION_TOPIC, bytes);
                 }
             }
             // Only restore starts slivers through here, and it handles `Start` itself.
@@ -735,10 +770,11 @@ impl Daemon {
             credential: self.credential.clone(),
             slivers: load.slivers,
             free_memory: load.free_memory,
-            load_x100: 0,
+            load_x100: load_average_x100(),
             uptime_secs: self.started.elapsed().as_secs(),
             version: env!("CARGO_PKG_VERSION").into(),
             tags: vec![],
+            traffic: self.traffic_now(),
             addrs: self
                 .my_addrs
                 .iter()
@@ -751,10 +787,7 @@ impl Daemon {
         .and_then(|a| a.to_bytes());
         if let Ok(bytes) = advert {
             // No peer subscribed yet is normal at start.
-            let _ = swarm
-                .behaviour_mut()
-                .gossipsub
-                .publish(IdentTopic::new(ADVERT_TOPIC), bytes);
+            publish(swarm, &mut self.traffic, ADVERT_TOPIC, bytes);
         }
         self.gossip_checkpoint(swarm);
     }
@@ -775,10 +808,7 @@ impl Daemon {
         if size > self.gossiped_size || self.ticks.is_multiple_of(10) {
             self.gossiped_size = size;
             if let Ok(bytes) = cp.to_bytes() {
-                let _ = swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .publish(IdentTopic::new(CHECKPOINT_TOPIC), bytes);
+                publish(swarm, &mut self.traffic, CHECKPOINT_TOPIC, bytes);
             }
         }
         if self.test_equivocate && !self.equivocated && self.ticks >= 3 && size >= 1 {
@@ -787,11 +817,18 @@ impl Daemon {
             forged.root = ModuleHash::of(&[forged.root.as_slice(), b"forged"].concat()).0;
             if let Ok(bytes) = forged.sign(&self.key).and_then(|f| Ok(f.to_bytes()?)) {
                 self.equivocated = true;
-                let _ = swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .publish(IdentTopic::new(CHECKPOINT_TOPIC), bytes);
+                publish(swarm, &mut self.traffic, CHECKPOINT_TOPIC, bytes);
             }
+        }
+    }
+
+    /// The application's counters with the transport's byte counts.
+    fn traffic_now(&self) -> Traffic {
+        let (wire_in, wire_out) = self.wire_bytes.as_ref().map_or((0, 0), |w| w.read());
+        Traffic {
+            wire_in,
+            wire_out,
+            ..self.traffic
         }
     }
 
@@ -938,10 +975,7 @@ impl Daemon {
                             cosignature: c,
                         };
                         if let Ok(bytes) = msg.to_bytes() {
-                            let _ = swarm
-                                .behaviour_mut()
-                                .gossipsub
-                                .publish(IdentTopic::new(COSIGN_TOPIC), bytes);
+                            publish(swarm, &mut self.traffic, COSIGN_TOPIC, bytes);
                         }
                     }
                 }
@@ -950,10 +984,7 @@ impl Daemon {
                         self.append(EntryBody::EquivocationSeen {
                             proof: bytes.clone(),
                         });
-                        let _ = swarm
-                            .behaviour_mut()
-                            .gossipsub
-                            .publish(IdentTopic::new(EQUIVOCATION_TOPIC), bytes);
+                        publish(swarm, &mut self.traffic, EQUIVOCATION_TOPIC, bytes);
                     }
                 }
             }
@@ -964,6 +995,10 @@ impl Daemon {
         let Some(origin) = self.fetches.remove(&id) else {
             return;
         };
+        self.traffic.replication_in = self
+            .traffic
+            .replication_in
+            .saturating_add(bytes.len() as u64);
         match Response::from_bytes(bytes) {
             Ok(Response::Page { base, end, leaves }) => {
                 let leaves = leaves.into_iter().map(|b| b.into_vec()).collect();
@@ -1191,6 +1226,8 @@ impl Daemon {
             free_memory: load.free_memory,
             last_seen_ms_ago: 0,
             health: "ok".into(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            traffic: self.traffic_now(),
         }];
         rows.extend(self.core.members().iter().map(|(k, m)| {
             let p = peer_of(k);
@@ -1210,6 +1247,8 @@ impl Daemon {
                 } else {
                     "ok".into()
                 },
+                uptime_secs: m.load.uptime_secs,
+                traffic: m.load.traffic,
             }
         }));
         rows

@@ -5,7 +5,7 @@
 //! signature is checked before the body is trusted, and the signer must be the libp2p peer
 //! the message came from or that published it.
 
-use crate::core::Load;
+use crate::core::{Load, Traffic};
 use serde::{Deserialize, Serialize};
 use slicefed_ledger::checkpoint::{Cosignature, SignedCheckpoint};
 use slicefed_trust::codec::{self, CodecError};
@@ -57,6 +57,8 @@ pub struct AdvertBody {
     pub version: String,
     /// Free-form tags the owner sets (`gpu`, `eu-west`).
     pub tags: Vec<String>,
+    /// Bytes it moved since it started.
+    pub traffic: Traffic,
     /// Addresses it listens on (multiaddrs), so members it is not connected to can reach
     /// it for witnessing and clients can reach it for tickets.
     pub addrs: Vec<String>,
@@ -100,6 +102,8 @@ impl AdvertBody {
         Load {
             slivers: self.slivers,
             free_memory: self.free_memory,
+            uptime_secs: self.uptime_secs,
+            traffic: self.traffic,
         }
     }
 
@@ -485,6 +489,10 @@ mod tests {
             uptime_secs: 60,
             version: "0.1.0".into(),
             tags: vec!["eu-west".into()],
+            traffic: Traffic {
+                wire_in: 7,
+                ..Traffic::default()
+            },
             addrs: vec!["/ip4/127.0.0.1/tcp/4001".into()],
             time_ms: 1,
         }

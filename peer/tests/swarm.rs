@@ -12,12 +12,17 @@ use slicefed_trust::fixtures::key;
 use std::time::Duration;
 
 async fn listening(n: u8) -> (Swarm<Behaviour>, Multiaddr) {
-    let mut s = net::swarm(&key(n)).unwrap();
+    let (s, _, addr) = listening_counted(n).await;
+    (s, addr)
+}
+
+async fn listening_counted(n: u8) -> (Swarm<Behaviour>, net::WireBytes, Multiaddr) {
+    let (mut s, bytes) = net::swarm(&key(n)).unwrap();
     s.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
         .unwrap();
     loop {
         if let SwarmEvent::NewListenAddr { address, .. } = s.select_next_some().await {
-            return (s, address);
+            return (s, bytes, address);
         }
     }
 }
@@ -65,7 +70,12 @@ fn serve(mut s: Swarm<Behaviour>) -> tokio::sync::mpsc::Receiver<Vec<u8>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gossip_and_requests_between_real_swarms() {
     let topic = IdentTopic::new("slicefed/test");
-    let (mut a, a_addr) = listening(1).await;
+    let (mut a, a_bytes, a_addr) = listening_counted(1).await;
+    assert_eq!(
+        a_bytes.read(),
+        (0, 0),
+        "nothing moved before anyone connected"
+    );
     let (mut b, _) = listening(2).await;
     let (mut c, _) = listening(3).await;
     for s in [&mut a, &mut b, &mut c] {
@@ -112,6 +122,11 @@ async fn gossip_and_requests_between_real_swarms() {
     }
     assert!(published, "gossip mesh never formed");
     assert_eq!(echoed.as_deref(), Some(&b"echo:status?"[..]));
+    let (bytes_in, bytes_out) = a_bytes.read();
+    assert!(
+        bytes_in >= b"echo:status?".len() as u64 && bytes_out >= b"status?".len() as u64,
+        "the transport counted the exchange: in {bytes_in}, out {bytes_out}"
+    );
     // a keeps driving its swarm while b and c receive.
     let drive = tokio::spawn(async move {
         loop {
