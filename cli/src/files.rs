@@ -87,6 +87,24 @@ pub fn read_credential(path: &Path) -> Result<Credential> {
     Credential::from_bytes(&bytes).with_context(|| format!("{}", path.display()))
 }
 
+/// Reads a credential whose leaf must be of `kind` (a ticket where a ticket is expected),
+/// with every object's signature checked, so a wrong file is refused before anything is
+/// sent anywhere.
+pub fn read_credential_of(path: &Path, kind: slicefed_trust::objects::Kind) -> Result<Credential> {
+    let (cred, _) = read_opened(path)?;
+    let env = slicefed_trust::objects::decode_envelope(cred.leaf())
+        .with_context(|| format!("{}", path.display()))?;
+    if env.kind != kind {
+        bail!(
+            "{}: a {}, not a {}",
+            path.display(),
+            env.kind.name(),
+            kind.name()
+        );
+    }
+    Ok(cred)
+}
+
 /// Reads a credential and opens (signature-checks) every object in it.
 pub fn read_opened(path: &Path) -> Result<(Credential, Vec<Opened>)> {
     let cred = read_credential(path)?;

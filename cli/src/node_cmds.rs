@@ -1,4 +1,4 @@
-//! `node init`, `node run`, `nodes list`.
+//! `node init`, `node run`, `node stop`, `nodes list`.
 
 use crate::files;
 use crate::util::{parse_duration, parse_size, print_json, say};
@@ -7,6 +7,7 @@ use clap::Subcommand;
 use serde_json::json;
 use slicefed_peer::core::Capacity;
 use slicefed_peer::node::{self, NodeConfig};
+use slicefed_peer::wire::{Request, Response, SliceDelete};
 use slicefed_trust::{Name, SecretKey};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +26,16 @@ pub enum NodeCmd {
     },
     /// Run the node: join the overlay, advertise, answer requests (until Ctrl-C).
     Run(RunArgs),
+    /// Stop every sliver of a slice on your node, whoever holds it (signed with the node
+    /// key, so only the owner can; the node's log records it as stopped by the owner).
+    Stop {
+        #[arg(long)]
+        dir: PathBuf,
+        /// The slice to stop here.
+        slice: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -118,7 +129,9 @@ pub fn nodes(cmd: NodesCmd) -> Result<ExitCode> {
 
 fn run(a: RunArgs) -> Result<ExitCode> {
     let key = files::read_secret_key(&a.dir.join("node.key"))?;
-    let credential = files::read_bounded(&a.cert, slicefed_trust::objects::MAX_CREDENTIAL_BYTES)?;
+    let credential = files::read_credential_of(&a.cert, slicefed_trust::objects::Kind::NodeCert)?
+        .to_bytes()
+        .context("re-encoding the node certificate")?;
     let policy = files::read_policy(&a.trust)?;
     if a.advert_interval == 0 {
         bail!("--advert-interval must be at least 1s");
@@ -150,10 +163,61 @@ fn run(a: RunArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Where the node in `dir` listens, as it wrote it: a loopback address first.
+fn own_address(dir: &std::path::Path) -> Result<libp2p::Multiaddr> {
+    let path = dir.join(node::LISTEN_ADDRS_FILE);
+    let bytes = files::read_bounded(&path, 64 << 10)
+        .context("is the node running? (`node run` writes this file when it listens)")?;
+    let text =
+        String::from_utf8(bytes).map_err(|_| anyhow!("{}: not UTF-8 text", path.display()))?;
+    let addrs: Vec<libp2p::Multiaddr> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(addr)
+        .collect::<Result<_>>()
+        .with_context(|| format!("{}", path.display()))?;
+    addrs
+        .iter()
+        .find(|a| a.to_string().starts_with("/ip4/127."))
+        .or(addrs.first())
+        .cloned()
+        .ok_or_else(|| anyhow!("{}: no address in it", path.display()))
+}
+
+fn stop(dir: &std::path::Path, slice: &str, json: bool) -> Result<ExitCode> {
+    let key = files::read_secret_key(&dir.join("node.key"))?;
+    let target = own_address(dir)?;
+    let request = Request::Delete(
+        SliceDelete::sign(&key, key.public(), slice, crate::util::now())
+            .context("signing the stop")?,
+    );
+    let rt = tokio::runtime::Runtime::new()?;
+    let answer = rt.block_on(slicefed_peer::client::call(
+        target,
+        request,
+        std::time::Duration::from_secs(20),
+    ))?;
+    let Response::Stopped(ids) = answer else {
+        bail!("the node answered something other than the slivers it stopped");
+    };
+    if json {
+        print_json(&json!({ "slice": slice, "stopped": ids }))?;
+    } else if ids.is_empty() {
+        say!("no sliver of {slice} runs on this node");
+    } else {
+        say!(
+            "stopped {} sliver(s) of {slice}: {ids:?} (logged as stopped by the node owner)",
+            ids.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn node(cmd: NodeCmd) -> Result<ExitCode> {
     let (dir, name, json) = match cmd {
         NodeCmd::Init { dir, name, json } => (dir, name, json),
         NodeCmd::Run(a) => return run(a),
+        NodeCmd::Stop { dir, slice, json } => return stop(&dir, &slice, json),
     };
     let name = Name::parse(&name)?;
     std::fs::create_dir_all(&dir)

@@ -334,6 +334,18 @@ struct TicketFile {
 
 fn create(a: CreateArgs) -> Result<ExitCode> {
     let module = read_bounded(&a.module, MAX_MODULE_BYTES)?;
+    // Every file is judged before the network is asked anything.
+    let given_ticket = match &a.ticket {
+        Some(path) => Some(crate::files::read_credential_of(
+            path,
+            slicefed_trust::objects::Kind::SliceTicket,
+        )?),
+        None => {
+            crate::files::read_secret_key(a.who.key()?)?;
+            crate::files::read_opened(a.who.cert()?)?;
+            None
+        }
+    };
     let members = members(&a.who.bootstrap)?;
     let targets = choose(members, &a.nodes)?;
     let keys: Vec<PublicKey> = targets
@@ -341,16 +353,11 @@ fn create(a: CreateArgs) -> Result<ExitCode> {
         .map(|m| PublicKey::parse(&m.peer_id))
         .collect::<Result<_, _>>()
         .map_err(|e| anyhow!("a member's peer id: {e}"))?;
-    let ticket = match &a.ticket {
-        Some(path) => {
-            let file = read_bounded(path, slicefed_trust::objects::MAX_CREDENTIAL_BYTES)?;
-            let cred = slicefed_trust::Credential::from_bytes(&file)
-                .with_context(|| path.display().to_string())?;
-            TicketFile {
-                id: slicefed_trust::CertId::of(cred.leaf()),
-                file,
-            }
-        }
+    let ticket = match given_ticket {
+        Some(cred) => TicketFile {
+            id: slicefed_trust::CertId::of(cred.leaf()),
+            file: cred.to_bytes().context("re-encoding the ticket")?,
+        },
         None => {
             let t = issue_ticket(
                 a.who.key()?,
@@ -632,9 +639,8 @@ pub struct PublishArgs {
 
 /// Hands a revocation to a node, which honours it and gossips it to the federation.
 pub fn publish(a: PublishArgs) -> Result<ExitCode> {
-    let bytes = read_bounded(&a.revocation, slicefed_trust::objects::MAX_CREDENTIAL_BYTES)?;
-    let cred = slicefed_trust::Credential::from_bytes(&bytes)
-        .with_context(|| a.revocation.display().to_string())?;
+    let cred =
+        crate::files::read_credential_of(&a.revocation, slicefed_trust::objects::Kind::Revocation)?;
     let rt = runtime()?;
     let mut last = anyhow!("no node to hand it to: give --bootstrap or set SLICEFED_BOOTSTRAP");
     for b in a.bootstrap.iter().filter(|s| !s.is_empty()) {

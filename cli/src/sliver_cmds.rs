@@ -24,6 +24,17 @@ pub enum SliverCmd {
     /// Run one sliver locally; its stdout and stderr are this command's, its exit status
     /// is the guest's (or 1 with the reason it was stopped).
     Run(RunArgs),
+    /// Write an example sliver to start from: `prober` (connects to ADDR every INTERVAL_MS
+    /// milliseconds, COUNT times or forever with 0, and logs each outcome) or `hello`
+    /// (prints its arguments and environment).
+    Example {
+        /// `prober` or `hello`.
+        #[arg(value_parser = ["prober", "hello"])]
+        name: String,
+        /// Where to write the module (an existing file is not overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -84,7 +95,23 @@ fn ledger_key(dir: &Path) -> Result<SecretKey> {
 }
 
 pub fn sliver(cmd: SliverCmd) -> Result<ExitCode> {
-    let SliverCmd::Run(a) = cmd;
+    let a = match cmd {
+        SliverCmd::Run(a) => a,
+        SliverCmd::Example { name, out } => {
+            let bytes = match name.as_str() {
+                "hello" => slicefed_sandbox::guests::HELLO,
+                _ => slicefed_sandbox::guests::PROBER,
+            };
+            files::write_atomic(&out, bytes, 0o644, false)?;
+            crate::util::say!(
+                "wrote {} ({} bytes, module hash {})",
+                out.display(),
+                bytes.len(),
+                hex::encode(ModuleHash::of(bytes).0)
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     let module = read_bounded(&a.module, MAX_MODULE_BYTES)?;
     let slice = Name::parse(&a.slice)?;
     if a.cpu_share == 0 {

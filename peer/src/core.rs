@@ -629,7 +629,9 @@ impl NodeCore {
     }
 
     /// The slice's holder deletes it here: every sliver of the slice that the signer holds
-    /// is stopped. The request is signed by the holder for this node and is fresh.
+    /// is stopped. The request is signed by the holder for this node and is fresh. Signed
+    /// with the node's own key, it is the owner's command and stops the slice whoever holds
+    /// it (the owner stays in control of the machine).
     pub fn delete(
         &mut self,
         now_ms: u64,
@@ -638,21 +640,26 @@ impl NodeCore {
         request
             .verify(&self.me, secs(now_ms))
             .map_err(|e| CoreError::BadDelete(e.to_string()))?;
+        // The node's own key is its owner's: the owner may stop any slice here, and the
+        // ledger says it was the owner, not the slice's holder.
+        let by_owner = request.body.signer == self.me;
+        let reason = if by_owner {
+            StopReason::Owner
+        } else {
+            StopReason::Deleted
+        };
         let ids: Vec<u64> = self
             .slivers
             .values()
             .filter(|s| {
                 s.plan.who.slice.as_str() == request.body.slice
-                    && s.holders.contains(&request.body.signer)
+                    && (by_owner || s.holders.contains(&request.body.signer))
             })
             .map(|s| s.plan.id)
             .collect();
         Ok(ids
             .into_iter()
-            .map(|id| Output::Stop {
-                id,
-                reason: StopReason::Deleted,
-            })
+            .map(|id| Output::Stop { id, reason })
             .collect())
     }
 
@@ -1168,6 +1175,22 @@ mod tests {
                 id: 1,
                 reason: StopReason::Deleted
             }]
+        );
+        // The owner (the node's own key) stops anyone's slice, and it is said to be the owner.
+        sub(&mut n, NOW, &ticket(ticket_body("princeton.codeen", 4)));
+        let owner =
+            crate::wire::SliceDelete::sign(&key(10), key(10).public(), "princeton.codeen", T0)
+                .unwrap();
+        let out = n.delete(NOW, &owner).unwrap();
+        assert!(
+            matches!(
+                &out[..],
+                [Output::Stop {
+                    reason: StopReason::Owner,
+                    ..
+                }]
+            ),
+            "{out:?}"
         );
         // One addressed to another node is an error.
         let elsewhere =

@@ -8,7 +8,9 @@
 
 use futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::request_response::{self, ProtocolSupport};
-use libp2p::{StreamProtocol, Swarm, gossipsub, identify, noise, ping, tcp, yamux};
+use libp2p::{
+    StreamProtocol, Swarm, connection_limits, gossipsub, identify, noise, ping, tcp, yamux,
+};
 use slicefed_trust::SecretKey;
 use std::io;
 use std::time::Duration;
@@ -21,6 +23,14 @@ pub const MAX_REQUEST_BYTES: usize = 16 << 20;
 pub const MAX_RESPONSE_BYTES: usize = 4 << 20;
 /// Largest gossip message: adverts, checkpoints, revocations, equivocation proofs.
 pub const MAX_GOSSIP_BYTES: usize = 64 << 10;
+/// Incoming connections still in their handshake.
+pub const MAX_PENDING_INCOMING: u32 = 128;
+/// Established incoming connections (members dialling us, and clients).
+pub const MAX_ESTABLISHED_INCOMING: u32 = 1024;
+/// Established outgoing connections (to members we witness, and bootstrap).
+pub const MAX_ESTABLISHED_OUTGOING: u32 = 1024;
+/// Connections to one peer (two when both sides dialled at once, with room for a redial).
+pub const MAX_CONNECTIONS_PER_PEER: u32 = 4;
 /// Concurrent request streams per connection.
 pub const MAX_CONCURRENT_STREAMS: usize = 64;
 
@@ -121,11 +131,13 @@ mod behaviour {
     #![allow(missing_docs)]
     use super::BoundedBytes;
     use libp2p::swarm::NetworkBehaviour;
-    use libp2p::{gossipsub, identify, ping, request_response};
+    use libp2p::{connection_limits, gossipsub, identify, ping, request_response};
 
     /// Everything a slicefed node speaks.
     #[derive(NetworkBehaviour)]
     pub struct Behaviour {
+        /// Bounds on connections, so peers and clients cannot exhaust the node.
+        pub limits: connection_limits::Behaviour,
         /// Who is at the other end, and their listen addresses.
         pub identify: identify::Behaviour,
         /// Liveness.
@@ -203,6 +215,13 @@ pub fn swarm(key: &SecretKey) -> Result<(Swarm<Behaviour>, WireBytes), NetError>
             )
             .map_err(|e| NetError(e.to_string()))?;
             Ok(Behaviour {
+                limits: connection_limits::Behaviour::new(
+                    connection_limits::ConnectionLimits::default()
+                        .with_max_pending_incoming(Some(MAX_PENDING_INCOMING))
+                        .with_max_established_incoming(Some(MAX_ESTABLISHED_INCOMING))
+                        .with_max_established_outgoing(Some(MAX_ESTABLISHED_OUTGOING))
+                        .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER)),
+                ),
                 identify: identify::Behaviour::new(identify::Config::new(
                     "/slicefed/1".into(),
                     k.public(),

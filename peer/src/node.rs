@@ -49,6 +49,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// The file in a node's directory that says where it listens (one multiaddr per line).
+pub const LISTEN_ADDRS_FILE: &str = "listen.addrs";
 /// Gossip topic of adverts.
 pub const ADVERT_TOPIC: &str = "slicefed/adverts/1";
 /// Gossip topic of checkpoints.
@@ -321,7 +323,10 @@ pub async fn run(
             _ = reap.tick() => d.reap(),
             ev = swarm.select_next_some() => match ev {
                 SwarmEvent::NewListenAddr { address, .. } => {
-                    d.my_addrs.push(address.clone());
+                    if d.my_addrs.len() < MAX_ADDRS_PER_PEER {
+                        d.my_addrs.push(address.clone());
+                    }
+                    d.save_listen_addrs(my_peer);
                     on_listen(&address.with(libp2p::multiaddr::Protocol::P2p(my_peer)));
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
@@ -820,6 +825,17 @@ impl Daemon {
                 publish(swarm, &mut self.traffic, CHECKPOINT_TOPIC, bytes);
             }
         }
+    }
+
+    /// Writes where this node listens to `DIR/listen.addrs`, one multiaddr (with
+    /// `/p2p/PEERID`) per line, so its owner's commands find it without being told.
+    fn save_listen_addrs(&self, me: PeerId) {
+        let text: String = self
+            .my_addrs
+            .iter()
+            .map(|a| format!("{}\n", a.clone().with(libp2p::multiaddr::Protocol::P2p(me))))
+            .collect();
+        let _ = write_atomic(&self.dir.join(LISTEN_ADDRS_FILE), text.as_bytes());
     }
 
     /// The application's counters with the transport's byte counts.

@@ -54,6 +54,9 @@ pub mod guests {
     /// works wherever the binary is.
     pub const PROBER: &[u8] = include_bytes!(concat!(env!("SLICEFED_GUESTS_DIR"), "/prober.wasm"));
 
+    /// The example that prints its arguments and environment, built into the binary.
+    pub const HELLO: &[u8] = include_bytes!(concat!(env!("SLICEFED_GUESTS_DIR"), "/hello.wasm"));
+
     /// Bytes of a built guest component.
     pub fn bytes(name: &str) -> std::io::Result<Vec<u8>> {
         std::fs::read(path(name))
