@@ -452,7 +452,7 @@ pub fn devnet(a: DevnetArgs) -> Result<ExitCode> {
     say!("\nRunning until Ctrl-C.");
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let _ = tokio::signal::ctrl_c().await;
+        crate::util::interrupted().await;
     });
     drop(nodes);
     Ok(ExitCode::SUCCESS)

@@ -158,7 +158,7 @@ fn run(a: RunArgs) -> Result<ExitCode> {
     config.test_equivocate = a.test_equivocate;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(node::run(config, |a| say!("listening on {a}"), async {
-        let _ = tokio::signal::ctrl_c().await;
+        crate::util::interrupted().await;
     }))?;
     Ok(ExitCode::SUCCESS)
 }

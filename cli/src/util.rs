@@ -67,3 +67,20 @@ pub fn ensure_nonzero(what: &str, v: u64) -> Result<()> {
     }
     Ok(())
 }
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM (what `kill` and service managers send), so a
+/// node or a devnet shuts down cleanly either way.
+pub async fn interrupted() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}

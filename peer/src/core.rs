@@ -37,6 +37,19 @@ pub struct Capacity {
     pub default_sliver_memory: u64,
 }
 
+/// The longest prefix of `text` that fits in `max` bytes without splitting a character
+/// (a refusal's reason is the researcher's only clue; keep as much of it as fits).
+fn within_bytes(text: &str, max: usize) -> String {
+    let mut end = 0;
+    for (i, c) in text.char_indices() {
+        if i + c.len_utf8() > max {
+            break;
+        }
+        end = i + c.len_utf8();
+    }
+    text.get(..end).unwrap_or_default().to_string()
+}
+
 /// A node's self-reported state, carried in its adverts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Load {
@@ -336,7 +349,7 @@ impl NodeCore {
         let r = NodeReceipt {
             ticket,
             admitted,
-            reason: reason.chars().take(objects::MAX_REASON_BYTES / 4).collect(),
+            reason: within_bytes(&reason, objects::MAX_REASON_BYTES),
             at: secs(now_ms),
         };
         objects::sign(&self.key, &r)
@@ -1136,6 +1149,18 @@ mod tests {
         let mut late = node(10);
         let err = late.restore(NOW + 3 * DAY * 1000, 1, &t).unwrap_err();
         assert!(err.contains("expired"), "{err}");
+    }
+
+    #[test]
+    fn reasons_keep_every_byte_that_fits() {
+        assert_eq!(within_bytes("abc", 2), "ab");
+        assert_eq!(
+            within_bytes("aé", 2),
+            "a",
+            "é is two bytes and does not fit"
+        );
+        assert_eq!(within_bytes("aé", 3), "aé");
+        assert_eq!(within_bytes(&"x".repeat(600), 512).len(), 512);
     }
 
     #[test]

@@ -49,6 +49,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// Members a node stays connected to (more when others dial it).
+pub const TARGET_MEMBER_CONNECTIONS: usize = 8;
 /// The file in a node's directory that says where it listens (one multiaddr per line).
 pub const LISTEN_ADDRS_FILE: &str = "listen.addrs";
 /// Gossip topic of adverts.
@@ -795,6 +797,44 @@ impl Daemon {
             publish(swarm, &mut self.traffic, ADVERT_TOPIC, bytes);
         }
         self.gossip_checkpoint(swarm);
+        self.keep_connected(swarm);
+    }
+
+    /// Keeps connections to at least [`TARGET_MEMBER_CONNECTIONS`] members. Gossipsub
+    /// keeps only mesh connections alive, so without this a node that joined through one
+    /// bootstrap node is cut off once that node prunes it from its mesh. Each node prefers
+    /// the members whose hash with its own key is lowest: a stable random graph, connected
+    /// with high probability, that does not churn from tick to tick.
+    fn keep_connected(&mut self, swarm: &mut Swarm) {
+        let connected: std::collections::BTreeSet<PeerId> =
+            swarm.connected_peers().copied().collect();
+        let members: Vec<PeerId> = self.core.members().keys().filter_map(peer_of).collect();
+        let have = members.iter().filter(|p| connected.contains(p)).count();
+        if have >= TARGET_MEMBER_CONNECTIONS {
+            return;
+        }
+        let me = self.me.as_bytes().to_vec();
+        let mut candidates: Vec<([u8; 32], PeerId)> = members
+            .into_iter()
+            .filter(|p| !connected.contains(p) && self.addrs.contains_key(p))
+            .map(|p| {
+                let h = ModuleHash::of(&[me.as_slice(), &p.to_bytes()].concat()).0;
+                (h, p)
+            })
+            .collect();
+        candidates.sort();
+        for (_, p) in candidates
+            .into_iter()
+            .take(TARGET_MEMBER_CONNECTIONS - have)
+        {
+            let addrs = self.addrs.get(&p).cloned().unwrap_or_default();
+            let _ = swarm.dial(
+                libp2p::swarm::dial_opts::DialOpts::peer_id(p)
+                    .addresses(addrs)
+                    .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
+                    .build(),
+            );
+        }
     }
 
     /// Signs a checkpoint of everything durable if the last one is behind, and gossips the
