@@ -47,6 +47,8 @@ fn run_guide(name: &str) {
         std::env::var("PATH").unwrap_or_default()
     );
     let log = dir.path().join("guide.out");
+    let out_file = std::fs::File::create(&log).unwrap();
+    let err_file = out_file.try_clone().unwrap();
     let mut child = Command::new("bash")
         .arg("-c")
         .arg(&script)
@@ -57,8 +59,8 @@ fn run_guide(name: &str) {
         .env_remove("SLICEFED_CERT")
         .env_remove("SLICEFED_TRUST")
         .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(std::fs::File::options().append(true).open(&log).unwrap())
+        .stdout(out_file)
+        .stderr(err_file)
         // Its own process group, so everything it started can be ended with it.
         .process_group(0)
         .spawn()
