@@ -274,6 +274,7 @@ struct Daemon {
     ticks: u64,
     started: Instant,
     test_equivocate: bool,
+    bootstrap: Vec<Multiaddr>,
     equivocated: bool,
 }
 
@@ -313,6 +314,7 @@ pub async fn run(
             .subscribe(&IdentTopic::new(t))
             .map_err(|e| NodeError::Net(e.to_string()))?;
     }
+    d.bootstrap = config.bootstrap.clone();
     d.restore_slivers();
     let mut tick = tokio::time::interval(config.advert_interval);
     let mut reap = tokio::time::interval(Duration::from_millis(100));
@@ -451,6 +453,7 @@ impl Daemon {
             ticks: 0,
             started: Instant::now(),
             test_equivocate: config.test_equivocate,
+            bootstrap: vec![],
             equivocated: false,
         };
         d.append(EntryBody::NodeStarted {
@@ -813,6 +816,26 @@ impl Daemon {
         if have >= TARGET_MEMBER_CONNECTIONS {
             return;
         }
+        // A node that lost every connection also forgets its members after
+        // MEMBER_TIMEOUT_MS; the bootstrap nodes are then its way back in.
+        if have < 2 {
+            for b in &self.bootstrap {
+                let peer = b.iter().find_map(|p| match p {
+                    libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+                    _ => None,
+                });
+                if let Some(p) = peer.filter(|p| !connected.contains(p)) {
+                    let _ = swarm.dial(
+                        libp2p::swarm::dial_opts::DialOpts::peer_id(p)
+                            .addresses(vec![b.clone()])
+                            .condition(
+                                libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing,
+                            )
+                            .build(),
+                    );
+                }
+            }
+        }
         let me = self.me.as_bytes().to_vec();
         let mut candidates: Vec<([u8; 32], PeerId)> = members
             .into_iter()
@@ -893,6 +916,11 @@ impl Daemon {
             return;
         }
         let kept: Vec<Multiaddr> = addrs.into_iter().take(MAX_ADDRS_PER_PEER).collect();
+        // Adverts repeat the same addresses every tick; telling the swarm again would send
+        // an event through every behaviour for each address of each advert.
+        if self.addrs.get(&peer) == Some(&kept) {
+            return;
+        }
         for a in &kept {
             swarm.add_peer_address(peer, a.clone());
         }
