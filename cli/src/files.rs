@@ -88,10 +88,16 @@ pub fn read_credential(path: &Path) -> Result<Credential> {
 }
 
 /// Reads a credential whose leaf must be of `kind` (a ticket where a ticket is expected),
-/// with every object's signature checked, so a wrong file is refused before anything is
-/// sent anywhere.
+/// with every object's envelope decoded, so a wrong or damaged file is refused before
+/// anything is sent anywhere. Signatures are left to whoever the file is for: every node
+/// judges a ticket itself and answers with its own signed reason, which is what the
+/// researcher needs to see (and what a forged ticket sent by any other client gets).
 pub fn read_credential_of(path: &Path, kind: slicefed_trust::objects::Kind) -> Result<Credential> {
-    let (cred, _) = read_opened(path)?;
+    let cred = read_credential(path)?;
+    for (i, o) in cred.objects.iter().enumerate() {
+        slicefed_trust::objects::decode_envelope(o)
+            .with_context(|| format!("{}: object {i}", path.display()))?;
+    }
     let env = slicefed_trust::objects::decode_envelope(cred.leaf())
         .with_context(|| format!("{}", path.display()))?;
     if env.kind != kind {

@@ -10,6 +10,7 @@
 //! - A running sliver whose ticket expires, or any link of whose chain is revoked, is stopped.
 //! - Everything held is bounded: members, slivers (by capacity), seen revocations.
 
+use sha2::{Digest, Sha256};
 use slicefed_ledger::entry::{Attribution, EntryBody, Usage};
 use slicefed_trust::caps::NetworkRights;
 use slicefed_trust::objects::{self, MAX_CREDENTIAL_BYTES, NodeReceipt};
@@ -17,14 +18,25 @@ use slicefed_trust::verify::{Object, Verified};
 use slicefed_trust::{
     CertId, Context, Credential, ModuleHash, Name, PublicKey, SecretKey, TrustPolicy, Verifier,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Most members remembered.
 pub const MAX_MEMBERS: usize = 4096;
-/// A member not heard from for this long is dropped.
+/// A member not heard from for this long is dropped (at least; see
+/// [`NodeCore::member_timeout_ms`]).
 pub const MEMBER_TIMEOUT_MS: u64 = 30_000;
-/// Most revocation ids remembered for de-duplicating gossip.
+/// Most revocations remembered (their bytes are kept so a node that was away can catch up).
 pub const MAX_SEEN_REVOCATIONS: usize = 100_000;
+/// Adverts a node should hear per second from the whole federation: the advert interval
+/// grows with the member count so that every node's share of advert traffic stays flat
+/// (everyone hears everyone, so a fixed interval costs each node O(members)).
+pub const ADVERTS_HEARD_PER_SEC: u64 = 2;
+/// A member is dropped after missing this many of its adverts.
+pub const ADVERTS_MISSED_BEFORE_LEAVING: u64 = 4;
+/// Revocations in one catch-up answer.
+pub const MAX_REVOCATIONS_PER_PAGE: usize = 256;
+/// A member is asked for revocations at most this often.
+pub const REVOCATION_SYNC_INTERVAL_MS: u64 = 30_000;
 
 /// What the node owner grants slivers on this machine.
 #[derive(Clone, Debug)]
@@ -61,6 +73,19 @@ pub struct Load {
     pub uptime_secs: u64,
     /// Bytes the node moved since it started.
     pub traffic: Traffic,
+    /// Which revocations the node holds: a member holding others is asked for them.
+    pub revocations: RevocationDigest,
+}
+
+/// A summary of a node's revocation set: two nodes with equal digests hold the same
+/// revocations. The hash is SHA-256 over the sorted revocation ids, so it does not depend on
+/// the order they arrived in and nobody can make two different sets look alike.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RevocationDigest {
+    /// Revocations held.
+    pub count: u32,
+    /// SHA-256 over their sorted ids (zeros when there are none).
+    pub hash: [u8; 32],
 }
 
 /// Bytes a node moved since it started, as it reports them (CoMon's network sensor): what
@@ -92,6 +117,14 @@ pub struct Member {
     pub last_seen_ms: u64,
     /// What it last said about itself.
     pub load: Load,
+    /// The credential its membership was judged on, and until when that judgement holds
+    /// (its chain's end of validity, unix seconds) unless a revocation arrives: a repeated
+    /// advert with the same credential is then not verified again.
+    credential: Vec<u8>,
+    valid_until: u64,
+    revocations_at_check: usize,
+    /// When it was last asked for revocations.
+    revocations_asked_ms: Option<u64>,
 }
 
 /// What the sandbox should run.
@@ -158,6 +191,10 @@ pub enum Output {
     Receipt(Vec<u8>),
     /// Gossip these revocation bytes onward.
     GossipRevocation(Vec<u8>),
+    /// Ask this member for the revocations it holds (its digest differs from ours): send
+    /// it a revocations request and feed each answer to [`NodeCore::revocation`] without
+    /// gossiping them again.
+    FetchRevocations(PublicKey),
     /// A peer became a member.
     Joined(PublicKey),
     /// A peer stopped being a member.
@@ -194,9 +231,15 @@ pub struct NodeCore {
     capacity: Capacity,
     verifier: Verifier,
     members: BTreeMap<PublicKey, Member>,
+    /// Members by when they were last heard from, so expiry costs only what expires.
+    by_last_seen: BTreeSet<(u64, PublicKey)>,
     slivers: BTreeMap<u64, Running>,
     next_sliver: u64,
-    seen_revocations: std::collections::BTreeSet<CertId>,
+    /// Revocations seen, by id, with their bytes (for members that were away).
+    revocations: BTreeMap<CertId, Vec<u8>>,
+    revocation_digest: RevocationDigest,
+    advert_base_ms: u64,
+    adverts_heard_per_sec: u64,
 }
 
 /// Why an input was rejected (inputs that are refused with a receipt are not errors).
@@ -223,16 +266,84 @@ fn secs(ms: u64) -> u64 {
 impl NodeCore {
     /// A node with its key, capacity and the owner's trust policy.
     pub fn new(key: SecretKey, capacity: Capacity, policy: TrustPolicy) -> NodeCore {
+        NodeCore::with_verifier(key, capacity, Verifier::new(policy))
+    }
+
+    /// A node judging with `verifier` (the simulator shares opened objects between the
+    /// verifiers of its nodes; see `slicefed_trust::SharedOpened`).
+    pub fn with_verifier(key: SecretKey, capacity: Capacity, verifier: Verifier) -> NodeCore {
         NodeCore {
             me: key.public(),
             key,
             capacity,
-            verifier: Verifier::new(policy),
+            verifier,
             members: BTreeMap::new(),
+            by_last_seen: BTreeSet::new(),
             slivers: BTreeMap::new(),
             next_sliver: 1,
-            seen_revocations: Default::default(),
+            revocations: BTreeMap::new(),
+            revocation_digest: RevocationDigest::default(),
+            advert_base_ms: 5_000,
+            adverts_heard_per_sec: ADVERTS_HEARD_PER_SEC,
         }
+    }
+
+    /// Sets the shortest advert interval (the owner's setting) and the advert budget (see
+    /// [`ADVERTS_HEARD_PER_SEC`]).
+    pub fn set_advert_timing(&mut self, base_ms: u64, adverts_heard_per_sec: u64) {
+        self.advert_base_ms = base_ms.max(1);
+        self.adverts_heard_per_sec = adverts_heard_per_sec.max(1);
+    }
+
+    /// How often this node should advertise now: the owner's interval, or longer in a large
+    /// federation so that each node hears about [`ADVERTS_HEARD_PER_SEC`] adverts a second
+    /// (every node computes about the same figure, since all see about the same members).
+    pub fn advert_interval_ms(&self) -> u64 {
+        let members = self.members.len() as u64 + 1;
+        self.advert_base_ms
+            .max(members.saturating_mul(1000) / self.adverts_heard_per_sec)
+    }
+
+    /// How long a silent member stays a member.
+    pub fn member_timeout_ms(&self) -> u64 {
+        MEMBER_TIMEOUT_MS.max(
+            self.advert_interval_ms()
+                .saturating_mul(ADVERTS_MISSED_BEFORE_LEAVING),
+        )
+    }
+
+    /// A summary of the revocations this node holds (it goes into its adverts).
+    pub fn revocation_digest(&self) -> RevocationDigest {
+        self.revocation_digest
+    }
+
+    /// Revocations held, in id order, after `after` (a page of a catch-up answer).
+    pub fn revocations_after(&self, after: Option<CertId>, max: usize) -> Vec<Vec<u8>> {
+        let range = match after {
+            Some(a) => self
+                .revocations
+                .range((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
+            None => self.revocations.range(..),
+        };
+        range
+            .take(max.min(MAX_REVOCATIONS_PER_PAGE))
+            .map(|(_, b)| b.clone())
+            .collect()
+    }
+
+    fn redigest(&mut self) {
+        let mut h = Sha256::new();
+        for id in self.revocations.keys() {
+            h.update(id.0);
+        }
+        self.revocation_digest = if self.revocations.is_empty() {
+            RevocationDigest::default()
+        } else {
+            RevocationDigest {
+                count: self.revocations.len() as u32,
+                hash: h.finalize().into(),
+            }
+        };
     }
 
     /// This node's key.
@@ -270,6 +381,7 @@ impl NodeCore {
         Load {
             slivers: self.slivers.len() as u32,
             free_memory: self.capacity.memory.saturating_sub(self.used_memory()),
+            revocations: self.revocation_digest,
             ..Load::default()
         }
     }
@@ -296,6 +408,28 @@ impl NodeCore {
         load: Load,
     ) -> Result<Vec<Output>, CoreError> {
         let refuse = |why: String| Err(CoreError::NotMember(why));
+        // The same credential as last time, still within its validity and with no
+        // revocation since: the judgement stands (a member re-advertises for ever; checking
+        // its chain each time would cost every node a signature check per advert heard).
+        let revocations_now = self.verifier.revocations().len();
+        if let Some(m) = self.members.get(&from)
+            && m.credential == node_credential
+            && secs(now_ms) <= m.valid_until
+            && m.revocations_at_check == revocations_now
+        {
+            let previous_seen = m.last_seen_ms;
+            if now_ms < previous_seen {
+                return Ok(vec![]);
+            }
+            let out = self.wants_revocations(now_ms, &from, &load);
+            if let Some(m) = self.members.get_mut(&from) {
+                m.last_seen_ms = now_ms;
+                m.load = load;
+            }
+            self.by_last_seen.remove(&(previous_seen, from));
+            self.by_last_seen.insert((now_ms, from));
+            return Ok(out);
+        }
         let cred = match Credential::from_bytes(node_credential) {
             Ok(c) => c,
             Err(e) => return refuse(e.to_string()),
@@ -320,23 +454,58 @@ impl NodeCore {
                 from.peer_id()
             ));
         }
+        let valid_until = v
+            .leaf
+            .validity()
+            .map_or(u64::MAX, |x| x.not_after)
+            .min(v.effective.validity.not_after)
+            .saturating_add(slicefed_trust::verify::CLOCK_SKEW_SECS);
         let mut out = vec![];
-        if !self.members.contains_key(&from) {
-            if self.members.len() >= MAX_MEMBERS {
-                return refuse(format!("this node already tracks {MAX_MEMBERS} members"));
+        let asked = match self.members.get(&from) {
+            Some(m) => {
+                self.by_last_seen.remove(&(m.last_seen_ms, from));
+                m.revocations_asked_ms
             }
-            out.push(Output::Joined(from));
-        }
-        self.members.insert(
-            from,
-            Member {
-                name: nc.name.clone(),
-                authority: v.responsible.authority.clone(),
-                last_seen_ms: now_ms,
-                load,
-            },
-        );
+            None => {
+                if self.members.len() >= MAX_MEMBERS {
+                    return refuse(format!("this node already tracks {MAX_MEMBERS} members"));
+                }
+                out.push(Output::Joined(from));
+                None
+            }
+        };
+        let member = Member {
+            name: nc.name.clone(),
+            authority: v.responsible.authority.clone(),
+            last_seen_ms: now_ms,
+            load: load.clone(),
+            credential: node_credential.to_vec(),
+            valid_until,
+            revocations_at_check: revocations_now,
+            revocations_asked_ms: asked,
+        };
+        self.members.insert(from, member);
+        self.by_last_seen.insert((now_ms, from));
+        out.extend(self.wants_revocations(now_ms, &from, &load));
         Ok(out)
+    }
+
+    /// Whether to ask `from` for its revocations: it holds a set other than ours and we
+    /// have not asked it lately.
+    fn wants_revocations(&mut self, now_ms: u64, from: &PublicKey, load: &Load) -> Vec<Output> {
+        if load.revocations == self.revocation_digest || load.revocations.count == 0 {
+            return vec![];
+        }
+        let Some(m) = self.members.get_mut(from) else {
+            return vec![];
+        };
+        if m.revocations_asked_ms
+            .is_some_and(|t| now_ms.saturating_sub(t) < REVOCATION_SYNC_INTERVAL_MS)
+        {
+            return vec![];
+        }
+        m.revocations_asked_ms = Some(now_ms);
+        vec![Output::FetchRevocations(*from)]
     }
 
     fn receipt(
@@ -683,20 +852,47 @@ impl NodeCore {
             .verifier
             .add_revocation(bytes)
             .map_err(|e| CoreError::BadRevocation(e.to_string()))?;
+        if self.revocations.contains_key(&r.id) {
+            return Ok(vec![]);
+        }
+        if self.revocations.len() >= MAX_SEEN_REVOCATIONS {
+            // Honoured (the verifier holds it) but not passed on to latecomers: the store
+            // that serves catch-ups is full.
+            return Ok(self.stop_revoked(now_ms, bytes, r.body.target, false));
+        }
+        self.revocations.insert(r.id, bytes.to_vec());
+        self.redigest();
+        Ok(self.stop_revoked(now_ms, bytes, r.body.target, true))
+    }
+
+    /// A revocation read back from this node's own log after a restart: held again, so
+    /// slivers restored after it are judged with it, without logging or gossiping it twice.
+    pub fn remember_revocation(&mut self, bytes: &[u8]) -> Result<(), CoreError> {
+        let r = self
+            .verifier
+            .add_revocation(bytes)
+            .map_err(|e| CoreError::BadRevocation(e.to_string()))?;
+        if !self.revocations.contains_key(&r.id) && self.revocations.len() < MAX_SEEN_REVOCATIONS {
+            self.revocations.insert(r.id, bytes.to_vec());
+            self.redigest();
+        }
+        Ok(())
+    }
+
+    fn stop_revoked(
+        &mut self,
+        now_ms: u64,
+        bytes: &[u8],
+        target: CertId,
+        gossip: bool,
+    ) -> Vec<Output> {
         let mut out = vec![];
-        if self.seen_revocations.contains(&r.id) {
-            return Ok(out);
-        }
-        if self.seen_revocations.len() >= MAX_SEEN_REVOCATIONS {
-            self.seen_revocations.clear();
-        }
-        self.seen_revocations.insert(r.id);
         let ctx = self.ctx(now_ms);
         let mut stopped = vec![];
         let affected: Vec<u64> = self
             .slivers
             .iter()
-            .filter(|(_, s)| s.chain.contains(&r.body.target))
+            .filter(|(_, s)| s.chain.contains(&target))
             .map(|(id, _)| *id)
             .collect();
         for id in affected {
@@ -718,8 +914,10 @@ impl NodeCore {
             revocation: bytes.to_vec(),
             stopped,
         }));
-        out.push(Output::GossipRevocation(bytes.to_vec()));
-        Ok(out)
+        if gossip {
+            out.push(Output::GossipRevocation(bytes.to_vec()));
+        }
+        out
     }
 
     /// Time passes: expired slivers are stopped; silent members leave.
@@ -739,13 +937,12 @@ impl NodeCore {
                 reason: StopReason::Expired,
             })
             .collect();
-        let gone: Vec<PublicKey> = self
-            .members
-            .iter()
-            .filter(|(_, m)| now_ms.saturating_sub(m.last_seen_ms) > MEMBER_TIMEOUT_MS)
-            .map(|(k, _)| *k)
-            .collect();
-        for k in gone {
+        let deadline = now_ms.saturating_sub(self.member_timeout_ms());
+        while let Some(&(seen, k)) = self.by_last_seen.first() {
+            if seen >= deadline {
+                break;
+            }
+            self.by_last_seen.pop_first();
             self.members.remove(&k);
             out.push(Output::Left(k));
         }
@@ -1079,6 +1276,190 @@ mod tests {
         assert!(n.members().is_empty());
     }
 
+    fn node_credential(n: u8, validity: Validity) -> Vec<u8> {
+        let cert = objects::sign(
+            &key(1),
+            &NodeCert {
+                subject: key(n).public(),
+                name: name(&format!("princeton.node{n}")),
+                validity,
+            },
+        )
+        .unwrap()
+        .bytes;
+        Credential::new(cert, []).to_bytes().unwrap()
+    }
+
+    #[test]
+    fn a_repeated_advert_is_not_judged_again_but_expiry_and_revocation_still_count() {
+        let mut n = node(10);
+        let short = Validity::starting(T0 - DAY, DAY + 100);
+        let cred = node_credential(20, short);
+        n.advert(NOW, key(20).public(), &cred, Load::default())
+            .unwrap();
+        // Within validity: accepted, last-seen moves, no output.
+        let later = NOW + 10_000;
+        assert!(
+            n.advert(later, key(20).public(), &cred, Load::default())
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(n.members()[&key(20).public()].last_seen_ms, later);
+        // Past the certificate's end (and the skew), the same bytes are judged again and
+        // refused.
+        let expired = (T0 + 100 + 61) * 1000 + 1;
+        assert!(
+            n.advert(expired, key(20).public(), &cred, Load::default())
+                .is_err()
+        );
+        // A revocation of the certificate is honoured on the next advert.
+        let mut n = node(10);
+        let cred = node_credential(21, Validity::starting(T0 - DAY, 30 * DAY));
+        n.advert(NOW, key(21).public(), &cred, Load::default())
+            .unwrap();
+        let leaf = Credential::from_bytes(&cred).unwrap().leaf().to_vec();
+        let rev = objects::sign(
+            &key(1),
+            &Revocation {
+                target: CertId::of(&leaf),
+                reason: "decommissioned".into(),
+                revoked_at: T0,
+            },
+        )
+        .unwrap()
+        .bytes;
+        n.revocation(NOW, &rev).unwrap();
+        let err = n.advert(NOW + 1, key(21).public(), &cred, Load::default());
+        assert!(
+            matches!(err, Err(CoreError::NotMember(ref r)) if r.contains("revoked")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn members_leave_in_order_of_silence_and_the_interval_grows_with_the_federation() {
+        let mut n = node(10);
+        n.set_advert_timing(1_000, 2);
+        let long = Validity::starting(T0 - DAY, 30 * DAY);
+        for (i, k) in [20u8, 21, 22].into_iter().enumerate() {
+            let cred = node_credential(k, long);
+            n.advert(
+                NOW + i as u64 * 10_000,
+                key(k).public(),
+                &cred,
+                Load::default(),
+            )
+            .unwrap();
+        }
+        // 4 nodes at 2 adverts/s heard: one advert every 2 s each; timeout stays 30 s.
+        assert_eq!(n.advert_interval_ms(), 2_000);
+        assert_eq!(n.member_timeout_ms(), MEMBER_TIMEOUT_MS);
+        let out = n.tick(NOW + 10_000 + MEMBER_TIMEOUT_MS + 1);
+        assert_eq!(
+            out,
+            vec![
+                Output::Left(key(20).public()),
+                Output::Left(key(21).public())
+            ]
+        );
+        assert_eq!(n.members().len(), 1);
+        // A thousand members: adverts every 500 s, silence tolerated for four of them.
+        let mut big = node(11);
+        big.set_advert_timing(5_000, 2);
+        for i in 0..999u32 {
+            let k = SecretKey::from_seed(&{
+                let mut s = [7u8; 32];
+                s[..4].copy_from_slice(&i.to_le_bytes());
+                s
+            });
+            big.members.insert(
+                k.public(),
+                Member {
+                    name: name("princeton.x"),
+                    authority: name("princeton"),
+                    last_seen_ms: NOW,
+                    load: Load::default(),
+                    credential: vec![],
+                    valid_until: 0,
+                    revocations_at_check: 0,
+                    revocations_asked_ms: None,
+                },
+            );
+        }
+        assert_eq!(big.advert_interval_ms(), 500_000);
+        assert_eq!(big.member_timeout_ms(), 2_000_000);
+    }
+
+    #[test]
+    fn a_node_that_missed_revocations_asks_a_member_that_has_them_and_catches_up() {
+        let long = Validity::starting(T0 - DAY, 30 * DAY);
+        let user = user_cert(&key(1), &key(3), "princeton.alice", "princeton.*").unwrap();
+        let rev = objects::sign(
+            &key(1),
+            &Revocation {
+                target: CertId::of(&user),
+                reason: "left the lab".into(),
+                revoked_at: T0,
+            },
+        )
+        .unwrap()
+        .bytes;
+        // `a` honoured the revocation; `b` was away and runs alice's sliver.
+        let mut a = node(20);
+        a.revocation(NOW, &rev).unwrap();
+        let mut b = node(21);
+        sub(&mut b, NOW, &ticket(ticket_body("princeton.codeen", 1)));
+        assert_ne!(a.revocation_digest(), b.revocation_digest());
+        // a's advert shows another revocation set: b asks it, once per sync interval.
+        let cred = node_credential(20, long);
+        let out = b.advert(NOW, key(20).public(), &cred, a.load()).unwrap();
+        assert!(out.contains(&Output::FetchRevocations(key(20).public())));
+        let again = b
+            .advert(NOW + 1_000, key(20).public(), &cred, a.load())
+            .unwrap();
+        assert!(again.is_empty(), "{again:?}");
+        // The answer is a's page; b honours it (stops the sliver) and does not gossip it.
+        let page = a.revocations_after(None, MAX_REVOCATIONS_PER_PAGE);
+        assert_eq!(page, vec![rev.clone()]);
+        let out = b.revocation(NOW + 2_000, &page[0]).unwrap();
+        assert!(out.contains(&Output::Stop {
+            id: 1,
+            reason: StopReason::Revoked
+        }));
+        assert_eq!(a.revocation_digest(), b.revocation_digest());
+        // Equal digests: nothing more to ask.
+        let out = b
+            .advert(NOW + 40_000, key(20).public(), &cred, a.load())
+            .unwrap();
+        assert!(out.is_empty(), "{out:?}");
+        // A restarted node re-reads what it had honoured from its own log, before it
+        // restores slivers; the ticket chain then fails.
+        let mut c = node(21);
+        c.remember_revocation(&rev).unwrap();
+        assert_eq!(c.revocation_digest(), a.revocation_digest());
+        let t = ticket(ticket_body("princeton.codeen", 1));
+        let err = c.restore(NOW, 1, &t).unwrap_err();
+        assert!(err.contains("revoked"), "{err}");
+        // The digest does not depend on arrival order.
+        let rev2 = objects::sign(
+            &key(1),
+            &Revocation {
+                target: CertId([9; 32]),
+                reason: "other".into(),
+                revoked_at: T0,
+            },
+        )
+        .unwrap()
+        .bytes;
+        let (mut x, mut y) = (node(30), node(31));
+        x.revocation(NOW, &rev).unwrap();
+        x.revocation(NOW, &rev2).unwrap();
+        y.revocation(NOW, &rev2).unwrap();
+        y.revocation(NOW, &rev).unwrap();
+        assert_eq!(x.revocation_digest(), y.revocation_digest());
+        assert_eq!(x.revocation_digest().count, 2);
+    }
+
     #[test]
     fn the_owner_stays_in_control() {
         let mut n = node(10);
@@ -1201,6 +1582,8 @@ mod tests {
                 reason: StopReason::Deleted
             }]
         );
+        // The sandbox reports the stop, as the driver does; the sliver is gone.
+        n.ended(1, "stopped", Usage::default());
         // The owner (the node's own key) stops anyone's slice, and it is said to be the owner.
         sub(&mut n, NOW, &ticket(ticket_body("princeton.codeen", 4)));
         let owner =

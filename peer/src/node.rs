@@ -266,6 +266,9 @@ struct Daemon {
     ended: VecDeque<Ended>,
     cosigs: BTreeMap<u64, (SignedCheckpoint, Vec<Cosignature>)>,
     fetches: BTreeMap<OutboundRequestId, PublicKey>,
+    /// Revocation catch-ups in flight (at most one per member per sync interval).
+    revocation_fetches: BTreeMap<OutboundRequestId, PublicKey>,
+    last_advert_ms: u64,
     addrs: BTreeMap<PeerId, Vec<Multiaddr>>,
     my_addrs: Vec<Multiaddr>,
     gossiped_size: u64,
@@ -362,6 +365,7 @@ pub async fn run(
                     if let Some(origin) = d.fetches.remove(&request_id) {
                         d.witness.fetch_failed(&origin);
                     }
+                    d.revocation_fetches.remove(&request_id);
                 }
                 _ => {}
             }
@@ -425,7 +429,22 @@ impl Daemon {
             config.capacity.clone(),
             config.policy.clone(),
         );
+        core.set_advert_timing(
+            config.advert_interval.as_millis() as u64,
+            crate::core::ADVERTS_HEARD_PER_SEC,
+        );
         let size = ledger.size().map_err(|e| setup("the node's ledger", &e))?;
+        // Revocations this node honoured before it stopped still hold: read back from its
+        // own log before any sliver is restored (what it missed while away, it asks members
+        // for once their adverts show a different revocation set).
+        for seq in 0..size {
+            if let Ok(leaf) = ledger.read(seq)
+                && let Ok(e) = slicefed_ledger::entry::Entry::decode(&leaf)
+                && let EntryBody::RevocationSeen { revocation, .. } = e.body
+            {
+                let _ = core.remember_revocation(&revocation);
+            }
+        }
         // Sliver ids stay unique across restarts: every id used so far is below the size of
         // the log, since each sliver's creation appended an entry.
         core.continue_ids_from(size + 1);
@@ -445,6 +464,8 @@ impl Daemon {
             ended: VecDeque::new(),
             cosigs: BTreeMap::new(),
             fetches: BTreeMap::new(),
+            revocation_fetches: BTreeMap::new(),
+            last_advert_ms: 0,
             addrs: BTreeMap::new(),
             my_addrs: vec![],
             gossiped_size: 0,
@@ -715,6 +736,11 @@ impl Daemon {
                     publish(s, &mut self.traffic, REVOCATION_TOPIC, bytes);
                 }
             }
+            Output::FetchRevocations(member) => {
+                if let Some(s) = swarm {
+                    self.fetch_revocations(s, member, None);
+                }
+            }
             // Only restore starts slivers through here, and it handles `Start` itself.
             Output::Start(_) | Output::Joined(_) | Output::Left(_) => {}
         }
@@ -774,6 +800,13 @@ impl Daemon {
         for o in self.core.tick(now) {
             self.carry_out(Some(swarm), o, false);
         }
+        self.gossip_checkpoint(swarm);
+        self.keep_connected(swarm);
+        // The advert interval grows with the federation (see `core::ADVERTS_HEARD_PER_SEC`).
+        if now.saturating_sub(self.last_advert_ms) < self.core.advert_interval_ms() {
+            return;
+        }
+        self.last_advert_ms = now;
         let load = self.core.load();
         let advert = AdvertBody {
             node: self.me,
@@ -792,6 +825,7 @@ impl Daemon {
                 .map(|a| a.to_string())
                 .collect(),
             time_ms: now,
+            revocations: load.revocations,
         }
         .sign(&self.key)
         .and_then(|a| a.to_bytes());
@@ -799,8 +833,43 @@ impl Daemon {
             // No peer subscribed yet is normal at start.
             publish(swarm, &mut self.traffic, ADVERT_TOPIC, bytes);
         }
-        self.gossip_checkpoint(swarm);
-        self.keep_connected(swarm);
+    }
+
+    /// Asks `member` for the revocations it holds after `after` (one page).
+    fn fetch_revocations(
+        &mut self,
+        swarm: &mut Swarm,
+        member: PublicKey,
+        after: Option<slicefed_trust::CertId>,
+    ) {
+        let Some(p) = peer_of(&member) else { return };
+        let Ok(req) = (Request::Revocations { after }).to_bytes() else {
+            return;
+        };
+        let addrs = self.addrs.get(&p).cloned().unwrap_or_default();
+        let id = swarm
+            .behaviour_mut()
+            .rpc
+            .send_request_with_addresses(&p, req, addrs);
+        self.revocation_fetches.insert(id, member);
+    }
+
+    /// A page of a member's revocations: each is judged and honoured like a gossiped one
+    /// (and not gossiped again: the others have it); a full page asks for the next.
+    fn on_revocations(&mut self, swarm: &mut Swarm, member: PublicKey, list: Vec<Vec<u8>>) {
+        let now = now_ms();
+        let full = list.len() >= crate::core::MAX_REVOCATIONS_PER_PAGE;
+        let last = list.last().map(|b| slicefed_trust::CertId::of(b));
+        for bytes in list {
+            if let Ok(outs) = self.core.revocation(now, &bytes) {
+                for o in outs {
+                    self.carry_out(Some(swarm), o, true);
+                }
+            }
+        }
+        if full && last.is_some() {
+            self.fetch_revocations(swarm, member, last);
+        }
     }
 
     /// Keeps connections to at least [`TARGET_MEMBER_CONNECTIONS`] members. Gossipsub
@@ -1023,6 +1092,9 @@ impl Daemon {
     fn witness_outputs(&mut self, swarm: &mut Swarm, outs: Vec<WitnessOutput>) {
         for o in outs {
             match o {
+                // Only `Witness::offered` asks for this, and the daemon does not offer
+                // replicas yet (see DECISIONS.md, "Replica hand-over"): nothing is pending.
+                WitnessOutput::FetchReplica { origin, .. } => self.witness.fetch_failed(&origin),
                 WitnessOutput::Fetch { origin, from } => match peer_of(&origin) {
                     Some(p) => {
                         let req = Request::Entries { from }.to_bytes().unwrap_or_default();
@@ -1076,6 +1148,13 @@ impl Daemon {
     }
 
     fn on_response(&mut self, swarm: &mut Swarm, id: OutboundRequestId, bytes: &[u8]) {
+        if let Some(member) = self.revocation_fetches.remove(&id) {
+            if let Ok(Response::Revocations(list)) = Response::from_bytes(bytes) {
+                let list = list.into_iter().map(|b| b.into_vec()).collect();
+                self.on_revocations(swarm, member, list);
+            }
+            return;
+        }
         let Some(origin) = self.fetches.remove(&id) else {
             return;
         };
@@ -1150,6 +1229,13 @@ impl Daemon {
                     cosignatures,
                 }
             }
+            Request::Revocations { after } => Response::Revocations(
+                self.core
+                    .revocations_after(after, crate::core::MAX_REVOCATIONS_PER_PAGE)
+                    .into_iter()
+                    .map(serde_bytes::ByteBuf::from)
+                    .collect(),
+            ),
             Request::Replica { origin, offset } => {
                 let _ = peer;
                 match read_chunk(&self.replica_path(&origin), offset) {

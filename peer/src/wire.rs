@@ -5,7 +5,7 @@
 //! signature is checked before the body is trusted, and the signer must be the libp2p peer
 //! the message came from or that published it.
 
-use crate::core::{Load, Traffic};
+use crate::core::{Load, RevocationDigest, Traffic};
 use serde::{Deserialize, Serialize};
 use slicefed_ledger::checkpoint::{Cosignature, SignedCheckpoint};
 use slicefed_trust::codec::{self, CodecError};
@@ -64,6 +64,8 @@ pub struct AdvertBody {
     pub addrs: Vec<String>,
     /// When it was made, unix ms (a node ignores adverts older than the newest it has).
     pub time_ms: u64,
+    /// Which revocations it holds, so a node that was away asks it for the ones it missed.
+    pub revocations: RevocationDigest,
 }
 
 /// A signed advert.
@@ -104,6 +106,7 @@ impl AdvertBody {
             free_memory: self.free_memory,
             uptime_secs: self.uptime_secs,
             traffic: self.traffic,
+            revocations: self.revocations,
         }
     }
 
@@ -154,6 +157,8 @@ pub const MAX_ARG_BYTES: usize = 4096;
 pub const MAX_PAGE_BYTES: usize = 3 << 20;
 /// Bytes of a replica file sent per answer.
 pub const MAX_REPLICA_CHUNK: usize = 3 << 20;
+/// Largest revocation in a catch-up answer.
+pub const MAX_REVOCATION_BYTES: usize = 4096;
 /// Largest gossiped cosignature message.
 pub const MAX_COSIGNED_BYTES: usize = 512;
 
@@ -340,6 +345,12 @@ pub enum Request {
         /// Byte offset in the replica file.
         offset: u64,
     },
+    /// The revocations this node holds, in id order, after `after` (a node that was away
+    /// catching up; answered with at most `core::MAX_REVOCATIONS_PER_PAGE`).
+    Revocations {
+        /// The last id the asker already received in this catch-up.
+        after: Option<slicefed_trust::CertId>,
+    },
 }
 
 /// A node's answer.
@@ -379,6 +390,8 @@ pub enum Response {
         #[serde(with = "serde_bytes")]
         chunk: Vec<u8>,
     },
+    /// Revocations (envelope bytes), in id order.
+    Revocations(Vec<serde_bytes::ByteBuf>),
     /// The request failed; why.
     Error(String),
 }
@@ -440,6 +453,18 @@ impl Response {
                 checkpoint: Some(c),
                 ..
             } => check(c)?,
+            Response::Revocations(list)
+                if list.len() > crate::core::MAX_REVOCATIONS_PER_PAGE
+                    || list.iter().any(|r| r.len() > MAX_REVOCATION_BYTES) =>
+            {
+                return Err(WireError::Invalid {
+                    what: "response",
+                    why: format!(
+                        "more than {} revocations, or one over {MAX_REVOCATION_BYTES} bytes",
+                        crate::core::MAX_REVOCATIONS_PER_PAGE
+                    ),
+                });
+            }
             _ => {}
         }
         Ok(r)
@@ -495,6 +520,7 @@ mod tests {
             },
             addrs: vec!["/ip4/127.0.0.1/tcp/4001".into()],
             time_ms: 1,
+            revocations: Default::default(),
         }
     }
 

@@ -58,6 +58,16 @@ pub enum WitnessOutput {
     Cosign(SignedCheckpoint),
     /// `origin` signed two inconsistent histories: gossip the proof, mark the origin.
     Equivocation(EquivocationProof),
+    /// Ask `holder` (another witness, the origin being gone) for its replica of `origin`
+    /// from entry `from` on; hand the answer to [`Witness::adopt`].
+    FetchReplica {
+        /// Whose log.
+        origin: PublicKey,
+        /// First entry wanted.
+        from: u64,
+        /// Who offered it.
+        holder: PublicKey,
+    },
 }
 
 /// Why a page was refused (the origin is asked again later; nothing is kept).
@@ -162,6 +172,136 @@ impl Witness {
                 cosigned,
             },
         );
+    }
+
+    /// Hands back every replica (its tree and the origin's checkpoint at its size), as a
+    /// node that stops leaves them on disk; [`Witness::restore`] takes them back.
+    pub fn into_replicas(self) -> Vec<(PublicKey, Tree, Option<SignedCheckpoint>)> {
+        self.replicas
+            .into_iter()
+            .map(|(k, r)| (k, r.tree, r.verified))
+            .collect()
+    }
+
+    /// The origin's signed checkpoint at exactly the size of this node's replica.
+    pub fn verified(&self, origin: &PublicKey) -> Option<&SignedCheckpoint> {
+        self.replicas.get(origin)?.verified.as_ref()
+    }
+
+    /// Repair after an origin is gone: for each replica whose origin is no longer among
+    /// `members`, the nodes that now witness it (rendezvous over the members and this node,
+    /// so everyone agrees) other than this one, each with the checkpoint this node can vouch
+    /// for. The driver offers the replica to each ([`Witness::offered`]); one that holds
+    /// less fetches the rest from this node. Without this, a log whose origin died is lost
+    /// once its last witnesses die too, however slowly they go.
+    pub fn handovers(&self, members: &[PublicKey]) -> Vec<(PublicKey, SignedCheckpoint)> {
+        let mut all = members.to_vec();
+        all.push(self.me);
+        let live: std::collections::BTreeSet<&PublicKey> = members.iter().collect();
+        let mut out = vec![];
+        for (origin, r) in &self.replicas {
+            if live.contains(origin) || self.offenders.contains_key(origin) {
+                continue;
+            }
+            let Some(cp) = &r.verified else { continue };
+            for w in witnesses_of(origin, &all, self.k) {
+                if w != self.me {
+                    out.push((w, cp.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// `holder` offers its replica of an origin up to `cp` (signed by the origin). If this
+    /// node witnesses that origin among `members` and holds less, it asks `holder` for the
+    /// rest.
+    pub fn offered(
+        &mut self,
+        now_ms: u64,
+        holder: PublicKey,
+        cp: SignedCheckpoint,
+        members: &[PublicKey],
+    ) -> Vec<WitnessOutput> {
+        if let Some(p) = self.observe(&cp) {
+            return vec![WitnessOutput::Equivocation(p)];
+        }
+        let origin = cp.checkpoint.origin;
+        if origin == self.me || holder == self.me || self.offenders.contains_key(&origin) {
+            return vec![];
+        }
+        if !self.replicas.contains_key(&origin) {
+            if !self.assigned(&origin, members) || self.replicas.len() >= MAX_ORIGINS {
+                return vec![];
+            }
+            self.replicas.insert(origin, Replica::default());
+        }
+        let Some(r) = self.replicas.get_mut(&origin) else {
+            return vec![];
+        };
+        let held = r.tree.len();
+        if cp.checkpoint.size <= held {
+            return vec![];
+        }
+        let stale = r
+            .fetching_since
+            .is_none_or(|t| now_ms.saturating_sub(t) > FETCH_TIMEOUT_MS);
+        if r.target
+            .as_ref()
+            .is_none_or(|t| t.checkpoint.size < cp.checkpoint.size)
+        {
+            r.target = Some(cp);
+        }
+        if !stale {
+            return vec![];
+        }
+        r.fetching_since = Some(now_ms);
+        vec![WitnessOutput::FetchReplica {
+            origin,
+            from: held,
+            holder,
+        }]
+    }
+
+    /// Entries of `origin` from `holder` (another witness, not the origin): checked like a
+    /// page (chained, canonical) against the origin's own signature on `end`; the replica's
+    /// verified tree stands in for the page's base checkpoint.
+    pub fn adopt(
+        &mut self,
+        now_ms: u64,
+        holder: PublicKey,
+        end: SignedCheckpoint,
+        leaves: Vec<Vec<u8>>,
+    ) -> Result<Vec<WitnessOutput>, WitnessError> {
+        let origin = end.checkpoint.origin;
+        if let Some(p) = self.observe(&end) {
+            return Ok(vec![WitnessOutput::Equivocation(p)]);
+        }
+        let r = self
+            .replicas
+            .get_mut(&origin)
+            .ok_or_else(|| WitnessError::NotWitness(origin.peer_id()))?;
+        r.fetching_since = None;
+        let held = r.tree.len();
+        extend(r, &origin, held, &leaves, &end)?;
+        let mut out = vec![WitnessOutput::Persist {
+            origin,
+            leaves,
+            checkpoint: end.clone(),
+        }];
+        if let Some(t) = r.target.clone() {
+            if t.checkpoint.size > end.checkpoint.size {
+                r.fetching_since = Some(now_ms);
+                out.push(WitnessOutput::FetchReplica {
+                    origin,
+                    from: end.checkpoint.size,
+                    holder,
+                });
+            } else {
+                r.target = None;
+            }
+        }
+        Ok(out)
     }
 
     /// Origins shown to have equivocated, with their proofs.
@@ -339,47 +479,7 @@ impl Witness {
                 "the page's base root differs from the replica".into(),
             ));
         }
-        if end.checkpoint.size != held.saturating_add(leaves.len() as u64) {
-            return Err(bad(
-                held,
-                format!(
-                    "{} entries from {held} do not end at the checkpoint's size {}",
-                    leaves.len(),
-                    end.checkpoint.size
-                ),
-            ));
-        }
-        let mut prev = r.last_leaf;
-        for (i, leaf) in leaves.iter().enumerate() {
-            let seq = held + i as u64;
-            let check = Entry::decode(leaf)
-                .map_err(|e| e.to_string())
-                .and_then(|e| {
-                    if e.seq != seq {
-                        Err(format!("entry says index {}", e.seq))
-                    } else if e.prev != prev {
-                        Err("its previous-leaf hash does not link".into())
-                    } else {
-                        Ok(())
-                    }
-                });
-            if let Err(why) = check {
-                r.tree.truncate(held);
-                return Err(bad(seq, why));
-            }
-            let h = merkle::leaf_hash(leaf);
-            r.tree.push(h);
-            prev = h;
-        }
-        if r.tree.root() != end.checkpoint.root {
-            r.tree.truncate(held);
-            return Err(bad(
-                held,
-                "the entries do not hash to the origin's checkpoint".into(),
-            ));
-        }
-        r.last_leaf = prev;
-        r.verified = Some(end.clone());
+        extend(r, &origin, held, &leaves, &end)?;
         let size = end.checkpoint.size;
         out.push(WitnessOutput::Persist {
             origin,
@@ -408,6 +508,67 @@ impl Witness {
         }
         Ok(out)
     }
+}
+
+/// Appends `leaves` (starting at entry `held`) to a replica if they are chained, canonical
+/// and hash to `end`'s root; otherwise rolls the replica back whole and says why.
+fn extend(
+    r: &mut Replica,
+    origin: &PublicKey,
+    held: u64,
+    leaves: &[Vec<u8>],
+    end: &SignedCheckpoint,
+) -> Result<(), WitnessError> {
+    let bad = |seq: u64, why: String| WitnessError::BadPage {
+        origin: origin.peer_id(),
+        seq,
+        why,
+    };
+    if end.checkpoint.origin != *origin {
+        return Err(bad(held, "a checkpoint of another log".into()));
+    }
+    if end.checkpoint.size != held.saturating_add(leaves.len() as u64) {
+        return Err(bad(
+            held,
+            format!(
+                "{} entries from {held} do not end at the checkpoint's size {}",
+                leaves.len(),
+                end.checkpoint.size
+            ),
+        ));
+    }
+    let mut prev = r.last_leaf;
+    for (i, leaf) in leaves.iter().enumerate() {
+        let seq = held + i as u64;
+        let check = Entry::decode(leaf)
+            .map_err(|e| e.to_string())
+            .and_then(|e| {
+                if e.seq != seq {
+                    Err(format!("entry says index {}", e.seq))
+                } else if e.prev != prev {
+                    Err("its previous-leaf hash does not link".into())
+                } else {
+                    Ok(())
+                }
+            });
+        if let Err(why) = check {
+            r.tree.truncate(held);
+            return Err(bad(seq, why));
+        }
+        let h = merkle::leaf_hash(leaf);
+        r.tree.push(h);
+        prev = h;
+    }
+    if r.tree.root() != end.checkpoint.root {
+        r.tree.truncate(held);
+        return Err(bad(
+            held,
+            "the entries do not hash to the origin's checkpoint".into(),
+        ));
+    }
+    r.last_leaf = prev;
+    r.verified = Some(end.clone());
+    Ok(())
 }
 
 #[cfg(test)]
@@ -591,6 +752,88 @@ mod tests {
         let mut other = Witness::new(key(4).public(), 3);
         assert!(other.equivocation(p.clone()));
         assert!(!other.equivocation(p.clone()));
+    }
+
+    #[test]
+    fn a_dead_origins_log_is_handed_over_to_its_new_witnesses_and_checked_on_the_way() {
+        let mut h = History::new(key(1));
+        for i in 0..9 {
+            h.push(&format!("entry {i}"));
+        }
+        let origin = key(1).public();
+        // Ten members; the origin's three witnesses hold its log.
+        let all: Vec<PublicKey> = (1..=10).map(|i| key(i).public()).collect();
+        let first = witnesses_of(&origin, &all, 3);
+        let mut holders: Vec<Witness> = first.iter().map(|w| Witness::new(*w, 3)).collect();
+        for w in &mut holders {
+            w.restore(origin, h.tree.clone(), Some(h.cp(9)));
+        }
+        // The origin and two of its witnesses die; the survivor offers the log to the
+        // origin's new witnesses among those left.
+        let survivor = holders.remove(0);
+        let dead: Vec<PublicKey> = vec![origin, first[1], first[2]];
+        let left: Vec<PublicKey> = all.iter().filter(|k| !dead.contains(k)).copied().collect();
+        let others: Vec<PublicKey> = left.iter().filter(|k| **k != first[0]).copied().collect();
+        let offers = survivor.handovers(&others);
+        let now = witnesses_of(&origin, &left, 3);
+        let expect: Vec<PublicKey> = now.iter().filter(|w| **w != first[0]).copied().collect();
+        assert_eq!(
+            offers.iter().map(|(w, _)| *w).collect::<Vec<_>>(),
+            expect,
+            "offers go to exactly the new witnesses"
+        );
+        // While the origin is a member, nothing is handed over.
+        let with_origin: Vec<PublicKey> = all.iter().filter(|k| **k != first[0]).copied().collect();
+        assert!(survivor.handovers(&with_origin).is_empty());
+        for (to, cp) in offers {
+            let mut w = Witness::new(to, 3);
+            let members: Vec<PublicKey> = left.iter().filter(|k| **k != to).copied().collect();
+            let out = w.offered(0, first[0], cp.clone(), &members);
+            assert_eq!(
+                out,
+                vec![WitnessOutput::FetchReplica {
+                    origin,
+                    from: 0,
+                    holder: first[0]
+                }]
+            );
+            // A tampered hand-over is refused whole; the honest one is kept.
+            let mut bad = h.leaves.clone();
+            bad[4][10] ^= 1;
+            assert!(w.adopt(1, first[0], cp.clone(), bad).is_err());
+            assert_eq!(w.replica_size(&origin), Some(0));
+            let out = w.adopt(2, first[0], cp.clone(), h.leaves.clone()).unwrap();
+            assert!(matches!(out[0], WitnessOutput::Persist { .. }));
+            assert_eq!(w.replica_size(&origin), Some(9));
+            assert_eq!(w.verified(&origin), Some(&cp));
+            // Offered again: nothing more to fetch.
+            assert!(w.offered(3, first[0], cp, &members).is_empty());
+        }
+        // A node that is not a new witness ignores the offer.
+        let bystander = left.iter().find(|k| !now.contains(k)).copied().unwrap();
+        let mut b = Witness::new(bystander, 3);
+        let members: Vec<PublicKey> = left.iter().filter(|k| **k != bystander).copied().collect();
+        assert!(b.offered(0, first[0], h.cp(9), &members).is_empty());
+    }
+
+    #[test]
+    fn replicas_survive_a_restart_through_into_replicas() {
+        let mut h = History::new(key(1));
+        for i in 0..3 {
+            h.push(&format!("entry {i}"));
+        }
+        let origin = key(1).public();
+        let mut w = witness_of_1();
+        let me = w.me;
+        w.checkpoint(0, h.cp(3), &members());
+        let (b, e, l) = h.page(0, 3);
+        w.page(1, origin, b, e, l).unwrap();
+        let mut again = Witness::new(me, 3);
+        for (o, tree, cp) in w.into_replicas() {
+            again.restore(o, tree, cp);
+        }
+        assert_eq!(again.replica_size(&origin), Some(3));
+        assert_eq!(again.verified(&origin), Some(&h.cp(3)));
     }
 
     #[test]

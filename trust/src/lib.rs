@@ -39,4 +39,4 @@ pub use keys::{PublicKey, SecretKey};
 pub use names::{Name, Pattern};
 pub use objects::{CertId, Credential, Kind, ModuleHash, Nonce, Signed};
 pub use policy::{TrustPolicy, TrustedAuthority};
-pub use verify::{Context, Verified, Verifier, VerifyError};
+pub use verify::{Context, SharedOpened, Verified, Verifier, VerifyError};

@@ -17,7 +17,7 @@ use crate::objects::{
 use crate::policy::TrustPolicy;
 use ed25519_dalek::VerifyingKey;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Most links from a trusted root to the leaf (the leaf included).
 pub const MAX_CHAIN_LINKS: usize = 5;
@@ -30,6 +30,8 @@ pub const REPLAY_WINDOW_SECS: u64 = 600;
 pub const MAX_CACHED_OBJECTS: usize = 65_536;
 /// Most decompressed signer keys kept.
 pub const MAX_CACHED_KEYS: usize = 65_536;
+/// Most objects a [`SharedOpened`] holds.
+pub const MAX_SHARED_OPENED: usize = 1 << 20;
 /// Most revocations held.
 pub const MAX_REVOCATIONS: usize = 1_000_000;
 /// Most revocations kept per target (different revokers).
@@ -232,7 +234,8 @@ impl Opened {
             Object::NodeReceipt(r) => format!("receipt for ticket {}", r.ticket),
         }
     }
-    fn validity(&self) -> Option<Validity> {
+    /// The object's own validity window, for kinds that have one.
+    pub fn validity(&self) -> Option<Validity> {
         match &self.object {
             Object::AuthorityCert(c) => Some(c.grant.validity),
             Object::UserCert(c) => Some(c.grant.validity),
@@ -630,6 +633,43 @@ impl ReplayGuard {
     }
 }
 
+/// Objects opened (signature checked, body decoded) shared by the verifiers of one
+/// process. Opening is a pure function of the bytes, so sharing it changes no answer:
+/// trust, validity, audience and revocations are still judged by each verifier on every
+/// call. The simulator runs a thousand nodes' verifiers in one process, which would
+/// otherwise check every node certificate a million times. Bounded by
+/// [`MAX_SHARED_OPENED`]; a node daemon has one verifier and does not need it.
+#[derive(Clone, Debug, Default)]
+pub struct SharedOpened(Arc<Mutex<HashMap<CertId, Arc<Opened>>>>);
+
+impl SharedOpened {
+    fn get(&self, id: &CertId) -> Option<Arc<Opened>> {
+        self.0.lock().ok()?.get(id).cloned()
+    }
+
+    fn put(&self, id: CertId, o: Arc<Opened>) {
+        if let Ok(mut m) = self.0.lock() {
+            if m.len() >= MAX_SHARED_OPENED {
+                // Any victim will do: a miss costs one signature check, never a wrong answer.
+                if let Some(victim) = m.keys().next().copied() {
+                    m.remove(&victim);
+                }
+            }
+            m.insert(id, o);
+        }
+    }
+
+    /// Objects held.
+    pub fn len(&self) -> usize {
+        self.0.lock().map_or(0, |m| m.len())
+    }
+
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Verifies chains against a policy, with a cache, revocations and a replay guard.
 #[derive(Debug)]
 pub struct Verifier {
@@ -638,6 +678,7 @@ pub struct Verifier {
     replay: ReplayGuard,
     cache: HashMap<CertId, Arc<Opened>>,
     keys: HashMap<PublicKey, VerifyingKey>,
+    shared: Option<SharedOpened>,
 }
 
 impl Verifier {
@@ -649,6 +690,15 @@ impl Verifier {
             replay: ReplayGuard::default(),
             cache: HashMap::new(),
             keys: HashMap::new(),
+            shared: None,
+        }
+    }
+
+    /// A verifier for a policy that opens objects through `shared` (see [`SharedOpened`]).
+    pub fn with_shared(policy: TrustPolicy, shared: SharedOpened) -> Verifier {
+        Verifier {
+            shared: Some(shared),
+            ..Verifier::new(policy)
         }
     }
 
@@ -676,21 +726,31 @@ impl Verifier {
         if let Some(o) = self.cache.get(&id) {
             return Ok(o.clone());
         }
+        let shared = self.shared.as_ref().and_then(|s| s.get(&id));
         let keys = &mut self.keys;
-        let o = Arc::new(open_any_with(bytes, id, |pk| {
-            if let Some(k) = keys.get(pk) {
-                return Ok(*k);
-            }
-            let k = pk.verifying_key().map_err(|_| ObjectError::BadSignature {
-                kind: Kind::AuthorityRoot,
-                signer: *pk,
-            })?;
-            if keys.len() >= MAX_CACHED_KEYS {
-                keys.clear();
-            }
-            keys.insert(*pk, k);
-            Ok(k)
-        })?);
+        let (o, fresh) = match shared {
+            Some(o) => (o, false),
+            None => (
+                Arc::new(open_any_with(bytes, id, |pk| {
+                    if let Some(k) = keys.get(pk) {
+                        return Ok(*k);
+                    }
+                    let k = pk.verifying_key().map_err(|_| ObjectError::BadSignature {
+                        kind: Kind::AuthorityRoot,
+                        signer: *pk,
+                    })?;
+                    if keys.len() >= MAX_CACHED_KEYS {
+                        keys.clear();
+                    }
+                    keys.insert(*pk, k);
+                    Ok(k)
+                })?),
+                true,
+            ),
+        };
+        if fresh && let Some(s) = &self.shared {
+            s.put(id, o.clone());
+        }
         if self.cache.len() >= MAX_CACHED_OBJECTS {
             // Any victim will do: a miss costs one signature check, never a wrong answer.
             if let Some(victim) = self.cache.keys().next().copied() {
