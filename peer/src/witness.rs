@@ -140,6 +140,106 @@ pub fn witnesses_of(origin: &PublicKey, members: &[PublicKey], k: usize) -> Vec<
     ranked.into_iter().take(k).map(|(_, m)| m).collect()
 }
 
+/// Candidates kept beyond `k` in a [`WitnessSet`], so that a few departures need no
+/// rescoring of every member.
+pub const WITNESS_SET_SLACK: usize = 8;
+
+/// The witnesses of one origin ([`witnesses_of`]) kept up to date as members come and go,
+/// without scoring every member again: it keeps the best `k + WITNESS_SET_SLACK`
+/// candidates; a join costs one hash, a departure a removal, and only when more than the
+/// slack of the best candidates have left does the driver rebuild it from all members. An
+/// origin uses one to know where to send its checkpoints; a witness uses one per origin it
+/// replicates, to tell the other witnesses what it cosigned.
+#[derive(Clone, Debug)]
+pub struct WitnessSet {
+    origin: PublicKey,
+    k: usize,
+    /// Best first, without the origin.
+    candidates: Vec<([u8; 32], PublicKey)>,
+    /// The best score among members left out of `candidates`: every candidate is better,
+    /// so the best `k` candidates are the best `k` members. `None` while nobody is left out.
+    floor: Option<([u8; 32], PublicKey)>,
+    /// Fewer than `k` candidates remain while members were left out: only a rebuild knows.
+    stale: bool,
+}
+
+impl WitnessSet {
+    /// The set of `origin`'s `k` witnesses among `members` (the origin is never one).
+    pub fn new(origin: PublicKey, k: usize, members: &[PublicKey]) -> WitnessSet {
+        let mut ranked: Vec<([u8; 32], PublicKey)> = members
+            .iter()
+            .filter(|m| **m != origin)
+            .map(|m| (score(&origin, m), *m))
+            .collect();
+        ranked.sort_unstable();
+        ranked.dedup_by(|a, b| a.1 == b.1);
+        let k = k.max(1);
+        let floor = ranked.get(k + WITNESS_SET_SLACK).copied();
+        ranked.truncate(k + WITNESS_SET_SLACK);
+        WitnessSet {
+            origin,
+            k,
+            candidates: ranked,
+            floor,
+            stale: false,
+        }
+    }
+
+    /// Whose witnesses these are.
+    pub fn origin(&self) -> &PublicKey {
+        &self.origin
+    }
+
+    /// The current witnesses, best first.
+    pub fn current(&self) -> impl Iterator<Item = &PublicKey> {
+        self.candidates.iter().take(self.k).map(|(_, m)| m)
+    }
+
+    /// Whether `m` is a current witness.
+    pub fn contains(&self, m: &PublicKey) -> bool {
+        self.current().any(|x| x == m)
+    }
+
+    /// A member joined. Returns whether the current witnesses changed.
+    pub fn joined(&mut self, m: &PublicKey) -> bool {
+        if *m == self.origin || self.candidates.iter().any(|(_, x)| x == m) {
+            return false;
+        }
+        let s = (score(&self.origin, m), *m);
+        if self.floor.is_some_and(|f| s > f) {
+            // Worse than someone already left out: it stays out too.
+            return false;
+        }
+        let pos = self.candidates.partition_point(|c| *c < s);
+        self.candidates.insert(pos, s);
+        if self.candidates.len() > self.k + WITNESS_SET_SLACK
+            && let Some(out) = self.candidates.pop()
+        {
+            self.floor = Some(self.floor.map_or(out, |f| f.min(out)));
+        }
+        pos < self.k
+    }
+
+    /// A member left. Returns whether the current witnesses changed.
+    pub fn left(&mut self, m: &PublicKey) -> bool {
+        // If `m` was the best of those left out, the floor stays at its score: everyone
+        // still left out scores at least that, so the candidates remain the best.
+        let Some(pos) = self.candidates.iter().position(|(_, x)| x == m) else {
+            return false;
+        };
+        self.candidates.remove(pos);
+        if self.candidates.len() < self.k && self.floor.is_some() {
+            self.stale = true;
+        }
+        pos < self.k
+    }
+
+    /// Whether it must be rebuilt from all members ([`WitnessSet::new`]) to be exact.
+    pub fn needs_rebuild(&self) -> bool {
+        self.stale
+    }
+}
+
 impl Witness {
     /// A witness for node `me`, replicating each origin assigned to it among `k`.
     pub fn new(me: PublicKey, k: usize) -> Witness {
@@ -362,7 +462,10 @@ impl Witness {
         new
     }
 
-    /// A checkpoint gossiped by its origin (signature already checked by decoding).
+    /// A checkpoint of its origin (signature already checked by decoding), from the origin
+    /// or from another witness. `members` (without this node) is consulted only for an
+    /// origin this node holds no replica of yet, to decide whether it is assigned; a driver
+    /// may pass an empty slice when [`Witness::replica_size`] says it holds one.
     pub fn checkpoint(
         &mut self,
         now_ms: u64,
@@ -814,6 +917,67 @@ mod tests {
         let mut b = Witness::new(bystander, 3);
         let members: Vec<PublicKey> = left.iter().filter(|k| **k != bystander).copied().collect();
         assert!(b.offered(0, first[0], h.cp(9), &members).is_empty());
+    }
+
+    #[test]
+    fn a_witness_set_follows_joins_and_departures_like_a_full_recount() {
+        let all: Vec<PublicKey> = (0..80).map(|i| key(i).public()).collect();
+        let origin = all[0];
+        let mut members: Vec<PublicKey> = all[..40].to_vec();
+        let mut set = WitnessSet::new(origin, 3, &members);
+        let same = |set: &WitnessSet, members: &[PublicKey]| {
+            set.current().copied().collect::<Vec<_>>() == witnesses_of(&origin, members, 3)
+        };
+        assert!(same(&set, &members));
+        // Joins one by one.
+        for m in &all[40..] {
+            members.push(*m);
+            set.joined(m);
+            assert!(same(&set, &members));
+        }
+        // Departures of the best, one by one, rebuilding only when it says so.
+        let mut rebuilds = 0;
+        for _ in 0..30 {
+            let best = *set.current().next().unwrap();
+            members.retain(|m| *m != best);
+            assert!(set.left(&best));
+            if set.needs_rebuild() {
+                set = WitnessSet::new(origin, 3, &members);
+                rebuilds += 1;
+            }
+            assert!(same(&set, &members));
+        }
+        assert!(rebuilds <= 30 / WITNESS_SET_SLACK + 1, "{rebuilds}");
+        // A stranger leaving changes nothing; the origin never witnesses itself.
+        assert!(!set.left(&key(200).public()));
+        assert!(!set.joined(&origin));
+
+        // Joins and departures in a scrambled order, as churn brings them.
+        let pool: Vec<PublicKey> = (0..=255u8).map(|i| key(i).public()).collect();
+        let mut members: Vec<PublicKey> = pool[1..60].to_vec();
+        let origin = pool[0];
+        let mut set = WitnessSet::new(origin, 3, &members);
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..3000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let m = pool[(x % 256) as usize];
+            if members.contains(&m) {
+                members.retain(|y| *y != m);
+                set.left(&m);
+            } else {
+                members.push(m);
+                set.joined(&m);
+            }
+            if set.needs_rebuild() {
+                set = WitnessSet::new(origin, 3, &members);
+            }
+            assert_eq!(
+                set.current().copied().collect::<Vec<_>>(),
+                witnesses_of(&origin, &members, 3)
+            );
+        }
     }
 
     #[test]
