@@ -1,0 +1,227 @@
+//! What a run measured, and the summaries written to `docs/`.
+
+use serde::Serialize;
+
+/// One `slice create` as its researcher saw it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Creation {
+    /// When the command started (simulated seconds since the start).
+    pub at_s: f64,
+    /// Nodes named in the ticket.
+    pub targeted: usize,
+    /// Admitted (a signed receipt saying so).
+    pub admitted: usize,
+    /// Refused (a signed receipt with a reason).
+    pub refused: usize,
+    /// No answer before the timeout (down, or across a partition).
+    pub unreachable: usize,
+    /// From the command's start to the last admitted receipt (every reachable sliver
+    /// running), ms.
+    pub all_running_ms: f64,
+    /// Bootstrap nodes that did not answer before one did.
+    pub bootstrap_retries: usize,
+}
+
+/// One revocation from its publication.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RevocationRun {
+    /// When it was handed to a node, simulated seconds.
+    pub at_s: f64,
+    /// Up nodes when it was published.
+    pub up_nodes: usize,
+    /// Of those, how many held it in the end.
+    pub reached: usize,
+    /// When the last of those first held it, ms after publication.
+    pub all_held_ms: f64,
+    /// Slivers it stopped, on all nodes.
+    pub slivers_stopped: usize,
+    /// When the last of them stopped, ms after publication.
+    pub all_stopped_ms: f64,
+    /// Nodes that were down and learnt it on their return (catch-up by digest).
+    pub caught_up_later: usize,
+    /// Longest catch-up: from a node's return to holding it, ms.
+    pub worst_catch_up_ms: f64,
+}
+
+/// One equivocating node.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct EquivocationRun {
+    /// When it signed the second history, simulated seconds.
+    pub forked_s: f64,
+    /// Until the first node held a proof, ms (negative: never).
+    pub detected_ms: f64,
+    /// Until every up node had marked it, ms (negative: never).
+    pub all_marked_ms: f64,
+    /// Nodes that verified the proof.
+    pub marked_by: usize,
+}
+
+/// The state of the federation at one instant.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Sample {
+    /// Simulated hours since the start.
+    pub at_h: f64,
+    /// Honest nodes up.
+    pub up: usize,
+    /// Mean member count seen by up nodes.
+    pub mean_members: f64,
+    /// Slivers running.
+    pub slivers: usize,
+    /// Share of log entries held by at least `k` live witnesses.
+    pub share_k_witnesses: f64,
+    /// Share of log entries held by at least one live node (origin or witness).
+    pub share_available: f64,
+    /// Share of acknowledged entries (cosigned by a witness) held by at least `k` live
+    /// witnesses.
+    pub share_acked_k: f64,
+    /// Acknowledged entries of permanently dead nodes that no live node holds.
+    pub lost_acked: u64,
+    /// Log entries in the federation.
+    pub entries: u64,
+    /// Bytes per up node per minute since the previous sample, by category.
+    pub bytes_per_node_min: Traffic,
+    /// Messages per up node per minute since the previous sample.
+    pub msgs_per_node_min: f64,
+    /// Slivers running under a chain revoked more than the grace period ago.
+    pub revoked_running: usize,
+    /// Slivers running whose slice was deleted by its holder (they return with a node that
+    /// was down during the delete, and end with their ticket).
+    pub zombies: usize,
+}
+
+/// Bytes by what they were for (in + out, at every node).
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Traffic {
+    /// Adverts (gossip).
+    pub adverts: f64,
+    /// Checkpoints sent to witnesses and cosignatures sent back and across.
+    pub checkpoints: f64,
+    /// Ledger pages and replica hand-overs.
+    pub replication: f64,
+    /// Revocations, proofs and revocation catch-ups.
+    pub revocations: f64,
+    /// Tickets, modules, deletes and answers to researchers.
+    pub researchers: f64,
+    /// Everything rejected at the first hop (Sybils).
+    pub rejected: f64,
+}
+
+impl Traffic {
+    /// Sum of every category.
+    pub fn total(&self) -> f64 {
+        self.adverts
+            + self.checkpoints
+            + self.replication
+            + self.revocations
+            + self.researchers
+            + self.rejected
+    }
+
+    /// Adds `bytes` to category `c`.
+    pub fn add(&mut self, c: Category, bytes: f64) {
+        match c {
+            Category::Adverts => self.adverts += bytes,
+            Category::Checkpoints => self.checkpoints += bytes,
+            Category::Replication => self.replication += bytes,
+            Category::Revocations => self.revocations += bytes,
+            Category::Researchers => self.researchers += bytes,
+            Category::Rejected => self.rejected += bytes,
+        }
+    }
+
+    /// Each field scaled by `f`.
+    pub fn scaled(&self, f: f64) -> Traffic {
+        Traffic {
+            adverts: self.adverts * f,
+            checkpoints: self.checkpoints * f,
+            replication: self.replication * f,
+            revocations: self.revocations * f,
+            researchers: self.researchers * f,
+            rejected: self.rejected * f,
+        }
+    }
+
+    /// Field-wise difference.
+    pub fn minus(&self, o: &Traffic) -> Traffic {
+        Traffic {
+            adverts: self.adverts - o.adverts,
+            checkpoints: self.checkpoints - o.checkpoints,
+            replication: self.replication - o.replication,
+            revocations: self.revocations - o.revocations,
+            researchers: self.researchers - o.researchers,
+            rejected: self.rejected - o.rejected,
+        }
+    }
+}
+
+/// Traffic categories.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Category {
+    /// See [`Traffic::adverts`].
+    Adverts,
+    /// See [`Traffic::checkpoints`].
+    Checkpoints,
+    /// See [`Traffic::replication`].
+    Replication,
+    /// See [`Traffic::revocations`].
+    Revocations,
+    /// See [`Traffic::researchers`].
+    Researchers,
+    /// See [`Traffic::rejected`].
+    Rejected,
+}
+
+/// Everything a run measured.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Metrics {
+    /// Every slice creation.
+    pub creations: Vec<Creation>,
+    /// Every revocation.
+    pub revocations: Vec<RevocationRun>,
+    /// Every equivocating node.
+    pub equivocations: Vec<EquivocationRun>,
+    /// Periodic samples.
+    pub samples: Vec<Sample>,
+    /// Refusal reasons researchers saw, with counts.
+    pub refusals: std::collections::BTreeMap<String, usize>,
+    /// Messages from Sybils an honest node accepted (must be 0).
+    pub sybil_accepted: u64,
+    /// Messages from Sybils honest nodes rejected.
+    pub sybil_rejected: u64,
+    /// Sybils that some honest node listed as a member at any sample (must be 0).
+    pub sybil_members: u64,
+    /// Gossip an honest node rejected although the overlay model let it pass (must be 0:
+    /// a check that the delivery model and the node logic agree).
+    pub model_mismatches: u64,
+    /// Restored slivers whose chain was already revoked (must be 0).
+    pub revoked_restores: u64,
+    /// Events processed.
+    pub events: u64,
+    /// Entry pages witnesses refused.
+    pub bad_pages: u64,
+}
+
+/// The `q` quantile of `xs` (nearest rank), or 0 for none.
+pub fn quantile(xs: &[f64], q: f64) -> f64 {
+    let mut v: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let i = ((q.clamp(0.0, 1.0) * v.len() as f64).ceil() as usize).saturating_sub(1);
+    v.get(i.min(v.len() - 1)).copied().unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_are_nearest_rank() {
+        let xs: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(quantile(&xs, 0.5), 50.0);
+        assert_eq!(quantile(&xs, 0.99), 99.0);
+        assert_eq!(quantile(&xs, 1.0), 100.0);
+        assert_eq!(quantile(&[], 0.5), 0.0);
+    }
+}
