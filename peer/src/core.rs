@@ -18,7 +18,7 @@ use slicefed_trust::verify::{Object, Verified};
 use slicefed_trust::{
     CertId, Context, Credential, ModuleHash, Name, PublicKey, SecretKey, TrustPolicy, Verifier,
 };
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, VecDeque};
 
 /// Most members remembered.
 pub const MAX_MEMBERS: usize = 4096;
@@ -30,13 +30,47 @@ pub const MAX_SEEN_REVOCATIONS: usize = 100_000;
 /// Adverts a node should hear per second from the whole federation: the advert interval
 /// grows with the member count so that every node's share of advert traffic stays flat
 /// (everyone hears everyone, so a fixed interval costs each node O(members)).
-pub const ADVERTS_HEARD_PER_SEC: u64 = 2;
-/// A member is dropped after missing this many of its adverts.
-pub const ADVERTS_MISSED_BEFORE_LEAVING: u64 = 4;
+pub const ADVERTS_HEARD_PER_SEC: u64 = 1;
+/// A member is dropped after missing this many of its adverts (gossip reaches a node over
+/// several paths, so a missed advert means the sender or the path is gone).
+pub const ADVERTS_MISSED_BEFORE_LEAVING: u64 = 3;
 /// Revocations in one catch-up answer.
 pub const MAX_REVOCATIONS_PER_PAGE: usize = 256;
 /// A member is asked for revocations at most this often.
 pub const REVOCATION_SYNC_INTERVAL_MS: u64 = 30_000;
+
+/// The members a node knows, by key. A hash map: every advert heard is a lookup, and a
+/// node of a thousand-member federation hears a thousand of them per advert interval. Its
+/// hasher is fixed (keys are certified by a trusted authority, so nobody can choose many
+/// colliding ones), which keeps iteration order a function of what happened, as the
+/// simulator's determinism needs.
+pub type Members = std::collections::HashMap<PublicKey, Member, BuildKeyHasher>;
+
+/// Builds [`KeyHasher`]s.
+pub type BuildKeyHasher = std::hash::BuildHasherDefault<KeyHasher>;
+
+/// A fixed, fast hasher for public keys (uniformly distributed bytes already).
+#[derive(Default, Clone, Copy)]
+pub struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            if let Some(dst) = w.get_mut(..chunk.len()) {
+                dst.copy_from_slice(chunk);
+            }
+            self.0 = (self.0.rotate_left(23) ^ u64::from_le_bytes(w))
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_usize(&mut self, _: usize) {
+        // The length prefix of a fixed-size key says nothing.
+    }
+}
 
 /// What the node owner grants slivers on this machine.
 #[derive(Clone, Debug)]
@@ -47,6 +81,24 @@ pub struct Capacity {
     pub memory: u64,
     /// Memory a sliver gets when neither its ticket nor its chain caps it.
     pub default_sliver_memory: u64,
+}
+
+/// Whether to ask member `m` (which just advertised `load`) for its revocations: it holds
+/// a set other than ours, at least as large (a node that holds more never asks one that
+/// holds less: the smaller pulls, grows to the union, and the other pulls from it only if
+/// it was missing something), and it was not asked lately. Records the asking.
+fn wants_revocations(m: &mut Member, ours: &RevocationDigest, load: &Load, now_ms: u64) -> bool {
+    let theirs = &load.revocations;
+    if theirs == ours || theirs.count == 0 || theirs.count < ours.count {
+        return false;
+    }
+    if m.revocations_asked_ms
+        .is_some_and(|t| now_ms.saturating_sub(t) < REVOCATION_SYNC_INTERVAL_MS)
+    {
+        return false;
+    }
+    m.revocations_asked_ms = Some(now_ms);
+    true
 }
 
 /// The longest prefix of `text` that fits in `max` bytes without splitting a character
@@ -122,7 +174,8 @@ pub struct Member {
     /// advert with the same credential is then not verified again.
     credential: Vec<u8>,
     valid_until: u64,
-    revocations_at_check: usize,
+    /// The ids of its chain's links: a revocation of any of them ends the judgement.
+    chain: Vec<CertId>,
     /// When it was last asked for revocations.
     revocations_asked_ms: Option<u64>,
 }
@@ -230,9 +283,11 @@ pub struct NodeCore {
     me: PublicKey,
     capacity: Capacity,
     verifier: Verifier,
-    members: BTreeMap<PublicKey, Member>,
-    /// Members by when they were last heard from, so expiry costs only what expires.
-    by_last_seen: BTreeSet<(u64, PublicKey)>,
+    members: Members,
+    /// (time, member) for every advert heard, oldest first: expiry pops from the front
+    /// and drops a member only if its latest advert is that old too. An advert costs a
+    /// push, not a re-sort; compacted when it outgrows the members.
+    heard: VecDeque<(u64, PublicKey)>,
     slivers: BTreeMap<u64, Running>,
     next_sliver: u64,
     /// Revocations seen, by id, with their bytes (for members that were away).
@@ -277,8 +332,8 @@ impl NodeCore {
             key,
             capacity,
             verifier,
-            members: BTreeMap::new(),
-            by_last_seen: BTreeSet::new(),
+            members: Members::default(),
+            heard: VecDeque::new(),
             slivers: BTreeMap::new(),
             next_sliver: 1,
             revocations: BTreeMap::new(),
@@ -352,7 +407,7 @@ impl NodeCore {
     }
 
     /// Current members.
-    pub fn members(&self) -> &BTreeMap<PublicKey, Member> {
+    pub fn members(&self) -> &Members {
         &self.members
     }
 
@@ -408,27 +463,26 @@ impl NodeCore {
         load: Load,
     ) -> Result<Vec<Output>, CoreError> {
         let refuse = |why: String| Err(CoreError::NotMember(why));
-        // The same credential as last time, still within its validity and with no
-        // revocation since: the judgement stands (a member re-advertises for ever; checking
-        // its chain each time would cost every node a signature check per advert heard).
-        let revocations_now = self.verifier.revocations().len();
-        if let Some(m) = self.members.get(&from)
+        // The same credential as last time, still within its validity and with none of its
+        // links revoked since: the judgement stands (a member re-advertises for ever;
+        // checking its chain each time would cost every node a chain walk per advert).
+        let digest = self.revocation_digest;
+        if let Some(m) = self.members.get_mut(&from)
             && m.credential == node_credential
             && secs(now_ms) <= m.valid_until
-            && m.revocations_at_check == revocations_now
         {
-            let previous_seen = m.last_seen_ms;
-            if now_ms < previous_seen {
+            if now_ms < m.last_seen_ms {
                 return Ok(vec![]);
             }
-            let out = self.wants_revocations(now_ms, &from, &load);
-            if let Some(m) = self.members.get_mut(&from) {
-                m.last_seen_ms = now_ms;
-                m.load = load;
-            }
-            self.by_last_seen.remove(&(previous_seen, from));
-            self.by_last_seen.insert((now_ms, from));
-            return Ok(out);
+            m.last_seen_ms = now_ms;
+            let ask = wants_revocations(m, &digest, &load, now_ms);
+            m.load = load;
+            self.note_heard(now_ms, from);
+            return Ok(if ask {
+                vec![Output::FetchRevocations(from)]
+            } else {
+                vec![]
+            });
         }
         let cred = match Credential::from_bytes(node_credential) {
             Ok(c) => c,
@@ -462,10 +516,7 @@ impl NodeCore {
             .saturating_add(slicefed_trust::verify::CLOCK_SKEW_SECS);
         let mut out = vec![];
         let asked = match self.members.get(&from) {
-            Some(m) => {
-                self.by_last_seen.remove(&(m.last_seen_ms, from));
-                m.revocations_asked_ms
-            }
+            Some(m) => m.revocations_asked_ms,
             None => {
                 if self.members.len() >= MAX_MEMBERS {
                     return refuse(format!("this node already tracks {MAX_MEMBERS} members"));
@@ -474,38 +525,49 @@ impl NodeCore {
                 None
             }
         };
-        let member = Member {
+        let mut member = Member {
             name: nc.name.clone(),
             authority: v.responsible.authority.clone(),
             last_seen_ms: now_ms,
-            load: load.clone(),
+            load: Load::default(),
             credential: node_credential.to_vec(),
             valid_until,
-            revocations_at_check: revocations_now,
+            chain: v.links.iter().map(|l| l.id).collect(),
             revocations_asked_ms: asked,
         };
+        let digest = self.revocation_digest;
+        if wants_revocations(&mut member, &digest, &load, now_ms) {
+            out.push(Output::FetchRevocations(from));
+        }
+        member.load = load;
         self.members.insert(from, member);
-        self.by_last_seen.insert((now_ms, from));
-        out.extend(self.wants_revocations(now_ms, &from, &load));
+        self.note_heard(now_ms, from);
         Ok(out)
     }
 
-    /// Whether to ask `from` for its revocations: it holds a set other than ours and we
-    /// have not asked it lately.
-    fn wants_revocations(&mut self, now_ms: u64, from: &PublicKey, load: &Load) -> Vec<Output> {
-        if load.revocations == self.revocation_digest || load.revocations.count == 0 {
-            return vec![];
+    /// Remembers that `from` was heard at `now_ms`, for expiry.
+    fn note_heard(&mut self, now_ms: u64, from: PublicKey) {
+        self.heard.push_back((now_ms, from));
+        if self.heard.len() > 8 * self.members.len() + 1024 {
+            // Each member's latest advert is all expiry needs.
+            let mut latest: Vec<(u64, PublicKey)> = self
+                .members
+                .iter()
+                .map(|(k, m)| (m.last_seen_ms, *k))
+                .collect();
+            latest.sort_unstable();
+            self.heard = latest.into();
         }
-        let Some(m) = self.members.get_mut(from) else {
-            return vec![];
-        };
-        if m.revocations_asked_ms
-            .is_some_and(|t| now_ms.saturating_sub(t) < REVOCATION_SYNC_INTERVAL_MS)
-        {
-            return vec![];
+    }
+
+    /// A revocation arrived: members whose chain it names are judged again on their next
+    /// advert (and refused).
+    fn forget_judgements(&mut self, target: &CertId) {
+        for m in self.members.values_mut() {
+            if m.chain.contains(target) {
+                m.valid_until = 0;
+            }
         }
-        m.revocations_asked_ms = Some(now_ms);
-        vec![Output::FetchRevocations(*from)]
     }
 
     fn receipt(
@@ -855,6 +917,7 @@ impl NodeCore {
         if self.revocations.contains_key(&r.id) {
             return Ok(vec![]);
         }
+        self.forget_judgements(&r.body.target);
         if self.revocations.len() >= MAX_SEEN_REVOCATIONS {
             // Honoured (the verifier holds it) but not passed on to latecomers: the store
             // that serves catch-ups is full.
@@ -872,6 +935,7 @@ impl NodeCore {
             .verifier
             .add_revocation(bytes)
             .map_err(|e| CoreError::BadRevocation(e.to_string()))?;
+        self.forget_judgements(&r.body.target);
         if !self.revocations.contains_key(&r.id) && self.revocations.len() < MAX_SEEN_REVOCATIONS {
             self.revocations.insert(r.id, bytes.to_vec());
             self.redigest();
@@ -938,13 +1002,19 @@ impl NodeCore {
             })
             .collect();
         let deadline = now_ms.saturating_sub(self.member_timeout_ms());
-        while let Some(&(seen, k)) = self.by_last_seen.first() {
+        while let Some(&(seen, k)) = self.heard.front() {
             if seen >= deadline {
                 break;
             }
-            self.by_last_seen.pop_first();
-            self.members.remove(&k);
-            out.push(Output::Left(k));
+            self.heard.pop_front();
+            if self
+                .members
+                .get(&k)
+                .is_some_and(|m| m.last_seen_ms < deadline)
+            {
+                self.members.remove(&k);
+                out.push(Output::Left(k));
+            }
         }
         out
     }
@@ -1363,7 +1433,7 @@ mod tests {
             ]
         );
         assert_eq!(n.members().len(), 1);
-        // A thousand members: adverts every 500 s, silence tolerated for four of them.
+        // A thousand members at 2 adverts/s: every 500 s, silence tolerated for three.
         let mut big = node(11);
         big.set_advert_timing(5_000, 2);
         for i in 0..999u32 {
@@ -1381,13 +1451,13 @@ mod tests {
                     load: Load::default(),
                     credential: vec![],
                     valid_until: 0,
-                    revocations_at_check: 0,
+                    chain: vec![],
                     revocations_asked_ms: None,
                 },
             );
         }
         assert_eq!(big.advert_interval_ms(), 500_000);
-        assert_eq!(big.member_timeout_ms(), 2_000_000);
+        assert_eq!(big.member_timeout_ms(), 1_500_000);
     }
 
     #[test]

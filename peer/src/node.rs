@@ -1421,6 +1421,10 @@ impl Daemon {
                 traffic: m.load.traffic,
             }
         }));
+        // The member map is unordered; a listing reads best by name.
+        if let Some((_, others)) = rows.split_first_mut() {
+            others.sort_by(|a, b| a.name.cmp(&b.name).then(a.peer_id.cmp(&b.peer_id)));
+        }
         rows
     }
 

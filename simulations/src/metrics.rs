@@ -16,8 +16,10 @@ pub struct Creation {
     /// No answer before the timeout (down, or across a partition).
     pub unreachable: usize,
     /// From the command's start to the last admitted receipt (every reachable sliver
-    /// running), ms.
+    /// running), ms; includes waiting for bootstrap nodes that were down.
     pub all_running_ms: f64,
+    /// From sending the tickets to the last admitted receipt, ms.
+    pub fanout_ms: f64,
     /// Bootstrap nodes that did not answer before one did.
     pub bootstrap_retries: usize,
 }

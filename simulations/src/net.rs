@@ -114,10 +114,7 @@ impl Overlay {
                 if opened >= CONNECTIONS {
                     break;
                 }
-                if up.get(j).copied().unwrap_or(false)
-                    && self.reachable(i, j)
-                    && dials(i, j)
-                {
+                if up.get(j).copied().unwrap_or(false) && self.reachable(i, j) && dials(i, j) {
                     opened += 1;
                     let lat = match (self.places.get(i), self.places.get(j)) {
                         (Some(a), Some(b)) => geo::latency_us(a, b),

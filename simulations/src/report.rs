@@ -41,6 +41,12 @@ pub struct Summary {
     pub create_p99_ms: f64,
     /// Slowest, ms.
     pub create_max_ms: f64,
+    /// Tickets sent to every reachable sliver running (no bootstrap wait): median, ms.
+    pub fanout_p50_ms: f64,
+    /// 99th percentile, ms.
+    pub fanout_p99_ms: f64,
+    /// Creations that waited for a bootstrap node that was down.
+    pub bootstrap_retries: usize,
     /// Mean nodes per slice.
     pub mean_slice_nodes: f64,
     /// Share of targeted nodes that admitted.
@@ -123,6 +129,7 @@ impl Summary {
         trace: u64,
     ) -> Summary {
         let lat: Vec<f64> = m.creations.iter().map(|c| c.all_running_ms).collect();
+        let fan: Vec<f64> = m.creations.iter().map(|c| c.fanout_ms).collect();
         let targeted: usize = m.creations.iter().map(|c| c.targeted).sum();
         let share = |x: usize| {
             if targeted == 0 {
@@ -132,10 +139,13 @@ impl Summary {
             }
         };
         let held: Vec<f64> = m.revocations.iter().map(|r| r.all_held_ms).collect();
-        let finite_max = |xs: &mut dyn Iterator<Item = f64>| {
-            xs.filter(|x| x.is_finite()).fold(0.0f64, f64::max)
-        };
-        let detected = m.equivocations.iter().filter(|e| e.detected_ms >= 0.0).count();
+        let finite_max =
+            |xs: &mut dyn Iterator<Item = f64>| xs.filter(|x| x.is_finite()).fold(0.0f64, f64::max);
+        let detected = m
+            .equivocations
+            .iter()
+            .filter(|e| e.detected_ms >= 0.0)
+            .count();
         let min_of = |f: &dyn Fn(&crate::metrics::Sample) -> f64| {
             m.samples
                 .iter()
@@ -161,6 +171,13 @@ impl Summary {
             create_p90_ms: quantile(&lat, 0.9),
             create_p99_ms: quantile(&lat, 0.99),
             create_max_ms: quantile(&lat, 1.0),
+            fanout_p50_ms: quantile(&fan, 0.5),
+            fanout_p99_ms: quantile(&fan, 0.99),
+            bootstrap_retries: m
+                .creations
+                .iter()
+                .filter(|c| c.bootstrap_retries > 0)
+                .count(),
             mean_slice_nodes: if m.creations.is_empty() {
                 0.0
             } else {
@@ -180,7 +197,12 @@ impl Summary {
             revocation_worst_catch_up_ms: finite_max(
                 &mut m.revocations.iter().map(|r| r.worst_catch_up_ms),
             ),
-            revoked_running_max: m.samples.iter().map(|s| s.revoked_running).max().unwrap_or(0),
+            revoked_running_max: m
+                .samples
+                .iter()
+                .map(|s| s.revoked_running)
+                .max()
+                .unwrap_or(0),
             revoked_restores: m.revoked_restores,
             equivocators: m.equivocations.len(),
             equivocators_detected: detected,
@@ -214,7 +236,7 @@ impl Summary {
         let kib = |b: f64| b / 1024.0;
         format!(
             "{scenario}: {nodes} nodes, {auth} authorities, {groups} groups, {hours:.0} h simulated in {wall:.1} s ({events} events, trace {trace})\n\
-             \x20 slice create -> all running: p50 {p50:.0} ms, p99 {p99:.0} ms, max {max:.0} ms over {n} slices of {size:.0} nodes; admitted {adm:.1}%, refused {ref_:.1}%, unreachable {unr:.1}%\n\
+             \x20 slice create -> all running: p50 {p50:.0} ms, p99 {p99:.0} ms, max {max:.0} ms over {n} slices of {size:.0} nodes ({br} waited for a bootstrap node); tickets out -> all running p50 {f50:.0} ms, p99 {f99:.0} ms; admitted {adm:.1}%, refused {ref_:.1}%, unreachable {unr:.1}%\n\
              \x20 revocations: {revs}, held everywhere p50 {rh:.0} ms / max {rhm:.0} ms, last sliver stopped {rs:.0} ms; {cu} late nodes caught up (worst {wc:.0} ms); revoked still running: {rr}, revoked restores: {rres}\n\
              \x20 equivocators: {eq} ({det} caught), detection max {ed:.0} ms, all marked max {ea:.0} ms\n\
              \x20 witness coverage (>= {k} live): min {ck:.4}, end {cke:.4}; acknowledged: min {ak:.4}, end {ake:.4}; acknowledged entries lost: {lost}\n\
@@ -231,6 +253,9 @@ impl Summary {
             p50 = self.create_p50_ms,
             p99 = self.create_p99_ms,
             max = self.create_max_ms,
+            br = self.bootstrap_retries,
+            f50 = self.fanout_p50_ms,
+            f99 = self.fanout_p99_ms,
             n = self.creations,
             size = self.mean_slice_nodes,
             adm = self.share_admitted * 100.0,
@@ -270,32 +295,40 @@ impl Summary {
     }
 }
 
+fn cells(prefix: &str, v: &serde_json::Value, heads: &mut Vec<String>, vals: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(o) => {
+            for (k, x) in o {
+                let name = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                cells(&name, x, heads, vals);
+            }
+        }
+        serde_json::Value::Null => {
+            heads.push(prefix.into());
+            vals.push(String::new());
+        }
+        x => {
+            heads.push(prefix.into());
+            vals.push(x.to_string());
+        }
+    }
+}
+
 fn csv<T: Serialize>(path: &Path, rows: &[T]) -> std::io::Result<()> {
     let mut out = String::new();
     for (i, r) in rows.iter().enumerate() {
         let v = serde_json::to_value(r).unwrap_or_default();
-        let Some(obj) = v.as_object() else { continue };
+        let (mut heads, mut vals) = (vec![], vec![]);
+        cells("", &v, &mut heads, &mut vals);
         if i == 0 {
-            out.push_str(&obj.keys().cloned().collect::<Vec<_>>().join(","));
+            out.push_str(&heads.join(","));
             out.push('\n');
         }
-        let cells: Vec<String> = obj
-            .values()
-            .map(|x| match x {
-                serde_json::Value::Object(_) => x
-                    .as_object()
-                    .map(|o| {
-                        o.values()
-                            .map(|y| y.to_string())
-                            .collect::<Vec<_>>()
-                            .join(";")
-                    })
-                    .unwrap_or_default(),
-                serde_json::Value::Null => String::new(),
-                _ => x.to_string(),
-            })
-            .collect();
-        out.push_str(&cells.join(","));
+        out.push_str(&vals.join(","));
         out.push('\n');
     }
     std::fs::write(path, out)
@@ -312,7 +345,10 @@ pub fn write(dir: &Path, summary: &Summary, m: &Metrics) -> anyhow::Result<()> {
     csv(&dir.join(format!("{name}-revocations.csv")), &m.revocations)?;
     csv(&dir.join(format!("{name}-samples.csv")), &m.samples)?;
     if !m.equivocations.is_empty() {
-        csv(&dir.join(format!("{name}-equivocations.csv")), &m.equivocations)?;
+        csv(
+            &dir.join(format!("{name}-equivocations.csv")),
+            &m.equivocations,
+        )?;
     }
     let lat: Vec<f64> = m.creations.iter().map(|c| c.all_running_ms).collect();
     plot::lines(

@@ -104,7 +104,10 @@ impl Scenario {
                     (20 * MIN, Action::SybilsArrive),
                     (40 * MIN, Action::Equivocate(2)),
                     (at(0.4), Action::RevokeUsers(3)),
-                    (at(0.4), Action::KillGradually(0.30, (h * 0.4 * HOUR as f64) as u64)),
+                    (
+                        at(0.4),
+                        Action::KillGradually(0.30, (h * 0.4 * HOUR as f64) as u64),
+                    ),
                 ];
             }
         }

@@ -34,12 +34,11 @@ use slicefed_peer::wire::{Advert, AdvertBody, SliceDelete};
 use slicefed_peer::witness::{Witness, WitnessOutput, WitnessSet};
 use slicefed_trust::caps::{NetworkRights, NodeSet, Proto, ResourceCaps, Validity};
 use slicefed_trust::objects::{self, NodeReceipt, Nonce, Revocation, SliceTicket};
-use slicefed_trust::{
-    CertId, Credential, ModuleHash, Name, PublicKey, SharedOpened, Verifier,
-};
+use slicefed_trust::{CertId, Credential, ModuleHash, Name, PublicKey, SharedOpened, Verifier};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::rc::Rc;
+use std::sync::Arc;
 
 type Rng = rand_pcg::Pcg64Mcg;
 
@@ -147,7 +146,7 @@ impl Config {
             sybils: 0,
             duration: (hours * HOUR as f64) as u64,
             witnesses: 3,
-            tick: 10 * SEC,
+            tick: 30 * SEC,
             advert_base_ms: 5_000,
             adverts_heard_per_sec: slicefed_peer::core::ADVERTS_HEARD_PER_SEC,
             checkpoint_every: 5 * MIN,
@@ -175,20 +174,41 @@ enum Endpoint {
 
 #[derive(Clone, Debug)]
 enum Gossip {
-    Advert { from: u32, advert: Rc<Advert>, bytes: usize },
-    Revocation { from: u32, bytes: Rc<Vec<u8>> },
-    Proof { from: u32, proof: Rc<EquivocationProof>, bytes: usize },
+    Advert {
+        from: u32,
+        advert: Rc<Advert>,
+        bytes: usize,
+    },
+    Revocation {
+        from: u32,
+        bytes: Rc<Vec<u8>>,
+    },
+    Proof {
+        from: u32,
+        proof: Rc<EquivocationProof>,
+        bytes: usize,
+    },
 }
 
 #[derive(Clone, Debug)]
 enum Req {
     Members,
-    Submit { cred: Rc<Vec<u8>>, module: ModuleHash },
+    Submit {
+        cred: Arc<Vec<u8>>,
+        module: ModuleHash,
+    },
     Delete(Box<SliceDelete>),
     Revoke(Rc<Vec<u8>>),
-    Entries { from: u64 },
-    ReplicaEntries { origin: PublicKey, from: u64 },
-    Revocations { after: Option<CertId> },
+    Entries {
+        from: u64,
+    },
+    ReplicaEntries {
+        origin: PublicKey,
+        from: u64,
+    },
+    Revocations {
+        after: Option<CertId>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -196,8 +216,15 @@ enum Rep {
     Members(Vec<u32>),
     Receipt(Vec<u8>),
     Stopped,
-    Page { base: SignedCheckpoint, end: SignedCheckpoint, leaves: Vec<Vec<u8>> },
-    ReplicaPage { end: SignedCheckpoint, leaves: Vec<Vec<u8>> },
+    Page {
+        base: SignedCheckpoint,
+        end: SignedCheckpoint,
+        leaves: Vec<Vec<u8>>,
+    },
+    ReplicaPage {
+        end: SignedCheckpoint,
+        leaves: Vec<Vec<u8>>,
+    },
     Revocations(Vec<Vec<u8>>),
     Error,
 }
@@ -215,14 +242,44 @@ enum Note {
 #[derive(Debug)]
 enum Ev {
     Boot(u32),
-    Crash { node: u32, forever: bool },
+    Crash {
+        node: u32,
+        forever: bool,
+    },
     Tick(u32, u32),
     Advert(u32, u32),
     Activity(u32, u32),
-    Wave { gossip: Rc<Gossip>, arrivals: Rc<Vec<(u64, u32)>>, next: usize, sent: u64 },
-    Request { to: u32, from: Endpoint, id: u64, req: Req, sent: u64 },
-    Reply { to: Endpoint, id: u64, rep: Option<Rep> },
-    Note { to: u32, from: u32, note: Note },
+    Wave {
+        gossip: Rc<Gossip>,
+        arrivals: Rc<Vec<(u64, u32)>>,
+        next: usize,
+        sent: u64,
+    },
+    // Payloads are boxed: the queue moves events on every push and pop, and a page
+    // answer is hundreds of bytes.
+    Request {
+        to: u32,
+        from: Endpoint,
+        id: u64,
+        req: Box<Req>,
+        sent: u64,
+    },
+    Reply {
+        to: Endpoint,
+        id: u64,
+        rep: Option<Box<Rep>>,
+    },
+    Note {
+        to: u32,
+        from: u32,
+        note: Box<Note>,
+    },
+    /// What a node's core said to an advert, carried out when the advert arrives.
+    AdvertOutputs {
+        node: u32,
+        inc: u32,
+        outs: Box<Vec<Output>>,
+    },
     Group(u32),
     Act(usize),
     Revoke,
@@ -244,6 +301,7 @@ impl Ev {
             Ev::Reply { id, .. } => 8 | (id << 8),
             Ev::Note { to, from, .. } => 9 | (u64::from(*to) << 8) | (u64::from(*from) << 32),
             Ev::Group(g) => 10 | (u64::from(*g) << 8),
+            Ev::AdvertOutputs { node, .. } => 14 | (u64::from(*node) << 8),
             Ev::Act(i) => 11 | ((*i as u64) << 8),
             Ev::Revoke => 12,
             Ev::Sample => 13,
@@ -350,7 +408,7 @@ struct Disk {
     log: Log,
     replicas: Vec<(PublicKey, Tree, Option<SignedCheckpoint>)>,
     /// Saved slivers: id → (slice, ticket credential).
-    saved: BTreeMap<u64, (u32, Rc<Vec<u8>>)>,
+    saved: BTreeMap<u64, (u32, Arc<Vec<u8>>)>,
     /// Modules compiled before.
     compiled: BTreeSet<ModuleHash>,
 }
@@ -385,7 +443,7 @@ struct SimNode {
     dead: bool,
     incarnation: u32,
     disk: Disk,
-    live: Option<Live>,
+    live: Option<Box<Live>>,
     /// When this node last came up.
     up_since: u64,
     /// Churn: share of time down.
@@ -396,7 +454,7 @@ struct SliceRun {
     slice: u32,
     name: Name,
     module: ModuleHash,
-    cred: Rc<Vec<u8>>,
+    cred: Arc<Vec<u8>>,
     nodes: Vec<u32>,
 }
 
@@ -417,6 +475,7 @@ struct Op {
     retries: usize,
     targets: Vec<u32>,
     ticket: Option<CertId>,
+    fanout: u64,
 }
 
 struct GroupState {
@@ -450,6 +509,10 @@ pub struct Sim {
     seq: u64,
     queue: BinaryHeap<Reverse<Queued>>,
     nodes: Vec<SimNode>,
+    /// Which nodes are up (kept apart from `nodes`, whose entries are taken out while a
+    /// handler runs).
+    up: Vec<bool>,
+    up_count: u64,
     groups: Vec<GroupState>,
     slices: Vec<SliceInfo>,
     shared: SharedOpened,
@@ -515,7 +578,10 @@ impl Sim {
                 revoked: false,
             })
             .collect();
+        let up = vec![false; world.nodes.len()];
         let mut sim = Sim {
+            up,
+            up_count: 0,
             world,
             overlay,
             rng,
@@ -608,7 +674,7 @@ impl Sim {
     }
 
     fn is_up(&self, i: usize) -> bool {
-        self.nodes.get(i).is_some_and(|n| n.up)
+        self.up.get(i).copied().unwrap_or(false)
     }
 
     fn key_index(&self, k: &PublicKey) -> Option<u32> {
@@ -621,7 +687,7 @@ impl Sim {
             if q.at > self.cfg.duration {
                 break;
             }
-            let up_nodes = self.nodes.iter().filter(|n| n.up).count() as u128;
+            let up_nodes = u128::from(self.up_count);
             self.up_time_us += up_nodes * u128::from(q.at.saturating_sub(self.now));
             self.now = q.at;
             self.metrics.events += 1;
@@ -687,13 +753,21 @@ impl Sim {
                 id,
                 req,
                 sent,
-            } => self.on_request(to as usize, from, id, req, sent),
+            } => self.on_request(to as usize, from, id, *req, sent),
             Ev::Reply { to, id, rep } => match to {
-                Endpoint::Node(n) => self.on_reply(n as usize, id, rep),
-                Endpoint::Client(g) => self.on_client_reply(g as usize, id, rep),
+                Endpoint::Node(n) => self.on_reply(n as usize, id, rep.map(|r| *r)),
+                Endpoint::Client(g) => self.on_client_reply(g as usize, id, rep.map(|r| *r)),
             },
-            Ev::Note { to, from, note } => self.on_note(to as usize, from as usize, note),
+            Ev::Note { to, from, note } => self.on_note(to as usize, from as usize, *note),
             Ev::Group(g) => self.group_step(g as usize),
+            Ev::AdvertOutputs { node, inc, outs } => {
+                if self.alive(node, inc)
+                    && let Some(mut n) = self.take(node as usize)
+                {
+                    self.carry_out(node as usize, &mut n, *outs, true);
+                    self.put(node as usize, n);
+                }
+            }
             Ev::Act(i) => self.act(i),
             Ev::Revoke => {
                 self.revoke_users(1);
@@ -761,9 +835,13 @@ impl Sim {
         n.up = true;
         n.up_since = now;
         n.incarnation += 1;
+        if let Some(u) = self.up.get_mut(i) {
+            *u = true;
+            self.up_count += 1;
+        }
         let inc = n.incarnation;
         let restore_by = (!n.disk.saved.is_empty()).then_some(now + RESTORE_WAIT);
-        n.live = Some(Live {
+        n.live = Some(Box::new(Live {
             core,
             witness,
             mine: WitnessSet::new(me, k, &[]),
@@ -776,7 +854,7 @@ impl Sim {
             ticks: 0,
             equivocate: false,
             equivocated: false,
-        });
+        }));
         self.overlay.touch();
         let i32 = i as u32;
         let a = self.rng.random_range(0..SEC);
@@ -787,7 +865,11 @@ impl Sim {
         self.push(now + f, Ev::Activity(i32, inc));
         // Churn: the next outage.
         if self.honest(i) && self.cfg.down_share.is_some() {
-            let share = self.nodes.get(i).map_or(0.0, |n| n.down_share).clamp(0.01, 0.99);
+            let share = self
+                .nodes
+                .get(i)
+                .map_or(0.0, |n| n.down_share)
+                .clamp(0.01, 0.99);
             let mean_up = (self.cfg.mean_outage as f64 * (1.0 - share) / share) as u64;
             let up_for = self.exp(mean_up);
             self.push(
@@ -811,6 +893,10 @@ impl Sim {
             return;
         }
         n.up = false;
+        if let Some(u) = self.up.get_mut(i) {
+            *u = false;
+            self.up_count -= 1;
+        }
         if let Some(live) = n.live.take() {
             // Like SIGKILL: slivers vanish unlogged (they come back from `saved`), replicas
             // stay on disk.
@@ -852,9 +938,14 @@ impl Sim {
             let outs = live.core.tick(now_ms);
             self.carry_out(i, &mut n, outs, false);
         }
-        self.maybe_restore(&mut n, false);
+        self.maybe_restore(&mut n);
         self.checkpoint(i, &mut n);
-        let repair = n.live.as_ref().is_some_and(|l| l.ticks.is_multiple_of(30));
+        // Hand over dead nodes' logs every ten minutes or so.
+        let every = (10 * MIN / self.cfg.tick.max(1)).max(1);
+        let repair = n
+            .live
+            .as_ref()
+            .is_some_and(|l| l.ticks.is_multiple_of(every));
         if repair && let Some(live) = n.live.as_ref() {
             let members: Vec<PublicKey> = live.core.members().keys().copied().collect();
             let me = i as u32;
@@ -880,7 +971,9 @@ impl Sim {
         let Some(live) = n.live.as_mut() else { return };
         let size = n.disk.log.len();
         let grown = size > live.last_cp_size && now.saturating_sub(live.last_cp) >= every;
-        let again = live.ticks.is_multiple_of(10) && live.last_cp_size > 0;
+        // The latest again every five minutes or so, for witnesses that are new.
+        let again_every = (5 * MIN / self.cfg.tick.max(1)).max(1);
+        let again = live.ticks.is_multiple_of(again_every) && live.last_cp_size > 0;
         if !grown && !again {
             return;
         }
@@ -977,9 +1070,18 @@ impl Sim {
         let now_ms = self.now_ms();
         let Some(mut n) = self.take(i) else { return };
         if let Some(live) = n.live.as_ref() {
-            let plans: Vec<Attribution> = live.core.slivers().map(|p| p.who.clone()).collect();
+            // Decide first, clone only the slivers that open a flow.
+            let count = live.core.slivers().count();
+            let open: Vec<bool> = (0..count).map(|_| self.rng.random_bool(p)).collect();
+            let plans: Vec<Attribution> = live
+                .core
+                .slivers()
+                .zip(open)
+                .filter(|(_, o)| *o)
+                .map(|(p, _)| p.who.clone())
+                .collect();
             for who in plans {
-                if self.rng.random_bool(p) {
+                {
                     let port = self.rng.random_range(1024..65535u16);
                     let flow = FlowRecord {
                         who,
@@ -1002,18 +1104,20 @@ impl Sim {
         self.put(i, n);
     }
 
-    /// Restores saved slivers once the node has caught up with revocations (or waited
-    /// long enough).
-    fn maybe_restore(&mut self, n: &mut SimNode, synced: bool) {
+    /// Restores saved slivers once the node has had time to catch up with revocations:
+    /// [`RESTORE_WAIT`] after it came back, in which it hears dozens of members' digests.
+    /// (Restoring after the first catch-up was not enough: the first member heard may be
+    /// behind too, and the simulator caught a revoked sliver restored that way.)
+    fn maybe_restore(&mut self, n: &mut SimNode) {
         let now = self.now;
         let now_ms = self.now_ms();
         let Some(live) = n.live.as_mut() else { return };
         let Some(by) = live.restore_by else { return };
-        if !synced && now < by {
+        if now < by {
             return;
         }
         live.restore_by = None;
-        let saved: Vec<(u64, u32, Rc<Vec<u8>>)> = n
+        let saved: Vec<(u64, u32, Arc<Vec<u8>>)> = n
             .disk
             .saved
             .iter()
@@ -1165,15 +1269,13 @@ impl Sim {
     // ---- the network ----------------------------------------------------------------
 
     fn broadcast(&mut self, src: usize, g: Gossip) {
-        let up: Vec<bool> = self.nodes.iter().map(|n| n.up).collect();
+        let up = self.up.clone();
         let honest = self.world.honest;
         // Honest nodes dial members (up honest nodes, as far as the overlay goes); Sybils
         // dial honest nodes; nobody dials a Sybil.
         self.overlay.rebuild(&up, |_, b| b < honest);
         let from_sybil = !self.honest(src);
-        let arrivals = self
-            .overlay
-            .broadcast(src, |u| u < honest && !from_sybil);
+        let arrivals = self.overlay.broadcast(src, |u| u < honest && !from_sybil);
         let (size, cat) = match &g {
             Gossip::Advert { bytes, .. } => (*bytes, Category::Adverts),
             Gossip::Revocation { bytes, .. } => (bytes.len(), Category::Revocations),
@@ -1194,7 +1296,11 @@ impl Sim {
             && let Some(t) = self.revs.get_mut(&CertId::of(bytes))
             && t.up_at_publish.is_empty()
         {
-            t.up_at_publish = arrivals.iter().map(|a| a.1).filter(|v| (*v as usize) < honest).collect();
+            t.up_at_publish = arrivals
+                .iter()
+                .map(|a| a.1)
+                .filter(|v| (*v as usize) < honest)
+                .collect();
         }
         if let Gossip::Proof { proof, .. } = &g {
             let origin = proof.smaller.checkpoint.origin;
@@ -1210,6 +1316,10 @@ impl Sim {
         if arrivals.is_empty() {
             return;
         }
+        if let Gossip::Advert { from, advert, .. } = &g {
+            self.apply_advert(*from as usize, advert, &arrivals);
+            return;
+        }
         let first = arrivals.first().map_or(0, |a| a.0);
         let now = self.now;
         self.push(
@@ -1221,6 +1331,60 @@ impl Sim {
                 sent: now,
             },
         );
+    }
+
+    /// Every recipient's core judges an advert, on both cores at once: adverts are nine in
+    /// ten events at a thousand nodes, and judging one touches only the recipient. Each
+    /// judgement runs with the advert's arrival time at that node but happens when the
+    /// advert is sent; what the core asks for in return (a new member's witness sets, a
+    /// revocation catch-up) is carried out at the arrival time. The only difference from
+    /// judging at arrival is that a node may count a member as heard up to one network
+    /// delay early.
+    fn apply_advert(&mut self, sender: usize, advert: &Advert, arrivals: &[(u64, u32)]) {
+        let honest = self.world.honest;
+        let start_ms = self.now_ms();
+        let b = &advert.body;
+        let load = Load {
+            slivers: b.slivers,
+            free_memory: b.free_memory,
+            uptime_secs: b.uptime_secs,
+            traffic: b.traffic,
+            revocations: b.revocations,
+        };
+        let mut results: Vec<(usize, u32, u64, Result<Vec<Output>, ()>)> =
+            Vec::with_capacity(arrivals.len());
+        for &(off, v) in arrivals {
+            let i = v as usize;
+            if i >= honest {
+                continue;
+            }
+            let Some(n) = self.nodes.get_mut(i).filter(|n| n.up) else {
+                continue;
+            };
+            let inc = n.incarnation;
+            let Some(l) = n.live.as_mut() else { continue };
+            let r = l
+                .core
+                .advert(start_ms + off / MS, b.node, &b.credential, load.clone())
+                .map_err(|_| ());
+            results.push((i, inc, off, r));
+        }
+        let now = self.now;
+        for (i, inc, off, r) in results {
+            self.judged(sender, r.is_ok());
+            if let Ok(outs) = r
+                && !outs.is_empty()
+            {
+                self.push(
+                    now + off,
+                    Ev::AdvertOutputs {
+                        node: i as u32,
+                        inc,
+                        outs: Box::new(outs),
+                    },
+                );
+            }
+        }
     }
 
     fn latency(&mut self, a: &geo::Place, b: &geo::Place) -> u64 {
@@ -1248,7 +1412,14 @@ impl Sim {
         }
     }
 
-    fn send_request(&mut self, from: Endpoint, to: u32, req: Req, bytes: usize, cat: Category) -> u64 {
+    fn send_request(
+        &mut self,
+        from: Endpoint,
+        to: u32,
+        req: Req,
+        bytes: usize,
+        cat: Category,
+    ) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
         let a = self.place_of(from);
@@ -1265,12 +1436,19 @@ impl Sim {
                     to,
                     from,
                     id,
-                    req,
+                    req: Box::new(req),
                     sent: now,
                 },
             );
         } else {
-            self.push(now + RPC_TIMEOUT, Ev::Reply { to: from, id, rep: None });
+            self.push(
+                now + RPC_TIMEOUT,
+                Ev::Reply {
+                    to: from,
+                    id,
+                    rep: None,
+                },
+            );
         }
         id
     }
@@ -1297,7 +1475,10 @@ impl Sim {
                 leaves.iter().map(Vec::len).sum::<usize>() + 300,
                 Category::Replication,
             ),
-            Rep::Revocations(r) => (r.iter().map(Vec::len).sum::<usize>() + 16, Category::Revocations),
+            Rep::Revocations(r) => (
+                r.iter().map(Vec::len).sum::<usize>() + 16,
+                Category::Revocations,
+            ),
         };
         self.traffic.add(cat, 2.0 * bytes as f64);
         self.msgs += 1;
@@ -1306,9 +1487,24 @@ impl Sim {
         let lat = self.latency(&a, &b) + (bytes as u64 * 8 / 100);
         let at = self.now + extra_us + lat;
         // Past the requester's timeout the answer no longer counts.
-        let rep = if at > sent + RPC_TIMEOUT { None } else { Some(rep) };
-        let at = if rep.is_none() { sent + RPC_TIMEOUT } else { at };
-        self.push(at, Ev::Reply { to, id, rep });
+        let rep = if at > sent + RPC_TIMEOUT {
+            None
+        } else {
+            Some(rep)
+        };
+        let at = if rep.is_none() {
+            sent + RPC_TIMEOUT
+        } else {
+            at
+        };
+        self.push(
+            at,
+            Ev::Reply {
+                to,
+                id,
+                rep: rep.map(Box::new),
+            },
+        );
     }
 
     fn send_note(&mut self, from: u32, to: u32, note: Note, cat: Category, bytes: usize) {
@@ -1321,13 +1517,49 @@ impl Sim {
         self.traffic.add(cat, 2.0 * bytes as f64);
         self.msgs += 1;
         let now = self.now;
-        self.push(now + lat, Ev::Note { to, from, note });
+        self.push(
+            now + lat,
+            Ev::Note {
+                to,
+                from,
+                note: Box::new(note),
+            },
+        );
     }
 
     // ---- receiving ------------------------------------------------------------------
 
     fn deliver_gossip(&mut self, to: usize, g: &Gossip) {
         if !self.honest(to) {
+            return;
+        }
+        if let Gossip::Advert { from, advert, .. } = g {
+            // The hot path (a thousand nodes hear every advert): judged in place; the node
+            // is taken out only when the core has something to do.
+            let now_ms = self.now_ms();
+            let b = &advert.body;
+            let load = Load {
+                slivers: b.slivers,
+                free_memory: b.free_memory,
+                uptime_secs: b.uptime_secs,
+                traffic: b.traffic,
+                revocations: b.revocations,
+            };
+            let r = self
+                .nodes
+                .get_mut(to)
+                .filter(|n| n.up)
+                .and_then(|n| n.live.as_mut())
+                .map(|l| l.core.advert(now_ms, b.node, &b.credential, load));
+            let accepted = matches!(r, Some(Ok(_)));
+            if let Some(Ok(outs)) = r
+                && !outs.is_empty()
+                && let Some(mut n) = self.take(to)
+            {
+                self.carry_out(to, &mut n, outs, true);
+                self.put(to, n);
+            }
+            self.judged(*from as usize, accepted);
             return;
         }
         let Some(mut n) = self.take(to) else { return };
@@ -1362,11 +1594,11 @@ impl Sim {
             }
             Gossip::Revocation { bytes, from } => {
                 // Heard from members only.
-                let member = self
-                    .world
-                    .nodes
-                    .get(*from as usize)
-                    .is_some_and(|s| n.live.as_ref().is_some_and(|l| l.core.members().contains_key(&s.public)));
+                let member = self.world.nodes.get(*from as usize).is_some_and(|s| {
+                    n.live
+                        .as_ref()
+                        .is_some_and(|l| l.core.members().contains_key(&s.public))
+                });
                 let r = n
                     .live
                     .as_mut()
@@ -1376,7 +1608,7 @@ impl Sim {
                     Some(Ok(outs)) => {
                         let new = !outs.is_empty();
                         let id = CertId::of(bytes);
-                        self.rev_track(to, &id, new);
+                        self.rev_track(to, n.up_since, &id, new);
                         self.processing_rev = Some(id);
                         self.carry_out(to, &mut n, outs, true);
                         self.processing_rev = None;
@@ -1405,7 +1637,14 @@ impl Sim {
                 }
             }
         };
-        if from_sybil {
+        let _ = from_sybil;
+        self.judged(sender, accepted);
+        self.put(to, n);
+    }
+
+    /// Counts what an honest node made of gossip from `sender`.
+    fn judged(&mut self, sender: usize, accepted: bool) {
+        if !self.honest(sender) {
             if accepted {
                 self.metrics.sybil_accepted += 1;
             } else {
@@ -1414,13 +1653,19 @@ impl Sim {
         } else if !accepted {
             self.metrics.model_mismatches += 1;
         }
-        self.put(to, n);
     }
 
     fn on_request(&mut self, to: usize, from: Endpoint, id: u64, req: Req, sent: u64) {
         let Some(mut n) = self.take(to) else {
             // Down: the requester times out.
-            self.push(sent + RPC_TIMEOUT, Ev::Reply { to: from, id, rep: None });
+            self.push(
+                sent + RPC_TIMEOUT,
+                Ev::Reply {
+                    to: from,
+                    id,
+                    rep: None,
+                },
+            );
             return;
         };
         let now_ms = self.now_ms();
@@ -1471,7 +1716,7 @@ impl Sim {
                 match outs {
                     Some(Ok(outs)) => {
                         let id = CertId::of(&bytes);
-                        self.rev_track(to, &id, true);
+                        self.rev_track(to, n.up_since, &id, true);
                         self.processing_rev = Some(id);
                         self.carry_out(to, &mut n, outs, false);
                         self.processing_rev = None;
@@ -1506,9 +1751,18 @@ impl Sim {
                     }
                 }
             }
-            Req::ReplicaEntries { origin, from: start } => {
-                let held = n.live.as_ref().and_then(|l| l.witness.replica_size(&origin));
-                let cp = n.live.as_ref().and_then(|l| l.witness.verified(&origin).cloned());
+            Req::ReplicaEntries {
+                origin,
+                from: start,
+            } => {
+                let held = n
+                    .live
+                    .as_ref()
+                    .and_then(|l| l.witness.replica_size(&origin));
+                let cp = n
+                    .live
+                    .as_ref()
+                    .and_then(|l| l.witness.verified(&origin).cloned());
                 let src = self.key_index(&origin).map(|o| o as usize);
                 match (held, cp, src) {
                     (Some(h), Some(cp), Some(o)) if start < h && cp.checkpoint.size == h => {
@@ -1570,7 +1824,10 @@ impl Sim {
                     l.witness.fetch_failed(&origin);
                 }
             }
-            (Some(Pending::FetchReplica(origin, holder)), Some(Rep::ReplicaPage { end, leaves })) => {
+            (
+                Some(Pending::FetchReplica(origin, holder)),
+                Some(Rep::ReplicaPage { end, leaves }),
+            ) => {
                 let r = n
                     .live
                     .as_mut()
@@ -1599,7 +1856,7 @@ impl Sim {
                     if let Some(Ok(outs)) = outs {
                         let new = !outs.is_empty();
                         let id = CertId::of(&bytes);
-                        self.rev_track(i, &id, new);
+                        self.rev_track(i, n.up_since, &id, new);
                         self.processing_rev = Some(id);
                         self.carry_out(i, &mut n, outs, true);
                         self.processing_rev = None;
@@ -1610,8 +1867,6 @@ impl Sim {
                     if let Some(l) = n.live.as_mut() {
                         l.pending.insert(id, Pending::Revocations(member));
                     }
-                } else {
-                    self.maybe_restore(&mut n, true);
                 }
             }
             _ => {}
@@ -1719,7 +1974,13 @@ impl Sim {
                     }
                     for w in to {
                         if let Some(t) = self.key_index(&w) {
-                            self.send_note(me, t, Note::Cosigned(cp.clone()), Category::Checkpoints, 300);
+                            self.send_note(
+                                me,
+                                t,
+                                Note::Cosigned(cp.clone()),
+                                Category::Checkpoints,
+                                300,
+                            );
                         }
                     }
                 }
@@ -1761,12 +2022,12 @@ impl Sim {
 
     // ---- revocations ----------------------------------------------------------------
 
-    fn rev_track(&mut self, node: usize, id: &CertId, new: bool) {
+    /// Node `node` (up since `up_since`) took revocation `id` in.
+    fn rev_track(&mut self, node: usize, up_since: u64, id: &CertId, new: bool) {
         if !new {
             return;
         }
         let now = self.now;
-        let up_since = self.nodes.get(node).map_or(0, |n| n.up_since);
         let Some(t) = self.revs.get_mut(id) else {
             return;
         };
@@ -1909,7 +2170,13 @@ impl Sim {
         let retries = tried.len();
         let mut tried = tried;
         tried.push(target);
-        let id = self.send_request(Endpoint::Client(g as u32), target, Req::Members, 16, Category::Researchers);
+        let id = self.send_request(
+            Endpoint::Client(g as u32),
+            target,
+            Req::Members,
+            16,
+            Category::Researchers,
+        );
         self.client_ops.insert(id, (g as u32, target));
         if let Some(gs) = self.groups.get_mut(g) {
             gs.op = Some(Op {
@@ -1923,6 +2190,7 @@ impl Sim {
                 retries,
                 targets: vec![],
                 ticket: None,
+                fanout: 0,
             });
         }
     }
@@ -1932,7 +2200,11 @@ impl Sim {
             return;
         };
         let (lo, hi) = self.cfg.slice_nodes;
-        let want = if hi > lo { self.rng.random_range(lo..=hi) } else { lo };
+        let want = if hi > lo {
+            self.rng.random_range(lo..=hi)
+        } else {
+            lo
+        };
         let mut pool = members;
         let mut chosen = vec![];
         while chosen.len() < want && !pool.is_empty() {
@@ -1974,7 +2246,7 @@ impl Sim {
         let Ok(cred) = Credential::new(ticket.bytes, [group.user_cert.clone()]).to_bytes() else {
             return;
         };
-        let cred = Rc::new(cred);
+        let cred = Arc::new(cred);
         self.slices.push(SliceInfo {
             group: g as u32,
             deleted: None,
@@ -2004,12 +2276,18 @@ impl Sim {
             });
             if let Some(op) = gs.op.as_mut() {
                 op.kind = OpKind::Create;
+                op.fanout = self.now;
                 op.waiting = chosen.len();
                 op.targets = chosen;
                 op.ticket = Some(ticket_id);
             }
         }
-        if self.groups.get(g).and_then(|s| s.op.as_ref()).is_some_and(|o| o.waiting == 0) {
+        if self
+            .groups
+            .get(g)
+            .and_then(|s| s.op.as_ref())
+            .is_some_and(|o| o.waiting == 0)
+        {
             self.finish_op(g);
         }
     }
@@ -2061,9 +2339,15 @@ impl Sim {
                 retries: 0,
                 targets,
                 ticket: None,
+                fanout: started,
             });
         }
-        if self.groups.get(g).and_then(|s| s.op.as_ref()).is_some_and(|o| o.waiting == 0) {
+        if self
+            .groups
+            .get(g)
+            .and_then(|s| s.op.as_ref())
+            .is_some_and(|o| o.waiting == 0)
+        {
             self.finish_op(g);
         }
     }
@@ -2116,7 +2400,12 @@ impl Sim {
                         None => op.unreachable += 1,
                     }
                 }
-                if self.groups.get(g).and_then(|s| s.op.as_ref()).is_some_and(|o| o.waiting == 0) {
+                if self
+                    .groups
+                    .get(g)
+                    .and_then(|s| s.op.as_ref())
+                    .is_some_and(|o| o.waiting == 0)
+                {
                     self.finish_op(g);
                 }
             }
@@ -2124,7 +2413,12 @@ impl Sim {
                 if let Some(op) = self.groups.get_mut(g).and_then(|s| s.op.as_mut()) {
                     op.waiting = op.waiting.saturating_sub(1);
                 }
-                if self.groups.get(g).and_then(|s| s.op.as_ref()).is_some_and(|o| o.waiting == 0) {
+                if self
+                    .groups
+                    .get(g)
+                    .and_then(|s| s.op.as_ref())
+                    .is_some_and(|o| o.waiting == 0)
+                {
                     self.finish_op(g);
                 }
             }
@@ -2133,7 +2427,9 @@ impl Sim {
 
     fn finish_op(&mut self, g: usize) {
         let now = self.now;
-        let Some(gs) = self.groups.get_mut(g) else { return };
+        let Some(gs) = self.groups.get_mut(g) else {
+            return;
+        };
         let Some(op) = gs.op.take() else { return };
         match op.kind {
             OpKind::Create => {
@@ -2148,19 +2444,32 @@ impl Sim {
                     } else {
                         (op.last_ok - op.started) as f64 / MS as f64
                     },
+                    fanout_ms: if op.admitted.is_empty() {
+                        f64::NAN
+                    } else {
+                        (op.last_ok - op.fanout) as f64 / MS as f64
+                    },
                     bootstrap_retries: op.retries,
                 });
                 if let Some(run) = gs.current.as_mut() {
                     run.nodes = op.admitted;
                 }
                 let (lo, hi) = self.cfg.slice_life;
-                let life = if hi > lo { self.rng.random_range(lo..hi) } else { lo };
+                let life = if hi > lo {
+                    self.rng.random_range(lo..hi)
+                } else {
+                    lo
+                };
                 self.push(now + life, Ev::Group(g as u32));
             }
             OpKind::Delete => {
                 gs.current = None;
                 let (lo, hi) = self.cfg.slice_pause;
-                let pause = if hi > lo { self.rng.random_range(lo..hi) } else { lo };
+                let pause = if hi > lo {
+                    self.rng.random_range(lo..hi)
+                } else {
+                    lo
+                };
                 self.push(now + pause, Ev::Group(g as u32));
             }
             OpKind::Bootstrap { .. } => {}
@@ -2183,7 +2492,9 @@ impl Sim {
             }
             Action::Heal => self.overlay.heal(),
             Action::Kill(share) => {
-                let up: Vec<u32> = (0..honest as u32).filter(|i| self.is_up(*i as usize)).collect();
+                let up: Vec<u32> = (0..honest as u32)
+                    .filter(|i| self.is_up(*i as usize))
+                    .collect();
                 let count = (share * honest as f64).round() as usize;
                 let mut pool = up;
                 for _ in 0..count.min(pool.len()) {
@@ -2200,11 +2511,19 @@ impl Sim {
                     let j = self.rng.random_range(0..pool.len());
                     let v = pool.swap_remove(j);
                     let at = self.now + step * c as u64;
-                    self.push(at, Ev::Crash { node: v, forever: true });
+                    self.push(
+                        at,
+                        Ev::Crash {
+                            node: v,
+                            forever: true,
+                        },
+                    );
                 }
             }
             Action::Equivocate(count) => {
-                let up: Vec<u32> = (0..honest as u32).filter(|i| self.is_up(*i as usize)).collect();
+                let up: Vec<u32> = (0..honest as u32)
+                    .filter(|i| self.is_up(*i as usize))
+                    .collect();
                 let mut pool = up;
                 for _ in 0..count.min(pool.len()) {
                     let j = self.rng.random_range(0..pool.len());
@@ -2214,7 +2533,8 @@ impl Sim {
                     };
                     if let Some(l) = self.nodes.get_mut(v).and_then(|n| n.live.as_mut()) {
                         l.equivocate = true;
-                        self.equivocators.insert(pk, self.metrics.equivocations.len());
+                        self.equivocators
+                            .insert(pk, self.metrics.equivocations.len());
                         self.metrics.equivocations.push(EquivocationRun {
                             forked_s: f64::NAN,
                             detected_ms: -1.0,
@@ -2234,9 +2554,15 @@ impl Sim {
     }
 
     fn sybil_boot(&mut self, s: usize) {
-        let Some(n) = self.nodes.get_mut(s) else { return };
+        let Some(n) = self.nodes.get_mut(s) else {
+            return;
+        };
         n.up = true;
         n.incarnation += 1;
+        if let Some(u) = self.up.get_mut(s) {
+            *u = true;
+            self.up_count += 1;
+        }
         let inc = n.incarnation;
         // A Sybil has no core of its own here: it only sends. Its adverts go out on its
         // advert timer; see `sybil_advert`.
@@ -2255,7 +2581,7 @@ impl Sim {
             verifier,
         );
         if let Some(n) = self.nodes.get_mut(s) {
-            n.live = Some(Live {
+            n.live = Some(Box::new(Live {
                 core,
                 witness: Witness::new(me, 1),
                 mine: WitnessSet::new(me, 1, &[]),
@@ -2268,7 +2594,7 @@ impl Sim {
                 ticks: 0,
                 equivocate: false,
                 equivocated: false,
-            });
+            }));
         }
         self.overlay.touch();
         let now = self.now;
@@ -2314,7 +2640,13 @@ impl Sim {
         });
         if let Ok(cp) = fake {
             for v in neighbours {
-                self.send_note(i as u32, v, Note::Checkpoint(cp.clone()), Category::Rejected, 180);
+                self.send_note(
+                    i as u32,
+                    v,
+                    Note::Checkpoint(cp.clone()),
+                    Category::Rejected,
+                    180,
+                );
             }
         }
         if gossip_now && let Some(r) = rev {
@@ -2359,7 +2691,11 @@ impl Sim {
             let len = n.disk.log.len();
             let mut sizes = held.remove(&pk).unwrap_or_default();
             sizes.sort_unstable_by(|a, b| b.cmp(a));
-            let kth = sizes.get(k.saturating_sub(1)).copied().unwrap_or(0).min(len);
+            let kth = sizes
+                .get(k.saturating_sub(1))
+                .copied()
+                .unwrap_or(0)
+                .min(len);
             let best = sizes.first().copied().unwrap_or(0).min(len);
             total += len;
             with_k += kth;
@@ -2416,7 +2752,11 @@ impl Sim {
         self.metrics.samples.push(metrics::Sample {
             at_h: self.now as f64 / HOUR as f64,
             up,
-            mean_members: if up == 0 { 0.0 } else { members as f64 / up as f64 },
+            mean_members: if up == 0 {
+                0.0
+            } else {
+                members as f64 / up as f64
+            },
             slivers,
             share_k_witnesses: share(with_k, total),
             share_available: share(available, total),

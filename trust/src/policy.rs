@@ -74,6 +74,9 @@ pub struct TrustedAuthority {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TrustPolicy {
     authorities: Vec<TrustedAuthority>,
+    /// Position of each root key in `authorities`: every link of every chain looks its
+    /// signer up here, and a federation's policy may name hundreds of authorities.
+    by_key: std::collections::BTreeMap<PublicKey, usize>,
 }
 
 /// Parses a size such as `256MiB` or `10GB`.
@@ -93,8 +96,9 @@ impl TrustPolicy {
                 authorities.len()
             )));
         }
+        let mut by_key = std::collections::BTreeMap::new();
         for (i, a) in authorities.iter().enumerate() {
-            if authorities.iter().take(i).any(|b| b.key == a.key) {
+            if by_key.insert(a.key, i).is_some() {
                 return Err(PolicyError::Entry {
                     entry: a.name.to_string(),
                     why: "its public key is listed twice".into(),
@@ -107,7 +111,10 @@ impl TrustPolicy {
                 });
             }
         }
-        Ok(TrustPolicy { authorities })
+        Ok(TrustPolicy {
+            authorities,
+            by_key,
+        })
     }
 
     /// Parses TOML text.
@@ -172,7 +179,7 @@ impl TrustPolicy {
 
     /// The authority with this root key.
     pub fn find(&self, key: &PublicKey) -> Option<&TrustedAuthority> {
-        self.authorities.iter().find(|a| a.key == *key)
+        self.authorities.get(*self.by_key.get(key)?)
     }
 
     /// Every trusted authority.
