@@ -940,8 +940,9 @@ impl Sim {
         }
         self.maybe_restore(&mut n);
         self.checkpoint(i, &mut n);
-        // Hand over dead nodes' logs every ten minutes or so.
-        let every = (10 * MIN / self.cfg.tick.max(1)).max(1);
+        // Hand over dead nodes' logs every half hour or so (each look ranks every member
+        // for each replica whose origin is gone, and most of those come back).
+        let every = (30 * MIN / self.cfg.tick.max(1)).max(1);
         let repair = n
             .live
             .as_ref()
