@@ -278,7 +278,7 @@ enum Ev {
     AdvertOutputs {
         node: u32,
         inc: u32,
-        outs: Box<Vec<Output>>,
+        outs: Vec<Output>,
     },
     Group(u32),
     Act(usize),
@@ -764,7 +764,7 @@ impl Sim {
                 if self.alive(node, inc)
                     && let Some(mut n) = self.take(node as usize)
                 {
-                    self.carry_out(node as usize, &mut n, *outs, true);
+                    self.carry_out(node as usize, &mut n, outs, true);
                     self.put(node as usize, n);
                 }
             }
@@ -1352,8 +1352,9 @@ impl Sim {
             traffic: b.traffic,
             revocations: b.revocations,
         };
-        let mut results: Vec<(usize, u32, u64, Result<Vec<Output>, ()>)> =
-            Vec::with_capacity(arrivals.len());
+        // (node, incarnation, arrival offset, its core's answer or refusal)
+        type Judged = (usize, u32, u64, Result<Vec<Output>, ()>);
+        let mut results: Vec<Judged> = Vec::with_capacity(arrivals.len());
         for &(off, v) in arrivals {
             let i = v as usize;
             if i >= honest {
@@ -1381,7 +1382,7 @@ impl Sim {
                     Ev::AdvertOutputs {
                         node: i as u32,
                         inc,
-                        outs: Box::new(outs),
+                        outs,
                     },
                 );
             }

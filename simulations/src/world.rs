@@ -124,7 +124,7 @@ impl World {
         sybils: usize,
     ) -> Result<World, WorldError> {
         let authorities = authorities.max(1);
-        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed ^ 0x5eed_0f_0a_u64);
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed ^ 0x5eed_0f0a_u64);
         let auths: Vec<Authority> = (0..authorities)
             .map(|i| {
                 Ok(Authority {

@@ -1,6 +1,7 @@
 //! The simulator's promises, checked on short runs: the same seed gives the same trace,
 //! and the properties slicefed is built for hold with churn, Sybils, equivocators,
 //! revocations and 30% of the nodes dying one by one.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use slicefed_simulations::report::Summary;
 use slicefed_simulations::scenario::Scenario;
