@@ -23,8 +23,9 @@ use crate::core::{Capacity, NodeCore, Output, SliverPlan, StopReason, Traffic};
 use crate::net::{self, BehaviourEvent};
 use crate::wire::{
     self, Advert, AdvertBody, Cosigned, NodeStatus, Request, Response, SliverLogs, SliverStatus,
+    WitnessNote,
 };
-use crate::witness::{DEFAULT_WITNESSES, Witness, WitnessOutput};
+use crate::witness::{DEFAULT_WITNESSES, Witness, WitnessOutput, WitnessSet};
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
 use libp2p::request_response::{self, OutboundRequestId};
@@ -55,10 +56,6 @@ pub const TARGET_MEMBER_CONNECTIONS: usize = 8;
 pub const LISTEN_ADDRS_FILE: &str = "listen.addrs";
 /// Gossip topic of adverts.
 pub const ADVERT_TOPIC: &str = "slicefed/adverts/1";
-/// Gossip topic of checkpoints.
-pub const CHECKPOINT_TOPIC: &str = "slicefed/checkpoints/1";
-/// Gossip topic of witness cosignatures.
-pub const COSIGN_TOPIC: &str = "slicefed/cosignatures/1";
 /// Gossip topic of revocations.
 pub const REVOCATION_TOPIC: &str = "slicefed/revocations/1";
 /// Gossip topic of equivocation proofs.
@@ -265,7 +262,13 @@ struct Daemon {
     live: BTreeMap<u64, Live>,
     ended: VecDeque<Ended>,
     cosigs: BTreeMap<u64, (SignedCheckpoint, Vec<Cosignature>)>,
-    fetches: BTreeMap<OutboundRequestId, PublicKey>,
+    /// Witness fetches in flight: whose log, and from whom if not from its origin.
+    fetches: BTreeMap<OutboundRequestId, (PublicKey, Option<PublicKey>)>,
+    /// This node's witnesses, and those of every origin it witnesses (kept current as
+    /// members come and go).
+    mine: WitnessSet,
+    co: BTreeMap<PublicKey, WitnessSet>,
+    witness_k: usize,
     /// Revocation catch-ups in flight (at most one per member per sync interval).
     revocation_fetches: BTreeMap<OutboundRequestId, PublicKey>,
     last_advert_ms: u64,
@@ -304,13 +307,7 @@ pub async fn run(
             .dial(b.clone())
             .map_err(|e| NodeError::Net(format!("dial {b}: {e}")))?;
     }
-    for t in [
-        ADVERT_TOPIC,
-        CHECKPOINT_TOPIC,
-        COSIGN_TOPIC,
-        REVOCATION_TOPIC,
-        EQUIVOCATION_TOPIC,
-    ] {
+    for t in [ADVERT_TOPIC, REVOCATION_TOPIC, EQUIVOCATION_TOPIC] {
         swarm
             .behaviour_mut()
             .gossipsub
@@ -362,7 +359,7 @@ pub async fn run(
                     }
                 },
                 SwarmEvent::Behaviour(BehaviourEvent::Rpc(request_response::Event::OutboundFailure { request_id, .. })) => {
-                    if let Some(origin) = d.fetches.remove(&request_id) {
+                    if let Some((origin, _)) = d.fetches.remove(&request_id) {
                         d.witness.fetch_failed(&origin);
                     }
                     d.revocation_fetches.remove(&request_id);
@@ -464,6 +461,9 @@ impl Daemon {
             ended: VecDeque::new(),
             cosigs: BTreeMap::new(),
             fetches: BTreeMap::new(),
+            mine: WitnessSet::new(me, config.witnesses, &[]),
+            co: BTreeMap::new(),
+            witness_k: config.witnesses,
             revocation_fetches: BTreeMap::new(),
             last_advert_ms: 0,
             addrs: BTreeMap::new(),
@@ -741,8 +741,22 @@ impl Daemon {
                     self.fetch_revocations(s, member, None);
                 }
             }
+            Output::Joined(k) => {
+                self.mine.joined(&k);
+                for set in self.co.values_mut() {
+                    set.joined(&k);
+                }
+                self.rebuild_witness_sets();
+            }
+            Output::Left(k) => {
+                self.mine.left(&k);
+                for set in self.co.values_mut() {
+                    set.left(&k);
+                }
+                self.rebuild_witness_sets();
+            }
             // Only restore starts slivers through here, and it handles `Start` itself.
-            Output::Start(_) | Output::Joined(_) | Output::Left(_) => {}
+            Output::Start(_) => {}
         }
         None
     }
@@ -801,6 +815,9 @@ impl Daemon {
             self.carry_out(Some(swarm), o, false);
         }
         self.gossip_checkpoint(swarm);
+        if self.ticks.is_multiple_of(60) {
+            self.hand_over(swarm);
+        }
         self.keep_connected(swarm);
         // The advert interval grows with the federation (see `core::ADVERTS_HEARD_PER_SEC`).
         if now.saturating_sub(self.last_advert_ms) < self.core.advert_interval_ms() {
@@ -854,8 +871,9 @@ impl Daemon {
         self.revocation_fetches.insert(id, member);
     }
 
-    /// A page of a member's revocations: each is judged and honoured like a gossiped one
-    /// (and not gossiped again: the others have it); a full page asks for the next.
+    /// A page of a member's revocations: each is judged and honoured like a gossiped one,
+    /// and one that is new here is gossiped on (others may have missed it too: the rest of
+    /// a healed partition); a full page asks for the next.
     fn on_revocations(&mut self, swarm: &mut Swarm, member: PublicKey, list: Vec<Vec<u8>>) {
         let now = now_ms();
         let full = list.len() >= crate::core::MAX_REVOCATIONS_PER_PAGE;
@@ -863,7 +881,7 @@ impl Daemon {
         for bytes in list {
             if let Ok(outs) = self.core.revocation(now, &bytes) {
                 for o in outs {
-                    self.carry_out(Some(swarm), o, true);
+                    self.carry_out(Some(swarm), o, false);
                 }
             }
         }
@@ -929,8 +947,9 @@ impl Daemon {
         }
     }
 
-    /// Signs a checkpoint of everything durable if the last one is behind, and gossips the
-    /// latest when it grew (and every tenth tick, so newcomers learn it).
+    /// Signs a checkpoint of everything durable if the last one is behind, and sends the
+    /// latest to this node's witnesses when it grew (and every tenth tick, so new witnesses
+    /// learn it). Checkpoints go to witnesses only, not to every member: see `WitnessNote`.
     fn gossip_checkpoint(&mut self, swarm: &mut Swarm) {
         let ledger = self.ledger.clone();
         let cp = blocking(move || {
@@ -942,21 +961,103 @@ impl Daemon {
         });
         let Some(cp) = cp else { return };
         let size = cp.checkpoint.size;
+        let witnesses: Vec<PublicKey> = self.mine.current().copied().collect();
         if size > self.gossiped_size || self.ticks.is_multiple_of(10) {
             self.gossiped_size = size;
-            if let Ok(bytes) = cp.to_bytes() {
-                publish(swarm, &mut self.traffic, CHECKPOINT_TOPIC, bytes);
+            let fork = self.test_equivocate
+                && !self.equivocated
+                && self.ticks >= 3
+                && size >= 1
+                && witnesses.len() >= 2;
+            for (i, w) in witnesses.iter().enumerate() {
+                let mut c = cp.clone();
+                if fork && i + 1 == witnesses.len() {
+                    // The test hook: a second history head at the same size, signed all the
+                    // same, shown to one witness only (a split view the others catch).
+                    let mut forged = cp.checkpoint;
+                    forged.root = ModuleHash::of(&[forged.root.as_slice(), b"forged"].concat()).0;
+                    if let Ok(f) = forged.sign(&self.key) {
+                        c = f;
+                        self.equivocated = true;
+                    }
+                }
+                self.note(swarm, w, WitnessNote::Checkpoint(c));
             }
         }
-        if self.test_equivocate && !self.equivocated && self.ticks >= 3 && size >= 1 {
-            // The test hook: a second history head at the same size, signed all the same.
-            let mut forged = cp.checkpoint;
-            forged.root = ModuleHash::of(&[forged.root.as_slice(), b"forged"].concat()).0;
-            if let Ok(bytes) = forged.sign(&self.key).and_then(|f| Ok(f.to_bytes()?)) {
-                self.equivocated = true;
-                publish(swarm, &mut self.traffic, CHECKPOINT_TOPIC, bytes);
+    }
+
+    /// Sends a witnessing note to a member.
+    fn note(&mut self, swarm: &mut Swarm, to: &PublicKey, note: WitnessNote) {
+        let Some(p) = peer_of(to) else { return };
+        let Ok(req) = Request::Witness(note).to_bytes() else {
+            return;
+        };
+        self.traffic.gossip_out = self.traffic.gossip_out.saturating_add(req.len() as u64);
+        let addrs = self.addrs.get(&p).cloned().unwrap_or_default();
+        let _ = swarm
+            .behaviour_mut()
+            .rpc
+            .send_request_with_addresses(&p, req, addrs);
+    }
+
+    /// Rebuilds witness sets that lost too many candidates to be exact.
+    fn rebuild_witness_sets(&mut self) {
+        let k = self.witness_k;
+        if self.mine.needs_rebuild() {
+            let members = self.member_keys();
+            self.mine = WitnessSet::new(self.me, k, &members);
+        }
+        if self.co.values().any(WitnessSet::needs_rebuild) {
+            let mut members = self.member_keys();
+            members.push(self.me);
+            for set in self.co.values_mut() {
+                if set.needs_rebuild() {
+                    *set = WitnessSet::new(*set.origin(), k, &members);
+                }
             }
         }
+    }
+
+    /// Offers the logs of gone origins this node holds to their new witnesses.
+    fn hand_over(&mut self, swarm: &mut Swarm) {
+        let members = self.member_keys();
+        for (to, cp) in self.witness.handovers(&members) {
+            self.note(swarm, &to, WitnessNote::Offer(cp));
+        }
+    }
+
+    /// A witnessing note from member `from`.
+    fn on_note(&mut self, swarm: &mut Swarm, from: PublicKey, note: WitnessNote) -> Response {
+        let now = now_ms();
+        let outs = match note {
+            WitnessNote::Checkpoint(cp) if cp.checkpoint.origin == from => {
+                let members = self.member_keys();
+                self.witness.checkpoint(now, cp, &members)
+            }
+            WitnessNote::Cosigned(c) if c.cosignature.witness == from => {
+                if c.checkpoint.checkpoint.origin == self.me {
+                    if self.keep_cosignature(c.clone()) {
+                        let mut rec = vec![];
+                        if let Ok(bytes) = c.to_bytes() {
+                            records::frame(KIND_CHECKPOINT, &bytes, &mut rec);
+                            let _ = append_synced(&self.cosig_path(), &rec, None);
+                        }
+                    }
+                    vec![]
+                } else {
+                    // Another witness of that origin cosigned this: a cross-check.
+                    let members = self.member_keys();
+                    self.witness.checkpoint(now, c.checkpoint, &members)
+                }
+            }
+            WitnessNote::Offer(cp) => {
+                let members = self.member_keys();
+                self.witness.offered(now, from, cp, &members)
+            }
+            _ => return Response::Error("a note about another node's log".into()),
+        };
+        self.witness_outputs(swarm, outs);
+        Response::Done
     }
 
     /// Writes where this node listens to `DIR/listen.addrs`, one multiaddr (with
@@ -1018,7 +1119,10 @@ impl Daemon {
                         .core
                         .advert(now, a.body.node, &a.body.credential, a.body.load())
                     {
-                        Ok(_) => {
+                        Ok(outs) => {
+                            for o in outs {
+                                self.carry_out(Some(swarm), o, true);
+                            }
                             if let Some(p) = peer_of(&a.body.node) {
                                 let addrs =
                                     a.body.addrs.iter().filter_map(|x| x.parse().ok()).collect();
@@ -1033,36 +1137,10 @@ impl Daemon {
             };
         }
         // Every other topic is heard from members only.
-        let Some(source) = self.is_member(m.source) else {
+        if self.is_member(m.source).is_none() {
             return Reject;
-        };
-        if topic == IdentTopic::new(CHECKPOINT_TOPIC).hash().as_str() {
-            let Ok(cp) = SignedCheckpoint::from_bytes(&m.data) else {
-                return Reject;
-            };
-            if cp.checkpoint.origin != source {
-                return Reject;
-            }
-            let members = self.member_keys();
-            let outs = self.witness.checkpoint(now, cp, &members);
-            self.witness_outputs(swarm, outs);
-            Accept
-        } else if topic == IdentTopic::new(COSIGN_TOPIC).hash().as_str() {
-            let Ok(c) = Cosigned::from_bytes(&m.data) else {
-                return Reject;
-            };
-            if c.cosignature.witness != source {
-                return Reject;
-            }
-            if c.checkpoint.checkpoint.origin == self.me && self.keep_cosignature(c.clone()) {
-                let mut rec = vec![];
-                if let Ok(bytes) = c.to_bytes() {
-                    records::frame(KIND_CHECKPOINT, &bytes, &mut rec);
-                    let _ = append_synced(&self.cosig_path(), &rec, None);
-                }
-            }
-            Accept
-        } else if topic == IdentTopic::new(REVOCATION_TOPIC).hash().as_str() {
+        }
+        if topic == IdentTopic::new(REVOCATION_TOPIC).hash().as_str() {
             match self.core.revocation(now, &m.data) {
                 Ok(outs) => {
                     for o in outs {
@@ -1092,22 +1170,19 @@ impl Daemon {
     fn witness_outputs(&mut self, swarm: &mut Swarm, outs: Vec<WitnessOutput>) {
         for o in outs {
             match o {
-                // Only `Witness::offered` asks for this, and the daemon does not offer
-                // replicas yet (see DECISIONS.md, "Replica hand-over"): nothing is pending.
-                WitnessOutput::FetchReplica { origin, .. } => self.witness.fetch_failed(&origin),
-                WitnessOutput::Fetch { origin, from } => match peer_of(&origin) {
-                    Some(p) => {
-                        let req = Request::Entries { from }.to_bytes().unwrap_or_default();
-                        let addrs = self.addrs.get(&p).cloned().unwrap_or_default();
-                        let id = swarm
-                            .behaviour_mut()
-                            .rpc
-                            .send_request_with_addresses(&p, req, addrs);
-                        // Bounded: at most one fetch per replica is outstanding.
-                        self.fetches.insert(id, origin);
-                    }
-                    None => self.witness.fetch_failed(&origin),
-                },
+                WitnessOutput::FetchReplica {
+                    origin,
+                    from,
+                    holder,
+                } => self.fetch(
+                    swarm,
+                    origin,
+                    Some(holder),
+                    Request::ReplicaEntries { origin, from },
+                ),
+                WitnessOutput::Fetch { origin, from } => {
+                    self.fetch(swarm, origin, None, Request::Entries { from })
+                }
                 WitnessOutput::Persist {
                     origin,
                     leaves,
@@ -1125,14 +1200,34 @@ impl Daemon {
                     let _ = blocking(|| append_synced(&path, &rec, Some(&header)));
                 }
                 WitnessOutput::Cosign(cp) => {
-                    if let Ok(c) = Cosignature::sign(&self.key, &cp, now_ms()) {
-                        let msg = Cosigned {
-                            checkpoint: cp,
-                            cosignature: c,
-                        };
-                        if let Ok(bytes) = msg.to_bytes() {
-                            publish(swarm, &mut self.traffic, COSIGN_TOPIC, bytes);
-                        }
+                    // To the origin, and to its other witnesses (the cross-check that
+                    // catches a split view).
+                    let origin = cp.checkpoint.origin;
+                    let Ok(c) = Cosignature::sign(&self.key, &cp, now_ms()) else {
+                        continue;
+                    };
+                    let msg = Cosigned {
+                        checkpoint: cp,
+                        cosignature: c,
+                    };
+                    if !self.co.contains_key(&origin) {
+                        let mut members = self.member_keys();
+                        members.push(self.me);
+                        self.co
+                            .insert(origin, WitnessSet::new(origin, self.witness_k, &members));
+                    }
+                    let me = self.me;
+                    let to: Vec<PublicKey> = std::iter::once(origin)
+                        .chain(
+                            self.co
+                                .get(&origin)
+                                .into_iter()
+                                .flat_map(|s| s.current().copied())
+                                .filter(|w| *w != me),
+                        )
+                        .collect();
+                    for w in to {
+                        self.note(swarm, &w, WitnessNote::Cosigned(msg.clone()));
                     }
                 }
                 WitnessOutput::Equivocation(p) => {
@@ -1147,6 +1242,31 @@ impl Daemon {
         }
     }
 
+    /// Asks the origin (or, for a gone origin, the holder offering it) for entries.
+    /// Bounded: the witness has at most one fetch per replica outstanding.
+    fn fetch(
+        &mut self,
+        swarm: &mut Swarm,
+        origin: PublicKey,
+        holder: Option<PublicKey>,
+        req: Request,
+    ) {
+        let Some(p) = peer_of(&holder.unwrap_or(origin)) else {
+            self.witness.fetch_failed(&origin);
+            return;
+        };
+        let Ok(bytes) = req.to_bytes() else {
+            self.witness.fetch_failed(&origin);
+            return;
+        };
+        let addrs = self.addrs.get(&p).cloned().unwrap_or_default();
+        let id = swarm
+            .behaviour_mut()
+            .rpc
+            .send_request_with_addresses(&p, bytes, addrs);
+        self.fetches.insert(id, (origin, holder));
+    }
+
     fn on_response(&mut self, swarm: &mut Swarm, id: OutboundRequestId, bytes: &[u8]) {
         if let Some(member) = self.revocation_fetches.remove(&id) {
             if let Ok(Response::Revocations(list)) = Response::from_bytes(bytes) {
@@ -1155,7 +1275,7 @@ impl Daemon {
             }
             return;
         }
-        let Some(origin) = self.fetches.remove(&id) else {
+        let Some((origin, holder)) = self.fetches.remove(&id) else {
             return;
         };
         self.traffic.replication_in = self
@@ -1166,6 +1286,14 @@ impl Daemon {
             Ok(Response::Page { base, end, leaves }) => {
                 let leaves = leaves.into_iter().map(|b| b.into_vec()).collect();
                 match self.witness.page(now_ms(), origin, base, end, leaves) {
+                    Ok(outs) => self.witness_outputs(swarm, outs),
+                    Err(_) => self.witness.fetch_failed(&origin),
+                }
+            }
+            Ok(Response::ReplicaPage { end, leaves }) if end.checkpoint.origin == origin => {
+                let leaves = leaves.into_iter().map(|b| b.into_vec()).collect();
+                let holder = holder.unwrap_or(origin);
+                match self.witness.adopt(now_ms(), holder, end, leaves) {
                     Ok(outs) => self.witness_outputs(swarm, outs),
                     Err(_) => self.witness.fetch_failed(&origin),
                 }
@@ -1229,6 +1357,11 @@ impl Daemon {
                     cosignatures,
                 }
             }
+            Request::Witness(note) => match self.is_member(Some(peer)) {
+                Some(from) => self.on_note(swarm, from, note),
+                None => Response::Error("only members witness".into()),
+            },
+            Request::ReplicaEntries { origin, from } => self.replica_page(&origin, from),
             Request::Revocations { after } => Response::Revocations(
                 self.core
                     .revocations_after(after, crate::core::MAX_REVOCATIONS_PER_PAGE)
@@ -1328,6 +1461,52 @@ impl Daemon {
             if let Ok(b) = codec::encode("saved sliver", &s) {
                 let _ = write_atomic(&path, &b);
             }
+        }
+    }
+
+    /// Entries of `origin`'s log from `from` on, read from this node's replica file: up to
+    /// a checkpoint the file holds (each persisted page ended with one), about
+    /// [`wire::MAX_PAGE_BYTES`] at most.
+    fn replica_page(&self, origin: &PublicKey, from: u64) -> Response {
+        let path = self.replica_path(origin);
+        let Ok(src) = LogSource::load(&path) else {
+            return Response::Error(format!("no replica of {} here", origin.peer_id()));
+        };
+        let (recs, _) = src.records();
+        let mut seq = 0u64;
+        let mut leaves = vec![];
+        let mut bytes = 0usize;
+        let mut best: Option<(SignedCheckpoint, usize)> = None;
+        for rec in &recs {
+            if rec.kind == KIND_ENTRY {
+                if seq >= from {
+                    bytes += rec.payload.len();
+                    leaves.push(serde_bytes::ByteBuf::from(rec.payload.to_vec()));
+                }
+                seq += 1;
+            } else if rec.kind == KIND_CHECKPOINT
+                && let Ok(c) = codec::decode::<SignedCheckpoint>("checkpoint", rec.payload, 256)
+                && c.checkpoint.size == seq
+                && seq > from
+            {
+                best = Some((c, leaves.len()));
+                if bytes >= wire::MAX_PAGE_BYTES / 2 {
+                    break;
+                }
+            }
+            if bytes > wire::MAX_PAGE_BYTES {
+                break;
+            }
+        }
+        match best {
+            Some((end, n)) => {
+                leaves.truncate(n);
+                Response::ReplicaPage { end, leaves }
+            }
+            None => Response::Error(format!(
+                "the replica of {} has no checkpoint past entry {from}",
+                origin.peer_id()
+            )),
         }
     }
 
@@ -1448,6 +1627,14 @@ impl Daemon {
                 // The core's plan carries renewals.
                 if let Some(p) = self.core.slivers().find(|p| p.id == l.plan.id) {
                     s.expires = p.not_after;
+                }
+                // Asked to stop: say why at once, as the ended record will (the sandbox
+                // ends it within a tick, and the reaper files it within another).
+                if let Some(r) = l.stopping {
+                    s.state = match l.handle.outcome() {
+                        Some(o) => format!("{o}: {}", r.as_str()),
+                        None => format!("stopping: {}", r.as_str()),
+                    };
                 }
                 s
             })

@@ -351,6 +351,30 @@ pub enum Request {
         /// The last id the asker already received in this catch-up.
         after: Option<slicefed_trust::CertId>,
     },
+    /// Witnessing between members (answered with [`Response::Done`]).
+    Witness(WitnessNote),
+    /// Entries of `origin`'s log from `from` on, out of the replica this node holds (a new
+    /// witness taking over a dead node's log); answered with [`Response::ReplicaPage`].
+    ReplicaEntries {
+        /// Whose log.
+        origin: PublicKey,
+        /// First entry wanted.
+        from: u64,
+    },
+}
+
+/// What witnesses and origins tell each other. Checkpoints go to an origin's witnesses
+/// only (not to every member): each witness tells the origin and the other witnesses what
+/// it cosigned, which is how a split view (one history shown to one witness, another to
+/// the rest) is caught.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WitnessNote {
+    /// An origin's checkpoint, to one of its witnesses.
+    Checkpoint(SignedCheckpoint),
+    /// A witness's cosignature, to the origin and the origin's other witnesses.
+    Cosigned(Cosigned),
+    /// A holder of a gone origin's log offers it (up to this checkpoint) to a new witness.
+    Offer(SignedCheckpoint),
 }
 
 /// A node's answer.
@@ -392,6 +416,15 @@ pub enum Response {
     },
     /// Revocations (envelope bytes), in id order.
     Revocations(Vec<serde_bytes::ByteBuf>),
+    /// Taken in.
+    Done,
+    /// Leaves of a replica, ending at the origin's checkpoint `end`.
+    ReplicaPage {
+        /// The origin's checkpoint at the last leaf.
+        end: SignedCheckpoint,
+        /// Leaf bytes.
+        leaves: Vec<serde_bytes::ByteBuf>,
+    },
     /// The request failed; why.
     Error(String),
 }
@@ -423,8 +456,23 @@ impl Request {
     /// Decodes (bounded, canonical) and checks bounds.
     pub fn from_bytes(bytes: &[u8]) -> Result<Request, WireError> {
         let r: Request = codec::decode("request", bytes, MAX_REQUEST_BYTES)?;
-        if let Request::Submit { args, env, .. } = &r {
-            check_args(args, env)?;
+        let bad = |e: String| WireError::Invalid {
+            what: "request",
+            why: e,
+        };
+        match &r {
+            Request::Submit { args, env, .. } => check_args(args, env)?,
+            // Checkpoints and cosignatures are signature-checked before anyone reads them.
+            Request::Witness(WitnessNote::Checkpoint(c) | WitnessNote::Offer(c)) => {
+                c.verify().map_err(|e| bad(e.to_string()))?;
+            }
+            Request::Witness(WitnessNote::Cosigned(c)) => {
+                c.checkpoint
+                    .verify()
+                    .and_then(|_| c.cosignature.verify(&c.checkpoint))
+                    .map_err(|e| bad(e.to_string()))?;
+            }
+            _ => {}
         }
         Ok(r)
     }
@@ -453,6 +501,7 @@ impl Response {
                 checkpoint: Some(c),
                 ..
             } => check(c)?,
+            Response::ReplicaPage { end, .. } => check(end)?,
             Response::Revocations(list)
                 if list.len() > crate::core::MAX_REVOCATIONS_PER_PAGE
                     || list.iter().any(|r| r.len() > MAX_REVOCATION_BYTES) =>

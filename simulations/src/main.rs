@@ -25,6 +25,9 @@ struct Args {
     /// Simulated hours (default: the scenario's).
     #[arg(long)]
     hours: Option<f64>,
+    /// Witnesses per log (default 3); results are named `SCENARIO-kN` when it is not 3.
+    #[arg(long)]
+    witnesses: Option<usize>,
     /// Where to write the summary, series and plots.
     #[arg(long, default_value = "docs/simulations")]
     out: PathBuf,
@@ -68,13 +71,18 @@ fn run() -> Result<()> {
         list.push(Scenario::Planetary);
     }
     for s in list {
-        let cfg = s.config(args.seed, args.nodes, args.hours);
+        let mut cfg = s.config(args.seed, args.nodes, args.hours);
+        let mut name = s.name().to_string();
+        if let Some(k) = args.witnesses.filter(|k| *k != cfg.witnesses) {
+            cfg.witnesses = k.max(1);
+            name = format!("{name}-k{}", cfg.witnesses);
+        }
         let started = std::time::Instant::now();
         let mut sim = Sim::new(cfg).context("building the simulated world")?;
         let trace = sim.run();
         let wall = started.elapsed().as_secs_f64();
         let summary = Summary::new(
-            s.name(),
+            &name,
             sim.config(),
             &sim.metrics,
             sim.traffic_per_node_minute(),

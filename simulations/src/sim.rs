@@ -519,7 +519,10 @@ pub struct Sim {
     next_id: u64,
     client_ops: BTreeMap<u64, (u32, u32)>,
     revs: BTreeMap<CertId, RevTrack>,
-    revoked_users: BTreeMap<u32, u64>,
+    /// Researchers revoked: when, and which node the revocation was handed to.
+    revoked_users: BTreeMap<u32, (u64, u32)>,
+    /// When the last partition healed (a revocation cannot cross one before).
+    healed_at: u64,
     equivocators: BTreeMap<PublicKey, usize>,
     traffic: metrics::Traffic,
     traffic_at_sample: metrics::Traffic,
@@ -596,6 +599,7 @@ impl Sim {
             client_ops: BTreeMap::new(),
             revs: BTreeMap::new(),
             revoked_users: BTreeMap::new(),
+            healed_at: 0,
             equivocators: BTreeMap::new(),
             traffic: metrics::Traffic::default(),
             traffic_at_sample: metrics::Traffic::default(),
@@ -938,7 +942,7 @@ impl Sim {
             let outs = live.core.tick(now_ms);
             self.carry_out(i, &mut n, outs, false);
         }
-        self.maybe_restore(&mut n);
+        self.maybe_restore(i, &mut n);
         self.checkpoint(i, &mut n);
         // Hand over dead nodes' logs every half hour or so (each look ranks every member
         // for each replica whose origin is gone, and most of those come back).
@@ -1109,7 +1113,7 @@ impl Sim {
     /// [`RESTORE_WAIT`] after it came back, in which it hears dozens of members' digests.
     /// (Restoring after the first catch-up was not enough: the first member heard may be
     /// behind too, and the simulator caught a revoked sliver restored that way.)
-    fn maybe_restore(&mut self, n: &mut SimNode) {
+    fn maybe_restore(&mut self, i: usize, n: &mut SimNode) {
         let now = self.now;
         let now_ms = self.now_ms();
         let Some(live) = n.live.as_mut() else { return };
@@ -1130,8 +1134,9 @@ impl Sim {
                     live.running.insert(id, slice);
                     let group = self.slices.get(slice as usize).map(|s| s.group);
                     if let Some(g) = group
-                        && let Some(at) = self.revoked_users.get(&g)
-                        && now > *at + REVOCATION_GRACE
+                        && let Some((at, by)) = self.revoked_users.get(&g)
+                        && now > (*at).max(self.healed_at) + REVOCATION_GRACE
+                        && self.overlay.reachable(*by as usize, i)
                     {
                         self.metrics.revoked_restores += 1;
                     }
@@ -1860,7 +1865,9 @@ impl Sim {
                         let id = CertId::of(&bytes);
                         self.rev_track(i, n.up_since, &id, new);
                         self.processing_rev = Some(id);
-                        self.carry_out(i, &mut n, outs, true);
+                        // Gossiped on: whoever else missed it (the rest of a healed
+                        // partition) hears it now, not at the next advert.
+                        self.carry_out(i, &mut n, outs, false);
                         self.processing_rev = None;
                     }
                 }
@@ -2112,7 +2119,7 @@ impl Sim {
                     up_at_publish: BTreeSet::new(),
                 },
             );
-            self.revoked_users.insert(g, self.now);
+            self.revoked_users.insert(g, (self.now, to));
             if let Some(gs) = self.groups.get_mut(g as usize) {
                 gs.revoked = true;
             }
@@ -2492,7 +2499,10 @@ impl Sim {
                 self.overlay
                     .partition(|i| places.get(i).is_some_and(|r| regions.contains(r)));
             }
-            Action::Heal => self.overlay.heal(),
+            Action::Heal => {
+                self.overlay.heal();
+                self.healed_at = self.now;
+            }
             Action::Kill(share) => {
                 let up: Vec<u32> = (0..honest as u32)
                     .filter(|i| self.is_up(*i as usize))
@@ -2712,7 +2722,7 @@ impl Sim {
         // Slivers under revoked chains, and zombies.
         let mut revoked_running = 0;
         let mut zombies = 0;
-        for n in self.nodes.iter().take(honest) {
+        for (i, n) in self.nodes.iter().enumerate().take(honest) {
             let Some(l) = n.live.as_ref().filter(|_| n.up) else {
                 continue;
             };
@@ -2720,8 +2730,12 @@ impl Sim {
                 let Some(info) = self.slices.get(*slice as usize) else {
                     continue;
                 };
-                if let Some(at) = self.revoked_users.get(&info.group) {
-                    let since = (*at).max(n.up_since);
+                // A node cut off from where the revocation was published cannot know; from
+                // the heal (or its return) on it must, within the grace period.
+                if let Some((at, by)) = self.revoked_users.get(&info.group)
+                    && self.overlay.reachable(*by as usize, i)
+                {
+                    let since = (*at).max(n.up_since).max(self.healed_at);
                     if self.now > since + REVOCATION_GRACE + RESTORE_WAIT {
                         revoked_running += 1;
                     }
