@@ -19,6 +19,7 @@ use slicefed_trust::{
     CertId, Context, Credential, ModuleHash, Name, PublicKey, SecretKey, TrustPolicy, Verifier,
 };
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 /// Most members remembered.
 pub const MAX_MEMBERS: usize = 4096;
@@ -101,6 +102,11 @@ fn wants_revocations(m: &mut Member, ours: &RevocationDigest, load: &Load, now_m
     true
 }
 
+/// Equal bytes; the same allocation is equal without reading it.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b
+}
+
 /// The longest prefix of `text` that fits in `max` bytes without splitting a character
 /// (a refusal's reason is the researcher's only clue; keep as much of it as fits).
 fn within_bytes(text: &str, max: usize) -> String {
@@ -171,8 +177,10 @@ pub struct Member {
     pub load: Load,
     /// The credential its membership was judged on, and until when that judgement holds
     /// (its chain's end of validity, unix seconds) unless a revocation arrives: a repeated
-    /// advert with the same credential is then not verified again.
-    credential: Vec<u8>,
+    /// advert with the same credential is then not verified again. Shared, so a caller
+    /// that holds each peer's credential once (the simulator's thousand nodes) need not
+    /// keep a thousand copies of each.
+    credential: Arc<[u8]>,
     valid_until: u64,
     /// The ids of its chain's links: a revocation of any of them ends the judgement.
     chain: Vec<CertId>,
@@ -462,13 +470,37 @@ impl NodeCore {
         node_credential: &[u8],
         load: Load,
     ) -> Result<Vec<Output>, CoreError> {
+        self.judge_advert(now_ms, from, node_credential, None, load)
+    }
+
+    /// [`NodeCore::advert`] with the credential in shared memory: a member admitted on it
+    /// keeps a reference, not a copy, and the same allocation compares equal without reading
+    /// it. The decision is the same as `advert`'s.
+    pub fn advert_shared(
+        &mut self,
+        now_ms: u64,
+        from: PublicKey,
+        node_credential: &Arc<[u8]>,
+        load: Load,
+    ) -> Result<Vec<Output>, CoreError> {
+        self.judge_advert(now_ms, from, node_credential, Some(node_credential), load)
+    }
+
+    fn judge_advert(
+        &mut self,
+        now_ms: u64,
+        from: PublicKey,
+        node_credential: &[u8],
+        shared: Option<&Arc<[u8]>>,
+        load: Load,
+    ) -> Result<Vec<Output>, CoreError> {
         let refuse = |why: String| Err(CoreError::NotMember(why));
         // The same credential as last time, still within its validity and with none of its
         // links revoked since: the judgement stands (a member re-advertises for ever;
         // checking its chain each time would cost every node a chain walk per advert).
         let digest = self.revocation_digest;
         if let Some(m) = self.members.get_mut(&from)
-            && m.credential == node_credential
+            && same_bytes(&m.credential, node_credential)
             && secs(now_ms) <= m.valid_until
         {
             if now_ms < m.last_seen_ms {
@@ -530,7 +562,7 @@ impl NodeCore {
             authority: v.responsible.authority.clone(),
             last_seen_ms: now_ms,
             load: Load::default(),
-            credential: node_credential.to_vec(),
+            credential: shared.map_or_else(|| Arc::from(node_credential), Arc::clone),
             valid_until,
             chain: v.links.iter().map(|l| l.id).collect(),
             revocations_asked_ms: asked,

@@ -192,9 +192,15 @@ pub struct Metrics {
     pub sybil_rejected: u64,
     /// Sybils that some honest node listed as a member at any sample (must be 0).
     pub sybil_members: u64,
-    /// Gossip an honest node rejected although the overlay model let it pass (must be 0:
-    /// a check that the delivery model and the node logic agree).
+    /// Honest gossip an honest node refused although the overlay model let it pass: a check
+    /// that the delivery model and the node logic agree. The one expected kind is a
+    /// revocation relayed by a node the receiver does not list (yet): a node back from an
+    /// outage passes on the revocations it caught up on before its first advert re-admits
+    /// it, and receivers ignore it (they hold those revocations already or fetch them).
     pub model_mismatches: u64,
+    /// Why those were rejected (the reason up to its first detail, at most
+    /// [`MAX_MISMATCH_REASONS`] kinds; the rest counted under "other").
+    pub mismatch_reasons: std::collections::BTreeMap<String, u64>,
     /// Restored slivers whose chain was already revoked (must be 0).
     pub revoked_restores: u64,
     /// Events processed.
@@ -225,5 +231,31 @@ mod tests {
         assert_eq!(quantile(&xs, 0.99), 99.0);
         assert_eq!(quantile(&xs, 1.0), 100.0);
         assert_eq!(quantile(&[], 0.5), 0.0);
+    }
+}
+
+/// Distinct mismatch reasons kept (the rest are counted under "other").
+pub const MAX_MISMATCH_REASONS: usize = 32;
+
+impl Metrics {
+    /// Counts one rejection of honest gossip under its reason's kind (the text before any
+    /// key, name or number, so reasons do not multiply with nodes).
+    pub fn note_mismatch(&mut self, why: &str) {
+        let kind: String = why
+            .split(|c: char| c.is_ascii_digit() || c == '`' || c == '(')
+            .next()
+            .unwrap_or(why)
+            .chars()
+            .take(80)
+            .collect();
+        let kind = kind.trim().to_string();
+        let key = if self.mismatch_reasons.contains_key(&kind)
+            || self.mismatch_reasons.len() < MAX_MISMATCH_REASONS
+        {
+            kind
+        } else {
+            "other".to_string()
+        };
+        *self.mismatch_reasons.entry(key).or_default() += 1;
     }
 }

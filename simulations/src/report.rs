@@ -111,6 +111,8 @@ pub struct Summary {
     pub zombies_max: usize,
     /// Honest gossip an honest node refused (from a publisher it did not yet list).
     pub model_mismatches: u64,
+    /// Why honest gossip was rejected, by kind (see `Metrics::mismatch_reasons`).
+    pub mismatch_reasons: std::collections::BTreeMap<String, u64>,
     /// Pages witnesses refused.
     pub bad_pages: u64,
     /// Refusal reasons researchers saw.
@@ -226,6 +228,7 @@ impl Summary {
             sybil_members: m.sybil_members,
             zombies_max: m.samples.iter().map(|s| s.zombies).max().unwrap_or(0),
             model_mismatches: m.model_mismatches,
+            mismatch_reasons: m.mismatch_reasons.clone(),
             bad_pages: m.bad_pages,
             refusals: m.refusals.clone(),
         }

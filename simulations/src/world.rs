@@ -42,8 +42,8 @@ pub struct NodeSpec {
     pub public: PublicKey,
     /// Its certifying authority (an index into `World::authorities`; Sybils: none).
     pub authority: Option<usize>,
-    /// Its node credential file bytes.
-    pub credential: Vec<u8>,
+    /// Its node credential file bytes (shared: every node that admits it keeps a reference).
+    pub credential: std::sync::Arc<[u8]>,
     /// Where it is.
     pub place: Place,
 }
@@ -162,7 +162,7 @@ impl World {
                 public: key.public(),
                 key,
                 authority: Some(a),
-                credential,
+                credential: credential.into(),
                 place: auth.place,
             });
         }
@@ -175,7 +175,7 @@ impl World {
                 public: key.public(),
                 key,
                 authority: None,
-                credential,
+                credential: credential.into(),
                 place: geo::place(&mut rng),
             });
         }
