@@ -1481,7 +1481,7 @@ mod tests {
                     authority: name("princeton"),
                     last_seen_ms: NOW,
                     load: Load::default(),
-                    credential: vec![],
+                    credential: Arc::from(Vec::new()),
                     valid_until: 0,
                     chain: vec![],
                     revocations_asked_ms: None,

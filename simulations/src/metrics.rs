@@ -220,20 +220,6 @@ pub fn quantile(xs: &[f64], q: f64) -> f64 {
     v.get(i.min(v.len() - 1)).copied().unwrap_or(0.0)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quantiles_are_nearest_rank() {
-        let xs: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(quantile(&xs, 0.5), 50.0);
-        assert_eq!(quantile(&xs, 0.99), 99.0);
-        assert_eq!(quantile(&xs, 1.0), 100.0);
-        assert_eq!(quantile(&[], 0.5), 0.0);
-    }
-}
-
 /// Distinct mismatch reasons kept (the rest are counted under "other").
 pub const MAX_MISMATCH_REASONS: usize = 32;
 
@@ -257,5 +243,19 @@ impl Metrics {
             "other".to_string()
         };
         *self.mismatch_reasons.entry(key).or_default() += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_are_nearest_rank() {
+        let xs: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(quantile(&xs, 0.5), 50.0);
+        assert_eq!(quantile(&xs, 0.99), 99.0);
+        assert_eq!(quantile(&xs, 1.0), 100.0);
+        assert_eq!(quantile(&[], 0.5), 0.0);
     }
 }

@@ -78,4 +78,13 @@ fn the_short_scenario_keeps_every_promise() {
     assert_eq!(s.sybil_accepted, 0);
     assert_eq!(s.sybil_members, 0);
     assert_eq!(s.bad_pages, 0);
+    // The node logic refuses honest gossip only where the overlay model lets a revocation
+    // come through a node just back from an outage, which the receiver does not list yet.
+    assert!(
+        s.mismatch_reasons
+            .keys()
+            .all(|k| k == "revocation: relayed by a node not listed as a member"),
+        "{:?}",
+        s.mismatch_reasons
+    );
 }
