@@ -942,6 +942,30 @@ impl NodeCore {
     /// A revocation, from gossip or from the owner. Stops every sliver whose chain it
     /// revokes (as judged by the same rules as admission), logs it, and gossips it on once.
     pub fn revocation(&mut self, now_ms: u64, bytes: &[u8]) -> Result<Vec<Output>, CoreError> {
+        self.honour_revocation(now_ms, bytes, None)
+    }
+
+    /// A revocation fetched from a member (a catch-up), by a node up since `up_since_ms`.
+    /// Honoured like a gossiped one, but gossiped on only if it was issued while this node
+    /// was up: then the node missed it through the network (a partition, lost gossip) and
+    /// its neighbours may have too. A node that was down when it was issued has neighbours
+    /// that were up and heard it; in the simulator, every returning node passing on every
+    /// revocation it caught up was most of a revocation storm's events and traffic.
+    pub fn caught_up_revocation(
+        &mut self,
+        now_ms: u64,
+        bytes: &[u8],
+        up_since_ms: u64,
+    ) -> Result<Vec<Output>, CoreError> {
+        self.honour_revocation(now_ms, bytes, Some(up_since_ms))
+    }
+
+    fn honour_revocation(
+        &mut self,
+        now_ms: u64,
+        bytes: &[u8],
+        caught_up_since_ms: Option<u64>,
+    ) -> Result<Vec<Output>, CoreError> {
         let r = self
             .verifier
             .add_revocation(bytes)
@@ -957,7 +981,10 @@ impl NodeCore {
         }
         self.revocations.insert(r.id, bytes.to_vec());
         self.redigest();
-        Ok(self.stop_revoked(now_ms, bytes, r.body.target, true))
+        let issued_ms = r.body.revoked_at.saturating_mul(1000);
+        let skew_ms = slicefed_trust::verify::CLOCK_SKEW_SECS.saturating_mul(1000);
+        let pass_on = caught_up_since_ms.is_none_or(|up| issued_ms.saturating_add(skew_ms) >= up);
+        Ok(self.stop_revoked(now_ms, bytes, r.body.target, pass_on))
     }
 
     /// A revocation read back from this node's own log after a restart: held again, so
@@ -1520,14 +1547,31 @@ mod tests {
             .advert(NOW + 1_000, key(20).public(), &cred, a.load())
             .unwrap();
         assert!(again.is_empty(), "{again:?}");
-        // The answer is a's page; b honours it (stops the sliver) and does not gossip it.
+        // The answer is a's page; b honours it (stops the sliver). b was down when it was
+        // issued (up since an hour later), so its neighbours heard it: not gossiped on.
         let page = a.revocations_after(None, MAX_REVOCATIONS_PER_PAGE);
         assert_eq!(page, vec![rev.clone()]);
-        let out = b.revocation(NOW + 2_000, &page[0]).unwrap();
+        let out = b
+            .caught_up_revocation(NOW + 2_000, &page[0], NOW + 3_600_000)
+            .unwrap();
         assert!(out.contains(&Output::Stop {
             id: 1,
             reason: StopReason::Revoked
         }));
+        assert!(
+            !out.iter().any(|o| matches!(o, Output::GossipRevocation(_))),
+            "{out:?}"
+        );
+        // A node that was up when it was issued missed it through the network (a
+        // partition): its neighbours may have too, so it passes it on.
+        let mut d = node(22);
+        let out = d
+            .caught_up_revocation(NOW + 2_000, &page[0], NOW - 3_600_000)
+            .unwrap();
+        assert!(
+            out.contains(&Output::GossipRevocation(rev.clone())),
+            "{out:?}"
+        );
         assert_eq!(a.revocation_digest(), b.revocation_digest());
         // Equal digests: nothing more to ask.
         let out = b

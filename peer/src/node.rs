@@ -878,8 +878,9 @@ impl Daemon {
         let now = now_ms();
         let full = list.len() >= crate::core::MAX_REVOCATIONS_PER_PAGE;
         let last = list.last().map(|b| slicefed_trust::CertId::of(b));
+        let up_since = now.saturating_sub(self.started.elapsed().as_millis() as u64);
         for bytes in list {
-            if let Ok(outs) = self.core.revocation(now, &bytes) {
+            if let Ok(outs) = self.core.caught_up_revocation(now, &bytes, up_since) {
                 for o in outs {
                     self.carry_out(Some(swarm), o, false);
                 }

@@ -1883,15 +1883,19 @@ impl Sim {
             (Some(Pending::Revocations(member)), Some(Rep::Revocations(list))) => {
                 let full = list.len() >= slicefed_peer::core::MAX_REVOCATIONS_PER_PAGE;
                 let last = list.last().map(|b| CertId::of(b));
+                let up_since_ms = START_MS + n.up_since / MS;
                 for bytes in list {
-                    let outs = n.live.as_mut().map(|l| l.core.revocation(now_ms, &bytes));
+                    let outs = n
+                        .live
+                        .as_mut()
+                        .map(|l| l.core.caught_up_revocation(now_ms, &bytes, up_since_ms));
                     if let Some(Ok(outs)) = outs {
                         let new = !outs.is_empty();
                         let id = CertId::of(&bytes);
                         self.rev_track(i, n.up_since, &id, new);
                         self.processing_rev = Some(id);
-                        // Gossiped on: whoever else missed it (the rest of a healed
-                        // partition) hears it now, not at the next advert.
+                        // Gossiped on if it was issued while this node was up (the rest of
+                        // a healed partition hears it now, not at its next pull).
                         self.carry_out(i, &mut n, outs, false);
                         self.processing_rev = None;
                     }
@@ -2127,7 +2131,17 @@ impl Sim {
             ) else {
                 continue;
             };
-            let Some(to) = self.pick(&up) else { continue };
+            // The authority hands it to a node it can reach (`authority publish` tries its
+            // bootstrap nodes until one answers); across a partition it cannot.
+            let side = self.side_node(Endpoint::Client(g));
+            let reachable: Vec<u32> = up
+                .iter()
+                .copied()
+                .filter(|i| self.overlay.reachable(side, *i as usize))
+                .collect();
+            let Some(to) = self.pick(&reachable) else {
+                continue;
+            };
             let id = CertId::of(&rev.bytes);
             let index = self.metrics.revocations.len();
             self.metrics.revocations.push(RevocationRun {
