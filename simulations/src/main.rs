@@ -40,12 +40,10 @@ fn parse_scenario(s: &str) -> Result<Option<Scenario>, String> {
     if s == "all" {
         return Ok(None);
     }
-    <Scenario as clap::ValueEnum>::from_str(s, true)
-        .map(Some)
-        .map_err(|_| {
-            let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
-            format!("unknown scenario `{s}`: one of all, {}", names.join(", "))
-        })
+    Scenario::from_name(s).map(Some).ok_or_else(|| {
+        let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+        format!("unknown scenario `{s}`: one of all, {}", names.join(", "))
+    })
 }
 
 fn main() -> ExitCode {

@@ -41,6 +41,11 @@ impl Scenario {
         Scenario::Short,
     ];
 
+    /// The scenario of that name (as [`Scenario::name`] spells it).
+    pub fn from_name(name: &str) -> Option<Scenario> {
+        Scenario::ALL.into_iter().find(|s| s.name() == name)
+    }
+
     /// Its name on the command line and in file names.
     pub fn name(self) -> &'static str {
         match self {
@@ -112,5 +117,22 @@ impl Scenario {
             }
         }
         c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_scenario_is_found_by_its_name() {
+        for s in Scenario::ALL {
+            assert_eq!(Scenario::from_name(s.name()), Some(s), "{}", s.name());
+        }
+        assert_eq!(
+            Scenario::from_name("witness-loss-30"),
+            Some(Scenario::WitnessLoss30)
+        );
+        assert_eq!(Scenario::from_name("nope"), None);
     }
 }
