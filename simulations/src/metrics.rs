@@ -76,8 +76,11 @@ pub struct Sample {
     /// Share of acknowledged entries (cosigned by a witness) held by at least `k` live
     /// witnesses.
     pub share_acked_k: f64,
-    /// Acknowledged entries of permanently dead nodes that no live node holds.
+    /// Acknowledged entries of permanently dead nodes that no node holds (up, or down
+    /// with the replica on its disk).
     pub lost_acked: u64,
+    /// Of those, entries that `k` distinct witnesses had cosigned.
+    pub lost_acked_by_k: u64,
     /// Log entries in the federation.
     pub entries: u64,
     /// Bytes per up node per minute since the previous sample, by category.

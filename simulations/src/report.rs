@@ -90,10 +90,12 @@ pub struct Summary {
     pub share_acked_k_min: f64,
     /// The same at the end.
     pub share_acked_k_end: f64,
-    /// Acknowledged entries of dead nodes that no live node holds, at the end.
+    /// Acknowledged entries of dead nodes that no node holds (up, or down with the replica on its disk), at the end.
     pub lost_acked_end: u64,
     /// The most at any sample.
     pub lost_acked_max: u64,
+    /// Entries of dead nodes that `k` witnesses had cosigned and no node holds, at the end.
+    pub lost_acked_by_k_end: u64,
     /// Bytes per up node per minute, by category, over the run.
     pub bytes_per_node_min: Traffic,
     /// All categories.
@@ -220,6 +222,7 @@ impl Summary {
             share_acked_k_end: end.map_or(0.0, |s| s.share_acked_k),
             lost_acked_end: end.map_or(0, |s| s.lost_acked),
             lost_acked_max: m.samples.iter().map(|s| s.lost_acked).max().unwrap_or(0),
+            lost_acked_by_k_end: end.map_or(0, |s| s.lost_acked_by_k),
             bytes_per_node_min: traffic,
             bytes_per_node_min_total: traffic.total(),
             messages_per_node_min: msgs,
@@ -242,7 +245,7 @@ impl Summary {
              \x20 slice create -> all running: p50 {p50:.0} ms, p99 {p99:.0} ms, max {max:.0} ms over {n} slices of {size:.0} nodes ({br} waited for a bootstrap node); tickets out -> all running p50 {f50:.0} ms, p99 {f99:.0} ms; admitted {adm:.1}%, refused {ref_:.1}%, unreachable {unr:.1}%\n\
              \x20 revocations: {revs}, held everywhere p50 {rh:.0} ms / max {rhm:.0} ms, last sliver stopped {rs:.0} ms; {cu} late nodes caught up (worst {wc:.0} ms); revoked still running: {rr}, revoked restores: {rres}\n\
              \x20 equivocators: {eq} ({det} caught), detection max {ed:.0} ms, all marked max {ea:.0} ms\n\
-             \x20 witness coverage (>= {k} live): min {ck:.4}, end {cke:.4}; acknowledged: min {ak:.4}, end {ake:.4}; acknowledged entries lost: {lost}\n\
+             \x20 witness coverage (>= {k} live): min {ck:.4}, end {cke:.4}; acknowledged: min {ak:.4}, end {ake:.4}; acknowledged entries lost: {lost} ({lostk} of them cosigned by {k})\n\
              \x20 traffic per up node per minute: {tot:.1} KiB (adverts {ad:.1}, checkpoints {cp:.1}, replication {rp:.1}, revocations {rv:.1}, researchers {rs2:.1}, rejected {rj:.1}); {msgs:.1} messages\n\
              \x20 sybils: {sa} accepted, {sr} rejected, {sm} listed as members; zombies max {z}",
             scenario = self.scenario,
@@ -282,6 +285,7 @@ impl Summary {
             ak = self.share_acked_k_min,
             ake = self.share_acked_k_end,
             lost = self.lost_acked_end,
+            lostk = self.lost_acked_by_k_end,
             tot = kib(self.bytes_per_node_min_total),
             ad = kib(self.bytes_per_node_min.adverts),
             cp = kib(self.bytes_per_node_min.checkpoints),

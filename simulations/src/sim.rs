@@ -343,6 +343,9 @@ struct Log {
     acked: u64,
     /// Witnesses that cosigned each recent size.
     cosigners: BTreeMap<u64, BTreeSet<u32>>,
+    /// Largest size that `k` distinct witnesses cosigned (a cosignature of a size covers
+    /// every entry below it): the entries the federation has fully acknowledged.
+    acked_by_k: u64,
     /// `RevocationSeen` bodies (the index a restarted node reads them back from).
     revocations: Vec<Vec<u8>>,
 }
@@ -1952,6 +1955,14 @@ impl Sim {
                     while log.cosigners.len() > 16 {
                         log.cosigners.pop_first();
                     }
+                    let mut union = BTreeSet::new();
+                    for (size, by) in log.cosigners.iter().rev() {
+                        union.extend(by.iter().copied());
+                        if union.len() >= self.cfg.witnesses {
+                            log.acked_by_k = log.acked_by_k.max(*size);
+                            break;
+                        }
+                    }
                 }
                 None
             }
@@ -2733,8 +2744,18 @@ impl Sim {
             }
             let _ = i;
         }
+        // Replicas on the disks of nodes that are down but not dead: not live coverage, but
+        // not lost either (they come back with their node).
+        let mut parked: BTreeMap<PublicKey, u64> = BTreeMap::new();
+        for n in self.nodes.iter().take(honest).filter(|n| !n.up && !n.dead) {
+            for (o, tree, _) in &n.disk.replicas {
+                let e = parked.entry(*o).or_default();
+                *e = (*e).max(tree.len());
+            }
+        }
         let (mut total, mut with_k, mut available, mut acked, mut acked_k, mut lost) =
             (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+        let mut lost_full = 0u64;
         for (i, n) in self.nodes.iter().enumerate().take(honest) {
             let Some(pk) = self.world.nodes.get(i).map(|s| s.public) else {
                 continue;
@@ -2755,7 +2776,9 @@ impl Sim {
             acked += a;
             acked_k += kth.min(a);
             if n.dead {
-                lost += a.saturating_sub(best);
+                let kept = best.max(parked.get(&pk).copied().unwrap_or(0).min(len));
+                lost += a.saturating_sub(kept);
+                lost_full += n.disk.log.acked_by_k.min(len).saturating_sub(kept);
             }
         }
         // Slivers under revoked chains, and zombies.
@@ -2817,6 +2840,7 @@ impl Sim {
             share_available: share(available, total),
             share_acked_k: share(acked_k, acked),
             lost_acked: lost,
+            lost_acked_by_k: lost_full,
             entries: total,
             bytes_per_node_min: bytes,
             msgs_per_node_min: msgs,
