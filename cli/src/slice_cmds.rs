@@ -149,20 +149,37 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Runtime::new()?)
 }
 
-/// The member list, from the first bootstrap node that answers.
+/// The member list, from the first bootstrap node that answers. All are asked at once: a
+/// researcher whose first bootstrap node is down should not wait out its timeout (in the
+/// simulator that wait was the whole tail of slice creation).
 pub fn members(bootstrap: &[String]) -> Result<Vec<MemberRow>> {
-    let rt = runtime()?;
-    let mut last = anyhow!("no node to ask: give --node or set SLICEFED_BOOTSTRAP");
-    for b in bootstrap.iter().filter(|s| !s.is_empty()) {
-        let addr: Multiaddr = b
-            .parse()
-            .map_err(|e| anyhow!("`{b}` is not a multiaddr: {e}"))?;
-        match rt.block_on(client::members(addr, Duration::from_secs(20))) {
-            Ok(m) => return Ok(m),
-            Err(e) => last = e.into(),
-        }
+    let addrs = bootstrap
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|b| {
+            b.parse::<Multiaddr>()
+                .map_err(|e| anyhow!("`{b}` is not a multiaddr: {e}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if addrs.is_empty() {
+        bail!("no node to ask: give --node or set SLICEFED_BOOTSTRAP");
     }
-    Err(last)
+    runtime()?.block_on(async {
+        let mut asked = tokio::task::JoinSet::new();
+        for addr in addrs {
+            asked.spawn(client::members(addr, Duration::from_secs(20)));
+        }
+        let mut last = anyhow!("no bootstrap node answered");
+        // Dropping the set when one answers cancels the others.
+        while let Some(answer) = asked.join_next().await {
+            match answer {
+                Ok(Ok(m)) => return Ok(m),
+                Ok(Err(e)) => last = e.into(),
+                Err(e) => last = anyhow!("asking a bootstrap node failed: {e}"),
+            }
+        }
+        Err(last)
+    })
 }
 
 fn dial_addr(m: &MemberRow) -> Result<Multiaddr> {
