@@ -859,21 +859,34 @@ impl Daemon {
         member: PublicKey,
         after: Option<slicefed_trust::CertId>,
     ) {
-        let Some(p) = peer_of(&member) else { return };
-        let Ok(req) = (Request::Revocations { after }).to_bytes() else {
-            return;
-        };
+        if let Some((id, _)) = self.request(swarm, &member, Request::Revocations { after }) {
+            self.revocation_fetches.insert(id, member);
+        }
+    }
+
+    /// Sends a request to a member at the addresses it advertised. `None` when its key is
+    /// not a peer id or the request does not encode. Returns the request id and its size.
+    fn request(
+        &self,
+        swarm: &mut Swarm,
+        to: &PublicKey,
+        req: Request,
+    ) -> Option<(OutboundRequestId, usize)> {
+        let p = peer_of(to)?;
+        let bytes = req.to_bytes().ok()?;
+        let len = bytes.len();
         let addrs = self.addrs.get(&p).cloned().unwrap_or_default();
         let id = swarm
             .behaviour_mut()
             .rpc
-            .send_request_with_addresses(&p, req, addrs);
-        self.revocation_fetches.insert(id, member);
+            .send_request_with_addresses(&p, bytes, addrs);
+        Some((id, len))
     }
 
     /// A page of a member's revocations: each is judged and honoured like a gossiped one,
-    /// and one that is new here is gossiped on (others may have missed it too: the rest of
-    /// a healed partition); a full page asks for the next.
+    /// and one that is new here is gossiped on if it was issued while this node was up
+    /// (`NodeCore::caught_up_revocation`: then the rest of a healed partition may have
+    /// missed it too); a full page asks for the next.
     fn on_revocations(&mut self, swarm: &mut Swarm, member: PublicKey, list: Vec<Vec<u8>>) {
         let now = now_ms();
         let full = list.len() >= crate::core::MAX_REVOCATIONS_PER_PAGE;
@@ -989,16 +1002,9 @@ impl Daemon {
 
     /// Sends a witnessing note to a member.
     fn note(&mut self, swarm: &mut Swarm, to: &PublicKey, note: WitnessNote) {
-        let Some(p) = peer_of(to) else { return };
-        let Ok(req) = Request::Witness(note).to_bytes() else {
-            return;
-        };
-        self.traffic.gossip_out = self.traffic.gossip_out.saturating_add(req.len() as u64);
-        let addrs = self.addrs.get(&p).cloned().unwrap_or_default();
-        let _ = swarm
-            .behaviour_mut()
-            .rpc
-            .send_request_with_addresses(&p, req, addrs);
+        if let Some((_, len)) = self.request(swarm, to, Request::Witness(note)) {
+            self.traffic.gossip_out = self.traffic.gossip_out.saturating_add(len as u64);
+        }
     }
 
     /// Rebuilds witness sets that lost too many candidates to be exact.
@@ -1252,20 +1258,12 @@ impl Daemon {
         holder: Option<PublicKey>,
         req: Request,
     ) {
-        let Some(p) = peer_of(&holder.unwrap_or(origin)) else {
-            self.witness.fetch_failed(&origin);
-            return;
-        };
-        let Ok(bytes) = req.to_bytes() else {
-            self.witness.fetch_failed(&origin);
-            return;
-        };
-        let addrs = self.addrs.get(&p).cloned().unwrap_or_default();
-        let id = swarm
-            .behaviour_mut()
-            .rpc
-            .send_request_with_addresses(&p, bytes, addrs);
-        self.fetches.insert(id, (origin, holder));
+        match self.request(swarm, &holder.unwrap_or(origin), req) {
+            Some((id, _)) => {
+                self.fetches.insert(id, (origin, holder));
+            }
+            None => self.witness.fetch_failed(&origin),
+        }
     }
 
     fn on_response(&mut self, swarm: &mut Swarm, id: OutboundRequestId, bytes: &[u8]) {

@@ -29,7 +29,7 @@ use slicefed_ledger::entry::{
     Attribution, Decision, Direction, Entry, EntryBody, FlowRecord, Usage,
 };
 use slicefed_ledger::merkle::{self, Hash, Tree};
-use slicefed_peer::core::{Capacity, Load, NodeCore, Output, StopReason};
+use slicefed_peer::core::{Capacity, NodeCore, Output, StopReason};
 use slicefed_peer::wire::{Advert, AdvertBody, SliceDelete};
 use slicefed_peer::witness::{Witness, WitnessOutput, WitnessSet};
 use slicefed_trust::caps::{NetworkRights, NodeSet, Proto, ResourceCaps, Validity};
@@ -676,6 +676,21 @@ impl Sim {
         xs.get(i).copied()
     }
 
+    /// The honest nodes that are up, in index order.
+    fn up_nodes(&self) -> Vec<u32> {
+        (0..self.world.honest as u32)
+            .filter(|i| self.is_up(*i as usize))
+            .collect()
+    }
+
+    /// Whether group `g`'s operation has every answer it waits for.
+    fn op_answered(&self, g: usize) -> bool {
+        self.groups
+            .get(g)
+            .and_then(|s| s.op.as_ref())
+            .is_some_and(|o| o.waiting == 0)
+    }
+
     fn honest(&self, i: usize) -> bool {
         i < self.world.honest
     }
@@ -1278,11 +1293,10 @@ impl Sim {
     // ---- the network ----------------------------------------------------------------
 
     fn broadcast(&mut self, src: usize, g: Gossip) {
-        let up = self.up.clone();
         let honest = self.world.honest;
         // Honest nodes dial members (up honest nodes, as far as the overlay goes); Sybils
         // dial honest nodes; nobody dials a Sybil.
-        self.overlay.rebuild(&up, |_, b| b < honest);
+        self.overlay.rebuild(&self.up, |_, b| b < honest);
         let from_sybil = !self.honest(src);
         let arrivals = self.overlay.broadcast(src, |u| u < honest && !from_sybil);
         let (size, cat) = match &g {
@@ -1344,9 +1358,8 @@ impl Sim {
 
     /// Every recipient's core judges an advert. (Judging on two threads, halves merged back
     /// in arrival order, was tried and made a run slower on this 2-vCPU machine: judging is
-    /// bound by memory, not by the core.) Each
-    /// judgement runs with the advert's arrival time at that node but happens when the
-    /// advert is sent; what the core asks for in return (a new member's witness sets, a
+    /// bound by memory, not by the core.) Each judgement runs with the advert's arrival
+    /// time at that node but happens when the advert is sent; what the core asks for in return (a new member's witness sets, a
     /// revocation catch-up) is carried out at the arrival time. The only difference from
     /// judging at arrival is that a node may count a member as heard up to one network
     /// delay early.
@@ -1354,18 +1367,12 @@ impl Sim {
         let honest = self.world.honest;
         let start_ms = self.now_ms();
         let b = &advert.body;
-        let load = Load {
-            slivers: b.slivers,
-            free_memory: b.free_memory,
-            uptime_secs: b.uptime_secs,
-            traffic: b.traffic,
-            revocations: b.revocations,
-        };
+        let load = b.load();
         // (node, incarnation, arrival offset, its core's answer or refusal)
         type Judged = (usize, u32, u64, Result<Vec<Output>, String>);
         // The sender's credential as the world holds it, when the advert carries exactly it:
         // receivers then share one copy (a thousand nodes each copying a thousand
-        // credentials was a gigabyte, and comparing them the simulator's main cost).
+        // credentials was a gigabyte of memory to read through on every advert).
         let shared = self
             .world
             .nodes
@@ -1555,37 +1562,9 @@ impl Sim {
         if !self.honest(to) {
             return;
         }
-        if let Gossip::Advert { from, advert, .. } = g {
-            // The hot path (a thousand nodes hear every advert): judged in place; the node
-            // is taken out only when the core has something to do.
-            let now_ms = self.now_ms();
-            let b = &advert.body;
-            let load = Load {
-                slivers: b.slivers,
-                free_memory: b.free_memory,
-                uptime_secs: b.uptime_secs,
-                traffic: b.traffic,
-                revocations: b.revocations,
-            };
-            let r = self
-                .nodes
-                .get_mut(to)
-                .filter(|n| n.up)
-                .and_then(|n| n.live.as_mut())
-                .map(|l| l.core.advert(now_ms, b.node, &b.credential, load));
-            let why = match &r {
-                Some(Ok(_)) => None,
-                Some(Err(e)) => Some(format!("advert: {e}")),
-                None => Some("advert: receiver down".to_string()),
-            };
-            if let Some(Ok(outs)) = r
-                && !outs.is_empty()
-                && let Some(mut n) = self.take(to)
-            {
-                self.carry_out(to, &mut n, outs, true);
-                self.put(to, n);
-            }
-            self.judged(*from as usize, why.as_deref().map_or(Ok(()), Err));
+        // Adverts never travel in waves: `broadcast` has every recipient judge them when
+        // they are sent (`apply_advert`).
+        if matches!(g, Gossip::Advert { .. }) {
             return;
         }
         let Some(mut n) = self.take(to) else { return };
@@ -1595,30 +1574,8 @@ impl Sim {
             | Gossip::Revocation { from, .. }
             | Gossip::Proof { from, .. } => *from as usize,
         };
-        let from_sybil = !self.honest(sender);
         let accepted = match g {
-            Gossip::Advert { advert, .. } => {
-                let b = &advert.body;
-                let load = Load {
-                    slivers: b.slivers,
-                    free_memory: b.free_memory,
-                    uptime_secs: b.uptime_secs,
-                    traffic: b.traffic,
-                    revocations: b.revocations,
-                };
-                let r = n
-                    .live
-                    .as_mut()
-                    .map(|l| l.core.advert(now_ms, b.node, &b.credential, load));
-                match r {
-                    Some(Ok(outs)) => {
-                        self.carry_out(to, &mut n, outs, true);
-                        Ok(())
-                    }
-                    Some(Err(e)) => Err(format!("advert: {e}")),
-                    None => Err("advert: receiver down".to_string()),
-                }
-            }
+            Gossip::Advert { .. } => Ok(()),
             Gossip::Revocation { bytes, from } => {
                 // Heard from members only.
                 let member = self.world.nodes.get(*from as usize).is_some_and(|s| {
@@ -1668,7 +1625,6 @@ impl Sim {
                 }
             }
         };
-        let _ = from_sybil;
         self.judged(
             sender,
             accepted.as_ref().map(|_| ()).map_err(String::as_str),
@@ -2112,9 +2068,7 @@ impl Sim {
         let candidates: Vec<u32> = (0..self.groups.len() as u32)
             .filter(|g| !self.revoked_users.contains_key(g))
             .collect();
-        let up: Vec<u32> = (0..self.world.honest as u32)
-            .filter(|i| self.is_up(*i as usize))
-            .collect();
+        let up = self.up_nodes();
         let mut chosen = vec![];
         let mut pool = candidates;
         for _ in 0..count {
@@ -2341,12 +2295,7 @@ impl Sim {
                 op.ticket = Some(ticket_id);
             }
         }
-        if self
-            .groups
-            .get(g)
-            .and_then(|s| s.op.as_ref())
-            .is_some_and(|o| o.waiting == 0)
-        {
+        if self.op_answered(g) {
             self.finish_op(g);
         }
     }
@@ -2401,12 +2350,7 @@ impl Sim {
                 fanout: started,
             });
         }
-        if self
-            .groups
-            .get(g)
-            .and_then(|s| s.op.as_ref())
-            .is_some_and(|o| o.waiting == 0)
-        {
+        if self.op_answered(g) {
             self.finish_op(g);
         }
     }
@@ -2459,12 +2403,7 @@ impl Sim {
                         None => op.unreachable += 1,
                     }
                 }
-                if self
-                    .groups
-                    .get(g)
-                    .and_then(|s| s.op.as_ref())
-                    .is_some_and(|o| o.waiting == 0)
-                {
+                if self.op_answered(g) {
                     self.finish_op(g);
                 }
             }
@@ -2472,12 +2411,7 @@ impl Sim {
                 if let Some(op) = self.groups.get_mut(g).and_then(|s| s.op.as_mut()) {
                     op.waiting = op.waiting.saturating_sub(1);
                 }
-                if self
-                    .groups
-                    .get(g)
-                    .and_then(|s| s.op.as_ref())
-                    .is_some_and(|o| o.waiting == 0)
-                {
+                if self.op_answered(g) {
                     self.finish_op(g);
                 }
             }
@@ -2554,9 +2488,7 @@ impl Sim {
                 self.healed_at = self.now;
             }
             Action::Kill(share) => {
-                let up: Vec<u32> = (0..honest as u32)
-                    .filter(|i| self.is_up(*i as usize))
-                    .collect();
+                let up = self.up_nodes();
                 let count = (share * honest as f64).round() as usize;
                 let mut pool = up;
                 for _ in 0..count.min(pool.len()) {
@@ -2583,9 +2515,7 @@ impl Sim {
                 }
             }
             Action::Equivocate(count) => {
-                let up: Vec<u32> = (0..honest as u32)
-                    .filter(|i| self.is_up(*i as usize))
-                    .collect();
+                let up = self.up_nodes();
                 let mut pool = up;
                 for _ in 0..count.min(pool.len()) {
                     let j = self.rng.random_range(0..pool.len());
