@@ -90,7 +90,8 @@ pub struct Summary {
     pub share_acked_k_min: f64,
     /// The same at the end.
     pub share_acked_k_end: f64,
-    /// Acknowledged entries of dead nodes that no node holds (up, or down with the replica on its disk), at the end.
+    /// Acknowledged entries of dead nodes that no node holds (up, or down with the replica
+    /// on its disk), at the end.
     pub lost_acked_end: u64,
     /// The most at any sample.
     pub lost_acked_max: u64,
