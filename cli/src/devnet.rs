@@ -176,8 +176,15 @@ pub fn devnet(a: DevnetArgs) -> Result<ExitCode> {
             "[[authority]]\nname = \"{n}\"\npublic_key = \"{k}\"\n\n"
         ));
     }
+    // Everything runs on this machine's loopback, so the owners open it to slivers; a node
+    // on a real network keeps its machine and LAN closed (the default).
+    policy.push_str(
+        "# The devnet runs on loopback: slivers may reach it (closed by default).\n[local]\nallow = [\"tcp:127.0.0.0/8:*\", \"udp:127.0.0.0/8:*\"]\n",
+    );
     std::fs::write(dir.join("trust.toml"), policy)?;
-    say!("  wrote trust.toml: each node owner trusts princeton and mit");
+    say!(
+        "  wrote trust.toml: each node owner trusts princeton and mit, and opens loopback to slivers"
+    );
 
     t.step(&format!(
         "{} node owners create keys, get certified and join",

@@ -70,6 +70,10 @@ pub struct RunArgs {
     /// Witnesses per log.
     #[arg(long, default_value_t = 3)]
     witnesses: usize,
+    /// Do not bring back the slivers that ran before a crash or restart (they are logged
+    /// as not restored and forgotten).
+    #[arg(long)]
+    no_restore: bool,
     /// Test only: sign a second, forged history head to show equivocation is caught.
     #[arg(long, hide = true)]
     test_equivocate: bool,
@@ -156,6 +160,7 @@ fn run(a: RunArgs) -> Result<ExitCode> {
     };
     config.witnesses = a.witnesses;
     config.test_equivocate = a.test_equivocate;
+    config.restore = !a.no_restore;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(node::run(config, |a| say!("listening on {a}"), async {
         crate::util::interrupted().await;

@@ -665,7 +665,7 @@ pub fn publish(a: PublishArgs) -> Result<ExitCode> {
             .parse()
             .map_err(|e| anyhow!("`{b}` is not a multiaddr: {e}"))?;
         let req = Request::Revoke {
-            revocation: cred.leaf().to_vec(),
+            revocation: cred.to_bytes()?,
         };
         match rt.block_on(client::call(addr, req, TIMEOUT)) {
             Ok(Response::Stopped(ids)) => {
@@ -679,6 +679,8 @@ pub fn publish(a: PublishArgs) -> Result<ExitCode> {
                 }
                 return Ok(ExitCode::SUCCESS);
             }
+            // A refusal is the federation's answer, not a node being down: say it.
+            Ok(Response::Error(why)) => bail!("{b} refused the revocation: {why}"),
             Ok(_) => last = anyhow!("{b}: unexpected answer"),
             Err(e) => last = e.into(),
         }

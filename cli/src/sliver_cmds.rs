@@ -176,6 +176,12 @@ pub fn sliver(cmd: SliverCmd) -> Result<ExitCode> {
         stdio: Stdio::Inherit,
         dir: None,
         flows: flows.clone(),
+        // Whoever runs `sliver run` owns this machine: the destinations they name with
+        // --connect are theirs to open, local ones included.
+        host: Arc::new(std::sync::RwLock::new(slicefed_sandbox::HostRules {
+            local_allow: a.connect.clone(),
+            ..Default::default()
+        })),
     };
     let handle = sandbox.spawn(compiled, spec).map_err(|e| anyhow!("{e}"))?;
     let outcome = handle.wait();

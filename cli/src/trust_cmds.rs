@@ -382,7 +382,14 @@ pub fn authority(cmd: AuthorityCmd) -> Result<ExitCode> {
                     revoked_at: now(),
                 },
             )?;
-            write_atomic(&out, &Credential::new(r.bytes, []).to_bytes()?, 0o644, true)?;
+            // The file carries the revoked object and its chain: every node decides from it
+            // whether this authority may revoke that object before it holds or passes it on.
+            write_atomic(
+                &out,
+                &Credential::revocation_file(r.bytes, &cred).to_bytes()?,
+                0o644,
+                true,
+            )?;
             if json {
                 print_json(
                     &json!({ "revocation": r.id, "target": target.id, "kind": target.kind.name(), "subject": target.label(), "reason": reason }),
@@ -573,9 +580,10 @@ pub fn cert(cmd: CertCmd) -> Result<ExitCode> {
                 );
             }
             let mut v = Verifier::new(policy);
+            let checked_at = at.unwrap_or_else(now);
             for r in &revocations {
-                let rc = read_credential(r)?;
-                v.add_revocation(rc.leaf())
+                let bytes = crate::files::read_bounded(r, objects::MAX_CREDENTIAL_BYTES)?;
+                v.add_revocation(&bytes, checked_at)
                     .map_err(|e| anyhow!("{}: {e}", r.display()))?;
             }
             let node = node

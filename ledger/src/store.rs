@@ -9,8 +9,11 @@
 //!   which no valid frame exists, in the last segment) is truncated; anything else that is
 //!   wrong refuses to open, so nothing acknowledged is ever silently dropped.
 //! - Every queue is bounded: appenders block when `queue_depth` requests wait.
-//! - After a failed write or sync the ledger refuses further appends: what reached the disk
-//!   is unknown until it is reopened and replayed.
+//! - After a failed write or sync the ledger refuses further appends until
+//!   [`Ledger::recover`] cuts the active segment back to its durable end and the disk takes
+//!   a synced write again; nothing acknowledged is touched, nothing unacknowledged survives.
+//! - Segments are created whole (header written and synced under a temporary name, then
+//!   renamed), so a crash while one is created never leaves a log that refuses to open.
 
 use crate::checkpoint::{Checkpoint, SignedCheckpoint};
 use crate::entry::{Entry, EntryBody, EntryError};
@@ -163,6 +166,17 @@ enum Request {
     Checkpoint {
         reply: Reply<SignedCheckpoint>,
     },
+    Recover {
+        reply: Reply<()>,
+    },
+}
+
+/// What the encoder hands the syncer, in order.
+enum ToSyncer {
+    Batch(Prepared),
+    /// Cut what a failed write may have left past the durable end, check that the disk
+    /// takes writes, and answer.
+    Recover(SyncSender<Result<(), String>>),
 }
 
 /// A waiting append (see [`Ledger::submit`]).
@@ -209,6 +223,32 @@ fn sync_dir(dir: &Path) -> Result<(), LedgerError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 
+/// Creates segment `path` holding only its header, atomically: the header is written and
+/// synced under a temporary name, then renamed, then the directory is synced. A crash at
+/// any point leaves either no segment or a whole header, never a torn one that would make
+/// the next open refuse the log. A leftover temporary file is overwritten.
+fn create_segment(dir: &Path, path: &Path, origin: &PublicKey) -> Result<File, LedgerError> {
+    let tmp = path.with_extension("seg-new");
+    {
+        let mut f = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&tmp)
+            .map_err(io(&tmp))?;
+        f.write_all(&records::file_header(SEGMENT_MAGIC, origin))
+            .map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+    }
+    std::fs::rename(&tmp, path).map_err(io(path))?;
+    sync_dir(dir)?;
+    OpenOptions::new().append(true).open(path).map_err(io(path))
+}
+
+/// Bytes written and synced to a scratch file to tell whether the disk takes writes again
+/// (see [`Ledger::recover`]).
+const PROBE_BYTES: usize = 256 * 1024;
+
 /// The segment files of a ledger directory, in order.
 pub fn list_segments(dir: &Path) -> Result<Vec<PathBuf>, LedgerError> {
     let mut segs: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -236,17 +276,27 @@ impl Ledger {
             .map_err(|_| LedgerError::Locked(dir.to_path_buf()))?;
         let origin = key.public();
         let mut paths = list_segments(dir)?;
+        // A segment whose creation a crash interrupted, by a version that wrote segments in
+        // place: the last file, no longer than a header, with no valid header. It holds no
+        // entry, so removing it loses nothing (and keeps the node able to start).
+        if let Some(last) = paths.last().cloned() {
+            let len = std::fs::metadata(&last).map_err(io(&last))?.len();
+            if len <= FILE_HEADER_BYTES as u64 {
+                let bytes = std::fs::read(&last).map_err(io(&last))?;
+                if records::read_file_header(&bytes, SEGMENT_MAGIC).is_err() {
+                    std::fs::remove_file(&last).map_err(io(&last))?;
+                    sync_dir(dir)?;
+                    tracing_note(&format!(
+                        "{}: removed a segment whose creation was interrupted ({len} bytes, no entries)",
+                        last.display()
+                    ));
+                    paths.pop();
+                }
+            }
+        }
         if paths.is_empty() {
             let p = dir.join(segment_name(0));
-            let mut f = OpenOptions::new()
-                .create_new(true)
-                .write(true)
-                .open(&p)
-                .map_err(io(&p))?;
-            f.write_all(&records::file_header(SEGMENT_MAGIC, &origin))
-                .map_err(io(&p))?;
-            f.sync_all().map_err(io(&p))?;
-            sync_dir(dir)?;
+            create_segment(dir, &p, &origin)?;
             paths.push(p);
         }
 
@@ -356,7 +406,7 @@ impl Ledger {
         let (tx, rx) = sync_channel(options.queue_depth.max(1));
         // One prepared batch may wait while another is being synced: CPU work on the next
         // batch overlaps the fsync of this one.
-        let (prepared_tx, prepared_rx) = sync_channel::<Prepared>(1);
+        let (prepared_tx, prepared_rx) = sync_channel::<ToSyncer>(1);
         let mut syncer = Syncer {
             dir: dir.to_path_buf(),
             origin,
@@ -424,6 +474,32 @@ impl Ledger {
             reply,
         })?;
         Ok(Pending { rx })
+    }
+
+    /// Why the ledger refuses appends, if it does (a write or sync failed; see
+    /// [`Ledger::recover`]).
+    pub fn failure(&self) -> Option<String> {
+        failure(&self.shared)
+    }
+
+    /// After a failed write: cuts whatever the failed batch left past the last durable
+    /// entry, checks that the disk takes a write and a sync again, and accepts appends
+    /// again. Entries that were never acknowledged are gone (their appenders were told);
+    /// acknowledged ones are untouched. `Ok` when the ledger works (again).
+    pub fn recover(&self) -> Result<(), LedgerError> {
+        if self.failure().is_none() {
+            return Ok(());
+        }
+        let (reply, rx) = sync_channel(1);
+        self.tx
+            .as_ref()
+            .ok_or_else(|| LedgerError::Failed("closed".into()))?
+            .send(Request::Recover { reply })
+            .map_err(|_| LedgerError::Failed("the writer stopped".into()))?;
+        match rx.recv() {
+            Ok(r) => r.map_err(LedgerError::Failed),
+            Err(_) => Err(LedgerError::Failed("the writer stopped".into())),
+        }
     }
 
     /// Appends one entry and waits until it is durable.
@@ -629,7 +705,7 @@ struct Encoder {
     last_leaf: Hash,
     last_checkpoint: Instant,
     checkpoint_due: bool,
-    syncer: Option<SyncSender<Prepared>>,
+    syncer: Option<SyncSender<ToSyncer>>,
     /// Reused for every entry's encoding.
     scratch: Vec<u8>,
 }
@@ -713,11 +789,60 @@ impl Encoder {
     fn weight(r: &Request) -> usize {
         match r {
             Request::Append { entries, .. } => entries.len().max(1),
-            Request::Checkpoint { .. } => 1,
+            Request::Checkpoint { .. } | Request::Recover { .. } => 1,
         }
     }
 
+    /// Brings a failed ledger back: the syncer cuts the active segment back to its durable
+    /// end and probes the disk; then the tree forgets the leaves that never became durable
+    /// and appends continue from the durable end.
+    fn recover(&mut self) -> Result<(), String> {
+        if failure(&self.shared).is_none() {
+            return Ok(());
+        }
+        let (tx, rx) = sync_channel(1);
+        let syncer = self.syncer.as_ref().ok_or("the sync thread stopped")?;
+        syncer
+            .send(ToSyncer::Recover(tx))
+            .map_err(|_| "the sync thread stopped".to_string())?;
+        rx.recv()
+            .map_err(|_| "the sync thread stopped".to_string())??;
+        let mut s = self
+            .shared
+            .state
+            .write()
+            .map_err(|_| "state lock poisoned".to_string())?;
+        let durable = s.durable;
+        s.tree.truncate(durable);
+        self.next_seq = durable;
+        self.last_leaf = s.tree.leaf(durable.wrapping_sub(1)).unwrap_or([0; 32]);
+        self.checkpoint_due = s
+            .checkpoints
+            .last()
+            .is_none_or(|c| c.checkpoint.size < durable);
+        drop(s);
+        if let Ok(mut f) = self.shared.failure.lock() {
+            *f = None;
+        }
+        Ok(())
+    }
+
     fn process(&mut self, batch: Vec<Request>, closing: bool) {
+        // A recovery is handled on its own, before the rest of its batch.
+        let mut batch = batch;
+        let mut rest = Vec::with_capacity(batch.len());
+        for r in batch.drain(..) {
+            match r {
+                Request::Recover { reply } => {
+                    let _ = reply.send(self.recover());
+                }
+                other => rest.push(other),
+            }
+        }
+        let batch = rest;
+        if batch.is_empty() && !closing {
+            return;
+        }
         let mut buf = Vec::new();
         let mut new_leaves = Vec::new();
         let mut locations = Vec::new();
@@ -730,6 +855,9 @@ impl Encoder {
                         let _ = reply.send(Err(e.clone()));
                     }
                     Request::Checkpoint { reply } => {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                    Request::Recover { reply } => {
                         let _ = reply.send(Err(e.clone()));
                     }
                 }
@@ -774,6 +902,9 @@ impl Encoder {
                 Request::Checkpoint { reply } => {
                     force_checkpoint = true;
                     waiters.push(Waiter::Checkpoint(reply));
+                }
+                Request::Recover { reply } => {
+                    let _ = reply.send(self.recover());
                 }
             }
         }
@@ -833,7 +964,8 @@ impl Encoder {
             size,
         };
         if let Some(tx) = &self.syncer
-            && let Err(std::sync::mpsc::SendError(p)) = tx.send(prepared)
+            && let Err(std::sync::mpsc::SendError(ToSyncer::Batch(p))) =
+                tx.send(ToSyncer::Batch(prepared))
         {
             fail(&self.shared, "the sync thread stopped");
             reply_all(p.waiters, None, Err("the sync thread stopped".into()));
@@ -842,10 +974,36 @@ impl Encoder {
 }
 
 impl Syncer {
-    fn run(&mut self, rx: Receiver<Prepared>) {
-        while let Ok(p) = rx.recv() {
-            self.commit(p);
+    fn run(&mut self, rx: Receiver<ToSyncer>) {
+        while let Ok(m) = rx.recv() {
+            match m {
+                ToSyncer::Batch(p) => self.commit(p),
+                ToSyncer::Recover(reply) => {
+                    let _ = reply.send(self.recover().map_err(|e| e.to_string()));
+                }
+            }
         }
+    }
+
+    /// Cuts the active segment back to its durable end (a failed write may have left part
+    /// of a batch), then writes, syncs and removes a scratch file: the disk takes writes.
+    fn recover(&mut self) -> Result<(), LedgerError> {
+        self.active
+            .set_len(self.active_len)
+            .map_err(io(&self.active_path))?;
+        self.active.sync_all().map_err(io(&self.active_path))?;
+        let probe = self.dir.join("PROBE");
+        let written = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&probe)
+            .and_then(|mut f| {
+                f.write_all(&[0u8; PROBE_BYTES])?;
+                f.sync_all()
+            });
+        let _ = std::fs::remove_file(&probe);
+        written.map_err(io(&probe))
     }
 
     fn commit(&mut self, p: Prepared) {
@@ -916,15 +1074,7 @@ impl Syncer {
             .map_err(|_| LedgerError::Failed("state lock poisoned".into()))?
             .durable;
         let path = self.dir.join(segment_name(first));
-        let mut f = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(&path)
-            .map_err(io(&path))?;
-        f.write_all(&records::file_header(SEGMENT_MAGIC, &self.origin))
-            .map_err(io(&path))?;
-        f.sync_all().map_err(io(&path))?;
-        sync_dir(&self.dir)?;
+        let f = create_segment(&self.dir, &path, &self.origin)?;
         let reader = Arc::new(File::open(&path).map_err(io(&path))?);
         self.shared
             .state

@@ -13,10 +13,11 @@
 use sha2::{Digest, Sha256};
 use slicefed_ledger::entry::{Attribution, EntryBody, Usage};
 use slicefed_trust::caps::NetworkRights;
-use slicefed_trust::objects::{self, MAX_CREDENTIAL_BYTES, NodeReceipt};
-use slicefed_trust::verify::{Object, Verified};
+use slicefed_trust::objects::{self, MAX_CREDENTIAL_BYTES, NodeReceipt, Revocation};
+use slicefed_trust::verify::{Object, RevocationError, Verified};
 use slicefed_trust::{
-    CertId, Context, Credential, ModuleHash, Name, PublicKey, SecretKey, TrustPolicy, Verifier,
+    CertId, Context, Credential, ModuleHash, Name, PublicKey, SecretKey, Signed, TrustPolicy,
+    Verifier,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -28,6 +29,12 @@ pub const MAX_MEMBERS: usize = 4096;
 pub const MEMBER_TIMEOUT_MS: u64 = 30_000;
 /// Most revocations remembered (their bytes are kept so a node that was away can catch up).
 pub const MAX_SEEN_REVOCATIONS: usize = 100_000;
+/// Most bytes of revocation files kept for catch-ups.
+pub const MAX_REVOCATION_BYTES: usize = 256 << 20;
+/// Longest health reason a node keeps or advertises.
+pub const MAX_HEALTH_BYTES: usize = 200;
+/// Revocations of expired objects are forgotten this often.
+pub const REVOCATION_PRUNE_INTERVAL_MS: u64 = 60_000;
 /// Adverts a node should hear per second from the whole federation: the advert interval
 /// grows with the member count so that every node's share of advert traffic stays flat
 /// (everyone hears everyone, so a fixed interval costs each node O(members)).
@@ -102,6 +109,14 @@ fn wants_revocations(m: &mut Member, ours: &RevocationDigest, load: &Load, now_m
     true
 }
 
+/// The id of the revocation in a revocation file (its first object), which is what
+/// [`NodeCore::revocations_after`] pages by.
+pub fn revocation_id(file: &[u8]) -> Option<CertId> {
+    Credential::from_bytes(file)
+        .ok()
+        .map(|c| CertId::of(c.leaf()))
+}
+
 /// Equal bytes; the same allocation is equal without reading it.
 fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b
@@ -133,6 +148,8 @@ pub struct Load {
     pub traffic: Traffic,
     /// Which revocations the node holds: a member holding others is asked for them.
     pub revocations: RevocationDigest,
+    /// Why the node is unhealthy (it cannot record, so it takes no tickets), if it is.
+    pub unhealthy: Option<String>,
 }
 
 /// A summary of a node's revocation set: two nodes with equal digests hold the same
@@ -300,7 +317,11 @@ pub struct NodeCore {
     next_sliver: u64,
     /// Revocations seen, by id, with their bytes (for members that were away).
     revocations: BTreeMap<CertId, Vec<u8>>,
+    revocation_bytes: usize,
     revocation_digest: RevocationDigest,
+    last_prune_ms: u64,
+    /// Why the ledger cannot append, while it cannot.
+    ledger_failure: Option<String>,
     advert_base_ms: u64,
     adverts_heard_per_sec: u64,
 }
@@ -311,15 +332,107 @@ pub enum CoreError {
     /// A peer's advert did not make it a member.
     #[error("not a member: {0}")]
     NotMember(String),
-    /// A revocation did not open.
-    #[error("bad revocation: {0}")]
-    BadRevocation(String),
+    /// A revocation was refused (it does not open, or its signer may not revoke that).
+    #[error("revocation refused: {0}")]
+    Revocation(#[from] RevocationError),
     /// No such sliver.
     #[error("no sliver {0} on this node")]
     NoSuchSliver(u64),
     /// A delete request that does not prove its sender holds the slice.
     #[error("delete refused: {0}")]
     BadDelete(String),
+}
+
+/// Why a ticket (a submission, a renewal or a restore) was refused. The receipt carries its
+/// text; [`Refusal::label`] names the reason for counting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The ticket file does not decode, or is too large.
+    #[error("{0}")]
+    File(String),
+    /// Its chain does not verify for this node (signature, trust, validity, audience,
+    /// revocation, replay).
+    #[error(transparent)]
+    Verify(#[from] slicefed_trust::VerifyError),
+    /// The leaf is not a slice ticket.
+    #[error("a {0} is not a slice ticket")]
+    NotATicket(slicefed_trust::Kind),
+    /// The module sent is not the one the ticket names.
+    #[error("the module sent hashes to {sent}, the ticket names {named}")]
+    WrongModule {
+        /// Hash of the bytes sent.
+        sent: ModuleHash,
+        /// What the ticket names.
+        named: ModuleHash,
+    },
+    /// The node runs as many slivers as its owner allows.
+    #[error("node full: it runs {0} slivers, its owner's limit")]
+    NodeFull(usize),
+    /// Not enough memory left for the sliver's cap.
+    #[error("not enough memory: the sliver may use {wanted} bytes, this node has {free} free")]
+    NotEnoughMemory {
+        /// The sliver's cap.
+        wanted: u64,
+        /// Free memory.
+        free: u64,
+    },
+    /// A chain's cap on slivers is reached.
+    #[error("over cap: {running} slivers already run under this chain, its cap is {cap}")]
+    OverCap {
+        /// Slivers running under it.
+        running: usize,
+        /// The cap.
+        cap: u32,
+    },
+    /// The node cannot record (its ledger cannot write): nothing may run unrecorded.
+    #[error("this node cannot record new slivers now: its ledger cannot write ({0})")]
+    LedgerUnavailable(String),
+    /// The sliver's creation could not be made durable in the ledger.
+    #[error("this node could not record the sliver in its ledger ({0})")]
+    NotRecorded(String),
+    /// The sandbox could not start it.
+    #[error("could not start: {0}")]
+    StartFailed(String),
+    /// A renewal for a slice that has no sliver here held by the signer.
+    #[error("no sliver of slice {0} held by the ticket's signer runs here")]
+    NothingToRenew(Name),
+    /// A renewal naming another module.
+    #[error("a renewal must name the module the slivers run")]
+    RenewalChangesModule,
+    /// A restore of a sliver that runs.
+    #[error("sliver {0} is already running")]
+    AlreadyRunning(u64),
+}
+
+impl Refusal {
+    /// A short, stable name for the reason (for counters and dashboards).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Refusal::File(_) => "bad_file",
+            Refusal::Verify(e) => match e {
+                slicefed_trust::VerifyError::Revoked { .. } => "revoked",
+                slicefed_trust::VerifyError::Expired { .. }
+                | slicefed_trust::VerifyError::NotYetValid { .. } => "validity",
+                slicefed_trust::VerifyError::Replayed { .. }
+                | slicefed_trust::VerifyError::StaleTicket { .. }
+                | slicefed_trust::VerifyError::ReplayGuardFull(_) => "replay",
+                slicefed_trust::VerifyError::WrongAudience { .. } => "audience",
+                slicefed_trust::VerifyError::UntrustedRoot { .. }
+                | slicefed_trust::VerifyError::UnknownAuthorityRoot { .. } => "untrusted",
+                slicefed_trust::VerifyError::Object(_) => "bad_signature",
+                _ => "chain",
+            },
+            Refusal::NotATicket(_) => "not_a_ticket",
+            Refusal::WrongModule { .. } => "wrong_module",
+            Refusal::NodeFull(_) => "node_full",
+            Refusal::NotEnoughMemory { .. } => "memory",
+            Refusal::OverCap { .. } => "over_cap",
+            Refusal::LedgerUnavailable(_) | Refusal::NotRecorded(_) => "ledger_unavailable",
+            Refusal::StartFailed(_) => "start_failed",
+            Refusal::NothingToRenew(_) | Refusal::RenewalChangesModule => "renewal",
+            Refusal::AlreadyRunning(_) => "already_running",
+        }
+    }
 }
 
 fn secs(ms: u64) -> u64 {
@@ -345,7 +458,10 @@ impl NodeCore {
             slivers: BTreeMap::new(),
             next_sliver: 1,
             revocations: BTreeMap::new(),
+            revocation_bytes: 0,
             revocation_digest: RevocationDigest::default(),
+            last_prune_ms: 0,
+            ledger_failure: None,
             advert_base_ms: 5_000,
             adverts_heard_per_sec: ADVERTS_HEARD_PER_SEC,
         }
@@ -445,6 +561,7 @@ impl NodeCore {
             slivers: self.slivers.len() as u32,
             free_memory: self.capacity.memory.saturating_sub(self.used_memory()),
             revocations: self.revocation_digest,
+            unhealthy: self.ledger_failure.clone(),
             ..Load::default()
         }
     }
@@ -643,8 +760,8 @@ impl NodeCore {
                 out.extend(self.receipt(ticket_id, true, String::new(), now_ms));
                 out
             }
-            Err(reason) => self
-                .receipt(ticket_id, false, reason, now_ms)
+            Err(refusal) => self
+                .receipt(ticket_id, false, refusal.to_string(), now_ms)
                 .into_iter()
                 .collect(),
         }
@@ -682,38 +799,36 @@ impl NodeCore {
         credential: &[u8],
         module: Option<ModuleHash>,
         restore: Option<u64>,
-    ) -> Result<(SliverPlan, Verified, Vec<CertId>), String> {
+    ) -> Result<(SliverPlan, Verified, Vec<CertId>), Refusal> {
+        // Nothing runs that this node cannot record.
+        if let Some(why) = &self.ledger_failure {
+            return Err(Refusal::LedgerUnavailable(why.clone()));
+        }
         if credential.len() > MAX_CREDENTIAL_BYTES {
-            return Err(format!(
+            return Err(Refusal::File(format!(
                 "the ticket file is {} bytes, over {MAX_CREDENTIAL_BYTES}",
                 credential.len()
-            ));
+            )));
         }
-        let cred = Credential::from_bytes(credential).map_err(|e| e.to_string())?;
+        let cred = Credential::from_bytes(credential).map_err(|e| Refusal::File(e.to_string()))?;
         let pool: Vec<&[u8]> = cred.chain().collect();
         let ctx = self.ctx(now_ms);
         // Capacity first among the cheap checks, but after the signature: an unsigned
         // request learns nothing about this node's load.
-        let v = self
-            .verifier
-            .verify(cred.leaf(), &pool, &ctx)
-            .map_err(|e| e.to_string())?;
+        let v = self.verifier.verify(cred.leaf(), &pool, &ctx)?;
         let Object::SliceTicket(t) = &v.leaf.object else {
-            return Err(format!("a {} is not a slice ticket", v.leaf.kind));
+            return Err(Refusal::NotATicket(v.leaf.kind));
         };
         if let Some(m) = module
             && m != t.module
         {
-            return Err(format!(
-                "the module sent hashes to {m}, the ticket names {}",
-                t.module
-            ));
+            return Err(Refusal::WrongModule {
+                sent: m,
+                named: t.module,
+            });
         }
         if self.slivers.len() as u64 >= u64::from(self.capacity.max_slivers) {
-            return Err(format!(
-                "node full: it runs {} slivers, its owner's limit",
-                self.slivers.len()
-            ));
+            return Err(Refusal::NodeFull(self.slivers.len()));
         }
         let memory = v
             .effective
@@ -722,9 +837,10 @@ impl NodeCore {
             .unwrap_or(self.capacity.default_sliver_memory);
         let free = self.capacity.memory.saturating_sub(self.used_memory());
         if memory > free {
-            return Err(format!(
-                "not enough memory: the sliver may use {memory} bytes, this node has {free} free"
-            ));
+            return Err(Refusal::NotEnoughMemory {
+                wanted: memory,
+                free,
+            });
         }
         if let Some(max) = v.effective.caps.max_slivers {
             let root = &v.responsible.root;
@@ -737,9 +853,10 @@ impl NodeCore {
                 })
                 .count();
             if same as u64 >= u64::from(max) {
-                return Err(format!(
-                    "over cap: {same} slivers already run under this chain, its cap is {max}"
-                ));
+                return Err(Refusal::OverCap {
+                    running: same,
+                    cap: max,
+                });
             }
         }
         let id = match restore {
@@ -750,9 +867,7 @@ impl NodeCore {
             None => {
                 // Last, because it consumes the nonce: a refused ticket can be fixed and
                 // re-sent.
-                self.verifier
-                    .admit_ticket(cred.leaf(), &pool, &ctx)
-                    .map_err(|e| e.to_string())?;
+                self.verifier.admit_ticket(cred.leaf(), &pool, &ctx)?;
                 let id = self.next_sliver;
                 self.next_sliver += 1;
                 id
@@ -784,14 +899,49 @@ impl NodeCore {
         let Some(s) = self.slivers.remove(&id) else {
             return vec![];
         };
-        let reason = format!("could not start: {reason}");
+        let refusal = Refusal::StartFailed(reason.to_string());
         let mut out = vec![Output::Append(EntryBody::SliverStopped {
             who: s.plan.who,
-            reason: reason.chars().take(200).collect(),
+            reason: refusal.to_string().chars().take(200).collect(),
             usage: Usage::default(),
         })];
-        out.extend(self.receipt(s.ticket, false, reason, now_ms));
+        out.extend(self.receipt(s.ticket, false, refusal.to_string(), now_ms));
         out
+    }
+
+    /// The `SliverCreated` of an admitted sliver could not be made durable (the ledger
+    /// failed as it was written): the sliver never starts, the node stops taking tickets
+    /// until the ledger works ([`NodeCore::ledger_failed`]), and the refusal says why.
+    /// Nothing is appended: there is nothing to stop in the log.
+    pub fn not_recorded(&mut self, now_ms: u64, id: u64, why: &str) -> Vec<Output> {
+        self.ledger_failed(why);
+        let Some(s) = self.slivers.remove(&id) else {
+            return vec![];
+        };
+        self.receipt(
+            s.ticket,
+            false,
+            Refusal::NotRecorded(why.to_string()).to_string(),
+            now_ms,
+        )
+        .into_iter()
+        .collect()
+    }
+
+    /// The ledger cannot append (`why`): until [`NodeCore::ledger_recovered`], every ticket,
+    /// renewal and restore is refused with that reason and the node reports itself unhealthy.
+    pub fn ledger_failed(&mut self, why: &str) {
+        self.ledger_failure = Some(within_bytes(why, MAX_HEALTH_BYTES));
+    }
+
+    /// The ledger appends again.
+    pub fn ledger_recovered(&mut self) {
+        self.ledger_failure = None;
+    }
+
+    /// Why this node is unhealthy (it cannot record), if it is.
+    pub fn unhealthy(&self) -> Option<&str> {
+        self.ledger_failure.as_deref()
     }
 
     /// Brings back, under its old id, a sliver that ran here before the node restarted, if
@@ -801,9 +951,9 @@ impl NodeCore {
         now_ms: u64,
         id: u64,
         credential: &[u8],
-    ) -> Result<Vec<Output>, String> {
+    ) -> Result<Vec<Output>, Refusal> {
         if self.slivers.contains_key(&id) {
-            return Err(format!("sliver {id} is already running"));
+            return Err(Refusal::AlreadyRunning(id));
         }
         let (plan, verified, chain) = self.admit(now_ms, credential, None, Some(id))?;
         let ticket = verified.leaf.id;
@@ -854,8 +1004,8 @@ impl NodeCore {
                 out.extend(self.receipt(ticket_id, true, String::new(), now_ms));
                 out
             }
-            Err(reason) => self
-                .receipt(ticket_id, false, reason, now_ms)
+            Err(refusal) => self
+                .receipt(ticket_id, false, refusal.to_string(), now_ms)
                 .into_iter()
                 .collect(),
         }
@@ -865,16 +1015,16 @@ impl NodeCore {
         &mut self,
         now_ms: u64,
         credential: &[u8],
-    ) -> Result<(Vec<u64>, Verified, Vec<CertId>, u64), String> {
-        let cred = Credential::from_bytes(credential).map_err(|e| e.to_string())?;
+    ) -> Result<(Vec<u64>, Verified, Vec<CertId>, u64), Refusal> {
+        if let Some(why) = &self.ledger_failure {
+            return Err(Refusal::LedgerUnavailable(why.clone()));
+        }
+        let cred = Credential::from_bytes(credential).map_err(|e| Refusal::File(e.to_string()))?;
         let pool: Vec<&[u8]> = cred.chain().collect();
         let ctx = self.ctx(now_ms);
-        let v = self
-            .verifier
-            .verify(cred.leaf(), &pool, &ctx)
-            .map_err(|e| e.to_string())?;
+        let v = self.verifier.verify(cred.leaf(), &pool, &ctx)?;
         let Object::SliceTicket(t) = &v.leaf.object else {
-            return Err(format!("a {} is not a slice ticket", v.leaf.kind));
+            return Err(Refusal::NotATicket(v.leaf.kind));
         };
         let signer = v.leaf.signer;
         let ids: Vec<u64> = self
@@ -884,21 +1034,16 @@ impl NodeCore {
             .map(|s| s.plan.id)
             .collect();
         if ids.is_empty() {
-            return Err(format!(
-                "no sliver of slice {} held by the ticket's signer runs here",
-                t.slice
-            ));
+            return Err(Refusal::NothingToRenew(t.slice.clone()));
         }
         if ids
             .iter()
             .filter_map(|id| self.slivers.get(id))
             .any(|s| s.plan.module != t.module)
         {
-            return Err("a renewal must name the module the slivers run".into());
+            return Err(Refusal::RenewalChangesModule);
         }
-        self.verifier
-            .admit_ticket(cred.leaf(), &pool, &ctx)
-            .map_err(|e| e.to_string())?;
+        self.verifier.admit_ticket(cred.leaf(), &pool, &ctx)?;
         let chain = v.links.iter().map(|l| l.id).collect();
         let not_after = v.effective.validity.not_after;
         Ok((ids, v, chain, not_after))
@@ -966,40 +1111,64 @@ impl NodeCore {
         bytes: &[u8],
         caught_up_since_ms: Option<u64>,
     ) -> Result<Vec<Output>, CoreError> {
-        let r = self
-            .verifier
-            .add_revocation(bytes)
-            .map_err(|e| CoreError::BadRevocation(e.to_string()))?;
-        if self.revocations.contains_key(&r.id) {
-            return Ok(vec![]);
-        }
-        self.forget_judgements(&r.body.target);
-        if self.revocations.len() >= MAX_SEEN_REVOCATIONS {
-            // Honoured (the verifier holds it) but not passed on to latecomers: the store
-            // that serves catch-ups is full.
-            return Ok(self.stop_revoked(now_ms, bytes, r.body.target, false));
-        }
-        self.revocations.insert(r.id, bytes.to_vec());
-        self.redigest();
+        // Entitlement first (the verifier holds only what the revoked object's issuer or a
+        // key above it signed): nothing unentitled is held, logged or forwarded.
+        let r = match self.hold_revocation(now_ms, bytes) {
+            Ok(r) => r,
+            // Re-sent or re-signed by the same key: nothing new to log or pass on.
+            Err(RevocationError::AlreadyHeld { .. }) => return Ok(vec![]),
+            Err(e) => return Err(CoreError::Revocation(e)),
+        };
         let issued_ms = r.body.revoked_at.saturating_mul(1000);
         let skew_ms = slicefed_trust::verify::CLOCK_SKEW_SECS.saturating_mul(1000);
         let pass_on = caught_up_since_ms.is_none_or(|up| issued_ms.saturating_add(skew_ms) >= up);
         Ok(self.stop_revoked(now_ms, bytes, r.body.target, pass_on))
     }
 
-    /// A revocation read back from this node's own log after a restart: held again, so
-    /// slivers restored after it are judged with it, without logging or gossiping it twice.
-    pub fn remember_revocation(&mut self, bytes: &[u8]) -> Result<(), CoreError> {
-        let r = self
-            .verifier
-            .add_revocation(bytes)
-            .map_err(|e| CoreError::BadRevocation(e.to_string()))?;
+    /// Judges a revocation file and, when its revoker is entitled, holds it: in the
+    /// verifier (for every later check) and with its bytes (for members that were away,
+    /// within [`MAX_SEEN_REVOCATIONS`] and [`MAX_REVOCATION_BYTES`]; past either it is still
+    /// honoured here, only not served to others).
+    fn hold_revocation(
+        &mut self,
+        now_ms: u64,
+        bytes: &[u8],
+    ) -> Result<Signed<Revocation>, RevocationError> {
+        let r = self.verifier.add_revocation(bytes, secs(now_ms))?;
         self.forget_judgements(&r.body.target);
-        if !self.revocations.contains_key(&r.id) && self.revocations.len() < MAX_SEEN_REVOCATIONS {
+        if self.revocations.len() < MAX_SEEN_REVOCATIONS
+            && self.revocation_bytes.saturating_add(bytes.len()) <= MAX_REVOCATION_BYTES
+            && !self.revocations.contains_key(&r.id)
+        {
+            self.revocation_bytes += bytes.len();
             self.revocations.insert(r.id, bytes.to_vec());
             self.redigest();
         }
-        Ok(())
+        Ok(r)
+    }
+
+    /// A revocation read back from this node's own log after a restart: held again, so
+    /// slivers restored after it are judged with it, without logging or gossiping it twice.
+    /// Judged again like any other (the owner may have changed the policy since).
+    pub fn remember_revocation(&mut self, now_ms: u64, bytes: &[u8]) -> Result<(), CoreError> {
+        match self.hold_revocation(now_ms, bytes) {
+            Ok(_) | Err(RevocationError::AlreadyHeld { .. }) => Ok(()),
+            Err(e) => Err(CoreError::Revocation(e)),
+        }
+    }
+
+    /// Forgets revocations whose targets expired (they guard nothing any more).
+    fn prune_revocations(&mut self, now_ms: u64) {
+        let gone = self.verifier.prune_revocations(secs(now_ms));
+        if gone.is_empty() {
+            return;
+        }
+        for id in gone {
+            if let Some(b) = self.revocations.remove(&id) {
+                self.revocation_bytes = self.revocation_bytes.saturating_sub(b.len());
+            }
+        }
+        self.redigest();
     }
 
     fn stop_revoked(
@@ -1046,6 +1215,10 @@ impl NodeCore {
     /// Time passes: expired slivers are stopped; silent members leave.
     pub fn tick(&mut self, now_ms: u64) -> Vec<Output> {
         let now = secs(now_ms);
+        if now_ms.saturating_sub(self.last_prune_ms) >= REVOCATION_PRUNE_INTERVAL_MS {
+            self.last_prune_ms = now_ms;
+            self.prune_revocations(now_ms);
+        }
         let mut out: Vec<Output> = self
             .slivers
             .values()
@@ -1116,7 +1289,7 @@ mod tests {
     use slicefed_trust::fixtures::{
         DAY, T0, key, name, open_grant, policy_for, ticket_body, user_cert,
     };
-    use slicefed_trust::objects::{NodeCert, Revocation, SliceTicket, UserCert};
+    use slicefed_trust::objects::{NodeCert, SliceTicket, UserCert};
     use slicefed_trust::{NodeSet, Pattern};
 
     const NOW: u64 = T0 * 1000;
@@ -1146,6 +1319,12 @@ mod tests {
             .and_then(|c| objects::open::<SliceTicket>(c.leaf()).ok())
             .map_or(ModuleHash([0; 32]), |t| t.body.module);
         n.submit(now, cred, module)
+    }
+
+    /// A revocation file by `key(revoker)` of `target` (a certificate issued by the root).
+    fn revocation_of(revoker: u8, target: &[u8], reason: &str) -> Vec<u8> {
+        let target = Credential::new(target.to_vec(), []);
+        slicefed_trust::fixtures::revocation_file(&key(revoker), &target, reason, T0).unwrap()
     }
 
     fn receipt(out: &[Output]) -> NodeReceipt {
@@ -1290,16 +1469,7 @@ mod tests {
         // Revoking the user's certificate stops their sliver, once.
         let user = user_cert(&key(1), &key(3), "princeton.alice", "princeton.*").unwrap();
         sub(&mut n, NOW, &ticket(ticket_body("princeton.codeen", 2)));
-        let rev = objects::sign(
-            &key(1),
-            &Revocation {
-                target: CertId::of(&user),
-                reason: "stolen laptop".into(),
-                revoked_at: T0,
-            },
-        )
-        .unwrap()
-        .bytes;
+        let rev = revocation_of(1, &user, "stolen laptop");
         let out = n.revocation(NOW, &rev).unwrap();
         assert!(out.contains(&Output::Stop {
             id: 2,
@@ -1320,22 +1490,12 @@ mod tests {
         // A revocation by an unrelated key stops nothing.
         let mut n = node(10);
         sub(&mut n, NOW, &ticket(ticket_body("princeton.codeen", 4)));
-        let rev = objects::sign(
-            &key(99),
-            &Revocation {
-                target: CertId::of(&user),
-                reason: "grief".into(),
-                revoked_at: T0,
-            },
-        )
-        .unwrap()
-        .bytes;
-        assert!(
-            !n.revocation(NOW, &rev)
-                .unwrap()
-                .iter()
-                .any(|o| matches!(o, Output::Stop { .. }))
-        );
+        let rev = revocation_of(99, &user, "grief");
+        assert!(matches!(
+            n.revocation(NOW, &rev),
+            Err(CoreError::Revocation(RevocationError::Unentitled { .. }))
+        ));
+        assert_eq!(n.revocation_digest(), RevocationDigest::default());
     }
 
     #[test]
@@ -1447,16 +1607,7 @@ mod tests {
         n.advert(NOW, key(21).public(), &cred, Load::default())
             .unwrap();
         let leaf = Credential::from_bytes(&cred).unwrap().leaf().to_vec();
-        let rev = objects::sign(
-            &key(1),
-            &Revocation {
-                target: CertId::of(&leaf),
-                reason: "decommissioned".into(),
-                revoked_at: T0,
-            },
-        )
-        .unwrap()
-        .bytes;
+        let rev = revocation_of(1, &leaf, "decommissioned");
         n.revocation(NOW, &rev).unwrap();
         let err = n.advert(NOW + 1, key(21).public(), &cred, Load::default());
         assert!(
@@ -1523,16 +1674,7 @@ mod tests {
     fn a_node_that_missed_revocations_asks_a_member_that_has_them_and_catches_up() {
         let long = Validity::starting(T0 - DAY, 30 * DAY);
         let user = user_cert(&key(1), &key(3), "princeton.alice", "princeton.*").unwrap();
-        let rev = objects::sign(
-            &key(1),
-            &Revocation {
-                target: CertId::of(&user),
-                reason: "left the lab".into(),
-                revoked_at: T0,
-            },
-        )
-        .unwrap()
-        .bytes;
+        let rev = revocation_of(1, &user, "left the lab");
         // `a` honoured the revocation; `b` was away and runs alice's sliver.
         let mut a = node(20);
         a.revocation(NOW, &rev).unwrap();
@@ -1581,22 +1723,14 @@ mod tests {
         // A restarted node re-reads what it had honoured from its own log, before it
         // restores slivers; the ticket chain then fails.
         let mut c = node(21);
-        c.remember_revocation(&rev).unwrap();
+        c.remember_revocation(NOW, &rev).unwrap();
         assert_eq!(c.revocation_digest(), a.revocation_digest());
         let t = ticket(ticket_body("princeton.codeen", 1));
         let err = c.restore(NOW, 1, &t).unwrap_err();
-        assert!(err.contains("revoked"), "{err}");
+        assert!(err.to_string().contains("revoked"), "{err}");
         // The digest does not depend on arrival order.
-        let rev2 = objects::sign(
-            &key(1),
-            &Revocation {
-                target: CertId([9; 32]),
-                reason: "other".into(),
-                revoked_at: T0,
-            },
-        )
-        .unwrap()
-        .bytes;
+        let bob = user_cert(&key(1), &key(4), "princeton.bob", "princeton.*").unwrap();
+        let rev2 = revocation_of(1, &bob, "other");
         let (mut x, mut y) = (node(30), node(31));
         x.revocation(NOW, &rev).unwrap();
         x.revocation(NOW, &rev2).unwrap();
@@ -1675,7 +1809,7 @@ mod tests {
         // Past its validity, it does not come back.
         let mut late = node(10);
         let err = late.restore(NOW + 3 * DAY * 1000, 1, &t).unwrap_err();
-        assert!(err.contains("expired"), "{err}");
+        assert!(err.to_string().contains("expired"), "{err}");
     }
 
     #[test]

@@ -38,7 +38,8 @@ use slicefed_ledger::records::{self, EXPORT_MAGIC, KIND_CHECKPOINT, KIND_ENTRY};
 use slicefed_ledger::source::LogSource;
 use slicefed_ledger::{Ledger, LedgerOptions};
 use slicefed_sandbox::{
-    KillReason, LedgerFlows, Outcome, Sandbox, SandboxConfig, SliverHandle, SliverSpec, Stdio,
+    HostRules, KillReason, LedgerFlows, Outcome, Sandbox, SandboxConfig, SharedHostRules,
+    SliverHandle, SliverSpec, Stdio,
 };
 use slicefed_trust::codec;
 use slicefed_trust::{
@@ -72,6 +73,8 @@ pub const MAX_COSIGNATURES: usize = 16;
 pub const MAX_PAGE_ENTRIES: u64 = 4096;
 /// Listen addresses remembered per peer.
 pub const MAX_ADDRS_PER_PEER: usize = 8;
+/// How often a failed ledger is tried again.
+const LEDGER_RETRY: Duration = Duration::from_secs(1);
 /// Largest saved-sliver file.
 const MAX_SAVED_SLIVER_BYTES: usize = 128 * 1024;
 /// Largest module kept on disk.
@@ -117,6 +120,9 @@ pub struct NodeConfig {
     /// Test-only: after its first few checkpoints, also sign and gossip a second, different
     /// history at the same size (an equivocating node, to show it is caught).
     pub test_equivocate: bool,
+    /// Bring back saved slivers at start (`node run --no-restore` sets it false: they are
+    /// logged as not restored and forgotten).
+    pub restore: bool,
 }
 
 impl NodeConfig {
@@ -138,6 +144,7 @@ impl NodeConfig {
             },
             witnesses: DEFAULT_WITNESSES,
             test_equivocate: false,
+            restore: true,
         }
     }
 }
@@ -282,6 +289,13 @@ struct Daemon {
     test_equivocate: bool,
     bootstrap: Vec<Multiaddr>,
     equivocated: bool,
+    /// Saved slivers wait for a working ledger (nothing runs unrecorded).
+    restore_pending: bool,
+    /// Whether saved slivers come back at all (`node run --no-restore`).
+    restore: bool,
+    last_recovery: Instant,
+    /// The owner's rules for the machine itself, shared with every sliver.
+    host: SharedHostRules,
 }
 
 type Swarm = libp2p::Swarm<net::Behaviour>;
@@ -330,6 +344,7 @@ pub async fn run(
                     if d.my_addrs.len() < MAX_ADDRS_PER_PEER {
                         d.my_addrs.push(address.clone());
                     }
+                    d.learn_own_address(&address);
                     d.save_listen_addrs(my_peer);
                     on_listen(&address.with(libp2p::multiaddr::Protocol::P2p(my_peer)));
                 }
@@ -439,7 +454,7 @@ impl Daemon {
                 && let Ok(e) = slicefed_ledger::entry::Entry::decode(&leaf)
                 && let EntryBody::RevocationSeen { revocation, .. } = e.body
             {
-                let _ = core.remember_revocation(&revocation);
+                let _ = core.remember_revocation(now_ms(), &revocation);
             }
         }
         // Sliver ids stay unique across restarts: every id used so far is below the size of
@@ -476,8 +491,16 @@ impl Daemon {
             test_equivocate: config.test_equivocate,
             bootstrap: vec![],
             equivocated: false,
+            restore_pending: false,
+            restore: config.restore,
+            last_recovery: Instant::now(),
+            host: Arc::new(std::sync::RwLock::new(HostRules {
+                local_allow: config.policy.local_allow().to_vec(),
+                ..HostRules::default()
+            })),
         };
-        d.append(EntryBody::NodeStarted {
+        // A node whose disk is full still starts, unhealthy, and recovers when it can write.
+        let _ = d.append(EntryBody::NodeStarted {
             node: me,
             name: slicefed_trust::Name::parse(&d.my_name).ok(),
             software: format!("slicefed {}", env!("CARGO_PKG_VERSION")),
@@ -492,11 +515,57 @@ impl Daemon {
         self.sandbox.0.as_ref()
     }
 
-    fn append(&self, body: EntryBody) {
+    /// Appends and waits until the entry is durable. A failure puts the node in its
+    /// fail-closed state at once (see [`Daemon::check_ledger`]); the caller drops whatever
+    /// depended on the entry (see `submit`).
+    fn append(&mut self, body: EntryBody) -> Result<(), String> {
         let ledger = self.ledger.clone();
-        // A failed append means the disk is gone; the ledger then refuses everything, and
-        // receipts that depend on it are not sent (see `submit`).
-        let _ = blocking(move || ledger.append(now_ms(), body));
+        match blocking(move || ledger.append(now_ms(), body)) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let why = e.to_string();
+                self.ledger_failing(&why);
+                Err(why)
+            }
+        }
+    }
+
+    /// The ledger cannot append: refuse tickets, advertise it, say it once on stderr. (The
+    /// sandbox denies new flows by itself: its flow sink asks the ledger.)
+    fn ledger_failing(&mut self, why: &str) {
+        if self.core.unhealthy().is_none() {
+            eprintln!(
+                "slicefed node: the ledger cannot write ({why}); refusing tickets and denying new flows until it can"
+            );
+        }
+        self.core.ledger_failed(why);
+    }
+
+    /// Keeps the core's view of the ledger current and, while it fails, tries to bring it
+    /// back once a second (a full disk that was cleaned up, a remounted volume).
+    fn check_ledger(&mut self) {
+        match self.ledger.failure() {
+            None => {
+                if self.core.unhealthy().is_some() {
+                    self.core.ledger_recovered();
+                    eprintln!("slicefed node: the ledger writes again; taking tickets");
+                    if self.restore_pending {
+                        self.restore_pending = false;
+                        self.restore_slivers();
+                    }
+                }
+            }
+            Some(why) => {
+                self.ledger_failing(&why);
+                if self.last_recovery.elapsed() >= LEDGER_RETRY {
+                    self.last_recovery = Instant::now();
+                    let ledger = self.ledger.clone();
+                    if blocking(move || ledger.recover()).is_ok() {
+                        self.check_ledger();
+                    }
+                }
+            }
+        }
     }
 
     fn replica_path(&self, origin: &PublicKey) -> PathBuf {
@@ -614,6 +683,11 @@ impl Daemon {
     /// After a restart: slivers whose tickets still verify come back under their ids; the
     /// others are logged as not restored and forgotten.
     fn restore_slivers(&mut self) {
+        if self.core.unhealthy().is_some() {
+            // Kept on disk until the ledger works: a restored sliver must be recorded.
+            self.restore_pending = true;
+            return;
+        }
         let Ok(dir) = std::fs::read_dir(self.dir.join("slivers")) else {
             return;
         };
@@ -627,6 +701,14 @@ impl Daemon {
             .collect();
         saved.sort();
         for (id, path) in saved {
+            if !self.restore {
+                let _ = self.append(EntryBody::OwnerAction {
+                    action: format!("did not restore sliver {id}: the owner started the node with --no-restore"),
+                    who: None,
+                });
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
             let restored = read_limited(&path, MAX_SAVED_SLIVER_BYTES)
                 .and_then(|b| {
                     codec::decode::<SavedSliver>("saved sliver", &b, MAX_SAVED_SLIVER_BYTES)
@@ -634,7 +716,10 @@ impl Daemon {
                 })
                 .and_then(|s| {
                     let module = read_limited(&self.module_path(&s.module), MAX_MODULE_BYTES)?;
-                    let outs = self.core.restore(now_ms(), id, &s.credential)?;
+                    let outs = self
+                        .core
+                        .restore(now_ms(), id, &s.credential)
+                        .map_err(|e| e.to_string())?;
                     Ok((s, module, outs))
                 });
             match restored {
@@ -658,14 +743,18 @@ impl Daemon {
                     }
                 }
                 Err(why) => {
-                    self.append(EntryBody::OwnerAction {
-                        action: format!("did not restore sliver {id} after a restart: {why}")
-                            .chars()
-                            .take(900)
-                            .collect(),
-                        who: None,
-                    });
-                    let _ = std::fs::remove_file(&path);
+                    if self
+                        .append(EntryBody::OwnerAction {
+                            action: format!("did not restore sliver {id} after a restart: {why}")
+                                .chars()
+                                .take(900)
+                                .collect(),
+                            who: None,
+                        })
+                        .is_ok()
+                    {
+                        let _ = std::fs::remove_file(&path);
+                    }
                 }
             }
         }
@@ -698,6 +787,7 @@ impl Daemon {
             stdio: Stdio::Capture(LOG_BYTES),
             dir: None,
             flows: flows.clone(),
+            host: self.host.clone(),
         };
         let handle = sandbox.spawn(compiled, spec).map_err(|e| e.to_string())?;
         self.live.insert(
@@ -720,7 +810,10 @@ impl Daemon {
         from_gossip: bool,
     ) -> Option<Vec<u8>> {
         match out {
-            Output::Append(body) => self.append(body),
+            Output::Append(body) => {
+                // A failure already put the node in its fail-closed state.
+                let _ = self.append(body);
+            }
             Output::Receipt(r) => return Some(r),
             Output::Stop { id, reason } => {
                 if let Some(l) = self.live.get_mut(&id) {
@@ -763,6 +856,11 @@ impl Daemon {
 
     /// Slivers that ended: logged with their usage, their share freed, their files removed.
     fn reap(&mut self) {
+        self.check_ledger();
+        // An ended sliver's last flows and its stop record wait for a working ledger.
+        if self.core.unhealthy().is_some() {
+            return;
+        }
         let done: Vec<u64> = self
             .live
             .iter()
@@ -843,6 +941,7 @@ impl Daemon {
                 .collect(),
             time_ms: now,
             revocations: load.revocations,
+            unhealthy: load.unhealthy.clone(),
         }
         .sign(&self.key)
         .and_then(|a| a.to_bytes());
@@ -890,7 +989,7 @@ impl Daemon {
     fn on_revocations(&mut self, swarm: &mut Swarm, member: PublicKey, list: Vec<Vec<u8>>) {
         let now = now_ms();
         let full = list.len() >= crate::core::MAX_REVOCATIONS_PER_PAGE;
-        let last = list.last().map(|b| slicefed_trust::CertId::of(b));
+        let last = list.last().and_then(|b| crate::core::revocation_id(b));
         let up_since = now.saturating_sub(self.started.elapsed().as_millis() as u64);
         for bytes in list {
             if let Ok(outs) = self.core.caught_up_revocation(now, &bytes, up_since) {
@@ -1067,6 +1166,37 @@ impl Daemon {
         Response::Done
     }
 
+    /// Slivers may not reach the node's own sockets: every address and port it listens on
+    /// joins the host rules (bounded: a machine has few).
+    fn learn_own_address(&mut self, address: &Multiaddr) {
+        use libp2p::multiaddr::Protocol;
+        let Ok(mut h) = self.host.write() else {
+            return;
+        };
+        for p in address.iter() {
+            match p {
+                Protocol::Ip4(ip) if h.own_addrs.len() < 64 => {
+                    let ip = std::net::IpAddr::V4(ip);
+                    if !h.own_addrs.contains(&ip) {
+                        h.own_addrs.push(ip);
+                    }
+                }
+                Protocol::Ip6(ip) if h.own_addrs.len() < 64 => {
+                    let ip = std::net::IpAddr::V6(ip);
+                    if !h.own_addrs.contains(&ip) {
+                        h.own_addrs.push(ip);
+                    }
+                }
+                Protocol::Tcp(port) | Protocol::Udp(port)
+                    if h.own_ports.len() < 64 && !h.own_ports.contains(&port) =>
+                {
+                    h.own_ports.push(port);
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// Writes where this node listens to `DIR/listen.addrs`, one multiaddr (with
     /// `/p2p/PEERID`) per line, so its owner's commands find it without being told.
     fn save_listen_addrs(&self, me: PeerId) {
@@ -1161,7 +1291,7 @@ impl Daemon {
             match EquivocationProof::from_bytes(&m.data) {
                 Ok(p) => {
                     if self.witness.equivocation(p) {
-                        self.append(EntryBody::EquivocationSeen {
+                        let _ = self.append(EntryBody::EquivocationSeen {
                             proof: m.data.clone(),
                         });
                     }
@@ -1239,7 +1369,7 @@ impl Daemon {
                 }
                 WitnessOutput::Equivocation(p) => {
                     if let Ok(bytes) = p.to_bytes() {
-                        self.append(EntryBody::EquivocationSeen {
+                        let _ = self.append(EntryBody::EquivocationSeen {
                             proof: bytes.clone(),
                         });
                         publish(swarm, &mut self.traffic, EQUIVOCATION_TOPIC, bytes);
@@ -1317,8 +1447,22 @@ impl Daemon {
             } => self.submit(now, credential, module, args, env),
             Request::Renew { credential } => {
                 let mut receipt = None;
+                let mut not_recorded = None;
                 for o in self.core.renew(now, &credential) {
-                    receipt = receipt.or(self.carry_out(Some(swarm), o, false));
+                    match o {
+                        // The receipt depends on the renewal being durable.
+                        Output::Append(body) => {
+                            if let Err(why) = self.append(body) {
+                                not_recorded.get_or_insert(why);
+                            }
+                        }
+                        o => receipt = receipt.or(self.carry_out(Some(swarm), o, false)),
+                    }
+                }
+                if let Some(why) = not_recorded {
+                    return Response::Error(format!(
+                        "this node could not record the renewal in its ledger ({why})"
+                    ));
                 }
                 // Saved slivers take the new ticket, so a restart keeps the renewal.
                 let infos: Vec<_> = self.core.sliver_infos().collect();
@@ -1413,11 +1557,25 @@ impl Daemon {
         let hash = ModuleHash::of(&module);
         let mut receipt = None;
         let mut plan = None;
+        let mut not_recorded = None;
         for o in self.core.submit(now, &credential, hash) {
             match o {
                 Output::Start(p) => plan = Some(p),
+                // The admitted receipt below depends on this entry being durable.
+                Output::Append(body) => {
+                    if let Err(why) = self.append(body) {
+                        not_recorded = Some(why);
+                    }
+                }
                 other => receipt = receipt.or(self.carry_out(None, other, false)),
             }
+        }
+        if let (Some(p), Some(why)) = (&plan, &not_recorded) {
+            receipt = None;
+            for o in self.core.not_recorded(now, p.id, why) {
+                receipt = receipt.or(self.carry_out(None, o, false));
+            }
+            plan = None;
         }
         if let Some(p) = plan {
             let id = p.id;
@@ -1573,7 +1731,10 @@ impl Daemon {
             slivers: load.slivers,
             free_memory: load.free_memory,
             last_seen_ms_ago: 0,
-            health: "ok".into(),
+            health: match self.core.unhealthy() {
+                Some(why) => format!("unhealthy: {why}"),
+                None => "ok".into(),
+            },
             uptime_secs: self.started.elapsed().as_secs(),
             traffic: self.traffic_now(),
         }];
@@ -1592,6 +1753,8 @@ impl Daemon {
                 last_seen_ms_ago: now.saturating_sub(m.last_seen_ms),
                 health: if self.witness.offenders().contains_key(k) {
                     "equivocated".into()
+                } else if let Some(why) = &m.load.unhealthy {
+                    format!("unhealthy: {why}")
                 } else {
                     "ok".into()
                 },
@@ -1693,7 +1856,13 @@ impl Daemon {
         for l in self.live.values() {
             let _ = blocking(|| l.handle.wait_timeout(Duration::from_secs(5)));
             let f = l.flows.clone();
-            blocking(move || f.close());
+            let lost = blocking(move || f.close_within(Duration::from_secs(5)));
+            if lost > 0 {
+                eprintln!(
+                    "slicefed node: {lost} flow records of sliver {} could not be written: the ledger cannot write",
+                    l.plan.id
+                );
+            }
         }
         self.live.clear();
     }

@@ -66,6 +66,8 @@ pub struct AdvertBody {
     pub time_ms: u64,
     /// Which revocations it holds, so a node that was away asks it for the ones it missed.
     pub revocations: RevocationDigest,
+    /// Why it is unhealthy (it cannot record, so it refuses tickets), if it is.
+    pub unhealthy: Option<String>,
 }
 
 /// A signed advert.
@@ -91,6 +93,16 @@ impl AdvertBody {
         if self.tags.len() > MAX_TAGS || self.tags.iter().any(|t| t.len() > 64) {
             return bad(format!("more than {MAX_TAGS} tags or a tag over 64 bytes"));
         }
+        if self
+            .unhealthy
+            .as_ref()
+            .is_some_and(|u| u.len() > crate::core::MAX_HEALTH_BYTES)
+        {
+            return bad(format!(
+                "a health reason over {} bytes",
+                crate::core::MAX_HEALTH_BYTES
+            ));
+        }
         if self.addrs.len() > MAX_TAGS || self.addrs.iter().any(|t| t.len() > 256) {
             return bad(format!(
                 "more than {MAX_TAGS} addresses or an address over 256 bytes"
@@ -107,6 +119,7 @@ impl AdvertBody {
             uptime_secs: self.uptime_secs,
             traffic: self.traffic,
             revocations: self.revocations,
+            unhealthy: self.unhealthy.clone(),
         }
     }
 
@@ -570,6 +583,7 @@ mod tests {
             addrs: vec!["/ip4/127.0.0.1/tcp/4001".into()],
             time_ms: 1,
             revocations: Default::default(),
+            unhealthy: None,
         }
     }
 

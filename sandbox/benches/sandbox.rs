@@ -43,6 +43,11 @@ fn spec(args: &[&str]) -> SliverSpec {
         stdio: Stdio::Capture(4096),
         dir: None,
         flows: Arc::new(NoFlows),
+        // Tests talk to servers on loopback, which a node owner must open explicitly.
+        host: Arc::new(std::sync::RwLock::new(slicefed_sandbox::HostRules {
+            local_allow: vec![slicefed_trust::caps::ConnectRule::parse("tcp:127.0.0.0/8:*").unwrap(), slicefed_trust::caps::ConnectRule::parse("udp:127.0.0.0/8:*").unwrap()],
+            ..Default::default()
+        })),
     }
 }
 

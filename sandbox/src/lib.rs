@@ -23,7 +23,7 @@ pub mod sliver;
 
 pub use engine::{Compiled, Sandbox, SandboxConfig, SandboxError};
 pub use logs::LogBuffer;
-pub use net::{CollectFlows, FlowSink, LedgerFlows, NoFlows};
+pub use net::{CollectFlows, FlowSink, HostRules, LedgerFlows, NoFlows, SharedHostRules};
 pub use sliver::{KillReason, Outcome, SliverHandle, SliverSpec, Stdio, Usage};
 
 /// The guest slivers built with this crate (examples and hostile programs for tests).

@@ -3,8 +3,8 @@
 //! a flow record for the node's ledger.
 
 use slicefed_ledger::entry::{Attribution, Decision, Direction, FlowRecord};
-use slicefed_trust::caps::{NetworkRights, Proto};
-use std::net::SocketAddr;
+use slicefed_trust::caps::{ConnectRule, NetworkRights, Proto, local_scope};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use wasmtime_wasi::sockets::SocketAddrUse;
 
@@ -12,6 +12,11 @@ use wasmtime_wasi::sockets::SocketAddrUse;
 pub trait FlowSink: Send + Sync {
     /// Records one flow decision.
     fn record(&self, flow: FlowRecord);
+    /// Whether records can be made durable now; `Err(why)` when they cannot, and then every
+    /// new flow is denied (a flow that cannot be recorded must not happen).
+    fn writable(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// A sink that drops records (for slivers run without a ledger).
@@ -56,8 +61,67 @@ pub struct Verdict {
     pub reason: String,
 }
 
-/// Decides one use of an address under the sliver's network rights.
-pub fn decide(rights: &NetworkRights, addr: SocketAddr, use_: SocketAddrUse) -> Verdict {
+/// What the node owner says about the machine itself, applied to every sliver on top of
+/// its ticket: a ticket can grant the Internet, never the owner's own machine or networks.
+#[derive(Clone, Debug, Default)]
+pub struct HostRules {
+    /// Local destinations (loopback, private, link-local, CGNAT, multicast, …) slivers may
+    /// reach anyway: the owner's `[local] allow` (the devnet and loopback tests allow
+    /// loopback this way).
+    pub local_allow: Vec<ConnectRule>,
+    /// The machine's own addresses as the node learned them (its listen addresses).
+    pub own_addrs: Vec<IpAddr>,
+    /// Ports the node itself listens on (its overlay port; later its admin and metrics
+    /// ports), on any of its own addresses.
+    pub own_ports: Vec<u16>,
+}
+
+/// Host rules shared by the node and all its slivers (the node learns its addresses after
+/// slivers may have started).
+pub type SharedHostRules = Arc<std::sync::RwLock<HostRules>>;
+
+impl HostRules {
+    /// Why `proto` to `addr` is the owner's to allow and was not allowed, if it is.
+    pub fn refuses(&self, proto: Proto, addr: SocketAddr) -> Option<String> {
+        let ip = addr.ip();
+        let own_ip = self.own_addrs.contains(&ip) || local_scope(&ip).is_some();
+        if own_ip && self.own_ports.contains(&addr.port()) {
+            // Only a rule naming exactly this port opens the node's own sockets.
+            let named = self.local_allow.iter().any(|r| {
+                r.allows(proto, &ip, addr.port())
+                    && r.ports.first == addr.port()
+                    && r.ports.last == addr.port()
+            });
+            if !named {
+                return Some(format!("{addr} is a port of the node itself"));
+            }
+            return None;
+        }
+        let scope = local_scope(&ip).or(self.own_addrs.contains(&ip).then_some("this machine's"));
+        match scope {
+            Some(scope)
+                if !self
+                    .local_allow
+                    .iter()
+                    .any(|r| r.allows(proto, &ip, addr.port())) =>
+            {
+                Some(format!(
+                    "{addr} is a {scope} address, which slivers may reach only if the node owner's policy allows it ([local] allow)"
+                ))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Decides one use of an address under the sliver's network rights and the owner's host
+/// rules.
+pub fn decide(
+    rights: &NetworkRights,
+    host: &HostRules,
+    addr: SocketAddr,
+    use_: SocketAddrUse,
+) -> Verdict {
     let connect = |proto: Proto| match rights.connect.rules() {
         None => true,
         Some(rules) => rules
@@ -100,14 +164,32 @@ pub fn decide(rights: &NetworkRights, addr: SocketAddr, use_: SocketAddrUse) -> 
         ),
         SocketAddrUse::UdpReceive => (true, None, "receive from"),
     };
+    if !allowed {
+        return Verdict {
+            allowed,
+            flow,
+            reason: format!("the slice may not {what} {addr}"),
+        };
+    }
+    // Outgoing uses only: the owner's machine and networks are the owner's to open.
+    let outgoing = match use_ {
+        SocketAddrUse::TcpConnect => Some(Proto::Tcp),
+        SocketAddrUse::UdpSend => Some(Proto::Udp),
+        _ => None,
+    };
+    if let Some(proto) = outgoing
+        && let Some(h) = host.refuses(proto, addr)
+    {
+        return Verdict {
+            allowed: false,
+            flow,
+            reason: format!("the slice may not {what} {addr}: {h}"),
+        };
+    }
     Verdict {
         allowed,
         flow,
-        reason: if allowed {
-            String::new()
-        } else {
-            format!("the slice may not {what} {addr}")
-        },
+        reason: String::new(),
     }
 }
 
@@ -148,19 +230,31 @@ pub type SharedSink = Arc<dyn FlowSink>;
 pub const LEDGER_QUEUE: usize = 16_384;
 
 /// A sink that appends flow records to a node's ledger, batched by a background thread so a
-/// sliver's socket call never waits for more than a queue slot.
+/// sliver's socket call never waits for more than a queue slot. A batch the ledger refuses
+/// (its disk failed) is kept and retried until the ledger recovers, so no record is lost
+/// while the node lives; meanwhile [`FlowSink::writable`] says why, and new flows are
+/// denied. Only [`LedgerFlows::close_within`] giving up (the node stopping with a broken
+/// disk) counts records as not written.
 pub struct LedgerFlows {
     tx: std::sync::Mutex<Option<std::sync::mpsc::SyncSender<FlowRecord>>>,
     worker: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    ledger: Arc<slicefed_ledger::Ledger>,
     failed: Arc<std::sync::atomic::AtomicU64>,
+    /// Unix ms after which a refused batch is given up (0: retry for ever).
+    give_up_at_ms: Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// How long the flow thread waits between attempts while the ledger refuses appends.
+const FLOW_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
 
 impl LedgerFlows {
     /// Starts the appending thread.
     pub fn new(ledger: Arc<slicefed_ledger::Ledger>) -> LedgerFlows {
+        use std::sync::atomic::Ordering::Relaxed;
         let (tx, rx) = std::sync::mpsc::sync_channel::<FlowRecord>(LEDGER_QUEUE);
         let failed = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let f = failed.clone();
+        let give_up_at_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (f, give_up, writer) = (failed.clone(), give_up_at_ms.clone(), ledger.clone());
         let worker = std::thread::Builder::new()
             .name("flow-ledger".into())
             .spawn(move || {
@@ -172,13 +266,20 @@ impl LedgerFlows {
                             Err(_) => break,
                         }
                     }
-                    let n = batch.len() as u64;
-                    let entries = batch
-                        .into_iter()
-                        .map(|r| (r.first_ms, slicefed_ledger::EntryBody::Flow(r)))
-                        .collect();
-                    if ledger.append_all(entries).is_err() {
-                        f.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                    loop {
+                        let entries = batch
+                            .iter()
+                            .map(|r| (r.first_ms, slicefed_ledger::EntryBody::Flow(r.clone())))
+                            .collect();
+                        if writer.append_all(entries).is_ok() {
+                            break;
+                        }
+                        let deadline = give_up.load(Relaxed);
+                        if deadline != 0 && now_ms() >= deadline {
+                            f.fetch_add(batch.len() as u64, Relaxed);
+                            break;
+                        }
+                        std::thread::sleep(FLOW_RETRY);
                     }
                 }
             })
@@ -186,12 +287,29 @@ impl LedgerFlows {
         LedgerFlows {
             tx: std::sync::Mutex::new(Some(tx)),
             worker: std::sync::Mutex::new(worker),
+            ledger,
             failed,
+            give_up_at_ms,
         }
     }
 
-    /// Waits until every record sent so far is durable, and stops the thread.
+    /// Waits until every record sent so far is durable, and stops the thread. Returns how
+    /// many records could not be written (always 0 unless the ledger refuses appends; then
+    /// this waits for it to recover).
     pub fn close(&self) -> u64 {
+        self.close_inner()
+    }
+
+    /// [`LedgerFlows::close`], but giving up on records the ledger still refuses after
+    /// `wait` (a node stopping with a broken disk); returns how many were not written.
+    pub fn close_within(&self, wait: std::time::Duration) -> u64 {
+        let deadline = now_ms().saturating_add(wait.as_millis() as u64).max(1);
+        self.give_up_at_ms
+            .store(deadline, std::sync::atomic::Ordering::Relaxed);
+        self.close_inner()
+    }
+
+    fn close_inner(&self) -> u64 {
         if let Ok(mut t) = self.tx.lock() {
             t.take();
         }
@@ -202,6 +320,13 @@ impl LedgerFlows {
         }
         self.failed.load(std::sync::atomic::Ordering::Relaxed)
     }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl FlowSink for LedgerFlows {
@@ -215,11 +340,17 @@ impl FlowSink for LedgerFlows {
             }
         }
     }
+    fn writable(&self) -> Result<(), String> {
+        match self.ledger.failure() {
+            None => Ok(()),
+            Some(why) => Err(format!("the node cannot record flows: its ledger cannot write ({why})")),
+        }
+    }
 }
 
 impl Drop for LedgerFlows {
     fn drop(&mut self) {
-        self.close();
+        self.close_within(std::time::Duration::from_secs(5));
     }
 }
 
@@ -239,21 +370,85 @@ mod tests {
     fn decides_by_rule() {
         let r = rights();
         let a = |s: &str| s.parse::<SocketAddr>().unwrap();
-        assert!(decide(&r, a("127.0.0.1:7000"), SocketAddrUse::TcpConnect).allowed);
-        assert!(!decide(&r, a("127.0.0.1:7001"), SocketAddrUse::TcpConnect).allowed);
-        assert!(decide(&r, a("0.0.0.0:0"), SocketAddrUse::TcpBind).allowed);
-        assert!(decide(&r, a("0.0.0.0:8005"), SocketAddrUse::TcpListen).allowed);
-        assert!(!decide(&r, a("0.0.0.0:9000"), SocketAddrUse::TcpBind).allowed);
-        assert!(!decide(&r, a("127.0.0.1:53"), SocketAddrUse::UdpSend).allowed);
+        let lo = HostRules {
+            local_allow: vec![ConnectRule::parse("tcp:127.0.0.0/8:*").unwrap()],
+            ..HostRules::default()
+        };
+        assert!(decide(&r, &lo, a("127.0.0.1:7000"), SocketAddrUse::TcpConnect).allowed);
+        assert!(!decide(&r, &lo, a("127.0.0.1:7001"), SocketAddrUse::TcpConnect).allowed);
+        assert!(decide(&r, &lo, a("0.0.0.0:0"), SocketAddrUse::TcpBind).allowed);
+        assert!(decide(&r, &lo, a("0.0.0.0:8005"), SocketAddrUse::TcpListen).allowed);
+        assert!(!decide(&r, &lo, a("0.0.0.0:9000"), SocketAddrUse::TcpBind).allowed);
+        assert!(!decide(&r, &lo, a("127.0.0.1:53"), SocketAddrUse::UdpSend).allowed);
         assert!(
             !decide(
                 &NetworkRights::none(),
+                &lo,
                 a("0.0.0.0:0"),
                 SocketAddrUse::TcpBind
             )
             .allowed
         );
-        let d = decide(&r, a("10.0.0.1:25"), SocketAddrUse::TcpConnect);
+        let d = decide(&r, &lo, a("10.0.0.1:25"), SocketAddrUse::TcpConnect);
         assert!(d.reason.contains("10.0.0.1:25"), "{}", d.reason);
+    }
+
+    #[test]
+    fn a_ticket_cannot_grant_the_owners_machine_or_networks() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let everything = NetworkRights {
+            connect: RuleSet::Only(vec![
+                ConnectRule::parse("tcp:0.0.0.0/0:*").unwrap(),
+                ConnectRule::parse("udp:0.0.0.0/0:*").unwrap(),
+                ConnectRule::parse("tcp:[::]/0:*").unwrap(),
+            ]),
+            listen: RuleSet::Any,
+        };
+        let default = HostRules {
+            own_addrs: vec!["198.51.100.9".parse().unwrap()],
+            own_ports: vec![4001],
+            ..HostRules::default()
+        };
+        for denied in [
+            "127.0.0.1:22",
+            "169.254.169.254:80",
+            "10.0.0.5:445",
+            "192.168.1.1:80",
+            "172.16.0.1:80",
+            "100.64.0.1:80",
+            "224.0.0.251:5353",
+            "[::1]:22",
+            "[fe80::1]:22",
+            "[::ffff:127.0.0.1]:22",
+            "198.51.100.9:4001",
+            "198.51.100.9:8080",
+        ] {
+            let proto = if denied.contains("5353") {
+                SocketAddrUse::UdpSend
+            } else {
+                SocketAddrUse::TcpConnect
+            };
+            let v = decide(&everything, &default, a(denied), proto);
+            assert!(!v.allowed, "{denied} must be denied");
+            assert!(v.reason.contains(denied), "{}", v.reason);
+        }
+        assert!(decide(&everything, &default, a("8.8.8.8:53"), SocketAddrUse::UdpSend).allowed);
+        assert!(decide(&everything, &default, a("93.184.216.34:443"), SocketAddrUse::TcpConnect).allowed);
+        // Inbound connections and binds are not outgoing uses.
+        assert!(decide(&everything, &default, a("127.0.0.1:5000"), SocketAddrUse::TcpAccept).allowed);
+        // The owner opens loopback; the node's own port stays closed unless named exactly.
+        let lab = HostRules {
+            local_allow: vec![ConnectRule::parse("tcp:127.0.0.0/8:*").unwrap()],
+            own_addrs: vec![],
+            own_ports: vec![4001],
+        };
+        assert!(decide(&everything, &lab, a("127.0.0.1:22"), SocketAddrUse::TcpConnect).allowed);
+        let v = decide(&everything, &lab, a("127.0.0.1:4001"), SocketAddrUse::TcpConnect);
+        assert!(!v.allowed && v.reason.contains("port of the node itself"), "{}", v.reason);
+        let named = HostRules {
+            local_allow: vec![ConnectRule::parse("tcp:127.0.0.1/32:4001").unwrap()],
+            ..lab
+        };
+        assert!(decide(&everything, &named, a("127.0.0.1:4001"), SocketAddrUse::TcpConnect).allowed);
     }
 }

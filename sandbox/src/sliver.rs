@@ -119,6 +119,9 @@ pub struct SliverSpec {
     pub dir: Option<PathBuf>,
     /// Where flow records go.
     pub flows: SharedSink,
+    /// The owner's rules for the machine itself (local destinations, the node's own
+    /// ports), shared with the node, which updates them as it learns its addresses.
+    pub host: net::SharedHostRules,
 }
 
 /// Counters a running sliver updates.
@@ -375,11 +378,24 @@ fn wasi_ctx(
         .allow_udp(uses(Proto::Udp))
         .allow_ip_name_lookup(false);
     let rights = spec.network.clone();
+    let host = spec.host.clone();
     let who = spec.who.clone();
     let sink = spec.flows.clone();
     let counters = counters.clone();
     b.socket_addr_check(move |addr, use_| {
-        let verdict = net::decide(&rights, addr, use_);
+        let mut verdict = match host.read() {
+            Ok(h) => net::decide(&rights, &h, addr, use_),
+            // Poisoned: nothing is known about the host, so nothing outgoing is allowed.
+            Err(_) => net::decide(&rights, &net::HostRules::default(), addr, use_),
+        };
+        // Fail closed: a flow the ledger cannot record does not happen.
+        if verdict.allowed
+            && verdict.flow.is_some()
+            && let Err(why) = sink.writable()
+        {
+            verdict.allowed = false;
+            verdict.reason = why;
+        }
         if let Some((proto, direction)) = verdict.flow {
             let c = if verdict.allowed {
                 &counters.flows_allowed

@@ -44,6 +44,11 @@ fn spec(args: &[&str]) -> SliverSpec {
         stdio: Stdio::Capture(64 << 10),
         dir: None,
         flows: Arc::new(NoFlows),
+        // Tests talk to servers on loopback, which a node owner must open explicitly.
+        host: Arc::new(std::sync::RwLock::new(slicefed_sandbox::HostRules {
+            local_allow: vec![slicefed_trust::caps::ConnectRule::parse("tcp:127.0.0.0/8:*").unwrap(), slicefed_trust::caps::ConnectRule::parse("udp:127.0.0.0/8:*").unwrap()],
+            ..Default::default()
+        })),
     }
 }
 
@@ -227,6 +232,36 @@ fn an_allowed_connect_reaches_a_real_server_and_is_recorded() {
         out.contains(&format!(":{}", peer.port())),
         "{out} vs {peer}"
     );
+}
+
+#[test]
+fn a_ticket_granting_loopback_still_cannot_reach_the_owners_machine_by_default() {
+    // A real server on the owner's loopback that the sliver's rights name exactly.
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    server.set_nonblocking(true).unwrap();
+    let addr = server.local_addr().unwrap();
+    let flows = Arc::new(CollectFlows::default());
+    let mut s = spec(&[&addr.to_string(), "ping"]);
+    s.network = NetworkRights {
+        connect: RuleSet::Only(vec![ConnectRule::parse("tcp:0.0.0.0/0:*").unwrap()]),
+        listen: RuleSet::Only(vec![]),
+    };
+    // The owner's default: nothing local is open.
+    s.host = Arc::new(std::sync::RwLock::new(slicefed_sandbox::HostRules::default()));
+    s.flows = flows.clone();
+    let (_, h) = run("tcp_client", s);
+    assert!(
+        server.accept().is_err(),
+        "the server on loopback must never see the sliver"
+    );
+    let f = flows.flows();
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(
+        matches!(&f[0].decision, Decision::Denied(r) if r.contains("loopback") && r.contains("[local] allow")),
+        "{:?}",
+        f[0].decision
+    );
+    assert_eq!(h.usage().flows_denied, 1);
 }
 
 #[test]

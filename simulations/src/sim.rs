@@ -839,7 +839,7 @@ impl Sim {
         }
         core.continue_ids_from(n.disk.log.len() + 1);
         for r in &n.disk.log.revocations {
-            let _ = core.remember_revocation(r);
+            let _ = core.remember_revocation(now_ms, r);
         }
         let mut witness = Witness::new(me, k);
         for (origin, tree, cp) in n.disk.replicas.drain(..) {
@@ -1067,6 +1067,7 @@ impl Sim {
             addrs: vec![],
             time_ms: self.now_ms(),
             revocations: load.revocations,
+            unhealthy: load.unhealthy.clone(),
         };
         let Ok(advert) = body.sign(&spec.key) else {
             return every;
@@ -1841,7 +1842,7 @@ impl Sim {
             }
             (Some(Pending::Revocations(member)), Some(Rep::Revocations(list))) => {
                 let full = list.len() >= slicefed_peer::core::MAX_REVOCATIONS_PER_PAGE;
-                let last = list.last().map(|b| CertId::of(b));
+                let last = list.last().and_then(|b| slicefed_peer::core::revocation_id(b));
                 let up_since_ms = START_MS + n.up_since / MS;
                 for bytes in list {
                     let outs = n
@@ -2096,6 +2097,11 @@ impl Sim {
             ) else {
                 continue;
             };
+            // A revocation file carries what it revokes, so nodes judge the revoker.
+            let target = Credential::new(group.user_cert.clone(), []);
+            let Ok(file) = Credential::revocation_file(rev.bytes, &target).to_bytes() else {
+                continue;
+            };
             // The authority hands it to a node it can reach (`authority publish` tries its
             // bootstrap nodes until one answers); across a partition it cannot.
             let side = self.side_node(Endpoint::Client(g));
@@ -2107,7 +2113,7 @@ impl Sim {
             let Some(to) = self.pick(&reachable) else {
                 continue;
             };
-            let id = CertId::of(&rev.bytes);
+            let id = CertId::of(&file);
             let index = self.metrics.revocations.len();
             self.metrics.revocations.push(RevocationRun {
                 at_s: self.now as f64 / SEC as f64,
@@ -2127,7 +2133,7 @@ impl Sim {
             if let Some(gs) = self.groups.get_mut(g as usize) {
                 gs.revoked = true;
             }
-            let bytes = rev.bytes;
+            let bytes = file;
             let len = bytes.len();
             let _ = self.send_request(
                 Endpoint::Client(g),
@@ -2620,7 +2626,7 @@ impl Sim {
         }
         .sign(&spec.key);
         let rev = self.world.groups.get(target).and_then(|g| {
-            objects::sign(
+            let r = objects::sign(
                 &spec.key,
                 &Revocation {
                     target: g.user_cert_id,
@@ -2628,7 +2634,9 @@ impl Sim {
                     revoked_at: now_ms / 1000,
                 },
             )
-            .ok()
+            .ok()?;
+            let target = Credential::new(g.user_cert.clone(), []);
+            Credential::revocation_file(r.bytes, &target).to_bytes().ok()
         });
         if let Ok(cp) = fake {
             for v in neighbours {
@@ -2646,7 +2654,7 @@ impl Sim {
                 i,
                 Gossip::Revocation {
                     from: i as u32,
-                    bytes: Rc::new(r.bytes),
+                    bytes: Rc::new(r),
                 },
             );
         }

@@ -142,6 +142,7 @@ impl World {
                     key: a.key.public(),
                     namespaces: vec![a.name.clone()],
                     caps: ResourceCaps::default(),
+                    network: slicefed_trust::NetworkRights::INHERIT,
                 })
                 .collect(),
         )

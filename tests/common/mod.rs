@@ -110,15 +110,26 @@ impl Shell {
             .ok();
         r.json()["public_key"].as_str().unwrap().to_string()
     }
-    /// Writes a trust policy trusting the given (name, key) authorities.
+    /// Writes a trust policy trusting the given (name, key) authorities. The federation
+    /// runs on loopback, so slivers may reach loopback ([local] allow): a node owner opens
+    /// their own machine explicitly (see `policy_closed` for the default).
     pub fn policy(&self, file: &str, authorities: &[(&str, &str)]) {
+        let mut text = Self::authorities_toml(authorities);
+        text.push_str("[local]\nallow = [\"tcp:127.0.0.0/8:*\", \"udp:127.0.0.0/8:*\"]\n");
+        self.write(file, text.as_bytes());
+    }
+    /// A trust policy with the owner's defaults: nothing local is open to slivers.
+    pub fn policy_closed(&self, file: &str, authorities: &[(&str, &str)]) {
+        self.write(file, Self::authorities_toml(authorities).as_bytes());
+    }
+    fn authorities_toml(authorities: &[(&str, &str)]) -> String {
         let mut text = String::new();
         for (name, key) in authorities {
             text.push_str(&format!(
                 "[[authority]]\nname = \"{name}\"\npublic_key = \"{key}\"\n\n"
             ));
         }
-        self.write(file, text.as_bytes());
+        text
     }
     /// Creates a user key and certificate under `authority`.
     pub fn user(&self, authority: &str, name: &str) {

@@ -374,6 +374,67 @@ impl fmt::Display for IpNet {
     }
 }
 
+/// Why an address belongs to the node's own machine or a network that is not the public
+/// Internet, if it does: slivers may not reach these unless the node owner's policy says
+/// so explicitly (`[local] allow`), whatever their tickets grant. IPv4-mapped and NAT64
+/// IPv6 addresses are judged by the IPv4 address they carry.
+pub fn local_scope(ip: &IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(v) => v4_scope(v),
+        IpAddr::V6(v) => {
+            let seg = v.segments();
+            if let Some(v4) = v.to_ipv4_mapped() {
+                return v4_scope(&v4);
+            }
+            // 64:ff9b::/96, the well-known NAT64 prefix.
+            if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                let o = v.octets();
+                return v4_scope(&std::net::Ipv4Addr::new(o[12], o[13], o[14], o[15]));
+            }
+            if v.is_unspecified() {
+                Some("unspecified")
+            } else if v.is_loopback() {
+                Some("loopback")
+            } else if seg[0] & 0xfe00 == 0xfc00 {
+                Some("private (unique local)")
+            } else if seg[0] & 0xffc0 == 0xfe80 {
+                Some("link-local")
+            } else if seg[0] & 0xff00 == 0xff00 {
+                Some("multicast")
+            } else {
+                None
+            }
+        }
+    }
+}
+
+fn v4_scope(v: &std::net::Ipv4Addr) -> Option<&'static str> {
+    let o = v.octets();
+    if o[0] == 0 {
+        Some("unspecified (this network)")
+    } else if v.is_loopback() {
+        Some("loopback")
+    } else if v.is_private() {
+        Some("private")
+    } else if v.is_link_local() {
+        Some("link-local")
+    } else if o[0] == 100 && (o[1] & 0xc0) == 64 {
+        Some("shared address space (CGNAT)")
+    } else if v.is_multicast() {
+        Some("multicast")
+    } else if v.is_broadcast() {
+        Some("broadcast")
+    } else if o[0] >= 240 {
+        Some("reserved")
+    } else if o[0] == 192 && o[1] == 0 && o[2] == 0 {
+        Some("IETF protocol assignments")
+    } else if o[0] == 198 && (o[1] & 0xfe) == 18 {
+        Some("benchmarking")
+    } else {
+        None
+    }
+}
+
 /// Outgoing connections allowed: protocol, destination prefix, destination ports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ConnectRule {
@@ -489,10 +550,10 @@ impl Rule for ListenRule {
 impl<R: Rule> RuleSet<R> {
     fn narrows(&self, parent: &RuleSet<R>, what: &'static str) -> Result<(), Widening> {
         match (self, parent) {
-            (_, RuleSet::Any) => Ok(()),
-            (RuleSet::Any, RuleSet::Only(_)) => {
-                Err(widen(what, "asks for any while the issuer lists rules"))
-            }
+            // Absent rules inherit the issuer's (see `meet`): never wider. A node owner's
+            // per-authority network cap is such an issuer for certificates that say nothing
+            // about the network.
+            (_, RuleSet::Any) | (RuleSet::Any, RuleSet::Only(_)) => Ok(()),
             (RuleSet::Only(mine), RuleSet::Only(theirs)) => {
                 match mine.iter().find(|r| !theirs.iter().any(|o| r.within(o))) {
                     Some(r) => Err(widen(
@@ -737,6 +798,66 @@ mod tests {
         assert_eq!(host.net.prefix, 32);
         let all = ConnectRule::parse("tcp:0.0.0.0/0:*").unwrap();
         assert!(all.allows(Proto::Tcp, &"8.8.8.8".parse().unwrap(), 1));
+    }
+
+    #[test]
+    fn local_and_special_addresses_are_recognised() {
+        let scope = |s: &str| local_scope(&s.parse().unwrap());
+        for local in [
+            "127.0.0.1",
+            "127.8.9.10",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "100.127.255.254",
+            "224.0.0.1",
+            "255.255.255.255",
+            "0.0.0.0",
+            "240.0.0.1",
+            "198.18.0.1",
+            "::1",
+            "::",
+            "fd00::1",
+            "fe80::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+        ] {
+            assert!(scope(local).is_some(), "{local} should be local");
+        }
+        for public in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "100.128.0.1",
+            "172.32.0.1",
+            "192.0.2.7",
+            "198.51.100.9",
+            "2001:4860:4860::8888",
+            "::ffff:8.8.8.8",
+        ] {
+            assert_eq!(scope(public), None, "{public} is public");
+        }
+    }
+
+    #[test]
+    fn absent_network_rules_inherit_the_issuers() {
+        let parent = NetworkRights {
+            connect: RuleSet::Only(vec![ConnectRule::parse("tcp:0.0.0.0/0:80-443").unwrap()]),
+            listen: RuleSet::Only(vec![]),
+        };
+        let child = NetworkRights::INHERIT;
+        assert!(child.narrows(&parent).is_ok());
+        assert_eq!(child.meet(&parent), parent);
+        // Listing a rule outside the issuer's is still a widening.
+        let wider = NetworkRights {
+            connect: RuleSet::Only(vec![ConnectRule::parse("tcp:0.0.0.0/0:*").unwrap()]),
+            listen: RuleSet::Any,
+        };
+        assert!(wider.narrows(&parent).is_err());
     }
 
     #[test]

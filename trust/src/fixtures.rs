@@ -32,6 +32,7 @@ pub fn policy_for(authorities: &[(&str, &SecretKey)]) -> TrustPolicy {
                 key: k.public(),
                 namespaces: vec![name(n)],
                 caps: ResourceCaps::default(),
+                network: NetworkRights::INHERIT,
             })
             .collect(),
     )
@@ -110,4 +111,23 @@ pub fn three_link_chain() -> Result<Chain, ObjectError> {
     let user = user_cert(&sub, &alice, "princeton.cs.alice", "princeton.cs.*")?;
     let ticket = objects::sign(&alice, &ticket_body("princeton.cs.codeen", 1))?.bytes;
     Ok((policy, ticket, vec![user, sub_cert]))
+}
+
+/// A revocation file by `revoker` of the leaf of `target` (a credential: the revoked
+/// object, then its chain).
+pub fn revocation_file(
+    revoker: &SecretKey,
+    target: &objects::Credential,
+    reason: &str,
+    at: u64,
+) -> Result<Vec<u8>, ObjectError> {
+    let r = objects::sign(
+        revoker,
+        &objects::Revocation {
+            target: objects::CertId::of(target.leaf()),
+            reason: reason.into(),
+            revoked_at: at,
+        },
+    )?;
+    Ok(objects::Credential::revocation_file(r.bytes, target).to_bytes()?)
 }

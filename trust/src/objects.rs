@@ -649,4 +649,13 @@ impl Credential {
     pub fn chain(&self) -> impl Iterator<Item = &[u8]> {
         self.objects.iter().skip(1).map(|b| b.as_slice())
     }
+    /// A revocation file: the signed revocation (`revocation`), then the object it revokes
+    /// and that object's chain (`target`, a credential of the revoked object), so any node
+    /// can decide whether the revoker is entitled before it holds or forwards anything.
+    pub fn revocation_file(revocation: Vec<u8>, target: &Credential) -> Credential {
+        Credential::new(
+            revocation,
+            target.objects.iter().map(|b| b.to_vec()),
+        )
+    }
 }

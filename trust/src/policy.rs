@@ -4,7 +4,7 @@
 //! Invariant: a parsed policy has valid names, valid keys, no key listed twice and at most
 //! [`MAX_AUTHORITIES`] entries.
 
-use crate::caps::ResourceCaps;
+use crate::caps::{ConnectRule, ListenRule, NetworkRights, ResourceCaps, RuleSet};
 use crate::keys::PublicKey;
 use crate::names::Name;
 use serde::{Deserialize, Serialize};
@@ -38,6 +38,17 @@ pub enum PolicyError {
 struct PolicyFile {
     #[serde(default)]
     authority: Vec<AuthorityEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    local: Option<LocalEntry>,
+}
+
+/// `[local]`: destinations on this machine or its private networks that slivers may reach
+/// (everything local is denied to slivers unless listed here).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LocalEntry {
+    #[serde(default)]
+    allow: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -55,6 +66,10 @@ struct AuthorityEntry {
     max_slivers: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     max_egress_daily: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    connect: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    listen: Option<Vec<String>>,
 }
 
 /// One trusted authority.
@@ -68,15 +83,43 @@ pub struct TrustedAuthority {
     pub namespaces: Vec<Name>,
     /// Caps applied to everything under it.
     pub caps: ResourceCaps,
+    /// Network rights everything under it must stay within (delegation rules: a ticket
+    /// asking for more is refused as widening); [`NetworkRights::INHERIT`] when the owner
+    /// sets none.
+    pub network: NetworkRights,
 }
 
 /// A set of trusted authorities.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TrustPolicy {
     authorities: Vec<TrustedAuthority>,
+    /// Local destinations (loopback, private, link-local, …) slivers may reach anyway.
+    local_allow: Vec<ConnectRule>,
     /// Position of each root key in `authorities`: every link of every chain looks its
     /// signer up here, and a federation's policy may name hundreds of authorities.
     by_key: std::collections::BTreeMap<PublicKey, usize>,
+}
+
+/// Parses a list of network rules; absent means no restriction from this entry.
+fn rules<R>(
+    list: Option<&[String]>,
+    parse: fn(&str) -> Result<R, String>,
+    what: &str,
+) -> Result<RuleSet<R>, String> {
+    let Some(list) = list else {
+        return Ok(RuleSet::Any);
+    };
+    if list.len() > crate::caps::MAX_RULES {
+        return Err(format!(
+            "{} {what} rules, at most {}",
+            list.len(),
+            crate::caps::MAX_RULES
+        ));
+    }
+    list.iter()
+        .map(|r| parse(r).map_err(|e| format!("{what}: {e}")))
+        .collect::<Result<Vec<_>, _>>()
+        .map(RuleSet::Only)
 }
 
 /// Parses a size such as `256MiB` or `10GB`.
@@ -113,8 +156,21 @@ impl TrustPolicy {
         }
         Ok(TrustPolicy {
             authorities,
+            local_allow: vec![],
             by_key,
         })
+    }
+
+    /// The same policy, letting slivers reach these local destinations.
+    pub fn with_local_allow(mut self, rules: Vec<ConnectRule>) -> TrustPolicy {
+        self.local_allow = rules;
+        self
+    }
+
+    /// Local destinations (this machine, private and special-purpose networks) slivers may
+    /// reach although they are denied by default.
+    pub fn local_allow(&self) -> &[ConnectRule] {
+        &self.local_allow
     }
 
     /// Parses TOML text.
@@ -142,6 +198,13 @@ impl TrustPolicy {
             };
             let size =
                 |s: &Option<String>| s.as_deref().map(parse_size).transpose().map_err(&entry_err);
+            let network = NetworkRights {
+                connect: rules(e.connect.as_deref(), ConnectRule::parse, "connect")
+                    .map_err(&entry_err)?,
+                listen: rules(e.listen.as_deref(), ListenRule::parse, "listen")
+                    .map_err(&entry_err)?,
+            };
+            network.validate().map_err(&entry_err)?;
             out.push(TrustedAuthority {
                 name,
                 key,
@@ -152,9 +215,23 @@ impl TrustPolicy {
                     max_slivers: e.max_slivers,
                     egress_per_day: size(&e.max_egress_daily)?,
                 },
+                network,
             });
         }
-        TrustPolicy::new(out)
+        let local = match &file.local {
+            None => vec![],
+            Some(l) => match rules(Some(&l.allow), ConnectRule::parse, "local allow") {
+                Ok(RuleSet::Only(r)) => r,
+                Ok(RuleSet::Any) => vec![],
+                Err(why) => {
+                    return Err(PolicyError::Entry {
+                        entry: "local".into(),
+                        why,
+                    });
+                }
+            },
+        };
+        Ok(TrustPolicy::new(out)?.with_local_allow(local))
     }
 
     /// The policy as TOML text (sizes in bytes).
@@ -171,8 +248,21 @@ impl TrustPolicy {
                     max_cpu_share: a.caps.cpu_share,
                     max_slivers: a.caps.max_slivers,
                     max_egress_daily: a.caps.egress_per_day.map(|m| format!("{m}B")),
+                    connect: a
+                        .network
+                        .connect
+                        .rules()
+                        .map(|r| r.iter().map(|x| x.to_string()).collect()),
+                    listen: a
+                        .network
+                        .listen
+                        .rules()
+                        .map(|r| r.iter().map(|x| x.to_string()).collect()),
                 })
                 .collect(),
+            local: (!self.local_allow.is_empty()).then(|| LocalEntry {
+                allow: self.local_allow.iter().map(|r| r.to_string()).collect(),
+            }),
         };
         toml::to_string(&file).unwrap_or_default()
     }

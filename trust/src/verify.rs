@@ -7,12 +7,12 @@
 //! needs across calls, each bounded: verified objects (a cache a revocation invalidates),
 //! revocations, and ticket nonces seen within the replay window.
 
-use crate::caps::{Grant, NetworkRights, NodeSet, Rights, Validity, Widening};
+use crate::caps::{Grant, NodeSet, Rights, Validity, Widening};
 use crate::keys::PublicKey;
 use crate::names::{Name, Pattern};
 use crate::objects::{
     self, AuthorityCert, AuthorityRoot, Body, CertId, Delegation, Kind, NodeCert, NodeReceipt,
-    Nonce, ObjectError, Revocation, Signed, SliceTicket, UserCert,
+    Credential, Nonce, ObjectError, Revocation, Signed, SliceTicket, UserCert,
 };
 use crate::policy::TrustPolicy;
 use ed25519_dalek::VerifyingKey;
@@ -34,8 +34,6 @@ pub const MAX_CACHED_KEYS: usize = 65_536;
 pub const MAX_SHARED_OPENED: usize = 1 << 20;
 /// Most revocations held.
 pub const MAX_REVOCATIONS: usize = 1_000_000;
-/// Most revocations kept per target (different revokers).
-pub const MAX_REVOCATIONS_PER_TARGET: usize = 4;
 /// Most live ticket nonces remembered.
 pub const MAX_REPLAY_ENTRIES: usize = 1_000_000;
 
@@ -533,49 +531,125 @@ pub struct HeldRevocation {
     pub revoker: PublicKey,
     /// Its body.
     pub revocation: Revocation,
+    /// When the object it revokes would have expired anyway (unix seconds, clock skew
+    /// included): after that it guards nothing and is dropped (as CRLite does).
+    pub expires: u64,
 }
 
-/// Revocations by target, bounded.
+/// Revocations by target, bounded. Only revocations whose revoker was found entitled (the
+/// target's issuer or a key above it in its chain) are ever added, so nobody can crowd
+/// out a real revocation with revocations of their own; a target holds at most one
+/// revocation per entitled key, hence at most [`MAX_CHAIN_LINKS`].
 #[derive(Default, Debug)]
 pub struct RevocationSet {
     by_target: HashMap<CertId, Vec<HeldRevocation>>,
     len: usize,
 }
 
-/// Why a revocation was not added.
+/// Why a revocation was not held. Each variant is a reason a person can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RevocationError {
-    /// It does not open.
-    #[error(transparent)]
+    /// The revocation itself does not open (bad signature, wrong kind, malformed).
+    #[error("the revocation does not open: {0}")]
     Object(#[from] ObjectError),
-    /// The set is full.
-    #[error("the revocation set holds {0} revocations, its limit")]
+    /// The file is not a credential file.
+    #[error("the revocation file does not decode: {0}")]
+    File(String),
+    /// The revoked object is not carried, so entitlement cannot be decided.
+    #[error(
+        "the revocation of {target} does not carry the object it revokes (a revocation file holds the revocation, the revoked object and that object's chain; make it with `authority revoke --cert`)"
+    )]
+    NoTarget {
+        /// What it names.
+        target: CertId,
+    },
+    /// The object carried is not the one the revocation names.
+    #[error("the revocation names {named} but carries {carried}")]
+    TargetMismatch {
+        /// What the revocation names.
+        named: CertId,
+        /// What the file carries in its place.
+        carried: CertId,
+    },
+    /// The revoked object does not verify under this policy: nobody here can be entitled
+    /// to revoke it (and nothing here depends on it).
+    #[error("the revoked object {target} does not verify here: {error}")]
+    Target {
+        /// The revoked object.
+        target: CertId,
+        /// Why it does not verify.
+        error: Box<VerifyError>,
+    },
+    /// The signer is neither the target's issuer nor above it in its chain.
+    #[error(
+        "{revoker} may not revoke the {kind} for {subject} ({target}): only its issuer or a key above it in its chain may"
+    )]
+    Unentitled {
+        /// Who signed the revocation.
+        revoker: PublicKey,
+        /// The target's kind.
+        kind: Kind,
+        /// Whom the target certifies.
+        subject: String,
+        /// The target.
+        target: CertId,
+    },
+    /// This revoker's revocation of this target is already held (re-sent, or re-signed).
+    #[error("already held: {revoker} revoked {target} before")]
+    AlreadyHeld {
+        /// The revoker.
+        revoker: PublicKey,
+        /// The target.
+        target: CertId,
+    },
+    /// The set is full of live revocations.
+    #[error("the revocation set holds {0} live revocations, its limit")]
     Full(usize),
 }
 
 impl RevocationSet {
-    /// Adds a verified revocation; returns false if it was already held. Who may revoke is
-    /// decided when a chain is checked, since only then are the target's issuers known.
-    pub fn add(&mut self, r: Signed<Revocation>) -> Result<bool, RevocationError> {
-        let held = self.by_target.entry(r.body.target).or_default();
-        if held.iter().any(|h| h.id == r.id) {
-            return Ok(false);
+    /// Adds a revocation whose revoker was found entitled (see [`Verifier::add_revocation`]).
+    /// One per (target, revoker): a second one by the same key is [`RevocationError::AlreadyHeld`].
+    fn add(&mut self, r: &Signed<Revocation>, expires: u64, now: u64) -> Result<(), RevocationError> {
+        let duplicate = |held: &[HeldRevocation]| held.iter().any(|h| h.revoker == r.signer);
+        if self.by_target.get(&r.body.target).is_some_and(|h| duplicate(h)) {
+            return Err(RevocationError::AlreadyHeld {
+                revoker: r.signer,
+                target: r.body.target,
+            });
         }
         if self.len >= MAX_REVOCATIONS {
-            return Err(RevocationError::Full(self.len));
+            self.prune(now);
+            if self.len >= MAX_REVOCATIONS {
+                return Err(RevocationError::Full(self.len));
+            }
         }
-        // A flood of revocations by unrelated keys must not push out the real one: keep the
-        // first few and drop the rest (they can be re-sent after the real one is in).
-        if held.len() >= MAX_REVOCATIONS_PER_TARGET {
-            return Ok(false);
-        }
+        let held = self.by_target.entry(r.body.target).or_default();
         held.push(HeldRevocation {
             id: r.id,
             revoker: r.signer,
-            revocation: r.body,
+            revocation: r.body.clone(),
+            expires,
         });
         self.len += 1;
-        Ok(true)
+        Ok(())
+    }
+    /// Drops revocations of objects that have expired by `now` (they guard nothing);
+    /// returns their ids.
+    pub fn prune(&mut self, now: u64) -> Vec<CertId> {
+        let mut gone = vec![];
+        self.by_target.retain(|_, held| {
+            held.retain(|h| {
+                let live = h.expires >= now;
+                if !live {
+                    gone.push(h.id);
+                }
+                live
+            });
+            !held.is_empty()
+        });
+        self.len = self.len.saturating_sub(gone.len());
+        gone
     }
     /// A revocation of `target` signed by one of `entitled`.
     pub fn find(&self, target: &CertId, entitled: &[PublicKey]) -> Option<&HeldRevocation> {
@@ -707,12 +781,61 @@ impl Verifier {
         &self.policy
     }
 
-    /// Adds a revocation (its signature checked) and drops its target from the cache.
-    pub fn add_revocation(&mut self, bytes: &[u8]) -> Result<Signed<Revocation>, RevocationError> {
-        let r = objects::open::<Revocation>(bytes)?;
+    /// Judges a revocation file (the revocation, the object it revokes, and that object's
+    /// chain) and holds the revocation if, and only if, its signer is entitled: the
+    /// revoked object's issuer or a key above it in a chain that verifies under this
+    /// policy at `now`. Entitlement is decided here, before anything is held, so a caller
+    /// logs and forwards only what was held. The target's chain is judged without
+    /// revocations (revoking what is already revoked below a revoked authority is still
+    /// entitled, so every node holds the same set whatever order revocations arrive in).
+    pub fn add_revocation(
+        &mut self,
+        file: &[u8],
+        now: u64,
+    ) -> Result<Signed<Revocation>, RevocationError> {
+        let cred = Credential::from_bytes(file).map_err(|e| RevocationError::File(e.to_string()))?;
+        let r = objects::open::<Revocation>(cred.leaf())?;
+        let mut support = cred.chain();
+        let target = support.next().ok_or(RevocationError::NoTarget {
+            target: r.body.target,
+        })?;
+        let carried = CertId::of(target);
+        if carried != r.body.target {
+            return Err(RevocationError::TargetMismatch {
+                named: r.body.target,
+                carried,
+            });
+        }
+        let pool: Vec<&[u8]> = support.collect();
+        let ctx = Context { now, node: None };
+        let v = self
+            .walk(target, &pool, &ctx, false)
+            .map_err(|e| RevocationError::Target {
+                target: carried,
+                error: Box::new(e),
+            })?;
+        if !v.links.iter().any(|l| l.signer == r.signer) {
+            return Err(RevocationError::Unentitled {
+                revoker: r.signer,
+                kind: v.leaf.kind,
+                subject: v.leaf.label(),
+                target: carried,
+            });
+        }
+        let expires = v
+            .leaf
+            .validity()
+            .map_or(u64::MAX, |x| x.not_after)
+            .min(v.effective.validity.not_after)
+            .saturating_add(CLOCK_SKEW_SECS);
+        self.revocations.add(&r, expires, now)?;
         self.cache.remove(&r.body.target);
-        self.revocations.add(r.clone())?;
         Ok(r)
+    }
+
+    /// Drops held revocations whose targets have expired by `now`; returns their ids.
+    pub fn prune_revocations(&mut self, now: u64) -> Vec<CertId> {
+        self.revocations.prune(now)
     }
 
     /// The revocations held.
@@ -772,6 +895,18 @@ impl Verifier {
         leaf: &[u8],
         pool: &[&[u8]],
         ctx: &Context,
+    ) -> Result<Verified, VerifyError> {
+        self.walk(leaf, pool, ctx, true)
+    }
+
+    /// The chain walk behind [`Verifier::verify`]; `honour_revocations` is false only when
+    /// judging who may revoke an object.
+    fn walk(
+        &mut self,
+        leaf: &[u8],
+        pool: &[&[u8]],
+        ctx: &Context,
+        honour_revocations: bool,
     ) -> Result<Verified, VerifyError> {
         let leaf = self.open_cached(leaf)?;
         // Walk up from the leaf's signer to a trusted key, opening pool objects lazily.
@@ -840,7 +975,8 @@ impl Verifier {
             grant: Grant {
                 rights: Rights::ALL,
                 caps: root.caps,
-                network: NetworkRights::INHERIT,
+                // The owner's network cap for this authority: every link must narrow it.
+                network: root.network.clone(),
                 nodes: NodeSet::AnyTrusting,
                 validity: Validity::ALWAYS,
             },
@@ -854,7 +990,7 @@ impl Verifier {
         let mut entitled = vec![root.key];
         let mut links = Vec::with_capacity(path.len());
         for link in path.iter().rev() {
-            if let Some(r) = self.revocations.find(&link.id, &entitled) {
+            if honour_revocations && let Some(r) = self.revocations.find(&link.id, &entitled) {
                 return Err(VerifyError::Revoked {
                     kind: link.kind,
                     subject: link.label(),

@@ -189,6 +189,7 @@ fn build(subs: usize, delegs: usize, choices: &[LinkChoice]) -> Chain {
         key: root.public(),
         namespaces: vec![name("root")],
         caps: ROOT_CAPS,
+        network: NetworkRights::INHERIT,
     }])
     .unwrap();
     let mut parent = Grant {
@@ -311,7 +312,6 @@ enum Widen {
     ValidityEnd,
     ValidityStart,
     ConnectPorts,
-    ConnectAny,
     Namespace,
 }
 
@@ -348,7 +348,6 @@ fn widen_grant(g: &mut Grant, parent: &Grant, how: Widen) {
                 );
             }
         }
-        Widen::ConnectAny => g.network.connect = RuleSet::Any,
         Widen::Namespace => {}
     }
 }
@@ -397,7 +396,7 @@ proptest! {
         delegs in 0usize..=1,
         choices in prop::collection::vec(link_choice(), 1..6),
         at in any::<prop::sample::Index>(),
-        how in prop::sample::select(vec![Widen::Memory, Widen::Cpu, Widen::Slivers, Widen::Egress, Widen::Rights, Widen::NodesAdd, Widen::NodesAny, Widen::ValidityEnd, Widen::ValidityStart, Widen::ConnectPorts, Widen::ConnectAny, Widen::Namespace]),
+        how in prop::sample::select(vec![Widen::Memory, Widen::Cpu, Widen::Slivers, Widen::Egress, Widen::Rights, Widen::NodesAdd, Widen::NodesAny, Widen::ValidityEnd, Widen::ValidityStart, Widen::ConnectPorts, Widen::Namespace]),
     ) {
         let mut chain = build(subs, delegs, &choices);
         prop_assume!(chain.links.len() <= MAX_CHAIN_LINKS);

@@ -5,7 +5,7 @@ use slicefed_trust::caps::{ConnectRule, NodeSet, ResourceCaps, Rights, RuleSet, 
 use slicefed_trust::codec::CodecError;
 use slicefed_trust::fixtures::{self, DAY, T0, key, name, open_grant, policy_for, ticket_body};
 use slicefed_trust::objects::{self, Kind, ObjectError, Revocation, UserCert};
-use slicefed_trust::verify::{MAX_CHAIN_LINKS, REPLAY_WINDOW_SECS};
+use slicefed_trust::verify::{MAX_CHAIN_LINKS, REPLAY_WINDOW_SECS, RevocationError};
 use slicefed_trust::{Context, Pattern, Verifier, VerifyError};
 
 fn at(now: u64) -> Context {
@@ -205,22 +205,22 @@ fn clock_skew_of_a_minute_is_tolerated() {
     assert!(v.verify(&ticket, &pool(&chain), &at(T0 - 61)).is_err());
 }
 
+/// The user certificate of `three_link_chain` as a credential (itself, then its chain).
+fn user_credential(chain: &[Vec<u8>]) -> objects::Credential {
+    objects::Credential::new(chain[0].clone(), chain[1..].iter().cloned())
+}
+
 #[test]
 fn revoked_middle_link() {
     let (policy, ticket, chain) = fixtures::three_link_chain().unwrap();
     let mut v = Verifier::new(policy);
     v.verify(&ticket, &pool(&chain), &at(T0)).unwrap(); // warm the cache: revocation must still bite
     let user_cert_id = objects::CertId::of(&chain[0]);
-    let revocation = objects::sign(
-        &key(2), // the sub-authority that issued it
-        &Revocation {
-            target: user_cert_id,
-            reason: "key compromised".into(),
-            revoked_at: T0,
-        },
-    )
-    .unwrap();
-    v.add_revocation(&revocation.bytes).unwrap();
+    // The sub-authority that issued it.
+    let file =
+        fixtures::revocation_file(&key(2), &user_credential(&chain), "key compromised", T0)
+            .unwrap();
+    v.add_revocation(&file, T0).unwrap();
     let err = v.verify(&ticket, &pool(&chain), &at(T0)).unwrap_err();
     assert_eq!(
         err,
@@ -231,51 +231,96 @@ fn revoked_middle_link() {
             reason: "key compromised".into()
         }
     );
+    // Sent again, or re-signed by the same key: nothing new is held.
+    assert!(matches!(
+        v.add_revocation(&file, T0),
+        Err(RevocationError::AlreadyHeld { .. })
+    ));
+    let again = fixtures::revocation_file(&key(2), &user_credential(&chain), "again", T0 + 1)
+        .unwrap();
+    assert!(matches!(
+        v.add_revocation(&again, T0),
+        Err(RevocationError::AlreadyHeld { .. })
+    ));
+    assert_eq!(v.revocations().len(), 1);
 }
 
 #[test]
-fn revocation_by_an_unrelated_key_is_not_honoured() {
+fn only_the_issuer_or_a_key_above_it_may_revoke() {
     let (policy, ticket, chain) = fixtures::three_link_chain().unwrap();
     let mut v = Verifier::new(policy);
-    let target = objects::CertId::of(&chain[0]);
-    let r = objects::sign(
-        &key(99),
-        &Revocation {
-            target,
-            reason: "griefing".into(),
-            revoked_at: T0,
-        },
-    )
-    .unwrap();
-    v.add_revocation(&r.bytes).unwrap();
+    let target = user_credential(&chain);
+    // A flood by unrelated keys is refused before anything is held.
+    for k in 50..60 {
+        let junk = fixtures::revocation_file(&key(k), &target, "griefing", T0).unwrap();
+        assert!(matches!(
+            v.add_revocation(&junk, T0),
+            Err(RevocationError::Unentitled { .. })
+        ));
+    }
+    assert_eq!(v.revocations().len(), 0);
     v.verify(&ticket, &pool(&chain), &at(T0)).unwrap();
-    // The user may not revoke their own issuer's statement either: only issuers and above.
-    let r = objects::sign(
-        &key(3),
-        &Revocation {
-            target,
-            reason: "self".into(),
-            revoked_at: T0,
-        },
-    )
-    .unwrap();
-    v.add_revocation(&r.bytes).unwrap();
-    v.verify(&ticket, &pool(&chain), &at(T0)).unwrap();
-    // The root may.
-    let r = objects::sign(
+    // The user may not revoke their own issuer's statement either.
+    let own = fixtures::revocation_file(&key(3), &target, "self", T0).unwrap();
+    assert!(matches!(
+        v.add_revocation(&own, T0),
+        Err(RevocationError::Unentitled { .. })
+    ));
+    // A revocation that does not carry its target cannot be judged.
+    let bare = objects::sign(
         &key(1),
         &Revocation {
-            target,
+            target: objects::CertId::of(&chain[0]),
             reason: "root says".into(),
             revoked_at: T0,
         },
     )
     .unwrap();
-    v.add_revocation(&r.bytes).unwrap();
+    let bare_file = objects::Credential::new(bare.bytes.clone(), [])
+        .to_bytes()
+        .unwrap();
+    assert!(matches!(
+        v.add_revocation(&bare_file, T0),
+        Err(RevocationError::NoTarget { .. })
+    ));
+    // Nor one carrying another object than it names.
+    let swapped = objects::Credential::new(bare.bytes, [chain[1].clone()])
+        .to_bytes()
+        .unwrap();
+    assert!(matches!(
+        v.add_revocation(&swapped, T0),
+        Err(RevocationError::TargetMismatch { .. })
+    ));
+    // A target that does not chain to a trusted root: nobody here is entitled.
+    let mut other = Verifier::new(fixtures::policy_for(&[("mit", &key(9))]));
+    let root_says = fixtures::revocation_file(&key(1), &target, "root says", T0).unwrap();
+    assert!(matches!(
+        other.add_revocation(&root_says, T0),
+        Err(RevocationError::Target { .. })
+    ));
+    // The root, two links above, may.
+    v.add_revocation(&root_says, T0).unwrap();
     assert!(matches!(
         v.verify(&ticket, &pool(&chain), &at(T0)),
         Err(VerifyError::Revoked { .. })
     ));
+    // And so may the issuer afterwards (a second entitled key), without displacing it.
+    let issuer = fixtures::revocation_file(&key(2), &target, "issuer too", T0).unwrap();
+    v.add_revocation(&issuer, T0).unwrap();
+    assert_eq!(v.revocations().len(), 2);
+}
+
+#[test]
+fn revocations_are_dropped_once_their_target_expires() {
+    let (policy, ticket, chain) = fixtures::three_link_chain().unwrap();
+    let mut v = Verifier::new(policy);
+    let file = fixtures::revocation_file(&key(2), &user_credential(&chain), "gone", T0).unwrap();
+    v.add_revocation(&file, T0).unwrap();
+    assert!(v.prune_revocations(T0 + DAY).is_empty());
+    assert!(v.verify(&ticket, &pool(&chain), &at(T0)).is_err());
+    // Long after the user certificate ended, the revocation guards nothing.
+    assert_eq!(v.prune_revocations(T0 + 400 * DAY).len(), 1);
+    assert!(v.revocations().is_empty());
 }
 
 #[test]
