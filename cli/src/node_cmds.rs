@@ -7,7 +7,7 @@ use clap::Subcommand;
 use serde_json::json;
 use slicefed_peer::core::Capacity;
 use slicefed_peer::node::{self, NodeConfig};
-use slicefed_peer::wire::{Request, Response, SliceDelete};
+use slicefed_peer::wire::{AdminRequest, Response};
 use slicefed_trust::{Name, SecretKey};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -168,42 +168,26 @@ fn run(a: RunArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Where the node in `dir` listens, as it wrote it: a loopback address first.
-fn own_address(dir: &std::path::Path) -> Result<libp2p::Multiaddr> {
-    let path = dir.join(node::LISTEN_ADDRS_FILE);
-    let bytes = files::read_bounded(&path, 64 << 10)
-        .context("is the node running? (`node run` writes this file when it listens)")?;
-    let text =
-        String::from_utf8(bytes).map_err(|_| anyhow!("{}: not UTF-8 text", path.display()))?;
-    let addrs: Vec<libp2p::Multiaddr> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(addr)
-        .collect::<Result<_>>()
-        .with_context(|| format!("{}", path.display()))?;
-    addrs
-        .iter()
-        .find(|a| a.to_string().starts_with("/ip4/127."))
-        .or(addrs.first())
-        .cloned()
-        .ok_or_else(|| anyhow!("{}: no address in it", path.display()))
-}
-
 fn stop(dir: &std::path::Path, slice: &str, json: bool) -> Result<ExitCode> {
-    let key = files::read_secret_key(&dir.join("node.key"))?;
-    let target = own_address(dir)?;
-    let request = Request::Delete(
-        SliceDelete::sign(&key, key.public(), slice, crate::util::now())
-            .context("signing the stop")?,
-    );
-    let rt = tokio::runtime::Runtime::new()?;
-    let answer = rt.block_on(slicefed_peer::client::call(
-        target,
-        request,
-        std::time::Duration::from_secs(20),
-    ))?;
-    let Response::Stopped(ids) = answer else {
-        bail!("the node answered something other than the slivers it stopped");
+    // The owner's local admin socket: served apart from the public port, so a flood there
+    // cannot lock the owner out; only the node's user can reach it.
+    let answer = slicefed_peer::admin::call(
+        dir,
+        &AdminRequest::Stop {
+            slice: slice.to_string(),
+        },
+        std::time::Duration::from_secs(10),
+    )
+    .with_context(|| {
+        format!(
+            "cannot reach the node's admin socket in {} (is the node running, and are you its owner?)",
+            dir.display()
+        )
+    })?;
+    let ids = match answer {
+        Response::Stopped(ids) => ids,
+        Response::Error(why) => bail!("the node refused: {why}"),
+        _ => bail!("the node answered something other than the slivers it stopped"),
     };
     if json {
         print_json(&json!({ "slice": slice, "stopped": ids }))?;

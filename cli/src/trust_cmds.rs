@@ -12,10 +12,10 @@ use slicefed_trust::caps::{
 };
 use slicefed_trust::objects::{
     self, AuthorityCert, AuthorityRoot, CertId, Credential, ModuleHash, NodeCert, Nonce,
-    Revocation, SliceTicket, UserCert,
+    ObjectError, Revocation, SliceTicket, UserCert,
 };
 use slicefed_trust::verify::{Object, Opened, open_any};
-use slicefed_trust::{Context, Name, Pattern, PublicKey, SecretKey, Verifier};
+use slicefed_trust::{Context, Name, Pattern, PublicKey, SecretKey, Verifier, VerifyError};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -594,7 +594,19 @@ pub fn cert(cmd: CertCmd) -> Result<ExitCode> {
                 node,
             };
             let refs: Vec<&[u8]> = pool.iter().map(|b| b.as_slice()).collect();
-            let result = v.verify(cred.leaf(), &refs, &ctx);
+            let mut result = v.verify(cred.leaf(), &refs, &ctx);
+            // A person is asking: tell a relabelled object from a forged one (nodes do not
+            // pay for that diagnosis).
+            if let Err(VerifyError::Object(ObjectError::BadSignature { kind, signer })) = &result
+            {
+                let suspect = std::iter::once(cred.leaf()).chain(refs.iter().copied()).find(|b| {
+                    objects::decode_envelope(b)
+                        .is_ok_and(|e| e.kind == *kind && e.signer == *signer)
+                });
+                if let Some(b) = suspect {
+                    result = Err(VerifyError::Object(objects::diagnose_signature(b)));
+                }
+            }
             let (valid, reason, responsible) = match &result {
                 Ok(ok) => (true, None, Some(ok.responsible.clone())),
                 Err(e) => (false, Some(e.to_string()), None),

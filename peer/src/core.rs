@@ -44,6 +44,8 @@ pub const ADVERTS_HEARD_PER_SEC: u64 = 1;
 pub const ADVERTS_MISSED_BEFORE_LEAVING: u64 = 3;
 /// Revocations in one catch-up answer.
 pub const MAX_REVOCATIONS_PER_PAGE: usize = 256;
+/// Bytes of revocation files in one catch-up answer (under the response limit).
+pub const MAX_REVOCATION_PAGE_BYTES: usize = 2 << 20;
 /// A member is asked for revocations at most this often.
 pub const REVOCATION_SYNC_INTERVAL_MS: u64 = 30_000;
 
@@ -107,6 +109,13 @@ fn wants_revocations(m: &mut Member, ours: &RevocationDigest, load: &Load, now_m
     }
     m.revocations_asked_ms = Some(now_ms);
     true
+}
+
+/// Whether a catch-up page may have been cut short (by count or by bytes): then the asker
+/// asks for the next one, after the page's last revocation.
+pub fn revocation_page_is_full(page: &[Vec<u8>]) -> bool {
+    let bytes: usize = page.iter().map(Vec::len).sum();
+    page.len() >= MAX_REVOCATIONS_PER_PAGE || bytes >= MAX_REVOCATION_PAGE_BYTES / 2
 }
 
 /// The id of the revocation in a revocation file (its first object), which is what
@@ -496,7 +505,9 @@ impl NodeCore {
         self.revocation_digest
     }
 
-    /// Revocations held, in id order, after `after` (a page of a catch-up answer).
+    /// Revocations held, in id order, after `after` (a page of a catch-up answer): at most
+    /// `max` (and [`MAX_REVOCATIONS_PER_PAGE`]) files and about [`MAX_REVOCATION_PAGE_BYTES`].
+    /// An empty page ends a catch-up.
     pub fn revocations_after(&self, after: Option<CertId>, max: usize) -> Vec<Vec<u8>> {
         let range = match after {
             Some(a) => self
@@ -504,8 +515,14 @@ impl NodeCore {
                 .range((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
             None => self.revocations.range(..),
         };
+        let mut bytes = 0usize;
         range
             .take(max.min(MAX_REVOCATIONS_PER_PAGE))
+            .take_while(|(_, b)| {
+                let fits = bytes == 0 || bytes + b.len() <= MAX_REVOCATION_PAGE_BYTES;
+                bytes += b.len();
+                fits
+            })
             .map(|(_, b)| b.clone())
             .collect()
     }
@@ -1267,6 +1284,33 @@ impl NodeCore {
                 reason: StopReason::Owner,
             },
         ])
+    }
+
+    /// The node owner stops every sliver of `slice` here, whoever holds it (the owner is in
+    /// control of the machine): logged as the owner's action, once for the slice.
+    pub fn owner_stop_slice(&mut self, slice: &str, why: &str) -> Vec<Output> {
+        let stops: Vec<Output> = self
+            .slivers
+            .values()
+            .filter(|s| s.plan.who.slice.as_str() == slice)
+            .map(|s| Output::Stop {
+                id: s.plan.id,
+                reason: StopReason::Owner,
+            })
+            .collect();
+        if stops.is_empty() {
+            return stops;
+        }
+        let mut out = vec![Output::Append(EntryBody::OwnerAction {
+            action: format!(
+                "stopped slice {}: {}",
+                within_bytes(slice, 200),
+                within_bytes(why, 200)
+            ),
+            who: None,
+        })];
+        out.extend(stops);
+        out
     }
 
     /// The sandbox reports that a sliver ended (for any reason): log it and free its share.

@@ -16,8 +16,10 @@
 //! Both state machines take time as an input and do no IO, so the same code runs in the
 //! daemon and in the simulator.
 
+pub mod admin;
 pub mod client;
 pub mod core;
+pub mod ip_limits;
 pub mod net;
 pub mod node;
 pub mod wire;

@@ -7,6 +7,7 @@
 //! Decoding and deciding what a message means is the core's job, not this module's.
 
 use futures::{AsyncReadExt, AsyncWriteExt};
+use libp2p::Transport as _;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::{
     StreamProtocol, Swarm, connection_limits, gossipsub, identify, noise, ping, tcp, yamux,
@@ -33,6 +34,15 @@ pub const MAX_ESTABLISHED_OUTGOING: u32 = 1024;
 pub const MAX_CONNECTIONS_PER_PEER: u32 = 4;
 /// Concurrent request streams per connection.
 pub const MAX_CONCURRENT_STREAMS: usize = 64;
+/// Handshakes in flight from one address (IPv6: one /64).
+pub const MAX_PENDING_PER_IP: usize = 8;
+/// Established incoming connections from one address (a host may run several nodes and
+/// clients; loopback federations run dozens).
+pub const MAX_ESTABLISHED_PER_IP: usize = 64;
+/// An inbound connection that has not finished TCP + Noise + Yamux by then is dropped.
+pub const INBOUND_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The same for connections this node dials.
+pub const OUTBOUND_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Why the swarm could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -56,8 +66,15 @@ async fn read_bounded<T: futures::AsyncRead + Unpin + Send>(
             format!("message of {len} bytes, over the {max}-byte limit"),
         ));
     }
-    let mut buf = vec![0u8; len];
-    io.read_exact(&mut buf).await?;
+    // Grown as bytes arrive: a peer that announces 16 MiB and sends nothing holds nothing.
+    let mut buf = Vec::new();
+    io.take(len as u64).read_to_end(&mut buf).await?;
+    if buf.len() != len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("message of {} bytes, announced as {len}", buf.len()),
+        ));
+    }
     Ok(buf)
 }
 
@@ -136,6 +153,8 @@ mod behaviour {
     /// Everything a slicefed node speaks.
     #[derive(NetworkBehaviour)]
     pub struct Behaviour {
+        /// Per-address limits, first: one address cannot hold every handshake slot.
+        pub ip_limits: crate::ip_limits::IpLimits,
         /// Bounds on connections, so peers and clients cannot exhaust the node.
         pub limits: connection_limits::Behaviour,
         /// Who is at the other end, and their listen addresses.
@@ -149,8 +168,9 @@ mod behaviour {
     }
 }
 
-/// Bytes on every connection of a swarm, counted by libp2p's bandwidth transport below
-/// the muxer (so Noise, Yamux and every protocol above them are included).
+/// Bytes on every connection of a swarm, counted by libp2p's bandwidth metrics on each
+/// muxed substream: every protocol's payload (gossipsub, RPC, identify, ping), but not the
+/// Noise and Yamux framing below them (a few percent more on the wire).
 pub struct WireBytes(prometheus_client::registry::Registry);
 
 impl WireBytes {
@@ -184,6 +204,57 @@ fn parse_bandwidth(text: &str) -> (u64, u64) {
     (inbound, outbound)
 }
 
+/// Gossipsub peer scoring: a peer whose message the node rejected (a forged or unentitled
+/// revocation, an advert that does not verify, gossip from a non-member) falls below the
+/// graylist threshold at once, and everything it sends over gossip is then dropped without
+/// being read, for minutes (the penalty decays over an hour). Honest peers earn a small
+/// positive score for time in the mesh and first deliveries. Mesh-delivery penalties stay
+/// off: they would punish honest peers on quiet topics (revocations are rare).
+pub fn gossip_scoring() -> (gossipsub::PeerScoreParams, gossipsub::PeerScoreThresholds) {
+    let topic = gossipsub::TopicScoreParams {
+        topic_weight: 1.0,
+        time_in_mesh_weight: 0.1,
+        time_in_mesh_quantum: Duration::from_secs(1),
+        time_in_mesh_cap: 100.0,
+        first_message_deliveries_weight: 1.0,
+        first_message_deliveries_cap: 10.0,
+        first_message_deliveries_decay: gossipsub::score_parameter_decay(Duration::from_secs(600)),
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        // -200 × count²: one invalid message outweighs everything a peer can earn (+60).
+        invalid_message_deliveries_weight: -200.0,
+        invalid_message_deliveries_decay: gossipsub::score_parameter_decay(Duration::from_secs(
+            3600,
+        )),
+        ..Default::default()
+    };
+    let params = gossipsub::PeerScoreParams {
+        topics: [
+            crate::node::ADVERT_TOPIC,
+            crate::node::REVOCATION_TOPIC,
+            crate::node::EQUIVOCATION_TOPIC,
+        ]
+        .iter()
+        .map(|t| (gossipsub::IdentTopic::new(*t).hash(), topic.clone()))
+        .collect(),
+        topic_score_cap: 30.0,
+        app_specific_weight: 1.0,
+        // Several honest nodes share an address in tests and behind NAT.
+        ip_colocation_factor_weight: 0.0,
+        // Reconnecting does not reset a bad score.
+        retain_score: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let thresholds = gossipsub::PeerScoreThresholds {
+        gossip_threshold: -10.0,
+        publish_threshold: -50.0,
+        graylist_threshold: -80.0,
+        accept_px_threshold: 100.0,
+        opportunistic_graft_threshold: 5.0,
+    };
+    (params, thresholds)
+}
+
 /// Builds a node's swarm from its key (the node key is its libp2p identity), and the
 /// counters of the bytes it moves.
 pub fn swarm(key: &SecretKey) -> Result<(Swarm<Behaviour>, WireBytes), NetError> {
@@ -194,11 +265,18 @@ pub fn swarm(key: &SecretKey) -> Result<(Swarm<Behaviour>, WireBytes), NetError>
         libp2p::identity::Keypair::ed25519_from_bytes(seed.as_mut()).map_err(|e| err(&e))?;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
+        // `with_tcp` sets no handshake timeout: a peer that connects and says nothing
+        // would hold a pending slot until the OS gives up.
+        .with_other_transport(|k| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+            Ok(
+                tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+                    .upgrade(libp2p::core::upgrade::Version::V1Lazy)
+                    .authenticate(noise::Config::new(k)?)
+                    .multiplex(yamux::Config::default())
+                    .inbound_timeout(INBOUND_HANDSHAKE_TIMEOUT)
+                    .outbound_timeout(OUTBOUND_HANDSHAKE_TIMEOUT),
+            )
+        })
         .map_err(|e| err(&e))?
         .with_bandwidth_metrics(&mut registry)
         .with_behaviour(|k| {
@@ -209,12 +287,19 @@ pub fn swarm(key: &SecretKey) -> Result<(Swarm<Behaviour>, WireBytes), NetError>
                 .heartbeat_interval(Duration::from_millis(500))
                 .build()
                 .map_err(|e| NetError(e.to_string()))?;
-            let gossipsub = gossipsub::Behaviour::new(
+            let mut gossipsub = gossipsub::Behaviour::new(
                 gossipsub::MessageAuthenticity::Signed(k.clone()),
                 gossip_config,
             )
             .map_err(|e| NetError(e.to_string()))?;
+            let (params, thresholds) = gossip_scoring();
+            gossipsub.with_peer_score(params, thresholds).map_err(NetError)?;
             Ok(Behaviour {
+                ip_limits: crate::ip_limits::IpLimits::new(
+                    MAX_PENDING_PER_IP,
+                    MAX_PENDING_INCOMING as usize,
+                    MAX_ESTABLISHED_PER_IP,
+                ),
                 limits: connection_limits::Behaviour::new(
                     connection_limits::ConnectionLimits::default()
                         .with_max_pending_incoming(Some(MAX_PENDING_INCOMING))

@@ -22,13 +22,13 @@
 use crate::core::{Capacity, NodeCore, Output, SliverPlan, StopReason, Traffic};
 use crate::net::{self, BehaviourEvent};
 use crate::wire::{
-    self, Advert, AdvertBody, Cosigned, NodeStatus, Request, Response, SliverLogs, SliverStatus,
-    WitnessNote,
+    self, AdminRequest, Advert, AdvertBody, Cosigned, NodeStatus, Request, Response, SliverLogs,
+    SliverStatus, WitnessNote,
 };
 use crate::witness::{DEFAULT_WITNESSES, Witness, WitnessOutput, WitnessSet};
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
-use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::request_response::{self, InboundRequestId, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, identify};
 use serde::{Deserialize, Serialize};
@@ -38,14 +38,16 @@ use slicefed_ledger::records::{self, EXPORT_MAGIC, KIND_CHECKPOINT, KIND_ENTRY};
 use slicefed_ledger::source::LogSource;
 use slicefed_ledger::{Ledger, LedgerOptions};
 use slicefed_sandbox::{
-    HostRules, KillReason, LedgerFlows, Outcome, Sandbox, SandboxConfig, SharedHostRules,
-    SliverHandle, SliverSpec, Stdio,
+    Compiled, Compiler, HostRules, KillReason, LedgerFlows, Outcome, Sandbox, SandboxConfig,
+    SharedHostRules, SliverHandle, SliverSpec, Stdio,
 };
 use slicefed_trust::codec;
 use slicefed_trust::{
     Context, Credential, ModuleHash, PublicKey, SecretKey, TrustPolicy, Verifier,
 };
-use std::collections::{BTreeMap, VecDeque};
+use crate::admin::AdminCall;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use tokio::sync::{Semaphore, mpsc};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -73,6 +75,23 @@ pub const MAX_COSIGNATURES: usize = 16;
 pub const MAX_PAGE_ENTRIES: u64 = 4096;
 /// Listen addresses remembered per peer.
 pub const MAX_ADDRS_PER_PEER: usize = 8;
+/// Blocking jobs (writing a new sliver and compiling it, reading log pages and replicas)
+/// running at once, off the network loop.
+pub const WORKERS: usize = 2;
+/// Jobs running or waiting; past this, a request that needs one is answered "busy".
+pub const MAX_JOBS: usize = 64;
+/// Requests one peer may make per second, sustained.
+pub const REQUESTS_PER_SEC: f64 = 20.0;
+/// Requests one peer may make at once after being quiet.
+pub const REQUEST_BURST: f64 = 100.0;
+/// Peers whose request rate is tracked (the quietest is forgotten beyond this).
+pub const MAX_TRACKED_PEERS: usize = 4096;
+/// Bytes of answers being written to peers, all together: a large answer past this is
+/// refused as busy rather than held (a peer that never reads holds its answer until the
+/// request times out).
+pub const MAX_RESPONSE_MEMORY: usize = 64 << 20;
+/// Answers this small are always sent (errors, receipts, acknowledgements).
+const SMALL_RESPONSE: usize = 64 << 10;
 /// How often a failed ledger is tried again.
 const LEDGER_RETRY: Duration = Duration::from_secs(1);
 /// Largest saved-sliver file.
@@ -296,6 +315,23 @@ struct Daemon {
     last_recovery: Instant,
     /// The owner's rules for the machine itself, shared with every sliver.
     host: SharedHostRules,
+    /// Compiles modules on workers.
+    compiler: Compiler,
+    /// Where finished jobs report.
+    done_tx: mpsc::Sender<Done>,
+    /// Permits for blocking jobs.
+    workers: Arc<Semaphore>,
+    /// Jobs running or waiting.
+    jobs: usize,
+    /// Admitted slivers not started yet.
+    starting: BTreeMap<u64, Starting>,
+    /// Request allowances by peer.
+    buckets: HashMap<PeerId, Bucket>,
+    /// Answers being written, by request, and their total size.
+    responding: HashMap<InboundRequestId, usize>,
+    responding_bytes: usize,
+    /// Where each replica file's records are.
+    replica_index: BTreeMap<PublicKey, ReplicaIndex>,
 }
 
 type Swarm = libp2p::Swarm<net::Behaviour>;
@@ -307,7 +343,12 @@ pub async fn run(
     mut on_listen: impl FnMut(&Multiaddr),
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), NodeError> {
-    let mut d = Daemon::open(&config)?;
+    let (done_tx, mut done_rx) = mpsc::channel::<Done>(MAX_JOBS + 1);
+    let mut d = Daemon::open(&config, done_tx)?;
+    // The owner's channel first: it must work however the public port is treated.
+    let (admin_tx, mut admin_rx) = mpsc::channel::<AdminCall>(crate::admin::ADMIN_QUEUE);
+    crate::admin::serve(&config.dir, admin_tx)
+        .map_err(|e| NodeError::Setup(format!("the owner's admin socket: {e}")))?;
     let (mut swarm, wire_bytes) =
         net::swarm(&config.key).map_err(|e| NodeError::Net(e.to_string()))?;
     d.wire_bytes = Some(wire_bytes);
@@ -336,7 +377,11 @@ pub async fn run(
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
+            // In this order: the owner, then finished work, then the network.
+            biased;
+            Some(call) = admin_rx.recv() => d.on_admin(&mut swarm, call),
             _ = &mut shutdown => break,
+            Some(done) = done_rx.recv() => d.on_done(&mut swarm, done),
             _ = tick.tick() => d.on_tick(&mut swarm),
             _ = reap.tick() => d.reap(),
             ev = swarm.select_next_some() => match ev {
@@ -359,20 +404,19 @@ pub async fn run(
                     let _ = swarm.behaviour_mut().gossipsub.report_message_validation_result(&message_id, &propagation_source, verdict);
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Rpc(request_response::Event::Message { peer, message, .. })) => match message {
-                    request_response::Message::Request { request, channel, .. } => {
-                        let reply = d.on_request(&mut swarm, peer, &request);
-                        let bytes = reply.to_bytes().unwrap_or_else(|e| {
-                            Response::Error(format!("cannot encode the answer: {e}")).to_bytes().unwrap_or_default()
-                        });
-                        if matches!(reply, Response::Page { .. } | Response::Replica { .. }) {
-                            d.traffic.replication_out = d.traffic.replication_out.saturating_add(bytes.len() as u64);
-                        }
-                        let _ = swarm.behaviour_mut().rpc.send_response(channel, bytes);
+                    request_response::Message::Request { request_id, request, channel } => {
+                        d.on_request(&mut swarm, peer, request_id, &request, channel);
                     }
                     request_response::Message::Response { request_id, response } => {
                         d.on_response(&mut swarm, request_id, &response);
                     }
                 },
+                SwarmEvent::Behaviour(BehaviourEvent::Rpc(request_response::Event::ResponseSent { request_id, .. })) => {
+                    d.answered(request_id);
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Rpc(request_response::Event::InboundFailure { request_id, .. })) => {
+                    d.answered(request_id);
+                }
                 SwarmEvent::Behaviour(BehaviourEvent::Rpc(request_response::Event::OutboundFailure { request_id, .. })) => {
                     if let Some((origin, _)) = d.fetches.remove(&request_id) {
                         d.witness.fetch_failed(&origin);
@@ -387,8 +431,47 @@ pub async fn run(
     Ok(())
 }
 
+/// Work finished off the loop, handed back to it.
+enum Done {
+    /// The answer to a request that needed a blocking read.
+    Answer {
+        request: InboundRequestId,
+        channel: ResponseChannel<Vec<u8>>,
+        response: Response,
+    },
+    /// An admitted sliver's creation was written (or not) and its module compiled (or
+    /// not): start it and answer its submitter.
+    Started {
+        id: u64,
+        recorded: Result<(), String>,
+        compiled: Result<Arc<Compiled>, String>,
+    },
+    /// A job panicked; for a start, which sliver.
+    Lost { sliver: Option<u64> },
+}
+
+/// A sliver admitted and waiting for its creation to be durable and its module compiled.
+struct Starting {
+    request: InboundRequestId,
+    channel: ResponseChannel<Vec<u8>>,
+    /// The admitted receipt, sent only once the sliver starts.
+    receipt: Option<Vec<u8>>,
+    plan: SliverPlan,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    saved: PathBuf,
+    /// A stop that arrived meanwhile (a delete, a revocation, the owner).
+    stop: Option<StopReason>,
+}
+
+/// A peer's request allowance (a token bucket).
+struct Bucket {
+    tokens: f64,
+    at_ms: u64,
+}
+
 impl Daemon {
-    fn open(config: &NodeConfig) -> Result<Daemon, NodeError> {
+    fn open(config: &NodeConfig, done_tx: mpsc::Sender<Done>) -> Result<Daemon, NodeError> {
         let me = config.key.public();
         let setup =
             |what: &str, e: &dyn std::fmt::Display| NodeError::Setup(format!("{what}: {e}"));
@@ -436,6 +519,7 @@ impl Daemon {
         sb.max_memory_per_sliver = config.capacity.memory.clamp(1 << 20, 4 << 30);
         sb.worker_threads = sb.worker_threads.min(4);
         let sandbox = Sandbox::new(sb).map_err(|e| setup("the sandbox", &e))?;
+        let compiler = sandbox.compiler();
         let mut core = NodeCore::new(
             SecretKey::from_seed(&config.key.seed()),
             config.capacity.clone(),
@@ -498,6 +582,15 @@ impl Daemon {
                 local_allow: config.policy.local_allow().to_vec(),
                 ..HostRules::default()
             })),
+            compiler,
+            done_tx,
+            workers: Arc::new(Semaphore::new(WORKERS)),
+            jobs: 0,
+            starting: BTreeMap::new(),
+            buckets: HashMap::new(),
+            responding: HashMap::new(),
+            responding_bytes: 0,
+            replica_index: BTreeMap::new(),
         };
         // A node whose disk is full still starts, unhealthy, and recovers when it can write.
         let _ = d.append(EntryBody::NodeStarted {
@@ -626,10 +719,13 @@ impl Daemon {
                 }
                 (out, n, ())
             };
-            let tmp = path.with_extension("tmp");
-            if std::fs::write(&tmp, &bytes).is_ok() {
-                let _ = std::fs::rename(&tmp, &path);
-            }
+            let _ = write_atomic(&path, &bytes);
+            let mut index = ReplicaIndex::default();
+            index.add(
+                records::FILE_HEADER_BYTES as u64,
+                bytes.get(records::FILE_HEADER_BYTES..).unwrap_or_default(),
+            );
+            self.replica_index.insert(src.origin, index);
             self.witness.restore(src.origin, tree, latest);
         }
     }
@@ -760,7 +856,8 @@ impl Daemon {
         }
     }
 
-    /// Compiles (through the cache) and starts an admitted sliver.
+    /// Compiles (through the cache) and starts an admitted sliver (restores only: new
+    /// slivers compile on a worker, see `submit`).
     fn start(
         &mut self,
         plan: SliverPlan,
@@ -768,8 +865,20 @@ impl Daemon {
         args: Vec<String>,
         env: Vec<(String, String)>,
     ) -> Result<(), String> {
+        let compiler = self.compiler.clone();
+        let compiled = blocking(|| compiler.compile(module)).map_err(|e| e.to_string())?;
+        self.start_compiled(plan, compiled, args, env)
+    }
+
+    /// Starts an admitted sliver from its compiled module.
+    fn start_compiled(
+        &mut self,
+        plan: SliverPlan,
+        compiled: Arc<Compiled>,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+    ) -> Result<(), String> {
         let sandbox = self.sandbox().ok_or("the sandbox is shut down")?;
-        let compiled = blocking(|| sandbox.compile(module)).map_err(|e| e.to_string())?;
         if compiled.hash != plan.module {
             return Err("the module does not match the ticket".into());
         }
@@ -822,6 +931,9 @@ impl Daemon {
                         StopReason::Expired | StopReason::Revoked => KillReason::Expired,
                         StopReason::Owner | StopReason::Deleted => KillReason::Stopped,
                     });
+                } else if let Some(s) = self.starting.get_mut(&id) {
+                    // Not started yet: it never will be (see `on_started`).
+                    s.stop.get_or_insert(reason);
                 }
             }
             Output::GossipRevocation(bytes) => {
@@ -988,7 +1100,7 @@ impl Daemon {
     /// missed it too); a full page asks for the next.
     fn on_revocations(&mut self, swarm: &mut Swarm, member: PublicKey, list: Vec<Vec<u8>>) {
         let now = now_ms();
-        let full = list.len() >= crate::core::MAX_REVOCATIONS_PER_PAGE;
+        let full = crate::core::revocation_page_is_full(&list);
         let last = list.last().and_then(|b| crate::core::revocation_id(b));
         let up_since = now.saturating_sub(self.started.elapsed().as_millis() as u64);
         for bytes in list {
@@ -1334,7 +1446,9 @@ impl Daemon {
                     }
                     let header = records::file_header(EXPORT_MAGIC, &origin);
                     let path = self.replica_path(&origin);
-                    let _ = blocking(|| append_synced(&path, &rec, Some(&header)));
+                    if let Ok(base) = blocking(|| append_synced(&path, &rec, Some(&header))) {
+                        self.replica_index.entry(origin).or_default().add(base, &rec);
+                    }
                 }
                 WitnessOutput::Cosign(cp) => {
                     // To the origin, and to its other witnesses (the cross-check that
@@ -1431,51 +1545,242 @@ impl Daemon {
         }
     }
 
-    fn on_request(&mut self, swarm: &mut Swarm, peer: PeerId, bytes: &[u8]) -> Response {
-        let req = match Request::from_bytes(bytes) {
-            Ok(r) => r,
-            Err(e) => return Response::Error(format!("bad request: {e}")),
+    /// Whether `peer` may make one more request now (a token bucket per peer; the map is
+    /// bounded, the quietest peer forgotten first).
+    fn allow_request(&mut self, peer: PeerId, now_ms: u64) -> bool {
+        if !self.buckets.contains_key(&peer) && self.buckets.len() >= MAX_TRACKED_PEERS {
+            let quietest = self
+                .buckets
+                .iter()
+                .min_by_key(|(_, b)| b.at_ms)
+                .map(|(p, _)| *p);
+            if let Some(q) = quietest {
+                self.buckets.remove(&q);
+            }
+        }
+        let b = self.buckets.entry(peer).or_insert(Bucket {
+            tokens: REQUEST_BURST,
+            at_ms: now_ms,
+        });
+        let elapsed = now_ms.saturating_sub(b.at_ms) as f64 / 1000.0;
+        b.tokens = (b.tokens + elapsed * REQUESTS_PER_SEC).min(REQUEST_BURST);
+        b.at_ms = now_ms;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Sends an answer, within the response-memory budget: a large answer that would pass
+    /// it is replaced by a "busy" refusal.
+    fn respond(
+        &mut self,
+        swarm: &mut Swarm,
+        request: InboundRequestId,
+        channel: ResponseChannel<Vec<u8>>,
+        response: Response,
+    ) {
+        let replication = matches!(
+            response,
+            Response::Page { .. } | Response::Replica { .. } | Response::ReplicaPage { .. }
+        );
+        let mut bytes = response.to_bytes().unwrap_or_else(|e| {
+            Response::Error(format!("cannot encode the answer: {e}"))
+                .to_bytes()
+                .unwrap_or_default()
+        });
+        if bytes.len() > SMALL_RESPONSE
+            && self.responding_bytes.saturating_add(bytes.len()) > MAX_RESPONSE_MEMORY
+        {
+            bytes = Response::Error(format!(
+                "busy: this node is already sending {} MiB of answers; try again shortly",
+                self.responding_bytes >> 20
+            ))
+            .to_bytes()
+            .unwrap_or_default();
+        } else if replication {
+            self.traffic.replication_out =
+                self.traffic.replication_out.saturating_add(bytes.len() as u64);
+        }
+        let len = bytes.len();
+        if swarm
+            .behaviour_mut()
+            .rpc
+            .send_response(channel, bytes)
+            .is_ok()
+        {
+            self.responding.insert(request, len);
+            self.responding_bytes = self.responding_bytes.saturating_add(len);
+        }
+    }
+
+    /// An answer was written (or its stream failed): its bytes leave the budget.
+    fn answered(&mut self, request: InboundRequestId) {
+        if let Some(len) = self.responding.remove(&request) {
+            self.responding_bytes = self.responding_bytes.saturating_sub(len);
+        }
+    }
+
+    /// Runs blocking work on a worker (at most [`WORKERS`] at once) and hands its result
+    /// back to the loop. The caller checked `jobs < MAX_JOBS`.
+    fn spawn_job(&mut self, sliver: Option<u64>, work: impl FnOnce() -> Done + Send + 'static) {
+        self.jobs += 1;
+        let (workers, done) = (self.workers.clone(), self.done_tx.clone());
+        tokio::spawn(async move {
+            let _permit = workers.acquire_owned().await;
+            let result = tokio::task::spawn_blocking(work)
+                .await
+                .unwrap_or(Done::Lost { sliver });
+            let _ = done.send(result).await;
+        });
+    }
+
+    /// Answers a request with blocking work done on a worker, or "busy" when too much waits.
+    fn answer_later(
+        &mut self,
+        swarm: &mut Swarm,
+        request: InboundRequestId,
+        channel: ResponseChannel<Vec<u8>>,
+        work: impl FnOnce() -> Response + Send + 'static,
+    ) {
+        if self.jobs >= MAX_JOBS {
+            return self.respond(swarm, request, channel, busy(self.jobs));
+        }
+        self.spawn_job(None, move || Done::Answer {
+            request,
+            channel,
+            response: work(),
+        });
+    }
+
+    fn on_done(&mut self, swarm: &mut Swarm, done: Done) {
+        self.jobs = self.jobs.saturating_sub(1);
+        match done {
+            Done::Answer {
+                request,
+                channel,
+                response,
+            } => self.respond(swarm, request, channel, response),
+            Done::Started {
+                id,
+                recorded,
+                compiled,
+            } => self.on_started(swarm, id, recorded, compiled),
+            Done::Lost { sliver } => {
+                if let Some(id) = sliver {
+                    self.on_started(swarm, id, Ok(()), Err("the node failed compiling it".into()));
+                }
+            }
+        }
+    }
+
+    /// An admitted sliver's creation is durable (or failed to be) and its module compiled
+    /// (or not): start it, or turn its receipt into a refusal saying why, and answer.
+    fn on_started(
+        &mut self,
+        swarm: &mut Swarm,
+        id: u64,
+        recorded: Result<(), String>,
+        compiled: Result<Arc<Compiled>, String>,
+    ) {
+        let Some(s) = self.starting.remove(&id) else {
+            return;
         };
         let now = now_ms();
-        match req {
+        let mut receipt = s.receipt;
+        let refuse = |d: &mut Daemon, outs: Vec<Output>| {
+            let _ = std::fs::remove_file(&s.saved);
+            let mut r = None;
+            for o in outs {
+                r = r.or(d.carry_out(None, o, false));
+            }
+            r
+        };
+        match (recorded, compiled) {
+            (Err(why), _) => {
+                self.ledger_failing(&why);
+                let outs = self.core.not_recorded(now, id, &why);
+                receipt = refuse(self, outs);
+            }
+            (Ok(()), _) if s.stop.is_some() => {
+                // Recorded as created, then stopped before it ran: log the stop; the
+                // submitter's receipt stands (status says why it is not running).
+                let why = s.stop.map_or("", StopReason::as_str);
+                let outs = self.core.ended(
+                    id,
+                    &format!("stopped before it started: {why}"),
+                    LedgerUsage::default(),
+                );
+                let _ = refuse(self, outs);
+            }
+            (Ok(()), Err(e)) => {
+                let outs = self.core.start_failed(now, id, &e);
+                receipt = refuse(self, outs);
+            }
+            (Ok(()), Ok(compiled)) => {
+                if let Err(e) = self.start_compiled(s.plan, compiled, s.args, s.env) {
+                    let outs = self.core.start_failed(now, id, &e);
+                    receipt = refuse(self, outs);
+                }
+            }
+        }
+        let answer = match receipt {
+            Some(r) => Response::Receipt(r),
+            None => Response::Error("the node could not sign a receipt".into()),
+        };
+        self.respond(swarm, s.request, s.channel, answer);
+    }
+
+    /// A call from the owner on the admin socket.
+    fn on_admin(&mut self, swarm: &mut Swarm, call: AdminCall) {
+        let response = match call.request {
+            AdminRequest::Stop { slice } => {
+                let outs = self.core.owner_stop_slice(&slice, "stopped by the node owner");
+                self.stopping(swarm, Ok(outs))
+            }
+            AdminRequest::Status { slice } => Response::Status(self.status(slice.as_deref())),
+            AdminRequest::Members => Response::Members(self.member_rows()),
+        };
+        let _ = call.reply.send(response);
+    }
+
+    fn on_request(
+        &mut self,
+        swarm: &mut Swarm,
+        peer: PeerId,
+        request: InboundRequestId,
+        bytes: &[u8],
+        channel: ResponseChannel<Vec<u8>>,
+    ) {
+        let now = now_ms();
+        if !self.allow_request(peer, now) {
+            let busy = Response::Error(format!(
+                "busy: over this node's request rate for one peer ({REQUESTS_PER_SEC} a second); try again shortly"
+            ));
+            return self.respond(swarm, request, channel, busy);
+        }
+        let req = match Request::from_bytes(bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                return self.respond(
+                    swarm,
+                    request,
+                    channel,
+                    Response::Error(format!("bad request: {e}")),
+                );
+            }
+        };
+        let response = match req {
             Request::Members => Response::Members(self.member_rows()),
             Request::Submit {
                 credential,
                 module,
                 args,
                 env,
-            } => self.submit(now, credential, module, args, env),
-            Request::Renew { credential } => {
-                let mut receipt = None;
-                let mut not_recorded = None;
-                for o in self.core.renew(now, &credential) {
-                    match o {
-                        // The receipt depends on the renewal being durable.
-                        Output::Append(body) => {
-                            if let Err(why) = self.append(body) {
-                                not_recorded.get_or_insert(why);
-                            }
-                        }
-                        o => receipt = receipt.or(self.carry_out(Some(swarm), o, false)),
-                    }
-                }
-                if let Some(why) = not_recorded {
-                    return Response::Error(format!(
-                        "this node could not record the renewal in its ledger ({why})"
-                    ));
-                }
-                // Saved slivers take the new ticket, so a restart keeps the renewal.
-                let infos: Vec<_> = self.core.sliver_infos().collect();
-                for i in infos {
-                    if i.credential == credential {
-                        self.resave_credential(i.plan.id, &credential);
-                    }
-                }
-                match receipt {
-                    Some(r) => Response::Receipt(r),
-                    None => Response::Error("no receipt".into()),
-                }
-            }
+            } => return self.submit(swarm, request, channel, now, credential, module, args, env),
+            Request::Renew { credential } => self.renew(swarm, now, credential),
             Request::Status { slice } => Response::Status(self.status(slice.as_deref())),
             Request::Logs { slice } => Response::Logs(self.logs(&slice)),
             Request::Delete(d) => {
@@ -1486,7 +1791,10 @@ impl Daemon {
                 let outs = self.core.revocation(now, &revocation);
                 self.stopping(swarm, outs)
             }
-            Request::Entries { from } => self.page(from),
+            Request::Entries { from } => {
+                let work = self.page_job(from);
+                return self.answer_later(swarm, request, channel, work);
+            }
             Request::Checkpoint => {
                 let latest = self.ledger.latest_checkpoint().ok().flatten();
                 let cosignatures = latest
@@ -1504,7 +1812,10 @@ impl Daemon {
                 Some(from) => self.on_note(swarm, from, note),
                 None => Response::Error("only members witness".into()),
             },
-            Request::ReplicaEntries { origin, from } => self.replica_page(&origin, from),
+            Request::ReplicaEntries { origin, from } => {
+                let work = self.replica_page_job(&origin, from);
+                return self.answer_later(swarm, request, channel, work);
+            }
             Request::Revocations { after } => Response::Revocations(
                 self.core
                     .revocations_after(after, crate::core::MAX_REVOCATIONS_PER_PAGE)
@@ -1513,14 +1824,52 @@ impl Daemon {
                     .collect(),
             ),
             Request::Replica { origin, offset } => {
-                let _ = peer;
-                match read_chunk(&self.replica_path(&origin), offset) {
-                    Ok((total, chunk)) => Response::Replica { total, chunk },
-                    Err(e) => {
-                        Response::Error(format!("no replica of {} here: {e}", origin.peer_id()))
+                let path = self.replica_path(&origin);
+                return self.answer_later(swarm, request, channel, move || {
+                    match read_chunk(&path, offset) {
+                        Ok((total, chunk)) => Response::Replica { total, chunk },
+                        Err(e) => Response::Error(format!(
+                            "no replica of {} here: {e}",
+                            origin.peer_id()
+                        )),
+                    }
+                });
+            }
+        };
+        self.respond(swarm, request, channel, response);
+    }
+
+    /// A later ticket for running slivers: answered with the receipt once the renewal is
+    /// durable.
+    fn renew(&mut self, swarm: &mut Swarm, now: u64, credential: Vec<u8>) -> Response {
+        let mut receipt = None;
+        let mut not_recorded = None;
+        for o in self.core.renew(now, &credential) {
+            match o {
+                // The receipt depends on the renewal being durable.
+                Output::Append(body) => {
+                    if let Err(why) = self.append(body) {
+                        not_recorded.get_or_insert(why);
                     }
                 }
+                o => receipt = receipt.or(self.carry_out(Some(swarm), o, false)),
             }
+        }
+        if let Some(why) = not_recorded {
+            return Response::Error(format!(
+                "this node could not record the renewal in its ledger ({why})"
+            ));
+        }
+        // Saved slivers take the new ticket, so a restart keeps the renewal.
+        let infos: Vec<_> = self.core.sliver_infos().collect();
+        for i in infos {
+            if i.credential == credential {
+                self.resave_credential(i.plan.id, &credential);
+            }
+        }
+        match receipt {
+            Some(r) => Response::Receipt(r),
+            None => Response::Error("no receipt".into()),
         }
     }
 
@@ -1546,65 +1895,94 @@ impl Daemon {
         }
     }
 
+    /// A ticket with its module: admitted (or refused) by the core at once; an admitted
+    /// sliver's creation is made durable, its files saved and its module compiled on a
+    /// worker, and only then is it started and the receipt sent (`on_started`): the loop
+    /// never waits for a compile or an fsync of a submission.
+    #[allow(clippy::too_many_arguments)]
     fn submit(
         &mut self,
+        swarm: &mut Swarm,
+        request: InboundRequestId,
+        channel: ResponseChannel<Vec<u8>>,
         now: u64,
         credential: Vec<u8>,
         module: Vec<u8>,
         args: Vec<String>,
         env: Vec<(String, String)>,
-    ) -> Response {
+    ) {
+        // Before the core admits anything (admission consumes the ticket's nonce).
+        if self.jobs >= MAX_JOBS {
+            return self.respond(swarm, request, channel, busy(self.jobs));
+        }
         let hash = ModuleHash::of(&module);
         let mut receipt = None;
         let mut plan = None;
-        let mut not_recorded = None;
+        let mut created = None;
         for o in self.core.submit(now, &credential, hash) {
             match o {
                 Output::Start(p) => plan = Some(p),
-                // The admitted receipt below depends on this entry being durable.
-                Output::Append(body) => {
-                    if let Err(why) = self.append(body) {
-                        not_recorded = Some(why);
-                    }
-                }
+                Output::Append(body) => created = Some(body),
                 other => receipt = receipt.or(self.carry_out(None, other, false)),
             }
         }
-        if let (Some(p), Some(why)) = (&plan, &not_recorded) {
-            receipt = None;
-            for o in self.core.not_recorded(now, p.id, why) {
-                receipt = receipt.or(self.carry_out(None, o, false));
-            }
-            plan = None;
-        }
-        if let Some(p) = plan {
-            let id = p.id;
-            // Saved before it runs, so a crash right after still brings it back.
-            let saved = SavedSliver {
-                credential: credential.clone(),
-                module: hash,
-                args: args.clone(),
-                env: env.clone(),
+        let (Some(plan), Some(created)) = (plan, created) else {
+            let answer = match receipt {
+                Some(r) => Response::Receipt(r),
+                None => Response::Error("the node could not sign a receipt".into()),
             };
-            let mpath = self.module_path(&hash);
-            if !mpath.exists() {
-                let _ = write_atomic(&mpath, &module);
+            return self.respond(swarm, request, channel, answer);
+        };
+        let id = plan.id;
+        let saved_path = self.saved_path(id);
+        let module_path = self.module_path(&hash);
+        let saved = SavedSliver {
+            credential,
+            module: hash,
+            args: args.clone(),
+            env: env.clone(),
+        };
+        self.starting.insert(
+            id,
+            Starting {
+                request,
+                channel,
+                receipt,
+                plan,
+                args,
+                env,
+                saved: saved_path.clone(),
+                stop: None,
+            },
+        );
+        let (ledger, compiler) = (self.ledger.clone(), self.compiler.clone());
+        self.spawn_job(Some(id), move || {
+            // The creation is durable before anything runs or is acknowledged.
+            let recorded = ledger
+                .append(now_ms(), created)
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+            if recorded.is_err() {
+                return Done::Started {
+                    id,
+                    recorded,
+                    compiled: Err("not recorded".into()),
+                };
+            }
+            // Saved before it runs, so a crash right after still brings it back.
+            if !module_path.exists() {
+                let _ = write_atomic(&module_path, &module);
             }
             if let Ok(b) = codec::encode("saved sliver", &saved) {
-                let _ = write_atomic(&self.saved_path(id), &b);
+                let _ = write_atomic(&saved_path, &b);
             }
-            if let Err(e) = self.start(p, &module, args, env) {
-                let _ = std::fs::remove_file(self.saved_path(id));
-                receipt = None;
-                for o in self.core.start_failed(now, id, &e) {
-                    receipt = receipt.or(self.carry_out(None, o, false));
-                }
+            let compiled = compiler.compile(&module).map_err(|e| e.to_string());
+            Done::Started {
+                id,
+                recorded,
+                compiled,
             }
-        }
-        match receipt {
-            Some(r) => Response::Receipt(r),
-            None => Response::Error("the node could not sign a receipt".into()),
-        }
+        });
     }
 
     fn resave_credential(&self, id: u64, credential: &[u8]) {
@@ -1621,58 +1999,32 @@ impl Daemon {
         }
     }
 
-    /// Entries of `origin`'s log from `from` on, read from this node's replica file: up to
-    /// a checkpoint the file holds (each persisted page ended with one), about
-    /// [`wire::MAX_PAGE_BYTES`] at most.
-    fn replica_page(&self, origin: &PublicKey, from: u64) -> Response {
+    /// Entries of `origin`'s log from `from` on, read from this node's replica file on a
+    /// worker: only the byte range the page needs, located by the replica's index (each
+    /// persisted page ended with a checkpoint), about [`wire::MAX_PAGE_BYTES`] at most.
+    fn replica_page_job(&self, origin: &PublicKey, from: u64) -> impl FnOnce() -> Response + Send + 'static {
         let path = self.replica_path(origin);
-        let Ok(src) = LogSource::load(&path) else {
-            return Response::Error(format!("no replica of {} here", origin.peer_id()));
-        };
-        let (recs, _) = src.records();
-        let mut seq = 0u64;
-        let mut leaves = vec![];
-        let mut bytes = 0usize;
-        let mut best: Option<(SignedCheckpoint, usize)> = None;
-        for rec in &recs {
-            if rec.kind == KIND_ENTRY {
-                if seq >= from {
-                    bytes += rec.payload.len();
-                    leaves.push(serde_bytes::ByteBuf::from(rec.payload.to_vec()));
-                }
-                seq += 1;
-            } else if rec.kind == KIND_CHECKPOINT
-                && let Ok(c) = codec::decode::<SignedCheckpoint>("checkpoint", rec.payload, 256)
-                && c.checkpoint.size == seq
-                && seq > from
-            {
-                best = Some((c, leaves.len()));
-                if bytes >= wire::MAX_PAGE_BYTES / 2 {
-                    break;
-                }
-            }
-            if bytes > wire::MAX_PAGE_BYTES {
-                break;
-            }
-        }
-        match best {
-            Some((end, n)) => {
-                leaves.truncate(n);
-                Response::ReplicaPage { end, leaves }
-            }
-            None => Response::Error(format!(
-                "the replica of {} has no checkpoint past entry {from}",
-                origin.peer_id()
-            )),
+        let origin = *origin;
+        let range = self.replica_index.get(&origin).and_then(|i| i.page(from));
+        move || {
+            let Some((start, end, first_seq)) = range else {
+                return Response::Error(format!(
+                    "the replica of {} has no checkpoint past entry {from}",
+                    origin.peer_id()
+                ));
+            };
+            read_replica_page(&path, start, end, first_seq, from)
+                .unwrap_or_else(|why| Response::Error(format!("replica of {}: {why}", origin.peer_id())))
         }
     }
 
-    /// A page of this node's log from `from`, with checkpoints signed at both ends.
-    fn page(&self, from: u64) -> Response {
+    /// A page of this node's log from `from`, with checkpoints signed at both ends (read
+    /// on a worker).
+    fn page_job(&self, from: u64) -> impl FnOnce() -> Response + Send + 'static {
         let ledger = self.ledger.clone();
-        let key = &self.key;
+        let key = SecretKey::from_seed(&self.key.seed());
         let me = self.me;
-        blocking(move || {
+        move || {
             let size = match ledger.latest_checkpoint() {
                 Ok(Some(c)) => c.checkpoint.size,
                 _ => 0,
@@ -1699,14 +2051,14 @@ impl Daemon {
                     root: ledger.root_at(size).ok()?,
                     time_ms: now_ms(),
                 }
-                .sign(key)
+                .sign(&key)
                 .ok()
             };
             match (sign(from), sign(seq)) {
                 (Some(base), Some(end)) => Response::Page { base, end, leaves },
                 _ => Response::Error("cannot sign the page's checkpoints".into()),
             }
-        })
+        }
     }
 
     fn member_rows(&self) -> Vec<MemberRow> {
@@ -1902,6 +2254,8 @@ fn read_limited(path: &Path, max: usize) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// Writes a whole file or nothing: a synced temporary file renamed into place, and the
+/// directory synced so the rename survives a crash.
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     {
@@ -1909,11 +2263,13 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         f.write_all(bytes)?;
         f.sync_data()?;
     }
-    std::fs::rename(&tmp, path)
+    std::fs::rename(&tmp, path)?;
+    sync_parent(path)
 }
 
-/// Appends and syncs (creating the file with `header` first if it is new).
-fn append_synced(path: &Path, bytes: &[u8], header: Option<&[u8]>) -> std::io::Result<()> {
+/// Appends and syncs (creating the file with `header` first if it is new, and syncing its
+/// directory so the new name survives a crash). Returns the offset `bytes` start at.
+fn append_synced(path: &Path, bytes: &[u8], header: Option<&[u8]>) -> std::io::Result<u64> {
     let new = !path.exists();
     let mut f = std::fs::OpenOptions::new()
         .create(true)
@@ -1922,8 +2278,21 @@ fn append_synced(path: &Path, bytes: &[u8], header: Option<&[u8]>) -> std::io::R
     if new && let Some(h) = header {
         f.write_all(h)?;
     }
+    let base = f.metadata()?.len();
     f.write_all(bytes)?;
-    f.sync_data()
+    f.sync_data()?;
+    if new {
+        sync_parent(path)?;
+    }
+    Ok(base)
+}
+
+/// Syncs the directory holding `path`, so a file just created or renamed there is durable.
+fn sync_parent(path: &Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(dir) => std::fs::File::open(dir).and_then(|d| d.sync_all()),
+        None => Ok(()),
+    }
 }
 
 fn read_chunk(path: &Path, offset: u64) -> std::io::Result<(u64, Vec<u8>)> {
@@ -1935,4 +2304,97 @@ fn read_chunk(path: &Path, offset: u64) -> std::io::Result<(u64, Vec<u8>)> {
     f.take(wire::MAX_REPLICA_CHUNK as u64)
         .read_to_end(&mut chunk)?;
     Ok((total, chunk))
+}
+
+/// The answer to a request that needs a worker when too many jobs wait.
+fn busy(jobs: usize) -> Response {
+    Response::Error(format!(
+        "busy: {jobs} jobs are waiting for this node's workers; try again shortly"
+    ))
+}
+
+/// Where a replica file's records are, so a page is read without reading the file: each
+/// entry's frame offset, and each checkpoint's size with the offset just past its frame.
+/// Eight bytes per entry, for the entries this node holds within its replica quotas.
+#[derive(Default, Debug)]
+struct ReplicaIndex {
+    entries: Vec<u64>,
+    checkpoints: Vec<(u64, u64)>,
+}
+
+impl ReplicaIndex {
+    /// Indexes records framed in `bytes`, which start at byte `base` of the file.
+    fn add(&mut self, base: u64, bytes: &[u8]) {
+        let (recs, _) = records::parse_all(bytes, 0);
+        for rec in recs {
+            let at = base + rec.offset as u64;
+            if rec.kind == KIND_ENTRY {
+                self.entries.push(at);
+            } else if rec.kind == KIND_CHECKPOINT
+                && codec::decode::<SignedCheckpoint>("checkpoint", rec.payload, 256)
+                    .is_ok_and(|c| c.checkpoint.size == self.entries.len() as u64)
+            {
+                let end = at + (records::FRAME_BYTES + 1 + rec.payload.len()) as u64;
+                self.checkpoints.push((self.entries.len() as u64, end));
+            }
+        }
+    }
+
+    /// The file range `[start, end)` of the entries from `from` up to a checkpoint past
+    /// it: the furthest whose page fits [`wire::MAX_PAGE_BYTES`], else the nearest.
+    fn page(&self, from: u64) -> Option<(u64, u64, u64)> {
+        let start = *self.entries.get(usize::try_from(from).ok()?)?;
+        let mut best = None;
+        for &(size, end) in &self.checkpoints {
+            if size <= from {
+                continue;
+            }
+            if best.is_none() || end.saturating_sub(start) <= wire::MAX_PAGE_BYTES as u64 {
+                best = Some(end);
+            } else {
+                break;
+            }
+        }
+        best.map(|end| (start, end, from))
+    }
+}
+
+/// Reads `[start, end)` of a replica file: the leaves from entry `from` and the checkpoint
+/// that ends them.
+fn read_replica_page(
+    path: &Path,
+    start: u64,
+    end: u64,
+    first: u64,
+    from: u64,
+) -> Result<Response, String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = end.saturating_sub(start);
+    if len > (wire::MAX_PAGE_BYTES + (64 << 10)) as u64 {
+        return Err(format!("its next page is {len} bytes, over the page limit"));
+    }
+    let mut f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    f.seek(SeekFrom::Start(start)).map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    f.take(len).read_to_end(&mut buf).map_err(|e| e.to_string())?;
+    let (recs, err) = records::parse_all(&buf, 0);
+    if let Some(e) = err {
+        return Err(format!("damaged at byte {}: {}", start + e.offset as u64, e.why));
+    }
+    let mut leaves = vec![];
+    let mut end_checkpoint = None;
+    for rec in recs {
+        if rec.kind == KIND_ENTRY {
+            leaves.push(serde_bytes::ByteBuf::from(rec.payload.to_vec()));
+        } else if rec.kind == KIND_CHECKPOINT {
+            end_checkpoint =
+                codec::decode::<SignedCheckpoint>("checkpoint", rec.payload, 256).ok();
+        }
+    }
+    match end_checkpoint {
+        Some(end) if end.checkpoint.size == first + leaves.len() as u64 && first == from => {
+            Ok(Response::ReplicaPage { end, leaves })
+        }
+        _ => Err("its index does not match the file".into()),
+    }
 }

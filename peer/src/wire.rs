@@ -170,8 +170,11 @@ pub const MAX_ARG_BYTES: usize = 4096;
 pub const MAX_PAGE_BYTES: usize = 3 << 20;
 /// Bytes of a replica file sent per answer.
 pub const MAX_REPLICA_CHUNK: usize = 3 << 20;
-/// Largest revocation in a catch-up answer.
-pub const MAX_REVOCATION_BYTES: usize = 4096;
+/// Largest revocation file in a catch-up answer (the revocation, the object it revokes and
+/// that object's chain).
+pub const MAX_REVOCATION_BYTES: usize = slicefed_trust::objects::MAX_CREDENTIAL_BYTES;
+/// Largest request on the owner's admin socket.
+pub const MAX_ADMIN_REQUEST_BYTES: usize = 4096;
 /// Largest gossiped cosignature message.
 pub const MAX_COSIGNED_BYTES: usize = 512;
 
@@ -374,6 +377,42 @@ pub enum Request {
         /// First entry wanted.
         from: u64,
     },
+}
+
+/// What the node's owner asks over the local admin socket (`DIR/admin/socket`, reachable
+/// only by the node's own user). Nothing is signed: the socket's permissions are the
+/// authentication, and it is served apart from the public port, so a flood there does not
+/// lock the owner out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminRequest {
+    /// Stop every sliver of a slice on this node, whoever holds it (logged as the owner's
+    /// action); answered with [`Response::Stopped`].
+    Stop {
+        /// The slice.
+        slice: String,
+    },
+    /// Slivers here; answered with [`Response::Status`].
+    Status {
+        /// Only this slice.
+        slice: Option<String>,
+    },
+    /// The federation as this node sees it; answered with [`Response::Members`].
+    Members,
+}
+
+impl AdminRequest {
+    /// Encodes.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, WireError> {
+        Ok(codec::encode("admin request", self)?)
+    }
+    /// Decodes (bounded, canonical).
+    pub fn from_bytes(bytes: &[u8]) -> Result<AdminRequest, WireError> {
+        Ok(codec::decode(
+            "admin request",
+            bytes,
+            MAX_ADMIN_REQUEST_BYTES,
+        )?)
+    }
 }
 
 /// What witnesses and origins tell each other. Checkpoints go to an origin's witnesses

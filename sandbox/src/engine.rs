@@ -74,6 +74,86 @@ pub struct Compiled {
     pub(crate) component: Component,
 }
 
+/// Compiles modules for a sandbox's engine, through its cache. Cheap to clone; usable from
+/// any thread.
+#[derive(Clone)]
+pub struct Compiler {
+    engine: Engine,
+    cache_dir: PathBuf,
+}
+
+impl Compiler {
+    /// Compiles module bytes, through the node-private cache keyed by the module's hash and
+    /// the engine's compatibility hash. A component that needs more than one sliver's share
+    /// of the instance pool is refused here.
+    pub fn compile(&self, module: &[u8]) -> Result<Arc<Compiled>, SandboxError> {
+        let hash = ModuleHash::of(module);
+        let mut compat = Sha256::new();
+        std::hash::Hash::hash(
+            &self.engine.precompile_compatibility_hash(),
+            &mut HashWriter(&mut compat),
+        );
+        let compat = hex::encode(compat.finalize());
+        let path = self.cache_dir.join(format!(
+            "{}-{}.cwasm",
+            hash.to_hex(),
+            compat.get(..16).unwrap_or_default()
+        ));
+        let trusted = owned_and_private(&self.cache_dir);
+        if trusted
+            && path.is_file()
+            && let Some(c) = self.load_cached(&path)
+        {
+            return Ok(Arc::new(Compiled { hash, component: c }));
+        }
+        let component = Component::new(&self.engine, module)
+            .map_err(|e| SandboxError::NotAComponent(format!("{e:#}")))?;
+        if trusted && let Ok(bytes) = component.serialize() {
+            // Written via a temporary file and a rename, so a crash never leaves half a file
+            // that a later load would trust.
+            // The temporary name is per process: nodes on one machine may share a cache.
+            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+            if std::fs::write(&tmp, &bytes).is_ok() {
+                let _ = std::fs::rename(&tmp, &path);
+            }
+        }
+        Ok(Arc::new(Compiled { hash, component }))
+    }
+
+    #[allow(unsafe_code)]
+    fn load_cached(&self, path: &Path) -> Option<Component> {
+        // Never a file another user could have written (the directory was checked too).
+        if !owned_and_private(path) {
+            return None;
+        }
+        // SAFETY: the cache directory and this file are owned by this process's user and
+        // writable by nobody else (checked above and by the caller), and only `compile`
+        // writes there, from `Component::serialize` of a module whose hash names the file;
+        // no sliver, peer or other user can write there. wasmtime still checks the engine
+        // compatibility header and refuses artifacts from another engine configuration.
+        unsafe { Component::deserialize_file(&self.engine, path) }.ok()
+    }
+}
+
+/// This process's user id, read from `/proc/self` (no unsafe call needed).
+fn my_uid() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
+}
+
+/// Owned by this user, not a symlink, and not writable by group or others: precompiled code
+/// is loaded only from such a directory and such files (otherwise modules are compiled every
+/// time: slower, never unsafe).
+fn owned_and_private(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::symlink_metadata(path), my_uid()) {
+        (Ok(m), Some(uid)) => {
+            m.uid() == uid && m.mode() & 0o022 == 0 && !m.file_type().is_symlink()
+        }
+        _ => false,
+    }
+}
+
 /// The node's sandbox.
 pub struct Sandbox {
     pub(crate) engine: Engine,
@@ -86,6 +166,13 @@ pub struct Sandbox {
     ticker_stop: Arc<AtomicBool>,
     ticker: Option<std::thread::JoinHandle<()>>,
 }
+
+/// One sliver's share of the pooling allocator (see `Sandbox::new`): core instances.
+pub const CORE_INSTANCES_PER_SLIVER: u32 = 4;
+/// Linear memories per sliver.
+pub const MEMORIES_PER_SLIVER: u32 = 2;
+/// Tables per sliver.
+pub const TABLES_PER_SLIVER: u32 = 4;
 
 /// How often an idle ticker looks again without being woken (a safety net: `spawn` wakes
 /// it at once).
@@ -103,10 +190,18 @@ impl Sandbox {
     pub fn new(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
         let n = config.max_slivers.max(1);
         let mut pool = PoolingAllocationConfig::default();
+        // Each sliver's share of the pool is an exact reservation: a component needing more
+        // instances, memories or tables than one share is refused when it is compiled,
+        // before it runs, so `running < max_slivers` guarantees room and no sliver can
+        // starve the others' instantiation (a typical guest needs 3 core instances, 1
+        // memory and 2 tables).
         pool.total_component_instances(n)
-            .total_core_instances(n.saturating_mul(4))
-            .total_memories(n.saturating_mul(2))
-            .total_tables(n.saturating_mul(4))
+            .total_core_instances(n.saturating_mul(CORE_INSTANCES_PER_SLIVER))
+            .max_core_instances_per_component(CORE_INSTANCES_PER_SLIVER)
+            .total_memories(n.saturating_mul(MEMORIES_PER_SLIVER))
+            .max_memories_per_component(MEMORIES_PER_SLIVER)
+            .total_tables(n.saturating_mul(TABLES_PER_SLIVER))
+            .max_tables_per_component(TABLES_PER_SLIVER)
             .total_stacks(n)
             .max_memory_size(config.max_memory_per_sliver as usize);
         let mut c = Config::new();
@@ -179,44 +274,16 @@ impl Sandbox {
     /// Compiles module bytes, through the node-private cache keyed by the module's hash and
     /// the engine's compatibility hash.
     pub fn compile(&self, module: &[u8]) -> Result<Arc<Compiled>, SandboxError> {
-        let hash = ModuleHash::of(module);
-        let mut compat = Sha256::new();
-        std::hash::Hash::hash(
-            &self.engine.precompile_compatibility_hash(),
-            &mut HashWriter(&mut compat),
-        );
-        let compat = hex::encode(compat.finalize());
-        let path = self.config.cache_dir.join(format!(
-            "{}-{}.cwasm",
-            hash.to_hex(),
-            compat.get(..16).unwrap_or_default()
-        ));
-        if path.is_file()
-            && let Some(c) = self.load_cached(&path)
-        {
-            return Ok(Arc::new(Compiled { hash, component: c }));
-        }
-        let component = Component::new(&self.engine, module)
-            .map_err(|e| SandboxError::NotAComponent(format!("{e:#}")))?;
-        if let Ok(bytes) = component.serialize() {
-            // Written via a temporary file and a rename, so a crash never leaves half a file
-            // that a later load would trust.
-            // The temporary name is per process: nodes on one machine may share a cache.
-            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-            if std::fs::write(&tmp, &bytes).is_ok() {
-                let _ = std::fs::rename(&tmp, &path);
-            }
-        }
-        Ok(Arc::new(Compiled { hash, component }))
+        self.compiler().compile(module)
     }
 
-    #[allow(unsafe_code)]
-    fn load_cached(&self, path: &Path) -> Option<Component> {
-        // SAFETY: the cache directory is node-private and only this function's caller writes
-        // it, from `Component::serialize` of a module whose hash names the file; no sliver,
-        // peer or user can write there. wasmtime still checks the engine compatibility
-        // header and refuses artifacts from another engine configuration.
-        unsafe { Component::deserialize_file(&self.engine, path) }.ok()
+    /// A handle that compiles on any thread (a node compiles on a worker, never on its
+    /// network loop).
+    pub fn compiler(&self) -> Compiler {
+        Compiler {
+            engine: self.engine.clone(),
+            cache_dir: self.config.cache_dir.clone(),
+        }
     }
 
     /// Starts a sliver.

@@ -21,7 +21,7 @@ pub mod meter;
 pub mod net;
 pub mod sliver;
 
-pub use engine::{Compiled, Sandbox, SandboxConfig, SandboxError};
+pub use engine::{Compiled, Compiler, Sandbox, SandboxConfig, SandboxError};
 pub use logs::LogBuffer;
 pub use net::{CollectFlows, FlowSink, HostRules, LedgerFlows, NoFlows, SharedHostRules};
 pub use sliver::{KillReason, Outcome, SliverHandle, SliverSpec, Stdio, Usage};

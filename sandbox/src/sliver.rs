@@ -303,14 +303,16 @@ impl ResourceLimiter for MemoryLimiter {
         let grow = (desired.saturating_sub(current) as u64).saturating_mul(TABLE_ELEMENT_BYTES);
         Ok(self.admit(self.memories, self.tables.saturating_add(grow)))
     }
+    // Backstops of the pool's per-component caps (`engine::CORE_INSTANCES_PER_SLIVER` …):
+    // one sliver never takes more than its share of the node's instance pool.
     fn instances(&self) -> usize {
-        64
+        crate::engine::CORE_INSTANCES_PER_SLIVER as usize
     }
     fn tables(&self) -> usize {
-        64
+        crate::engine::TABLES_PER_SLIVER as usize
     }
     fn memories(&self) -> usize {
-        16
+        crate::engine::MEMORIES_PER_SLIVER as usize
     }
 }
 

@@ -1841,7 +1841,7 @@ impl Sim {
                 }
             }
             (Some(Pending::Revocations(member)), Some(Rep::Revocations(list))) => {
-                let full = list.len() >= slicefed_peer::core::MAX_REVOCATIONS_PER_PAGE;
+                let full = slicefed_peer::core::revocation_page_is_full(&list);
                 let last = list.last().and_then(|b| slicefed_peer::core::revocation_id(b));
                 let up_since_ms = START_MS + n.up_since / MS;
                 for bytes in list {

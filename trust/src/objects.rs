@@ -309,19 +309,39 @@ pub fn check_signature_with(env: &Envelope, key: &VerifyingKey) -> Result<(), Ob
     {
         return Ok(());
     }
-    // Diagnosis only: at most seven more verifications, on the failure path.
+    // One verification per object on every path: telling a relabelled object from a forged
+    // one costs seven more, which a person asking (`cert verify`) may pay, a node may not.
+    Err(bad)
+}
+
+/// Why the signature of envelope bytes fails, told apart for a person: signed as another
+/// kind (a relabelling attack: [`ObjectError::WrongDomain`]) or simply not by its signer.
+/// Costs up to eight verifications; only for diagnosis, never on a node's request path.
+pub fn diagnose_signature(bytes: &[u8]) -> ObjectError {
+    let env = match decode_envelope(bytes) {
+        Ok(e) => e,
+        Err(e) => return e,
+    };
+    let bad = ObjectError::BadSignature {
+        kind: env.kind,
+        signer: env.signer,
+    };
+    let Ok(key) = env.signer.verifying_key() else {
+        return bad;
+    };
+    let sig = Signature::from_bytes(&env.signature);
     for other in Kind::ALL.into_iter().filter(|k| *k != env.kind) {
         if key
             .verify_strict(&signed_message(other, &env.signer, &env.body), &sig)
             .is_ok()
         {
-            return Err(ObjectError::WrongDomain {
+            return ObjectError::WrongDomain {
                 presented: env.kind,
                 signed_as: other,
-            });
+            };
         }
     }
-    Err(bad)
+    bad
 }
 
 /// Decodes and validates a body of a known kind (the signature must already be checked).

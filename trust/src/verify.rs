@@ -28,6 +28,8 @@ pub const CLOCK_SKEW_SECS: u64 = 60;
 pub const REPLAY_WINDOW_SECS: u64 = 600;
 /// Most verified objects cached.
 pub const MAX_CACHED_OBJECTS: usize = 65_536;
+/// Most objects remembered as failing their signature check.
+pub const MAX_BAD_OBJECTS: usize = 65_536;
 /// Most decompressed signer keys kept.
 pub const MAX_CACHED_KEYS: usize = 65_536;
 /// Most objects a [`SharedOpened`] holds.
@@ -280,6 +282,24 @@ fn open_any_with(
         signer: env.signer,
     })?;
     objects::check_signature_with(&env, &key)?;
+    let e = &env;
+    match env.kind {
+        Kind::AuthorityRoot => opened(id, e, Object::AuthorityRoot),
+        Kind::AuthorityCert => opened(id, e, Object::AuthorityCert),
+        Kind::UserCert => opened(id, e, Object::UserCert),
+        Kind::NodeCert => opened(id, e, Object::NodeCert),
+        Kind::Delegation => opened(id, e, Object::Delegation),
+        Kind::SliceTicket => opened(id, e, Object::SliceTicket),
+        Kind::Revocation => opened(id, e, Object::Revocation),
+        Kind::NodeReceipt => opened(id, e, Object::NodeReceipt),
+    }
+}
+
+/// Decodes envelope bytes of any kind and their body **without** checking the signature:
+/// for deciding which objects could form a chain before paying for any signature check.
+/// Never trust what it returns until [`Verifier`] confirmed the signature.
+fn decode_unchecked(bytes: &[u8], id: CertId) -> Result<Opened, ObjectError> {
+    let env = objects::decode_envelope(bytes)?;
     let e = &env;
     match env.kind {
         Kind::AuthorityRoot => opened(id, e, Object::AuthorityRoot),
@@ -751,6 +771,10 @@ pub struct Verifier {
     revocations: RevocationSet,
     replay: ReplayGuard,
     cache: HashMap<CertId, Arc<Opened>>,
+    /// Objects whose signature failed, with why: the same junk sent again costs a hash.
+    bad: HashMap<CertId, ObjectError>,
+    /// Signature verifications made (for tests and benchmarks of hostile input's cost).
+    signature_checks: u64,
     keys: HashMap<PublicKey, VerifyingKey>,
     shared: Option<SharedOpened>,
 }
@@ -763,6 +787,8 @@ impl Verifier {
             revocations: RevocationSet::default(),
             replay: ReplayGuard::default(),
             cache: HashMap::new(),
+            bad: HashMap::new(),
+            signature_checks: 0,
             keys: HashMap::new(),
             shared: None,
         }
@@ -843,6 +869,43 @@ impl Verifier {
         &self.revocations
     }
 
+    /// An object as decoded: verified if the cache holds it, otherwise decoded with its
+    /// signature unchecked (see [`Verifier::confirm`]); a known forgery fails at once.
+    fn peek(&self, bytes: &[u8]) -> Result<Arc<Opened>, ObjectError> {
+        let id = CertId::of(bytes);
+        if let Some(o) = self.cache.get(&id) {
+            return Ok(o.clone());
+        }
+        if let Some(e) = self.bad.get(&id) {
+            return Err(e.clone());
+        }
+        if let Some(o) = self.shared.as_ref().and_then(|s| s.get(&id)) {
+            return Ok(o);
+        }
+        decode_unchecked(bytes, id).map(Arc::new)
+    }
+
+    /// Confirms the signature of a peeked object (once: the verified object is cached, a
+    /// failure is remembered), and returns it verified.
+    fn confirm(&mut self, bytes: &[u8], peeked: &Arc<Opened>) -> Result<Arc<Opened>, ObjectError> {
+        if self.cache.contains_key(&peeked.id) {
+            return Ok(peeked.clone());
+        }
+        match self.open_cached(bytes) {
+            Ok(o) => Ok(o),
+            Err(e) => {
+                if self.bad.len() >= MAX_BAD_OBJECTS {
+                    // Any victim will do: forgetting one costs one signature check later.
+                    if let Some(victim) = self.bad.keys().next().copied() {
+                        self.bad.remove(&victim);
+                    }
+                }
+                self.bad.insert(peeked.id, e.clone());
+                Err(e)
+            }
+        }
+    }
+
     /// Opens bytes through the cache: a hit skips the signature check.
     pub fn open_cached(&mut self, bytes: &[u8]) -> Result<Arc<Opened>, ObjectError> {
         let id = CertId::of(bytes);
@@ -850,6 +913,9 @@ impl Verifier {
             return Ok(o.clone());
         }
         let shared = self.shared.as_ref().and_then(|s| s.get(&id));
+        if shared.is_none() {
+            self.signature_checks += 1;
+        }
         let keys = &mut self.keys;
         let (o, fresh) = match shared {
             Some(o) => (o, false),
@@ -884,6 +950,11 @@ impl Verifier {
         Ok(o)
     }
 
+    /// Signature verifications this verifier made so far.
+    pub fn signature_checks(&self) -> u64 {
+        self.signature_checks
+    }
+
     /// Drops every cached object (signer keys stay: they are not trust, only arithmetic).
     pub fn clear_cache(&mut self) {
         self.cache.clear();
@@ -908,10 +979,12 @@ impl Verifier {
         ctx: &Context,
         honour_revocations: bool,
     ) -> Result<Verified, VerifyError> {
-        let leaf = self.open_cached(leaf)?;
-        // Walk up from the leaf's signer to a trusted key, opening pool objects lazily.
-        let mut path: Vec<Arc<Opened>> = vec![leaf.clone()];
-        let mut opened: Vec<Option<Result<Arc<Opened>, ObjectError>>> = vec![None; pool.len()];
+        // Structure first, with no signature checked: which objects would link the leaf to a
+        // key the policy trusts. A credential that leads nowhere costs no signature check.
+        let leaf_bytes = leaf;
+        let leaf = self.peek(leaf_bytes)?;
+        let mut path: Vec<(&[u8], Arc<Opened>)> = vec![(leaf_bytes, leaf.clone())];
+        let mut peeked: Vec<Option<Result<Arc<Opened>, ObjectError>>> = vec![None; pool.len()];
         let mut signer = leaf.signer;
         let root = loop {
             if let Some(root) = self.policy.find(&signer) {
@@ -925,11 +998,11 @@ impl Verifier {
             }
             let mut parent = None;
             let mut first_error = None;
-            for (slot, bytes) in opened.iter_mut().zip(pool) {
-                let r = slot.get_or_insert_with(|| self.open_cached(bytes));
+            for (slot, bytes) in peeked.iter_mut().zip(pool) {
+                let r = slot.get_or_insert_with(|| self.peek(bytes));
                 match r {
                     Ok(o) if o.subject() == Some(signer) && o.kind != Kind::NodeCert => {
-                        parent = Some(o.clone());
+                        parent = Some((*bytes, o.clone()));
                         break;
                     }
                     Ok(_) => {}
@@ -939,14 +1012,23 @@ impl Verifier {
                 }
             }
             match (parent, first_error) {
-                (Some(p), _) => {
+                (Some((bytes, p)), _) => {
                     signer = p.signer;
-                    path.push(p);
+                    path.push((bytes, p));
                 }
                 (None, Some(e)) => return Err(e.into()),
                 (None, None) => return Err(VerifyError::UntrustedRoot { key: signer }),
             }
         };
+        // Then signatures, from the trusted root down: a forged link costs one check and
+        // ends the walk (each object is checked at most once, and remembered either way).
+        let mut checked = Vec::with_capacity(path.len());
+        for (bytes, o) in path.iter().rev() {
+            checked.push(self.confirm(bytes, o)?);
+        }
+        checked.reverse();
+        let path = checked;
+        let leaf = path.first().cloned().unwrap_or(leaf);
 
         if let Object::AuthorityRoot(r) = &leaf.object
             && path.len() == 1

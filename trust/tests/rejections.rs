@@ -48,12 +48,21 @@ fn wrong_domain_tag() {
     let body_bytes = slicefed_trust::codec::encode("t", &body).unwrap();
     let forged = objects::sign_mislabelled(&root, Kind::UserCert, Kind::Delegation, &body_bytes);
     let mut v = Verifier::new(policy_for(&[("princeton", &root)]));
+    // A node pays one verification and refuses it as forged...
     assert_eq!(
         v.verify(&forged, &[], &at(T0)).unwrap_err(),
-        VerifyError::Object(ObjectError::WrongDomain {
+        VerifyError::Object(ObjectError::BadSignature {
+            kind: Kind::UserCert,
+            signer: root.public(),
+        })
+    );
+    // ...and a person asking why learns it was signed as another kind.
+    assert_eq!(
+        objects::diagnose_signature(&forged),
+        ObjectError::WrongDomain {
             presented: Kind::UserCert,
             signed_as: Kind::Delegation
-        })
+        }
     );
 }
 
@@ -584,4 +593,43 @@ fn a_ticket_is_not_a_user_certificate() {
             found: Kind::SliceTicket
         }
     );
+}
+
+#[test]
+fn a_hostile_credential_costs_at_most_one_signature_check() {
+    let (policy, ticket, chain) = fixtures::three_link_chain().unwrap();
+    // Seven chain objects that each claim to certify the attacker's key, "signed" by the
+    // trusted root (the signatures are garbage), and a leaf the attacker signed.
+    let attacker = key(66);
+    let leaf = objects::sign(&attacker, &ticket_body("princeton.cs.evil", 9))
+        .unwrap()
+        .bytes;
+    let mut junk = vec![];
+    for i in 0..7u8 {
+        let mut cert = fixtures::user_cert(&key(1), &attacker, &format!("princeton.x{i}"), "princeton.*").unwrap();
+        let n = cert.len();
+        cert[n - 1 - usize::from(i)] ^= 0x55;
+        junk.push(cert);
+    }
+    let mut v = Verifier::new(policy);
+    let err = v.verify(&leaf, &pool(&junk), &at(T0)).unwrap_err();
+    assert!(matches!(err, VerifyError::Object(ObjectError::BadSignature { .. })), "{err}");
+    assert_eq!(v.signature_checks(), 1, "one forged link, one check");
+    // The same junk again: a known forgery costs no check.
+    let before = v.signature_checks();
+    let _ = v.verify(&junk[0], &[], &at(T0));
+    assert_eq!(v.signature_checks(), before);
+    // A chain that leads to no trusted key costs none at all.
+    let stranger = key(67);
+    let self_made = fixtures::user_cert(&stranger, &attacker, "evil.alice", "evil.*").unwrap();
+    let before = v.signature_checks();
+    let err = v.verify(&leaf, &pool(&[self_made]), &at(T0)).unwrap_err();
+    assert!(matches!(err, VerifyError::UntrustedRoot { .. }), "{err}");
+    assert_eq!(v.signature_checks(), before);
+    // An honest chain costs one check per link, once.
+    let before = v.signature_checks();
+    v.verify(&ticket, &pool(&chain), &at(T0)).unwrap();
+    assert_eq!(v.signature_checks() - before, 3);
+    v.verify(&ticket, &pool(&chain), &at(T0)).unwrap();
+    assert_eq!(v.signature_checks() - before, 3);
 }
