@@ -200,13 +200,17 @@ fn every_file_reading_verb_refuses_hostile_files_with_one_line_and_writes_nothin
             ],
             &f,
         );
-        std::fs::write(sh.path("n1/listen.addrs"), bytes).unwrap();
+        // Whatever sits where the admin socket should be, `node stop` says it cannot
+        // reach the node and writes nothing.
+        std::fs::create_dir_all(sh.path("n1/admin")).unwrap();
+        std::fs::write(sh.path("n1/admin/socket"), bytes).unwrap();
         refused(
             &sh,
             &["node", "stop", "--dir", "n1", "princeton.x"],
-            "listen.addrs",
+            "admin socket",
         );
-        std::fs::remove_file(sh.path("n1/listen.addrs")).unwrap();
+        std::fs::remove_file(sh.path("n1/admin/socket")).unwrap();
+        std::fs::remove_dir(sh.path("n1/admin")).unwrap();
     }
     // An oversized module is refused before anything is sent.
     sh.write("huge.wasm", &vec![0u8; 20 << 20]);

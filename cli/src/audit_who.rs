@@ -178,11 +178,20 @@ pub fn who(a: WhoArgs) -> Result<ExitCode> {
         .iter()
         .map(|c| c.witness.peer_id())
         .collect();
+    // What the person asked to run: the arguments their ticket signs, as the node recorded.
+    let invocation = slicefed_ledger::entry::Entry::decode(&f.bundle.created_leaf)
+        .ok()
+        .and_then(|e| match e.body {
+            slicefed_ledger::EntryBody::SliverCreated { invocation, .. } => Some(invocation),
+            _ => None,
+        })
+        .unwrap_or_default();
     if a.json {
         print_json(&json!({
             "found": true, "node": node, "slice": flow.who.slice, "sliver": flow.who.sliver,
             "user": flow.who.user, "authority": flow.who.authority, "flow": flow_json,
             "witnesses": witnesses, "bundle": a.bundle_out,
+            "invocation": invocation,
         }))?;
     } else {
         say!(
@@ -205,6 +214,7 @@ pub fn who(a: WhoArgs) -> Result<ExitCode> {
                 .map_or("-".into(), |u| u.to_string()),
             witnesses.len()
         );
+        say!("{}", describe_invocation(&invocation));
         if let Some(out) = &a.bundle_out {
             say!(
                 "proof bundle -> {} (check it with `slicefed audit verify`)",
@@ -226,6 +236,7 @@ pub fn verify(path: &Path, trust: &Path, json: bool) -> Result<ExitCode> {
                     "valid": true, "node": f.node, "slice": f.slice, "sliver": f.sliver,
                     "user": f.user, "authority": f.authority, "root": f.root,
                     "ticket": f.ticket.to_hex(), "witnesses": f.witnesses,
+                    "invocation": f.invocation,
                     "flow": { "local": f.flow.local.to_string(), "remote": f.flow.remote.to_string(),
                               "bytes_out": f.flow.bytes_out, "bytes_in": f.flow.bytes_in },
                     "reason": "",
@@ -245,6 +256,7 @@ pub fn verify(path: &Path, trust: &Path, json: bool) -> Result<ExitCode> {
                     f.root,
                     f.witnesses.len()
                 );
+                say!("{}", describe_invocation(&f.invocation));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -338,4 +350,20 @@ pub fn fetch(origin: &str, bootstrap: &[String], out: &PathBuf, json: bool) -> R
         return Ok(ExitCode::SUCCESS);
     }
     Err(last)
+}
+
+/// One line saying what the person asked the sliver to run with (their ticket signs it).
+fn describe_invocation(i: &slicefed_trust::Invocation) -> String {
+    let args = if i.args.is_empty() {
+        "no arguments".to_string()
+    } else {
+        format!("arguments {:?}", i.args)
+    };
+    let env = if i.env.is_empty() {
+        String::new()
+    } else {
+        let vars: Vec<String> = i.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!(", environment {vars:?}")
+    };
+    format!("asked to run with {args}{env} (signed in the ticket)")
 }

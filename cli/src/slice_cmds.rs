@@ -14,7 +14,7 @@ use slicefed_peer::client;
 use slicefed_peer::node::MemberRow;
 use slicefed_peer::wire::{NodeStatus, Request, Response, SliceDelete};
 use slicefed_trust::objects::{self, NodeReceipt};
-use slicefed_trust::{NodeSet, PublicKey};
+use slicefed_trust::{Invocation, NodeSet, PublicKey};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -71,7 +71,7 @@ pub struct CreateArgs {
     #[arg(long, value_parser = parse_duration, default_value = "14d")]
     valid_for: u64,
     /// Environment variables K=V given to every sliver.
-    #[arg(long = "env", value_parser = parse_env)]
+    #[arg(long = "env", value_parser = crate::util::parse_env)]
     env: Vec<(String, String)>,
     #[arg(long)]
     json: bool,
@@ -129,12 +129,6 @@ impl Who {
             .as_ref()
             .ok_or_else(|| anyhow!("no certificate: give --cert or set SLICEFED_CERT"))
     }
-}
-
-fn parse_env(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("`{s}` is not K=V"))
 }
 
 #[derive(Serialize)]
@@ -371,16 +365,31 @@ fn create(a: CreateArgs) -> Result<ExitCode> {
         .collect::<Result<_, _>>()
         .map_err(|e| anyhow!("a member's peer id: {e}"))?;
     let ticket = match given_ticket {
-        Some(cred) => TicketFile {
-            id: slicefed_trust::CertId::of(cred.leaf()),
-            file: cred.to_bytes().context("re-encoding the ticket")?,
-        },
+        Some(cred) => {
+            // Nodes refuse arguments the ticket does not sign: say so before asking them.
+            // (Signatures are the nodes' to judge: each refuses a forgery with its reason.)
+            let signed = objects::decode_envelope(cred.leaf())
+                .and_then(|e| objects::decode_body::<objects::SliceTicket>(&e))
+                .map(|t| t.invocation);
+            if let Ok(signed) = signed
+                && Invocation::new(a.args.clone(), a.env.clone()).hash() != signed
+            {
+                bail!(
+                    "the arguments and --env given are not the ones the ticket signs (give the ones it was issued with)"
+                );
+            }
+            TicketFile {
+                id: slicefed_trust::CertId::of(cred.leaf()),
+                file: cred.to_bytes().context("re-encoding the ticket")?,
+            }
+        }
         None => {
             let t = issue_ticket(
                 a.who.key()?,
                 a.who.cert()?,
                 &a.name,
                 &module,
+                &Invocation::new(a.args.clone(), a.env.clone()),
                 NodeSet::only(keys),
                 &a.grant,
                 a.valid_for,
@@ -564,11 +573,14 @@ fn renew(a: RenewArgs) -> Result<ExitCode> {
         .map(|m| PublicKey::parse(&m.peer_id))
         .collect::<Result<_, _>>()
         .map_err(|e| anyhow!("a member's peer id: {e}"))?;
+    // A renewal only extends slivers that run already, with the arguments their creation
+    // signed; its own invocation is not used (nodes do not compare it).
     let ticket = issue_ticket(
         a.who.key()?,
         a.who.cert()?,
         &a.name,
         &module,
+        &Invocation::default(),
         NodeSet::only(keys),
         &a.grant,
         a.valid_for,

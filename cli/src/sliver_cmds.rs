@@ -54,7 +54,7 @@ pub struct RunArgs {
     #[arg(long, value_parser = ListenRule::parse)]
     listen: Vec<ListenRule>,
     /// Environment variables K=V.
-    #[arg(long = "env", value_parser = parse_env)]
+    #[arg(long = "env", value_parser = crate::util::parse_env)]
     env: Vec<(String, String)>,
     /// Egress cap per day over all TCP flows (e.g. 10GB).
     #[arg(long, value_parser = parse_size)]
@@ -74,12 +74,6 @@ pub struct RunArgs {
     /// Arguments for the guest.
     #[arg(last = true)]
     args: Vec<String>,
-}
-
-fn parse_env(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("`{s}` is not K=V"))
 }
 
 fn ledger_key(dir: &Path) -> Result<SecretKey> {

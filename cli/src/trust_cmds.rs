@@ -11,7 +11,8 @@ use slicefed_trust::caps::{
     ConnectRule, Grant, ListenRule, NetworkRights, NodeSet, ResourceCaps, Rights, RuleSet, Validity,
 };
 use slicefed_trust::objects::{
-    self, AuthorityCert, AuthorityRoot, CertId, Credential, ModuleHash, NodeCert, Nonce,
+    self, AuthorityCert, AuthorityRoot, CertId, Credential, Invocation, ModuleHash, NodeCert,
+    Nonce,
     ObjectError, Revocation, SliceTicket, UserCert,
 };
 use slicefed_trust::verify::{Object, Opened, open_any};
@@ -212,6 +213,13 @@ pub struct IssueArgs {
     out: PathBuf,
     #[arg(long)]
     json: bool,
+    /// Environment variables K=V the slivers run with (the ticket signs them).
+    #[arg(long = "env", value_parser = crate::util::parse_env)]
+    env: Vec<(String, String)>,
+    /// Arguments the slivers run with (the ticket signs them: `slice create --ticket` must
+    /// give the same).
+    #[arg(last = true)]
+    args: Vec<String>,
 }
 
 /// Parses a subject: a key file, an authority.pub, or a public key as text.
@@ -655,15 +663,20 @@ pub struct IssuedTicket {
 
 /// Signs a ticket for `slice` and `module` with the holder's key, chained to the holder's
 /// certificate file; validity is cut to the certificate's end (with a warning).
+#[allow(clippy::too_many_arguments)]
 pub fn issue_ticket(
     key_path: &Path,
     cert_path: &Path,
     slice: &str,
     module: &[u8],
+    invocation: &Invocation,
     nodes: NodeSet,
     grant: &GrantFlags,
     valid_for: u64,
 ) -> Result<IssuedTicket> {
+    invocation
+        .validate()
+        .map_err(|e| anyhow!("the slivers' arguments and environment: {e}"))?;
     let key = read_secret_key(key_path)?;
     let (cred, opened) = read_opened(cert_path)?;
     let holder_validity = match opened.first().map(|o| &o.object) {
@@ -697,6 +710,7 @@ pub fn issue_ticket(
     let body = SliceTicket {
         slice,
         module: ModuleHash::of(module),
+        invocation: invocation.hash(),
         caps: grant.caps(None),
         network: grant.network(false),
         nodes,
@@ -722,6 +736,7 @@ pub fn ticket(cmd: TicketCmd) -> Result<ExitCode> {
         &a.cert,
         &a.slice,
         &module,
+        &Invocation::new(a.args.clone(), a.env.clone()),
         parse_nodes(&a.nodes)?,
         &a.grant,
         a.valid_for,

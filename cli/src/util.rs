@@ -13,6 +13,13 @@ pub fn now() -> u64 {
 }
 
 /// `90s`, `15m`, `14d`.
+/// Parses `K=V` (an environment variable for slivers).
+pub fn parse_env(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("`{s}` is not K=V"))
+}
+
 pub fn parse_duration(s: &str) -> Result<u64, String> {
     humantime::parse_duration(s)
         .map(|d| d.as_secs())

@@ -74,6 +74,8 @@ pub struct BundleFacts {
     pub root: Name,
     /// The ticket's id.
     pub ticket: CertId,
+    /// What the person asked to run: the arguments and environment their ticket signs.
+    pub invocation: slicefed_trust::Invocation,
     /// The flow.
     pub flow: FlowRecord,
     /// Witnesses whose cosignatures verified (PeerIds).
@@ -142,6 +144,7 @@ impl ProofBundle {
             who,
             ticket,
             credential,
+            invocation,
             ..
         } = created_entry.body
         else {
@@ -175,6 +178,11 @@ impl ProofBundle {
         if t.slice != who.slice {
             return bad("the ticket is for another slice than the sliver's");
         }
+        if invocation.hash() != t.invocation {
+            return bad(
+                "the sliver's arguments and environment are not the ones its ticket signs",
+            );
+        }
         if v.responsible.user != who.user {
             return bad("the log attributes the sliver to another person than its ticket");
         }
@@ -199,6 +207,7 @@ impl ProofBundle {
             authority: v.responsible.authority.clone(),
             root: v.responsible.root.clone(),
             ticket,
+            invocation,
             flow,
             witnesses,
             checkpoint_size: size,

@@ -141,6 +141,8 @@ pub enum EntryBody {
         /// The ticket credential (ticket and chain), so the log alone proves who asked.
         #[serde(with = "serde_bytes")]
         credential: Vec<u8>,
+        /// The arguments and environment it runs with (the ticket signs their hash).
+        invocation: slicefed_trust::Invocation,
     },
     /// A sliver stopped.
     SliverStopped {
@@ -249,6 +251,9 @@ impl EntryBody {
                 bounded("policy text", text, MAX_POLICY_TEXT_BYTES)
             }
             EntryBody::OwnerAction { action, .. } => bounded("action", action, MAX_TEXT_BYTES),
+            EntryBody::SliverCreated { invocation, .. } => {
+                invocation.validate().map_err(EntryError::Bounds)
+            }
             _ => Ok(()),
         }
     }

@@ -27,12 +27,12 @@ pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     /// The socket could not be made or reached.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The socket or its directory.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The answer or the request does not decode or is too large.
     #[error("{0}")]
@@ -62,7 +62,7 @@ pub fn serve(dir: &Path, calls: mpsc::Sender<AdminCall>) -> Result<(), AdminErro
     let path = socket_path(dir);
     let io = |p: &Path| {
         let p = p.to_path_buf();
-        move |source| AdminError::Io { path: p, source }
+        move |error| AdminError::Io { path: p, error }
     };
     let parent = dir.join("admin");
     std::fs::create_dir_all(&parent).map_err(io(&parent))?;
@@ -151,9 +151,9 @@ async fn read_request(stream: &mut tokio::net::UnixStream) -> Result<AdminReques
 /// Asks the node in `dir` over its admin socket (blocking; for the owner's CLI).
 pub fn call(dir: &Path, request: &AdminRequest, timeout: Duration) -> Result<Response, AdminError> {
     let path = socket_path(dir);
-    let io = |source| AdminError::Io {
+    let io = |error| AdminError::Io {
         path: path.clone(),
-        source,
+        error,
     };
     let mut s = std::os::unix::net::UnixStream::connect(&path).map_err(io)?;
     s.set_read_timeout(Some(timeout)).map_err(io)?;

@@ -16,8 +16,8 @@ use slicefed_trust::caps::NetworkRights;
 use slicefed_trust::objects::{self, MAX_CREDENTIAL_BYTES, NodeReceipt, Revocation};
 use slicefed_trust::verify::{Object, RevocationError, Verified};
 use slicefed_trust::{
-    CertId, Context, Credential, ModuleHash, Name, PublicKey, SecretKey, Signed, TrustPolicy,
-    Verifier,
+    CertId, Context, Credential, Invocation, ModuleHash, Name, PublicKey, SecretKey, Signed,
+    TrustPolicy, Verifier,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -393,6 +393,11 @@ pub enum Refusal {
         /// The cap.
         cap: u32,
     },
+    /// The arguments or environment sent are not the ones the ticket signs.
+    #[error(
+        "the arguments and environment sent are not the ones the ticket signs (its holder signed another invocation)"
+    )]
+    WrongInvocation,
     /// The node cannot record (its ledger cannot write): nothing may run unrecorded.
     #[error("this node cannot record new slivers now: its ledger cannot write ({0})")]
     LedgerUnavailable(String),
@@ -433,6 +438,7 @@ impl Refusal {
             },
             Refusal::NotATicket(_) => "not_a_ticket",
             Refusal::WrongModule { .. } => "wrong_module",
+            Refusal::WrongInvocation => "wrong_invocation",
             Refusal::NodeFull(_) => "node_full",
             Refusal::NotEnoughMemory { .. } => "memory",
             Refusal::OverCap { .. } => "over_cap",
@@ -756,11 +762,17 @@ impl NodeCore {
 
     /// A ticket credential submitted by a researcher (or a service acting for one), for a
     /// module whose bytes the driver holds. Always answers with a signed receipt.
-    pub fn submit(&mut self, now_ms: u64, credential: &[u8], module: ModuleHash) -> Vec<Output> {
+    pub fn submit(
+        &mut self,
+        now_ms: u64,
+        credential: &[u8],
+        module: ModuleHash,
+        invocation: &Invocation,
+    ) -> Vec<Output> {
         let ticket_id = Credential::from_bytes(credential)
             .map(|c| CertId::of(c.leaf()))
             .unwrap_or(CertId([0; 32]));
-        match self.admit(now_ms, credential, Some(module), None) {
+        match self.admit(now_ms, credential, Some(module), invocation, None) {
             Ok((plan, verified, chain)) => {
                 let who = plan.who.clone();
                 let module = plan.module;
@@ -772,6 +784,7 @@ impl NodeCore {
                         module,
                         ticket: ticket_id,
                         credential: credential.to_vec(),
+                        invocation: invocation.clone(),
                     }),
                 ];
                 out.extend(self.receipt(ticket_id, true, String::new(), now_ms));
@@ -815,6 +828,7 @@ impl NodeCore {
         now_ms: u64,
         credential: &[u8],
         module: Option<ModuleHash>,
+        invocation: &Invocation,
         restore: Option<u64>,
     ) -> Result<(SliverPlan, Verified, Vec<CertId>), Refusal> {
         // Nothing runs that this node cannot record.
@@ -843,6 +857,10 @@ impl NodeCore {
                 sent: m,
                 named: t.module,
             });
+        }
+        invocation.validate().map_err(Refusal::File)?;
+        if invocation.hash() != t.invocation {
+            return Err(Refusal::WrongInvocation);
         }
         if self.slivers.len() as u64 >= u64::from(self.capacity.max_slivers) {
             return Err(Refusal::NodeFull(self.slivers.len()));
@@ -968,11 +986,13 @@ impl NodeCore {
         now_ms: u64,
         id: u64,
         credential: &[u8],
+        invocation: &Invocation,
     ) -> Result<Vec<Output>, Refusal> {
         if self.slivers.contains_key(&id) {
             return Err(Refusal::AlreadyRunning(id));
         }
-        let (plan, verified, chain) = self.admit(now_ms, credential, None, Some(id))?;
+        let (plan, verified, chain) =
+            self.admit(now_ms, credential, None, invocation, Some(id))?;
         let ticket = verified.leaf.id;
         let who = plan.who.clone();
         let module = plan.module;
@@ -988,6 +1008,7 @@ impl NodeCore {
                 module,
                 ticket,
                 credential: credential.to_vec(),
+                invocation: invocation.clone(),
             }),
         ])
     }
@@ -1362,7 +1383,7 @@ mod tests {
             .ok()
             .and_then(|c| objects::open::<SliceTicket>(c.leaf()).ok())
             .map_or(ModuleHash([0; 32]), |t| t.body.module);
-        n.submit(now, cred, module)
+        n.submit(now, cred, module, &Invocation::default())
     }
 
     /// A revocation file by `key(revoker)` of `target` (a certificate issued by the root).
@@ -1770,7 +1791,7 @@ mod tests {
         c.remember_revocation(NOW, &rev).unwrap();
         assert_eq!(c.revocation_digest(), a.revocation_digest());
         let t = ticket(ticket_body("princeton.codeen", 1));
-        let err = c.restore(NOW, 1, &t).unwrap_err();
+        let err = c.restore(NOW, 1, &t, &Invocation::default()).unwrap_err();
         assert!(err.to_string().contains("revoked"), "{err}");
         // The digest does not depend on arrival order.
         let bob = user_cert(&key(1), &key(4), "princeton.bob", "princeton.*").unwrap();
@@ -1809,9 +1830,32 @@ mod tests {
             NOW,
             &ticket(ticket_body("princeton.codeen", 1)),
             ModuleHash::of(b"something else"),
+            &Invocation::default(),
         ));
         assert!(r.reason.contains("the ticket names"), "{}", r.reason);
         assert_eq!(n.load().slivers, 0);
+    }
+
+    #[test]
+    fn the_arguments_must_be_the_ones_the_ticket_signs() {
+        let mut n = node(10);
+        let mut body = ticket_body("princeton.codeen", 1);
+        let asked = Invocation::new(vec!["example.org:80".into()], vec![("MODE".into(), "probe".into())]);
+        body.invocation = asked.hash();
+        let t = ticket(body.clone());
+        // A holder of the ticket (the node owner who received it, say) changes an argument.
+        let changed = Invocation::new(vec!["victim.example:22".into()], asked.env.clone());
+        let r = receipt(&n.submit(NOW, &t, body.module, &changed));
+        assert!(!r.admitted);
+        assert!(r.reason.contains("not the ones the ticket signs"), "{}", r.reason);
+        // Or the environment.
+        let env = Invocation::new(asked.args.clone(), vec![]);
+        assert!(!receipt(&n.submit(NOW, &t, body.module, &env)).admitted);
+        // What the researcher signed runs, and is recorded with the sliver.
+        let out = n.submit(NOW, &t, body.module, &asked);
+        assert!(receipt(&out).admitted);
+        assert!(out.iter().any(|o| matches!(o,
+            Output::Append(EntryBody::SliverCreated { invocation, .. }) if *invocation == asked)));
     }
 
     #[test]
@@ -1835,7 +1879,7 @@ mod tests {
         // A fresh core (the node restarted) long after the replay window.
         let mut again = node(10);
         again.continue_ids_from(50);
-        let out = again.restore(NOW + 3_600_000, 1, &t).unwrap();
+        let out = again.restore(NOW + 3_600_000, 1, &t, &Invocation::default()).unwrap();
         assert!(matches!(&out[0], Output::Start(p) if p.id == 1));
         assert!(
             matches!(&out[2], Output::Append(EntryBody::SliverCreated { who, .. }) if who.sliver == 1)
@@ -1852,7 +1896,7 @@ mod tests {
         assert_eq!(id, 50);
         // Past its validity, it does not come back.
         let mut late = node(10);
-        let err = late.restore(NOW + 3 * DAY * 1000, 1, &t).unwrap_err();
+        let err = late.restore(NOW + 3 * DAY * 1000, 1, &t, &Invocation::default()).unwrap_err();
         assert!(err.to_string().contains("expired"), "{err}");
     }
 

@@ -43,7 +43,7 @@ use slicefed_sandbox::{
 };
 use slicefed_trust::codec;
 use slicefed_trust::{
-    Context, Credential, ModuleHash, PublicKey, SecretKey, TrustPolicy, Verifier,
+    Context, Credential, Invocation, ModuleHash, PublicKey, SecretKey, TrustPolicy, Verifier,
 };
 use crate::admin::AdminCall;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -814,7 +814,12 @@ impl Daemon {
                     let module = read_limited(&self.module_path(&s.module), MAX_MODULE_BYTES)?;
                     let outs = self
                         .core
-                        .restore(now_ms(), id, &s.credential)
+                        .restore(
+                            now_ms(),
+                            id,
+                            &s.credential,
+                            &Invocation::new(s.args.clone(), s.env.clone()),
+                        )
                         .map_err(|e| e.to_string())?;
                     Ok((s, module, outs))
                 });
@@ -1919,7 +1924,8 @@ impl Daemon {
         let mut receipt = None;
         let mut plan = None;
         let mut created = None;
-        for o in self.core.submit(now, &credential, hash) {
+        let invocation = Invocation::new(args.clone(), env.clone());
+        for o in self.core.submit(now, &credential, hash, &invocation) {
             match o {
                 Output::Start(p) => plan = Some(p),
                 Output::Append(body) => created = Some(body),

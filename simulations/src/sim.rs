@@ -1148,7 +1148,10 @@ impl Sim {
             .map(|(id, (s, c))| (*id, *s, c.clone()))
             .collect();
         for (id, slice, cred) in saved {
-            match live.core.restore(now_ms, id, &cred) {
+            match live
+                .core
+                .restore(now_ms, id, &cred, &slicefed_trust::Invocation::default())
+            {
                 Ok(outs) => {
                     live.running.insert(id, slice);
                     let group = self.slices.get(slice as usize).map(|s| s.group);
@@ -1673,7 +1676,10 @@ impl Sim {
                 let outs = n
                     .live
                     .as_mut()
-                    .map(|l| l.core.submit(now_ms, &cred, module))
+                    .map(|l| {
+                        l.core
+                            .submit(now_ms, &cred, module, &slicefed_trust::Invocation::default())
+                    })
                     .unwrap_or_default();
                 let started = outs.iter().find_map(|o| match o {
                     Output::Start(p) => Some(p.id),
@@ -2246,6 +2252,7 @@ impl Sim {
         let body = SliceTicket {
             slice: name.clone(),
             module,
+            invocation: slicefed_trust::Invocation::default().hash(),
             caps: ResourceCaps {
                 memory: Some(64 << 20),
                 cpu_share: Some(1),

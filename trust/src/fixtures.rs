@@ -85,6 +85,7 @@ pub fn ticket_body(slice: &str, n: u8) -> SliceTicket {
     SliceTicket {
         slice: name(slice),
         module: ModuleHash::of(b"module"),
+        invocation: objects::Invocation::default().hash(),
         caps: ResourceCaps {
             memory: Some(64 << 20),
             cpu_share: Some(1),

@@ -37,6 +37,8 @@ pub use caps::{
 };
 pub use keys::{PublicKey, SecretKey};
 pub use names::{Name, Pattern};
-pub use objects::{CertId, Credential, Kind, ModuleHash, Nonce, Signed};
+pub use objects::{
+    CertId, Credential, Invocation, InvocationHash, Kind, ModuleHash, Nonce, Signed,
+};
 pub use policy::{TrustPolicy, TrustedAuthority};
 pub use verify::{Context, SharedOpened, Verified, Verifier, VerifyError};

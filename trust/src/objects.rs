@@ -32,6 +32,66 @@ byte_newtype!(
     Nonce,
     16
 );
+byte_newtype!(
+    /// SHA-256 of an [`Invocation`]: what a ticket signs about the arguments and
+    /// environment its slivers run with.
+    InvocationHash,
+    32
+);
+
+/// Most bytes of all arguments and environment variables of one invocation together (they
+/// are recorded in the node's log with every sliver).
+pub const MAX_INVOCATION_BYTES: usize = 16 * 1024;
+/// Most arguments, and most environment variables, of one invocation.
+pub const MAX_INVOCATION_ITEMS: usize = 64;
+
+/// The arguments and environment a sliver runs with. A ticket signs their hash, so nobody
+/// who holds the ticket (a node owner who received it, say) can run the researcher's module
+/// with other arguments in the researcher's name; the node records them with the sliver, so
+/// an auditor sees what the person asked to run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invocation {
+    /// Arguments (without argv[0]).
+    pub args: Vec<String>,
+    /// Environment, in order.
+    pub env: Vec<(String, String)>,
+}
+
+impl Invocation {
+    /// Arguments and environment.
+    pub fn new(args: Vec<String>, env: Vec<(String, String)>) -> Invocation {
+        Invocation { args, env }
+    }
+
+    /// Refuses an invocation over the limits.
+    pub fn validate(&self) -> Result<(), String> {
+        let bytes: usize = self
+            .args
+            .iter()
+            .map(String::len)
+            .chain(self.env.iter().map(|(k, v)| k.len() + v.len()))
+            .sum();
+        if self.args.len() > MAX_INVOCATION_ITEMS
+            || self.env.len() > MAX_INVOCATION_ITEMS
+            || bytes > MAX_INVOCATION_BYTES
+        {
+            return Err(format!(
+                "{} arguments and {} variables of {bytes} bytes: at most {MAX_INVOCATION_ITEMS} of each and {MAX_INVOCATION_BYTES} bytes",
+                self.args.len(),
+                self.env.len()
+            ));
+        }
+        Ok(())
+    }
+
+    /// The hash a ticket signs: SHA-256 over a domain tag and the canonical encoding.
+    pub fn hash(&self) -> InvocationHash {
+        let mut h = Sha256::new();
+        h.update(b"slicefed invocation v1\0");
+        h.update(codec::encode("invocation", self).unwrap_or_default());
+        InvocationHash(h.finalize().into())
+    }
+}
 
 impl CertId {
     /// The id of envelope bytes.
@@ -551,6 +611,8 @@ pub struct SliceTicket {
     pub slice: Name,
     /// SHA-256 of the module the slivers run.
     pub module: ModuleHash,
+    /// The arguments and environment the slivers run with ([`Invocation::hash`]).
+    pub invocation: InvocationHash,
     /// Resource caps per sliver.
     pub caps: ResourceCaps,
     /// Network rights of each sliver.

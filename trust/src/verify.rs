@@ -882,7 +882,15 @@ impl Verifier {
         if let Some(o) = self.shared.as_ref().and_then(|s| s.get(&id)) {
             return Ok(o);
         }
-        decode_unchecked(bytes, id).map(Arc::new)
+        match decode_unchecked(bytes, id) {
+            Ok(o) => Ok(Arc::new(o)),
+            // A body that does not decode: say why as if its signature had been checked
+            // first (a forgery is reported as one), at the cost of that one check.
+            Err(e) => Err(objects::decode_envelope(bytes)
+                .and_then(|env| objects::check_signature(&env))
+                .err()
+                .unwrap_or(e)),
+        }
     }
 
     /// Confirms the signature of a peeked object (once: the verified object is cached, a

@@ -274,6 +274,7 @@ fn build(subs: usize, delegs: usize, choices: &[LinkChoice]) -> Chain {
         LinkBody::Ticket(SliceTicket {
             slice: name(&format!("{ns}.slice")),
             module: ModuleHash::of(b"m"),
+            invocation: slicefed_trust::Invocation::default().hash(),
             caps: g.caps,
             network: g.network,
             nodes: g.nodes,
