@@ -70,7 +70,7 @@ pub struct Usage {
 }
 
 /// Who opened a flow.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Direction {
     /// The sliver connected out (or sent a datagram).
     Outbound,

@@ -52,6 +52,10 @@ pub struct SandboxConfig {
     pub worker_threads: usize,
     /// Epoch length: the CPU scheduler's quantum unit.
     pub tick: Duration,
+    /// OS sockets all slivers together may hold (each sliver at most
+    /// [`crate::sockets::MAX_SOCKETS_PER_SLIVER`]); keep it well under the process's
+    /// descriptor limit.
+    pub max_sockets: usize,
 }
 
 impl SandboxConfig {
@@ -63,6 +67,7 @@ impl SandboxConfig {
             max_memory_per_sliver: 256 << 20,
             worker_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             tick: Duration::from_millis(1),
+            max_sockets: 16_384,
         }
     }
 }
@@ -162,6 +167,8 @@ pub struct Sandbox {
     pub(crate) config: SandboxConfig,
     pub(crate) running: Arc<std::sync::atomic::AtomicU32>,
     pub(crate) fair: Arc<sliver::FairShare>,
+    /// OS sockets held by all slivers.
+    pub(crate) sockets: Arc<std::sync::atomic::AtomicUsize>,
     next_id: std::sync::atomic::AtomicU64,
     ticker_stop: Arc<AtomicBool>,
     ticker: Option<std::thread::JoinHandle<()>>,
@@ -214,6 +221,7 @@ impl Sandbox {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wt("linking WASI"))?;
         crate::meter::add_to_linker(&mut linker).map_err(wt("linking the flow meter"))?;
+        crate::sockets::add_to_linker(&mut linker).map_err(wt("linking the socket budget"))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.worker_threads.max(1))
             .thread_name("sliver")
@@ -265,6 +273,7 @@ impl Sandbox {
             config,
             running,
             fair: Arc::new(sliver::FairShare::default()),
+            sockets: Arc::default(),
             next_id: std::sync::atomic::AtomicU64::new(1),
             ticker_stop,
             ticker: Some(ticker),
@@ -319,6 +328,11 @@ impl Sandbox {
             compiled,
             spec,
         ))
+    }
+
+    /// OS sockets all slivers hold now.
+    pub fn sockets(&self) -> usize {
+        self.sockets.load(Ordering::Relaxed)
     }
 
     /// Slivers running now.

@@ -18,6 +18,7 @@
 pub mod engine;
 pub mod logs;
 pub mod meter;
+pub mod sockets;
 pub mod net;
 pub mod sliver;
 
@@ -31,7 +32,7 @@ pub mod guests {
     use std::path::PathBuf;
 
     /// Names of the guests built.
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 12] = [
         "hello",
         "cpu_hog",
         "memory_bomb",
@@ -43,6 +44,7 @@ pub mod guests {
         "sleeper",
         "prober",
         "idle_toucher",
+        "net_hog",
     ];
 
     /// Path of a built guest component.

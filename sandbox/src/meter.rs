@@ -16,17 +16,22 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 use wasmtime::component::{Linker, Resource, ResourceTable};
 use wasmtime_wasi::async_trait;
-use wasmtime_wasi::p2::bindings::sockets::network::ErrorCode;
+use wasmtime_wasi::p2::bindings::sockets::network::{ErrorCode, IpSocketAddress};
 use wasmtime_wasi::p2::bindings::sockets::tcp::HostTcpSocket;
+use wasmtime_wasi::p2::bindings::sockets::udp::{
+    HostOutgoingDatagramStream, HostUdpSocket, OutgoingDatagram, OutgoingDatagramStream,
+};
 use wasmtime_wasi::p2::{
     DynInputStream, DynOutputStream, InputStream, OutputStream, Pollable, StreamError,
-    StreamResult, TcpSocket,
+    StreamResult, TcpSocket, UdpSocket,
 };
 use wasmtime_wasi::sockets::WasiSocketsView;
 
 /// The interface the shadowed functions belong to (the version wasmtime-wasi 48 defines;
 /// guests importing any 0.2.x version are linked to it).
 pub const TCP_INTERFACE: &str = "wasi:sockets/tcp@0.2.12";
+/// The UDP interface (datagram bytes are metered there).
+pub const UDP_INTERFACE: &str = "wasi:sockets/udp@0.2.12";
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -51,6 +56,17 @@ impl Egress {
             day: AtomicU64::new(now_ms() / 86_400_000),
             used: AtomicU64::new(0),
         }
+    }
+
+    /// Whether `n` more bytes would stay within today's cap.
+    pub fn would_fit(&self, n: u64) -> bool {
+        let today = now_ms() / 86_400_000;
+        let used = if self.day.load(Ordering::Relaxed) == today {
+            self.used.load(Ordering::Relaxed)
+        } else {
+            0
+        };
+        self.cap.is_none_or(|cap| used.saturating_add(n) <= cap)
     }
 
     /// Charges `n` bytes; false if that would pass today's cap.
@@ -98,10 +114,16 @@ pub struct MeterConfig {
     pub on_egress_cap: Arc<dyn Fn() + Send + Sync>,
     /// Bytes in and out, summed over all flows of the sliver.
     pub totals: Arc<(AtomicU64, AtomicU64)>,
+    /// Datagram and refused-attempt records, aggregated.
+    pub aggregates: Arc<crate::net::FlowAggregator>,
+    /// The slice's network rights (datagrams are judged before they are counted).
+    pub rights: slicefed_trust::caps::NetworkRights,
+    /// The owner's rules for the machine.
+    pub host: crate::net::SharedHostRules,
 }
 
 /// Access to the metering config from the store's data.
-pub trait Metered: WasiSocketsView {
+pub trait Metered: WasiSocketsView + crate::sockets::Budgeted {
     /// The sliver's metering config.
     fn meter(&self) -> &MeterConfig;
     /// The resource table.
@@ -352,13 +374,105 @@ pub fn add_to_linker<T: Metered + 'static>(linker: &mut Linker<T>) -> wasmtime::
          (this,): (Resource<TcpSocket>,)|
          -> wasmtime::Result<(Result<Accepted, ErrorCode>,)> {
             let state = store.data_mut();
+            // An accepted connection is a new OS socket: it needs a permit first.
+            let Some(permit) = crate::sockets::permit_for_accept(state) else {
+                return Ok((Err(ErrorCode::NewSocketLimit),));
+            };
             let result = HostTcpSocket::accept(&mut state.sockets(), this);
             match result {
                 Err(e) => e.downcast().map(|code| (Err(code),)),
                 Ok((socket, input, output)) => {
+                    crate::sockets::accepted(state, socket.rep(), permit);
                     let meter = start_flow(state, socket.rep(), Direction::Inbound);
                     wrap(state.table_mut(), &input, &output, meter)?;
                     Ok((Ok((socket, input, output)),))
+                }
+            }
+        },
+    )?;
+    let mut udp = linker.instance(UDP_INTERFACE)?;
+    udp.func_wrap_async(
+        "[method]udp-socket.stream",
+        |mut store: wasmtime::StoreContextMut<'_, T>,
+         (this, remote): (Resource<UdpSocket>, Option<IpSocketAddress>)| {
+            Box::new(async move {
+                let state = store.data_mut();
+                let result = HostUdpSocket::stream(&mut state.sockets(), this, remote).await;
+                match result {
+                    Err(e) => e.downcast().map(|code| (Err(code),)),
+                    Ok((incoming, outgoing)) => {
+                        if let Some(r) = remote {
+                            state.meter().aggregates.connected(outgoing.rep(), SocketAddr::from(r));
+                        }
+                        Ok((Ok((incoming, outgoing)),))
+                    }
+                }
+            })
+        },
+    )?;
+    udp.func_wrap(
+        "[method]outgoing-datagram-stream.send",
+        |mut store: wasmtime::StoreContextMut<'_, T>,
+         (this, mut datagrams): (Resource<OutgoingDatagramStream>, Vec<OutgoingDatagram>)|
+         -> wasmtime::Result<(Result<u64, ErrorCode>,)> {
+            let rep = this.rep();
+            let state = store.data_mut();
+            let config = state.meter().clone();
+            // Only what the egress cap still allows is sent; the cap reached ends the sliver.
+            let fits = datagrams
+                .iter()
+                .scan(0u64, |sum, d| {
+                    *sum = sum.saturating_add(d.data.len() as u64);
+                    Some(*sum)
+                })
+                .take_while(|sum| config.egress.would_fit(*sum))
+                .count();
+            if fits == 0 && !datagrams.is_empty() {
+                (config.on_egress_cap)();
+                return Ok((Err(ErrorCode::AccessDenied),));
+            }
+            datagrams.truncate(fits);
+            let targets: Vec<(Option<SocketAddr>, u64)> = datagrams
+                .iter()
+                .map(|d| {
+                    let to = d
+                        .remote_address
+                        .map(SocketAddr::from)
+                        .or_else(|| config.aggregates.stream_remote(rep));
+                    (to, d.data.len() as u64)
+                })
+                .collect();
+            let result = HostOutgoingDatagramStream::send(&mut state.sockets(), this, datagrams);
+            match result {
+                Err(e) => e.downcast().map(|code| (Err(code),)),
+                Ok(sent) => {
+                    let now = now_ms();
+                    for (to, bytes) in targets.into_iter().take(sent as usize) {
+                        config.egress.charge(bytes);
+                        config.totals.1.fetch_add(bytes, Ordering::Relaxed);
+                        // Refused datagrams are recorded by the policy check, which drops
+                        // them; allowed ones are counted here, with their bytes.
+                        let Some(to) = to else { continue };
+                        let allowed = crate::sliver::judge(
+                            &config.rights,
+                            &config.host,
+                            &*config.sink,
+                            to,
+                            wasmtime_wasi::sockets::SocketAddrUse::UdpSend,
+                        )
+                        .allowed;
+                        if allowed {
+                            config.aggregates.count(
+                                Proto::Udp,
+                                Direction::Outbound,
+                                to,
+                                &Decision::Allowed,
+                                bytes,
+                                now,
+                            );
+                        }
+                    }
+                    Ok((Ok(sent),))
                 }
             }
         },

@@ -225,6 +225,140 @@ pub fn flow_record(
 /// A sink shared by the policy check.
 pub type SharedSink = Arc<dyn FlowSink>;
 
+/// Records of datagrams and of refused attempts are aggregated over this long: one record
+/// per destination and decision per interval, not one per packet.
+pub const FLOW_INTERVAL_MS: u64 = 10_000;
+/// Aggregates open at once per sliver (past this, all are written out).
+pub const MAX_OPEN_AGGREGATES: usize = 256;
+/// Connected UDP streams whose destination is remembered per sliver.
+pub const MAX_CONNECTED_STREAMS: usize = 256;
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct AggregateKey {
+    proto: Proto,
+    direction: Direction,
+    remote: SocketAddr,
+    denied: Option<String>,
+}
+
+#[derive(Default)]
+struct Aggregates {
+    open: std::collections::HashMap<AggregateKey, FlowRecord>,
+    since_ms: u64,
+    /// Where each connected outgoing UDP stream sends (its resource id).
+    streams: std::collections::HashMap<u32, SocketAddr>,
+}
+
+/// One sliver's datagram and refused-attempt records, aggregated per destination, decision
+/// and interval (a sliver sending a million datagrams, or knocking a million times on a
+/// denied port, costs its node a few ledger entries, each with the count and the bytes).
+/// Written out when an interval ends, when too many are open, and when the sliver ends.
+pub struct FlowAggregator {
+    who: Attribution,
+    sink: SharedSink,
+    state: std::sync::Mutex<Aggregates>,
+}
+
+impl FlowAggregator {
+    /// Aggregates for `who`, written to `sink`.
+    pub fn new(who: Attribution, sink: SharedSink) -> FlowAggregator {
+        FlowAggregator {
+            who,
+            sink,
+            state: std::sync::Mutex::new(Aggregates::default()),
+        }
+    }
+
+    /// Counts one datagram or attempt (`bytes` sent) to `remote` under `decision`.
+    pub fn count(
+        &self,
+        proto: Proto,
+        direction: Direction,
+        remote: SocketAddr,
+        decision: &Decision,
+        bytes: u64,
+        now_ms: u64,
+    ) {
+        let mut due = vec![];
+        if let Ok(mut st) = self.state.lock() {
+            if st.open.is_empty() {
+                st.since_ms = now_ms;
+            }
+            let key = AggregateKey {
+                proto,
+                direction,
+                remote,
+                denied: match decision {
+                    Decision::Allowed => None,
+                    Decision::Denied(r) => Some(r.clone()),
+                },
+            };
+            if !st.open.contains_key(&key) && st.open.len() >= MAX_OPEN_AGGREGATES {
+                due.extend(st.open.drain().map(|(_, r)| r));
+                st.since_ms = now_ms;
+            }
+            let who = &self.who;
+            let r = st.open.entry(key).or_insert_with(|| FlowRecord {
+                who: who.clone(),
+                proto,
+                direction,
+                local: SocketAddr::from(([0, 0, 0, 0], 0)),
+                remote,
+                decision: decision.clone(),
+                bytes_out: 0,
+                bytes_in: 0,
+                packets_out: 0,
+                packets_in: 0,
+                first_ms: now_ms,
+                last_ms: now_ms,
+            });
+            r.packets_out = r.packets_out.saturating_add(1);
+            r.bytes_out = r.bytes_out.saturating_add(bytes);
+            r.last_ms = now_ms;
+            if now_ms.saturating_sub(st.since_ms) >= FLOW_INTERVAL_MS {
+                due.extend(st.open.drain().map(|(_, r)| r));
+            }
+        }
+        for r in due {
+            self.sink.record(r);
+        }
+    }
+
+    /// Remembers where a connected outgoing UDP stream sends.
+    pub fn connected(&self, stream: u32, remote: SocketAddr) {
+        if let Ok(mut st) = self.state.lock() {
+            if st.streams.len() >= MAX_CONNECTED_STREAMS
+                && let Some(k) = st.streams.keys().next().copied()
+            {
+                st.streams.remove(&k);
+            }
+            st.streams.insert(stream, remote);
+        }
+    }
+
+    /// Where a connected outgoing UDP stream sends, if it is known.
+    pub fn stream_remote(&self, stream: u32) -> Option<SocketAddr> {
+        self.state.lock().ok()?.streams.get(&stream).copied()
+    }
+
+    /// Writes out every open aggregate.
+    pub fn flush(&self) {
+        let due: Vec<FlowRecord> = match self.state.lock() {
+            Ok(mut st) => st.open.drain().map(|(_, r)| r).collect(),
+            Err(_) => vec![],
+        };
+        for r in due {
+            self.sink.record(r);
+        }
+    }
+}
+
+impl Drop for FlowAggregator {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
 /// Most flow records waiting for the ledger; a sliver that opens flows faster than the
 /// ledger can sync them is slowed down (the check blocks), never allowed to drop evidence.
 pub const LEDGER_QUEUE: usize = 16_384;

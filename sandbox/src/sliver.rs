@@ -12,7 +12,7 @@
 use crate::engine::{Compiled, Sandbox};
 use crate::logs::LogBuffer;
 use crate::net::{self, SharedSink};
-use slicefed_ledger::entry::Attribution;
+use slicefed_ledger::entry::{Attribution, Decision};
 use slicefed_trust::caps::{NetworkRights, Proto};
 use std::future::Future;
 use std::path::PathBuf;
@@ -239,6 +239,13 @@ pub struct SliverState {
     table: ResourceTable,
     limiter: MemoryLimiter,
     meter: crate::meter::MeterConfig,
+    sockets: crate::sockets::SocketBudget,
+}
+
+impl crate::sockets::Budgeted for SliverState {
+    fn budget(&mut self) -> &mut crate::sockets::SocketBudget {
+        &mut self.sockets
+    }
 }
 
 impl crate::meter::Metered for SliverState {
@@ -340,11 +347,37 @@ impl<F: Future> Future for Metered<F> {
     }
 }
 
+/// The decision on one use of an address: the slice's rights, the owner's host rules, and
+/// whether the ledger can record it (a flow that cannot be recorded does not happen). The
+/// policy check and the datagram meter both ask it.
+pub(crate) fn judge(
+    rights: &NetworkRights,
+    host: &net::SharedHostRules,
+    sink: &dyn net::FlowSink,
+    addr: std::net::SocketAddr,
+    use_: wasmtime_wasi::sockets::SocketAddrUse,
+) -> net::Verdict {
+    let mut verdict = match host.read() {
+        Ok(h) => net::decide(rights, &h, addr, use_),
+        // Poisoned: nothing is known about the host, so nothing outgoing is allowed.
+        Err(_) => net::decide(rights, &net::HostRules::default(), addr, use_),
+    };
+    if verdict.allowed
+        && verdict.flow.is_some()
+        && let Err(why) = sink.writable()
+    {
+        verdict.allowed = false;
+        verdict.reason = why;
+    }
+    verdict
+}
+
 fn wasi_ctx(
     spec: &SliverSpec,
     stdout: &Option<LogBuffer>,
     stderr: &Option<LogBuffer>,
     counters: &Arc<Counters>,
+    aggregates: &Arc<net::FlowAggregator>,
 ) -> wasmtime::Result<WasiCtx> {
     let mut b = WasiCtxBuilder::new();
     let mut argv = vec![format!("{}", spec.who.slice)];
@@ -381,41 +414,26 @@ fn wasi_ctx(
         .allow_ip_name_lookup(false);
     let rights = spec.network.clone();
     let host = spec.host.clone();
-    let who = spec.who.clone();
     let sink = spec.flows.clone();
     let counters = counters.clone();
+    let aggregates = aggregates.clone();
     b.socket_addr_check(move |addr, use_| {
-        let mut verdict = match host.read() {
-            Ok(h) => net::decide(&rights, &h, addr, use_),
-            // Poisoned: nothing is known about the host, so nothing outgoing is allowed.
-            Err(_) => net::decide(&rights, &net::HostRules::default(), addr, use_),
-        };
-        // Fail closed: a flow the ledger cannot record does not happen.
-        if verdict.allowed
-            && verdict.flow.is_some()
-            && let Err(why) = sink.writable()
-        {
-            verdict.allowed = false;
-            verdict.reason = why;
-        }
+        let verdict = judge(&rights, &host, &*sink, addr, use_);
         if let Some((proto, direction)) = verdict.flow {
             let c = if verdict.allowed {
                 &counters.flows_allowed
             } else {
                 &counters.flows_denied
             };
-            c.fetch_add(1, Ordering::Relaxed);
             // An allowed TCP flow is recorded when it closes, by the meter, with its real
-            // local address and exact byte counts; everything else is recorded now.
-            if !(verdict.allowed && proto == Proto::Tcp) {
-                sink.record(net::flow_record(
-                    &who,
-                    &verdict,
-                    proto,
-                    direction,
-                    addr,
-                    now_ms(),
-                ));
+            // local address and exact byte counts; allowed datagrams by the meter's `send`
+            // (with their bytes); refusals here, aggregated per destination and interval.
+            if !verdict.allowed {
+                c.fetch_add(1, Ordering::Relaxed);
+                let decision = Decision::Denied(verdict.reason.clone());
+                aggregates.count(proto, direction, addr, &decision, 0, now_ms());
+            } else if proto == Proto::Tcp {
+                c.fetch_add(1, Ordering::Relaxed);
             }
         }
         let allowed = verdict.allowed;
@@ -505,11 +523,15 @@ fn meter_config(
     spec: &SliverSpec,
     counters: &Arc<Counters>,
     kill: &Arc<KillFlag>,
+    aggregates: Arc<net::FlowAggregator>,
 ) -> crate::meter::MeterConfig {
     let kill = kill.clone();
     crate::meter::MeterConfig {
         who: spec.who.clone(),
         sink: spec.flows.clone(),
+        aggregates,
+        rights: spec.network.clone(),
+        host: spec.host.clone(),
         egress: Arc::new(crate::meter::Egress::new(spec.egress_per_day)),
         on_egress_cap: Arc::new(move || kill.set(KillReason::Egress)),
         totals: counters.bytes.clone(),
@@ -525,14 +547,16 @@ fn new_store(
     kill: &Arc<KillFlag>,
     stdout: &Option<LogBuffer>,
     stderr: &Option<LogBuffer>,
+    sockets: crate::sockets::SocketBudget,
 ) -> wasmtime::Result<Store<SliverState>> {
-    let wasi = wasi_ctx(spec, stdout, stderr, counters)?;
+    let aggregates = Arc::new(net::FlowAggregator::new(spec.who.clone(), spec.flows.clone()));
+    let wasi = wasi_ctx(spec, stdout, stderr, counters, &aggregates)?;
     let mut table = ResourceTable::new();
     table.set_max_capacity(MAX_HANDLES);
     let state = SliverState {
         wasi,
         table,
-        meter: meter_config(spec, counters, kill),
+        meter: meter_config(spec, counters, kill, aggregates),
         limiter: MemoryLimiter {
             cap: spec.memory,
             memories: 0,
@@ -540,6 +564,7 @@ fn new_store(
             counters: counters.clone(),
             kill: kill.clone(),
         },
+        sockets,
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
@@ -554,6 +579,7 @@ struct Wiring {
     kill: Arc<KillFlag>,
     stdout: Option<LogBuffer>,
     stderr: Option<LogBuffer>,
+    sockets: crate::sockets::SocketBudget,
 }
 
 async fn run(
@@ -570,8 +596,10 @@ async fn run(
         kill,
         stdout,
         stderr,
+        sockets,
     } = wiring;
-    let mut store = match new_store(&engine, &spec, &counters, &kill, &stdout, &stderr) {
+    let mut store = match new_store(&engine, &spec, &counters, &kill, &stdout, &stderr, sockets)
+    {
         Ok(s) => s,
         Err(e) => return Outcome::Trapped(format!("cannot set up WASI: {e:#}")),
     };
@@ -649,7 +677,13 @@ pub(crate) async fn time_instantiation(
         source: e,
     };
     let kill = Arc::new(KillFlag::default());
-    let mut store = new_store(engine, spec, &counters, &kill, &None, &None).map_err(err)?;
+    let sockets = crate::sockets::SocketBudget::new(
+        crate::sockets::MAX_SOCKETS_PER_SLIVER,
+        crate::sockets::MAX_SOCKETS_PER_SLIVER,
+        Arc::default(),
+    );
+    let mut store =
+        new_store(engine, spec, &counters, &kill, &None, &None, sockets).map_err(err)?;
     store.set_epoch_deadline(u64::MAX / 2);
     let t = Instant::now();
     wasmtime_wasi::p2::bindings::Command::instantiate_async(
@@ -689,6 +723,11 @@ pub(crate) fn spawn(
             kill: kill.clone(),
             stdout: stdout.clone(),
             stderr: stderr.clone(),
+            sockets: crate::sockets::SocketBudget::new(
+                crate::sockets::MAX_SOCKETS_PER_SLIVER,
+                sb.config.max_sockets,
+                sb.sockets.clone(),
+            ),
         },
     );
     let metered = Metered {

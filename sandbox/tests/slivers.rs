@@ -264,6 +264,90 @@ fn a_ticket_granting_loopback_still_cannot_reach_the_owners_machine_by_default()
     assert_eq!(h.usage().flows_denied, 1);
 }
 
+fn stdout_of(h: &slicefed_sandbox::SliverHandle) -> String {
+    String::from_utf8_lossy(&h.stdout.as_ref().unwrap().contents()).into_owned()
+}
+
+#[test]
+fn a_sliver_holds_at_most_its_share_of_sockets() {
+    let mut s = spec(&["sockets", "1000"]);
+    s.network = NetworkRights {
+        connect: RuleSet::Only(vec![ConnectRule::parse("udp:0.0.0.0/0:53").unwrap()]),
+        listen: RuleSet::Only(vec![]),
+    };
+    // A sandbox of its own, so the node-wide count is this sliver's alone.
+    let dir = tempfile::tempdir().unwrap();
+    let sb = Sandbox::new(SandboxConfig::new(dir.path())).unwrap();
+    let c = sb.compile(&guests::bytes("net_hog").unwrap()).unwrap();
+    let h = sb.spawn(c, s).unwrap();
+    let o = h.wait_timeout(Duration::from_secs(60)).expect("ended");
+    assert_eq!(o, Outcome::Exited(0));
+    let out = stdout_of(&h);
+    assert!(
+        out.contains(&format!(
+            "held {} sockets",
+            slicefed_sandbox::sockets::MAX_SOCKETS_PER_SLIVER
+        )),
+        "{out}"
+    );
+    // Every socket came back when the sliver ended.
+    assert_eq!(sb.sockets(), 0);
+}
+
+#[test]
+fn datagrams_are_recorded_per_destination_with_their_bytes_and_count_against_egress() {
+    let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let to = receiver.local_addr().unwrap();
+    let flows = Arc::new(CollectFlows::default());
+    let mut s = spec(&["udp", &to.to_string(), "500", "100"]);
+    s.network = NetworkRights {
+        connect: RuleSet::Only(vec![ConnectRule::parse(&format!("udp:127.0.0.1:{}", to.port())).unwrap()]),
+        listen: RuleSet::Only(vec![]),
+    };
+    s.flows = flows.clone();
+    let (o, h) = run("net_hog", s);
+    assert_eq!(o, Outcome::Exited(0), "{}", stdout_of(&h));
+    let out = stdout_of(&h);
+    assert!(out.contains("sent 500 datagrams"), "{out}");
+    // One record for the destination, not five hundred, with the count and the bytes.
+    let f = flows.flows();
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].remote, to);
+    assert_eq!(f[0].decision, Decision::Allowed);
+    assert_eq!((f[0].packets_out, f[0].bytes_out), (500, 50_000));
+    assert_eq!(h.usage().bytes_out, 50_000);
+
+    // Datagrams count against the daily egress cap like TCP bytes do.
+    let mut s = spec(&["udp", &to.to_string(), "500", "100"]);
+    s.network = NetworkRights {
+        connect: RuleSet::Only(vec![ConnectRule::parse(&format!("udp:127.0.0.1:{}", to.port())).unwrap()]),
+        listen: RuleSet::Only(vec![]),
+    };
+    s.egress_per_day = Some(10_000);
+    let (o, h) = run("net_hog", s);
+    assert_eq!(o, Outcome::Killed(KillReason::Egress), "{}", stdout_of(&h));
+    assert!(h.usage().bytes_out <= 10_000);
+}
+
+#[test]
+fn refused_attempts_are_aggregated_not_logged_one_by_one() {
+    let flows = Arc::new(CollectFlows::default());
+    let mut s = spec(&["connects", "192.0.2.1:25", "300"]);
+    s.network = NetworkRights {
+        connect: RuleSet::Only(vec![ConnectRule::parse("tcp:127.0.0.1:7000").unwrap()]),
+        listen: RuleSet::Only(vec![]),
+    };
+    s.flows = flows.clone();
+    let (o, h) = run("net_hog", s);
+    assert_eq!(o, Outcome::Exited(0));
+    assert!(stdout_of(&h).contains("300 connects failed"), "{}", stdout_of(&h));
+    let f = flows.flows();
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].packets_out, 300);
+    assert!(matches!(&f[0].decision, Decision::Denied(_)));
+    assert_eq!(h.usage().flows_denied, 300);
+}
+
 #[test]
 fn the_daily_egress_cap_stops_the_sliver() {
     let server = TcpListener::bind("127.0.0.1:0").unwrap();
