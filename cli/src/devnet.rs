@@ -441,7 +441,7 @@ pub fn devnet(a: DevnetArgs) -> Result<ExitCode> {
     say!("  export SLICEFED_BOOTSTRAP={bootstrap}");
     say!("  slicefed nodes list");
     say!("  slicefed slice status princeton.probe");
-    say!("  slicefed slice logs princeton.probe --node princeton.node1");
+    say!("  slicefed slice logs princeton.probe --node princeton.node1 --key princeton.alice.key");
     say!("  slicefed slice delete princeton.probe --key princeton.alice.key");
     say!(
         "  slicefed authority revoke --authority mit --cert mit.bob.cert --out bob.rev && slicefed authority publish bob.rev"

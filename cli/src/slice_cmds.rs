@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::json;
 use slicefed_peer::client;
 use slicefed_peer::node::MemberRow;
-use slicefed_peer::wire::{NodeStatus, Request, Response, SliceDelete};
+use slicefed_peer::wire::{HolderAction, HolderRequest, NodeStatus, Request, Response};
 use slicefed_trust::objects::{self, NodeReceipt};
 use slicefed_trust::{Invocation, NodeSet, PublicKey};
 use std::path::PathBuf;
@@ -517,18 +517,20 @@ fn logs(a: LogsArgs) -> Result<ExitCode> {
         .find(|m| m.peer_id == a.on || m.name == a.on)
         .ok_or_else(|| anyhow!("node {} is not a member the bootstrap node knows", a.on))?;
     let addr = dial_addr(m)?;
+    // Output is the researcher's (and the node owner's): the request is signed.
+    let key = crate::files::read_secret_key(a.who.key()?)?;
+    let node = PublicKey::parse(&m.peer_id).map_err(|e| anyhow!("{}: {e}", m.name))?;
     let rt = runtime()?;
     let mut shown: Vec<usize> = vec![];
     loop {
-        let r = rt.block_on(client::call(
-            addr.clone(),
-            Request::Logs {
-                slice: a.name.clone(),
-            },
-            TIMEOUT,
-        ))?;
-        let Response::Logs(logs) = r else {
-            bail!("{}: unexpected answer", m.name);
+        let asked =
+            HolderRequest::sign_action(&key, node, &a.name, now(), HolderAction::ReadLogs)
+                .context("signing the request")?;
+        let r = rt.block_on(client::call(addr.clone(), Request::Logs(asked), TIMEOUT))?;
+        let logs = match r {
+            Response::Logs(logs) => logs,
+            Response::Error(why) => bail!("{}: {why}", m.name),
+            _ => bail!("{}: unexpected answer", m.name),
         };
         if logs.is_empty() && !a.follow {
             bail!("no sliver of slice {} on {}", a.name, m.name);
@@ -608,7 +610,7 @@ fn delete(a: StatusArgs) -> Result<ExitCode> {
         |m| {
             let node = PublicKey::parse(&m.peer_id).map_err(|e| anyhow!("{e}"))?;
             Ok(Request::Delete(
-                SliceDelete::sign(&key, node, &a.name, t).context("signing the delete")?,
+                HolderRequest::sign(&key, node, &a.name, t).context("signing the delete")?,
             ))
         },
         a.json,

@@ -350,6 +350,9 @@ pub enum CoreError {
     /// A delete request that does not prove its sender holds the slice.
     #[error("delete refused: {0}")]
     BadDelete(String),
+    /// A request only a slice's holder or the node's owner may make.
+    #[error("refused: only the slice's holder or this node's owner may ask that ({0})")]
+    NotHolder(String),
 }
 
 /// Why a ticket (a submission, a renewal or a restore) was refused. The receipt carries its
@@ -1094,10 +1097,10 @@ impl NodeCore {
     pub fn delete(
         &mut self,
         now_ms: u64,
-        request: &crate::wire::SliceDelete,
+        request: &crate::wire::HolderRequest,
     ) -> Result<Vec<Output>, CoreError> {
         request
-            .verify(&self.me, secs(now_ms))
+            .verify(crate::wire::HolderAction::Delete, &self.me, secs(now_ms))
             .map_err(|e| CoreError::BadDelete(e.to_string()))?;
         // The node's own key is its owner's: the owner may stop any slice here, and the
         // ledger says it was the owner, not the slice's holder.
@@ -1120,6 +1123,44 @@ impl NodeCore {
             .into_iter()
             .map(|id| Output::Stop { id, reason })
             .collect())
+    }
+
+    /// Whether a signed request to read `slice`'s output here may be answered: signed for
+    /// this node, fresh, and by the node's owner or a holder of one of the slice's slivers
+    /// (running, or among `ended_holders` of those that ended). Output is the researcher's
+    /// and the owner's, nobody else's.
+    pub fn may_read_logs(
+        &self,
+        now_ms: u64,
+        request: &crate::wire::HolderRequest,
+        ended_holders: &[PublicKey],
+    ) -> Result<(), CoreError> {
+        request
+            .verify(crate::wire::HolderAction::ReadLogs, &self.me, secs(now_ms))
+            .map_err(|e| CoreError::NotHolder(e.to_string()))?;
+        let signer = request.body.signer;
+        let holds = signer == self.me
+            || ended_holders.contains(&signer)
+            || self.slivers.values().any(|s| {
+                s.plan.who.slice.as_str() == request.body.slice && s.holders.contains(&signer)
+            });
+        if holds {
+            Ok(())
+        } else {
+            Err(CoreError::NotHolder(format!(
+                "{} holds no sliver of {} here",
+                signer.peer_id(),
+                request.body.slice
+            )))
+        }
+    }
+
+    /// Who holds sliver `id` (its ticket's signer and the responsible user).
+    pub fn holders(&self, id: u64) -> Vec<PublicKey> {
+        self.slivers
+            .get(&id)
+            .map(|s| s.holders.clone())
+            .unwrap_or_default()
     }
 
     /// A revocation, from gossip or from the owner. Stops every sliver whose chain it
@@ -1937,11 +1978,11 @@ mod tests {
 
         // Delete: someone else's signature stops nothing; the holder's stops the slice.
         let stranger =
-            crate::wire::SliceDelete::sign(&key(7), key(10).public(), "princeton.codeen", T0)
+            crate::wire::HolderRequest::sign(&key(7), key(10).public(), "princeton.codeen", T0)
                 .unwrap();
         assert!(n.delete(NOW, &stranger).unwrap().is_empty());
         let holder =
-            crate::wire::SliceDelete::sign(&key(3), key(10).public(), "princeton.codeen", T0)
+            crate::wire::HolderRequest::sign(&key(3), key(10).public(), "princeton.codeen", T0)
                 .unwrap();
         assert_eq!(
             n.delete(NOW, &holder).unwrap(),
@@ -1955,7 +1996,7 @@ mod tests {
         // The owner (the node's own key) stops anyone's slice, and it is said to be the owner.
         sub(&mut n, NOW, &ticket(ticket_body("princeton.codeen", 4)));
         let owner =
-            crate::wire::SliceDelete::sign(&key(10), key(10).public(), "princeton.codeen", T0)
+            crate::wire::HolderRequest::sign(&key(10), key(10).public(), "princeton.codeen", T0)
                 .unwrap();
         let out = n.delete(NOW, &owner).unwrap();
         assert!(
@@ -1970,7 +2011,7 @@ mod tests {
         );
         // One addressed to another node is an error.
         let elsewhere =
-            crate::wire::SliceDelete::sign(&key(3), key(11).public(), "princeton.codeen", T0)
+            crate::wire::HolderRequest::sign(&key(3), key(11).public(), "princeton.codeen", T0)
                 .unwrap();
         assert!(n.delete(NOW, &elsewhere).is_err());
     }

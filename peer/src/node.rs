@@ -213,6 +213,8 @@ struct Live {
 struct Ended {
     status: SliverStatus,
     logs: SliverLogs,
+    /// Who may still read its output.
+    holders: Vec<PublicKey>,
 }
 
 /// Publishes on a gossip topic and counts the payload. Publishing fails when no peer is
@@ -726,7 +728,8 @@ impl Daemon {
                 bytes.get(records::FILE_HEADER_BYTES..).unwrap_or_default(),
             );
             self.replica_index.insert(src.origin, index);
-            self.witness.restore(src.origin, tree, latest);
+            let held = bytes.len().saturating_sub(records::FILE_HEADER_BYTES) as u64;
+            self.witness.restore(src.origin, tree, latest, held);
         }
     }
 
@@ -1007,6 +1010,7 @@ impl Daemon {
                 bytes_out: u.bytes_out,
                 flows: u.flows_allowed + u.flows_denied,
             };
+            let holders = self.core.holders(id);
             for o in self.core.ended(id, &text, usage) {
                 self.carry_out(None, o, false);
             }
@@ -1016,6 +1020,7 @@ impl Daemon {
             self.ended.push_back(Ended {
                 status,
                 logs: sliver_logs(id, &l.handle),
+                holders,
             });
             while self.ended.len() > MAX_ENDED {
                 self.ended.pop_front();
@@ -1787,7 +1792,18 @@ impl Daemon {
             } => return self.submit(swarm, request, channel, now, credential, module, args, env),
             Request::Renew { credential } => self.renew(swarm, now, credential),
             Request::Status { slice } => Response::Status(self.status(slice.as_deref())),
-            Request::Logs { slice } => Response::Logs(self.logs(&slice)),
+            Request::Logs(asked) => {
+                let ended_holders: Vec<PublicKey> = self
+                    .ended
+                    .iter()
+                    .filter(|e| e.status.slice == asked.body.slice)
+                    .flat_map(|e| e.holders.iter().copied())
+                    .collect();
+                match self.core.may_read_logs(now, &asked, &ended_holders) {
+                    Ok(()) => Response::Logs(self.logs(&asked.body.slice)),
+                    Err(e) => Response::Error(e.to_string()),
+                }
+            }
             Request::Delete(d) => {
                 let outs = self.core.delete(now, &d);
                 self.stopping(swarm, outs)

@@ -157,7 +157,7 @@ impl Advert {
 }
 
 /// Signature domain of slice deletions.
-pub const DELETE_DOMAIN: &str = "slicefed/slice-delete";
+pub const DELETE_DOMAIN: &str = "slicefed/holder-request";
 /// Largest encoded request (a module of up to 15 MiB and its ticket).
 pub const MAX_REQUEST_BYTES: usize = crate::net::MAX_REQUEST_BYTES;
 /// Largest encoded response.
@@ -178,55 +178,91 @@ pub const MAX_ADMIN_REQUEST_BYTES: usize = 4096;
 /// Largest gossiped cosignature message.
 pub const MAX_COSIGNED_BYTES: usize = 512;
 
-/// The holder of a slice asks one node to delete it: signed for that node, fresh.
+/// What a slice's holder asks one node to do with the slice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HolderAction {
+    /// Stop every sliver of the slice the signer holds (the node's own key: every sliver).
+    Delete,
+    /// Show the slice's captured output (a researcher's output is theirs and the owner's).
+    ReadLogs,
+}
+
+/// The holder of a slice asks one node something about it: signed for that node, fresh.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SliceDeleteBody {
+pub struct HolderRequestBody {
     /// The node asked.
     pub node: PublicKey,
     /// The slice.
     pub slice: String,
     /// When, unix seconds.
     pub time: u64,
-    /// Who asks (the ticket's signer or the responsible user).
+    /// Who asks (the ticket's signer or the responsible user; the node's own key is its
+    /// owner).
     pub signer: PublicKey,
+    /// What is asked.
+    pub action: HolderAction,
 }
 
-/// A signed [`SliceDeleteBody`].
+/// A signed [`HolderRequestBody`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SliceDelete {
+pub struct HolderRequest {
     /// The body.
-    pub body: SliceDeleteBody,
+    pub body: HolderRequestBody,
     /// The signer's signature over the body's encoding.
     pub signature: serde_bytes::ByteArray<64>,
 }
 
-impl SliceDelete {
+impl HolderRequest {
     /// The holder signs a deletion of `slice` on `node`.
     pub fn sign(
         key: &SecretKey,
         node: PublicKey,
         slice: &str,
         time: u64,
-    ) -> Result<SliceDelete, WireError> {
-        let body = SliceDeleteBody {
+    ) -> Result<HolderRequest, WireError> {
+        HolderRequest::sign_action(key, node, slice, time, HolderAction::Delete)
+    }
+
+    /// The holder signs `action` on `slice` for `node`.
+    pub fn sign_action(
+        key: &SecretKey,
+        node: PublicKey,
+        slice: &str,
+        time: u64,
+        action: HolderAction,
+    ) -> Result<HolderRequest, WireError> {
+        let body = HolderRequestBody {
             node,
             slice: slice.into(),
             time,
             signer: key.public(),
+            action,
         };
-        let bytes = codec::encode("slice delete", &body)?;
-        Ok(SliceDelete {
+        let bytes = codec::encode("holder request", &body)?;
+        Ok(HolderRequest {
             signature: serde_bytes::ByteArray::new(key.sign_domain(DELETE_DOMAIN, &bytes)),
             body,
         })
     }
 
-    /// Checks it is for `node`, fresh at `now` (unix seconds) and signed by its signer.
-    pub fn verify(&self, node: &PublicKey, now: u64) -> Result<(), WireError> {
+    /// Checks it asks for `action`, is for `node`, fresh at `now` (unix seconds) and signed
+    /// by its signer.
+    pub fn verify(
+        &self,
+        action: HolderAction,
+        node: &PublicKey,
+        now: u64,
+    ) -> Result<(), WireError> {
         let bad = |why: String| WireError::Invalid {
-            what: "slice delete",
+            what: "holder request",
             why,
         };
+        if self.body.action != action {
+            return Err(bad(format!(
+                "it asks for {:?}, not {action:?}",
+                self.body.action
+            )));
+        }
         if &self.body.node != node {
             return Err(bad("it is addressed to another node".into()));
         }
@@ -240,11 +276,11 @@ impl SliceDelete {
         if self.body.slice.len() > 256 {
             return Err(bad("slice name over 256 bytes".into()));
         }
-        let bytes = codec::encode("slice delete", &self.body)?;
+        let bytes = codec::encode("holder request", &self.body)?;
         self.body
             .signer
             .verify_domain(DELETE_DOMAIN, &bytes, &self.signature)
-            .map_err(|_| WireError::Signature("slice delete"))
+            .map_err(|_| WireError::Signature("holder request"))
     }
 }
 
@@ -334,13 +370,11 @@ pub enum Request {
         /// Only this slice.
         slice: Option<String>,
     },
-    /// Captured output of a slice's slivers here.
-    Logs {
-        /// The slice.
-        slice: String,
-    },
+    /// Captured output of a slice's slivers here, asked by the slice's holder or the
+    /// node's owner ([`HolderAction::ReadLogs`]).
+    Logs(HolderRequest),
     /// The holder deletes a slice here.
-    Delete(SliceDelete),
+    Delete(HolderRequest),
     /// A revocation to honour and spread.
     Revoke {
         /// The revocation's envelope bytes.
@@ -662,17 +696,23 @@ mod tests {
     }
 
     #[test]
-    fn a_delete_is_bound_to_its_node_its_time_and_its_signer() {
-        let d = SliceDelete::sign(&key(3), key(5).public(), "princeton.codeen", 1000).unwrap();
-        d.verify(&key(5).public(), 1010).unwrap();
-        assert!(d.verify(&key(6).public(), 1010).is_err(), "another node");
-        assert!(d.verify(&key(5).public(), 2000).is_err(), "stale");
+    fn a_delete_is_bound_to_its_node_its_time_its_signer_and_its_action() {
+        let del = HolderAction::Delete;
+        let d = HolderRequest::sign(&key(3), key(5).public(), "princeton.codeen", 1000).unwrap();
+        d.verify(del, &key(5).public(), 1010).unwrap();
+        assert!(d.verify(del, &key(6).public(), 1010).is_err(), "another node");
+        assert!(d.verify(del, &key(5).public(), 2000).is_err(), "stale");
+        // A delete is not a request to read logs, nor the other way round.
+        assert!(d.verify(HolderAction::ReadLogs, &key(5).public(), 1010).is_err());
+        let mut relabelled = d.clone();
+        relabelled.body.action = HolderAction::ReadLogs;
+        assert!(relabelled.verify(HolderAction::ReadLogs, &key(5).public(), 1010).is_err());
         let mut forged = d.clone();
         forged.body.slice = "princeton.other".into();
-        assert!(forged.verify(&key(5).public(), 1010).is_err());
+        assert!(forged.verify(del, &key(5).public(), 1010).is_err());
         let mut forged = d;
         forged.body.signer = key(4).public();
-        assert!(forged.verify(&key(5).public(), 1010).is_err());
+        assert!(forged.verify(del, &key(5).public(), 1010).is_err());
     }
 
     #[test]

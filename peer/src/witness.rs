@@ -32,6 +32,10 @@ pub const MAX_SEEN_PER_ORIGIN: usize = 64;
 pub const MAX_ORIGINS: usize = 4096;
 /// A fetch not answered in this long is retried.
 pub const FETCH_TIMEOUT_MS: u64 = 10_000;
+/// Default bytes of one origin's log a witness keeps (the owner may set another).
+pub const DEFAULT_REPLICA_QUOTA: u64 = 1 << 30;
+/// Default bytes of all replicas a witness keeps.
+pub const DEFAULT_REPLICAS_QUOTA: u64 = 16 << 30;
 
 /// What the driver must do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,6 +88,19 @@ pub enum WitnessError {
         /// Page start.
         got: u64,
     },
+    /// Keeping the page would pass this node's replica quota (per origin or in all): it
+    /// stops replicating that origin (other witnesses hold it).
+    #[error("replica quota: {origin} holds {held} bytes here, a page of {page} more passes the {quota}-byte quota")]
+    Quota {
+        /// Whose log.
+        origin: String,
+        /// Bytes held (of that origin, or of all, whichever quota is passed).
+        held: u64,
+        /// The page's bytes.
+        page: u64,
+        /// The quota passed.
+        quota: u64,
+    },
     /// The page is not what its checkpoints commit to.
     #[error("bad page from {origin} at entry {seq}: {why}")]
     BadPage {
@@ -109,6 +126,10 @@ struct Replica {
     fetching_since: Option<u64>,
     /// Largest size cosigned.
     cosigned: u64,
+    /// Bytes of leaves held.
+    bytes: u64,
+    /// Over quota: no more pages are fetched or taken.
+    full: bool,
 }
 
 /// A node's witnessing state.
@@ -118,6 +139,11 @@ pub struct Witness {
     replicas: BTreeMap<PublicKey, Replica>,
     seen: BTreeMap<PublicKey, BTreeMap<u64, SignedCheckpoint>>,
     offenders: BTreeMap<PublicKey, EquivocationProof>,
+    /// Bytes one origin's replica may hold, and all replicas together.
+    quota: u64,
+    total_quota: u64,
+    /// Bytes of all replicas.
+    total_bytes: u64,
 }
 
 fn score(origin: &PublicKey, witness: &PublicKey) -> [u8; 32] {
@@ -249,12 +275,57 @@ impl Witness {
             replicas: BTreeMap::new(),
             seen: BTreeMap::new(),
             offenders: BTreeMap::new(),
+            quota: DEFAULT_REPLICA_QUOTA,
+            total_quota: DEFAULT_REPLICAS_QUOTA,
+            total_bytes: 0,
+        }
+    }
+
+    /// Sets the replica quotas: bytes of one origin's log, and of all replicas.
+    pub fn set_quotas(&mut self, per_origin: u64, total: u64) {
+        self.quota = per_origin;
+        self.total_quota = total;
+    }
+
+    /// Refuses a page of `page` bytes for `origin` that would pass a quota, and stops
+    /// replicating that origin.
+    fn within_quota(&mut self, origin: &PublicKey, page: u64) -> Result<(), WitnessError> {
+        let (quota, total_quota, total) = (self.quota, self.total_quota, self.total_bytes);
+        let Some(r) = self.replicas.get_mut(origin) else {
+            return Ok(());
+        };
+        let over = if r.bytes.saturating_add(page) > quota {
+            Some((r.bytes, quota))
+        } else if total.saturating_add(page) > total_quota {
+            Some((total, total_quota))
+        } else {
+            None
+        };
+        match over {
+            None => Ok(()),
+            Some((held, quota)) => {
+                r.full = true;
+                r.target = None;
+                r.fetching_since = None;
+                Err(WitnessError::Quota {
+                    origin: origin.peer_id(),
+                    held,
+                    page,
+                    quota,
+                })
+            }
         }
     }
 
     /// Restores a replica read back from disk (already replayed and verified by the
     /// driver): its tree, last leaf and latest checkpoint.
-    pub fn restore(&mut self, origin: PublicKey, tree: Tree, latest: Option<SignedCheckpoint>) {
+    pub fn restore(
+        &mut self,
+        origin: PublicKey,
+        tree: Tree,
+        latest: Option<SignedCheckpoint>,
+        bytes: u64,
+    ) {
         let last_leaf = match tree.len().checked_sub(1) {
             Some(i) => tree.leaf(i).unwrap_or([0; 32]),
             None => [0; 32],
@@ -270,8 +341,11 @@ impl Witness {
                 target: None,
                 fetching_since: None,
                 cosigned,
+                bytes,
+                full: false,
             },
         );
+        self.total_bytes = self.total_bytes.saturating_add(bytes);
     }
 
     /// Hands back every replica (its tree and the origin's checkpoint at its size), as a
@@ -340,7 +414,7 @@ impl Witness {
             return vec![];
         };
         let held = r.tree.len();
-        if cp.checkpoint.size <= held {
+        if cp.checkpoint.size <= held || r.full {
             return vec![];
         }
         let stale = r
@@ -383,7 +457,18 @@ impl Witness {
             .ok_or_else(|| WitnessError::NotWitness(origin.peer_id()))?;
         r.fetching_since = None;
         let held = r.tree.len();
+        let page: u64 = leaves.iter().map(|l| l.len() as u64).sum();
+        self.within_quota(&origin, page)?;
+        let r = self
+            .replicas
+            .get_mut(&origin)
+            .ok_or_else(|| WitnessError::NotWitness(origin.peer_id()))?;
         extend(r, &origin, held, &leaves, &end)?;
+        r.bytes = r.bytes.saturating_add(page);
+        self.total_bytes = self.total_bytes.saturating_add(page);
+        let Some(r) = self.replicas.get_mut(&origin) else {
+            return Ok(vec![]);
+        };
         let mut out = vec![WitnessOutput::Persist {
             origin,
             leaves,
@@ -431,7 +516,19 @@ impl Witness {
     fn observe(&mut self, cp: &SignedCheckpoint) -> Option<EquivocationProof> {
         let origin = cp.checkpoint.origin;
         if !self.seen.contains_key(&origin) && self.seen.len() >= MAX_ORIGINS {
-            return None;
+            // Full: forget an origin this node holds no replica of (a newcomer must not go
+            // unwatched because others filled the table first).
+            let victim = self
+                .seen
+                .keys()
+                .find(|o| !self.replicas.contains_key(*o))
+                .copied();
+            match victim {
+                Some(v) => {
+                    self.seen.remove(&v);
+                }
+                None => return None,
+            }
         }
         let seen = self.seen.entry(origin).or_default();
         match seen.get(&cp.checkpoint.size) {
@@ -458,6 +555,9 @@ impl Witness {
         }
         let origin = proof.smaller.checkpoint.origin;
         let new = !self.offenders.contains_key(&origin);
+        if new && self.offenders.len() >= MAX_ORIGINS {
+            return false;
+        }
         self.offenders.entry(origin).or_insert(proof);
         new
     }
@@ -493,6 +593,10 @@ impl Witness {
         let size = cp.checkpoint.size;
         let held = r.tree.len();
         if size > held {
+            if r.full {
+                // Over quota: this node keeps what it holds and takes no more.
+                return out;
+            }
             if r.target.as_ref().is_none_or(|t| t.checkpoint.size < size) {
                 r.target = Some(cp);
             }
@@ -582,7 +686,18 @@ impl Witness {
                 "the page's base root differs from the replica".into(),
             ));
         }
+        let page: u64 = leaves.iter().map(|l| l.len() as u64).sum();
+        self.within_quota(&origin, page)?;
+        let r = self
+            .replicas
+            .get_mut(&origin)
+            .ok_or_else(|| WitnessError::NotWitness(origin.peer_id()))?;
         extend(r, &origin, held, &leaves, &end)?;
+        r.bytes = r.bytes.saturating_add(page);
+        self.total_bytes = self.total_bytes.saturating_add(page);
+        let Some(r) = self.replicas.get_mut(&origin) else {
+            return Ok(out);
+        };
         let size = end.checkpoint.size;
         out.push(WitnessOutput::Persist {
             origin,
@@ -869,7 +984,7 @@ mod tests {
         let first = witnesses_of(&origin, &all, 3);
         let mut holders: Vec<Witness> = first.iter().map(|w| Witness::new(*w, 3)).collect();
         for w in &mut holders {
-            w.restore(origin, h.tree.clone(), Some(h.cp(9)));
+            w.restore(origin, h.tree.clone(), Some(h.cp(9)), 0);
         }
         // The origin and two of its witnesses die; the survivor offers the log to the
         // origin's new witnesses among those left.
@@ -994,7 +1109,7 @@ mod tests {
         w.page(1, origin, b, e, l).unwrap();
         let mut again = Witness::new(me, 3);
         for (o, tree, cp) in w.into_replicas() {
-            again.restore(o, tree, cp);
+            again.restore(o, tree, cp, 0);
         }
         assert_eq!(again.replica_size(&origin), Some(3));
         assert_eq!(again.verified(&origin), Some(&h.cp(3)));
@@ -1008,7 +1123,7 @@ mod tests {
         }
         let origin = key(1).public();
         let mut w = witness_of_1();
-        w.restore(origin, h.tree.clone(), Some(h.cp(5)));
+        w.restore(origin, h.tree.clone(), Some(h.cp(5)), 0);
         h.push("after restart");
         let out = w.checkpoint(0, h.cp(6), &members());
         assert_eq!(out, vec![WitnessOutput::Fetch { origin, from: 5 }]);

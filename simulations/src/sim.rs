@@ -30,7 +30,7 @@ use slicefed_ledger::entry::{
 };
 use slicefed_ledger::merkle::{self, Hash, Tree};
 use slicefed_peer::core::{Capacity, NodeCore, Output, StopReason};
-use slicefed_peer::wire::{Advert, AdvertBody, SliceDelete};
+use slicefed_peer::wire::{Advert, AdvertBody, HolderRequest};
 use slicefed_peer::witness::{Witness, WitnessOutput, WitnessSet};
 use slicefed_trust::caps::{NetworkRights, NodeSet, Proto, ResourceCaps, Validity};
 use slicefed_trust::objects::{self, NodeReceipt, Nonce, Revocation, SliceTicket};
@@ -197,7 +197,7 @@ enum Req {
         cred: Arc<Vec<u8>>,
         module: ModuleHash,
     },
-    Delete(Box<SliceDelete>),
+    Delete(Box<HolderRequest>),
     Revoke(Rc<Vec<u8>>),
     Entries {
         from: u64,
@@ -843,7 +843,7 @@ impl Sim {
         }
         let mut witness = Witness::new(me, k);
         for (origin, tree, cp) in n.disk.replicas.drain(..) {
-            witness.restore(origin, tree, cp);
+            witness.restore(origin, tree, cp, 0);
         }
         n.disk.log.append(
             now_ms,
@@ -2330,7 +2330,7 @@ impl Sim {
             let Some(node) = self.world.nodes.get(t as usize) else {
                 continue;
             };
-            if let Ok(d) = SliceDelete::sign(&group.key, node.public, &name, now_s) {
+            if let Ok(d) = HolderRequest::sign(&group.key, node.public, &name, now_s) {
                 reqs.push((t, d));
             }
         }
