@@ -159,6 +159,10 @@ pub struct Load {
     pub revocations: RevocationDigest,
     /// Why the node is unhealthy (it cannot record, so it takes no tickets), if it is.
     pub unhealthy: Option<String>,
+    /// When the advert carrying this was made (the sender's clock, unix ms): an advert
+    /// outside the clock skew, or not newer than the last one heard, is not taken (a
+    /// replayed advert must not keep a dead member listed).
+    pub sent_ms: u64,
 }
 
 /// A summary of a node's revocation set: two nodes with equal digests hold the same
@@ -199,6 +203,8 @@ pub struct Member {
     pub authority: Name,
     /// When we last heard from it.
     pub last_seen_ms: u64,
+    /// When its latest advert was made (its clock).
+    pub last_sent_ms: u64,
     /// What it last said about itself.
     pub load: Load,
     /// The credential its membership was judged on, and until when that judgement holds
@@ -341,6 +347,10 @@ pub enum CoreError {
     /// A peer's advert did not make it a member.
     #[error("not a member: {0}")]
     NotMember(String),
+    /// An advert too old, from the future, or replayed: ignored (not a fault of whoever
+    /// relayed it).
+    #[error("stale advert: {0}")]
+    StaleAdvert(String),
     /// A revocation was refused (it does not open, or its signer may not revoke that).
     #[error("revocation refused: {0}")]
     Revocation(#[from] RevocationError),
@@ -638,6 +648,21 @@ impl NodeCore {
         load: Load,
     ) -> Result<Vec<Output>, CoreError> {
         let refuse = |why: String| Err(CoreError::NotMember(why));
+        let skew_ms = slicefed_trust::verify::CLOCK_SKEW_SECS.saturating_mul(1000);
+        if load.sent_ms.abs_diff(now_ms) > skew_ms {
+            return Err(CoreError::StaleAdvert(format!(
+                "made at {} ms, more than {skew_ms} ms from this node's clock ({now_ms})",
+                load.sent_ms
+            )));
+        }
+        if let Some(m) = self.members.get(&from)
+            && load.sent_ms <= m.last_sent_ms
+        {
+            return Err(CoreError::StaleAdvert(format!(
+                "made at {} ms, not after the last advert heard ({})",
+                load.sent_ms, m.last_sent_ms
+            )));
+        }
         // The same credential as last time, still within its validity and with none of its
         // links revoked since: the judgement stands (a member re-advertises for ever;
         // checking its chain each time would cost every node a chain walk per advert).
@@ -650,6 +675,7 @@ impl NodeCore {
                 return Ok(vec![]);
             }
             m.last_seen_ms = now_ms;
+            m.last_sent_ms = load.sent_ms;
             let ask = wants_revocations(m, &digest, &load, now_ms);
             m.load = load;
             self.note_heard(now_ms, from);
@@ -704,6 +730,7 @@ impl NodeCore {
             name: nc.name.clone(),
             authority: v.responsible.authority.clone(),
             last_seen_ms: now_ms,
+            last_sent_ms: load.sent_ms,
             load: Load::default(),
             credential: shared.map_or_else(|| Arc::from(node_credential), Arc::clone),
             valid_until,
@@ -1433,6 +1460,14 @@ mod tests {
         slicefed_trust::fixtures::revocation_file(&key(revoker), &target, reason, T0).unwrap()
     }
 
+    /// A load as an advert made at `ms` carries it.
+    fn sent(ms: u64) -> Load {
+        Load {
+            sent_ms: ms,
+            ..Load::default()
+        }
+    }
+
     fn receipt(out: &[Output]) -> NodeReceipt {
         let bytes = out
             .iter()
@@ -1619,7 +1654,7 @@ mod tests {
         .bytes;
         let cred = Credential::new(cert.clone(), []).to_bytes().unwrap();
         let out = n
-            .advert(NOW, key(20).public(), &cred, Load::default())
+            .advert(NOW, key(20).public(), &cred, sent(NOW))
             .unwrap();
         assert_eq!(out, vec![Output::Joined(key(20).public())]);
         assert_eq!(
@@ -1628,7 +1663,7 @@ mod tests {
         );
         // Someone else presenting that certificate is not that node.
         assert!(
-            n.advert(NOW, key(21).public(), &cred, Load::default())
+            n.advert(NOW, key(21).public(), &cred, sent(NOW))
                 .is_err()
         );
         // A self-made certificate (untrusted root) is refused.
@@ -1646,7 +1681,7 @@ mod tests {
             NOW,
             key(21).public(),
             &Credential::new(own, []).to_bytes().unwrap(),
-            Load::default(),
+            sent(NOW),
         );
         assert!(
             matches!(err, Err(CoreError::NotMember(ref r)) if r.contains("untrusted root")),
@@ -1659,7 +1694,7 @@ mod tests {
                 NOW,
                 key(21).public(),
                 &Credential::new(user, []).to_bytes().unwrap(),
-                Load::default()
+                sent(NOW)
             )
             .is_err()
         );
@@ -1690,12 +1725,12 @@ mod tests {
         let mut n = node(10);
         let short = Validity::starting(T0 - DAY, DAY + 100);
         let cred = node_credential(20, short);
-        n.advert(NOW, key(20).public(), &cred, Load::default())
+        n.advert(NOW, key(20).public(), &cred, sent(NOW))
             .unwrap();
         // Within validity: accepted, last-seen moves, no output.
         let later = NOW + 10_000;
         assert!(
-            n.advert(later, key(20).public(), &cred, Load::default())
+            n.advert(later, key(20).public(), &cred, sent(later))
                 .unwrap()
                 .is_empty()
         );
@@ -1704,22 +1739,41 @@ mod tests {
         // refused.
         let expired = (T0 + 100 + 61) * 1000 + 1;
         assert!(
-            n.advert(expired, key(20).public(), &cred, Load::default())
+            n.advert(expired, key(20).public(), &cred, sent(expired))
                 .is_err()
         );
         // A revocation of the certificate is honoured on the next advert.
         let mut n = node(10);
         let cred = node_credential(21, Validity::starting(T0 - DAY, 30 * DAY));
-        n.advert(NOW, key(21).public(), &cred, Load::default())
+        n.advert(NOW, key(21).public(), &cred, sent(NOW))
             .unwrap();
         let leaf = Credential::from_bytes(&cred).unwrap().leaf().to_vec();
         let rev = revocation_of(1, &leaf, "decommissioned");
         n.revocation(NOW, &rev).unwrap();
-        let err = n.advert(NOW + 1, key(21).public(), &cred, Load::default());
+        let err = n.advert(NOW + 1, key(21).public(), &cred, sent(NOW + 1));
         assert!(
             matches!(err, Err(CoreError::NotMember(ref r)) if r.contains("revoked")),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn a_replayed_or_stale_advert_does_not_keep_a_member_listed() {
+        let mut n = node(10);
+        let cred = node_credential(20, Validity::starting(T0 - DAY, 30 * DAY));
+        n.advert(NOW, key(20).public(), &cred, sent(NOW)).unwrap();
+        // The same advert heard again later (a replay) moves nothing.
+        let replay = n.advert(NOW + 20_000, key(20).public(), &cred, sent(NOW));
+        assert!(matches!(replay, Err(CoreError::StaleAdvert(_))), "{replay:?}");
+        assert_eq!(n.members()[&key(20).public()].last_seen_ms, NOW);
+        // An advert made long ago, or in the future, is not taken either.
+        let old = n.advert(NOW + 200_000, key(20).public(), &cred, sent(NOW + 1_000));
+        assert!(matches!(old, Err(CoreError::StaleAdvert(_))), "{old:?}");
+        let future = n.advert(NOW, key(20).public(), &cred, sent(NOW + 120_000));
+        assert!(matches!(future, Err(CoreError::StaleAdvert(_))), "{future:?}");
+        // So a dead member leaves on time though its adverts are replayed.
+        let out = n.tick(NOW + MEMBER_TIMEOUT_MS + 1);
+        assert_eq!(out, vec![Output::Left(key(20).public())]);
     }
 
     #[test]
@@ -1733,7 +1787,7 @@ mod tests {
                 NOW + i as u64 * 10_000,
                 key(k).public(),
                 &cred,
-                Load::default(),
+                sent(NOW + i as u64 * 10_000),
             )
             .unwrap();
         }
@@ -1764,6 +1818,7 @@ mod tests {
                     name: name("princeton.x"),
                     authority: name("princeton"),
                     last_seen_ms: NOW,
+                    last_sent_ms: NOW,
                     load: Load::default(),
                     credential: Arc::from(Vec::new()),
                     valid_until: 0,
@@ -1789,10 +1844,10 @@ mod tests {
         assert_ne!(a.revocation_digest(), b.revocation_digest());
         // a's advert shows another revocation set: b asks it, once per sync interval.
         let cred = node_credential(20, long);
-        let out = b.advert(NOW, key(20).public(), &cred, a.load()).unwrap();
+        let out = b.advert(NOW, key(20).public(), &cred, Load { sent_ms: NOW, ..a.load() }).unwrap();
         assert!(out.contains(&Output::FetchRevocations(key(20).public())));
         let again = b
-            .advert(NOW + 1_000, key(20).public(), &cred, a.load())
+            .advert(NOW + 1_000, key(20).public(), &cred, Load { sent_ms: NOW + 1_000, ..a.load() })
             .unwrap();
         assert!(again.is_empty(), "{again:?}");
         // The answer is a's page; b honours it (stops the sliver). b was down when it was
@@ -1823,7 +1878,7 @@ mod tests {
         assert_eq!(a.revocation_digest(), b.revocation_digest());
         // Equal digests: nothing more to ask.
         let out = b
-            .advert(NOW + 40_000, key(20).public(), &cred, a.load())
+            .advert(NOW + 40_000, key(20).public(), &cred, Load { sent_ms: NOW + 40_000, ..a.load() })
             .unwrap();
         assert!(out.is_empty(), "{out:?}");
         // A restarted node re-reads what it had honoured from its own log, before it

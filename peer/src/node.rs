@@ -92,6 +92,10 @@ pub const MAX_TRACKED_PEERS: usize = 4096;
 pub const MAX_RESPONSE_MEMORY: usize = 64 << 20;
 /// Answers this small are always sent (errors, receipts, acknowledgements).
 const SMALL_RESPONSE: usize = 64 << 10;
+/// A member that left is remembered this long (its log may still be handed over).
+const DEPARTED_KEPT_MS: u64 = 24 * 3600 * 1000;
+/// Records in the cosignature file past which it is rewritten with what is kept.
+const COSIGNATURE_FILE_RECORDS: usize = 4 * MAX_COSIGNED_CHECKPOINTS * MAX_COSIGNATURES;
 /// How often a failed ledger is tried again.
 const LEDGER_RETRY: Duration = Duration::from_secs(1);
 /// Largest saved-sliver file.
@@ -334,6 +338,10 @@ struct Daemon {
     responding_bytes: usize,
     /// Where each replica file's records are.
     replica_index: BTreeMap<PublicKey, ReplicaIndex>,
+    /// Members that left, oldest first, with when (bounded by `MAX_MEMBERS`).
+    departed: VecDeque<(PublicKey, u64)>,
+    /// Records appended to the cosignature file since it was last rewritten.
+    cosig_records: usize,
 }
 
 type Swarm = libp2p::Swarm<net::Behaviour>;
@@ -373,6 +381,9 @@ pub async fn run(
     }
     d.bootstrap = config.bootstrap.clone();
     d.restore_slivers();
+    if !d.restore_pending {
+        d.prune_modules();
+    }
     let mut tick = tokio::time::interval(config.advert_interval);
     let mut reap = tokio::time::interval(Duration::from_millis(100));
     let my_peer = *swarm.local_peer_id();
@@ -518,6 +529,9 @@ impl Daemon {
                 .unwrap_or_else(|| config.dir.join("cache")),
         );
         sb.max_slivers = config.capacity.max_slivers.max(1);
+        // Slivers' sockets get half the descriptors; the node keeps the rest for its own
+        // connections and files.
+        sb.max_sockets = usize::try_from(raise_descriptor_limit() / 2).unwrap_or(usize::MAX);
         sb.max_memory_per_sliver = config.capacity.memory.clamp(1 << 20, 4 << 30);
         sb.worker_threads = sb.worker_threads.min(4);
         let sandbox = Sandbox::new(sb).map_err(|e| setup("the sandbox", &e))?;
@@ -593,6 +607,8 @@ impl Daemon {
             responding: HashMap::new(),
             responding_bytes: 0,
             replica_index: BTreeMap::new(),
+            departed: VecDeque::new(),
+            cosig_records: 0,
         };
         // A node whose disk is full still starts, unhealthy, and recovers when it can write.
         let _ = d.append(EntryBody::NodeStarted {
@@ -738,15 +754,47 @@ impl Daemon {
     }
 
     fn restore_cosignatures(&mut self) {
-        let Ok(bytes) = std::fs::read(self.cosig_path()) else {
+        // Bounded: the file is rewritten past COSIGNATURE_FILE_RECORDS records.
+        let Ok(bytes) = read_limited(&self.cosig_path(), 64 << 20) else {
             return;
         };
         let mut off = 0;
         while let Ok((rec, next)) = records::parse_one(&bytes, off) {
             off = next;
+            self.cosig_records += 1;
             if let Ok(c) = Cosigned::from_bytes(rec.payload) {
                 self.keep_cosignature(c);
             }
+        }
+    }
+
+    /// Appends a cosignature of this node's log to its file; past
+    /// [`COSIGNATURE_FILE_RECORDS`] the file is rewritten with only what is kept in memory
+    /// (the latest checkpoints' cosignatures), so it does not grow for ever.
+    fn save_cosignature(&mut self, c: &Cosigned) {
+        let mut rec = vec![];
+        if let Ok(bytes) = c.to_bytes() {
+            records::frame(KIND_CHECKPOINT, &bytes, &mut rec);
+            let _ = append_synced(&self.cosig_path(), &rec, None);
+            self.cosig_records += 1;
+        }
+        if self.cosig_records < COSIGNATURE_FILE_RECORDS {
+            return;
+        }
+        let mut all = vec![];
+        for (cp, sigs) in self.cosigs.values() {
+            for sig in sigs {
+                let kept = Cosigned {
+                    checkpoint: cp.clone(),
+                    cosignature: sig.clone(),
+                };
+                if let Ok(bytes) = kept.to_bytes() {
+                    records::frame(KIND_CHECKPOINT, &bytes, &mut all);
+                }
+            }
+        }
+        if write_atomic(&self.cosig_path(), &all).is_ok() {
+            self.cosig_records = 0;
         }
     }
 
@@ -864,6 +912,38 @@ impl Daemon {
         }
     }
 
+    /// Removes a submitted module once no sliver here runs it (modules are kept only so
+    /// slivers come back after a restart).
+    fn forget_module_if_unused(&self, module: &ModuleHash) {
+        let used = self.live.values().any(|l| l.plan.module == *module)
+            || self.starting.values().any(|s| s.plan.module == *module);
+        if !used {
+            let _ = std::fs::remove_file(self.module_path(module));
+        }
+    }
+
+    /// Removes modules no saved sliver names (left by slivers that were not restored).
+    fn prune_modules(&self) {
+        let mut wanted = std::collections::BTreeSet::new();
+        if let Ok(dir) = std::fs::read_dir(self.dir.join("slivers")) {
+            for e in dir.filter_map(Result::ok) {
+                if let Ok(b) = read_limited(&e.path(), MAX_SAVED_SLIVER_BYTES)
+                    && let Ok(s) =
+                        codec::decode::<SavedSliver>("saved sliver", &b, MAX_SAVED_SLIVER_BYTES)
+                {
+                    wanted.insert(self.module_path(&s.module));
+                }
+            }
+        }
+        if let Ok(dir) = std::fs::read_dir(self.dir.join("modules")) {
+            for e in dir.filter_map(Result::ok) {
+                if !wanted.contains(&e.path()) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+
     /// Compiles (through the cache) and starts an admitted sliver (restores only: new
     /// slivers compile on a worker, see `submit`).
     fn start(
@@ -967,6 +1047,14 @@ impl Daemon {
                     set.left(&k);
                 }
                 self.rebuild_witness_sets();
+                // Its log may be handed over for a while; its addresses are forgotten.
+                self.departed.push_back((k, now_ms()));
+                while self.departed.len() > crate::core::MAX_MEMBERS {
+                    self.departed.pop_front();
+                }
+                if let Some(p) = peer_of(&k) {
+                    self.addrs.remove(&p);
+                }
             }
             // Only restore starts slivers through here, and it handles `Start` itself.
             Output::Start(_) => {}
@@ -1015,6 +1103,7 @@ impl Daemon {
                 self.carry_out(None, o, false);
             }
             let _ = std::fs::remove_file(self.saved_path(id));
+            self.forget_module_if_unused(&l.plan.module);
             let mut status = sliver_status(&l.plan, &l.handle, "");
             status.state = text;
             self.ended.push_back(Ended {
@@ -1265,20 +1354,18 @@ impl Daemon {
             WitnessNote::Cosigned(c) if c.cosignature.witness == from => {
                 if c.checkpoint.checkpoint.origin == self.me {
                     if self.keep_cosignature(c.clone()) {
-                        let mut rec = vec![];
-                        if let Ok(bytes) = c.to_bytes() {
-                            records::frame(KIND_CHECKPOINT, &bytes, &mut rec);
-                            let _ = append_synced(&self.cosig_path(), &rec, None);
-                        }
+                        self.save_cosignature(&c);
                     }
                     vec![]
+                } else if !self.known_origin(&c.checkpoint.checkpoint.origin) {
+                    return Response::Error("a note about a log this node does not know".into());
                 } else {
                     // Another witness of that origin cosigned this: a cross-check.
                     let members = self.member_keys();
                     self.witness.checkpoint(now, c.checkpoint, &members)
                 }
             }
-            WitnessNote::Offer(cp) => {
+            WitnessNote::Offer(cp) if self.known_origin(&cp.checkpoint.origin) => {
                 let members = self.member_keys();
                 self.witness.offered(now, from, cp, &members)
             }
@@ -1342,7 +1429,18 @@ impl Daemon {
 
     fn learn_addrs(&mut self, swarm: &mut Swarm, peer: PeerId, addrs: Vec<Multiaddr>) {
         if !self.addrs.contains_key(&peer) && self.addrs.len() >= crate::core::MAX_MEMBERS {
-            return;
+            // Full: forget a peer that is not a member (clients, peers that never advertised).
+            let stranger = self
+                .addrs
+                .keys()
+                .find(|p| key_of(p).is_none_or(|k| !self.core.members().contains_key(&k)))
+                .copied();
+            match stranger {
+                Some(p) => {
+                    self.addrs.remove(&p);
+                }
+                None => return,
+            }
         }
         let kept: Vec<Multiaddr> = addrs.into_iter().take(MAX_ADDRS_PER_PEER).collect();
         // Adverts repeat the same addresses every tick; telling the swarm again would send
@@ -1354,6 +1452,21 @@ impl Daemon {
             swarm.add_peer_address(peer, a.clone());
         }
         self.addrs.insert(peer, kept);
+    }
+
+    /// Whether this node will hear about `origin`'s log at all: a member, an origin it holds
+    /// a replica of, or a member that left in the last day (whose log may be handed over).
+    /// Everything about other keys (checkpoints, offers, equivocation proofs about keys
+    /// anyone can make up) is ignored: it would fill tables and logs for nothing.
+    fn known_origin(&self, origin: &PublicKey) -> bool {
+        let day_ago = now_ms().saturating_sub(DEPARTED_KEPT_MS);
+        *origin == self.me
+            || self.core.members().contains_key(origin)
+            || self.witness.replica_size(origin).is_some()
+            || self
+                .departed
+                .iter()
+                .any(|(k, at)| k == origin && *at >= day_ago)
     }
 
     fn member_keys(&self) -> Vec<PublicKey> {
@@ -1389,6 +1502,9 @@ impl Daemon {
                             }
                             Accept
                         }
+                        // Late, early or replayed: dropped, nobody penalised (gossip can
+                        // be slow and clocks skewed).
+                        Err(crate::core::CoreError::StaleAdvert(_)) => Ignore,
                         Err(_) => Reject,
                     }
                 }
@@ -1411,6 +1527,9 @@ impl Daemon {
             }
         } else if topic == IdentTopic::new(EQUIVOCATION_TOPIC).hash().as_str() {
             match EquivocationProof::from_bytes(&m.data) {
+                // A proof about a key that is no member (anyone can make one up about a
+                // key of their own): neither kept, logged nor passed on.
+                Ok(p) if !self.known_origin(&p.smaller.checkpoint.origin) => Ignore,
                 Ok(p) => {
                     if self.witness.equivocation(p) {
                         let _ = self.append(EntryBody::EquivocationSeen {
@@ -2418,5 +2537,26 @@ fn read_replica_page(
             Ok(Response::ReplicaPage { end, leaves })
         }
         _ => Err("its index does not match the file".into()),
+    }
+}
+
+/// Raises the soft limit of open descriptors to the hard limit (capped at 1M) and returns
+/// the limit in force: every peer connection, socket of a sliver and file is one, and the
+/// usual 1,024 would let a few slivers starve the node.
+fn raise_descriptor_limit() -> u64 {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let now = getrlimit(Resource::Nofile);
+    let soft = now.current.unwrap_or(u64::MAX);
+    let want = now.maximum.unwrap_or(1 << 20).min(1 << 20);
+    if soft >= want {
+        return soft;
+    }
+    let raised = rustix::process::Rlimit {
+        current: Some(want),
+        maximum: now.maximum,
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => want,
+        Err(_) => soft,
     }
 }

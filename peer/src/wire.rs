@@ -120,6 +120,7 @@ impl AdvertBody {
             traffic: self.traffic,
             revocations: self.revocations,
             unhealthy: self.unhealthy.clone(),
+            sent_ms: self.time_ms,
         }
     }
 

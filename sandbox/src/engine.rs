@@ -121,6 +121,7 @@ impl Compiler {
             if std::fs::write(&tmp, &bytes).is_ok() {
                 let _ = std::fs::rename(&tmp, &path);
             }
+            prune_cache(&self.cache_dir);
         }
         Ok(Arc::new(Compiled { hash, component }))
     }
@@ -131,12 +132,52 @@ impl Compiler {
         if !owned_and_private(path) {
             return None;
         }
+        // Least recently used goes first when the cache is pruned.
+        if let Ok(f) = std::fs::File::options().append(true).open(path) {
+            let _ = f.set_modified(std::time::SystemTime::now());
+        }
         // SAFETY: the cache directory and this file are owned by this process's user and
         // writable by nobody else (checked above and by the caller), and only `compile`
         // writes there, from `Component::serialize` of a module whose hash names the file;
         // no sliver, peer or other user can write there. wasmtime still checks the engine
         // compatibility header and refuses artifacts from another engine configuration.
         unsafe { Component::deserialize_file(&self.engine, path) }.ok()
+    }
+}
+
+/// Precompiled modules kept in a cache directory, at most.
+pub const MAX_CACHE_FILES: usize = 256;
+/// Bytes of precompiled modules kept in a cache directory, at most.
+pub const MAX_CACHE_BYTES: u64 = 2 << 30;
+
+/// Removes the least recently used precompiled modules past [`MAX_CACHE_FILES`] or
+/// [`MAX_CACHE_BYTES`] (a miss only costs a compile).
+fn prune_cache(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+        .filter_map(|e| {
+            let m = e.metadata().ok()?;
+            Some((m.modified().ok()?, m.len(), e.path()))
+        })
+        .collect();
+    let mut bytes: u64 = files.iter().map(|f| f.1).sum();
+    if files.len() <= MAX_CACHE_FILES && bytes <= MAX_CACHE_BYTES {
+        return;
+    }
+    files.sort();
+    let mut count = files.len();
+    for (_, len, path) in files {
+        if count <= MAX_CACHE_FILES && bytes <= MAX_CACHE_BYTES {
+            break;
+        }
+        if std::fs::remove_file(&path).is_ok() {
+            count -= 1;
+            bytes = bytes.saturating_sub(len);
+        }
     }
 }
 
