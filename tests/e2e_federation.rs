@@ -4,76 +4,14 @@
 
 mod common;
 use common::Shell;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Child;
+
 use std::time::{Duration, Instant};
 
-struct Node {
-    child: Option<Child>,
-    dir: String,
-    addr: String,
-}
-
-impl Node {
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // SIGKILL: no shutdown path runs.
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+use common::{Node, running, statuses, victim, wait};
 
 fn spawn(sh: &Shell, dir: &str, bootstrap: Option<&str>, extra: &[&str]) -> (Child, String) {
-    let mut cmd = Command::new(Shell::bin());
-    cmd.current_dir(sh.dir.path())
-        .args([
-            "node",
-            "run",
-            "--dir",
-            dir,
-            "--cert",
-            &format!("{dir}/node.cert"),
-        ])
-        .args(["--trust", "trust.toml", "--listen", "/ip4/127.0.0.1/tcp/0"])
-        .args([
-            "--advert-interval",
-            "1s",
-            "--cache",
-            "cache",
-            "--max-slivers",
-            "4",
-        ])
-        .args(["--memory", "512MiB"])
-        .args(extra)
-        .env_remove("SLICEFED_BOOTSTRAP")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    if let Some(b) = bootstrap {
-        cmd.args(["--bootstrap", b]);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if let Some(a) = line.strip_prefix("listening on ") {
-                let _ = tx.send(a.to_string());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("node did not listen");
-    (child, addr)
+    common::spawn_node(sh, dir, "trust.toml", bootstrap, extra)
 }
 
 /// `n` certified nodes of `princeton` (the first is everyone's bootstrap); the node named
@@ -82,28 +20,7 @@ fn federation(sh: &Shell, n: usize, equivocate: Option<usize>) -> Vec<Node> {
     let mut nodes: Vec<Node> = vec![];
     for i in 1..=n {
         let dir = format!("princeton.node{i}");
-        let pk = sh
-            .run(&["node", "init", "--dir", &dir, "--name", &dir, "--json"])
-            .ok()
-            .json()["public_key"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        sh.run(&[
-            "authority",
-            "certify",
-            "--authority",
-            "princeton",
-            "--subject",
-            &pk,
-            "--role",
-            "node",
-            "--name",
-            &dir,
-            "--out",
-            &format!("{dir}/node.cert"),
-        ])
-        .ok();
+        sh.certified_node("princeton", &dir);
         let extra: &[&str] = if equivocate == Some(i) {
             &["--test-equivocate"]
         } else {
@@ -132,37 +49,6 @@ fn federation(sh: &Shell, n: usize, equivocate: Option<usize>) -> Vec<Node> {
     nodes
 }
 
-fn wait<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
-/// A TCP service outside the federation that records who connected.
-fn victim() -> (String, Arc<Mutex<Vec<std::net::SocketAddr>>>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap().to_string();
-    let seen = Arc::new(Mutex::new(vec![]));
-    let s = seen.clone();
-    std::thread::spawn(move || {
-        for mut c in l.incoming().map_while(Result::ok) {
-            s.lock().unwrap().push(c.peer_addr().unwrap());
-            let mut line = String::new();
-            let _ = BufReader::new(&c).read_line(&mut line);
-            let _ = c.write_all(b"ok\n");
-        }
-    });
-    (addr, seen)
-}
-
 fn setup(sh: &Shell) {
     let pk = sh.authority("princeton");
     sh.policy("trust.toml", &[("princeton", &pk)]);
@@ -170,21 +56,6 @@ fn setup(sh: &Shell) {
         "prober.wasm",
         &slicefed_sandbox::guests::bytes("prober").unwrap(),
     );
-}
-
-fn statuses(sh: &Shell, boot: &str, slice: &str) -> Vec<serde_json::Value> {
-    let r = sh
-        .run(&["slice", "status", slice, "--bootstrap", boot, "--json"])
-        .ok()
-        .json();
-    r["nodes"].as_array().unwrap().clone()
-}
-
-fn running(sh: &Shell, boot: &str, slice: &str) -> usize {
-    statuses(sh, boot, slice)
-        .iter()
-        .filter(|n| n["status"] == "running")
-        .count()
 }
 
 fn create(sh: &Shell, boot: &str, slice: &str, user: &str, extra: &[&str]) -> common::Run {

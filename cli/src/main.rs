@@ -7,6 +7,7 @@
 //! Exit status: 0 success; 1 the operation ran and failed or was refused (one line on
 //! stderr naming the file and the problem); 2 usage error (clap's own exit code).
 
+mod attack;
 mod audit_cmds;
 mod audit_who;
 mod devnet;
@@ -62,6 +63,9 @@ enum Command {
     /// Export and replay node logs; trace packets back to people.
     #[command(subcommand)]
     Audit(audit_cmds::AuditCmd),
+    /// Test only: a hostile client (floods a node) for the adversary tests and benchmarks.
+    #[command(subcommand, hide = true)]
+    Attack(attack::AttackCmd),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +81,7 @@ fn main() -> ExitCode {
         Command::Node(c) => node_cmds::node(c),
         Command::Slice(c) => slice_cmds::slice(c),
         Command::Nodes(c) => node_cmds::nodes(c),
+        Command::Attack(c) => attack::attack(c),
     };
     match result {
         Ok(code) => code,

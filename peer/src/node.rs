@@ -1369,6 +1369,9 @@ impl Daemon {
                 let members = self.member_keys();
                 self.witness.offered(now, from, cp, &members)
             }
+            WitnessNote::Offer(_) => {
+                return Response::Error("an offer of a log this node does not know".into());
+            }
             _ => return Response::Error("a note about another node's log".into()),
         };
         self.witness_outputs(swarm, outs);

@@ -7,8 +7,10 @@
     clippy::indexing_slicing
 )]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// A scratch directory and the binary.
 pub struct Shell {
@@ -158,4 +160,166 @@ impl Shell {
 
 pub fn exists(p: &Path) -> bool {
     p.exists()
+}
+
+/// A `slicefed node run` process, SIGKILLed when dropped.
+pub struct Node {
+    pub child: Option<Child>,
+    pub dir: String,
+    pub addr: String,
+}
+
+impl Node {
+    /// SIGKILL: no shutdown path runs.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl Shell {
+    /// `node init` in `dir` named `dir`, certified by `authority`; returns its public key.
+    pub fn certified_node(&self, authority: &str, dir: &str) -> String {
+        let pk = self
+            .run(&["node", "init", "--dir", dir, "--name", dir, "--json"])
+            .ok()
+            .json()["public_key"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        self.run(&[
+            "authority",
+            "certify",
+            "--authority",
+            authority,
+            "--subject",
+            &pk,
+            "--role",
+            "node",
+            "--name",
+            dir,
+            "--out",
+            &format!("{dir}/node.cert"),
+        ])
+        .ok();
+        pk
+    }
+}
+
+/// Starts `node run` for the node in `dir` under the policy `trust`, on loopback, and waits
+/// until it listens; returns the process and its address. Its stderr goes to `DIR.stderr`
+/// (with `/` in DIR as `_`) in the scratch directory.
+pub fn spawn_node(
+    sh: &Shell,
+    dir: &str,
+    trust: &str,
+    bootstrap: Option<&str>,
+    extra: &[&str],
+) -> (Child, String) {
+    let mut cmd = Command::new(Shell::bin());
+    cmd.current_dir(sh.dir.path())
+        .args([
+            "node",
+            "run",
+            "--dir",
+            dir,
+            "--cert",
+            &format!("{dir}/node.cert"),
+        ])
+        .args(["--trust", trust, "--listen", "/ip4/127.0.0.1/tcp/0"])
+        .args([
+            "--advert-interval",
+            "1s",
+            "--cache",
+            "cache",
+            "--max-slivers",
+            "4",
+        ])
+        .args(["--memory", "512MiB"])
+        .args(extra)
+        .env_remove("SLICEFED_BOOTSTRAP")
+        .stdout(Stdio::piped())
+        .stderr(
+            std::fs::File::create(sh.path(&format!("{}.stderr", dir.replace('/', "_"))))
+                .map(Stdio::from)
+                .unwrap_or_else(|_| Stdio::null()),
+        );
+    if let Some(b) = bootstrap {
+        cmd.args(["--bootstrap", b]);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if let Some(a) = line.strip_prefix("listening on ") {
+                let _ = tx.send(a.to_string());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("node did not listen");
+    (child, addr)
+}
+
+/// Polls `f` every 300 ms until it returns something, for at most `secs`.
+pub fn wait<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// A TCP service outside the federation that records who connected (answers `ok`).
+pub fn victim() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<std::net::SocketAddr>>>,
+) {
+    use std::io::Write;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(vec![]));
+    let s = seen.clone();
+    std::thread::spawn(move || {
+        for mut c in l.incoming().map_while(Result::ok) {
+            s.lock().unwrap().push(c.peer_addr().unwrap());
+            let mut line = String::new();
+            let _ = BufReader::new(&c).read_line(&mut line);
+            let _ = c.write_all(b"ok\n");
+        }
+    });
+    (addr, seen)
+}
+
+/// Every node's status of `slice` (nodes that run none of it are left out).
+pub fn statuses(sh: &Shell, boot: &str, slice: &str) -> Vec<serde_json::Value> {
+    let r = sh
+        .run(&["slice", "status", slice, "--bootstrap", boot, "--json"])
+        .ok()
+        .json();
+    r["nodes"].as_array().unwrap().clone()
+}
+
+/// How many nodes run `slice`.
+pub fn running(sh: &Shell, boot: &str, slice: &str) -> usize {
+    statuses(sh, boot, slice)
+        .iter()
+        .filter(|n| n["status"] == "running")
+        .count()
 }
