@@ -29,6 +29,11 @@ pub struct DevnetArgs {
     /// the latencies, and end.
     #[arg(long, value_name = "ROUNDS")]
     bench: Option<usize>,
+    /// After the tour, measure ROUNDS owner stops (`node stop` on node1) and slice
+    /// creations on every node, quiet and then while a hostile process floods node1 with
+    /// bare connections and junk requests; print both, and end.
+    #[arg(long, value_name = "ROUNDS")]
+    bench_flood: Option<usize>,
     /// With --bench: how long to watch each node's traffic, first with the tour's probe
     /// slice running, then idle.
     #[arg(long, default_value = "60s", value_parser = crate::util::parse_duration)]
@@ -461,6 +466,10 @@ pub fn devnet(a: DevnetArgs) -> Result<ExitCode> {
         bench_revocation(&t, &env, a.nodes)?;
         return Ok(ExitCode::SUCCESS);
     }
+    if let Some(rounds) = a.bench_flood {
+        bench_flood(&t, &env, a.nodes, rounds.max(1), &bootstrap)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if a.once {
         say!("\ndevnet: every step succeeded");
         return Ok(ExitCode::SUCCESS);
@@ -544,6 +553,129 @@ fn bench_create(
         percentile(&times, 0.5),
         percentile(&times, 0.99),
         times.last().copied().unwrap_or(f64::NAN)
+    );
+    Ok(())
+}
+
+/// `rounds` times: a slice created on every node (timed, the command's wall time), its
+/// sliver on node1 stopped by node1's owner through the admin socket (timed), the slice
+/// deleted. Returns (create ms, stop ms) per round.
+fn create_and_stop_rounds(
+    t: &Tour,
+    env: &[(&str, &str)],
+    nodes: usize,
+    rounds: usize,
+    tag: &str,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let (mut creates, mut stops) = (vec![], vec![]);
+    for r in 0..rounds {
+        let name = format!("princeton.{tag}{r}");
+        let start = Instant::now();
+        let v = quiet(
+            t,
+            &[
+                "slice",
+                "create",
+                &name,
+                "--module",
+                "prober.wasm",
+                "--nodes",
+                "all",
+                "--key",
+                "princeton.alice.key",
+                "--cert",
+                "princeton.alice.cert",
+                "--valid-for",
+                "1h",
+            ],
+            env,
+        )?;
+        creates.push(start.elapsed().as_secs_f64() * 1000.0);
+        let ok = v.get("nodes").and_then(|n| n.as_array()).map_or(0, |n| {
+            n.iter()
+                .filter(|x| x.get("status").is_some_and(|s| s == "running"))
+                .count()
+        });
+        if ok != nodes {
+            bail!("round {r}: running on {ok} of {nodes}: {v}");
+        }
+        let start = Instant::now();
+        let v = quiet(t, &["node", "stop", "--dir", "node1", &name], env)?;
+        stops.push(start.elapsed().as_secs_f64() * 1000.0);
+        if v.get("stopped").and_then(|s| s.as_array()).is_none_or(|s| s.len() != 1) {
+            bail!("round {r}: the owner's stop stopped {v}");
+        }
+        quiet(
+            t,
+            &["slice", "delete", &name, "--key", "princeton.alice.key"],
+            env,
+        )?;
+    }
+    creates.sort_by(f64::total_cmp);
+    stops.sort_by(f64::total_cmp);
+    Ok((creates, stops))
+}
+
+/// The owner's stop and an honest researcher's slice creation, quiet and then under the
+/// heaviest flood one attacker process on this machine produces against node1 (bare
+/// connections from 127.0.0.2 that never handshake, junk requests from throwaway
+/// identities): each figure beside its quiet twin.
+fn bench_flood(
+    t: &Tour,
+    env: &[(&str, &str)],
+    nodes: usize,
+    rounds: usize,
+    target: &str,
+) -> Result<()> {
+    say!("\n== bench: the owner's stop and slice creation on all {nodes} nodes, quiet then flooded");
+    let (quiet_creates, quiet_stops) = create_and_stop_rounds(t, env, nodes, rounds, "quiet")?;
+    let seconds = (30 + rounds * 6).to_string();
+    let flood = Command::new(&t.exe)
+        .current_dir(&t.dir)
+        .args(["attack", "flood", "--target", target, "--seconds", &seconds, "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting the flood")?;
+    let flood = Nodes(vec![flood]);
+    std::thread::sleep(Duration::from_secs(3));
+    let started = Instant::now();
+    let flooded = create_and_stop_rounds(t, env, nodes, rounds, "flooded");
+    let flooded_for = started.elapsed();
+    drop(flood);
+    let (creates, stops) = flooded?;
+    let p = |v: &[f64], q| percentile(v, q);
+    say!(
+        "owner's node stop (admin socket): quiet p50 {:.1} ms p99 {:.1} ms; flooded p50 {:.1} ms p99 {:.1} ms max {:.1} ms (goal: < 1000 ms flooded)",
+        p(&quiet_stops, 0.5),
+        p(&quiet_stops, 0.99),
+        p(&stops, 0.5),
+        p(&stops, 0.99),
+        stops.last().copied().unwrap_or(f64::NAN)
+    );
+    say!(
+        "slice create on all {nodes} nodes: quiet p50 {:.0} ms p99 {:.0} ms; flooded p50 {:.0} ms p99 {:.0} ms; ratio p50 {:.2}x p99 {:.2}x (goal: within 3x)",
+        p(&quiet_creates, 0.5),
+        p(&quiet_creates, 0.99),
+        p(&creates, 0.5),
+        p(&creates, 0.99),
+        p(&creates, 0.5) / p(&quiet_creates, 0.5),
+        p(&creates, 0.99) / p(&quiet_creates, 0.99)
+    );
+    // What the attacker manages on its own, for scale.
+    let out = Command::new(&t.exe)
+        .current_dir(&t.dir)
+        .args(["attack", "flood", "--target", target, "--seconds", "10", "--json"])
+        .output()
+        .context("running the flood")?;
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let per_sec = |k: &str| r.get(k).and_then(|v| v.as_u64()).unwrap_or(0) as f64 / 10.0;
+    say!(
+        "the flood (over {:.0} s of measurements): {:.0} bare connections/s from 127.0.0.2 and {:.0} junk requests/s answered ({:.0}/s of them \"busy\"), from one attacker process",
+        flooded_for.as_secs_f64(),
+        per_sec("bare_connects"),
+        per_sec("answered"),
+        per_sec("answered_busy")
     );
     Ok(())
 }

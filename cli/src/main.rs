@@ -1,7 +1,7 @@
 //! # slicefed
 //!
-//! The command-line interface of slicefed: one verb per user action, as specified in
-//! `shared/CLI.md`. This crate is a thin driver: it parses arguments, does the file IO, reads
+//! The command-line interface of slicefed: one verb per user action (the contract, and where
+//! it changed, is in `docs/DECISIONS.md`). This crate is a thin driver: it parses arguments, does the file IO, reads
 //! the clock, and calls the libraries, which do no IO themselves.
 //!
 //! Exit status: 0 success; 1 the operation ran and failed or was refused (one line on

@@ -74,6 +74,12 @@ pub struct RunArgs {
     /// as not restored and forgotten).
     #[arg(long)]
     no_restore: bool,
+    /// Most bytes of one other node's log this node keeps as its witness.
+    #[arg(long, value_parser = parse_size, default_value = "1GiB")]
+    replica_quota: u64,
+    /// Most bytes of all the logs this node keeps as a witness.
+    #[arg(long, value_parser = parse_size, default_value = "16GiB")]
+    replicas_quota: u64,
     /// Test only: sign a second, forged history head to show equivocation is caught.
     #[arg(long, hide = true)]
     test_equivocate: bool,
@@ -161,6 +167,8 @@ fn run(a: RunArgs) -> Result<ExitCode> {
     config.witnesses = a.witnesses;
     config.test_equivocate = a.test_equivocate;
     config.restore = !a.no_restore;
+    config.replica_quota = a.replica_quota;
+    config.replicas_quota = a.replicas_quota;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(node::run(config, |a| say!("listening on {a}"), async {
         crate::util::interrupted().await;

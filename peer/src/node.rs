@@ -146,6 +146,10 @@ pub struct NodeConfig {
     /// Bring back saved slivers at start (`node run --no-restore` sets it false: they are
     /// logged as not restored and forgotten).
     pub restore: bool,
+    /// Bytes of one origin's log this node keeps as a witness.
+    pub replica_quota: u64,
+    /// Bytes of all the replicas this node keeps as a witness.
+    pub replicas_quota: u64,
 }
 
 impl NodeConfig {
@@ -168,6 +172,8 @@ impl NodeConfig {
             witnesses: DEFAULT_WITNESSES,
             test_equivocate: false,
             restore: true,
+            replica_quota: crate::witness::DEFAULT_REPLICA_QUOTA,
+            replicas_quota: crate::witness::DEFAULT_REPLICAS_QUOTA,
         }
     }
 }
@@ -569,7 +575,11 @@ impl Daemon {
             my_name,
             my_authority,
             core,
-            witness: Witness::new(me, config.witnesses),
+            witness: {
+                let mut w = Witness::new(me, config.witnesses);
+                w.set_quotas(config.replica_quota, config.replicas_quota);
+                w
+            },
             ledger,
             sandbox: DropOffThread(Some(sandbox)),
             live: BTreeMap::new(),

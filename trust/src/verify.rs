@@ -963,9 +963,11 @@ impl Verifier {
         self.signature_checks
     }
 
-    /// Drops every cached object (signer keys stay: they are not trust, only arithmetic).
+    /// Drops every cached object and remembered forgery (signer keys stay: they are not
+    /// trust, only arithmetic).
     pub fn clear_cache(&mut self) {
         self.cache.clear();
+        self.bad.clear();
     }
 
     /// Verifies `leaf` with supporting objects `pool` (any order) at `ctx`.
