@@ -98,7 +98,14 @@ fn junk_revocations_are_refused_and_the_real_one_is_honoured_everywhere() {
     let ns = nodes(&sh, 3, "trust.toml", &[]);
     let boot = ns[0].addr.clone();
     let (target, _) = victim();
-    create(&sh, &boot, "princeton.probe", "prober.wasm", &[&target, "500", "0"]).ok();
+    create(
+        &sh,
+        &boot,
+        "princeton.probe",
+        "prober.wasm",
+        &[&target, "500", "0"],
+    )
+    .ok();
     wait("alice's slice on every node", 30, || {
         (running(&sh, &boot, "princeton.probe") == 3).then_some(())
     });
@@ -167,7 +174,14 @@ fn the_owner_stops_a_slice_through_the_admin_socket_during_a_flood() {
     let ns = nodes(&sh, 1, "trust.toml", &[]);
     let node = &ns[0];
     let (target, _) = victim();
-    create(&sh, &node.addr, "princeton.probe", "prober.wasm", &[&target, "500", "0"]).ok();
+    create(
+        &sh,
+        &node.addr,
+        "princeton.probe",
+        "prober.wasm",
+        &[&target, "500", "0"],
+    )
+    .ok();
     // The attacker: bare connections from another address, junk requests from throwaway
     // identities, as fast as one process can.
     let flood = Command::new(Shell::bin())
@@ -180,15 +194,34 @@ fn the_owner_stops_a_slice_through_the_admin_socket_during_a_flood() {
         .unwrap();
     std::thread::sleep(Duration::from_secs(4));
     // An honest researcher still gets a slice created...
-    let r = create(&sh, &node.addr, "princeton.second", "sleeper.wasm", &["60000"]).ok();
+    let r = create(
+        &sh,
+        &node.addr,
+        "princeton.second",
+        "sleeper.wasm",
+        &["60000"],
+    )
+    .ok();
     assert_eq!(r.json()["nodes"][0]["status"], "running", "{}", r.stdout);
     // ...and the owner stops a slice through the admin socket.
     let t = Instant::now();
     let r = sh
-        .run(&["node", "stop", "--dir", &node.dir, "princeton.probe", "--json"])
+        .run(&[
+            "node",
+            "stop",
+            "--dir",
+            &node.dir,
+            "princeton.probe",
+            "--json",
+        ])
         .ok();
     let took = t.elapsed();
-    assert_eq!(r.json()["stopped"].as_array().unwrap().len(), 1, "{}", r.stdout);
+    assert_eq!(
+        r.json()["stopped"].as_array().unwrap().len(),
+        1,
+        "{}",
+        r.stdout
+    );
     println!("node stop under the flood answered in {took:?}");
     let out = flood.wait_with_output().unwrap();
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -262,7 +295,12 @@ fn slivers_cannot_reach_the_owners_machine_or_networks_by_default() {
             _ => None,
         })
         .collect();
-    for needle in ["loopback", "port of the node itself", "link-local", "private"] {
+    for needle in [
+        "loopback",
+        "port of the node itself",
+        "link-local",
+        "private",
+    ] {
         assert!(
             denied.iter().any(|d| d.contains(needle)),
             "no denial for {needle}: {denied:?}"
@@ -311,7 +349,11 @@ fn a_ticket_run_with_other_arguments_is_refused() {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let addr = node.addr.parse().unwrap();
         match rt
-            .block_on(slicefed_peer::client::call(addr, req, Duration::from_secs(20)))
+            .block_on(slicefed_peer::client::call(
+                addr,
+                req,
+                Duration::from_secs(20),
+            ))
             .unwrap()
         {
             Response::Receipt(r) => {
@@ -324,7 +366,11 @@ fn a_ticket_run_with_other_arguments_is_refused() {
     };
     let r = submit(&["198.51.100.7:22", "10", "0"]);
     assert!(!r.admitted);
-    assert!(r.reason.contains("not the ones the ticket signs"), "{}", r.reason);
+    assert!(
+        r.reason.contains("not the ones the ticket signs"),
+        "{}",
+        r.reason
+    );
     // What alice signed runs, and the node records it.
     let r = submit(&["192.0.2.1:80", "1000", "1"]);
     assert!(r.admitted, "{}", r.reason);
@@ -350,12 +396,33 @@ fn hostile_slivers_and_members_end_at_their_quotas_and_neighbours_are_unaffected
     let boot = ns[0].addr.clone();
     let node_id = boot.rsplit('/').next().unwrap().to_string();
     let (target, seen) = victim();
-    create(&sh, &boot, "princeton.neighbour", "prober.wasm", &[&target, "300", "0"]).ok();
+    create(
+        &sh,
+        &boot,
+        "princeton.neighbour",
+        "prober.wasm",
+        &[&target, "300", "0"],
+    )
+    .ok();
     // A sliver that opens sockets until it is refused: it gets its share, no more.
-    create(&sh, &boot, "princeton.hog", "net_hog.wasm", &["sockets", "100000"]).ok();
+    create(
+        &sh,
+        &boot,
+        "princeton.hog",
+        "net_hog.wasm",
+        &["sockets", "100000"],
+    )
+    .ok();
     let logs = wait("the hog's report", 30, || {
         let r = sh.run(&[
-            "slice", "logs", "princeton.hog", "--node", &node_id, "--bootstrap", &boot, "--key",
+            "slice",
+            "logs",
+            "princeton.hog",
+            "--node",
+            &node_id,
+            "--bootstrap",
+            &boot,
+            "--key",
             "princeton.alice.key",
         ]);
         r.stdout.contains("held").then_some(r.stdout)
@@ -375,7 +442,13 @@ fn hostile_slivers_and_members_end_at_their_quotas_and_neighbours_are_unaffected
     // Capacity is counted at admission: past it, a ticket is refused with the reason,
     // never admitted and then left to die.
     for i in 0..4 {
-        create(&sh, &boot, &format!("princeton.fill{i}"), "sleeper.wasm", &["60000"]);
+        create(
+            &sh,
+            &boot,
+            &format!("princeton.fill{i}"),
+            "sleeper.wasm",
+            &["60000"],
+        );
     }
     let r = create(&sh, &boot, "princeton.one_more", "sleeper.wasm", &["60000"]);
     let why = r.json()["nodes"]
@@ -496,15 +569,33 @@ fn a_full_disk_fails_closed_and_the_node_recovers_when_it_can_write() {
     let disk = Tmpfs::mount(sh.path("disk"), "16m");
     let dir = "disk/n1";
     let pk = sh
-        .run(&["node", "init", "--dir", dir, "--name", "princeton.node1", "--json"])
+        .run(&[
+            "node",
+            "init",
+            "--dir",
+            dir,
+            "--name",
+            "princeton.node1",
+            "--json",
+        ])
         .ok()
         .json()["public_key"]
         .as_str()
         .unwrap()
         .to_string();
     sh.run(&[
-        "authority", "certify", "--authority", "princeton", "--subject", &pk, "--role", "node",
-        "--name", "princeton.node1", "--out", "disk/n1/node.cert",
+        "authority",
+        "certify",
+        "--authority",
+        "princeton",
+        "--subject",
+        &pk,
+        "--role",
+        "node",
+        "--name",
+        "princeton.node1",
+        "--out",
+        "disk/n1/node.cert",
     ])
     .ok();
     let (child, addr) = spawn_node(&sh, dir, "trust.toml", None, &[]);
@@ -514,7 +605,14 @@ fn a_full_disk_fails_closed_and_the_node_recovers_when_it_can_write() {
         addr: addr.clone(),
     };
     let (target, seen) = victim();
-    create(&sh, &addr, "princeton.probe", "prober.wasm", &[&target, "200", "0"]).ok();
+    create(
+        &sh,
+        &addr,
+        "princeton.probe",
+        "prober.wasm",
+        &[&target, "200", "0"],
+    )
+    .ok();
     wait("the prober reaching its target", 30, || {
         (!seen.lock().unwrap().is_empty()).then_some(())
     });
@@ -526,7 +624,10 @@ fn a_full_disk_fails_closed_and_the_node_recovers_when_it_can_write() {
     let _ = filler.sync_all();
     let health = |sh: &Shell| {
         let r = sh.run(&["nodes", "list", "--node", &addr, "--json"]);
-        r.json()[0]["health"].as_str().unwrap_or_default().to_string()
+        r.json()[0]["health"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     };
     let h = wait("the node to say it is unhealthy", 30, || {
         let h = health(&sh);
@@ -548,7 +649,9 @@ fn a_full_disk_fails_closed_and_the_node_recovers_when_it_can_write() {
     // The disk is cleaned up: the node recovers by itself.
     drop(filler);
     std::fs::remove_file(sh.path("disk/filler")).unwrap();
-    wait("the node healthy again", 30, || (health(&sh) == "ok").then_some(()));
+    wait("the node healthy again", 30, || {
+        (health(&sh) == "ok").then_some(())
+    });
     let r = create(&sh, &addr, "princeton.after", "sleeper.wasm", &["60000"]).ok();
     assert_eq!(r.json()["nodes"][0]["status"], "running", "{}", r.stdout);
     let back = seen.lock().unwrap().len();

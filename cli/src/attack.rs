@@ -187,14 +187,18 @@ fn junk_request(n: u64, me: &SecretKey) -> Vec<u8> {
             let target = slicefed_trust::Credential::new(n.to_le_bytes().to_vec(), []);
             let revocation = slicefed_trust::fixtures::revocation_file(me, &target, "junk", 0)
                 .unwrap_or_default();
-            Request::Revoke { revocation }.to_bytes().unwrap_or_default()
+            Request::Revoke { revocation }
+                .to_bytes()
+                .unwrap_or_default()
         }
     }
 }
 
 /// One throwaway identity sending junk requests, `in_flight` at a time.
 async fn junk(target: Multiaddr, i: usize, in_flight: usize, until: Instant, stats: Arc<Stats>) {
-    let Ok(key) = SecretKey::generate() else { return };
+    let Ok(key) = SecretKey::generate() else {
+        return;
+    };
     let Ok((mut swarm, _)) = net::swarm(&key) else {
         return;
     };

@@ -602,7 +602,10 @@ fn create_and_stop_rounds(
         let start = Instant::now();
         let v = quiet(t, &["node", "stop", "--dir", "node1", &name], env)?;
         stops.push(start.elapsed().as_secs_f64() * 1000.0);
-        if v.get("stopped").and_then(|s| s.as_array()).is_none_or(|s| s.len() != 1) {
+        if v.get("stopped")
+            .and_then(|s| s.as_array())
+            .is_none_or(|s| s.len() != 1)
+        {
             bail!("round {r}: the owner's stop stopped {v}");
         }
         quiet(
@@ -627,12 +630,22 @@ fn bench_flood(
     rounds: usize,
     target: &str,
 ) -> Result<()> {
-    say!("\n== bench: the owner's stop and slice creation on all {nodes} nodes, quiet then flooded");
+    say!(
+        "\n== bench: the owner's stop and slice creation on all {nodes} nodes, quiet then flooded"
+    );
     let (quiet_creates, quiet_stops) = create_and_stop_rounds(t, env, nodes, rounds, "quiet")?;
     let seconds = (30 + rounds * 6).to_string();
     let flood = Command::new(&t.exe)
         .current_dir(&t.dir)
-        .args(["attack", "flood", "--target", target, "--seconds", &seconds, "--json"])
+        .args([
+            "attack",
+            "flood",
+            "--target",
+            target,
+            "--seconds",
+            &seconds,
+            "--json",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -665,7 +678,15 @@ fn bench_flood(
     // What the attacker manages on its own, for scale.
     let out = Command::new(&t.exe)
         .current_dir(&t.dir)
-        .args(["attack", "flood", "--target", target, "--seconds", "10", "--json"])
+        .args([
+            "attack",
+            "flood",
+            "--target",
+            target,
+            "--seconds",
+            "10",
+            "--json",
+        ])
         .output()
         .context("running the flood")?;
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();

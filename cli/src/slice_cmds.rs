@@ -523,9 +523,8 @@ fn logs(a: LogsArgs) -> Result<ExitCode> {
     let rt = runtime()?;
     let mut shown: Vec<usize> = vec![];
     loop {
-        let asked =
-            HolderRequest::sign_action(&key, node, &a.name, now(), HolderAction::ReadLogs)
-                .context("signing the request")?;
+        let asked = HolderRequest::sign_action(&key, node, &a.name, now(), HolderAction::ReadLogs)
+            .context("signing the request")?;
         let r = rt.block_on(client::call(addr.clone(), Request::Logs(asked), TIMEOUT))?;
         let logs = match r {
             Response::Logs(logs) => logs,

@@ -12,8 +12,7 @@ use slicefed_trust::caps::{
 };
 use slicefed_trust::objects::{
     self, AuthorityCert, AuthorityRoot, CertId, Credential, Invocation, ModuleHash, NodeCert,
-    Nonce,
-    ObjectError, Revocation, SliceTicket, UserCert,
+    Nonce, ObjectError, Revocation, SliceTicket, UserCert,
 };
 use slicefed_trust::verify::{Object, Opened, open_any};
 use slicefed_trust::{Context, Name, Pattern, PublicKey, SecretKey, Verifier, VerifyError};
@@ -605,12 +604,13 @@ pub fn cert(cmd: CertCmd) -> Result<ExitCode> {
             let mut result = v.verify(cred.leaf(), &refs, &ctx);
             // A person is asking: tell a relabelled object from a forged one (nodes do not
             // pay for that diagnosis).
-            if let Err(VerifyError::Object(ObjectError::BadSignature { kind, signer })) = &result
-            {
-                let suspect = std::iter::once(cred.leaf()).chain(refs.iter().copied()).find(|b| {
-                    objects::decode_envelope(b)
-                        .is_ok_and(|e| e.kind == *kind && e.signer == *signer)
-                });
+            if let Err(VerifyError::Object(ObjectError::BadSignature { kind, signer })) = &result {
+                let suspect = std::iter::once(cred.leaf())
+                    .chain(refs.iter().copied())
+                    .find(|b| {
+                        objects::decode_envelope(b)
+                            .is_ok_and(|e| e.kind == *kind && e.signer == *signer)
+                    });
                 if let Some(b) = suspect {
                     result = Err(VerifyError::Object(objects::diagnose_signature(b)));
                 }

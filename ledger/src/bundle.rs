@@ -179,9 +179,7 @@ impl ProofBundle {
             return bad("the ticket is for another slice than the sliver's");
         }
         if invocation.hash() != t.invocation {
-            return bad(
-                "the sliver's arguments and environment are not the ones its ticket signs",
-            );
+            return bad("the sliver's arguments and environment are not the ones its ticket signs");
         }
         if v.responsible.user != who.user {
             return bad("the log attributes the sliver to another person than its ticket");

@@ -122,7 +122,9 @@ async fn answer(mut stream: tokio::net::UnixStream, calls: mpsc::Sender<AdminCal
         return;
     };
     let write = async {
-        stream.write_all(&(bytes.len() as u32).to_be_bytes()).await?;
+        stream
+            .write_all(&(bytes.len() as u32).to_be_bytes())
+            .await?;
         stream.write_all(&bytes).await?;
         stream.shutdown().await
     };
@@ -132,7 +134,10 @@ async fn answer(mut stream: tokio::net::UnixStream, calls: mpsc::Sender<AdminCal
 async fn read_request(stream: &mut tokio::net::UnixStream) -> Result<AdminRequest, String> {
     let read = async {
         let mut len = [0u8; 4];
-        stream.read_exact(&mut len).await.map_err(|e| e.to_string())?;
+        stream
+            .read_exact(&mut len)
+            .await
+            .map_err(|e| e.to_string())?;
         let len = u32::from_be_bytes(len) as usize;
         if len > MAX_ADMIN_REQUEST_BYTES {
             return Err(format!(
@@ -140,7 +145,10 @@ async fn read_request(stream: &mut tokio::net::UnixStream) -> Result<AdminReques
             ));
         }
         let mut buf = vec![0u8; len];
-        stream.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+        stream
+            .read_exact(&mut buf)
+            .await
+            .map_err(|e| e.to_string())?;
         AdminRequest::from_bytes(&buf).map_err(|e| format!("bad admin request: {e}"))
     };
     tokio::time::timeout(ADMIN_TIMEOUT, read)
@@ -159,7 +167,8 @@ pub fn call(dir: &Path, request: &AdminRequest, timeout: Duration) -> Result<Res
     s.set_read_timeout(Some(timeout)).map_err(io)?;
     s.set_write_timeout(Some(timeout)).map_err(io)?;
     let bytes = request.to_bytes()?;
-    s.write_all(&(bytes.len() as u32).to_be_bytes()).map_err(io)?;
+    s.write_all(&(bytes.len() as u32).to_be_bytes())
+        .map_err(io)?;
     s.write_all(&bytes).map_err(io)?;
     let mut len = [0u8; 4];
     s.read_exact(&mut len).map_err(io)?;

@@ -1021,8 +1021,7 @@ impl NodeCore {
         if self.slivers.contains_key(&id) {
             return Err(Refusal::AlreadyRunning(id));
         }
-        let (plan, verified, chain) =
-            self.admit(now_ms, credential, None, invocation, Some(id))?;
+        let (plan, verified, chain) = self.admit(now_ms, credential, None, invocation, Some(id))?;
         let ticket = verified.leaf.id;
         let who = plan.who.clone();
         let module = plan.module;
@@ -1653,19 +1652,14 @@ mod tests {
         .unwrap()
         .bytes;
         let cred = Credential::new(cert.clone(), []).to_bytes().unwrap();
-        let out = n
-            .advert(NOW, key(20).public(), &cred, sent(NOW))
-            .unwrap();
+        let out = n.advert(NOW, key(20).public(), &cred, sent(NOW)).unwrap();
         assert_eq!(out, vec![Output::Joined(key(20).public())]);
         assert_eq!(
             n.members()[&key(20).public()].name.as_str(),
             "princeton.node20"
         );
         // Someone else presenting that certificate is not that node.
-        assert!(
-            n.advert(NOW, key(21).public(), &cred, sent(NOW))
-                .is_err()
-        );
+        assert!(n.advert(NOW, key(21).public(), &cred, sent(NOW)).is_err());
         // A self-made certificate (untrusted root) is refused.
         let own = objects::sign(
             &key(21),
@@ -1725,8 +1719,7 @@ mod tests {
         let mut n = node(10);
         let short = Validity::starting(T0 - DAY, DAY + 100);
         let cred = node_credential(20, short);
-        n.advert(NOW, key(20).public(), &cred, sent(NOW))
-            .unwrap();
+        n.advert(NOW, key(20).public(), &cred, sent(NOW)).unwrap();
         // Within validity: accepted, last-seen moves, no output.
         let later = NOW + 10_000;
         assert!(
@@ -1745,8 +1738,7 @@ mod tests {
         // A revocation of the certificate is honoured on the next advert.
         let mut n = node(10);
         let cred = node_credential(21, Validity::starting(T0 - DAY, 30 * DAY));
-        n.advert(NOW, key(21).public(), &cred, sent(NOW))
-            .unwrap();
+        n.advert(NOW, key(21).public(), &cred, sent(NOW)).unwrap();
         let leaf = Credential::from_bytes(&cred).unwrap().leaf().to_vec();
         let rev = revocation_of(1, &leaf, "decommissioned");
         n.revocation(NOW, &rev).unwrap();
@@ -1764,13 +1756,19 @@ mod tests {
         n.advert(NOW, key(20).public(), &cred, sent(NOW)).unwrap();
         // The same advert heard again later (a replay) moves nothing.
         let replay = n.advert(NOW + 20_000, key(20).public(), &cred, sent(NOW));
-        assert!(matches!(replay, Err(CoreError::StaleAdvert(_))), "{replay:?}");
+        assert!(
+            matches!(replay, Err(CoreError::StaleAdvert(_))),
+            "{replay:?}"
+        );
         assert_eq!(n.members()[&key(20).public()].last_seen_ms, NOW);
         // An advert made long ago, or in the future, is not taken either.
         let old = n.advert(NOW + 200_000, key(20).public(), &cred, sent(NOW + 1_000));
         assert!(matches!(old, Err(CoreError::StaleAdvert(_))), "{old:?}");
         let future = n.advert(NOW, key(20).public(), &cred, sent(NOW + 120_000));
-        assert!(matches!(future, Err(CoreError::StaleAdvert(_))), "{future:?}");
+        assert!(
+            matches!(future, Err(CoreError::StaleAdvert(_))),
+            "{future:?}"
+        );
         // So a dead member leaves on time though its adverts are replayed.
         let out = n.tick(NOW + MEMBER_TIMEOUT_MS + 1);
         assert_eq!(out, vec![Output::Left(key(20).public())]);
@@ -1844,10 +1842,28 @@ mod tests {
         assert_ne!(a.revocation_digest(), b.revocation_digest());
         // a's advert shows another revocation set: b asks it, once per sync interval.
         let cred = node_credential(20, long);
-        let out = b.advert(NOW, key(20).public(), &cred, Load { sent_ms: NOW, ..a.load() }).unwrap();
+        let out = b
+            .advert(
+                NOW,
+                key(20).public(),
+                &cred,
+                Load {
+                    sent_ms: NOW,
+                    ..a.load()
+                },
+            )
+            .unwrap();
         assert!(out.contains(&Output::FetchRevocations(key(20).public())));
         let again = b
-            .advert(NOW + 1_000, key(20).public(), &cred, Load { sent_ms: NOW + 1_000, ..a.load() })
+            .advert(
+                NOW + 1_000,
+                key(20).public(),
+                &cred,
+                Load {
+                    sent_ms: NOW + 1_000,
+                    ..a.load()
+                },
+            )
             .unwrap();
         assert!(again.is_empty(), "{again:?}");
         // The answer is a's page; b honours it (stops the sliver). b was down when it was
@@ -1878,7 +1894,15 @@ mod tests {
         assert_eq!(a.revocation_digest(), b.revocation_digest());
         // Equal digests: nothing more to ask.
         let out = b
-            .advert(NOW + 40_000, key(20).public(), &cred, Load { sent_ms: NOW + 40_000, ..a.load() })
+            .advert(
+                NOW + 40_000,
+                key(20).public(),
+                &cred,
+                Load {
+                    sent_ms: NOW + 40_000,
+                    ..a.load()
+                },
+            )
             .unwrap();
         assert!(out.is_empty(), "{out:?}");
         // A restarted node re-reads what it had honoured from its own log, before it
@@ -1936,14 +1960,21 @@ mod tests {
     fn the_arguments_must_be_the_ones_the_ticket_signs() {
         let mut n = node(10);
         let mut body = ticket_body("princeton.codeen", 1);
-        let asked = Invocation::new(vec!["example.org:80".into()], vec![("MODE".into(), "probe".into())]);
+        let asked = Invocation::new(
+            vec!["example.org:80".into()],
+            vec![("MODE".into(), "probe".into())],
+        );
         body.invocation = asked.hash();
         let t = ticket(body.clone());
         // A holder of the ticket (the node owner who received it, say) changes an argument.
         let changed = Invocation::new(vec!["victim.example:22".into()], asked.env.clone());
         let r = receipt(&n.submit(NOW, &t, body.module, &changed));
         assert!(!r.admitted);
-        assert!(r.reason.contains("not the ones the ticket signs"), "{}", r.reason);
+        assert!(
+            r.reason.contains("not the ones the ticket signs"),
+            "{}",
+            r.reason
+        );
         // Or the environment.
         let env = Invocation::new(asked.args.clone(), vec![]);
         assert!(!receipt(&n.submit(NOW, &t, body.module, &env)).admitted);
@@ -1975,7 +2006,9 @@ mod tests {
         // A fresh core (the node restarted) long after the replay window.
         let mut again = node(10);
         again.continue_ids_from(50);
-        let out = again.restore(NOW + 3_600_000, 1, &t, &Invocation::default()).unwrap();
+        let out = again
+            .restore(NOW + 3_600_000, 1, &t, &Invocation::default())
+            .unwrap();
         assert!(matches!(&out[0], Output::Start(p) if p.id == 1));
         assert!(
             matches!(&out[2], Output::Append(EntryBody::SliverCreated { who, .. }) if who.sliver == 1)
@@ -1992,7 +2025,9 @@ mod tests {
         assert_eq!(id, 50);
         // Past its validity, it does not come back.
         let mut late = node(10);
-        let err = late.restore(NOW + 3 * DAY * 1000, 1, &t, &Invocation::default()).unwrap_err();
+        let err = late
+            .restore(NOW + 3 * DAY * 1000, 1, &t, &Invocation::default())
+            .unwrap_err();
         assert!(err.to_string().contains("expired"), "{err}");
     }
 

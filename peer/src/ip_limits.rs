@@ -240,16 +240,31 @@ mod tests {
             ConnectionId::new_unchecked(2),
             ConnectionId::new_unchecked(3),
         );
-        assert!(l.handle_pending_inbound_connection(a, &local, &attacker).is_ok());
-        assert!(l.handle_pending_inbound_connection(b, &local, &attacker).is_ok());
-        assert!(l.handle_pending_inbound_connection(c, &local, &attacker).is_err());
+        assert!(
+            l.handle_pending_inbound_connection(a, &local, &attacker)
+                .is_ok()
+        );
+        assert!(
+            l.handle_pending_inbound_connection(b, &local, &attacker)
+                .is_ok()
+        );
+        assert!(
+            l.handle_pending_inbound_connection(c, &local, &attacker)
+                .is_err()
+        );
         let h = ConnectionId::new_unchecked(4);
-        assert!(l.handle_pending_inbound_connection(h, &local, &honest).is_ok());
+        assert!(
+            l.handle_pending_inbound_connection(h, &local, &honest)
+                .is_ok()
+        );
         // A failed handshake frees its slot, once.
         l.release_pending(a);
         l.release_pending(a);
         assert_eq!(l.counts().0, 2);
-        assert!(l.handle_pending_inbound_connection(c, &local, &attacker).is_ok());
+        assert!(
+            l.handle_pending_inbound_connection(c, &local, &attacker)
+                .is_ok()
+        );
         // IPv6 addresses of one /64 share a bucket.
         assert_eq!(
             bucket(&addr("/ip6/2001:db8::1/tcp/1")),
@@ -257,7 +272,11 @@ mod tests {
         );
         assert_eq!(
             bucket(&addr("/ip6/::ffff:10.0.0.1/tcp/1")),
-            Some("10.0.0.1".parse().unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)))
+            Some(
+                "10.0.0.1"
+                    .parse()
+                    .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+            )
         );
     }
 }

@@ -293,7 +293,9 @@ pub fn swarm(key: &SecretKey) -> Result<(Swarm<Behaviour>, WireBytes), NetError>
             )
             .map_err(|e| NetError(e.to_string()))?;
             let (params, thresholds) = gossip_scoring();
-            gossipsub.with_peer_score(params, thresholds).map_err(NetError)?;
+            gossipsub
+                .with_peer_score(params, thresholds)
+                .map_err(NetError)?;
             Ok(Behaviour {
                 ip_limits: crate::ip_limits::IpLimits::new(
                     MAX_PENDING_PER_IP,

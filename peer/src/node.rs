@@ -19,6 +19,7 @@
 //! (a receipt follows its `SliverCreated`); a sliver's `SliverCreated` is in the log before
 //! it can open a flow; nothing a peer or client sends can panic the loop.
 
+use crate::admin::AdminCall;
 use crate::core::{Capacity, NodeCore, Output, SliverPlan, StopReason, Traffic};
 use crate::net::{self, BehaviourEvent};
 use crate::wire::{
@@ -45,13 +46,12 @@ use slicefed_trust::codec;
 use slicefed_trust::{
     Context, Credential, Invocation, ModuleHash, PublicKey, SecretKey, TrustPolicy, Verifier,
 };
-use crate::admin::AdminCall;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use tokio::sync::{Semaphore, mpsc};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{Semaphore, mpsc};
 
 /// Members a node stays connected to (more when others dial it).
 pub const TARGET_MEMBER_CONNECTIONS: usize = 8;
@@ -860,7 +860,9 @@ impl Daemon {
         for (id, path) in saved {
             if !self.restore {
                 let _ = self.append(EntryBody::OwnerAction {
-                    action: format!("did not restore sliver {id}: the owner started the node with --no-restore"),
+                    action: format!(
+                        "did not restore sliver {id}: the owner started the node with --no-restore"
+                    ),
                     who: None,
                 });
                 let _ = std::fs::remove_file(&path);
@@ -1589,7 +1591,10 @@ impl Daemon {
                     let header = records::file_header(EXPORT_MAGIC, &origin);
                     let path = self.replica_path(&origin);
                     if let Ok(base) = blocking(|| append_synced(&path, &rec, Some(&header))) {
-                        self.replica_index.entry(origin).or_default().add(base, &rec);
+                        self.replica_index
+                            .entry(origin)
+                            .or_default()
+                            .add(base, &rec);
                     }
                 }
                 WitnessOutput::Cosign(cp) => {
@@ -1743,8 +1748,10 @@ impl Daemon {
             .to_bytes()
             .unwrap_or_default();
         } else if replication {
-            self.traffic.replication_out =
-                self.traffic.replication_out.saturating_add(bytes.len() as u64);
+            self.traffic.replication_out = self
+                .traffic
+                .replication_out
+                .saturating_add(bytes.len() as u64);
         }
         let len = bytes.len();
         if swarm
@@ -1812,7 +1819,12 @@ impl Daemon {
             } => self.on_started(swarm, id, recorded, compiled),
             Done::Lost { sliver } => {
                 if let Some(id) = sliver {
-                    self.on_started(swarm, id, Ok(()), Err("the node failed compiling it".into()));
+                    self.on_started(
+                        swarm,
+                        id,
+                        Ok(()),
+                        Err("the node failed compiling it".into()),
+                    );
                 }
             }
         }
@@ -1879,7 +1891,9 @@ impl Daemon {
     fn on_admin(&mut self, swarm: &mut Swarm, call: AdminCall) {
         let response = match call.request {
             AdminRequest::Stop { slice } => {
-                let outs = self.core.owner_stop_slice(&slice, "stopped by the node owner");
+                let outs = self
+                    .core
+                    .owner_stop_slice(&slice, "stopped by the node owner");
                 self.stopping(swarm, Ok(outs))
             }
             AdminRequest::Status { slice } => Response::Status(self.status(slice.as_deref())),
@@ -1981,10 +1995,9 @@ impl Daemon {
                 return self.answer_later(swarm, request, channel, move || {
                     match read_chunk(&path, offset) {
                         Ok((total, chunk)) => Response::Replica { total, chunk },
-                        Err(e) => Response::Error(format!(
-                            "no replica of {} here: {e}",
-                            origin.peer_id()
-                        )),
+                        Err(e) => {
+                            Response::Error(format!("no replica of {} here: {e}", origin.peer_id()))
+                        }
                     }
                 });
             }
@@ -2156,7 +2169,11 @@ impl Daemon {
     /// Entries of `origin`'s log from `from` on, read from this node's replica file on a
     /// worker: only the byte range the page needs, located by the replica's index (each
     /// persisted page ended with a checkpoint), about [`wire::MAX_PAGE_BYTES`] at most.
-    fn replica_page_job(&self, origin: &PublicKey, from: u64) -> impl FnOnce() -> Response + Send + 'static {
+    fn replica_page_job(
+        &self,
+        origin: &PublicKey,
+        from: u64,
+    ) -> impl FnOnce() -> Response + Send + 'static {
         let path = self.replica_path(origin);
         let origin = *origin;
         let range = self.replica_index.get(&origin).and_then(|i| i.page(from));
@@ -2167,8 +2184,9 @@ impl Daemon {
                     origin.peer_id()
                 ));
             };
-            read_replica_page(&path, start, end, first_seq, from)
-                .unwrap_or_else(|why| Response::Error(format!("replica of {}: {why}", origin.peer_id())))
+            read_replica_page(&path, start, end, first_seq, from).unwrap_or_else(|why| {
+                Response::Error(format!("replica of {}: {why}", origin.peer_id()))
+            })
         }
     }
 
@@ -2530,10 +2548,16 @@ fn read_replica_page(
     let mut f = std::fs::File::open(path).map_err(|e| e.to_string())?;
     f.seek(SeekFrom::Start(start)).map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
-    f.take(len).read_to_end(&mut buf).map_err(|e| e.to_string())?;
+    f.take(len)
+        .read_to_end(&mut buf)
+        .map_err(|e| e.to_string())?;
     let (recs, err) = records::parse_all(&buf, 0);
     if let Some(e) = err {
-        return Err(format!("damaged at byte {}: {}", start + e.offset as u64, e.why));
+        return Err(format!(
+            "damaged at byte {}: {}",
+            start + e.offset as u64,
+            e.why
+        ));
     }
     let mut leaves = vec![];
     let mut end_checkpoint = None;
@@ -2541,8 +2565,7 @@ fn read_replica_page(
         if rec.kind == KIND_ENTRY {
             leaves.push(serde_bytes::ByteBuf::from(rec.payload.to_vec()));
         } else if rec.kind == KIND_CHECKPOINT {
-            end_checkpoint =
-                codec::decode::<SignedCheckpoint>("checkpoint", rec.payload, 256).ok();
+            end_checkpoint = codec::decode::<SignedCheckpoint>("checkpoint", rec.payload, 256).ok();
         }
     }
     match end_checkpoint {

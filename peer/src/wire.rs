@@ -701,13 +701,23 @@ mod tests {
         let del = HolderAction::Delete;
         let d = HolderRequest::sign(&key(3), key(5).public(), "princeton.codeen", 1000).unwrap();
         d.verify(del, &key(5).public(), 1010).unwrap();
-        assert!(d.verify(del, &key(6).public(), 1010).is_err(), "another node");
+        assert!(
+            d.verify(del, &key(6).public(), 1010).is_err(),
+            "another node"
+        );
         assert!(d.verify(del, &key(5).public(), 2000).is_err(), "stale");
         // A delete is not a request to read logs, nor the other way round.
-        assert!(d.verify(HolderAction::ReadLogs, &key(5).public(), 1010).is_err());
+        assert!(
+            d.verify(HolderAction::ReadLogs, &key(5).public(), 1010)
+                .is_err()
+        );
         let mut relabelled = d.clone();
         relabelled.body.action = HolderAction::ReadLogs;
-        assert!(relabelled.verify(HolderAction::ReadLogs, &key(5).public(), 1010).is_err());
+        assert!(
+            relabelled
+                .verify(HolderAction::ReadLogs, &key(5).public(), 1010)
+                .is_err()
+        );
         let mut forged = d.clone();
         forged.body.slice = "princeton.other".into();
         assert!(forged.verify(del, &key(5).public(), 1010).is_err());

@@ -90,7 +90,9 @@ pub enum WitnessError {
     },
     /// Keeping the page would pass this node's replica quota (per origin or in all): it
     /// stops replicating that origin (other witnesses hold it).
-    #[error("replica quota: {origin} holds {held} bytes here, a page of {page} more passes the {quota}-byte quota")]
+    #[error(
+        "replica quota: {origin} holds {held} bytes here, a page of {page} more passes the {quota}-byte quota"
+    )]
     Quota {
         /// Whose log.
         origin: String,

@@ -45,7 +45,10 @@ fn spec(args: &[&str]) -> SliverSpec {
         flows: Arc::new(NoFlows),
         // Tests talk to servers on loopback, which a node owner must open explicitly.
         host: Arc::new(std::sync::RwLock::new(slicefed_sandbox::HostRules {
-            local_allow: vec![slicefed_trust::caps::ConnectRule::parse("tcp:127.0.0.0/8:*").unwrap(), slicefed_trust::caps::ConnectRule::parse("udp:127.0.0.0/8:*").unwrap()],
+            local_allow: vec![
+                slicefed_trust::caps::ConnectRule::parse("tcp:127.0.0.0/8:*").unwrap(),
+                slicefed_trust::caps::ConnectRule::parse("udp:127.0.0.0/8:*").unwrap(),
+            ],
             ..Default::default()
         })),
     }

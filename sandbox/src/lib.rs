@@ -18,9 +18,9 @@
 pub mod engine;
 pub mod logs;
 pub mod meter;
-pub mod sockets;
 pub mod net;
 pub mod sliver;
+pub mod sockets;
 
 pub use engine::{Compiled, Compiler, Sandbox, SandboxConfig, SandboxError};
 pub use logs::LogBuffer;

@@ -402,7 +402,10 @@ pub fn add_to_linker<T: Metered + 'static>(linker: &mut Linker<T>) -> wasmtime::
                     Err(e) => e.downcast().map(|code| (Err(code),)),
                     Ok((incoming, outgoing)) => {
                         if let Some(r) = remote {
-                            state.meter().aggregates.connected(outgoing.rep(), SocketAddr::from(r));
+                            state
+                                .meter()
+                                .aggregates
+                                .connected(outgoing.rep(), SocketAddr::from(r));
                         }
                         Ok((Ok((incoming, outgoing)),))
                     }

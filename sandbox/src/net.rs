@@ -477,7 +477,9 @@ impl FlowSink for LedgerFlows {
     fn writable(&self) -> Result<(), String> {
         match self.ledger.failure() {
             None => Ok(()),
-            Some(why) => Err(format!("the node cannot record flows: its ledger cannot write ({why})")),
+            Some(why) => Err(format!(
+                "the node cannot record flows: its ledger cannot write ({why})"
+            )),
         }
     }
 }
@@ -566,23 +568,72 @@ mod tests {
             assert!(!v.allowed, "{denied} must be denied");
             assert!(v.reason.contains(denied), "{}", v.reason);
         }
-        assert!(decide(&everything, &default, a("8.8.8.8:53"), SocketAddrUse::UdpSend).allowed);
-        assert!(decide(&everything, &default, a("93.184.216.34:443"), SocketAddrUse::TcpConnect).allowed);
+        assert!(
+            decide(
+                &everything,
+                &default,
+                a("8.8.8.8:53"),
+                SocketAddrUse::UdpSend
+            )
+            .allowed
+        );
+        assert!(
+            decide(
+                &everything,
+                &default,
+                a("93.184.216.34:443"),
+                SocketAddrUse::TcpConnect
+            )
+            .allowed
+        );
         // Inbound connections and binds are not outgoing uses.
-        assert!(decide(&everything, &default, a("127.0.0.1:5000"), SocketAddrUse::TcpAccept).allowed);
+        assert!(
+            decide(
+                &everything,
+                &default,
+                a("127.0.0.1:5000"),
+                SocketAddrUse::TcpAccept
+            )
+            .allowed
+        );
         // The owner opens loopback; the node's own port stays closed unless named exactly.
         let lab = HostRules {
             local_allow: vec![ConnectRule::parse("tcp:127.0.0.0/8:*").unwrap()],
             own_addrs: vec![],
             own_ports: vec![4001],
         };
-        assert!(decide(&everything, &lab, a("127.0.0.1:22"), SocketAddrUse::TcpConnect).allowed);
-        let v = decide(&everything, &lab, a("127.0.0.1:4001"), SocketAddrUse::TcpConnect);
-        assert!(!v.allowed && v.reason.contains("port of the node itself"), "{}", v.reason);
+        assert!(
+            decide(
+                &everything,
+                &lab,
+                a("127.0.0.1:22"),
+                SocketAddrUse::TcpConnect
+            )
+            .allowed
+        );
+        let v = decide(
+            &everything,
+            &lab,
+            a("127.0.0.1:4001"),
+            SocketAddrUse::TcpConnect,
+        );
+        assert!(
+            !v.allowed && v.reason.contains("port of the node itself"),
+            "{}",
+            v.reason
+        );
         let named = HostRules {
             local_allow: vec![ConnectRule::parse("tcp:127.0.0.1/32:4001").unwrap()],
             ..lab
         };
-        assert!(decide(&everything, &named, a("127.0.0.1:4001"), SocketAddrUse::TcpConnect).allowed);
+        assert!(
+            decide(
+                &everything,
+                &named,
+                a("127.0.0.1:4001"),
+                SocketAddrUse::TcpConnect
+            )
+            .allowed
+        );
     }
 }

@@ -549,7 +549,10 @@ fn new_store(
     stderr: &Option<LogBuffer>,
     sockets: crate::sockets::SocketBudget,
 ) -> wasmtime::Result<Store<SliverState>> {
-    let aggregates = Arc::new(net::FlowAggregator::new(spec.who.clone(), spec.flows.clone()));
+    let aggregates = Arc::new(net::FlowAggregator::new(
+        spec.who.clone(),
+        spec.flows.clone(),
+    ));
     let wasi = wasi_ctx(spec, stdout, stderr, counters, &aggregates)?;
     let mut table = ResourceTable::new();
     table.set_max_capacity(MAX_HANDLES);
@@ -598,8 +601,7 @@ async fn run(
         stderr,
         sockets,
     } = wiring;
-    let mut store = match new_store(&engine, &spec, &counters, &kill, &stdout, &stderr, sockets)
-    {
+    let mut store = match new_store(&engine, &spec, &counters, &kill, &stdout, &stderr, sockets) {
         Ok(s) => s,
         Err(e) => return Outcome::Trapped(format!("cannot set up WASI: {e:#}")),
     };

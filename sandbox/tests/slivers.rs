@@ -46,7 +46,10 @@ fn spec(args: &[&str]) -> SliverSpec {
         flows: Arc::new(NoFlows),
         // Tests talk to servers on loopback, which a node owner must open explicitly.
         host: Arc::new(std::sync::RwLock::new(slicefed_sandbox::HostRules {
-            local_allow: vec![slicefed_trust::caps::ConnectRule::parse("tcp:127.0.0.0/8:*").unwrap(), slicefed_trust::caps::ConnectRule::parse("udp:127.0.0.0/8:*").unwrap()],
+            local_allow: vec![
+                slicefed_trust::caps::ConnectRule::parse("tcp:127.0.0.0/8:*").unwrap(),
+                slicefed_trust::caps::ConnectRule::parse("udp:127.0.0.0/8:*").unwrap(),
+            ],
             ..Default::default()
         })),
     }
@@ -247,7 +250,9 @@ fn a_ticket_granting_loopback_still_cannot_reach_the_owners_machine_by_default()
         listen: RuleSet::Only(vec![]),
     };
     // The owner's default: nothing local is open.
-    s.host = Arc::new(std::sync::RwLock::new(slicefed_sandbox::HostRules::default()));
+    s.host = Arc::new(std::sync::RwLock::new(
+        slicefed_sandbox::HostRules::default(),
+    ));
     s.flows = flows.clone();
     let (_, h) = run("tcp_client", s);
     assert!(
@@ -301,7 +306,9 @@ fn datagrams_are_recorded_per_destination_with_their_bytes_and_count_against_egr
     let flows = Arc::new(CollectFlows::default());
     let mut s = spec(&["udp", &to.to_string(), "500", "100"]);
     s.network = NetworkRights {
-        connect: RuleSet::Only(vec![ConnectRule::parse(&format!("udp:127.0.0.1:{}", to.port())).unwrap()]),
+        connect: RuleSet::Only(vec![
+            ConnectRule::parse(&format!("udp:127.0.0.1:{}", to.port())).unwrap(),
+        ]),
         listen: RuleSet::Only(vec![]),
     };
     s.flows = flows.clone();
@@ -320,7 +327,9 @@ fn datagrams_are_recorded_per_destination_with_their_bytes_and_count_against_egr
     // Datagrams count against the daily egress cap like TCP bytes do.
     let mut s = spec(&["udp", &to.to_string(), "500", "100"]);
     s.network = NetworkRights {
-        connect: RuleSet::Only(vec![ConnectRule::parse(&format!("udp:127.0.0.1:{}", to.port())).unwrap()]),
+        connect: RuleSet::Only(vec![
+            ConnectRule::parse(&format!("udp:127.0.0.1:{}", to.port())).unwrap(),
+        ]),
         listen: RuleSet::Only(vec![]),
     };
     s.egress_per_day = Some(10_000);
@@ -340,7 +349,11 @@ fn refused_attempts_are_aggregated_not_logged_one_by_one() {
     s.flows = flows.clone();
     let (o, h) = run("net_hog", s);
     assert_eq!(o, Outcome::Exited(0));
-    assert!(stdout_of(&h).contains("300 connects failed"), "{}", stdout_of(&h));
+    assert!(
+        stdout_of(&h).contains("300 connects failed"),
+        "{}",
+        stdout_of(&h)
+    );
     let f = flows.flows();
     assert_eq!(f.len(), 1, "{f:?}");
     assert_eq!(f[0].packets_out, 300);

@@ -1677,8 +1677,12 @@ impl Sim {
                     .live
                     .as_mut()
                     .map(|l| {
-                        l.core
-                            .submit(now_ms, &cred, module, &slicefed_trust::Invocation::default())
+                        l.core.submit(
+                            now_ms,
+                            &cred,
+                            module,
+                            &slicefed_trust::Invocation::default(),
+                        )
                     })
                     .unwrap_or_default();
                 let started = outs.iter().find_map(|o| match o {
@@ -1848,7 +1852,9 @@ impl Sim {
             }
             (Some(Pending::Revocations(member)), Some(Rep::Revocations(list))) => {
                 let full = slicefed_peer::core::revocation_page_is_full(&list);
-                let last = list.last().and_then(|b| slicefed_peer::core::revocation_id(b));
+                let last = list
+                    .last()
+                    .and_then(|b| slicefed_peer::core::revocation_id(b));
                 let up_since_ms = START_MS + n.up_since / MS;
                 for bytes in list {
                     let outs = n
@@ -2643,7 +2649,9 @@ impl Sim {
             )
             .ok()?;
             let target = Credential::new(g.user_cert.clone(), []);
-            Credential::revocation_file(r.bytes, &target).to_bytes().ok()
+            Credential::revocation_file(r.bytes, &target)
+                .to_bytes()
+                .ok()
         });
         if let Ok(cp) = fake {
             for v in neighbours {

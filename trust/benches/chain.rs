@@ -82,7 +82,9 @@ fn main() {
             let mut body = slicefed_trust::fixtures::ticket_body("princeton.cs.evil", 1);
             body.nonce = slicefed_trust::Nonce([(i % 251) as u8; 16]);
             body.issued_at = T0 + u64::from(i);
-            let leaf = slicefed_trust::objects::sign(&attacker, &body).unwrap().bytes;
+            let leaf = slicefed_trust::objects::sign(&attacker, &body)
+                .unwrap()
+                .bytes;
             let junk = (0..7u8)
                 .map(|j| {
                     let mut c = slicefed_trust::fixtures::user_cert(

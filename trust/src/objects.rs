@@ -735,9 +735,6 @@ impl Credential {
     /// and that object's chain (`target`, a credential of the revoked object), so any node
     /// can decide whether the revoker is entitled before it holds or forwards anything.
     pub fn revocation_file(revocation: Vec<u8>, target: &Credential) -> Credential {
-        Credential::new(
-            revocation,
-            target.objects.iter().map(|b| b.to_vec()),
-        )
+        Credential::new(revocation, target.objects.iter().map(|b| b.to_vec()))
     }
 }

@@ -11,8 +11,8 @@ use crate::caps::{Grant, NodeSet, Rights, Validity, Widening};
 use crate::keys::PublicKey;
 use crate::names::{Name, Pattern};
 use crate::objects::{
-    self, AuthorityCert, AuthorityRoot, Body, CertId, Delegation, Kind, NodeCert, NodeReceipt,
-    Credential, Nonce, ObjectError, Revocation, Signed, SliceTicket, UserCert,
+    self, AuthorityCert, AuthorityRoot, Body, CertId, Credential, Delegation, Kind, NodeCert,
+    NodeReceipt, Nonce, ObjectError, Revocation, Signed, SliceTicket, UserCert,
 };
 use crate::policy::TrustPolicy;
 use ed25519_dalek::VerifyingKey;
@@ -630,9 +630,18 @@ pub enum RevocationError {
 impl RevocationSet {
     /// Adds a revocation whose revoker was found entitled (see [`Verifier::add_revocation`]).
     /// One per (target, revoker): a second one by the same key is [`RevocationError::AlreadyHeld`].
-    fn add(&mut self, r: &Signed<Revocation>, expires: u64, now: u64) -> Result<(), RevocationError> {
+    fn add(
+        &mut self,
+        r: &Signed<Revocation>,
+        expires: u64,
+        now: u64,
+    ) -> Result<(), RevocationError> {
         let duplicate = |held: &[HeldRevocation]| held.iter().any(|h| h.revoker == r.signer);
-        if self.by_target.get(&r.body.target).is_some_and(|h| duplicate(h)) {
+        if self
+            .by_target
+            .get(&r.body.target)
+            .is_some_and(|h| duplicate(h))
+        {
             return Err(RevocationError::AlreadyHeld {
                 revoker: r.signer,
                 target: r.body.target,
@@ -819,7 +828,8 @@ impl Verifier {
         file: &[u8],
         now: u64,
     ) -> Result<Signed<Revocation>, RevocationError> {
-        let cred = Credential::from_bytes(file).map_err(|e| RevocationError::File(e.to_string()))?;
+        let cred =
+            Credential::from_bytes(file).map_err(|e| RevocationError::File(e.to_string()))?;
         let r = objects::open::<Revocation>(cred.leaf())?;
         let mut support = cred.chain();
         let target = support.next().ok_or(RevocationError::NoTarget {

@@ -226,9 +226,8 @@ fn revoked_middle_link() {
     v.verify(&ticket, &pool(&chain), &at(T0)).unwrap(); // warm the cache: revocation must still bite
     let user_cert_id = objects::CertId::of(&chain[0]);
     // The sub-authority that issued it.
-    let file =
-        fixtures::revocation_file(&key(2), &user_credential(&chain), "key compromised", T0)
-            .unwrap();
+    let file = fixtures::revocation_file(&key(2), &user_credential(&chain), "key compromised", T0)
+        .unwrap();
     v.add_revocation(&file, T0).unwrap();
     let err = v.verify(&ticket, &pool(&chain), &at(T0)).unwrap_err();
     assert_eq!(
@@ -245,8 +244,8 @@ fn revoked_middle_link() {
         v.add_revocation(&file, T0),
         Err(RevocationError::AlreadyHeld { .. })
     ));
-    let again = fixtures::revocation_file(&key(2), &user_credential(&chain), "again", T0 + 1)
-        .unwrap();
+    let again =
+        fixtures::revocation_file(&key(2), &user_credential(&chain), "again", T0 + 1).unwrap();
     assert!(matches!(
         v.add_revocation(&again, T0),
         Err(RevocationError::AlreadyHeld { .. })
@@ -606,14 +605,23 @@ fn a_hostile_credential_costs_at_most_one_signature_check() {
         .bytes;
     let mut junk = vec![];
     for i in 0..7u8 {
-        let mut cert = fixtures::user_cert(&key(1), &attacker, &format!("princeton.x{i}"), "princeton.*").unwrap();
+        let mut cert = fixtures::user_cert(
+            &key(1),
+            &attacker,
+            &format!("princeton.x{i}"),
+            "princeton.*",
+        )
+        .unwrap();
         let n = cert.len();
         cert[n - 1 - usize::from(i)] ^= 0x55;
         junk.push(cert);
     }
     let mut v = Verifier::new(policy);
     let err = v.verify(&leaf, &pool(&junk), &at(T0)).unwrap_err();
-    assert!(matches!(err, VerifyError::Object(ObjectError::BadSignature { .. })), "{err}");
+    assert!(
+        matches!(err, VerifyError::Object(ObjectError::BadSignature { .. })),
+        "{err}"
+    );
     assert_eq!(v.signature_checks(), 1, "one forged link, one check");
     // The same junk again: a known forgery costs no check.
     let before = v.signature_checks();
