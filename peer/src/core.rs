@@ -13,10 +13,10 @@
 use sha2::{Digest, Sha256};
 use slicefed_ledger::entry::{Attribution, EntryBody, Usage};
 use slicefed_trust::caps::NetworkRights;
-use slicefed_trust::objects::{self, MAX_CREDENTIAL_BYTES, NodeReceipt, Revocation};
-use slicefed_trust::verify::{Object, RevocationError, Verified};
+use slicefed_trust::objects::{self, MAX_CREDENTIAL_BYTES, NodeReceipt};
+use slicefed_trust::verify::{HeldFile, Object, RevocationError, Verified};
 use slicefed_trust::{
-    CertId, Context, Credential, Invocation, ModuleHash, Name, PublicKey, SecretKey, Signed,
+    CertId, Context, Credential, Invocation, ModuleHash, Name, PublicKey, SecretKey,
     TrustPolicy, Verifier,
 };
 use std::collections::{BTreeMap, VecDeque};
@@ -111,11 +111,23 @@ fn wants_revocations(m: &mut Member, ours: &RevocationDigest, load: &Load, now_m
     true
 }
 
-/// Whether a catch-up page may have been cut short (by count or by bytes): then the asker
-/// asks for the next one, after the page's last revocation.
-pub fn revocation_page_is_full(page: &[Vec<u8>]) -> bool {
+/// Pages one catch-up from one member may take (with full pages, 16,384 revocations).
+pub const MAX_CATCHUP_PAGES: u32 = 64;
+
+/// After a catch-up page from a member (asked after `after`, the `pages`-th of this
+/// catch-up): where to ask for the next page, if at all. Only when the page may have been
+/// cut short (by count or by bytes), its ids moved past `after` (a member answering the
+/// same page again gets no second question), and the catch-up is under
+/// [`MAX_CATCHUP_PAGES`].
+pub fn next_revocation_page(
+    page: &[Vec<u8>],
+    after: Option<CertId>,
+    pages: u32,
+) -> Option<CertId> {
     let bytes: usize = page.iter().map(Vec::len).sum();
-    page.len() >= MAX_REVOCATIONS_PER_PAGE || bytes >= MAX_REVOCATION_PAGE_BYTES / 2
+    let full = page.len() >= MAX_REVOCATIONS_PER_PAGE || bytes >= MAX_REVOCATION_PAGE_BYTES / 2;
+    let last = page.last().and_then(|b| revocation_id(b))?;
+    (full && pages < MAX_CATCHUP_PAGES && after.is_none_or(|a| last > a)).then_some(last)
 }
 
 /// The id of the revocation in a revocation file (its first object), which is what
@@ -333,7 +345,9 @@ pub struct NodeCore {
     /// Revocations seen, by id, with their bytes (for members that were away).
     revocations: BTreeMap<CertId, Vec<u8>>,
     revocation_bytes: usize,
-    revocation_digest: RevocationDigest,
+    /// The digest of `revocations`, recomputed when asked after a change.
+    revocation_digest: std::cell::Cell<RevocationDigest>,
+    digest_stale: std::cell::Cell<bool>,
     last_prune_ms: u64,
     /// Why the ledger cannot append, while it cannot.
     ledger_failure: Option<String>,
@@ -487,7 +501,8 @@ impl NodeCore {
             next_sliver: 1,
             revocations: BTreeMap::new(),
             revocation_bytes: 0,
-            revocation_digest: RevocationDigest::default(),
+            revocation_digest: std::cell::Cell::new(RevocationDigest::default()),
+            digest_stale: std::cell::Cell::new(false),
             last_prune_ms: 0,
             ledger_failure: None,
             advert_base_ms: 5_000,
@@ -519,9 +534,25 @@ impl NodeCore {
         )
     }
 
-    /// A summary of the revocations this node holds (it goes into its adverts).
+    /// A summary of the revocations this node holds (it goes into its adverts). Computed
+    /// when asked after a change, not at every change (recomputing on each of a burst of
+    /// revocations would cost the square of the set).
     pub fn revocation_digest(&self) -> RevocationDigest {
-        self.revocation_digest
+        if self.digest_stale.replace(false) {
+            let mut h = Sha256::new();
+            for id in self.revocations.keys() {
+                h.update(id.0);
+            }
+            self.revocation_digest.set(if self.revocations.is_empty() {
+                RevocationDigest::default()
+            } else {
+                RevocationDigest {
+                    count: self.revocations.len() as u32,
+                    hash: h.finalize().into(),
+                }
+            });
+        }
+        self.revocation_digest.get()
     }
 
     /// Revocations held, in id order, after `after` (a page of a catch-up answer): at most
@@ -544,21 +575,6 @@ impl NodeCore {
             })
             .map(|(_, b)| b.clone())
             .collect()
-    }
-
-    fn redigest(&mut self) {
-        let mut h = Sha256::new();
-        for id in self.revocations.keys() {
-            h.update(id.0);
-        }
-        self.revocation_digest = if self.revocations.is_empty() {
-            RevocationDigest::default()
-        } else {
-            RevocationDigest {
-                count: self.revocations.len() as u32,
-                hash: h.finalize().into(),
-            }
-        };
     }
 
     /// This node's key.
@@ -596,7 +612,7 @@ impl NodeCore {
         Load {
             slivers: self.slivers.len() as u32,
             free_memory: self.capacity.memory.saturating_sub(self.used_memory()),
-            revocations: self.revocation_digest,
+            revocations: self.revocation_digest(),
             unhealthy: self.ledger_failure.clone(),
             ..Load::default()
         }
@@ -666,7 +682,7 @@ impl NodeCore {
         // The same credential as last time, still within its validity and with none of its
         // links revoked since: the judgement stands (a member re-advertises for ever;
         // checking its chain each time would cost every node a chain walk per advert).
-        let digest = self.revocation_digest;
+        let digest = self.revocation_digest();
         if let Some(m) = self.members.get_mut(&from)
             && same_bytes(&m.credential, node_credential)
             && secs(now_ms) <= m.valid_until
@@ -737,7 +753,7 @@ impl NodeCore {
             chain: v.links.iter().map(|l| l.id).collect(),
             revocations_asked_ms: asked,
         };
-        let digest = self.revocation_digest;
+        let digest = self.revocation_digest();
         if wants_revocations(&mut member, &digest, &load, now_ms) {
             out.push(Output::FetchRevocations(from));
         }
@@ -1216,40 +1232,50 @@ impl NodeCore {
         bytes: &[u8],
         caught_up_since_ms: Option<u64>,
     ) -> Result<Vec<Output>, CoreError> {
-        // Entitlement first (the verifier holds only what the revoked object's issuer or a
-        // key above it signed): nothing unentitled is held, logged or forwarded.
-        let r = match self.hold_revocation(now_ms, bytes) {
-            Ok(r) => r,
+        // One already held (its id) costs a lookup, not a verification.
+        if revocation_id(bytes).is_some_and(|id| self.revocations.contains_key(&id)) {
+            return Ok(vec![]);
+        }
+        // Entitlement first (the verifier holds only what an authority at or above the
+        // revoked object's issuer signed): nothing unentitled is held, logged or forwarded.
+        let held = match self.hold_revocation(now_ms, bytes) {
+            Ok(h) => h,
             // Re-sent or re-signed by the same key: nothing new to log or pass on.
             Err(RevocationError::AlreadyHeld { .. }) => return Ok(vec![]),
             Err(e) => return Err(CoreError::Revocation(e)),
         };
+        let r = &held.revocation;
         let issued_ms = r.body.revoked_at.saturating_mul(1000);
         let skew_ms = slicefed_trust::verify::CLOCK_SKEW_SECS.saturating_mul(1000);
         let pass_on = caught_up_since_ms.is_none_or(|up| issued_ms.saturating_add(skew_ms) >= up);
-        Ok(self.stop_revoked(now_ms, bytes, r.body.target, pass_on))
+        let target = r.body.target;
+        Ok(self.stop_revoked(now_ms, &held.file, target, pass_on))
     }
 
     /// Judges a revocation file and, when its revoker is entitled, holds it: in the
     /// verifier (for every later check) and with its bytes (for members that were away,
     /// within [`MAX_SEEN_REVOCATIONS`] and [`MAX_REVOCATION_BYTES`]; past either it is still
     /// honoured here, only not served to others).
-    fn hold_revocation(
-        &mut self,
-        now_ms: u64,
-        bytes: &[u8],
-    ) -> Result<Signed<Revocation>, RevocationError> {
-        let r = self.verifier.add_revocation(bytes, secs(now_ms))?;
+    fn hold_revocation(&mut self, now_ms: u64, bytes: &[u8]) -> Result<HeldFile, RevocationError> {
+        let held = self.verifier.add_revocation(bytes, secs(now_ms))?;
+        let r = &held.revocation;
         self.forget_judgements(&r.body.target);
+        if let Some(old) = held.replaced
+            && let Some(b) = self.revocations.remove(&old)
+        {
+            self.revocation_bytes = self.revocation_bytes.saturating_sub(b.len());
+            self.digest_stale.set(true);
+        }
+        let file = &held.file;
         if self.revocations.len() < MAX_SEEN_REVOCATIONS
-            && self.revocation_bytes.saturating_add(bytes.len()) <= MAX_REVOCATION_BYTES
+            && self.revocation_bytes.saturating_add(file.len()) <= MAX_REVOCATION_BYTES
             && !self.revocations.contains_key(&r.id)
         {
-            self.revocation_bytes += bytes.len();
-            self.revocations.insert(r.id, bytes.to_vec());
-            self.redigest();
+            self.revocation_bytes += file.len();
+            self.revocations.insert(r.id, file.clone());
+            self.digest_stale.set(true);
         }
-        Ok(r)
+        Ok(held)
     }
 
     /// A revocation read back from this node's own log after a restart: held again, so
@@ -1273,7 +1299,7 @@ impl NodeCore {
                 self.revocation_bytes = self.revocation_bytes.saturating_sub(b.len());
             }
         }
-        self.redigest();
+        self.digest_stale.set(true);
     }
 
     fn stop_revoked(

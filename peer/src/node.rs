@@ -308,7 +308,8 @@ struct Daemon {
     co: BTreeMap<PublicKey, WitnessSet>,
     witness_k: usize,
     /// Revocation catch-ups in flight (at most one per member per sync interval).
-    revocation_fetches: BTreeMap<OutboundRequestId, PublicKey>,
+    /// (member, asked after, pages so far) of each catch-up request in flight.
+    revocation_fetches: BTreeMap<OutboundRequestId, (PublicKey, Option<slicefed_trust::CertId>, u32)>,
     last_advert_ms: u64,
     addrs: BTreeMap<PeerId, Vec<Multiaddr>>,
     my_addrs: Vec<Multiaddr>,
@@ -1043,7 +1044,7 @@ impl Daemon {
             }
             Output::FetchRevocations(member) => {
                 if let Some(s) = swarm {
-                    self.fetch_revocations(s, member, None);
+                    self.fetch_revocations(s, member, None, 0);
                 }
             }
             Output::Joined(k) => {
@@ -1174,15 +1175,17 @@ impl Daemon {
         }
     }
 
-    /// Asks `member` for the revocations it holds after `after` (one page).
+    /// Asks `member` for the revocations it holds after `after` (one page, the `pages`-th of
+    /// this catch-up).
     fn fetch_revocations(
         &mut self,
         swarm: &mut Swarm,
         member: PublicKey,
         after: Option<slicefed_trust::CertId>,
+        pages: u32,
     ) {
         if let Some((id, _)) = self.request(swarm, &member, Request::Revocations { after }) {
-            self.revocation_fetches.insert(id, member);
+            self.revocation_fetches.insert(id, (member, after, pages));
         }
     }
 
@@ -1209,10 +1212,14 @@ impl Daemon {
     /// and one that is new here is gossiped on if it was issued while this node was up
     /// (`NodeCore::caught_up_revocation`: then the rest of a healed partition may have
     /// missed it too); a full page asks for the next.
-    fn on_revocations(&mut self, swarm: &mut Swarm, member: PublicKey, list: Vec<Vec<u8>>) {
+    fn on_revocations(
+        &mut self,
+        swarm: &mut Swarm,
+        (member, after, pages): (PublicKey, Option<slicefed_trust::CertId>, u32),
+        list: Vec<Vec<u8>>,
+    ) {
         let now = now_ms();
-        let full = crate::core::revocation_page_is_full(&list);
-        let last = list.last().and_then(|b| crate::core::revocation_id(b));
+        let next = crate::core::next_revocation_page(&list, after, pages + 1);
         let up_since = now.saturating_sub(self.started.elapsed().as_millis() as u64);
         for bytes in list {
             if let Ok(outs) = self.core.caught_up_revocation(now, &bytes, up_since) {
@@ -1221,8 +1228,8 @@ impl Daemon {
                 }
             }
         }
-        if full && last.is_some() {
-            self.fetch_revocations(swarm, member, last);
+        if let Some(cursor) = next {
+            self.fetch_revocations(swarm, member, Some(cursor), pages + 1);
         }
     }
 
@@ -1658,10 +1665,10 @@ impl Daemon {
     }
 
     fn on_response(&mut self, swarm: &mut Swarm, id: OutboundRequestId, bytes: &[u8]) {
-        if let Some(member) = self.revocation_fetches.remove(&id) {
+        if let Some(fetch) = self.revocation_fetches.remove(&id) {
             if let Ok(Response::Revocations(list)) = Response::from_bytes(bytes) {
                 let list = list.into_iter().map(|b| b.into_vec()).collect();
-                self.on_revocations(swarm, member, list);
+                self.on_revocations(swarm, fetch, list);
             }
             return;
         }

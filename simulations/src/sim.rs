@@ -421,7 +421,8 @@ struct Disk {
 enum Pending {
     Fetch(PublicKey),
     FetchReplica(PublicKey, PublicKey),
-    Revocations(PublicKey),
+    /// A catch-up page asked of a member: after which id, the how-many-th.
+    Revocations(PublicKey, Option<CertId>, u32),
 }
 
 /// The node process (lost on a crash).
@@ -1237,7 +1238,7 @@ impl Sim {
                     if let Some(t) = self.key_index(&member) {
                         let id = self.node_request(i, n, t, Req::Revocations { after: None });
                         if let Some(live) = n.live.as_mut() {
-                            live.pending.insert(id, Pending::Revocations(member));
+                            live.pending.insert(id, Pending::Revocations(member, None, 0));
                         }
                     }
                 }
@@ -1850,11 +1851,8 @@ impl Sim {
                     l.witness.fetch_failed(&origin);
                 }
             }
-            (Some(Pending::Revocations(member)), Some(Rep::Revocations(list))) => {
-                let full = slicefed_peer::core::revocation_page_is_full(&list);
-                let last = list
-                    .last()
-                    .and_then(|b| slicefed_peer::core::revocation_id(b));
+            (Some(Pending::Revocations(member, after, pages)), Some(Rep::Revocations(list))) => {
+                let next = slicefed_peer::core::next_revocation_page(&list, after, pages + 1);
                 let up_since_ms = START_MS + n.up_since / MS;
                 for bytes in list {
                     let outs = n
@@ -1872,10 +1870,19 @@ impl Sim {
                         self.processing_rev = None;
                     }
                 }
-                if full && let Some(t) = self.key_index(&member) {
-                    let id = self.node_request(i, &mut n, t, Req::Revocations { after: last });
+                if let Some(cursor) = next
+                    && let Some(t) = self.key_index(&member)
+                {
+                    let id = self.node_request(
+                        i,
+                        &mut n,
+                        t,
+                        Req::Revocations {
+                            after: Some(cursor),
+                        },
+                    );
                     if let Some(l) = n.live.as_mut() {
-                        l.pending.insert(id, Pending::Revocations(member));
+                        l.pending.insert(id, Pending::Revocations(member, Some(cursor), pages + 1));
                     }
                 }
             }

@@ -36,6 +36,8 @@ pub const MAX_CACHED_KEYS: usize = 65_536;
 pub const MAX_SHARED_OPENED: usize = 1 << 20;
 /// Most revocations held.
 pub const MAX_REVOCATIONS: usize = 1_000_000;
+/// Most revocations held from one revoker (a compromised authority cannot fill the set).
+pub const MAX_REVOCATIONS_PER_REVOKER: usize = 65_536;
 /// Most live ticket nonces remembered.
 pub const MAX_REPLAY_ENTRIES: usize = 1_000_000;
 
@@ -556,6 +558,19 @@ pub struct HeldRevocation {
     pub expires: u64,
 }
 
+/// A revocation just held, with the file every node keeps for it.
+#[derive(Clone, Debug)]
+pub struct HeldFile {
+    /// The revocation.
+    pub revocation: Signed<Revocation>,
+    /// Its canonical file: the revocation, the revoked object, and the chain objects that
+    /// link it to the trusted root, in that order.
+    pub file: Vec<u8>,
+    /// The id of a revocation by the same key of the same object that this one replaced
+    /// (the smaller id is kept).
+    pub replaced: Option<CertId>,
+}
+
 /// Revocations by target, bounded. Only revocations whose revoker was found entitled (the
 /// target's issuer or a key above it in its chain) are ever added, so nobody can crowd
 /// out a real revocation with revocations of their own; a target holds at most one
@@ -563,6 +578,7 @@ pub struct HeldRevocation {
 #[derive(Default, Debug)]
 pub struct RevocationSet {
     by_target: HashMap<CertId, Vec<HeldRevocation>>,
+    per_revoker: HashMap<PublicKey, usize>,
     len: usize,
 }
 
@@ -600,9 +616,23 @@ pub enum RevocationError {
         /// Why it does not verify.
         error: Box<VerifyError>,
     },
-    /// The signer is neither the target's issuer nor above it in its chain.
+    /// Only certificates and delegations are revoked (a ticket ends with its slice).
+    #[error("a {kind} cannot be revoked (delete the slice instead)")]
+    NotRevocable {
+        /// The target's kind.
+        kind: Kind,
+    },
+    /// One revoker holds as many revocations as it may.
+    #[error("{revoker} already has {max} revocations held here, its limit")]
+    RevokerFull {
+        /// The revoker.
+        revoker: PublicKey,
+        /// The limit.
+        max: usize,
+    },
+    /// The signer is not an authority in the target's chain at or above its issuer.
     #[error(
-        "{revoker} may not revoke the {kind} for {subject} ({target}): only its issuer or a key above it in its chain may"
+        "{revoker} may not revoke the {kind} for {subject} ({target}): only an authority that issued it or is above it in its chain may"
     )]
     Unentitled {
         /// Who signed the revocation.
@@ -629,23 +659,32 @@ pub enum RevocationError {
 
 impl RevocationSet {
     /// Adds a revocation whose revoker was found entitled (see [`Verifier::add_revocation`]).
-    /// One per (target, revoker): a second one by the same key is [`RevocationError::AlreadyHeld`].
+    /// One per (target, revoker): of two by the same key, every node keeps the one with the
+    /// smaller id, whatever order they arrive in (so all hold the same set); the other is
+    /// [`RevocationError::AlreadyHeld`]. Returns the id of the revocation replaced, if any.
     fn add(
         &mut self,
         r: &Signed<Revocation>,
         expires: u64,
         now: u64,
-    ) -> Result<(), RevocationError> {
-        let duplicate = |held: &[HeldRevocation]| held.iter().any(|h| h.revoker == r.signer);
-        if self
-            .by_target
-            .get(&r.body.target)
-            .is_some_and(|h| duplicate(h))
+    ) -> Result<Option<CertId>, RevocationError> {
+        if let Some(held) = self.by_target.get_mut(&r.body.target)
+            && let Some(h) = held.iter_mut().find(|h| h.revoker == r.signer)
         {
-            return Err(RevocationError::AlreadyHeld {
+            if r.id >= h.id {
+                return Err(RevocationError::AlreadyHeld {
+                    revoker: r.signer,
+                    target: r.body.target,
+                });
+            }
+            let replaced = h.id;
+            *h = HeldRevocation {
+                id: r.id,
                 revoker: r.signer,
-                target: r.body.target,
-            });
+                revocation: r.body.clone(),
+                expires,
+            };
+            return Ok(Some(replaced));
         }
         if self.len >= MAX_REVOCATIONS {
             self.prune(now);
@@ -653,6 +692,14 @@ impl RevocationSet {
                 return Err(RevocationError::Full(self.len));
             }
         }
+        let mine = self.per_revoker.entry(r.signer).or_insert(0);
+        if *mine >= MAX_REVOCATIONS_PER_REVOKER {
+            return Err(RevocationError::RevokerFull {
+                revoker: r.signer,
+                max: MAX_REVOCATIONS_PER_REVOKER,
+            });
+        }
+        *mine += 1;
         let held = self.by_target.entry(r.body.target).or_default();
         held.push(HeldRevocation {
             id: r.id,
@@ -661,22 +708,27 @@ impl RevocationSet {
             expires,
         });
         self.len += 1;
-        Ok(())
+        Ok(None)
     }
     /// Drops revocations of objects that have expired by `now` (they guard nothing);
     /// returns their ids.
     pub fn prune(&mut self, now: u64) -> Vec<CertId> {
         let mut gone = vec![];
+        let per_revoker = &mut self.per_revoker;
         self.by_target.retain(|_, held| {
             held.retain(|h| {
                 let live = h.expires >= now;
                 if !live {
                     gone.push(h.id);
+                    if let Some(n) = per_revoker.get_mut(&h.revoker) {
+                        *n = n.saturating_sub(1);
+                    }
                 }
                 live
             });
             !held.is_empty()
         });
+        self.per_revoker.retain(|_, n| *n > 0);
         self.len = self.len.saturating_sub(gone.len());
         gone
     }
@@ -817,19 +869,21 @@ impl Verifier {
     }
 
     /// Judges a revocation file (the revocation, the object it revokes, and that object's
-    /// chain) and holds the revocation if, and only if, its signer is entitled: the
-    /// revoked object's issuer or a key above it in a chain that verifies under this
-    /// policy at `now`. Entitlement is decided here, before anything is held, so a caller
-    /// logs and forwards only what was held. The target's chain is judged without
-    /// revocations (revoking what is already revoked below a revoked authority is still
-    /// entitled, so every node holds the same set whatever order revocations arrive in).
+    /// chain) and holds the revocation if, and only if, its signer is entitled: an authority
+    /// (the trusted root, or the subject of an authority certificate) that issued the
+    /// revoked certificate or delegation or is above it in a chain that verifies under this
+    /// policy at `now`. Users and delegates revoke nothing (a ticket ends with its slice):
+    /// otherwise anyone with a certificate could sign tickets and revocations of them
+    /// without end. Entitlement is decided here, before anything is held, so a caller logs
+    /// and forwards only what was held. The target's chain is judged without revocations
+    /// (revoking what is already revoked below a revoked authority is still entitled, so
+    /// every node holds the same set whatever order revocations arrive in).
     pub fn add_revocation(
         &mut self,
         file: &[u8],
         now: u64,
-    ) -> Result<Signed<Revocation>, RevocationError> {
-        let cred =
-            Credential::from_bytes(file).map_err(|e| RevocationError::File(e.to_string()))?;
+    ) -> Result<HeldFile, RevocationError> {
+        let cred = Credential::from_bytes(file).map_err(|e| RevocationError::File(e.to_string()))?;
         let r = objects::open::<Revocation>(cred.leaf())?;
         let mut support = cred.chain();
         let target = support.next().ok_or(RevocationError::NoTarget {
@@ -850,7 +904,22 @@ impl Verifier {
                 target: carried,
                 error: Box::new(e),
             })?;
-        if !v.links.iter().any(|l| l.signer == r.signer) {
+        if !matches!(
+            v.leaf.kind,
+            Kind::AuthorityCert | Kind::UserCert | Kind::NodeCert | Kind::Delegation
+        ) {
+            return Err(RevocationError::NotRevocable { kind: v.leaf.kind });
+        }
+        // Links are root side first: the first is signed by the root (an authority), and a
+        // later one by an authority only if the link before it is an authority certificate.
+        let authorities = v.links.iter().enumerate().filter_map(|(i, l)| {
+            let by_authority = i == 0
+                || v.links
+                    .get(i.wrapping_sub(1))
+                    .is_some_and(|above| above.kind == Kind::AuthorityCert);
+            by_authority.then_some(l.signer)
+        });
+        if !authorities.into_iter().any(|k| k == r.signer) {
             return Err(RevocationError::Unentitled {
                 revoker: r.signer,
                 kind: v.leaf.kind,
@@ -864,9 +933,26 @@ impl Verifier {
             .map_or(u64::MAX, |x| x.not_after)
             .min(v.effective.validity.not_after)
             .saturating_add(CLOCK_SKEW_SECS);
-        self.revocations.add(&r, expires, now)?;
+        // The file as every node keeps, logs and passes it on: the revocation, the target,
+        // and only the chain objects that link it to the root (padding is dropped, so one
+        // revocation has one file everywhere).
+        let mut kept = vec![target.to_vec()];
+        let ids: Vec<CertId> = v.links.iter().rev().skip(1).map(|l| l.id).collect();
+        for id in ids {
+            if let Some(b) = pool.iter().find(|b| CertId::of(b) == id) {
+                kept.push(b.to_vec());
+            }
+        }
+        let canonical = Credential::new(cred.leaf().to_vec(), kept)
+            .to_bytes()
+            .map_err(|e| RevocationError::File(e.to_string()))?;
+        let replaced = self.revocations.add(&r, expires, now)?;
         self.cache.remove(&r.body.target);
-        Ok(r)
+        Ok(HeldFile {
+            revocation: r,
+            file: canonical,
+            replaced,
+        })
     }
 
     /// Drops held revocations whose targets have expired by `now`; returns their ids.

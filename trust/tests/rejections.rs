@@ -244,13 +244,62 @@ fn revoked_middle_link() {
         v.add_revocation(&file, T0),
         Err(RevocationError::AlreadyHeld { .. })
     ));
+    // Re-signed by the same key: one per (target, revoker) is held, the one with the
+    // smaller id, whatever order they arrive in (every node holds the same set).
     let again =
         fixtures::revocation_file(&key(2), &user_credential(&chain), "again", T0 + 1).unwrap();
-    assert!(matches!(
-        v.add_revocation(&again, T0),
-        Err(RevocationError::AlreadyHeld { .. })
-    ));
+    let id = |f: &[u8]| objects::CertId::of(objects::Credential::from_bytes(f).unwrap().leaf());
+    let smaller = id(&file).min(id(&again));
+    match v.add_revocation(&again, T0) {
+        Ok(h) => {
+            assert_eq!(h.revocation.id, smaller);
+            assert_eq!(h.replaced, Some(id(&file)));
+        }
+        Err(RevocationError::AlreadyHeld { .. }) => assert_eq!(smaller, id(&file)),
+        Err(e) => panic!("{e}"),
+    }
     assert_eq!(v.revocations().len(), 1);
+    let mut other = Verifier::new(fixtures::three_link_chain().unwrap().0);
+    other.add_revocation(&again, T0).unwrap();
+    let _ = other.add_revocation(&file, T0);
+    let held = |v: &Verifier| {
+        v.revocations()
+            .find(&objects::CertId::of(&chain[0]), &[key(2).public()])
+            .unwrap()
+            .id
+    };
+    assert_eq!(held(&v), held(&other));
+}
+
+#[test]
+fn only_authorities_revoke_and_only_certificates() {
+    let (policy, ticket, chain) = fixtures::three_link_chain().unwrap();
+    let mut v = Verifier::new(policy);
+    // Alice (a user) may not revoke her own ticket: otherwise anyone with a certificate could
+    // sign tickets and revocations of them without end.
+    let mut t = vec![ticket.clone()];
+    t.extend(chain.iter().cloned());
+    let ticket_cred = objects::Credential::new(t[0].clone(), t[1..].iter().cloned());
+    let own = fixtures::revocation_file(&key(3), &ticket_cred, "mine", T0).unwrap();
+    assert!(matches!(
+        v.add_revocation(&own, T0),
+        Err(RevocationError::NotRevocable {
+            kind: Kind::SliceTicket
+        })
+    ));
+    // Not even her authority revokes a ticket (it revokes her certificate).
+    let by_root = fixtures::revocation_file(&key(1), &ticket_cred, "root", T0).unwrap();
+    assert!(matches!(
+        v.add_revocation(&by_root, T0),
+        Err(RevocationError::NotRevocable { .. })
+    ));
+    // Padding after the chain is dropped: every node keeps, logs and passes on one file.
+    let target = user_credential(&chain);
+    let plain = fixtures::revocation_file(&key(1), &target, "root says", T0).unwrap();
+    let mut c = objects::Credential::from_bytes(&plain).unwrap();
+    c.objects.push(serde_bytes::ByteBuf::from(vec![7u8; 100]));
+    let held = v.add_revocation(&c.to_bytes().unwrap(), T0).unwrap();
+    assert_eq!(held.file, plain);
 }
 
 #[test]
