@@ -109,9 +109,10 @@ fn flows_land_in_a_ledger_that_replays() {
     .ok();
     let v = sh.run(&["audit", "replay", "node", "--json"]).ok().json();
     assert_eq!(v["valid"], true);
-    // Two runs × (owner action, flow, stop).
-    assert_eq!(v["logs"][0]["entries"], 6);
-    assert_eq!(v["logs"][0]["checkpointed"], 6);
+    // The first run: owner action, its connect attempts to the server, the connection,
+    // stop; the second: owner action, the denied attempt, stop.
+    assert_eq!(v["logs"][0]["entries"], 7);
+    assert_eq!(v["logs"][0]["checkpointed"], 7);
 }
 
 #[test]

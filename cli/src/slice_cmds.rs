@@ -116,6 +116,13 @@ pub struct RenewArgs {
     grant: GrantFlags,
     #[arg(long)]
     json: bool,
+    /// Environment variables the slivers run with (as given at creation: the renewal
+    /// signs them again).
+    #[arg(long = "env", value_parser = crate::util::parse_env)]
+    env: Vec<(String, String)>,
+    /// Arguments the slivers run with (as given at creation).
+    #[arg(last = true)]
+    args: Vec<String>,
 }
 
 impl Who {
@@ -574,14 +581,14 @@ fn renew(a: RenewArgs) -> Result<ExitCode> {
         .map(|m| PublicKey::parse(&m.peer_id))
         .collect::<Result<_, _>>()
         .map_err(|e| anyhow!("a member's peer id: {e}"))?;
-    // A renewal only extends slivers that run already, with the arguments their creation
-    // signed; its own invocation is not used (nodes do not compare it).
+    // The renewal's ticket replaces the slivers' ticket: it signs the same module and the
+    // same arguments and environment (nodes refuse a renewal that changes them).
     let ticket = issue_ticket(
         a.who.key()?,
         a.who.cert()?,
         &a.name,
         &module,
-        &Invocation::default(),
+        &Invocation::new(a.args.clone(), a.env.clone()),
         NodeSet::only(keys),
         &a.grant,
         a.valid_for,

@@ -316,6 +316,8 @@ struct Running {
     ticket: CertId,
     /// Who may delete or renew it: the ticket's signer and the responsible user.
     holders: Vec<PublicKey>,
+    /// What its arguments and environment hash to (a renewal must sign the same).
+    invocation: slicefed_trust::InvocationHash,
 }
 
 /// What the core knows about a running sliver, for status answers.
@@ -440,6 +442,9 @@ pub enum Refusal {
     /// A renewal naming another module.
     #[error("a renewal must name the module the slivers run")]
     RenewalChangesModule,
+    /// A renewal signing other arguments or environment than the slivers run with.
+    #[error("a renewal must sign the arguments and environment the slivers run with")]
+    RenewalChangesInvocation,
     /// A restore of a sliver that runs.
     #[error("sliver {0} is already running")]
     AlreadyRunning(u64),
@@ -471,7 +476,9 @@ impl Refusal {
             Refusal::OverCap { .. } => "over_cap",
             Refusal::LedgerUnavailable(_) | Refusal::NotRecorded(_) => "ledger_unavailable",
             Refusal::StartFailed(_) => "start_failed",
-            Refusal::NothingToRenew(_) | Refusal::RenewalChangesModule => "renewal",
+            Refusal::NothingToRenew(_)
+            | Refusal::RenewalChangesModule
+            | Refusal::RenewalChangesInvocation => "renewal",
             Refusal::AlreadyRunning(_) => "already_running",
         }
     }
@@ -853,6 +860,10 @@ impl NodeCore {
     ) {
         let mut holders = vec![verified.leaf.signer];
         holders.extend(verified.responsible.user_key);
+        let invocation = match &verified.leaf.object {
+            Object::SliceTicket(t) => t.invocation,
+            _ => Invocation::default().hash(),
+        };
         self.slivers.insert(
             plan.id,
             Running {
@@ -862,6 +873,7 @@ impl NodeCore {
                 root: verified.responsible.root.clone(),
                 ticket,
                 holders,
+                invocation,
             },
         );
     }
@@ -1125,6 +1137,15 @@ impl NodeCore {
             .any(|s| s.plan.module != t.module)
         {
             return Err(Refusal::RenewalChangesModule);
+        }
+        // The renewal's ticket becomes the slivers' ticket (logged, saved for restarts): it
+        // must sign the arguments they run with.
+        if ids
+            .iter()
+            .filter_map(|id| self.slivers.get(id))
+            .any(|s| s.invocation != t.invocation)
+        {
+            return Err(Refusal::RenewalChangesInvocation);
         }
         self.verifier.admit_ticket(cred.leaf(), &pool, &ctx)?;
         let chain = v.links.iter().map(|l| l.id).collect();

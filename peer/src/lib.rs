@@ -22,5 +22,6 @@ pub mod core;
 pub mod ip_limits;
 pub mod net;
 pub mod node;
+pub mod quota;
 pub mod wire;
 pub mod witness;

@@ -44,7 +44,8 @@ use slicefed_sandbox::{
 };
 use slicefed_trust::codec;
 use slicefed_trust::{
-    Context, Credential, Invocation, ModuleHash, PublicKey, SecretKey, TrustPolicy, Verifier,
+    Context, Credential, Invocation, InvocationHash, ModuleHash, PublicKey, SecretKey,
+    TrustPolicy, Verifier,
 };
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::Write;
@@ -80,16 +81,13 @@ pub const MAX_ADDRS_PER_PEER: usize = 8;
 pub const WORKERS: usize = 2;
 /// Jobs running or waiting; past this, a request that needs one is answered "busy".
 pub const MAX_JOBS: usize = 64;
-/// Requests one peer may make per second, sustained.
-pub const REQUESTS_PER_SEC: f64 = 20.0;
-/// Requests one peer may make at once after being quiet.
-pub const REQUEST_BURST: f64 = 100.0;
-/// Peers whose request rate is tracked (the quietest is forgotten beyond this).
-pub const MAX_TRACKED_PEERS: usize = 4096;
 /// Bytes of answers being written to peers, all together: a large answer past this is
 /// refused as busy rather than held (a peer that never reads holds its answer until the
 /// request times out).
 pub const MAX_RESPONSE_MEMORY: usize = 64 << 20;
+/// Bytes of answers being written to one peer: one client that never reads cannot hold
+/// the whole budget.
+pub const MAX_RESPONSE_MEMORY_PER_PEER: usize = 8 << 20;
 /// Answers this small are always sent (errors, receipts, acknowledgements).
 const SMALL_RESPONSE: usize = 64 << 10;
 /// A member that left is remembered this long (its log may still be handed over).
@@ -218,6 +216,10 @@ struct Live {
     flows: Arc<LedgerFlows>,
     plan: SliverPlan,
     stopping: Option<StopReason>,
+    /// Its flows are being drained into the ledger (it ended).
+    closing: bool,
+    /// They are all in (see `Daemon::finish`).
+    drained: bool,
 }
 
 struct Ended {
@@ -338,13 +340,21 @@ struct Daemon {
     jobs: usize,
     /// Admitted slivers not started yet.
     starting: BTreeMap<u64, Starting>,
-    /// Request allowances by peer.
-    buckets: HashMap<PeerId, Bucket>,
-    /// Answers being written, by request, and their total size.
-    responding: HashMap<InboundRequestId, usize>,
+    /// Request allowances by peer and by address.
+    quotas: crate::quota::Quotas,
+    /// The remote address of each connection (for quotas by address).
+    conn_ips: HashMap<libp2p::swarm::ConnectionId, std::net::IpAddr>,
+    /// Answers being written, by request (to whom, how large), and their totals.
+    responding: HashMap<InboundRequestId, (PeerId, usize)>,
     responding_bytes: usize,
+    responding_per_peer: HashMap<PeerId, usize>,
+    /// Who asked each request not answered yet (bounded by the swarm's streams).
+    asker: HashMap<InboundRequestId, PeerId>,
     /// Where each replica file's records are.
     replica_index: BTreeMap<PublicKey, ReplicaIndex>,
+    /// Saved slivers as this node's log records them: created with this ticket (the latest
+    /// renewal's) and invocation, and not stopped.
+    logged_slivers: BTreeMap<u64, (slicefed_trust::CertId, InvocationHash)>,
     /// Members that left, oldest first, with when (bounded by `MAX_MEMBERS`).
     departed: VecDeque<(PublicKey, u64)>,
     /// Records appended to the cosignature file since it was last rewritten.
@@ -360,7 +370,8 @@ pub async fn run(
     mut on_listen: impl FnMut(&Multiaddr),
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), NodeError> {
-    let (done_tx, mut done_rx) = mpsc::channel::<Done>(MAX_JOBS + 1);
+    // Jobs and flow drains report here; a full channel only makes them wait.
+    let (done_tx, mut done_rx) = mpsc::channel::<Done>(MAX_JOBS + 256);
     let mut d = Daemon::open(&config, done_tx)?;
     // The owner's channel first: it must work however the public port is treated.
     let (admin_tx, mut admin_rx) = mpsc::channel::<AdminCall>(crate::admin::ADMIN_QUEUE);
@@ -387,6 +398,7 @@ pub async fn run(
             .map_err(|e| NodeError::Net(e.to_string()))?;
     }
     d.bootstrap = config.bootstrap.clone();
+    d.learn_machine_addresses();
     d.restore_slivers();
     if !d.restore_pending {
         d.prune_modules();
@@ -423,9 +435,17 @@ pub async fn run(
                     }
                     let _ = swarm.behaviour_mut().gossipsub.report_message_validation_result(&message_id, &propagation_source, verdict);
                 }
-                SwarmEvent::Behaviour(BehaviourEvent::Rpc(request_response::Event::Message { peer, message, .. })) => match message {
+                SwarmEvent::ConnectionEstablished { connection_id, endpoint, .. } => {
+                    if let Some(ip) = remote_ip(endpoint.get_remote_address()) {
+                        d.conn_ips.insert(connection_id, ip);
+                    }
+                }
+                SwarmEvent::ConnectionClosed { connection_id, .. } => {
+                    d.conn_ips.remove(&connection_id);
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Rpc(request_response::Event::Message { peer, connection_id, message })) => match message {
                     request_response::Message::Request { request_id, request, channel } => {
-                        d.on_request(&mut swarm, peer, request_id, &request, channel);
+                        d.on_request(&mut swarm, (peer, connection_id), request_id, &request, channel);
                     }
                     request_response::Message::Response { request_id, response } => {
                         d.on_response(&mut swarm, request_id, &response);
@@ -468,6 +488,24 @@ enum Done {
     },
     /// A job panicked; for a start, which sliver.
     Lost { sliver: Option<u64> },
+    /// An ended sliver's flow records are all in the ledger (not a job: drained on a thread
+    /// of its own, since it may wait for the ledger to recover).
+    Drained { sliver: u64 },
+    /// A submitted module was hashed: admit it.
+    Hashed {
+        request: InboundRequestId,
+        channel: ResponseChannel<Vec<u8>>,
+        hash: ModuleHash,
+        submission: Box<Submission>,
+    },
+}
+
+/// What a ticket's submitter sent.
+struct Submission {
+    credential: Vec<u8>,
+    module: Vec<u8>,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 /// A sliver admitted and waiting for its creation to be durable and its module compiled.
@@ -482,12 +520,6 @@ struct Starting {
     saved: PathBuf,
     /// A stop that arrived meanwhile (a delete, a revocation, the owner).
     stop: Option<StopReason>,
-}
-
-/// A peer's request allowance (a token bucket).
-struct Bucket {
-    tokens: f64,
-    at_ms: u64,
 }
 
 impl Daemon {
@@ -556,12 +588,45 @@ impl Daemon {
         // Revocations this node honoured before it stopped still hold: read back from its
         // own log before any sliver is restored (what it missed while away, it asks members
         // for once their adverts show a different revocation set).
+        // In the same pass, what the log says of the slivers saved for a restart: only one
+        // it records as created (with that ticket and invocation) and not stopped comes back
+        // (the saved files are the owner's to write; the log is witnessed).
+        let saved_ids: std::collections::BTreeSet<u64> =
+            std::fs::read_dir(config.dir.join("slivers"))
+                .map(|d| {
+                    d.filter_map(Result::ok)
+                        .filter_map(|e| e.path().file_stem()?.to_str()?.parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+        let mut logged_slivers: BTreeMap<u64, (slicefed_trust::CertId, InvocationHash)> =
+            BTreeMap::new();
         for seq in 0..size {
-            if let Ok(leaf) = ledger.read(seq)
-                && let Ok(e) = slicefed_ledger::entry::Entry::decode(&leaf)
-                && let EntryBody::RevocationSeen { revocation, .. } = e.body
-            {
-                let _ = core.remember_revocation(now_ms(), &revocation);
+            let Ok(leaf) = ledger.read(seq) else { continue };
+            let Ok(e) = slicefed_ledger::entry::Entry::decode(&leaf) else {
+                continue;
+            };
+            match e.body {
+                EntryBody::RevocationSeen { revocation, .. } => {
+                    let _ = core.remember_revocation(now_ms(), &revocation);
+                }
+                EntryBody::SliverCreated {
+                    who,
+                    ticket,
+                    invocation,
+                    ..
+                } if saved_ids.contains(&who.sliver) => {
+                    logged_slivers.insert(who.sliver, (ticket, invocation.hash()));
+                }
+                EntryBody::SliverRenewed { who, ticket, .. } => {
+                    if let Some(l) = logged_slivers.get_mut(&who.sliver) {
+                        l.0 = ticket;
+                    }
+                }
+                EntryBody::SliverStopped { who, .. } => {
+                    logged_slivers.remove(&who.sliver);
+                }
+                _ => {}
             }
         }
         // Sliver ids stay unique across restarts: every id used so far is below the size of
@@ -614,10 +679,14 @@ impl Daemon {
             workers: Arc::new(Semaphore::new(WORKERS)),
             jobs: 0,
             starting: BTreeMap::new(),
-            buckets: HashMap::new(),
+            quotas: crate::quota::Quotas::default(),
+            conn_ips: HashMap::new(),
             responding: HashMap::new(),
             responding_bytes: 0,
+            responding_per_peer: HashMap::new(),
+            asker: HashMap::new(),
             replica_index: BTreeMap::new(),
+            logged_slivers,
             departed: VecDeque::new(),
             cosig_records: 0,
         };
@@ -825,7 +894,8 @@ impl Daemon {
         while self.cosigs.len() > MAX_COSIGNED_CHECKPOINTS {
             self.cosigs.pop_first();
         }
-        true
+        // One older than every checkpoint kept was dropped at once: nothing to save.
+        self.cosigs.contains_key(&size)
     }
 
     fn saved_path(&self, id: u64) -> PathBuf {
@@ -859,6 +929,10 @@ impl Daemon {
             .collect();
         saved.sort();
         for (id, path) in saved {
+            // Already back (a restore resumed after the ledger recovered).
+            if self.live.contains_key(&id) || self.core.slivers().any(|p| p.id == id) {
+                continue;
+            }
             if !self.restore {
                 let _ = self.append(EntryBody::OwnerAction {
                     action: format!(
@@ -875,6 +949,17 @@ impl Daemon {
                         .map_err(|e| e.to_string())
                 })
                 .and_then(|s| {
+                    // Only what this node's own log says ran here, as saved.
+                    let ticket = Credential::from_bytes(&s.credential)
+                        .map(|c| slicefed_trust::CertId::of(c.leaf()))
+                        .map_err(|e| e.to_string())?;
+                    let invocation = Invocation::new(s.args.clone(), s.env.clone()).hash();
+                    if self.logged_slivers.get(&id) != Some(&(ticket, invocation)) {
+                        return Err(
+                            "this node's log does not record it as created with that ticket and those arguments, and not stopped"
+                                .into(),
+                        );
+                    }
                     let module = read_limited(&self.module_path(&s.module), MAX_MODULE_BYTES)?;
                     let outs = self
                         .core
@@ -890,13 +975,26 @@ impl Daemon {
             match restored {
                 Ok((s, module, outs)) => {
                     let mut plan = None;
+                    let mut not_recorded = None;
                     for o in outs {
                         match o {
                             Output::Start(p) => plan = Some(p),
+                            // It runs only once its restoration is durable.
+                            Output::Append(body) => {
+                                if let Err(why) = self.append(body) {
+                                    not_recorded.get_or_insert(why);
+                                }
+                            }
                             other => {
                                 self.carry_out(None, other, false);
                             }
                         }
+                    }
+                    if let Some(why) = not_recorded {
+                        // Kept on disk; tried again when the ledger works.
+                        let _ = self.core.not_recorded(now_ms(), id, &why);
+                        self.restore_pending = true;
+                        return;
                     }
                     if let Some(p) = plan
                         && let Err(e) = self.start(p, &module, s.args, s.env)
@@ -1007,6 +1105,8 @@ impl Daemon {
                 flows,
                 plan,
                 stopping: None,
+                closing: false,
+                drained: false,
             },
         );
         Ok(())
@@ -1078,61 +1178,92 @@ impl Daemon {
     /// Slivers that ended: logged with their usage, their share freed, their files removed.
     fn reap(&mut self) {
         self.check_ledger();
-        // An ended sliver's last flows and its stop record wait for a working ledger.
+        // Ended slivers' flow records are drained off the loop (a ledger that cannot write
+        // keeps them waiting, and the loop must stay free to bring it back).
+        let ended: Vec<u64> = self
+            .live
+            .iter()
+            .filter(|(_, l)| !l.closing && l.handle.outcome().is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ended {
+            let Some(l) = self.live.get_mut(&id) else {
+                continue;
+            };
+            l.closing = true;
+            let (flows, done) = (l.flows.clone(), self.done_tx.clone());
+            let spawned = std::thread::Builder::new()
+                .name("flow-drain".into())
+                .spawn(move || {
+                    flows.close();
+                    let _ = done.blocking_send(Done::Drained { sliver: id });
+                });
+            if spawned.is_err() {
+                // No thread to be had: try again at the next reap.
+                l.closing = false;
+            }
+        }
+        // The stop record waits for a working ledger, after every flow of the sliver.
         if self.core.unhealthy().is_some() {
             return;
         }
-        let done: Vec<u64> = self
+        let drained: Vec<u64> = self
             .live
             .iter()
-            .filter(|(_, l)| l.handle.outcome().is_some())
+            .filter(|(_, l)| l.drained)
             .map(|(id, _)| *id)
             .collect();
-        for id in done {
-            let Some(l) = self.live.remove(&id) else {
-                continue;
-            };
-            let outcome = l
-                .handle
-                .outcome()
-                .unwrap_or(Outcome::Killed(KillReason::Stopped));
-            // Every flow reaches the ledger before the stop record.
-            let flows = l.flows.clone();
-            blocking(move || flows.close());
-            let u = l.handle.usage();
-            let text = match l.stopping {
-                Some(r) => format!("{outcome}: {}", r.as_str()),
-                None => outcome.to_string(),
-            };
-            let usage = LedgerUsage {
-                cpu_ns: u.cpu.as_nanos() as u64,
-                peak_memory: u.peak_memory,
-                bytes_in: u.bytes_in,
-                bytes_out: u.bytes_out,
-                flows: u.flows_allowed + u.flows_denied,
-            };
-            let holders = self.core.holders(id);
-            for o in self.core.ended(id, &text, usage) {
-                self.carry_out(None, o, false);
-            }
-            let _ = std::fs::remove_file(self.saved_path(id));
-            self.forget_module_if_unused(&l.plan.module);
-            let mut status = sliver_status(&l.plan, &l.handle, "");
-            status.state = text;
-            self.ended.push_back(Ended {
-                status,
-                logs: sliver_logs(id, &l.handle),
-                holders,
-            });
-            while self.ended.len() > MAX_ENDED {
-                self.ended.pop_front();
-            }
+        for id in drained {
+            self.finish(id);
+        }
+    }
+
+    /// A sliver that ended and whose flows are all in the ledger: its stop is logged with
+    /// its usage, its share freed, its files removed.
+    fn finish(&mut self, id: u64) {
+        let Some(l) = self.live.remove(&id) else {
+            return;
+        };
+        let outcome = l
+            .handle
+            .outcome()
+            .unwrap_or(Outcome::Killed(KillReason::Stopped));
+        let u = l.handle.usage();
+        let text = match l.stopping {
+            Some(r) => format!("{outcome}: {}", r.as_str()),
+            None => outcome.to_string(),
+        };
+        let usage = LedgerUsage {
+            cpu_ns: u.cpu.as_nanos() as u64,
+            peak_memory: u.peak_memory,
+            bytes_in: u.bytes_in,
+            bytes_out: u.bytes_out,
+            flows: u.flows_allowed + u.flows_denied,
+        };
+        let holders = self.core.holders(id);
+        for o in self.core.ended(id, &text, usage) {
+            self.carry_out(None, o, false);
+        }
+        let _ = std::fs::remove_file(self.saved_path(id));
+        self.forget_module_if_unused(&l.plan.module);
+        let mut status = sliver_status(&l.plan, &l.handle, "");
+        status.state = text;
+        self.ended.push_back(Ended {
+            status,
+            logs: sliver_logs(id, &l.handle),
+            holders,
+        });
+        while self.ended.len() > MAX_ENDED {
+            self.ended.pop_front();
         }
     }
 
     fn on_tick(&mut self, swarm: &mut Swarm) {
         let now = now_ms();
         self.ticks += 1;
+        if self.ticks % 12 == 1 {
+            self.learn_machine_addresses();
+        }
         for o in self.core.tick(now) {
             self.carry_out(Some(swarm), o, false);
         }
@@ -1395,6 +1526,24 @@ impl Daemon {
         };
         self.witness_outputs(swarm, outs);
         Response::Done
+    }
+
+    /// The machine's addresses (all of them, not only those the node listens on) join the
+    /// host rules: a sliver reaching the host's global IPv6 or second IPv4 address would
+    /// reach its services. Refreshed now and then; addresses that went away are dropped.
+    fn learn_machine_addresses(&mut self) {
+        let found = machine_addresses();
+        let listening: Vec<std::net::IpAddr> =
+            self.my_addrs.iter().filter_map(remote_ip).collect();
+        if let Ok(mut h) = self.host.write() {
+            h.own_addrs = listening
+                .into_iter()
+                .chain(found)
+                .take(MAX_OWN_ADDRESSES)
+                .collect();
+            h.own_addrs.sort();
+            h.own_addrs.dedup();
+        }
     }
 
     /// Slivers may not reach the node's own sockets: every address and port it listens on
@@ -1699,32 +1848,16 @@ impl Daemon {
         }
     }
 
-    /// Whether `peer` may make one more request now (a token bucket per peer; the map is
-    /// bounded, the quietest peer forgotten first).
-    fn allow_request(&mut self, peer: PeerId, now_ms: u64) -> bool {
-        if !self.buckets.contains_key(&peer) && self.buckets.len() >= MAX_TRACKED_PEERS {
-            let quietest = self
-                .buckets
-                .iter()
-                .min_by_key(|(_, b)| b.at_ms)
-                .map(|(p, _)| *p);
-            if let Some(q) = quietest {
-                self.buckets.remove(&q);
-            }
-        }
-        let b = self.buckets.entry(peer).or_insert(Bucket {
-            tokens: REQUEST_BURST,
-            at_ms: now_ms,
-        });
-        let elapsed = now_ms.saturating_sub(b.at_ms) as f64 / 1000.0;
-        b.tokens = (b.tokens + elapsed * REQUESTS_PER_SEC).min(REQUEST_BURST);
-        b.at_ms = now_ms;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+    /// Whether `peer`, on `connection`, may make one more request now (see `quota`).
+    fn allow_request(
+        &mut self,
+        peer: PeerId,
+        connection: libp2p::swarm::ConnectionId,
+        now_ms: u64,
+    ) -> bool {
+        let member = key_of(&peer).is_some_and(|k| self.core.members().contains_key(&k));
+        let from = self.conn_ips.get(&connection).copied();
+        self.quotas.allow(peer, from, member, now_ms)
     }
 
     /// Sends an answer, within the response-memory budget: a large answer that would pass
@@ -1736,6 +1869,7 @@ impl Daemon {
         channel: ResponseChannel<Vec<u8>>,
         response: Response,
     ) {
+        let to = self.asker.remove(&request);
         let replication = matches!(
             response,
             Response::Page { .. } | Response::Replica { .. } | Response::ReplicaPage { .. }
@@ -1745,12 +1879,18 @@ impl Daemon {
                 .to_bytes()
                 .unwrap_or_default()
         });
+        let theirs = to
+            .and_then(|p| self.responding_per_peer.get(&p))
+            .copied()
+            .unwrap_or(0);
         if bytes.len() > SMALL_RESPONSE
-            && self.responding_bytes.saturating_add(bytes.len()) > MAX_RESPONSE_MEMORY
+            && (self.responding_bytes.saturating_add(bytes.len()) > MAX_RESPONSE_MEMORY
+                || theirs.saturating_add(bytes.len()) > MAX_RESPONSE_MEMORY_PER_PEER)
         {
             bytes = Response::Error(format!(
-                "busy: this node is already sending {} MiB of answers; try again shortly",
-                self.responding_bytes >> 20
+                "busy: this node is already sending {} MiB of answers ({} MiB to you); try again shortly",
+                self.responding_bytes >> 20,
+                theirs >> 20
             ))
             .to_bytes()
             .unwrap_or_default();
@@ -1767,15 +1907,24 @@ impl Daemon {
             .send_response(channel, bytes)
             .is_ok()
         {
-            self.responding.insert(request, len);
+            let peer = to.unwrap_or(PeerId::random());
+            self.responding.insert(request, (peer, len));
             self.responding_bytes = self.responding_bytes.saturating_add(len);
+            *self.responding_per_peer.entry(peer).or_insert(0) += len;
         }
     }
 
     /// An answer was written (or its stream failed): its bytes leave the budget.
     fn answered(&mut self, request: InboundRequestId) {
-        if let Some(len) = self.responding.remove(&request) {
+        self.asker.remove(&request);
+        if let Some((peer, len)) = self.responding.remove(&request) {
             self.responding_bytes = self.responding_bytes.saturating_sub(len);
+            if let Some(n) = self.responding_per_peer.get_mut(&peer) {
+                *n = n.saturating_sub(len);
+                if *n == 0 {
+                    self.responding_per_peer.remove(&peer);
+                }
+            }
         }
     }
 
@@ -1812,6 +1961,12 @@ impl Daemon {
     }
 
     fn on_done(&mut self, swarm: &mut Swarm, done: Done) {
+        if let Done::Drained { sliver } = done {
+            if let Some(l) = self.live.get_mut(&sliver) {
+                l.drained = true;
+            }
+            return self.reap();
+        }
         self.jobs = self.jobs.saturating_sub(1);
         match done {
             Done::Answer {
@@ -1834,6 +1989,13 @@ impl Daemon {
                     );
                 }
             }
+            Done::Drained { .. } => {}
+            Done::Hashed {
+                request,
+                channel,
+                hash,
+                submission,
+            } => self.submit(swarm, request, channel, now_ms(), *submission, hash),
         }
     }
 
@@ -1850,6 +2012,7 @@ impl Daemon {
             return;
         };
         let now = now_ms();
+        let module = s.plan.module;
         let mut receipt = s.receipt;
         let refuse = |d: &mut Daemon, outs: Vec<Output>| {
             let _ = std::fs::remove_file(&s.saved);
@@ -1887,6 +2050,10 @@ impl Daemon {
                 }
             }
         }
+        // A module nothing runs (it did not compile, the sliver never started) is not kept.
+        if !self.live.contains_key(&id) {
+            self.forget_module_if_unused(&module);
+        }
         let answer = match receipt {
             Some(r) => Response::Receipt(r),
             None => Response::Error("the node could not sign a receipt".into()),
@@ -1912,15 +2079,18 @@ impl Daemon {
     fn on_request(
         &mut self,
         swarm: &mut Swarm,
-        peer: PeerId,
+        (peer, connection): (PeerId, libp2p::swarm::ConnectionId),
         request: InboundRequestId,
         bytes: &[u8],
         channel: ResponseChannel<Vec<u8>>,
     ) {
         let now = now_ms();
-        if !self.allow_request(peer, now) {
+        self.asker.insert(request, peer);
+        if !self.allow_request(peer, connection, now) {
             let busy = Response::Error(format!(
-                "busy: over this node's request rate for one peer ({REQUESTS_PER_SEC} a second); try again shortly"
+                "busy: over this node's request rate ({} a second per peer, {} per address for non-members); try again shortly",
+                crate::quota::PEER_RATE,
+                crate::quota::ADDRESS_RATE
             ));
             return self.respond(swarm, request, channel, busy);
         }
@@ -1942,7 +2112,23 @@ impl Daemon {
                 module,
                 args,
                 env,
-            } => return self.submit(swarm, request, channel, now, credential, module, args, env),
+            } => {
+                // Hashing up to 16 MiB is a worker's job, not the loop's.
+                if self.jobs >= MAX_JOBS {
+                    return self.respond(swarm, request, channel, busy(self.jobs));
+                }
+                return self.spawn_job(None, move || Done::Hashed {
+                    request,
+                    channel,
+                    hash: ModuleHash::of(&module),
+                    submission: Box::new(Submission {
+                        credential,
+                        module,
+                        args,
+                        env,
+                    }),
+                });
+            }
             Request::Renew { credential } => self.renew(swarm, now, credential),
             Request::Status { slice } => Response::Status(self.status(slice.as_deref())),
             Request::Logs(asked) => {
@@ -1953,7 +2139,7 @@ impl Daemon {
                     .flat_map(|e| e.holders.iter().copied())
                     .collect();
                 match self.core.may_read_logs(now, &asked, &ended_holders) {
-                    Ok(()) => Response::Logs(self.logs(&asked.body.slice)),
+                    Ok(()) => Response::Logs(self.logs(&asked.body.slice, &asked.body.signer)),
                     Err(e) => Response::Error(e.to_string()),
                 }
             }
@@ -2072,23 +2258,25 @@ impl Daemon {
     /// sliver's creation is made durable, its files saved and its module compiled on a
     /// worker, and only then is it started and the receipt sent (`on_started`): the loop
     /// never waits for a compile or an fsync of a submission.
-    #[allow(clippy::too_many_arguments)]
     fn submit(
         &mut self,
         swarm: &mut Swarm,
         request: InboundRequestId,
         channel: ResponseChannel<Vec<u8>>,
         now: u64,
-        credential: Vec<u8>,
-        module: Vec<u8>,
-        args: Vec<String>,
-        env: Vec<(String, String)>,
+        submission: Submission,
+        hash: ModuleHash,
     ) {
+        let Submission {
+            credential,
+            module,
+            args,
+            env,
+        } = submission;
         // Before the core admits anything (admission consumes the ticket's nonce).
         if self.jobs >= MAX_JOBS {
             return self.respond(swarm, request, channel, busy(self.jobs));
         }
-        let hash = ModuleHash::of(&module);
         let mut receipt = None;
         let mut plan = None;
         let mut created = None;
@@ -2354,17 +2542,22 @@ impl Daemon {
         }
     }
 
-    fn logs(&self, slice: &str) -> Vec<SliverLogs> {
+    /// The output of `slice`'s slivers here that `reader` may see: those it holds, or all
+    /// of them for the node's owner (two people may hold slivers of one slice name; each
+    /// sees their own).
+    fn logs(&self, slice: &str, reader: &PublicKey) -> Vec<SliverLogs> {
+        let owner = *reader == self.me;
         let mut out: Vec<SliverLogs> = self
             .live
             .values()
             .filter(|l| l.plan.who.slice.as_str() == slice)
+            .filter(|l| owner || self.core.holders(l.plan.id).contains(reader))
             .map(|l| sliver_logs(l.plan.id, &l.handle))
             .collect();
         out.extend(
             self.ended
                 .iter()
-                .filter(|e| e.status.slice == slice)
+                .filter(|e| e.status.slice == slice && (owner || e.holders.contains(reader)))
                 .map(|e| e.logs.clone()),
         );
         // Stay under the response limit: the newest bytes of each, shared out.
@@ -2601,5 +2794,81 @@ fn raise_descriptor_limit() -> u64 {
     match setrlimit(Resource::Nofile, raised) {
         Ok(()) => want,
         Err(_) => soft,
+    }
+}
+
+/// The IP address at the start of a multiaddr.
+fn remote_ip(addr: &Multiaddr) -> Option<std::net::IpAddr> {
+    match addr.iter().next()? {
+        libp2p::multiaddr::Protocol::Ip4(v4) => Some(std::net::IpAddr::V4(v4)),
+        libp2p::multiaddr::Protocol::Ip6(v6) => Some(std::net::IpAddr::V6(v6)),
+        _ => None,
+    }
+}
+
+/// The machine's own addresses as Linux lists them (`/proc/net/fib_trie` for IPv4 local
+/// addresses, `/proc/net/if_inet6` for IPv6), so slivers cannot reach the host through an
+/// address the node does not listen on. Empty elsewhere (the listen addresses remain).
+fn machine_addresses() -> Vec<std::net::IpAddr> {
+    let read = |p: &str| read_limited(Path::new(p), 4 << 20).unwrap_or_default();
+    let mut out = local_ipv4_from_fib_trie(&String::from_utf8_lossy(&read("/proc/net/fib_trie")));
+    out.extend(ipv6_from_if_inet6(&String::from_utf8_lossy(&read(
+        "/proc/net/if_inet6",
+    ))));
+    out.sort();
+    out.dedup();
+    out.truncate(MAX_OWN_ADDRESSES);
+    out
+}
+
+/// Addresses of the machine kept in the host rules, at most.
+const MAX_OWN_ADDRESSES: usize = 256;
+
+/// The IPv4 addresses `fib_trie` marks `/32 host LOCAL` (the machine's own).
+fn local_ipv4_from_fib_trie(text: &str) -> Vec<std::net::IpAddr> {
+    let mut out = vec![];
+    let mut last: Option<std::net::IpAddr> = None;
+    for line in text.lines() {
+        let t = line.trim();
+        if let Some(ip) = t.strip_prefix("|-- ") {
+            last = ip.trim().parse().ok();
+        } else if t.starts_with("/32 host LOCAL")
+            && let Some(ip) = last
+            && !out.contains(&ip)
+        {
+            out.push(ip);
+        }
+    }
+    out
+}
+
+/// The IPv6 addresses of `if_inet6` (32 hex digits first on each line).
+fn ipv6_from_if_inet6(text: &str) -> Vec<std::net::IpAddr> {
+    text.lines()
+        .filter_map(|l| {
+            let hex = l.split_whitespace().next()?;
+            let n = u128::from_str_radix(hex, 16).ok()?;
+            (hex.len() == 32).then(|| std::net::IpAddr::V6(std::net::Ipv6Addr::from(n)))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_machines_addresses_are_read_from_proc() {
+        let fib = "Local:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 127.0.0.1\n        /32 host LOCAL\n     |-- 192.0.2.0\n        /24 link UNICAST\n     |-- 192.0.2.2\n        /32 host LOCAL\n     |-- 192.0.2.255\n        /32 link BROADCAST\n";
+        let v4 = local_ipv4_from_fib_trie(fib);
+        let want: Vec<std::net::IpAddr> = ["127.0.0.1", "192.0.2.2"]
+            .iter()
+            .filter_map(|s| s.parse().ok())
+            .collect();
+        assert_eq!(v4, want);
+        let inet6 = "fd000000000000000000000000000002 04 40 00 82     eth0\n00000000000000000000000000000001 01 80 10 80       lo\nbad line\n";
+        let v6 = ipv6_from_if_inet6(inet6);
+        let want: Vec<std::net::IpAddr> = ["fd00::2", "::1"].iter().filter_map(|s| s.parse().ok()).collect();
+        assert_eq!(v6, want);
     }
 }

@@ -32,6 +32,8 @@ use wasmtime_wasi::sockets::WasiSocketsView;
 pub const TCP_INTERFACE: &str = "wasi:sockets/tcp@0.2.12";
 /// The UDP interface (datagram bytes are metered there).
 pub const UDP_INTERFACE: &str = "wasi:sockets/udp@0.2.12";
+/// Bytes of IPv4 and UDP headers charged to the egress cap with every datagram.
+pub const UDP_OVERHEAD: u64 = 28;
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -116,6 +118,8 @@ pub struct MeterConfig {
     pub totals: Arc<(AtomicU64, AtomicU64)>,
     /// Datagram and refused-attempt records, aggregated.
     pub aggregates: Arc<crate::net::FlowAggregator>,
+    /// The sliver's budget of flow records.
+    pub records: Arc<crate::net::RecordBudget>,
     /// The slice's network rights (datagrams are judged before they are counted).
     pub rights: slicefed_trust::caps::NetworkRights,
     /// The owner's rules for the machine.
@@ -169,6 +173,7 @@ impl Drop for FlowMeter {
     fn drop(&mut self) {
         if let Ok(mut r) = self.record.lock() {
             r.last_ms = r.last_ms.max(now_ms());
+            self.config.records.note(1, r.last_ms);
             self.config.sink.record(r.clone());
         }
     }
@@ -397,6 +402,20 @@ pub fn add_to_linker<T: Metered + 'static>(linker: &mut Linker<T>) -> wasmtime::
          (this, remote): (Resource<UdpSocket>, Option<IpSocketAddress>)| {
             Box::new(async move {
                 let state = store.data_mut();
+                // Each connected stream's destination must stay known (its datagrams are
+                // recorded by it): forget only streams that are gone, else refuse.
+                if remote.is_some() {
+                    let aggregates = state.meter().aggregates.clone();
+                    let table = state.table_mut();
+                    let live = |rep: u32| {
+                        table
+                            .get(&Resource::<OutgoingDatagramStream>::new_borrow(rep))
+                            .is_ok()
+                    };
+                    if !aggregates.room_for_stream(live) {
+                        return Ok((Err(ErrorCode::NewSocketLimit),));
+                    }
+                }
                 let result = HostUdpSocket::stream(&mut state.sockets(), this, remote).await;
                 match result {
                     Err(e) => e.downcast().map(|code| (Err(code),)),
@@ -422,10 +441,11 @@ pub fn add_to_linker<T: Metered + 'static>(linker: &mut Linker<T>) -> wasmtime::
             let state = store.data_mut();
             let config = state.meter().clone();
             // Only what the egress cap still allows is sent; the cap reached ends the sliver.
+            // Each datagram costs its headers too, so empty ones are not free.
             let fits = datagrams
                 .iter()
                 .scan(0u64, |sum, d| {
-                    *sum = sum.saturating_add(d.data.len() as u64);
+                    *sum = sum.saturating_add(d.data.len() as u64 + UDP_OVERHEAD);
                     Some(*sum)
                 })
                 .take_while(|sum| config.egress.would_fit(*sum))
@@ -451,7 +471,7 @@ pub fn add_to_linker<T: Metered + 'static>(linker: &mut Linker<T>) -> wasmtime::
                 Ok(sent) => {
                     let now = now_ms();
                     for (to, bytes) in targets.into_iter().take(sent as usize) {
-                        config.egress.charge(bytes);
+                        config.egress.charge(bytes + UDP_OVERHEAD);
                         config.totals.1.fetch_add(bytes, Ordering::Relaxed);
                         // Refused datagrams are recorded by the policy check, which drops
                         // them; allowed ones are counted here, with their bytes.

@@ -171,6 +171,30 @@ pub fn decide(
             reason: format!("the slice may not {what} {addr}"),
         };
     }
+    // Binding to one of the machine's local addresses (loopback, a private LAN address)
+    // would let a sliver receive what is meant for the owner's services: the owner opens
+    // those. Binding to every address (0.0.0.0, ::) is what a granted listen port means.
+    let bind = match use_ {
+        SocketAddrUse::TcpBind | SocketAddrUse::TcpListen => Some(Proto::Tcp),
+        SocketAddrUse::UdpBind => Some(Proto::Udp),
+        _ => None,
+    };
+    if let Some(proto) = bind
+        && !addr.ip().is_unspecified()
+        && let Some(scope) = local_scope(&addr.ip())
+        && !host
+            .local_allow
+            .iter()
+            .any(|r| r.allows(proto, &addr.ip(), addr.port()))
+    {
+        return Verdict {
+            allowed: false,
+            flow,
+            reason: format!(
+                "the slice may not {what} {addr}: a {scope} address, which slivers may use only if the node owner's policy allows it ([local] allow)"
+            ),
+        };
+    }
     // Outgoing uses only: the owner's machine and networks are the owner's to open.
     let outgoing = match use_ {
         SocketAddrUse::TcpConnect => Some(Proto::Tcp),
@@ -249,6 +273,46 @@ struct Aggregates {
     streams: std::collections::HashMap<u32, SocketAddr>,
 }
 
+/// Flow records one sliver may cause per minute (each becomes a ledger entry, replicated by
+/// its node's witnesses); past it the sliver is killed with reason `flows`. Records are
+/// still all written: the sliver ends, the evidence stays.
+pub const MAX_FLOW_RECORDS_PER_MINUTE: u64 = 6_000;
+
+/// Counts a sliver's flow records per minute and calls `on_exceeded` past the limit.
+pub struct RecordBudget {
+    per_minute: u64,
+    window: std::sync::Mutex<(u64, u64)>,
+    on_exceeded: Box<dyn Fn() + Send + Sync>,
+}
+
+impl RecordBudget {
+    /// A budget of `per_minute` records.
+    pub fn new(per_minute: u64, on_exceeded: Box<dyn Fn() + Send + Sync>) -> RecordBudget {
+        RecordBudget {
+            per_minute,
+            window: std::sync::Mutex::new((0, 0)),
+            on_exceeded,
+        }
+    }
+
+    /// Counts `n` records made at `now_ms`.
+    pub fn note(&self, n: u64, now_ms: u64) {
+        let over = match self.window.lock() {
+            Ok(mut w) => {
+                if now_ms.saturating_sub(w.0) >= 60_000 {
+                    *w = (now_ms, 0);
+                }
+                w.1 = w.1.saturating_add(n);
+                w.1 > self.per_minute
+            }
+            Err(_) => true,
+        };
+        if over {
+            (self.on_exceeded)();
+        }
+    }
+}
+
 /// One sliver's datagram and refused-attempt records, aggregated per destination, decision
 /// and interval (a sliver sending a million datagrams, or knocking a million times on a
 /// denied port, costs its node a few ledger entries, each with the count and the bytes).
@@ -256,16 +320,29 @@ struct Aggregates {
 pub struct FlowAggregator {
     who: Attribution,
     sink: SharedSink,
+    budget: Arc<RecordBudget>,
     state: std::sync::Mutex<Aggregates>,
 }
 
 impl FlowAggregator {
-    /// Aggregates for `who`, written to `sink`.
-    pub fn new(who: Attribution, sink: SharedSink) -> FlowAggregator {
+    /// Aggregates for `who`, written to `sink`, counted against `budget`.
+    pub fn new(who: Attribution, sink: SharedSink, budget: Arc<RecordBudget>) -> FlowAggregator {
         FlowAggregator {
             who,
             sink,
+            budget,
             state: std::sync::Mutex::new(Aggregates::default()),
+        }
+    }
+
+    fn write(&self, records: Vec<FlowRecord>) {
+        if records.is_empty() {
+            return;
+        }
+        let now = records.iter().map(|r| r.last_ms).max().unwrap_or(0);
+        self.budget.note(records.len() as u64, now);
+        for r in records {
+            self.sink.record(r);
         }
     }
 
@@ -319,19 +396,27 @@ impl FlowAggregator {
                 due.extend(st.open.drain().map(|(_, r)| r));
             }
         }
-        for r in due {
-            self.sink.record(r);
+        self.write(due);
+    }
+
+    /// Whether another connected stream can be remembered; when the table is full, first
+    /// forgets the streams `live` says are gone. Never forgets a live one: a datagram whose
+    /// destination is unknown could not be recorded.
+    pub fn room_for_stream(&self, live: impl Fn(u32) -> bool) -> bool {
+        match self.state.lock() {
+            Ok(mut st) => {
+                if st.streams.len() >= MAX_CONNECTED_STREAMS {
+                    st.streams.retain(|rep, _| live(*rep));
+                }
+                st.streams.len() < MAX_CONNECTED_STREAMS
+            }
+            Err(_) => false,
         }
     }
 
-    /// Remembers where a connected outgoing UDP stream sends.
+    /// Remembers where a connected outgoing UDP stream sends (see `room_for_stream`).
     pub fn connected(&self, stream: u32, remote: SocketAddr) {
         if let Ok(mut st) = self.state.lock() {
-            if st.streams.len() >= MAX_CONNECTED_STREAMS
-                && let Some(k) = st.streams.keys().next().copied()
-            {
-                st.streams.remove(&k);
-            }
             st.streams.insert(stream, remote);
         }
     }
@@ -347,9 +432,7 @@ impl FlowAggregator {
             Ok(mut st) => st.open.drain().map(|(_, r)| r).collect(),
             Err(_) => vec![],
         };
-        for r in due {
-            self.sink.record(r);
-        }
+        self.write(due);
     }
 }
 
@@ -586,16 +669,13 @@ mod tests {
             )
             .allowed
         );
-        // Inbound connections and binds are not outgoing uses.
-        assert!(
-            decide(
-                &everything,
-                &default,
-                a("127.0.0.1:5000"),
-                SocketAddrUse::TcpAccept
-            )
-            .allowed
-        );
+        // Inbound connections are not outgoing uses; binding every address is what a listen
+        // grant means, binding a local one is the owner's to open.
+        let d = |addr: &str, u| decide(&everything, &default, a(addr), u).allowed;
+        assert!(d("127.0.0.1:5000", SocketAddrUse::TcpAccept));
+        assert!(d("0.0.0.0:5353", SocketAddrUse::UdpBind));
+        assert!(!d("127.0.0.1:8125", SocketAddrUse::UdpBind));
+        assert!(!d("192.168.1.5:80", SocketAddrUse::TcpBind));
         // The owner opens loopback; the node's own port stays closed unless named exactly.
         let lab = HostRules {
             local_allow: vec![ConnectRule::parse("tcp:127.0.0.0/8:*").unwrap()],

@@ -12,7 +12,7 @@
 use crate::engine::{Compiled, Sandbox};
 use crate::logs::LogBuffer;
 use crate::net::{self, SharedSink};
-use slicefed_ledger::entry::{Attribution, Decision};
+use slicefed_ledger::entry::{Attribution, Decision, Direction};
 use slicefed_trust::caps::{NetworkRights, Proto};
 use std::future::Future;
 use std::path::PathBuf;
@@ -47,6 +47,8 @@ pub enum KillReason {
     Stopped,
     /// Its ticket expired or was revoked.
     Expired,
+    /// It made flow records faster than a sliver may (each is a ledger entry).
+    Flows,
 }
 
 impl std::fmt::Display for KillReason {
@@ -58,6 +60,7 @@ impl std::fmt::Display for KillReason {
             KillReason::Egress => "egress",
             KillReason::Stopped => "stopped",
             KillReason::Expired => "expired",
+            KillReason::Flows => "flows",
         })
     }
 }
@@ -434,6 +437,11 @@ fn wasi_ctx(
                 aggregates.count(proto, direction, addr, &decision, 0, now_ms());
             } else if proto == Proto::Tcp {
                 c.fetch_add(1, Ordering::Relaxed);
+                // Every connect attempt sends packets, whether or not it connects (a port
+                // scan never does): each is counted per destination too.
+                if direction == Direction::Outbound {
+                    aggregates.count(proto, direction, addr, &Decision::Allowed, 0, now_ms());
+                }
             }
         }
         let allowed = verdict.allowed;
@@ -524,9 +532,11 @@ fn meter_config(
     counters: &Arc<Counters>,
     kill: &Arc<KillFlag>,
     aggregates: Arc<net::FlowAggregator>,
+    records: Arc<net::RecordBudget>,
 ) -> crate::meter::MeterConfig {
     let kill = kill.clone();
     crate::meter::MeterConfig {
+        records,
         who: spec.who.clone(),
         sink: spec.flows.clone(),
         aggregates,
@@ -549,9 +559,17 @@ fn new_store(
     stderr: &Option<LogBuffer>,
     sockets: crate::sockets::SocketBudget,
 ) -> wasmtime::Result<Store<SliverState>> {
+    let records = {
+        let kill = kill.clone();
+        Arc::new(net::RecordBudget::new(
+            net::MAX_FLOW_RECORDS_PER_MINUTE,
+            Box::new(move || kill.set(KillReason::Flows)),
+        ))
+    };
     let aggregates = Arc::new(net::FlowAggregator::new(
         spec.who.clone(),
         spec.flows.clone(),
+        records.clone(),
     ));
     let wasi = wasi_ctx(spec, stdout, stderr, counters, &aggregates)?;
     let mut table = ResourceTable::new();
@@ -559,7 +577,7 @@ fn new_store(
     let state = SliverState {
         wasi,
         table,
-        meter: meter_config(spec, counters, kill, aggregates),
+        meter: meter_config(spec, counters, kill, aggregates, records),
         limiter: MemoryLimiter {
             cap: spec.memory,
             memories: 0,

@@ -218,8 +218,12 @@ fn an_allowed_connect_reaches_a_real_server_and_is_recorded() {
     );
     assert!(out.contains("echo: ping"), "{out}");
     let peer = echo.join().unwrap();
-    let f = flows.flows();
-    assert_eq!(f.len(), 1, "{f:?}");
+    // The connection's own record (with its real local address and bytes), and the count
+    // of connect attempts to that destination (an attempt sends packets even when it fails).
+    let all = flows.flows();
+    let (f, attempts): (Vec<_>, Vec<_>) = all.iter().cloned().partition(|r| r.local.port() != 0);
+    assert_eq!((f.len(), attempts.len()), (1, 1), "{all:?}");
+    assert_eq!((attempts[0].remote, attempts[0].packets_out), (addr, 1));
     assert_eq!(f[0].remote, addr);
     assert_eq!(f[0].decision, Decision::Allowed);
     assert_eq!(f[0].direction, Direction::Outbound);
@@ -362,6 +366,25 @@ fn refused_attempts_are_aggregated_not_logged_one_by_one() {
 }
 
 #[test]
+fn a_sliver_making_records_too_fast_is_stopped_and_every_record_is_kept() {
+    // A scan of denied destinations: each port is its own destination, its own record.
+    let flows = Arc::new(CollectFlows::default());
+    let mut s = spec(&["scan", "192.0.2.1", "20000"]);
+    s.network = NetworkRights {
+        connect: RuleSet::Only(vec![ConnectRule::parse("tcp:127.0.0.1:7000").unwrap()]),
+        listen: RuleSet::Only(vec![]),
+    };
+    s.flows = flows.clone();
+    let (o, _) = run("net_hog", s);
+    assert_eq!(o, Outcome::Killed(KillReason::Flows));
+    let n = flows.flows().len() as u64;
+    assert!(
+        n > slicefed_sandbox::net::MAX_FLOW_RECORDS_PER_MINUTE,
+        "{n} records: every attempt up to the kill is recorded"
+    );
+}
+
+#[test]
 fn the_daily_egress_cap_stops_the_sliver() {
     let server = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = server.local_addr().unwrap();
@@ -388,7 +411,11 @@ fn the_daily_egress_cap_stops_the_sliver() {
         0,
         "nothing past the cap reached the server"
     );
-    let f = flows.flows();
+    let f: Vec<_> = flows
+        .flows()
+        .into_iter()
+        .filter(|r| r.local.port() != 0)
+        .collect();
     assert_eq!(f.len(), 1);
     assert_eq!(f[0].bytes_out, 0);
 }

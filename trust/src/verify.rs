@@ -967,7 +967,7 @@ impl Verifier {
 
     /// An object as decoded: verified if the cache holds it, otherwise decoded with its
     /// signature unchecked (see [`Verifier::confirm`]); a known forgery fails at once.
-    fn peek(&self, bytes: &[u8]) -> Result<Arc<Opened>, ObjectError> {
+    fn peek(&mut self, bytes: &[u8]) -> Result<Arc<Opened>, ObjectError> {
         let id = CertId::of(bytes);
         if let Some(o) = self.cache.get(&id) {
             return Ok(o.clone());
@@ -981,12 +981,27 @@ impl Verifier {
         match decode_unchecked(bytes, id) {
             Ok(o) => Ok(Arc::new(o)),
             // A body that does not decode: say why as if its signature had been checked
-            // first (a forgery is reported as one), at the cost of that one check.
-            Err(e) => Err(objects::decode_envelope(bytes)
-                .and_then(|env| objects::check_signature(&env))
-                .err()
-                .unwrap_or(e)),
+            // first (a forgery is reported as one), at the cost of that one check, once.
+            Err(e) => {
+                self.signature_checks += 1;
+                let why = objects::decode_envelope(bytes)
+                    .and_then(|env| objects::check_signature(&env))
+                    .err()
+                    .unwrap_or(e);
+                self.remember_bad(id, why.clone());
+                Err(why)
+            }
         }
+    }
+
+    fn remember_bad(&mut self, id: CertId, why: ObjectError) {
+        if self.bad.len() >= MAX_BAD_OBJECTS {
+            // Any victim will do: forgetting one costs one signature check later.
+            if let Some(victim) = self.bad.keys().next().copied() {
+                self.bad.remove(&victim);
+            }
+        }
+        self.bad.insert(id, why);
     }
 
     /// Confirms the signature of a peeked object (once: the verified object is cached, a
@@ -998,13 +1013,7 @@ impl Verifier {
         match self.open_cached(bytes) {
             Ok(o) => Ok(o),
             Err(e) => {
-                if self.bad.len() >= MAX_BAD_OBJECTS {
-                    // Any victim will do: forgetting one costs one signature check later.
-                    if let Some(victim) = self.bad.keys().next().copied() {
-                        self.bad.remove(&victim);
-                    }
-                }
-                self.bad.insert(peeked.id, e.clone());
+                self.remember_bad(peeked.id, e.clone());
                 Err(e)
             }
         }

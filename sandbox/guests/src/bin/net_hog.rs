@@ -5,6 +5,8 @@
 //!   were sent and the first error.
 //! - `connects ADDR COUNT`: tries COUNT TCP connects to ADDR (denied ones fail at once);
 //!   prints how many failed.
+//! - `scan IP COUNT`: tries a TCP connect to each of ports 1..=COUNT of IP (a port scan);
+//!   prints how many failed.
 use std::net::{TcpStream, UdpSocket};
 
 fn main() {
@@ -54,6 +56,13 @@ fn main() {
             let target = arg(1);
             let failed = (0..num(2))
                 .filter(|_| TcpStream::connect(&target).is_err())
+                .count();
+            println!("{failed} connects failed");
+        }
+        "scan" => {
+            let ip = arg(1);
+            let failed = (1..=num(2))
+                .filter(|port| TcpStream::connect(format!("{ip}:{port}")).is_err())
                 .count();
             println!("{failed} connects failed");
         }
