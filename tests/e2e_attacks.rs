@@ -264,7 +264,7 @@ fn slivers_cannot_reach_the_owners_machine_or_networks_by_default() {
                 "logs",
                 &slice,
                 "--node",
-                &node.addr.rsplit('/').next().unwrap().to_string(),
+                node.addr.rsplit('/').next().unwrap(),
                 "--bootstrap",
                 &node.addr,
                 "--key",

@@ -173,7 +173,7 @@ enum Request {
 
 /// What the encoder hands the syncer, in order.
 enum ToSyncer {
-    Batch(Prepared),
+    Batch(Box<Prepared>),
     /// Cut what a failed write may have left past the durable end, check that the disk
     /// takes writes, and answer.
     Recover(SyncSender<Result<(), String>>),
@@ -965,7 +965,7 @@ impl Encoder {
         };
         if let Some(tx) = &self.syncer
             && let Err(std::sync::mpsc::SendError(ToSyncer::Batch(p))) =
-                tx.send(ToSyncer::Batch(prepared))
+                tx.send(ToSyncer::Batch(Box::new(prepared)))
         {
             fail(&self.shared, "the sync thread stopped");
             reply_all(p.waiters, None, Err("the sync thread stopped".into()));
@@ -977,7 +977,7 @@ impl Syncer {
     fn run(&mut self, rx: Receiver<ToSyncer>) {
         while let Ok(m) = rx.recv() {
             match m {
-                ToSyncer::Batch(p) => self.commit(p),
+                ToSyncer::Batch(p) => self.commit(*p),
                 ToSyncer::Recover(reply) => {
                     let _ = reply.send(self.recover().map_err(|e| e.to_string()));
                 }

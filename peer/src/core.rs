@@ -16,8 +16,8 @@ use slicefed_trust::caps::NetworkRights;
 use slicefed_trust::objects::{self, MAX_CREDENTIAL_BYTES, NodeReceipt};
 use slicefed_trust::verify::{HeldFile, Object, RevocationError, Verified};
 use slicefed_trust::{
-    CertId, Context, Credential, Invocation, ModuleHash, Name, PublicKey, SecretKey,
-    TrustPolicy, Verifier,
+    CertId, Context, Credential, Invocation, ModuleHash, Name, PublicKey, SecretKey, TrustPolicy,
+    Verifier,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -119,11 +119,7 @@ pub const MAX_CATCHUP_PAGES: u32 = 64;
 /// cut short (by count or by bytes), its ids moved past `after` (a member answering the
 /// same page again gets no second question), and the catch-up is under
 /// [`MAX_CATCHUP_PAGES`].
-pub fn next_revocation_page(
-    page: &[Vec<u8>],
-    after: Option<CertId>,
-    pages: u32,
-) -> Option<CertId> {
+pub fn next_revocation_page(page: &[Vec<u8>], after: Option<CertId>, pages: u32) -> Option<CertId> {
     let bytes: usize = page.iter().map(Vec::len).sum();
     let full = page.len() >= MAX_REVOCATIONS_PER_PAGE || bytes >= MAX_REVOCATION_PAGE_BYTES / 2;
     let last = page.last().and_then(|b| revocation_id(b))?;

@@ -44,8 +44,8 @@ use slicefed_sandbox::{
 };
 use slicefed_trust::codec;
 use slicefed_trust::{
-    Context, Credential, Invocation, InvocationHash, ModuleHash, PublicKey, SecretKey,
-    TrustPolicy, Verifier,
+    Context, Credential, Invocation, InvocationHash, ModuleHash, PublicKey, SecretKey, TrustPolicy,
+    Verifier,
 };
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::Write;
@@ -311,7 +311,8 @@ struct Daemon {
     witness_k: usize,
     /// Revocation catch-ups in flight (at most one per member per sync interval).
     /// (member, asked after, pages so far) of each catch-up request in flight.
-    revocation_fetches: BTreeMap<OutboundRequestId, (PublicKey, Option<slicefed_trust::CertId>, u32)>,
+    revocation_fetches:
+        BTreeMap<OutboundRequestId, (PublicKey, Option<slicefed_trust::CertId>, u32)>,
     last_advert_ms: u64,
     addrs: BTreeMap<PeerId, Vec<Multiaddr>>,
     my_addrs: Vec<Multiaddr>,
@@ -477,7 +478,7 @@ enum Done {
     Answer {
         request: InboundRequestId,
         channel: ResponseChannel<Vec<u8>>,
-        response: Response,
+        response: Box<Response>,
     },
     /// An admitted sliver's creation was written (or not) and its module compiled (or
     /// not): start it and answer its submitter.
@@ -1533,8 +1534,7 @@ impl Daemon {
     /// reach its services. Refreshed now and then; addresses that went away are dropped.
     fn learn_machine_addresses(&mut self) {
         let found = machine_addresses();
-        let listening: Vec<std::net::IpAddr> =
-            self.my_addrs.iter().filter_map(remote_ip).collect();
+        let listening: Vec<std::net::IpAddr> = self.my_addrs.iter().filter_map(remote_ip).collect();
         if let Ok(mut h) = self.host.write() {
             h.own_addrs = listening
                 .into_iter()
@@ -1956,7 +1956,7 @@ impl Daemon {
         self.spawn_job(None, move || Done::Answer {
             request,
             channel,
-            response: work(),
+            response: Box::new(work()),
         });
     }
 
@@ -1973,7 +1973,7 @@ impl Daemon {
                 request,
                 channel,
                 response,
-            } => self.respond(swarm, request, channel, response),
+            } => self.respond(swarm, request, channel, *response),
             Done::Started {
                 id,
                 recorded,
@@ -2868,7 +2868,10 @@ mod tests {
         assert_eq!(v4, want);
         let inet6 = "fd000000000000000000000000000002 04 40 00 82     eth0\n00000000000000000000000000000001 01 80 10 80       lo\nbad line\n";
         let v6 = ipv6_from_if_inet6(inet6);
-        let want: Vec<std::net::IpAddr> = ["fd00::2", "::1"].iter().filter_map(|s| s.parse().ok()).collect();
+        let want: Vec<std::net::IpAddr> = ["fd00::2", "::1"]
+            .iter()
+            .filter_map(|s| s.parse().ok())
+            .collect();
         assert_eq!(v6, want);
     }
 }

@@ -68,8 +68,7 @@ impl Quotas {
             .map(|ip| QuotaKey::Address(address_key(ip)));
         // Both must have a token; neither is spent unless both do.
         let peer_ok = self.peek(QuotaKey::Peer(peer), PEER_RATE, PEER_BURST, now_ms);
-        let address_ok =
-            address.is_none_or(|a| self.peek(a, ADDRESS_RATE, ADDRESS_BURST, now_ms));
+        let address_ok = address.is_none_or(|a| self.peek(a, ADDRESS_RATE, ADDRESS_BURST, now_ms));
         if !(peer_ok && address_ok) {
             return false;
         }
@@ -136,7 +135,9 @@ mod tests {
         let allowed = (0..150).filter(|_| q.allow(a, Some(ip), false, 0)).count();
         assert_eq!(allowed as f64, PEER_BURST);
         // A second later it has its rate again.
-        let later = (0..50).filter(|_| q.allow(a, Some(ip), false, 1000)).count();
+        let later = (0..50)
+            .filter(|_| q.allow(a, Some(ip), false, 1000))
+            .count();
         assert_eq!(later as f64, PEER_RATE);
         // An attacker making a new identity per request gets its address's allowance, no more.
         let mut q = Quotas::default();

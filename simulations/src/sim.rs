@@ -1238,7 +1238,8 @@ impl Sim {
                     if let Some(t) = self.key_index(&member) {
                         let id = self.node_request(i, n, t, Req::Revocations { after: None });
                         if let Some(live) = n.live.as_mut() {
-                            live.pending.insert(id, Pending::Revocations(member, None, 0));
+                            live.pending
+                                .insert(id, Pending::Revocations(member, None, 0));
                         }
                     }
                 }
@@ -1882,7 +1883,8 @@ impl Sim {
                         },
                     );
                     if let Some(l) = n.live.as_mut() {
-                        l.pending.insert(id, Pending::Revocations(member, Some(cursor), pages + 1));
+                        l.pending
+                            .insert(id, Pending::Revocations(member, Some(cursor), pages + 1));
                     }
                 }
             }

@@ -878,12 +878,9 @@ impl Verifier {
     /// and forwards only what was held. The target's chain is judged without revocations
     /// (revoking what is already revoked below a revoked authority is still entitled, so
     /// every node holds the same set whatever order revocations arrive in).
-    pub fn add_revocation(
-        &mut self,
-        file: &[u8],
-        now: u64,
-    ) -> Result<HeldFile, RevocationError> {
-        let cred = Credential::from_bytes(file).map_err(|e| RevocationError::File(e.to_string()))?;
+    pub fn add_revocation(&mut self, file: &[u8], now: u64) -> Result<HeldFile, RevocationError> {
+        let cred =
+            Credential::from_bytes(file).map_err(|e| RevocationError::File(e.to_string()))?;
         let r = objects::open::<Revocation>(cred.leaf())?;
         let mut support = cred.chain();
         let target = support.next().ok_or(RevocationError::NoTarget {
