@@ -1,6 +1,7 @@
 //! Any bytes as a revocation file handed to a node: never a panic; a revocation is held only
-//! if its signer signed one of the objects of the chain the file carries (is the revoked
-//! object's issuer or above it), and holding it twice is refused as already held.
+//! if its signer signed one of the objects of the chain the file carries (an authority at or
+//! above the revoked object's issuer), and holding it again, as sent or as the canonical
+//! file the node keeps, is refused as already held.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use slicefed_trust::fixtures::{T0, key, policy_for};
@@ -16,10 +17,15 @@ fuzz_target!(|data: &[u8]| {
             .filter_map(|o| slicefed_trust::objects::decode_envelope(o).ok())
             .map(|e| e.signer)
             .collect();
-        assert!(signers.contains(&r.signer), "held from an unentitled signer");
-        assert!(matches!(
-            v.add_revocation(data, T0),
-            Err(RevocationError::AlreadyHeld { .. })
-        ));
+        assert!(
+            signers.contains(&r.revocation.signer),
+            "held from an unentitled signer"
+        );
+        for again in [data, r.file.as_slice()] {
+            assert!(matches!(
+                v.add_revocation(again, T0),
+                Err(RevocationError::AlreadyHeld { .. })
+            ));
+        }
     }
 });
