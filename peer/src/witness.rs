@@ -900,6 +900,37 @@ mod tests {
     }
 
     #[test]
+    fn a_log_past_the_quota_is_no_longer_taken_or_fetched() {
+        let mut h = History::new(key(1));
+        for i in 0..20 {
+            h.push(&format!("entry {i} {}", "x".repeat(100)));
+        }
+        let mut w = witness_of_1();
+        let leaf = h.leaves[0].len() as u64;
+        // Room for about five entries of this origin.
+        w.set_quotas(leaf * 5 + 1, DEFAULT_REPLICAS_QUOTA);
+        let origin = key(1).public();
+        w.checkpoint(0, h.cp(20), &members());
+        let (b, e, l) = h.page(0, 4);
+        w.page(1, origin, b, e, l).unwrap();
+        let (b, e, l) = h.page(4, 20);
+        let err = w.page(2, origin, b, e, l).unwrap_err();
+        assert!(matches!(err, WitnessError::Quota { .. }), "{err}");
+        // What it held stays; nothing more is asked for.
+        assert_eq!(w.replica_size(&origin), Some(4));
+        assert!(w.checkpoint(3, h.cp(20), &members()).is_empty());
+        // The quota over all replicas counts too.
+        let mut w = witness_of_1();
+        w.set_quotas(DEFAULT_REPLICA_QUOTA, leaf * 2);
+        w.checkpoint(0, h.cp(20), &members());
+        let (b, e, l) = h.page(0, 4);
+        assert!(matches!(
+            w.page(1, origin, b, e, l),
+            Err(WitnessError::Quota { .. })
+        ));
+    }
+
+    #[test]
     fn a_bad_page_is_rolled_back_whole() {
         let mut h = History::new(key(1));
         for i in 0..8 {
