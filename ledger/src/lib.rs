@@ -22,15 +22,19 @@ pub mod checkpoint;
 pub mod entry;
 #[doc(hidden)]
 pub mod fixtures;
+#[cfg(feature = "store")]
 pub mod index;
 pub mod merkle;
 pub mod records;
 pub mod replay;
+#[cfg(feature = "store")]
 pub mod source;
+#[cfg(feature = "store")]
 pub mod store;
 
 pub use checkpoint::{Checkpoint, Cosignature, EquivocationProof, SignedCheckpoint};
 pub use entry::{Attribution, Decision, Direction, Entry, EntryBody, FlowRecord, Usage};
 pub use merkle::{Hash, Tree};
 pub use replay::Report;
+#[cfg(feature = "store")]
 pub use store::{Appended, Ledger, LedgerError, LedgerOptions, Stats};

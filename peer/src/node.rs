@@ -176,30 +176,7 @@ impl NodeConfig {
     }
 }
 
-/// One row of `nodes list`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct MemberRow {
-    /// PeerId.
-    pub peer_id: String,
-    /// Certified name.
-    pub name: String,
-    /// Certifying authority.
-    pub authority: String,
-    /// Addresses it listens on, as far as the answering node knows.
-    pub addrs: Vec<String>,
-    /// Slivers running.
-    pub slivers: u32,
-    /// Memory free for slivers.
-    pub free_memory: u64,
-    /// Milliseconds since last heard from (0 for the node answering).
-    pub last_seen_ms_ago: u64,
-    /// `ok`, or `equivocated` once a proof against it was verified.
-    pub health: String,
-    /// Seconds since it started, as of its last advert.
-    pub uptime_secs: u64,
-    /// Bytes it moved since it started, as of its last advert.
-    pub traffic: Traffic,
-}
+pub use crate::wire::MemberRow;
 
 /// What is kept on disk so a sliver comes back after a restart.
 #[derive(Serialize, Deserialize)]

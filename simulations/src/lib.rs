@@ -1,7 +1,7 @@
 //! A deterministic simulator that runs slicefed's node logic at planetary scale.
 //!
 //! Every simulated node drives the same sans-IO state machines as the real daemon
-//! (`slicefed_peer::core::NodeCore`, `slicefed_peer::witness::{Witness, WitnessSet}`),
+//! (`slicefed_proto::core::NodeCore`, `slicefed_proto::witness::{Witness, WitnessSet}`),
 //! with real keys, certificates, tickets, revocations and log entries, over a simulated
 //! network (geographic latency, loss, partitions, churn) and a simulated clock. The
 //! scenarios in [`scenario`] reproduce PlanetLab's scale (a thousand nodes at three hundred

@@ -29,9 +29,9 @@ use slicefed_ledger::entry::{
     Attribution, Decision, Direction, Entry, EntryBody, FlowRecord, Usage,
 };
 use slicefed_ledger::merkle::{self, Hash, Tree};
-use slicefed_peer::core::{Capacity, NodeCore, Output, StopReason};
-use slicefed_peer::wire::{Advert, AdvertBody, HolderRequest};
-use slicefed_peer::witness::{Witness, WitnessOutput, WitnessSet};
+use slicefed_proto::core::{Capacity, NodeCore, Output, StopReason};
+use slicefed_proto::wire::{Advert, AdvertBody, HolderRequest};
+use slicefed_proto::witness::{Witness, WitnessOutput, WitnessSet};
 use slicefed_trust::caps::{NetworkRights, NodeSet, Proto, ResourceCaps, Validity};
 use slicefed_trust::objects::{self, NodeReceipt, Nonce, Revocation, SliceTicket};
 use slicefed_trust::{CertId, Credential, ModuleHash, Name, PublicKey, SharedOpened, Verifier};
@@ -148,7 +148,7 @@ impl Config {
             witnesses: 3,
             tick: 30 * SEC,
             advert_base_ms: 5_000,
-            adverts_heard_per_sec: slicefed_peer::core::ADVERTS_HEARD_PER_SEC,
+            adverts_heard_per_sec: slicefed_proto::core::ADVERTS_HEARD_PER_SEC,
             checkpoint_every: 5 * MIN,
             flows_per_sliver_hour: 4.0,
             loss: 0.005,
@@ -1791,8 +1791,10 @@ impl Sim {
                     .live
                     .as_ref()
                     .map(|l| {
-                        l.core
-                            .revocations_after(after, slicefed_peer::core::MAX_REVOCATIONS_PER_PAGE)
+                        l.core.revocations_after(
+                            after,
+                            slicefed_proto::core::MAX_REVOCATIONS_PER_PAGE,
+                        )
                     })
                     .unwrap_or_default();
                 (Rep::Revocations(list), 0)
@@ -1853,7 +1855,7 @@ impl Sim {
                 }
             }
             (Some(Pending::Revocations(member, after, pages)), Some(Rep::Revocations(list))) => {
-                let next = slicefed_peer::core::next_revocation_page(&list, after, pages + 1);
+                let next = slicefed_proto::core::next_revocation_page(&list, after, pages + 1);
                 let up_since_ms = START_MS + n.up_since / MS;
                 for bytes in list {
                     let outs = n

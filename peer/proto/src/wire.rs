@@ -160,9 +160,9 @@ impl Advert {
 /// Signature domain of slice deletions.
 pub const DELETE_DOMAIN: &str = "slicefed/holder-request";
 /// Largest encoded request (a module of up to 15 MiB and its ticket).
-pub const MAX_REQUEST_BYTES: usize = crate::net::MAX_REQUEST_BYTES;
+pub const MAX_REQUEST_BYTES: usize = crate::MAX_REQUEST_BYTES;
 /// Largest encoded response.
-pub const MAX_RESPONSE_BYTES: usize = crate::net::MAX_RESPONSE_BYTES;
+pub const MAX_RESPONSE_BYTES: usize = crate::MAX_RESPONSE_BYTES;
 /// Most arguments or environment variables given to a sliver.
 pub const MAX_ARGS: usize = 64;
 /// Longest argument or environment value.
@@ -342,6 +342,31 @@ pub struct SliverLogs {
     pub stderr: Vec<u8>,
 }
 
+/// One row of `nodes list`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MemberRow {
+    /// PeerId.
+    pub peer_id: String,
+    /// Certified name.
+    pub name: String,
+    /// Certifying authority.
+    pub authority: String,
+    /// Addresses it listens on, as far as the answering node knows.
+    pub addrs: Vec<String>,
+    /// Slivers running.
+    pub slivers: u32,
+    /// Memory free for slivers.
+    pub free_memory: u64,
+    /// Milliseconds since last heard from (0 for the node answering).
+    pub last_seen_ms_ago: u64,
+    /// `ok`, or `equivocated` once a proof against it was verified.
+    pub health: String,
+    /// Seconds since it started, as of its last advert.
+    pub uptime_secs: u64,
+    /// Bytes it moved since it started, as of its last advert.
+    pub traffic: Traffic,
+}
+
 /// What a client or peer asks a node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
@@ -468,7 +493,7 @@ pub enum WitnessNote {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
     /// Members, this node first.
-    Members(Vec<crate::node::MemberRow>),
+    Members(Vec<MemberRow>),
     /// A signed receipt (envelope bytes).
     Receipt(#[serde(with = "serde_bytes")] Vec<u8>),
     /// Status.
