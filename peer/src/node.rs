@@ -26,7 +26,7 @@ use crate::wire::{
     self, AdminRequest, Advert, AdvertBody, Cosigned, NodeStatus, Request, Response, SliverLogs,
     SliverStatus, WitnessNote,
 };
-use crate::witness::{DEFAULT_WITNESSES, Witness, WitnessOutput, WitnessSet};
+use crate::witness::DEFAULT_WITNESSES;
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
 use libp2p::request_response::{self, InboundRequestId, OutboundRequestId, ResponseChannel};
@@ -38,6 +38,7 @@ use slicefed_ledger::entry::{EntryBody, Usage as LedgerUsage};
 use slicefed_ledger::records::{self, EXPORT_MAGIC, KIND_CHECKPOINT, KIND_ENTRY};
 use slicefed_ledger::source::LogSource;
 use slicefed_ledger::{Ledger, LedgerOptions};
+use slicefed_proto::witnessing::{Effect as WitnessEffect, Witnessing};
 use slicefed_sandbox::{
     Compiled, Compiler, HostRules, KillReason, LedgerFlows, Outcome, Sandbox, SandboxConfig,
     SharedHostRules, SliverHandle, SliverSpec, Stdio,
@@ -90,8 +91,6 @@ pub const MAX_RESPONSE_MEMORY: usize = 64 << 20;
 pub const MAX_RESPONSE_MEMORY_PER_PEER: usize = 8 << 20;
 /// Answers this small are always sent (errors, receipts, acknowledgements).
 const SMALL_RESPONSE: usize = 64 << 10;
-/// A member that left is remembered this long (its log may still be handed over).
-const DEPARTED_KEPT_MS: u64 = 24 * 3600 * 1000;
 /// Records in the cosignature file past which it is rewritten with what is kept.
 const COSIGNATURE_FILE_RECORDS: usize = 4 * MAX_COSIGNED_CHECKPOINTS * MAX_COSIGNATURES;
 /// How often a failed ledger is tried again.
@@ -273,7 +272,8 @@ struct Daemon {
     my_name: String,
     my_authority: String,
     core: NodeCore,
-    witness: Witness,
+    /// The node's part in witnessing (shared with the simulator).
+    witnessing: Witnessing,
     ledger: Arc<Ledger>,
     sandbox: DropOffThread<Sandbox>,
     live: BTreeMap<u64, Live>,
@@ -281,11 +281,6 @@ struct Daemon {
     cosigs: BTreeMap<u64, (SignedCheckpoint, Vec<Cosignature>)>,
     /// Witness fetches in flight: whose log, and from whom if not from its origin.
     fetches: BTreeMap<OutboundRequestId, (PublicKey, Option<PublicKey>)>,
-    /// This node's witnesses, and those of every origin it witnesses (kept current as
-    /// members come and go).
-    mine: WitnessSet,
-    co: BTreeMap<PublicKey, WitnessSet>,
-    witness_k: usize,
     /// Revocation catch-ups in flight (at most one per member per sync interval).
     /// (member, asked after, pages so far) of each catch-up request in flight.
     revocation_fetches:
@@ -293,14 +288,11 @@ struct Daemon {
     last_advert_ms: u64,
     addrs: BTreeMap<PeerId, Vec<Multiaddr>>,
     my_addrs: Vec<Multiaddr>,
-    gossiped_size: u64,
     wire_bytes: Option<net::WireBytes>,
     traffic: Traffic,
     ticks: u64,
     started: Instant,
-    test_equivocate: bool,
     bootstrap: Vec<Multiaddr>,
-    equivocated: bool,
     /// Saved slivers wait for a working ledger (nothing runs unrecorded).
     restore_pending: bool,
     /// Whether saved slivers come back at all (`node run --no-restore`).
@@ -333,8 +325,6 @@ struct Daemon {
     /// Saved slivers as this node's log records them: created with this ticket (the latest
     /// renewal's) and invocation, and not stopped.
     logged_slivers: BTreeMap<u64, (slicefed_trust::CertId, InvocationHash)>,
-    /// Members that left, oldest first, with when (bounded by `MAX_MEMBERS`).
-    departed: VecDeque<(PublicKey, u64)>,
     /// Records appended to the cosignature file since it was last rewritten.
     cosig_records: usize,
 }
@@ -437,7 +427,7 @@ pub async fn run(
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Rpc(request_response::Event::OutboundFailure { request_id, .. })) => {
                     if let Some((origin, _)) = d.fetches.remove(&request_id) {
-                        d.witness.fetch_failed(&origin);
+                        d.witnessing.fetch_failed(&origin);
                     }
                     d.revocation_fetches.remove(&request_id);
                 }
@@ -619,9 +609,17 @@ impl Daemon {
             my_name,
             my_authority,
             core,
-            witness: {
-                let mut w = Witness::new(me, config.witnesses);
-                w.set_quotas(config.replica_quota, config.replicas_quota);
+            witnessing: {
+                let mut w = Witnessing::new(
+                    SecretKey::from_seed(&config.key.seed()),
+                    config.witnesses,
+                    config.advert_interval.as_millis() as u64,
+                );
+                w.witness_mut()
+                    .set_quotas(config.replica_quota, config.replicas_quota);
+                if config.test_equivocate {
+                    w.test_equivocate();
+                }
                 w
             },
             ledger,
@@ -630,21 +628,15 @@ impl Daemon {
             ended: VecDeque::new(),
             cosigs: BTreeMap::new(),
             fetches: BTreeMap::new(),
-            mine: WitnessSet::new(me, config.witnesses, &[]),
-            co: BTreeMap::new(),
-            witness_k: config.witnesses,
             revocation_fetches: BTreeMap::new(),
             last_advert_ms: 0,
             addrs: BTreeMap::new(),
             my_addrs: vec![],
-            gossiped_size: 0,
             wire_bytes: None,
             traffic: Traffic::default(),
             ticks: 0,
             started: Instant::now(),
-            test_equivocate: config.test_equivocate,
             bootstrap: vec![],
-            equivocated: false,
             restore_pending: false,
             restore: config.restore,
             last_recovery: Instant::now(),
@@ -665,7 +657,6 @@ impl Daemon {
             asker: HashMap::new(),
             replica_index: BTreeMap::new(),
             logged_slivers,
-            departed: VecDeque::new(),
             cosig_records: 0,
         };
         // A node whose disk is full still starts, unhealthy, and recovers when it can write.
@@ -803,7 +794,9 @@ impl Daemon {
             );
             self.replica_index.insert(src.origin, index);
             let held = bytes.len().saturating_sub(records::FILE_HEADER_BYTES) as u64;
-            self.witness.restore(src.origin, tree, latest, held);
+            self.witnessing
+                .witness_mut()
+                .restore(src.origin, tree, latest, held);
         }
     }
 
@@ -1126,23 +1119,12 @@ impl Daemon {
                 }
             }
             Output::Joined(k) => {
-                self.mine.joined(&k);
-                for set in self.co.values_mut() {
-                    set.joined(&k);
-                }
-                self.rebuild_witness_sets();
+                let members = self.member_keys();
+                self.witnessing.joined(&k, &members);
             }
             Output::Left(k) => {
-                self.mine.left(&k);
-                for set in self.co.values_mut() {
-                    set.left(&k);
-                }
-                self.rebuild_witness_sets();
-                // Its log may be handed over for a while; its addresses are forgotten.
-                self.departed.push_back((k, now_ms()));
-                while self.departed.len() > crate::core::MAX_MEMBERS {
-                    self.departed.pop_front();
-                }
+                let members = self.member_keys();
+                self.witnessing.left(&k, now_ms(), &members);
                 if let Some(p) = peer_of(&k) {
                     self.addrs.remove(&p);
                 }
@@ -1245,10 +1227,7 @@ impl Daemon {
         for o in self.core.tick(now) {
             self.carry_out(Some(swarm), o, false);
         }
-        self.gossip_checkpoint(swarm);
-        if self.ticks.is_multiple_of(60) {
-            self.hand_over(swarm);
-        }
+        self.witnessing_tick(swarm);
         self.keep_connected(swarm);
         // The advert interval grows with the federation (see `core::ADVERTS_HEARD_PER_SEC`).
         if now.saturating_sub(self.last_advert_ms) < self.core.advert_interval_ms() {
@@ -1399,10 +1378,10 @@ impl Daemon {
         }
     }
 
-    /// Signs a checkpoint of everything durable if the last one is behind, and sends the
-    /// latest to this node's witnesses when it grew (and every tenth tick, so new witnesses
-    /// learn it). Checkpoints go to witnesses only, not to every member: see `WitnessNote`.
-    fn gossip_checkpoint(&mut self, swarm: &mut Swarm) {
+    /// Signs a checkpoint of everything durable if the last one is behind, and lets the
+    /// witnessing machine send it to this node's witnesses (when it grew, and again now and
+    /// then) and hand over the logs of members that left.
+    fn witnessing_tick(&mut self, swarm: &mut Swarm) {
         let ledger = self.ledger.clone();
         let cp = blocking(move || {
             let size = ledger.size().ok()?;
@@ -1411,31 +1390,9 @@ impl Daemon {
                 _ => ledger.checkpoint().ok(),
             }
         });
-        let Some(cp) = cp else { return };
-        let size = cp.checkpoint.size;
-        let witnesses: Vec<PublicKey> = self.mine.current().copied().collect();
-        if size > self.gossiped_size || self.ticks.is_multiple_of(10) {
-            self.gossiped_size = size;
-            let fork = self.test_equivocate
-                && !self.equivocated
-                && self.ticks >= 3
-                && size >= 1
-                && witnesses.len() >= 2;
-            for (i, w) in witnesses.iter().enumerate() {
-                let mut c = cp.clone();
-                if fork && i + 1 == witnesses.len() {
-                    // The test hook: a second history head at the same size, signed all the
-                    // same, shown to one witness only (a split view the others catch).
-                    let mut forged = cp.checkpoint;
-                    forged.root = ModuleHash::of(&[forged.root.as_slice(), b"forged"].concat()).0;
-                    if let Ok(f) = forged.sign(&self.key) {
-                        c = f;
-                        self.equivocated = true;
-                    }
-                }
-                self.note(swarm, w, WitnessNote::Checkpoint(c));
-            }
-        }
+        let members = self.member_keys();
+        let effects = self.witnessing.tick(now_ms(), cp.as_ref(), &members);
+        self.witness_effects(swarm, effects);
     }
 
     /// Sends a witnessing note to a member.
@@ -1445,65 +1402,23 @@ impl Daemon {
         }
     }
 
-    /// Rebuilds witness sets that lost too many candidates to be exact.
-    fn rebuild_witness_sets(&mut self) {
-        let k = self.witness_k;
-        if self.mine.needs_rebuild() {
-            let members = self.member_keys();
-            self.mine = WitnessSet::new(self.me, k, &members);
-        }
-        if self.co.values().any(WitnessSet::needs_rebuild) {
-            let mut members = self.member_keys();
-            members.push(self.me);
-            for set in self.co.values_mut() {
-                if set.needs_rebuild() {
-                    *set = WitnessSet::new(*set.origin(), k, &members);
-                }
-            }
-        }
-    }
-
-    /// Offers the logs of gone origins this node holds to their new witnesses.
-    fn hand_over(&mut self, swarm: &mut Swarm) {
-        let members = self.member_keys();
-        for (to, cp) in self.witness.handovers(&members) {
-            self.note(swarm, &to, WitnessNote::Offer(cp));
-        }
-    }
-
-    /// A witnessing note from member `from`.
-    fn on_note(&mut self, swarm: &mut Swarm, from: PublicKey, note: WitnessNote) -> Response {
-        let now = now_ms();
-        let outs = match note {
-            WitnessNote::Checkpoint(cp) if cp.checkpoint.origin == from => {
-                let members = self.member_keys();
-                self.witness.checkpoint(now, cp, &members)
-            }
-            WitnessNote::Cosigned(c) if c.cosignature.witness == from => {
-                if c.checkpoint.checkpoint.origin == self.me {
-                    if self.keep_cosignature(c.clone()) {
-                        self.save_cosignature(&c);
-                    }
-                    vec![]
-                } else if !self.known_origin(&c.checkpoint.checkpoint.origin) {
-                    return Response::Error("a note about a log this node does not know".into());
-                } else {
-                    // Another witness of that origin cosigned this: a cross-check.
-                    let members = self.member_keys();
-                    self.witness.checkpoint(now, c.checkpoint, &members)
-                }
-            }
-            WitnessNote::Offer(cp) if self.known_origin(&cp.checkpoint.origin) => {
-                let members = self.member_keys();
-                self.witness.offered(now, from, cp, &members)
-            }
-            WitnessNote::Offer(_) => {
-                return Response::Error("an offer of a log this node does not know".into());
-            }
-            _ => return Response::Error("a note about another node's log".into()),
+    /// A witnessing note from `peer`.
+    fn on_note(&mut self, swarm: &mut Swarm, peer: PeerId, note: WitnessNote) -> Response {
+        let Some(from) = key_of(&peer) else {
+            return Response::Error("not a node key".into());
         };
-        self.witness_outputs(swarm, outs);
-        Response::Done
+        let is_member = self.core.members().contains_key(&from);
+        let members = self.member_keys();
+        match self
+            .witnessing
+            .note(now_ms(), from, is_member, note, &members)
+        {
+            Ok(effects) => {
+                self.witness_effects(swarm, effects);
+                Response::Done
+            }
+            Err(e) => Response::Error(e.to_string()),
+        }
     }
 
     /// The machine's addresses (all of them, not only those the node listens on) join the
@@ -1602,21 +1517,6 @@ impl Daemon {
         self.addrs.insert(peer, kept);
     }
 
-    /// Whether this node will hear about `origin`'s log at all: a member, an origin it holds
-    /// a replica of, or a member that left in the last day (whose log may be handed over).
-    /// Everything about other keys (checkpoints, offers, equivocation proofs about keys
-    /// anyone can make up) is ignored: it would fill tables and logs for nothing.
-    fn known_origin(&self, origin: &PublicKey) -> bool {
-        let day_ago = now_ms().saturating_sub(DEPARTED_KEPT_MS);
-        *origin == self.me
-            || self.core.members().contains_key(origin)
-            || self.witness.replica_size(origin).is_some()
-            || self
-                .departed
-                .iter()
-                .any(|(k, at)| k == origin && *at >= day_ago)
-    }
-
     fn member_keys(&self) -> Vec<PublicKey> {
         self.core.members().keys().copied().collect()
     }
@@ -1675,16 +1575,21 @@ impl Daemon {
             }
         } else if topic == IdentTopic::new(EQUIVOCATION_TOPIC).hash().as_str() {
             match EquivocationProof::from_bytes(&m.data) {
-                // A proof about a key that is no member (anyone can make one up about a
-                // key of their own): neither kept, logged nor passed on.
-                Ok(p) if !self.known_origin(&p.smaller.checkpoint.origin) => Ignore,
                 Ok(p) => {
-                    if self.witness.equivocation(p) {
-                        let _ = self.append(EntryBody::EquivocationSeen {
-                            proof: m.data.clone(),
-                        });
+                    let members = self.member_keys();
+                    match self.witnessing.equivocation(now, p, &members) {
+                        // About a key that is no member (anyone can make one up): neither
+                        // kept, logged nor passed on.
+                        None => Ignore,
+                        Some(new) => {
+                            if new {
+                                let _ = self.append(EntryBody::EquivocationSeen {
+                                    proof: m.data.clone(),
+                                });
+                            }
+                            Accept
+                        }
                     }
-                    Accept
                 }
                 Err(_) => Reject,
             }
@@ -1693,23 +1598,23 @@ impl Daemon {
         }
     }
 
-    fn witness_outputs(&mut self, swarm: &mut Swarm, outs: Vec<WitnessOutput>) {
-        for o in outs {
-            match o {
-                WitnessOutput::FetchReplica {
+    /// Carries out what the witnessing machine asks.
+    fn witness_effects(&mut self, swarm: &mut Swarm, effects: Vec<WitnessEffect>) {
+        for e in effects {
+            match e {
+                WitnessEffect::Note { to, note } => self.note(swarm, &to, note),
+                WitnessEffect::Fetch {
+                    to,
                     origin,
-                    from,
                     holder,
-                } => self.fetch(
-                    swarm,
-                    origin,
-                    Some(holder),
-                    Request::ReplicaEntries { origin, from },
-                ),
-                WitnessOutput::Fetch { origin, from } => {
-                    self.fetch(swarm, origin, None, Request::Entries { from })
-                }
-                WitnessOutput::Persist {
+                    request,
+                } => match self.request(swarm, &to, request) {
+                    Some((id, _)) => {
+                        self.fetches.insert(id, (origin, holder));
+                    }
+                    None => self.witnessing.fetch_failed(&origin),
+                },
+                WitnessEffect::Persist {
                     origin,
                     leaves,
                     checkpoint,
@@ -1730,38 +1635,12 @@ impl Daemon {
                             .add(base, &rec);
                     }
                 }
-                WitnessOutput::Cosign(cp) => {
-                    // To the origin, and to its other witnesses (the cross-check that
-                    // catches a split view).
-                    let origin = cp.checkpoint.origin;
-                    let Ok(c) = Cosignature::sign(&self.key, &cp, now_ms()) else {
-                        continue;
-                    };
-                    let msg = Cosigned {
-                        checkpoint: cp,
-                        cosignature: c,
-                    };
-                    if !self.co.contains_key(&origin) {
-                        let mut members = self.member_keys();
-                        members.push(self.me);
-                        self.co
-                            .insert(origin, WitnessSet::new(origin, self.witness_k, &members));
-                    }
-                    let me = self.me;
-                    let to: Vec<PublicKey> = std::iter::once(origin)
-                        .chain(
-                            self.co
-                                .get(&origin)
-                                .into_iter()
-                                .flat_map(|s| s.current().copied())
-                                .filter(|w| *w != me),
-                        )
-                        .collect();
-                    for w in to {
-                        self.note(swarm, &w, WitnessNote::Cosigned(msg.clone()));
+                WitnessEffect::Cosigned(c) => {
+                    if self.keep_cosignature(c.clone()) {
+                        self.save_cosignature(&c);
                     }
                 }
-                WitnessOutput::Equivocation(p) => {
+                WitnessEffect::Equivocation(p) => {
                     if let Ok(bytes) = p.to_bytes() {
                         let _ = self.append(EntryBody::EquivocationSeen {
                             proof: bytes.clone(),
@@ -1770,23 +1649,6 @@ impl Daemon {
                     }
                 }
             }
-        }
-    }
-
-    /// Asks the origin (or, for a gone origin, the holder offering it) for entries.
-    /// Bounded: the witness has at most one fetch per replica outstanding.
-    fn fetch(
-        &mut self,
-        swarm: &mut Swarm,
-        origin: PublicKey,
-        holder: Option<PublicKey>,
-        req: Request,
-    ) {
-        match self.request(swarm, &holder.unwrap_or(origin), req) {
-            Some((id, _)) => {
-                self.fetches.insert(id, (origin, holder));
-            }
-            None => self.witness.fetch_failed(&origin),
         }
     }
 
@@ -1805,24 +1667,17 @@ impl Daemon {
             .traffic
             .replication_in
             .saturating_add(bytes.len() as u64);
-        match Response::from_bytes(bytes) {
-            Ok(Response::Page { base, end, leaves }) => {
-                let leaves = leaves.into_iter().map(|b| b.into_vec()).collect();
-                match self.witness.page(now_ms(), origin, base, end, leaves) {
-                    Ok(outs) => self.witness_outputs(swarm, outs),
-                    Err(_) => self.witness.fetch_failed(&origin),
-                }
+        let members = self.member_keys();
+        let effects = match Response::from_bytes(bytes) {
+            Ok(answer) => self
+                .witnessing
+                .fetched(now_ms(), origin, holder, answer, &members),
+            Err(_) => {
+                self.witnessing.fetch_failed(&origin);
+                vec![]
             }
-            Ok(Response::ReplicaPage { end, leaves }) if end.checkpoint.origin == origin => {
-                let leaves = leaves.into_iter().map(|b| b.into_vec()).collect();
-                let holder = holder.unwrap_or(origin);
-                match self.witness.adopt(now_ms(), holder, end, leaves) {
-                    Ok(outs) => self.witness_outputs(swarm, outs),
-                    Err(_) => self.witness.fetch_failed(&origin),
-                }
-            }
-            _ => self.witness.fetch_failed(&origin),
-        }
+        };
+        self.witness_effects(swarm, effects);
     }
 
     /// Whether `peer`, on `connection`, may make one more request now (see `quota`).
@@ -2145,10 +2000,7 @@ impl Daemon {
                     cosignatures,
                 }
             }
-            Request::Witness(note) => match self.is_member(Some(peer)) {
-                Some(from) => self.on_note(swarm, from, note),
-                None => Response::Error("only members witness".into()),
-            },
+            Request::Witness(note) => self.on_note(swarm, peer, note),
             Request::ReplicaEntries { origin, from } => {
                 let work = self.replica_page_job(&origin, from);
                 return self.answer_later(swarm, request, channel, work);
@@ -2447,7 +2299,7 @@ impl Daemon {
                 slivers: m.load.slivers,
                 free_memory: m.load.free_memory,
                 last_seen_ms_ago: now.saturating_sub(m.last_seen_ms),
-                health: if self.witness.offenders().contains_key(k) {
+                health: if self.witnessing.witness().offenders().contains_key(k) {
                     "equivocated".into()
                 } else if let Some(why) = &m.load.unhealthy {
                     format!("unhealthy: {why}")

@@ -9,6 +9,8 @@
 //! - [`witness`]: which logs a node replicates, page verification, cosigning, equivocation
 //!   proofs, hand-over.
 //! - [`wire`]: every message a node sends or receives, bounded and canonical.
+//! - [`witnessing`]: a node's whole part in witnessing (its own checkpoints, notes from
+//!   members, fetches, cosignatures and who gets them, hand-over), on top of [`witness`].
 //!
 //! Invariants: every call takes the time as an argument and returns what to do; nothing
 //! here reads a clock, a file or a socket; every table is bounded.
@@ -16,6 +18,7 @@
 pub mod core;
 pub mod wire;
 pub mod witness;
+pub mod witnessing;
 
 /// Largest request a node reads (a ticket credential with its module).
 pub const MAX_REQUEST_BYTES: usize = 16 << 20;

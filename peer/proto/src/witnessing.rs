@@ -1,0 +1,559 @@
+//! A node's whole part in witnessing, as one sans-IO machine both the daemon and the
+//! simulator drive: sending its own checkpoints to its witnesses (and again now and then,
+//! for new witnesses), taking notes from members (checkpoints, cosignatures, hand-over
+//! offers) about origins it knows, fetching and checking pages, cosigning and telling the
+//! origin and the origin's other witnesses, proving equivocation, and handing over the logs
+//! of origins that left. Which members a cosignature goes to, when a checkpoint is sent
+//! again and when logs are handed over are decided here, once.
+//!
+//! Invariants: no IO, no clock (every call takes `now_ms`); everything held is bounded (the
+//! [`Witness`] bounds, departed members by `MAX_DEPARTED`, one witness set per replicated
+//! origin); only notes from members, about origins this node knows, are taken.
+
+use crate::core::MAX_MEMBERS;
+use crate::wire::{Cosigned, Request, Response, WitnessNote};
+use crate::witness::{Witness, WitnessOutput, WitnessSet};
+use slicefed_ledger::checkpoint::{Cosignature, EquivocationProof, SignedCheckpoint};
+use slicefed_trust::{ModuleHash, PublicKey, SecretKey};
+use std::collections::{BTreeMap, VecDeque};
+
+/// A node sends its latest checkpoint to its witnesses again every this many ticks
+/// (witnesses that are new learn it; one that missed it asks for the pages it lacks).
+pub const CHECKPOINT_RESEND_TICKS: u64 = 10;
+/// Logs of origins that left are offered to their new witnesses every this many ticks.
+pub const HANDOVER_EVERY_TICKS: u64 = 120;
+/// A member that left is remembered this long (its log may still be handed over).
+pub const DEPARTED_KEPT_MS: u64 = 24 * 3600 * 1000;
+/// Members that left remembered, at most.
+pub const MAX_DEPARTED: usize = MAX_MEMBERS;
+
+/// What the router must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Send this note to member `to` (a `Request::Witness`, answered with `Done`).
+    Note {
+        /// The member.
+        to: PublicKey,
+        /// The note.
+        note: WitnessNote,
+    },
+    /// Ask `to` for entries of `origin`'s log and hand the answer to
+    /// [`Witnessing::fetched`] with `origin` and `holder` (or [`Witnessing::fetch_failed`]).
+    Fetch {
+        /// Whom to ask (the origin, or the holder of a gone origin's log).
+        to: PublicKey,
+        /// Whose log.
+        origin: PublicKey,
+        /// The holder, when `to` is not the origin.
+        holder: Option<PublicKey>,
+        /// The request.
+        request: Request,
+    },
+    /// Append verified leaves, and the origin's checkpoint that covers them, to the replica
+    /// of `origin` (an export file any auditor can replay).
+    Persist {
+        /// Whose log.
+        origin: PublicKey,
+        /// Leaf bytes, in order.
+        leaves: Vec<Vec<u8>>,
+        /// The origin's checkpoint at the end.
+        checkpoint: SignedCheckpoint,
+    },
+    /// A witness cosigned one of this node's own checkpoints: keep it (auditors' bundles
+    /// carry it).
+    Cosigned(Cosigned),
+    /// Two histories signed by one origin: log the proof (`EquivocationSeen`) and publish
+    /// it on the equivocation topic.
+    Equivocation(EquivocationProof),
+}
+
+/// Why a note was not taken (the router answers the sender with it).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NoteRefused {
+    /// Only members witness.
+    #[error("only members witness")]
+    NotMember,
+    /// A checkpoint sent by another than its origin, or a cosignature by another than
+    /// its witness.
+    #[error("a note about another node's log")]
+    NotTheirs,
+    /// About a log this node does not know (a key anyone can make up).
+    #[error("a note about a log this node does not know")]
+    UnknownOrigin,
+}
+
+/// The machine.
+pub struct Witnessing {
+    key: SecretKey,
+    me: PublicKey,
+    k: usize,
+    witness: Witness,
+    /// This node's witnesses.
+    mine: WitnessSet,
+    /// The witnesses of every origin this node cosigned for.
+    co: BTreeMap<PublicKey, WitnessSet>,
+    departed: VecDeque<(PublicKey, u64)>,
+    /// The node's tick: periods are counted in it.
+    tick_ms: u64,
+    sent_size: u64,
+    sent_at_ms: u64,
+    handed_over_at_ms: u64,
+    /// Test-only hook: once, show one witness a second history head at the same size.
+    equivocate: bool,
+    equivocated: bool,
+}
+
+impl Witnessing {
+    /// The machine of the node with `key`, with `k` witnesses per log, ticking every
+    /// `tick_ms` (the node's advert interval: its checkpoint goes out again every
+    /// [`CHECKPOINT_RESEND_TICKS`] ticks, hand-overs every [`HANDOVER_EVERY_TICKS`]).
+    pub fn new(key: SecretKey, k: usize, tick_ms: u64) -> Witnessing {
+        let me = key.public();
+        Witnessing {
+            witness: Witness::new(me, k),
+            mine: WitnessSet::new(me, k, &[]),
+            co: BTreeMap::new(),
+            departed: VecDeque::new(),
+            key,
+            me,
+            k: k.max(1),
+            tick_ms: tick_ms.max(1),
+            sent_size: 0,
+            sent_at_ms: 0,
+            handed_over_at_ms: 0,
+            equivocate: false,
+            equivocated: false,
+        }
+    }
+
+    /// Test only: sign and show one witness a second history (to show it is caught).
+    pub fn test_equivocate(&mut self) {
+        self.equivocate = true;
+    }
+
+    /// Whether the test hook has forked this node's history.
+    pub fn equivocated(&self) -> bool {
+        self.equivocated
+    }
+
+    /// The replicas and proofs.
+    pub fn witness(&self) -> &Witness {
+        &self.witness
+    }
+
+    /// The replicas and proofs, to restore them or set quotas.
+    pub fn witness_mut(&mut self) -> &mut Witness {
+        &mut self.witness
+    }
+
+    /// This node's current witnesses.
+    pub fn my_witnesses(&self) -> impl Iterator<Item = &PublicKey> {
+        self.mine.current()
+    }
+
+    /// A member joined (`members`: all members now, this node not included).
+    pub fn joined(&mut self, member: &PublicKey, members: &[PublicKey]) {
+        self.mine.joined(member);
+        for set in self.co.values_mut() {
+            set.joined(member);
+        }
+        self.rebuild(members);
+    }
+
+    /// A member left at `now_ms` (`members`: those that remain).
+    pub fn left(&mut self, member: &PublicKey, now_ms: u64, members: &[PublicKey]) {
+        self.mine.left(member);
+        for set in self.co.values_mut() {
+            set.left(member);
+        }
+        self.rebuild(members);
+        self.departed.push_back((*member, now_ms));
+        while self.departed.len() > MAX_DEPARTED {
+            self.departed.pop_front();
+        }
+    }
+
+    fn rebuild(&mut self, members: &[PublicKey]) {
+        if self.mine.needs_rebuild() {
+            self.mine = WitnessSet::new(self.me, self.k, members);
+        }
+        if self.co.values().any(WitnessSet::needs_rebuild) {
+            let mut all = members.to_vec();
+            all.push(self.me);
+            for set in self.co.values_mut() {
+                if set.needs_rebuild() {
+                    *set = WitnessSet::new(*set.origin(), self.k, &all);
+                }
+            }
+        }
+    }
+
+    /// Whether this node takes anything about `origin`'s log: itself, a member, an origin
+    /// it replicates, or a member that left within [`DEPARTED_KEPT_MS`]. Everything about
+    /// other keys (which anyone can make up) would fill tables and logs for nothing.
+    pub fn known_origin(&self, origin: &PublicKey, is_member: bool, now_ms: u64) -> bool {
+        let since = now_ms.saturating_sub(DEPARTED_KEPT_MS);
+        *origin == self.me
+            || is_member
+            || self.witness.replica_size(origin).is_some()
+            || self
+                .departed
+                .iter()
+                .any(|(k, at)| k == origin && *at >= since)
+    }
+
+    /// Time passes (called every tick). `latest` is this node's latest checkpoint of
+    /// everything durable: it goes to this node's witnesses when the log grew, and again
+    /// every [`CHECKPOINT_RESEND_TICKS`] ticks; every [`HANDOVER_EVERY_TICKS`] the logs of
+    /// origins that left are offered to their new witnesses.
+    pub fn tick(
+        &mut self,
+        now_ms: u64,
+        latest: Option<&SignedCheckpoint>,
+        members: &[PublicKey],
+    ) -> Vec<Effect> {
+        let mut out = vec![];
+        if let Some(cp) = latest {
+            let size = cp.checkpoint.size;
+            let again =
+                now_ms.saturating_sub(self.sent_at_ms) >= CHECKPOINT_RESEND_TICKS * self.tick_ms;
+            if size > self.sent_size || (again && size > 0) {
+                self.sent_size = size;
+                self.sent_at_ms = now_ms;
+                out.extend(self.send_checkpoint(cp));
+            }
+        }
+        if now_ms.saturating_sub(self.handed_over_at_ms) >= HANDOVER_EVERY_TICKS * self.tick_ms {
+            self.handed_over_at_ms = now_ms;
+            for (to, cp) in self.witness.handovers(members) {
+                out.push(Effect::Note {
+                    to,
+                    note: WitnessNote::Offer(cp),
+                });
+            }
+        }
+        out
+    }
+
+    fn send_checkpoint(&mut self, cp: &SignedCheckpoint) -> Vec<Effect> {
+        let witnesses: Vec<PublicKey> = self.mine.current().copied().collect();
+        // The hook forks once two witnesses can compare what they were shown.
+        let fork = self.equivocate && !self.equivocated && witnesses.len() >= 2;
+        let last = witnesses.len().saturating_sub(1);
+        witnesses
+            .into_iter()
+            .enumerate()
+            .map(|(i, to)| {
+                let mut c = cp.clone();
+                if fork && i == last {
+                    // The test hook: a second history head at the same size, signed all
+                    // the same, shown to one witness only (a split view the others catch).
+                    let mut forged = cp.checkpoint;
+                    forged.root = ModuleHash::of(&[forged.root.as_slice(), b"forged"].concat()).0;
+                    if let Ok(f) = forged.sign(&self.key) {
+                        c = f;
+                        self.equivocated = true;
+                    }
+                }
+                Effect::Note {
+                    to,
+                    note: WitnessNote::Checkpoint(c),
+                }
+            })
+            .collect()
+    }
+
+    /// A note from `from` (`is_member`: whether it is a member now; `members`: all
+    /// members). Answered with `Done` when taken, or with the refusal.
+    pub fn note(
+        &mut self,
+        now_ms: u64,
+        from: PublicKey,
+        is_member: bool,
+        note: WitnessNote,
+        members: &[PublicKey],
+    ) -> Result<Vec<Effect>, NoteRefused> {
+        if !is_member {
+            return Err(NoteRefused::NotMember);
+        }
+        let outs = match note {
+            WitnessNote::Checkpoint(cp) if cp.checkpoint.origin == from && from != self.me => {
+                self.witness.checkpoint(now_ms, cp, members)
+            }
+            WitnessNote::Cosigned(c) if c.cosignature.witness == from => {
+                let origin = c.checkpoint.checkpoint.origin;
+                if origin == self.me {
+                    // A witness cosigned one of ours (the router checks and keeps it).
+                    return Ok(vec![Effect::Cosigned(c)]);
+                }
+                if !self.known_origin(&origin, members.contains(&origin), now_ms) {
+                    return Err(NoteRefused::UnknownOrigin);
+                }
+                // Another witness of that origin cosigned this: a cross-check.
+                self.witness.checkpoint(now_ms, c.checkpoint, members)
+            }
+            WitnessNote::Offer(cp) => {
+                let origin = cp.checkpoint.origin;
+                if !self.known_origin(&origin, members.contains(&origin), now_ms) {
+                    return Err(NoteRefused::UnknownOrigin);
+                }
+                self.witness.offered(now_ms, from, cp, members)
+            }
+            _ => return Err(NoteRefused::NotTheirs),
+        };
+        Ok(self.carry(outs, now_ms, members))
+    }
+
+    /// The answer to a [`Effect::Fetch`]: a page of the origin's log (or of a holder's
+    /// replica), checked and kept, or the fetch counted as failed.
+    pub fn fetched(
+        &mut self,
+        now_ms: u64,
+        origin: PublicKey,
+        holder: Option<PublicKey>,
+        answer: Response,
+        members: &[PublicKey],
+    ) -> Vec<Effect> {
+        let outs = match answer {
+            Response::Page { base, end, leaves } if holder.is_none() => {
+                let leaves = leaves.into_iter().map(|b| b.into_vec()).collect();
+                self.witness.page(now_ms, origin, base, end, leaves)
+            }
+            Response::ReplicaPage { end, leaves } if end.checkpoint.origin == origin => {
+                let leaves = leaves.into_iter().map(|b| b.into_vec()).collect();
+                self.witness
+                    .adopt(now_ms, holder.unwrap_or(origin), end, leaves)
+            }
+            _ => {
+                self.witness.fetch_failed(&origin);
+                return vec![];
+            }
+        };
+        match outs {
+            Ok(outs) => self.carry(outs, now_ms, members),
+            Err(_) => {
+                self.witness.fetch_failed(&origin);
+                vec![]
+            }
+        }
+    }
+
+    /// A fetch got no answer.
+    pub fn fetch_failed(&mut self, origin: &PublicKey) {
+        self.witness.fetch_failed(origin);
+    }
+
+    /// An equivocation proof gossiped by a member: taken only about a known origin;
+    /// `Some(new)` when it verified (`new`: first proof against that origin, to log), `None`
+    /// when it is refused or ignored.
+    pub fn equivocation(
+        &mut self,
+        now_ms: u64,
+        proof: EquivocationProof,
+        members: &[PublicKey],
+    ) -> Option<bool> {
+        let origin = proof.smaller.checkpoint.origin;
+        if !self.known_origin(&origin, members.contains(&origin), now_ms) {
+            return None;
+        }
+        Some(self.witness.equivocation(proof))
+    }
+
+    /// The witness's outputs as effects: fetches addressed, cosignatures signed and sent to
+    /// the origin and the origin's other witnesses (the cross-check that catches a split
+    /// view).
+    fn carry(
+        &mut self,
+        outs: Vec<WitnessOutput>,
+        now_ms: u64,
+        members: &[PublicKey],
+    ) -> Vec<Effect> {
+        let mut effects = Vec::with_capacity(outs.len());
+        for o in outs {
+            match o {
+                WitnessOutput::Fetch { origin, from } => effects.push(Effect::Fetch {
+                    to: origin,
+                    origin,
+                    holder: None,
+                    request: Request::Entries { from },
+                }),
+                WitnessOutput::FetchReplica {
+                    origin,
+                    from,
+                    holder,
+                } => effects.push(Effect::Fetch {
+                    to: holder,
+                    origin,
+                    holder: Some(holder),
+                    request: Request::ReplicaEntries { origin, from },
+                }),
+                WitnessOutput::Persist {
+                    origin,
+                    leaves,
+                    checkpoint,
+                } => effects.push(Effect::Persist {
+                    origin,
+                    leaves,
+                    checkpoint,
+                }),
+                WitnessOutput::Cosign(cp) => {
+                    let Ok(cosignature) = Cosignature::sign(&self.key, &cp, now_ms) else {
+                        continue;
+                    };
+                    let origin = cp.checkpoint.origin;
+                    let (me, k) = (self.me, self.k);
+                    let set = self.co.entry(origin).or_insert_with(|| {
+                        let mut all = members.to_vec();
+                        all.push(me);
+                        WitnessSet::new(origin, k, &all)
+                    });
+                    let to: Vec<PublicKey> = std::iter::once(origin)
+                        .chain(set.current().copied().filter(|w| *w != me))
+                        .collect();
+                    let msg = Cosigned {
+                        checkpoint: cp,
+                        cosignature,
+                    };
+                    for w in to {
+                        effects.push(Effect::Note {
+                            to: w,
+                            note: WitnessNote::Cosigned(msg.clone()),
+                        });
+                    }
+                }
+                WitnessOutput::Equivocation(p) => effects.push(Effect::Equivocation(p)),
+            }
+        }
+        effects
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+    use super::*;
+    use slicefed_ledger::checkpoint::Checkpoint;
+    use slicefed_trust::fixtures::key;
+
+    fn keys(n: std::ops::Range<u8>) -> Vec<PublicKey> {
+        n.map(|i| key(i).public()).collect()
+    }
+
+    fn cp(origin: u8, size: u64) -> SignedCheckpoint {
+        Checkpoint {
+            origin: key(origin).public(),
+            size,
+            root: [size as u8; 32],
+            time_ms: 1,
+        }
+        .sign(&key(origin))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_checkpoint_goes_to_the_witnesses_when_the_log_grows_and_again_later() {
+        let mut w = Witnessing::new(key(1), 3, 1_000);
+        let others = keys(2..8);
+        for m in &others {
+            w.joined(m, &others);
+        }
+        let mine: Vec<PublicKey> = w.my_witnesses().copied().collect();
+        assert_eq!(mine.len(), 3);
+        let sent = |e: &[Effect]| -> Vec<PublicKey> {
+            e.iter()
+                .filter_map(|e| match e {
+                    Effect::Note {
+                        to,
+                        note: WitnessNote::Checkpoint(_),
+                    } => Some(*to),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(sent(&w.tick(1_000, Some(&cp(1, 5)), &others)), mine);
+        // Nothing new: nothing sent, until the resend period has passed.
+        assert!(sent(&w.tick(2_000, Some(&cp(1, 5)), &others)).is_empty());
+        assert_eq!(
+            sent(&w.tick(
+                1_000 + CHECKPOINT_RESEND_TICKS * 1_000,
+                Some(&cp(1, 5)),
+                &others
+            )),
+            mine
+        );
+    }
+
+    #[test]
+    fn notes_are_taken_only_from_members_and_about_known_logs() {
+        let mut w = Witnessing::new(key(1), 3, 1_000);
+        let members = keys(2..5);
+        let made_up = cp(99, 1_000);
+        assert_eq!(
+            w.note(
+                0,
+                key(2).public(),
+                false,
+                WitnessNote::Offer(made_up.clone()),
+                &members
+            ),
+            Err(NoteRefused::NotMember)
+        );
+        assert_eq!(
+            w.note(
+                0,
+                key(2).public(),
+                true,
+                WitnessNote::Offer(made_up),
+                &members
+            ),
+            Err(NoteRefused::UnknownOrigin)
+        );
+        // A checkpoint is taken from its origin only.
+        assert_eq!(
+            w.note(
+                0,
+                key(2).public(),
+                true,
+                WitnessNote::Checkpoint(cp(3, 4)),
+                &members
+            ),
+            Err(NoteRefused::NotTheirs)
+        );
+        // A member that left stays known for a day (its log may be handed over).
+        w.left(&key(4).public(), 10, &keys(2..4));
+        assert!(w.known_origin(&key(4).public(), false, 10 + DEPARTED_KEPT_MS));
+        assert!(!w.known_origin(&key(4).public(), false, 11 + DEPARTED_KEPT_MS));
+    }
+
+    #[test]
+    fn a_cosignature_goes_to_the_origin_and_its_other_witnesses() {
+        let members = keys(1..9);
+        // Find a node that witnesses key(1)'s log.
+        let origin = key(1).public();
+        let ws = crate::witness::witnesses_of(&origin, &members, 3);
+        let me_pk = ws[0];
+        let me = (1..9u8).find(|i| key(*i).public() == me_pk).unwrap();
+        let others: Vec<PublicKey> = members.iter().copied().filter(|m| *m != me_pk).collect();
+        let mut w = Witnessing::new(key(me), 3, 1_000);
+        for m in &others {
+            w.joined(m, &others);
+        }
+        let outs = w.carry(vec![WitnessOutput::Cosign(cp(1, 3))], 5, &others);
+        let to: Vec<PublicKey> = outs
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Note {
+                    to,
+                    note: WitnessNote::Cosigned(c),
+                } => {
+                    assert!(c.cosignature.verify(&c.checkpoint).is_ok());
+                    Some(*to)
+                }
+                _ => None,
+            })
+            .collect();
+        let mut want = vec![origin];
+        want.extend(ws.iter().copied().filter(|w| *w != me_pk));
+        assert_eq!(to, want);
+    }
+}
