@@ -1119,12 +1119,16 @@ impl Daemon {
                 }
             }
             Output::Joined(k) => {
-                let members = self.member_keys();
-                self.witnessing.joined(&k, &members);
+                self.witnessing.joined(&k);
+                if self.witnessing.needs_rebuild() {
+                    self.witnessing.rebuild(self.core.members());
+                }
             }
             Output::Left(k) => {
-                let members = self.member_keys();
-                self.witnessing.left(&k, now_ms(), &members);
+                self.witnessing.left(&k, now_ms());
+                if self.witnessing.needs_rebuild() {
+                    self.witnessing.rebuild(self.core.members());
+                }
                 if let Some(p) = peer_of(&k) {
                     self.addrs.remove(&p);
                 }
@@ -1390,8 +1394,9 @@ impl Daemon {
                 _ => ledger.checkpoint().ok(),
             }
         });
-        let members = self.member_keys();
-        let effects = self.witnessing.tick(now_ms(), cp.as_ref(), &members);
+        let effects = self
+            .witnessing
+            .tick(now_ms(), cp.as_ref(), self.core.members());
         self.witness_effects(swarm, effects);
     }
 
@@ -1407,11 +1412,9 @@ impl Daemon {
         let Some(from) = key_of(&peer) else {
             return Response::Error("not a node key".into());
         };
-        let is_member = self.core.members().contains_key(&from);
-        let members = self.member_keys();
         match self
             .witnessing
-            .note(now_ms(), from, is_member, note, &members)
+            .note(now_ms(), from, note, self.core.members())
         {
             Ok(effects) => {
                 self.witness_effects(swarm, effects);
@@ -1517,10 +1520,6 @@ impl Daemon {
         self.addrs.insert(peer, kept);
     }
 
-    fn member_keys(&self) -> Vec<PublicKey> {
-        self.core.members().keys().copied().collect()
-    }
-
     fn is_member(&self, peer: Option<PeerId>) -> Option<PublicKey> {
         let k = key_of(&peer?)?;
         self.core.members().contains_key(&k).then_some(k)
@@ -1576,8 +1575,7 @@ impl Daemon {
         } else if topic == IdentTopic::new(EQUIVOCATION_TOPIC).hash().as_str() {
             match EquivocationProof::from_bytes(&m.data) {
                 Ok(p) => {
-                    let members = self.member_keys();
-                    match self.witnessing.equivocation(now, p, &members) {
+                    match self.witnessing.equivocation(now, p, self.core.members()) {
                         // About a key that is no member (anyone can make one up): neither
                         // kept, logged nor passed on.
                         None => Ignore,
@@ -1667,11 +1665,12 @@ impl Daemon {
             .traffic
             .replication_in
             .saturating_add(bytes.len() as u64);
-        let members = self.member_keys();
         let effects = match Response::from_bytes(bytes) {
             Ok(answer) => self
                 .witnessing
-                .fetched(now_ms(), origin, holder, answer, &members),
+                .fetched(now_ms(), origin, holder, answer, self.core.members())
+                // Counted as failed by the machine; the next checkpoint asks again.
+                .unwrap_or_default(),
             Err(_) => {
                 self.witnessing.fetch_failed(&origin);
                 vec![]

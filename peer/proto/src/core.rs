@@ -228,6 +228,24 @@ pub struct Member {
     revocations_asked_ms: Option<u64>,
 }
 
+impl Member {
+    /// A member for tests of other machines (nothing judged; never valid for adverts).
+    #[doc(hidden)]
+    pub fn for_tests(name: Name, authority: Name, load: Load) -> Member {
+        Member {
+            name,
+            authority,
+            last_seen_ms: 0,
+            last_sent_ms: 0,
+            load,
+            credential: Arc::from(Vec::new()),
+            valid_until: 0,
+            chain: vec![],
+            revocations_asked_ms: None,
+        }
+    }
+}
+
 /// What the sandbox should run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SliverPlan {

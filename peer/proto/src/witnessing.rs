@@ -10,7 +10,7 @@
 //! [`Witness`] bounds, departed members by `MAX_DEPARTED`, one witness set per replicated
 //! origin); only notes from members, about origins this node knows, are taken.
 
-use crate::core::MAX_MEMBERS;
+use crate::core::{MAX_MEMBERS, Members};
 use crate::wire::{Cosigned, Request, Response, WitnessNote};
 use crate::witness::{Witness, WitnessOutput, WitnessSet};
 use slicefed_ledger::checkpoint::{Cosignature, EquivocationProof, SignedCheckpoint};
@@ -65,6 +65,17 @@ pub enum Effect {
     /// Two histories signed by one origin: log the proof (`EquivocationSeen`) and publish
     /// it on the equivocation topic.
     Equivocation(EquivocationProof),
+}
+
+/// Why a fetched answer was not taken (the fetch is counted as failed).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FetchFailed {
+    /// Not a page of that log.
+    #[error("the answer is not a page of that log")]
+    NotAPage,
+    /// A page that does not check.
+    #[error(transparent)]
+    Refused(#[from] crate::witness::WitnessError),
 }
 
 /// Why a note was not taken (the router answers the sender with it).
@@ -151,40 +162,55 @@ impl Witnessing {
         self.mine.current()
     }
 
-    /// A member joined (`members`: all members now, this node not included).
-    pub fn joined(&mut self, member: &PublicKey, members: &[PublicKey]) {
+    /// A member joined. The witness sets follow with one hash each; when they ran out of
+    /// candidates, [`Witnessing::rebuild`] (see [`Witnessing::needs_rebuild`]).
+    pub fn joined(&mut self, member: &PublicKey) {
         self.mine.joined(member);
         for set in self.co.values_mut() {
             set.joined(member);
         }
-        self.rebuild(members);
     }
 
-    /// A member left at `now_ms` (`members`: those that remain).
-    pub fn left(&mut self, member: &PublicKey, now_ms: u64, members: &[PublicKey]) {
+    /// A member left at `now_ms` (see [`Witnessing::joined`] on rebuilding).
+    pub fn left(&mut self, member: &PublicKey, now_ms: u64) {
         self.mine.left(member);
         for set in self.co.values_mut() {
             set.left(member);
         }
-        self.rebuild(members);
         self.departed.push_back((*member, now_ms));
         while self.departed.len() > MAX_DEPARTED {
             self.departed.pop_front();
         }
     }
 
-    fn rebuild(&mut self, members: &[PublicKey]) {
+    /// Whether a witness set lost too many candidates to be exact.
+    pub fn needs_rebuild(&self) -> bool {
+        self.mine.needs_rebuild() || self.co.values().any(WitnessSet::needs_rebuild)
+    }
+
+    /// Rebuilds the witness sets that need it from all `members`.
+    pub fn rebuild(&mut self, members: &Members) {
+        let all: Vec<PublicKey> = members.keys().copied().collect();
         if self.mine.needs_rebuild() {
-            self.mine = WitnessSet::new(self.me, self.k, members);
+            self.mine = WitnessSet::new(self.me, self.k, &all);
         }
         if self.co.values().any(WitnessSet::needs_rebuild) {
-            let mut all = members.to_vec();
+            let mut all = all;
             all.push(self.me);
             for set in self.co.values_mut() {
                 if set.needs_rebuild() {
                     *set = WitnessSet::new(*set.origin(), self.k, &all);
                 }
             }
+        }
+    }
+
+    /// Members' keys, when the witness needs them (it holds no replica of `origin` yet).
+    fn members_for(&self, origin: &PublicKey, members: &Members) -> Vec<PublicKey> {
+        if self.witness.replica_size(origin).is_some() {
+            vec![]
+        } else {
+            members.keys().copied().collect()
         }
     }
 
@@ -210,7 +236,7 @@ impl Witnessing {
         &mut self,
         now_ms: u64,
         latest: Option<&SignedCheckpoint>,
-        members: &[PublicKey],
+        members: &Members,
     ) -> Vec<Effect> {
         let mut out = vec![];
         if let Some(cp) = latest {
@@ -225,7 +251,8 @@ impl Witnessing {
         }
         if now_ms.saturating_sub(self.handed_over_at_ms) >= HANDOVER_EVERY_TICKS * self.tick_ms {
             self.handed_over_at_ms = now_ms;
-            for (to, cp) in self.witness.handovers(members) {
+            let all: Vec<PublicKey> = members.keys().copied().collect();
+            for (to, cp) in self.witness.handovers(&all) {
                 out.push(Effect::Note {
                     to,
                     note: WitnessNote::Offer(cp),
@@ -263,22 +290,21 @@ impl Witnessing {
             .collect()
     }
 
-    /// A note from `from` (`is_member`: whether it is a member now; `members`: all
-    /// members). Answered with `Done` when taken, or with the refusal.
+    /// A note from `from`. Answered with `Done` when taken, or with the refusal.
     pub fn note(
         &mut self,
         now_ms: u64,
         from: PublicKey,
-        is_member: bool,
         note: WitnessNote,
-        members: &[PublicKey],
+        members: &Members,
     ) -> Result<Vec<Effect>, NoteRefused> {
-        if !is_member {
+        if !members.contains_key(&from) {
             return Err(NoteRefused::NotMember);
         }
         let outs = match note {
             WitnessNote::Checkpoint(cp) if cp.checkpoint.origin == from && from != self.me => {
-                self.witness.checkpoint(now_ms, cp, members)
+                let all = self.members_for(&from, members);
+                self.witness.checkpoint(now_ms, cp, &all)
             }
             WitnessNote::Cosigned(c) if c.cosignature.witness == from => {
                 let origin = c.checkpoint.checkpoint.origin;
@@ -286,18 +312,20 @@ impl Witnessing {
                     // A witness cosigned one of ours (the router checks and keeps it).
                     return Ok(vec![Effect::Cosigned(c)]);
                 }
-                if !self.known_origin(&origin, members.contains(&origin), now_ms) {
+                if !self.known_origin(&origin, members.contains_key(&origin), now_ms) {
                     return Err(NoteRefused::UnknownOrigin);
                 }
                 // Another witness of that origin cosigned this: a cross-check.
-                self.witness.checkpoint(now_ms, c.checkpoint, members)
+                let all = self.members_for(&origin, members);
+                self.witness.checkpoint(now_ms, c.checkpoint, &all)
             }
             WitnessNote::Offer(cp) => {
                 let origin = cp.checkpoint.origin;
-                if !self.known_origin(&origin, members.contains(&origin), now_ms) {
+                if !self.known_origin(&origin, members.contains_key(&origin), now_ms) {
                     return Err(NoteRefused::UnknownOrigin);
                 }
-                self.witness.offered(now_ms, from, cp, members)
+                let all = self.members_for(&origin, members);
+                self.witness.offered(now_ms, from, cp, &all)
             }
             _ => return Err(NoteRefused::NotTheirs),
         };
@@ -305,15 +333,16 @@ impl Witnessing {
     }
 
     /// The answer to a [`Effect::Fetch`]: a page of the origin's log (or of a holder's
-    /// replica), checked and kept, or the fetch counted as failed.
+    /// replica), checked and kept; or, when it is not a page that checks, the fetch counted
+    /// as failed and why returned.
     pub fn fetched(
         &mut self,
         now_ms: u64,
         origin: PublicKey,
         holder: Option<PublicKey>,
         answer: Response,
-        members: &[PublicKey],
-    ) -> Vec<Effect> {
+        members: &Members,
+    ) -> Result<Vec<Effect>, FetchFailed> {
         let outs = match answer {
             Response::Page { base, end, leaves } if holder.is_none() => {
                 let leaves = leaves.into_iter().map(|b| b.into_vec()).collect();
@@ -326,14 +355,14 @@ impl Witnessing {
             }
             _ => {
                 self.witness.fetch_failed(&origin);
-                return vec![];
+                return Err(FetchFailed::NotAPage);
             }
         };
         match outs {
-            Ok(outs) => self.carry(outs, now_ms, members),
-            Err(_) => {
+            Ok(outs) => Ok(self.carry(outs, now_ms, members)),
+            Err(e) => {
                 self.witness.fetch_failed(&origin);
-                vec![]
+                Err(FetchFailed::Refused(e))
             }
         }
     }
@@ -350,10 +379,10 @@ impl Witnessing {
         &mut self,
         now_ms: u64,
         proof: EquivocationProof,
-        members: &[PublicKey],
+        members: &Members,
     ) -> Option<bool> {
         let origin = proof.smaller.checkpoint.origin;
-        if !self.known_origin(&origin, members.contains(&origin), now_ms) {
+        if !self.known_origin(&origin, members.contains_key(&origin), now_ms) {
             return None;
         }
         Some(self.witness.equivocation(proof))
@@ -362,12 +391,7 @@ impl Witnessing {
     /// The witness's outputs as effects: fetches addressed, cosignatures signed and sent to
     /// the origin and the origin's other witnesses (the cross-check that catches a split
     /// view).
-    fn carry(
-        &mut self,
-        outs: Vec<WitnessOutput>,
-        now_ms: u64,
-        members: &[PublicKey],
-    ) -> Vec<Effect> {
+    fn carry(&mut self, outs: Vec<WitnessOutput>, now_ms: u64, members: &Members) -> Vec<Effect> {
         let mut effects = Vec::with_capacity(outs.len());
         for o in outs {
             match o {
@@ -403,7 +427,7 @@ impl Witnessing {
                     let origin = cp.checkpoint.origin;
                     let (me, k) = (self.me, self.k);
                     let set = self.co.entry(origin).or_insert_with(|| {
-                        let mut all = members.to_vec();
+                        let mut all: Vec<PublicKey> = members.keys().copied().collect();
                         all.push(me);
                         WitnessSet::new(origin, k, &all)
                     });
@@ -432,11 +456,24 @@ impl Witnessing {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
     use super::*;
+    use crate::core::{Load, Member};
     use slicefed_ledger::checkpoint::Checkpoint;
     use slicefed_trust::fixtures::key;
+    use slicefed_trust::names::Name;
 
-    fn keys(n: std::ops::Range<u8>) -> Vec<PublicKey> {
-        n.map(|i| key(i).public()).collect()
+    fn members(n: std::ops::Range<u8>) -> Members {
+        let mut m = Members::default();
+        for i in n {
+            m.insert(
+                key(i).public(),
+                Member::for_tests(
+                    Name::parse(&format!("princeton.n{i}")).unwrap(),
+                    Name::parse("princeton").unwrap(),
+                    Load::default(),
+                ),
+            );
+        }
+        m
     }
 
     fn cp(origin: u8, size: u64) -> SignedCheckpoint {
@@ -453,9 +490,12 @@ mod tests {
     #[test]
     fn a_checkpoint_goes_to_the_witnesses_when_the_log_grows_and_again_later() {
         let mut w = Witnessing::new(key(1), 3, 1_000);
-        let others = keys(2..8);
-        for m in &others {
-            w.joined(m, &others);
+        let others = members(2..8);
+        for m in others.keys() {
+            w.joined(m);
+        }
+        if w.needs_rebuild() {
+            w.rebuild(&others);
         }
         let mine: Vec<PublicKey> = w.my_witnesses().copied().collect();
         assert_eq!(mine.len(), 3);
@@ -486,57 +526,39 @@ mod tests {
     #[test]
     fn notes_are_taken_only_from_members_and_about_known_logs() {
         let mut w = Witnessing::new(key(1), 3, 1_000);
-        let members = keys(2..5);
+        let m = members(2..5);
         let made_up = cp(99, 1_000);
         assert_eq!(
-            w.note(
-                0,
-                key(2).public(),
-                false,
-                WitnessNote::Offer(made_up.clone()),
-                &members
-            ),
+            w.note(0, key(9).public(), WitnessNote::Offer(made_up.clone()), &m),
             Err(NoteRefused::NotMember)
         );
         assert_eq!(
-            w.note(
-                0,
-                key(2).public(),
-                true,
-                WitnessNote::Offer(made_up),
-                &members
-            ),
+            w.note(0, key(2).public(), WitnessNote::Offer(made_up), &m),
             Err(NoteRefused::UnknownOrigin)
         );
         // A checkpoint is taken from its origin only.
         assert_eq!(
-            w.note(
-                0,
-                key(2).public(),
-                true,
-                WitnessNote::Checkpoint(cp(3, 4)),
-                &members
-            ),
+            w.note(0, key(2).public(), WitnessNote::Checkpoint(cp(3, 4)), &m),
             Err(NoteRefused::NotTheirs)
         );
         // A member that left stays known for a day (its log may be handed over).
-        w.left(&key(4).public(), 10, &keys(2..4));
+        w.left(&key(4).public(), 10);
         assert!(w.known_origin(&key(4).public(), false, 10 + DEPARTED_KEPT_MS));
         assert!(!w.known_origin(&key(4).public(), false, 11 + DEPARTED_KEPT_MS));
     }
 
     #[test]
     fn a_cosignature_goes_to_the_origin_and_its_other_witnesses() {
-        let members = keys(1..9);
-        // Find a node that witnesses key(1)'s log.
+        let all: Vec<PublicKey> = (1..9u8).map(|i| key(i).public()).collect();
         let origin = key(1).public();
-        let ws = crate::witness::witnesses_of(&origin, &members, 3);
+        let ws = crate::witness::witnesses_of(&origin, &all, 3);
         let me_pk = ws[0];
         let me = (1..9u8).find(|i| key(*i).public() == me_pk).unwrap();
-        let others: Vec<PublicKey> = members.iter().copied().filter(|m| *m != me_pk).collect();
+        let mut others = members(1..9);
+        others.remove(&me_pk);
         let mut w = Witnessing::new(key(me), 3, 1_000);
-        for m in &others {
-            w.joined(m, &others);
+        for m in others.keys() {
+            w.joined(m);
         }
         let outs = w.carry(vec![WitnessOutput::Cosign(cp(1, 3))], 5, &others);
         let to: Vec<PublicKey> = outs
