@@ -614,6 +614,7 @@ impl Daemon {
                     SecretKey::from_seed(&config.key.seed()),
                     config.witnesses,
                     config.advert_interval.as_millis() as u64,
+                    1,
                 );
                 w.witness_mut()
                     .set_quotas(config.replica_quota, config.replicas_quota);

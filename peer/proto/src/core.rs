@@ -599,6 +599,11 @@ impl NodeCore {
     }
 
     /// This node's key.
+    pub(crate) fn secret_key(&self) -> &SecretKey {
+        &self.key
+    }
+
+    /// This node's key.
     pub fn id(&self) -> PublicKey {
         self.me
     }

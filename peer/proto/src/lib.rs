@@ -11,11 +11,15 @@
 //! - [`wire`]: every message a node sends or receives, bounded and canonical.
 //! - [`witnessing`]: a node's whole part in witnessing (its own checkpoints, notes from
 //!   members, fetches, cosignatures and who gets them, hand-over), on top of [`witness`].
+//! - [`node`]: the node as one machine over all of these (requests, answers, gossip,
+//!   catch-ups, restore after a restart, and what waits for which ledger write); the
+//!   daemon and the simulator are routers over it.
 //!
 //! Invariants: every call takes the time as an argument and returns what to do; nothing
 //! here reads a clock, a file or a socket; every table is bounded.
 
 pub mod core;
+pub mod node;
 pub mod wire;
 pub mod witness;
 pub mod witnessing;

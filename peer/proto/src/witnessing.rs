@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, VecDeque};
 /// (witnesses that are new learn it; one that missed it asks for the pages it lacks).
 pub const CHECKPOINT_RESEND_TICKS: u64 = 10;
 /// Logs of origins that left are offered to their new witnesses every this many ticks.
-pub const HANDOVER_EVERY_TICKS: u64 = 120;
+pub const HANDOVER_EVERY_TICKS: u64 = 60;
 /// A member that left is remembered this long (its log may still be handed over).
 pub const DEPARTED_KEPT_MS: u64 = 24 * 3600 * 1000;
 /// Members that left remembered, at most.
@@ -106,6 +106,8 @@ pub struct Witnessing {
     departed: VecDeque<(PublicKey, u64)>,
     /// The node's tick: periods are counted in it.
     tick_ms: u64,
+    /// A grown log's checkpoint goes out at most every this many ticks.
+    checkpoint_every_ticks: u64,
     sent_size: u64,
     sent_at_ms: u64,
     handed_over_at_ms: u64,
@@ -116,9 +118,10 @@ pub struct Witnessing {
 
 impl Witnessing {
     /// The machine of the node with `key`, with `k` witnesses per log, ticking every
-    /// `tick_ms` (the node's advert interval: its checkpoint goes out again every
-    /// [`CHECKPOINT_RESEND_TICKS`] ticks, hand-overs every [`HANDOVER_EVERY_TICKS`]).
-    pub fn new(key: SecretKey, k: usize, tick_ms: u64) -> Witnessing {
+    /// `tick_ms`: a grown log's checkpoint goes out at most every `checkpoint_every_ticks`
+    /// ticks, the latest again every [`CHECKPOINT_RESEND_TICKS`] (or every
+    /// `checkpoint_every_ticks`, if longer), hand-overs every [`HANDOVER_EVERY_TICKS`].
+    pub fn new(key: SecretKey, k: usize, tick_ms: u64, checkpoint_every_ticks: u64) -> Witnessing {
         let me = key.public();
         Witnessing {
             witness: Witness::new(me, k),
@@ -129,6 +132,7 @@ impl Witnessing {
             me,
             k: k.max(1),
             tick_ms: tick_ms.max(1),
+            checkpoint_every_ticks: checkpoint_every_ticks.max(1),
             sent_size: 0,
             sent_at_ms: 0,
             handed_over_at_ms: 0,
@@ -241,9 +245,15 @@ impl Witnessing {
         let mut out = vec![];
         if let Some(cp) = latest {
             let size = cp.checkpoint.size;
-            let again =
-                now_ms.saturating_sub(self.sent_at_ms) >= CHECKPOINT_RESEND_TICKS * self.tick_ms;
-            if size > self.sent_size || (again && size > 0) {
+            let since = now_ms.saturating_sub(self.sent_at_ms);
+            let period = self.checkpoint_every_ticks.saturating_mul(self.tick_ms);
+            // Within a tick's jitter of the period (ticks are not exactly periodic).
+            let grown = size > self.sent_size && since + self.tick_ms / 2 >= period;
+            let again = since
+                >= CHECKPOINT_RESEND_TICKS
+                    .max(self.checkpoint_every_ticks)
+                    .saturating_mul(self.tick_ms);
+            if grown || (again && size > 0) {
                 self.sent_size = size;
                 self.sent_at_ms = now_ms;
                 out.extend(self.send_checkpoint(cp));
@@ -489,7 +499,7 @@ mod tests {
 
     #[test]
     fn a_checkpoint_goes_to_the_witnesses_when_the_log_grows_and_again_later() {
-        let mut w = Witnessing::new(key(1), 3, 1_000);
+        let mut w = Witnessing::new(key(1), 3, 1_000, 1);
         let others = members(2..8);
         for m in others.keys() {
             w.joined(m);
@@ -525,7 +535,7 @@ mod tests {
 
     #[test]
     fn notes_are_taken_only_from_members_and_about_known_logs() {
-        let mut w = Witnessing::new(key(1), 3, 1_000);
+        let mut w = Witnessing::new(key(1), 3, 1_000, 1);
         let m = members(2..5);
         let made_up = cp(99, 1_000);
         assert_eq!(
@@ -556,7 +566,7 @@ mod tests {
         let me = (1..9u8).find(|i| key(*i).public() == me_pk).unwrap();
         let mut others = members(1..9);
         others.remove(&me_pk);
-        let mut w = Witnessing::new(key(me), 3, 1_000);
+        let mut w = Witnessing::new(key(me), 3, 1_000, 1);
         for m in others.keys() {
             w.joined(m);
         }

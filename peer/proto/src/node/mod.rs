@@ -1,0 +1,947 @@
+//! The node: one sans-IO machine that holds a node's whole protocol, driven by the daemon
+//! (`slicefed-peer`) over libp2p, the disk and the sandbox, and by the simulator over a
+//! modelled network and a clock. It composes [`NodeCore`] (membership, admission,
+//! revocation, expiry), [`Witnessing`] (checkpoints, cosignatures, replicas, hand-over),
+//! revocation catch-ups, the restore policy after a restart, and the rule that nothing is
+//! acknowledged before the ledger entry it depends on is durable.
+//!
+//! A router feeds [`Input`]s to [`Node::handle`] and carries out the [`Effect`]s it returns,
+//! in order. It decides nothing: who is entitled to what, what is logged, what waits for
+//! what, when checkpoints, adverts and hand-overs go out, and when saved slivers come back
+//! are all decided here, once.
+//!
+//! Invariants:
+//! - No IO and no clock: every input comes with `now_ms`; effects are returned.
+//! - Acknowledge only what is durable: a reply, a sliver start or a file removal that
+//!   depends on ledger entries is held until the router reports every one of them written
+//!   ([`Input::Written`]); a failed write ([`Input::WriteFailed`]) puts the node in its
+//!   fail-closed state and turns what waited into a refusal saying why.
+//! - Saved slivers come back only after the node has caught up on revocations with
+//!   [`RESTORE_QUORUM`] members (or every member it knows, if fewer), and only those its own
+//!   log records as created with that ticket and those arguments and not stopped.
+//! - Everything held is bounded: requests in flight by [`MAX_ASKED`], held effects by
+//!   [`MAX_HELD`], saved slivers waiting by [`MAX_SAVED`], ended slivers remembered by
+//!   [`MAX_ENDED`], plus the bounds of [`NodeCore`] and [`Witnessing`].
+
+use crate::core::{
+    CoreError, Load, MAX_REVOCATIONS_PER_PAGE, NodeCore, Output, SliverPlan, StopReason,
+    next_revocation_page,
+};
+use crate::wire::{AdminRequest, Advert, Cosigned, Request, Response};
+use crate::witnessing::{Effect as WitnessEffect, Witnessing};
+use slicefed_ledger::checkpoint::{EquivocationProof, SignedCheckpoint};
+use slicefed_ledger::entry::{EntryBody, Usage};
+use slicefed_trust::{CertId, Credential, Invocation, InvocationHash, ModuleHash, PublicKey};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+/// Requests this node has sent and not had answered, at most (fetches and catch-ups; a
+/// new one past it is not sent).
+pub const MAX_ASKED: usize = 4096;
+/// Effects waiting for ledger writes, at most (a request past it is answered "busy").
+pub const MAX_HELD: usize = 4096;
+/// Saved slivers waiting to be restored, at most.
+pub const MAX_SAVED: usize = 65_536;
+/// Ended slivers whose holders are remembered (they may still read their output).
+pub const MAX_ENDED: usize = 256;
+/// Slivers whose end waits for the ledger to work again, at most.
+pub const MAX_ENDED_WAITING: usize = 65_536;
+/// Members a restarted node must have caught up with before its saved slivers come back
+/// (one member may be as far behind as the node itself: the simulator caught a revoked
+/// sliver restored after a single catch-up).
+pub const RESTORE_QUORUM: usize = 3;
+/// Ticks a restarted node listens before it counts the members it heard (adverts arrive
+/// over a tick or two; with no member heard by then it is alone and restores).
+pub const RESTORE_LISTEN_TICKS: u64 = 3;
+
+/// Names a request the router holds open until the machine answers it.
+pub type ReplyId = u64;
+/// Names a request this node sent (its answer comes back with it).
+pub type Token = u64;
+/// Names one ledger or replica write.
+pub type WriteId = u64;
+
+/// The node's settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Witnesses per log.
+    pub witnesses: usize,
+    /// The router's tick ([`Input::Tick`] comes this often); periods count in it.
+    pub tick_ms: u64,
+    /// A grown log's checkpoint goes to its witnesses at most every this many ticks.
+    pub checkpoint_every_ticks: u64,
+    /// Whether saved slivers come back after a restart (`node run --no-restore`).
+    pub restore: bool,
+}
+
+impl Settings {
+    /// Defaults for a node ticking every `tick_ms`: three witnesses, a checkpoint every tick
+    /// while the log grows, saved slivers restored.
+    pub fn new(tick_ms: u64) -> Settings {
+        Settings {
+            witnesses: 3,
+            tick_ms: tick_ms.max(1),
+            checkpoint_every_ticks: 1,
+            restore: true,
+        }
+    }
+}
+
+/// The gossip topics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Topic {
+    /// Members' adverts.
+    Advert,
+    /// Revocations.
+    Revocation,
+    /// Equivocation proofs.
+    Equivocation,
+}
+
+/// What to tell the gossip layer about a message (whether to pass it on and whom to
+/// penalise).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid: pass it on.
+    Accept,
+    /// Not passed on, nobody penalised (late, replayed, about a log nobody knows).
+    Ignore,
+    /// Invalid: dropped, its source penalised.
+    Reject(GossipRefused),
+}
+
+/// Why a gossip message was rejected.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GossipRefused {
+    /// Bytes that do not decode or verify.
+    #[error("not a valid {0}: {1}")]
+    Invalid(&'static str, String),
+    /// An advert published by another than the node it names.
+    #[error("an advert relayed as its own by another node")]
+    NotItsOwn,
+    /// Only members speak on this topic.
+    #[error("{0} from a node that is not a member")]
+    NotMember(&'static str),
+    /// The core refused it.
+    #[error(transparent)]
+    Core(#[from] CoreError),
+}
+
+/// A sliver saved on disk before a restart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Saved {
+    /// Its id.
+    pub id: u64,
+    /// Its ticket (the latest renewal's).
+    pub credential: Vec<u8>,
+    /// Its arguments and environment.
+    pub invocation: Invocation,
+}
+
+/// Where a [`Effect::Start`]'s module and invocation are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartFrom {
+    /// The submission the router holds for this request.
+    Submission(ReplyId),
+    /// The sliver's saved files.
+    Saved,
+}
+
+/// An answer the router reads from what it holds (the log, replica files, sandbox handles),
+/// once the machine has decided the asker is entitled to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Read {
+    /// The member list ([`Response::Members`]).
+    Members,
+    /// Slivers here ([`Response::Status`]).
+    Status {
+        /// Only this slice.
+        slice: Option<String>,
+    },
+    /// Output of the slice's slivers ([`Response::Logs`]) that `reader` may see.
+    Logs {
+        /// The slice.
+        slice: String,
+        /// Who asks (the signer, already checked).
+        reader: PublicKey,
+    },
+    /// A page of this node's log ([`Response::Page`]).
+    Entries {
+        /// First entry.
+        from: u64,
+    },
+    /// The latest checkpoint and its cosignatures ([`Response::Checkpoint`]).
+    Checkpoint,
+    /// Part of a replica file ([`Response::Replica`]).
+    Replica {
+        /// Whose log.
+        origin: PublicKey,
+        /// Byte offset.
+        offset: u64,
+    },
+    /// Leaves of a replica ([`Response::ReplicaPage`]).
+    ReplicaEntries {
+        /// Whose log.
+        origin: PublicKey,
+        /// First entry.
+        from: u64,
+    },
+}
+
+/// Everything that happens to a node.
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// The node (re)started: its saved slivers, what its own log records of them (each id's
+    /// ticket and invocation, for slivers created and not stopped), and when it started.
+    Restart {
+        /// Saved slivers found on disk.
+        saved: Vec<Saved>,
+        /// The log's record.
+        logged: BTreeMap<u64, (CertId, InvocationHash)>,
+    },
+    /// Time passes. `latest` is this node's newest checkpoint of everything durable.
+    Tick {
+        /// The checkpoint.
+        latest: Option<SignedCheckpoint>,
+    },
+    /// A request from a peer. `from` is the node key its transport proved, if it is one.
+    /// (A `Submit` comes as [`Input::Submit`] once the router has hashed its module.)
+    Request {
+        /// Names the open request.
+        reply: ReplyId,
+        /// Who asks.
+        from: Option<PublicKey>,
+        /// What.
+        request: Request,
+    },
+    /// A submitted ticket and the hash of the module sent with it.
+    Submit {
+        /// Names the open request.
+        reply: ReplyId,
+        /// The ticket credential.
+        credential: Vec<u8>,
+        /// The module's hash.
+        module: ModuleHash,
+        /// Its arguments and environment.
+        invocation: Invocation,
+    },
+    /// The owner asks over the admin socket.
+    Owner {
+        /// Names the open request.
+        reply: ReplyId,
+        /// What.
+        request: AdminRequest,
+    },
+    /// The answer to a request this node sent.
+    Answer {
+        /// Which request.
+        token: Token,
+        /// The answer.
+        response: Response,
+    },
+    /// A request this node sent got no usable answer (timeout, refused, undecodable).
+    NoAnswer {
+        /// Which request.
+        token: Token,
+    },
+    /// A gossip message (`source`: the node that published it, as the transport says).
+    Gossip {
+        /// Names the message (its verdict comes back with it).
+        id: u64,
+        /// Its publisher.
+        source: Option<PublicKey>,
+        /// Its topic.
+        topic: Topic,
+        /// Its bytes.
+        data: Vec<u8>,
+    },
+    /// A write is durable.
+    Written {
+        /// Which.
+        write: WriteId,
+    },
+    /// A write failed.
+    WriteFailed {
+        /// Which.
+        write: WriteId,
+        /// Why.
+        why: String,
+    },
+    /// The ledger failed outside a write of this machine (a flow record could not be
+    /// written).
+    LedgerFailed {
+        /// Why.
+        why: String,
+    },
+    /// The ledger writes again.
+    LedgerRecovered,
+    /// A sliver from [`Effect::Start`] runs.
+    Started {
+        /// Which.
+        id: u64,
+    },
+    /// A sliver from [`Effect::Start`] could not start.
+    StartFailed {
+        /// Which.
+        id: u64,
+        /// Why.
+        why: String,
+    },
+    /// A running sliver ended (stopped, exited, killed) and its flows are all written.
+    Ended {
+        /// Which.
+        id: u64,
+        /// How, as the ledger should say it.
+        outcome: String,
+        /// What it used.
+        usage: Usage,
+    },
+}
+
+/// What the router must do, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Send `request` to member `to`; its answer comes back as [`Input::Answer`] with
+    /// `token` (a `None` token: the answer is not needed).
+    Send {
+        /// The member.
+        to: PublicKey,
+        /// Names the request.
+        token: Option<Token>,
+        /// The request.
+        request: Request,
+    },
+    /// Answer an open request.
+    Reply {
+        /// Which.
+        to: ReplyId,
+        /// The answer.
+        response: Response,
+    },
+    /// Answer an open request from what the router holds.
+    Read {
+        /// Which.
+        to: ReplyId,
+        /// What to read.
+        read: Read,
+    },
+    /// Publish on a gossip topic.
+    Publish {
+        /// The topic.
+        topic: Topic,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// What to do with a gossip message.
+    Verdict {
+        /// Which ([`Input::Gossip`]'s id).
+        id: u64,
+        /// The verdict.
+        verdict: Verdict,
+    },
+    /// Advertise this node now (its load as the core sees it; the router adds what only
+    /// it knows: addresses, uptime, traffic).
+    Advertise(Load),
+    /// Append to the node's ledger and report [`Input::Written`] or [`Input::WriteFailed`].
+    Append {
+        /// Names the write.
+        write: WriteId,
+        /// The entry.
+        body: EntryBody,
+    },
+    /// Append verified leaves of `origin`'s log, and the checkpoint covering them, to its
+    /// replica file, and report like an append.
+    Persist {
+        /// Names the write.
+        write: WriteId,
+        /// Whose log.
+        origin: PublicKey,
+        /// Leaf bytes, in order.
+        leaves: Vec<Vec<u8>>,
+        /// The origin's checkpoint at the end.
+        checkpoint: SignedCheckpoint,
+    },
+    /// Start an admitted sliver (its creation is durable) and report [`Input::Started`] or
+    /// [`Input::StartFailed`].
+    Start {
+        /// What to run.
+        plan: SliverPlan,
+        /// Where its module and invocation are.
+        from: StartFrom,
+    },
+    /// Stop a running sliver; its end comes back as [`Input::Ended`].
+    Stop {
+        /// Which.
+        id: u64,
+        /// Why.
+        reason: StopReason,
+    },
+    /// Save a sliver's files (before it starts, so a crash after brings it back).
+    Save {
+        /// Which sliver.
+        id: u64,
+        /// The submission holding its module and invocation.
+        from: ReplyId,
+        /// Its ticket.
+        credential: Vec<u8>,
+    },
+    /// A renewal: the saved sliver takes this ticket.
+    Resave {
+        /// Which.
+        id: u64,
+        /// The new ticket.
+        credential: Vec<u8>,
+    },
+    /// A sliver is gone for good (its end is durable): remove its saved files.
+    Forget {
+        /// Which.
+        id: u64,
+    },
+    /// A witness cosigned one of this node's checkpoints: keep it for auditors.
+    KeepCosignature(Cosigned),
+    /// A member's advertised addresses (to dial it).
+    Addresses {
+        /// The member.
+        node: PublicKey,
+        /// Its addresses, as it wrote them.
+        addrs: Vec<String>,
+    },
+    /// A peer became a member.
+    Joined(PublicKey),
+    /// A member left.
+    Left(PublicKey),
+}
+
+/// What a request this node sent was for.
+#[derive(Clone, Debug)]
+enum Asked {
+    Fetch {
+        origin: PublicKey,
+        holder: Option<PublicKey>,
+    },
+    /// A catch-up page: of whom, after which id, the how-many-th.
+    Revocations {
+        member: PublicKey,
+        after: Option<CertId>,
+        pages: u32,
+    },
+}
+
+/// Effects waiting for writes.
+struct Held {
+    waiting: usize,
+    then: Vec<Effect>,
+    on_failure: OnFailure,
+}
+
+/// What a failed write turns held effects into.
+enum OnFailure {
+    /// Answer with an error saying what could not be recorded.
+    Refuse { reply: ReplyId, what: &'static str },
+    /// An admitted sliver's creation: it never starts; its submitter (if any) gets a
+    /// refusal; a restored one waits on disk for the ledger to work.
+    Created { id: u64, saved: Option<Saved> },
+    /// What waited is carried out anyway (it claims nothing the failed entry recorded).
+    Release,
+    /// What waited is dropped.
+    Drop,
+}
+
+/// An admitted sliver not running yet.
+struct Starting {
+    reply: Option<ReplyId>,
+    receipt: Option<Vec<u8>>,
+    /// A stop that came meanwhile.
+    stop: Option<StopReason>,
+    /// Whether its `Start` went out (its creation is durable): a router's report about a
+    /// sliver still waiting for the ledger is not believed.
+    released: bool,
+}
+
+/// A restarted node's saved slivers, waiting for its catch-up.
+struct Restoring {
+    saved: Vec<Saved>,
+    logged: BTreeMap<u64, (CertId, InvocationHash)>,
+    since_ms: u64,
+    caught_up: BTreeSet<PublicKey>,
+}
+
+/// The machine.
+pub struct Node {
+    core: NodeCore,
+    witnessing: Witnessing,
+    settings: Settings,
+    up_since_ms: u64,
+    asked: BTreeMap<Token, Asked>,
+    next_token: Token,
+    held: BTreeMap<u64, Held>,
+    next_hold: u64,
+    writes: BTreeMap<WriteId, u64>,
+    next_write: WriteId,
+    starting: BTreeMap<u64, Starting>,
+    restoring: Option<Restoring>,
+    ended_holders: VecDeque<(String, Vec<PublicKey>)>,
+    ended_waiting: VecDeque<(u64, String, Usage)>,
+    last_advert_ms: Option<u64>,
+    ticks: u64,
+}
+
+impl Node {
+    /// The node around `core` (its key, capacity and trust), started at `now_ms`.
+    pub fn new(core: NodeCore, settings: Settings, now_ms: u64) -> Node {
+        let key = slicefed_trust::SecretKey::from_seed(&core.secret_key().seed());
+        let witnessing = Witnessing::new(
+            key,
+            settings.witnesses,
+            settings.tick_ms,
+            settings.checkpoint_every_ticks,
+        );
+        Node {
+            core,
+            witnessing,
+            settings,
+            up_since_ms: now_ms,
+            asked: BTreeMap::new(),
+            next_token: 1,
+            held: BTreeMap::new(),
+            next_hold: 1,
+            writes: BTreeMap::new(),
+            next_write: 1,
+            starting: BTreeMap::new(),
+            restoring: None,
+            ended_holders: VecDeque::new(),
+            ended_waiting: VecDeque::new(),
+            last_advert_ms: None,
+            ticks: 0,
+        }
+    }
+
+    /// The node manager (members, slivers, revocations), to read.
+    pub fn core(&self) -> &NodeCore {
+        &self.core
+    }
+
+    /// The node manager, to set up before the node runs (revocations from the log, ids).
+    pub fn core_mut(&mut self) -> &mut NodeCore {
+        &mut self.core
+    }
+
+    /// The witnessing machine, to read.
+    pub fn witnessing(&self) -> &Witnessing {
+        &self.witnessing
+    }
+
+    /// The witnessing machine, to restore replicas or set the test hook.
+    pub fn witnessing_mut(&mut self) -> &mut Witnessing {
+        &mut self.witnessing
+    }
+
+    /// Whether saved slivers still wait for the node's catch-up.
+    pub fn restoring(&self) -> bool {
+        self.restoring.is_some()
+    }
+
+    /// Sizes of the tables the machine holds (for tests of its bounds).
+    pub fn table_sizes(&self) -> [usize; 7] {
+        [
+            self.asked.len(),
+            self.held.len(),
+            self.writes.len(),
+            self.starting.len(),
+            self.restoring.as_ref().map_or(0, |r| r.saved.len()),
+            self.ended_holders.len(),
+            self.ended_waiting.len(),
+        ]
+    }
+
+    /// One input; what to do about it.
+    pub fn handle(&mut self, now_ms: u64, input: Input) -> Vec<Effect> {
+        let mut out = vec![];
+        match input {
+            Input::Restart { saved, logged } => self.restart(now_ms, saved, logged),
+            Input::Tick { latest } => self.tick(now_ms, latest.as_ref(), &mut out),
+            Input::Request {
+                reply,
+                from,
+                request,
+            } => self.request(now_ms, reply, from, request, &mut out),
+            Input::Submit {
+                reply,
+                credential,
+                module,
+                invocation,
+            } => self.submit(now_ms, reply, credential, module, &invocation, &mut out),
+            Input::Owner { reply, request } => self.owner(now_ms, reply, request, &mut out),
+            Input::Answer { token, response } => self.answer(now_ms, token, response, &mut out),
+            Input::NoAnswer { token } => self.no_answer(token),
+            Input::Gossip {
+                id,
+                source,
+                topic,
+                data,
+            } => {
+                let verdict = self.gossip(now_ms, source, topic, &data, &mut out);
+                out.push(Effect::Verdict { id, verdict });
+            }
+            Input::Written { write } => self.written(write, &mut out),
+            Input::WriteFailed { write, why } => self.write_failed(now_ms, write, &why, &mut out),
+            Input::LedgerFailed { why } => self.core.ledger_failed(&why),
+            Input::LedgerRecovered => {
+                self.core.ledger_recovered();
+                while let Some((id, outcome, usage)) = self.ended_waiting.pop_front() {
+                    self.ended(id, &outcome, usage, &mut out);
+                }
+            }
+            Input::Started { id } => self.started(id, &mut out),
+            Input::StartFailed { id, why } => self.start_failed(now_ms, id, &why, &mut out),
+            Input::Ended { id, outcome, usage } => {
+                if self.core.unhealthy().is_some() {
+                    // Its end is logged once the ledger writes again (after its flows).
+                    if self.ended_waiting.len() < MAX_ENDED_WAITING {
+                        self.ended_waiting.push_back((id, outcome, usage));
+                    }
+                } else {
+                    self.ended(id, &outcome, usage, &mut out);
+                }
+            }
+        }
+        out
+    }
+
+    /// An advert whose signature the caller checked (the gossip path decodes it; the
+    /// simulator checks one advert once for the thousand nodes that judge it). `shared` is
+    /// the sender's credential in shared memory when the advert carries exactly it.
+    pub fn advert(
+        &mut self,
+        now_ms: u64,
+        advert: &Advert,
+        shared: Option<&Arc<[u8]>>,
+    ) -> Result<Vec<Effect>, CoreError> {
+        let b = &advert.body;
+        let outs = match shared {
+            Some(c) => self.core.advert_shared(now_ms, b.node, c, b.load()),
+            None => self.core.advert(now_ms, b.node, &b.credential, b.load()),
+        }?;
+        let mut out = vec![];
+        if let Some(r) = self.restoring.as_mut()
+            && b.revocations == self.core.revocation_digest()
+        {
+            // It holds exactly what this node holds: nothing to catch up from it.
+            r.caught_up.insert(b.node);
+        }
+        self.carry(now_ms, outs, true, &mut out);
+        if !b.addrs.is_empty() {
+            out.push(Effect::Addresses {
+                node: b.node,
+                addrs: b.addrs.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    // ---- time -------------------------------------------------------------------------
+
+    fn tick(&mut self, now_ms: u64, latest: Option<&SignedCheckpoint>, out: &mut Vec<Effect>) {
+        self.ticks += 1;
+        let outs = self.core.tick(now_ms);
+        self.carry(now_ms, outs, false, out);
+        self.maybe_restore(now_ms, out);
+        let effects = self.witnessing.tick(now_ms, latest, self.core.members());
+        self.witness_effects(effects, out);
+        let due = self
+            .last_advert_ms
+            .is_none_or(|at| now_ms.saturating_sub(at) >= self.core.advert_interval_ms());
+        if due {
+            self.last_advert_ms = Some(now_ms);
+            out.push(Effect::Advertise(self.core.load()));
+        }
+    }
+
+    // ---- requests ---------------------------------------------------------------------
+
+    // ---- slivers ----------------------------------------------------------------------
+
+    // ---- answers and gossip -----------------------------------------------------------
+
+    /// Sends a request whose answer is needed, if the table of requests in flight has room.
+    fn ask(
+        &mut self,
+        to: PublicKey,
+        request: Request,
+        asked: Asked,
+        out: &mut Vec<Effect>,
+    ) -> bool {
+        if self.asked.len() >= MAX_ASKED {
+            return false;
+        }
+        let token = self.next_token;
+        self.next_token = self.next_token.wrapping_add(1);
+        self.asked.insert(token, asked);
+        out.push(Effect::Send {
+            to,
+            token: Some(token),
+            request,
+        });
+        true
+    }
+
+    fn answer(&mut self, now_ms: u64, token: Token, response: Response, out: &mut Vec<Effect>) {
+        match self.asked.remove(&token) {
+            Some(Asked::Fetch { origin, holder }) => {
+                // Not a page that checks: counted as failed; the next checkpoint asks again.
+                let effects = self
+                    .witnessing
+                    .fetched(now_ms, origin, holder, response, self.core.members())
+                    .unwrap_or_default();
+                self.witness_effects(effects, out);
+            }
+            Some(Asked::Revocations {
+                member,
+                after,
+                pages,
+            }) => {
+                let Response::Revocations(list) = response else {
+                    return;
+                };
+                let list: Vec<Vec<u8>> = list.into_iter().map(|b| b.into_vec()).collect();
+                let next = next_revocation_page(&list, after, pages.saturating_add(1));
+                for bytes in list {
+                    if let Ok(outs) =
+                        self.core
+                            .caught_up_revocation(now_ms, &bytes, self.up_since_ms)
+                    {
+                        let appends = self.carry(now_ms, outs, false, out);
+                        self.hold(appends, vec![], OnFailure::Drop, out);
+                    }
+                }
+                match next {
+                    Some(cursor) => {
+                        let request = Request::Revocations {
+                            after: Some(cursor),
+                        };
+                        let asked = Asked::Revocations {
+                            member,
+                            after: Some(cursor),
+                            pages: pages.saturating_add(1),
+                        };
+                        self.ask(member, request, asked, out);
+                    }
+                    None => {
+                        if let Some(r) = self.restoring.as_mut() {
+                            r.caught_up.insert(member);
+                        }
+                    }
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn no_answer(&mut self, token: Token) {
+        if let Some(Asked::Fetch { origin, .. }) = self.asked.remove(&token) {
+            self.witnessing.fetch_failed(&origin);
+        }
+    }
+
+    fn gossip(
+        &mut self,
+        now_ms: u64,
+        source: Option<PublicKey>,
+        topic: Topic,
+        data: &[u8],
+        out: &mut Vec<Effect>,
+    ) -> Verdict {
+        if topic == Topic::Advert {
+            // Only a valid advert, signed by the node it names and published by that node.
+            let advert = match Advert::from_bytes(data) {
+                Ok(a) => a,
+                Err(e) => return Verdict::Reject(GossipRefused::Invalid("advert", e.to_string())),
+            };
+            if source != Some(advert.body.node) {
+                return Verdict::Reject(GossipRefused::NotItsOwn);
+            }
+            return match self.advert(now_ms, &advert, None) {
+                Ok(effects) => {
+                    out.extend(effects);
+                    Verdict::Accept
+                }
+                // Late, early or replayed: dropped, nobody penalised (gossip can be slow
+                // and clocks skewed).
+                Err(CoreError::StaleAdvert(_)) => Verdict::Ignore,
+                Err(e) => Verdict::Reject(e.into()),
+            };
+        }
+        // Every other topic is heard from members only.
+        let member = source.is_some_and(|s| self.core.members().contains_key(&s));
+        match topic {
+            Topic::Revocation => {
+                if !member {
+                    return Verdict::Reject(GossipRefused::NotMember("a revocation"));
+                }
+                match self.core.revocation(now_ms, data) {
+                    Ok(outs) => {
+                        let appends = self.carry(now_ms, outs, true, out);
+                        self.hold(appends, vec![], OnFailure::Drop, out);
+                        Verdict::Accept
+                    }
+                    Err(e) => Verdict::Reject(e.into()),
+                }
+            }
+            Topic::Equivocation => {
+                if !member {
+                    return Verdict::Reject(GossipRefused::NotMember("an equivocation proof"));
+                }
+                let proof = match EquivocationProof::from_bytes(data) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        return Verdict::Reject(GossipRefused::Invalid(
+                            "equivocation proof",
+                            e.to_string(),
+                        ));
+                    }
+                };
+                match self
+                    .witnessing
+                    .equivocation(now_ms, proof, self.core.members())
+                {
+                    // About a key that is no member (anyone can make one up): neither
+                    // kept, logged nor passed on.
+                    None => Verdict::Ignore,
+                    Some(new) => {
+                        if new {
+                            let body = EntryBody::EquivocationSeen {
+                                proof: data.to_vec(),
+                            };
+                            self.hold(vec![body], vec![], OnFailure::Drop, out);
+                        }
+                        Verdict::Accept
+                    }
+                }
+            }
+            Topic::Advert => Verdict::Ignore,
+        }
+    }
+
+    // ---- carrying out -----------------------------------------------------------------
+
+    /// Carries out core outputs: stops, gossip, catch-ups, membership; returns the entries
+    /// to append (the caller says what waits for them). A stop of a sliver that is not
+    /// running yet is kept for when it starts.
+    fn carry(
+        &mut self,
+        now_ms: u64,
+        outs: Vec<Output>,
+        from_gossip: bool,
+        out: &mut Vec<Effect>,
+    ) -> Vec<EntryBody> {
+        let mut appends = vec![];
+        for o in outs {
+            match o {
+                Output::Append(b) => appends.push(b),
+                Output::Stop { id, reason } => match self.starting.get_mut(&id) {
+                    Some(s) => {
+                        s.stop.get_or_insert(reason);
+                    }
+                    None => out.push(Effect::Stop { id, reason }),
+                },
+                Output::GossipRevocation(data) => {
+                    if !from_gossip {
+                        out.push(Effect::Publish {
+                            topic: Topic::Revocation,
+                            data,
+                        });
+                    }
+                }
+                Output::FetchRevocations(member) => {
+                    let asked = Asked::Revocations {
+                        member,
+                        after: None,
+                        pages: 0,
+                    };
+                    self.ask(member, Request::Revocations { after: None }, asked, out);
+                }
+                Output::Joined(k) => {
+                    self.witnessing.joined(&k);
+                    if self.witnessing.needs_rebuild() {
+                        self.witnessing.rebuild(self.core.members());
+                    }
+                    out.push(Effect::Joined(k));
+                }
+                Output::Left(k) => {
+                    self.witnessing.left(&k, now_ms);
+                    if self.witnessing.needs_rebuild() {
+                        self.witnessing.rebuild(self.core.members());
+                    }
+                    out.push(Effect::Left(k));
+                }
+                // Admission and restore take their plans and receipts themselves.
+                Output::Start(_) | Output::Receipt(_) => {}
+            }
+        }
+        appends
+    }
+
+    /// The witnessing machine's effects: a persisted page holds back what follows it (the
+    /// cosignatures of what it persisted go out only once it is on disk).
+    fn witness_effects(&mut self, effects: Vec<WitnessEffect>, out: &mut Vec<Effect>) {
+        let mut effects = effects.into_iter();
+        while let Some(e) = effects.next() {
+            match e {
+                WitnessEffect::Note { to, note } => out.push(Effect::Send {
+                    to,
+                    token: None,
+                    request: Request::Witness(note),
+                }),
+                WitnessEffect::Fetch {
+                    to,
+                    origin,
+                    holder,
+                    request,
+                } => {
+                    if !self.ask(to, request, Asked::Fetch { origin, holder }, out) {
+                        self.witnessing.fetch_failed(&origin);
+                    }
+                }
+                WitnessEffect::Persist {
+                    origin,
+                    leaves,
+                    checkpoint,
+                } => {
+                    let mut rest = vec![];
+                    self.witness_effects(effects.collect(), &mut rest);
+                    let write = self.next_write;
+                    self.next_write = self.next_write.wrapping_add(1);
+                    out.push(Effect::Persist {
+                        write,
+                        origin,
+                        leaves,
+                        checkpoint,
+                    });
+                    self.hold_writes(vec![write], rest, OnFailure::Drop);
+                    return;
+                }
+                WitnessEffect::Cosigned(c) => out.push(Effect::KeepCosignature(c)),
+                WitnessEffect::Equivocation(p) => {
+                    if let Ok(bytes) = p.to_bytes() {
+                        let body = EntryBody::EquivocationSeen {
+                            proof: bytes.clone(),
+                        };
+                        self.hold(vec![body], vec![], OnFailure::Drop, out);
+                        out.push(Effect::Publish {
+                            topic: Topic::Equivocation,
+                            data: bytes,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- durability -------------------------------------------------------------------
+}
+
+mod durability;
+mod requests;
+mod slivers;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,215 @@
+//! Slivers' lives in the machine: restore after a restart, start, failure to start, end.
+
+use super::*;
+
+impl Node {
+    pub(super) fn restart(
+        &mut self,
+        now_ms: u64,
+        saved: Vec<Saved>,
+        logged: BTreeMap<u64, (CertId, InvocationHash)>,
+    ) {
+        self.up_since_ms = now_ms;
+        let mut saved = saved;
+        saved.truncate(MAX_SAVED);
+        saved.sort_by_key(|s| s.id);
+        self.restoring = (!saved.is_empty()).then_some(Restoring {
+            saved,
+            logged,
+            since_ms: now_ms,
+            caught_up: BTreeSet::new(),
+        });
+    }
+
+    /// Whether a restarted node has caught up enough to bring its slivers back.
+    pub(super) fn restore_ready(&self, now_ms: u64) -> bool {
+        let Some(r) = &self.restoring else {
+            return false;
+        };
+        if self.core.unhealthy().is_some() {
+            return false;
+        }
+        let listened = now_ms.saturating_sub(r.since_ms)
+            >= RESTORE_LISTEN_TICKS.saturating_mul(self.settings.tick_ms);
+        let members = self.core.members().len();
+        listened && r.caught_up.len() >= RESTORE_QUORUM.min(members)
+    }
+
+    pub(super) fn maybe_restore(&mut self, now_ms: u64, out: &mut Vec<Effect>) {
+        if !self.restore_ready(now_ms) {
+            return;
+        }
+        let Some(mut r) = self.restoring.take() else {
+            return;
+        };
+        let room = MAX_HELD.saturating_sub(self.held.len());
+        let later = r.saved.split_off(r.saved.len().min(room));
+        for s in std::mem::take(&mut r.saved) {
+            self.restore_one(now_ms, s, &r.logged, out);
+        }
+        if !later.is_empty() {
+            // Tried at the next tick, when held answers have drained.
+            r.saved = later;
+            self.restoring = Some(r);
+        }
+    }
+
+    pub(super) fn restore_one(
+        &mut self,
+        now_ms: u64,
+        s: Saved,
+        logged: &BTreeMap<u64, (CertId, InvocationHash)>,
+        out: &mut Vec<Effect>,
+    ) {
+        let id = s.id;
+        if !self.settings.restore {
+            let body = EntryBody::OwnerAction {
+                action: format!(
+                    "did not restore sliver {id}: the owner started the node with --no-restore"
+                ),
+                who: None,
+            };
+            return self.hold(
+                vec![body],
+                vec![Effect::Forget { id }],
+                OnFailure::Drop,
+                out,
+            );
+        }
+        let ticket = Credential::from_bytes(&s.credential).map(|c| CertId::of(c.leaf()));
+        let recorded = ticket.is_ok_and(|t| logged.get(&id) == Some(&(t, s.invocation.hash())));
+        let outs = if recorded {
+            self.core
+                .restore(now_ms, id, &s.credential, &s.invocation)
+                .map_err(|e| e.to_string())
+        } else {
+            Err("this node's log does not record it as created with that ticket and those arguments, and not stopped".into())
+        };
+        match outs {
+            Ok(outs) => {
+                let mut appends = vec![];
+                let mut plan = None;
+                for o in outs {
+                    match o {
+                        Output::Start(p) => plan = Some(p),
+                        Output::Append(b) => appends.push(b),
+                        _ => {}
+                    }
+                }
+                let Some(plan) = plan else { return };
+                self.starting.insert(
+                    id,
+                    Starting {
+                        reply: None,
+                        receipt: None,
+                        stop: None,
+                        released: false,
+                    },
+                );
+                let start = Effect::Start {
+                    plan,
+                    from: StartFrom::Saved,
+                };
+                self.hold(
+                    appends,
+                    vec![start],
+                    OnFailure::Created { id, saved: Some(s) },
+                    out,
+                );
+            }
+            Err(why) => {
+                let body = EntryBody::OwnerAction {
+                    action: format!("did not restore sliver {id} after a restart: {why}")
+                        .chars()
+                        .take(900)
+                        .collect(),
+                    who: None,
+                };
+                self.hold(
+                    vec![body],
+                    vec![Effect::Forget { id }],
+                    OnFailure::Drop,
+                    out,
+                );
+            }
+        }
+    }
+
+    pub(super) fn started(&mut self, id: u64, out: &mut Vec<Effect>) {
+        if !self.starting.get(&id).is_some_and(|s| s.released) {
+            return;
+        }
+        let Some(s) = self.starting.remove(&id) else {
+            return;
+        };
+        if let Some(reason) = s.stop {
+            out.push(Effect::Stop { id, reason });
+        }
+        if let Some(reply) = s.reply {
+            out.push(Effect::Reply {
+                to: reply,
+                response: match s.receipt {
+                    Some(r) => Response::Receipt(r),
+                    None => Response::Error("the node could not sign a receipt".into()),
+                },
+            });
+        }
+    }
+
+    pub(super) fn start_failed(&mut self, now_ms: u64, id: u64, why: &str, out: &mut Vec<Effect>) {
+        if !self.starting.get(&id).is_some_and(|s| s.released) {
+            return;
+        }
+        let Some(s) = self.starting.remove(&id) else {
+            return;
+        };
+        let mut appends = vec![];
+        let mut refusal = None;
+        for o in self.core.start_failed(now_ms, id, why) {
+            match o {
+                Output::Append(b) => appends.push(b),
+                Output::Receipt(r) => refusal = Some(r),
+                _ => {}
+            }
+        }
+        let mut then = vec![Effect::Forget { id }];
+        if let Some(reply) = s.reply {
+            then.push(Effect::Reply {
+                to: reply,
+                response: match refusal {
+                    Some(r) => Response::Receipt(r),
+                    None => Response::Error(format!("the sliver could not start: {why}")),
+                },
+            });
+        }
+        // The refusal claims nothing was recorded: it goes out either way.
+        self.hold(appends, then, OnFailure::Release, out);
+    }
+
+    pub(super) fn ended(&mut self, id: u64, outcome: &str, usage: Usage, out: &mut Vec<Effect>) {
+        let holders = self.core.holders(id);
+        let slice = self
+            .core
+            .slivers()
+            .find(|p| p.id == id)
+            .map(|p| p.who.slice.as_str().to_string());
+        if let Some(slice) = slice {
+            self.ended_holders.push_back((slice, holders));
+            while self.ended_holders.len() > MAX_ENDED {
+                self.ended_holders.pop_front();
+            }
+        }
+        let appends: Vec<EntryBody> = self
+            .core
+            .ended(id, outcome, usage)
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Append(b) => Some(b),
+                _ => None,
+            })
+            .collect();
+        // Its files go only once its end is durable: until then its log says it runs, and
+        // a restart brings it back.
+        self.hold(appends, vec![Effect::Forget { id }], OnFailure::Drop, out);
+    }
+}

@@ -1,0 +1,778 @@
+//! Scripted sequences of the node machine with no IO: what a router would see.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use super::*;
+use crate::core::Capacity;
+use crate::wire::{AdvertBody, HolderRequest};
+use proptest::prelude::*;
+use slicefed_ledger::checkpoint::Checkpoint;
+use slicefed_ledger::merkle::{Tree, leaf_hash};
+use slicefed_trust::fixtures::{DAY, T0, key, name, policy_for, ticket_body, user_cert};
+use slicefed_trust::objects::{self, NodeCert, NodeReceipt, SliceTicket};
+use slicefed_trust::{Invocation, caps::Validity};
+
+const NOW: u64 = T0 * 1000 + 1_000;
+const TICK: u64 = 1_000;
+
+fn machine(n: u8) -> Node {
+    let core = NodeCore::new(
+        key(n),
+        Capacity {
+            max_slivers: 3,
+            memory: 1 << 30,
+            default_sliver_memory: 64 << 20,
+        },
+        policy_for(&[("princeton", &key(1))]),
+    );
+    Node::new(core, Settings::new(TICK), NOW)
+}
+
+fn node_credential(n: u8) -> Vec<u8> {
+    let cert = objects::sign(
+        &key(1),
+        &NodeCert {
+            subject: key(n).public(),
+            name: name(&format!("princeton.node{n}")),
+            validity: Validity::starting(T0 - DAY, 30 * DAY),
+        },
+    )
+    .unwrap()
+    .bytes;
+    Credential::new(cert, []).to_bytes().unwrap()
+}
+
+fn advert(n: u8, at_ms: u64, revocations: crate::core::RevocationDigest) -> Vec<u8> {
+    AdvertBody {
+        node: key(n).public(),
+        credential: node_credential(n),
+        slivers: 0,
+        free_memory: 1 << 30,
+        load_x100: 0,
+        uptime_secs: 1,
+        version: "test".into(),
+        tags: vec![],
+        traffic: Default::default(),
+        addrs: vec![],
+        time_ms: at_ms,
+        revocations,
+        unhealthy: None,
+    }
+    .sign(&key(n))
+    .unwrap()
+    .to_bytes()
+    .unwrap()
+}
+
+/// Members `ns` advertise to `m` at `now`.
+fn join(m: &mut Node, ns: &[u8], now: u64) -> Vec<Effect> {
+    let mut out = vec![];
+    for &n in ns {
+        let digest = m.core().revocation_digest();
+        let e = m.handle(
+            now,
+            Input::Gossip {
+                id: u64::from(n),
+                source: Some(key(n).public()),
+                topic: Topic::Advert,
+                data: advert(n, now, digest),
+            },
+        );
+        assert!(
+            e.contains(&Effect::Verdict {
+                id: u64::from(n),
+                verdict: Verdict::Accept
+            }),
+            "{e:?}"
+        );
+        out.extend(e);
+    }
+    out
+}
+
+/// A ticket for `slice` by alice (key 3, certified by the root key 1).
+fn ticket(slice: &str, nonce: u8) -> (Vec<u8>, ModuleHash) {
+    let user = user_cert(&key(1), &key(3), "princeton.alice", "princeton.*").unwrap();
+    let body: SliceTicket = ticket_body(slice, nonce);
+    let module = body.module;
+    let t = objects::sign(&key(3), &body).unwrap().bytes;
+    (Credential::new(t, [user]).to_bytes().unwrap(), module)
+}
+
+fn submit(m: &mut Node, now: u64, reply: ReplyId, cred: &[u8], module: ModuleHash) -> Vec<Effect> {
+    m.handle(
+        now,
+        Input::Submit {
+            reply,
+            credential: cred.to_vec(),
+            module,
+            invocation: Invocation::default(),
+        },
+    )
+}
+
+fn writes(e: &[Effect]) -> Vec<WriteId> {
+    e.iter()
+        .filter_map(|e| match e {
+            Effect::Append { write, .. } | Effect::Persist { write, .. } => Some(*write),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A router whose disk never fails: every write reported durable, what follows collected.
+fn durable(m: &mut Node, now: u64, effects: Vec<Effect>) -> Vec<Effect> {
+    let mut all = vec![];
+    let mut queue = effects;
+    while !queue.is_empty() {
+        let ws = writes(&queue);
+        all.append(&mut queue);
+        for w in ws {
+            queue.extend(m.handle(now, Input::Written { write: w }));
+        }
+    }
+    all
+}
+
+fn reply_of(e: &[Effect], to: ReplyId) -> Option<&Response> {
+    e.iter().find_map(|e| match e {
+        Effect::Reply { to: t, response } if *t == to => Some(response),
+        _ => None,
+    })
+}
+
+fn receipt(r: &Response) -> NodeReceipt {
+    match r {
+        Response::Receipt(b) => objects::open::<NodeReceipt>(b).unwrap().body,
+        other => panic!("not a receipt: {other:?}"),
+    }
+}
+
+fn started(e: &[Effect]) -> Vec<u64> {
+    e.iter()
+        .filter_map(|e| match e {
+            Effect::Start { plan, .. } => Some(plan.id),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_admitted_ticket_is_answered_only_after_its_creation_is_durable_and_it_runs() {
+    let mut m = machine(9);
+    let (cred, module) = ticket("princeton.codeen", 1);
+    let first = submit(&mut m, NOW, 7, &cred, module);
+    // Only the creation's append: no start, no answer yet.
+    assert!(matches!(
+        first.as_slice(),
+        [Effect::Append {
+            body: EntryBody::SliverCreated { .. },
+            ..
+        }]
+    ));
+    let w = writes(&first)[0];
+    let then = m.handle(NOW, Input::Written { write: w });
+    assert!(matches!(then.first(), Some(Effect::Save { from: 7, .. })));
+    let id = started(&then)[0];
+    assert!(reply_of(&then, 7).is_none(), "answered before it runs");
+    let ran = m.handle(NOW, Input::Started { id });
+    assert!(receipt(reply_of(&ran, 7).unwrap()).admitted);
+}
+
+#[test]
+fn an_append_failure_never_yields_an_admitted_receipt_and_the_node_fails_closed() {
+    let mut m = machine(9);
+    let (cred, module) = ticket("princeton.codeen", 1);
+    let first = submit(&mut m, NOW, 7, &cred, module);
+    let w = writes(&first)[0];
+    let after = m.handle(
+        NOW,
+        Input::WriteFailed {
+            write: w,
+            why: "No space left on device".into(),
+        },
+    );
+    assert!(started(&after).is_empty());
+    let r = receipt(reply_of(&after, 7).unwrap());
+    assert!(!r.admitted);
+    assert!(r.reason.contains("No space left"), "{}", r.reason);
+    // A late "written" for it changes nothing.
+    assert!(m.handle(NOW, Input::Written { write: w }).is_empty());
+    // The next ticket is refused, with the reason, and nothing is appended.
+    let (cred2, module2) = ticket("princeton.other", 2);
+    let next = submit(&mut m, NOW, 8, &cred2, module2);
+    assert!(writes(&next).is_empty());
+    let r = receipt(reply_of(&next, 8).unwrap());
+    assert!(!r.admitted && r.reason.contains("ledger"), "{}", r.reason);
+    assert!(m.core().load().unhealthy.is_some());
+    // Once it writes again, tickets are taken.
+    m.handle(NOW, Input::LedgerRecovered);
+    let (cred3, module3) = ticket("princeton.third", 3);
+    assert_eq!(writes(&submit(&mut m, NOW, 9, &cred3, module3)).len(), 1);
+}
+
+#[test]
+fn a_refused_ticket_is_answered_at_once_with_its_reason_and_logs_nothing() {
+    let mut m = machine(9);
+    let (cred, _) = ticket("princeton.codeen", 1);
+    let e = submit(&mut m, NOW, 7, &cred, ModuleHash::of(b"another module"));
+    assert!(writes(&e).is_empty());
+    let r = receipt(reply_of(&e, 7).unwrap());
+    assert!(!r.admitted && r.reason.contains("module"), "{}", r.reason);
+    // Garbage is refused the same way.
+    let e = submit(&mut m, NOW, 8, b"not a ticket", ModuleHash::of(b"x"));
+    assert!(!receipt(reply_of(&e, 8).unwrap()).admitted);
+}
+
+#[test]
+fn a_stop_that_comes_while_a_sliver_starts_is_carried_out_once_it_runs() {
+    let mut m = machine(9);
+    let (cred, module) = ticket("princeton.codeen", 1);
+    let first = submit(&mut m, NOW, 7, &cred, module);
+    let e = durable(&mut m, NOW, first);
+    let id = started(&e)[0];
+    // The owner stops the slice before the sandbox reports it running.
+    let asked = m.handle(
+        NOW,
+        Input::Owner {
+            reply: 8,
+            request: AdminRequest::Stop {
+                slice: "princeton.codeen".into(),
+            },
+        },
+    );
+    let stop = durable(&mut m, NOW, asked);
+    assert!(!stop.iter().any(|e| matches!(e, Effect::Stop { .. })));
+    assert_eq!(reply_of(&stop, 8), Some(&Response::Stopped(vec![id])));
+    let ran = m.handle(NOW, Input::Started { id });
+    assert!(ran.contains(&Effect::Stop {
+        id,
+        reason: StopReason::Owner
+    }));
+    assert!(receipt(reply_of(&ran, 7).unwrap()).admitted);
+}
+
+#[test]
+fn revocations_are_heard_from_members_only_and_stop_what_they_revoke() {
+    let mut m = machine(9);
+    let (cred, module) = ticket("princeton.codeen", 1);
+    let first = submit(&mut m, NOW, 7, &cred, module);
+    let e = durable(&mut m, NOW, first);
+    let id = started(&e)[0];
+    m.handle(NOW, Input::Started { id });
+    let user = user_cert(&key(1), &key(3), "princeton.alice", "princeton.*").unwrap();
+    let revocation = slicefed_trust::fixtures::revocation_file(
+        &key(1),
+        &Credential::new(user, []),
+        "stolen laptop",
+        T0,
+    )
+    .unwrap();
+    let gossip = |source: u8| Input::Gossip {
+        id: 1,
+        source: Some(key(source).public()),
+        topic: Topic::Revocation,
+        data: revocation.clone(),
+    };
+    // From a node that is not a member: rejected, nothing stopped or logged.
+    let e = m.handle(NOW, gossip(5));
+    assert_eq!(
+        e,
+        vec![Effect::Verdict {
+            id: 1,
+            verdict: Verdict::Reject(GossipRefused::NotMember("a revocation"))
+        }]
+    );
+    join(&mut m, &[5], NOW);
+    let e = m.handle(NOW, gossip(5));
+    assert!(e.contains(&Effect::Stop {
+        id,
+        reason: StopReason::Revoked
+    }));
+    assert!(e.iter().any(|e| matches!(
+        e,
+        Effect::Append {
+            body: EntryBody::RevocationSeen { .. },
+            ..
+        }
+    )));
+    // Heard on gossip: not published again by this node.
+    assert!(!e.iter().any(|e| matches!(e, Effect::Publish { .. })));
+}
+
+#[test]
+fn a_holders_delete_stops_its_slivers_and_is_answered_once_durable() {
+    let mut m = machine(9);
+    let (cred, module) = ticket("princeton.codeen", 1);
+    let first = submit(&mut m, NOW, 7, &cred, module);
+    let e = durable(&mut m, NOW, first);
+    let id = started(&e)[0];
+    m.handle(NOW, Input::Started { id });
+    // Someone else's delete is refused with the reason.
+    let forged = HolderRequest::sign(&key(4), key(9).public(), "princeton.codeen", T0 + 1).unwrap();
+    let e = m.handle(
+        NOW,
+        Input::Request {
+            reply: 1,
+            from: None,
+            request: Request::Delete(forged),
+        },
+    );
+    assert_eq!(reply_of(&e, 1), Some(&Response::Stopped(vec![])));
+    let d = HolderRequest::sign(&key(3), key(9).public(), "princeton.codeen", T0 + 1).unwrap();
+    let e = m.handle(
+        NOW,
+        Input::Request {
+            reply: 2,
+            from: None,
+            request: Request::Delete(d),
+        },
+    );
+    assert!(e.contains(&Effect::Stop {
+        id,
+        reason: StopReason::Deleted
+    }));
+    // The sandbox reports the end; its files go once the end is durable.
+    let ended = m.handle(
+        NOW,
+        Input::Ended {
+            id,
+            outcome: "stopped".into(),
+            usage: Usage::default(),
+        },
+    );
+    assert!(!ended.contains(&Effect::Forget { id }));
+    let all = durable(&mut m, NOW, ended);
+    assert!(all.contains(&Effect::Forget { id }));
+}
+
+#[test]
+fn equivocation_proofs_are_taken_about_members_only() {
+    let mut m = machine(9);
+    join(&mut m, &[5], NOW);
+    let cp = |root: u8| {
+        Checkpoint {
+            origin: key(5).public(),
+            size: 4,
+            root: [root; 32],
+            time_ms: NOW,
+        }
+        .sign(&key(5))
+        .unwrap()
+    };
+    let proof = EquivocationProof::build(cp(1), cp(2), &Tree::new()).unwrap();
+    let e = m.handle(
+        NOW,
+        Input::Gossip {
+            id: 3,
+            source: Some(key(5).public()),
+            topic: Topic::Equivocation,
+            data: proof.to_bytes().unwrap(),
+        },
+    );
+    assert!(e.contains(&Effect::Verdict {
+        id: 3,
+        verdict: Verdict::Accept
+    }));
+    assert!(e.iter().any(|e| matches!(
+        e,
+        Effect::Append {
+            body: EntryBody::EquivocationSeen { .. },
+            ..
+        }
+    )));
+    assert!(
+        m.witnessing()
+            .witness()
+            .offenders()
+            .contains_key(&key(5).public())
+    );
+    // About a key nobody certified: neither kept, logged nor passed on.
+    let made_up = |root: u8| {
+        Checkpoint {
+            origin: key(77).public(),
+            size: 4,
+            root: [root; 32],
+            time_ms: NOW,
+        }
+        .sign(&key(77))
+        .unwrap()
+    };
+    let e = m.handle(
+        NOW,
+        Input::Gossip {
+            id: 4,
+            source: Some(key(5).public()),
+            topic: Topic::Equivocation,
+            data: EquivocationProof::build(made_up(1), made_up(2), &Tree::new())
+                .unwrap()
+                .to_bytes()
+                .unwrap(),
+        },
+    );
+    assert_eq!(
+        e,
+        vec![Effect::Verdict {
+            id: 4,
+            verdict: Verdict::Ignore
+        }]
+    );
+}
+
+#[test]
+fn the_log_of_a_member_that_left_is_offered_to_its_new_witnesses() {
+    let mut m = machine(9);
+    let others = [4, 5, 6, 7, 8, 10, 11];
+    join(&mut m, &others, NOW);
+    // This node holds a verified replica of member 5's log.
+    let mut tree = Tree::new();
+    for i in 0..3u8 {
+        tree.push(leaf_hash(&[i]));
+    }
+    let cp = Checkpoint {
+        origin: key(5).public(),
+        size: 3,
+        root: tree.root_at(3).unwrap(),
+        time_ms: NOW,
+    }
+    .sign(&key(5))
+    .unwrap();
+    m.witnessing_mut()
+        .witness_mut()
+        .restore(key(5).public(), tree, Some(cp.clone()), 100);
+    // Everyone but 5 keeps advertising; 5 goes silent and leaves.
+    let mut now = NOW;
+    let mut offered = vec![];
+    let mut left = false;
+    for _ in 0..200 {
+        now += TICK;
+        let alive: Vec<u8> = others.iter().copied().filter(|n| *n != 5).collect();
+        join(&mut m, &alive, now);
+        for e in m.handle(now, Input::Tick { latest: None }) {
+            match e {
+                Effect::Left(k) if k == key(5).public() => left = true,
+                Effect::Send {
+                    to,
+                    request: Request::Witness(crate::wire::WitnessNote::Offer(c)),
+                    ..
+                } if c == cp => offered.push(to),
+                _ => {}
+            }
+        }
+        if !offered.is_empty() {
+            break;
+        }
+    }
+    assert!(left);
+    assert!(!offered.is_empty());
+    assert!(!offered.contains(&key(5).public()));
+}
+
+fn saved(id: u64, cred: &[u8]) -> Saved {
+    Saved {
+        id,
+        credential: cred.to_vec(),
+        invocation: Invocation::default(),
+    }
+}
+
+fn logged_as(id: u64, cred: &[u8]) -> BTreeMap<u64, (CertId, InvocationHash)> {
+    let t = CertId::of(Credential::from_bytes(cred).unwrap().leaf());
+    BTreeMap::from([(id, (t, Invocation::default().hash()))])
+}
+
+/// Ticks `m` from `now` for `n` ticks with members `ns` advertising; returns everything.
+fn run_ticks(m: &mut Node, now: &mut u64, n: usize, ns: &[u8]) -> Vec<Effect> {
+    let mut all = vec![];
+    for _ in 0..n {
+        *now += TICK;
+        let e = join(m, ns, *now);
+        all.extend(durable(m, *now, e));
+        let e = m.handle(*now, Input::Tick { latest: None });
+        all.extend(durable(m, *now, e));
+    }
+    all
+}
+
+#[test]
+fn a_restarted_node_restores_its_slivers_only_after_catching_up_with_members() {
+    let mut m = machine(9);
+    let (cred, _) = ticket("princeton.codeen", 1);
+    m.handle(
+        NOW,
+        Input::Restart {
+            saved: vec![saved(4, &cred)],
+            logged: logged_as(4, &cred),
+        },
+    );
+    assert!(m.restoring());
+    // Alone for a tick: nothing yet (it listens first).
+    let mut now = NOW;
+    assert!(started(&run_ticks(&mut m, &mut now, 1, &[])).is_empty());
+    // Members that hold what it holds: caught up with three, it restores under the old id.
+    let e = run_ticks(&mut m, &mut now, RESTORE_LISTEN_TICKS as usize, &[4, 5, 6]);
+    assert_eq!(started(&e), vec![4]);
+    assert!(e.contains(&Effect::Start {
+        plan: m.core().slivers().next().unwrap().clone(),
+        from: StartFrom::Saved
+    }));
+    assert!(!m.restoring());
+}
+
+#[test]
+fn a_sliver_revoked_while_its_node_was_down_never_comes_back() {
+    let mut m = machine(9);
+    let (cred, _) = ticket("princeton.codeen", 1);
+    m.handle(
+        NOW,
+        Input::Restart {
+            saved: vec![saved(4, &cred)],
+            logged: logged_as(4, &cred),
+        },
+    );
+    let user = user_cert(&key(1), &key(3), "princeton.alice", "princeton.*").unwrap();
+    let revocation = slicefed_trust::fixtures::revocation_file(
+        &key(1),
+        &Credential::new(user, []),
+        "stolen laptop",
+        T0,
+    )
+    .unwrap();
+    let mut now = NOW;
+    let mut all = vec![];
+    for round in 0..10 {
+        now += TICK;
+        // Member 4 holds the revocation (its digest says one more than ours).
+        let theirs = crate::core::RevocationDigest {
+            count: 1,
+            hash: [7; 32],
+        };
+        let e = m.handle(
+            now,
+            Input::Gossip {
+                id: 1,
+                source: Some(key(4).public()),
+                topic: Topic::Advert,
+                data: advert(4, now, theirs),
+            },
+        );
+        // It asks member 4 for what it holds; member 4 answers with the revocation.
+        for e in &e {
+            if let Effect::Send {
+                token: Some(token),
+                request: Request::Revocations { .. },
+                ..
+            } = e
+            {
+                let answer = m.handle(
+                    now,
+                    Input::Answer {
+                        token: *token,
+                        response: Response::Revocations(vec![serde_bytes::ByteBuf::from(
+                            revocation.clone(),
+                        )]),
+                    },
+                );
+                all.extend(durable(&mut m, now, answer));
+            }
+        }
+        if round > 0 {
+            all.extend(run_ticks(&mut m, &mut now, 1, &[5, 6]));
+        }
+    }
+    assert!(!m.restoring());
+    assert!(started(&all).is_empty(), "a revoked sliver came back");
+    assert!(all.contains(&Effect::Forget { id: 4 }));
+    assert!(all.iter().any(|e| matches!(
+        e,
+        Effect::Append { body: EntryBody::OwnerAction { action, .. }, .. }
+            if action.contains("did not restore sliver 4")
+    )));
+}
+
+#[test]
+fn a_saved_sliver_its_own_log_does_not_record_is_not_restored() {
+    let mut m = machine(9);
+    let (cred, _) = ticket("princeton.codeen", 1);
+    let (other, _) = ticket("princeton.codeen", 2);
+    // The file says one ticket; the log recorded another (a file planted or swapped).
+    m.handle(
+        NOW,
+        Input::Restart {
+            saved: vec![saved(4, &cred)],
+            logged: logged_as(4, &other),
+        },
+    );
+    let mut now = NOW;
+    let e = run_ticks(&mut m, &mut now, 5, &[]);
+    assert!(started(&e).is_empty());
+    assert!(e.contains(&Effect::Forget { id: 4 }));
+}
+
+#[test]
+fn notes_from_strangers_are_refused() {
+    let mut m = machine(9);
+    let cp = Checkpoint {
+        origin: key(5).public(),
+        size: 1,
+        root: [1; 32],
+        time_ms: NOW,
+    }
+    .sign(&key(5))
+    .unwrap();
+    let e = m.handle(
+        NOW,
+        Input::Request {
+            reply: 1,
+            from: Some(key(5).public()),
+            request: Request::Witness(crate::wire::WitnessNote::Checkpoint(cp)),
+        },
+    );
+    assert!(matches!(reply_of(&e, 1), Some(Response::Error(why)) if why.contains("members")));
+    assert_eq!(m.table_sizes(), [0; 7]);
+}
+
+// ---- hostile sequences ------------------------------------------------------------------
+
+/// A random input: hostile bytes where a peer sends bytes, random ids where a router
+/// reports.
+fn arb_input() -> impl Strategy<Value = (u64, Input)> {
+    let bytes = proptest::collection::vec(any::<u8>(), 0..300);
+    let id = 0u64..64;
+    let who = prop_oneof![Just(None), (0u8..12).prop_map(|n| Some(key(n).public()))];
+    let topic = prop_oneof![
+        Just(Topic::Advert),
+        Just(Topic::Revocation),
+        Just(Topic::Equivocation)
+    ];
+    prop_oneof![
+        (0u64..5_000).prop_map(|dt| (dt, Input::Tick { latest: None })),
+        (id.clone(), who.clone(), bytes.clone()).prop_map(|(reply, from, b)| {
+            let request = Request::from_bytes(&b).unwrap_or(Request::Members);
+            (
+                0,
+                Input::Request {
+                    reply,
+                    from,
+                    request,
+                },
+            )
+        }),
+        (id.clone(), bytes.clone()).prop_map(|(token, b)| {
+            let response = Response::from_bytes(&b).unwrap_or(Response::Done);
+            (0, Input::Answer { token, response })
+        }),
+        id.clone().prop_map(|token| (0, Input::NoAnswer { token })),
+        (id.clone(), who.clone(), topic, bytes.clone()).prop_map(|(gid, source, topic, data)| {
+            (
+                0,
+                Input::Gossip {
+                    id: gid,
+                    source,
+                    topic,
+                    data,
+                },
+            )
+        }),
+        (0u8..12, 0u64..2_000).prop_map(|(n, dt)| (
+            dt,
+            Input::Gossip {
+                id: 0,
+                source: Some(key(n).public()),
+                topic: Topic::Advert,
+                data: advert(n, NOW + 100_000, Default::default()),
+            }
+        )),
+        (id.clone(), bytes.clone()).prop_map(|(reply, b)| (
+            0,
+            Input::Submit {
+                reply,
+                credential: b,
+                module: ModuleHash::of(b"module"),
+                invocation: Invocation::default(),
+            }
+        )),
+        (id.clone(), 1u8..4).prop_map(|(reply, n)| (
+            0,
+            Input::Submit {
+                reply,
+                credential: ticket("princeton.codeen", n).0,
+                module: ModuleHash::of(b"module"),
+                invocation: Invocation::default(),
+            }
+        )),
+        id.clone().prop_map(|write| (0, Input::Written { write })),
+        id.clone().prop_map(|write| (
+            0,
+            Input::WriteFailed {
+                write,
+                why: "disk".into()
+            }
+        )),
+        Just((0, Input::LedgerRecovered)),
+        (0u64..8).prop_map(|id| (0, Input::Started { id })),
+        (0u64..8).prop_map(|id| (
+            0,
+            Input::StartFailed {
+                id,
+                why: "no".into()
+            }
+        )),
+        (0u64..8).prop_map(|id| (
+            0,
+            Input::Ended {
+                id,
+                outcome: "exit".into(),
+                usage: Usage::default()
+            }
+        )),
+        (id, bytes).prop_map(|(sid, b)| (
+            0,
+            Input::Restart {
+                saved: vec![Saved {
+                    id: sid,
+                    credential: b,
+                    invocation: Invocation::default()
+                }],
+                logged: BTreeMap::new()
+            }
+        )),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Whatever peers send and however the router reports, the machine never panics, never
+    /// holds more than its bounds, and every admitted receipt follows a durable creation.
+    #[test]
+    fn random_inputs_never_panic_nor_grow_past_bounds(inputs in proptest::collection::vec(arb_input(), 1..120)) {
+        let mut m = machine(9);
+        let mut now = NOW;
+        let mut durable_writes = BTreeSet::new();
+        let mut creations: BTreeMap<WriteId, ReplyId> = BTreeMap::new();
+        for (dt, input) in inputs {
+            now += dt;
+            if let Input::Written { write } = &input {
+                durable_writes.insert(*write);
+            }
+            for e in m.handle(now, input) {
+                match e {
+                    Effect::Append { write, body: EntryBody::SliverCreated { .. } } => {
+                        creations.insert(write, 0);
+                    }
+                    Effect::Reply { response: Response::Receipt(r), .. } => {
+                        let body = objects::open::<NodeReceipt>(&r).unwrap().body;
+                        if body.admitted {
+                            prop_assert!(creations.keys().any(|w| durable_writes.contains(w)));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let [asked, held, writes, starting, saved, ended, waiting] = m.table_sizes();
+            prop_assert!(asked <= MAX_ASKED && held <= MAX_HELD && writes <= MAX_HELD * 8);
+            prop_assert!(starting <= 3 && saved <= MAX_SAVED && ended <= MAX_ENDED);
+            prop_assert!(waiting <= MAX_ENDED_WAITING);
+        }
+    }
+}
