@@ -108,7 +108,9 @@ async fn gossip_and_requests_between_real_swarms() {
                 }
             }
             _ = tokio::time::sleep(Duration::from_millis(200)) => {
-                if !published && a.behaviour_mut().gossipsub.publish(topic.clone(), b"revocation bytes".to_vec()).is_ok() {
+                // Once both are in a's mesh (before, a publish may reach fanout peers only).
+                let meshed = a.behaviour().gossipsub.mesh_peers(&topic.hash()).count() >= 2;
+                if !published && meshed && a.behaviour_mut().gossipsub.publish(topic.clone(), b"revocation bytes".to_vec()).is_ok() {
                     published = true;
                 }
                 if pending.is_none() {

@@ -86,9 +86,15 @@ impl Node {
         why: &str,
         out: &mut Vec<Effect>,
     ) {
-        // Nothing more is taken that would need the ledger.
-        self.core.ledger_failed(why);
-        let Some(id) = self.writes.remove(&write) else {
+        let hold = self.writes.remove(&write);
+        let replica = hold
+            .and_then(|id| self.held.get(&id))
+            .is_some_and(|h| matches!(h.on_failure, OnFailure::Replica));
+        if !replica {
+            // Nothing more is taken that would need the ledger.
+            self.core.ledger_failed(why);
+        }
+        let Some(id) = hold else {
             return;
         };
         let Some(h) = self.held.remove(&id) else {
@@ -143,7 +149,7 @@ impl Node {
                 }
             }
             OnFailure::Release => self.release(h.then, out),
-            OnFailure::Drop => {}
+            OnFailure::Drop | OnFailure::Replica => {}
         }
     }
 }

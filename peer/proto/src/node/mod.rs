@@ -445,6 +445,9 @@ enum OnFailure {
     Release,
     /// What waited is dropped.
     Drop,
+    /// A replica write: what waited (cosignatures of what it held) is dropped, and the node
+    /// keeps taking tickets (its own log is not at stake).
+    Replica,
 }
 
 /// An admitted sliver not running yet.
@@ -917,7 +920,7 @@ impl Node {
                         leaves,
                         checkpoint,
                     });
-                    self.hold_writes(vec![write], rest, OnFailure::Drop);
+                    self.hold_writes(vec![write], rest, OnFailure::Replica);
                     return;
                 }
                 WitnessEffect::Cosigned(c) => out.push(Effect::KeepCosignature(c)),

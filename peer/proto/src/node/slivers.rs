@@ -29,6 +29,10 @@ impl Node {
         if self.core.unhealthy().is_some() {
             return false;
         }
+        if !self.settings.restore {
+            // Nothing comes back: they are logged as not restored at once.
+            return true;
+        }
         let listened = now_ms.saturating_sub(r.since_ms)
             >= RESTORE_LISTEN_TICKS.saturating_mul(self.settings.tick_ms);
         let members = self.core.members().len();
