@@ -553,3 +553,109 @@ fn devnet_once_runs_the_whole_tour() {
     assert!(r.stdout.contains("every step succeeded"), "{}", r.stdout);
     assert!(r.stdout.contains("princeton.alice"));
 }
+
+/// What a node's own log says it did (owner actions), read while it runs.
+fn owner_actions(sh: &Shell, dir: &str) -> Vec<String> {
+    use slicefed_ledger::EntryBody;
+    use slicefed_ledger::entry::Entry;
+    use slicefed_ledger::records::KIND_ENTRY;
+    use slicefed_ledger::source::LogSource;
+    let Ok(src) = LogSource::load(&sh.path(&format!("{dir}/ledger"))) else {
+        return vec![];
+    };
+    let (recs, _) = src.records();
+    recs.iter()
+        .filter(|r| r.kind == KIND_ENTRY)
+        .filter_map(|r| Entry::decode(r.payload).ok())
+        .filter_map(|e| match e.body {
+            EntryBody::OwnerAction { action, .. } => Some(action),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_node_down_while_its_slivers_owner_was_revoked_never_runs_that_sliver_again() {
+    let sh = Shell::new();
+    setup(&sh);
+    sh.user("princeton", "princeton.alice");
+    sh.user("princeton", "princeton.bob");
+    let mut nodes = federation(&sh, 4, None);
+    let boot = nodes[0].addr.clone();
+    // Alice's slice and Bob's run on every node.
+    for (slice, user) in [
+        ("princeton.alices", "princeton.alice"),
+        ("princeton.bobs", "princeton.bob"),
+    ] {
+        create(&sh, &boot, slice, user, &["--", "127.0.0.1:1", "60000"]).ok();
+        assert_eq!(running(&sh, &boot, slice), 4);
+    }
+    // Node 3 goes down hard; while it is down, the authority revokes Alice.
+    let down = nodes[2].dir.clone();
+    nodes[2].kill();
+    sh.run(&[
+        "authority",
+        "revoke",
+        "--authority",
+        "princeton",
+        "--cert",
+        "princeton.alice.cert",
+        "--reason",
+        "compromised key",
+        "--out",
+        "alice.rev",
+    ])
+    .ok();
+    sh.run(&["authority", "publish", "alice.rev", "--bootstrap", &boot])
+        .ok();
+    wait(
+        "alice's slivers to stop on the nodes that are up",
+        30,
+        || (running(&sh, &boot, "princeton.alices") == 0).then_some(()),
+    );
+    // Node 3 comes back. It catches up on the revocation from its members before it brings
+    // anything back: Bob's sliver returns, Alice's never runs.
+    let (child, addr) = spawn(&sh, &down, Some(&boot), &[]);
+    nodes[2].child = Some(child);
+    nodes[2].addr = addr.clone();
+    let on_node3 = |slice: &str| -> Vec<serde_json::Value> {
+        statuses(&sh, &addr, slice)
+            .into_iter()
+            .filter(|n| n["name"] == down.as_str())
+            .collect()
+    };
+    wait("bob's sliver back on the restarted node", 60, || {
+        assert!(
+            on_node3("princeton.alices")
+                .iter()
+                .all(|n| n["status"] != "running"),
+            "a revoked sliver came back"
+        );
+        on_node3("princeton.bobs")
+            .iter()
+            .any(|n| n["status"] == "running")
+            .then_some(())
+    });
+    let actions = owner_actions(&sh, &down);
+    assert!(
+        actions
+            .iter()
+            .any(|a| a.contains("did not restore sliver") && a.contains("revoked")),
+        "{actions:?}"
+    );
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| a.contains("restored sliver") && !a.contains("did not"))
+            .count(),
+        1,
+        "{actions:?}"
+    );
+    // And it stays that way.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        on_node3("princeton.alices")
+            .iter()
+            .all(|n| n["status"] != "running")
+    );
+}
