@@ -65,6 +65,9 @@ pub enum Effect {
     /// Two histories signed by one origin: log the proof (`EquivocationSeen`) and publish
     /// it on the equivocation topic.
     Equivocation(EquivocationProof),
+    /// This node's checkpoint is due: sign one of everything durable and hand it to
+    /// [`Witnessing::signed`].
+    SignCheckpoint,
 }
 
 /// Why a fetched answer was not taken (the fetch is counted as failed).
@@ -232,32 +235,24 @@ impl Witnessing {
                 .any(|(k, at)| k == origin && *at >= since)
     }
 
-    /// Time passes (called every tick). `latest` is this node's latest checkpoint of
-    /// everything durable: it goes to this node's witnesses when the log grew, and again
-    /// every [`CHECKPOINT_RESEND_TICKS`] ticks; every [`HANDOVER_EVERY_TICKS`] the logs of
-    /// origins that left are offered to their new witnesses.
-    pub fn tick(
-        &mut self,
-        now_ms: u64,
-        latest: Option<&SignedCheckpoint>,
-        members: &Members,
-    ) -> Vec<Effect> {
+    /// Time passes (called every tick); `log_size` is how many entries of this node's log
+    /// are durable. When the log grew (at most every `checkpoint_every_ticks` ticks), or
+    /// every [`CHECKPOINT_RESEND_TICKS`] anyway, this node's checkpoint is due: the router
+    /// is asked for it ([`Effect::SignCheckpoint`]) and hands it to [`Witnessing::signed`].
+    /// Every [`HANDOVER_EVERY_TICKS`] the logs of origins that left are offered to their
+    /// new witnesses.
+    pub fn tick(&mut self, now_ms: u64, log_size: u64, members: &Members) -> Vec<Effect> {
         let mut out = vec![];
-        if let Some(cp) = latest {
-            let size = cp.checkpoint.size;
-            let since = now_ms.saturating_sub(self.sent_at_ms);
-            let period = self.checkpoint_every_ticks.saturating_mul(self.tick_ms);
-            // Within a tick's jitter of the period (ticks are not exactly periodic).
-            let grown = size > self.sent_size && since + self.tick_ms / 2 >= period;
-            let again = since
-                >= CHECKPOINT_RESEND_TICKS
-                    .max(self.checkpoint_every_ticks)
-                    .saturating_mul(self.tick_ms);
-            if grown || (again && size > 0) {
-                self.sent_size = size;
-                self.sent_at_ms = now_ms;
-                out.extend(self.send_checkpoint(cp));
-            }
+        let since = now_ms.saturating_sub(self.sent_at_ms);
+        let period = self.checkpoint_every_ticks.saturating_mul(self.tick_ms);
+        // Within a tick's jitter of the period (ticks are not exactly periodic).
+        let grown = log_size > self.sent_size && since + self.tick_ms / 2 >= period;
+        let again = since
+            >= CHECKPOINT_RESEND_TICKS
+                .max(self.checkpoint_every_ticks)
+                .saturating_mul(self.tick_ms);
+        if grown || (again && log_size > 0) {
+            out.push(Effect::SignCheckpoint);
         }
         if now_ms.saturating_sub(self.handed_over_at_ms) >= HANDOVER_EVERY_TICKS * self.tick_ms {
             self.handed_over_at_ms = now_ms;
@@ -270,6 +265,17 @@ impl Witnessing {
             }
         }
         out
+    }
+
+    /// This node's checkpoint of everything durable, as the router signed it when asked:
+    /// it goes to this node's witnesses.
+    pub fn signed(&mut self, now_ms: u64, cp: &SignedCheckpoint) -> Vec<Effect> {
+        if cp.checkpoint.origin != self.me {
+            return vec![];
+        }
+        self.sent_size = cp.checkpoint.size;
+        self.sent_at_ms = now_ms;
+        self.send_checkpoint(cp)
     }
 
     fn send_checkpoint(&mut self, cp: &SignedCheckpoint) -> Vec<Effect> {
@@ -520,17 +526,19 @@ mod tests {
                 })
                 .collect()
         };
-        assert_eq!(sent(&w.tick(1_000, Some(&cp(1, 5)), &others)), mine);
-        // Nothing new: nothing sent, until the resend period has passed.
-        assert!(sent(&w.tick(2_000, Some(&cp(1, 5)), &others)).is_empty());
-        assert_eq!(
-            sent(&w.tick(
-                1_000 + CHECKPOINT_RESEND_TICKS * 1_000,
-                Some(&cp(1, 5)),
-                &others
-            )),
-            mine
-        );
+        // Due when the log grew: the router signs, and it goes to the witnesses.
+        let due = |e: &[Effect]| e.contains(&Effect::SignCheckpoint);
+        assert!(due(&w.tick(1_000, 5, &others)));
+        assert_eq!(sent(&w.signed(1_000, &cp(1, 5))), mine);
+        // Nothing new: not due, until the resend period has passed.
+        assert!(!due(&w.tick(2_000, 5, &others)));
+        assert!(due(&w.tick(
+            1_000 + CHECKPOINT_RESEND_TICKS * 1_000,
+            5,
+            &others
+        )));
+        // Another node's checkpoint is not sent as this node's.
+        assert!(w.signed(3_000, &cp(2, 9)).is_empty());
     }
 
     #[test]

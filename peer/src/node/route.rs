@@ -86,6 +86,21 @@ impl Daemon {
             // Verdicts are taken by `on_gossip`.
             Effect::Verdict { .. } => {}
             Effect::Advertise(load) => self.advertise(swarm, load),
+            Effect::SignCheckpoint => {
+                // This node's checkpoint of everything durable (signed if the last one is
+                // behind).
+                let ledger = self.ledger.clone();
+                let latest = blocking(move || {
+                    let size = ledger.size().ok()?;
+                    match ledger.latest_checkpoint().ok()? {
+                        Some(c) if c.checkpoint.size == size => Some(c),
+                        _ => ledger.checkpoint().ok(),
+                    }
+                });
+                if let Some(checkpoint) = latest {
+                    self.feed(swarm, Input::Checkpoint { checkpoint });
+                }
+            }
             Effect::Persist {
                 write,
                 origin,
@@ -239,16 +254,8 @@ impl Daemon {
         if self.ticks % 12 == 1 {
             self.learn_machine_addresses();
         }
-        // This node's checkpoint of everything durable (signed if the last one is behind).
-        let ledger = self.ledger.clone();
-        let latest = blocking(move || {
-            let size = ledger.size().ok()?;
-            match ledger.latest_checkpoint().ok()? {
-                Some(c) if c.checkpoint.size == size => Some(c),
-                _ => ledger.checkpoint().ok(),
-            }
-        });
-        self.feed(swarm, Input::Tick { latest });
+        let log_size = self.ledger.size().unwrap_or(0);
+        self.feed(swarm, Input::Tick { log_size });
         self.keep_connected(swarm);
     }
 

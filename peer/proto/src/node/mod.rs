@@ -199,10 +199,16 @@ pub enum Input {
         /// The log's record.
         logged: BTreeMap<u64, (CertId, InvocationHash)>,
     },
-    /// Time passes. `latest` is this node's newest checkpoint of everything durable.
+    /// Time passes. `log_size`: how many entries of this node's log are durable.
     Tick {
+        /// The durable size.
+        log_size: u64,
+    },
+    /// This node's checkpoint of everything durable, signed because
+    /// [`Effect::SignCheckpoint`] asked for it.
+    Checkpoint {
         /// The checkpoint.
-        latest: Option<SignedCheckpoint>,
+        checkpoint: SignedCheckpoint,
     },
     /// A request from a peer. `from` is the node key its transport proved, if it is one.
     /// (A `Submit` comes as [`Input::Submit`] once the router has hashed its module.)
@@ -339,6 +345,9 @@ pub enum Effect {
         /// The verdict.
         verdict: Verdict,
     },
+    /// Sign a checkpoint of everything durable in this node's log and hand it back as
+    /// [`Input::Checkpoint`].
+    SignCheckpoint,
     /// Advertise this node now (its load as the core sees it; the router adds what only
     /// it knows: addresses, uptime, traffic).
     Advertise(Load),
@@ -562,7 +571,11 @@ impl Node {
         let mut out = vec![];
         match input {
             Input::Restart { saved, logged } => self.restart(now_ms, saved, logged),
-            Input::Tick { latest } => self.tick(now_ms, latest.as_ref(), &mut out),
+            Input::Tick { log_size } => self.tick(now_ms, log_size, &mut out),
+            Input::Checkpoint { checkpoint } => {
+                let effects = self.witnessing.signed(now_ms, &checkpoint);
+                self.witness_effects(effects, &mut out);
+            }
             Input::Request {
                 reply,
                 from,
@@ -644,12 +657,12 @@ impl Node {
 
     // ---- time -------------------------------------------------------------------------
 
-    fn tick(&mut self, now_ms: u64, latest: Option<&SignedCheckpoint>, out: &mut Vec<Effect>) {
+    fn tick(&mut self, now_ms: u64, log_size: u64, out: &mut Vec<Effect>) {
         self.ticks += 1;
         let outs = self.core.tick(now_ms);
         self.carry(now_ms, outs, false, out);
         self.maybe_restore(now_ms, out);
-        let effects = self.witnessing.tick(now_ms, latest, self.core.members());
+        let effects = self.witnessing.tick(now_ms, log_size, self.core.members());
         self.witness_effects(effects, out);
         let due = self
             .last_advert_ms
@@ -924,6 +937,7 @@ impl Node {
                     return;
                 }
                 WitnessEffect::Cosigned(c) => out.push(Effect::KeepCosignature(c)),
+                WitnessEffect::SignCheckpoint => out.push(Effect::SignCheckpoint),
                 WitnessEffect::Equivocation(p) => {
                     if let Ok(bytes) = p.to_bytes() {
                         let body = EntryBody::EquivocationSeen {

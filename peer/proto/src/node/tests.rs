@@ -447,7 +447,7 @@ fn the_log_of_a_member_that_left_is_offered_to_its_new_witnesses() {
         now += TICK;
         let alive: Vec<u8> = others.iter().copied().filter(|n| *n != 5).collect();
         join(&mut m, &alive, now);
-        for e in m.handle(now, Input::Tick { latest: None }) {
+        for e in m.handle(now, Input::Tick { log_size: 0 }) {
             match e {
                 Effect::Left(k) if k == key(5).public() => left = true,
                 Effect::Send {
@@ -487,7 +487,7 @@ fn run_ticks(m: &mut Node, now: &mut u64, n: usize, ns: &[u8]) -> Vec<Effect> {
         *now += TICK;
         let e = join(m, ns, *now);
         all.extend(durable(m, *now, e));
-        let e = m.handle(*now, Input::Tick { latest: None });
+        let e = m.handle(*now, Input::Tick { log_size: 0 });
         all.extend(durable(m, *now, e));
     }
     all
@@ -645,7 +645,7 @@ fn arb_input() -> impl Strategy<Value = (u64, Input)> {
         Just(Topic::Equivocation)
     ];
     prop_oneof![
-        (0u64..5_000).prop_map(|dt| (dt, Input::Tick { latest: None })),
+        (0u64..5_000, 0u64..9).prop_map(|(dt, log_size)| (dt, Input::Tick { log_size })),
         (id.clone(), who.clone(), bytes.clone()).prop_map(|(reply, from, b)| {
             let request = Request::from_bytes(&b).unwrap_or(Request::Members);
             (
