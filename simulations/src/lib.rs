@@ -21,8 +21,11 @@
 pub mod geo;
 pub mod metrics;
 pub mod net;
+pub mod observe;
 pub mod plot;
 pub mod report;
+pub mod researchers;
 pub mod scenario;
 pub mod sim;
+pub mod sybils;
 pub mod world;

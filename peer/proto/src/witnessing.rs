@@ -159,6 +159,11 @@ impl Witnessing {
         &self.witness
     }
 
+    /// The replicas and proofs, taken out (a node that stops hands its replicas to disk).
+    pub fn into_witness(self) -> Witness {
+        self.witness
+    }
+
     /// The replicas and proofs, to restore them or set quotas.
     pub fn witness_mut(&mut self) -> &mut Witness {
         &mut self.witness

@@ -496,6 +496,8 @@ pub struct Node {
     ended_waiting: VecDeque<(u64, String, Usage)>,
     last_advert_ms: Option<u64>,
     ticks: u64,
+    /// Fetched pages that did not check (an honest federation has none).
+    pages_refused: u64,
 }
 
 impl Node {
@@ -525,6 +527,7 @@ impl Node {
             ended_waiting: VecDeque::new(),
             last_advert_ms: None,
             ticks: 0,
+            pages_refused: 0,
         }
     }
 
@@ -546,6 +549,22 @@ impl Node {
     /// The witnessing machine, to restore replicas or set the test hook.
     pub fn witnessing_mut(&mut self) -> &mut Witnessing {
         &mut self.witnessing
+    }
+
+    /// The replicas this node holds, taken out (a node that stops leaves them on disk).
+    pub fn into_replicas(
+        self,
+    ) -> Vec<(
+        PublicKey,
+        slicefed_ledger::merkle::Tree,
+        Option<SignedCheckpoint>,
+    )> {
+        self.witnessing.into_witness().into_replicas()
+    }
+
+    /// Fetched pages that did not check, since the node started.
+    pub fn pages_refused(&self) -> u64 {
+        self.pages_refused
     }
 
     /// Whether saved slivers still wait for the node's catch-up.
@@ -705,10 +724,21 @@ impl Node {
         match self.asked.remove(&token) {
             Some(Asked::Fetch { origin, holder }) => {
                 // Not a page that checks: counted as failed; the next checkpoint asks again.
-                let effects = self
-                    .witnessing
-                    .fetched(now_ms, origin, holder, response, self.core.members())
-                    .unwrap_or_default();
+                let effects = match self.witnessing.fetched(
+                    now_ms,
+                    origin,
+                    holder,
+                    response,
+                    self.core.members(),
+                ) {
+                    Ok(e) => e,
+                    Err(crate::witnessing::FetchFailed::Refused(_)) => {
+                        self.pages_refused = self.pages_refused.saturating_add(1);
+                        vec![]
+                    }
+                    // An error answer (asked past its checkpoint, busy): asked again later.
+                    Err(crate::witnessing::FetchFailed::NotAPage) => vec![],
+                };
                 self.witness_effects(effects, out);
             }
             Some(Asked::Revocations {

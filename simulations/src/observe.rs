@@ -1,0 +1,296 @@
+//! What a run measures, read from what the nodes' machines did (their effects) and from a
+//! god's view of the federation sampled every few minutes: coverage, revocations, slivers
+//! under revoked chains, zombies, equivocators caught, Sybils refused, traffic.
+
+use crate::metrics;
+use crate::sim::*;
+use slicefed_ledger::checkpoint::EquivocationProof;
+use slicefed_trust::{CertId, PublicKey};
+use std::collections::BTreeMap;
+
+impl Sim {
+    // ---- revocations ----------------------------------------------------------------
+
+    /// Node `node` (up since `up_since`) took revocation `id` in.
+    pub(crate) fn rev_track(&mut self, node: usize, up_since: u64, id: &CertId, new: bool) {
+        if !new {
+            return;
+        }
+        let now = self.now;
+        let Some(t) = self.revs.get_mut(id) else {
+            return;
+        };
+        if !t.holders.insert(node as u32) {
+            return;
+        }
+        let Some(m) = self.metrics.revocations.get_mut(t.index) else {
+            return;
+        };
+        if up_since > t.published {
+            m.caught_up_later += 1;
+            m.worst_catch_up_ms = m.worst_catch_up_ms.max((now - up_since) as f64 / MS as f64);
+        } else if t.up_at_publish.contains(&(node as u32)) || t.up_at_publish.is_empty() {
+            m.reached += 1;
+            m.all_held_ms = m.all_held_ms.max((now - t.published) as f64 / MS as f64);
+        }
+    }
+
+    /// A sliver stopped for revocation `id` (the one its node just took in).
+    pub(crate) fn revocation_stopped(&mut self, id: Option<CertId>) {
+        let now = self.now;
+        if let Some(id) = id
+            && let Some(t) = self.revs.get(&id)
+            && let Some(m) = self.metrics.revocations.get_mut(t.index)
+        {
+            m.slivers_stopped += 1;
+            m.all_stopped_ms = m.all_stopped_ms.max((now - t.published) as f64 / MS as f64);
+        }
+    }
+
+    /// An equivocation proof a node logged: its origin counts one more node that marked it.
+    pub(crate) fn marked(&mut self, proof: &[u8]) {
+        let Some(origin) = proof_origin(proof) else {
+            return;
+        };
+        if let Some(r) = self.equivocators.get(&origin).copied()
+            && let Some(m) = self.metrics.equivocations.get_mut(r)
+        {
+            m.marked_by += 1;
+        }
+    }
+
+    /// A node caught an equivocation itself (it publishes the proof).
+    pub(crate) fn detected(&mut self, proof: &[u8]) {
+        let Some(origin) = proof_origin(proof) else {
+            return;
+        };
+        if let Some(r) = self.equivocators.get(&origin).copied()
+            && let Some(m) = self.metrics.equivocations.get_mut(r)
+            && m.detected_ms < 0.0
+        {
+            m.detected_ms = (self.now as f64 - m.forked_s * SEC as f64) / MS as f64;
+        }
+    }
+
+    /// A proof is gossiped: when the last node hears it, every up node has marked the
+    /// equivocator.
+    pub(crate) fn proof_spread(&mut self, proof: &[u8], last_arrival: u64) {
+        let Some(origin) = proof_origin(proof) else {
+            return;
+        };
+        if let Some(r) = self.equivocators.get(&origin).copied()
+            && let Some(m) = self.metrics.equivocations.get_mut(r)
+            && m.all_marked_ms < 0.0
+        {
+            let forked = m.forked_s * SEC as f64;
+            m.all_marked_ms = ((self.now + last_arrival) as f64 - forked) / MS as f64;
+        }
+    }
+
+    /// Node `i`'s test hook forked its history (its machine says so): when.
+    pub(crate) fn check_forked(&mut self, i: usize, forked: bool) {
+        if !forked {
+            return;
+        }
+        let Some(pk) = self.world.nodes.get(i).map(|s| s.public) else {
+            return;
+        };
+        if let Some(r) = self.equivocators.get(&pk).copied()
+            && let Some(m) = self.metrics.equivocations.get_mut(r)
+            && m.forked_s.is_nan()
+        {
+            m.forked_s = self.now as f64 / SEC as f64;
+        }
+    }
+
+    /// Node `i` restored a sliver of `slice` after a restart: wrong if the slice's
+    /// researcher was revoked long enough ago that the node could have known.
+    pub(crate) fn restored(&mut self, i: usize, slice: u32) {
+        let group = self.slices.get(slice as usize).map(|s| s.group);
+        if let Some(g) = group
+            && let Some((at, by)) = self.revoked_users.get(&g)
+            && self.now > (*at).max(self.healed_at) + REVOCATION_GRACE
+            && self.overlay.reachable(*by as usize, i)
+        {
+            self.metrics.revoked_restores += 1;
+        }
+    }
+    /// Counts what an honest node made of gossip from `sender`.
+    pub(crate) fn judged(&mut self, sender: usize, verdict: Result<(), &str>) {
+        if !self.honest(sender) {
+            if verdict.is_ok() {
+                self.metrics.sybil_accepted += 1;
+            } else {
+                self.metrics.sybil_rejected += 1;
+            }
+        } else if let Err(why) = verdict {
+            self.metrics.model_mismatches += 1;
+            self.metrics.note_mismatch(why);
+        }
+    }
+
+    pub(crate) fn sample(&mut self) {
+        let honest = self.world.honest;
+        let k = self.cfg.witnesses;
+        let mut up = 0usize;
+        let mut members = 0usize;
+        let mut slivers = 0usize;
+        // Live replica sizes per origin.
+        let mut held: BTreeMap<PublicKey, Vec<u64>> = BTreeMap::new();
+        for (i, n) in self.nodes.iter().enumerate().take(honest) {
+            let Some(l) = n.live.as_ref().filter(|_| n.up) else {
+                continue;
+            };
+            up += 1;
+            members += l.node.core().members().len();
+            slivers += l.running.len();
+            for (o, size) in l.node.witnessing().witness().replicas() {
+                held.entry(*o).or_default().push(size);
+            }
+            let _ = i;
+        }
+        // Replicas on the disks of nodes that are down but not dead: not live coverage, but
+        // not lost either (they come back with their node).
+        let mut parked: BTreeMap<PublicKey, u64> = BTreeMap::new();
+        for n in self.nodes.iter().take(honest).filter(|n| !n.up && !n.dead) {
+            for (o, tree, _) in &n.disk.replicas {
+                let e = parked.entry(*o).or_default();
+                *e = (*e).max(tree.len());
+            }
+        }
+        let (mut total, mut with_k, mut available, mut acked, mut acked_k, mut lost) =
+            (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+        let mut lost_full = 0u64;
+        for (i, n) in self.nodes.iter().enumerate().take(honest) {
+            let Some(pk) = self.world.nodes.get(i).map(|s| s.public) else {
+                continue;
+            };
+            let len = n.disk.log.len();
+            let mut sizes = held.remove(&pk).unwrap_or_default();
+            sizes.sort_unstable_by(|a, b| b.cmp(a));
+            let kth = sizes
+                .get(k.saturating_sub(1))
+                .copied()
+                .unwrap_or(0)
+                .min(len);
+            let best = sizes.first().copied().unwrap_or(0).min(len);
+            total += len;
+            with_k += kth;
+            available += if n.up { len } else { best };
+            let a = n.disk.log.acked.min(len);
+            acked += a;
+            acked_k += kth.min(a);
+            if n.dead {
+                let kept = best.max(parked.get(&pk).copied().unwrap_or(0).min(len));
+                lost += a.saturating_sub(kept);
+                lost_full += n.disk.log.acked_by_k.min(len).saturating_sub(kept);
+            }
+        }
+        // Slivers under revoked chains, and zombies.
+        let mut revoked_running = 0;
+        let mut zombies = 0;
+        for (i, n) in self.nodes.iter().enumerate().take(honest) {
+            let Some(l) = n.live.as_ref().filter(|_| n.up) else {
+                continue;
+            };
+            for slice in l.running.values() {
+                let Some(info) = self.slices.get(*slice as usize) else {
+                    continue;
+                };
+                // A node cut off from where the revocation was published cannot know; from
+                // the heal (or its return) on it must, within the grace period.
+                if let Some((at, by)) = self.revoked_users.get(&info.group)
+                    && self.overlay.reachable(*by as usize, i)
+                {
+                    let since = (*at).max(n.up_since).max(self.healed_at);
+                    if self.now > since + REVOCATION_GRACE + RESTORE_WAIT {
+                        revoked_running += 1;
+                    }
+                }
+                if info.deleted.is_some_and(|d| self.now > d + RPC_TIMEOUT) {
+                    zombies += 1;
+                }
+            }
+        }
+        // Sybils listed as members anywhere.
+        for n in self.nodes.iter().take(honest) {
+            if let Some(l) = n.live.as_ref().filter(|_| n.up) {
+                self.metrics.sybil_members += l
+                    .node
+                    .core()
+                    .members()
+                    .keys()
+                    .filter(|k| self.world.index.get(k).is_some_and(|i| *i >= honest))
+                    .count() as u64;
+            }
+        }
+        let dt_min = (self.up_time_us - self.up_time_at_sample) as f64 / MIN as f64;
+        let per = if dt_min > 0.0 { 1.0 / dt_min } else { 0.0 };
+        let bytes = self.traffic.minus(&self.traffic_at_sample).scaled(per);
+        let msgs = (self.msgs - self.msgs_at_sample) as f64 * per;
+        self.traffic_at_sample = self.traffic;
+        self.msgs_at_sample = self.msgs;
+        self.up_time_at_sample = self.up_time_us;
+        self.last_sample = self.now;
+        let share = |a: u64, b: u64| if b == 0 { 1.0 } else { a as f64 / b as f64 };
+        self.metrics.samples.push(metrics::Sample {
+            at_h: self.now as f64 / HOUR as f64,
+            up,
+            mean_members: if up == 0 {
+                0.0
+            } else {
+                members as f64 / up as f64
+            },
+            slivers,
+            share_k_witnesses: share(with_k, total),
+            share_available: share(available, total),
+            share_acked_k: share(acked_k, acked),
+            lost_acked: lost,
+            lost_acked_by_k: lost_full,
+            entries: total,
+            bytes_per_node_min: bytes,
+            msgs_per_node_min: msgs,
+            revoked_running,
+            zombies,
+        });
+    }
+
+    pub(crate) fn finish(&mut self) {
+        for r in &mut self.metrics.revocations {
+            if r.reached == 0 {
+                r.all_held_ms = f64::NAN;
+            }
+        }
+    }
+
+    /// The whole-run traffic, per up node per minute.
+    pub fn traffic_per_node_minute(&self) -> metrics::Traffic {
+        let minutes = self.up_time_us as f64 / MIN as f64;
+        if minutes <= 0.0 {
+            return metrics::Traffic::default();
+        }
+        self.traffic.scaled(1.0 / minutes)
+    }
+
+    /// Messages per up node per minute over the run.
+    pub fn messages_per_node_minute(&self) -> f64 {
+        let minutes = self.up_time_us as f64 / MIN as f64;
+        if minutes <= 0.0 {
+            0.0
+        } else {
+            self.msgs as f64 / minutes
+        }
+    }
+
+    /// The configuration it ran.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+}
+
+/// The origin an equivocation proof is against.
+fn proof_origin(proof: &[u8]) -> Option<PublicKey> {
+    EquivocationProof::from_bytes(proof)
+        .ok()
+        .map(|p| p.smaller.checkpoint.origin)
+}
