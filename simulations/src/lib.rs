@@ -21,10 +21,12 @@
 pub mod geo;
 pub mod metrics;
 pub mod net;
+pub mod network;
 pub mod observe;
 pub mod plot;
 pub mod report;
 pub mod researchers;
+pub mod router;
 pub mod scenario;
 pub mod sim;
 pub mod sybils;

@@ -242,7 +242,7 @@ impl Summary {
     pub fn human(&self) -> String {
         let kib = |b: f64| b / 1024.0;
         format!(
-            "{scenario}: {nodes} nodes, {auth} authorities, {groups} groups, {hours:.0} h simulated in {wall:.1} s ({events} events, trace {trace})\n\
+            "{scenario}: {nodes} nodes, {auth} authorities, {groups} groups, {hours:.0} h simulated in {wall:.1} s ({events} events, {eps:.0} events/s, trace {trace})\n\
              \x20 slice create -> all running: p50 {p50:.0} ms, p99 {p99:.0} ms, max {max:.0} ms over {n} slices of {size:.0} nodes ({br} waited for a bootstrap node); tickets out -> all running p50 {f50:.0} ms, p99 {f99:.0} ms; admitted {adm:.1}%, refused {ref_:.1}%, unreachable {unr:.1}%\n\
              \x20 revocations: {revs}, held everywhere p50 {rh:.0} ms / max {rhm:.0} ms, last sliver stopped {rs:.0} ms; {cu} late nodes caught up (worst {wc:.0} ms); revoked still running: {rr}, revoked restores: {rres}\n\
              \x20 equivocators: {eq} ({det} caught), detection max {ed:.0} ms, all marked max {ea:.0} ms\n\
@@ -256,6 +256,11 @@ impl Summary {
             hours = self.hours,
             wall = self.wall_seconds,
             events = self.events,
+            eps = if self.wall_seconds > 0.0 {
+                self.events as f64 / self.wall_seconds
+            } else {
+                0.0
+            },
             trace = self.trace,
             p50 = self.create_p50_ms,
             p99 = self.create_p99_ms,

@@ -27,21 +27,16 @@
 //!
 //! Invariant: the run is a pure function of its [`Config`] — same seed, same trace.
 
-use crate::geo;
 use crate::metrics::{self, Category, Metrics};
-use crate::net::{MESH_DEGREE, Overlay};
+use crate::net::Overlay;
 use crate::world::{START_MS, World};
 use rand::{RngExt, SeedableRng};
 use slicefed_ledger::checkpoint::{Checkpoint, SignedCheckpoint};
-use slicefed_ledger::entry::{
-    Attribution, Decision, Direction, Entry, EntryBody, FlowRecord, Usage,
-};
+use slicefed_ledger::entry::{Attribution, Decision, Direction, Entry, EntryBody, FlowRecord};
 use slicefed_ledger::merkle::{self, Hash, Tree};
-use slicefed_proto::core::{Capacity, NodeCore, StopReason};
-use slicefed_proto::node::{
-    Effect, Input, Node, Read, Saved, Settings, StartFrom, Token, Topic, Verdict,
-};
-use slicefed_proto::wire::{Advert, AdvertBody, MemberRow, Request, Response, WitnessNote};
+use slicefed_proto::core::{Capacity, NodeCore};
+use slicefed_proto::node::{Effect, Input, Node, Saved, Settings, Token};
+use slicefed_proto::wire::{Advert, Request, Response, WitnessNote};
 use slicefed_trust::caps::Proto;
 use slicefed_trust::{CertId, Invocation, InvocationHash, ModuleHash, PublicKey, Verifier};
 use std::cmp::Reverse;
@@ -309,7 +304,7 @@ pub(crate) struct Log {
     /// a restarted daemon reads back from its log.
     logged: BTreeMap<u64, (CertId, InvocationHash)>,
     /// The newest checkpoint's size (pages are served up to it).
-    checkpointed: u64,
+    pub(crate) checkpointed: u64,
 }
 
 impl Log {
@@ -355,7 +350,7 @@ impl Log {
     }
 
     /// The checkpoint at `size`, signed once and kept.
-    fn signed_at(
+    pub(crate) fn signed_at(
         &mut self,
         key: &slicefed_trust::SecretKey,
         size: u64,
@@ -387,7 +382,7 @@ impl Log {
 
     /// A witness (`by`) cosigned `size` of this log with this root: counted if it is this
     /// log's root there (a forked head shown by the test hook is not).
-    fn cosigned(&mut self, size: u64, root: &Hash, by: u32, k: usize) {
+    pub(crate) fn cosigned(&mut self, size: u64, root: &Hash, by: u32, k: usize) {
         if self.tree.root_at(size).ok().as_ref() != Some(root) {
             return;
         }
@@ -415,17 +410,17 @@ pub(crate) struct Disk {
     /// Saved slivers: id → (slice, ticket credential).
     pub(crate) saved: BTreeMap<u64, (u32, Rc<Vec<u8>>)>,
     /// Modules compiled before.
-    compiled: BTreeSet<ModuleHash>,
+    pub(crate) compiled: BTreeSet<ModuleHash>,
 }
 
 /// A request a node holds open: who asked, when, what its bytes count as, and the
 /// service time its answer waits for.
-struct Open {
-    from: Endpoint,
-    sent: u64,
-    cat: Category,
-    work: u64,
-    wanted: bool,
+pub(crate) struct Open {
+    pub(crate) from: Endpoint,
+    pub(crate) sent: u64,
+    pub(crate) cat: Category,
+    pub(crate) work: u64,
+    pub(crate) wanted: bool,
 }
 
 /// The node process (lost on a crash).
@@ -434,9 +429,9 @@ pub(crate) struct Live {
     /// Running slivers: id → slice.
     pub(crate) running: BTreeMap<u64, u32>,
     /// Requests it sent, by the simulator's id: the machine's token.
-    asked: BTreeMap<u64, Token>,
+    pub(crate) asked: BTreeMap<u64, Token>,
     /// Requests it holds open, by the simulator's id.
-    open: BTreeMap<u64, Open>,
+    pub(crate) open: BTreeMap<u64, Open>,
 }
 
 impl Live {
@@ -526,7 +521,7 @@ pub struct Sim {
     pub(crate) groups: Vec<GroupState>,
     pub(crate) slices: Vec<SliceInfo>,
     pub(crate) shared: slicefed_trust::SharedOpened,
-    next_id: u64,
+    pub(crate) next_id: u64,
     pub(crate) client_ops: BTreeMap<u64, (u32, u32)>,
     pub(crate) revs: BTreeMap<CertId, RevTrack>,
     /// Researchers revoked: when, and which node the revocation was handed to.
@@ -554,7 +549,7 @@ fn pk_key(pk: &PublicKey) -> [u8; 32] {
 }
 
 /// The traffic category of a request (its answer counts in the same one).
-fn category(req: &Request) -> Category {
+pub(crate) fn category(req: &Request) -> Category {
     match req {
         Request::Witness(WitnessNote::Offer(_))
         | Request::Entries { .. }
@@ -572,7 +567,7 @@ fn category(req: &Request) -> Category {
 }
 
 /// The length of a request's encoding (a submission's module counted, not held).
-fn request_bytes(req: &Request) -> usize {
+pub(crate) fn request_bytes(req: &Request) -> usize {
     let module = match req {
         Request::Submit { .. } => MODULE_BYTES,
         _ => 0,
@@ -1051,676 +1046,9 @@ impl Sim {
 
     // ---- the router: inputs in, effects out -----------------------------------------
 
-    /// Hands node `i` one input and plays what its machine says.
-    pub(crate) fn feed(&mut self, i: usize, input: Input) {
-        let now_ms = self.now_ms();
-        let Some(effects) = self
-            .nodes
-            .get_mut(i)
-            .filter(|n| n.up)
-            .and_then(|n| n.live.as_mut())
-            .map(|l| l.node.handle(now_ms, input))
-        else {
-            return;
-        };
-        self.apply(i, effects);
-    }
-
-    /// Plays node `i`'s effects, in order, as its daemon would: writes are durable at once
-    /// (and reported so), slivers start and stop at once (and are reported so), messages go
-    /// out over the modelled network.
-    pub(crate) fn apply(&mut self, i: usize, effects: Vec<Effect>) {
-        let mut queue: std::collections::VecDeque<Effect> = effects.into();
-        // The revocation the node just took in, to attribute the stops it causes.
-        let mut taking: Option<CertId> = None;
-        let mut saving: Option<(u64, Vec<u8>)> = None;
-        while let Some(e) = queue.pop_front() {
-            let now_ms = self.now_ms();
-            let Some(mut n) = self.take(i) else { return };
-            let mut then: Option<Input> = None;
-            match e {
-                Effect::Append { write, body } => {
-                    match &body {
-                        EntryBody::RevocationSeen { revocation, .. } => {
-                            let id = CertId::of(revocation);
-                            self.rev_track(i, n.up_since, &id, true);
-                            taking = Some(id);
-                        }
-                        EntryBody::EquivocationSeen { proof } => self.marked(proof),
-                        _ => {}
-                    }
-                    n.disk.log.append(now_ms, body);
-                    then = Some(Input::Written { write });
-                }
-                Effect::Persist { write, .. } => then = Some(Input::Written { write }),
-                Effect::SignCheckpoint => {
-                    let size = n.disk.log.len();
-                    let key = self.world.nodes.get(i).map(|s| &s.key);
-                    if let Some(cp) = key.and_then(|k| n.disk.log.signed_at(k, size, now_ms)) {
-                        n.disk.log.checkpointed = n.disk.log.checkpointed.max(size);
-                        then = Some(Input::Checkpoint { checkpoint: cp });
-                    }
-                }
-                Effect::Send { to, token, request } => {
-                    if let Some(t) = self.key_index(&to) {
-                        let id = self.send_request(
-                            Endpoint::Node(i as u32),
-                            t,
-                            request,
-                            token.is_some(),
-                        );
-                        if let (Some(token), Some(l)) = (token, n.live.as_mut()) {
-                            l.asked.insert(id, token);
-                        }
-                    } else if let Some(token) = token {
-                        then = Some(Input::NoAnswer { token });
-                    }
-                }
-                Effect::Reply { to, response } => {
-                    if let Some(o) = n.live.as_mut().and_then(|l| l.open.remove(&to)) {
-                        self.reply(i, to, o, response);
-                    }
-                }
-                Effect::Read { to, read } => {
-                    let response = self.read(i, &mut n, read);
-                    if let Some(o) = n.live.as_mut().and_then(|l| l.open.remove(&to)) {
-                        self.reply(i, to, o, response);
-                    }
-                }
-                Effect::Publish { topic, data } => {
-                    let from = i as u32;
-                    let g = match topic {
-                        Topic::Revocation => Some(Gossip::Revocation {
-                            from,
-                            bytes: Rc::new(data),
-                        }),
-                        Topic::Equivocation => {
-                            self.detected(&data);
-                            Some(Gossip::Proof {
-                                from,
-                                bytes: Rc::new(data),
-                            })
-                        }
-                        Topic::Advert => None,
-                    };
-                    if let Some(g) = g {
-                        self.put(i, n);
-                        self.broadcast(i, g);
-                        continue;
-                    }
-                }
-                Effect::Verdict { .. } => {}
-                Effect::Advertise(load) => {
-                    self.put(i, n);
-                    self.advertise(i, load);
-                    continue;
-                }
-                Effect::Save { id, credential, .. } => saving = Some((id, credential)),
-                Effect::Start { plan, from } => {
-                    let slice = slice_of(plan.who.slice.as_str());
-                    if from == StartFrom::Saved {
-                        self.restored(i, slice);
-                    }
-                    if let StartFrom::Submission(reply) = from {
-                        let first = n.disk.compiled.insert(plan.module);
-                        if let Some(o) = n.live.as_mut().and_then(|l| l.open.get_mut(&reply)) {
-                            o.work += ADMIT_US + if first { COMPILE_US } else { 0 };
-                        }
-                        if let Some((id, cred)) = saving.take().filter(|(id, _)| *id == plan.id) {
-                            n.disk.saved.insert(id, (slice, Rc::new(cred)));
-                        }
-                    }
-                    if let Some(l) = n.live.as_mut() {
-                        l.running.insert(plan.id, slice);
-                    }
-                    then = Some(Input::Started { id: plan.id });
-                }
-                Effect::Stop { id, reason } => {
-                    // The sandbox stops it at once and reports its end.
-                    if let Some(l) = n.live.as_mut() {
-                        l.running.remove(&id);
-                    }
-                    if reason == StopReason::Revoked {
-                        // The revocation's record follows its stops in the same batch.
-                        let rev = taking.or_else(|| {
-                            queue.iter().find_map(|e| match e {
-                                Effect::Append {
-                                    body: EntryBody::RevocationSeen { revocation, .. },
-                                    ..
-                                } => Some(CertId::of(revocation)),
-                                _ => None,
-                            })
-                        });
-                        self.revocation_stopped(rev);
-                    }
-                    then = Some(Input::Ended {
-                        id,
-                        outcome: format!("stopped: {}", reason.as_str()),
-                        usage: Usage::default(),
-                    });
-                }
-                Effect::Resave { id, credential } => {
-                    if let Some(s) = n.disk.saved.get_mut(&id) {
-                        s.1 = Rc::new(credential);
-                    }
-                }
-                Effect::Forget { id } => {
-                    n.disk.saved.remove(&id);
-                }
-                Effect::KeepCosignature(c) => {
-                    let cp = &c.checkpoint.checkpoint;
-                    if let Some(by) = self.key_index(&c.cosignature.witness) {
-                        n.disk
-                            .log
-                            .cosigned(cp.size, &cp.root, by, self.cfg.witnesses);
-                    }
-                }
-                Effect::Addresses { .. } | Effect::Joined(_) | Effect::Left(_) => {}
-            }
-            let refused = n.live.as_ref().map_or(0, |l| l.node.pages_refused());
-            let more = match (then, n.live.as_mut()) {
-                (Some(input), Some(l)) => l.node.handle(now_ms, input),
-                _ => vec![],
-            };
-            let refused_now = n.live.as_ref().map_or(0, |l| l.node.pages_refused());
-            self.metrics.bad_pages += refused_now.saturating_sub(refused);
-            if !self.equivocators.is_empty() {
-                let forked = n
-                    .live
-                    .as_ref()
-                    .is_some_and(|l| l.node.witnessing().equivocated());
-                self.check_forked(i, forked);
-            }
-            // What an input's effects caused comes before the rest of the batch.
-            for e in more.into_iter().rev() {
-                queue.push_front(e);
-            }
-            self.put(i, n);
-        }
-    }
-
-    /// Answers a read from what node `i` holds.
-    fn read(&mut self, i: usize, n: &mut SimNode, read: Read) -> Response {
-        let now_ms = self.now_ms();
-        match read {
-            Read::Members => {
-                let Some(l) = n.live.as_ref() else {
-                    return Response::Error("down".into());
-                };
-                let me = self.world.nodes.get(i).map(|s| s.public);
-                let row = |k: &PublicKey| MemberRow {
-                    peer_id: k.peer_id(),
-                    name: String::new(),
-                    authority: String::new(),
-                    addrs: vec![],
-                    slivers: 0,
-                    free_memory: 0,
-                    last_seen_ms_ago: 0,
-                    health: "ok".into(),
-                    uptime_secs: 0,
-                    traffic: Default::default(),
-                };
-                let mut rows: Vec<MemberRow> = me.iter().map(row).collect();
-                rows.extend(l.node.core().members().keys().map(row));
-                Response::Members(rows)
-            }
-            Read::Entries { from } => {
-                let size = n.disk.log.checkpointed;
-                if from > size {
-                    return Response::Error(format!("the log has {size} checkpointed entries"));
-                }
-                let end = size.min(from + PAGE_ENTRIES);
-                let leaves = n
-                    .disk
-                    .log
-                    .leaves
-                    .get(from as usize..end as usize)
-                    .map(<[Vec<u8>]>::to_vec)
-                    .unwrap_or_default();
-                let key = self.world.nodes.get(i).map(|s| &s.key);
-                let signed = key.and_then(|k| {
-                    Some((
-                        n.disk.log.signed_at(k, from, now_ms)?,
-                        n.disk.log.signed_at(k, end, now_ms)?,
-                    ))
-                });
-                match signed {
-                    Some((base, end)) => Response::Page {
-                        base,
-                        end,
-                        leaves: leaves.into_iter().map(serde_bytes::ByteBuf::from).collect(),
-                    },
-                    None => Response::Error("cannot sign".into()),
-                }
-            }
-            Read::ReplicaEntries { origin, from } => {
-                let Some(l) = n.live.as_ref() else {
-                    return Response::Error("down".into());
-                };
-                let w = l.node.witnessing().witness();
-                let held = w.replica_size(&origin);
-                let cp = w.verified(&origin).cloned();
-                let src = self.key_index(&origin).map(|o| o as usize);
-                match (held, cp, src) {
-                    (Some(h), Some(cp), Some(o)) if from < h && cp.checkpoint.size == h => {
-                        // The leaves this node verified and stored (read from the origin's
-                        // disk, which holds the same bytes).
-                        let leaves = self
-                            .nodes
-                            .get(o)
-                            .and_then(|x| x.disk.log.leaves.get(from as usize..h as usize))
-                            .map(|ls| ls.iter().cloned().map(serde_bytes::ByteBuf::from).collect())
-                            .unwrap_or_default();
-                        Response::ReplicaPage { end: cp, leaves }
-                    }
-                    _ => Response::Error("no such replica here".into()),
-                }
-            }
-            // Nobody in the model asks these.
-            Read::Status { .. } | Read::Logs { .. } | Read::Checkpoint | Read::Replica { .. } => {
-                Response::Error("not modelled".into())
-            }
-        }
-    }
-
     // ---- the network ----------------------------------------------------------------
 
-    pub(crate) fn broadcast(&mut self, src: usize, g: Gossip) {
-        let honest = self.world.honest;
-        // Honest nodes dial members (up honest nodes, as far as the overlay goes); Sybils
-        // dial honest nodes; nobody dials a Sybil.
-        self.overlay.rebuild(&self.up, |_, b| b < honest);
-        let from_sybil = !self.honest(src);
-        let arrivals = self.overlay.broadcast(src, |u| u < honest && !from_sybil);
-        let (size, cat) = match &g {
-            Gossip::Advert { bytes, .. } => (*bytes, Category::Adverts),
-            Gossip::Revocation { bytes, .. } | Gossip::Proof { bytes, .. } => {
-                (bytes.len(), Category::Revocations)
-            }
-        };
-        let cat = if from_sybil { Category::Rejected } else { cat };
-        // The sender pushes to its mesh.
-        let fan = self.overlay.degree(src).min(MESH_DEGREE) as f64;
-        self.traffic.add(cat, size as f64 * fan);
-        for &(_, v) in &arrivals {
-            let d = self.overlay.degree(v as usize).min(MESH_DEGREE) as f64;
-            // Each receiver hears it from its mesh (duplicates included) and pushes it on.
-            let relayed = if from_sybil { 1.0 } else { 2.0 * d };
-            self.traffic.add(cat, size as f64 * relayed);
-        }
-        self.msgs += arrivals.len() as u64;
-        if let Gossip::Revocation { bytes, .. } = &g
-            && let Some(t) = self.revs.get_mut(&CertId::of(bytes))
-            && t.up_at_publish.is_empty()
-        {
-            t.up_at_publish = arrivals
-                .iter()
-                .map(|a| a.1)
-                .filter(|v| (*v as usize) < honest)
-                .collect();
-        }
-        if let Gossip::Proof { bytes, .. } = &g {
-            let last = arrivals.last().map_or(0, |a| a.0);
-            self.proof_spread(bytes, last);
-        }
-        if arrivals.is_empty() {
-            return;
-        }
-        if let Gossip::Advert { from, advert, .. } = &g {
-            self.apply_advert(*from as usize, advert, &arrivals);
-            return;
-        }
-        let first = arrivals.first().map_or(0, |a| a.0);
-        let now = self.now;
-        self.push(
-            now + first,
-            Ev::Wave {
-                gossip: Rc::new(g),
-                arrivals: Rc::new(arrivals),
-                next: 0,
-                sent: now,
-            },
-        );
-    }
-
-    /// Every recipient's machine judges an advert. (Judging on two threads, halves merged
-    /// back in arrival order, was tried and made a run slower on this 2-vCPU machine:
-    /// judging is bound by memory, not by the core.) Each judgement runs with the advert's
-    /// arrival time at that node but happens when the advert is sent; what the machine asks
-    /// for in return (a new member's witness sets, a revocation catch-up) is carried out at
-    /// the arrival time. The only difference from judging at arrival is that a node may
-    /// count a member as heard up to one network delay early.
-    fn apply_advert(&mut self, sender: usize, advert: &Advert, arrivals: &[(u64, u32)]) {
-        let honest = self.world.honest;
-        let start_ms = self.now_ms();
-        // (node, incarnation, arrival offset, its machine's answer or refusal)
-        type Judged = (usize, u32, u64, Result<Vec<Effect>, String>);
-        // The sender's credential as the world holds it, when the advert carries exactly it:
-        // receivers then share one copy (a thousand nodes each copying a thousand
-        // credentials was a gigabyte of memory to read through on every advert).
-        let shared = self
-            .world
-            .nodes
-            .get(sender)
-            .map(|s| s.credential.clone())
-            .filter(|c| **c == *advert.body.credential);
-        let mut results: Vec<Judged> = Vec::with_capacity(arrivals.len());
-        for &(off, v) in arrivals {
-            let i = v as usize;
-            if i >= honest {
-                continue;
-            }
-            let Some(n) = self.nodes.get_mut(i).filter(|n| n.up) else {
-                continue;
-            };
-            let inc = n.incarnation;
-            let Some(l) = n.live.as_mut() else { continue };
-            let at = start_ms + off / MS;
-            let r = l
-                .node
-                .advert(at, advert, shared.as_ref())
-                .map_err(|e| format!("advert: {e}"));
-            results.push((i, inc, off, r));
-        }
-        let now = self.now;
-        for (i, inc, off, r) in results {
-            self.judged(sender, r.as_ref().map(|_| ()).map_err(String::as_str));
-            if let Ok(effects) = r
-                && !effects.is_empty()
-            {
-                self.push(
-                    now + off,
-                    Ev::AdvertEffects {
-                        node: i as u32,
-                        inc,
-                        effects,
-                    },
-                );
-            }
-        }
-    }
-
-    /// Signs and broadcasts node `i`'s advert with the load its machine gave.
-    pub(crate) fn advertise(&mut self, i: usize, load: slicefed_proto::core::Load) {
-        let Some(n) = self.nodes.get(i) else {
-            return;
-        };
-        let Some(spec) = self.world.nodes.get(i) else {
-            return;
-        };
-        let body = AdvertBody {
-            node: spec.public,
-            credential: spec.credential.to_vec(),
-            slivers: load.slivers,
-            free_memory: load.free_memory,
-            load_x100: 0,
-            uptime_secs: self.now.saturating_sub(n.up_since) / SEC,
-            version: "sim".into(),
-            tags: vec![],
-            traffic: Default::default(),
-            addrs: vec![],
-            time_ms: self.now_ms(),
-            revocations: load.revocations,
-            unhealthy: load.unhealthy.clone(),
-        };
-        let Ok(advert) = body.sign(&spec.key) else {
-            return;
-        };
-        let Ok(bytes) = advert.to_bytes() else {
-            return;
-        };
-        // Verified once here for every receiver (they would each check the same bytes).
-        let Ok(advert) = Advert::from_bytes(&bytes) else {
-            return;
-        };
-        let g = Gossip::Advert {
-            from: i as u32,
-            advert: Rc::new(advert),
-            bytes: bytes.len(),
-        };
-        self.broadcast(i, g);
-    }
-
-    fn latency(&mut self, a: &geo::Place, b: &geo::Place) -> u64 {
-        geo::delivery_us(a, b, self.cfg.loss, &mut self.rng)
-    }
-
-    fn place_of(&self, e: Endpoint) -> geo::Place {
-        match e {
-            Endpoint::Node(n) => self.world.nodes.get(n as usize).map(|s| s.place),
-            Endpoint::Client(g) => self.world.groups.get(g as usize).map(|s| s.place),
-        }
-        .unwrap_or(geo::Place {
-            lat: 0.0,
-            lon: 0.0,
-            region: 0,
-        })
-    }
-
-    /// Which node's side of a partition an endpoint is on.
-    pub(crate) fn side_node(&self, e: Endpoint) -> usize {
-        match e {
-            Endpoint::Node(n) => n as usize,
-            // A researcher sits at its authority's site, with its first node.
-            Endpoint::Client(g) => self.world.groups.get(g as usize).map_or(0, |x| x.authority),
-        }
-    }
-
-    /// Sends a request (its size the length of its encoding) and returns its id; one that
-    /// cannot cross a partition times out (if anyone waits for it).
-    pub(crate) fn send_request(
-        &mut self,
-        from: Endpoint,
-        to: u32,
-        req: Request,
-        wanted: bool,
-    ) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
-        let bytes = request_bytes(&req);
-        let cat = match from {
-            Endpoint::Node(n) if !self.honest(n as usize) => Category::Rejected,
-            _ => category(&req),
-        };
-        let a = self.place_of(from);
-        let b = self.place_of(Endpoint::Node(to));
-        let lat = self.latency(&a, &b) + (bytes as u64 * 8 / 100); // 100 Mbit/s
-        self.traffic.add(cat, 2.0 * bytes as f64);
-        self.msgs += 1;
-        let now = self.now;
-        let reachable = self.overlay.reachable(self.side_node(from), to as usize);
-        if reachable {
-            self.push(
-                now + lat,
-                Ev::Request {
-                    to,
-                    from,
-                    id,
-                    req: Box::new(req),
-                    sent: now,
-                    wanted,
-                },
-            );
-        } else if wanted {
-            self.push(
-                now + RPC_TIMEOUT,
-                Ev::Reply {
-                    to: from,
-                    id,
-                    rep: None,
-                },
-            );
-        }
-        id
-    }
-
-    fn on_request(
-        &mut self,
-        to: usize,
-        from: Endpoint,
-        id: u64,
-        req: Request,
-        sent: u64,
-        wanted: bool,
-    ) {
-        let Some(mut n) = self.take(to) else {
-            // Down: the requester times out.
-            if wanted {
-                self.push(
-                    sent + RPC_TIMEOUT,
-                    Ev::Reply {
-                        to: from,
-                        id,
-                        rep: None,
-                    },
-                );
-            }
-            return;
-        };
-        let cat = match from {
-            Endpoint::Node(s) if !self.honest(s as usize) => Category::Rejected,
-            _ => category(&req),
-        };
-        let work = match &req {
-            Request::Entries { .. } | Request::ReplicaEntries { .. } => MS,
-            Request::Delete(_) => ADMIT_US,
-            _ => 0,
-        };
-        if let Some(l) = n.live.as_mut() {
-            l.open.insert(
-                id,
-                Open {
-                    from,
-                    sent,
-                    cat,
-                    work,
-                    wanted,
-                },
-            );
-        }
-        self.put(to, n);
-        let asker = match from {
-            Endpoint::Node(s) => self.world.nodes.get(s as usize).map(|x| x.public),
-            Endpoint::Client(_) => None,
-        };
-        let input = match req {
-            // The router hashes the module it was sent, as the daemon does on a worker.
-            Request::Submit {
-                credential,
-                module,
-                args,
-                env,
-            } => Input::Submit {
-                reply: id,
-                credential,
-                module: ModuleHash::of(&module),
-                invocation: Invocation::new(args, env),
-            },
-            request => Input::Request {
-                reply: id,
-                from: asker,
-                request,
-            },
-        };
-        self.feed(to, input);
-    }
-
-    /// Node `i` answers request `id`: the bytes are counted; the answer travels back if
-    /// its asker waits for it (within its timeout).
-    fn reply(&mut self, i: usize, id: u64, open: Open, response: Response) {
-        if let Endpoint::Node(s) = open.from
-            && !self.honest(s as usize)
-        {
-            if matches!(response, Response::Error(_)) {
-                self.metrics.sybil_rejected += 1;
-            } else {
-                self.metrics.sybil_accepted += 1;
-            }
-        }
-        let bytes = response.to_bytes().map_or(32, |b| b.len());
-        self.traffic.add(open.cat, 2.0 * bytes as f64);
-        self.msgs += 1;
-        if !open.wanted {
-            return;
-        }
-        let a = self.place_of(Endpoint::Node(i as u32));
-        let b = self.place_of(open.from);
-        let lat = self.latency(&a, &b) + (bytes as u64 * 8 / 100);
-        let at = self.now + open.work + lat;
-        // Past the requester's timeout the answer no longer counts.
-        let (at, rep) = if at > open.sent + RPC_TIMEOUT {
-            (open.sent + RPC_TIMEOUT, None)
-        } else {
-            (at, Some(Box::new(response)))
-        };
-        self.push(
-            at,
-            Ev::Reply {
-                to: open.from,
-                id,
-                rep,
-            },
-        );
-    }
-
-    /// The answer to a request node `i` sent (or its timeout).
-    fn on_reply(&mut self, i: usize, id: u64, rep: Option<Response>) {
-        let token = self
-            .nodes
-            .get_mut(i)
-            .filter(|n| n.up)
-            .and_then(|n| n.live.as_mut())
-            .and_then(|l| l.asked.remove(&id));
-        let Some(token) = token else { return };
-        let input = match rep {
-            Some(response) => Input::Answer { token, response },
-            None => Input::NoAnswer { token },
-        };
-        self.feed(i, input);
-    }
-
     // ---- receiving ------------------------------------------------------------------
-
-    fn deliver_gossip(&mut self, to: usize, g: &Gossip) {
-        if !self.honest(to) {
-            return;
-        }
-        let (sender, topic, data) = match g {
-            // Adverts never travel in waves: `broadcast` has every recipient judge them when
-            // they are sent (`apply_advert`).
-            Gossip::Advert { .. } => return,
-            Gossip::Revocation { from, bytes } => (*from, Topic::Revocation, bytes),
-            Gossip::Proof { from, bytes } => (*from, Topic::Equivocation, bytes),
-        };
-        let now_ms = self.now_ms();
-        let source = self.world.nodes.get(sender as usize).map(|s| s.public);
-        let effects = self
-            .nodes
-            .get_mut(to)
-            .filter(|n| n.up)
-            .and_then(|n| n.live.as_mut())
-            .map(|l| {
-                l.node.handle(
-                    now_ms,
-                    Input::Gossip {
-                        id: 0,
-                        source,
-                        topic,
-                        data: data.to_vec(),
-                    },
-                )
-            });
-        let Some(effects) = effects else { return };
-        let verdict = effects.iter().find_map(|e| match e {
-            Effect::Verdict { verdict, .. } => Some(verdict.clone()),
-            _ => None,
-        });
-        match verdict {
-            Some(Verdict::Reject(why)) => self.judged(sender as usize, Err(&why.to_string())),
-            _ => self.judged(sender as usize, Ok(())),
-        }
-        self.apply(to, effects);
-    }
 }
 
 /// The index of the slice a sliver runs: slice names end in their global index

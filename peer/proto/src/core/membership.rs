@@ -1,0 +1,165 @@
+//! Membership: adverts judged (a node certificate that chains to a trusted authority makes
+//! its sender a member), judgements kept until the chain expires or is revoked.
+
+use super::*;
+
+impl NodeCore {
+    /// A peer's advert: its node credential (certificate and chain) and load. Makes it a
+    /// member if the credential is a node certificate for `from` that chains to a trusted
+    /// authority.
+    pub fn advert(
+        &mut self,
+        now_ms: u64,
+        from: PublicKey,
+        node_credential: &[u8],
+        load: Load,
+    ) -> Result<Vec<Output>, CoreError> {
+        self.judge_advert(now_ms, from, node_credential, None, load)
+    }
+
+    /// [`NodeCore::advert`] with the credential in shared memory: a member admitted on it
+    /// keeps a reference, not a copy, and the same allocation compares equal without reading
+    /// it. The decision is the same as `advert`'s.
+    pub fn advert_shared(
+        &mut self,
+        now_ms: u64,
+        from: PublicKey,
+        node_credential: &Arc<[u8]>,
+        load: Load,
+    ) -> Result<Vec<Output>, CoreError> {
+        self.judge_advert(now_ms, from, node_credential, Some(node_credential), load)
+    }
+
+    pub(super) fn judge_advert(
+        &mut self,
+        now_ms: u64,
+        from: PublicKey,
+        node_credential: &[u8],
+        shared: Option<&Arc<[u8]>>,
+        load: Load,
+    ) -> Result<Vec<Output>, CoreError> {
+        let refuse = |why: String| Err(CoreError::NotMember(why));
+        let skew_ms = slicefed_trust::verify::CLOCK_SKEW_SECS.saturating_mul(1000);
+        if load.sent_ms.abs_diff(now_ms) > skew_ms {
+            return Err(CoreError::StaleAdvert(format!(
+                "made at {} ms, more than {skew_ms} ms from this node's clock ({now_ms})",
+                load.sent_ms
+            )));
+        }
+        if let Some(m) = self.members.get(&from)
+            && load.sent_ms <= m.last_sent_ms
+        {
+            return Err(CoreError::StaleAdvert(format!(
+                "made at {} ms, not after the last advert heard ({})",
+                load.sent_ms, m.last_sent_ms
+            )));
+        }
+        // The same credential as last time, still within its validity and with none of its
+        // links revoked since: the judgement stands (a member re-advertises for ever;
+        // checking its chain each time would cost every node a chain walk per advert).
+        let digest = self.revocation_digest();
+        if let Some(m) = self.members.get_mut(&from)
+            && same_bytes(&m.credential, node_credential)
+            && secs(now_ms) <= m.valid_until
+        {
+            if now_ms < m.last_seen_ms {
+                return Ok(vec![]);
+            }
+            m.last_seen_ms = now_ms;
+            m.last_sent_ms = load.sent_ms;
+            let ask = wants_revocations(m, &digest, &load, now_ms);
+            m.load = load;
+            self.note_heard(now_ms, from);
+            return Ok(if ask {
+                vec![Output::FetchRevocations(from)]
+            } else {
+                vec![]
+            });
+        }
+        let cred = match Credential::from_bytes(node_credential) {
+            Ok(c) => c,
+            Err(e) => return refuse(e.to_string()),
+        };
+        let pool: Vec<&[u8]> = cred.chain().collect();
+        // Membership is not tied to this node as audience: any node that trusts the root.
+        let ctx = Context {
+            now: secs(now_ms),
+            node: None,
+        };
+        let v = match self.verifier.verify(cred.leaf(), &pool, &ctx) {
+            Ok(v) => v,
+            Err(e) => return refuse(e.to_string()),
+        };
+        let Object::NodeCert(nc) = &v.leaf.object else {
+            return refuse(format!("a {} is not a node certificate", v.leaf.kind));
+        };
+        if nc.subject != from {
+            return refuse(format!(
+                "the node certificate is for {}, not for {}",
+                nc.subject.peer_id(),
+                from.peer_id()
+            ));
+        }
+        let valid_until = v
+            .leaf
+            .validity()
+            .map_or(u64::MAX, |x| x.not_after)
+            .min(v.effective.validity.not_after)
+            .saturating_add(slicefed_trust::verify::CLOCK_SKEW_SECS);
+        let mut out = vec![];
+        let asked = match self.members.get(&from) {
+            Some(m) => m.revocations_asked_ms,
+            None => {
+                if self.members.len() >= MAX_MEMBERS {
+                    return refuse(format!("this node already tracks {MAX_MEMBERS} members"));
+                }
+                out.push(Output::Joined(from));
+                None
+            }
+        };
+        let mut member = Member {
+            name: nc.name.clone(),
+            authority: v.responsible.authority.clone(),
+            last_seen_ms: now_ms,
+            last_sent_ms: load.sent_ms,
+            load: Load::default(),
+            credential: shared.map_or_else(|| Arc::from(node_credential), Arc::clone),
+            valid_until,
+            chain: v.links.iter().map(|l| l.id).collect(),
+            revocations_asked_ms: asked,
+        };
+        let digest = self.revocation_digest();
+        if wants_revocations(&mut member, &digest, &load, now_ms) {
+            out.push(Output::FetchRevocations(from));
+        }
+        member.load = load;
+        self.members.insert(from, member);
+        self.note_heard(now_ms, from);
+        Ok(out)
+    }
+
+    /// Remembers that `from` was heard at `now_ms`, for expiry.
+    pub(super) fn note_heard(&mut self, now_ms: u64, from: PublicKey) {
+        self.heard.push_back((now_ms, from));
+        if self.heard.len() > 8 * self.members.len() + 1024 {
+            // Each member's latest advert is all expiry needs.
+            let mut latest: Vec<(u64, PublicKey)> = self
+                .members
+                .iter()
+                .map(|(k, m)| (m.last_seen_ms, *k))
+                .collect();
+            latest.sort_unstable();
+            self.heard = latest.into();
+        }
+    }
+
+    /// A revocation arrived: members whose chain it names are judged again on their next
+    /// advert (and refused).
+    pub(super) fn forget_judgements(&mut self, target: &CertId) {
+        for m in self.members.values_mut() {
+            if m.chain.contains(target) {
+                m.valid_until = 0;
+            }
+        }
+    }
+}

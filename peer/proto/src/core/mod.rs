@@ -1,0 +1,720 @@
+//! The node manager as a sans-IO state machine.
+//!
+//! Invariants:
+//! - No IO, no clock, no randomness: every call takes `now_ms`; outputs are returned.
+//! - Only peers whose node certificate chains to an authority the owner trusts are members;
+//!   anyone else is at most a client.
+//! - A ticket becomes a sliver only if its chain verifies for this node (audience, validity,
+//!   revocations, replay) and it fits the node's capacity and every cap on its chain; every
+//!   refusal carries its precise reason in a signed receipt.
+//! - A running sliver whose ticket expires, or any link of whose chain is revoked, is stopped.
+//! - Everything held is bounded: members, slivers (by capacity), seen revocations.
+
+use sha2::{Digest, Sha256};
+use slicefed_ledger::entry::{Attribution, EntryBody, Usage};
+use slicefed_trust::caps::NetworkRights;
+use slicefed_trust::objects::{self, MAX_CREDENTIAL_BYTES, NodeReceipt};
+use slicefed_trust::verify::{HeldFile, Object, RevocationError, Verified};
+use slicefed_trust::{
+    CertId, Context, Credential, Invocation, ModuleHash, Name, PublicKey, SecretKey, TrustPolicy,
+    Verifier,
+};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+/// Most members remembered.
+pub const MAX_MEMBERS: usize = 4096;
+/// A member not heard from for this long is dropped (at least; see
+/// [`NodeCore::member_timeout_ms`]).
+pub const MEMBER_TIMEOUT_MS: u64 = 30_000;
+/// Most revocations remembered (their bytes are kept so a node that was away can catch up).
+pub const MAX_SEEN_REVOCATIONS: usize = 100_000;
+/// Most bytes of revocation files kept for catch-ups.
+pub const MAX_REVOCATION_BYTES: usize = 256 << 20;
+/// Longest health reason a node keeps or advertises.
+pub const MAX_HEALTH_BYTES: usize = 200;
+/// Revocations of expired objects are forgotten this often.
+pub const REVOCATION_PRUNE_INTERVAL_MS: u64 = 60_000;
+/// Adverts a node should hear per second from the whole federation: the advert interval
+/// grows with the member count so that every node's share of advert traffic stays flat
+/// (everyone hears everyone, so a fixed interval costs each node O(members)).
+pub const ADVERTS_HEARD_PER_SEC: u64 = 1;
+/// A member is dropped after missing this many of its adverts (gossip reaches a node over
+/// several paths, so a missed advert means the sender or the path is gone).
+pub const ADVERTS_MISSED_BEFORE_LEAVING: u64 = 3;
+/// Revocations in one catch-up answer.
+pub const MAX_REVOCATIONS_PER_PAGE: usize = 256;
+/// Bytes of revocation files in one catch-up answer (under the response limit).
+pub const MAX_REVOCATION_PAGE_BYTES: usize = 2 << 20;
+/// A member is asked for revocations at most this often.
+pub const REVOCATION_SYNC_INTERVAL_MS: u64 = 30_000;
+
+/// The members a node knows, by key. A hash map: every advert heard is a lookup, and a
+/// node of a thousand-member federation hears a thousand of them per advert interval. Its
+/// hasher is fixed (keys are certified by a trusted authority, so nobody can choose many
+/// colliding ones), which keeps iteration order a function of what happened, as the
+/// simulator's determinism needs.
+pub type Members = std::collections::HashMap<PublicKey, Member, BuildKeyHasher>;
+
+/// Builds [`KeyHasher`]s.
+pub type BuildKeyHasher = std::hash::BuildHasherDefault<KeyHasher>;
+
+/// A fixed, fast hasher for public keys (uniformly distributed bytes already).
+#[derive(Default, Clone, Copy)]
+pub struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            if let Some(dst) = w.get_mut(..chunk.len()) {
+                dst.copy_from_slice(chunk);
+            }
+            self.0 = (self.0.rotate_left(23) ^ u64::from_le_bytes(w))
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_usize(&mut self, _: usize) {
+        // The length prefix of a fixed-size key says nothing.
+    }
+}
+
+/// What the node owner grants slivers on this machine.
+#[derive(Clone, Debug)]
+pub struct Capacity {
+    /// Most slivers at once.
+    pub max_slivers: u32,
+    /// Memory for all slivers together, bytes.
+    pub memory: u64,
+    /// Memory a sliver gets when neither its ticket nor its chain caps it.
+    pub default_sliver_memory: u64,
+}
+
+/// Whether to ask member `m` (which just advertised `load`) for its revocations: it holds
+/// a set other than ours, at least as large (a node that holds more never asks one that
+/// holds less: the smaller pulls, grows to the union, and the other pulls from it only if
+/// it was missing something), and it was not asked lately. Records the asking.
+fn wants_revocations(m: &mut Member, ours: &RevocationDigest, load: &Load, now_ms: u64) -> bool {
+    let theirs = &load.revocations;
+    if theirs == ours || theirs.count == 0 || theirs.count < ours.count {
+        return false;
+    }
+    if m.revocations_asked_ms
+        .is_some_and(|t| now_ms.saturating_sub(t) < REVOCATION_SYNC_INTERVAL_MS)
+    {
+        return false;
+    }
+    m.revocations_asked_ms = Some(now_ms);
+    true
+}
+
+/// Pages one catch-up from one member may take (with full pages, 16,384 revocations).
+pub const MAX_CATCHUP_PAGES: u32 = 64;
+
+/// After a catch-up page from a member (asked after `after`, the `pages`-th of this
+/// catch-up): where to ask for the next page, if at all. Only when the page may have been
+/// cut short (by count or by bytes), its ids moved past `after` (a member answering the
+/// same page again gets no second question), and the catch-up is under
+/// [`MAX_CATCHUP_PAGES`].
+pub fn next_revocation_page(page: &[Vec<u8>], after: Option<CertId>, pages: u32) -> Option<CertId> {
+    let bytes: usize = page.iter().map(Vec::len).sum();
+    let full = page.len() >= MAX_REVOCATIONS_PER_PAGE || bytes >= MAX_REVOCATION_PAGE_BYTES / 2;
+    let last = page.last().and_then(|b| revocation_id(b))?;
+    (full && pages < MAX_CATCHUP_PAGES && after.is_none_or(|a| last > a)).then_some(last)
+}
+
+/// The id of the revocation in a revocation file (its first object), which is what
+/// [`NodeCore::revocations_after`] pages by.
+pub fn revocation_id(file: &[u8]) -> Option<CertId> {
+    Credential::from_bytes(file)
+        .ok()
+        .map(|c| CertId::of(c.leaf()))
+}
+
+/// Equal bytes; the same allocation is equal without reading it.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b
+}
+
+/// The longest prefix of `text` that fits in `max` bytes without splitting a character
+/// (a refusal's reason is the researcher's only clue; keep as much of it as fits).
+fn within_bytes(text: &str, max: usize) -> String {
+    let mut end = 0;
+    for (i, c) in text.char_indices() {
+        if i + c.len_utf8() > max {
+            break;
+        }
+        end = i + c.len_utf8();
+    }
+    text.get(..end).unwrap_or_default().to_string()
+}
+
+/// A node's self-reported state, carried in its adverts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Load {
+    /// Slivers running.
+    pub slivers: u32,
+    /// Memory free for slivers, bytes.
+    pub free_memory: u64,
+    /// Seconds since the node started (the denominator of its traffic counters).
+    pub uptime_secs: u64,
+    /// Bytes the node moved since it started.
+    pub traffic: Traffic,
+    /// Which revocations the node holds: a member holding others is asked for them.
+    pub revocations: RevocationDigest,
+    /// Why the node is unhealthy (it cannot record, so it takes no tickets), if it is.
+    pub unhealthy: Option<String>,
+    /// When the advert carrying this was made (the sender's clock, unix ms): an advert
+    /// outside the clock skew, or not newer than the last one heard, is not taken (a
+    /// replayed advert must not keep a dead member listed).
+    pub sent_ms: u64,
+}
+
+/// A summary of a node's revocation set: two nodes with equal digests hold the same
+/// revocations. The hash is SHA-256 over the sorted revocation ids, so it does not depend on
+/// the order they arrived in and nobody can make two different sets look alike.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RevocationDigest {
+    /// Revocations held.
+    pub count: u32,
+    /// SHA-256 over their sorted ids (zeros when there are none).
+    pub hash: [u8; 32],
+}
+
+/// Bytes a node moved since it started, as it reports them (CoMon's network sensor): what
+/// an owner pays for membership, and what the overlay costs per node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Traffic {
+    /// On every connection, in: gossip, RPC, and Noise/Yamux/TCP framing above IP.
+    pub wire_in: u64,
+    /// On every connection, out.
+    pub wire_out: u64,
+    /// Payloads of gossip messages received and validated (adverts, checkpoints, ...).
+    pub gossip_in: u64,
+    /// Payloads of gossip messages this node published (not counting forwarding).
+    pub gossip_out: u64,
+    /// Ledger pages fetched from the nodes this one witnesses.
+    pub replication_in: u64,
+    /// Ledger pages and replica chunks served to witnesses and auditors.
+    pub replication_out: u64,
+}
+
+/// A member of the federation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// Its certified name.
+    pub name: Name,
+    /// The authority that certified it.
+    pub authority: Name,
+    /// When we last heard from it.
+    pub last_seen_ms: u64,
+    /// When its latest advert was made (its clock).
+    pub last_sent_ms: u64,
+    /// What it last said about itself.
+    pub load: Load,
+    /// The credential its membership was judged on, and until when that judgement holds
+    /// (its chain's end of validity, unix seconds) unless a revocation arrives: a repeated
+    /// advert with the same credential is then not verified again. Shared, so a caller
+    /// that holds each peer's credential once (the simulator's thousand nodes) need not
+    /// keep a thousand copies of each.
+    credential: Arc<[u8]>,
+    valid_until: u64,
+    /// The ids of its chain's links: a revocation of any of them ends the judgement.
+    chain: Vec<CertId>,
+    /// When it was last asked for revocations.
+    revocations_asked_ms: Option<u64>,
+}
+
+impl Member {
+    /// A member for tests of other machines (nothing judged; never valid for adverts).
+    #[doc(hidden)]
+    pub fn for_tests(name: Name, authority: Name, load: Load) -> Member {
+        Member {
+            name,
+            authority,
+            last_seen_ms: 0,
+            last_sent_ms: 0,
+            load,
+            credential: Arc::from(Vec::new()),
+            valid_until: 0,
+            chain: vec![],
+            revocations_asked_ms: None,
+        }
+    }
+}
+
+/// What the sandbox should run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SliverPlan {
+    /// Node-local id.
+    pub id: u64,
+    /// Whose.
+    pub who: Attribution,
+    /// The module (the driver has its bytes, matched by hash).
+    pub module: ModuleHash,
+    /// Memory cap.
+    pub memory: u64,
+    /// CPU weight.
+    pub cpu_share: u32,
+    /// Network rights in force.
+    pub network: NetworkRights,
+    /// Daily egress cap.
+    pub egress_per_day: Option<u64>,
+    /// When its ticket ends (unix seconds).
+    pub not_after: u64,
+}
+
+/// Why the core asks to stop a sliver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// Its ticket's validity ended.
+    Expired,
+    /// A link of its chain was revoked.
+    Revoked,
+    /// The node owner stopped it.
+    Owner,
+    /// The ticket's holder deleted its slice.
+    Deleted,
+}
+
+impl StopReason {
+    /// How the ledger and the sandbox name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::Expired => "expired",
+            StopReason::Revoked => "revoked",
+            StopReason::Owner => "stopped by the node owner",
+            StopReason::Deleted => "deleted by its holder",
+        }
+    }
+}
+
+/// What the drivers must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Start a sliver in the sandbox.
+    Start(SliverPlan),
+    /// Stop a sliver.
+    Stop {
+        /// Which.
+        id: u64,
+        /// Why.
+        reason: StopReason,
+    },
+    /// Append to the node's ledger.
+    Append(EntryBody),
+    /// Send this signed receipt (envelope bytes) to whoever submitted the ticket.
+    Receipt(Vec<u8>),
+    /// Gossip these revocation bytes onward.
+    GossipRevocation(Vec<u8>),
+    /// Ask this member for the revocations it holds (its digest differs from ours): send
+    /// it a revocations request and feed each answer to [`NodeCore::revocation`] without
+    /// gossiping them again.
+    FetchRevocations(PublicKey),
+    /// A peer became a member.
+    Joined(PublicKey),
+    /// A peer stopped being a member.
+    Left(PublicKey),
+}
+
+/// A sliver the core knows about.
+#[derive(Clone, Debug)]
+struct Running {
+    plan: SliverPlan,
+    credential: Vec<u8>,
+    chain: Vec<CertId>,
+    root: Name,
+    ticket: CertId,
+    /// Who may delete or renew it: the ticket's signer and the responsible user.
+    holders: Vec<PublicKey>,
+    /// What its arguments and environment hash to (a renewal must sign the same).
+    invocation: slicefed_trust::InvocationHash,
+}
+
+/// What the core knows about a running sliver, for status answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SliverInfo {
+    /// The plan it runs under.
+    pub plan: SliverPlan,
+    /// Its current ticket.
+    pub ticket: CertId,
+    /// Its current ticket credential (kept so a restarted node can bring it back).
+    pub credential: Vec<u8>,
+}
+
+/// The node manager.
+pub struct NodeCore {
+    key: SecretKey,
+    me: PublicKey,
+    capacity: Capacity,
+    verifier: Verifier,
+    members: Members,
+    /// (time, member) for every advert heard, oldest first: expiry pops from the front
+    /// and drops a member only if its latest advert is that old too. An advert costs a
+    /// push, not a re-sort; compacted when it outgrows the members.
+    heard: VecDeque<(u64, PublicKey)>,
+    slivers: BTreeMap<u64, Running>,
+    next_sliver: u64,
+    /// Revocations seen, by id, with their bytes (for members that were away).
+    revocations: BTreeMap<CertId, Vec<u8>>,
+    revocation_bytes: usize,
+    /// The digest of `revocations`, recomputed when asked after a change.
+    revocation_digest: std::cell::Cell<RevocationDigest>,
+    digest_stale: std::cell::Cell<bool>,
+    last_prune_ms: u64,
+    /// Why the ledger cannot append, while it cannot.
+    ledger_failure: Option<String>,
+    advert_base_ms: u64,
+    adverts_heard_per_sec: u64,
+}
+
+/// Why an input was rejected (inputs that are refused with a receipt are not errors).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CoreError {
+    /// A peer's advert did not make it a member.
+    #[error("not a member: {0}")]
+    NotMember(String),
+    /// An advert too old, from the future, or replayed: ignored (not a fault of whoever
+    /// relayed it).
+    #[error("stale advert: {0}")]
+    StaleAdvert(String),
+    /// A revocation was refused (it does not open, or its signer may not revoke that).
+    #[error("revocation refused: {0}")]
+    Revocation(#[from] RevocationError),
+    /// No such sliver.
+    #[error("no sliver {0} on this node")]
+    NoSuchSliver(u64),
+    /// A delete request that does not prove its sender holds the slice.
+    #[error("delete refused: {0}")]
+    BadDelete(String),
+    /// A request only a slice's holder or the node's owner may make.
+    #[error("refused: only the slice's holder or this node's owner may ask that ({0})")]
+    NotHolder(String),
+}
+
+/// Why a ticket (a submission, a renewal or a restore) was refused. The receipt carries its
+/// text; [`Refusal::label`] names the reason for counting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The ticket file does not decode, or is too large.
+    #[error("{0}")]
+    File(String),
+    /// Its chain does not verify for this node (signature, trust, validity, audience,
+    /// revocation, replay).
+    #[error(transparent)]
+    Verify(#[from] slicefed_trust::VerifyError),
+    /// The leaf is not a slice ticket.
+    #[error("a {0} is not a slice ticket")]
+    NotATicket(slicefed_trust::Kind),
+    /// The module sent is not the one the ticket names.
+    #[error("the module sent hashes to {sent}, the ticket names {named}")]
+    WrongModule {
+        /// Hash of the bytes sent.
+        sent: ModuleHash,
+        /// What the ticket names.
+        named: ModuleHash,
+    },
+    /// The node runs as many slivers as its owner allows.
+    #[error("node full: it runs {0} slivers, its owner's limit")]
+    NodeFull(usize),
+    /// Not enough memory left for the sliver's cap.
+    #[error("not enough memory: the sliver may use {wanted} bytes, this node has {free} free")]
+    NotEnoughMemory {
+        /// The sliver's cap.
+        wanted: u64,
+        /// Free memory.
+        free: u64,
+    },
+    /// A chain's cap on slivers is reached.
+    #[error("over cap: {running} slivers already run under this chain, its cap is {cap}")]
+    OverCap {
+        /// Slivers running under it.
+        running: usize,
+        /// The cap.
+        cap: u32,
+    },
+    /// The arguments or environment sent are not the ones the ticket signs.
+    #[error(
+        "the arguments and environment sent are not the ones the ticket signs (its holder signed another invocation)"
+    )]
+    WrongInvocation,
+    /// The node cannot record (its ledger cannot write): nothing may run unrecorded.
+    #[error("this node cannot record new slivers now: its ledger cannot write ({0})")]
+    LedgerUnavailable(String),
+    /// The sliver's creation could not be made durable in the ledger.
+    #[error("this node could not record the sliver in its ledger ({0})")]
+    NotRecorded(String),
+    /// The sandbox could not start it.
+    #[error("could not start: {0}")]
+    StartFailed(String),
+    /// A renewal for a slice that has no sliver here held by the signer.
+    #[error("no sliver of slice {0} held by the ticket's signer runs here")]
+    NothingToRenew(Name),
+    /// A renewal naming another module.
+    #[error("a renewal must name the module the slivers run")]
+    RenewalChangesModule,
+    /// A renewal signing other arguments or environment than the slivers run with.
+    #[error("a renewal must sign the arguments and environment the slivers run with")]
+    RenewalChangesInvocation,
+    /// A restore of a sliver that runs.
+    #[error("sliver {0} is already running")]
+    AlreadyRunning(u64),
+}
+
+impl Refusal {
+    /// A short, stable name for the reason (for counters and dashboards).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Refusal::File(_) => "bad_file",
+            Refusal::Verify(e) => match e {
+                slicefed_trust::VerifyError::Revoked { .. } => "revoked",
+                slicefed_trust::VerifyError::Expired { .. }
+                | slicefed_trust::VerifyError::NotYetValid { .. } => "validity",
+                slicefed_trust::VerifyError::Replayed { .. }
+                | slicefed_trust::VerifyError::StaleTicket { .. }
+                | slicefed_trust::VerifyError::ReplayGuardFull(_) => "replay",
+                slicefed_trust::VerifyError::WrongAudience { .. } => "audience",
+                slicefed_trust::VerifyError::UntrustedRoot { .. }
+                | slicefed_trust::VerifyError::UnknownAuthorityRoot { .. } => "untrusted",
+                slicefed_trust::VerifyError::Object(_) => "bad_signature",
+                _ => "chain",
+            },
+            Refusal::NotATicket(_) => "not_a_ticket",
+            Refusal::WrongModule { .. } => "wrong_module",
+            Refusal::WrongInvocation => "wrong_invocation",
+            Refusal::NodeFull(_) => "node_full",
+            Refusal::NotEnoughMemory { .. } => "memory",
+            Refusal::OverCap { .. } => "over_cap",
+            Refusal::LedgerUnavailable(_) | Refusal::NotRecorded(_) => "ledger_unavailable",
+            Refusal::StartFailed(_) => "start_failed",
+            Refusal::NothingToRenew(_)
+            | Refusal::RenewalChangesModule
+            | Refusal::RenewalChangesInvocation => "renewal",
+            Refusal::AlreadyRunning(_) => "already_running",
+        }
+    }
+}
+
+fn secs(ms: u64) -> u64 {
+    ms / 1000
+}
+
+impl NodeCore {
+    /// A node with its key, capacity and the owner's trust policy.
+    pub fn new(key: SecretKey, capacity: Capacity, policy: TrustPolicy) -> NodeCore {
+        NodeCore::with_verifier(key, capacity, Verifier::new(policy))
+    }
+
+    /// A node judging with `verifier` (the simulator shares opened objects between the
+    /// verifiers of its nodes; see `slicefed_trust::SharedOpened`).
+    pub fn with_verifier(key: SecretKey, capacity: Capacity, verifier: Verifier) -> NodeCore {
+        NodeCore {
+            me: key.public(),
+            key,
+            capacity,
+            verifier,
+            members: Members::default(),
+            heard: VecDeque::new(),
+            slivers: BTreeMap::new(),
+            next_sliver: 1,
+            revocations: BTreeMap::new(),
+            revocation_bytes: 0,
+            revocation_digest: std::cell::Cell::new(RevocationDigest::default()),
+            digest_stale: std::cell::Cell::new(false),
+            last_prune_ms: 0,
+            ledger_failure: None,
+            advert_base_ms: 5_000,
+            adverts_heard_per_sec: ADVERTS_HEARD_PER_SEC,
+        }
+    }
+
+    /// Sets the shortest advert interval (the owner's setting) and the advert budget (see
+    /// [`ADVERTS_HEARD_PER_SEC`]).
+    pub fn set_advert_timing(&mut self, base_ms: u64, adverts_heard_per_sec: u64) {
+        self.advert_base_ms = base_ms.max(1);
+        self.adverts_heard_per_sec = adverts_heard_per_sec.max(1);
+    }
+
+    /// How often this node should advertise now: the owner's interval, or longer in a large
+    /// federation so that each node hears about [`ADVERTS_HEARD_PER_SEC`] adverts a second
+    /// (every node computes about the same figure, since all see about the same members).
+    pub fn advert_interval_ms(&self) -> u64 {
+        let members = self.members.len() as u64 + 1;
+        self.advert_base_ms
+            .max(members.saturating_mul(1000) / self.adverts_heard_per_sec)
+    }
+
+    /// How long a silent member stays a member.
+    pub fn member_timeout_ms(&self) -> u64 {
+        MEMBER_TIMEOUT_MS.max(
+            self.advert_interval_ms()
+                .saturating_mul(ADVERTS_MISSED_BEFORE_LEAVING),
+        )
+    }
+
+    /// A summary of the revocations this node holds (it goes into its adverts). Computed
+    /// when asked after a change, not at every change (recomputing on each of a burst of
+    /// revocations would cost the square of the set).
+    pub fn revocation_digest(&self) -> RevocationDigest {
+        if self.digest_stale.replace(false) {
+            let mut h = Sha256::new();
+            for id in self.revocations.keys() {
+                h.update(id.0);
+            }
+            self.revocation_digest.set(if self.revocations.is_empty() {
+                RevocationDigest::default()
+            } else {
+                RevocationDigest {
+                    count: self.revocations.len() as u32,
+                    hash: h.finalize().into(),
+                }
+            });
+        }
+        self.revocation_digest.get()
+    }
+
+    /// Revocations held, in id order, after `after` (a page of a catch-up answer): at most
+    /// `max` (and [`MAX_REVOCATIONS_PER_PAGE`]) files and about [`MAX_REVOCATION_PAGE_BYTES`].
+    /// An empty page ends a catch-up.
+    pub fn revocations_after(&self, after: Option<CertId>, max: usize) -> Vec<Vec<u8>> {
+        let range = match after {
+            Some(a) => self
+                .revocations
+                .range((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
+            None => self.revocations.range(..),
+        };
+        let mut bytes = 0usize;
+        range
+            .take(max.min(MAX_REVOCATIONS_PER_PAGE))
+            .take_while(|(_, b)| {
+                let fits = bytes == 0 || bytes + b.len() <= MAX_REVOCATION_PAGE_BYTES;
+                bytes += b.len();
+                fits
+            })
+            .map(|(_, b)| b.clone())
+            .collect()
+    }
+
+    /// This node's key.
+    pub(crate) fn secret_key(&self) -> &SecretKey {
+        &self.key
+    }
+
+    /// This node's key.
+    pub fn id(&self) -> PublicKey {
+        self.me
+    }
+
+    /// Current members.
+    pub fn members(&self) -> &Members {
+        &self.members
+    }
+
+    /// Running slivers' plans.
+    pub fn slivers(&self) -> impl Iterator<Item = &SliverPlan> {
+        self.slivers.values().map(|r| &r.plan)
+    }
+
+    /// Running slivers with their tickets.
+    pub fn sliver_infos(&self) -> impl Iterator<Item = SliverInfo> + '_ {
+        self.slivers.values().map(|r| SliverInfo {
+            plan: r.plan.clone(),
+            ticket: r.ticket,
+            credential: r.credential.clone(),
+        })
+    }
+
+    /// Sliver ids continue from here (a restarted node passes a number above every id it
+    /// used before, e.g. its ledger's size, so ids stay unique in its log).
+    pub fn continue_ids_from(&mut self, next: u64) {
+        self.next_sliver = self.next_sliver.max(next);
+    }
+
+    /// This node's load, for its adverts.
+    pub fn load(&self) -> Load {
+        Load {
+            slivers: self.slivers.len() as u32,
+            free_memory: self.capacity.memory.saturating_sub(self.used_memory()),
+            revocations: self.revocation_digest(),
+            unhealthy: self.ledger_failure.clone(),
+            ..Load::default()
+        }
+    }
+
+    fn used_memory(&self) -> u64 {
+        self.slivers.values().map(|r| r.plan.memory).sum()
+    }
+
+    fn ctx(&self, now_ms: u64) -> Context {
+        Context {
+            now: secs(now_ms),
+            node: Some(self.me),
+        }
+    }
+
+    /// The ledger cannot append (`why`): until [`NodeCore::ledger_recovered`], every ticket,
+    /// renewal and restore is refused with that reason and the node reports itself unhealthy.
+    pub fn ledger_failed(&mut self, why: &str) {
+        self.ledger_failure = Some(within_bytes(why, MAX_HEALTH_BYTES));
+    }
+
+    /// The ledger appends again.
+    pub fn ledger_recovered(&mut self) {
+        self.ledger_failure = None;
+    }
+
+    /// Why this node is unhealthy (it cannot record), if it is.
+    pub fn unhealthy(&self) -> Option<&str> {
+        self.ledger_failure.as_deref()
+    }
+
+    /// Time passes: expired slivers are stopped; silent members leave.
+    pub fn tick(&mut self, now_ms: u64) -> Vec<Output> {
+        let now = secs(now_ms);
+        if now_ms.saturating_sub(self.last_prune_ms) >= REVOCATION_PRUNE_INTERVAL_MS {
+            self.last_prune_ms = now_ms;
+            self.prune_revocations(now_ms);
+        }
+        let mut out: Vec<Output> = self
+            .slivers
+            .values()
+            .filter(|s| {
+                now > s
+                    .plan
+                    .not_after
+                    .saturating_add(slicefed_trust::verify::CLOCK_SKEW_SECS)
+            })
+            .map(|s| Output::Stop {
+                id: s.plan.id,
+                reason: StopReason::Expired,
+            })
+            .collect();
+        let deadline = now_ms.saturating_sub(self.member_timeout_ms());
+        while let Some(&(seen, k)) = self.heard.front() {
+            if seen >= deadline {
+                break;
+            }
+            self.heard.pop_front();
+            if self
+                .members
+                .get(&k)
+                .is_some_and(|m| m.last_seen_ms < deadline)
+            {
+                self.members.remove(&k);
+                out.push(Output::Left(k));
+            }
+        }
+        out
+    }
+}
+
+mod admission;
+mod holders;
+mod membership;
+mod revocations;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,690 @@
+//! The node manager's decisions, one scripted case each.
+use super::*;
+use slicefed_trust::caps::{ResourceCaps, Rights, Validity};
+use slicefed_trust::fixtures::{
+    DAY, T0, key, name, open_grant, policy_for, ticket_body, user_cert,
+};
+use slicefed_trust::objects::{NodeCert, SliceTicket, UserCert};
+use slicefed_trust::{NodeSet, Pattern};
+
+const NOW: u64 = T0 * 1000;
+
+fn node(n: u8) -> NodeCore {
+    NodeCore::new(
+        key(n),
+        Capacity {
+            max_slivers: 3,
+            memory: 1 << 30,
+            default_sliver_memory: 64 << 20,
+        },
+        policy_for(&[("princeton", &key(1))]),
+    )
+}
+
+fn ticket(body: SliceTicket) -> Vec<u8> {
+    let user = user_cert(&key(1), &key(3), "princeton.alice", "princeton.*").unwrap();
+    let t = objects::sign(&key(3), &body).unwrap().bytes;
+    Credential::new(t, [user]).to_bytes().unwrap()
+}
+
+/// Submits with the module the ticket names (as an honest driver would).
+fn sub(n: &mut NodeCore, now: u64, cred: &[u8]) -> Vec<Output> {
+    let module = Credential::from_bytes(cred)
+        .ok()
+        .and_then(|c| objects::open::<SliceTicket>(c.leaf()).ok())
+        .map_or(ModuleHash([0; 32]), |t| t.body.module);
+    n.submit(now, cred, module, &Invocation::default())
+}
+
+/// A revocation file by `key(revoker)` of `target` (a certificate issued by the root).
+fn revocation_of(revoker: u8, target: &[u8], reason: &str) -> Vec<u8> {
+    let target = Credential::new(target.to_vec(), []);
+    slicefed_trust::fixtures::revocation_file(&key(revoker), &target, reason, T0).unwrap()
+}
+
+/// A load as an advert made at `ms` carries it.
+fn sent(ms: u64) -> Load {
+    Load {
+        sent_ms: ms,
+        ..Load::default()
+    }
+}
+
+fn receipt(out: &[Output]) -> NodeReceipt {
+    let bytes = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Receipt(b) => Some(b.clone()),
+            _ => None,
+        })
+        .expect("a receipt");
+    objects::open::<NodeReceipt>(&bytes).unwrap().body
+}
+
+#[test]
+fn an_admitted_ticket_starts_a_logged_sliver_with_its_chains_limits() {
+    let mut n = node(10);
+    let out = sub(&mut n, NOW, &ticket(ticket_body("princeton.codeen", 1)));
+    let r = receipt(&out);
+    assert!(r.admitted, "{}", r.reason);
+    let plan = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Start(p) => Some(p.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(plan.memory, 64 << 20);
+    assert_eq!(plan.who.user.as_ref().unwrap().as_str(), "princeton.alice");
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Append(EntryBody::SliverCreated { .. })))
+    );
+    assert_eq!(n.load().slivers, 1);
+}
+
+#[test]
+fn every_refusal_has_its_own_reason_in_a_signed_receipt() {
+    let mut n = node(10);
+    // Forged: a byte of the ticket's signature changed.
+    let mut forged = ticket(ticket_body("princeton.codeen", 1));
+    let len = forged.len();
+    forged[len / 2] ^= 1;
+    assert!(!receipt(&sub(&mut n, NOW, &forged)).admitted);
+    // Expired.
+    let r = receipt(&sub(
+        &mut n,
+        NOW + 3 * DAY * 1000,
+        &ticket(ticket_body("princeton.codeen", 2)),
+    ));
+    assert!(r.reason.contains("expired"), "{}", r.reason);
+    // Wrong audience.
+    let mut b = ticket_body("princeton.codeen", 3);
+    b.nodes = NodeSet::only(vec![key(11).public()]);
+    let r = receipt(&sub(&mut n, NOW, &ticket(b)));
+    assert!(r.reason.contains("audience"), "{}", r.reason);
+    // Untrusted root.
+    let mut other = NodeCore::new(key(10), n.capacity.clone(), policy_for(&[("mit", &key(9))]));
+    let r = receipt(&sub(
+        &mut other,
+        NOW,
+        &ticket(ticket_body("princeton.codeen", 4)),
+    ));
+    assert!(r.reason.contains("untrusted root"), "{}", r.reason);
+    // Over the node's memory.
+    let mut b = ticket_body("princeton.codeen", 5);
+    b.caps.memory = Some(2 << 30);
+    let r = receipt(&sub(&mut n, NOW, &ticket(b)));
+    assert!(r.reason.contains("not enough memory"), "{}", r.reason);
+    // Replayed.
+    let t = ticket(ticket_body("princeton.codeen", 6));
+    assert!(receipt(&sub(&mut n, NOW, &t)).admitted);
+    let r = receipt(&sub(&mut n, NOW, &t));
+    assert!(r.reason.contains("replayed"), "{}", r.reason);
+    // Full.
+    for i in 7..9 {
+        assert!(
+            receipt(&sub(
+                &mut n,
+                NOW,
+                &ticket(ticket_body("princeton.codeen", i))
+            ))
+            .admitted
+        );
+    }
+    let r = receipt(&sub(
+        &mut n,
+        NOW,
+        &ticket(ticket_body("princeton.codeen", 9)),
+    ));
+    assert!(r.reason.contains("node full"), "{}", r.reason);
+}
+
+#[test]
+fn a_chain_cap_on_slivers_is_enforced() {
+    let mut n = node(10);
+    let mut grant = open_grant(Rights::CREATE);
+    grant.caps = ResourceCaps {
+        max_slivers: Some(1),
+        ..Default::default()
+    };
+    let user = objects::sign(
+        &key(1),
+        &UserCert {
+            subject: key(3).public(),
+            name: name("princeton.alice"),
+            slices: Pattern::parse("princeton.*").unwrap(),
+            grant,
+        },
+    )
+    .unwrap()
+    .bytes;
+    let t = |i| {
+        let t = objects::sign(&key(3), &ticket_body("princeton.codeen", i))
+            .unwrap()
+            .bytes;
+        Credential::new(t, [user.clone()]).to_bytes().unwrap()
+    };
+    assert!(receipt(&sub(&mut n, NOW, &t(1))).admitted);
+    let r = receipt(&sub(&mut n, NOW, &t(2)));
+    assert!(r.reason.contains("over cap"), "{}", r.reason);
+}
+
+#[test]
+fn expiry_and_revocation_stop_slivers_and_are_logged() {
+    let mut n = node(10);
+    sub(&mut n, NOW, &ticket(ticket_body("princeton.codeen", 1)));
+    assert!(n.tick(NOW + 1000).is_empty());
+    let out = n.tick(NOW + 2 * DAY * 1000);
+    assert_eq!(
+        out,
+        vec![Output::Stop {
+            id: 1,
+            reason: StopReason::Expired
+        }]
+    );
+    let out = n.ended(1, "killed(expired)", Usage::default());
+    assert!(matches!(
+        &out[0],
+        Output::Append(EntryBody::SliverStopped { .. })
+    ));
+
+    // Revoking the user's certificate stops their sliver, once.
+    let user = user_cert(&key(1), &key(3), "princeton.alice", "princeton.*").unwrap();
+    sub(&mut n, NOW, &ticket(ticket_body("princeton.codeen", 2)));
+    let rev = revocation_of(1, &user, "stolen laptop");
+    let out = n.revocation(NOW, &rev).unwrap();
+    assert!(out.contains(&Output::Stop {
+        id: 2,
+        reason: StopReason::Revoked
+    }));
+    assert!(out.iter().any(|o| matches!(o, Output::GossipRevocation(_))));
+    assert!(
+        n.revocation(NOW, &rev).unwrap().is_empty(),
+        "gossiped on once"
+    );
+    // And the same user's next ticket is refused.
+    let r = receipt(&sub(
+        &mut n,
+        NOW,
+        &ticket(ticket_body("princeton.codeen", 3)),
+    ));
+    assert!(r.reason.contains("revoked"), "{}", r.reason);
+    // A revocation by an unrelated key stops nothing.
+    let mut n = node(10);
+    sub(&mut n, NOW, &ticket(ticket_body("princeton.codeen", 4)));
+    let rev = revocation_of(99, &user, "grief");
+    assert!(matches!(
+        n.revocation(NOW, &rev),
+        Err(CoreError::Revocation(RevocationError::Unentitled { .. }))
+    ));
+    assert_eq!(n.revocation_digest(), RevocationDigest::default());
+}
+
+#[test]
+fn only_certified_nodes_become_members() {
+    let mut n = node(10);
+    let cert = objects::sign(
+        &key(1),
+        &NodeCert {
+            subject: key(20).public(),
+            name: name("princeton.node20"),
+            validity: Validity::starting(T0 - DAY, 30 * DAY),
+        },
+    )
+    .unwrap()
+    .bytes;
+    let cred = Credential::new(cert.clone(), []).to_bytes().unwrap();
+    let out = n.advert(NOW, key(20).public(), &cred, sent(NOW)).unwrap();
+    assert_eq!(out, vec![Output::Joined(key(20).public())]);
+    assert_eq!(
+        n.members()[&key(20).public()].name.as_str(),
+        "princeton.node20"
+    );
+    // Someone else presenting that certificate is not that node.
+    assert!(n.advert(NOW, key(21).public(), &cred, sent(NOW)).is_err());
+    // A self-made certificate (untrusted root) is refused.
+    let own = objects::sign(
+        &key(21),
+        &NodeCert {
+            subject: key(21).public(),
+            name: name("evil.node"),
+            validity: Validity::starting(T0, DAY),
+        },
+    )
+    .unwrap()
+    .bytes;
+    let err = n.advert(
+        NOW,
+        key(21).public(),
+        &Credential::new(own, []).to_bytes().unwrap(),
+        sent(NOW),
+    );
+    assert!(
+        matches!(err, Err(CoreError::NotMember(ref r)) if r.contains("untrusted root")),
+        "{err:?}"
+    );
+    // A user certificate is not a node certificate.
+    let user = user_cert(&key(1), &key(21), "princeton.mallory", "princeton.*").unwrap();
+    assert!(
+        n.advert(
+            NOW,
+            key(21).public(),
+            &Credential::new(user, []).to_bytes().unwrap(),
+            sent(NOW)
+        )
+        .is_err()
+    );
+    // Silence makes a member leave.
+    assert_eq!(
+        n.tick(NOW + MEMBER_TIMEOUT_MS + 1),
+        vec![Output::Left(key(20).public())]
+    );
+    assert!(n.members().is_empty());
+}
+
+fn node_credential(n: u8, validity: Validity) -> Vec<u8> {
+    let cert = objects::sign(
+        &key(1),
+        &NodeCert {
+            subject: key(n).public(),
+            name: name(&format!("princeton.node{n}")),
+            validity,
+        },
+    )
+    .unwrap()
+    .bytes;
+    Credential::new(cert, []).to_bytes().unwrap()
+}
+
+#[test]
+fn a_repeated_advert_is_not_judged_again_but_expiry_and_revocation_still_count() {
+    let mut n = node(10);
+    let short = Validity::starting(T0 - DAY, DAY + 100);
+    let cred = node_credential(20, short);
+    n.advert(NOW, key(20).public(), &cred, sent(NOW)).unwrap();
+    // Within validity: accepted, last-seen moves, no output.
+    let later = NOW + 10_000;
+    assert!(
+        n.advert(later, key(20).public(), &cred, sent(later))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(n.members()[&key(20).public()].last_seen_ms, later);
+    // Past the certificate's end (and the skew), the same bytes are judged again and
+    // refused.
+    let expired = (T0 + 100 + 61) * 1000 + 1;
+    assert!(
+        n.advert(expired, key(20).public(), &cred, sent(expired))
+            .is_err()
+    );
+    // A revocation of the certificate is honoured on the next advert.
+    let mut n = node(10);
+    let cred = node_credential(21, Validity::starting(T0 - DAY, 30 * DAY));
+    n.advert(NOW, key(21).public(), &cred, sent(NOW)).unwrap();
+    let leaf = Credential::from_bytes(&cred).unwrap().leaf().to_vec();
+    let rev = revocation_of(1, &leaf, "decommissioned");
+    n.revocation(NOW, &rev).unwrap();
+    let err = n.advert(NOW + 1, key(21).public(), &cred, sent(NOW + 1));
+    assert!(
+        matches!(err, Err(CoreError::NotMember(ref r)) if r.contains("revoked")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_replayed_or_stale_advert_does_not_keep_a_member_listed() {
+    let mut n = node(10);
+    let cred = node_credential(20, Validity::starting(T0 - DAY, 30 * DAY));
+    n.advert(NOW, key(20).public(), &cred, sent(NOW)).unwrap();
+    // The same advert heard again later (a replay) moves nothing.
+    let replay = n.advert(NOW + 20_000, key(20).public(), &cred, sent(NOW));
+    assert!(
+        matches!(replay, Err(CoreError::StaleAdvert(_))),
+        "{replay:?}"
+    );
+    assert_eq!(n.members()[&key(20).public()].last_seen_ms, NOW);
+    // An advert made long ago, or in the future, is not taken either.
+    let old = n.advert(NOW + 200_000, key(20).public(), &cred, sent(NOW + 1_000));
+    assert!(matches!(old, Err(CoreError::StaleAdvert(_))), "{old:?}");
+    let future = n.advert(NOW, key(20).public(), &cred, sent(NOW + 120_000));
+    assert!(
+        matches!(future, Err(CoreError::StaleAdvert(_))),
+        "{future:?}"
+    );
+    // So a dead member leaves on time though its adverts are replayed.
+    let out = n.tick(NOW + MEMBER_TIMEOUT_MS + 1);
+    assert_eq!(out, vec![Output::Left(key(20).public())]);
+}
+
+#[test]
+fn members_leave_in_order_of_silence_and_the_interval_grows_with_the_federation() {
+    let mut n = node(10);
+    n.set_advert_timing(1_000, 2);
+    let long = Validity::starting(T0 - DAY, 30 * DAY);
+    for (i, k) in [20u8, 21, 22].into_iter().enumerate() {
+        let cred = node_credential(k, long);
+        n.advert(
+            NOW + i as u64 * 10_000,
+            key(k).public(),
+            &cred,
+            sent(NOW + i as u64 * 10_000),
+        )
+        .unwrap();
+    }
+    // 4 nodes at 2 adverts/s heard: one advert every 2 s each; timeout stays 30 s.
+    assert_eq!(n.advert_interval_ms(), 2_000);
+    assert_eq!(n.member_timeout_ms(), MEMBER_TIMEOUT_MS);
+    let out = n.tick(NOW + 10_000 + MEMBER_TIMEOUT_MS + 1);
+    assert_eq!(
+        out,
+        vec![
+            Output::Left(key(20).public()),
+            Output::Left(key(21).public())
+        ]
+    );
+    assert_eq!(n.members().len(), 1);
+    // A thousand members at 2 adverts/s: every 500 s, silence tolerated for three.
+    let mut big = node(11);
+    big.set_advert_timing(5_000, 2);
+    for i in 0..999u32 {
+        let k = SecretKey::from_seed(&{
+            let mut s = [7u8; 32];
+            s[..4].copy_from_slice(&i.to_le_bytes());
+            s
+        });
+        big.members.insert(
+            k.public(),
+            Member {
+                name: name("princeton.x"),
+                authority: name("princeton"),
+                last_seen_ms: NOW,
+                last_sent_ms: NOW,
+                load: Load::default(),
+                credential: Arc::from(Vec::new()),
+                valid_until: 0,
+                chain: vec![],
+                revocations_asked_ms: None,
+            },
+        );
+    }
+    assert_eq!(big.advert_interval_ms(), 500_000);
+    assert_eq!(big.member_timeout_ms(), 1_500_000);
+}
+
+#[test]
+fn a_node_that_missed_revocations_asks_a_member_that_has_them_and_catches_up() {
+    let long = Validity::starting(T0 - DAY, 30 * DAY);
+    let user = user_cert(&key(1), &key(3), "princeton.alice", "princeton.*").unwrap();
+    let rev = revocation_of(1, &user, "left the lab");
+    // `a` honoured the revocation; `b` was away and runs alice's sliver.
+    let mut a = node(20);
+    a.revocation(NOW, &rev).unwrap();
+    let mut b = node(21);
+    sub(&mut b, NOW, &ticket(ticket_body("princeton.codeen", 1)));
+    assert_ne!(a.revocation_digest(), b.revocation_digest());
+    // a's advert shows another revocation set: b asks it, once per sync interval.
+    let cred = node_credential(20, long);
+    let out = b
+        .advert(
+            NOW,
+            key(20).public(),
+            &cred,
+            Load {
+                sent_ms: NOW,
+                ..a.load()
+            },
+        )
+        .unwrap();
+    assert!(out.contains(&Output::FetchRevocations(key(20).public())));
+    let again = b
+        .advert(
+            NOW + 1_000,
+            key(20).public(),
+            &cred,
+            Load {
+                sent_ms: NOW + 1_000,
+                ..a.load()
+            },
+        )
+        .unwrap();
+    assert!(again.is_empty(), "{again:?}");
+    // The answer is a's page; b honours it (stops the sliver). b was down when it was
+    // issued (up since an hour later), so its neighbours heard it: not gossiped on.
+    let page = a.revocations_after(None, MAX_REVOCATIONS_PER_PAGE);
+    assert_eq!(page, vec![rev.clone()]);
+    let out = b
+        .caught_up_revocation(NOW + 2_000, &page[0], NOW + 3_600_000)
+        .unwrap();
+    assert!(out.contains(&Output::Stop {
+        id: 1,
+        reason: StopReason::Revoked
+    }));
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::GossipRevocation(_))),
+        "{out:?}"
+    );
+    // A node that was up when it was issued missed it through the network (a
+    // partition): its neighbours may have too, so it passes it on.
+    let mut d = node(22);
+    let out = d
+        .caught_up_revocation(NOW + 2_000, &page[0], NOW - 3_600_000)
+        .unwrap();
+    assert!(
+        out.contains(&Output::GossipRevocation(rev.clone())),
+        "{out:?}"
+    );
+    assert_eq!(a.revocation_digest(), b.revocation_digest());
+    // Equal digests: nothing more to ask.
+    let out = b
+        .advert(
+            NOW + 40_000,
+            key(20).public(),
+            &cred,
+            Load {
+                sent_ms: NOW + 40_000,
+                ..a.load()
+            },
+        )
+        .unwrap();
+    assert!(out.is_empty(), "{out:?}");
+    // A restarted node re-reads what it had honoured from its own log, before it
+    // restores slivers; the ticket chain then fails.
+    let mut c = node(21);
+    c.remember_revocation(NOW, &rev).unwrap();
+    assert_eq!(c.revocation_digest(), a.revocation_digest());
+    let t = ticket(ticket_body("princeton.codeen", 1));
+    let err = c.restore(NOW, 1, &t, &Invocation::default()).unwrap_err();
+    assert!(err.to_string().contains("revoked"), "{err}");
+    // The digest does not depend on arrival order.
+    let bob = user_cert(&key(1), &key(4), "princeton.bob", "princeton.*").unwrap();
+    let rev2 = revocation_of(1, &bob, "other");
+    let (mut x, mut y) = (node(30), node(31));
+    x.revocation(NOW, &rev).unwrap();
+    x.revocation(NOW, &rev2).unwrap();
+    y.revocation(NOW, &rev2).unwrap();
+    y.revocation(NOW, &rev).unwrap();
+    assert_eq!(x.revocation_digest(), y.revocation_digest());
+    assert_eq!(x.revocation_digest().count, 2);
+}
+
+#[test]
+fn the_owner_stays_in_control() {
+    let mut n = node(10);
+    sub(&mut n, NOW, &ticket(ticket_body("princeton.codeen", 1)));
+    let out = n.owner_stop(1, "abuse report").unwrap();
+    assert!(
+        matches!(&out[0], Output::Append(EntryBody::OwnerAction { action, .. }) if action.contains("abuse report"))
+    );
+    assert_eq!(
+        out[1],
+        Output::Stop {
+            id: 1,
+            reason: StopReason::Owner
+        }
+    );
+    assert_eq!(n.owner_stop(9, "x"), Err(CoreError::NoSuchSliver(9)));
+}
+
+#[test]
+fn the_module_must_be_the_one_the_ticket_names() {
+    let mut n = node(10);
+    let r = receipt(&n.submit(
+        NOW,
+        &ticket(ticket_body("princeton.codeen", 1)),
+        ModuleHash::of(b"something else"),
+        &Invocation::default(),
+    ));
+    assert!(r.reason.contains("the ticket names"), "{}", r.reason);
+    assert_eq!(n.load().slivers, 0);
+}
+
+#[test]
+fn the_arguments_must_be_the_ones_the_ticket_signs() {
+    let mut n = node(10);
+    let mut body = ticket_body("princeton.codeen", 1);
+    let asked = Invocation::new(
+        vec!["example.org:80".into()],
+        vec![("MODE".into(), "probe".into())],
+    );
+    body.invocation = asked.hash();
+    let t = ticket(body.clone());
+    // A holder of the ticket (the node owner who received it, say) changes an argument.
+    let changed = Invocation::new(vec!["victim.example:22".into()], asked.env.clone());
+    let r = receipt(&n.submit(NOW, &t, body.module, &changed));
+    assert!(!r.admitted);
+    assert!(
+        r.reason.contains("not the ones the ticket signs"),
+        "{}",
+        r.reason
+    );
+    // Or the environment.
+    let env = Invocation::new(asked.args.clone(), vec![]);
+    assert!(!receipt(&n.submit(NOW, &t, body.module, &env)).admitted);
+    // What the researcher signed runs, and is recorded with the sliver.
+    let out = n.submit(NOW, &t, body.module, &asked);
+    assert!(receipt(&out).admitted);
+    assert!(out.iter().any(|o| matches!(o,
+        Output::Append(EntryBody::SliverCreated { invocation, .. }) if *invocation == asked)));
+}
+
+#[test]
+fn a_sliver_that_cannot_start_is_refused_with_the_reason_and_logged() {
+    let mut n = node(10);
+    sub(&mut n, NOW, &ticket(ticket_body("princeton.codeen", 1)));
+    let out = n.start_failed(NOW, 1, "not a component");
+    assert!(
+        matches!(&out[0], Output::Append(EntryBody::SliverStopped { reason, .. }) if reason.contains("not a component"))
+    );
+    let r = receipt(&out);
+    assert!(!r.admitted && r.reason.contains("not a component"));
+    assert_eq!(n.load().slivers, 0);
+}
+
+#[test]
+fn a_restart_restores_valid_slivers_under_their_ids_and_drops_expired_ones() {
+    let mut n = node(10);
+    let t = ticket(ticket_body("princeton.codeen", 1));
+    sub(&mut n, NOW, &t);
+    // A fresh core (the node restarted) long after the replay window.
+    let mut again = node(10);
+    again.continue_ids_from(50);
+    let out = again
+        .restore(NOW + 3_600_000, 1, &t, &Invocation::default())
+        .unwrap();
+    assert!(matches!(&out[0], Output::Start(p) if p.id == 1));
+    assert!(
+        matches!(&out[2], Output::Append(EntryBody::SliverCreated { who, .. }) if who.sliver == 1)
+    );
+    // New slivers take ids after the restored ones and the given floor.
+    let out = sub(&mut again, NOW, &ticket(ticket_body("princeton.codeen", 2)));
+    let id = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Start(p) => Some(p.id),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(id, 50);
+    // Past its validity, it does not come back.
+    let mut late = node(10);
+    let err = late
+        .restore(NOW + 3 * DAY * 1000, 1, &t, &Invocation::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("expired"), "{err}");
+}
+
+#[test]
+fn reasons_keep_every_byte_that_fits() {
+    assert_eq!(within_bytes("abc", 2), "ab");
+    assert_eq!(
+        within_bytes("aé", 2),
+        "a",
+        "é is two bytes and does not fit"
+    );
+    assert_eq!(within_bytes("aé", 3), "aé");
+    assert_eq!(within_bytes(&"x".repeat(600), 512).len(), 512);
+}
+
+#[test]
+fn only_the_holder_renews_or_deletes_and_renewal_extends_life() {
+    let mut n = node(10);
+    sub(&mut n, NOW, &ticket(ticket_body("princeton.codeen", 1)));
+    let before = n.slivers().next().unwrap().not_after;
+    // A renewal: the same holder, the same slice, later validity.
+    let mut b = ticket_body("princeton.codeen", 2);
+    b.validity = Validity::starting(T0, 5 * DAY);
+    let out = n.renew(NOW, &ticket(b));
+    assert!(receipt(&out).admitted, "{}", receipt(&out).reason);
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Append(EntryBody::SliverRenewed { .. })))
+    );
+    assert!(n.slivers().next().unwrap().not_after > before);
+    assert!(
+        n.tick(NOW + 2 * DAY * 1000).is_empty(),
+        "renewed: not expired"
+    );
+    // A renewal for a slice with nothing here is refused with the reason.
+    let r = receipt(&n.renew(NOW, &ticket(ticket_body("princeton.other", 3))));
+    assert!(r.reason.contains("no sliver of slice"), "{}", r.reason);
+
+    // Delete: someone else's signature stops nothing; the holder's stops the slice.
+    let stranger =
+        crate::wire::HolderRequest::sign(&key(7), key(10).public(), "princeton.codeen", T0)
+            .unwrap();
+    assert!(n.delete(NOW, &stranger).unwrap().is_empty());
+    let holder =
+        crate::wire::HolderRequest::sign(&key(3), key(10).public(), "princeton.codeen", T0)
+            .unwrap();
+    assert_eq!(
+        n.delete(NOW, &holder).unwrap(),
+        vec![Output::Stop {
+            id: 1,
+            reason: StopReason::Deleted
+        }]
+    );
+    // The sandbox reports the stop, as the driver does; the sliver is gone.
+    n.ended(1, "stopped", Usage::default());
+    // The owner (the node's own key) stops anyone's slice, and it is said to be the owner.
+    sub(&mut n, NOW, &ticket(ticket_body("princeton.codeen", 4)));
+    let owner =
+        crate::wire::HolderRequest::sign(&key(10), key(10).public(), "princeton.codeen", T0)
+            .unwrap();
+    let out = n.delete(NOW, &owner).unwrap();
+    assert!(
+        matches!(
+            &out[..],
+            [Output::Stop {
+                reason: StopReason::Owner,
+                ..
+            }]
+        ),
+        "{out:?}"
+    );
+    // One addressed to another node is an error.
+    let elsewhere =
+        crate::wire::HolderRequest::sign(&key(3), key(11).public(), "princeton.codeen", T0)
+            .unwrap();
+    assert!(n.delete(NOW, &elsewhere).is_err());
+}
