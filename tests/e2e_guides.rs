@@ -123,3 +123,72 @@ fn shell_blocks_are_found_in_order() {
     let md = "text\n```sh\na\nb\n```\n```toml\nx\n```\n```sh\nc\n```\n";
     assert_eq!(shell_blocks(md), vec!["a\nb\n", "c\n"]);
 }
+
+/// `docs/CLI.md` lists every verb with its usage line; each must be what the binary says
+/// (a flag renamed or a verb dropped fails here), and every verb the binary has is listed.
+#[test]
+fn the_cli_contract_matches_the_binary() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/CLI.md");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let verbs = text
+        .split("## Verbs")
+        .nth(1)
+        .and_then(|s| s.split("```").nth(1))
+        .expect("a code block under ## Verbs");
+    let mut listed = vec![];
+    for line in verbs.lines().filter(|l| l.starts_with("slicefed ")) {
+        let words: Vec<&str> = line
+            .split_whitespace()
+            .skip(1)
+            .take_while(|w| !w.starts_with(['[', '-', '<']))
+            .collect();
+        let out = Command::new(common::Shell::bin())
+            .args(&words)
+            .arg("--help")
+            .output()
+            .unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        let usage = help
+            .lines()
+            .find_map(|l| l.strip_prefix("Usage: "))
+            .unwrap_or_default();
+        assert_eq!(
+            usage,
+            line,
+            "docs/CLI.md is out of date for `{}`",
+            words.join(" ")
+        );
+        listed.push(words.join(" "));
+    }
+    // Every verb of every command group is listed.
+    let top = Command::new(common::Shell::bin())
+        .arg("--help")
+        .output()
+        .unwrap();
+    let commands = |help: &str| -> Vec<String> {
+        help.lines()
+            .skip_while(|l| !l.starts_with("Commands:"))
+            .skip(1)
+            .take_while(|l| !l.trim().is_empty())
+            .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+            .filter(|c| c != "help")
+            .collect()
+    };
+    for group in commands(&String::from_utf8_lossy(&top.stdout)) {
+        let sub = Command::new(common::Shell::bin())
+            .args([group.as_str(), "--help"])
+            .output()
+            .unwrap();
+        let subs = commands(&String::from_utf8_lossy(&sub.stdout));
+        if subs.is_empty() {
+            assert!(
+                listed.contains(&group),
+                "docs/CLI.md does not list `{group}`"
+            );
+        }
+        for s in subs {
+            let verb = format!("{group} {s}");
+            assert!(listed.contains(&verb), "docs/CLI.md does not list `{verb}`");
+        }
+    }
+}

@@ -113,6 +113,10 @@ pub struct Witnessing {
     checkpoint_every_ticks: u64,
     sent_size: u64,
     sent_at_ms: u64,
+    /// When the router was last asked to sign and has not answered yet: it is not asked
+    /// again until the resend period has passed (signing is off the router's loop, and a
+    /// slow disk must not collect a queue of requests).
+    asked_at_ms: Option<u64>,
     handed_over_at_ms: u64,
     /// Test-only hook: once, show one witness a second history head at the same size.
     equivocate: bool,
@@ -138,6 +142,7 @@ impl Witnessing {
             checkpoint_every_ticks: checkpoint_every_ticks.max(1),
             sent_size: 0,
             sent_at_ms: 0,
+            asked_at_ms: None,
             handed_over_at_ms: 0,
             equivocate: false,
             equivocated: false,
@@ -256,7 +261,12 @@ impl Witnessing {
             >= CHECKPOINT_RESEND_TICKS
                 .max(self.checkpoint_every_ticks)
                 .saturating_mul(self.tick_ms);
-        if grown || (again && log_size > 0) {
+        let resend = CHECKPOINT_RESEND_TICKS.saturating_mul(self.tick_ms);
+        let waiting = self
+            .asked_at_ms
+            .is_some_and(|at| now_ms.saturating_sub(at) < resend);
+        if (grown || (again && log_size > 0)) && !waiting {
+            self.asked_at_ms = Some(now_ms);
             out.push(Effect::SignCheckpoint);
         }
         if now_ms.saturating_sub(self.handed_over_at_ms) >= HANDOVER_EVERY_TICKS * self.tick_ms {
@@ -280,6 +290,7 @@ impl Witnessing {
         }
         self.sent_size = cp.checkpoint.size;
         self.sent_at_ms = now_ms;
+        self.asked_at_ms = None;
         self.send_checkpoint(cp)
     }
 
@@ -544,6 +555,15 @@ mod tests {
         )));
         // Another node's checkpoint is not sent as this node's.
         assert!(w.signed(3_000, &cp(2, 9)).is_empty());
+        // Unanswered, the router is not asked again (a slow disk collects no queue of
+        // requests), until the resend period has passed.
+        let asked = 1_000 + CHECKPOINT_RESEND_TICKS * 1_000;
+        assert!(!due(&w.tick(asked + 1_000, 9, &others)));
+        assert!(due(&w.tick(
+            asked + CHECKPOINT_RESEND_TICKS * 1_000,
+            9,
+            &others
+        )));
     }
 
     #[test]

@@ -77,11 +77,13 @@ impl Daemon {
         }
     }
 
-    /// Appends verified leaves of `origin`'s log and the checkpoint covering them to its
-    /// replica file (synced), and indexes them.
+    /// Queues verified leaves of `origin`'s log and the checkpoint covering them for the
+    /// disk thread, which appends them to its replica file (synced); they are indexed, and
+    /// the machine told, when it reports back ([`Done::Persisted`]).
     pub(super) fn persist(
         &mut self,
-        origin: &PublicKey,
+        write: WriteId,
+        origin: PublicKey,
         leaves: &[Vec<u8>],
         checkpoint: &SignedCheckpoint,
     ) -> Result<(), String> {
@@ -91,15 +93,18 @@ impl Daemon {
         }
         let b = checkpoint.to_bytes().map_err(|e| e.to_string())?;
         records::frame(KIND_CHECKPOINT, &b, &mut rec);
-        let header = records::file_header(EXPORT_MAGIC, origin);
-        let path = self.replica_path(origin);
-        let base = blocking(|| append_synced(&path, &rec, Some(&header)))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        self.replica_index
-            .entry(*origin)
-            .or_default()
-            .add(base, &rec);
-        Ok(())
+        let header = records::file_header(EXPORT_MAGIC, &origin);
+        let path = self.replica_path(&origin);
+        self.queue_disk(DiskJob::Work(Box::new(move || {
+            let base = append_synced(&path, &rec, Some(&header))
+                .map_err(|e| format!("{}: {e}", path.display()));
+            Some(Done::Persisted {
+                write,
+                origin,
+                record: rec,
+                base,
+            })
+        })))
     }
 
     pub(super) fn cosig_path(&self) -> PathBuf {
@@ -128,7 +133,12 @@ impl Daemon {
         let mut rec = vec![];
         if let Ok(bytes) = c.to_bytes() {
             records::frame(KIND_CHECKPOINT, &bytes, &mut rec);
-            let _ = append_synced(&self.cosig_path(), &rec, None);
+            let path = self.cosig_path();
+            // Kept in memory whatever happens; the file is how it survives a restart.
+            let _ = self.queue_disk(DiskJob::Work(Box::new(move || {
+                let _ = append_synced(&path, &rec, None);
+                None
+            })));
             self.cosig_records += 1;
         }
         if self.cosig_records < COSIGNATURE_FILE_RECORDS {
@@ -146,7 +156,15 @@ impl Daemon {
                 }
             }
         }
-        if write_atomic(&self.cosig_path(), &all).is_ok() {
+        // Rewritten after the appends queued before it (the disk thread keeps the order).
+        let path = self.cosig_path();
+        if self
+            .queue_disk(DiskJob::Work(Box::new(move || {
+                let _ = write_atomic(&path, &all);
+                None
+            })))
+            .is_ok()
+        {
             self.cosig_records = 0;
         }
     }
@@ -213,18 +231,18 @@ impl Daemon {
         }
     }
 
-    pub(super) fn resave_credential(&self, id: u64, credential: &[u8]) {
+    /// Saves a renewed sliver's new credential with it, on the disk thread.
+    pub(super) fn resave_credential(&mut self, id: u64, credential: Vec<u8>) {
         let path = self.saved_path(id);
-        let Ok(b) = read_limited(&path, MAX_SAVED_SLIVER_BYTES) else {
-            return;
-        };
-        if let Ok(mut s) = codec::decode::<SavedSliver>("saved sliver", &b, MAX_SAVED_SLIVER_BYTES)
-        {
-            s.credential = credential.to_vec();
-            if let Ok(b) = codec::encode("saved sliver", &s) {
-                let _ = write_atomic(&path, &b);
-            }
-        }
+        let _ = self.queue_disk(DiskJob::Work(Box::new(move || {
+            let b = read_limited(&path, MAX_SAVED_SLIVER_BYTES).ok()?;
+            let mut s =
+                codec::decode::<SavedSliver>("saved sliver", &b, MAX_SAVED_SLIVER_BYTES).ok()?;
+            s.credential = credential;
+            let b = codec::encode("saved sliver", &s).ok()?;
+            let _ = write_atomic(&path, &b);
+            None
+        })));
     }
 }
 

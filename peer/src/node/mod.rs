@@ -292,7 +292,7 @@ struct Daemon {
     /// The node's protocol: every decision is its.
     node: Node,
     ledger: Arc<Ledger>,
-    /// Appends for the writer thread (see `spawn_writer`).
+    /// Work for the disk thread (see `spawn_writer`).
     writes: WriteQueue,
     writer: Option<std::thread::JoinHandle<()>>,
     sandbox: DropOffThread<Sandbox>,
@@ -492,6 +492,15 @@ enum Done {
         writes: Vec<WriteId>,
         result: Result<(), String>,
     },
+    /// The disk thread appended a witnessed replica's records (at `base`), or failed to.
+    Persisted {
+        write: WriteId,
+        origin: PublicKey,
+        record: Vec<u8>,
+        base: Result<u64, String>,
+    },
+    /// The disk thread signed (or found) this node's checkpoint of its durable log.
+    Signed(SignedCheckpoint),
 }
 
 /// What a ticket's submitter sent.
@@ -656,52 +665,83 @@ impl Daemon {
     }
 }
 
-/// Where the loop queues batches of appends for the writer thread.
-type WriteQueue = std::sync::mpsc::SyncSender<Vec<(WriteId, EntryBody)>>;
+/// Where the loop queues work for the disk thread (see [`spawn_writer`]).
+type WriteQueue = std::sync::mpsc::SyncSender<DiskJob>;
 
-/// The one thread that appends to the node's ledger for the machine: batches in the order
-/// the machine asked for them, everything queued written and synced together (group
-/// commit), each batch reported back. The loop never waits for an fsync.
+/// Work for the disk thread, done in the order it was queued.
+enum DiskJob {
+    /// Ledger appends the machine asked for, reported back as one batch.
+    Append(Vec<(WriteId, EntryBody)>),
+    /// Any other write that syncs (a witnessed replica, a signed checkpoint, a cosignature,
+    /// a saved sliver): what it returns, if anything, is handed back to the loop.
+    Work(Box<dyn FnOnce() -> Option<Done> + Send>),
+}
+
+/// The one thread that writes to the node's disk for the machine: ledger appends in the
+/// order the machine asked for them, everything queued together written and synced at once
+/// (group commit), each batch reported back; replica appends, checkpoint signing and other
+/// synced writes in their turn. The loop never waits for an fsync.
 fn spawn_writer(
     ledger: Arc<Ledger>,
     done: mpsc::Sender<Done>,
 ) -> std::io::Result<(WriteQueue, std::thread::JoinHandle<()>)> {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(WriteId, EntryBody)>>(MAX_QUEUED_WRITES);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<DiskJob>(MAX_QUEUED_WRITES);
     let handle = std::thread::Builder::new()
         .name("ledger-writer".into())
         .spawn(move || {
             while let Ok(first) = rx.recv() {
-                let mut batches = vec![first];
-                while batches.len() < 256
+                let mut jobs = vec![first];
+                while jobs.len() < 256
                     && let Ok(more) = rx.try_recv()
                 {
-                    batches.push(more);
+                    jobs.push(more);
                 }
-                let now = now_ms();
-                let mut ids = vec![];
-                let mut entries = vec![];
-                for b in batches {
-                    for (id, body) in b {
-                        ids.push(id);
-                        entries.push((now, body));
+                let mut appends: Vec<(WriteId, EntryBody)> = vec![];
+                for job in jobs {
+                    let work = match job {
+                        DiskJob::Append(batch) => {
+                            appends.extend(batch);
+                            continue;
+                        }
+                        DiskJob::Work(work) => work,
+                    };
+                    // Appends queued before this work are durable before it runs.
+                    if !append_batch(&ledger, &done, std::mem::take(&mut appends)) {
+                        return;
+                    }
+                    if let Some(d) = work()
+                        && done.blocking_send(d).is_err()
+                    {
+                        return;
                     }
                 }
-                let result = ledger
-                    .append_all(entries)
-                    .map(|_| ())
-                    .map_err(|e| e.to_string());
-                if done
-                    .blocking_send(Done::Written {
-                        writes: ids,
-                        result,
-                    })
-                    .is_err()
-                {
+                if !append_batch(&ledger, &done, appends) {
                     return;
                 }
             }
         })?;
     Ok((tx, handle))
+}
+
+/// Appends and syncs a batch, reporting it; false when the loop is gone.
+fn append_batch(
+    ledger: &Ledger,
+    done: &mpsc::Sender<Done>,
+    batch: Vec<(WriteId, EntryBody)>,
+) -> bool {
+    if batch.is_empty() {
+        return true;
+    }
+    let now = now_ms();
+    let (writes, entries): (Vec<WriteId>, Vec<_>) = batch
+        .into_iter()
+        .map(|(id, body)| (id, (now, body)))
+        .unzip();
+    let result = ledger
+        .append_all(entries)
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    done.blocking_send(Done::Written { writes, result }).is_ok()
 }
 
 /// The slivers saved for a restart (an unreadable file comes back as a sliver with no

@@ -34,14 +34,8 @@ impl Daemon {
     /// refuses what waited and stops taking what needs the ledger until it writes again).
     pub(super) fn write(&mut self, swarm: &mut Swarm, batch: Vec<(WriteId, EntryBody)>) {
         let ids: Vec<WriteId> = batch.iter().map(|(id, _)| *id).collect();
-        let why = match self.writes.try_send(batch) {
-            Ok(()) => return,
-            Err(std::sync::mpsc::TrySendError::Full(_)) => {
-                format!("{MAX_QUEUED_WRITES} batches of appends are waiting for the disk")
-            }
-            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
-                "the ledger's writer thread is gone".to_string()
-            }
+        let Err(why) = self.queue_disk(DiskJob::Append(batch)) else {
+            return;
         };
         for write in ids {
             let effects = self.node.handle(
@@ -52,6 +46,19 @@ impl Daemon {
                 },
             );
             self.apply(swarm, effects);
+        }
+    }
+
+    /// Queues work for the disk thread, or says why it cannot take it.
+    pub(super) fn queue_disk(&mut self, job: DiskJob) -> Result<(), String> {
+        match self.writes.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(std::sync::mpsc::TrySendError::Full(_)) => Err(format!(
+                "{MAX_QUEUED_WRITES} writes are waiting for the disk"
+            )),
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
+                Err("the ledger's writer thread is gone".to_string())
+            }
         }
     }
 
@@ -88,18 +95,17 @@ impl Daemon {
             Effect::Advertise(load) => self.advertise(swarm, load),
             Effect::SignCheckpoint => {
                 // This node's checkpoint of everything durable (signed if the last one is
-                // behind).
+                // behind), on the disk thread after the appends queued before it. Not
+                // taken when the disk is that far behind: the machine asks again.
                 let ledger = self.ledger.clone();
-                let latest = blocking(move || {
+                let _ = self.queue_disk(DiskJob::Work(Box::new(move || {
                     let size = ledger.size().ok()?;
-                    match ledger.latest_checkpoint().ok()? {
+                    let latest = match ledger.latest_checkpoint().ok()? {
                         Some(c) if c.checkpoint.size == size => Some(c),
                         _ => ledger.checkpoint().ok(),
-                    }
-                });
-                if let Some(checkpoint) = latest {
-                    self.feed(swarm, Input::Checkpoint { checkpoint });
-                }
+                    };
+                    latest.map(Done::Signed)
+                })));
             }
             Effect::Persist {
                 write,
@@ -107,11 +113,9 @@ impl Daemon {
                 leaves,
                 checkpoint,
             } => {
-                let input = match self.persist(&origin, &leaves, &checkpoint) {
-                    Ok(()) => Input::Written { write },
-                    Err(why) => Input::WriteFailed { write, why },
-                };
-                self.feed(swarm, input);
+                if let Err(why) = self.persist(write, origin, &leaves, &checkpoint) {
+                    self.feed(swarm, Input::WriteFailed { write, why });
+                }
             }
             Effect::Save {
                 id,
@@ -140,9 +144,14 @@ impl Daemon {
                     });
                 }
             }
-            Effect::Resave { id, credential } => self.resave_credential(id, &credential),
+            Effect::Resave { id, credential } => self.resave_credential(id, credential),
             Effect::Forget { id } => {
-                let _ = std::fs::remove_file(self.saved_path(id));
+                // After any resave queued before it, which would otherwise bring it back.
+                let path = self.saved_path(id);
+                let _ = self.queue_disk(DiskJob::Work(Box::new(move || {
+                    let _ = std::fs::remove_file(path);
+                    None
+                })));
                 if let Some(m) = self.modules.remove(&id) {
                     self.forget_module_if_unused(&m);
                 }
@@ -413,6 +422,27 @@ impl Daemon {
                 }
                 return;
             }
+            Done::Persisted {
+                write,
+                origin,
+                record,
+                base,
+            } => {
+                let input = match base {
+                    Ok(base) => {
+                        self.replica_index
+                            .entry(origin)
+                            .or_default()
+                            .add(base, &record);
+                        Input::Written { write }
+                    }
+                    Err(why) => Input::WriteFailed { write, why },
+                };
+                return self.feed(swarm, input);
+            }
+            Done::Signed(checkpoint) => {
+                return self.feed(swarm, Input::Checkpoint { checkpoint });
+            }
             _ => {}
         }
         self.jobs = self.jobs.saturating_sub(1);
@@ -442,7 +472,10 @@ impl Daemon {
                     },
                 );
             }
-            Done::Drained { .. } | Done::Written { .. } => {}
+            Done::Drained { .. }
+            | Done::Written { .. }
+            | Done::Persisted { .. }
+            | Done::Signed(_) => {}
         }
     }
 

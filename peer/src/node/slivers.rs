@@ -234,10 +234,12 @@ impl Daemon {
                 self.ledger_failing(&why);
                 if self.last_recovery.elapsed() >= LEDGER_RETRY {
                     self.last_recovery = Instant::now();
+                    // On the disk thread, after what is queued; the next check sees it.
                     let ledger = self.ledger.clone();
-                    if blocking(move || ledger.recover()).is_ok() {
-                        self.check_ledger(swarm);
-                    }
+                    let _ = self.queue_disk(DiskJob::Work(Box::new(move || {
+                        let _ = ledger.recover();
+                        None
+                    })));
                 }
             }
         }
