@@ -128,6 +128,12 @@ struct Replica {
     fetching_since: Option<u64>,
     /// Largest size cosigned.
     cosigned: u64,
+    /// Entries the driver reported on disk ([`Witness::persisted`]): nothing past this is
+    /// cosigned, so a witness never vouches for entries it could lose in a crash.
+    durable: u64,
+    /// A checkpoint that matches the replica but lies past `durable`: cosigned once the
+    /// entries under it are on disk.
+    to_cosign: Option<SignedCheckpoint>,
     /// Bytes of leaves held.
     bytes: u64,
     /// Over quota: no more pages are fetched or taken.
@@ -332,7 +338,8 @@ impl Witness {
             Some(i) => tree.leaf(i).unwrap_or([0; 32]),
             None => [0; 32],
         };
-        let verified = latest.filter(|c| c.checkpoint.size == tree.len());
+        let tree_len = tree.len();
+        let verified = latest.filter(|c| c.checkpoint.size == tree_len);
         let cosigned = verified.as_ref().map_or(0, |c| c.checkpoint.size);
         self.replicas.insert(
             origin,
@@ -343,11 +350,46 @@ impl Witness {
                 target: None,
                 fetching_since: None,
                 cosigned,
+                durable: tree_len,
+                to_cosign: None,
                 bytes,
                 full: false,
             },
         );
         self.total_bytes = self.total_bytes.saturating_add(bytes);
+    }
+
+    /// The driver wrote `origin`'s replica up to `size` entries to disk: a checkpoint that
+    /// waited for them is cosigned now.
+    pub fn persisted(&mut self, origin: &PublicKey, size: u64) -> Vec<WitnessOutput> {
+        let Some(r) = self.replicas.get_mut(origin) else {
+            return vec![];
+        };
+        r.durable = r.durable.max(size.min(r.tree.len()));
+        match r.to_cosign.take() {
+            Some(cp) if cp.checkpoint.size <= r.durable => {
+                if cp.checkpoint.size > r.cosigned {
+                    r.cosigned = cp.checkpoint.size;
+                    vec![WitnessOutput::Cosign(cp)]
+                } else {
+                    vec![]
+                }
+            }
+            waiting => {
+                r.to_cosign = waiting;
+                vec![]
+            }
+        }
+    }
+
+    /// The driver could not write `origin`'s replica: what is in memory past the disk is
+    /// never cosigned, and no more of it is taken (the file is the truth; a restart reads
+    /// it back).
+    pub fn persist_failed(&mut self, origin: &PublicKey) {
+        if let Some(r) = self.replicas.get_mut(origin) {
+            r.full = true;
+            r.to_cosign = None;
+        }
     }
 
     /// Hands back every replica (its tree and the origin's checkpoint at its size), as a
@@ -610,9 +652,16 @@ impl Witness {
                 out.push(WitnessOutput::Fetch { origin, from: held });
             }
         } else if r.tree.root_at(size).ok() == Some(cp.checkpoint.root) {
-            if size > r.cosigned {
+            if size > r.cosigned && size <= r.durable {
                 r.cosigned = size;
                 out.push(WitnessOutput::Cosign(cp));
+            } else if size > r.cosigned
+                && r.to_cosign
+                    .as_ref()
+                    .is_none_or(|w| w.checkpoint.size < size)
+            {
+                // Held in memory, not yet on disk: vouched for once it is.
+                r.to_cosign = Some(cp);
             }
         } else if let Some(v) = r.verified.clone() {
             // A checkpoint inside the history we hold that does not match it: the tree we
@@ -1036,7 +1085,7 @@ mod tests {
         // While the origin is a member, nothing is handed over.
         let with_origin: Vec<PublicKey> = all.iter().filter(|k| **k != first[0]).copied().collect();
         assert!(survivor.handovers(&with_origin).is_empty());
-        for (to, cp) in offers {
+        for (n, (to, cp)) in offers.into_iter().enumerate() {
             let mut w = Witness::new(to, 3);
             let members: Vec<PublicKey> = left.iter().filter(|k| **k != to).copied().collect();
             let out = w.offered(0, first[0], cp.clone(), &members);
@@ -1057,6 +1106,20 @@ mod tests {
             assert!(matches!(out[0], WitnessOutput::Persist { .. }));
             assert_eq!(w.replica_size(&origin), Some(9));
             assert_eq!(w.verified(&origin), Some(&cp));
+            // Adopted entries are not vouched for until they are on disk: the origin's
+            // checkpoint waits for the driver to report the write, and if the write failed
+            // it is never cosigned.
+            let cosign =
+                |o: &[WitnessOutput]| o.iter().any(|x| matches!(x, WitnessOutput::Cosign(_)));
+            assert!(!cosign(&w.checkpoint(3, cp.clone(), &members)));
+            if n == 0 {
+                w.persist_failed(&origin);
+                assert!(!cosign(&w.checkpoint(3, cp.clone(), &members)));
+                assert!(!cosign(&w.checkpoint(3, h.cp(5), &members)));
+                continue;
+            }
+            assert!(cosign(&w.persisted(&origin, 9)));
+            assert!(!cosign(&w.persisted(&origin, 9)), "cosigned once");
             // Offered again: nothing more to fetch.
             assert!(w.offered(3, first[0], cp, &members).is_empty());
         }

@@ -404,6 +404,24 @@ impl Witnessing {
         self.witness.fetch_failed(origin);
     }
 
+    /// The router wrote `origin`'s replica up to `size` entries: checkpoints that waited
+    /// for those entries to be on disk are cosigned.
+    pub fn persisted(
+        &mut self,
+        now_ms: u64,
+        origin: &PublicKey,
+        size: u64,
+        members: &Members,
+    ) -> Vec<Effect> {
+        let outs = self.witness.persisted(origin, size);
+        self.carry(outs, now_ms, members)
+    }
+
+    /// The router could not write `origin`'s replica: nothing past its disk is cosigned.
+    pub fn persist_failed(&mut self, origin: &PublicKey) {
+        self.witness.persist_failed(origin);
+    }
+
     /// An equivocation proof gossiped by a member: taken only about a known origin;
     /// `Some(new)` when it verified (`new`: first proof against that origin, to log), `None`
     /// when it is refused or ignored.

@@ -100,6 +100,10 @@ pub const MAX_JOBS: usize = 64;
 /// Batches of ledger appends queued for the writer thread; past this an append is reported
 /// failed (the node then refuses what needs the ledger until it catches up).
 const MAX_QUEUED_WRITES: usize = 4096;
+/// Of those, writes other than ledger appends (replica pages, cosignatures, saved slivers)
+/// queued at once; past this a replica page is reported failed (it is not cosigned) and the
+/// ledger keeps the rest of the queue.
+const MAX_QUEUED_WORK: usize = 256;
 /// Bytes of answers being written to peers, all together: a large answer past this is
 /// refused as busy rather than held (a peer that never reads holds its answer until the
 /// request times out).
@@ -295,6 +299,8 @@ struct Daemon {
     /// Work for the disk thread (see `spawn_writer`).
     writes: WriteQueue,
     writer: Option<std::thread::JoinHandle<()>>,
+    /// Writes other than appends queued for the disk thread (see `queue_disk`).
+    disk_work: Arc<std::sync::atomic::AtomicUsize>,
     sandbox: DropOffThread<Sandbox>,
     live: BTreeMap<u64, Live>,
     ended: VecDeque<Ended>,
@@ -605,6 +611,7 @@ impl Daemon {
             ledger,
             writes,
             writer: Some(writer),
+            disk_work: Arc::default(),
             sandbox: DropOffThread(Some(sandbox)),
             live: BTreeMap::new(),
             ended: VecDeque::new(),

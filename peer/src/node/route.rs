@@ -51,6 +51,25 @@ impl Daemon {
 
     /// Queues work for the disk thread, or says why it cannot take it.
     pub(super) fn queue_disk(&mut self, job: DiskJob) -> Result<(), String> {
+        // Ledger appends keep room of their own: other writes (replicas a member can make
+        // this node fetch, cosignatures) may hold at most MAX_QUEUED_WORK of the queue.
+        let job = match job {
+            DiskJob::Work(work) => {
+                let pending = self.disk_work.clone();
+                if pending.load(std::sync::atomic::Ordering::Relaxed) >= MAX_QUEUED_WORK {
+                    return Err(format!(
+                        "{MAX_QUEUED_WORK} writes other than ledger appends are waiting for the disk"
+                    ));
+                }
+                pending.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                DiskJob::Work(Box::new(move || {
+                    let done = work();
+                    pending.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                    done
+                }))
+            }
+            append => append,
+        };
         match self.writes.try_send(job) {
             Ok(()) => Ok(()),
             Err(std::sync::mpsc::TrySendError::Full(_)) => Err(format!(

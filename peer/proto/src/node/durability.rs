@@ -51,7 +51,7 @@ impl Node {
         );
     }
 
-    pub(super) fn written(&mut self, write: WriteId, out: &mut Vec<Effect>) {
+    pub(super) fn written(&mut self, now_ms: u64, write: WriteId, out: &mut Vec<Effect>) {
         let Some(id) = self.writes.remove(&write) else {
             return;
         };
@@ -64,6 +64,12 @@ impl Node {
         };
         if done && let Some(h) = self.held.remove(&id) {
             self.release(h.then, out);
+            if let OnFailure::Replica { origin, size } = h.on_failure {
+                let effects = self
+                    .witnessing
+                    .persisted(now_ms, &origin, size, self.core.members());
+                self.witness_effects(effects, out);
+            }
         }
     }
 
@@ -89,7 +95,7 @@ impl Node {
         let hold = self.writes.remove(&write);
         let replica = hold
             .and_then(|id| self.held.get(&id))
-            .is_some_and(|h| matches!(h.on_failure, OnFailure::Replica));
+            .is_some_and(|h| matches!(h.on_failure, OnFailure::Replica { .. }));
         if !replica {
             // Nothing more is taken that would need the ledger.
             self.core.ledger_failed(why);
@@ -149,7 +155,8 @@ impl Node {
                 }
             }
             OnFailure::Release => self.release(h.then, out),
-            OnFailure::Drop | OnFailure::Replica => {}
+            OnFailure::Replica { origin, .. } => self.witnessing.persist_failed(&origin),
+            OnFailure::Drop => {}
         }
     }
 }

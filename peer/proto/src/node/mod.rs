@@ -454,9 +454,11 @@ enum OnFailure {
     Release,
     /// What waited is dropped.
     Drop,
-    /// A replica write: what waited (cosignatures of what it held) is dropped, and the node
-    /// keeps taking tickets (its own log is not at stake).
-    Replica,
+    /// A replica write of `origin`'s entries up to `size`: once durable, checkpoints that
+    /// waited for it are cosigned; on failure what waited (cosignatures of what it held) is
+    /// dropped, nothing past the disk is ever cosigned, and the node keeps taking tickets
+    /// (its own log is not at stake).
+    Replica { origin: PublicKey, size: u64 },
 }
 
 /// An admitted sliver not running yet.
@@ -618,7 +620,7 @@ impl Node {
                 let verdict = self.gossip(now_ms, source, topic, &data, &mut out);
                 out.push(Effect::Verdict { id, verdict });
             }
-            Input::Written { write } => self.written(write, &mut out),
+            Input::Written { write } => self.written(now_ms, write, &mut out),
             Input::WriteFailed { write, why } => self.write_failed(now_ms, write, &why, &mut out),
             Input::LedgerFailed { why } => self.core.ledger_failed(&why),
             Input::LedgerRecovered => {
@@ -957,13 +959,14 @@ impl Node {
                     self.witness_effects(effects.collect(), &mut rest);
                     let write = self.next_write;
                     self.next_write = self.next_write.wrapping_add(1);
+                    let size = checkpoint.checkpoint.size;
                     out.push(Effect::Persist {
                         write,
                         origin,
                         leaves,
                         checkpoint,
                     });
-                    self.hold_writes(vec![write], rest, OnFailure::Replica);
+                    self.hold_writes(vec![write], rest, OnFailure::Replica { origin, size });
                     return;
                 }
                 WitnessEffect::Cosigned(c) => out.push(Effect::KeepCosignature(c)),
