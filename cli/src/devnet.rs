@@ -447,7 +447,9 @@ pub fn devnet(a: DevnetArgs) -> Result<ExitCode> {
     say!("  slicefed nodes list");
     say!("  slicefed slice status princeton.probe");
     say!("  slicefed slice logs princeton.probe --node princeton.node1 --key princeton.alice.key");
-    say!("  slicefed slice delete princeton.probe --key princeton.alice.key");
+    say!(
+        "  slicefed slice delete princeton.probe --key princeton.alice.key --cert princeton.alice.cert"
+    );
     say!(
         "  slicefed authority revoke --authority mit --cert mit.bob.cert --out bob.rev && slicefed authority publish bob.rev"
     );
@@ -543,7 +545,15 @@ fn bench_create(
         times.push(ms);
         quiet(
             t,
-            &["slice", "delete", &name, "--key", "princeton.alice.key"],
+            &[
+                "slice",
+                "delete",
+                &name,
+                "--key",
+                "princeton.alice.key",
+                "--cert",
+                "princeton.alice.cert",
+            ],
             env,
         )?;
     }
@@ -610,7 +620,15 @@ fn create_and_stop_rounds(
         }
         quiet(
             t,
-            &["slice", "delete", &name, "--key", "princeton.alice.key"],
+            &[
+                "slice",
+                "delete",
+                &name,
+                "--key",
+                "princeton.alice.key",
+                "--cert",
+                "princeton.alice.cert",
+            ],
             env,
         )?;
     }
@@ -880,11 +898,16 @@ fn traffic(t: &Tour, env: &[(&str, &str)], window: Duration) -> Result<()> {
         window,
         "with princeton.probe logging a flow per second per node",
     )?;
-    for (slice, key) in [
-        ("princeton.probe", "princeton.alice.key"),
-        ("mit.quiet", "mit.bob.key"),
+    for (slice, user) in [
+        ("princeton.probe", "princeton.alice"),
+        ("mit.quiet", "mit.bob"),
     ] {
-        quiet(t, &["slice", "delete", slice, "--key", key], env)?;
+        let (key, cert) = (format!("{user}.key"), format!("{user}.cert"));
+        quiet(
+            t,
+            &["slice", "delete", slice, "--key", &key, "--cert", &cert],
+            env,
+        )?;
     }
     // Let the last entries be checkpointed, fetched and cosigned before measuring.
     std::thread::sleep(Duration::from_secs(10));

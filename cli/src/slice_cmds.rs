@@ -608,32 +608,60 @@ fn renew(a: RenewArgs) -> Result<ExitCode> {
 }
 
 fn delete(a: StatusArgs) -> Result<ExitCode> {
-    let key = crate::files::read_secret_key(a.who.key()?)?;
-    let members = members(&a.who.bootstrap)?;
-    let t = now();
+    // The tickets the up nodes run it under are named; every ticket of it issued until now
+    // is ended too (renewals a down node never saw included). Nodes that are down now
+    // reconcile the delete from their peers before they restore anything.
+    let (members, statuses): (Vec<MemberRow>, Vec<_>) =
+        statuses(&a.who.bootstrap, &a.name, a.json)?
+            .into_iter()
+            .unzip();
+    let mut tickets: Vec<slicefed_trust::objects::CertId> = statuses
+        .iter()
+        .filter_map(|s| s.as_ref().ok())
+        .flat_map(|s| s.slivers.iter().filter_map(|x| parse_cert_id(&x.ticket)))
+        .collect();
+    tickets.sort();
+    tickets.dedup();
+    let delete = crate::trust_cmds::issue_delete(a.who.key()?, a.who.cert()?, &a.name, tickets)?;
     let answers = fan_out(
         &members,
-        |m| {
-            let node = PublicKey::parse(&m.peer_id).map_err(|e| anyhow!("{e}"))?;
-            Ok(Request::Delete(
-                HolderRequest::sign(&key, node, &a.name, t).context("signing the delete")?,
-            ))
+        |_| {
+            Ok(Request::Revoke {
+                revocation: delete.file.clone(),
+            })
         },
         a.json,
         &format!("deleting {}", a.name),
     )?;
     let mut results = vec![];
-    let mut stopped_total = 0;
+    let (mut stopped_total, mut held, mut refused) = (0, 0, 0);
     for (m, ans) in members.iter().zip(answers) {
         let (status, reason) = match ans {
-            Ok(Response::Stopped(ids)) if ids.is_empty() => continue,
             Ok(Response::Stopped(ids)) => {
+                held += 1;
+                if ids.is_empty() {
+                    continue;
+                }
                 stopped_total += ids.len();
-                ("deleted".into(), format!("{} sliver(s) stopped", ids.len()))
+                (
+                    "deleted".to_string(),
+                    format!("{} sliver(s) stopped", ids.len()),
+                )
             }
-            Ok(Response::Error(e)) => ("error".into(), e),
-            Ok(_) => ("error".into(), "unexpected answer".into()),
-            Err(e) => ("unreachable".into(), e),
+            Ok(Response::Error(e)) => {
+                refused += 1;
+                ("error".into(), e)
+            }
+            Ok(_) => {
+                refused += 1;
+                ("error".into(), "unexpected answer".into())
+            }
+            // The node takes the delete from its peers (gossip, or its catch-up when it
+            // returns) before it runs anything again.
+            Err(e) => (
+                "pending".into(),
+                format!("{e}; it takes the delete from its peers"),
+            ),
         };
         results.push(NodeResult {
             node: m.peer_id.clone(),
@@ -642,15 +670,38 @@ fn delete(a: StatusArgs) -> Result<ExitCode> {
             reason,
         });
     }
-    if stopped_total == 0 && results.is_empty() {
-        if a.json {
-            print_json(&json!({ "slice": a.name, "nodes": [] }))?;
-        } else {
-            say!("slice {}: no node runs it", a.name);
+    let id = delete.id.to_string();
+    if a.json {
+        print_json(&json!({ "slice": a.name, "delete": id, "held_by": held,
+            "stopped": stopped_total, "nodes": results }))?;
+    } else {
+        for r in &results {
+            say!("{:<24} {:<54} {}: {}", r.name, r.node, r.status, r.reason);
         }
-        return Ok(ExitCode::SUCCESS);
+        say!(
+            "slice {}: {stopped_total} sliver(s) stopped; the delete ({}) is held by {held} of {} nodes and reaches the others from them, those that are down included",
+            a.name,
+            id.get(..16).unwrap_or(&id),
+            members.len()
+        );
     }
-    report(&a.name, results, a.json, "deleted")
+    Ok(if held > 0 && refused == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// A ticket id as status answers print it (64 hex digits).
+fn parse_cert_id(hex: &str) -> Option<slicefed_trust::objects::CertId> {
+    let mut id = [0u8; 32];
+    if hex.len() != 64 {
+        return None;
+    }
+    for (i, b) in id.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(slicefed_trust::objects::CertId(id))
 }
 
 pub fn slice(cmd: SliceCmd) -> Result<ExitCode> {

@@ -11,8 +11,8 @@ use slicefed_trust::caps::{
     ConnectRule, Grant, ListenRule, NetworkRights, NodeSet, ResourceCaps, Rights, RuleSet, Validity,
 };
 use slicefed_trust::objects::{
-    self, AuthorityCert, AuthorityRoot, CertId, Credential, Invocation, ModuleHash, NodeCert,
-    Nonce, ObjectError, Revocation, SliceTicket, UserCert,
+    self, AuthorityCert, AuthorityRoot, CertId, Credential, Invocation, MAX_DELETE_TICKETS,
+    ModuleHash, NodeCert, Nonce, ObjectError, Revocation, SliceDelete, SliceTicket, UserCert,
 };
 use slicefed_trust::verify::{Object, Opened, open_any};
 use slicefed_trust::{Context, Name, Pattern, PublicKey, SecretKey, Verifier, VerifyError};
@@ -517,6 +517,7 @@ fn describe(o: &Opened) -> serde_json::Value {
         Object::SliceTicket(b) => serde_json::to_value(b),
         Object::Revocation(b) => serde_json::to_value(b),
         Object::NodeReceipt(b) => serde_json::to_value(b),
+        Object::SliceDelete(b) => serde_json::to_value(b),
     }
     .unwrap_or(serde_json::Value::Null);
     json!({
@@ -677,23 +678,7 @@ pub fn issue_ticket(
     invocation
         .validate()
         .map_err(|e| anyhow!("the slivers' arguments and environment: {e}"))?;
-    let key = read_secret_key(key_path)?;
-    let (cred, opened) = read_opened(cert_path)?;
-    let holder_validity = match opened.first().map(|o| &o.object) {
-        Some(Object::UserCert(u)) if u.subject == key.public() => u.grant.validity,
-        Some(Object::Delegation(d)) if d.subject == key.public() => d.grant.validity,
-        Some(Object::UserCert(_) | Object::Delegation(_)) => {
-            bail!(
-                "{}: this certificate is for another key than {}",
-                cert_path.display(),
-                key_path.display()
-            )
-        }
-        _ => bail!(
-            "{}: not a user certificate or delegation",
-            cert_path.display()
-        ),
-    };
+    let (key, cred, holder_validity) = holder(key_path, cert_path)?;
     let slice = Name::parse(slice)?;
     util::ensure_nonzero("module size", module.len() as u64)?;
     let t = now();
@@ -724,6 +709,63 @@ pub fn issue_ticket(
     Ok(IssuedTicket {
         id: signed.id,
         body,
+        file,
+    })
+}
+
+/// A holder's key, their certificate (or delegation) for it, and its validity.
+fn holder(key_path: &Path, cert_path: &Path) -> Result<(SecretKey, Credential, Validity)> {
+    let key = read_secret_key(key_path)?;
+    let (cred, opened) = read_opened(cert_path)?;
+    let validity = match opened.first().map(|o| &o.object) {
+        Some(Object::UserCert(u)) if u.subject == key.public() => u.grant.validity,
+        Some(Object::Delegation(d)) if d.subject == key.public() => d.grant.validity,
+        Some(Object::UserCert(_) | Object::Delegation(_)) => {
+            bail!(
+                "{}: this certificate is for another key than {}",
+                cert_path.display(),
+                key_path.display()
+            )
+        }
+        _ => bail!(
+            "{}: not a user certificate or delegation",
+            cert_path.display()
+        ),
+    };
+    Ok((key, cred, validity))
+}
+
+/// A signed slice delete and its file (the delete and the holder's chain).
+pub struct IssuedDelete {
+    pub id: CertId,
+    pub file: Vec<u8>,
+}
+
+/// Signs a delete of `slice` ending `tickets` and every ticket of it the holder issued
+/// until now; nodes keep it until the holder's certificate ends (no ticket of theirs
+/// outlives it).
+pub fn issue_delete(
+    key_path: &Path,
+    cert_path: &Path,
+    slice: &str,
+    tickets: Vec<CertId>,
+) -> Result<IssuedDelete> {
+    let (key, cred, holder_validity) = holder(key_path, cert_path)?;
+    let t = now();
+    let body = SliceDelete {
+        slice: Name::parse(slice)?,
+        tickets: tickets.into_iter().take(MAX_DELETE_TICKETS).collect(),
+        issued_at: t,
+        validity: Validity {
+            not_before: t,
+            not_after: holder_validity.not_after.max(t),
+        },
+    };
+    let signed = objects::sign(&key, &body)?;
+    let file =
+        Credential::new(signed.bytes, cred.objects.into_iter().map(|b| b.into_vec())).to_bytes()?;
+    Ok(IssuedDelete {
+        id: signed.id,
         file,
     })
 }

@@ -207,6 +207,15 @@ pub enum EntryBody {
         #[serde(with = "serde_bytes")]
         proof: Vec<u8>,
     },
+    /// A slice's holder ended it everywhere; this node holds the delete (and reads it back
+    /// at start, so a sliver it ended is never restored).
+    SliceDeleted {
+        /// The delete file (the signed delete and its signer's chain).
+        #[serde(with = "serde_bytes")]
+        delete: Vec<u8>,
+        /// Slivers stopped because of it.
+        stopped: Vec<u64>,
+    },
 }
 
 /// A decoded entry.
@@ -244,7 +253,9 @@ impl EntryBody {
                 Decision::Denied(r) => bounded("denial reason", r, MAX_TEXT_BYTES),
                 Decision::Allowed => Ok(()),
             },
-            EntryBody::RevocationSeen { stopped, .. } if stopped.len() > 65_536 => {
+            EntryBody::RevocationSeen { stopped, .. } | EntryBody::SliceDeleted { stopped, .. }
+                if stopped.len() > 65_536 =>
+            {
                 Err(EntryError::Bounds("too many stopped slivers".into()))
             }
             EntryBody::PolicyChanged { text, .. } => {
@@ -285,6 +296,7 @@ impl EntryBody {
             EntryBody::OwnerAction { .. } => "owner-action",
             EntryBody::SliverRenewed { .. } => "sliver-renewed",
             EntryBody::EquivocationSeen { .. } => "equivocation-seen",
+            EntryBody::SliceDeleted { .. } => "slice-deleted",
         }
     }
 }

@@ -298,7 +298,8 @@ pub(crate) struct Log {
     /// Largest size that `k` distinct witnesses cosigned (a cosignature of a size covers
     /// every entry below it): the entries the federation has fully acknowledged.
     pub(crate) acked_by_k: u64,
-    /// `RevocationSeen` bodies (the index a restarted node reads them back from).
+    /// `RevocationSeen` and `SliceDeleted` bodies (the index a restarted node reads them
+    /// back from).
     revocations: Vec<Vec<u8>>,
     /// What the log says of each sliver created and not stopped (ticket, invocation): what
     /// a restarted daemon reads back from its log.
@@ -314,8 +315,11 @@ impl Log {
 
     pub(crate) fn append(&mut self, now_ms: u64, body: EntryBody) {
         match &body {
-            EntryBody::RevocationSeen { revocation, .. } => {
-                self.revocations.push(revocation.clone());
+            EntryBody::RevocationSeen {
+                revocation: held, ..
+            }
+            | EntryBody::SliceDeleted { delete: held, .. } => {
+                self.revocations.push(held.clone());
             }
             EntryBody::SliverCreated {
                 who,

@@ -41,4 +41,4 @@ pub use objects::{
     CertId, Credential, Invocation, InvocationHash, Kind, ModuleHash, Nonce, Signed,
 };
 pub use policy::{TrustPolicy, TrustedAuthority};
-pub use verify::{Context, SharedOpened, Verified, Verifier, VerifyError};
+pub use verify::{Context, JudgedDelete, SharedOpened, Verified, Verifier, VerifyError};

@@ -141,11 +141,13 @@ pub enum Kind {
     Revocation = 7,
     /// A node's signed answer to a ticket.
     NodeReceipt = 8,
+    /// A slice's holder ends it everywhere.
+    SliceDelete = 9,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::AuthorityRoot,
         Kind::AuthorityCert,
         Kind::UserCert,
@@ -154,6 +156,7 @@ impl Kind {
         Kind::SliceTicket,
         Kind::Revocation,
         Kind::NodeReceipt,
+        Kind::SliceDelete,
     ];
     /// The domain tag signed with every object of this kind.
     pub fn tag(self) -> &'static str {
@@ -166,6 +169,7 @@ impl Kind {
             Kind::SliceTicket => "slicefed/slice-ticket",
             Kind::Revocation => "slicefed/revocation",
             Kind::NodeReceipt => "slicefed/node-receipt",
+            Kind::SliceDelete => "slicefed/slice-delete",
         }
     }
     /// A short human name.
@@ -179,6 +183,7 @@ impl Kind {
             Kind::SliceTicket => "slice ticket",
             Kind::Revocation => "revocation",
             Kind::NodeReceipt => "node receipt",
+            Kind::SliceDelete => "slice delete",
         }
     }
     /// The byte limit for an envelope of this kind.
@@ -631,6 +636,40 @@ impl Body for SliceTicket {
     fn validate(&self) -> Result<(), String> {
         self.network.validate()?;
         self.nodes.validate()?;
+        self.validity.validate()
+    }
+}
+
+/// Most tickets a slice delete names.
+pub const MAX_DELETE_TICKETS: usize = 64;
+
+/// The holder of a slice ends it on every node, including those that are down when it is
+/// issued (they reconcile it before they restore anything). It ends every sliver of
+/// `slice` that its signer holds and whose ticket is one of `tickets` or was issued at or
+/// before `issued_at`: a later slice of the same name has later tickets, so replaying the
+/// delete cannot end it, and a renewal a down node never saw is ended all the same. Nodes
+/// keep it until `validity.not_after`, which its signer sets to when the last ticket it
+/// ends expires (or its own certificate does, whichever comes first).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SliceDelete {
+    /// The slice.
+    pub slice: Name,
+    /// Tickets it ends by id (those its signer knew of), at most [`MAX_DELETE_TICKETS`].
+    pub tickets: Vec<CertId>,
+    /// When it was issued (unix seconds): tickets issued up to then are ended too.
+    pub issued_at: u64,
+    /// How long nodes keep it.
+    pub validity: Validity,
+}
+impl Body for SliceDelete {
+    const KIND: Kind = Kind::SliceDelete;
+    fn validate(&self) -> Result<(), String> {
+        if self.tickets.len() > MAX_DELETE_TICKETS {
+            return Err(format!(
+                "names {} tickets, at most {MAX_DELETE_TICKETS}",
+                self.tickets.len()
+            ));
+        }
         self.validity.validate()
     }
 }

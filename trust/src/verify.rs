@@ -12,7 +12,7 @@ use crate::keys::PublicKey;
 use crate::names::{Name, Pattern};
 use crate::objects::{
     self, AuthorityCert, AuthorityRoot, Body, CertId, Credential, Delegation, Kind, NodeCert,
-    NodeReceipt, Nonce, ObjectError, Revocation, Signed, SliceTicket, UserCert,
+    NodeReceipt, Nonce, ObjectError, Revocation, Signed, SliceDelete, SliceTicket, UserCert,
 };
 use crate::policy::TrustPolicy;
 use ed25519_dalek::VerifyingKey;
@@ -195,6 +195,8 @@ pub enum Object {
     SliceTicket(SliceTicket),
     /// See [`Revocation`].
     Revocation(Revocation),
+    /// See [`SliceDelete`].
+    SliceDelete(SliceDelete),
     /// See [`NodeReceipt`].
     NodeReceipt(NodeReceipt),
 }
@@ -234,6 +236,7 @@ impl Opened {
             Object::SliceTicket(t) => format!("slice {}", t.slice),
             Object::Revocation(r) => format!("revocation of {}", r.target),
             Object::NodeReceipt(r) => format!("receipt for ticket {}", r.ticket),
+            Object::SliceDelete(d) => format!("delete of slice {}", d.slice),
         }
     }
     /// The object's own validity window, for kinds that have one.
@@ -244,6 +247,7 @@ impl Opened {
             Object::NodeCert(c) => Some(c.validity),
             Object::Delegation(c) => Some(c.grant.validity),
             Object::SliceTicket(t) => Some(t.validity),
+            Object::SliceDelete(d) => Some(d.validity),
             _ => None,
         }
     }
@@ -294,6 +298,7 @@ fn open_any_with(
         Kind::SliceTicket => opened(id, e, Object::SliceTicket),
         Kind::Revocation => opened(id, e, Object::Revocation),
         Kind::NodeReceipt => opened(id, e, Object::NodeReceipt),
+        Kind::SliceDelete => opened(id, e, Object::SliceDelete),
     }
 }
 
@@ -312,6 +317,7 @@ fn decode_unchecked(bytes: &[u8], id: CertId) -> Result<Opened, ObjectError> {
         Kind::SliceTicket => opened(id, e, Object::SliceTicket),
         Kind::Revocation => opened(id, e, Object::Revocation),
         Kind::NodeReceipt => opened(id, e, Object::NodeReceipt),
+        Kind::SliceDelete => opened(id, e, Object::SliceDelete),
     }
 }
 
@@ -539,9 +545,29 @@ fn step(
                 grant: as_grant.meet(&parent.grant),
             }))
         }
+        // A slice's holder ending it: a user or delegate whose slices include it (what it
+        // ends is decided on each node, among the slivers its signer holds).
+        Object::SliceDelete(d) => {
+            parent.require(link.kind, &[Role::User, Role::Delegate], Rights::CREATE)?;
+            parent.contain("slice", &Pattern::Exact(d.slice.clone()), &parent.slices)?;
+            Ok(None)
+        }
         // Leaves that grant nothing: only their signer's standing matters.
         Object::AuthorityRoot(_) | Object::Revocation(_) | Object::NodeReceipt(_) => Ok(None),
     }
+}
+
+/// A slice delete that verified ([`Verifier::judge_delete`]).
+#[derive(Clone, Debug)]
+pub struct JudgedDelete {
+    /// The delete's own id.
+    pub id: CertId,
+    /// Who signed it (it ends only slivers this key holds).
+    pub signer: PublicKey,
+    /// Its body.
+    pub delete: SliceDelete,
+    /// Until when it is kept (unix seconds, clock skew included).
+    pub expires: u64,
 }
 
 /// A held revocation.
@@ -1220,6 +1246,35 @@ impl Verifier {
             responsible,
             effective: reach.grant,
             links,
+        })
+    }
+
+    /// Judges a slice delete file (the delete and its signer's chain): it must verify
+    /// under this policy like a ticket for the same slice would (a user, or a delegate for
+    /// that slice, certified and not revoked). Nothing else is held or passed on.
+    pub fn judge_delete(&mut self, file: &[u8], now: u64) -> Result<JudgedDelete, VerifyError> {
+        let cred = Credential::from_bytes(file).map_err(ObjectError::from)?;
+        let pool: Vec<&[u8]> = cred.chain().collect();
+        let v = self.verify(cred.leaf(), &pool, &Context { now, node: None })?;
+        let Object::SliceDelete(delete) = &v.leaf.object else {
+            return Err(ObjectError::WrongKind {
+                expected: Kind::SliceDelete,
+                found: v.leaf.kind,
+            }
+            .into());
+        };
+        // Kept while a ticket it ends could still be valid: no ticket its signer issued
+        // outlives the signer's own chain.
+        let expires = delete
+            .validity
+            .not_after
+            .min(v.effective.validity.not_after)
+            .saturating_add(CLOCK_SKEW_SECS);
+        Ok(JudgedDelete {
+            id: v.leaf.id,
+            signer: v.leaf.signer,
+            delete: delete.clone(),
+            expires,
         })
     }
 

@@ -9,7 +9,7 @@ use slicefed_trust::caps::{
 use slicefed_trust::fixtures::{DAY, T0, key, name, open_grant, ticket_body};
 use slicefed_trust::objects::{
     self, AuthorityCert, AuthorityRoot, CertId, Credential, Delegation, NodeCert, NodeReceipt,
-    Revocation, UserCert,
+    Revocation, SliceDelete, UserCert,
 };
 use slicefed_trust::verify::open_any;
 use slicefed_trust::{Kind, Pattern};
@@ -123,6 +123,20 @@ fn vectors() -> Vec<(&'static str, Vec<u8>)> {
                     admitted: false,
                     reason: "over capacity".into(),
                     at: T0,
+                },
+            )
+            .unwrap()
+            .bytes,
+        ),
+        (
+            "slice-delete",
+            objects::sign(
+                &alice,
+                &SliceDelete {
+                    slice: name("princeton.codeen"),
+                    tickets: vec![CertId([9; 32])],
+                    issued_at: T0 + 60,
+                    validity: Validity::starting(T0 + 60, DAY),
                 },
             )
             .unwrap()

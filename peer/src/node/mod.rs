@@ -803,8 +803,13 @@ fn read_log_at_open(
             continue;
         };
         match e.body {
-            EntryBody::RevocationSeen { revocation, .. } => {
-                let _ = core.remember_revocation(now_ms(), &revocation);
+            // A slice delete is held again like a revocation, so a sliver it ended is never
+            // restored.
+            EntryBody::RevocationSeen {
+                revocation: held, ..
+            }
+            | EntryBody::SliceDeleted { delete: held, .. } => {
+                let _ = core.remember_revocation(now_ms(), &held);
             }
             EntryBody::SliverCreated {
                 who,

@@ -69,9 +69,9 @@ impl NodeCore {
     ) {
         let mut holders = vec![verified.leaf.signer];
         holders.extend(verified.responsible.user_key);
-        let invocation = match &verified.leaf.object {
-            Object::SliceTicket(t) => t.invocation,
-            _ => Invocation::default().hash(),
+        let (invocation, issued_at) = match &verified.leaf.object {
+            Object::SliceTicket(t) => (t.invocation, t.issued_at),
+            _ => (Invocation::default().hash(), 0),
         };
         self.slivers.insert(
             plan.id,
@@ -82,6 +82,7 @@ impl NodeCore {
                 root: verified.responsible.root.clone(),
                 ticket,
                 holders,
+                issued_at,
                 invocation,
             },
         );
@@ -117,6 +118,13 @@ impl NodeCore {
         let Object::SliceTicket(t) = &v.leaf.object else {
             return Err(Refusal::NotATicket(v.leaf.kind));
         };
+        // A slice its holder deleted does not run here again (a restore, a late ticket).
+        let holders: Vec<PublicKey> = std::iter::once(v.leaf.signer)
+            .chain(v.responsible.user_key)
+            .collect();
+        if let Some(delete) = self.deleted(&t.slice, &holders, &v.leaf.id, t.issued_at) {
+            return Err(Refusal::Deleted(delete));
+        }
         if let Some(m) = module
             && m != t.module
         {
@@ -282,6 +290,9 @@ impl NodeCore {
                         s.holders = std::iter::once(verified.leaf.signer)
                             .chain(verified.responsible.user_key)
                             .collect();
+                        if let Object::SliceTicket(t) = &verified.leaf.object {
+                            s.issued_at = t.issued_at;
+                        }
                         out.push(Output::Append(EntryBody::SliverRenewed {
                             who: s.plan.who.clone(),
                             ticket: ticket_id,

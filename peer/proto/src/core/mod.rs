@@ -330,6 +330,8 @@ struct Running {
     ticket: CertId,
     /// Who may delete or renew it: the ticket's signer and the responsible user.
     holders: Vec<PublicKey>,
+    /// When its ticket was issued (a slice delete ends tickets issued up to its own time).
+    issued_at: u64,
     /// What its arguments and environment hash to (a renewal must sign the same).
     invocation: slicefed_trust::InvocationHash,
 }
@@ -358,8 +360,11 @@ pub struct NodeCore {
     heard: VecDeque<(u64, PublicKey)>,
     slivers: BTreeMap<u64, Running>,
     next_sliver: u64,
-    /// Revocations seen, by id, with their bytes (for members that were away).
+    /// Revocations and slice deletes seen, by id, with their bytes (for members that were
+    /// away): one set, one digest, one catch-up.
     revocations: BTreeMap<CertId, Vec<u8>>,
+    /// The slice deletes among them, judged.
+    deletes: BTreeMap<CertId, deletes::HeldDelete>,
     revocation_bytes: usize,
     /// The digest of `revocations`, recomputed when asked after a change.
     revocation_digest: std::cell::Cell<RevocationDigest>,
@@ -462,6 +467,9 @@ pub enum Refusal {
     /// A restore of a sliver that runs.
     #[error("sliver {0} is already running")]
     AlreadyRunning(u64),
+    /// Its slice was deleted by its holder (a delete that ends this ticket is held).
+    #[error("its slice was deleted by its holder (delete {0})")]
+    Deleted(CertId),
 }
 
 impl Refusal {
@@ -494,6 +502,7 @@ impl Refusal {
             | Refusal::RenewalChangesModule
             | Refusal::RenewalChangesInvocation => "renewal",
             Refusal::AlreadyRunning(_) => "already_running",
+            Refusal::Deleted(_) => "deleted",
         }
     }
 }
@@ -522,6 +531,7 @@ impl NodeCore {
             next_sliver: 1,
             revocations: BTreeMap::new(),
             revocation_bytes: 0,
+            deletes: BTreeMap::new(),
             revocation_digest: std::cell::Cell::new(RevocationDigest::default()),
             digest_stale: std::cell::Cell::new(false),
             last_prune_ms: 0,
@@ -677,6 +687,7 @@ impl NodeCore {
         if now_ms.saturating_sub(self.last_prune_ms) >= REVOCATION_PRUNE_INTERVAL_MS {
             self.last_prune_ms = now_ms;
             self.prune_revocations(now_ms);
+            self.prune_deletes(now_ms);
         }
         let mut out: Vec<Output> = self
             .slivers
@@ -712,6 +723,7 @@ impl NodeCore {
 }
 
 mod admission;
+mod deletes;
 mod holders;
 mod membership;
 mod revocations;

@@ -36,6 +36,16 @@ impl NodeCore {
         if revocation_id(bytes).is_some_and(|id| self.revocations.contains_key(&id)) {
             return Ok(vec![]);
         }
+        // Slice deletes travel with revocations (same gossip, digest and catch-up).
+        if deletes::is_delete_file(bytes) {
+            let gossip = caught_up_since_ms.is_none_or(|up| {
+                deletes::issued_at_ms(bytes).is_some_and(|issued| {
+                    let skew_ms = slicefed_trust::verify::CLOCK_SKEW_SECS.saturating_mul(1000);
+                    issued.saturating_add(skew_ms) >= up
+                })
+            });
+            return self.honour_delete(now_ms, bytes, gossip);
+        }
         // Entitlement first (the verifier holds only what an authority at or above the
         // revoked object's issuer signed): nothing unentitled is held, logged or forwarded.
         let held = match self.hold_revocation(now_ms, bytes) {
@@ -86,6 +96,9 @@ impl NodeCore {
     /// slivers restored after it are judged with it, without logging or gossiping it twice.
     /// Judged again like any other (the owner may have changed the policy since).
     pub fn remember_revocation(&mut self, now_ms: u64, bytes: &[u8]) -> Result<(), CoreError> {
+        if deletes::is_delete_file(bytes) {
+            return self.remember_delete(now_ms, bytes);
+        }
         match self.hold_revocation(now_ms, bytes) {
             Ok(_) | Err(RevocationError::AlreadyHeld { .. }) => Ok(()),
             Err(e) => Err(CoreError::Revocation(e)),

@@ -688,3 +688,112 @@ fn only_the_holder_renews_or_deletes_and_renewal_extends_life() {
             .unwrap();
     assert!(n.delete(NOW, &elsewhere).is_err());
 }
+
+/// A slice delete file signed by `key(signer)`, certified as a user of `princeton.*` by the
+/// root (key 1).
+fn delete_of(signer: u8, slice: &str, tickets: Vec<CertId>, issued_at: u64) -> Vec<u8> {
+    let user = user_cert(
+        &key(1),
+        &key(signer),
+        &format!("princeton.u{signer}"),
+        "princeton.*",
+    )
+    .unwrap();
+    let body = objects::SliceDelete {
+        slice: name(slice),
+        tickets,
+        issued_at,
+        validity: Validity::starting(issued_at, DAY),
+    };
+    let d = objects::sign(&key(signer), &body).unwrap().bytes;
+    Credential::new(d, [user]).to_bytes().unwrap()
+}
+
+fn stops(out: &[Output]) -> Vec<u64> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Stop { id, reason } if *reason == StopReason::Deleted => Some(*id),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_slice_delete_ends_the_holders_slivers_is_logged_held_and_never_ends_a_later_slice() {
+    let mut n = node(10);
+    let t = ticket(ticket_body("princeton.codeen", 1));
+    sub(&mut n, NOW, &t);
+    let other = ticket(ticket_body("princeton.other", 2));
+    sub(&mut n, NOW, &other);
+    let digest = n.revocation_digest();
+    // Its holder (key 3) deletes the slice, issued after the ticket.
+    let del = delete_of(3, "princeton.codeen", vec![], T0 + 10);
+    let out = n.revocation(NOW + 10_000, &del).unwrap();
+    assert_eq!(stops(&out), vec![1], "only that slice's sliver stops");
+    assert!(out.iter().any(|o| matches!(o,
+        Output::Append(EntryBody::SliceDeleted { stopped, .. }) if stopped == &vec![1])));
+    assert!(out.contains(&Output::GossipRevocation(del.clone())));
+    // Held with the revocations: the digest changes, so members that lack it catch up.
+    assert_ne!(n.revocation_digest(), digest);
+    // Heard again: nothing new.
+    assert!(n.revocation(NOW + 11_000, &del).unwrap().is_empty());
+    // A restarted node that read it back from its log never restores that sliver.
+    let mut again = node(10);
+    again.remember_revocation(NOW + 20_000, &del).unwrap();
+    let err = again
+        .restore(NOW + 20_000, 1, &t, &Invocation::default())
+        .unwrap_err();
+    assert!(matches!(err, Refusal::Deleted(_)), "{err}");
+    assert!(err.to_string().contains("deleted by its holder"), "{err}");
+    // The other slice comes back.
+    assert!(
+        again
+            .restore(NOW + 20_000, 2, &other, &Invocation::default())
+            .is_ok()
+    );
+    // A later slice of the same name (a ticket issued after the delete) runs: replaying
+    // the old delete ends nothing.
+    let mut later = ticket_body("princeton.codeen", 3);
+    later.issued_at = T0 + 20;
+    later.validity = Validity::starting(T0 + 20, DAY);
+    let out = sub(&mut again, NOW + 21_000, &ticket(later));
+    assert!(receipt(&out).admitted, "{}", receipt(&out).reason);
+    assert!(again.revocation(NOW + 22_000, &del).unwrap().is_empty());
+    assert!(stops(&again.revocation(NOW + 22_000, &del).unwrap()).is_empty());
+}
+
+#[test]
+fn a_delete_by_someone_else_or_an_uncertified_key_ends_nothing() {
+    let mut n = node(10);
+    sub(&mut n, NOW, &ticket(ticket_body("princeton.codeen", 1)));
+    // Another certified user's delete of the same name: held (it is theirs to make), but
+    // it ends only slivers they hold, and they hold none here.
+    let theirs = delete_of(4, "princeton.codeen", vec![], T0 + 10);
+    let out = n.revocation(NOW + 10_000, &theirs).unwrap();
+    assert!(stops(&out).is_empty());
+    // Naming the holder's ticket by id does not help them either.
+    let t = ticket(ticket_body("princeton.codeen", 1));
+    let id = CertId::of(Credential::from_bytes(&t).unwrap().leaf());
+    let named = delete_of(4, "princeton.codeen", vec![id], T0 + 11);
+    assert!(stops(&n.revocation(NOW + 10_000, &named).unwrap()).is_empty());
+    // A key no authority here certified: refused, neither held nor passed on.
+    let user = user_cert(&key(9), &key(8), "princeton.mallory", "princeton.*").unwrap();
+    let body = objects::SliceDelete {
+        slice: name("princeton.codeen"),
+        tickets: vec![],
+        issued_at: T0 + 12,
+        validity: Validity::starting(T0 + 12, DAY),
+    };
+    let forged = Credential::new(objects::sign(&key(8), &body).unwrap().bytes, [user])
+        .to_bytes()
+        .unwrap();
+    let digest = n.revocation_digest();
+    assert!(matches!(
+        n.revocation(NOW + 12_000, &forged),
+        Err(CoreError::BadDelete(_))
+    ));
+    assert_eq!(n.revocation_digest(), digest);
+    // A delete for a slice outside the signer's namespace is refused too.
+    let outside = delete_of(3, "mit.codeen", vec![], T0 + 13);
+    assert!(n.revocation(NOW + 13_000, &outside).is_err());
+}

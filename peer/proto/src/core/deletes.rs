@@ -1,0 +1,177 @@
+//! Slice deletes: a slice's holder ends it on every node at once, those that are down
+//! included. A delete is held only when its signer verifies under this node's policy as a
+//! user (or delegate) for that slice; it is kept with the revocations (the same digest,
+//! catch-up pages and gossip topic, so a returning node reconciles both before it restores
+//! anything) until no ticket it ends can still be valid, and logged (`SliceDeleted`) so a
+//! restart reads it back.
+
+use super::*;
+use slicefed_trust::objects::SliceDelete;
+
+/// Deletes held per signer: past this a signer's oldest is forgotten (only its own slices
+/// are at stake).
+pub const MAX_DELETES_PER_SIGNER: usize = 256;
+
+/// A delete this node holds.
+#[derive(Clone, Debug)]
+pub(super) struct HeldDelete {
+    signer: PublicKey,
+    delete: SliceDelete,
+    /// Unix seconds after which it ends nothing (its tickets have all expired).
+    expires: u64,
+}
+
+impl HeldDelete {
+    /// Whether it ends a ticket of `slice` held by `holders`, with id `ticket`, issued at
+    /// `issued_at`.
+    fn ends(&self, slice: &Name, holders: &[PublicKey], ticket: &CertId, issued_at: u64) -> bool {
+        self.delete.slice == *slice
+            && holders.contains(&self.signer)
+            && (self.delete.tickets.contains(ticket) || issued_at <= self.delete.issued_at)
+    }
+}
+
+/// Whether these bytes are a slice delete file (rather than a revocation file): peeked,
+/// not verified.
+pub(super) fn is_delete_file(bytes: &[u8]) -> bool {
+    Credential::from_bytes(bytes)
+        .ok()
+        .and_then(|c| objects::decode_envelope(c.leaf()).ok())
+        .is_some_and(|e| e.kind == slicefed_trust::Kind::SliceDelete)
+}
+
+/// When a delete file says it was issued, in ms (unverified: used only to decide whether
+/// a caught-up delete is passed on).
+pub(super) fn issued_at_ms(bytes: &[u8]) -> Option<u64> {
+    let c = Credential::from_bytes(bytes).ok()?;
+    let env = objects::decode_envelope(c.leaf()).ok()?;
+    let d = objects::decode_body::<SliceDelete>(&env).ok()?;
+    Some(d.issued_at.saturating_mul(1000))
+}
+
+impl NodeCore {
+    /// The held delete (its id) that ends a ticket, if any.
+    pub(super) fn deleted(
+        &self,
+        slice: &Name,
+        holders: &[PublicKey],
+        ticket: &CertId,
+        issued_at: u64,
+    ) -> Option<CertId> {
+        self.deletes
+            .iter()
+            .find(|(_, d)| d.ends(slice, holders, ticket, issued_at))
+            .map(|(id, _)| *id)
+    }
+
+    /// A slice delete, from gossip, a member's catch-up page or its holder. Judged first
+    /// (nothing unentitled is held, logged or passed on); then every sliver here that it
+    /// ends is stopped, and it is logged and (`gossip`) passed on.
+    pub(super) fn honour_delete(
+        &mut self,
+        now_ms: u64,
+        bytes: &[u8],
+        gossip: bool,
+    ) -> Result<Vec<Output>, CoreError> {
+        let judged = self
+            .verifier
+            .judge_delete(bytes, secs(now_ms))
+            .map_err(|e| CoreError::BadDelete(e.to_string()))?;
+        if self.revocations.contains_key(&judged.id) {
+            return Ok(vec![]);
+        }
+        let id = judged.id;
+        self.hold_delete(judged, bytes);
+        let Some(d) = self.deletes.get(&id) else {
+            return Ok(vec![]);
+        };
+        let stopped: Vec<u64> = self
+            .slivers
+            .values()
+            .filter(|s| d.ends(&s.plan.who.slice, &s.holders, &s.ticket, s.issued_at))
+            .map(|s| s.plan.id)
+            .collect();
+        let mut out: Vec<Output> = stopped
+            .iter()
+            .map(|id| Output::Stop {
+                id: *id,
+                reason: StopReason::Deleted,
+            })
+            .collect();
+        out.push(Output::Append(EntryBody::SliceDeleted {
+            delete: bytes.to_vec(),
+            stopped,
+        }));
+        if gossip {
+            out.push(Output::GossipRevocation(bytes.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// A delete read back from this node's own log after a restart: held again (judged
+    /// again: the owner may have changed the policy), not logged or gossiped twice.
+    pub fn remember_delete(&mut self, now_ms: u64, bytes: &[u8]) -> Result<(), CoreError> {
+        let judged = self
+            .verifier
+            .judge_delete(bytes, secs(now_ms))
+            .map_err(|e| CoreError::BadDelete(e.to_string()))?;
+        if !self.deletes.contains_key(&judged.id) {
+            self.hold_delete(judged, bytes);
+        }
+        Ok(())
+    }
+
+    /// Holds a judged delete with its bytes (served to members that were away, within the
+    /// revocations' bounds), at most [`MAX_DELETES_PER_SIGNER`] per signer.
+    fn hold_delete(&mut self, judged: slicefed_trust::JudgedDelete, bytes: &[u8]) {
+        if self.deletes.len() >= MAX_SEEN_REVOCATIONS
+            || self.revocation_bytes.saturating_add(bytes.len()) > MAX_REVOCATION_BYTES
+        {
+            return;
+        }
+        let mine: Vec<(u64, CertId)> = self
+            .deletes
+            .iter()
+            .filter(|(_, d)| d.signer == judged.signer)
+            .map(|(id, d)| (d.delete.issued_at, *id))
+            .collect();
+        if mine.len() >= MAX_DELETES_PER_SIGNER
+            && let Some((_, oldest)) = mine.iter().min()
+        {
+            self.forget_delete(oldest);
+        }
+        self.revocation_bytes += bytes.len();
+        self.revocations.insert(judged.id, bytes.to_vec());
+        self.deletes.insert(
+            judged.id,
+            HeldDelete {
+                signer: judged.signer,
+                delete: judged.delete,
+                expires: judged.expires,
+            },
+        );
+        self.digest_stale.set(true);
+    }
+
+    fn forget_delete(&mut self, id: &CertId) {
+        self.deletes.remove(id);
+        if let Some(b) = self.revocations.remove(id) {
+            self.revocation_bytes = self.revocation_bytes.saturating_sub(b.len());
+        }
+        self.digest_stale.set(true);
+    }
+
+    /// Forgets deletes that end nothing any more (every ticket they end has expired).
+    pub(super) fn prune_deletes(&mut self, now_ms: u64) {
+        let now = secs(now_ms);
+        let gone: Vec<CertId> = self
+            .deletes
+            .iter()
+            .filter(|(_, d)| d.expires < now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            self.forget_delete(&id);
+        }
+    }
+}
