@@ -207,8 +207,14 @@ impl Sim {
                         revoked_running += 1;
                     }
                 }
-                if info.deleted.is_some_and(|d| self.now > d + RPC_TIMEOUT) {
-                    zombies += 1;
+                // A deleted slice's sliver still running: past the researcher's command
+                // for a node that was up and reachable, past its catch-up for one that was
+                // down or cut off (it must reconcile before it restores anything).
+                if let Some(d) = info.deleted {
+                    let since = d.max(n.up_since).max(self.healed_at);
+                    if self.now > d + RPC_TIMEOUT && self.now > since + REVOCATION_GRACE {
+                        zombies += 1;
+                    }
                 }
             }
         }

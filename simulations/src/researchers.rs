@@ -7,9 +7,9 @@ use crate::metrics::Creation;
 use crate::metrics::RevocationRun;
 use crate::sim::*;
 use rand::RngExt;
-use slicefed_proto::wire::{HolderRequest, Request, Response};
+use slicefed_proto::wire::{Request, Response};
 use slicefed_trust::caps::{NetworkRights, NodeSet, ResourceCaps, Validity};
-use slicefed_trust::objects::{self, NodeReceipt, Nonce, Revocation, SliceTicket};
+use slicefed_trust::objects::{self, NodeReceipt, Nonce, Revocation, SliceDelete, SliceTicket};
 use slicefed_trust::{CertId, Credential, ModuleHash, Name, PublicKey};
 use std::collections::BTreeSet;
 
@@ -253,23 +253,40 @@ impl Sim {
         };
         let now_s = self.now_ms() / 1000;
         let targets = run.nodes.clone();
-        let name = run.name.to_string();
         let slice = run.slice;
-        let mut reqs = vec![];
-        for &t in &targets {
-            let Some(node) = self.world.nodes.get(t as usize) else {
-                continue;
-            };
-            if let Ok(d) = HolderRequest::sign(&group.key, node.public, &name, now_s) {
-                reqs.push((t, d));
-            }
-        }
+        // What `slice delete` does: one signed delete of the slice (every ticket of it
+        // issued until now), handed to every node it ran on; nodes that are down take it
+        // from their peers before they restore anything.
+        let body = SliceDelete {
+            slice: run.name.clone(),
+            tickets: vec![],
+            issued_at: now_s,
+            validity: Validity::starting(now_s, self.cfg.ticket_valid / SEC),
+        };
+        let Ok(file) = objects::sign(&group.key, &body).and_then(|d| {
+            Credential::new(d.bytes, [group.user_cert.clone()])
+                .to_bytes()
+                .map_err(Into::into)
+        }) else {
+            return;
+        };
+        let reqs: Vec<(u32, Request)> = targets
+            .iter()
+            .map(|&t| {
+                (
+                    t,
+                    Request::Revoke {
+                        revocation: file.clone(),
+                    },
+                )
+            })
+            .collect();
         if let Some(s) = self.slices.get_mut(slice as usize) {
             s.deleted = Some(self.now);
         }
         let started = self.now;
-        for (t, d) in reqs {
-            let id = self.send_request(Endpoint::Client(g as u32), t, Request::Delete(d), true);
+        for (t, request) in reqs {
+            let id = self.send_request(Endpoint::Client(g as u32), t, request, true);
             self.client_ops.insert(id, (g as u32, t));
         }
         if let Some(gs) = self.groups.get_mut(g) {

@@ -67,6 +67,9 @@ fn the_short_scenario_keeps_every_promise() {
         "{}",
         s.revocation_held_max_ms
     );
+    // No deleted slice's sliver runs on: not on the nodes that were up, and not on those
+    // that were down when it was deleted (they reconcile before they restore).
+    assert_eq!(s.zombies_max, 0);
     // No acknowledged entry is lost with 30% of the nodes gone for good.
     assert_eq!(s.lost_acked_max, 0);
     assert!(s.share_acked_k_end > 0.9, "{}", s.share_acked_k_end);
