@@ -35,7 +35,7 @@ pub enum SliceCmd {
     Logs(LogsArgs),
     /// Extend a slice's life with a new ticket to every node running it.
     Renew(RenewArgs),
-    /// Stop a slice everywhere (signed by the holder, per node).
+    /// Stop a slice everywhere, nodes that are down included: one delete signed by the holder, which every node keeps and a returning node reconciles before it restores anything.
     Delete(StatusArgs),
 }
 

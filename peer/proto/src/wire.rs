@@ -421,12 +421,20 @@ pub enum Request {
         /// Byte offset in the replica file.
         offset: u64,
     },
-    /// The revocations this node holds, in id order, after `after` (a node that was away
-    /// catching up; answered with at most `core::MAX_REVOCATIONS_PER_PAGE`).
+    /// The revocations and slice deletes this node holds, in id order, after `after`, in
+    /// the id ranges `buckets` names (the first byte of an id; empty: all), a page of a
+    /// reconciliation (answered with at most `core::MAX_REVOCATIONS_PER_PAGE`).
     Revocations {
         /// The last id the asker already received in this catch-up.
         after: Option<slicefed_trust::CertId>,
+        /// Which of the 256 id ranges (empty: all).
+        #[serde(with = "serde_bytes")]
+        buckets: Vec<u8>,
     },
+    /// A fingerprint of each of the 256 id ranges of the revocations and slice deletes this
+    /// node holds (answered with [`Response::RevocationPrints`]): the asker then fetches
+    /// only the ranges that differ from its own.
+    RevocationPrints,
     /// Witnessing between members (answered with [`Response::Done`]).
     Witness(WitnessNote),
     /// Entries of `origin`'s log from `from` on, out of the replica this node holds (a new
@@ -528,6 +536,8 @@ pub enum Response {
     },
     /// Revocations (envelope bytes), in id order.
     Revocations(Vec<serde_bytes::ByteBuf>),
+    /// One fingerprint per id range (see [`Request::RevocationPrints`]); 0 for an empty one.
+    RevocationPrints(Vec<u64>),
     /// Taken in.
     Done,
     /// Leaves of a replica, ending at the origin's checkpoint `end`.
@@ -614,6 +624,18 @@ impl Response {
                 ..
             } => check(c)?,
             Response::ReplicaPage { end, .. } => check(end)?,
+            Response::RevocationPrints(prints)
+                if prints.len() != crate::core::REVOCATION_BUCKETS =>
+            {
+                return Err(WireError::Invalid {
+                    what: "response",
+                    why: format!(
+                        "{} range fingerprints, not {}",
+                        prints.len(),
+                        crate::core::REVOCATION_BUCKETS
+                    ),
+                });
+            }
             Response::Revocations(list)
                 if list.len() > crate::core::MAX_REVOCATIONS_PER_PAGE
                     || list.iter().any(|r| r.len() > MAX_REVOCATION_BYTES) =>

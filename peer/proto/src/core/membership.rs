@@ -67,7 +67,14 @@ impl NodeCore {
             }
             m.last_seen_ms = now_ms;
             m.last_sent_ms = load.sent_ms;
-            let ask = wants_revocations(m, &digest, &load, now_ms);
+            let ask = wants_revocations(
+                m,
+                &digest,
+                &load,
+                now_ms,
+                &mut self.last_reconcile_ms,
+                self.reconcile_every_ms,
+            );
             m.load = load;
             self.note_heard(now_ms, from);
             return Ok(if ask {
@@ -129,7 +136,14 @@ impl NodeCore {
             revocations_asked_ms: asked,
         };
         let digest = self.revocation_digest();
-        if wants_revocations(&mut member, &digest, &load, now_ms) {
+        if wants_revocations(
+            &mut member,
+            &digest,
+            &load,
+            now_ms,
+            &mut self.last_reconcile_ms,
+            self.reconcile_every_ms,
+        ) {
             out.push(Output::FetchRevocations(from));
         }
         member.load = load;

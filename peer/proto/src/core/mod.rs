@@ -97,9 +97,22 @@ pub struct Capacity {
 /// a set other than ours, at least as large (a node that holds more never asks one that
 /// holds less: the smaller pulls, grows to the union, and the other pulls from it only if
 /// it was missing something), and it was not asked lately. Records the asking.
-fn wants_revocations(m: &mut Member, ours: &RevocationDigest, load: &Load, now_ms: u64) -> bool {
+fn wants_revocations(
+    m: &mut Member,
+    ours: &RevocationDigest,
+    load: &Load,
+    now_ms: u64,
+    last: &mut Option<u64>,
+    every_ms: u64,
+) -> bool {
     let theirs = &load.revocations;
     if theirs == ours || theirs.count == 0 || theirs.count < ours.count {
+        return false;
+    }
+    // One reconciliation at a time for the whole node, not one per member that differs:
+    // while deletes and revocations are in flight most members' digests differ for a
+    // moment, and gossip closes most of those gaps by itself.
+    if last.is_some_and(|t| now_ms.saturating_sub(t) < every_ms) {
         return false;
     }
     if m.revocations_asked_ms
@@ -108,11 +121,16 @@ fn wants_revocations(m: &mut Member, ours: &RevocationDigest, load: &Load, now_m
         return false;
     }
     m.revocations_asked_ms = Some(now_ms);
+    *last = Some(now_ms);
     true
 }
 
 /// Pages one catch-up from one member may take (with full pages, 16,384 revocations).
 pub const MAX_CATCHUP_PAGES: u32 = 64;
+
+/// Id ranges a reconciliation compares (by an id's first byte): a node that differs from a
+/// member by a few revocations or deletes fetches a few ranges, not the whole set.
+pub const REVOCATION_BUCKETS: usize = 256;
 
 /// After a catch-up page from a member (asked after `after`, the `pages`-th of this
 /// catch-up): where to ask for the next page, if at all. Only when the page may have been
@@ -370,6 +388,9 @@ pub struct NodeCore {
     revocation_digest: std::cell::Cell<RevocationDigest>,
     digest_stale: std::cell::Cell<bool>,
     last_prune_ms: u64,
+    /// When this node last started a reconciliation with a member, and how often it may.
+    last_reconcile_ms: Option<u64>,
+    reconcile_every_ms: u64,
     /// Why the ledger cannot append, while it cannot.
     ledger_failure: Option<String>,
     advert_base_ms: u64,
@@ -535,6 +556,8 @@ impl NodeCore {
             revocation_digest: std::cell::Cell::new(RevocationDigest::default()),
             digest_stale: std::cell::Cell::new(false),
             last_prune_ms: 0,
+            last_reconcile_ms: None,
+            reconcile_every_ms: REVOCATION_SYNC_INTERVAL_MS,
             ledger_failure: None,
             advert_base_ms: 5_000,
             adverts_heard_per_sec: ADVERTS_HEARD_PER_SEC,
@@ -586,10 +609,50 @@ impl NodeCore {
         self.revocation_digest.get()
     }
 
+    /// A fingerprint of each of the [`REVOCATION_BUCKETS`] id ranges held (SHA-256 over the
+    /// range's ids in order, its first 8 bytes; 0 for an empty range): two nodes compare
+    /// them and exchange only the ranges that differ (range-based set reconciliation, one
+    /// level deep: ~2 KiB of fingerprints, then the differing ranges' objects).
+    pub fn revocation_prints(&self) -> Vec<u64> {
+        let mut prints = vec![0u64; REVOCATION_BUCKETS];
+        let mut current: Option<(u8, Sha256)> = None;
+        let finish = |b: u8, h: Sha256, prints: &mut Vec<u64>| {
+            let d = h.finalize();
+            let mut x = [0u8; 8];
+            x.copy_from_slice(d.get(..8).unwrap_or(&[0; 8]));
+            if let Some(p) = prints.get_mut(usize::from(b)) {
+                *p = u64::from_le_bytes(x).max(1);
+            }
+        };
+        for id in self.revocations.keys() {
+            let b = id.0[0];
+            match current.as_mut() {
+                Some((cb, h)) if *cb == b => h.update(id.0),
+                _ => {
+                    if let Some((cb, h)) = current.take() {
+                        finish(cb, h, &mut prints);
+                    }
+                    let mut h = Sha256::new();
+                    h.update(id.0);
+                    current = Some((b, h));
+                }
+            }
+        }
+        if let Some((cb, h)) = current.take() {
+            finish(cb, h, &mut prints);
+        }
+        prints
+    }
+
     /// Revocations held, in id order, after `after` (a page of a catch-up answer): at most
     /// `max` (and [`MAX_REVOCATIONS_PER_PAGE`]) files and about [`MAX_REVOCATION_PAGE_BYTES`].
     /// An empty page ends a catch-up.
-    pub fn revocations_after(&self, after: Option<CertId>, max: usize) -> Vec<Vec<u8>> {
+    pub fn revocations_after(
+        &self,
+        after: Option<CertId>,
+        buckets: &[u8],
+        max: usize,
+    ) -> Vec<Vec<u8>> {
         let range = match after {
             Some(a) => self
                 .revocations
@@ -598,6 +661,7 @@ impl NodeCore {
         };
         let mut bytes = 0usize;
         range
+            .filter(|(id, _)| buckets.is_empty() || buckets.contains(&id.0[0]))
             .take(max.min(MAX_REVOCATIONS_PER_PAGE))
             .take_while(|(_, b)| {
                 let fits = bytes == 0 || bytes + b.len() <= MAX_REVOCATION_PAGE_BYTES;
@@ -674,6 +738,13 @@ impl NodeCore {
     /// The ledger appends again.
     pub fn ledger_recovered(&mut self) {
         self.ledger_failure = None;
+    }
+
+    /// How often this node may start a reconciliation of revocations and deletes with a
+    /// member whose digest differs: often while it catches up after a restart (its restore
+    /// waits for it), every [`REVOCATION_SYNC_INTERVAL_MS`] otherwise.
+    pub fn set_reconcile_every(&mut self, ms: u64) {
+        self.reconcile_every_ms = ms;
     }
 
     /// Why this node is unhealthy (it cannot record), if it is.

@@ -451,7 +451,7 @@ fn a_node_that_missed_revocations_asks_a_member_that_has_them_and_catches_up() {
     assert!(again.is_empty(), "{again:?}");
     // The answer is a's page; b honours it (stops the sliver). b was down when it was
     // issued (up since an hour later), so its neighbours heard it: not gossiped on.
-    let page = a.revocations_after(None, MAX_REVOCATIONS_PER_PAGE);
+    let page = a.revocations_after(None, &[], MAX_REVOCATIONS_PER_PAGE);
     assert_eq!(page, vec![rev.clone()]);
     let out = b
         .caught_up_revocation(NOW + 2_000, &page[0], NOW + 3_600_000)
@@ -796,4 +796,40 @@ fn a_delete_by_someone_else_or_an_uncertified_key_ends_nothing() {
     // A delete for a slice outside the signer's namespace is refused too.
     let outside = delete_of(3, "mit.codeen", vec![], T0 + 13);
     assert!(n.revocation(NOW + 13_000, &outside).is_err());
+}
+
+#[test]
+fn two_nodes_that_differ_by_one_delete_differ_in_one_range_and_exchange_only_it() {
+    let (mut a, mut b) = (node(10), node(11));
+    let deletes: Vec<Vec<u8>> = (0..40)
+        .map(|i| delete_of(3, &format!("princeton.s{i}"), vec![], T0 + i))
+        .collect();
+    for d in &deletes {
+        a.revocation(NOW + 60_000, d).unwrap();
+        b.revocation(NOW + 60_000, d).unwrap();
+    }
+    assert_eq!(a.revocation_prints(), b.revocation_prints());
+    // One more on a: exactly its range differs, and asking for that range brings it alone
+    // (with whatever else shares its range).
+    let extra = delete_of(3, "princeton.extra", vec![], T0 + 99);
+    a.revocation(NOW + 60_000, &extra).unwrap();
+    let (pa, pb) = (a.revocation_prints(), b.revocation_prints());
+    let differ: Vec<u8> = (0..=u8::MAX)
+        .filter(|i| pa[usize::from(*i)] != pb[usize::from(*i)])
+        .collect();
+    let id = revocation_id(&extra).unwrap();
+    assert_eq!(differ, vec![id.0[0]]);
+    let page = a.revocations_after(None, &differ, MAX_REVOCATIONS_PER_PAGE);
+    assert!(page.contains(&extra));
+    assert!(
+        page.len() < deletes.len() / 4,
+        "{} of {}",
+        page.len(),
+        deletes.len()
+    );
+    for d in page {
+        b.revocation(NOW + 60_000, &d).unwrap();
+    }
+    assert_eq!(a.revocation_prints(), b.revocation_prints());
+    assert_eq!(a.revocation_digest(), b.revocation_digest());
 }

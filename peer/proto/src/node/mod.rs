@@ -433,7 +433,11 @@ enum Asked {
         member: PublicKey,
         after: Option<CertId>,
         pages: u32,
+        /// The id ranges being reconciled (empty: all).
+        buckets: Vec<u8>,
     },
+    /// A member's range fingerprints, to reconcile revocations and deletes with it.
+    Prints { member: PublicKey },
 }
 
 /// Effects waiting for writes.
@@ -680,6 +684,13 @@ impl Node {
 
     fn tick(&mut self, now_ms: u64, log_size: u64, out: &mut Vec<Effect>) {
         self.ticks += 1;
+        // A node catching up before it restores reconciles with every member that differs;
+        // afterwards one reconciliation at a time is enough (gossip carries the rest).
+        self.core.set_reconcile_every(if self.restoring.is_some() {
+            0
+        } else {
+            crate::core::REVOCATION_SYNC_INTERVAL_MS
+        });
         let outs = self.core.tick(now_ms);
         self.carry(now_ms, outs, false, out);
         self.maybe_restore(now_ms, out);
@@ -743,10 +754,43 @@ impl Node {
                 };
                 self.witness_effects(effects, out);
             }
+            Some(Asked::Prints { member }) => {
+                let Response::RevocationPrints(theirs) = response else {
+                    return;
+                };
+                // The ranges where the member holds something and it is not what this node
+                // holds: fetched, the rest is already the same.
+                let ours = self.core.revocation_prints();
+                let buckets: Vec<u8> = (0..=u8::MAX)
+                    .filter(|b| {
+                        let i = usize::from(*b);
+                        let t = theirs.get(i).copied().unwrap_or(0);
+                        t != 0 && Some(&t) != ours.get(i)
+                    })
+                    .collect();
+                if buckets.is_empty() {
+                    if let Some(r) = self.restoring.as_mut() {
+                        r.caught_up.insert(member);
+                    }
+                    return;
+                }
+                let request = Request::Revocations {
+                    after: None,
+                    buckets: buckets.clone(),
+                };
+                let asked = Asked::Revocations {
+                    member,
+                    after: None,
+                    pages: 0,
+                    buckets,
+                };
+                self.ask(member, request, asked, out);
+            }
             Some(Asked::Revocations {
                 member,
                 after,
                 pages,
+                buckets,
             }) => {
                 let Response::Revocations(list) = response else {
                     return;
@@ -766,11 +810,13 @@ impl Node {
                     Some(cursor) => {
                         let request = Request::Revocations {
                             after: Some(cursor),
+                            buckets: buckets.clone(),
                         };
                         let asked = Asked::Revocations {
                             member,
                             after: Some(cursor),
                             pages: pages.saturating_add(1),
+                            buckets,
                         };
                         self.ask(member, request, asked, out);
                     }
@@ -901,12 +947,13 @@ impl Node {
                     }
                 }
                 Output::FetchRevocations(member) => {
-                    let asked = Asked::Revocations {
+                    // Reconciled range by range: fingerprints first, then what differs.
+                    self.ask(
                         member,
-                        after: None,
-                        pages: 0,
-                    };
-                    self.ask(member, Request::Revocations { after: None }, asked, out);
+                        Request::RevocationPrints,
+                        Asked::Prints { member },
+                        out,
+                    );
                 }
                 Output::Joined(k) => {
                     self.witnessing.joined(&k);

@@ -50,9 +50,12 @@ impl Node {
                     Err(e) => answer(Response::Error(e.to_string())),
                 });
             }
-            Request::Revocations { after } => out.push(answer(Response::Revocations(
+            Request::RevocationPrints => out.push(answer(Response::RevocationPrints(
+                self.core.revocation_prints(),
+            ))),
+            Request::Revocations { after, buckets } => out.push(answer(Response::Revocations(
                 self.core
-                    .revocations_after(after, MAX_REVOCATIONS_PER_PAGE)
+                    .revocations_after(after, &buckets, MAX_REVOCATIONS_PER_PAGE)
                     .into_iter()
                     .map(serde_bytes::ByteBuf::from)
                     .collect(),

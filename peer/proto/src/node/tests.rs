@@ -555,25 +555,32 @@ fn a_sliver_revoked_while_its_node_was_down_never_comes_back() {
                 data: advert(4, now, theirs),
             },
         );
-        // It asks member 4 for what it holds; member 4 answers with the revocation.
-        for e in &e {
-            if let Effect::Send {
+        // It asks member 4 for its range fingerprints, then for the range that differs;
+        // member 4 answers with the revocation.
+        let id = crate::core::revocation_id(&revocation).unwrap();
+        let mut prints = vec![0u64; crate::core::REVOCATION_BUCKETS];
+        prints[usize::from(id.0[0])] = 7;
+        let mut asks = e;
+        while let Some(e) = asks.pop() {
+            let Effect::Send {
                 token: Some(token),
-                request: Request::Revocations { .. },
+                request,
                 ..
             } = e
-            {
-                let answer = m.handle(
-                    now,
-                    Input::Answer {
-                        token: *token,
-                        response: Response::Revocations(vec![serde_bytes::ByteBuf::from(
-                            revocation.clone(),
-                        )]),
-                    },
-                );
-                all.extend(durable(&mut m, now, answer));
-            }
+            else {
+                continue;
+            };
+            let response = match request {
+                Request::RevocationPrints => Response::RevocationPrints(prints.clone()),
+                Request::Revocations { buckets, .. } => {
+                    assert_eq!(buckets, vec![id.0[0]], "only the range that differs");
+                    Response::Revocations(vec![serde_bytes::ByteBuf::from(revocation.clone())])
+                }
+                _ => continue,
+            };
+            let answer = m.handle(now, Input::Answer { token, response });
+            asks.extend(answer.iter().cloned());
+            all.extend(durable(&mut m, now, answer));
         }
         if round > 0 {
             all.extend(run_ticks(&mut m, &mut now, 1, &[5, 6]));
