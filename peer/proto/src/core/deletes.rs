@@ -2,8 +2,8 @@
 //! included. A delete is held only when its signer verifies under this node's policy as a
 //! user (or delegate) for that slice; it is kept with the revocations (the same digest,
 //! catch-up pages and gossip topic, so a returning node reconciles both before it restores
-//! anything) until no ticket it ends can still be valid, and logged (`SliceDeleted`) so a
-//! restart reads it back.
+//! anything) until no ticket it ends can still be valid, and logged (`SliceDeleted`) where
+//! it ended a sliver, so a restart reads it back.
 
 use super::*;
 use slicefed_trust::objects::SliceDelete;
@@ -77,14 +77,16 @@ impl NodeCore {
             .verifier
             .judge_delete(bytes, secs(now_ms))
             .map_err(|e| CoreError::BadDelete(e.to_string()))?;
-        if self.revocations.contains_key(&judged.id) {
+        if self.revocations.contains(&judged.id) {
             return Ok(vec![]);
         }
-        let id = judged.id;
-        self.hold_delete(judged, bytes);
-        let Some(d) = self.deletes.get(&id) else {
-            return Ok(vec![]);
+        // Honoured here even past the bounds on what is held for others.
+        let d = HeldDelete {
+            signer: judged.signer,
+            delete: judged.delete.clone(),
+            expires: judged.expires,
         };
+        self.hold_delete(judged, bytes);
         let stopped: Vec<u64> = self
             .slivers
             .values()
@@ -98,10 +100,16 @@ impl NodeCore {
                 reason: StopReason::Deleted,
             })
             .collect();
-        out.push(Output::Append(EntryBody::SliceDeleted {
-            delete: bytes.to_vec(),
-            stopped,
-        }));
+        // Logged where it ended something (so a restart never brings that back); a node it
+        // ends nothing on holds it in memory only and reconciles it again after a restart,
+        // before it restores anything (a delete per slice would otherwise grow every log
+        // and every witness's replica by a record per slice in the federation).
+        if !stopped.is_empty() {
+            out.push(Output::Append(EntryBody::SliceDeleted {
+                delete: bytes.to_vec(),
+                stopped,
+            }));
+        }
         if gossip {
             out.push(Output::GossipRevocation(bytes.to_vec()));
         }
@@ -124,24 +132,31 @@ impl NodeCore {
     /// Holds a judged delete with its bytes (served to members that were away, within the
     /// revocations' bounds), at most [`MAX_DELETES_PER_SIGNER`] per signer.
     fn hold_delete(&mut self, judged: slicefed_trust::JudgedDelete, bytes: &[u8]) {
-        if self.deletes.len() >= MAX_SEEN_REVOCATIONS
-            || self.revocation_bytes.saturating_add(bytes.len()) > MAX_REVOCATION_BYTES
-        {
+        if !self.revocations.has_room(bytes.len()) {
             return;
         }
-        let mine: Vec<(u64, CertId)> = self
-            .deletes
-            .iter()
-            .filter(|(_, d)| d.signer == judged.signer)
-            .map(|(id, d)| (d.delete.issued_at, *id))
-            .collect();
-        if mine.len() >= MAX_DELETES_PER_SIGNER
-            && let Some((_, oldest)) = mine.iter().min()
-        {
-            self.forget_delete(oldest);
+        let signer = judged.signer;
+        let count = self.deletes_by.get(&signer).copied().unwrap_or(0);
+        if count >= MAX_DELETES_PER_SIGNER {
+            let oldest = self
+                .deletes
+                .iter()
+                .filter(|(_, d)| d.signer == signer)
+                .min_by_key(|(_, d)| d.delete.issued_at)
+                .map(|(id, _)| *id);
+            if let Some(oldest) = oldest {
+                self.forget_delete(&oldest);
+            }
         }
-        self.revocation_bytes += bytes.len();
-        self.revocations.insert(judged.id, bytes.to_vec());
+        let settles = judged
+            .delete
+            .issued_at
+            .saturating_mul(1000)
+            .saturating_add(held::DELETE_SETTLE_MS);
+        if !self.revocations.insert(judged.id, bytes, settles) {
+            return;
+        }
+        *self.deletes_by.entry(signer).or_insert(0) += 1;
         self.deletes.insert(
             judged.id,
             HeldDelete {
@@ -150,15 +165,18 @@ impl NodeCore {
                 expires: judged.expires,
             },
         );
-        self.digest_stale.set(true);
     }
 
     fn forget_delete(&mut self, id: &CertId) {
-        self.deletes.remove(id);
-        if let Some(b) = self.revocations.remove(id) {
-            self.revocation_bytes = self.revocation_bytes.saturating_sub(b.len());
+        if let Some(d) = self.deletes.remove(id)
+            && let Some(n) = self.deletes_by.get_mut(&d.signer)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.deletes_by.remove(&d.signer);
+            }
         }
-        self.digest_stale.set(true);
+        self.revocations.remove(id);
     }
 
     /// Forgets deletes that end nothing any more (every ticket they end has expired).

@@ -10,7 +10,6 @@
 //! - A running sliver whose ticket expires, or any link of whose chain is revoked, is stopped.
 //! - Everything held is bounded: members, slivers (by capacity), seen revocations.
 
-use sha2::{Digest, Sha256};
 use slicefed_ledger::entry::{Attribution, EntryBody, Usage};
 use slicefed_trust::caps::NetworkRights;
 use slicefed_trust::objects::{self, MAX_CREDENTIAL_BYTES, NodeReceipt};
@@ -198,7 +197,7 @@ pub struct Load {
 pub struct RevocationDigest {
     /// Revocations held.
     pub count: u32,
-    /// SHA-256 over their sorted ids (zeros when there are none).
+    /// The XOR of their ids (zeros when there are none); see `core/held.rs`.
     pub hash: [u8; 32],
 }
 
@@ -380,13 +379,11 @@ pub struct NodeCore {
     next_sliver: u64,
     /// Revocations and slice deletes seen, by id, with their bytes (for members that were
     /// away): one set, one digest, one catch-up.
-    revocations: BTreeMap<CertId, Vec<u8>>,
+    revocations: held::HeldSet,
     /// The slice deletes among them, judged.
     deletes: BTreeMap<CertId, deletes::HeldDelete>,
-    revocation_bytes: usize,
-    /// The digest of `revocations`, recomputed when asked after a change.
-    revocation_digest: std::cell::Cell<RevocationDigest>,
-    digest_stale: std::cell::Cell<bool>,
+    /// Deletes held per signer (bounded by `MAX_DELETES_PER_SIGNER`).
+    deletes_by: BTreeMap<PublicKey, usize>,
     last_prune_ms: u64,
     /// When this node last started a reconciliation with a member, and how often it may.
     last_reconcile_ms: Option<u64>,
@@ -550,11 +547,9 @@ impl NodeCore {
             heard: VecDeque::new(),
             slivers: BTreeMap::new(),
             next_sliver: 1,
-            revocations: BTreeMap::new(),
-            revocation_bytes: 0,
+            revocations: held::HeldSet::default(),
             deletes: BTreeMap::new(),
-            revocation_digest: std::cell::Cell::new(RevocationDigest::default()),
-            digest_stale: std::cell::Cell::new(false),
+            deletes_by: BTreeMap::new(),
             last_prune_ms: 0,
             last_reconcile_ms: None,
             reconcile_every_ms: REVOCATION_SYNC_INTERVAL_MS,
@@ -592,21 +587,7 @@ impl NodeCore {
     /// when asked after a change, not at every change (recomputing on each of a burst of
     /// revocations would cost the square of the set).
     pub fn revocation_digest(&self) -> RevocationDigest {
-        if self.digest_stale.replace(false) {
-            let mut h = Sha256::new();
-            for id in self.revocations.keys() {
-                h.update(id.0);
-            }
-            self.revocation_digest.set(if self.revocations.is_empty() {
-                RevocationDigest::default()
-            } else {
-                RevocationDigest {
-                    count: self.revocations.len() as u32,
-                    hash: h.finalize().into(),
-                }
-            });
-        }
-        self.revocation_digest.get()
+        self.revocations.digest()
     }
 
     /// A fingerprint of each of the [`REVOCATION_BUCKETS`] id ranges held (SHA-256 over the
@@ -614,34 +595,7 @@ impl NodeCore {
     /// them and exchange only the ranges that differ (range-based set reconciliation, one
     /// level deep: ~2 KiB of fingerprints, then the differing ranges' objects).
     pub fn revocation_prints(&self) -> Vec<u64> {
-        let mut prints = vec![0u64; REVOCATION_BUCKETS];
-        let mut current: Option<(u8, Sha256)> = None;
-        let finish = |b: u8, h: Sha256, prints: &mut Vec<u64>| {
-            let d = h.finalize();
-            let mut x = [0u8; 8];
-            x.copy_from_slice(d.get(..8).unwrap_or(&[0; 8]));
-            if let Some(p) = prints.get_mut(usize::from(b)) {
-                *p = u64::from_le_bytes(x).max(1);
-            }
-        };
-        for id in self.revocations.keys() {
-            let b = id.0[0];
-            match current.as_mut() {
-                Some((cb, h)) if *cb == b => h.update(id.0),
-                _ => {
-                    if let Some((cb, h)) = current.take() {
-                        finish(cb, h, &mut prints);
-                    }
-                    let mut h = Sha256::new();
-                    h.update(id.0);
-                    current = Some((b, h));
-                }
-            }
-        }
-        if let Some((cb, h)) = current.take() {
-            finish(cb, h, &mut prints);
-        }
-        prints
+        self.revocations.prints()
     }
 
     /// Revocations held, in id order, after `after` (a page of a catch-up answer): at most
@@ -653,22 +607,16 @@ impl NodeCore {
         buckets: &[u8],
         max: usize,
     ) -> Vec<Vec<u8>> {
-        let range = match after {
-            Some(a) => self
-                .revocations
-                .range((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
-            None => self.revocations.range(..),
-        };
         let mut bytes = 0usize;
-        range
-            .filter(|(id, _)| buckets.is_empty() || buckets.contains(&id.0[0]))
+        self.revocations
+            .after(after, buckets)
             .take(max.min(MAX_REVOCATIONS_PER_PAGE))
-            .take_while(|(_, b)| {
+            .take_while(|b| {
                 let fits = bytes == 0 || bytes + b.len() <= MAX_REVOCATION_PAGE_BYTES;
                 bytes += b.len();
                 fits
             })
-            .map(|(_, b)| b.clone())
+            .cloned()
             .collect()
     }
 
@@ -755,6 +703,7 @@ impl NodeCore {
     /// Time passes: expired slivers are stopped; silent members leave.
     pub fn tick(&mut self, now_ms: u64) -> Vec<Output> {
         let now = secs(now_ms);
+        self.revocations.settle(now_ms);
         if now_ms.saturating_sub(self.last_prune_ms) >= REVOCATION_PRUNE_INTERVAL_MS {
             self.last_prune_ms = now_ms;
             self.prune_revocations(now_ms);
@@ -795,6 +744,7 @@ impl NodeCore {
 
 mod admission;
 mod deletes;
+mod held;
 mod holders;
 mod membership;
 mod revocations;

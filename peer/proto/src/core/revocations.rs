@@ -33,7 +33,7 @@ impl NodeCore {
         caught_up_since_ms: Option<u64>,
     ) -> Result<Vec<Output>, CoreError> {
         // One already held (its id) costs a lookup, not a verification.
-        if revocation_id(bytes).is_some_and(|id| self.revocations.contains_key(&id)) {
+        if revocation_id(bytes).is_some_and(|id| self.revocations.contains(&id)) {
             return Ok(vec![]);
         }
         // Slice deletes travel with revocations (same gossip, digest and catch-up).
@@ -74,21 +74,13 @@ impl NodeCore {
         let held = self.verifier.add_revocation(bytes, secs(now_ms))?;
         let r = &held.revocation;
         self.forget_judgements(&r.body.target);
-        if let Some(old) = held.replaced
-            && let Some(b) = self.revocations.remove(&old)
-        {
-            self.revocation_bytes = self.revocation_bytes.saturating_sub(b.len());
-            self.digest_stale.set(true);
+        if let Some(old) = held.replaced {
+            self.revocations.remove(&old);
         }
-        let file = &held.file;
-        if self.revocations.len() < MAX_SEEN_REVOCATIONS
-            && self.revocation_bytes.saturating_add(file.len()) <= MAX_REVOCATION_BYTES
-            && !self.revocations.contains_key(&r.id)
-        {
-            self.revocation_bytes += file.len();
-            self.revocations.insert(r.id, file.clone());
-            self.digest_stale.set(true);
-        }
+        // Past the bounds it is still honoured here, only not served to others.
+        // In the digest at once (see `held.rs`).
+        self.revocations.insert(r.id, &held.file, 0);
+        self.revocations.settle(now_ms);
         Ok(held)
     }
 
@@ -112,11 +104,8 @@ impl NodeCore {
             return;
         }
         for id in gone {
-            if let Some(b) = self.revocations.remove(&id) {
-                self.revocation_bytes = self.revocation_bytes.saturating_sub(b.len());
-            }
+            self.revocations.remove(&id);
         }
-        self.digest_stale.set(true);
     }
 
     pub(super) fn stop_revoked(

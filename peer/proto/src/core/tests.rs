@@ -420,6 +420,9 @@ fn a_node_that_missed_revocations_asks_a_member_that_has_them_and_catches_up() {
     // `a` honoured the revocation; `b` was away and runs alice's sliver.
     let mut a = node(20);
     a.revocation(NOW, &rev).unwrap();
+    // A revocation counts in the digest at once (a node that missed one catches up now).
+    assert_ne!(a.revocation_digest(), RevocationDigest::default());
+    a.tick(NOW + 120_000);
     let mut b = node(21);
     sub(&mut b, NOW, &ticket(ticket_body("princeton.codeen", 1)));
     assert_ne!(a.revocation_digest(), b.revocation_digest());
@@ -474,24 +477,29 @@ fn a_node_that_missed_revocations_asks_a_member_that_has_them_and_catches_up() {
         out.contains(&Output::GossipRevocation(rev.clone())),
         "{out:?}"
     );
+    b.tick(NOW + 120_000);
     assert_eq!(a.revocation_digest(), b.revocation_digest());
     // Equal digests: nothing more to ask.
     let out = b
         .advert(
-            NOW + 40_000,
+            NOW + 121_000,
             key(20).public(),
             &cred,
             Load {
-                sent_ms: NOW + 40_000,
+                sent_ms: NOW + 121_000,
                 ..a.load()
             },
         )
         .unwrap();
-    assert!(out.is_empty(), "{out:?}");
+    assert!(
+        !out.contains(&Output::FetchRevocations(key(20).public())),
+        "{out:?}"
+    );
     // A restarted node re-reads what it had honoured from its own log, before it
     // restores slivers; the ticket chain then fails.
     let mut c = node(21);
     c.remember_revocation(NOW, &rev).unwrap();
+    c.tick(NOW + 120_000);
     assert_eq!(c.revocation_digest(), a.revocation_digest());
     let t = ticket(ticket_body("princeton.codeen", 1));
     let err = c.restore(NOW, 1, &t, &Invocation::default()).unwrap_err();
@@ -504,6 +512,8 @@ fn a_node_that_missed_revocations_asks_a_member_that_has_them_and_catches_up() {
     x.revocation(NOW, &rev2).unwrap();
     y.revocation(NOW, &rev2).unwrap();
     y.revocation(NOW, &rev).unwrap();
+    x.tick(NOW + 120_000);
+    y.tick(NOW + 120_000);
     assert_eq!(x.revocation_digest(), y.revocation_digest());
     assert_eq!(x.revocation_digest().count, 2);
 }
@@ -733,7 +743,9 @@ fn a_slice_delete_ends_the_holders_slivers_is_logged_held_and_never_ends_a_later
     assert!(out.iter().any(|o| matches!(o,
         Output::Append(EntryBody::SliceDeleted { stopped, .. }) if stopped == &vec![1])));
     assert!(out.contains(&Output::GossipRevocation(del.clone())));
-    // Held with the revocations: the digest changes, so members that lack it catch up.
+    // Held with the revocations: once settled the digest changes, so members that lack it
+    // catch up.
+    n.tick(NOW + 200_000);
     assert_ne!(n.revocation_digest(), digest);
     // Heard again: nothing new.
     assert!(n.revocation(NOW + 11_000, &del).unwrap().is_empty());
@@ -808,11 +820,15 @@ fn two_nodes_that_differ_by_one_delete_differ_in_one_range_and_exchange_only_it(
         a.revocation(NOW + 60_000, d).unwrap();
         b.revocation(NOW + 60_000, d).unwrap();
     }
+    let settled = NOW + 300_000;
+    a.tick(settled);
+    b.tick(settled);
     assert_eq!(a.revocation_prints(), b.revocation_prints());
     // One more on a: exactly its range differs, and asking for that range brings it alone
     // (with whatever else shares its range).
     let extra = delete_of(3, "princeton.extra", vec![], T0 + 99);
     a.revocation(NOW + 60_000, &extra).unwrap();
+    a.tick(settled);
     let (pa, pb) = (a.revocation_prints(), b.revocation_prints());
     let differ: Vec<u8> = (0..=u8::MAX)
         .filter(|i| pa[usize::from(*i)] != pb[usize::from(*i)])
@@ -830,6 +846,7 @@ fn two_nodes_that_differ_by_one_delete_differ_in_one_range_and_exchange_only_it(
     for d in page {
         b.revocation(NOW + 60_000, &d).unwrap();
     }
+    b.tick(settled);
     assert_eq!(a.revocation_prints(), b.revocation_prints());
     assert_eq!(a.revocation_digest(), b.revocation_digest());
 }

@@ -143,6 +143,7 @@ impl Node {
                         logged: BTreeMap::new(),
                         since_ms: now_ms,
                         caught_up: BTreeSet::new(),
+                        asked: BTreeSet::new(),
                     });
                     if let Ok(t) =
                         Credential::from_bytes(&s.credential).map(|c| CertId::of(c.leaf()))

@@ -481,8 +481,14 @@ struct Restoring {
     saved: Vec<Saved>,
     logged: BTreeMap<u64, (CertId, InvocationHash)>,
     since_ms: u64,
+    /// Members whose whole set (settled or not) this node has reconciled with.
     caught_up: BTreeSet<PublicKey>,
+    /// Members asked to reconcile (at most [`RESTORE_ASKED`]).
+    asked: BTreeSet<PublicKey>,
 }
+
+/// Members a restarting node reconciles with at once before it restores.
+const RESTORE_ASKED: usize = 2 * RESTORE_QUORUM;
 
 /// The machine.
 pub struct Node {
@@ -664,13 +670,24 @@ impl Node {
             None => self.core.advert(now_ms, b.node, &b.credential, b.load()),
         }?;
         let mut out = vec![];
-        if let Some(r) = self.restoring.as_mut()
-            && b.revocations == self.core.revocation_digest()
-        {
-            // It holds exactly what this node holds: nothing to catch up from it.
-            r.caught_up.insert(b.node);
-        }
         self.carry(now_ms, outs, true, &mut out);
+        // A restarting node reconciles with members (their whole set, not only what their
+        // advert's digest covers) before it restores anything; an advert's digest is a
+        // claim, so only a finished reconciliation counts.
+        if let Some(r) = self.restoring.as_mut()
+            && self.core.members().contains_key(&b.node)
+            && !r.caught_up.contains(&b.node)
+            && !r.asked.contains(&b.node)
+            && r.asked.len() < RESTORE_ASKED
+        {
+            r.asked.insert(b.node);
+            self.ask(
+                b.node,
+                Request::RevocationPrints,
+                Asked::Prints { member: b.node },
+                &mut out,
+            );
+        }
         if !b.addrs.is_empty() {
             out.push(Effect::Addresses {
                 node: b.node,
@@ -756,6 +773,10 @@ impl Node {
             }
             Some(Asked::Prints { member }) => {
                 let Response::RevocationPrints(theirs) = response else {
+                    // Not an answer: another member may be asked instead.
+                    if let Some(r) = self.restoring.as_mut() {
+                        r.asked.remove(&member);
+                    }
                     return;
                 };
                 // The ranges where the member holds something and it is not what this node
@@ -832,8 +853,15 @@ impl Node {
     }
 
     fn no_answer(&mut self, token: Token) {
-        if let Some(Asked::Fetch { origin, .. }) = self.asked.remove(&token) {
-            self.witnessing.fetch_failed(&origin);
+        match self.asked.remove(&token) {
+            Some(Asked::Fetch { origin, .. }) => self.witnessing.fetch_failed(&origin),
+            // A reconciliation that got no answer: another member may be asked instead.
+            Some(Asked::Prints { member } | Asked::Revocations { member, .. }) => {
+                if let Some(r) = self.restoring.as_mut() {
+                    r.asked.remove(&member);
+                }
+            }
+            None => {}
         }
     }
 

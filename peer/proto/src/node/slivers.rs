@@ -18,6 +18,7 @@ impl Node {
             logged,
             since_ms: now_ms,
             caught_up: BTreeSet::new(),
+            asked: BTreeSet::new(),
         });
     }
 

@@ -84,7 +84,28 @@ fn join(m: &mut Node, ns: &[u8], now: u64) -> Vec<Effect> {
             }),
             "{e:?}"
         );
+        // An honest member that holds what this node holds answers a reconciliation with
+        // the same range fingerprints.
+        let mut answers = vec![];
+        for x in &e {
+            if let Effect::Send {
+                token: Some(token),
+                request: Request::RevocationPrints,
+                ..
+            } = x
+            {
+                let prints = m.core().revocation_prints();
+                answers.extend(m.handle(
+                    now,
+                    Input::Answer {
+                        token: *token,
+                        response: Response::RevocationPrints(prints),
+                    },
+                ));
+            }
+        }
         out.extend(e);
+        out.extend(answers);
     }
     out
 }
@@ -782,4 +803,56 @@ proptest! {
             prop_assert!(waiting <= MAX_ENDED_WAITING);
         }
     }
+}
+
+#[test]
+fn members_that_only_claim_to_hold_what_it_holds_do_not_release_a_restore() {
+    let mut m = machine(9);
+    let (cred, _) = ticket("princeton.codeen", 1);
+    m.handle(
+        NOW,
+        Input::Restart {
+            saved: vec![saved(4, &cred)],
+            logged: logged_as(4, &cred),
+        },
+    );
+    // Three members advertise this node's own digest but never answer a reconciliation:
+    // an advert's digest is a claim, so nothing is restored.
+    let mut now = NOW;
+    let mut asked = 0;
+    for _ in 0..(RESTORE_LISTEN_TICKS + 5) {
+        now += TICK;
+        for n in [4u8, 5, 6] {
+            let digest = m.core().revocation_digest();
+            let e = m.handle(
+                now,
+                Input::Gossip {
+                    id: u64::from(n),
+                    source: Some(key(n).public()),
+                    topic: Topic::Advert,
+                    data: advert(n, now, digest),
+                },
+            );
+            asked += e
+                .iter()
+                .filter(|x| {
+                    matches!(
+                        x,
+                        Effect::Send {
+                            request: Request::RevocationPrints,
+                            ..
+                        }
+                    )
+                })
+                .count();
+            assert!(started(&durable(&mut m, now, e)).is_empty());
+        }
+        let e = m.handle(now, Input::Tick { log_size: 0 });
+        assert!(started(&durable(&mut m, now, e)).is_empty());
+    }
+    assert!(m.restoring());
+    assert_eq!(asked, 3, "each member asked once");
+    // Members that do reconcile release it.
+    let e = run_ticks(&mut m, &mut now, 1, &[7, 8, 10]);
+    assert_eq!(started(&e), vec![4]);
 }
