@@ -157,6 +157,7 @@ impl NodeCore {
             return;
         }
         *self.deletes_by.entry(signer).or_insert(0) += 1;
+        self.deletes_expiring.insert((judged.expires, judged.id));
         self.deletes.insert(
             judged.id,
             HeldDelete {
@@ -168,12 +169,13 @@ impl NodeCore {
     }
 
     fn forget_delete(&mut self, id: &CertId) {
-        if let Some(d) = self.deletes.remove(id)
-            && let Some(n) = self.deletes_by.get_mut(&d.signer)
-        {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.deletes_by.remove(&d.signer);
+        if let Some(d) = self.deletes.remove(id) {
+            self.deletes_expiring.remove(&(d.expires, *id));
+            if let Some(n) = self.deletes_by.get_mut(&d.signer) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.deletes_by.remove(&d.signer);
+                }
             }
         }
         self.revocations.remove(id);
@@ -182,14 +184,13 @@ impl NodeCore {
     /// Forgets deletes that end nothing any more (every ticket they end has expired).
     pub(super) fn prune_deletes(&mut self, now_ms: u64) {
         let now = secs(now_ms);
-        let gone: Vec<CertId> = self
-            .deletes
-            .iter()
-            .filter(|(_, d)| d.expires < now)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in gone {
+        while let Some(&(expires, id)) = self.deletes_expiring.first() {
+            if expires >= now {
+                break;
+            }
             self.forget_delete(&id);
+            // Forgetting removes it from the queue; a stale entry is dropped here.
+            self.deletes_expiring.remove(&(expires, id));
         }
     }
 }

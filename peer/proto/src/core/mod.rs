@@ -384,6 +384,8 @@ pub struct NodeCore {
     deletes: BTreeMap<CertId, deletes::HeldDelete>,
     /// Deletes held per signer (bounded by `MAX_DELETES_PER_SIGNER`).
     deletes_by: BTreeMap<PublicKey, usize>,
+    /// (expiry, id) of the deletes held, soonest first.
+    deletes_expiring: std::collections::BTreeSet<(u64, CertId)>,
     last_prune_ms: u64,
     /// When this node last started a reconciliation with a member, and how often it may.
     last_reconcile_ms: Option<u64>,
@@ -550,6 +552,7 @@ impl NodeCore {
             revocations: held::HeldSet::default(),
             deletes: BTreeMap::new(),
             deletes_by: BTreeMap::new(),
+            deletes_expiring: std::collections::BTreeSet::new(),
             last_prune_ms: 0,
             last_reconcile_ms: None,
             reconcile_every_ms: REVOCATION_SYNC_INTERVAL_MS,
@@ -704,10 +707,13 @@ impl NodeCore {
     pub fn tick(&mut self, now_ms: u64) -> Vec<Output> {
         let now = secs(now_ms);
         self.revocations.settle(now_ms);
+        // Deletes leave at their signed expiry, on every node within a tick of the others
+        // (their queue is ordered: nothing to do costs a lookup); otherwise digests would
+        // differ for a minute after each expiry and nodes reconcile over nothing.
+        self.prune_deletes(now_ms);
         if now_ms.saturating_sub(self.last_prune_ms) >= REVOCATION_PRUNE_INTERVAL_MS {
             self.last_prune_ms = now_ms;
             self.prune_revocations(now_ms);
-            self.prune_deletes(now_ms);
         }
         let mut out: Vec<Output> = self
             .slivers
