@@ -47,6 +47,9 @@ pub const MAX_REVOCATIONS_PER_PAGE: usize = 256;
 pub const MAX_REVOCATION_PAGE_BYTES: usize = 2 << 20;
 /// A member is asked for revocations at most this often.
 pub const REVOCATION_SYNC_INTERVAL_MS: u64 = 30_000;
+/// A node starts at most one reconciliation this often (any member), outside a restart's
+/// catch-up: a node that missed a revocation's gossip still catches up in seconds.
+pub const RECONCILE_EVERY_MS: u64 = 5_000;
 
 /// The members a node knows, by key. A hash map: every advert heard is a lookup, and a
 /// node of a thousand-member federation hears a thousand of them per advert interval. Its
@@ -555,7 +558,7 @@ impl NodeCore {
             deletes_expiring: std::collections::BTreeSet::new(),
             last_prune_ms: 0,
             last_reconcile_ms: None,
-            reconcile_every_ms: REVOCATION_SYNC_INTERVAL_MS,
+            reconcile_every_ms: RECONCILE_EVERY_MS,
             ledger_failure: None,
             advert_base_ms: 5_000,
             adverts_heard_per_sec: ADVERTS_HEARD_PER_SEC,
@@ -693,7 +696,7 @@ impl NodeCore {
 
     /// How often this node may start a reconciliation of revocations and deletes with a
     /// member whose digest differs: often while it catches up after a restart (its restore
-    /// waits for it), every [`REVOCATION_SYNC_INTERVAL_MS`] otherwise.
+    /// waits for it), every [`RECONCILE_EVERY_MS`] otherwise.
     pub fn set_reconcile_every(&mut self, ms: u64) {
         self.reconcile_every_ms = ms;
     }

@@ -706,7 +706,7 @@ impl Node {
         self.core.set_reconcile_every(if self.restoring.is_some() {
             0
         } else {
-            crate::core::REVOCATION_SYNC_INTERVAL_MS
+            crate::core::RECONCILE_EVERY_MS
         });
         let outs = self.core.tick(now_ms);
         self.carry(now_ms, outs, false, out);
