@@ -95,10 +95,11 @@ pub struct Capacity {
     pub default_sliver_memory: u64,
 }
 
-/// Whether to ask member `m` (which just advertised `load`) for its revocations: it holds
-/// a set other than ours, at least as large (a node that holds more never asks one that
-/// holds less: the smaller pulls, grows to the union, and the other pulls from it only if
-/// it was missing something), and it was not asked lately. Records the asking.
+/// Whether to ask member `m` (which just advertised `load`) for its revocations and
+/// deletes: it holds a set other than ours (of any size: with deletes expiring, a node
+/// that holds more may still lack one; a reconciliation fetches only the ranges where the
+/// member holds something this node does not), and it was not asked lately. Records the
+/// asking.
 fn wants_revocations(
     m: &mut Member,
     ours: &RevocationDigest,
@@ -108,7 +109,7 @@ fn wants_revocations(
     every_ms: u64,
 ) -> bool {
     let theirs = &load.revocations;
-    if theirs == ours || theirs.count == 0 || theirs.count < ours.count {
+    if theirs == ours || theirs.count == 0 {
         return false;
     }
     // One reconciliation at a time for the whole node, not one per member that differs:
