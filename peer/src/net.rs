@@ -285,13 +285,6 @@ pub fn swarm(key: &SecretKey) -> Result<(Swarm<Behaviour>, WireBytes), NetError>
                 .validate_messages()
                 .max_transmit_size(MAX_GOSSIP_BYTES)
                 .heartbeat_interval(Duration::from_millis(500))
-                // Content-addressed: the same revocation or slice delete published by
-                // several nodes (every node its holder handed it to) is one message, not
-                // one flood per publisher.
-                .message_id_fn(|m: &gossipsub::Message| {
-                    use sha2::Digest;
-                    gossipsub::MessageId::from(sha2::Sha256::digest(&m.data).to_vec())
-                })
                 .build()
                 .map_err(|e| NetError(e.to_string()))?;
             let mut gossipsub = gossipsub::Behaviour::new(

@@ -18,29 +18,7 @@ impl Sim {
         // dial honest nodes; nobody dials a Sybil.
         self.overlay.rebuild(&self.up, |_, b| b < honest);
         let from_sybil = !self.honest(src);
-        let mut arrivals = self.overlay.broadcast(src, |u| u < honest && !from_sybil);
-        // Gossip message ids are content hashes (as the daemon configures gossipsub): the
-        // same revocation, delete or proof published again by another node (every node its
-        // holder handed it to) is a duplicate to whoever has it and goes no further; only
-        // nodes it has not reached yet take it in.
-        if let Gossip::Revocation { bytes, .. } | Gossip::Proof { bytes, .. } = &g {
-            let id = CertId::of(bytes);
-            let now = self.now;
-            self.gossiped
-                .retain(|_, (at, _)| now.saturating_sub(*at) < GOSSIP_DUPLICATE_WINDOW);
-            let n = self.world.nodes.len();
-            let (_, reached) = self
-                .gossiped
-                .entry(id)
-                .or_insert_with(|| (now, vec![false; n]));
-            arrivals.retain(|(_, v)| {
-                let fresh = reached.get(*v as usize).is_some_and(|r| !r);
-                if let Some(r) = reached.get_mut(*v as usize) {
-                    *r = true;
-                }
-                fresh
-            });
-        }
+        let arrivals = self.overlay.broadcast(src, |u| u < honest && !from_sybil);
         let (size, cat) = match &g {
             Gossip::Advert { bytes, .. } => (*bytes, Category::Adverts),
             Gossip::Revocation { bytes, .. } | Gossip::Proof { bytes, .. } => {

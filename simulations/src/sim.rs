@@ -66,8 +66,6 @@ pub const MODULE_BYTES: usize = 200 * 1024;
 /// (`slicefed_proto::node::RESTORE_QUORUM`); a sliver under a revoked chain is counted as
 /// running wrongly only this long after its node came back.
 pub const RESTORE_WAIT: u64 = 60 * SEC;
-/// How long gossipsub remembers a message id (its duplicate cache), µs.
-pub const GOSSIP_DUPLICATE_WINDOW: u64 = 120 * SEC;
 /// A revocation must be honoured on a node this long after the node could know of it.
 pub const REVOCATION_GRACE: u64 = 2 * MIN;
 /// Entries in one page answer.
@@ -540,9 +538,6 @@ pub struct Sim {
     pub(crate) traffic: metrics::Traffic,
     pub(crate) traffic_at_sample: metrics::Traffic,
     pub(crate) msgs: u64,
-    /// Revocations, deletes and proofs gossiped lately (by content), with the nodes each
-    /// reached: a node publishing one again floods only nodes it has not reached.
-    pub(crate) gossiped: std::collections::HashMap<CertId, (u64, Vec<bool>)>,
     pub(crate) msgs_at_sample: u64,
     pub(crate) up_time_us: u128,
     pub(crate) up_time_at_sample: u128,
@@ -641,7 +636,6 @@ impl Sim {
             traffic: metrics::Traffic::default(),
             traffic_at_sample: metrics::Traffic::default(),
             msgs: 0,
-            gossiped: std::collections::HashMap::new(),
             msgs_at_sample: 0,
             up_time_us: 0,
             up_time_at_sample: 0,
