@@ -1,7 +1,7 @@
 //! Slice deletes: a slice's holder ends it on every node at once, those that are down
 //! included. A delete is held only when its signer verifies under this node's policy as a
-//! user (or delegate) for that slice; it is kept with the revocations (the same digest,
-//! catch-up pages and gossip topic, so a returning node reconciles both before it restores
+//! user (or delegate) for that slice; it is kept with the revocations (the same digest and
+//! catch-up pages, so a returning node reconciles both before it restores
 //! anything) until no ticket it ends can still be valid, and logged (`SliceDeleted`) where
 //! it ended a sliver, so a restart reads it back.
 
