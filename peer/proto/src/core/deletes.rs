@@ -40,15 +40,6 @@ pub(super) fn is_delete_file(bytes: &[u8]) -> bool {
         .is_some_and(|e| e.kind == slicefed_trust::Kind::SliceDelete)
 }
 
-/// When a delete file says it was issued, in ms (unverified: used only to decide whether
-/// a caught-up delete is passed on).
-pub(super) fn issued_at_ms(bytes: &[u8]) -> Option<u64> {
-    let c = Credential::from_bytes(bytes).ok()?;
-    let env = objects::decode_envelope(c.leaf()).ok()?;
-    let d = objects::decode_body::<SliceDelete>(&env).ok()?;
-    Some(d.issued_at.saturating_mul(1000))
-}
-
 impl NodeCore {
     /// The held delete (its id) that ends a ticket, if any.
     pub(super) fn deleted(
@@ -66,12 +57,13 @@ impl NodeCore {
 
     /// A slice delete, from gossip, a member's catch-up page or its holder. Judged first
     /// (nothing unentitled is held, logged or passed on); then every sliver here that it
-    /// ends is stopped, and it is logged and (`gossip`) passed on.
+    /// ends is stopped and it is logged. It is not gossiped: its holder hands it to every
+    /// member (each would flood it again, gossipsub's message ids being per publisher), and
+    /// a node the holder missed reconciles it once it settles in the digest.
     pub(super) fn honour_delete(
         &mut self,
         now_ms: u64,
         bytes: &[u8],
-        gossip: bool,
     ) -> Result<Vec<Output>, CoreError> {
         let judged = self
             .verifier
@@ -110,11 +102,6 @@ impl NodeCore {
                 stopped,
             }));
         }
-        // Not gossiped: its holder hands it to every member, so each would flood it again
-        // (gossipsub's message ids are per publisher); a node the holder missed gets it by
-        // reconciliation once it settles in the digest. `gossip` is kept for the day ids
-        // are content-addressed (see docs/SIMULATIONS.md, Limits).
-        let _ = gossip;
         Ok(out)
     }
 

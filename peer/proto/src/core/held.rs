@@ -128,6 +128,13 @@ impl HeldSet {
         after: Option<CertId>,
         buckets: &'a [u8],
     ) -> impl Iterator<Item = &'a Vec<u8>> + 'a {
+        // The asker's list may be long and repeat itself: one lookup per id, whatever it is.
+        let mut wanted = [buckets.is_empty(); REVOCATION_BUCKETS];
+        for b in buckets {
+            if let Some(w) = wanted.get_mut(usize::from(*b)) {
+                *w = true;
+            }
+        }
         let range = match after {
             Some(a) => self
                 .files
@@ -135,7 +142,7 @@ impl HeldSet {
             None => self.files.range(..),
         };
         range
-            .filter(move |(id, _)| buckets.is_empty() || buckets.contains(&id.0[0]))
+            .filter(move |(id, _)| wanted.get(usize::from(id.0[0])) == Some(&true))
             .map(|(_, (b, _))| b)
     }
 }

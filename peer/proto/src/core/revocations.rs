@@ -36,15 +36,9 @@ impl NodeCore {
         if revocation_id(bytes).is_some_and(|id| self.revocations.contains(&id)) {
             return Ok(vec![]);
         }
-        // Slice deletes travel with revocations (same gossip, digest and catch-up).
+        // Slice deletes are held with revocations (same digest and catch-up).
         if deletes::is_delete_file(bytes) {
-            let gossip = caught_up_since_ms.is_none_or(|up| {
-                deletes::issued_at_ms(bytes).is_some_and(|issued| {
-                    let skew_ms = slicefed_trust::verify::CLOCK_SKEW_SECS.saturating_mul(1000);
-                    issued.saturating_add(skew_ms) >= up
-                })
-            });
-            return self.honour_delete(now_ms, bytes, gossip);
+            return self.honour_delete(now_ms, bytes);
         }
         // Entitlement first (the verifier holds only what an authority at or above the
         // revoked object's issuer signed): nothing unentitled is held, logged or forwarded.

@@ -853,3 +853,25 @@ fn two_nodes_that_differ_by_one_delete_differ_in_one_range_and_exchange_only_it(
     assert_eq!(a.revocation_prints(), b.revocation_prints());
     assert_eq!(a.revocation_digest(), b.revocation_digest());
 }
+
+#[test]
+fn a_members_long_repeated_range_list_costs_one_lookup_per_id_and_answers_the_same() {
+    let mut a = node(10);
+    for i in 0..20 {
+        a.revocation(
+            NOW + 60_000,
+            &delete_of(3, &format!("princeton.s{i}"), vec![], T0 + i),
+        )
+        .unwrap();
+    }
+    let first = a.revocations_after(None, &[], 1).remove(0);
+    let b = revocation_id(&first).unwrap().0[0];
+    let want = a.revocations_after(None, &[b], MAX_REVOCATIONS_PER_PAGE);
+    // A hostile asker repeats the range a million times: the same answer, read once.
+    let hostile = vec![b; 1 << 20];
+    assert_eq!(
+        a.revocations_after(None, &hostile, MAX_REVOCATIONS_PER_PAGE),
+        want
+    );
+    assert!(want.contains(&first));
+}
