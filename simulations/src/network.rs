@@ -147,7 +147,6 @@ impl Sim {
             traffic: Default::default(),
             addrs: vec![],
             time_ms: self.now_ms(),
-            revocations: load.revocations,
             unhealthy: load.unhealthy.clone(),
         };
         let Ok(advert) = body.sign(&spec.key) else {

@@ -560,7 +560,7 @@ pub(crate) fn category(req: &Request) -> Category {
         | Request::ReplicaEntries { .. }
         | Request::Replica { .. } => Category::Replication,
         Request::Witness(_) | Request::Checkpoint => Category::Checkpoints,
-        Request::Revocations { .. } | Request::RevocationPrints | Request::Revoke { .. } => {
+        Request::Revocations { .. } | Request::RevocationPrints { .. } | Request::Revoke { .. } => {
             Category::Revocations
         }
         Request::Members

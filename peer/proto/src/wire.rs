@@ -64,8 +64,6 @@ pub struct AdvertBody {
     pub addrs: Vec<String>,
     /// When it was made, unix ms (a node ignores adverts older than the newest it has).
     pub time_ms: u64,
-    /// Which revocations it holds, so a node that was away asks it for the ones it missed.
-    pub revocations: RevocationDigest,
     /// Why it is unhealthy (it cannot record, so it refuses tickets), if it is.
     pub unhealthy: Option<String>,
 }
@@ -118,7 +116,6 @@ impl AdvertBody {
             free_memory: self.free_memory,
             uptime_secs: self.uptime_secs,
             traffic: self.traffic,
-            revocations: self.revocations,
             unhealthy: self.unhealthy.clone(),
             sent_ms: self.time_ms,
         }
@@ -433,8 +430,14 @@ pub enum Request {
     },
     /// A fingerprint of each of the 256 id ranges of the revocations and slice deletes this
     /// node holds (answered with [`Response::RevocationPrints`]): the asker then fetches
-    /// only the ranges that differ from its own.
-    RevocationPrints,
+    /// only the ranges that differ from its own. With `unless`, the asker's digest of its
+    /// settled set: a node whose settled set has that digest answers
+    /// [`Response::HeldSame`] instead (the periodic reconciliation's usual case, ~50 bytes).
+    RevocationPrints {
+        /// The asker's digest, or none to have the prints whatever they are (a restart's
+        /// catch-up compares everything held, settled or not).
+        unless: Option<RevocationDigest>,
+    },
     /// Witnessing between members (answered with [`Response::Done`]).
     Witness(WitnessNote),
     /// Entries of `origin`'s log from `from` on, out of the replica this node holds (a new
@@ -538,6 +541,8 @@ pub enum Response {
     Revocations(Vec<serde_bytes::ByteBuf>),
     /// One fingerprint per id range (see [`Request::RevocationPrints`]); 0 for an empty one.
     RevocationPrints(Vec<u64>),
+    /// This node's settled revocations and deletes have the digest the asker sent.
+    HeldSame,
     /// Taken in.
     Done,
     /// Leaves of a replica, ending at the origin's checkpoint `end`.
@@ -703,7 +708,6 @@ mod tests {
             },
             addrs: vec!["/ip4/127.0.0.1/tcp/4001".into()],
             time_ms: 1,
-            revocations: Default::default(),
             unhealthy: None,
         }
     }

@@ -264,7 +264,6 @@ impl Daemon {
                 .map(|a| a.to_string())
                 .collect(),
             time_ms: now_ms(),
-            revocations: load.revocations,
             unhealthy: load.unhealthy.clone(),
         }
         .sign(&self.key)

@@ -57,7 +57,6 @@ impl NodeCore {
         // The same credential as last time, still within its validity and with none of its
         // links revoked since: the judgement stands (a member re-advertises for ever;
         // checking its chain each time would cost every node a chain walk per advert).
-        let digest = self.revocation_digest();
         if let Some(m) = self.members.get_mut(&from)
             && same_bytes(&m.credential, node_credential)
             && secs(now_ms) <= m.valid_until
@@ -67,21 +66,9 @@ impl NodeCore {
             }
             m.last_seen_ms = now_ms;
             m.last_sent_ms = load.sent_ms;
-            let ask = wants_revocations(
-                m,
-                &digest,
-                &load,
-                now_ms,
-                &mut self.last_reconcile_ms,
-                self.reconcile_every_ms,
-            );
             m.load = load;
             self.note_heard(now_ms, from);
-            return Ok(if ask {
-                vec![Output::FetchRevocations(from)]
-            } else {
-                vec![]
-            });
+            return Ok(vec![]);
         }
         let cred = match Credential::from_bytes(node_credential) {
             Ok(c) => c,
@@ -114,39 +101,22 @@ impl NodeCore {
             .min(v.effective.validity.not_after)
             .saturating_add(slicefed_trust::verify::CLOCK_SKEW_SECS);
         let mut out = vec![];
-        let asked = match self.members.get(&from) {
-            Some(m) => m.revocations_asked_ms,
-            None => {
-                if self.members.len() >= MAX_MEMBERS {
-                    return refuse(format!("this node already tracks {MAX_MEMBERS} members"));
-                }
-                out.push(Output::Joined(from));
-                None
+        if !self.members.contains_key(&from) {
+            if self.members.len() >= MAX_MEMBERS {
+                return refuse(format!("this node already tracks {MAX_MEMBERS} members"));
             }
-        };
-        let mut member = Member {
+            out.push(Output::Joined(from));
+        }
+        let member = Member {
             name: nc.name.clone(),
             authority: v.responsible.authority.clone(),
             last_seen_ms: now_ms,
             last_sent_ms: load.sent_ms,
-            load: Load::default(),
+            load,
             credential: shared.map_or_else(|| Arc::from(node_credential), Arc::clone),
             valid_until,
             chain: v.links.iter().map(|l| l.id).collect(),
-            revocations_asked_ms: asked,
         };
-        let digest = self.revocation_digest();
-        if wants_revocations(
-            &mut member,
-            &digest,
-            &load,
-            now_ms,
-            &mut self.last_reconcile_ms,
-            self.reconcile_every_ms,
-        ) {
-            out.push(Output::FetchRevocations(from));
-        }
-        member.load = load;
         self.members.insert(from, member);
         self.note_heard(now_ms, from);
         Ok(out)

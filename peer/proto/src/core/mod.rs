@@ -45,10 +45,10 @@ pub const ADVERTS_MISSED_BEFORE_LEAVING: u64 = 3;
 pub const MAX_REVOCATIONS_PER_PAGE: usize = 256;
 /// Bytes of revocation files in one catch-up answer (under the response limit).
 pub const MAX_REVOCATION_PAGE_BYTES: usize = 2 << 20;
-/// A member is asked for revocations at most this often.
-pub const REVOCATION_SYNC_INTERVAL_MS: u64 = 30_000;
-/// A node starts at most one reconciliation this often (any member), outside a restart's
-/// catch-up: a node that missed a revocation's gossip still catches up in seconds.
+/// A node reconciles its revocations and deletes with one member (the next in turn) this
+/// often, outside a restart's catch-up: a node that missed a revocation's gossip or a
+/// delete's hand-over catches up in seconds, whatever adverts say (anti-entropy; adverts
+/// carry no digest, so they need not change when the set does).
 pub const RECONCILE_EVERY_MS: u64 = 5_000;
 
 /// The members a node knows, by key. A hash map: every advert heard is a lookup, and a
@@ -93,38 +93,6 @@ pub struct Capacity {
     pub memory: u64,
     /// Memory a sliver gets when neither its ticket nor its chain caps it.
     pub default_sliver_memory: u64,
-}
-
-/// Whether to ask member `m` (which just advertised `load`) for its revocations and
-/// deletes: it holds a set other than ours, at least as large (the smaller pulls), and it
-/// was not asked lately. Records the asking. Known gap: with deletes coming and going, a
-/// node that holds more may still lack a revocation (see `docs/SIMULATIONS.md`, Limits).
-fn wants_revocations(
-    m: &mut Member,
-    ours: &RevocationDigest,
-    load: &Load,
-    now_ms: u64,
-    last: &mut Option<u64>,
-    every_ms: u64,
-) -> bool {
-    let theirs = &load.revocations;
-    if theirs == ours || theirs.count == 0 || theirs.count < ours.count {
-        return false;
-    }
-    // One reconciliation at a time for the whole node, not one per member that differs:
-    // while deletes and revocations are in flight most members' digests differ for a
-    // moment, and gossip closes most of those gaps by itself.
-    if last.is_some_and(|t| now_ms.saturating_sub(t) < every_ms) {
-        return false;
-    }
-    if m.revocations_asked_ms
-        .is_some_and(|t| now_ms.saturating_sub(t) < REVOCATION_SYNC_INTERVAL_MS)
-    {
-        return false;
-    }
-    m.revocations_asked_ms = Some(now_ms);
-    *last = Some(now_ms);
-    true
 }
 
 /// Pages one catch-up from one member may take (with full pages, 16,384 revocations).
@@ -183,8 +151,6 @@ pub struct Load {
     pub uptime_secs: u64,
     /// Bytes the node moved since it started.
     pub traffic: Traffic,
-    /// Which revocations the node holds: a member holding others is asked for them.
-    pub revocations: RevocationDigest,
     /// Why the node is unhealthy (it cannot record, so it takes no tickets), if it is.
     pub unhealthy: Option<String>,
     /// When the advert carrying this was made (the sender's clock, unix ms): an advert
@@ -244,8 +210,6 @@ pub struct Member {
     valid_until: u64,
     /// The ids of its chain's links: a revocation of any of them ends the judgement.
     chain: Vec<CertId>,
-    /// When it was last asked for revocations.
-    revocations_asked_ms: Option<u64>,
 }
 
 impl Member {
@@ -261,7 +225,6 @@ impl Member {
             credential: Arc::from(Vec::new()),
             valid_until: 0,
             chain: vec![],
-            revocations_asked_ms: None,
         }
     }
 }
@@ -330,10 +293,6 @@ pub enum Output {
     Receipt(Vec<u8>),
     /// Gossip these revocation bytes onward.
     GossipRevocation(Vec<u8>),
-    /// Ask this member for the revocations it holds (its digest differs from ours): send
-    /// it a revocations request and feed each answer to [`NodeCore::revocation`] without
-    /// gossiping them again.
-    FetchRevocations(PublicKey),
     /// A peer became a member.
     Joined(PublicKey),
     /// A peer stopped being a member.
@@ -390,9 +349,6 @@ pub struct NodeCore {
     /// (expiry, id) of the deletes held, soonest first.
     deletes_expiring: std::collections::BTreeSet<(u64, CertId)>,
     last_prune_ms: u64,
-    /// When this node last started a reconciliation with a member, and how often it may.
-    last_reconcile_ms: Option<u64>,
-    reconcile_every_ms: u64,
     /// Why the ledger cannot append, while it cannot.
     ledger_failure: Option<String>,
     advert_base_ms: u64,
@@ -557,8 +513,6 @@ impl NodeCore {
             deletes_by: BTreeMap::new(),
             deletes_expiring: std::collections::BTreeSet::new(),
             last_prune_ms: 0,
-            last_reconcile_ms: None,
-            reconcile_every_ms: RECONCILE_EVERY_MS,
             ledger_failure: None,
             advert_base_ms: 5_000,
             adverts_heard_per_sec: ADVERTS_HEARD_PER_SEC,
@@ -666,7 +620,6 @@ impl NodeCore {
         Load {
             slivers: self.slivers.len() as u32,
             free_memory: self.capacity.memory.saturating_sub(self.used_memory()),
-            revocations: self.revocation_digest(),
             unhealthy: self.ledger_failure.clone(),
             ..Load::default()
         }
@@ -692,13 +645,6 @@ impl NodeCore {
     /// The ledger appends again.
     pub fn ledger_recovered(&mut self) {
         self.ledger_failure = None;
-    }
-
-    /// How often this node may start a reconciliation of revocations and deletes with a
-    /// member whose digest differs: often while it catches up after a restart (its restore
-    /// waits for it), every [`RECONCILE_EVERY_MS`] otherwise.
-    pub fn set_reconcile_every(&mut self, ms: u64) {
-        self.reconcile_every_ms = ms;
     }
 
     /// Why this node is unhealthy (it cannot record), if it is.

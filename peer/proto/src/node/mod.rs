@@ -507,6 +507,9 @@ pub struct Node {
     ended_holders: VecDeque<(String, Vec<PublicKey>)>,
     ended_waiting: VecDeque<(u64, String, Usage)>,
     last_advert_ms: Option<u64>,
+    /// When the last periodic reconciliation was asked, and whose turn is next.
+    last_reconcile_ms: Option<u64>,
+    reconcile_turn: u64,
     ticks: u64,
     /// Fetched pages that did not check (an honest federation has none).
     pages_refused: u64,
@@ -516,6 +519,7 @@ impl Node {
     /// The node around `core` (its key, capacity and trust), started at `now_ms`.
     pub fn new(core: NodeCore, settings: Settings, now_ms: u64) -> Node {
         let key = slicefed_trust::SecretKey::from_seed(&core.secret_key().seed());
+        let core_key_bytes = key.public().0;
         let witnessing = Witnessing::new(
             key,
             settings.witnesses,
@@ -538,6 +542,11 @@ impl Node {
             ended_holders: VecDeque::new(),
             ended_waiting: VecDeque::new(),
             last_advert_ms: None,
+            last_reconcile_ms: None,
+            reconcile_turn: {
+                let k = core_key_bytes;
+                u64::from_le_bytes([k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7]])
+            },
             ticks: 0,
             pages_refused: 0,
         }
@@ -671,23 +680,6 @@ impl Node {
         }?;
         let mut out = vec![];
         self.carry(now_ms, outs, true, &mut out);
-        // A restarting node reconciles with members (their whole set, not only what their
-        // advert's digest covers) before it restores anything; an advert's digest is a
-        // claim, so only a finished reconciliation counts.
-        if let Some(r) = self.restoring.as_mut()
-            && self.core.members().contains_key(&b.node)
-            && !r.caught_up.contains(&b.node)
-            && !r.asked.contains(&b.node)
-            && r.asked.len() < RESTORE_ASKED
-        {
-            r.asked.insert(b.node);
-            self.ask(
-                b.node,
-                Request::RevocationPrints,
-                Asked::Prints { member: b.node },
-                &mut out,
-            );
-        }
         if !b.addrs.is_empty() {
             out.push(Effect::Addresses {
                 node: b.node,
@@ -701,15 +693,9 @@ impl Node {
 
     fn tick(&mut self, now_ms: u64, log_size: u64, out: &mut Vec<Effect>) {
         self.ticks += 1;
-        // A node catching up before it restores reconciles with every member that differs;
-        // afterwards one reconciliation at a time is enough (gossip carries the rest).
-        self.core.set_reconcile_every(if self.restoring.is_some() {
-            0
-        } else {
-            crate::core::RECONCILE_EVERY_MS
-        });
         let outs = self.core.tick(now_ms);
         self.carry(now_ms, outs, false, out);
+        self.reconcile(now_ms, out);
         self.maybe_restore(now_ms, out);
         let effects = self.witnessing.tick(now_ms, log_size, self.core.members());
         self.witness_effects(effects, out);
@@ -720,6 +706,56 @@ impl Node {
             self.last_advert_ms = Some(now_ms);
             out.push(Effect::Advertise(self.core.load()));
         }
+    }
+
+    /// Reconciliation of revocations and deletes (anti-entropy). A restarted node asks up to
+    /// [`RESTORE_ASKED`] members at once for their whole set's fingerprints, and restores
+    /// only after [`RESTORE_QUORUM`] of them answered and what differed was fetched. After
+    /// that, every [`crate::core::RECONCILE_EVERY_MS`] it asks the next member in turn,
+    /// sending its own digest so an equal set costs one small answer. Nothing here waits for
+    /// adverts: with membership by SWIM a member may not advertise for hours.
+    fn reconcile(&mut self, now_ms: u64, out: &mut Vec<Effect>) {
+        if let Some(r) = self.restoring.as_mut() {
+            let room = RESTORE_ASKED.saturating_sub(r.asked.len());
+            let members: Vec<PublicKey> = self
+                .core
+                .members()
+                .keys()
+                .filter(|k| !r.caught_up.contains(k) && !r.asked.contains(k))
+                .take(room)
+                .copied()
+                .collect();
+            for member in members {
+                if let Some(r) = self.restoring.as_mut() {
+                    r.asked.insert(member);
+                }
+                let request = Request::RevocationPrints { unless: None };
+                self.ask(member, request, Asked::Prints { member }, out);
+            }
+            return;
+        }
+        if self
+            .last_reconcile_ms
+            .is_some_and(|t| now_ms.saturating_sub(t) < crate::core::RECONCILE_EVERY_MS)
+        {
+            return;
+        }
+        let members = self.core.members();
+        if members.is_empty() {
+            return;
+        }
+        self.last_reconcile_ms = Some(now_ms);
+        // The turn starts where this node's key says, so nodes do not all ask the same
+        // member at the same time.
+        let turn = self.reconcile_turn as usize % members.len();
+        self.reconcile_turn = self.reconcile_turn.wrapping_add(1);
+        let Some(member) = members.keys().nth(turn).copied() else {
+            return;
+        };
+        let request = Request::RevocationPrints {
+            unless: Some(self.core.revocation_digest()),
+        };
+        self.ask(member, request, Asked::Prints { member }, out);
     }
 
     // ---- requests ---------------------------------------------------------------------
@@ -773,7 +809,9 @@ impl Node {
             }
             Some(Asked::Prints { member }) => {
                 let Response::RevocationPrints(theirs) = response else {
-                    // Not an answer: another member may be asked instead.
+                    // `HeldSame` answers a periodic reconciliation: nothing to fetch. To a
+                    // restart's catch-up (which sends no digest) it, like anything else
+                    // but prints, is not an answer.
                     if let Some(r) = self.restoring.as_mut() {
                         r.asked.remove(&member);
                     }
@@ -973,15 +1011,6 @@ impl Node {
                             data,
                         });
                     }
-                }
-                Output::FetchRevocations(member) => {
-                    // Reconciled range by range: fingerprints first, then what differs.
-                    self.ask(
-                        member,
-                        Request::RevocationPrints,
-                        Asked::Prints { member },
-                        out,
-                    );
                 }
                 Output::Joined(k) => {
                     self.witnessing.joined(&k);

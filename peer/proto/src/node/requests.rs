@@ -50,9 +50,13 @@ impl Node {
                     Err(e) => answer(Response::Error(e.to_string())),
                 });
             }
-            Request::RevocationPrints => out.push(answer(Response::RevocationPrints(
-                self.core.revocation_prints(),
-            ))),
+            Request::RevocationPrints { unless } => out.push(answer(
+                if unless.is_some_and(|d| d == self.core.revocation_digest()) {
+                    Response::HeldSame
+                } else {
+                    Response::RevocationPrints(self.core.revocation_prints())
+                },
+            )),
             Request::Revocations { after, buckets } => out.push(answer(Response::Revocations(
                 self.core
                     .revocations_after(after, &buckets, MAX_REVOCATIONS_PER_PAGE)

@@ -13,7 +13,9 @@ impl Node {
         let mut saved = saved;
         saved.truncate(MAX_SAVED);
         saved.sort_by_key(|s| s.id);
-        self.restoring = (!saved.is_empty()).then_some(Restoring {
+        // Even with nothing to restore, a restarted node catches up with members at once
+        // (what it missed while down decides what it admits next).
+        self.restoring = Some(Restoring {
             saved,
             logged,
             since_ms: now_ms,

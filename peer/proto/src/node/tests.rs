@@ -41,7 +41,7 @@ fn node_credential(n: u8) -> Vec<u8> {
     Credential::new(cert, []).to_bytes().unwrap()
 }
 
-fn advert(n: u8, at_ms: u64, revocations: crate::core::RevocationDigest) -> Vec<u8> {
+fn advert(n: u8, at_ms: u64) -> Vec<u8> {
     AdvertBody {
         node: key(n).public(),
         credential: node_credential(n),
@@ -54,7 +54,6 @@ fn advert(n: u8, at_ms: u64, revocations: crate::core::RevocationDigest) -> Vec<
         traffic: Default::default(),
         addrs: vec![],
         time_ms: at_ms,
-        revocations,
         unhealthy: None,
     }
     .sign(&key(n))
@@ -67,14 +66,13 @@ fn advert(n: u8, at_ms: u64, revocations: crate::core::RevocationDigest) -> Vec<
 fn join(m: &mut Node, ns: &[u8], now: u64) -> Vec<Effect> {
     let mut out = vec![];
     for &n in ns {
-        let digest = m.core().revocation_digest();
         let e = m.handle(
             now,
             Input::Gossip {
                 id: u64::from(n),
                 source: Some(key(n).public()),
                 topic: Topic::Advert,
-                data: advert(n, now, digest),
+                data: advert(n, now),
             },
         );
         assert!(
@@ -84,30 +82,49 @@ fn join(m: &mut Node, ns: &[u8], now: u64) -> Vec<Effect> {
             }),
             "{e:?}"
         );
-        // An honest member that holds what this node holds answers a reconciliation with
-        // the same range fingerprints.
-        let mut answers = vec![];
-        for x in &e {
-            if let Effect::Send {
-                token: Some(token),
-                request: Request::RevocationPrints,
-                ..
-            } = x
-            {
-                let prints = m.core().revocation_prints();
-                answers.extend(m.handle(
-                    now,
-                    Input::Answer {
-                        token: *token,
-                        response: Response::RevocationPrints(prints),
-                    },
-                ));
-            }
-        }
         out.extend(e);
-        out.extend(answers);
     }
     out
+}
+
+/// Answers every request in `effects` (and in the effects the answers bring) that
+/// `member` answers; returns the answers' effects.
+fn serve(
+    m: &mut Node,
+    now: u64,
+    effects: &[Effect],
+    member: &mut dyn FnMut(&Request) -> Option<Response>,
+) -> Vec<Effect> {
+    let mut all = vec![];
+    let mut asks: Vec<Effect> = effects.to_vec();
+    while let Some(e) = asks.pop() {
+        let Effect::Send {
+            token: Some(token),
+            request,
+            ..
+        } = e
+        else {
+            continue;
+        };
+        let Some(response) = member(&request) else {
+            continue;
+        };
+        let answer = m.handle(now, Input::Answer { token, response });
+        asks.extend(answer.iter().cloned());
+        all.extend(durable(m, now, answer));
+    }
+    all
+}
+
+/// An honest member that holds what `prints` says `m` holds.
+fn same_as(prints: Vec<u64>) -> impl FnMut(&Request) -> Option<Response> {
+    move |r| match r {
+        Request::RevocationPrints { unless: Some(_) } => Some(Response::HeldSame),
+        Request::RevocationPrints { unless: None } => {
+            Some(Response::RevocationPrints(prints.clone()))
+        }
+        _ => None,
+    }
 }
 
 /// A ticket for `slice` by alice (key 3, certified by the root key 1).
@@ -509,7 +526,10 @@ fn run_ticks(m: &mut Node, now: &mut u64, n: usize, ns: &[u8]) -> Vec<Effect> {
         let e = join(m, ns, *now);
         all.extend(durable(m, *now, e));
         let e = m.handle(*now, Input::Tick { log_size: 0 });
-        all.extend(durable(m, *now, e));
+        let e = durable(m, *now, e);
+        let prints = m.core().revocation_prints();
+        all.extend(serve(m, *now, &e, &mut same_as(prints)));
+        all.extend(e);
     }
     all
 }
@@ -560,52 +580,38 @@ fn a_sliver_revoked_while_its_node_was_down_never_comes_back() {
     .unwrap();
     let mut now = NOW;
     let mut all = vec![];
-    for round in 0..10 {
+    // Member 4 holds the revocation; members 5 and 6 hold what this node holds.
+    let id = crate::core::revocation_id(&revocation).unwrap();
+    let mut prints = vec![0u64; crate::core::REVOCATION_BUCKETS];
+    prints[usize::from(id.0[0])] = 7;
+    let mut member4 = |request: &Request| match request {
+        Request::RevocationPrints { .. } => Some(Response::RevocationPrints(prints.clone())),
+        Request::Revocations { buckets, .. } => {
+            assert_eq!(buckets, &vec![id.0[0]], "only the range that differs");
+            Some(Response::Revocations(vec![serde_bytes::ByteBuf::from(
+                revocation.clone(),
+            )]))
+        }
+        _ => None,
+    };
+    for _ in 0..10 {
         now += TICK;
-        // Member 4 holds the revocation (its digest says one more than ours).
-        let theirs = crate::core::RevocationDigest {
-            count: 1,
-            hash: [7; 32],
-        };
-        let e = m.handle(
-            now,
-            Input::Gossip {
-                id: 1,
-                source: Some(key(4).public()),
-                topic: Topic::Advert,
-                data: advert(4, now, theirs),
-            },
-        );
-        // It asks member 4 for its range fingerprints, then for the range that differs;
-        // member 4 answers with the revocation.
-        let id = crate::core::revocation_id(&revocation).unwrap();
-        let mut prints = vec![0u64; crate::core::REVOCATION_BUCKETS];
-        prints[usize::from(id.0[0])] = 7;
-        let mut asks = e;
-        while let Some(e) = asks.pop() {
-            let Effect::Send {
-                token: Some(token),
-                request,
-                ..
-            } = e
-            else {
-                continue;
-            };
-            let response = match request {
-                Request::RevocationPrints => Response::RevocationPrints(prints.clone()),
-                Request::Revocations { buckets, .. } => {
-                    assert_eq!(buckets, vec![id.0[0]], "only the range that differs");
-                    Response::Revocations(vec![serde_bytes::ByteBuf::from(revocation.clone())])
-                }
-                _ => continue,
-            };
-            let answer = m.handle(now, Input::Answer { token, response });
-            asks.extend(answer.iter().cloned());
-            all.extend(durable(&mut m, now, answer));
+        let e = join(&mut m, &[4, 5, 6], now);
+        all.extend(durable(&mut m, now, e));
+        let e = m.handle(now, Input::Tick { log_size: 0 });
+        let e = durable(&mut m, now, e);
+        // Asks go to members by key order; each member answers what is asked of it.
+        for x in &e {
+            let Effect::Send { to, .. } = x else { continue };
+            let one = std::slice::from_ref(x);
+            if *to == key(4).public() {
+                all.extend(serve(&mut m, now, one, &mut member4));
+            } else {
+                let ours = m.core().revocation_prints();
+                all.extend(serve(&mut m, now, one, &mut same_as(ours)));
+            }
         }
-        if round > 0 {
-            all.extend(run_ticks(&mut m, &mut now, 1, &[5, 6]));
-        }
+        all.extend(e);
     }
     assert!(!m.restoring());
     assert!(started(&all).is_empty(), "a revoked sliver came back");
@@ -707,7 +713,7 @@ fn arb_input() -> impl Strategy<Value = (u64, Input)> {
                 id: 0,
                 source: Some(key(n).public()),
                 topic: Topic::Advert,
-                data: advert(n, NOW + 100_000, Default::default()),
+                data: advert(n, NOW + 100_000),
             }
         )),
         (id.clone(), bytes.clone()).prop_map(|(reply, b)| (
@@ -816,43 +822,135 @@ fn members_that_only_claim_to_hold_what_it_holds_do_not_release_a_restore() {
             logged: logged_as(4, &cred),
         },
     );
-    // Three members advertise this node's own digest but never answer a reconciliation:
-    // an advert's digest is a claim, so nothing is restored.
+    // Three members advertise but never answer a reconciliation: being a member is not
+    // being caught up with, so nothing is restored.
     let mut now = NOW;
     let mut asked = 0;
     for _ in 0..(RESTORE_LISTEN_TICKS + 5) {
         now += TICK;
-        for n in [4u8, 5, 6] {
-            let digest = m.core().revocation_digest();
-            let e = m.handle(
-                now,
-                Input::Gossip {
-                    id: u64::from(n),
-                    source: Some(key(n).public()),
-                    topic: Topic::Advert,
-                    data: advert(n, now, digest),
-                },
-            );
-            asked += e
-                .iter()
-                .filter(|x| {
-                    matches!(
-                        x,
-                        Effect::Send {
-                            request: Request::RevocationPrints,
-                            ..
-                        }
-                    )
-                })
-                .count();
-            assert!(started(&durable(&mut m, now, e)).is_empty());
-        }
+        let e = join(&mut m, &[4, 5, 6], now);
+        assert!(started(&durable(&mut m, now, e)).is_empty());
         let e = m.handle(now, Input::Tick { log_size: 0 });
+        asked += e
+            .iter()
+            .filter(|x| {
+                matches!(
+                    x,
+                    Effect::Send {
+                        request: Request::RevocationPrints { unless: None },
+                        ..
+                    }
+                )
+            })
+            .count();
         assert!(started(&durable(&mut m, now, e)).is_empty());
     }
     assert!(m.restoring());
     assert_eq!(asked, 3, "each member asked once");
-    // Members that do reconcile release it.
-    let e = run_ticks(&mut m, &mut now, 1, &[7, 8, 10]);
+    // Members that do reconcile release it (asked at one tick, restored at the next).
+    let e = run_ticks(&mut m, &mut now, 2, &[7, 8, 10]);
     assert_eq!(started(&e), vec![4]);
+}
+
+#[test]
+fn a_running_node_reconciles_with_members_in_turn_and_fetches_only_what_differs() {
+    let mut m = machine(9);
+    let mut now = NOW;
+    // Started with nothing saved: it catches up with its members at once, then settles
+    // into one reconciliation per period.
+    m.handle(
+        now,
+        Input::Restart {
+            saved: vec![],
+            logged: BTreeMap::new(),
+        },
+    );
+    run_ticks(
+        &mut m,
+        &mut now,
+        RESTORE_LISTEN_TICKS as usize + 2,
+        &[4, 5, 6],
+    );
+    assert!(!m.restoring());
+    let period = crate::core::RECONCILE_EVERY_MS / TICK;
+    let mut asked = vec![];
+    for _ in 0..(3 * period) {
+        now += TICK;
+        let e = join(&mut m, &[4, 5, 6], now);
+        durable(&mut m, now, e);
+        let e = m.handle(now, Input::Tick { log_size: 0 });
+        for x in &e {
+            if let Effect::Send {
+                to,
+                request: Request::RevocationPrints { unless },
+                ..
+            } = x
+            {
+                // It sends its own digest, so a member holding the same answers in a word.
+                assert_eq!(*unless, Some(m.core().revocation_digest()));
+                asked.push(*to);
+            }
+        }
+        let prints = m.core().revocation_prints();
+        serve(&mut m, now, &e, &mut same_as(prints));
+    }
+    assert_eq!(asked.len(), 3, "one reconciliation per period: {asked:?}");
+    asked.sort();
+    asked.dedup();
+    assert_eq!(asked.len(), 3, "each member in turn");
+
+    // A member that holds a revocation this node missed: its range is fetched, and the
+    // revocation is held.
+    let user = user_cert(&key(1), &key(3), "princeton.alice", "princeton.*").unwrap();
+    let revocation = slicefed_trust::fixtures::revocation_file(
+        &key(1),
+        &Credential::new(user, []),
+        "stolen laptop",
+        T0,
+    )
+    .unwrap();
+    let id = crate::core::revocation_id(&revocation).unwrap();
+    let mut theirs = m.core().revocation_prints();
+    theirs[usize::from(id.0[0])] ^= 7;
+    let mut holder = |request: &Request| match request {
+        Request::RevocationPrints { .. } => Some(Response::RevocationPrints(theirs.clone())),
+        Request::Revocations { buckets, .. } => {
+            assert_eq!(buckets, &vec![id.0[0]], "only the range that differs");
+            Some(Response::Revocations(vec![serde_bytes::ByteBuf::from(
+                revocation.clone(),
+            )]))
+        }
+        _ => None,
+    };
+    let before = m.core().revocation_digest();
+    for _ in 0..period {
+        now += TICK;
+        let e = m.handle(now, Input::Tick { log_size: 0 });
+        serve(&mut m, now, &e, &mut holder);
+    }
+    assert_ne!(
+        m.core().revocation_digest(),
+        before,
+        "the missed revocation is held"
+    );
+
+    // A hostile member's prints that differ everywhere cost one page per range it names,
+    // and what it sends that is not a valid revocation is not held.
+    let junk = vec![u64::MAX; crate::core::REVOCATION_BUCKETS];
+    let held = m.core().revocation_digest();
+    let mut liar = |request: &Request| match request {
+        Request::RevocationPrints { .. } => Some(Response::RevocationPrints(junk.clone())),
+        Request::Revocations { .. } => {
+            Some(Response::Revocations(vec![serde_bytes::ByteBuf::from(
+                vec![0u8; 64],
+            )]))
+        }
+        _ => None,
+    };
+    for _ in 0..period {
+        now += TICK;
+        let e = m.handle(now, Input::Tick { log_size: 0 });
+        serve(&mut m, now, &e, &mut liar);
+    }
+    assert_eq!(m.core().revocation_digest(), held);
 }
