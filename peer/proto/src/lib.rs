@@ -11,6 +11,8 @@
 //! - [`wire`]: every message a node sends or receives, bounded and canonical.
 //! - [`witnessing`]: a node's whole part in witnessing (its own checkpoints, notes from
 //!   members, fetches, cosignatures and who gets them, hand-over), on top of [`witness`].
+//! - [`swim`]: liveness by SWIM (the `foca` crate) over certified members, behind a filter
+//!   that lets no single member get another removed.
 //! - [`node`]: the node as one machine over all of these (requests, answers, gossip,
 //!   catch-ups, restore after a restart, and what waits for which ledger write); the
 //!   daemon and the simulator are routers over it.
@@ -20,6 +22,7 @@
 
 pub mod core;
 pub mod node;
+pub mod swim;
 pub mod wire;
 pub mod witness;
 pub mod witnessing;

@@ -1,0 +1,314 @@
+//! The byte layout of SWIM packets and of the signed items they carry, fixed-size fields
+//! only, so decoding is bounded by construction and every value has one encoding.
+//!
+//! An identity is a node key (32 bytes) and its bump (u64, big-endian): 40 bytes. A member
+//! update is an identity, an incarnation (u16) and a state (u8): 43 bytes. A header is the
+//! sender, its incarnation, the addressee, a message tag and the message's fields.
+
+use super::SwimId;
+use bytes::{Buf, BufMut};
+use foca::{Header, Member, Message, State};
+use slicefed_trust::PublicKey;
+
+/// Bytes of an encoded identity.
+pub const ID_BYTES: usize = 40;
+/// Bytes of an encoded member update.
+pub const MEMBER_BYTES: usize = ID_BYTES + 3;
+
+/// Why bytes are not a SWIM packet.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SwimCodecError {
+    /// The bytes end before the field does.
+    #[error("a SWIM packet ends inside its {0}")]
+    Short(&'static str),
+    /// A tag that names no message or state.
+    #[error("a SWIM packet has an unknown {what} tag {tag}")]
+    UnknownTag {
+        /// Which tag.
+        what: &'static str,
+        /// Its value.
+        tag: u8,
+    },
+    /// The encoder's buffer has no room (only with a caller's fixed buffer).
+    #[error("no room to encode a SWIM {0}")]
+    NoRoom(&'static str),
+}
+
+/// The codec foca uses (and the node's packet filter, which decodes before foca does).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SwimCodec;
+
+fn need(buf: &(impl Buf + ?Sized), n: usize, what: &'static str) -> Result<(), SwimCodecError> {
+    if buf.remaining() < n {
+        return Err(SwimCodecError::Short(what));
+    }
+    Ok(())
+}
+
+fn room(buf: &impl BufMut, n: usize, what: &'static str) -> Result<(), SwimCodecError> {
+    if buf.remaining_mut() < n {
+        return Err(SwimCodecError::NoRoom(what));
+    }
+    Ok(())
+}
+
+pub(crate) fn put_id(id: &SwimId, mut buf: impl BufMut) {
+    buf.put_slice(&id.key.0);
+    buf.put_u64(id.bump);
+}
+
+pub(crate) fn get_id(mut buf: impl Buf) -> Result<SwimId, SwimCodecError> {
+    need(&buf, ID_BYTES, "identity")?;
+    let mut key = [0u8; 32];
+    buf.copy_to_slice(&mut key);
+    Ok(SwimId {
+        key: PublicKey(key),
+        bump: buf.get_u64(),
+    })
+}
+
+const PING: u8 = 1;
+const ACK: u8 = 2;
+const PING_REQ: u8 = 3;
+const INDIRECT_PING: u8 = 4;
+const INDIRECT_ACK: u8 = 5;
+const FORWARDED_ACK: u8 = 6;
+const ANNOUNCE: u8 = 7;
+const FEED: u8 = 8;
+const GOSSIP: u8 = 9;
+const BROADCAST: u8 = 10;
+const TURN_UNDEAD: u8 = 11;
+
+impl foca::Codec<SwimId> for SwimCodec {
+    type Error = SwimCodecError;
+
+    fn encode_header(
+        &mut self,
+        header: &Header<SwimId>,
+        mut buf: impl BufMut,
+    ) -> Result<(), Self::Error> {
+        room(&buf, 2 * ID_BYTES + 3 + ID_BYTES + 1, "header")?;
+        put_id(&header.src, &mut buf);
+        buf.put_u16(header.src_incarnation);
+        put_id(&header.dst, &mut buf);
+        let (tag, other, probe) = match &header.message {
+            Message::Ping(p) => (PING, None, Some(*p)),
+            Message::Ack(p) => (ACK, None, Some(*p)),
+            Message::PingReq {
+                target,
+                probe_number,
+            } => (PING_REQ, Some(target), Some(*probe_number)),
+            Message::IndirectPing {
+                origin,
+                probe_number,
+            } => (INDIRECT_PING, Some(origin), Some(*probe_number)),
+            Message::IndirectAck {
+                target,
+                probe_number,
+            } => (INDIRECT_ACK, Some(target), Some(*probe_number)),
+            Message::ForwardedAck {
+                origin,
+                probe_number,
+            } => (FORWARDED_ACK, Some(origin), Some(*probe_number)),
+            Message::Announce => (ANNOUNCE, None, None),
+            Message::Feed => (FEED, None, None),
+            Message::Gossip => (GOSSIP, None, None),
+            Message::Broadcast => (BROADCAST, None, None),
+            Message::TurnUndead => (TURN_UNDEAD, None, None),
+        };
+        buf.put_u8(tag);
+        if let Some(o) = other {
+            put_id(o, &mut buf);
+        }
+        if let Some(p) = probe {
+            buf.put_u8(p);
+        }
+        Ok(())
+    }
+
+    fn decode_header(&mut self, mut buf: impl Buf) -> Result<Header<SwimId>, Self::Error> {
+        let src = get_id(&mut buf)?;
+        need(&buf, 2, "incarnation")?;
+        let src_incarnation = buf.get_u16();
+        let dst = get_id(&mut buf)?;
+        need(&buf, 1, "message tag")?;
+        let tag = buf.get_u8();
+        let with_other = |buf: &mut dyn Buf| -> Result<(SwimId, u8), SwimCodecError> {
+            let id = get_id(&mut *buf)?;
+            need(&*buf, 1, "probe number")?;
+            Ok((id, buf.get_u8()))
+        };
+        let message = match tag {
+            PING | ACK => {
+                need(&buf, 1, "probe number")?;
+                let p = buf.get_u8();
+                if tag == PING {
+                    Message::Ping(p)
+                } else {
+                    Message::Ack(p)
+                }
+            }
+            PING_REQ => {
+                let (target, probe_number) = with_other(&mut buf)?;
+                Message::PingReq {
+                    target,
+                    probe_number,
+                }
+            }
+            INDIRECT_PING => {
+                let (origin, probe_number) = with_other(&mut buf)?;
+                Message::IndirectPing {
+                    origin,
+                    probe_number,
+                }
+            }
+            INDIRECT_ACK => {
+                let (target, probe_number) = with_other(&mut buf)?;
+                Message::IndirectAck {
+                    target,
+                    probe_number,
+                }
+            }
+            FORWARDED_ACK => {
+                let (origin, probe_number) = with_other(&mut buf)?;
+                Message::ForwardedAck {
+                    origin,
+                    probe_number,
+                }
+            }
+            ANNOUNCE => Message::Announce,
+            FEED => Message::Feed,
+            GOSSIP => Message::Gossip,
+            BROADCAST => Message::Broadcast,
+            TURN_UNDEAD => Message::TurnUndead,
+            tag => {
+                return Err(SwimCodecError::UnknownTag {
+                    what: "message",
+                    tag,
+                });
+            }
+        };
+        Ok(Header {
+            src,
+            src_incarnation,
+            dst,
+            message,
+        })
+    }
+
+    fn encode_member(
+        &mut self,
+        member: &Member<SwimId>,
+        mut buf: impl BufMut,
+    ) -> Result<(), Self::Error> {
+        // foca asks that a member that does not fit leaves the buffer untouched.
+        room(&buf, MEMBER_BYTES, "member")?;
+        put_id(member.id(), &mut buf);
+        buf.put_u16(member.incarnation());
+        buf.put_u8(match member.state() {
+            State::Alive => 0,
+            State::Suspect => 1,
+            State::Down => 2,
+        });
+        Ok(())
+    }
+
+    fn decode_member(&mut self, mut buf: impl Buf) -> Result<Member<SwimId>, Self::Error> {
+        let id = get_id(&mut buf)?;
+        need(&buf, 3, "member state")?;
+        let incarnation = buf.get_u16();
+        let state = match buf.get_u8() {
+            0 => State::Alive,
+            1 => State::Suspect,
+            2 => State::Down,
+            tag => return Err(SwimCodecError::UnknownTag { what: "state", tag }),
+        };
+        Ok(Member::new(id, incarnation, state))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use foca::Codec;
+
+    fn id(n: u8) -> SwimId {
+        SwimId {
+            key: PublicKey([n; 32]),
+            bump: u64::from(n) << 40 | 7,
+        }
+    }
+
+    #[test]
+    fn every_message_and_member_round_trips() {
+        let messages = [
+            Message::Ping(1),
+            Message::Ack(2),
+            Message::PingReq {
+                target: id(3),
+                probe_number: 3,
+            },
+            Message::IndirectPing {
+                origin: id(4),
+                probe_number: 4,
+            },
+            Message::IndirectAck {
+                target: id(5),
+                probe_number: 5,
+            },
+            Message::ForwardedAck {
+                origin: id(6),
+                probe_number: 6,
+            },
+            Message::Announce,
+            Message::Feed,
+            Message::Gossip,
+            Message::Broadcast,
+            Message::TurnUndead,
+        ];
+        for message in messages {
+            let h = Header {
+                src: id(1),
+                src_incarnation: 513,
+                dst: id(2),
+                message,
+            };
+            let mut buf = vec![];
+            SwimCodec.encode_header(&h, &mut buf).unwrap();
+            assert_eq!(SwimCodec.decode_header(&buf[..]).unwrap(), h);
+            // Every cut is refused, never a panic.
+            for cut in 0..buf.len() {
+                assert!(SwimCodec.decode_header(&buf[..cut]).is_err());
+            }
+        }
+        for state in [State::Alive, State::Suspect, State::Down] {
+            let m = Member::new(id(9), 65_535, state);
+            let mut buf = vec![];
+            SwimCodec.encode_member(&m, &mut buf).unwrap();
+            assert_eq!(buf.len(), MEMBER_BYTES);
+            assert_eq!(SwimCodec.decode_member(&buf[..]).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn unknown_tags_are_refused() {
+        let mut buf = vec![];
+        put_id(&id(1), &mut buf);
+        buf.put_u16(0);
+        put_id(&id(2), &mut buf);
+        buf.put_u8(99);
+        assert_eq!(
+            SwimCodec.decode_header(&buf[..]),
+            Err(SwimCodecError::UnknownTag {
+                what: "message",
+                tag: 99
+            })
+        );
+        let mut m = vec![];
+        put_id(&id(1), &mut m);
+        m.put_u16(0);
+        m.put_u8(3);
+        assert!(SwimCodec.decode_member(&m[..]).is_err());
+    }
+}

@@ -1,0 +1,776 @@
+//! Liveness by SWIM: the [`foca`] crate (sans-IO SWIM with suspicion, indirect probes and
+//! piggybacked dissemination) run over the node's *certified* members, with a filter in
+//! front of it that makes one hostile member unable to get an honest one removed.
+//!
+//! Invariants:
+//! - foca only ever hears from members: a packet is taken only if the transport's
+//!   authenticated sender is the packet's source and a member the node judged on its
+//!   credential ([`Swim::admit`]); updates about anyone else are dropped before foca sees
+//!   them, so foca's list holds only certified nodes.
+//! - No member is removed on one word. foca lets any member declare another `Down`; here a
+//!   third party's `Down` is read as `Suspect`, and a member is dead only when
+//!   [`quorum`] distinct members (this node among them) each *signed* a down vote after
+//!   their own probe and suspicion ran out ([`SwimEvent::Dead`]). A member's own `Down`
+//!   (it leaves) is taken from it alone.
+//! - Only a member raises its own incarnation: a third party's `Alive` at an incarnation
+//!   above what the member itself said (directly, or in a signed refutation) is dropped, so
+//!   a hostile member cannot keep a dead node listed by refuting for it. A node that raises
+//!   its incarnation signs a refutation and spreads it.
+//! - Time is the caller's: foca's timers are kept here by due time and fired by
+//!   [`Swim::wake`]; [`Swim::next_wake`] says when. Randomness is a generator seeded by the
+//!   caller, so a simulation repeats exactly.
+//! - Every table is bounded by the member bound: votes, verified incarnations, timers.
+
+pub mod codec;
+
+use crate::core::MAX_MEMBERS;
+use bytes::{Buf, BufMut};
+use codec::{ID_BYTES, MEMBER_BYTES, SwimCodec, get_id, put_id};
+use foca::{AccumulatingRuntime, Foca, Member, Message, OwnedNotification, State, Timer};
+use rand_09::SeedableRng;
+use rand_09::rngs::SmallRng;
+use slicefed_trust::{PublicKey, SecretKey};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::num::{NonZeroU8, NonZeroUsize};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+/// A member's identity in SWIM: its node key and a bump that grows each time it starts (or
+/// rejoins after being declared dead), so a restarted node is a new identity that wins
+/// over its old one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SwimId {
+    /// The node key.
+    pub key: PublicKey,
+    /// Start time in ms (or later: a rejoin adds one).
+    pub bump: u64,
+}
+
+impl foca::Identity for SwimId {
+    type Addr = PublicKey;
+
+    fn renew(&self) -> Option<Self> {
+        Some(SwimId {
+            key: self.key,
+            bump: self.bump.saturating_add(1),
+        })
+    }
+
+    fn addr(&self) -> PublicKey {
+        self.key
+    }
+
+    fn win_addr_conflict(&self, adversary: &Self) -> bool {
+        self.bump > adversary.bump
+    }
+}
+
+/// How often a node probes a member.
+pub const PROBE_PERIOD_MS: u64 = 4_000;
+/// How long a direct probe waits before asking others to probe indirectly.
+pub const PROBE_RTT_MS: u64 = 1_500;
+/// How long a member stays suspected (it may refute) before the prober votes it down.
+pub const SUSPECT_MS: u64 = 20_000;
+/// Largest SWIM packet (a probe carries up to ~20 piggybacked updates).
+pub const MAX_PACKET: usize = 1_024;
+/// Distinct members whose signed votes make a member dead.
+pub const QUORUM: usize = 3;
+/// Votes older than this do not count (an old false accusation cannot add up with a
+/// later one).
+pub const VOTE_WINDOW_MS: u64 = 300_000;
+/// Signed items (votes, refutations) remembered so that one heard again is not spread
+/// again.
+const SEEN_ITEMS: usize = 16_384;
+/// Signed items waiting to be counted after a packet.
+const INBOX: usize = 1_024;
+
+const VOTE_DOMAIN: &str = "slicefed/swim-down-vote/1";
+const REFUTE_DOMAIN: &str = "slicefed/swim-refute/1";
+const VOTE: u8 = 1;
+const REFUTE: u8 = 2;
+/// Bytes of an encoded vote: tag, accused, voter, signature.
+pub const VOTE_BYTES: usize = 1 + ID_BYTES + 32 + 64;
+/// Bytes of an encoded refutation: tag, identity, incarnation, signature.
+pub const REFUTE_BYTES: usize = 1 + ID_BYTES + 2 + 64;
+
+/// Votes needed to declare a member dead when this node knows `members` others: three,
+/// or every other member in a smaller federation (this node's own vote counts).
+pub fn quorum(members: usize) -> usize {
+    QUORUM.min(members).max(1)
+}
+
+/// foca's settings for this federation. Probing is constant per node whatever the size
+/// (one probe per period); updates are piggybacked `4 × log10(n)` times, as memberlist does.
+fn config(members: usize) -> foca::Config {
+    let mut c = foca::Config::simple();
+    c.probe_period = Duration::from_millis(PROBE_PERIOD_MS);
+    c.probe_rtt = Duration::from_millis(PROBE_RTT_MS);
+    c.suspect_to_down_after = Duration::from_millis(SUSPECT_MS);
+    c.remove_down_after = Duration::from_secs(120);
+    c.max_packet_size = NonZeroUsize::new(MAX_PACKET).unwrap_or(NonZeroUsize::MIN);
+    let digits = (members.max(10) as f64).log10().ceil() as u8;
+    c.max_transmissions = NonZeroU8::new(4u8.saturating_mul(digits)).unwrap_or(NonZeroU8::MIN);
+    c.notify_down_members = false;
+    c.periodic_announce = None;
+    c.periodic_gossip = Some(foca::PeriodicParams {
+        frequency: Duration::from_millis(1_000),
+        num_members: NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN),
+    });
+    c
+}
+
+/// Why a SWIM packet was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SwimRefusal {
+    /// Over [`MAX_PACKET`].
+    #[error("a SWIM packet of {0} bytes, over {MAX_PACKET}")]
+    TooBig(usize),
+    /// Not a packet.
+    #[error(transparent)]
+    Decode(#[from] codec::SwimCodecError),
+    /// The packet names a source other than the connection's peer.
+    #[error("a SWIM packet from {from} that says it is from {claimed}")]
+    NotTheSender {
+        /// The authenticated peer.
+        from: PublicKey,
+        /// The source in the packet.
+        claimed: PublicKey,
+    },
+    /// The sender is not a member (its credential was never judged, or it left).
+    #[error("a SWIM packet from {0}, which is not a member")]
+    NotAMember(PublicKey),
+    /// Addressed to another node.
+    #[error("a SWIM packet for {0}, not for this node")]
+    NotForUs(PublicKey),
+    /// A probe for or on behalf of a node that is not a member.
+    #[error("a SWIM probe involving {0}, which is not a member")]
+    ProbeOfNonMember(PublicKey),
+    /// foca's "you were declared down, rejoin" courtesy: one member could use it to make
+    /// every member it reaches drop out.
+    #[error("a SWIM turn-undead message (one member may not declare another dead)")]
+    TurnUndead,
+    /// foca refused it.
+    #[error("SWIM: {0}")]
+    Foca(String),
+}
+
+/// What the node must do after a SWIM step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SwimEvent {
+    /// Send this packet to this member (lossy; no answer expected).
+    Send {
+        /// Which member.
+        to: PublicKey,
+        /// The packet.
+        data: Vec<u8>,
+    },
+    /// A quorum of members voted this member dead, or it left: it is no longer a member.
+    Dead(PublicKey),
+    /// A quorum voted *this* node dead (it was unreachable for a while): it rejoins under
+    /// a new identity and should re-advertise.
+    Rejoined,
+}
+
+/// What SWIM has done, for sensors and the simulator.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SwimStats {
+    /// Packets sent and their bytes.
+    pub sent: u64,
+    /// Bytes sent.
+    pub sent_bytes: u64,
+    /// Packets taken.
+    pub received: u64,
+    /// Packets refused (any [`SwimRefusal`]).
+    pub refused: u64,
+    /// Updates dropped or rewritten by the filter (a third party's `Down`, an incarnation
+    /// nobody signed, news of non-members).
+    pub updates_filtered: u64,
+    /// Down votes this node signed.
+    pub votes_signed: u64,
+    /// Signed items refused (bad signature, signer or subject not a member).
+    pub items_refused: u64,
+    /// Members declared dead by a quorum.
+    pub declared_dead: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum ItemKey {
+    Vote(SwimId, PublicKey),
+    Refute(SwimId, u16),
+}
+
+impl foca::Invalidates for ItemKey {
+    fn invalidates(&self, other: &Self) -> bool {
+        match (self, other) {
+            (ItemKey::Refute(a, i), ItemKey::Refute(b, j)) => a == b && i >= j,
+            _ => self == other,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Item {
+    Vote { accused: SwimId, voter: PublicKey },
+    Refute { id: SwimId, incarnation: u16 },
+}
+
+/// State the broadcast handler (owned by foca) shares with [`Swim`].
+#[derive(Default)]
+struct Shared {
+    me: Option<PublicKey>,
+    members: HashSet<PublicKey>,
+    seen: HashSet<ItemKey>,
+    seen_order: VecDeque<ItemKey>,
+    inbox: Vec<Item>,
+    refused: u64,
+}
+
+impl Shared {
+    fn is_member(&self, k: &PublicKey) -> bool {
+        self.members.contains(k) || self.me == Some(*k)
+    }
+
+    /// Judges one signed item: its signer and subject are members, its signature holds,
+    /// and it was not seen before. Only then is it counted and spread on.
+    fn judge(&mut self, data: &[u8]) -> Option<ItemKey> {
+        let (item, key) = match decode_item(data) {
+            Some(x) => x,
+            None => {
+                self.refused += 1;
+                return None;
+            }
+        };
+        if self.seen.contains(&key) {
+            return None;
+        }
+        let (signer, subject) = match item {
+            Item::Vote { accused, voter } => (voter, accused.key),
+            Item::Refute { id, .. } => (id.key, id.key),
+        };
+        if !self.is_member(&signer) || !self.is_member(&subject) || !verify_item(data, &signer) {
+            self.refused += 1;
+            return None;
+        }
+        if self.seen_order.len() >= SEEN_ITEMS
+            && let Some(old) = self.seen_order.pop_front()
+        {
+            self.seen.remove(&old);
+        }
+        self.seen.insert(key);
+        self.seen_order.push_back(key);
+        if self.inbox.len() < INBOX {
+            self.inbox.push(item);
+        }
+        Some(key)
+    }
+}
+
+struct Items(Arc<Mutex<Shared>>);
+
+#[derive(Debug, thiserror::Error)]
+#[error("never")]
+struct NeverFails;
+
+impl foca::BroadcastHandler<SwimId> for Items {
+    type Key = ItemKey;
+    type Error = NeverFails;
+
+    fn receive_item(
+        &mut self,
+        data: &[u8],
+        _sender: Option<&SwimId>,
+    ) -> Result<Option<ItemKey>, NeverFails> {
+        // A bad item is dropped and counted, not an error: an error would end foca's
+        // reading of the rest of the packet.
+        Ok(self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .judge(data))
+    }
+}
+
+fn decode_item(data: &[u8]) -> Option<(Item, ItemKey)> {
+    let (&tag, mut rest) = data.split_first()?;
+    match tag {
+        VOTE if data.len() == VOTE_BYTES => {
+            let accused = get_id(&mut rest).ok()?;
+            let mut voter = [0u8; 32];
+            rest.copy_to_slice(&mut voter);
+            let voter = PublicKey(voter);
+            Some((Item::Vote { accused, voter }, ItemKey::Vote(accused, voter)))
+        }
+        REFUTE if data.len() == REFUTE_BYTES => {
+            let id = get_id(&mut rest).ok()?;
+            let incarnation = rest.get_u16();
+            Some((
+                Item::Refute { id, incarnation },
+                ItemKey::Refute(id, incarnation),
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// The signed part of an item (everything but the signature) and the signature.
+fn split_signature(data: &[u8]) -> Option<(&[u8], [u8; 64])> {
+    let at = data.len().checked_sub(64)?;
+    let (body, sig) = data.split_at(at);
+    Some((body, sig.try_into().ok()?))
+}
+
+fn verify_item(data: &[u8], signer: &PublicKey) -> bool {
+    let Some((body, sig)) = split_signature(data) else {
+        return false;
+    };
+    let domain = match body.first() {
+        Some(&VOTE) => VOTE_DOMAIN,
+        Some(&REFUTE) => REFUTE_DOMAIN,
+        _ => return false,
+    };
+    signer.verify_domain(domain, body, &sig).is_ok()
+}
+
+fn vote_bytes(key: &SecretKey, accused: &SwimId) -> Vec<u8> {
+    let mut b = Vec::with_capacity(VOTE_BYTES);
+    b.put_u8(VOTE);
+    put_id(accused, &mut b);
+    b.put_slice(&key.public().0);
+    let sig = key.sign_domain(VOTE_DOMAIN, &b);
+    b.put_slice(&sig);
+    b
+}
+
+fn refute_bytes(key: &SecretKey, id: &SwimId, incarnation: u16) -> Vec<u8> {
+    let mut b = Vec::with_capacity(REFUTE_BYTES);
+    b.put_u8(REFUTE);
+    put_id(id, &mut b);
+    b.put_u16(incarnation);
+    let sig = key.sign_domain(REFUTE_DOMAIN, &b);
+    b.put_slice(&sig);
+    b
+}
+
+/// Where a step's notifications came from (what a `MemberDown` means).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    /// This node's own timers: a suspicion it raised ran out, so it votes.
+    Timer,
+    /// A packet from this member: only its own `Down` (it leaves) gets through the filter.
+    Packet(PublicKey),
+    /// The node's own decision (admit, expel, quorum): nothing more to do.
+    Local,
+}
+
+/// Votes about one identity.
+struct Tally {
+    first_ms: u64,
+    voters: BTreeSet<PublicKey>,
+    done: bool,
+}
+
+/// SWIM for one node.
+pub struct Swim {
+    key: SecretKey,
+    me: SwimId,
+    foca: Foca<SwimId, SwimCodec, SmallRng, Items>,
+    rt: AccumulatingRuntime<SwimId>,
+    shared: Arc<Mutex<Shared>>,
+    timers: BTreeMap<(u64, u64), Timer<SwimId>>,
+    seq: u64,
+    tallies: HashMap<SwimId, Tally>,
+    /// Each member's identity and the highest incarnation it said itself.
+    said: HashMap<PublicKey, (u64, u16)>,
+    incarnation: u16,
+    refuted: u16,
+    members_at_config: usize,
+    stats: SwimStats,
+}
+
+impl Swim {
+    /// SWIM for the node with `key`, started at `bump` (its start time, ms), with a
+    /// generator seeded by `seed`.
+    pub fn new(key: &SecretKey, bump: u64, seed: u64) -> Swim {
+        let me = SwimId {
+            key: key.public(),
+            bump,
+        };
+        let shared = Arc::new(Mutex::new(Shared {
+            me: Some(me.key),
+            ..Shared::default()
+        }));
+        let foca = Foca::with_custom_broadcast(
+            me,
+            config(0),
+            SmallRng::seed_from_u64(seed),
+            SwimCodec,
+            Items(shared.clone()),
+        );
+        Swim {
+            key: SecretKey::from_seed(&key.seed()),
+            me,
+            foca,
+            rt: AccumulatingRuntime::new(),
+            shared,
+            timers: BTreeMap::new(),
+            seq: 0,
+            tallies: HashMap::new(),
+            said: HashMap::new(),
+            incarnation: 0,
+            refuted: 0,
+            members_at_config: 0,
+            stats: SwimStats::default(),
+        }
+    }
+
+    /// This node's identity.
+    pub fn me(&self) -> SwimId {
+        self.me
+    }
+
+    /// What SWIM has done so far.
+    pub fn stats(&self) -> SwimStats {
+        let mut s = self.stats;
+        s.items_refused = self.shared().refused;
+        s
+    }
+
+    /// Members foca holds as alive or suspected.
+    pub fn active(&self) -> usize {
+        self.foca.num_members()
+    }
+
+    fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn is_member(&self, k: &PublicKey) -> bool {
+        self.shared().is_member(k)
+    }
+
+    /// When [`Swim::wake`] must next run, if anything waits.
+    pub fn next_wake(&self) -> Option<u64> {
+        self.timers.keys().next().map(|(at, _)| *at)
+    }
+
+    /// A member the node judged on its credential (`bump` from its advert): probed from now
+    /// on, and allowed to speak.
+    pub fn admit(&mut self, now_ms: u64, id: SwimId) -> Vec<SwimEvent> {
+        if id.key == self.me.key {
+            return vec![];
+        }
+        let members = {
+            let mut s = self.shared();
+            s.members.insert(id.key);
+            s.members.len()
+        };
+        let said = self.said.entry(id.key).or_insert((id.bump, 0));
+        if said.0 < id.bump {
+            *said = (id.bump, 0);
+        }
+        self.reconfigure(members);
+        let _ = self
+            .foca
+            .apply_many(std::iter::once(Member::alive(id)), false, &mut self.rt);
+        let mut out = vec![];
+        self.drain(now_ms, Cause::Local, &mut out);
+        out
+    }
+
+    /// A member the node no longer counts (revoked, expired, or dead by quorum): no longer
+    /// probed, and not heard.
+    pub fn expel(&mut self, now_ms: u64, key: &PublicKey) -> Vec<SwimEvent> {
+        self.shared().members.remove(key);
+        self.tallies.retain(|id, _| id.key != *key);
+        let mut out = vec![];
+        if let Some((bump, inc)) = self.said.remove(key) {
+            let id = SwimId { key: *key, bump };
+            let _ = self.foca.apply_many(
+                std::iter::once(Member::new(id, inc, State::Down)),
+                false,
+                &mut self.rt,
+            );
+            self.drain(now_ms, Cause::Local, &mut out);
+        }
+        out
+    }
+
+    /// Keeps foca's dissemination count right for the federation's size (it is the one
+    /// setting foca lets change while running).
+    fn reconfigure(&mut self, members: usize) {
+        let grew = members >= self.members_at_config.saturating_mul(2).max(16);
+        if grew {
+            self.members_at_config = members;
+            let _ = self.foca.set_config(config(members));
+        }
+    }
+
+    /// A SWIM packet from member `from` (the transport's authenticated peer).
+    pub fn packet(
+        &mut self,
+        now_ms: u64,
+        from: PublicKey,
+        data: &[u8],
+    ) -> Result<Vec<SwimEvent>, SwimRefusal> {
+        let filtered = match self.filter(from, data) {
+            Ok(f) => f,
+            Err(e) => {
+                self.stats.refused += 1;
+                return Err(e);
+            }
+        };
+        self.stats.received += 1;
+        let result = self.foca.handle_data(&filtered, &mut self.rt);
+        let mut out = vec![];
+        self.drain(now_ms, Cause::Packet(from), &mut out);
+        self.count_items(now_ms, &mut out);
+        match result {
+            Ok(()) => Ok(out),
+            // What foca did before it stopped still stands (it is in `out`).
+            Err(e) if out.is_empty() => Err(SwimRefusal::Foca(e.to_string())),
+            Err(_) => Ok(out),
+        }
+    }
+
+    /// Checks a packet and rewrites its updates (see the module's invariants); the result is
+    /// what foca reads.
+    fn filter(&mut self, from: PublicKey, data: &[u8]) -> Result<Vec<u8>, SwimRefusal> {
+        if data.len() > MAX_PACKET {
+            return Err(SwimRefusal::TooBig(data.len()));
+        }
+        let mut rest = data;
+        let header = foca::Codec::decode_header(&mut SwimCodec, &mut rest)?;
+        let header_len = data.len() - rest.len();
+        if header.src.key != from {
+            return Err(SwimRefusal::NotTheSender {
+                from,
+                claimed: header.src.key,
+            });
+        }
+        if !self.is_member(&from) {
+            return Err(SwimRefusal::NotAMember(from));
+        }
+        if header.dst.key != self.me.key {
+            return Err(SwimRefusal::NotForUs(header.dst.key));
+        }
+        let other = match &header.message {
+            Message::TurnUndead => return Err(SwimRefusal::TurnUndead),
+            Message::PingReq { target: o, .. }
+            | Message::IndirectAck { target: o, .. }
+            | Message::IndirectPing { origin: o, .. }
+            | Message::ForwardedAck { origin: o, .. } => Some(o.key),
+            _ => None,
+        };
+        if let Some(o) = other
+            && !self.is_member(&o)
+        {
+            return Err(SwimRefusal::ProbeOfNonMember(o));
+        }
+        // The sender speaks for itself: its own identity and incarnation are what it says.
+        self.heard_from(&header.src, header.src_incarnation);
+        let mut out = Vec::with_capacity(data.len());
+        out.extend_from_slice(data.get(..header_len).unwrap_or_default());
+        let has_updates = !matches!(
+            header.message,
+            Message::Broadcast | Message::Announce | Message::TurnUndead
+        ) && rest.remaining() >= 2;
+        if !has_updates {
+            out.extend_from_slice(rest);
+            return Ok(out);
+        }
+        let count = usize::from(rest.get_u16());
+        if count.saturating_mul(MEMBER_BYTES) > rest.remaining() {
+            return Err(codec::SwimCodecError::Short("updates").into());
+        }
+        let mut kept = Vec::with_capacity(count);
+        for _ in 0..count {
+            let m = foca::Codec::decode_member(&mut SwimCodec, &mut rest)?;
+            match self.judge_update(&from, m) {
+                Some(m) => kept.push(m),
+                None => self.stats.updates_filtered += 1,
+            }
+        }
+        out.put_u16(kept.len() as u16);
+        for m in &kept {
+            foca::Codec::encode_member(&mut SwimCodec, m, &mut out)?;
+        }
+        out.extend_from_slice(rest);
+        Ok(out)
+    }
+
+    /// A member's own word about itself.
+    fn heard_from(&mut self, id: &SwimId, incarnation: u16) {
+        if let Some(said) = self.said.get_mut(&id.key)
+            && (id.bump, incarnation) > *said
+        {
+            *said = (id.bump, incarnation);
+        }
+    }
+
+    /// One piggybacked update from `from`: kept, rewritten, or dropped (`None`).
+    fn judge_update(&mut self, from: &PublicKey, m: Member<SwimId>) -> Option<Member<SwimId>> {
+        let id = *m.id();
+        if id.key == *from {
+            // About the sender itself, including its own `Down` (it leaves).
+            return Some(m);
+        }
+        if id.key == self.me.key {
+            if id != self.me {
+                return None;
+            }
+            // About this node: nobody makes it drop out or jump its incarnation.
+            let inc = m.incarnation().min(self.incarnation);
+            return Some(match m.state() {
+                State::Alive => Member::new(id, inc, State::Alive),
+                State::Suspect | State::Down => Member::new(id, inc, State::Suspect),
+            });
+        }
+        let &(bump, said) = self.said.get(&id.key)?;
+        if id.bump != bump {
+            // Another start of the member than the one it told this node about: news only
+            // once it speaks for itself (or is admitted on a new advert).
+            return None;
+        }
+        match m.state() {
+            State::Alive if m.incarnation() > said => None,
+            State::Alive => Some(m),
+            // A third party's word is a suspicion, at most at an incarnation the member
+            // itself said.
+            State::Suspect | State::Down => {
+                Some(Member::new(id, m.incarnation().min(said), State::Suspect))
+            }
+        }
+    }
+
+    /// Time passes: fires foca's timers that are due.
+    pub fn wake(&mut self, now_ms: u64) -> Vec<SwimEvent> {
+        let mut out = vec![];
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 > now_ms {
+                break;
+            }
+            let timer = entry.remove();
+            let _ = self.foca.handle_timer(timer, &mut self.rt);
+            self.drain(now_ms, Cause::Timer, &mut out);
+        }
+        self.count_items(now_ms, &mut out);
+        self.tallies
+            .retain(|_, t| now_ms.saturating_sub(t.first_ms) < VOTE_WINDOW_MS);
+        out
+    }
+
+    /// Carries out what foca asked for: packets out, timers kept, notifications read.
+    fn drain(&mut self, now_ms: u64, cause: Cause, out: &mut Vec<SwimEvent>) {
+        while let Some((due, timer)) = self.rt.to_schedule() {
+            if self.timers.len() < 8 * MAX_MEMBERS + 64 {
+                let at = now_ms.saturating_add(due.as_millis() as u64);
+                self.seq += 1;
+                self.timers.insert((at, self.seq), timer);
+            }
+        }
+        while let Some((to, data)) = self.rt.to_send() {
+            // Our own incarnation, as foca tells members: when it rises (foca refuting a
+            // suspicion) the rise is signed, so members may believe relays of it.
+            if let Ok(h) = foca::Codec::decode_header(&mut SwimCodec, &data[..]) {
+                self.incarnation = self.incarnation.max(h.src_incarnation);
+            }
+            self.stats.sent += 1;
+            self.stats.sent_bytes += data.len() as u64;
+            out.push(SwimEvent::Send {
+                to: to.key,
+                data: data.to_vec(),
+            });
+        }
+        let mut votes = vec![];
+        while let Some(n) = self.rt.to_notify() {
+            match n {
+                OwnedNotification::MemberDown(id) => match cause {
+                    Cause::Timer => votes.push(id),
+                    Cause::Packet(from) if from == id.key => {
+                        self.stats.declared_dead += 1;
+                        out.push(SwimEvent::Dead(id.key));
+                    }
+                    _ => {}
+                },
+                OwnedNotification::Rejoin(id) => self.me = id,
+                _ => {}
+            }
+        }
+        if self.incarnation > self.refuted {
+            self.refuted = self.incarnation;
+            let item = refute_bytes(&self.key, &self.me, self.incarnation);
+            let _ = self.foca.add_broadcast(&item);
+        }
+        for accused in votes {
+            self.stats.votes_signed += 1;
+            let item = vote_bytes(&self.key, &accused);
+            let _ = self.foca.add_broadcast(&item);
+        }
+    }
+
+    /// Counts the signed items the last step accepted: refutations raise what a member
+    /// said; votes add up to a death.
+    fn count_items(&mut self, now_ms: u64, out: &mut Vec<SwimEvent>) {
+        let items = std::mem::take(&mut self.shared().inbox);
+        let members = self.shared().members.len();
+        for item in items {
+            match item {
+                Item::Refute { id, incarnation } => {
+                    self.heard_from(&id, incarnation);
+                    if id.key != self.me.key {
+                        let _ = self.foca.apply_many(
+                            std::iter::once(Member::new(id, incarnation, State::Alive)),
+                            false,
+                            &mut self.rt,
+                        );
+                        self.drain(now_ms, Cause::Local, out);
+                    }
+                }
+                Item::Vote { accused, voter } => {
+                    if self.tallies.len() >= MAX_MEMBERS && !self.tallies.contains_key(&accused) {
+                        continue;
+                    }
+                    let t = self.tallies.entry(accused).or_insert(Tally {
+                        first_ms: now_ms,
+                        voters: BTreeSet::new(),
+                        done: false,
+                    });
+                    t.voters.insert(voter);
+                    if t.done || t.voters.len() < quorum(members) {
+                        continue;
+                    }
+                    t.done = true;
+                    if accused == self.me {
+                        // Declared dead while alive (cut off for a while): come back as a
+                        // new identity, which members take on its next packet or advert.
+                        if let Some(next) = foca::Identity::renew(&self.me) {
+                            let _ = self.foca.change_identity(next, &mut self.rt);
+                            self.me = next;
+                            self.drain(now_ms, Cause::Local, out);
+                        }
+                        out.push(SwimEvent::Rejoined);
+                        continue;
+                    }
+                    // Votes about an identity the member no longer has (it restarted since)
+                    // end nothing.
+                    if accused.key == self.me.key
+                        || self.said.get(&accused.key).map(|s| s.0) != Some(accused.bump)
+                    {
+                        continue;
+                    }
+                    self.stats.declared_dead += 1;
+                    let _ = self.foca.apply_many(
+                        std::iter::once(Member::new(accused, u16::MAX, State::Down)),
+                        false,
+                        &mut self.rt,
+                    );
+                    self.drain(now_ms, Cause::Local, out);
+                    out.push(SwimEvent::Dead(accused.key));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

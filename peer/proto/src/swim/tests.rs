@@ -1,0 +1,297 @@
+//! SWIM over a scripted network of in-memory nodes: detection, and hostile members.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use super::*;
+use slicefed_trust::fixtures::key;
+
+/// Nodes that deliver every packet after 20 ms, except to or from nodes that are down.
+struct Net {
+    nodes: Vec<Swim>,
+    up: Vec<bool>,
+    queue: BTreeMap<(u64, u64), (usize, usize, Vec<u8>)>,
+    seq: u64,
+    now: u64,
+    dead: Vec<Vec<(u64, PublicKey)>>,
+    refusals: Vec<SwimRefusal>,
+}
+
+fn index(k: &PublicKey) -> usize {
+    (0..64u8)
+        .find(|i| key(40 + i).public() == *k)
+        .map_or(usize::MAX, usize::from)
+}
+
+impl Net {
+    fn new(n: usize) -> Net {
+        let nodes: Vec<Swim> = (0..n)
+            .map(|i| Swim::new(&key(40 + i as u8), 1_000, i as u64))
+            .collect();
+        let mut net = Net {
+            up: vec![true; n],
+            nodes,
+            queue: BTreeMap::new(),
+            seq: 0,
+            now: 0,
+            dead: vec![vec![]; n],
+            refusals: vec![],
+        };
+        for i in 0..n {
+            for j in 0..n {
+                if i != j {
+                    let id = net.nodes[j].me();
+                    let e = net.nodes[i].admit(0, id);
+                    net.carry(i, e);
+                }
+            }
+        }
+        net
+    }
+
+    fn carry(&mut self, from: usize, events: Vec<SwimEvent>) {
+        for e in events {
+            match e {
+                SwimEvent::Send { to, data } => {
+                    self.seq += 1;
+                    self.queue
+                        .insert((self.now + 20, self.seq), (from, index(&to), data));
+                }
+                SwimEvent::Dead(k) => self.dead[from].push((self.now, k)),
+                SwimEvent::Rejoined => {}
+            }
+        }
+    }
+
+    /// Runs until `until` ms in 100 ms steps.
+    fn run(&mut self, until: u64) {
+        while self.now < until {
+            self.now += 100;
+            while let Some(entry) = self.queue.first_entry() {
+                if entry.key().0 > self.now {
+                    break;
+                }
+                let (from, to, data) = entry.remove();
+                if !self.up[from] || !self.up.get(to).copied().unwrap_or(false) {
+                    continue;
+                }
+                let fk = self.nodes[from].me().key;
+                match self.nodes[to].packet(self.now, fk, &data) {
+                    Ok(e) => self.carry(to, e),
+                    Err(r) => self.refusals.push(r),
+                }
+            }
+            for i in 0..self.nodes.len() {
+                if self.up[i] {
+                    let e = self.nodes[i].wake(self.now);
+                    self.carry(i, e);
+                }
+            }
+        }
+    }
+
+    /// Whether every up node other than `but` has declared `who` dead.
+    fn all_declared(&self, who: usize, but: &[usize]) -> bool {
+        let k = self.nodes[who].me().key;
+        (0..self.nodes.len())
+            .filter(|i| self.up[*i] && *i != who && !but.contains(i))
+            .all(|i| self.dead[i].iter().any(|(_, d)| *d == k))
+    }
+
+    fn declared_by_anyone(&self, who: usize) -> bool {
+        let k = self.nodes[who].me().key;
+        self.dead.iter().any(|d| d.iter().any(|(_, x)| *x == k))
+    }
+}
+
+#[test]
+fn a_dead_member_is_declared_dead_by_every_live_member_within_two_minutes() {
+    let mut net = Net::new(12);
+    net.run(30_000);
+    assert!(net.refusals.is_empty(), "{:?}", net.refusals);
+    assert!(
+        (0..12).all(|i| !net.declared_by_anyone(i)),
+        "nobody dies while all are up"
+    );
+    net.up[3] = false;
+    let died = net.now;
+    net.run(died + 120_000);
+    let stats: Vec<SwimStats> = net.nodes.iter().map(|n| n.stats()).collect();
+    assert!(net.all_declared(3, &[]), "{:?} {stats:?}", net.dead);
+    let worst = net
+        .dead
+        .iter()
+        .flatten()
+        .map(|(t, _)| t - died)
+        .max()
+        .unwrap();
+    assert!(worst <= 120_000);
+    eprintln!("declared dead everywhere after {worst} ms");
+    // Nobody else was declared dead on the way.
+    for i in (0..12).filter(|i| *i != 3) {
+        assert!(!net.declared_by_anyone(i), "{i} declared dead while up");
+    }
+}
+
+#[test]
+fn one_member_that_accuses_another_gets_nothing_declared() {
+    let mut net = Net::new(8);
+    net.run(10_000);
+    let liar = 0;
+    let victim = 5;
+    let victim_id = net.nodes[victim].me();
+    let liar_key = key(40);
+    // The liar signs a vote (it may: it is a member), piggybacks `Down` about the victim,
+    // signs votes under made-up keys, and tells the victim to turn undead, for a minute.
+    for round in 0..60u8 {
+        for to in 1..8 {
+            if to == victim {
+                continue;
+            }
+            let dst = net.nodes[to].me();
+            let mut packet = vec![];
+            foca::Codec::encode_header(
+                &mut SwimCodec,
+                &foca::Header {
+                    src: net.nodes[liar].me(),
+                    src_incarnation: 0,
+                    dst,
+                    message: Message::Gossip,
+                },
+                &mut packet,
+            )
+            .unwrap();
+            packet.put_u16(1);
+            foca::Codec::encode_member(
+                &mut SwimCodec,
+                &Member::new(victim_id, 0, State::Down),
+                &mut packet,
+            )
+            .unwrap();
+            let vote = vote_bytes(&liar_key, &victim_id);
+            packet.put_u16(vote.len() as u16);
+            packet.put_slice(&vote);
+            let forged = vote_bytes(&key(200 - round % 50), &victim_id);
+            packet.put_u16(forged.len() as u16);
+            packet.put_slice(&forged);
+            // Taken (the liar is a member): its vote counts once, the rest is filtered.
+            let e = net.nodes[to]
+                .packet(net.now, liar_key.public(), &packet)
+                .unwrap();
+            net.carry(to, e);
+        }
+        let mut undead = vec![];
+        foca::Codec::encode_header(
+            &mut SwimCodec,
+            &foca::Header {
+                src: net.nodes[liar].me(),
+                src_incarnation: 0,
+                dst: victim_id,
+                message: Message::TurnUndead,
+            },
+            &mut undead,
+        )
+        .unwrap();
+        assert_eq!(
+            net.nodes[victim].packet(net.now, liar_key.public(), &undead),
+            Err(SwimRefusal::TurnUndead)
+        );
+        net.run(net.now + 1_000);
+    }
+    net.run(net.now + 60_000);
+    assert!(!net.declared_by_anyone(victim), "{:?}", net.dead);
+    assert!(
+        (1..8)
+            .filter(|i| *i != victim)
+            .all(|i| net.nodes[i].stats().items_refused > 0)
+    );
+}
+
+#[test]
+fn packets_from_non_members_or_in_another_name_are_refused() {
+    let mut net = Net::new(3);
+    let a = net.nodes[0].me();
+    let b = net.nodes[1].me();
+    let stranger = SwimId {
+        key: key(99).public(),
+        bump: 1,
+    };
+    let ping = |src: SwimId, dst: SwimId| {
+        let mut p = vec![];
+        foca::Codec::encode_header(
+            &mut SwimCodec,
+            &foca::Header {
+                src,
+                src_incarnation: 0,
+                dst,
+                message: Message::Ping(1),
+            },
+            &mut p,
+        )
+        .unwrap();
+        p.put_u16(0);
+        p
+    };
+    assert_eq!(
+        net.nodes[0].packet(0, stranger.key, &ping(stranger, a)),
+        Err(SwimRefusal::NotAMember(stranger.key))
+    );
+    assert_eq!(
+        net.nodes[0].packet(0, b.key, &ping(stranger, a)),
+        Err(SwimRefusal::NotTheSender {
+            from: b.key,
+            claimed: stranger.key
+        })
+    );
+    assert_eq!(
+        net.nodes[0].packet(0, b.key, &ping(b, b)),
+        Err(SwimRefusal::NotForUs(b.key))
+    );
+    assert!(matches!(
+        net.nodes[0].packet(0, b.key, &vec![0; MAX_PACKET + 1]),
+        Err(SwimRefusal::TooBig(_))
+    ));
+    // A member's honest ping is answered.
+    let out = net.nodes[0].packet(0, b.key, &ping(b, a)).unwrap();
+    assert!(
+        out.iter()
+            .any(|e| matches!(e, SwimEvent::Send { to, .. } if *to == b.key))
+    );
+    net.run(1_000);
+}
+
+#[test]
+fn nobody_but_the_member_raises_its_incarnation() {
+    let mut net = Net::new(3);
+    let mut s = Swim::new(&key(40), 1_000, 0);
+    let b = net.nodes[1].me();
+    let c = net.nodes[2].me();
+    s.admit(0, b);
+    s.admit(0, c);
+    // b says c is alive at incarnation 9: c never said so; dropped. b says c is down:
+    // read as a suspicion.
+    assert_eq!(
+        s.judge_update(&b.key, Member::new(c, 9, State::Alive)),
+        None
+    );
+    assert_eq!(
+        s.judge_update(&b.key, Member::new(c, 0, State::Down)),
+        Some(Member::new(c, 0, State::Suspect))
+    );
+    // c's own signed refutation at 9 makes relays of it believable.
+    let item = refute_bytes(&key(42), &c, 9);
+    assert!(s.shared().judge(&item).is_some());
+    s.count_items(0, &mut vec![]);
+    assert_eq!(
+        s.judge_update(&b.key, Member::new(c, 9, State::Alive)),
+        Some(Member::new(c, 9, State::Alive))
+    );
+    // A refutation signed by someone else is refused.
+    let forged = refute_bytes(&key(41), &c, 20);
+    assert!(s.shared().judge(&forged).is_none());
+    // About this node: a `Down` is a suspicion it refutes, never a jump.
+    let me = s.me();
+    assert_eq!(
+        s.judge_update(&b.key, Member::new(me, 500, State::Down)),
+        Some(Member::new(me, 0, State::Suspect))
+    );
+    net.run(1_000);
+}
