@@ -99,6 +99,8 @@ pub struct Sample {
 pub struct Traffic {
     /// Adverts (gossip).
     pub adverts: f64,
+    /// SWIM packets (probes, acks, piggybacked updates, votes) and their answers.
+    pub swim: f64,
     /// Checkpoints sent to witnesses and cosignatures sent back and across.
     pub checkpoints: f64,
     /// Ledger pages and replica hand-overs.
@@ -115,6 +117,7 @@ impl Traffic {
     /// Sum of every category.
     pub fn total(&self) -> f64 {
         self.adverts
+            + self.swim
             + self.checkpoints
             + self.replication
             + self.revocations
@@ -126,6 +129,7 @@ impl Traffic {
     pub fn add(&mut self, c: Category, bytes: f64) {
         match c {
             Category::Adverts => self.adverts += bytes,
+            Category::Swim => self.swim += bytes,
             Category::Checkpoints => self.checkpoints += bytes,
             Category::Replication => self.replication += bytes,
             Category::Revocations => self.revocations += bytes,
@@ -138,6 +142,7 @@ impl Traffic {
     pub fn scaled(&self, f: f64) -> Traffic {
         Traffic {
             adverts: self.adverts * f,
+            swim: self.swim * f,
             checkpoints: self.checkpoints * f,
             replication: self.replication * f,
             revocations: self.revocations * f,
@@ -150,6 +155,7 @@ impl Traffic {
     pub fn minus(&self, o: &Traffic) -> Traffic {
         Traffic {
             adverts: self.adverts - o.adverts,
+            swim: self.swim - o.swim,
             checkpoints: self.checkpoints - o.checkpoints,
             replication: self.replication - o.replication,
             revocations: self.revocations - o.revocations,
@@ -164,6 +170,8 @@ impl Traffic {
 pub enum Category {
     /// See [`Traffic::adverts`].
     Adverts,
+    /// See [`Traffic::swim`].
+    Swim,
     /// See [`Traffic::checkpoints`].
     Checkpoints,
     /// See [`Traffic::replication`].
@@ -210,6 +218,12 @@ pub struct Metrics {
     pub events: u64,
     /// Entry pages witnesses refused.
     pub bad_pages: u64,
+    /// For each live member that dropped a crashed node: ms from the crash to the drop.
+    pub detections: Vec<f64>,
+    /// Members dropped by a live node while they were up (false departures).
+    pub false_departures: u64,
+    /// Members dropped in all.
+    pub departures: u64,
 }
 
 /// The `q` quantile of `xs` (nearest rank), or 0 for none.

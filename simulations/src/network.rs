@@ -6,6 +6,7 @@ use crate::geo;
 use crate::metrics::Category;
 use crate::net::MESH_DEGREE;
 use crate::sim::*;
+use slicefed_proto::core::credential_hash;
 use slicefed_proto::node::{Effect, Input, Topic, Verdict};
 use slicefed_proto::wire::{Advert, AdvertBody, Request, Response};
 use slicefed_trust::{CertId, Invocation, ModuleHash};
@@ -81,7 +82,7 @@ impl Sim {
         let honest = self.world.honest;
         let start_ms = self.now_ms();
         // (node, incarnation, arrival offset, its machine's answer or refusal)
-        type Judged = (usize, u32, u64, Result<Vec<Effect>, String>);
+        type Judged = (usize, u32, u64, Result<(), String>, Vec<Effect>);
         // The sender's credential as the world holds it, when the advert carries exactly it:
         // receivers then share one copy (a thousand nodes each copying a thousand
         // credentials was a gigabyte of memory to read through on every advert).
@@ -90,7 +91,7 @@ impl Sim {
             .nodes
             .get(sender)
             .map(|s| s.credential.clone())
-            .filter(|c| **c == *advert.body.credential);
+            .filter(|c| !advert.body.credential.is_empty() && **c == *advert.body.credential);
         let mut results: Vec<Judged> = Vec::with_capacity(arrivals.len());
         for &(off, v) in arrivals {
             let i = v as usize;
@@ -103,18 +104,23 @@ impl Sim {
             let inc = n.incarnation;
             let Some(l) = n.live.as_mut() else { continue };
             let at = start_ms + off / MS;
-            let r = l
-                .node
-                .advert(at, advert, shared.as_ref())
-                .map_err(|e| format!("advert: {e}"));
-            results.push((i, inc, off, r));
+            let (effects, judged) = l.node.advert(at, advert, shared.as_ref());
+            results.push((
+                i,
+                inc,
+                off,
+                judged.map_err(|e| format!("advert: {e}")),
+                effects,
+            ));
         }
         let now = self.now;
-        for (i, inc, off, r) in results {
-            self.judged(sender, r.as_ref().map(|_| ()).map_err(String::as_str));
-            if let Ok(effects) = r
-                && !effects.is_empty()
-            {
+        for (i, inc, off, r, effects) in results {
+            // A credential not held yet is asked for: neither taken nor refused.
+            let unknown = r.as_ref().is_err_and(|e| e.contains("does not hold yet"));
+            if !unknown {
+                self.judged(sender, r.as_ref().map(|_| ()).map_err(String::as_str));
+            }
+            if !effects.is_empty() {
                 self.push(
                     now + off,
                     Ev::AdvertEffects {
@@ -137,7 +143,12 @@ impl Sim {
         };
         let body = AdvertBody {
             node: spec.public,
-            credential: spec.credential.to_vec(),
+            credential: if load.full {
+                spec.credential.to_vec()
+            } else {
+                vec![]
+            },
+            credential_hash: serde_bytes::ByteArray::new(spec.credential_hash),
             slivers: load.slivers,
             free_memory: load.free_memory,
             load_x100: 0,
@@ -148,6 +159,7 @@ impl Sim {
             addrs: vec![],
             time_ms: self.now_ms(),
             unhealthy: load.unhealthy.clone(),
+            swim_bump: load.swim_bump,
         };
         let Ok(advert) = body.sign(&spec.key) else {
             return;
@@ -359,6 +371,16 @@ impl Sim {
             .and_then(|l| l.asked.remove(&id));
         let Some(token) = token else { return };
         let input = match rep {
+            // A credential is the world's own copy, shared by every node that holds it.
+            Some(Response::Credential(bytes)) => {
+                match self.world.credential_by_hash(&credential_hash(&bytes)) {
+                    Some(credential) => Input::CredentialAnswer { token, credential },
+                    None => Input::Answer {
+                        token,
+                        response: Response::Credential(bytes),
+                    },
+                }
+            }
             Some(response) => Input::Answer { token, response },
             None => Input::NoAnswer { token },
         };

@@ -112,6 +112,16 @@ pub struct Summary {
     /// Slivers of deleted slices still running at a sample (most); they end with their
     /// ticket.
     pub zombies_max: usize,
+    /// A crashed node dropped by a live member, ms after the crash: median.
+    pub detection_p50_ms: f64,
+    /// The same, 99th percentile.
+    pub detection_p99_ms: f64,
+    /// The same, most.
+    pub detection_max_ms: f64,
+    /// Drops of a member that was up (false departures), and drops in all.
+    pub false_departures: u64,
+    /// Drops in all.
+    pub departures: u64,
     /// Honest gossip an honest node refused (from a publisher it did not yet list).
     pub model_mismatches: u64,
     /// Why honest gossip was rejected, by kind (see `Metrics::mismatch_reasons`).
@@ -231,6 +241,11 @@ impl Summary {
             sybil_rejected: m.sybil_rejected,
             sybil_members: m.sybil_members,
             zombies_max: m.samples.iter().map(|s| s.zombies).max().unwrap_or(0),
+            detection_p50_ms: quantile(&m.detections, 0.5),
+            detection_p99_ms: quantile(&m.detections, 0.99),
+            detection_max_ms: quantile(&m.detections, 1.0),
+            false_departures: m.false_departures,
+            departures: m.departures,
             model_mismatches: m.model_mismatches,
             mismatch_reasons: m.mismatch_reasons.clone(),
             bad_pages: m.bad_pages,
@@ -247,8 +262,9 @@ impl Summary {
              \x20 revocations: {revs}, held everywhere p50 {rh:.0} ms / max {rhm:.0} ms, last sliver stopped {rs:.0} ms; {cu} late nodes caught up (worst {wc:.0} ms); revoked still running: {rr}, revoked restores: {rres}\n\
              \x20 equivocators: {eq} ({det} caught), detection max {ed:.0} ms, all marked max {ea:.0} ms\n\
              \x20 witness coverage (>= {k} live): min {ck:.4}, end {cke:.4}; acknowledged: min {ak:.4}, end {ake:.4}; acknowledged entries lost: {lost} ({lostk} of them cosigned by {k})\n\
-             \x20 traffic per up node per minute: {tot:.1} KiB (adverts {ad:.1}, checkpoints {cp:.1}, replication {rp:.1}, revocations {rv:.1}, researchers {rs2:.1}, rejected {rj:.1}); {msgs:.1} messages\n\
-             \x20 sybils: {sa} accepted, {sr} rejected, {sm} listed as members; zombies max {z}",
+             \x20 traffic per up node per minute: {tot:.1} KiB (adverts {ad:.1}, swim {sw:.1}, checkpoints {cp:.1}, replication {rp:.1}, revocations {rv:.1}, researchers {rs2:.1}, rejected {rj:.1}); {msgs:.1} messages\n\
+             \x20 sybils: {sa} accepted, {sr} rejected, {sm} listed as members; zombies max {z}\n\
+             \x20 dead node dropped by live members: p50 {d50:.0} ms, p99 {d99:.0} ms, max {dmax:.0} ms; members dropped {dep}, of them up (false) {fd}",
             scenario = self.scenario,
             nodes = self.nodes,
             auth = self.authorities,
@@ -294,6 +310,7 @@ impl Summary {
             lostk = self.lost_acked_by_k_end,
             tot = kib(self.bytes_per_node_min_total),
             ad = kib(self.bytes_per_node_min.adverts),
+            sw = kib(self.bytes_per_node_min.swim),
             cp = kib(self.bytes_per_node_min.checkpoints),
             rp = kib(self.bytes_per_node_min.replication),
             rv = kib(self.bytes_per_node_min.revocations),
@@ -304,6 +321,11 @@ impl Summary {
             sr = self.sybil_rejected,
             sm = self.sybil_members,
             z = self.zombies_max,
+            d50 = self.detection_p50_ms,
+            d99 = self.detection_p99_ms,
+            dmax = self.detection_max_ms,
+            dep = self.departures,
+            fd = self.false_departures,
         )
     }
 }
@@ -406,6 +428,10 @@ pub fn write(dir: &Path, summary: &Summary, m: &Metrics) -> anyhow::Result<()> {
             Line {
                 label: "adverts",
                 points: t(&|s| s.bytes_per_node_min.adverts / 1024.0),
+            },
+            Line {
+                label: "SWIM",
+                points: t(&|s| s.bytes_per_node_min.swim / 1024.0),
             },
             Line {
                 label: "checkpoints and cosignatures",

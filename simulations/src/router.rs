@@ -176,7 +176,36 @@ impl Sim {
                             .cosigned(cp.size, &cp.root, by, self.cfg.witnesses);
                     }
                 }
-                Effect::Addresses { .. } | Effect::Joined(_) | Effect::Left(_) => {}
+                Effect::WakeAt(at_ms) => {
+                    if let Some(l) = n.live.as_mut() {
+                        l.wake_at = Some(at_ms);
+                    }
+                    let inc = n.incarnation;
+                    self.put(i, n);
+                    let at = at_ms
+                        .saturating_sub(crate::world::START_MS)
+                        .saturating_mul(MS);
+                    self.push(at, Ev::Wake(i as u32, inc, at_ms));
+                    continue;
+                }
+                Effect::Left(k) => {
+                    self.metrics.departures += 1;
+                    let gone = self.key_index(&k).and_then(|x| self.nodes.get(x as usize));
+                    match gone {
+                        // Up for two minutes at least: no crash explains it. (A node back
+                        // sooner may be dropped for the crash it just came back from.)
+                        Some(g) if g.up && self.now.saturating_sub(g.up_since) > 2 * MIN => {
+                            self.metrics.false_departures += 1
+                        }
+                        Some(g) if g.up => {}
+                        Some(g) => self
+                            .metrics
+                            .detections
+                            .push(self.now.saturating_sub(g.down_since) as f64 / MS as f64),
+                        None => {}
+                    }
+                }
+                Effect::Addresses { .. } | Effect::Joined(_) => {}
             }
             let refused = n.live.as_ref().map_or(0, |l| l.node.pages_refused());
             let more = match (then, n.live.as_mut()) {
@@ -204,6 +233,10 @@ impl Sim {
     pub(crate) fn read(&mut self, i: usize, n: &mut SimNode, read: Read) -> Response {
         let now_ms = self.now_ms();
         match read {
+            Read::Credential => match self.world.nodes.get(i) {
+                Some(spec) => Response::Credential(spec.credential.to_vec()),
+                None => Response::Error("no such node".into()),
+            },
             Read::Members => {
                 let Some(l) = n.live.as_ref() else {
                     return Response::Error("down".into());

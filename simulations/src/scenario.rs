@@ -9,6 +9,9 @@ pub enum Scenario {
     /// 1,000 nodes at 300 authorities, 375 research groups with slices of 10-100 nodes,
     /// 10-30% of nodes down at any moment, a researcher revoked every two hours; 24 h.
     Planetary,
+    /// Ten times the planetary federation: 10,000 nodes at 3,000 authorities, 3,750
+    /// groups, 10-30% down; 6 h (membership and reconciliation at scale).
+    Planetary10k,
     /// The planetary federation; 50 researchers revoked at once.
     RevocationStorm,
     /// The planetary federation; five nodes sign a second history each.
@@ -30,8 +33,9 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in report order.
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::Planetary,
+        Scenario::Planetary10k,
         Scenario::RevocationStorm,
         Scenario::Equivocation,
         Scenario::Partition,
@@ -50,6 +54,7 @@ impl Scenario {
     pub fn name(self) -> &'static str {
         match self {
             Scenario::Planetary => "planetary",
+            Scenario::Planetary10k => "planetary-10k",
             Scenario::RevocationStorm => "revocation-storm",
             Scenario::Equivocation => "equivocation",
             Scenario::Partition => "partition",
@@ -65,6 +70,7 @@ impl Scenario {
     pub fn config(self, seed: u64, nodes: Option<usize>, hours: Option<f64>) -> Config {
         let (default_nodes, default_hours) = match self {
             Scenario::Planetary => (1000, 24.0),
+            Scenario::Planetary10k => (10_000, 6.0),
             Scenario::Short => (100, 3.0),
             _ => (1000, 6.0),
         };
@@ -75,7 +81,7 @@ impl Scenario {
         let mut c = Config::sized(seed, n, authorities, groups, h);
         let at = |frac: f64| (h * frac * HOUR as f64) as u64;
         match self {
-            Scenario::Planetary => {}
+            Scenario::Planetary | Scenario::Planetary10k => {}
             Scenario::RevocationStorm => {
                 c.revocation_every = 0;
                 c.actions = vec![(at(0.5), Action::RevokeUsers(50))];

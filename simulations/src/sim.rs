@@ -202,6 +202,9 @@ pub(crate) enum Ev {
         forever: bool,
     },
     Tick(u32, u32),
+    /// The wake a node's machine asked for (node, incarnation, at ms): only the latest ask
+    /// counts.
+    Wake(u32, u32, u64),
     /// A Sybil's advert timer (honest nodes advertise when their machine says).
     Advert(u32, u32),
     Activity(u32, u32),
@@ -245,6 +248,7 @@ impl Ev {
             Ev::Boot(n) => 1 | (u64::from(*n) << 8),
             Ev::Crash { node, .. } => 2 | (u64::from(*node) << 8),
             Ev::Tick(n, _) => 3 | (u64::from(*n) << 8),
+            Ev::Wake(n, _, at) => 15 | (u64::from(*n) << 8) ^ (at << 32),
             Ev::Advert(n, _) => 4 | (u64::from(*n) << 8),
             Ev::Activity(n, _) => 5 | (u64::from(*n) << 8),
             Ev::Wave { arrivals, next, .. } => {
@@ -436,6 +440,8 @@ pub(crate) struct Live {
     pub(crate) asked: BTreeMap<u64, Token>,
     /// Requests it holds open, by the simulator's id.
     pub(crate) open: BTreeMap<u64, Open>,
+    /// The wake its machine last asked for (ms).
+    pub(crate) wake_at: Option<u64>,
 }
 
 impl Live {
@@ -445,6 +451,7 @@ impl Live {
             running: BTreeMap::new(),
             asked: BTreeMap::new(),
             open: BTreeMap::new(),
+            wake_at: None,
         }
     }
 }
@@ -458,6 +465,8 @@ pub(crate) struct SimNode {
     pub(crate) live: Option<Box<Live>>,
     /// When this node last came up.
     pub(crate) up_since: u64,
+    /// When it last went down (sim time).
+    pub(crate) down_since: u64,
     /// Churn: share of time down.
     pub(crate) down_share: f64,
 }
@@ -563,6 +572,8 @@ pub(crate) fn category(req: &Request) -> Category {
         Request::Revocations { .. } | Request::RevocationPrints { .. } | Request::Revoke { .. } => {
             Category::Revocations
         }
+        Request::Swim(_) => Category::Swim,
+        Request::Credential => Category::Adverts,
         Request::Members
         | Request::Submit { .. }
         | Request::Renew { .. }
@@ -762,6 +773,15 @@ impl Sim {
                     self.push(next, Ev::Tick(i, inc));
                 }
             }
+            Ev::Wake(i, inc, at_ms) => {
+                if self.alive(i, inc)
+                    && let Some(l) = self.nodes.get_mut(i as usize).and_then(|n| n.live.as_mut())
+                    && l.wake_at == Some(at_ms)
+                {
+                    l.wake_at = None;
+                    self.feed(i as usize, Input::Wake);
+                }
+            }
             Ev::Advert(i, inc) => {
                 if self.alive(i, inc) {
                     let every = self.sybil_advert(i as usize);
@@ -955,6 +975,7 @@ impl Sim {
             return;
         }
         n.up = false;
+        n.down_since = self.now;
         if let Some(u) = self.up.get_mut(i) {
             *u = false;
             self.up_count -= 1;

@@ -44,6 +44,8 @@ pub struct NodeSpec {
     pub authority: Option<usize>,
     /// Its node credential file bytes (shared: every node that admits it keeps a reference).
     pub credential: std::sync::Arc<[u8]>,
+    /// Their hash, as adverts name them.
+    pub credential_hash: [u8; 32],
     /// Where it is.
     pub place: Place,
 }
@@ -78,6 +80,16 @@ pub struct World {
     pub policy: TrustPolicy,
     /// Node index by key.
     pub index: BTreeMap<PublicKey, usize>,
+    /// Node index by credential hash.
+    pub by_credential: BTreeMap<[u8; 32], usize>,
+}
+
+impl World {
+    /// The world's copy of the credential with this hash, if a node has it.
+    pub fn credential_by_hash(&self, hash: &[u8; 32]) -> Option<std::sync::Arc<[u8]>> {
+        let i = *self.by_credential.get(hash)?;
+        self.nodes.get(i).map(|n| n.credential.clone())
+    }
 }
 
 /// A key derived from the run's seed and a label: the same seed, the same people.
@@ -163,6 +175,7 @@ impl World {
                 public: key.public(),
                 key,
                 authority: Some(a),
+                credential_hash: slicefed_proto::core::credential_hash(&credential),
                 credential: credential.into(),
                 place: auth.place,
             });
@@ -176,6 +189,7 @@ impl World {
                 public: key.public(),
                 key,
                 authority: None,
+                credential_hash: slicefed_proto::core::credential_hash(&credential),
                 credential: credential.into(),
                 place: geo::place(&mut rng),
             });
@@ -210,7 +224,13 @@ impl World {
             .enumerate()
             .map(|(i, s)| (s.public, i))
             .collect();
+        let by_credential = specs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.credential_hash, i))
+            .collect();
         Ok(World {
+            by_credential,
             authorities: auths,
             nodes: specs,
             honest: nodes,

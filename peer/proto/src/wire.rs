@@ -42,9 +42,13 @@ pub enum WireError {
 pub struct AdvertBody {
     /// The node.
     pub node: PublicKey,
-    /// Its node credential (node certificate and chain), as a credential file.
+    /// Its node credential (node certificate and chain), as a credential file; empty in
+    /// all but its first advert after it starts (members that do not hold it ask for it:
+    /// [`Request::Credential`]).
     #[serde(with = "serde_bytes")]
     pub credential: Vec<u8>,
+    /// SHA-256 of its credential (`core::credential_hash`).
+    pub credential_hash: serde_bytes::ByteArray<32>,
     /// Slivers running.
     pub slivers: u32,
     /// Memory free for slivers.
@@ -66,6 +70,9 @@ pub struct AdvertBody {
     pub time_ms: u64,
     /// Why it is unhealthy (it cannot record, so it refuses tickets), if it is.
     pub unhealthy: Option<String>,
+    /// Its SWIM identity's bump (its start time, ms, or later after a rejoin): members
+    /// probe that identity.
+    pub swim_bump: u64,
 }
 
 /// A signed advert.
@@ -87,6 +94,11 @@ impl AdvertBody {
         };
         if self.version.len() > 64 {
             return bad("version longer than 64 bytes".into());
+        }
+        if !self.credential.is_empty()
+            && crate::core::credential_hash(&self.credential) != *self.credential_hash
+        {
+            return bad("a credential whose hash is not the one it names".into());
         }
         if self.tags.len() > MAX_TAGS || self.tags.iter().any(|t| t.len() > 64) {
             return bad(format!("more than {MAX_TAGS} tags or a tag over 64 bytes"));
@@ -118,6 +130,8 @@ impl AdvertBody {
             traffic: self.traffic,
             unhealthy: self.unhealthy.clone(),
             sent_ms: self.time_ms,
+            swim_bump: self.swim_bump,
+            full: !self.credential.is_empty(),
         }
     }
 
@@ -448,6 +462,12 @@ pub enum Request {
         /// First entry wanted.
         from: u64,
     },
+    /// This node's credential (answered with [`Response::Credential`]): asked by a member
+    /// that heard an advert naming it by hash.
+    Credential,
+    /// A SWIM packet (membership liveness, see `swim`): at most `swim::MAX_PACKET` bytes,
+    /// from a member only; answered with [`Response::Done`], which nobody waits for.
+    Swim(#[serde(with = "serde_bytes")] Vec<u8>),
 }
 
 /// What the node's owner asks over the local admin socket (`DIR/admin/socket`, reachable
@@ -543,6 +563,8 @@ pub enum Response {
     RevocationPrints(Vec<u64>),
     /// This node's settled revocations and deletes have the digest the asker sent.
     HeldSame,
+    /// A node credential (see [`Request::Credential`]).
+    Credential(#[serde(with = "serde_bytes")] Vec<u8>),
     /// Taken in.
     Done,
     /// Leaves of a replica, ending at the origin's checkpoint `end`.
@@ -598,6 +620,13 @@ impl Request {
                     .verify()
                     .and_then(|_| c.cosignature.verify(&c.checkpoint))
                     .map_err(|e| bad(e.to_string()))?;
+            }
+            Request::Swim(p) if p.len() > crate::swim::MAX_PACKET => {
+                return Err(bad(format!(
+                    "a SWIM packet of {} bytes, over {}",
+                    p.len(),
+                    crate::swim::MAX_PACKET
+                )));
             }
             _ => {}
         }
@@ -709,11 +738,23 @@ mod tests {
             addrs: vec!["/ip4/127.0.0.1/tcp/4001".into()],
             time_ms: 1,
             unhealthy: None,
+            swim_bump: 1,
+            credential_hash: serde_bytes::ByteArray::new(crate::core::credential_hash(&[1, 2, 3])),
         }
     }
 
     #[test]
     fn adverts_round_trip_and_every_byte_flip_is_refused() {
+        // A credential is carried only under its own hash; an advert may name it by hash.
+        let mut wrong = advert();
+        wrong.credential_hash = serde_bytes::ByteArray::new([9; 32]);
+        assert!(wrong.sign(&key(5)).is_err());
+        let by_hash = AdvertBody {
+            credential: vec![],
+            ..advert()
+        };
+        let bytes = by_hash.clone().sign(&key(5)).unwrap().to_bytes().unwrap();
+        assert_eq!(Advert::from_bytes(&bytes).unwrap().body, by_hash);
         let bytes = advert().sign(&key(5)).unwrap().to_bytes().unwrap();
         assert_eq!(Advert::from_bytes(&bytes).unwrap().body, advert());
         for i in 0..bytes.len() {

@@ -319,6 +319,9 @@ struct Daemon {
     modules: BTreeMap<u64, ModuleHash>,
     /// Requests this node sent whose answers the machine wants.
     sent: HashMap<OutboundRequestId, Token>,
+    /// When the machine asked to be woken ([`Effect::WakeAt`]): SWIM's timers and the
+    /// next reconciliation, between ticks.
+    wake_at: Option<tokio::time::Instant>,
     addrs: BTreeMap<PeerId, Vec<Multiaddr>>,
     my_addrs: Vec<Multiaddr>,
     wire_bytes: Option<net::WireBytes>,
@@ -415,6 +418,10 @@ pub async fn run(
             _ = &mut shutdown => break,
             Some(done) = done_rx.recv() => d.on_done(&mut swarm, done),
             _ = tick.tick() => d.on_tick(&mut swarm),
+            _ = tokio::time::sleep_until(d.wake_at.unwrap_or_else(tokio::time::Instant::now)), if d.wake_at.is_some() => {
+                d.wake_at = None;
+                d.feed(&mut swarm, Input::Wake);
+            }
             _ = reap.tick() => d.reap(&mut swarm),
             ev = swarm.select_next_some() => match ev {
                 SwarmEvent::NewListenAddr { address, .. } => {
@@ -623,6 +630,7 @@ impl Daemon {
             starting: BTreeMap::new(),
             modules: BTreeMap::new(),
             sent: HashMap::new(),
+            wake_at: None,
             addrs: BTreeMap::new(),
             my_addrs: vec![],
             wire_bytes: None,

@@ -112,6 +112,10 @@ impl Daemon {
             // Verdicts are taken by `on_gossip`.
             Effect::Verdict { .. } => {}
             Effect::Advertise(load) => self.advertise(swarm, load),
+            Effect::WakeAt(at_ms) => {
+                let wait = Duration::from_millis(at_ms.saturating_sub(now_ms()));
+                self.wake_at = Some(tokio::time::Instant::now() + wait);
+            }
             Effect::SignCheckpoint => {
                 // This node's checkpoint of everything durable (signed if the last one is
                 // behind), on the disk thread after the appends queued before it. Not
@@ -214,6 +218,7 @@ impl Daemon {
     pub(super) fn read(&mut self, swarm: &mut Swarm, to: ReplyId, read: Read) {
         let response = match read {
             Read::Members => Response::Members(self.member_rows()),
+            Read::Credential => Response::Credential(self.credential.clone()),
             Read::Status { slice } => Response::Status(self.status(slice.as_deref())),
             Read::Logs { slice, reader } => Response::Logs(self.logs(&slice, &reader)),
             Read::Checkpoint => self.checkpoint_answer(),
@@ -249,7 +254,14 @@ impl Daemon {
     pub(super) fn advertise(&mut self, swarm: &mut Swarm, load: crate::core::Load) {
         let advert = AdvertBody {
             node: self.me,
-            credential: self.credential.clone(),
+            credential: if load.full {
+                self.credential.clone()
+            } else {
+                vec![]
+            },
+            credential_hash: serde_bytes::ByteArray::new(crate::core::credential_hash(
+                &self.credential,
+            )),
             slivers: load.slivers,
             free_memory: load.free_memory,
             load_x100: load_average_x100(),
@@ -265,6 +277,7 @@ impl Daemon {
                 .collect(),
             time_ms: now_ms(),
             unhealthy: load.unhealthy.clone(),
+            swim_bump: load.swim_bump,
         }
         .sign(&self.key)
         .and_then(|a| a.to_bytes());

@@ -14,7 +14,33 @@ impl NodeCore {
         node_credential: &[u8],
         load: Load,
     ) -> Result<Vec<Output>, CoreError> {
-        self.judge_advert(now_ms, from, node_credential, None, load)
+        let hash = credential_hash(node_credential);
+        self.judge_advert(now_ms, from, Some(node_credential), &hash, None, load)
+            .map(Option::unwrap_or_default)
+    }
+
+    /// An advert that refers to its sender's credential by hash (`credential_hash`) instead
+    /// of carrying it. `None`: this node holds no judgement of that credential for `from`
+    /// (the caller fetches the credential from it and calls [`NodeCore::advert`]).
+    pub fn advert_by_hash(
+        &mut self,
+        now_ms: u64,
+        from: PublicKey,
+        hash: &[u8; 32],
+        load: Load,
+    ) -> Result<Option<Vec<Output>>, CoreError> {
+        self.judge_advert(now_ms, from, None, hash, None, load)
+    }
+
+    /// A member was heard from (a SWIM packet): it counts as seen, for the adverts'
+    /// backstop expiry and `nodes list`.
+    pub fn heard_from(&mut self, now_ms: u64, from: PublicKey) {
+        if let Some(m) = self.members.get_mut(&from)
+            && now_ms > m.last_seen_ms
+        {
+            m.last_seen_ms = now_ms;
+            self.note_heard(now_ms, from);
+        }
     }
 
     /// [`NodeCore::advert`] with the credential in shared memory: a member admitted on it
@@ -27,17 +53,29 @@ impl NodeCore {
         node_credential: &Arc<[u8]>,
         load: Load,
     ) -> Result<Vec<Output>, CoreError> {
-        self.judge_advert(now_ms, from, node_credential, Some(node_credential), load)
+        let hash = credential_hash(node_credential);
+        self.judge_advert(
+            now_ms,
+            from,
+            Some(node_credential),
+            &hash,
+            Some(node_credential),
+            load,
+        )
+        .map(Option::unwrap_or_default)
     }
 
-    pub(super) fn judge_advert(
+    /// Judges an advert; `None` when it refers to a credential by hash that this node has
+    /// not judged for `from`.
+    pub(crate) fn judge_advert(
         &mut self,
         now_ms: u64,
         from: PublicKey,
-        node_credential: &[u8],
+        node_credential: Option<&[u8]>,
+        hash: &[u8; 32],
         shared: Option<&Arc<[u8]>>,
         load: Load,
-    ) -> Result<Vec<Output>, CoreError> {
+    ) -> Result<Option<Vec<Output>>, CoreError> {
         let refuse = |why: String| Err(CoreError::NotMember(why));
         let skew_ms = slicefed_trust::verify::CLOCK_SKEW_SECS.saturating_mul(1000);
         if load.sent_ms.abs_diff(now_ms) > skew_ms {
@@ -58,18 +96,20 @@ impl NodeCore {
         // links revoked since: the judgement stands (a member re-advertises for ever;
         // checking its chain each time would cost every node a chain walk per advert).
         if let Some(m) = self.members.get_mut(&from)
-            && same_bytes(&m.credential, node_credential)
+            && m.credential_hash == *hash
             && secs(now_ms) <= m.valid_until
         {
-            if now_ms < m.last_seen_ms {
-                return Ok(vec![]);
-            }
-            m.last_seen_ms = now_ms;
             m.last_sent_ms = load.sent_ms;
             m.load = load;
-            self.note_heard(now_ms, from);
-            return Ok(vec![]);
+            if now_ms > m.last_seen_ms {
+                m.last_seen_ms = now_ms;
+                self.note_heard(now_ms, from);
+            }
+            return Ok(Some(vec![]));
         }
+        let Some(node_credential) = node_credential else {
+            return Ok(None);
+        };
         let cred = match Credential::from_bytes(node_credential) {
             Ok(c) => c,
             Err(e) => return refuse(e.to_string()),
@@ -114,12 +154,13 @@ impl NodeCore {
             last_sent_ms: load.sent_ms,
             load,
             credential: shared.map_or_else(|| Arc::from(node_credential), Arc::clone),
+            credential_hash: *hash,
             valid_until,
             chain: v.links.iter().map(|l| l.id).collect(),
         };
         self.members.insert(from, member);
         self.note_heard(now_ms, from);
-        Ok(out)
+        Ok(Some(out))
     }
 
     /// Remembers that `from` was heard at `now_ms`, for expiry.

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 /// Most members remembered.
-pub const MAX_MEMBERS: usize = 4096;
+pub const MAX_MEMBERS: usize = 16_384;
 /// A member not heard from for this long is dropped (at least; see
 /// [`NodeCore::member_timeout_ms`]).
 pub const MEMBER_TIMEOUT_MS: u64 = 30_000;
@@ -38,6 +38,9 @@ pub const REVOCATION_PRUNE_INTERVAL_MS: u64 = 60_000;
 /// grows with the member count so that every node's share of advert traffic stays flat
 /// (everyone hears everyone, so a fixed interval costs each node O(members)).
 pub const ADVERTS_HEARD_PER_SEC: u64 = 1;
+/// A node whose load did not change re-advertises after this many advert intervals (the
+/// interval is then only the shortest gap between two adverts that say something new).
+pub const REFRESH_INTERVALS: u64 = 4;
 /// A member is dropped after missing this many of its adverts (gossip reaches a node over
 /// several paths, so a missed advert means the sender or the path is gone).
 pub const ADVERTS_MISSED_BEFORE_LEAVING: u64 = 3;
@@ -122,9 +125,10 @@ pub fn revocation_id(file: &[u8]) -> Option<CertId> {
         .map(|c| CertId::of(c.leaf()))
 }
 
-/// Equal bytes; the same allocation is equal without reading it.
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b
+/// The hash adverts refer to a node credential by.
+pub fn credential_hash(credential: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(credential).into()
 }
 
 /// The longest prefix of `text` that fits in `max` bytes without splitting a character
@@ -157,6 +161,11 @@ pub struct Load {
     /// outside the clock skew, or not newer than the last one heard, is not taken (a
     /// replayed advert must not keep a dead member listed).
     pub sent_ms: u64,
+    /// The node's SWIM identity's bump (see `swim::SwimId`).
+    pub swim_bump: u64,
+    /// Whether the advert carries the credential itself (a node's first advert after it
+    /// starts); the others refer to it by hash, and a member that does not know it asks.
+    pub full: bool,
 }
 
 /// A summary of a node's revocation set: two nodes with equal digests hold the same
@@ -207,6 +216,8 @@ pub struct Member {
     /// that holds each peer's credential once (the simulator's thousand nodes) need not
     /// keep a thousand copies of each.
     credential: Arc<[u8]>,
+    /// SHA-256 of `credential`: adverts refer to it by this.
+    credential_hash: [u8; 32],
     valid_until: u64,
     /// The ids of its chain's links: a revocation of any of them ends the judgement.
     chain: Vec<CertId>,
@@ -223,6 +234,7 @@ impl Member {
             last_sent_ms: 0,
             load,
             credential: Arc::from(Vec::new()),
+            credential_hash: [0; 32],
             valid_until: 0,
             chain: vec![],
         }
@@ -365,6 +377,10 @@ pub enum CoreError {
     /// relayed it).
     #[error("stale advert: {0}")]
     StaleAdvert(String),
+    /// An advert that names its sender's credential by hash, one this node has not judged
+    /// (it asks the sender for it and judges the advert then).
+    #[error("an advert naming a credential this node does not hold yet (asked its sender)")]
+    CredentialUnknown,
     /// A revocation was refused (it does not open, or its signer may not revoke that).
     #[error("revocation refused: {0}")]
     Revocation(#[from] RevocationError),
@@ -535,10 +551,13 @@ impl NodeCore {
             .max(members.saturating_mul(1000) / self.adverts_heard_per_sec)
     }
 
-    /// How long a silent member stays a member.
+    /// How long a silent member stays a member: a backstop, since SWIM declares a dead
+    /// member in about a minute; a member with nothing new re-advertises every
+    /// [`REFRESH_INTERVALS`] advert intervals, and leaves after missing three of those.
     pub fn member_timeout_ms(&self) -> u64 {
         MEMBER_TIMEOUT_MS.max(
             self.advert_interval_ms()
+                .saturating_mul(REFRESH_INTERVALS)
                 .saturating_mul(ADVERTS_MISSED_BEFORE_LEAVING),
         )
     }
@@ -625,6 +644,11 @@ impl NodeCore {
         }
     }
 
+    /// The memory the owner grants slivers here.
+    pub fn capacity_memory(&self) -> u64 {
+        self.capacity.memory
+    }
+
     fn used_memory(&self) -> u64 {
         self.slivers.values().map(|r| r.plan.memory).sum()
     }
@@ -678,6 +702,8 @@ impl NodeCore {
                 reason: StopReason::Expired,
             })
             .collect();
+        // A backstop: SWIM declares a dead member in about a minute; a member whose adverts
+        // stopped (and that SWIM could not probe) goes after three advert intervals.
         let deadline = now_ms.saturating_sub(self.member_timeout_ms());
         while let Some(&(seen, k)) = self.heard.front() {
             if seen >= deadline {
@@ -694,6 +720,16 @@ impl NodeCore {
             }
         }
         out
+    }
+}
+
+impl NodeCore {
+    /// A quorum of members voted `k` dead (SWIM): it is no longer a member.
+    pub fn member_down(&mut self, k: &PublicKey) -> Vec<Output> {
+        match self.members.remove(k) {
+            Some(_) => vec![Output::Left(*k)],
+            None => vec![],
+        }
     }
 }
 

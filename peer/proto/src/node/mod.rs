@@ -27,7 +27,7 @@ use crate::core::{
     CoreError, Load, MAX_REVOCATIONS_PER_PAGE, NodeCore, Output, SliverPlan, StopReason,
     next_revocation_page,
 };
-use crate::wire::{AdminRequest, Advert, Cosigned, Request, Response};
+use crate::wire::{AdminRequest, Advert, AdvertBody, Cosigned, Request, Response};
 use crate::witnessing::{Effect as WitnessEffect, Witnessing};
 use slicefed_ledger::checkpoint::{EquivocationProof, SignedCheckpoint};
 use slicefed_ledger::entry::{EntryBody, Usage};
@@ -186,6 +186,8 @@ pub enum Read {
         /// First entry.
         from: u64,
     },
+    /// This node's own credential ([`Response::Credential`]).
+    Credential,
 }
 
 /// Everything that happens to a node.
@@ -199,6 +201,9 @@ pub enum Input {
         /// The log's record.
         logged: BTreeMap<u64, (CertId, InvocationHash)>,
     },
+    /// The time [`Effect::WakeAt`] asked for came (SWIM's timers, the next
+    /// reconciliation): between ticks, which may be seconds apart.
+    Wake,
     /// Time passes. `log_size`: how many entries of this node's log are durable.
     Tick {
         /// The durable size.
@@ -244,6 +249,15 @@ pub enum Input {
         token: Token,
         /// The answer.
         response: Response,
+    },
+    /// [`Input::Answer`] with a [`Response::Credential`] whose bytes the caller holds in
+    /// shared memory (the simulator: a thousand nodes need not keep a thousand copies of
+    /// each credential). The same decision as the answer's.
+    CredentialAnswer {
+        /// Which request.
+        token: Token,
+        /// The credential.
+        credential: Arc<[u8]>,
     },
     /// A request this node sent got no usable answer (timeout, refused, undecodable).
     NoAnswer {
@@ -351,6 +365,8 @@ pub enum Effect {
     /// Advertise this node now (its load as the core sees it; the router adds what only
     /// it knows: addresses, uptime, traffic).
     Advertise(Load),
+    /// Give this machine [`Input::Wake`] at this time (ms), replacing any earlier ask.
+    WakeAt(u64),
     /// Append to the node's ledger and report [`Input::Written`] or [`Input::WriteFailed`].
     Append {
         /// Names the write.
@@ -438,6 +454,11 @@ enum Asked {
     },
     /// A member's range fingerprints, to reconcile revocations and deletes with it.
     Prints { member: PublicKey },
+    /// The credential an advert named by hash (or a SWIM sender's): judged when it comes.
+    Credential {
+        node: PublicKey,
+        advert: Option<Box<AdvertBody>>,
+    },
 }
 
 /// Effects waiting for writes.
@@ -490,6 +511,16 @@ struct Restoring {
 /// Members a restarting node reconciles with at once before it restores.
 const RESTORE_ASKED: usize = 2 * RESTORE_QUORUM;
 
+/// Whether `now` says something `prev` did not, enough to advertise again: health, SWIM
+/// identity, a quarter more or fewer slivers (at least one), or a tenth of the memory.
+fn load_changed(prev: &Load, now: &Load, memory: u64) -> bool {
+    let slivers = prev.slivers.abs_diff(now.slivers);
+    prev.unhealthy != now.unhealthy
+        || prev.swim_bump != now.swim_bump
+        || slivers >= (prev.slivers / 4).max(1)
+        || prev.free_memory.abs_diff(now.free_memory) >= memory / 10
+}
+
 /// The machine.
 pub struct Node {
     core: NodeCore,
@@ -507,6 +538,15 @@ pub struct Node {
     ended_holders: VecDeque<(String, Vec<PublicKey>)>,
     ended_waiting: VecDeque<(u64, String, Usage)>,
     last_advert_ms: Option<u64>,
+    /// What the last advert said.
+    advertised: Option<Load>,
+    /// Liveness of members (SWIM).
+    swim: crate::swim::Swim,
+    /// Senders of SWIM packets that are not members yet, with the bump they named, while
+    /// their credential is asked for (bounded by the requests in flight).
+    swim_unknown: BTreeMap<PublicKey, u64>,
+    /// The wake last asked of the router.
+    wake_asked: Option<u64>,
     /// When the last periodic reconciliation was asked, and whose turn is next.
     last_reconcile_ms: Option<u64>,
     reconcile_turn: u64,
@@ -526,7 +566,21 @@ impl Node {
             settings.tick_ms,
             settings.checkpoint_every_ticks,
         );
+        let seed = u64::from_le_bytes([
+            core_key_bytes[8],
+            core_key_bytes[9],
+            core_key_bytes[10],
+            core_key_bytes[11],
+            core_key_bytes[12],
+            core_key_bytes[13],
+            core_key_bytes[14],
+            core_key_bytes[15],
+        ]) ^ now_ms;
+        let swim = crate::swim::Swim::new(core.secret_key(), now_ms, seed);
         Node {
+            swim,
+            swim_unknown: BTreeMap::new(),
+            wake_asked: None,
             core,
             witnessing,
             settings,
@@ -542,6 +596,7 @@ impl Node {
             ended_holders: VecDeque::new(),
             ended_waiting: VecDeque::new(),
             last_advert_ms: None,
+            advertised: None,
             last_reconcile_ms: None,
             reconcile_turn: {
                 let k = core_key_bytes;
@@ -612,6 +667,7 @@ impl Node {
         match input {
             Input::Restart { saved, logged } => self.restart(now_ms, saved, logged),
             Input::Tick { log_size } => self.tick(now_ms, log_size, &mut out),
+            Input::Wake => self.wake(now_ms, &mut out),
             Input::Checkpoint { checkpoint } => {
                 let effects = self.witnessing.signed(now_ms, &checkpoint);
                 self.witness_effects(effects, &mut out);
@@ -630,6 +686,19 @@ impl Node {
             Input::Owner { reply, request } => self.owner(now_ms, reply, request, &mut out),
             Input::Answer { token, response } => self.answer(now_ms, token, response, &mut out),
             Input::NoAnswer { token } => self.no_answer(token),
+            Input::CredentialAnswer { token, credential } => {
+                if let Some(Asked::Credential { node, advert }) = self.asked.remove(&token) {
+                    let advert = advert.as_deref();
+                    self.credential_came(
+                        now_ms,
+                        node,
+                        advert,
+                        &credential,
+                        Some(&credential),
+                        &mut out,
+                    );
+                }
+            }
             Input::Gossip {
                 id,
                 source,
@@ -661,32 +730,224 @@ impl Node {
                 }
             }
         }
+        let next = self.next_wake();
+        if next.is_some() && next != self.wake_asked {
+            self.wake_asked = next;
+            if let Some(at) = next {
+                out.push(Effect::WakeAt(at));
+            }
+        }
         out
+    }
+
+    /// When this machine next needs [`Input::Wake`].
+    fn next_wake(&self) -> Option<u64> {
+        let reconcile = match (&self.restoring, self.last_reconcile_ms) {
+            (None, Some(t)) => Some(t.saturating_add(crate::core::RECONCILE_EVERY_MS)),
+            _ => None,
+        };
+        match (self.swim.next_wake(), reconcile) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn wake(&mut self, now_ms: u64, out: &mut Vec<Effect>) {
+        self.wake_asked = None;
+        let events = self.swim.wake(now_ms);
+        self.swim_events(now_ms, events, out);
+        self.reconcile(now_ms, out);
+    }
+
+    /// Carries out what SWIM decided.
+    pub(super) fn swim_events(
+        &mut self,
+        now_ms: u64,
+        events: Vec<crate::swim::SwimEvent>,
+        out: &mut Vec<Effect>,
+    ) {
+        for e in events {
+            match e {
+                crate::swim::SwimEvent::Send { to, data } => out.push(Effect::Send {
+                    to,
+                    token: None,
+                    request: Request::Swim(data),
+                }),
+                crate::swim::SwimEvent::Dead(k) => {
+                    let outs = self.core.member_down(&k);
+                    self.carry(now_ms, outs, false, out);
+                }
+                crate::swim::SwimEvent::Rejoined => {
+                    let load = self.load();
+                    self.advertise(now_ms, load, out);
+                }
+            }
+        }
+    }
+
+    /// This node's load as its adverts carry it.
+    fn load(&self) -> Load {
+        Load {
+            swim_bump: self.swim.me().bump,
+            ..self.core.load()
+        }
+    }
+
+    /// Advertises `load`: with the credential itself the first time after a start (every
+    /// member up then judges it once), by its hash afterwards.
+    fn advertise(&mut self, now_ms: u64, load: Load, out: &mut Vec<Effect>) {
+        let full = self.advertised.is_none();
+        self.last_advert_ms = Some(now_ms);
+        self.advertised = Some(load.clone());
+        out.push(Effect::Advertise(Load { full, ..load }));
+    }
+
+    /// Members SWIM holds alive or suspected.
+    pub fn swim_active(&self) -> usize {
+        self.swim.active()
+    }
+
+    /// What SWIM has done (sensors, the simulator's metrics).
+    pub fn swim_stats(&self) -> crate::swim::SwimStats {
+        self.swim.stats()
     }
 
     /// An advert whose signature the caller checked (the gossip path decodes it; the
     /// simulator checks one advert once for the thousand nodes that judge it). `shared` is
     /// the sender's credential in shared memory when the advert carries exactly it.
+    ///
+    /// Returns what to do and the judgement: an advert that names a credential this node
+    /// does not hold is [`CoreError::CredentialUnknown`] (neither taken nor passed on) and
+    /// its sender is asked for the credential.
     pub fn advert(
         &mut self,
         now_ms: u64,
         advert: &Advert,
         shared: Option<&Arc<[u8]>>,
-    ) -> Result<Vec<Effect>, CoreError> {
+    ) -> (Vec<Effect>, Result<(), CoreError>) {
         let b = &advert.body;
-        let outs = match shared {
-            Some(c) => self.core.advert_shared(now_ms, b.node, c, b.load()),
-            None => self.core.advert(now_ms, b.node, &b.credential, b.load()),
-        }?;
         let mut out = vec![];
-        self.carry(now_ms, outs, true, &mut out);
+        let credential = (!b.credential.is_empty()).then_some(&b.credential[..]);
+        let taken = self.core.judge_advert(
+            now_ms,
+            b.node,
+            credential,
+            &b.credential_hash,
+            shared.filter(|_| credential.is_some()),
+            b.load(),
+        );
+        let judged = match taken {
+            Ok(Some(outs)) => {
+                self.advert_taken(now_ms, b, outs, &mut out);
+                Ok(())
+            }
+            Ok(None) => {
+                self.ask_credential(b.node, Some(b), &mut out);
+                Err(CoreError::CredentialUnknown)
+            }
+            Err(e) => Err(e),
+        };
+        (out, judged)
+    }
+
+    /// An advert named a credential by hash that this node has not judged: its sender is
+    /// asked for it, once at a time per sender, and the advert is judged when it comes.
+    ///
+    /// Also a node that sends SWIM packets and is not a member yet (it started while this
+    /// node was away, or this node restarted): `advert` is then `None`, and the member is
+    /// admitted with the SWIM identity its packet named and no load until it advertises.
+    pub(super) fn ask_credential(
+        &mut self,
+        node: PublicKey,
+        advert: Option<&AdvertBody>,
+        out: &mut Vec<Effect>,
+    ) -> bool {
+        let asking = self
+            .asked
+            .values()
+            .any(|a| matches!(a, Asked::Credential { node: n, .. } if *n == node));
+        if asking || self.asked.len() >= MAX_ASKED / 2 {
+            return false;
+        }
+        let asked = Asked::Credential {
+            node,
+            advert: advert.map(|b| Box::new(b.clone())),
+        };
+        self.ask(node, Request::Credential, asked, out)
+    }
+
+    /// The credential asked of `node` came: judged with the advert that named it (its
+    /// hash checked), or, for a SWIM sender, on its own (the member joins with no load
+    /// until it advertises). `shared`: the same bytes in shared memory (the simulator's).
+    fn credential_came(
+        &mut self,
+        now_ms: u64,
+        node: PublicKey,
+        advert: Option<&AdvertBody>,
+        bytes: &[u8],
+        shared: Option<&Arc<[u8]>>,
+        out: &mut Vec<Effect>,
+    ) {
+        let hash = crate::core::credential_hash(bytes);
+        let (load, swim) = match advert {
+            Some(a) if *a.credential_hash == hash => (a.load(), None),
+            Some(_) => return,
+            None => {
+                let Some(bump) = self.swim_unknown.remove(&node) else {
+                    return;
+                };
+                let load = Load {
+                    sent_ms: now_ms,
+                    swim_bump: bump,
+                    ..Load::default()
+                };
+                (load, Some(bump))
+            }
+        };
+        let Ok(Some(outs)) = self
+            .core
+            .judge_advert(now_ms, node, Some(bytes), &hash, shared, load)
+        else {
+            return;
+        };
+        match (advert, swim) {
+            (Some(a), _) => self.advert_taken(now_ms, a, outs, out),
+            (None, Some(bump)) => {
+                self.carry(now_ms, outs, true, out);
+                let id = crate::swim::SwimId { key: node, bump };
+                if self.core.members().contains_key(&node) && !self.swim.knows(&id) {
+                    let events = self.swim.admit(now_ms, id);
+                    self.swim_events(now_ms, events, out);
+                }
+            }
+            (None, None) => {}
+        }
+    }
+
+    /// What follows a judged advert: the core's outputs carried out, the member probed
+    /// under the SWIM identity it says (new, or restarted: a new bump), its addresses.
+    fn advert_taken(
+        &mut self,
+        now_ms: u64,
+        b: &AdvertBody,
+        outs: Vec<Output>,
+        out: &mut Vec<Effect>,
+    ) {
+        self.carry(now_ms, outs, true, out);
+        let id = crate::swim::SwimId {
+            key: b.node,
+            bump: b.swim_bump,
+        };
+        if self.core.members().contains_key(&b.node) && !self.swim.knows(&id) {
+            let events = self.swim.admit(now_ms, id);
+            self.swim_events(now_ms, events, out);
+        }
         if !b.addrs.is_empty() {
             out.push(Effect::Addresses {
                 node: b.node,
                 addrs: b.addrs.clone(),
             });
         }
-        Ok(out)
     }
 
     // ---- time -------------------------------------------------------------------------
@@ -695,16 +956,27 @@ impl Node {
         self.ticks += 1;
         let outs = self.core.tick(now_ms);
         self.carry(now_ms, outs, false, out);
+        let events = self.swim.wake(now_ms);
+        self.swim_events(now_ms, events, out);
         self.reconcile(now_ms, out);
         self.maybe_restore(now_ms, out);
         let effects = self.witnessing.tick(now_ms, log_size, self.core.members());
         self.witness_effects(effects, out);
-        let due = self
-            .last_advert_ms
-            .is_none_or(|at| now_ms.saturating_sub(at) >= self.core.advert_interval_ms());
+        // Adverts only when something changed (at most one per advert interval, which
+        // grows with the federation so that each node hears about one a second), and a
+        // refresh after REFRESH_INTERVALS of them with nothing new. Liveness is SWIM's.
+        let load = self.load();
+        let interval = self.core.advert_interval_ms();
+        let due = match (&self.advertised, self.last_advert_ms) {
+            (Some(prev), Some(at)) => {
+                let gap = now_ms.saturating_sub(at);
+                gap >= interval.saturating_mul(crate::core::REFRESH_INTERVALS)
+                    || (gap >= interval && load_changed(prev, &load, self.core.capacity_memory()))
+            }
+            _ => true,
+        };
         if due {
-            self.last_advert_ms = Some(now_ms);
-            out.push(Effect::Advertise(self.core.load()));
+            self.advertise(now_ms, load, out);
         }
     }
 
@@ -807,6 +1079,11 @@ impl Node {
                 };
                 self.witness_effects(effects, out);
             }
+            Some(Asked::Credential { node, advert }) => {
+                if let Response::Credential(bytes) = response {
+                    self.credential_came(now_ms, node, advert.as_deref(), &bytes, None, out);
+                }
+            }
             Some(Asked::Prints { member }) => {
                 let Response::RevocationPrints(theirs) = response else {
                     // `HeldSame` answers a periodic reconciliation: nothing to fetch. To a
@@ -899,7 +1176,7 @@ impl Node {
                     r.asked.remove(&member);
                 }
             }
-            None => {}
+            Some(Asked::Credential { .. }) | None => {}
         }
     }
 
@@ -920,14 +1197,13 @@ impl Node {
             if source != Some(advert.body.node) {
                 return Verdict::Reject(GossipRefused::NotItsOwn);
             }
-            return match self.advert(now_ms, &advert, None) {
-                Ok(effects) => {
-                    out.extend(effects);
-                    Verdict::Accept
-                }
+            let (effects, judged) = self.advert(now_ms, &advert, None);
+            out.extend(effects);
+            return match judged {
+                Ok(()) => Verdict::Accept,
                 // Late, early or replayed: dropped, nobody penalised (gossip can be slow
-                // and clocks skewed).
-                Err(CoreError::StaleAdvert(_)) => Verdict::Ignore,
+                // and clocks skewed). A credential not held yet: asked for, not passed on.
+                Err(CoreError::StaleAdvert(_) | CoreError::CredentialUnknown) => Verdict::Ignore,
                 Err(e) => Verdict::Reject(e.into()),
             };
         }
@@ -1020,6 +1296,8 @@ impl Node {
                     out.push(Effect::Joined(k));
                 }
                 Output::Left(k) => {
+                    let events = self.swim.expel(now_ms, &k);
+                    self.swim_events(now_ms, events, out);
                     self.witnessing.left(&k, now_ms);
                     if self.witnessing.needs_rebuild() {
                         self.witnessing.rebuild(self.core.members());

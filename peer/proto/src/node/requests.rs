@@ -28,6 +28,7 @@ impl Node {
         };
         match request {
             Request::Members => out.push(read(Read::Members)),
+            Request::Credential => out.push(read(Read::Credential)),
             Request::Status { slice } => out.push(read(Read::Status { slice })),
             Request::Entries { from } => out.push(read(Read::Entries { from })),
             Request::Checkpoint => out.push(read(Read::Checkpoint)),
@@ -57,6 +58,31 @@ impl Node {
                     Response::RevocationPrints(self.core.revocation_prints())
                 },
             )),
+            Request::Swim(data) => {
+                let Some(from) = from else {
+                    return out.push(answer(Response::Error("not a node key".into())));
+                };
+                match self.swim.packet(now_ms, from, &data) {
+                    Ok(events) => {
+                        self.core.heard_from(now_ms, from);
+                        self.swim_events(now_ms, events, out);
+                        out.push(answer(Response::Done));
+                    }
+                    Err(why) => {
+                        // A node this one does not list (it started while this one was
+                        // away, or this one restarted): its credential is asked for, so
+                        // that its next packets are heard.
+                        if let crate::swim::SwimRefusal::NotAMember(k) = why
+                            && let Some(bump) = crate::swim::SwimId::bump_of_packet(&data)
+                            && self.swim_unknown.len() < MAX_ASKED
+                            && self.ask_credential(k, None, out)
+                        {
+                            self.swim_unknown.insert(k, bump);
+                        }
+                        out.push(answer(Response::Error(why.to_string())))
+                    }
+                }
+            }
             Request::Revocations { after, buckets } => out.push(answer(Response::Revocations(
                 self.core
                     .revocations_after(after, &buckets, MAX_REVOCATIONS_PER_PAGE)

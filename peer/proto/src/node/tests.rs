@@ -42,9 +42,11 @@ fn node_credential(n: u8) -> Vec<u8> {
 }
 
 fn advert(n: u8, at_ms: u64) -> Vec<u8> {
+    let credential = node_credential(n);
     AdvertBody {
         node: key(n).public(),
-        credential: node_credential(n),
+        credential_hash: serde_bytes::ByteArray::new(crate::core::credential_hash(&credential)),
+        credential,
         slivers: 0,
         free_memory: 1 << 30,
         load_x100: 0,
@@ -54,6 +56,7 @@ fn advert(n: u8, at_ms: u64) -> Vec<u8> {
         traffic: Default::default(),
         addrs: vec![],
         time_ms: at_ms,
+        swim_bump: 1,
         unhealthy: None,
     }
     .sign(&key(n))
@@ -680,6 +683,35 @@ fn arb_input() -> impl Strategy<Value = (u64, Input)> {
     ];
     prop_oneof![
         (0u64..5_000, 0u64..9).prop_map(|(dt, log_size)| (dt, Input::Tick { log_size })),
+        (0u64..3_000).prop_map(|dt| (dt, Input::Wake)),
+        // SWIM packets from members and strangers: junk, and junk after a valid header.
+        (id.clone(), who.clone(), bytes.clone(), any::<bool>()).prop_map(
+            |(reply, from, b, framed)| {
+                let mut data = vec![];
+                if framed && let Some(k) = from {
+                    let h = foca::Header {
+                        src: crate::swim::SwimId { key: k, bump: 1 },
+                        src_incarnation: 0,
+                        dst: crate::swim::SwimId {
+                            key: key(9).public(),
+                            bump: NOW,
+                        },
+                        message: foca::Message::Ping(1),
+                    };
+                    foca::Codec::encode_header(&mut crate::swim::codec::SwimCodec, &h, &mut data)
+                        .unwrap();
+                }
+                data.extend(b);
+                (
+                    0,
+                    Input::Request {
+                        reply,
+                        from,
+                        request: Request::Swim(data),
+                    },
+                )
+            }
+        ),
         (id.clone(), who.clone(), bytes.clone()).prop_map(|(reply, from, b)| {
             let request = Request::from_bytes(&b).unwrap_or(Request::Members);
             (

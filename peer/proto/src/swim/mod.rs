@@ -46,6 +46,13 @@ pub struct SwimId {
     pub bump: u64,
 }
 
+impl SwimId {
+    /// The bump of a packet's sender, if the packet starts with a header.
+    pub fn bump_of_packet(data: &[u8]) -> Option<u64> {
+        get_id(data).ok().map(|id| id.bump)
+    }
+}
+
 impl foca::Identity for SwimId {
     type Addr = PublicKey;
 
@@ -421,6 +428,11 @@ impl Swim {
             members_at_config: 0,
             stats: SwimStats::default(),
         }
+    }
+
+    /// Whether `id` is the identity this node probes for its key.
+    pub fn knows(&self, id: &SwimId) -> bool {
+        self.said.get(&id.key).is_some_and(|s| s.0 == id.bump)
     }
 
     /// This node's identity.
