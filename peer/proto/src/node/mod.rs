@@ -508,6 +508,9 @@ struct Restoring {
     asked: BTreeSet<PublicKey>,
 }
 
+/// A node whose credential was refused (or not given) is not asked again for this long.
+pub const CREDENTIAL_RETRY_MS: u64 = 600_000;
+
 /// Members a restarting node reconciles with at once before it restores.
 const RESTORE_ASKED: usize = 2 * RESTORE_QUORUM;
 
@@ -545,6 +548,11 @@ pub struct Node {
     /// Senders of SWIM packets that are not members yet, with the bump they named, while
     /// their credential is asked for (bounded by the requests in flight).
     swim_unknown: BTreeMap<PublicKey, u64>,
+    /// Nodes whose credential was refused or not given, and when (bounded by
+    /// [`MAX_ASKED`]).
+    credential_refused: BTreeMap<PublicKey, u64>,
+    /// The time of the input being handled.
+    now_ms: u64,
     /// The wake last asked of the router.
     wake_asked: Option<u64>,
     /// When the last periodic reconciliation was asked, and whose turn is next.
@@ -580,6 +588,8 @@ impl Node {
         Node {
             swim,
             swim_unknown: BTreeMap::new(),
+            credential_refused: BTreeMap::new(),
+            now_ms,
             wake_asked: None,
             core,
             witnessing,
@@ -663,6 +673,7 @@ impl Node {
 
     /// One input; what to do about it.
     pub fn handle(&mut self, now_ms: u64, input: Input) -> Vec<Effect> {
+        self.now_ms = now_ms;
         let mut out = vec![];
         match input {
             Input::Restart { saved, logged } => self.restart(now_ms, saved, logged),
@@ -730,6 +741,12 @@ impl Node {
                 }
             }
         }
+        self.ask_wake(&mut out);
+        out
+    }
+
+    /// Asks the router for [`Input::Wake`] when the next wake changed.
+    fn ask_wake(&mut self, out: &mut Vec<Effect>) {
         let next = self.next_wake();
         if next.is_some() && next != self.wake_asked {
             self.wake_asked = next;
@@ -737,7 +754,6 @@ impl Node {
                 out.push(Effect::WakeAt(at));
             }
         }
-        out
     }
 
     /// When this machine next needs [`Input::Wake`].
@@ -825,6 +841,7 @@ impl Node {
         advert: &Advert,
         shared: Option<&Arc<[u8]>>,
     ) -> (Vec<Effect>, Result<(), CoreError>) {
+        self.now_ms = now_ms;
         let b = &advert.body;
         let mut out = vec![];
         let credential = (!b.credential.is_empty()).then_some(&b.credential[..]);
@@ -847,6 +864,7 @@ impl Node {
             }
             Err(e) => Err(e),
         };
+        self.ask_wake(&mut out);
         (out, judged)
     }
 
@@ -866,7 +884,11 @@ impl Node {
             .asked
             .values()
             .any(|a| matches!(a, Asked::Credential { node: n, .. } if *n == node));
-        if asking || self.asked.len() >= MAX_ASKED / 2 {
+        let refused_lately = self
+            .credential_refused
+            .get(&node)
+            .is_some_and(|at| self.now_ms.saturating_sub(*at) < CREDENTIAL_RETRY_MS);
+        if asking || refused_lately || self.asked.len() >= MAX_ASKED / 2 {
             return false;
         }
         let asked = Asked::Credential {
@@ -891,7 +913,7 @@ impl Node {
         let hash = crate::core::credential_hash(bytes);
         let (load, swim) = match advert {
             Some(a) if *a.credential_hash == hash => (a.load(), None),
-            Some(_) => return,
+            Some(_) => return self.credential_refused(now_ms, node),
             None => {
                 let Some(bump) = self.swim_unknown.remove(&node) else {
                     return;
@@ -908,7 +930,7 @@ impl Node {
             .core
             .judge_advert(now_ms, node, Some(bytes), &hash, shared, load)
         else {
-            return;
+            return self.credential_refused(now_ms, node);
         };
         match (advert, swim) {
             (Some(a), _) => self.advert_taken(now_ms, a, outs, out),
@@ -921,6 +943,19 @@ impl Node {
                 }
             }
             (None, None) => {}
+        }
+    }
+
+    /// `node` gave no credential, or one that was refused: not asked again for
+    /// [`CREDENTIAL_RETRY_MS`] (a Sybil's packets and adverts cost it, not this node).
+    fn credential_refused(&mut self, now_ms: u64, node: PublicKey) {
+        self.swim_unknown.remove(&node);
+        if self.credential_refused.len() >= MAX_ASKED {
+            self.credential_refused
+                .retain(|_, at| now_ms.saturating_sub(*at) < CREDENTIAL_RETRY_MS);
+        }
+        if self.credential_refused.len() < MAX_ASKED {
+            self.credential_refused.insert(node, now_ms);
         }
     }
 
@@ -1079,11 +1114,12 @@ impl Node {
                 };
                 self.witness_effects(effects, out);
             }
-            Some(Asked::Credential { node, advert }) => {
-                if let Response::Credential(bytes) = response {
-                    self.credential_came(now_ms, node, advert.as_deref(), &bytes, None, out);
+            Some(Asked::Credential { node, advert }) => match response {
+                Response::Credential(bytes) => {
+                    self.credential_came(now_ms, node, advert.as_deref(), &bytes, None, out)
                 }
-            }
+                _ => self.credential_refused(now_ms, node),
+            },
             Some(Asked::Prints { member }) => {
                 let Response::RevocationPrints(theirs) = response else {
                     // `HeldSame` answers a periodic reconciliation: nothing to fetch. To a
@@ -1176,7 +1212,8 @@ impl Node {
                     r.asked.remove(&member);
                 }
             }
-            Some(Asked::Credential { .. }) | None => {}
+            Some(Asked::Credential { node, .. }) => self.credential_refused(self.now_ms, node),
+            None => {}
         }
     }
 

@@ -42,11 +42,16 @@ fn node_credential(n: u8) -> Vec<u8> {
 }
 
 fn advert(n: u8, at_ms: u64) -> Vec<u8> {
+    advert_with(n, at_ms, true)
+}
+
+/// An advert by node `n`, carrying its credential or naming it by hash.
+fn advert_with(n: u8, at_ms: u64, full: bool) -> Vec<u8> {
     let credential = node_credential(n);
     AdvertBody {
         node: key(n).public(),
         credential_hash: serde_bytes::ByteArray::new(crate::core::credential_hash(&credential)),
-        credential,
+        credential: if full { credential } else { vec![] },
         slivers: 0,
         free_memory: 1 << 30,
         load_x100: 0,
@@ -985,4 +990,167 @@ fn a_running_node_reconciles_with_members_in_turn_and_fetches_only_what_differs(
         serve(&mut m, now, &e, &mut liar);
     }
     assert_eq!(m.core().revocation_digest(), held);
+}
+
+#[test]
+fn an_advert_naming_an_unknown_credential_is_held_back_until_its_sender_gives_it() {
+    let mut m = machine(9);
+    let gossip = |n: u8, at: u64, full: bool| Input::Gossip {
+        id: u64::from(n),
+        source: Some(key(n).public()),
+        topic: Topic::Advert,
+        data: advert_with(n, at, full),
+    };
+    // By hash, from a node never heard in full: not taken, not passed on; asked for.
+    let e = m.handle(NOW, gossip(4, NOW, false));
+    assert!(e.contains(&Effect::Verdict {
+        id: 4,
+        verdict: Verdict::Ignore
+    }));
+    let token = e
+        .iter()
+        .find_map(|x| match x {
+            Effect::Send {
+                to,
+                token: Some(t),
+                request: Request::Credential,
+            } if *to == key(4).public() => Some(*t),
+            _ => None,
+        })
+        .expect("the credential is asked for");
+    assert!(m.core().members().is_empty());
+    // Asked once at a time: a second advert does not ask again.
+    let again = m.handle(NOW + 1, gossip(4, NOW + 1, false));
+    assert!(!again.iter().any(|x| matches!(
+        x,
+        Effect::Send {
+            request: Request::Credential,
+            ..
+        }
+    )));
+    // The wrong credential (another node's) is refused, and not asked for again soon.
+    let e = m.handle(
+        NOW + 2,
+        Input::Answer {
+            token,
+            response: Response::Credential(node_credential(5)),
+        },
+    );
+    assert!(m.core().members().is_empty(), "{e:?}");
+    let later = m.handle(NOW + 3, gossip(4, NOW + 3, false));
+    assert!(!later.iter().any(|x| matches!(
+        x,
+        Effect::Send {
+            request: Request::Credential,
+            ..
+        }
+    )));
+    // Node 6's advert by hash, then its own credential: a member, probed by SWIM.
+    let e = m.handle(NOW + 4, gossip(6, NOW + 4, false));
+    let token = e
+        .iter()
+        .find_map(|x| match x {
+            Effect::Send {
+                token: Some(t),
+                request: Request::Credential,
+                ..
+            } => Some(*t),
+            _ => None,
+        })
+        .unwrap();
+    m.handle(
+        NOW + 5,
+        Input::Answer {
+            token,
+            response: Response::Credential(node_credential(6)),
+        },
+    );
+    assert!(m.core().members().contains_key(&key(6).public()));
+    assert_eq!(m.swim_active(), 1);
+    // Later adverts by hash are taken at once.
+    let e = m.handle(NOW + 6, gossip(6, NOW + 6, false));
+    assert!(e.contains(&Effect::Verdict {
+        id: 6,
+        verdict: Verdict::Accept
+    }));
+}
+
+#[test]
+fn a_swim_packet_from_a_node_not_listed_asks_for_its_credential_and_a_strangers_is_refused() {
+    let mut m = machine(9);
+    let ping = |n: u8| {
+        let mut data = vec![];
+        let h = foca::Header {
+            src: crate::swim::SwimId {
+                key: key(n).public(),
+                bump: 77,
+            },
+            src_incarnation: 0,
+            dst: crate::swim::SwimId {
+                key: key(9).public(),
+                bump: NOW,
+            },
+            message: foca::Message::Ping(1),
+        };
+        foca::Codec::encode_header(&mut crate::swim::codec::SwimCodec, &h, &mut data).unwrap();
+        data.extend([0, 0]);
+        Input::Request {
+            reply: u64::from(n),
+            from: Some(key(n).public()),
+            request: Request::Swim(data),
+        }
+    };
+    let e = m.handle(NOW, ping(4));
+    assert!(matches!(
+        reply_of(&e, 4),
+        Some(Response::Error(why)) if why.contains("not a member")
+    ));
+    let token = e
+        .iter()
+        .find_map(|x| match x {
+            Effect::Send {
+                token: Some(t),
+                request: Request::Credential,
+                ..
+            } => Some(*t),
+            _ => None,
+        })
+        .unwrap();
+    m.handle(
+        NOW + 1,
+        Input::Answer {
+            token,
+            response: Response::Credential(node_credential(4)),
+        },
+    );
+    // A member now, probed under the identity its packet named; its next ping is answered.
+    assert!(m.core().members().contains_key(&key(4).public()));
+    let e = m.handle(NOW + 2, ping(4));
+    assert_eq!(reply_of(&e, 4), Some(&Response::Done));
+    assert!(e.iter().any(|x| matches!(
+        x,
+        Effect::Send { to, request: Request::Swim(_), token: None } if *to == key(4).public()
+    )));
+    // A stranger whose credential is refused is not asked again for a while.
+    let e = m.handle(NOW + 3, ping(7));
+    let token = e
+        .iter()
+        .find_map(|x| match x {
+            Effect::Send {
+                token: Some(t),
+                request: Request::Credential,
+                ..
+            } => Some(*t),
+            _ => None,
+        })
+        .unwrap();
+    m.handle(NOW + 4, Input::NoAnswer { token });
+    let e = m.handle(NOW + 5, ping(7));
+    assert!(!e.iter().any(|x| matches!(
+        x,
+        Effect::Send {
+            request: Request::Credential,
+            ..
+        }
+    )));
 }
