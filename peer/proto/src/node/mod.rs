@@ -50,9 +50,19 @@ pub const MAX_ENDED_WAITING: usize = 65_536;
 /// (one member may be as far behind as the node itself: the simulator caught a revoked
 /// sliver restored after a single catch-up).
 pub const RESTORE_QUORUM: usize = 3;
-/// Ticks a restarted node listens before it counts the members it heard (adverts arrive
-/// over a tick or two; with no member heard by then it is alone and restores).
+/// Ticks a restarted node listens before it counts the members it heard (adverts and
+/// members' greetings arrive over a tick or two).
 pub const RESTORE_LISTEN_TICKS: u64 = 3;
+/// Ticks a restarted node that has heard no member at all waits before it concludes it is
+/// alone and restores (adverts are rare now; members greet a restarted node, see
+/// [`GREETERS`], but a node must not restore a revoked sliver because its network was
+/// slow to come up).
+pub const RESTORE_ALONE_TICKS: u64 = 12;
+/// About this many members greet a node whose first advert after a start they hear (each
+/// with probability `GREETERS / members`, decided by both keys): its SWIM packets make the
+/// new node ask for their credentials, so it knows members in seconds, not at their next
+/// adverts, and a federation of thousands does not greet it thousands of times.
+pub const GREETERS: u64 = 8;
 
 /// Names a request the router holds open until the machine answers it.
 pub type ReplyId = u64;
@@ -801,6 +811,19 @@ impl Node {
         }
     }
 
+    /// Whether this node is one of the ~[`GREETERS`] members that greet `node` when it
+    /// starts: a hash of both keys, below `GREETERS / members`.
+    fn greets(&self, node: &PublicKey) -> bool {
+        use sha2::Digest;
+        let members = self.core.members().len() as u64 + 1;
+        let mut h = sha2::Sha256::new();
+        h.update(self.swim.me().key.0);
+        h.update(node.0);
+        let d: [u8; 32] = h.finalize().into();
+        let x = u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]);
+        x % members < GREETERS
+    }
+
     /// This node's load as its adverts carry it.
     fn load(&self) -> Load {
         Load {
@@ -974,7 +997,11 @@ impl Node {
             bump: b.swim_bump,
         };
         if self.core.members().contains_key(&b.node) && !self.swim.knows(&id) {
-            let events = self.swim.admit(now_ms, id);
+            let mut events = self.swim.admit(now_ms, id);
+            // Its first advert after a start: a few members greet it (see GREETERS).
+            if !b.credential.is_empty() && self.greets(&b.node) {
+                events.extend(self.swim.greet(now_ms, id));
+            }
             self.swim_events(now_ms, events, out);
         }
         if !b.addrs.is_empty() {

@@ -62,10 +62,11 @@ impl Node {
                 let Some(from) = from else {
                     return out.push(answer(Response::Error("not a node key".into())));
                 };
-                match self.swim.packet(now_ms, from, &data) {
-                    Ok(events) => {
+                let (events, taken) = self.swim.packet(now_ms, from, &data);
+                self.swim_events(now_ms, events, out);
+                match taken {
+                    Ok(()) => {
                         self.core.heard_from(now_ms, from);
-                        self.swim_events(now_ms, events, out);
                         out.push(answer(Response::Done));
                     }
                     Err(why) => {

@@ -36,9 +36,12 @@ impl Node {
             // Nothing comes back: they are logged as not restored at once.
             return true;
         }
-        let listened = now_ms.saturating_sub(r.since_ms)
-            >= RESTORE_LISTEN_TICKS.saturating_mul(self.settings.tick_ms);
+        let waited = now_ms.saturating_sub(r.since_ms);
+        let listened = waited >= RESTORE_LISTEN_TICKS.saturating_mul(self.settings.tick_ms);
         let members = self.core.members().len();
+        if members == 0 {
+            return waited >= RESTORE_ALONE_TICKS.saturating_mul(self.settings.tick_ms);
+        }
         listened && r.caught_up.len() >= RESTORE_QUORUM.min(members)
     }
 

@@ -644,8 +644,15 @@ fn a_saved_sliver_its_own_log_does_not_record_is_not_restored() {
             logged: logged_as(4, &other),
         },
     );
+    // Alone (no member heard): it waits longer before it concludes so, then decides.
     let mut now = NOW;
-    let e = run_ticks(&mut m, &mut now, 5, &[]);
+    let e = run_ticks(&mut m, &mut now, RESTORE_LISTEN_TICKS as usize + 1, &[]);
+    assert!(e.is_empty() || started(&e).is_empty());
+    assert!(
+        m.restoring(),
+        "alone, it does not restore after three ticks"
+    );
+    let e = run_ticks(&mut m, &mut now, RESTORE_ALONE_TICKS as usize, &[]);
     assert!(started(&e).is_empty());
     assert!(e.contains(&Effect::Forget { id: 4 }));
 }

@@ -90,6 +90,11 @@ pub const VOTE_WINDOW_MS: u64 = 300_000;
 const SEEN_ITEMS: usize = 16_384;
 /// Signed items waiting to be counted after a packet.
 const INBOX: usize = 1_024;
+/// Signed items of others this node relays at once: past this, an item is counted but not
+/// passed on (this node's own always are). foca walks its whole queue to fill each packet,
+/// so an unbounded queue costs time on every packet, and piggybacking more items than
+/// packets carry only delays them all.
+pub const MAX_RELAYED: usize = 64;
 
 const VOTE_DOMAIN: &str = "slicefed/swim-down-vote/1";
 const REFUTE_DOMAIN: &str = "slicefed/swim-refute/1";
@@ -230,6 +235,8 @@ struct Shared {
     seen_order: VecDeque<ItemKey>,
     inbox: Vec<Item>,
     refused: u64,
+    /// foca's queue of signed items, as of the last step.
+    backlog: usize,
 }
 
 impl Shared {
@@ -268,7 +275,7 @@ impl Shared {
         if self.inbox.len() < INBOX {
             self.inbox.push(item);
         }
-        Some(key)
+        (self.backlog < MAX_RELAYED || self.me == Some(signer)).then_some(key)
     }
 }
 
@@ -489,6 +496,15 @@ impl Swim {
         out
     }
 
+    /// Says hello to a member that just started (a SWIM announce): the member, which may
+    /// not list this node yet, asks for its credential and so knows a member at once.
+    pub fn greet(&mut self, now_ms: u64, id: SwimId) -> Vec<SwimEvent> {
+        let _ = self.foca.announce(id, &mut self.rt);
+        let mut out = vec![];
+        self.drain(now_ms, Cause::Local, &mut out);
+        out
+    }
+
     /// A member the node no longer counts (revoked, expired, or dead by quorum): no longer
     /// probed, and not heard.
     pub fn expel(&mut self, now_ms: u64, key: &PublicKey) -> Vec<SwimEvent> {
@@ -517,18 +533,28 @@ impl Swim {
         }
     }
 
-    /// A SWIM packet from member `from` (the transport's authenticated peer).
+    /// A SWIM packet from member `from` (the transport's authenticated peer). Returns what
+    /// to do, and why the packet was not taken if it was not.
+    ///
+    /// A ping from a node that is not a member (yet: it may have started while this node
+    /// was away, and the node machine asks for its credential) gets a bare ack, with no
+    /// news and nothing of it read: otherwise every node that starts would be suspected by
+    /// every member that probes it before it has heard their adverts.
     pub fn packet(
         &mut self,
         now_ms: u64,
         from: PublicKey,
         data: &[u8],
-    ) -> Result<Vec<SwimEvent>, SwimRefusal> {
+    ) -> (Vec<SwimEvent>, Result<(), SwimRefusal>) {
         let filtered = match self.filter(from, data) {
             Ok(f) => f,
             Err(e) => {
                 self.stats.refused += 1;
-                return Err(e);
+                let mut out = vec![];
+                if matches!(e, SwimRefusal::NotAMember(_)) {
+                    self.bare_ack(data, &mut out);
+                }
+                return (out, Err(e));
             }
         };
         self.stats.received += 1;
@@ -537,10 +563,38 @@ impl Swim {
         self.drain(now_ms, Cause::Packet(from), &mut out);
         self.count_items(now_ms, &mut out);
         match result {
-            Ok(()) => Ok(out),
             // What foca did before it stopped still stands (it is in `out`).
-            Err(e) if out.is_empty() => Err(SwimRefusal::Foca(e.to_string())),
-            Err(_) => Ok(out),
+            Err(e) if out.is_empty() => (out, Err(SwimRefusal::Foca(e.to_string()))),
+            _ => (out, Ok(())),
+        }
+    }
+
+    /// An ack to a ping from a node that is not a member, carrying nothing.
+    fn bare_ack(&mut self, data: &[u8], out: &mut Vec<SwimEvent>) {
+        let Ok(h) = foca::Codec::decode_header(&mut SwimCodec, data) else {
+            return;
+        };
+        let Message::Ping(probe) = h.message else {
+            return;
+        };
+        if h.dst.key != self.me.key {
+            return;
+        }
+        let ack = foca::Header {
+            src: self.me,
+            src_incarnation: self.incarnation,
+            dst: h.src,
+            message: Message::Ack(probe),
+        };
+        let mut packet = Vec::with_capacity(2 * ID_BYTES + 8);
+        if foca::Codec::encode_header(&mut SwimCodec, &ack, &mut packet).is_ok() {
+            packet.put_u16(0);
+            self.stats.sent += 1;
+            self.stats.sent_bytes += packet.len() as u64;
+            out.push(SwimEvent::Send {
+                to: h.src.key,
+                data: packet,
+            });
         }
     }
 
@@ -581,7 +635,17 @@ impl Swim {
         // The sender speaks for itself: its own identity and incarnation are what it says.
         self.heard_from(&header.src, header.src_incarnation);
         let mut out = Vec::with_capacity(data.len());
-        out.extend_from_slice(data.get(..header_len).unwrap_or_default());
+        if header.dst == self.me {
+            out.extend_from_slice(data.get(..header_len).unwrap_or_default());
+        } else {
+            // Addressed to an earlier start of this node: answered as this one, so the
+            // sender learns the new identity instead of suspecting the old.
+            let header = foca::Header {
+                dst: self.me,
+                ..header.clone()
+            };
+            foca::Codec::encode_header(&mut SwimCodec, &header, &mut out)?;
+        }
         let has_updates = !matches!(
             header.message,
             Message::Broadcast | Message::Announce | Message::TurnUndead
@@ -693,6 +757,7 @@ impl Swim {
                 data: data.to_vec(),
             });
         }
+        self.shared().backlog = self.foca.custom_broadcast_backlog();
         let mut votes = vec![];
         while let Some(n) = self.rt.to_notify() {
             match n {

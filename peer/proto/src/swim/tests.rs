@@ -15,6 +15,12 @@ struct Net {
     refusals: Vec<SwimRefusal>,
 }
 
+/// A packet's events, or why it was refused.
+fn taken(x: (Vec<SwimEvent>, Result<(), SwimRefusal>)) -> Result<Vec<SwimEvent>, SwimRefusal> {
+    let (events, r) = x;
+    r.map(|()| events)
+}
+
 fn index(k: &PublicKey) -> usize {
     (0..64u8)
         .find(|i| key(40 + i).public() == *k)
@@ -74,7 +80,7 @@ impl Net {
                     continue;
                 }
                 let fk = self.nodes[from].me().key;
-                match self.nodes[to].packet(self.now, fk, &data) {
+                match taken(self.nodes[to].packet(self.now, fk, &data)) {
                     Ok(e) => self.carry(to, e),
                     Err(r) => self.refusals.push(r),
                 }
@@ -173,9 +179,7 @@ fn one_member_that_accuses_another_gets_nothing_declared() {
             packet.put_u16(forged.len() as u16);
             packet.put_slice(&forged);
             // Taken (the liar is a member): its vote counts once, the rest is filtered.
-            let e = net.nodes[to]
-                .packet(net.now, liar_key.public(), &packet)
-                .unwrap();
+            let e = taken(net.nodes[to].packet(net.now, liar_key.public(), &packet)).unwrap();
             net.carry(to, e);
         }
         let mut undead = vec![];
@@ -191,7 +195,7 @@ fn one_member_that_accuses_another_gets_nothing_declared() {
         )
         .unwrap();
         assert_eq!(
-            net.nodes[victim].packet(net.now, liar_key.public(), &undead),
+            taken(net.nodes[victim].packet(net.now, liar_key.public(), &undead)),
             Err(SwimRefusal::TurnUndead)
         );
         net.run(net.now + 1_000);
@@ -231,26 +235,26 @@ fn packets_from_non_members_or_in_another_name_are_refused() {
         p
     };
     assert_eq!(
-        net.nodes[0].packet(0, stranger.key, &ping(stranger, a)),
+        taken(net.nodes[0].packet(0, stranger.key, &ping(stranger, a))),
         Err(SwimRefusal::NotAMember(stranger.key))
     );
     assert_eq!(
-        net.nodes[0].packet(0, b.key, &ping(stranger, a)),
+        taken(net.nodes[0].packet(0, b.key, &ping(stranger, a))),
         Err(SwimRefusal::NotTheSender {
             from: b.key,
             claimed: stranger.key
         })
     );
     assert_eq!(
-        net.nodes[0].packet(0, b.key, &ping(b, b)),
+        taken(net.nodes[0].packet(0, b.key, &ping(b, b))),
         Err(SwimRefusal::NotForUs(b.key))
     );
     assert!(matches!(
-        net.nodes[0].packet(0, b.key, &vec![0; MAX_PACKET + 1]),
+        taken(net.nodes[0].packet(0, b.key, &vec![0; MAX_PACKET + 1])),
         Err(SwimRefusal::TooBig(_))
     ));
     // A member's honest ping is answered.
-    let out = net.nodes[0].packet(0, b.key, &ping(b, a)).unwrap();
+    let out = taken(net.nodes[0].packet(0, b.key, &ping(b, a))).unwrap();
     assert!(
         out.iter()
             .any(|e| matches!(e, SwimEvent::Send { to, .. } if *to == b.key))
