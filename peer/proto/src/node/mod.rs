@@ -882,6 +882,14 @@ impl Node {
                 Ok(())
             }
             Ok(None) => {
+                // Its addresses first, so the router can reach it to ask (they are kept
+                // within the router's bound on peers, like any peer's).
+                if !b.addrs.is_empty() {
+                    out.push(Effect::Addresses {
+                        node: b.node,
+                        addrs: b.addrs.clone(),
+                    });
+                }
                 self.ask_credential(b.node, Some(b), &mut out);
                 Err(CoreError::CredentialUnknown)
             }
@@ -1239,7 +1247,10 @@ impl Node {
                     r.asked.remove(&member);
                 }
             }
-            Some(Asked::Credential { node, .. }) => self.credential_refused(self.now_ms, node),
+            // Not reached (the network, not a refusal): asked again on its next advert.
+            Some(Asked::Credential { node, .. }) => {
+                self.swim_unknown.remove(&node);
+            }
             None => {}
         }
     }

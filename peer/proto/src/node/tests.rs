@@ -1151,7 +1151,13 @@ fn a_swim_packet_from_a_node_not_listed_asks_for_its_credential_and_a_strangers_
             _ => None,
         })
         .unwrap();
-    m.handle(NOW + 4, Input::NoAnswer { token });
+    m.handle(
+        NOW + 4,
+        Input::Answer {
+            token,
+            response: Response::Error("no".into()),
+        },
+    );
     let e = m.handle(NOW + 5, ping(7));
     assert!(!e.iter().any(|x| matches!(
         x,
