@@ -33,13 +33,13 @@ impl NodeCore {
     }
 
     /// A member was heard from (a SWIM packet): it counts as seen, for the adverts'
-    /// backstop expiry and `nodes list`.
+    /// backstop expiry and `nodes list`. Not queued: expiry looks at `last_seen_ms` when
+    /// the member's entry comes up, and queues it again (a member sends a packet a second).
     pub fn heard_from(&mut self, now_ms: u64, from: PublicKey) {
         if let Some(m) = self.members.get_mut(&from)
             && now_ms > m.last_seen_ms
         {
             m.last_seen_ms = now_ms;
-            self.note_heard(now_ms, from);
         }
     }
 

@@ -710,13 +710,15 @@ impl NodeCore {
                 break;
             }
             self.heard.pop_front();
-            if self
-                .members
-                .get(&k)
-                .is_some_and(|m| m.last_seen_ms < deadline)
-            {
-                self.members.remove(&k);
-                out.push(Output::Left(k));
+            match self.members.get(&k) {
+                Some(m) if m.last_seen_ms < deadline => {
+                    self.members.remove(&k);
+                    out.push(Output::Left(k));
+                }
+                // Heard since (SWIM packets update `last_seen_ms` without queueing): it is
+                // looked at again then.
+                Some(m) if m.last_seen_ms > seen => self.heard.push_back((m.last_seen_ms, k)),
+                _ => {}
             }
         }
         out

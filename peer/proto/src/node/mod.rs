@@ -565,9 +565,11 @@ pub struct Node {
     now_ms: u64,
     /// The wake last asked of the router.
     wake_asked: Option<u64>,
-    /// When the last periodic reconciliation was asked, and whose turn is next.
+    /// When the last periodic reconciliation was asked, and of whom.
     last_reconcile_ms: Option<u64>,
-    reconcile_turn: u64,
+    reconcile_after: Option<PublicKey>,
+    /// Members' keys in order (the turn of reconciliations walks them).
+    member_keys: BTreeSet<PublicKey>,
     ticks: u64,
     /// Fetched pages that did not check (an honest federation has none).
     pages_refused: u64,
@@ -618,10 +620,8 @@ impl Node {
             last_advert_ms: None,
             advertised: None,
             last_reconcile_ms: None,
-            reconcile_turn: {
-                let k = core_key_bytes;
-                u64::from_le_bytes([k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7]])
-            },
+            reconcile_after: None,
+            member_keys: BTreeSet::new(),
             ticks: 0,
             pages_refused: 0,
         }
@@ -1059,10 +1059,12 @@ impl Node {
     fn reconcile(&mut self, now_ms: u64, out: &mut Vec<Effect>) {
         if let Some(r) = self.restoring.as_mut() {
             let room = RESTORE_ASKED.saturating_sub(r.asked.len());
+            if room == 0 {
+                return;
+            }
             let members: Vec<PublicKey> = self
-                .core
-                .members()
-                .keys()
+                .member_keys
+                .iter()
                 .filter(|k| !r.caught_up.contains(k) && !r.asked.contains(k))
                 .take(room)
                 .copied()
@@ -1082,18 +1084,24 @@ impl Node {
         {
             return;
         }
-        let members = self.core.members();
-        if members.is_empty() {
+        if self.member_keys.is_empty() {
             return;
         }
         self.last_reconcile_ms = Some(now_ms);
-        // The turn starts where this node's key says, so nodes do not all ask the same
-        // member at the same time.
-        let turn = self.reconcile_turn as usize % members.len();
-        self.reconcile_turn = self.reconcile_turn.wrapping_add(1);
-        let Some(member) = members.keys().nth(turn).copied() else {
+        // The next member in key order after the last one asked (a turn through all of
+        // them, each node starting where its key falls, so nodes do not all ask the same
+        // member at once).
+        let after = self.reconcile_after.unwrap_or(self.swim.me().key);
+        let next = self
+            .member_keys
+            .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
+            .next()
+            .or_else(|| self.member_keys.first())
+            .copied();
+        let Some(member) = next else {
             return;
         };
+        self.reconcile_after = Some(member);
         let request = Request::RevocationPrints {
             unless: Some(self.core.revocation_digest()),
         };
@@ -1364,6 +1372,7 @@ impl Node {
                     }
                 }
                 Output::Joined(k) => {
+                    self.member_keys.insert(k);
                     self.witnessing.joined(&k);
                     if self.witnessing.needs_rebuild() {
                         self.witnessing.rebuild(self.core.members());
@@ -1371,6 +1380,7 @@ impl Node {
                     out.push(Effect::Joined(k));
                 }
                 Output::Left(k) => {
+                    self.member_keys.remove(&k);
                     let events = self.swim.expel(now_ms, &k);
                     self.swim_events(now_ms, events, out);
                     self.witnessing.left(&k, now_ms);

@@ -124,10 +124,9 @@ fn config(members: usize) -> foca::Config {
     c.max_transmissions = NonZeroU8::new(4u8.saturating_mul(digits)).unwrap_or(NonZeroU8::MIN);
     c.notify_down_members = false;
     c.periodic_announce = None;
-    c.periodic_gossip = Some(foca::PeriodicParams {
-        frequency: Duration::from_millis(1_000),
-        num_members: NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN),
-    });
+    // News rides on probes and their acks only (no extra gossip rounds): a packet a
+    // second per node whatever the size of the federation.
+    c.periodic_gossip = None;
     c
 }
 
