@@ -262,37 +262,6 @@ impl Sim {
     }
 
     pub(crate) fn finish(&mut self) {
-        if std::env::var_os("SIM_DEBUG_SWIM").is_some() {
-            let mut t = slicefed_proto::swim::SwimStats::default();
-            let mut active = 0;
-            for n in self.nodes.iter().filter_map(|n| n.live.as_ref()) {
-                let s = n.node.swim_stats();
-                t.sent += s.sent;
-                t.received += s.received;
-                t.refused += s.refused;
-                t.updates_filtered += s.updates_filtered;
-                t.votes_signed += s.votes_signed;
-                t.items_refused += s.items_refused;
-                t.declared_dead += s.declared_dead;
-                active += n.node.swim_active();
-            }
-            eprintln!("swim: {t:?} active {active}");
-            let mut h = [0usize; 8];
-            for d in &self.metrics.detections {
-                let b = match *d as u64 {
-                    0..30_000 => 0,
-                    30_000..60_000 => 1,
-                    60_000..90_000 => 2,
-                    90_000..120_000 => 3,
-                    120_000..180_000 => 4,
-                    180_000..300_000 => 5,
-                    300_000..600_000 => 6,
-                    _ => 7,
-                };
-                h[b] += 1;
-            }
-            eprintln!("detections <30s,<60,<90,<120,<180,<300,<600,more: {h:?}");
-        }
         for r in &mut self.metrics.revocations {
             if r.reached == 0 {
                 r.all_held_ms = f64::NAN;
