@@ -70,6 +70,16 @@ fn the_short_scenario_keeps_every_promise() {
     // No deleted slice's sliver runs on: not on the nodes that were up, and not on those
     // that were down when it was deleted (they reconcile before they restore).
     assert_eq!(s.zombies_max, 0);
+    // Membership by SWIM: every crashed node is dropped by live members within two
+    // simulated minutes (p99), and no node that was up is dropped (the quorum of signed
+    // votes; Sybils and restarts cause no false departures).
+    assert!(s.departures > 0);
+    assert!(
+        s.detection_p99_ms <= 120_000.0,
+        "detection p99 {} ms",
+        s.detection_p99_ms
+    );
+    assert_eq!(s.false_departures, 0);
     // No acknowledged entry is lost with 30% of the nodes gone for good.
     assert_eq!(s.lost_acked_max, 0);
     assert!(s.share_acked_k_end > 0.9, "{}", s.share_acked_k_end);

@@ -518,6 +518,11 @@ struct Restoring {
     asked: BTreeSet<PublicKey>,
 }
 
+/// A node's first adverts after it starts carry its credential and go an advert interval
+/// apart (the first is often published before the overlay has formed around it); later
+/// ones name it by hash and go only when something changed.
+pub const FULL_ADVERTS: u32 = 3;
+
 /// A node whose credential was refused (or not given) is not asked again for this long.
 pub const CREDENTIAL_RETRY_MS: u64 = 600_000;
 
@@ -551,8 +556,9 @@ pub struct Node {
     ended_holders: VecDeque<(String, Vec<PublicKey>)>,
     ended_waiting: VecDeque<(u64, String, Usage)>,
     last_advert_ms: Option<u64>,
-    /// What the last advert said.
+    /// What the last advert said, and how many were sent since the start.
     advertised: Option<Load>,
+    adverts_sent: u32,
     /// Liveness of members (SWIM).
     swim: crate::swim::Swim,
     /// Senders of SWIM packets that are not members yet, with the bump they named, while
@@ -619,6 +625,7 @@ impl Node {
             ended_waiting: VecDeque::new(),
             last_advert_ms: None,
             advertised: None,
+            adverts_sent: 0,
             last_reconcile_ms: None,
             reconcile_after: None,
             member_keys: BTreeSet::new(),
@@ -768,10 +775,9 @@ impl Node {
 
     /// When this machine next needs [`Input::Wake`].
     fn next_wake(&self) -> Option<u64> {
-        let reconcile = match (&self.restoring, self.last_reconcile_ms) {
-            (None, Some(t)) => Some(t.saturating_add(crate::core::RECONCILE_EVERY_MS)),
-            _ => None,
-        };
+        let reconcile = self
+            .last_reconcile_ms
+            .map(|t| t.saturating_add(crate::core::RECONCILE_EVERY_MS));
         match (self.swim.next_wake(), reconcile) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -832,10 +838,11 @@ impl Node {
         }
     }
 
-    /// Advertises `load`: with the credential itself the first time after a start (every
-    /// member up then judges it once), by its hash afterwards.
+    /// Advertises `load`: with the credential itself the first [`FULL_ADVERTS`] times
+    /// after a start (every member up then judges it once), by its hash afterwards.
     fn advertise(&mut self, now_ms: u64, load: Load, out: &mut Vec<Effect>) {
-        let full = self.advertised.is_none();
+        let full = self.adverts_sent < FULL_ADVERTS;
+        self.adverts_sent = self.adverts_sent.saturating_add(1);
         self.last_advert_ms = Some(now_ms);
         self.advertised = Some(load.clone());
         out.push(Effect::Advertise(Load { full, ..load }));
@@ -1040,7 +1047,12 @@ impl Node {
         let due = match (&self.advertised, self.last_advert_ms) {
             (Some(prev), Some(at)) => {
                 let gap = now_ms.saturating_sub(at);
-                gap >= interval.saturating_mul(crate::core::REFRESH_INTERVALS)
+                let refresh = if self.adverts_sent < FULL_ADVERTS {
+                    interval
+                } else {
+                    interval.saturating_mul(crate::core::REFRESH_INTERVALS)
+                };
+                gap >= refresh
                     || (gap >= interval && load_changed(prev, &load, self.core.capacity_memory()))
             }
             _ => true,
@@ -1057,18 +1069,21 @@ impl Node {
     /// sending its own digest so an equal set costs one small answer. Nothing here waits for
     /// adverts: with membership by SWIM a member may not advertise for hours.
     fn reconcile(&mut self, now_ms: u64, out: &mut Vec<Effect>) {
-        if let Some(r) = self.restoring.as_mut() {
-            let room = RESTORE_ASKED.saturating_sub(r.asked.len());
-            if room == 0 {
-                return;
-            }
-            let members: Vec<PublicKey> = self
-                .member_keys
-                .iter()
-                .filter(|k| !r.caught_up.contains(k) && !r.asked.contains(k))
-                .take(room)
-                .copied()
-                .collect();
+        let room = self
+            .restoring
+            .as_ref()
+            .map_or(0, |r| RESTORE_ASKED.saturating_sub(r.asked.len()));
+        if room > 0 {
+            let members: Vec<PublicKey> = match self.restoring.as_ref() {
+                Some(r) => self
+                    .member_keys
+                    .iter()
+                    .filter(|k| !r.caught_up.contains(k) && !r.asked.contains(k))
+                    .take(room)
+                    .copied()
+                    .collect(),
+                None => vec![],
+            };
             for member in members {
                 if let Some(r) = self.restoring.as_mut() {
                     r.asked.insert(member);
@@ -1076,8 +1091,9 @@ impl Node {
                 let request = Request::RevocationPrints { unless: None };
                 self.ask(member, request, Asked::Prints { member }, out);
             }
-            return;
         }
+        // The turn goes on while a restart catches up too: a revocation published
+        // meanwhile (whose gossip a node that knows few members refuses) arrives by it.
         if self
             .last_reconcile_ms
             .is_some_and(|t| now_ms.saturating_sub(t) < crate::core::RECONCILE_EVERY_MS)
