@@ -841,6 +841,10 @@ impl Node {
     /// Advertises `load`: with the credential itself the first [`FULL_ADVERTS`] times
     /// after a start (every member up then judges it once), by its hash afterwards.
     fn advertise(&mut self, now_ms: u64, load: Load, out: &mut Vec<Effect>) {
+        // One advert per moment: a second would not be newer than the first.
+        if self.last_advert_ms == Some(now_ms) {
+            return;
+        }
         let full = self.adverts_sent < FULL_ADVERTS;
         self.adverts_sent = self.adverts_sent.saturating_add(1);
         self.last_advert_ms = Some(now_ms);
@@ -956,8 +960,11 @@ impl Node {
                 let Some(bump) = self.swim_unknown.remove(&node) else {
                     return;
                 };
+                // Not an advert: dated as early as the clock skew allows, so that the
+                // member's own adverts (made before this moment) are all newer.
+                let skew_ms = slicefed_trust::verify::CLOCK_SKEW_SECS.saturating_mul(1000);
                 let load = Load {
-                    sent_ms: now_ms,
+                    sent_ms: now_ms.saturating_sub(skew_ms.saturating_sub(1)),
                     swim_bump: bump,
                     ..Load::default()
                 };
