@@ -372,12 +372,15 @@ impl Sim {
         let Some(token) = token else { return };
         let input = match rep {
             // A credential is the world's own copy, shared by every node that holds it.
-            Some(Response::Credential(bytes)) => {
-                match self.world.credential_by_hash(&credential_hash(&bytes)) {
-                    Some(credential) => Input::CredentialAnswer { token, credential },
+            Some(Response::Credential { credential, addrs }) => {
+                match self.world.credential_by_hash(&credential_hash(&credential)) {
+                    Some(shared) => Input::CredentialAnswer {
+                        token,
+                        credential: shared,
+                    },
                     None => Input::Answer {
                         token,
-                        response: Response::Credential(bytes),
+                        response: Response::Credential { credential, addrs },
                     },
                 }
             }

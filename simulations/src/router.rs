@@ -234,7 +234,10 @@ impl Sim {
         let now_ms = self.now_ms();
         match read {
             Read::Credential => match self.world.nodes.get(i) {
-                Some(spec) => Response::Credential(spec.credential.to_vec()),
+                Some(spec) => Response::Credential {
+                    credential: spec.credential.to_vec(),
+                    addrs: vec![],
+                },
                 None => Response::Error("no such node".into()),
             },
             Read::Members => {

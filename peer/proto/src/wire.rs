@@ -563,8 +563,15 @@ pub enum Response {
     RevocationPrints(Vec<u64>),
     /// This node's settled revocations and deletes have the digest the asker sent.
     HeldSame,
-    /// A node credential (see [`Request::Credential`]).
-    Credential(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// A node credential and the addresses the node listens on (see
+    /// [`Request::Credential`]): a member first heard from by SWIM can then be reached.
+    Credential {
+        /// The credential file.
+        #[serde(with = "serde_bytes")]
+        credential: Vec<u8>,
+        /// Its listen addresses (multiaddrs; at most `MAX_TAGS`, 256 bytes each).
+        addrs: Vec<String>,
+    },
     /// Taken in.
     Done,
     /// Leaves of a replica, ending at the origin's checkpoint `end`.
@@ -658,6 +665,14 @@ impl Response {
                 ..
             } => check(c)?,
             Response::ReplicaPage { end, .. } => check(end)?,
+            Response::Credential { addrs, .. }
+                if addrs.len() > MAX_TAGS || addrs.iter().any(|a| a.len() > 256) =>
+            {
+                return Err(WireError::Invalid {
+                    what: "response",
+                    why: format!("more than {MAX_TAGS} addresses or an address over 256 bytes"),
+                });
+            }
             Response::RevocationPrints(prints)
                 if prints.len() != crate::core::REVOCATION_BUCKETS =>
             {

@@ -218,7 +218,15 @@ impl Daemon {
     pub(super) fn read(&mut self, swarm: &mut Swarm, to: ReplyId, read: Read) {
         let response = match read {
             Read::Members => Response::Members(self.member_rows()),
-            Read::Credential => Response::Credential(self.credential.clone()),
+            Read::Credential => Response::Credential {
+                credential: self.credential.clone(),
+                addrs: self
+                    .my_addrs
+                    .iter()
+                    .take(wire::MAX_TAGS)
+                    .map(|a| a.to_string())
+                    .collect(),
+            },
             Read::Status { slice } => Response::Status(self.status(slice.as_deref())),
             Read::Logs { slice, reader } => Response::Logs(self.logs(&slice, &reader)),
             Read::Checkpoint => self.checkpoint_answer(),

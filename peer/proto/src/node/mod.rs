@@ -1181,8 +1181,12 @@ impl Node {
                 self.witness_effects(effects, out);
             }
             Some(Asked::Credential { node, advert }) => match response {
-                Response::Credential(bytes) => {
-                    self.credential_came(now_ms, node, advert.as_deref(), &bytes, None, out)
+                Response::Credential { credential, addrs } => {
+                    let advert = advert.as_deref();
+                    self.credential_came(now_ms, node, advert, &credential, None, out);
+                    if !addrs.is_empty() && self.core.members().contains_key(&node) {
+                        out.push(Effect::Addresses { node, addrs });
+                    }
                 }
                 _ => self.credential_refused(now_ms, node),
             },

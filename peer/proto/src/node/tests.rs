@@ -999,6 +999,18 @@ fn a_running_node_reconciles_with_members_in_turn_and_fetches_only_what_differs(
     assert_eq!(m.core().revocation_digest(), held);
 }
 
+/// The token of the credential request in `e`, if there is one.
+fn credential_ask(e: &[Effect]) -> Option<Token> {
+    e.iter().find_map(|x| match x {
+        Effect::Send {
+            token: Some(t),
+            request: Request::Credential,
+            ..
+        } => Some(*t),
+        _ => None,
+    })
+}
+
 #[test]
 fn an_advert_naming_an_unknown_credential_is_held_back_until_its_sender_gives_it() {
     let mut m = machine(9);
@@ -1014,62 +1026,36 @@ fn an_advert_naming_an_unknown_credential_is_held_back_until_its_sender_gives_it
         id: 4,
         verdict: Verdict::Ignore
     }));
-    let token = e
-        .iter()
-        .find_map(|x| match x {
-            Effect::Send {
-                to,
-                token: Some(t),
-                request: Request::Credential,
-            } if *to == key(4).public() => Some(*t),
-            _ => None,
-        })
-        .expect("the credential is asked for");
+    let token = credential_ask(&e).expect("the credential is asked for");
     assert!(m.core().members().is_empty());
     // Asked once at a time: a second advert does not ask again.
     let again = m.handle(NOW + 1, gossip(4, NOW + 1, false));
-    assert!(!again.iter().any(|x| matches!(
-        x,
-        Effect::Send {
-            request: Request::Credential,
-            ..
-        }
-    )));
+    assert!(credential_ask(&again).is_none());
     // The wrong credential (another node's) is refused, and not asked for again soon.
     let e = m.handle(
         NOW + 2,
         Input::Answer {
             token,
-            response: Response::Credential(node_credential(5)),
+            response: Response::Credential {
+                credential: node_credential(5),
+                addrs: vec![],
+            },
         },
     );
     assert!(m.core().members().is_empty(), "{e:?}");
     let later = m.handle(NOW + 3, gossip(4, NOW + 3, false));
-    assert!(!later.iter().any(|x| matches!(
-        x,
-        Effect::Send {
-            request: Request::Credential,
-            ..
-        }
-    )));
+    assert!(credential_ask(&later).is_none());
     // Node 6's advert by hash, then its own credential: a member, probed by SWIM.
     let e = m.handle(NOW + 4, gossip(6, NOW + 4, false));
-    let token = e
-        .iter()
-        .find_map(|x| match x {
-            Effect::Send {
-                token: Some(t),
-                request: Request::Credential,
-                ..
-            } => Some(*t),
-            _ => None,
-        })
-        .unwrap();
+    let token = credential_ask(&e).unwrap();
     m.handle(
         NOW + 5,
         Input::Answer {
             token,
-            response: Response::Credential(node_credential(6)),
+            response: Response::Credential {
+                credential: node_credential(6),
+                addrs: vec![],
+            },
         },
     );
     assert!(m.core().members().contains_key(&key(6).public()));
@@ -1112,22 +1098,15 @@ fn a_swim_packet_from_a_node_not_listed_asks_for_its_credential_and_a_strangers_
         reply_of(&e, 4),
         Some(Response::Error(why)) if why.contains("not a member")
     ));
-    let token = e
-        .iter()
-        .find_map(|x| match x {
-            Effect::Send {
-                token: Some(t),
-                request: Request::Credential,
-                ..
-            } => Some(*t),
-            _ => None,
-        })
-        .unwrap();
+    let token = credential_ask(&e).unwrap();
     m.handle(
         NOW + 1,
         Input::Answer {
             token,
-            response: Response::Credential(node_credential(4)),
+            response: Response::Credential {
+                credential: node_credential(4),
+                addrs: vec![],
+            },
         },
     );
     // A member now, probed under the identity its packet named; its next ping is answered.
@@ -1140,17 +1119,7 @@ fn a_swim_packet_from_a_node_not_listed_asks_for_its_credential_and_a_strangers_
     )));
     // A stranger whose credential is refused is not asked again for a while.
     let e = m.handle(NOW + 3, ping(7));
-    let token = e
-        .iter()
-        .find_map(|x| match x {
-            Effect::Send {
-                token: Some(t),
-                request: Request::Credential,
-                ..
-            } => Some(*t),
-            _ => None,
-        })
-        .unwrap();
+    let token = credential_ask(&e).unwrap();
     m.handle(
         NOW + 4,
         Input::Answer {
@@ -1159,11 +1128,5 @@ fn a_swim_packet_from_a_node_not_listed_asks_for_its_credential_and_a_strangers_
         },
     );
     let e = m.handle(NOW + 5, ping(7));
-    assert!(!e.iter().any(|x| matches!(
-        x,
-        Effect::Send {
-            request: Request::Credential,
-            ..
-        }
-    )));
+    assert!(credential_ask(&e).is_none());
 }
