@@ -112,7 +112,7 @@ pub struct Config {
     /// The owner's advert interval, ms (it grows with the federation; see `peer::core`).
     pub advert_base_ms: u64,
     /// Adverts each node should hear per second.
-    pub adverts_heard_per_sec: u64,
+    pub adverts_heard_per_min: u64,
     /// A checkpoint is signed at most this often (when the log grew), µs.
     pub checkpoint_every: u64,
     /// Flows each sliver opens per hour (each is one log entry).
@@ -152,7 +152,7 @@ impl Config {
             witnesses: 3,
             tick: 30 * SEC,
             advert_base_ms: 5_000,
-            adverts_heard_per_sec: slicefed_proto::core::ADVERTS_HEARD_PER_SEC,
+            adverts_heard_per_min: slicefed_proto::core::ADVERTS_HEARD_PER_MIN,
             checkpoint_every: 5 * MIN,
             flows_per_sliver_hour: 4.0,
             loss: 0.005,
@@ -866,7 +866,7 @@ impl Sim {
             capacity,
             verifier,
         );
-        core.set_advert_timing(self.cfg.advert_base_ms, self.cfg.adverts_heard_per_sec);
+        core.set_advert_timing(self.cfg.advert_base_ms, self.cfg.adverts_heard_per_min);
         let tick = self.cfg.tick.max(MS);
         let settings = Settings {
             witnesses: self.cfg.witnesses,

@@ -584,7 +584,7 @@ impl Daemon {
         );
         core.set_advert_timing(
             config.advert_interval.as_millis() as u64,
-            crate::core::ADVERTS_HEARD_PER_SEC,
+            crate::core::ADVERTS_HEARD_PER_MIN,
         );
         let size = ledger.size().map_err(|e| setup("the node's ledger", &e))?;
         let saved = read_saved(&config.dir);

@@ -360,7 +360,7 @@ fn a_replayed_or_stale_advert_does_not_keep_a_member_listed() {
 #[test]
 fn members_leave_in_order_of_silence_and_the_interval_grows_with_the_federation() {
     let mut n = node(10);
-    n.set_advert_timing(1_000, 2);
+    n.set_advert_timing(1_000, 120);
     let long = Validity::starting(T0 - DAY, 30 * DAY);
     for (i, k) in [20u8, 21, 22].into_iter().enumerate() {
         let cred = node_credential(k, long);
@@ -385,10 +385,10 @@ fn members_leave_in_order_of_silence_and_the_interval_grows_with_the_federation(
         ]
     );
     assert_eq!(n.members().len(), 1);
-    // A thousand members at 2 adverts/s: every 500 s at most, a refresh every 2,000 s,
+    // A thousand members at 2 adverts/s (120 a minute): every 500 s at most, a refresh every 2,000 s,
     // silence tolerated for three refreshes (SWIM notices a dead member long before).
     let mut big = node(11);
-    big.set_advert_timing(5_000, 2);
+    big.set_advert_timing(5_000, 120);
     for i in 0..999u32 {
         let k = SecretKey::from_seed(&{
             let mut s = [7u8; 32];

@@ -489,7 +489,7 @@ fn the_log_of_a_member_that_left_is_offered_to_its_new_witnesses() {
     let mut now = NOW;
     let mut offered = vec![];
     let mut left = false;
-    for _ in 0..200 {
+    for _ in 0..600 {
         now += TICK;
         let alive: Vec<u8> = others.iter().copied().filter(|n| *n != 5).collect();
         join(&mut m, &alive, now);
