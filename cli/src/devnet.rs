@@ -803,7 +803,9 @@ fn bench_revocation(t: &Tour, env: &[(&str, &str)], nodes: usize) -> Result<()> 
     Ok(())
 }
 
-/// One node's advertised uptime and traffic, from `nodes list --json`.
+/// Each node's uptime and traffic counters, as the node itself reports them: its own row
+/// of `nodes list --json --node ITS-ADDRESS` (other rows are its members' last adverts,
+/// which go only when their load changed, so they may not move within the window).
 fn traffic_snapshot(
     t: &Tour,
     env: &[(&str, &str)],
@@ -813,28 +815,46 @@ fn traffic_snapshot(
         .as_array()
         .ok_or_else(|| anyhow!("`nodes list --json` did not give a list"))?;
     let num = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
-    Ok(rows
-        .iter()
-        .filter_map(|r| {
-            let tr = r.get("traffic")?;
-            let fields = [
-                "wire_in",
-                "wire_out",
-                "gossip_in",
-                "gossip_out",
-                "replication_in",
-                "replication_out",
-            ]
-            .map(|k| num(tr, k));
-            Some((
-                r.get("peer_id")?.as_str()?.to_string(),
-                (num(r, "uptime_secs"), fields),
-            ))
-        })
-        .collect())
+    let own = |r: &serde_json::Value| -> Option<(String, (u64, [u64; 6]))> {
+        let tr = r.get("traffic")?;
+        let fields = [
+            "wire_in",
+            "wire_out",
+            "gossip_in",
+            "gossip_out",
+            "replication_in",
+            "replication_out",
+        ]
+        .map(|k| num(tr, k));
+        Some((
+            r.get("peer_id")?.as_str()?.to_string(),
+            (num(r, "uptime_secs"), fields),
+        ))
+    };
+    let mut out = std::collections::BTreeMap::new();
+    for r in rows {
+        let Some(addr) = r
+            .get("addrs")
+            .and_then(|a| a.as_array())
+            .and_then(|a| a.first())
+            .and_then(|a| a.as_str())
+        else {
+            continue;
+        };
+        let Ok(theirs) = quiet(t, &["nodes", "list", "--node", addr], env) else {
+            continue;
+        };
+        let me = theirs
+            .as_array()
+            .and_then(|rows| rows.iter().find(|x| num(x, "last_seen_ms_ago") == 0));
+        if let Some((peer, v)) = me.and_then(own) {
+            out.insert(peer, v);
+        }
+    }
+    Ok(out)
 }
 
-/// Bytes per node per minute over `window`, from the counters every node advertises.
+/// Bytes per node per minute over `window`, from the counters every node reports.
 fn traffic_rates(t: &Tour, env: &[(&str, &str)], window: Duration, what: &str) -> Result<()> {
     let before = traffic_snapshot(t, env)?;
     std::thread::sleep(window);
