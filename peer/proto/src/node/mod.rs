@@ -1282,8 +1282,13 @@ impl Node {
                     r.asked.remove(&member);
                 }
             }
-            // Not reached (the network, not a refusal): asked again on its next advert.
-            Some(Asked::Credential { node, .. }) => {
+            // Not reached: a node that advertised is asked again on its next advert (the
+            // network, not a refusal); one known only from its SWIM packets counts as
+            // refused (a Sybil that never answers must not hold the asks).
+            Some(Asked::Credential { node, advert }) => {
+                if advert.is_none() {
+                    self.credential_refused(self.now_ms, node);
+                }
                 self.swim_unknown.remove(&node);
             }
             None => {}

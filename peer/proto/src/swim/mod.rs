@@ -85,6 +85,8 @@ pub const QUORUM: usize = 3;
 /// Votes older than this do not count (an old false accusation cannot add up with a
 /// later one).
 pub const VOTE_WINDOW_MS: u64 = 300_000;
+/// How far in the future a vote's signed time may be (clocks differ).
+const VOTE_CLOCK_SKEW_MS: u64 = 60_000;
 /// Signed items (votes, refutations) remembered so that one heard again is not spread
 /// again.
 const SEEN_ITEMS: usize = 16_384;
@@ -101,7 +103,7 @@ const REFUTE_DOMAIN: &str = "slicefed/swim-refute/1";
 const VOTE: u8 = 1;
 const REFUTE: u8 = 2;
 /// Bytes of an encoded vote: tag, accused, voter, signature.
-pub const VOTE_BYTES: usize = 1 + ID_BYTES + 32 + 64;
+pub const VOTE_BYTES: usize = 1 + ID_BYTES + 32 + 8 + 64;
 /// Bytes of an encoded refutation: tag, identity, incarnation, signature.
 pub const REFUTE_BYTES: usize = 1 + ID_BYTES + 2 + 64;
 
@@ -221,8 +223,15 @@ impl foca::Invalidates for ItemKey {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Item {
-    Vote { accused: SwimId, voter: PublicKey },
-    Refute { id: SwimId, incarnation: u16 },
+    Vote {
+        accused: SwimId,
+        voter: PublicKey,
+        at_ms: u64,
+    },
+    Refute {
+        id: SwimId,
+        incarnation: u16,
+    },
 }
 
 /// State the broadcast handler (owned by foca) shares with [`Swim`].
@@ -236,6 +245,8 @@ struct Shared {
     refused: u64,
     /// foca's queue of signed items, as of the last step.
     backlog: usize,
+    /// The time of the step (votes are judged against it).
+    now_ms: u64,
 }
 
 impl Shared {
@@ -257,7 +268,16 @@ impl Shared {
             return None;
         }
         let (signer, subject) = match item {
-            Item::Vote { accused, voter } => (voter, accused.key),
+            // A vote counts only within its window of its signed time (a replayed old
+            // vote is refused, whatever this node's table of items seen forgot).
+            Item::Vote { at_ms, .. }
+                if self.now_ms.saturating_sub(at_ms) >= VOTE_WINDOW_MS
+                    || at_ms.saturating_sub(self.now_ms) > VOTE_CLOCK_SKEW_MS =>
+            {
+                self.refused += 1;
+                return None;
+            }
+            Item::Vote { accused, voter, .. } => (voter, accused.key),
             Item::Refute { id, .. } => (id.key, id.key),
         };
         if !self.is_member(&signer) || !self.is_member(&subject) || !verify_item(data, &signer) {
@@ -311,7 +331,15 @@ fn decode_item(data: &[u8]) -> Option<(Item, ItemKey)> {
             let mut voter = [0u8; 32];
             rest.copy_to_slice(&mut voter);
             let voter = PublicKey(voter);
-            Some((Item::Vote { accused, voter }, ItemKey::Vote(accused, voter)))
+            let at_ms = rest.get_u64();
+            Some((
+                Item::Vote {
+                    accused,
+                    voter,
+                    at_ms,
+                },
+                ItemKey::Vote(accused, voter),
+            ))
         }
         REFUTE if data.len() == REFUTE_BYTES => {
             let id = get_id(&mut rest).ok()?;
@@ -344,11 +372,12 @@ fn verify_item(data: &[u8], signer: &PublicKey) -> bool {
     signer.verify_domain(domain, body, &sig).is_ok()
 }
 
-fn vote_bytes(key: &SecretKey, accused: &SwimId) -> Vec<u8> {
+fn vote_bytes(key: &SecretKey, accused: &SwimId, at_ms: u64) -> Vec<u8> {
     let mut b = Vec::with_capacity(VOTE_BYTES);
     b.put_u8(VOTE);
     put_id(accused, &mut b);
     b.put_slice(&key.public().0);
+    b.put_u64(at_ms);
     let sig = key.sign_domain(VOTE_DOMAIN, &b);
     b.put_slice(&sig);
     b
@@ -545,6 +574,7 @@ impl Swim {
         from: PublicKey,
         data: &[u8],
     ) -> (Vec<SwimEvent>, Result<(), SwimRefusal>) {
+        self.shared().now_ms = now_ms;
         let filtered = match self.filter(from, data) {
             Ok(f) => f,
             Err(e) => {
@@ -719,6 +749,7 @@ impl Swim {
 
     /// Time passes: fires foca's timers that are due.
     pub fn wake(&mut self, now_ms: u64) -> Vec<SwimEvent> {
+        self.shared().now_ms = now_ms;
         let mut out = vec![];
         while let Some(entry) = self.timers.first_entry() {
             if entry.key().0 > now_ms {
@@ -768,7 +799,11 @@ impl Swim {
                     }
                     _ => {}
                 },
-                OwnedNotification::Rejoin(id) => self.me = id,
+                OwnedNotification::Rejoin(id) => {
+                    self.me = id;
+                    self.incarnation = 0;
+                    self.refuted = 0;
+                }
                 _ => {}
             }
         }
@@ -779,7 +814,7 @@ impl Swim {
         }
         for accused in votes {
             self.stats.votes_signed += 1;
-            let item = vote_bytes(&self.key, &accused);
+            let item = vote_bytes(&self.key, &accused, now_ms);
             let _ = self.foca.add_broadcast(&item);
         }
     }
@@ -792,6 +827,8 @@ impl Swim {
         for item in items {
             match item {
                 Item::Refute { id, incarnation } => {
+                    // The member answered: earlier votes about it no longer add up.
+                    self.tallies.remove(&id);
                     self.heard_from(&id, incarnation);
                     if id.key != self.me.key {
                         let _ = self.foca.apply_many(
@@ -802,7 +839,13 @@ impl Swim {
                         self.drain(now_ms, Cause::Local, out);
                     }
                 }
-                Item::Vote { accused, voter } => {
+                Item::Vote { accused, voter, .. } => {
+                    // Only votes about an identity this node knows (a member's current
+                    // start, or this node) are counted: made-up identities cannot fill the
+                    // table, and votes about a start the member has left end nothing.
+                    if accused != self.me && !self.knows(&accused) {
+                        continue;
+                    }
                     if self.tallies.len() >= MAX_MEMBERS && !self.tallies.contains_key(&accused) {
                         continue;
                     }
@@ -822,16 +865,12 @@ impl Swim {
                         if let Some(next) = foca::Identity::renew(&self.me) {
                             let _ = self.foca.change_identity(next, &mut self.rt);
                             self.me = next;
+                            // A new identity starts at incarnation 0 in foca.
+                            self.incarnation = 0;
+                            self.refuted = 0;
                             self.drain(now_ms, Cause::Local, out);
                         }
                         out.push(SwimEvent::Rejoined);
-                        continue;
-                    }
-                    // Votes about an identity the member no longer has (it restarted since)
-                    // end nothing.
-                    if accused.key == self.me.key
-                        || self.said.get(&accused.key).map(|s| s.0) != Some(accused.bump)
-                    {
                         continue;
                     }
                     self.stats.declared_dead += 1;

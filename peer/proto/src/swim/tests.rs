@@ -172,10 +172,10 @@ fn one_member_that_accuses_another_gets_nothing_declared() {
                 &mut packet,
             )
             .unwrap();
-            let vote = vote_bytes(&liar_key, &victim_id);
+            let vote = vote_bytes(&liar_key, &victim_id, net.now);
             packet.put_u16(vote.len() as u16);
             packet.put_slice(&vote);
-            let forged = vote_bytes(&key(200 - round % 50), &victim_id);
+            let forged = vote_bytes(&key(200 - round % 50), &victim_id, net.now);
             packet.put_u16(forged.len() as u16);
             packet.put_slice(&forged);
             // Taken (the liar is a member): its vote counts once, the rest is filtered.
@@ -298,4 +298,44 @@ fn nobody_but_the_member_raises_its_incarnation() {
         Some(Member::new(me, 0, State::Suspect))
     );
     net.run(1_000);
+}
+
+#[test]
+fn old_votes_and_votes_about_identities_nobody_has_do_not_count() {
+    let mut s = Swim::new(&key(40), 1_000, 0);
+    let b = SwimId {
+        key: key(41).public(),
+        bump: 5,
+    };
+    let c = SwimId {
+        key: key(42).public(),
+        bump: 5,
+    };
+    s.admit(0, b);
+    s.admit(0, c);
+    let now = VOTE_WINDOW_MS * 3;
+    s.shared().now_ms = now;
+    // Replayed from long ago, or dated far ahead: refused before anything else.
+    assert!(s.shared().judge(&vote_bytes(&key(42), &b, 0)).is_none());
+    assert!(
+        s.shared()
+            .judge(&vote_bytes(&key(42), &b, now + 3_600_000))
+            .is_none()
+    );
+    // Fresh: taken.
+    assert!(s.shared().judge(&vote_bytes(&key(42), &b, now)).is_some());
+    // About a start of b that this node never heard of: relayed maybe, never tallied.
+    let ghost = SwimId { bump: 99, ..b };
+    assert!(
+        s.shared()
+            .judge(&vote_bytes(&key(42), &ghost, now))
+            .is_some()
+    );
+    s.count_items(now, &mut vec![]);
+    assert!(s.tallies.contains_key(&b));
+    assert!(!s.tallies.contains_key(&ghost));
+    // b's signed refutation clears the votes about it.
+    assert!(s.shared().judge(&refute_bytes(&key(41), &b, 1)).is_some());
+    s.count_items(now, &mut vec![]);
+    assert!(!s.tallies.contains_key(&b));
 }
