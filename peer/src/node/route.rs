@@ -220,12 +220,7 @@ impl Daemon {
             Read::Members => Response::Members(self.member_rows()),
             Read::Credential => Response::Credential {
                 credential: self.credential.clone(),
-                addrs: self
-                    .my_addrs
-                    .iter()
-                    .take(wire::MAX_TAGS)
-                    .map(|a| a.to_string())
-                    .collect(),
+                addrs: self.listen_addrs_said(),
             },
             Read::Status { slice } => Response::Status(self.status(slice.as_deref())),
             Read::Logs { slice, reader } => Response::Logs(self.logs(&slice, &reader)),
@@ -258,6 +253,15 @@ impl Daemon {
         id
     }
 
+    /// This node's listen addresses as it tells members (adverts, credential answers).
+    fn listen_addrs_said(&self) -> Vec<String> {
+        self.my_addrs
+            .iter()
+            .take(wire::MAX_TAGS)
+            .map(|a| a.to_string())
+            .collect()
+    }
+
     /// Signs and publishes this node's advert (the machine said when; the load is its).
     pub(super) fn advertise(&mut self, swarm: &mut Swarm, load: crate::core::Load) {
         let advert = AdvertBody {
@@ -277,12 +281,7 @@ impl Daemon {
             version: env!("CARGO_PKG_VERSION").into(),
             tags: vec![],
             traffic: self.traffic_now(),
-            addrs: self
-                .my_addrs
-                .iter()
-                .take(wire::MAX_TAGS)
-                .map(|a| a.to_string())
-                .collect(),
+            addrs: self.listen_addrs_said(),
             time_ms: now_ms(),
             unhealthy: load.unhealthy.clone(),
             swim_bump: load.swim_bump,

@@ -124,6 +124,23 @@ fn serve(
     all
 }
 
+/// A member whose range fingerprints are `prints` and that holds `revocation`: it answers
+/// a reconciliation with them, and a page request (which must name only the revocation's
+/// range) with the revocation.
+fn holder_of(prints: Vec<u64>, revocation: Vec<u8>) -> impl FnMut(&Request) -> Option<Response> {
+    let range = crate::core::revocation_id(&revocation).unwrap().0[0];
+    move |request| match request {
+        Request::RevocationPrints { .. } => Some(Response::RevocationPrints(prints.clone())),
+        Request::Revocations { buckets, .. } => {
+            assert_eq!(buckets, &vec![range], "only the range that differs");
+            Some(Response::Revocations(vec![serde_bytes::ByteBuf::from(
+                revocation.clone(),
+            )]))
+        }
+        _ => None,
+    }
+}
+
 /// An honest member that holds what `prints` says `m` holds.
 fn same_as(prints: Vec<u64>) -> impl FnMut(&Request) -> Option<Response> {
     move |r| match r {
@@ -592,16 +609,7 @@ fn a_sliver_revoked_while_its_node_was_down_never_comes_back() {
     let id = crate::core::revocation_id(&revocation).unwrap();
     let mut prints = vec![0u64; crate::core::REVOCATION_BUCKETS];
     prints[usize::from(id.0[0])] = 7;
-    let mut member4 = |request: &Request| match request {
-        Request::RevocationPrints { .. } => Some(Response::RevocationPrints(prints.clone())),
-        Request::Revocations { buckets, .. } => {
-            assert_eq!(buckets, &vec![id.0[0]], "only the range that differs");
-            Some(Response::Revocations(vec![serde_bytes::ByteBuf::from(
-                revocation.clone(),
-            )]))
-        }
-        _ => None,
-    };
+    let mut member4 = holder_of(prints, revocation.clone());
     for _ in 0..10 {
         now += TICK;
         let e = join(&mut m, &[4, 5, 6], now);
@@ -956,16 +964,7 @@ fn a_running_node_reconciles_with_members_in_turn_and_fetches_only_what_differs(
     let id = crate::core::revocation_id(&revocation).unwrap();
     let mut theirs = m.core().revocation_prints();
     theirs[usize::from(id.0[0])] ^= 7;
-    let mut holder = |request: &Request| match request {
-        Request::RevocationPrints { .. } => Some(Response::RevocationPrints(theirs.clone())),
-        Request::Revocations { buckets, .. } => {
-            assert_eq!(buckets, &vec![id.0[0]], "only the range that differs");
-            Some(Response::Revocations(vec![serde_bytes::ByteBuf::from(
-                revocation.clone(),
-            )]))
-        }
-        _ => None,
-    };
+    let mut holder = holder_of(theirs, revocation.clone());
     let before = m.core().revocation_digest();
     for _ in 0..period {
         now += TICK;
