@@ -51,7 +51,11 @@ impl Overlay {
                     })
                     .collect();
                 others.sort_unstable();
-                others.into_iter().map(|(_, j)| j).collect()
+                // A fresh vector: collecting in place would keep the 36-byte pairs'
+                // capacity, nine times the ranking itself (N² of it).
+                let mut ranked: Vec<u32> = others.into_iter().map(|(_, j)| j).collect();
+                ranked.shrink_to_fit();
+                ranked
             })
             .collect();
         Overlay {

@@ -89,15 +89,17 @@ pub struct TrustedAuthority {
     pub network: NetworkRights,
 }
 
-/// A set of trusted authorities.
+/// A set of trusted authorities. Immutable once made, and cheap to clone: the tables are
+/// shared, so every node machine of a simulated federation (or every verifier of one
+/// daemon) holding a copy costs a pointer, not a copy of hundreds of authorities.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TrustPolicy {
-    authorities: Vec<TrustedAuthority>,
+    authorities: std::sync::Arc<[TrustedAuthority]>,
     /// Local destinations (loopback, private, link-local, …) slivers may reach anyway.
     local_allow: Vec<ConnectRule>,
     /// Position of each root key in `authorities`: every link of every chain looks its
     /// signer up here, and a federation's policy may name hundreds of authorities.
-    by_key: std::collections::BTreeMap<PublicKey, usize>,
+    by_key: std::sync::Arc<std::collections::BTreeMap<PublicKey, usize>>,
 }
 
 /// Parses a list of network rules; absent means no restriction from this entry.
@@ -155,9 +157,9 @@ impl TrustPolicy {
             }
         }
         Ok(TrustPolicy {
-            authorities,
+            authorities: authorities.into(),
             local_allow: vec![],
-            by_key,
+            by_key: by_key.into(),
         })
     }
 

@@ -210,6 +210,9 @@ impl WitnessSet {
         let k = k.max(1);
         let floor = ranked.get(k + WITNESS_SET_SLACK).copied();
         ranked.truncate(k + WITNESS_SET_SLACK);
+        // Truncating keeps the capacity of all members: without this every set a node
+        // keeps (one per origin it witnesses) would hold room for the whole federation.
+        ranked.shrink_to_fit();
         WitnessSet {
             origin,
             k,
