@@ -224,6 +224,10 @@ pub struct Metrics {
     pub false_departures: u64,
     /// Members dropped in all.
     pub departures: u64,
+    /// For each restart of a node that had run before: ms from its start until it had
+    /// reconciled revocations and deletes with a quorum of members (`Node::catching_up`
+    /// false), when its saved slivers may come back.
+    pub reconciled_after_restart: Vec<f64>,
 }
 
 /// The `q` quantile of `xs` (nearest rank), or 0 for none.

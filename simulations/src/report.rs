@@ -122,6 +122,15 @@ pub struct Summary {
     pub false_departures: u64,
     /// Drops in all.
     pub departures: u64,
+    /// Restarts of nodes that had run before, and the time from each start until the node
+    /// had reconciled with a quorum of members: median, 99th percentile, most.
+    pub restarts: usize,
+    /// The median.
+    pub reconciled_p50_ms: f64,
+    /// The 99th percentile.
+    pub reconciled_p99_ms: f64,
+    /// The most.
+    pub reconciled_max_ms: f64,
     /// Honest gossip an honest node refused (from a publisher it did not yet list).
     pub model_mismatches: u64,
     /// Why honest gossip was rejected, by kind (see `Metrics::mismatch_reasons`).
@@ -246,6 +255,10 @@ impl Summary {
             detection_max_ms: quantile(&m.detections, 1.0),
             false_departures: m.false_departures,
             departures: m.departures,
+            restarts: m.reconciled_after_restart.len(),
+            reconciled_p50_ms: quantile(&m.reconciled_after_restart, 0.5),
+            reconciled_p99_ms: quantile(&m.reconciled_after_restart, 0.99),
+            reconciled_max_ms: quantile(&m.reconciled_after_restart, 1.0),
             model_mismatches: m.model_mismatches,
             mismatch_reasons: m.mismatch_reasons.clone(),
             bad_pages: m.bad_pages,
@@ -264,7 +277,8 @@ impl Summary {
              \x20 witness coverage (>= {k} live): min {ck:.4}, end {cke:.4}; acknowledged: min {ak:.4}, end {ake:.4}; acknowledged entries lost: {lost} ({lostk} of them cosigned by {k})\n\
              \x20 traffic per up node per minute: {tot:.1} KiB (adverts {ad:.1}, swim {sw:.1}, checkpoints {cp:.1}, replication {rp:.1}, revocations {rv:.1}, researchers {rs2:.1}, rejected {rj:.1}); {msgs:.1} messages\n\
              \x20 sybils: {sa} accepted, {sr} rejected, {sm} listed as members; zombies max {z}\n\
-             \x20 dead node dropped by live members: p50 {d50:.0} ms, p99 {d99:.0} ms, max {dmax:.0} ms; members dropped {dep}, of them up (false) {fd}",
+             \x20 dead node dropped by live members: p50 {d50:.0} ms, p99 {d99:.0} ms, max {dmax:.0} ms; members dropped {dep}, of them up (false) {fd}\n\
+             \x20 returning nodes reconciled with a quorum of members: {rn} restarts, p50 {r50:.0} ms, p99 {r99:.0} ms, max {rmax:.0} ms",
             scenario = self.scenario,
             nodes = self.nodes,
             auth = self.authorities,
@@ -326,6 +340,10 @@ impl Summary {
             dmax = self.detection_max_ms,
             dep = self.departures,
             fd = self.false_departures,
+            rn = self.restarts,
+            r50 = self.reconciled_p50_ms,
+            r99 = self.reconciled_p99_ms,
+            rmax = self.reconciled_max_ms,
         )
     }
 }

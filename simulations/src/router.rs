@@ -25,6 +25,15 @@ impl Sim {
             return;
         };
         self.apply(i, effects);
+        let now = self.now;
+        if let Some(l) = self.nodes.get_mut(i).and_then(|n| n.live.as_mut())
+            && let Some(since) = l.catching_up_since
+            && !l.node.catching_up()
+        {
+            l.catching_up_since = None;
+            let ms = now.saturating_sub(since) as f64 / MS as f64;
+            self.metrics.reconciled_after_restart.push(ms);
+        }
     }
 
     /// Plays node `i`'s effects, in order, as its daemon would: writes are durable at once

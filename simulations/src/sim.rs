@@ -442,6 +442,9 @@ pub(crate) struct Live {
     pub(crate) open: BTreeMap<u64, Open>,
     /// The wake its machine last asked for (ms).
     pub(crate) wake_at: Option<u64>,
+    /// A restart (not the node's first start): when it began, until its machine has
+    /// reconciled with a quorum of members.
+    pub(crate) catching_up_since: Option<u64>,
 }
 
 impl Live {
@@ -452,6 +455,7 @@ impl Live {
             asked: BTreeMap::new(),
             open: BTreeMap::new(),
             wake_at: None,
+            catching_up_since: None,
         }
     }
 }
@@ -938,10 +942,16 @@ impl Sim {
             self.up_count += 1;
         }
         let inc = n.incarnation;
-        n.live = Some(Box::new(Live::new(node)));
+        let mut live = Live::new(node);
+        if inc > 1 {
+            live.catching_up_since = Some(now);
+        }
+        n.live = Some(Box::new(live));
         self.overlay.touch();
         let i32 = i as u32;
-        let t = self.rng.random_range(0..self.cfg.tick.max(1));
+        // The daemon's first tick comes as it starts (a tokio interval's first tick is
+        // immediate), the next a tick later; boots are spread, and so are the ticks.
+        let t = self.rng.random_range(0..SEC);
         self.push(now + t, Ev::Tick(i32, inc));
         let f = self.rng.random_range(0..MIN);
         self.push(now + f, Ev::Activity(i32, inc));

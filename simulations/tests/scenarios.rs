@@ -80,6 +80,26 @@ fn the_short_scenario_keeps_every_promise() {
         s.detection_p99_ms
     );
     assert_eq!(s.false_departures, 0);
+    // Also the member that learnt of a dead node late (after the votes that killed it):
+    // the others answer its vote with theirs, instead of leaving it to time out.
+    assert!(
+        s.detection_max_ms <= 180_000.0,
+        "detection max {} ms",
+        s.detection_max_ms
+    );
+    // A returning node has reconciled with a quorum of members within 10 simulated
+    // seconds, and a node that was down when a revocation was published holds it as soon.
+    assert!(s.restarts > 0);
+    assert!(
+        s.reconciled_max_ms <= 10_000.0,
+        "reconciled max {} ms",
+        s.reconciled_max_ms
+    );
+    assert!(
+        s.revocation_worst_catch_up_ms <= 10_000.0,
+        "{}",
+        s.revocation_worst_catch_up_ms
+    );
     // No acknowledged entry is lost with 30% of the nodes gone for good.
     assert_eq!(s.lost_acked_max, 0);
     assert!(s.share_acked_k_end > 0.9, "{}", s.share_acked_k_end);

@@ -758,8 +758,19 @@ impl Node {
                 }
             }
         }
+        if self.restoring.is_some() {
+            // A restart's catch-up goes at the pace of its answers, not of ticks: members
+            // learnt meanwhile are asked, and the restore follows the quorum's last answer.
+            self.restore_asks(&mut out);
+            self.maybe_restore(now_ms, &mut out);
+        }
         self.ask_wake(&mut out);
         out
+    }
+
+    /// Whether this node is still catching up after its start (its saved slivers wait).
+    pub fn catching_up(&self) -> bool {
+        self.restoring.is_some()
     }
 
     /// Asks the router for [`Input::Wake`] when the next wake changed.
@@ -1076,29 +1087,7 @@ impl Node {
     /// sending its own digest so an equal set costs one small answer. Nothing here waits for
     /// adverts: with membership by SWIM a member may not advertise for hours.
     fn reconcile(&mut self, now_ms: u64, out: &mut Vec<Effect>) {
-        let room = self
-            .restoring
-            .as_ref()
-            .map_or(0, |r| RESTORE_ASKED.saturating_sub(r.asked.len()));
-        if room > 0 {
-            let members: Vec<PublicKey> = match self.restoring.as_ref() {
-                Some(r) => self
-                    .member_keys
-                    .iter()
-                    .filter(|k| !r.caught_up.contains(k) && !r.asked.contains(k))
-                    .take(room)
-                    .copied()
-                    .collect(),
-                None => vec![],
-            };
-            for member in members {
-                if let Some(r) = self.restoring.as_mut() {
-                    r.asked.insert(member);
-                }
-                let request = Request::RevocationPrints { unless: None };
-                self.ask(member, request, Asked::Prints { member }, out);
-            }
-        }
+        self.restore_asks(out);
         // The turn goes on while a restart catches up too: a revocation published
         // meanwhile (whose gossip a node that knows few members refuses) arrives by it.
         if self
@@ -1129,6 +1118,34 @@ impl Node {
             unless: Some(self.core.revocation_digest()),
         };
         self.ask(member, request, Asked::Prints { member }, out);
+    }
+
+    /// A restart's catch-up: members not yet asked, up to [`RESTORE_ASKED`] at a time, are
+    /// asked for their whole set's fingerprints.
+    fn restore_asks(&mut self, out: &mut Vec<Effect>) {
+        let room = self
+            .restoring
+            .as_ref()
+            .map_or(0, |r| RESTORE_ASKED.saturating_sub(r.asked.len()));
+        if room > 0 {
+            let members: Vec<PublicKey> = match self.restoring.as_ref() {
+                Some(r) => self
+                    .member_keys
+                    .iter()
+                    .filter(|k| !r.caught_up.contains(k) && !r.asked.contains(k))
+                    .take(room)
+                    .copied()
+                    .collect(),
+                None => vec![],
+            };
+            for member in members {
+                if let Some(r) = self.restoring.as_mut() {
+                    r.asked.insert(member);
+                }
+                let request = Request::RevocationPrints { unless: None };
+                self.ask(member, request, Asked::Prints { member }, out);
+            }
+        }
     }
 
     // ---- requests ---------------------------------------------------------------------

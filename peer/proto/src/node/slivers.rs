@@ -42,7 +42,11 @@ impl Node {
         if members == 0 {
             return waited >= RESTORE_ALONE_TICKS.saturating_mul(self.settings.tick_ms);
         }
-        listened && r.caught_up.len() >= RESTORE_QUORUM.min(members)
+        // A quorum of members reconciled is enough at once: a returning node restores
+        // within a few round trips of learning three members. Only in a federation of
+        // fewer does it first listen, so that it does not count one member as all.
+        r.caught_up.len() >= RESTORE_QUORUM
+            || (listened && r.caught_up.len() >= RESTORE_QUORUM.min(members))
     }
 
     pub(super) fn maybe_restore(&mut self, now_ms: u64, out: &mut Vec<Effect>) {

@@ -548,8 +548,12 @@ fn run_ticks(m: &mut Node, now: &mut u64, n: usize, ns: &[u8]) -> Vec<Effect> {
     let mut all = vec![];
     for _ in 0..n {
         *now += TICK;
+        // A restart asks members as it learns them (not at its next tick).
         let e = join(m, ns, *now);
-        all.extend(durable(m, *now, e));
+        let e = durable(m, *now, e);
+        let prints = m.core().revocation_prints();
+        all.extend(serve(m, *now, &e, &mut same_as(prints)));
+        all.extend(e);
         let e = m.handle(*now, Input::Tick { log_size: 0 });
         let e = durable(m, *now, e);
         let prints = m.core().revocation_prints();
@@ -574,8 +578,9 @@ fn a_restarted_node_restores_its_slivers_only_after_catching_up_with_members() {
     // Alone for a tick: nothing yet (it listens first).
     let mut now = NOW;
     assert!(started(&run_ticks(&mut m, &mut now, 1, &[])).is_empty());
-    // Members that hold what it holds: caught up with three, it restores under the old id.
-    let e = run_ticks(&mut m, &mut now, RESTORE_LISTEN_TICKS as usize, &[4, 5, 6]);
+    // Members that hold what it holds: caught up with three, it restores under the old id
+    // at once (within the tick they were heard in: a quorum needs no listening period).
+    let e = run_ticks(&mut m, &mut now, 1, &[4, 5, 6]);
     assert_eq!(started(&e), vec![4]);
     assert!(e.contains(&Effect::Start {
         plan: m.core().slivers().next().unwrap().clone(),
@@ -613,21 +618,23 @@ fn a_sliver_revoked_while_its_node_was_down_never_comes_back() {
     for _ in 0..10 {
         now += TICK;
         let e = join(&mut m, &[4, 5, 6], now);
-        all.extend(durable(&mut m, now, e));
+        let joined = durable(&mut m, now, e);
         let e = m.handle(now, Input::Tick { log_size: 0 });
-        let e = durable(&mut m, now, e);
+        let ticked = durable(&mut m, now, e);
         // Asks go to members by key order; each member answers what is asked of it.
-        for x in &e {
-            let Effect::Send { to, .. } = x else { continue };
-            let one = std::slice::from_ref(x);
-            if *to == key(4).public() {
-                all.extend(serve(&mut m, now, one, &mut member4));
-            } else {
-                let ours = m.core().revocation_prints();
-                all.extend(serve(&mut m, now, one, &mut same_as(ours)));
+        for e in [joined, ticked] {
+            for x in &e {
+                let Effect::Send { to, .. } = x else { continue };
+                let one = std::slice::from_ref(x);
+                if *to == key(4).public() {
+                    all.extend(serve(&mut m, now, one, &mut member4));
+                } else {
+                    let ours = m.core().revocation_prints();
+                    all.extend(serve(&mut m, now, one, &mut same_as(ours)));
+                }
             }
+            all.extend(e);
         }
-        all.extend(e);
     }
     assert!(!m.restoring());
     assert!(started(&all).is_empty(), "a revoked sliver came back");
@@ -881,8 +888,9 @@ fn members_that_only_claim_to_hold_what_it_holds_do_not_release_a_restore() {
     for _ in 0..(RESTORE_LISTEN_TICKS + 5) {
         now += TICK;
         let e = join(&mut m, &[4, 5, 6], now);
-        assert!(started(&durable(&mut m, now, e)).is_empty());
-        let e = m.handle(now, Input::Tick { log_size: 0 });
+        let mut e = durable(&mut m, now, e);
+        assert!(started(&e).is_empty());
+        e.extend(m.handle(now, Input::Tick { log_size: 0 }));
         asked += e
             .iter()
             .filter(|x| {
@@ -899,7 +907,7 @@ fn members_that_only_claim_to_hold_what_it_holds_do_not_release_a_restore() {
     }
     assert!(m.restoring());
     assert_eq!(asked, 3, "each member asked once");
-    // Members that do reconcile release it (asked at one tick, restored at the next).
+    // Members that do reconcile release it (restored as soon as three have answered).
     let e = run_ticks(&mut m, &mut now, 2, &[7, 8, 10]);
     assert_eq!(started(&e), vec![4]);
 }

@@ -90,6 +90,14 @@ const VOTE_CLOCK_SKEW_MS: u64 = 60_000;
 /// Signed items (votes, refutations) remembered so that one heard again is not spread
 /// again.
 const SEEN_ITEMS: usize = 16_384;
+/// How long a node remembers the members it declared dead, to answer a late vote about one
+/// with its own again (a member that learnt of the dead one late, after the votes that
+/// killed it had gone by, would otherwise find no quorum and keep it listed).
+pub const DEAD_REMEMBERED_MS: u64 = 3_600_000;
+/// A voter's vote about the same identity is taken again (and a node echoes its own) at
+/// most this often: a hostile member cannot make every node check a stream of re-signed
+/// votes.
+pub const REVOTE_GAP_MS: u64 = VOTE_WINDOW_MS / 2;
 /// Signed items waiting to be counted after a packet.
 const INBOX: usize = 1_024;
 /// Signed items of others this node relays at once: past this, an item is counted but not
@@ -239,14 +247,26 @@ enum Item {
 struct Shared {
     me: Option<PublicKey>,
     members: HashSet<PublicKey>,
-    seen: HashSet<ItemKey>,
+    /// Items taken, with a vote's signed time (0 for a refutation).
+    seen: HashMap<ItemKey, u64>,
     seen_order: VecDeque<ItemKey>,
+    /// Members this node declared dead, with when (at most [`MAX_MEMBERS`], for
+    /// [`DEAD_REMEMBERED_MS`]): a late vote about one is answered with this node's own.
+    dead: HashMap<PublicKey, DeadMember>,
     inbox: Vec<Item>,
     refused: u64,
     /// foca's queue of signed items, as of the last step.
     backlog: usize,
     /// The time of the step (votes are judged against it).
     now_ms: u64,
+}
+
+/// A member this node declared dead.
+struct DeadMember {
+    id: SwimId,
+    at_ms: u64,
+    /// When this node last answered a late vote about it with its own.
+    echoed_ms: Option<u64>,
 }
 
 impl Shared {
@@ -264,8 +284,18 @@ impl Shared {
                 return None;
             }
         };
-        if self.seen.contains(&key) {
-            return None;
+        let vote_at = match item {
+            Item::Vote { at_ms, .. } => at_ms,
+            Item::Refute { .. } => 0,
+        };
+        if let Some(prev) = self.seen.get(&key) {
+            // A vote again from the same voter (an echo, see `dead`) only well after the
+            // one taken; anything else seen is not taken twice.
+            let revote =
+                matches!(item, Item::Vote { .. }) && vote_at >= prev.saturating_add(REVOTE_GAP_MS);
+            if !revote {
+                return None;
+            }
         }
         let (signer, subject) = match item {
             // A vote counts only within its window of its signed time (a replayed old
@@ -280,19 +310,35 @@ impl Shared {
             Item::Vote { accused, voter, .. } => (voter, accused.key),
             Item::Refute { id, .. } => (id.key, id.key),
         };
-        if !self.is_member(&signer) || !self.is_member(&subject) || !verify_item(data, &signer) {
+        // A vote about a member this node declared dead: its subject is no member any
+        // more, but the voter may be one that learnt of it late. Taken (to be answered with
+        // this node's own vote), not spread (this node's own answer is).
+        let late_vote = match item {
+            Item::Vote { accused, .. } => {
+                self.dead.get(&accused.key).is_some_and(|d| d.id == accused)
+            }
+            Item::Refute { .. } => false,
+        };
+        if !self.is_member(&signer)
+            || !(self.is_member(&subject) || late_vote)
+            || !verify_item(data, &signer)
+        {
             self.refused += 1;
             return None;
         }
-        if self.seen_order.len() >= SEEN_ITEMS
-            && let Some(old) = self.seen_order.pop_front()
-        {
-            self.seen.remove(&old);
+        if self.seen.insert(key, vote_at).is_none() {
+            if self.seen_order.len() >= SEEN_ITEMS
+                && let Some(old) = self.seen_order.pop_front()
+            {
+                self.seen.remove(&old);
+            }
+            self.seen_order.push_back(key);
         }
-        self.seen.insert(key);
-        self.seen_order.push_back(key);
         if self.inbox.len() < INBOX {
             self.inbox.push(item);
+        }
+        if late_vote && self.me != Some(signer) {
+            return None;
         }
         (self.backlog < MAX_RELAYED || self.me == Some(signer)).then_some(key)
     }
@@ -760,8 +806,35 @@ impl Swim {
             self.drain(now_ms, Cause::Timer, &mut out);
         }
         self.count_items(now_ms, &mut out);
-        self.tallies
-            .retain(|_, t| now_ms.saturating_sub(t.first_ms) < VOTE_WINDOW_MS);
+        // A vote of this node's that found no quorum within its window (the others' votes
+        // went by before this node counted them, or they were not relayed to it) is cast
+        // again, signed now: members that still suspect the member vote with it, and those
+        // that declared it dead answer with their own (see `echo_dead`). Without this a
+        // dead member stays listed here until its adverts time out.
+        let me = self.me.key;
+        let mut revotes = vec![];
+        self.tallies.retain(|id, t| {
+            let keep = now_ms.saturating_sub(t.first_ms) < VOTE_WINDOW_MS;
+            if !keep && !t.done && t.voters.contains(&me) {
+                revotes.push(*id);
+            }
+            keep
+        });
+        let recast = !revotes.is_empty();
+        for accused in revotes {
+            if self.knows(&accused) {
+                self.stats.votes_signed += 1;
+                let item = vote_bytes(&self.key, &accused, now_ms);
+                let _ = self.foca.add_broadcast(&item);
+            }
+        }
+        if recast {
+            // This node's own vote starts the new tally.
+            self.count_items(now_ms, &mut out);
+        }
+        self.shared()
+            .dead
+            .retain(|_, d| now_ms.saturating_sub(d.at_ms) < DEAD_REMEMBERED_MS);
         out
     }
 
@@ -819,6 +892,35 @@ impl Swim {
         }
     }
 
+    /// A vote about `accused`, which this node declared dead: answered with this node's own
+    /// vote, signed now, at most once per [`REVOTE_GAP_MS`] (its earlier vote is too old to
+    /// count for a member that learnt of the dead one late). Whether `accused` was such.
+    fn echo_dead(&mut self, now_ms: u64, accused: &SwimId) -> bool {
+        let echo = {
+            let mut shared = self.shared();
+            let Some(d) = shared
+                .dead
+                .get_mut(&accused.key)
+                .filter(|d| d.id == *accused)
+            else {
+                return false;
+            };
+            let due = d
+                .echoed_ms
+                .is_none_or(|t| now_ms >= t.saturating_add(REVOTE_GAP_MS));
+            if due {
+                d.echoed_ms = Some(now_ms);
+            }
+            due
+        };
+        if echo {
+            self.stats.votes_signed += 1;
+            let item = vote_bytes(&self.key, accused, now_ms);
+            let _ = self.foca.add_broadcast(&item);
+        }
+        true
+    }
+
     /// Counts the signed items the last step accepted: refutations raise what a member
     /// said; votes add up to a death.
     fn count_items(&mut self, now_ms: u64, out: &mut Vec<SwimEvent>) {
@@ -840,6 +942,9 @@ impl Swim {
                     }
                 }
                 Item::Vote { accused, voter, .. } => {
+                    if self.echo_dead(now_ms, &accused) {
+                        continue;
+                    }
                     // Only votes about an identity this node knows (a member's current
                     // start, or this node) are counted: made-up identities cannot fill the
                     // table, and votes about a start the member has left end nothing.
@@ -874,6 +979,17 @@ impl Swim {
                         continue;
                     }
                     self.stats.declared_dead += 1;
+                    {
+                        let mut shared = self.shared();
+                        if shared.dead.len() < MAX_MEMBERS {
+                            let dead = DeadMember {
+                                id: accused,
+                                at_ms: now_ms,
+                                echoed_ms: None,
+                            };
+                            shared.dead.insert(accused.key, dead);
+                        }
+                    }
                     let _ = self.foca.apply_many(
                         std::iter::once(Member::new(accused, u16::MAX, State::Down)),
                         false,

@@ -29,6 +29,11 @@ fn index(k: &PublicKey) -> usize {
 
 impl Net {
     fn new(n: usize) -> Net {
+        Net::new_without(n, &[])
+    }
+
+    /// `n` nodes where each `(i, j)` in `unknown` has node `i` not know node `j` (yet).
+    fn new_without(n: usize, unknown: &[(usize, usize)]) -> Net {
         let nodes: Vec<Swim> = (0..n)
             .map(|i| Swim::new(&key(40 + i as u8), 1_000, i as u64))
             .collect();
@@ -43,7 +48,7 @@ impl Net {
         };
         for i in 0..n {
             for j in 0..n {
-                if i != j {
+                if i != j && !unknown.contains(&(i, j)) {
                     let id = net.nodes[j].me();
                     let e = net.nodes[i].admit(0, id);
                     net.carry(i, e);
@@ -61,7 +66,12 @@ impl Net {
                     self.queue
                         .insert((self.now + 20, self.seq), (from, index(&to), data));
                 }
-                SwimEvent::Dead(k) => self.dead[from].push((self.now, k)),
+                SwimEvent::Dead(k) => {
+                    self.dead[from].push((self.now, k));
+                    // As the node machine does: a dead member is no member any more.
+                    let e = self.nodes[from].expel(self.now, &k);
+                    self.carry(from, e);
+                }
                 SwimEvent::Rejoined => {}
             }
         }
@@ -338,4 +348,57 @@ fn old_votes_and_votes_about_identities_nobody_has_do_not_count() {
     assert!(s.shared().judge(&refute_bytes(&key(41), &b, 1)).is_some());
     s.count_items(now, &mut vec![]);
     assert!(!s.tallies.contains_key(&b));
+}
+
+#[test]
+fn a_member_that_learns_of_a_dead_one_late_still_drops_it() {
+    // Node 7 does not know node 3 while 3 dies and the others declare it dead.
+    let mut net = Net::new_without(8, &[(7, 3)]);
+    net.run(30_000);
+    net.up[3] = false;
+    net.run(180_000);
+    assert!(net.all_declared(3, &[7]), "the others declared 3 dead");
+    // Long after the votes that killed it (their window is over), 7 learns of 3 (an old
+    // advert, say) and probes it. Its lone vote is answered by the others' own, signed
+    // again: 7 drops 3 without waiting for 3's adverts to time out.
+    net.run(180_000 + VOTE_WINDOW_MS);
+    let id = net.nodes[3].me();
+    let learnt_at = net.now;
+    let e = net.nodes[7].admit(learnt_at, id);
+    net.carry(7, e);
+    net.run(learnt_at + 120_000);
+    let k = net.nodes[3].me().key;
+    let when = net.dead[7].iter().find(|(_, d)| *d == k).map(|(t, _)| *t);
+    assert!(
+        when.is_some_and(|t| t - learnt_at <= 120_000),
+        "7 dropped 3 at {when:?}, learnt at {learnt_at}"
+    );
+    // Nobody else died for it.
+    for i in (0..8).filter(|i| *i != 3) {
+        assert!(!net.declared_by_anyone(i), "{i} was declared dead");
+    }
+}
+
+#[test]
+fn a_member_cannot_make_others_check_a_stream_of_resigned_votes() {
+    let mut net = Net::new(6);
+    net.run(10_000);
+    let victim = net.nodes[2].me();
+    let voter = key(40);
+    let before = net.nodes[1].stats().items_refused;
+    // The same member's vote about the same identity, re-signed every second: taken once
+    // per REVOTE_GAP_MS at most (the rest is dropped as seen, unchecked).
+    let mut taken = 0;
+    for s in 0..60u64 {
+        let at = net.now + s * 1_000;
+        let item = vote_bytes(&voter, &victim, at);
+        let mut shared = net.nodes[1].shared();
+        shared.now_ms = at;
+        if shared.judge(&item).is_some() {
+            taken += 1;
+        }
+    }
+    assert_eq!(taken, 1, "one vote taken, the re-signed copies not");
+    assert_eq!(net.nodes[1].stats().items_refused, before);
+    assert!(!net.declared_by_anyone(2));
 }
