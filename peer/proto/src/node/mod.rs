@@ -516,6 +516,9 @@ struct Restoring {
     caught_up: BTreeSet<PublicKey>,
     /// Members asked to reconcile (at most [`RESTORE_ASKED`]).
     asked: BTreeSet<PublicKey>,
+    /// Members that did not answer or answered with an error: not asked again during this
+    /// restart (at most the members).
+    declined: BTreeSet<PublicKey>,
 }
 
 /// A node's first adverts after it starts carry its credential and go an advert interval
@@ -1132,7 +1135,9 @@ impl Node {
                 Some(r) => self
                     .member_keys
                     .iter()
-                    .filter(|k| !r.caught_up.contains(k) && !r.asked.contains(k))
+                    .filter(|k| {
+                        !r.caught_up.contains(k) && !r.asked.contains(k) && !r.declined.contains(k)
+                    })
                     .take(room)
                     .copied()
                     .collect(),
@@ -1209,11 +1214,17 @@ impl Node {
             },
             Some(Asked::Prints { member }) => {
                 let Response::RevocationPrints(theirs) = response else {
-                    // `HeldSame` answers a periodic reconciliation: nothing to fetch. To a
-                    // restart's catch-up (which sends no digest) it, like anything else
-                    // but prints, is not an answer.
+                    // `HeldSame` answers a periodic reconciliation: the member holds this
+                    // node's very set, so nothing to fetch, and a restart is caught up with
+                    // it. Anything else is no answer: that member is not asked again during
+                    // this restart (a member that errs cannot keep it asking).
                     if let Some(r) = self.restoring.as_mut() {
-                        r.asked.remove(&member);
+                        if matches!(response, Response::HeldSame) {
+                            r.caught_up.insert(member);
+                        } else {
+                            r.asked.remove(&member);
+                            r.declined.insert(member);
+                        }
                     }
                     return;
                 };
@@ -1297,6 +1308,7 @@ impl Node {
             Some(Asked::Prints { member } | Asked::Revocations { member, .. }) => {
                 if let Some(r) = self.restoring.as_mut() {
                     r.asked.remove(&member);
+                    r.declined.insert(member);
                 }
             }
             // Not reached: a node that advertised is asked again on its next advert (the

@@ -21,6 +21,7 @@ impl Node {
             since_ms: now_ms,
             caught_up: BTreeSet::new(),
             asked: BTreeSet::new(),
+            declined: BTreeSet::new(),
         });
     }
 
@@ -42,11 +43,15 @@ impl Node {
         if members == 0 {
             return waited >= RESTORE_ALONE_TICKS.saturating_mul(self.settings.tick_ms);
         }
-        // A quorum of members reconciled is enough at once: a returning node restores
-        // within a few round trips of learning three members. Only in a federation of
-        // fewer does it first listen, so that it does not count one member as all.
-        r.caught_up.len() >= RESTORE_QUORUM
-            || (listened && r.caught_up.len() >= RESTORE_QUORUM.min(members))
+        // A quorum of members reconciled, and every member asked (up to `RESTORE_ASKED`,
+        // asked as they are learnt) answered: then at once, so a returning node restores
+        // within a few round trips of learning its first members, and the first three
+        // answers alone (stale, or hostile) do not decide it. Otherwise it listens first
+        // (a slow member is not waited for past that), and in a federation of fewer than
+        // three it does not count one member as all.
+        let all_answered = r.asked.iter().all(|k| r.caught_up.contains(k));
+        let quorum = r.caught_up.len() >= RESTORE_QUORUM;
+        (quorum && all_answered) || (listened && r.caught_up.len() >= RESTORE_QUORUM.min(members))
     }
 
     pub(super) fn maybe_restore(&mut self, now_ms: u64, out: &mut Vec<Effect>) {

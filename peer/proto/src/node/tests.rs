@@ -1137,3 +1137,64 @@ fn a_swim_packet_from_a_node_not_listed_asks_for_its_credential_and_a_strangers_
     let e = m.handle(NOW + 5, ping(7));
     assert!(credential_ask(&e).is_none());
 }
+
+#[test]
+fn the_first_three_answers_alone_do_not_release_a_restore() {
+    let mut m = machine(9);
+    let (cred, _) = ticket("princeton.codeen", 1);
+    m.handle(
+        NOW,
+        Input::Restart {
+            saved: vec![saved(4, &cred)],
+            logged: logged_as(4, &cred),
+        },
+    );
+    let user = user_cert(&key(1), &key(3), "princeton.alice", "princeton.*").unwrap();
+    let revocation = slicefed_trust::fixtures::revocation_file(
+        &key(1),
+        &Credential::new(user, []),
+        "stolen laptop",
+        T0,
+    )
+    .unwrap();
+    let id = crate::core::revocation_id(&revocation).unwrap();
+    let mut prints = vec![0u64; crate::core::REVOCATION_BUCKETS];
+    prints[usize::from(id.0[0])] = 7;
+    let mut member4 = holder_of(prints, revocation);
+    // Four members come; three answer at once with what this node holds (stale, or
+    // hostile), the one that holds the revocation answers later.
+    let now = NOW + TICK;
+    let e = join(&mut m, &[5, 6, 7, 4], now);
+    let e = durable(&mut m, now, e);
+    let mut late = vec![];
+    let mut all = vec![];
+    for x in &e {
+        let Effect::Send {
+            to,
+            request: Request::RevocationPrints { .. },
+            ..
+        } = x
+        else {
+            continue;
+        };
+        if *to == key(4).public() {
+            late.push(x.clone());
+        } else {
+            let ours = m.core().revocation_prints();
+            all.extend(serve(
+                &mut m,
+                now,
+                std::slice::from_ref(x),
+                &mut same_as(ours),
+            ));
+        }
+    }
+    assert_eq!(late.len(), 1, "member 4 was asked too");
+    assert!(m.restoring(), "three answers, one outstanding: it waits");
+    assert!(started(&all).is_empty());
+    // The fourth answer brings the revocation: the sliver does not come back.
+    all.extend(serve(&mut m, now, &late, &mut member4));
+    assert!(!m.restoring());
+    assert!(started(&all).is_empty(), "a revoked sliver came back");
+    assert!(all.contains(&Effect::Forget { id: 4 }));
+}

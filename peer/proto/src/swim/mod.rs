@@ -87,6 +87,15 @@ pub const QUORUM: usize = 3;
 pub const VOTE_WINDOW_MS: u64 = 300_000;
 /// How far in the future a vote's signed time may be (clocks differ).
 const VOTE_CLOCK_SKEW_MS: u64 = 60_000;
+/// foca's timers held at most (beyond it, a timer is dropped: its member is then handled
+/// by the next probe round instead); removal timers may take half of it at most.
+const MAX_TIMERS: usize = 8 * MAX_MEMBERS + 64;
+/// Indirect-probe requests (`PingReq`) taken from one member per probe period: an honest
+/// member sends one to each of three helpers when its own probe fails.
+const PING_REQS_PER_PERIOD: u32 = 2;
+/// Suspicions of this node by others taken per probe period (each makes foca raise its
+/// incarnation to refute; more than one a period is only a member pumping it).
+const SELF_SUSPICIONS_PER_PERIOD: u32 = 1;
 /// Signed items (votes, refutations) remembered so that one heard again is not spread
 /// again.
 const SEEN_ITEMS: usize = 16_384;
@@ -108,8 +117,13 @@ pub const MAX_RELAYED: usize = 64;
 
 const VOTE_DOMAIN: &str = "slicefed/swim-down-vote/1";
 const REFUTE_DOMAIN: &str = "slicefed/swim-refute/1";
+const ECHO_DOMAIN: &str = "slicefed/swim-down-echo/1";
 const VOTE: u8 = 1;
 const REFUTE: u8 = 2;
+const ECHO: u8 = 3;
+/// Bytes of an encoded echo: tag, accused, voter, the member it answers, signed time,
+/// signature.
+pub const ECHO_BYTES: usize = 1 + ID_BYTES + 32 + 32 + 8 + 64;
 /// Bytes of an encoded vote: tag, accused, voter, signature.
 pub const VOTE_BYTES: usize = 1 + ID_BYTES + 32 + 8 + 64;
 /// Bytes of an encoded refutation: tag, identity, incarnation, signature.
@@ -163,9 +177,15 @@ pub enum SwimRefusal {
     /// Addressed to another node.
     #[error("a SWIM packet for {0}, not for this node")]
     NotForUs(PublicKey),
-    /// A probe for or on behalf of a node that is not a member.
-    #[error("a SWIM probe involving {0}, which is not a member")]
+    /// A probe for or on behalf of a node that is not a member (or not its current start).
+    #[error("a SWIM probe involving {0}, which is not a member as this node knows it")]
     ProbeOfNonMember(PublicKey),
+    /// More requests to probe others from one member in a probe period than an honest
+    /// member sends ([`PING_REQS_PER_PERIOD`]): each would make this node send a ping.
+    #[error(
+        "more than {PING_REQS_PER_PERIOD} requests to probe others from {0} in one probe period"
+    )]
+    TooManyProbeRequests(PublicKey),
     /// foca's "you were declared down, rejoin" courtesy: one member could use it to make
     /// every member it reaches drop out.
     #[error("a SWIM turn-undead message (one member may not declare another dead)")]
@@ -218,6 +238,7 @@ pub struct SwimStats {
 enum ItemKey {
     Vote(SwimId, PublicKey),
     Refute(SwimId, u16),
+    Echo(SwimId, PublicKey),
 }
 
 impl foca::Invalidates for ItemKey {
@@ -239,6 +260,15 @@ enum Item {
     Refute {
         id: SwimId,
         incarnation: u16,
+    },
+    /// A node's answer to one member's late vote about a member it declared dead: its own
+    /// vote, addressed to that member alone (it counts nowhere else, and is never
+    /// relayed), so it cannot be gathered and replayed at others.
+    Echo {
+        accused: SwimId,
+        voter: PublicKey,
+        to: PublicKey,
+        at_ms: u64,
     },
 }
 
@@ -265,8 +295,6 @@ struct Shared {
 struct DeadMember {
     id: SwimId,
     at_ms: u64,
-    /// When this node last answered a late vote about it with its own.
-    echoed_ms: Option<u64>,
 }
 
 impl Shared {
@@ -284,49 +312,54 @@ impl Shared {
                 return None;
             }
         };
-        let vote_at = match item {
-            Item::Vote { at_ms, .. } => at_ms,
-            Item::Refute { .. } => 0,
+        let signed_at = match item {
+            Item::Vote { at_ms, .. } | Item::Echo { at_ms, .. } => Some(at_ms),
+            Item::Refute { .. } => None,
         };
         if let Some(prev) = self.seen.get(&key) {
-            // A vote again from the same voter (an echo, see `dead`) only well after the
-            // one taken; anything else seen is not taken twice.
-            let revote =
-                matches!(item, Item::Vote { .. }) && vote_at >= prev.saturating_add(REVOTE_GAP_MS);
-            if !revote {
+            // A vote (or echo) again from the same voter about the same start is taken only
+            // well after the one taken; anything else seen is not taken twice, and is
+            // dropped before its signature is checked.
+            let again = signed_at.is_some_and(|at| at >= prev.saturating_add(REVOTE_GAP_MS));
+            if !again {
                 return None;
             }
         }
+        // Votes and echoes count only within the window of their signed time (a replayed
+        // old one is refused, whatever this node's table of items seen forgot).
+        if let Some(at) = signed_at
+            && (self.now_ms.saturating_sub(at) >= VOTE_WINDOW_MS
+                || at.saturating_sub(self.now_ms) > VOTE_CLOCK_SKEW_MS)
+        {
+            self.refused += 1;
+            return None;
+        }
         let (signer, subject) = match item {
-            // A vote counts only within its window of its signed time (a replayed old
-            // vote is refused, whatever this node's table of items seen forgot).
-            Item::Vote { at_ms, .. }
-                if self.now_ms.saturating_sub(at_ms) >= VOTE_WINDOW_MS
-                    || at_ms.saturating_sub(self.now_ms) > VOTE_CLOCK_SKEW_MS =>
-            {
-                self.refused += 1;
-                return None;
+            Item::Vote { accused, voter, .. } | Item::Echo { accused, voter, .. } => {
+                (voter, accused.key)
             }
-            Item::Vote { accused, voter, .. } => (voter, accused.key),
             Item::Refute { id, .. } => (id.key, id.key),
         };
         // A vote about a member this node declared dead: its subject is no member any
         // more, but the voter may be one that learnt of it late. Taken (to be answered with
-        // this node's own vote), not spread (this node's own answer is).
+        // an echo to that voter alone), not spread.
         let late_vote = match item {
             Item::Vote { accused, .. } => {
                 self.dead.get(&accused.key).is_some_and(|d| d.id == accused)
             }
-            Item::Refute { .. } => false,
+            Item::Refute { .. } | Item::Echo { .. } => false,
         };
-        if !self.is_member(&signer)
+        // An echo counts only at the member it answers (this node).
+        let misaddressed = matches!(item, Item::Echo { to, .. } if Some(to) != self.me);
+        if misaddressed
+            || !self.is_member(&signer)
             || !(self.is_member(&subject) || late_vote)
             || !verify_item(data, &signer)
         {
             self.refused += 1;
             return None;
         }
-        if self.seen.insert(key, vote_at).is_none() {
+        if self.seen.insert(key, signed_at.unwrap_or(0)).is_none() {
             if self.seen_order.len() >= SEEN_ITEMS
                 && let Some(old) = self.seen_order.pop_front()
             {
@@ -337,7 +370,7 @@ impl Shared {
         if self.inbox.len() < INBOX {
             self.inbox.push(item);
         }
-        if late_vote && self.me != Some(signer) {
+        if late_vote || matches!(item, Item::Echo { .. }) {
             return None;
         }
         (self.backlog < MAX_RELAYED || self.me == Some(signer)).then_some(key)
@@ -395,6 +428,24 @@ fn decode_item(data: &[u8]) -> Option<(Item, ItemKey)> {
                 ItemKey::Refute(id, incarnation),
             ))
         }
+        ECHO if data.len() == ECHO_BYTES => {
+            let accused = get_id(&mut rest).ok()?;
+            let mut voter = [0u8; 32];
+            rest.copy_to_slice(&mut voter);
+            let voter = PublicKey(voter);
+            let mut to = [0u8; 32];
+            rest.copy_to_slice(&mut to);
+            let at_ms = rest.get_u64();
+            Some((
+                Item::Echo {
+                    accused,
+                    voter,
+                    to: PublicKey(to),
+                    at_ms,
+                },
+                ItemKey::Echo(accused, voter),
+            ))
+        }
         _ => None,
     }
 }
@@ -413,6 +464,7 @@ fn verify_item(data: &[u8], signer: &PublicKey) -> bool {
     let domain = match body.first() {
         Some(&VOTE) => VOTE_DOMAIN,
         Some(&REFUTE) => REFUTE_DOMAIN,
+        Some(&ECHO) => ECHO_DOMAIN,
         _ => return false,
     };
     signer.verify_domain(domain, body, &sig).is_ok()
@@ -425,6 +477,18 @@ fn vote_bytes(key: &SecretKey, accused: &SwimId, at_ms: u64) -> Vec<u8> {
     b.put_slice(&key.public().0);
     b.put_u64(at_ms);
     let sig = key.sign_domain(VOTE_DOMAIN, &b);
+    b.put_slice(&sig);
+    b
+}
+
+fn echo_bytes(key: &SecretKey, accused: &SwimId, to: &PublicKey, at_ms: u64) -> Vec<u8> {
+    let mut b = Vec::with_capacity(ECHO_BYTES);
+    b.put_u8(ECHO);
+    put_id(accused, &mut b);
+    b.put_slice(&key.public().0);
+    b.put_slice(&to.0);
+    b.put_u64(at_ms);
+    let sig = key.sign_domain(ECHO_DOMAIN, &b);
     b.put_slice(&sig);
     b
 }
@@ -465,14 +529,74 @@ pub struct Swim {
     rt: AccumulatingRuntime<SwimId>,
     shared: Arc<Mutex<Shared>>,
     timers: BTreeMap<(u64, u64), Timer<SwimId>>,
+    /// How many of `timers` are foca's `RemoveDown`.
+    removal_timers: usize,
     seq: u64,
     tallies: HashMap<SwimId, Tally>,
+    /// Identities this node cast its vote about a second time (once only: see `wake`).
+    recast: HashSet<SwimId>,
     /// Each member's identity and the highest incarnation it said itself.
     said: HashMap<PublicKey, (u64, u16)>,
     incarnation: u16,
     refuted: u16,
     members_at_config: usize,
     stats: SwimStats,
+    rate: RateLimits,
+}
+
+/// What [`RateLimits`] counts.
+#[derive(Clone, Copy)]
+enum Limit {
+    /// Requests from a member to probe others.
+    PingReq,
+    /// Suspicions of this node (counted under its own key).
+    SelfSuspicion,
+}
+
+/// Counts per member and probe period (at most one entry per member and this node).
+#[derive(Default)]
+struct RateLimits {
+    windows: HashMap<PublicKey, Window>,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Window {
+    start_ms: u64,
+    ping_reqs: u32,
+    self_suspicions: u32,
+}
+
+impl RateLimits {
+    /// Whether one more of `what` from `who` is taken now.
+    fn take(&mut self, now_ms: u64, who: PublicKey, what: Limit) -> bool {
+        if self.windows.len() >= MAX_MEMBERS && !self.windows.contains_key(&who) {
+            self.windows
+                .retain(|_, w| now_ms.saturating_sub(w.start_ms) < PROBE_PERIOD_MS);
+        }
+        if self.windows.len() >= MAX_MEMBERS && !self.windows.contains_key(&who) {
+            return false;
+        }
+        let w = self.windows.entry(who).or_default();
+        if now_ms.saturating_sub(w.start_ms) >= PROBE_PERIOD_MS {
+            *w = Window {
+                start_ms: now_ms,
+                ..Window::default()
+            };
+        }
+        let (count, most) = match what {
+            Limit::PingReq => (&mut w.ping_reqs, PING_REQS_PER_PERIOD),
+            Limit::SelfSuspicion => (&mut w.self_suspicions, SELF_SUSPICIONS_PER_PERIOD),
+        };
+        if *count >= most {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    fn forget(&mut self, who: &PublicKey) {
+        self.windows.remove(who);
+    }
 }
 
 impl Swim {
@@ -501,13 +625,16 @@ impl Swim {
             rt: AccumulatingRuntime::new(),
             shared,
             timers: BTreeMap::new(),
+            removal_timers: 0,
             seq: 0,
             tallies: HashMap::new(),
+            recast: HashSet::new(),
             said: HashMap::new(),
             incarnation: 0,
             refuted: 0,
             members_at_config: 0,
             stats: SwimStats::default(),
+            rate: RateLimits::default(),
         }
     }
 
@@ -561,6 +688,7 @@ impl Swim {
         if said.0 < id.bump {
             *said = (id.bump, 0);
         }
+        self.forget_dead(&id);
         self.reconfigure(members);
         let _ = self
             .foca
@@ -583,6 +711,8 @@ impl Swim {
     /// probed, and not heard.
     pub fn expel(&mut self, now_ms: u64, key: &PublicKey) -> Vec<SwimEvent> {
         self.shared().members.remove(key);
+        self.rate.forget(key);
+        self.recast.retain(|id| id.key != *key);
         self.tallies.retain(|id, _| id.key != *key);
         let mut out = vec![];
         if let Some((bump, inc)) = self.said.remove(key) {
@@ -621,7 +751,7 @@ impl Swim {
         data: &[u8],
     ) -> (Vec<SwimEvent>, Result<(), SwimRefusal>) {
         self.shared().now_ms = now_ms;
-        let filtered = match self.filter(from, data) {
+        let filtered = match self.filter(now_ms, from, data) {
             Ok(f) => f,
             Err(e) => {
                 self.stats.refused += 1;
@@ -675,7 +805,12 @@ impl Swim {
 
     /// Checks a packet and rewrites its updates (see the module's invariants); the result is
     /// what foca reads.
-    fn filter(&mut self, from: PublicKey, data: &[u8]) -> Result<Vec<u8>, SwimRefusal> {
+    fn filter(
+        &mut self,
+        now_ms: u64,
+        from: PublicKey,
+        data: &[u8],
+    ) -> Result<Vec<u8>, SwimRefusal> {
         if data.len() > MAX_PACKET {
             return Err(SwimRefusal::TooBig(data.len()));
         }
@@ -699,13 +834,21 @@ impl Swim {
             Message::PingReq { target: o, .. }
             | Message::IndirectAck { target: o, .. }
             | Message::IndirectPing { origin: o, .. }
-            | Message::ForwardedAck { origin: o, .. } => Some(o.key),
+            | Message::ForwardedAck { origin: o, .. } => Some(*o),
             _ => None,
         };
+        // The other node must be a member's current start (or this node): a probe request
+        // naming a made-up start of a member would reflect pings at it.
         if let Some(o) = other
-            && !self.is_member(&o)
+            && o != self.me
+            && !self.knows(&o)
         {
-            return Err(SwimRefusal::ProbeOfNonMember(o));
+            return Err(SwimRefusal::ProbeOfNonMember(o.key));
+        }
+        if matches!(header.message, Message::PingReq { .. })
+            && !self.rate.take(now_ms, from, Limit::PingReq)
+        {
+            return Err(SwimRefusal::TooManyProbeRequests(from));
         }
         // The sender speaks for itself: its own identity and incarnation are what it says.
         self.heard_from(&header.src, header.src_incarnation);
@@ -736,7 +879,7 @@ impl Swim {
         let mut kept = Vec::with_capacity(count);
         for _ in 0..count {
             let m = foca::Codec::decode_member(&mut SwimCodec, &mut rest)?;
-            match self.judge_update(&from, m) {
+            match self.judge_update(now_ms, &from, m) {
                 Some(m) => kept.push(m),
                 None => self.stats.updates_filtered += 1,
             }
@@ -751,6 +894,7 @@ impl Swim {
 
     /// A member's own word about itself.
     fn heard_from(&mut self, id: &SwimId, incarnation: u16) {
+        self.forget_dead(id);
         if let Some(said) = self.said.get_mut(&id.key)
             && (id.bump, incarnation) > *said
         {
@@ -759,7 +903,12 @@ impl Swim {
     }
 
     /// One piggybacked update from `from`: kept, rewritten, or dropped (`None`).
-    fn judge_update(&mut self, from: &PublicKey, m: Member<SwimId>) -> Option<Member<SwimId>> {
+    fn judge_update(
+        &mut self,
+        now_ms: u64,
+        from: &PublicKey,
+        m: Member<SwimId>,
+    ) -> Option<Member<SwimId>> {
         let id = *m.id();
         if id.key == *from {
             // About the sender itself, including its own `Down` (it leaves).
@@ -769,7 +918,15 @@ impl Swim {
             if id != self.me {
                 return None;
             }
-            // About this node: nobody makes it drop out or jump its incarnation.
+            // About this node: nobody makes it drop out or jump its incarnation, and a
+            // suspicion at its current incarnation (which foca refutes by raising it) is
+            // taken once per probe period at most, so a member cannot pump it. One taken
+            // is refuted, which answers every suspicion at that incarnation; older ones
+            // change nothing and are not counted (they cannot use up the period).
+            let refuted = !matches!(m.state(), State::Alive) && m.incarnation() >= self.incarnation;
+            if refuted && !self.rate.take(now_ms, self.me.key, Limit::SelfSuspicion) {
+                return None;
+            }
             let inc = m.incarnation().min(self.incarnation);
             return Some(match m.state() {
                 State::Alive => Member::new(id, inc, State::Alive),
@@ -802,6 +959,9 @@ impl Swim {
                 break;
             }
             let timer = entry.remove();
+            if matches!(timer, Timer::RemoveDown(_)) {
+                self.removal_timers = self.removal_timers.saturating_sub(1);
+            }
             let _ = self.foca.handle_timer(timer, &mut self.rt);
             self.drain(now_ms, Cause::Timer, &mut out);
         }
@@ -822,7 +982,14 @@ impl Swim {
         });
         let recast = !revotes.is_empty();
         for accused in revotes {
-            if self.knows(&accused) {
+            // Once only, and only while foca still holds it down (it has not been heard
+            // from since): a vote cast again needs the evidence that made the first.
+            let held_alive = self.foca.iter_members().any(|m| *m.id() == accused);
+            if self.knows(&accused)
+                && !held_alive
+                && self.recast.len() < MAX_MEMBERS
+                && self.recast.insert(accused)
+            {
                 self.stats.votes_signed += 1;
                 let item = vote_bytes(&self.key, &accused, now_ms);
                 let _ = self.foca.add_broadcast(&item);
@@ -841,7 +1008,15 @@ impl Swim {
     /// Carries out what foca asked for: packets out, timers kept, notifications read.
     fn drain(&mut self, now_ms: u64, cause: Cause, out: &mut Vec<SwimEvent>) {
         while let Some((due, timer)) = self.rt.to_schedule() {
-            if self.timers.len() < 8 * MAX_MEMBERS + 64 {
+            // Removal timers (one for each start of a member that went down, which a member
+            // churning its identity makes without end) may fill half the table at most:
+            // probes and suspicions always have room.
+            let removal = matches!(timer, Timer::RemoveDown(_));
+            if removal && self.removal_timers >= MAX_TIMERS / 2 {
+                continue;
+            }
+            if self.timers.len() < MAX_TIMERS {
+                self.removal_timers += usize::from(removal);
                 let at = now_ms.saturating_add(due.as_millis() as u64);
                 self.seq += 1;
                 self.timers.insert((at, self.seq), timer);
@@ -892,33 +1067,69 @@ impl Swim {
         }
     }
 
-    /// A vote about `accused`, which this node declared dead: answered with this node's own
-    /// vote, signed now, at most once per [`REVOTE_GAP_MS`] (its earlier vote is too old to
-    /// count for a member that learnt of the dead one late). Whether `accused` was such.
-    fn echo_dead(&mut self, now_ms: u64, accused: &SwimId) -> bool {
-        let echo = {
-            let mut shared = self.shared();
-            let Some(d) = shared
-                .dead
-                .get_mut(&accused.key)
-                .filter(|d| d.id == *accused)
-            else {
-                return false;
-            };
-            let due = d
-                .echoed_ms
-                .is_none_or(|t| now_ms >= t.saturating_add(REVOTE_GAP_MS));
-            if due {
-                d.echoed_ms = Some(now_ms);
-            }
-            due
+    /// A vote by `voter` about `accused`, which this node declared dead: answered with an
+    /// echo, this node's vote signed now and addressed to `voter` alone, sent to it
+    /// directly (its earlier vote is too old to count for a member that learnt of the dead
+    /// one late). An echo counts only at the member it names and is never relayed, so a
+    /// hostile voter that gathers echoes cannot replay them at the accused or at anyone
+    /// else; `judge` takes one vote per voter and start per [`REVOTE_GAP_MS`], which bounds
+    /// the echoes. Whether `accused` was such.
+    fn echo_dead(
+        &mut self,
+        now_ms: u64,
+        accused: &SwimId,
+        voter: PublicKey,
+        out: &mut Vec<SwimEvent>,
+    ) -> bool {
+        let dead = self
+            .shared()
+            .dead
+            .get(&accused.key)
+            .is_some_and(|d| d.id == *accused);
+        if !dead {
+            return false;
+        }
+        // Only about a start this node does not hold as a member again, and only to a
+        // member it knows (its current start is the packet's address).
+        let to = self
+            .said
+            .get(&voter)
+            .map(|&(bump, _)| SwimId { key: voter, bump });
+        let Some(to) = to.filter(|_| !self.knows(accused) && voter != self.me.key) else {
+            return true;
         };
-        if echo {
+        let item = echo_bytes(&self.key, accused, &voter, now_ms);
+        let header = foca::Header {
+            src: self.me,
+            src_incarnation: self.incarnation,
+            dst: to,
+            message: Message::Broadcast,
+        };
+        let mut packet = Vec::with_capacity(2 * ID_BYTES + 16 + ECHO_BYTES);
+        if foca::Codec::encode_header(&mut SwimCodec, &header, &mut packet).is_ok() {
+            packet.put_u16(item.len() as u16);
+            packet.put_slice(&item);
             self.stats.votes_signed += 1;
-            let item = vote_bytes(&self.key, accused, now_ms);
-            let _ = self.foca.add_broadcast(&item);
+            self.stats.sent += 1;
+            self.stats.sent_bytes += packet.len() as u64;
+            out.push(SwimEvent::Send {
+                to: voter,
+                data: packet,
+            });
         }
         true
+    }
+
+    /// `id` is alive after all (it spoke, refuted, or was admitted again): no echoes about it.
+    fn forget_dead(&mut self, id: &SwimId) {
+        let mut shared = self.shared();
+        if shared
+            .dead
+            .get(&id.key)
+            .is_some_and(|d| d.id.bump <= id.bump)
+        {
+            shared.dead.remove(&id.key);
+        }
     }
 
     /// Counts the signed items the last step accepted: refutations raise what a member
@@ -929,8 +1140,11 @@ impl Swim {
         for item in items {
             match item {
                 Item::Refute { id, incarnation } => {
-                    // The member answered: earlier votes about it no longer add up.
+                    // The member answered: earlier votes about it no longer add up, and
+                    // it is not dead here either.
                     self.tallies.remove(&id);
+                    self.recast.remove(&id);
+                    self.forget_dead(&id);
                     self.heard_from(&id, incarnation);
                     if id.key != self.me.key {
                         let _ = self.foca.apply_many(
@@ -941,8 +1155,14 @@ impl Swim {
                         self.drain(now_ms, Cause::Local, out);
                     }
                 }
-                Item::Vote { accused, voter, .. } => {
-                    if self.echo_dead(now_ms, &accused) {
+                Item::Vote { accused, voter, .. } | Item::Echo { accused, voter, .. } => {
+                    let echo = matches!(item, Item::Echo { .. });
+                    if !echo && self.echo_dead(now_ms, &accused, voter, out) {
+                        continue;
+                    }
+                    // An echo never counts towards this node's own death (it answers a
+                    // vote, and this node does not vote about itself).
+                    if echo && accused.key == self.me.key {
                         continue;
                     }
                     // Only votes about an identity this node knows (a member's current
@@ -985,7 +1205,6 @@ impl Swim {
                             let dead = DeadMember {
                                 id: accused,
                                 at_ms: now_ms,
-                                echoed_ms: None,
                             };
                             shared.dead.insert(accused.key, dead);
                         }

@@ -283,11 +283,11 @@ fn nobody_but_the_member_raises_its_incarnation() {
     // b says c is alive at incarnation 9: c never said so; dropped. b says c is down:
     // read as a suspicion.
     assert_eq!(
-        s.judge_update(&b.key, Member::new(c, 9, State::Alive)),
+        s.judge_update(0, &b.key, Member::new(c, 9, State::Alive)),
         None
     );
     assert_eq!(
-        s.judge_update(&b.key, Member::new(c, 0, State::Down)),
+        s.judge_update(0, &b.key, Member::new(c, 0, State::Down)),
         Some(Member::new(c, 0, State::Suspect))
     );
     // c's own signed refutation at 9 makes relays of it believable.
@@ -295,7 +295,7 @@ fn nobody_but_the_member_raises_its_incarnation() {
     assert!(s.shared().judge(&item).is_some());
     s.count_items(0, &mut vec![]);
     assert_eq!(
-        s.judge_update(&b.key, Member::new(c, 9, State::Alive)),
+        s.judge_update(0, &b.key, Member::new(c, 9, State::Alive)),
         Some(Member::new(c, 9, State::Alive))
     );
     // A refutation signed by someone else is refused.
@@ -304,7 +304,7 @@ fn nobody_but_the_member_raises_its_incarnation() {
     // About this node: a `Down` is a suspicion it refutes, never a jump.
     let me = s.me();
     assert_eq!(
-        s.judge_update(&b.key, Member::new(me, 500, State::Down)),
+        s.judge_update(0, &b.key, Member::new(me, 500, State::Down)),
         Some(Member::new(me, 0, State::Suspect))
     );
     net.run(1_000);
@@ -401,4 +401,192 @@ fn a_member_cannot_make_others_check_a_stream_of_resigned_votes() {
     assert_eq!(taken, 1, "one vote taken, the re-signed copies not");
     assert_eq!(net.nodes[1].stats().items_refused, before);
     assert!(!net.declared_by_anyone(2));
+}
+
+/// A packet from `src` to `dst` with `message` and the piggybacked `updates`.
+fn crafted(
+    src: SwimId,
+    dst: SwimId,
+    message: Message<SwimId>,
+    updates: &[Member<SwimId>],
+) -> Vec<u8> {
+    let mut packet = vec![];
+    foca::Codec::encode_header(
+        &mut SwimCodec,
+        &foca::Header {
+            src,
+            src_incarnation: 0,
+            dst,
+            message,
+        },
+        &mut packet,
+    )
+    .unwrap();
+    packet.put_u16(updates.len() as u16);
+    for m in updates {
+        foca::Codec::encode_member(&mut SwimCodec, m, &mut packet).unwrap();
+    }
+    packet
+}
+
+#[test]
+fn a_member_cannot_pump_another_members_incarnation() {
+    let mut net = Net::new(4);
+    net.run(10_000);
+    let (pumper, target) = (1, 0);
+    let target_id = net.nodes[target].me();
+    let from = net.nodes[pumper].me();
+    // Forty seconds of suspicions at the target's current incarnation, ten a second: each
+    // one taken would make it refute by raising its incarnation.
+    let start = net.now;
+    for _ in 0..400 {
+        let inc = net.nodes[target].incarnation;
+        let packet = crafted(
+            from,
+            target_id,
+            Message::Gossip,
+            &[Member::new(target_id, inc, State::Suspect)],
+        );
+        let e = taken(net.nodes[target].packet(net.now, from.key, &packet)).unwrap();
+        net.carry(target, e);
+        net.run(net.now + 100);
+    }
+    let periods = (net.now - start) / PROBE_PERIOD_MS + 1;
+    let inc = u64::from(net.nodes[target].incarnation);
+    assert!(inc > 0, "a suspicion is refuted");
+    assert!(
+        inc <= periods * u64::from(SELF_SUSPICIONS_PER_PERIOD),
+        "incarnation {inc} after {periods} probe periods"
+    );
+    // And it is refuted, not declared dead.
+    net.run(net.now + 60_000);
+    assert!(!net.declared_by_anyone(target));
+}
+
+#[test]
+fn a_member_cannot_reflect_probes_at_others_or_at_made_up_starts() {
+    let mut net = Net::new(4);
+    net.run(10_000);
+    let (asker, helper, target) = (1, 0, 2);
+    let from = net.nodes[asker].me();
+    let helper_id = net.nodes[helper].me();
+    let target_id = net.nodes[target].me();
+    // A request to probe a start of the target that it never had: refused.
+    let made_up = SwimId {
+        bump: target_id.bump + 7,
+        ..target_id
+    };
+    let packet = crafted(
+        from,
+        helper_id,
+        Message::PingReq {
+            target: made_up,
+            probe_number: 1,
+        },
+        &[],
+    );
+    assert_eq!(
+        taken(net.nodes[helper].packet(net.now, from.key, &packet)),
+        Err(SwimRefusal::ProbeOfNonMember(target_id.key))
+    );
+    // Requests to probe the real target: taken up to the limit a probe period, each one
+    // a ping from the helper; the rest refused.
+    let mut pings = 0;
+    let mut refused = 0;
+    for n in 0..20 {
+        let packet = crafted(
+            from,
+            helper_id,
+            Message::PingReq {
+                target: target_id,
+                probe_number: n,
+            },
+            &[],
+        );
+        match taken(net.nodes[helper].packet(net.now, from.key, &packet)) {
+            Ok(e) => {
+                pings += e
+                    .iter()
+                    .filter(|e| matches!(e, SwimEvent::Send { to, .. } if *to == target_id.key))
+                    .count();
+            }
+            Err(SwimRefusal::TooManyProbeRequests(k)) => {
+                assert_eq!(k, from.key);
+                refused += 1;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(pings <= PING_REQS_PER_PERIOD as usize, "{pings} pings");
+    assert_eq!(refused, 20 - PING_REQS_PER_PERIOD as usize);
+    // The next period takes requests again.
+    net.run(net.now + PROBE_PERIOD_MS);
+    let packet = crafted(
+        from,
+        helper_id,
+        Message::PingReq {
+            target: target_id,
+            probe_number: 99,
+        },
+        &[],
+    );
+    assert!(taken(net.nodes[helper].packet(net.now, from.key, &packet)).is_ok());
+}
+
+#[test]
+fn probing_goes_on_when_a_member_churns_its_identity() {
+    let mut net = Net::new(5);
+    net.run(10_000);
+    // Member 4 churns its identity: node 0 hears of start after start of it going down,
+    // each with a removal timer, far more than the timer table holds.
+    net.up[4] = false;
+    let churner = net.nodes[4].me();
+    for bump in 1..(MAX_TIMERS as u64 + 10) {
+        let old = SwimId {
+            bump: churner.bump + bump,
+            ..churner
+        };
+        let node = &mut net.nodes[0];
+        let _ = node.foca.apply_many(
+            std::iter::once(Member::new(old, 0, State::Down)),
+            false,
+            &mut node.rt,
+        );
+        let mut out = vec![];
+        node.drain(net.now, Cause::Local, &mut out);
+    }
+    assert!(net.nodes[0].removal_timers <= MAX_TIMERS / 2);
+    assert!(net.nodes[0].timers.len() < MAX_TIMERS);
+    // Member 2 dies: node 0 still probes and suspects (removals cannot take their room),
+    // and declares it dead with the others.
+    net.up[2] = false;
+    net.run(net.now + 120_000);
+    assert!(net.all_declared(2, &[]), "{:?}", net.dead);
+}
+
+#[test]
+fn an_echo_counts_only_at_the_member_it_answers() {
+    let mut net = Net::new(5);
+    net.run(10_000);
+    let accused = net.nodes[2].me();
+    // Node 0's echo to member 1 about node 2, which member 1 could gather and replay.
+    let echo = echo_bytes(&key(40), &accused, &key(41).public(), net.now);
+    let refused_at = |net: &mut Net, to: usize| {
+        let before = net.nodes[to].stats().items_refused;
+        let mut shared = net.nodes[to].shared();
+        shared.now_ms = net.now;
+        let taken = shared.judge(&echo).is_some() || !shared.inbox.is_empty();
+        shared.inbox.clear();
+        drop(shared);
+        (taken, net.nodes[to].stats().items_refused > before)
+    };
+    // Replayed at the accused or at anyone else: refused, counted as refused.
+    for to in [2, 3, 4] {
+        assert_eq!(refused_at(&mut net, to), (false, true), "at {to}");
+    }
+    // At member 1 it is taken (to be counted), but never relayed.
+    let mut shared = net.nodes[1].shared();
+    shared.now_ms = net.now;
+    assert!(shared.judge(&echo).is_none(), "not relayed");
+    assert_eq!(shared.inbox.len(), 1);
 }
