@@ -659,9 +659,10 @@ async fn run(
     .await;
     fair.leave(id);
     // A reason to stop the sliver wins over the exit status it chose after being refused
-    // (a guest whose write failed at its egress cap usually exits 1).
+    // (a guest whose write failed at its egress cap usually exits 1, and one that only
+    // reports the refusal exits 0 before the stop reaches it: that is still a kill).
     match result {
-        Ok(Ok(())) => Outcome::Exited(0),
+        Ok(Ok(())) => kill.get().map_or(Outcome::Exited(0), Outcome::Killed),
         Ok(Err(())) => kill.get().map_or(Outcome::Exited(1), Outcome::Killed),
         Err(e) => {
             if let Some(r) = kill.get() {

@@ -538,6 +538,8 @@ pub struct Sim {
     pub(crate) groups: Vec<GroupState>,
     pub(crate) slices: Vec<SliceInfo>,
     pub(crate) shared: slicefed_trust::SharedOpened,
+    /// SWIM's signed items checked once for every node (as `shared` does certificates).
+    pub(crate) item_checks: slicefed_proto::swim::SharedItemChecks,
     pub(crate) next_id: u64,
     pub(crate) client_ops: BTreeMap<u64, (u32, u32)>,
     pub(crate) revs: BTreeMap<CertId, RevTrack>,
@@ -641,6 +643,7 @@ impl Sim {
             groups,
             slices: vec![],
             shared: slicefed_trust::SharedOpened::default(),
+            item_checks: slicefed_proto::swim::SharedItemChecks::default(),
             next_id: 1,
             client_ops: BTreeMap::new(),
             revs: BTreeMap::new(),
@@ -878,7 +881,9 @@ impl Sim {
             checkpoint_every_ticks: (self.cfg.checkpoint_every / tick).max(1),
             restore: true,
         };
-        Some(Node::new(core, settings, self.now_ms()))
+        let mut node = Node::new(core, settings, self.now_ms());
+        node.share_item_checks(self.item_checks.clone());
+        Some(node)
     }
 
     fn boot(&mut self, i: usize) {

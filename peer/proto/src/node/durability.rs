@@ -144,7 +144,7 @@ impl Node {
                         since_ms: now_ms,
                         caught_up: BTreeSet::new(),
                         asked: BTreeSet::new(),
-                        declined: BTreeSet::new(),
+                        declined: BTreeMap::new(),
                     });
                     if let Ok(t) =
                         Credential::from_bytes(&s.credential).map(|c| CertId::of(c.leaf()))

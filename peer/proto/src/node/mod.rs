@@ -516,9 +516,9 @@ struct Restoring {
     caught_up: BTreeSet<PublicKey>,
     /// Members asked to reconcile (at most [`RESTORE_ASKED`]).
     asked: BTreeSet<PublicKey>,
-    /// Members that did not answer or answered with an error: not asked again during this
-    /// restart (at most the members).
-    declined: BTreeSet<PublicKey>,
+    /// Members that did not answer or answered with an error, and when: not asked again
+    /// for a tick (at most the members).
+    declined: BTreeMap<PublicKey, u64>,
 }
 
 /// A node's first adverts after it starts carry its credential and go an advert interval
@@ -764,11 +764,17 @@ impl Node {
         if self.restoring.is_some() {
             // A restart's catch-up goes at the pace of its answers, not of ticks: members
             // learnt meanwhile are asked, and the restore follows the quorum's last answer.
-            self.restore_asks(&mut out);
+            self.restore_asks(now_ms, &mut out);
             self.maybe_restore(now_ms, &mut out);
         }
         self.ask_wake(&mut out);
         out
+    }
+
+    /// Shares signature checks of SWIM's signed items with the other machines of this
+    /// process (the simulator's; see [`crate::swim::SharedItemChecks`]).
+    pub fn share_item_checks(&mut self, checks: crate::swim::SharedItemChecks) {
+        self.swim.share_item_checks(checks);
     }
 
     /// Whether this node is still catching up after its start (its saved slivers wait).
@@ -1090,7 +1096,7 @@ impl Node {
     /// sending its own digest so an equal set costs one small answer. Nothing here waits for
     /// adverts: with membership by SWIM a member may not advertise for hours.
     fn reconcile(&mut self, now_ms: u64, out: &mut Vec<Effect>) {
-        self.restore_asks(out);
+        self.restore_asks(now_ms, out);
         // The turn goes on while a restart catches up too: a revocation published
         // meanwhile (whose gossip a node that knows few members refuses) arrives by it.
         if self
@@ -1125,7 +1131,7 @@ impl Node {
 
     /// A restart's catch-up: members not yet asked, up to [`RESTORE_ASKED`] at a time, are
     /// asked for their whole set's fingerprints.
-    fn restore_asks(&mut self, out: &mut Vec<Effect>) {
+    fn restore_asks(&mut self, now_ms: u64, out: &mut Vec<Effect>) {
         let room = self
             .restoring
             .as_ref()
@@ -1136,7 +1142,11 @@ impl Node {
                     .member_keys
                     .iter()
                     .filter(|k| {
-                        !r.caught_up.contains(k) && !r.asked.contains(k) && !r.declined.contains(k)
+                        !r.caught_up.contains(k)
+                            && !r.asked.contains(k)
+                            && r.declined
+                                .get(k)
+                                .is_none_or(|t| now_ms.saturating_sub(*t) >= self.settings.tick_ms)
                     })
                     .take(room)
                     .copied()
@@ -1144,11 +1154,12 @@ impl Node {
                 None => vec![],
             };
             for member in members {
-                if let Some(r) = self.restoring.as_mut() {
+                let request = Request::RevocationPrints { unless: None };
+                if self.ask(member, request, Asked::Prints { member }, out)
+                    && let Some(r) = self.restoring.as_mut()
+                {
                     r.asked.insert(member);
                 }
-                let request = Request::RevocationPrints { unless: None };
-                self.ask(member, request, Asked::Prints { member }, out);
             }
         }
     }
@@ -1223,7 +1234,7 @@ impl Node {
                             r.caught_up.insert(member);
                         } else {
                             r.asked.remove(&member);
-                            r.declined.insert(member);
+                            r.declined.insert(member, now_ms);
                         }
                     }
                     return;
@@ -1263,6 +1274,11 @@ impl Node {
                 buckets,
             }) => {
                 let Response::Revocations(list) = response else {
+                    // No answer: another member may be asked (this one after a tick).
+                    if let Some(r) = self.restoring.as_mut() {
+                        r.asked.remove(&member);
+                        r.declined.insert(member, now_ms);
+                    }
                     return;
                 };
                 let list: Vec<Vec<u8>> = list.into_iter().map(|b| b.into_vec()).collect();
@@ -1306,9 +1322,10 @@ impl Node {
             Some(Asked::Fetch { origin, .. }) => self.witnessing.fetch_failed(&origin),
             // A reconciliation that got no answer: another member may be asked instead.
             Some(Asked::Prints { member } | Asked::Revocations { member, .. }) => {
+                let now_ms = self.now_ms;
                 if let Some(r) = self.restoring.as_mut() {
                     r.asked.remove(&member);
-                    r.declined.insert(member);
+                    r.declined.insert(member, now_ms);
                 }
             }
             // Not reached: a node that advertised is asked again on its next advert (the

@@ -21,7 +21,7 @@ impl Node {
             since_ms: now_ms,
             caught_up: BTreeSet::new(),
             asked: BTreeSet::new(),
-            declined: BTreeSet::new(),
+            declined: BTreeMap::new(),
         });
     }
 

@@ -29,6 +29,7 @@ use codec::{ID_BYTES, MEMBER_BYTES, SwimCodec, get_id, put_id};
 use foca::{AccumulatingRuntime, Foca, Member, Message, OwnedNotification, State, Timer};
 use rand_09::SeedableRng;
 use rand_09::rngs::SmallRng;
+use sha2::Digest as _;
 use slicefed_trust::{PublicKey, SecretKey};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::num::{NonZeroU8, NonZeroUsize};
@@ -289,6 +290,8 @@ struct Shared {
     backlog: usize,
     /// The time of the step (votes are judged against it).
     now_ms: u64,
+    /// Signature checks shared with other machines of this process, if the caller set any.
+    checks: Option<SharedItemChecks>,
 }
 
 /// A member this node declared dead.
@@ -297,7 +300,54 @@ struct DeadMember {
     at_ms: u64,
 }
 
+/// Signed SWIM items (votes, refutations, echoes) whose signatures were found good, shared
+/// by the node machines of one process: the simulator runs a whole federation, where every
+/// node checks every item it hears, the same bytes a thousand times. Holding the SHA-256 of
+/// an item's bytes (which name its signer) is enough to know it was checked; the table is
+/// bounded and forgets at random (a miss costs one check, never a wrong answer). A daemon
+/// runs one node and does not use it.
+#[derive(Clone, Default)]
+pub struct SharedItemChecks(Arc<Mutex<HashSet<[u8; 32]>>>);
+
+/// Items [`SharedItemChecks`] remembers at most.
+const MAX_SHARED_CHECKS: usize = 1 << 20;
+
+impl SharedItemChecks {
+    fn checked(&self, digest: &[u8; 32]) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(digest)
+    }
+
+    fn good(&self, digest: [u8; 32]) {
+        let mut set = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if set.len() >= MAX_SHARED_CHECKS
+            && let Some(victim) = set.iter().next().copied()
+        {
+            set.remove(&victim);
+        }
+        set.insert(digest);
+    }
+}
+
 impl Shared {
+    /// Whether `data`'s signature by `signer` holds (through the shared checks, if any).
+    fn verified(&self, data: &[u8], signer: &PublicKey) -> bool {
+        let Some(checks) = &self.checks else {
+            return verify_item(data, signer);
+        };
+        let digest: [u8; 32] = sha2::Sha256::digest(data).into();
+        if checks.checked(&digest) {
+            return true;
+        }
+        let good = verify_item(data, signer);
+        if good {
+            checks.good(digest);
+        }
+        good
+    }
+
     fn is_member(&self, k: &PublicKey) -> bool {
         self.members.contains(k) || self.me == Some(*k)
     }
@@ -354,7 +404,7 @@ impl Shared {
         if misaddressed
             || !self.is_member(&signer)
             || !(self.is_member(&subject) || late_vote)
-            || !verify_item(data, &signer)
+            || !self.verified(data, &signer)
         {
             self.refused += 1;
             return None;
@@ -531,6 +581,8 @@ pub struct Swim {
     timers: BTreeMap<(u64, u64), Timer<SwimId>>,
     /// How many of `timers` are foca's `RemoveDown`.
     removal_timers: usize,
+    /// Where each member key's removal timer sits in `timers` (one per key).
+    removal_by_key: HashMap<PublicKey, (u64, u64)>,
     seq: u64,
     tallies: HashMap<SwimId, Tally>,
     /// Identities this node cast its vote about a second time (once only: see `wake`).
@@ -549,7 +601,7 @@ pub struct Swim {
 enum Limit {
     /// Requests from a member to probe others.
     PingReq,
-    /// Suspicions of this node (counted under its own key).
+    /// Suspicions of this node by a member.
     SelfSuspicion,
 }
 
@@ -626,6 +678,7 @@ impl Swim {
             shared,
             timers: BTreeMap::new(),
             removal_timers: 0,
+            removal_by_key: HashMap::new(),
             seq: 0,
             tallies: HashMap::new(),
             recast: HashSet::new(),
@@ -636,6 +689,12 @@ impl Swim {
             stats: SwimStats::default(),
             rate: RateLimits::default(),
         }
+    }
+
+    /// Shares signature checks of signed items with other machines of this process (the
+    /// simulator's).
+    pub fn share_item_checks(&mut self, checks: SharedItemChecks) {
+        self.shared().checks = Some(checks);
     }
 
     /// Whether `id` is the identity this node probes for its key.
@@ -689,6 +748,7 @@ impl Swim {
             *said = (id.bump, 0);
         }
         self.forget_dead(&id);
+        self.recast.retain(|r| r.key != id.key);
         self.reconfigure(members);
         let _ = self
             .foca
@@ -837,13 +897,19 @@ impl Swim {
             | Message::ForwardedAck { origin: o, .. } => Some(*o),
             _ => None,
         };
-        // The other node must be a member's current start (or this node): a probe request
-        // naming a made-up start of a member would reflect pings at it.
+        // The other node must be a member (or this node); a request to probe one must name
+        // its current start (one naming a made-up start would reflect pings at it). The
+        // rest name the prober, whose new start this node may not have learnt yet.
         if let Some(o) = other
             && o != self.me
-            && !self.knows(&o)
+            && !self.is_member(&o.key)
         {
             return Err(SwimRefusal::ProbeOfNonMember(o.key));
+        }
+        if let Message::PingReq { target, .. } = &header.message
+            && !self.knows(target)
+        {
+            return Err(SwimRefusal::ProbeOfNonMember(target.key));
         }
         if matches!(header.message, Message::PingReq { .. })
             && !self.rate.take(now_ms, from, Limit::PingReq)
@@ -879,10 +945,26 @@ impl Swim {
         let mut kept = Vec::with_capacity(count);
         for _ in 0..count {
             let m = foca::Codec::decode_member(&mut SwimCodec, &mut rest)?;
-            match self.judge_update(now_ms, &from, m) {
+            match self.judge_update(&from, m) {
                 Some(m) => kept.push(m),
                 None => self.stats.updates_filtered += 1,
             }
+        }
+        // A suspicion of this node at its current incarnation (foca refutes it by raising
+        // the incarnation) is taken from each member once per probe period at most, and
+        // only from a whole packet of the member's current start (foca reads nothing else
+        // of it): a member can neither pump the incarnation nor use up the allowance that
+        // honest probers' suspicions need to be refuted.
+        let (me, incarnation) = (self.me, self.incarnation);
+        let refutable = |m: &Member<SwimId>| {
+            *m.id() == me && !matches!(m.state(), State::Alive) && m.incarnation() >= incarnation
+        };
+        if kept.iter().any(refutable)
+            && !(self.knows(&header.src) && self.rate.take(now_ms, from, Limit::SelfSuspicion))
+        {
+            let before = kept.len();
+            kept.retain(|m| !refutable(m));
+            self.stats.updates_filtered += (before - kept.len()) as u64;
         }
         out.put_u16(kept.len() as u16);
         for m in &kept {
@@ -903,12 +985,7 @@ impl Swim {
     }
 
     /// One piggybacked update from `from`: kept, rewritten, or dropped (`None`).
-    fn judge_update(
-        &mut self,
-        now_ms: u64,
-        from: &PublicKey,
-        m: Member<SwimId>,
-    ) -> Option<Member<SwimId>> {
+    fn judge_update(&mut self, from: &PublicKey, m: Member<SwimId>) -> Option<Member<SwimId>> {
         let id = *m.id();
         if id.key == *from {
             // About the sender itself, including its own `Down` (it leaves).
@@ -923,10 +1000,6 @@ impl Swim {
             // taken once per probe period at most, so a member cannot pump it. One taken
             // is refuted, which answers every suspicion at that incarnation; older ones
             // change nothing and are not counted (they cannot use up the period).
-            let refuted = !matches!(m.state(), State::Alive) && m.incarnation() >= self.incarnation;
-            if refuted && !self.rate.take(now_ms, self.me.key, Limit::SelfSuspicion) {
-                return None;
-            }
             let inc = m.incarnation().min(self.incarnation);
             return Some(match m.state() {
                 State::Alive => Member::new(id, inc, State::Alive),
@@ -958,9 +1031,12 @@ impl Swim {
             if entry.key().0 > now_ms {
                 break;
             }
-            let timer = entry.remove();
-            if matches!(timer, Timer::RemoveDown(_)) {
+            let (when, timer) = entry.remove_entry();
+            if let Timer::RemoveDown(id) = &timer {
                 self.removal_timers = self.removal_timers.saturating_sub(1);
+                if self.removal_by_key.get(&id.key) == Some(&when) {
+                    self.removal_by_key.remove(&id.key);
+                }
             }
             let _ = self.foca.handle_timer(timer, &mut self.rt);
             self.drain(now_ms, Cause::Timer, &mut out);
@@ -1008,17 +1084,30 @@ impl Swim {
     /// Carries out what foca asked for: packets out, timers kept, notifications read.
     fn drain(&mut self, now_ms: u64, cause: Cause, out: &mut Vec<SwimEvent>) {
         while let Some((due, timer)) = self.rt.to_schedule() {
-            // Removal timers (one for each start of a member that went down, which a member
-            // churning its identity makes without end) may fill half the table at most:
-            // probes and suspicions always have room.
-            let removal = matches!(timer, Timer::RemoveDown(_));
-            if removal && self.removal_timers >= MAX_TIMERS / 2 {
+            // One removal timer per member key, the latest (foca keeps one entry per key,
+            // so an earlier start's removal would find nothing): a member churning its
+            // identity costs one slot, not one per start. And removals may fill half the
+            // table at most: probes and suspicions always have room.
+            let removal = match &timer {
+                Timer::RemoveDown(id) => Some(id.key),
+                _ => None,
+            };
+            if let Some(key) = removal
+                && let Some(earlier) = self.removal_by_key.remove(&key)
+                && self.timers.remove(&earlier).is_some()
+            {
+                self.removal_timers = self.removal_timers.saturating_sub(1);
+            }
+            if removal.is_some() && self.removal_timers >= MAX_TIMERS / 2 {
                 continue;
             }
             if self.timers.len() < MAX_TIMERS {
-                self.removal_timers += usize::from(removal);
                 let at = now_ms.saturating_add(due.as_millis() as u64);
                 self.seq += 1;
+                if let Some(key) = removal {
+                    self.removal_timers += 1;
+                    self.removal_by_key.insert(key, (at, self.seq));
+                }
                 self.timers.insert((at, self.seq), timer);
             }
         }
