@@ -35,6 +35,7 @@ fn federation(sh: &Shell, n: usize, equivocate: Option<usize>) -> Vec<Node> {
         });
     }
     let boot = nodes[0].addr.clone();
+    let formed = std::time::Instant::now();
     wait("every member with an address", 60, || {
         let r = sh.run(&["nodes", "list", "--node", &boot, "--json"]);
         (r.code == 0
@@ -46,6 +47,7 @@ fn federation(sh: &Shell, n: usize, equivocate: Option<usize>) -> Vec<Node> {
             }))
         .then_some(())
     });
+    eprintln!("membership formed in {:?}", formed.elapsed());
     nodes
 }
 

@@ -442,9 +442,15 @@ pub async fn run(
                     }
                     let _ = swarm.behaviour_mut().gossipsub.report_message_validation_result(&message_id, &propagation_source, verdict);
                 }
-                SwarmEvent::ConnectionEstablished { connection_id, endpoint, .. } => {
+                SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, num_established, .. } => {
                     if let Some(ip) = remote_ip(endpoint.get_remote_address()) {
                         d.conn_ips.insert(connection_id, ip);
+                    }
+                    // A new peer: the machine says hello if it does not list it.
+                    if num_established.get() == 1
+                        && let Some(peer) = key_of(&peer_id)
+                    {
+                        d.feed(&mut swarm, Input::Connected { peer });
                     }
                 }
                 SwarmEvent::ConnectionClosed { connection_id, .. } => {

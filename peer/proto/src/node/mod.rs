@@ -214,6 +214,11 @@ pub enum Input {
     /// The time [`Effect::WakeAt`] asked for came (SWIM's timers, the next
     /// reconciliation): between ticks, which may be seconds apart.
     Wake,
+    /// The transport connected to `peer` (its key proven by the connection).
+    Connected {
+        /// Who.
+        peer: PublicKey,
+    },
     /// Time passes. `log_size`: how many entries of this node's log are durable.
     Tick {
         /// The durable size.
@@ -699,6 +704,7 @@ impl Node {
             Input::Restart { saved, logged } => self.restart(now_ms, saved, logged),
             Input::Tick { log_size } => self.tick(now_ms, log_size, &mut out),
             Input::Wake => self.wake(now_ms, &mut out),
+            Input::Connected { peer } => self.connected(peer, &mut out),
             Input::Checkpoint { checkpoint } => {
                 let effects = self.witnessing.signed(now_ms, &checkpoint);
                 self.witness_effects(effects, &mut out);
@@ -775,6 +781,26 @@ impl Node {
     /// process (the simulator's; see [`crate::swim::SharedItemChecks`]).
     pub fn share_item_checks(&mut self, checks: crate::swim::SharedItemChecks) {
         self.swim.share_item_checks(checks);
+    }
+
+    /// A node this one connected to (or that connected to it) and does not list: a SWIM
+    /// hello, so that each learns the other without waiting for adverts (which now go
+    /// only on change). Not for a node whose credential was refused lately or is being
+    /// asked for.
+    fn connected(&mut self, peer: PublicKey, out: &mut Vec<Effect>) {
+        let asking = self
+            .asked
+            .values()
+            .any(|a| matches!(a, Asked::Credential { node, .. } if *node == peer));
+        let refused_lately = self
+            .credential_refused
+            .get(&peer)
+            .is_some_and(|at| self.now_ms.saturating_sub(*at) < CREDENTIAL_RETRY_MS);
+        if self.core.members().contains_key(&peer) || asking || refused_lately {
+            return;
+        }
+        let events = self.swim.hello(peer);
+        self.swim_events(self.now_ms, events, out);
     }
 
     /// Whether this node is still catching up after its start (its saved slivers wait).

@@ -1198,3 +1198,62 @@ fn the_first_three_answers_alone_do_not_release_a_restore() {
     assert!(started(&all).is_empty(), "a revoked sliver came back");
     assert!(all.contains(&Effect::Forget { id: 4 }));
 }
+
+#[test]
+fn two_nodes_that_connect_ask_each_others_credential_without_adverts() {
+    let (mut a, mut b) = (machine(9), machine(4));
+    let swim_to = |e: &[Effect], to: u8| -> Option<Vec<u8>> {
+        e.iter().find_map(|x| match x {
+            Effect::Send {
+                to: t,
+                request: Request::Swim(data),
+                ..
+            } if *t == key(to).public() => Some(data.clone()),
+            _ => None,
+        })
+    };
+    let asks_credential_of = |e: &[Effect], of: u8| {
+        e.iter().any(|x| {
+            matches!(x, Effect::Send { to, request: Request::Credential, .. } if *to == key(of).public())
+        })
+    };
+    // a's transport connected to b: a says hello.
+    let e = a.handle(
+        NOW,
+        Input::Connected {
+            peer: key(4).public(),
+        },
+    );
+    let hello = swim_to(&e, 4).expect("a hello to b");
+    // b does not list a: a bare ack back, and a's credential asked for.
+    let e = b.handle(
+        NOW,
+        Input::Request {
+            reply: 1,
+            from: Some(key(9).public()),
+            request: Request::Swim(hello),
+        },
+    );
+    assert!(asks_credential_of(&e, 9), "{e:?}");
+    let ack = swim_to(&e, 9).expect("a bare ack to a");
+    // The ack makes a ask b's credential in turn.
+    let e = a.handle(
+        NOW,
+        Input::Request {
+            reply: 2,
+            from: Some(key(4).public()),
+            request: Request::Swim(ack),
+        },
+    );
+    assert!(asks_credential_of(&e, 4), "{e:?}");
+    // Once b is a member, a connection to it says nothing.
+    let e = join(&mut a, &[4], NOW + 1);
+    drop(e);
+    let e = a.handle(
+        NOW + 2,
+        Input::Connected {
+            peer: key(4).public(),
+        },
+    );
+    assert!(swim_to(&e, 4).is_none());
+}

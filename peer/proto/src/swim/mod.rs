@@ -760,6 +760,35 @@ impl Swim {
 
     /// Says hello to a member that just started (a SWIM announce): the member, which may
     /// not list this node yet, asks for its credential and so knows a member at once.
+    /// A ping to `peer`, a node this one is connected to and does not list: answered with a
+    /// bare ack if it does not list this node either, and each side then asks the other's
+    /// credential (a SWIM packet from a non-member does that), so two nodes that connect
+    /// are members of each other within a few round trips, whatever adverts they missed.
+    pub fn hello(&mut self, peer: PublicKey) -> Vec<SwimEvent> {
+        if peer == self.me.key {
+            return vec![];
+        }
+        let ping = foca::Header {
+            src: self.me,
+            src_incarnation: self.incarnation,
+            // Its start is not known: a packet to an earlier start is answered as the
+            // current one.
+            dst: SwimId { key: peer, bump: 0 },
+            message: Message::Ping(0),
+        };
+        let mut packet = Vec::with_capacity(2 * ID_BYTES + 8);
+        if foca::Codec::encode_header(&mut SwimCodec, &ping, &mut packet).is_err() {
+            return vec![];
+        }
+        packet.put_u16(0);
+        self.stats.sent += 1;
+        self.stats.sent_bytes += packet.len() as u64;
+        vec![SwimEvent::Send {
+            to: peer,
+            data: packet,
+        }]
+    }
+
     pub fn greet(&mut self, now_ms: u64, id: SwimId) -> Vec<SwimEvent> {
         let _ = self.foca.announce(id, &mut self.rt);
         let mut out = vec![];
