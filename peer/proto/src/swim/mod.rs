@@ -758,8 +758,6 @@ impl Swim {
         out
     }
 
-    /// Says hello to a member that just started (a SWIM announce): the member, which may
-    /// not list this node yet, asks for its credential and so knows a member at once.
     /// A ping to `peer`, a node this one is connected to and does not list: answered with a
     /// bare ack if it does not list this node either, and each side then asks the other's
     /// credential (a SWIM packet from a non-member does that), so two nodes that connect
@@ -789,6 +787,8 @@ impl Swim {
         }]
     }
 
+    /// Says hello to a member that just started (a SWIM announce): the member, which may
+    /// not list this node yet, asks for its credential and so knows a member at once.
     pub fn greet(&mut self, now_ms: u64, id: SwimId) -> Vec<SwimEvent> {
         let _ = self.foca.announce(id, &mut self.rt);
         let mut out = vec![];
