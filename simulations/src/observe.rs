@@ -180,7 +180,10 @@ impl Sim {
             let a = n.disk.log.acked.min(len);
             acked += a;
             acked_k += kth.min(a);
-            if n.dead {
+            // An equivocator's log is not counted: its witnesses stop replicating it once
+            // they hold the proof (its later entries cannot be trusted), so what only it
+            // held goes with it by design.
+            if n.dead && !self.equivocators.contains_key(&pk) {
                 let kept = best.max(parked.get(&pk).copied().unwrap_or(0).min(len));
                 lost += a.saturating_sub(kept);
                 lost_full += n.disk.log.acked_by_k.min(len).saturating_sub(kept);

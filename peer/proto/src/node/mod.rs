@@ -1251,15 +1251,15 @@ impl Node {
             },
             Some(Asked::Prints { member }) => {
                 let Response::RevocationPrints(theirs) = response else {
-                    // `HeldSame` answers a periodic reconciliation: the member holds this
-                    // node's very set, so nothing to fetch, and a restart is caught up with
-                    // it. Anything else is no answer: that member is not asked again during
-                    // this restart (a member that errs cannot keep it asking).
+                    // `HeldSame` answers a periodic reconciliation: nothing to fetch. It is
+                    // not a restart's catch-up, though: the digest covers only what has
+                    // settled, so a member that holds a revocation published moments ago
+                    // still answers `HeldSame` (counting it let the simulator restore
+                    // revoked slivers). Anything else is no answer: that member is asked
+                    // again only after a tick (a member that errs cannot keep it asking).
                     if let Some(r) = self.restoring.as_mut() {
-                        if matches!(response, Response::HeldSame) {
-                            r.caught_up.insert(member);
-                        } else {
-                            r.asked.remove(&member);
+                        r.asked.remove(&member);
+                        if !matches!(response, Response::HeldSame) {
                             r.declined.insert(member, now_ms);
                         }
                     }
