@@ -84,13 +84,50 @@ impl Sim {
             if let Some(gs) = self.groups.get_mut(g as usize) {
                 gs.revoked = true;
             }
-            let _ = self.send_request(
+            let id = self.send_request(
                 Endpoint::Client(g),
                 to,
-                Request::Revoke { revocation: file },
+                Request::Revoke {
+                    revocation: file.clone(),
+                },
                 true,
             );
+            self.pending_revokes.insert(id, (g, file, 1));
         }
+    }
+
+    /// The answer (or none) to a revocation an authority handed to a node: done when the
+    /// node took it; otherwise handed to another node it can reach, as `authority publish`
+    /// tries its bootstrap nodes until one answers (a node that died as it was handed the
+    /// revocation published nothing).
+    pub(crate) fn on_revoke_reply(&mut self, id: u64, rep: Option<Response>) {
+        let Some((g, file, tries)) = self.pending_revokes.remove(&id) else {
+            return;
+        };
+        if matches!(rep, Some(Response::Stopped(_) | Response::Done)) || tries >= 8 {
+            return;
+        }
+        let side = self.side_node(Endpoint::Client(g));
+        let reachable: Vec<u32> = self
+            .up_nodes()
+            .into_iter()
+            .filter(|i| self.overlay.reachable(side, *i as usize))
+            .collect();
+        let Some(to) = self.pick(&reachable) else {
+            return;
+        };
+        if let Some(r) = self.revoked_users.get_mut(&g) {
+            r.1 = to;
+        }
+        let id = self.send_request(
+            Endpoint::Client(g),
+            to,
+            Request::Revoke {
+                revocation: file.clone(),
+            },
+            true,
+        );
+        self.pending_revokes.insert(id, (g, file, tries + 1));
     }
 
     // ---- researchers ----------------------------------------------------------------

@@ -542,6 +542,10 @@ pub struct Sim {
     pub(crate) item_checks: slicefed_proto::swim::SharedItemChecks,
     pub(crate) next_id: u64,
     pub(crate) client_ops: BTreeMap<u64, (u32, u32)>,
+    /// Revocations an authority handed to a node and has no answer for yet (request id →
+    /// group, revocation file, nodes tried): like `authority publish`, it tries another
+    /// node when one does not answer.
+    pub(crate) pending_revokes: BTreeMap<u64, (u32, Vec<u8>, u32)>,
     pub(crate) revs: BTreeMap<CertId, RevTrack>,
     /// Researchers revoked: when, and which node the revocation was handed to.
     pub(crate) revoked_users: BTreeMap<u32, (u64, u32)>,
@@ -646,6 +650,7 @@ impl Sim {
             item_checks: slicefed_proto::swim::SharedItemChecks::default(),
             next_id: 1,
             client_ops: BTreeMap::new(),
+            pending_revokes: BTreeMap::new(),
             revs: BTreeMap::new(),
             revoked_users: BTreeMap::new(),
             healed_at: 0,
@@ -834,6 +839,9 @@ impl Sim {
             } => self.on_request(to as usize, from, id, *req, sent, wanted),
             Ev::Reply { to, id, rep } => match to {
                 Endpoint::Node(n) => self.on_reply(n as usize, id, rep.map(|r| *r)),
+                Endpoint::Client(_) if self.pending_revokes.contains_key(&id) => {
+                    self.on_revoke_reply(id, rep.map(|r| *r));
+                }
                 Endpoint::Client(g) => self.on_client_reply(g as usize, id, rep.map(|r| *r)),
             },
             Ev::Group(g) => self.group_step(g as usize),
