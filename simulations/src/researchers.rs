@@ -55,13 +55,7 @@ impl Sim {
             };
             // The authority hands it to a node it can reach (`authority publish` tries its
             // bootstrap nodes until one answers); across a partition it cannot.
-            let side = self.side_node(Endpoint::Client(g));
-            let reachable: Vec<u32> = up
-                .iter()
-                .copied()
-                .filter(|i| self.overlay.reachable(side, *i as usize))
-                .collect();
-            let Some(to) = self.pick(&reachable) else {
+            let Some(to) = self.reachable_node(g) else {
                 continue;
             };
             let id = CertId::of(&file);
@@ -100,6 +94,17 @@ impl Sim {
     /// node took it; otherwise handed to another node it can reach, as `authority publish`
     /// tries its bootstrap nodes until one answers (a node that died as it was handed the
     /// revocation published nothing).
+    /// An up node group `g`'s authority can reach (none across a partition), at random.
+    fn reachable_node(&mut self, g: u32) -> Option<u32> {
+        let side = self.side_node(Endpoint::Client(g));
+        let reachable: Vec<u32> = self
+            .up_nodes()
+            .into_iter()
+            .filter(|i| self.overlay.reachable(side, *i as usize))
+            .collect();
+        self.pick(&reachable)
+    }
+
     pub(crate) fn on_revoke_reply(&mut self, id: u64, rep: Option<Response>) {
         let Some((g, file, tries)) = self.pending_revokes.remove(&id) else {
             return;
@@ -107,13 +112,7 @@ impl Sim {
         if matches!(rep, Some(Response::Stopped(_) | Response::Done)) || tries >= 8 {
             return;
         }
-        let side = self.side_node(Endpoint::Client(g));
-        let reachable: Vec<u32> = self
-            .up_nodes()
-            .into_iter()
-            .filter(|i| self.overlay.reachable(side, *i as usize))
-            .collect();
-        let Some(to) = self.pick(&reachable) else {
+        let Some(to) = self.reachable_node(g) else {
             return;
         };
         if let Some(r) = self.revoked_users.get_mut(&g) {

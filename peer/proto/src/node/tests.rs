@@ -589,8 +589,9 @@ fn a_restarted_node_restores_its_slivers_only_after_catching_up_with_members() {
     assert!(!m.restoring());
 }
 
-#[test]
-fn a_sliver_revoked_while_its_node_was_down_never_comes_back() {
+/// A node restarted with sliver 4 (alice's slice) saved and logged, and the revocation of
+/// alice's certificate that it has not heard of.
+fn restarted_with_alice_revoked() -> (Node, Vec<u8>) {
     let mut m = machine(9);
     let (cred, _) = ticket("princeton.codeen", 1);
     m.handle(
@@ -608,6 +609,12 @@ fn a_sliver_revoked_while_its_node_was_down_never_comes_back() {
         T0,
     )
     .unwrap();
+    (m, revocation)
+}
+
+#[test]
+fn a_sliver_revoked_while_its_node_was_down_never_comes_back() {
+    let (mut m, revocation) = restarted_with_alice_revoked();
     let mut now = NOW;
     let mut all = vec![];
     // Member 4 holds the revocation; members 5 and 6 hold what this node holds.
@@ -1140,23 +1147,7 @@ fn a_swim_packet_from_a_node_not_listed_asks_for_its_credential_and_a_strangers_
 
 #[test]
 fn the_first_three_answers_alone_do_not_release_a_restore() {
-    let mut m = machine(9);
-    let (cred, _) = ticket("princeton.codeen", 1);
-    m.handle(
-        NOW,
-        Input::Restart {
-            saved: vec![saved(4, &cred)],
-            logged: logged_as(4, &cred),
-        },
-    );
-    let user = user_cert(&key(1), &key(3), "princeton.alice", "princeton.*").unwrap();
-    let revocation = slicefed_trust::fixtures::revocation_file(
-        &key(1),
-        &Credential::new(user, []),
-        "stolen laptop",
-        T0,
-    )
-    .unwrap();
+    let (mut m, revocation) = restarted_with_alice_revoked();
     let id = crate::core::revocation_id(&revocation).unwrap();
     let mut prints = vec![0u64; crate::core::REVOCATION_BUCKETS];
     prints[usize::from(id.0[0])] = 7;
@@ -1256,4 +1247,52 @@ fn two_nodes_that_connect_ask_each_others_credential_without_adverts() {
         },
     );
     assert!(swim_to(&e, 4).is_none());
+}
+
+#[test]
+fn a_stranger_that_keeps_connecting_gets_one_hello_until_its_refusal_expires() {
+    let mut a = machine(9);
+    let stranger = key(77).public();
+    let hellos = |e: &[Effect]| {
+        e.iter()
+            .filter(|x| matches!(x, Effect::Send { to, request: Request::Swim(_), .. } if *to == stranger))
+            .count()
+    };
+    let e = a.handle(NOW, Input::Connected { peer: stranger });
+    assert_eq!(hellos(&e), 1);
+    // Its bare ack makes `a` ask its credential; it never gives one (a Sybil).
+    let ack = crate::swim::Swim::new(&key(77), NOW, 1).hello(key(9).public());
+    let Some(crate::swim::SwimEvent::Send { data, .. }) = ack.into_iter().next() else {
+        panic!("no packet");
+    };
+    let e = a.handle(
+        NOW + 1,
+        Input::Request {
+            reply: 1,
+            from: Some(stranger),
+            request: Request::Swim(data),
+        },
+    );
+    let token = e
+        .iter()
+        .find_map(|x| match x {
+            Effect::Send {
+                token: Some(t),
+                request: Request::Credential,
+                ..
+            } => Some(*t),
+            _ => None,
+        })
+        .expect("credential asked");
+    a.handle(NOW + 2, Input::NoAnswer { token });
+    // Reconnecting again and again costs nothing more for ten minutes.
+    for t in 0..50 {
+        let e = a.handle(NOW + 3 + t, Input::Connected { peer: stranger });
+        assert_eq!(hellos(&e), 0, "connection {t}");
+    }
+    let later = NOW + CREDENTIAL_RETRY_MS + 10;
+    assert_eq!(
+        hellos(&a.handle(later, Input::Connected { peer: stranger })),
+        1
+    );
 }
