@@ -64,7 +64,11 @@ pub struct WhoArgs {
     /// The address and port the connection went to, as the victim saw its own side.
     #[arg(long)]
     pub remote: std::net::SocketAddr,
-    /// The source port the victim saw (the node-side port).
+    /// The source address and port the victim saw (the node's side of the connection):
+    /// over the network (`--bootstrap`), the address finds the node.
+    #[arg(long)]
+    pub source: Option<std::net::SocketAddr>,
+    /// The source port the victim saw (the node-side port), when the address is not known.
     #[arg(long)]
     pub local_port: Option<u16>,
     /// About when (RFC 3339 or unix seconds); matches flows within 10 minutes of it.
@@ -73,9 +77,13 @@ pub struct WhoArgs {
     /// Only this node's log (PeerId).
     #[arg(long)]
     pub node: Option<String>,
-    /// Node directories or export files to search.
-    #[arg(long, required = true, num_args = 1..)]
+    /// Node directories or export files to search (instead of asking the federation).
+    #[arg(long, num_args = 1..)]
     pub ledger: Vec<PathBuf>,
+    /// Ask the federation instead: a member to ask (multiaddr with /p2p/PEERID). The node
+    /// behind `--source` gives its log, or its witnesses do when it is dead or refuses.
+    #[arg(long, env = "SLICEFED_BOOTSTRAP", value_delimiter = ',')]
+    pub bootstrap: Vec<String>,
     /// Write the proof bundle here.
     #[arg(long)]
     pub bundle_out: Option<PathBuf>,

@@ -12,13 +12,11 @@ use slicefed_ledger::entry::{Entry, EntryBody, FlowRecord};
 use slicefed_ledger::records;
 use slicefed_ledger::replay::{self, Depth};
 use slicefed_ledger::source::LogSource;
-use slicefed_peer::client;
-use slicefed_peer::wire::{Cosigned, Request, Response};
+use slicefed_peer::wire::Cosigned;
 use slicefed_peer::witness::witnesses_of;
 use slicefed_trust::PublicKey;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 /// Flows within this much of `--at` match.
 const AT_WINDOW_MS: u64 = 600_000;
@@ -54,7 +52,12 @@ struct Found {
     flow: FlowRecord,
 }
 
-fn search(src_path: &Path, a: &WhoArgs, at_ms: Option<u64>) -> Result<Option<Found>> {
+fn search(
+    src_path: &Path,
+    a: &WhoArgs,
+    at_ms: Option<u64>,
+    gathered: &[(SignedCheckpoint, Vec<Cosignature>)],
+) -> Result<Option<Found>> {
     let src = LogSource::load(src_path).with_context(|| src_path.display().to_string())?;
     if let Some(n) = &a.node
         && &src.origin.peer_id() != n
@@ -78,7 +81,7 @@ fn search(src_path: &Path, a: &WhoArgs, at_ms: Option<u64>) -> Result<Option<Fou
         match &e.body {
             EntryBody::Flow(f) => {
                 let hit = f.remote == a.remote
-                    && a.local_port.is_none_or(|p| f.local.port() == p)
+                    && local_port(a).is_none_or(|p| f.local.port() == p)
                     && at_ms.is_none_or(|t| {
                         t + AT_WINDOW_MS >= f.first_ms && t <= f.last_ms + AT_WINDOW_MS
                     });
@@ -111,6 +114,7 @@ fn search(src_path: &Path, a: &WhoArgs, at_ms: Option<u64>) -> Result<Option<Fou
     let mut candidates: Vec<(SignedCheckpoint, Vec<Cosignature>)> =
         r.checkpoints.iter().map(|c| (c.clone(), vec![])).collect();
     candidates.extend(cosigned_of(src_path));
+    candidates.extend(gathered.iter().cloned());
     let best = candidates
         .into_iter()
         .filter(|(c, _)| {
@@ -147,17 +151,24 @@ pub fn who(a: WhoArgs) -> Result<ExitCode> {
             .map_err(|e| anyhow!("--at: {e}"))?
             .map(|s| s * 1000);
     let mut found = None;
-    for src in &a.ledger {
-        if let Some(f) = search(src, &a, at_ms)? {
-            found = Some(f);
-            break;
+    let mut evidence_from = String::from("the logs given");
+    if a.ledger.is_empty() {
+        let (f, from) = search_federation(&a, at_ms)?;
+        found = f;
+        evidence_from = from;
+    } else {
+        for src in &a.ledger {
+            if let Some(f) = search(src, &a, at_ms, &[])? {
+                found = Some(f);
+                break;
+            }
         }
     }
     let Some(f) = found else {
         if a.json {
-            print_json(&json!({ "found": false }))?;
+            print_json(&json!({ "found": false, "searched": evidence_from }))?;
         } else {
-            say!("no flow to {} in the logs given", a.remote);
+            say!("no flow to {} in {evidence_from}", a.remote);
         }
         return Ok(ExitCode::FAILURE);
     };
@@ -190,7 +201,7 @@ pub fn who(a: WhoArgs) -> Result<ExitCode> {
         print_json(&json!({
             "found": true, "node": node, "slice": flow.who.slice, "sliver": flow.who.sliver,
             "user": flow.who.user, "authority": flow.who.authority, "flow": flow_json,
-            "witnesses": witnesses, "bundle": a.bundle_out,
+            "witnesses": witnesses, "bundle": a.bundle_out, "evidence_from": evidence_from,
             "invocation": invocation,
         }))?;
     } else {
@@ -215,6 +226,7 @@ pub fn who(a: WhoArgs) -> Result<ExitCode> {
             witnesses.len()
         );
         say!("{}", describe_invocation(&invocation));
+        say!("evidence from {evidence_from}");
         if let Some(out) = &a.bundle_out {
             say!(
                 "proof bundle -> {} (check it with `slicefed audit verify`)",
@@ -223,6 +235,54 @@ pub fn who(a: WhoArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The node-side port to match: `--source`'s, else `--local-port`.
+fn local_port(a: &WhoArgs) -> Option<u16> {
+    a.source.map(|s| s.port()).or(a.local_port)
+}
+
+/// `audit who` with no node files: the federation names the node that holds `--source`'s
+/// address (members, and members that left in the last two days), and its log comes from
+/// it or from its witnesses, with their cosignatures. Returns what was found and where the
+/// evidence came from.
+fn search_federation(a: &WhoArgs, at_ms: Option<u64>) -> Result<(Option<Found>, String)> {
+    if a.bootstrap.is_empty() {
+        bail!("give --ledger with node directories, or --bootstrap to ask the federation");
+    }
+    let Some(source) = a.source else {
+        bail!("--source (the address and port the connection came from) is needed to ask the federation");
+    };
+    let mut holders = crate::audit_net::holders(&a.bootstrap, source.ip())?;
+    if let Some(n) = &a.node {
+        holders.retain(|h| &h.peer_id == n);
+    }
+    if holders.is_empty() {
+        bail!(
+            "no member of the federation listens on {}, or did in the last two days",
+            source.ip()
+        );
+    }
+    let scratch = tempfile::tempdir()?;
+    let mut tried = vec![];
+    for h in holders.iter().take(8) {
+        let fetched = match crate::audit_net::fetch_log(&a.bootstrap, h, scratch.path()) {
+            Ok(f) => f,
+            Err(e) => {
+                tried.push(format!("{}: {e:#}", h.peer_id));
+                continue;
+            }
+        };
+        let from = format!("{} (log of {})", fetched.from, h.peer_id);
+        if let Some(f) = search(&fetched.file, a, at_ms, &fetched.cosigned)? {
+            return Ok((Some(f), from));
+        }
+        tried.push(format!("{}: no matching flow in its log", h.peer_id));
+    }
+    if tried.iter().all(|t| t.ends_with("no matching flow in its log")) {
+        return Ok((None, format!("the logs of {}", holders.iter().map(|h| h.peer_id.as_str()).collect::<Vec<_>>().join(", "))));
+    }
+    bail!("{}", tried.join("; "))
 }
 
 pub fn verify(path: &Path, trust: &Path, json: bool) -> Result<ExitCode> {
@@ -293,30 +353,13 @@ pub fn fetch(origin: &str, bootstrap: &[String], out: &PathBuf, json: bool) -> R
         else {
             continue;
         };
-        let mut file = vec![];
-        let got = loop {
-            let req = Request::Replica {
-                origin: origin_key,
-                offset: file.len() as u64,
-            };
-            match rt.block_on(client::call(addr.clone(), req, Duration::from_secs(30))) {
-                Ok(Response::Replica { total, chunk }) => {
-                    if chunk.is_empty() || file.len() as u64 + chunk.len() as u64 > total {
-                        break Ok(());
-                    }
-                    file.extend_from_slice(&chunk);
-                    if file.len() as u64 >= total {
-                        break Ok(());
-                    }
-                }
-                Ok(_) => break Err(anyhow!("{}: unexpected answer", m.name)),
-                Err(e) => break Err(e.into()),
+        let file = match crate::audit_net::replica_from(&rt, &addr, origin_key) {
+            Ok(f) => f,
+            Err(e) => {
+                last = e.context(m.name.clone());
+                continue;
             }
         };
-        if let Err(e) = got {
-            last = e;
-            continue;
-        }
         write_atomic(out, &file, 0o644, true)?;
         let src = LogSource::load(out)?;
         if src.origin != origin_key {

@@ -9,6 +9,7 @@
 
 mod attack;
 mod audit_cmds;
+mod audit_net;
 mod audit_who;
 mod devnet;
 mod files;

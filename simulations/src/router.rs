@@ -270,6 +270,8 @@ impl Sim {
                 rows.extend(l.node.core().members().keys().map(row));
                 Response::Members(rows)
             }
+            // Simulated nodes have no IP addresses: nobody holds one.
+            Read::AddressHolders { .. } => Response::Members(vec![]),
             Read::Entries { from } => {
                 let size = n.disk.log.checkpointed;
                 if from > size {

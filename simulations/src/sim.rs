@@ -589,7 +589,10 @@ pub(crate) fn category(req: &Request) -> Category {
         | Request::Renew { .. }
         | Request::Status { .. }
         | Request::Logs(_)
-        | Request::Delete(_) => Category::Researchers,
+        | Request::Delete(_)
+        // Auditors are clients too (the simulator sends none).
+        | Request::AddressHolders { .. }
+        | Request::Vouch { .. } => Category::Researchers,
     }
 }
 

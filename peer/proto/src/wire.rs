@@ -468,7 +468,28 @@ pub enum Request {
     /// A SWIM packet (membership liveness, see `swim`): at most `swim::MAX_PACKET` bytes,
     /// from a member only; answered with [`Response::Done`], which nobody waits for.
     Swim(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// Who listens, or listened lately, on `ip`: the members, and the members that left in
+    /// the last [`DEPARTED_KEPT_MS`], whose addresses include it (an auditor mapping the
+    /// source address of a complaint to a node, even a dead one); answered with
+    /// [`Response::Members`], departed ones with health `departed`.
+    AddressHolders {
+        /// The address a victim saw.
+        ip: std::net::IpAddr,
+    },
+    /// This node's cosignature, made now, of the latest checkpoint of `origin`'s log that
+    /// it holds on disk as one of its witnesses (an auditor's evidence when the origin is
+    /// dead or does not answer); answered with [`Response::Checkpoint`].
+    Vouch {
+        /// Whose log.
+        origin: PublicKey,
+    },
 }
+
+/// How long a node remembers the addresses of a member that left, for auditors
+/// ([`Request::AddressHolders`]): two days, as long as a complaint usually takes to come.
+pub const DEPARTED_KEPT_MS: u64 = 48 * 3_600_000;
+/// Most departed members remembered.
+pub const MAX_DEPARTED: usize = 1_024;
 
 /// What the node's owner asks over the local admin socket (`DIR/admin/socket`, reachable
 /// only by the node's own user). Nothing is signed: the socket's permissions are the

@@ -409,6 +409,16 @@ impl Witness {
         self.replicas.get(origin)?.verified.as_ref()
     }
 
+    /// The origin's checkpoint this node can vouch for to an auditor: its replica's own,
+    /// once every entry under it is on disk (a witness never vouches for entries it could
+    /// lose in a crash).
+    pub fn vouchable(&self, origin: &PublicKey) -> Option<&SignedCheckpoint> {
+        let r = self.replicas.get(origin)?;
+        r.verified
+            .as_ref()
+            .filter(|c| c.checkpoint.size <= r.durable)
+    }
+
     /// Repair after an origin is gone: for each replica whose origin is no longer among
     /// `members`, the nodes that now witness it (rendezvous over the members and this node,
     /// so everyone agrees) other than this one, each with the checkpoint this node can vouch

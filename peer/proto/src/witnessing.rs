@@ -174,6 +174,19 @@ impl Witnessing {
         &mut self.witness
     }
 
+    /// This node's cosignature, signed now, of the latest checkpoint of `origin`'s log it
+    /// holds on disk ([`Witness::vouchable`]): an auditor's evidence when the origin is
+    /// dead or does not answer.
+    pub fn vouch(
+        &self,
+        origin: &PublicKey,
+        now_ms: u64,
+    ) -> Option<(SignedCheckpoint, Cosignature)> {
+        let cp = self.witness.vouchable(origin)?;
+        let sig = Cosignature::sign(&self.key, cp, now_ms).ok()?;
+        Some((cp.clone(), sig))
+    }
+
     /// This node's current witnesses.
     pub fn my_witnesses(&self) -> impl Iterator<Item = &PublicKey> {
         self.mine.current()

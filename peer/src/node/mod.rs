@@ -323,6 +323,10 @@ struct Daemon {
     /// next reconciliation, between ticks.
     wake_at: Option<tokio::time::Instant>,
     addrs: BTreeMap<PeerId, Vec<Multiaddr>>,
+    /// Members that left, with the addresses they had and when they left, oldest first
+    /// (at most [`wire::MAX_DEPARTED`], for [`wire::DEPARTED_KEPT_MS`]): an auditor maps a
+    /// complaint's source address to a node even after the node died.
+    departed: std::collections::VecDeque<(PeerId, Vec<Multiaddr>, u64)>,
     my_addrs: Vec<Multiaddr>,
     wire_bytes: Option<net::WireBytes>,
     traffic: Traffic,
@@ -638,6 +642,7 @@ impl Daemon {
             sent: HashMap::new(),
             wake_at: None,
             addrs: BTreeMap::new(),
+            departed: Default::default(),
             my_addrs: vec![],
             wire_bytes: None,
             traffic: Traffic::default(),

@@ -86,6 +86,59 @@ impl Daemon {
         }
     }
 
+    /// Members, and members that left lately, that listen(ed) on `ip` (health
+    /// `departed` for those that left): how an auditor finds the node behind a source
+    /// address.
+    pub(super) fn address_holders(&self, ip: std::net::IpAddr) -> Vec<MemberRow> {
+        let on_ip = |addrs: &[String]| {
+            addrs.iter().any(|a| {
+                a.parse::<Multiaddr>()
+                    .ok()
+                    .and_then(|m| super::addrs::remote_ip(&m))
+                    == Some(ip)
+            })
+        };
+        let now = now_ms();
+        let mut rows: Vec<MemberRow> = self
+            .member_rows()
+            .into_iter()
+            .filter(|r| on_ip(&r.addrs))
+            .collect();
+        for (p, addrs, left_ms) in self.departed.iter().rev() {
+            if now.saturating_sub(*left_ms) > wire::DEPARTED_KEPT_MS {
+                break;
+            }
+            let addrs: Vec<String> = addrs
+                .iter()
+                .map(|a| a.clone().with(libp2p::multiaddr::Protocol::P2p(*p)).to_string())
+                .collect();
+            if on_ip(&addrs) && !rows.iter().any(|r| r.peer_id == p.to_string()) {
+                rows.push(MemberRow {
+                    peer_id: p.to_string(),
+                    name: String::new(),
+                    authority: String::new(),
+                    addrs,
+                    slivers: 0,
+                    free_memory: 0,
+                    last_seen_ms_ago: now.saturating_sub(*left_ms),
+                    health: "departed".into(),
+                    uptime_secs: 0,
+                    traffic: Traffic::default(),
+                });
+            }
+        }
+        rows
+    }
+
+    /// Keeps a departed member's addresses for auditors (bounded, oldest dropped first).
+    pub(super) fn remember_departed(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        self.departed.retain(|(p, _, _)| *p != peer);
+        if self.departed.len() >= wire::MAX_DEPARTED {
+            self.departed.pop_front();
+        }
+        self.departed.push_back((peer, addrs, now_ms()));
+    }
+
     pub(super) fn member_rows(&self) -> Vec<MemberRow> {
         let now = now_ms();
         let load = self.node.core().load();

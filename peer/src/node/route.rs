@@ -192,8 +192,10 @@ impl Daemon {
             }
             Effect::Joined(_) => {}
             Effect::Left(k) => {
-                if let Some(p) = peer_of(&k) {
-                    self.addrs.remove(&p);
+                if let Some(p) = peer_of(&k)
+                    && let Some(addrs) = self.addrs.remove(&p)
+                {
+                    self.remember_departed(p, addrs);
                 }
             }
         }
@@ -218,6 +220,7 @@ impl Daemon {
     pub(super) fn read(&mut self, swarm: &mut Swarm, to: ReplyId, read: Read) {
         let response = match read {
             Read::Members => Response::Members(self.member_rows()),
+            Read::AddressHolders { ip } => Response::Members(self.address_holders(ip)),
             Read::Credential => Response::Credential {
                 credential: self.credential.clone(),
                 addrs: self.listen_addrs_said(),

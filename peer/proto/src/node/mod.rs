@@ -198,6 +198,12 @@ pub enum Read {
     },
     /// This node's own credential ([`Response::Credential`]).
     Credential,
+    /// Members and recently departed members that listen(ed) on `ip`
+    /// ([`Response::Members`]).
+    AddressHolders {
+        /// The address.
+        ip: std::net::IpAddr,
+    },
 }
 
 /// Everything that happens to a node.

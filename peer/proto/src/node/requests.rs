@@ -32,6 +32,20 @@ impl Node {
             Request::Status { slice } => out.push(read(Read::Status { slice })),
             Request::Entries { from } => out.push(read(Read::Entries { from })),
             Request::Checkpoint => out.push(read(Read::Checkpoint)),
+            Request::AddressHolders { ip } => out.push(read(Read::AddressHolders { ip })),
+            // Evidence is for anyone to check: no entitlement beyond the daemon's quotas.
+            Request::Vouch { origin } => {
+                out.push(answer(match self.witnessing.vouch(&origin, now_ms) {
+                    Some((checkpoint, cosignature)) => Response::Checkpoint {
+                        checkpoint: Some(checkpoint),
+                        cosignatures: vec![cosignature],
+                    },
+                    None => Response::Error(format!(
+                        "no replica of {} on this node's disk",
+                        origin.peer_id()
+                    )),
+                }))
+            }
             Request::Replica { origin, offset } => out.push(read(Read::Replica { origin, offset })),
             Request::ReplicaEntries { origin, from } => {
                 out.push(read(Read::ReplicaEntries { origin, from }))

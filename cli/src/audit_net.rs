@@ -1,0 +1,314 @@
+//! `audit who` over the network: from what a victim saw (a source address and port, about
+//! when) to a node's log, fetched from the node or, when it is dead or does not answer,
+//! from its witnesses, with the witnesses' cosignatures, all without any node's disk.
+//!
+//! Nothing a node sends is trusted: the log is written to a scratch file and replayed
+//! (every entry, link, tree and checkpoint signature) before anything in it is used, a
+//! cosignature is kept only if it verifies, and the bundle the search builds checks offline.
+
+use anyhow::{Context, Result, anyhow, bail};
+use libp2p::Multiaddr;
+use slicefed_ledger::checkpoint::{Cosignature, SignedCheckpoint};
+use slicefed_ledger::records::{self, EXPORT_MAGIC, KIND_CHECKPOINT, KIND_ENTRY};
+use slicefed_ledger::source::MAX_EXPORT_BYTES;
+use slicefed_peer::client;
+use slicefed_peer::node::MemberRow;
+use slicefed_peer::wire::{Request, Response};
+use slicefed_peer::witness::witnesses_of;
+use slicefed_trust::PublicKey;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long a node is given to answer one request.
+const ASK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Members asked to vouch for a log: its witnesses as the live members rank them, and a
+/// few more (a dead node's log is handed over to the next ones in that ranking).
+const VOUCHERS_ASKED: usize = 6;
+/// Most pages of a log fetched from its node (each at most `wire::MAX_PAGE_BYTES`).
+const MAX_PAGES: usize = 100_000;
+
+/// One node's log as the auditor got it.
+pub struct Fetched {
+    /// The export file written (replay it before use: [`slicefed_ledger::source::LogSource`]).
+    pub file: PathBuf,
+    /// Cosigned checkpoints gathered from the node and its witnesses (each cosignature
+    /// checked against its checkpoint).
+    pub cosigned: Vec<(SignedCheckpoint, Vec<Cosignature>)>,
+    /// Where the log came from: `the node itself` or `witness PEERID`.
+    pub from: String,
+}
+
+fn dial(row: &MemberRow) -> Option<Multiaddr> {
+    row.addrs.iter().find_map(|a| a.parse().ok())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Runtime::new()?)
+}
+
+/// Asks the bootstrap nodes, all at once, and returns the first answer.
+fn ask_bootstrap(
+    rt: &tokio::runtime::Runtime,
+    bootstrap: &[String],
+    req: Request,
+) -> Result<Response> {
+    let addrs: Vec<Multiaddr> = bootstrap
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|b| {
+            b.parse::<Multiaddr>()
+                .map_err(|e| anyhow!("`{b}` is not a multiaddr: {e}"))
+        })
+        .collect::<Result<_>>()?;
+    if addrs.is_empty() {
+        bail!("no node to ask: give --bootstrap or set SLICEFED_BOOTSTRAP");
+    }
+    let mut first: Option<Response> = None;
+    let mut last = String::from("no bootstrap node answered");
+    rt.block_on(client::call_all(
+        addrs.into_iter().map(|a| (a, req.clone())).collect(),
+        ASK_TIMEOUT,
+        |_, r| match r {
+            Ok(Response::Error(e)) => last = e,
+            Ok(resp) if first.is_none() => first = Some(resp),
+            Ok(_) => {}
+            Err(e) => last = e,
+        },
+    ))?;
+    first.ok_or_else(|| anyhow!("{last}"))
+}
+
+/// The nodes that listen, or listened in the last two days, on `ip`, as the federation
+/// remembers them.
+pub fn holders(bootstrap: &[String], ip: IpAddr) -> Result<Vec<MemberRow>> {
+    let rt = runtime()?;
+    match ask_bootstrap(&rt, bootstrap, Request::AddressHolders { ip })? {
+        Response::Members(rows) => Ok(rows),
+        other => bail!("unexpected answer to who holds {ip}: {other:?}"),
+    }
+}
+
+/// Fetches `origin`'s log, from the node first (at `row`'s address, unless it left) and
+/// then from the members that vouch for it, and gathers cosignatures. The log is written
+/// to `dir/PEERID.log`.
+pub fn fetch_log(bootstrap: &[String], origin_row: &MemberRow, dir: &Path) -> Result<Fetched> {
+    let origin = PublicKey::parse(&origin_row.peer_id)
+        .map_err(|e| anyhow!("{}: not a node key: {e}", origin_row.peer_id))?;
+    let rt = runtime()?;
+    let members = match ask_bootstrap(&rt, bootstrap, Request::Members)? {
+        Response::Members(rows) => rows,
+        other => bail!("unexpected answer to the member list: {other:?}"),
+    };
+    let file = dir.join(format!("{}.log", origin.peer_id()));
+
+    // Witnesses vouch (in parallel) whatever happens: their cosignatures make the bundle.
+    let keys: Vec<PublicKey> = members
+        .iter()
+        .filter_map(|m| PublicKey::parse(&m.peer_id).ok())
+        .collect();
+    let ranked = witnesses_of(&origin, &keys, VOUCHERS_ASKED);
+    let vouchers: Vec<&MemberRow> = ranked
+        .iter()
+        .filter_map(|k| members.iter().find(|m| m.peer_id == k.peer_id()))
+        .collect();
+    let mut cosigned: Vec<(SignedCheckpoint, Vec<Cosignature>)> = vec![];
+    let mut vouched_by: Vec<&MemberRow> = vec![];
+    let calls: Vec<(Multiaddr, Request)> = vouchers
+        .iter()
+        .filter_map(|m| dial(m).map(|a| (a, Request::Vouch { origin })))
+        .collect();
+    let callers: Vec<&MemberRow> = vouchers
+        .iter()
+        .filter(|m| dial(m).is_some())
+        .copied()
+        .collect();
+    rt.block_on(client::call_all(calls, ASK_TIMEOUT, |i, r| {
+        if let Ok(Response::Checkpoint {
+            checkpoint: Some(cp),
+            cosignatures,
+        }) = r
+            && cp.checkpoint.origin == origin
+        {
+            add_cosigned(&mut cosigned, cp, cosignatures);
+            if let Some(m) = callers.get(i) {
+                vouched_by.push(m);
+            }
+        }
+    }))?;
+
+    // The node itself, unless it left.
+    let mut why_not_node = String::from("it left the federation");
+    if origin_row.health != "departed"
+        && let Some(addr) = dial(origin_row)
+    {
+        match log_from_node(&rt, &addr, origin) {
+            Ok((bytes, cp, sigs)) => {
+                if let Some(cp) = cp {
+                    add_cosigned(&mut cosigned, cp, sigs);
+                }
+                write_file(&file, &bytes)?;
+                return Ok(Fetched {
+                    file,
+                    cosigned,
+                    from: "the node itself".into(),
+                });
+            }
+            Err(e) => why_not_node = e.to_string(),
+        }
+    }
+    // Its witnesses' replicas, the ones that vouched first.
+    let mut last = anyhow!(
+        "{}: the node did not give its log ({why_not_node}) and no member vouched for it",
+        origin.peer_id()
+    );
+    let others = vouchers
+        .iter()
+        .filter(|m| !vouched_by.iter().any(|v| v.peer_id == m.peer_id));
+    for m in vouched_by.iter().copied().chain(others.copied()) {
+        let Some(addr) = dial(m) else { continue };
+        match replica_from(&rt, &addr, origin) {
+            Ok(bytes) => {
+                write_file(&file, &bytes)?;
+                return Ok(Fetched {
+                    file,
+                    cosigned,
+                    from: format!(
+                        "witness {} (the node did not answer: {why_not_node})",
+                        m.peer_id
+                    ),
+                });
+            }
+            Err(e) => last = e.context(format!("witness {}", m.peer_id)),
+        }
+    }
+    Err(last)
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    crate::files::write_atomic(path, bytes, 0o644, true)
+        .with_context(|| path.display().to_string())
+}
+
+/// Keeps cosignatures that verify, grouped by the checkpoint they cosign.
+fn add_cosigned(
+    into: &mut Vec<(SignedCheckpoint, Vec<Cosignature>)>,
+    cp: SignedCheckpoint,
+    sigs: Vec<Cosignature>,
+) {
+    if cp.verify().is_err() {
+        return;
+    }
+    let good: Vec<Cosignature> = sigs.into_iter().filter(|s| s.verify(&cp).is_ok()).collect();
+    match into.iter_mut().find(|(c, _)| *c == cp) {
+        Some((_, have)) => {
+            for s in good {
+                if !have.iter().any(|h| h.witness == s.witness) {
+                    have.push(s);
+                }
+            }
+        }
+        None => into.push((cp, good)),
+    }
+}
+
+type NodeLog = (Vec<u8>, Option<SignedCheckpoint>, Vec<Cosignature>);
+
+/// The node's latest checkpoint with its cosignatures, then its log page by page up to at
+/// least that checkpoint, as an export file (header, entries, each page's end checkpoint).
+fn log_from_node(
+    rt: &tokio::runtime::Runtime,
+    addr: &Multiaddr,
+    origin: PublicKey,
+) -> Result<NodeLog> {
+    let (latest, sigs) = match rt.block_on(client::call(
+        addr.clone(),
+        Request::Checkpoint,
+        ASK_TIMEOUT,
+    ))? {
+        Response::Checkpoint {
+            checkpoint,
+            cosignatures,
+        } => (checkpoint, cosignatures),
+        Response::Error(e) => bail!("{e}"),
+        other => bail!("unexpected answer to Checkpoint: {other:?}"),
+    };
+    if let Some(cp) = &latest
+        && cp.checkpoint.origin != origin
+    {
+        bail!("it answered with another node's checkpoint");
+    }
+    let want = latest.as_ref().map_or(0, |c| c.checkpoint.size);
+    let mut out = records::file_header(EXPORT_MAGIC, &origin);
+    let mut size = 0u64;
+    for _ in 0..MAX_PAGES {
+        if size >= want && size > 0 {
+            break;
+        }
+        let (end, leaves) = match rt.block_on(client::call(
+            addr.clone(),
+            Request::Entries { from: size },
+            ASK_TIMEOUT,
+        ))? {
+            Response::Page { base, end, leaves } => {
+                if base.checkpoint.origin != origin
+                    || end.checkpoint.origin != origin
+                    || base.checkpoint.size != size
+                    || end.checkpoint.size != size + leaves.len() as u64
+                {
+                    bail!("its page from entry {size} does not match what it asked for");
+                }
+                (end, leaves)
+            }
+            Response::Error(e) => bail!("{e}"),
+            other => bail!("unexpected answer to Entries: {other:?}"),
+        };
+        if leaves.is_empty() {
+            break;
+        }
+        for l in &leaves {
+            records::frame(KIND_ENTRY, l, &mut out);
+        }
+        records::frame(KIND_CHECKPOINT, &end.to_bytes()?, &mut out);
+        if out.len() as u64 > MAX_EXPORT_BYTES {
+            bail!("its log is over {MAX_EXPORT_BYTES} bytes");
+        }
+        size = end.checkpoint.size;
+    }
+    Ok((out, latest, sigs))
+}
+
+/// The replica of `origin`'s log that the member at `addr` holds (an export file).
+pub fn replica_from(
+    rt: &tokio::runtime::Runtime,
+    addr: &Multiaddr,
+    origin: PublicKey,
+) -> Result<Vec<u8>> {
+    let mut file = vec![];
+    loop {
+        let req = Request::Replica {
+            origin,
+            offset: file.len() as u64,
+        };
+        match rt.block_on(client::call(addr.clone(), req, Duration::from_secs(30)))? {
+            Response::Replica { total, chunk } => {
+                if total > MAX_EXPORT_BYTES {
+                    bail!("a replica of {total} bytes, over {MAX_EXPORT_BYTES}");
+                }
+                if chunk.is_empty() || file.len() as u64 + chunk.len() as u64 > total {
+                    break;
+                }
+                file.extend_from_slice(&chunk);
+                if file.len() as u64 >= total {
+                    break;
+                }
+            }
+            Response::Error(e) => bail!("{e}"),
+            other => bail!("unexpected answer to Replica: {other:?}"),
+        }
+    }
+    if file.is_empty() {
+        bail!("an empty replica");
+    }
+    Ok(file)
+}
