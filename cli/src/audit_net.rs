@@ -79,14 +79,44 @@ fn ask_bootstrap(
     first.ok_or_else(|| anyhow!("{last}"))
 }
 
+/// Members asked who holds an address when the bootstrap node knows of none (it may have
+/// joined after the node in question died).
+const HOLDERS_ASKED: usize = 16;
+
 /// The nodes that listen, or listened in the last two days, on `ip`, as the federation
-/// remembers them.
+/// remembers them: the bootstrap node's answer, or else the union of up to
+/// [`HOLDERS_ASKED`] members' answers.
 pub fn holders(bootstrap: &[String], ip: IpAddr) -> Result<Vec<MemberRow>> {
     let rt = runtime()?;
-    match ask_bootstrap(&rt, bootstrap, Request::AddressHolders { ip })? {
-        Response::Members(rows) => Ok(rows),
+    let rows = match ask_bootstrap(&rt, bootstrap, Request::AddressHolders { ip })? {
+        Response::Members(rows) => rows,
         other => bail!("unexpected answer to who holds {ip}: {other:?}"),
+    };
+    if !rows.is_empty() {
+        return Ok(rows);
     }
+    let members = match ask_bootstrap(&rt, bootstrap, Request::Members)? {
+        Response::Members(rows) => rows,
+        other => bail!("unexpected answer to the member list: {other:?}"),
+    };
+    let calls: Vec<(Multiaddr, Request)> = members
+        .iter()
+        .skip(1)
+        .filter_map(dial)
+        .take(HOLDERS_ASKED)
+        .map(|a| (a, Request::AddressHolders { ip }))
+        .collect();
+    let mut found: Vec<MemberRow> = vec![];
+    rt.block_on(client::call_all(calls, ASK_TIMEOUT, |_, r| {
+        if let Ok(Response::Members(rows)) = r {
+            for row in rows {
+                if !found.iter().any(|f| f.peer_id == row.peer_id) && found.len() < 64 {
+                    found.push(row);
+                }
+            }
+        }
+    }))?;
+    Ok(found)
 }
 
 /// Fetches `origin`'s log, from the node first (at `row`'s address, unless it left) and
@@ -158,10 +188,7 @@ pub fn fetch_log(bootstrap: &[String], origin_row: &MemberRow, dir: &Path) -> Re
         }
     }
     // Its witnesses' replicas, the ones that vouched first.
-    let mut last = anyhow!(
-        "{}: the node did not give its log ({why_not_node}) and no member vouched for it",
-        origin.peer_id()
-    );
+    let mut tried: Vec<String> = vec![];
     let others = vouchers
         .iter()
         .filter(|m| !vouched_by.iter().any(|v| v.peer_id == m.peer_id));
@@ -179,15 +206,20 @@ pub fn fetch_log(bootstrap: &[String], origin_row: &MemberRow, dir: &Path) -> Re
                     ),
                 });
             }
-            Err(e) => last = e.context(format!("witness {}", m.peer_id)),
+            Err(e) => tried.push(format!("member {}: {e:#}", m.peer_id)),
         }
     }
-    Err(last)
+    bail!(
+        "{}: the node did not give its log ({why_not_node}); {} of the {} members asked vouched for it; {}",
+        origin.peer_id(),
+        vouched_by.len(),
+        vouchers.len(),
+        tried.join("; ")
+    )
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    crate::files::write_atomic(path, bytes, 0o644, true)
-        .with_context(|| path.display().to_string())
+    crate::files::write_atomic(path, bytes, 0o644, true).with_context(|| path.display().to_string())
 }
 
 /// Keeps cosignatures that verify, grouped by the checkpoint they cosign.
@@ -221,18 +253,15 @@ fn log_from_node(
     addr: &Multiaddr,
     origin: PublicKey,
 ) -> Result<NodeLog> {
-    let (latest, sigs) = match rt.block_on(client::call(
-        addr.clone(),
-        Request::Checkpoint,
-        ASK_TIMEOUT,
-    ))? {
-        Response::Checkpoint {
-            checkpoint,
-            cosignatures,
-        } => (checkpoint, cosignatures),
-        Response::Error(e) => bail!("{e}"),
-        other => bail!("unexpected answer to Checkpoint: {other:?}"),
-    };
+    let (latest, sigs) =
+        match rt.block_on(client::call(addr.clone(), Request::Checkpoint, ASK_TIMEOUT))? {
+            Response::Checkpoint {
+                checkpoint,
+                cosignatures,
+            } => (checkpoint, cosignatures),
+            Response::Error(e) => bail!("{e}"),
+            other => bail!("unexpected answer to Checkpoint: {other:?}"),
+        };
     if let Some(cp) = &latest
         && cp.checkpoint.origin != origin
     {

@@ -251,7 +251,9 @@ fn search_federation(a: &WhoArgs, at_ms: Option<u64>) -> Result<(Option<Found>, 
         bail!("give --ledger with node directories, or --bootstrap to ask the federation");
     }
     let Some(source) = a.source else {
-        bail!("--source (the address and port the connection came from) is needed to ask the federation");
+        bail!(
+            "--source (the address and port the connection came from) is needed to ask the federation"
+        );
     };
     let mut holders = crate::audit_net::holders(&a.bootstrap, source.ip())?;
     if let Some(n) = &a.node {
@@ -279,8 +281,21 @@ fn search_federation(a: &WhoArgs, at_ms: Option<u64>) -> Result<(Option<Found>, 
         }
         tried.push(format!("{}: no matching flow in its log", h.peer_id));
     }
-    if tried.iter().all(|t| t.ends_with("no matching flow in its log")) {
-        return Ok((None, format!("the logs of {}", holders.iter().map(|h| h.peer_id.as_str()).collect::<Vec<_>>().join(", "))));
+    if tried
+        .iter()
+        .all(|t| t.ends_with("no matching flow in its log"))
+    {
+        return Ok((
+            None,
+            format!(
+                "the logs of {}",
+                holders
+                    .iter()
+                    .map(|h| h.peer_id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
     }
     bail!("{}", tried.join("; "))
 }

@@ -119,9 +119,10 @@ pub fn nodes(cmd: NodesCmd) -> Result<ExitCode> {
             let per_minute = (r.traffic.wire_in + r.traffic.wire_out) as f64 * 60.0
                 / r.uptime_secs.max(1) as f64;
             say!(
-                "{:<24} {:<16} {:<54} slivers {:>4}  free {:>6} MiB  up {:>6}  {:>9}/min  {}",
+                "{:<24} {:<16} {:<21} {:<54} slivers {:>4}  free {:>6} MiB  up {:>6}  {:>9}/min  {}",
                 r.name,
                 r.authority,
+                reachable_at(&r.addrs),
                 r.peer_id,
                 r.slivers,
                 r.free_memory >> 20,
@@ -135,6 +136,28 @@ pub fn nodes(cmd: NodesCmd) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where a member is reached, as `IP:PORT` (its first TCP listen address), or `-`.
+fn reachable_at(addrs: &[String]) -> String {
+    use libp2p::multiaddr::Protocol;
+    addrs
+        .iter()
+        .filter_map(|a| a.parse::<libp2p::Multiaddr>().ok())
+        .find_map(|m| {
+            let mut ip = None;
+            let mut port = None;
+            for p in m.iter() {
+                match p {
+                    Protocol::Ip4(v4) => ip = Some(std::net::IpAddr::V4(v4)),
+                    Protocol::Ip6(v6) => ip = Some(std::net::IpAddr::V6(v6)),
+                    Protocol::Tcp(t) => port = Some(t),
+                    _ => {}
+                }
+            }
+            Some(std::net::SocketAddr::new(ip?, port?).to_string())
+        })
+        .unwrap_or_else(|| "-".into())
 }
 
 fn run(a: RunArgs) -> Result<ExitCode> {

@@ -7,6 +7,8 @@
     clippy::indexing_slicing
 )]
 
+pub mod hosts;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -84,9 +86,15 @@ impl Shell {
     }
     /// Runs `slicefed ARGS` in the scratch directory.
     pub fn run(&self, args: &[&str]) -> Run {
+        self.run_cmd(Command::new(Self::bin()), args)
+    }
+    /// Runs `slicefed ARGS` on host `i` (in its network namespace).
+    pub fn run_on(&self, hosts: &hosts::Hosts, i: usize, args: &[&str]) -> Run {
+        self.run_cmd(hosts.command(i, Self::bin()), args)
+    }
+    fn run_cmd(&self, mut cmd: Command, args: &[&str]) -> Run {
         Run::from(
-            Command::new(Self::bin())
-                .args(args)
+            cmd.args(args)
                 .current_dir(self.dir.path())
                 .env_remove("SLICEFED_KEY")
                 .env_remove("SLICEFED_CERT")
@@ -224,7 +232,25 @@ pub fn spawn_node(
     bootstrap: Option<&str>,
     extra: &[&str],
 ) -> (Child, String) {
-    let mut cmd = Command::new(Shell::bin());
+    spawn_node_on(sh, None, dir, trust, bootstrap, extra)
+}
+
+/// [`spawn_node`] on host `on` (its namespace and address) instead of loopback.
+pub fn spawn_node_on(
+    sh: &Shell,
+    on: Option<(&hosts::Hosts, usize)>,
+    dir: &str,
+    trust: &str,
+    bootstrap: Option<&str>,
+    extra: &[&str],
+) -> (Child, String) {
+    let (mut cmd, listen) = match on {
+        Some((h, i)) => (
+            h.command(i, Shell::bin()),
+            format!("/ip4/{}/tcp/4001", h.ip(i)),
+        ),
+        None => (Command::new(Shell::bin()), "/ip4/127.0.0.1/tcp/0".into()),
+    };
     cmd.current_dir(sh.dir.path())
         .args([
             "node",
@@ -234,7 +260,7 @@ pub fn spawn_node(
             "--cert",
             &format!("{dir}/node.cert"),
         ])
-        .args(["--trust", trust, "--listen", "/ip4/127.0.0.1/tcp/0"])
+        .args(["--trust", trust, "--listen", &listen])
         .args([
             "--advert-interval",
             "1s",

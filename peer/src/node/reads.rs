@@ -110,7 +110,11 @@ impl Daemon {
             }
             let addrs: Vec<String> = addrs
                 .iter()
-                .map(|a| a.clone().with(libp2p::multiaddr::Protocol::P2p(*p)).to_string())
+                .map(|a| {
+                    a.clone()
+                        .with(libp2p::multiaddr::Protocol::P2p(*p))
+                        .to_string()
+                })
                 .collect();
             if on_ip(&addrs) && !rows.iter().any(|r| r.peer_id == p.to_string()) {
                 rows.push(MemberRow {
