@@ -47,10 +47,12 @@ fn setup(sh: &Shell, hosts: &Hosts) {
         hosts.ip(VICTIM)
     );
     sh.write("trust.toml", policy.as_bytes());
-    sh.write(
-        "prober.wasm",
-        &slicefed_sandbox::guests::bytes("prober").unwrap(),
-    );
+    for guest in ["prober", "web_server"] {
+        sh.write(
+            &format!("{guest}.wasm"),
+            &slicefed_sandbox::guests::bytes(guest).unwrap(),
+        );
+    }
     sh.user("princeton", "princeton.alice");
 }
 
@@ -132,16 +134,16 @@ fn audit(
     sh: &Shell,
     hosts: &Hosts,
     boot: &str,
+    remote: &str,
     observed: SocketAddr,
     bundle: &str,
 ) -> (serde_json::Value, std::time::Duration) {
-    let remote = format!("{}:{VICTIM_PORT}", hosts.ip(VICTIM));
     let source = observed.to_string();
     let args = [
         "audit",
         "who",
         "--remote",
-        &remote,
+        remote,
         "--source",
         &source,
         "--bootstrap",
@@ -276,7 +278,7 @@ fn an_auditor_with_only_the_network_traces_a_complaint_to_the_person_even_when_t
     let origin = peer_id(&sh, &nodes[origin_index]);
     eprintln!("complaint: {pick} -> {target}, from node {origin_index} ({origin})");
 
-    let (who, took) = audit(&sh, &hosts, &boot, pick, "incident.bundle");
+    let (who, took) = audit(&sh, &hosts, &boot, &target, pick, "incident.bundle");
     eprintln!("audit who over the network (node alive): {took:?}");
     assert_eq!(who["node"], origin.as_str(), "{who}");
     assert_eq!(who["slice"], "princeton.probe");
@@ -298,7 +300,7 @@ fn an_auditor_with_only_the_network_traces_a_complaint_to_the_person_even_when_t
     nodes[origin_index].kill();
     let other = (origin_index + 1) % NODES;
     let boot = nodes[other].addr.clone();
-    let (who, took) = audit(&sh, &hosts, &boot, pick, "dead.bundle");
+    let (who, took) = audit(&sh, &hosts, &boot, &target, pick, "dead.bundle");
     eprintln!("audit who over the network (node dead): {took:?}");
     assert_eq!(who["node"], origin.as_str(), "{who}");
     assert_eq!(who["slice"], "princeton.probe");
@@ -310,4 +312,130 @@ fn an_auditor_with_only_the_network_traces_a_complaint_to_the_person_even_when_t
     let v = verify_and_tamper(&sh, "dead.bundle");
     assert_eq!(v["node"], origin.as_str());
     assert!(!v["witnesses"].as_array().unwrap().is_empty(), "{v}");
+}
+
+/// `slice create NAME --nodes all` from the researcher's host, as alice; every node must run
+/// it.
+fn create_everywhere(sh: &Shell, hosts: &Hosts, boot: &str, slice: &str, extra: &[&str]) {
+    let mut args = vec![
+        "slice",
+        "create",
+        slice,
+        "--nodes",
+        "all",
+        "--bootstrap",
+        boot,
+        "--key",
+        "princeton.alice.key",
+        "--cert",
+        "princeton.alice.cert",
+        "--json",
+    ];
+    args.extend(extra);
+    let r = sh.run_on(hosts, RESEARCHER, &args).ok().json();
+    let running = r["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["status"] == "running")
+        .count();
+    assert_eq!(running, NODES, "{r}");
+}
+
+/// One HTTP GET with curl from the researcher's host: the body and the client's own
+/// address and port.
+fn get(hosts: &Hosts, url: &str) -> Option<(String, SocketAddr)> {
+    let out = hosts
+        .command(RESEARCHER, "curl")
+        .args([
+            "--silent",
+            "--show-error",
+            "--fail",
+            "--max-time",
+            "5",
+            "--write-out",
+            "\n%{local_ip}:%{local_port}",
+            url,
+        ])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, client) = text.rsplit_once('\n')?;
+    Some((body.to_string(), client.parse().ok()?))
+}
+
+#[test]
+fn a_slice_serves_the_same_port_on_every_node_and_an_inbound_flow_is_traced() {
+    let hosts = Hosts::new(NODES + 3);
+    let sh = Shell::new();
+    setup(&sh, &hosts);
+    let nodes = federation(&sh, &hosts);
+    let boot = nodes[0].addr.clone();
+    create_everywhere(
+        &sh,
+        &hosts,
+        &boot,
+        "princeton.web",
+        &[
+            "--module",
+            "web_server.wasm",
+            "--listen",
+            "tcp:8080",
+            "--env",
+            "SLIVER_NAME=princeton.web",
+            "--",
+            "8080",
+        ],
+    );
+    let url = |i: usize| format!("http://{}:8080/", hosts.ip(i));
+    for i in 0..NODES {
+        wait("the web server up on every node", 30, || {
+            get(&hosts, &url(i))
+        });
+    }
+
+    // 100 requests spread over the five nodes: every one answered, by the node asked.
+    let mut served: Vec<(usize, SocketAddr)> = vec![];
+    let started = Instant::now();
+    for n in 0..100 {
+        let i = n % NODES;
+        let (body, client) =
+            get(&hosts, &url(i)).unwrap_or_else(|| panic!("request {n} to node {i} failed"));
+        assert_eq!(
+            body.trim_end(),
+            format!("served by princeton.web at {}:8080", hosts.ip(i)),
+            "request {n}"
+        );
+        assert_eq!(client.ip().to_string(), hosts.ip(RESEARCHER));
+        served.push((i, client));
+    }
+    eprintln!("100 requests over 5 nodes: {:?}", started.elapsed());
+
+    // A client complains about what node i served it: the inbound flow is in that node's
+    // log, attributed to the slice and its holder.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as usize;
+    let (i, client) = served[nanos % served.len()];
+    let server: SocketAddr = format!("{}:8080", hosts.ip(i)).parse().unwrap();
+    let origin = peer_id(&sh, &nodes[i]);
+    let (who, took) = audit(
+        &sh,
+        &hosts,
+        &boot,
+        &client.to_string(),
+        server,
+        "served.bundle",
+    );
+    eprintln!("audit who of an inbound flow: {took:?}");
+    assert_eq!(who["node"], origin.as_str(), "{who}");
+    assert_eq!(who["slice"], "princeton.web");
+    assert_eq!(who["user"], "princeton.alice");
+    assert_eq!(who["flow"]["remote"], client.to_string());
+    let v = verify_and_tamper(&sh, "served.bundle");
+    assert_eq!(v["node"], origin.as_str());
 }

@@ -32,7 +32,7 @@ pub mod guests {
     use std::path::PathBuf;
 
     /// Names of the guests built.
-    pub const ALL: [&str; 12] = [
+    pub const ALL: [&str; 13] = [
         "hello",
         "cpu_hog",
         "memory_bomb",
@@ -45,6 +45,7 @@ pub mod guests {
         "prober",
         "idle_toucher",
         "net_hog",
+        "web_server",
     ];
 
     /// Path of a built guest component.
