@@ -439,3 +439,93 @@ fn a_slice_serves_the_same_port_on_every_node_and_an_inbound_flow_is_traced() {
     let v = verify_and_tamper(&sh, "served.bundle");
     assert_eq!(v["node"], origin.as_str());
 }
+
+/// Whether a sliver of `slice` runs on the node in `dir`, as its owner sees it (the admin
+/// socket answers whatever the network does).
+fn runs_here(sh: &Shell, dir: &str, slice: &str) -> bool {
+    let s = sh
+        .run(&["node", "status", "--dir", dir, slice, "--json"])
+        .ok()
+        .json();
+    s["slivers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|v| v["slice"] == slice && v["state"] == "running")
+}
+
+#[test]
+fn a_node_cut_off_during_a_revocation_stops_the_revoked_sliver_after_the_heal() {
+    let hosts = Hosts::new(NODES + 3);
+    let sh = Shell::new();
+    setup(&sh, &hosts);
+    let _seen = victim(&hosts);
+    let nodes = federation(&sh, &hosts);
+    let boot = nodes[0].addr.clone();
+    let target = format!("{}:{VICTIM_PORT}", hosts.ip(VICTIM));
+    let connect = format!("tcp:{}/32:{VICTIM_PORT}", hosts.ip(VICTIM));
+    create_everywhere(
+        &sh,
+        &hosts,
+        &boot,
+        "princeton.probe",
+        &[
+            "--module",
+            "prober.wasm",
+            "--connect",
+            &connect,
+            "--",
+            &target,
+            "300",
+            "0",
+        ],
+    );
+    let cut = NODES - 1;
+    assert!(runs_here(&sh, &nodes[cut].dir, "princeton.probe"));
+
+    // The last node's link goes down; alice is revoked on the other side.
+    hosts.link(cut, false);
+    sh.run(&[
+        "authority",
+        "revoke",
+        "--authority",
+        "princeton",
+        "--cert",
+        "princeton.alice.cert",
+        "--reason",
+        "abuse",
+        "--out",
+        "alice.rev",
+    ])
+    .ok();
+    sh.run_on(
+        &hosts,
+        RESEARCHER,
+        &["authority", "publish", "alice.rev", "--bootstrap", &boot],
+    )
+    .ok();
+    for n in &nodes[..cut] {
+        wait(
+            "the revoked sliver to stop on the connected side",
+            30,
+            || (!runs_here(&sh, &n.dir, "princeton.probe")).then_some(()),
+        );
+    }
+    // Cut off, the node has not heard.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(
+        runs_here(&sh, &nodes[cut].dir, "princeton.probe"),
+        "the node that was cut off heard of the revocation through a link that was down"
+    );
+
+    // The link comes back: the node catches up and stops the sliver.
+    hosts.link(cut, true);
+    let healed = Instant::now();
+    wait("the revoked sliver to stop after the heal", 60, || {
+        (!runs_here(&sh, &nodes[cut].dir, "princeton.probe")).then_some(())
+    });
+    eprintln!(
+        "revoked sliver stopped on the node that was cut off {:?} after the heal",
+        healed.elapsed()
+    );
+}

@@ -26,6 +26,16 @@ pub enum NodeCmd {
     },
     /// Run the node: join the overlay, advertise, answer requests (until Ctrl-C).
     Run(RunArgs),
+    /// What runs on your node, for whom, under which ticket and with what usage, over its
+    /// local admin socket (answers even when the network does not: a partition, a flood).
+    Status {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Only this slice.
+        slice: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Stop every sliver of a slice on your node, whoever holds it (signed with the node
     /// key, so only the owner can; the node's log records it as stopped by the owner).
     Stop {
@@ -199,22 +209,59 @@ fn run(a: RunArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn stop(dir: &std::path::Path, slice: &str, json: bool) -> Result<ExitCode> {
+fn admin(dir: &std::path::Path, req: &AdminRequest) -> Result<Response> {
     // The owner's local admin socket: served apart from the public port, so a flood there
     // cannot lock the owner out; only the node's user can reach it.
-    let answer = slicefed_peer::admin::call(
-        dir,
-        &AdminRequest::Stop {
-            slice: slice.to_string(),
-        },
-        std::time::Duration::from_secs(10),
-    )
-    .with_context(|| {
+    slicefed_peer::admin::call(dir, req, std::time::Duration::from_secs(10)).with_context(|| {
         format!(
             "cannot reach the node's admin socket in {} (is the node running, and are you its owner?)",
             dir.display()
         )
-    })?;
+    })
+}
+
+fn status(dir: &std::path::Path, slice: Option<String>, json: bool) -> Result<ExitCode> {
+    let s = match admin(dir, &AdminRequest::Status { slice })? {
+        Response::Status(s) => s,
+        Response::Error(why) => bail!("the node refused: {why}"),
+        _ => bail!("the node answered something other than its status"),
+    };
+    if json {
+        print_json(&s)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    say!(
+        "{} ({}): {} ledger entries, {} witness cosignature(s) on its latest checkpoint",
+        s.name,
+        s.node,
+        s.ledger_entries,
+        s.cosignatures
+    );
+    for v in &s.slivers {
+        say!(
+            "  sliver {:>4} {:<24} {:<10} {} of {}  cpu {} ms  memory {} KiB  flows {}  out {} B  in {} B",
+            v.id,
+            v.slice,
+            v.state,
+            v.user.as_deref().unwrap_or("(no person)"),
+            v.authority.as_deref().unwrap_or("-"),
+            v.cpu_ms,
+            v.memory >> 10,
+            v.flows,
+            v.bytes_out,
+            v.bytes_in
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn stop(dir: &std::path::Path, slice: &str, json: bool) -> Result<ExitCode> {
+    let answer = admin(
+        dir,
+        &AdminRequest::Stop {
+            slice: slice.to_string(),
+        },
+    )?;
     let ids = match answer {
         Response::Stopped(ids) => ids,
         Response::Error(why) => bail!("the node refused: {why}"),
@@ -238,6 +285,7 @@ pub fn node(cmd: NodeCmd) -> Result<ExitCode> {
         NodeCmd::Init { dir, name, json } => (dir, name, json),
         NodeCmd::Run(a) => return run(a),
         NodeCmd::Stop { dir, slice, json } => return stop(&dir, &slice, json),
+        NodeCmd::Status { dir, slice, json } => return status(&dir, slice, json),
     };
     let name = Name::parse(&name)?;
     std::fs::create_dir_all(&dir)
