@@ -13,10 +13,19 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+/// Nodes in the tests (the benchmark runs 10 and 30).
 const NODES: usize = 5;
-const RESEARCHER: usize = NODES;
-const AUDITOR: usize = NODES + 1;
-const VICTIM: usize = NODES + 2;
+/// Hosts that are not nodes: the researcher's, the auditor's and the victim's; node `i` is
+/// on host `FIRST_NODE + i`.
+const RESEARCHER: usize = 0;
+const AUDITOR: usize = 1;
+const VICTIM: usize = 2;
+const FIRST_NODE: usize = 3;
+
+/// Node `i`'s address.
+fn node_ip(hosts: &Hosts, i: usize) -> String {
+    hosts.ip(FIRST_NODE + i)
+}
 const VICTIM_PORT: u16 = 9000;
 
 /// A TCP server on the victim's host that logs who connected (answers `ok`).
@@ -56,22 +65,22 @@ fn setup(sh: &Shell, hosts: &Hosts) {
     sh.user("princeton", "princeton.alice");
 }
 
-/// `NODES` nodes, one per host, each listening on its host's address.
-fn federation(sh: &Shell, hosts: &Hosts) -> Vec<Node> {
+/// `n` nodes, one per host, each listening on its host's address.
+fn federation(sh: &Shell, hosts: &Hosts, n: usize) -> Vec<Node> {
     let mut nodes: Vec<Node> = vec![];
-    for i in 0..NODES {
+    for i in 0..n {
         let dir = format!("princeton.node{i}");
         sh.certified_node("princeton", &dir);
         let boot = nodes.first().map(|n| n.addr.clone());
         let (child, addr) = spawn_node_on(
             sh,
-            Some((hosts, i)),
+            Some((hosts, FIRST_NODE + i)),
             &dir,
             "trust.toml",
             boot.as_deref(),
             &[],
         );
-        assert!(addr.contains(&hosts.ip(i)), "{addr}");
+        assert!(addr.contains(&node_ip(hosts, i)), "{addr}");
         nodes.push(Node {
             child: Some(child),
             dir,
@@ -80,22 +89,22 @@ fn federation(sh: &Shell, hosts: &Hosts) -> Vec<Node> {
     }
     // Every member is listed with its own host's address by every member, as seen from
     // the researcher's host.
-    for n in &nodes {
-        members_listed(sh, hosts, &n.addr);
+    for node in &nodes {
+        members_listed(sh, hosts, &node.addr, n);
     }
     let boot = nodes[0].addr.clone();
     let human = sh
         .run_on(hosts, RESEARCHER, &["nodes", "list", "--node", &boot])
         .ok();
-    for i in 0..NODES {
-        let shown = format!("{}:4001", hosts.ip(i));
+    for i in 0..n {
+        let shown = format!("{}:4001", node_ip(hosts, i));
         assert!(human.stdout.contains(&shown), "{}", human.stdout);
     }
     nodes
 }
 
 /// Waits until the node at `boot` lists every node with its host's address.
-fn members_listed(sh: &Shell, hosts: &Hosts, boot: &str) {
+fn members_listed(sh: &Shell, hosts: &Hosts, boot: &str, n: usize) {
     wait("every member listed with its address", 60, || {
         let r = sh.run_on(
             hosts,
@@ -109,9 +118,9 @@ fn members_listed(sh: &Shell, hosts: &Hosts, boot: &str) {
             .flat_map(|x| x["addrs"].as_array().cloned().unwrap_or_default())
             .filter_map(|a| a.as_str().map(String::from))
             .collect();
-        (rows.len() == NODES
-            && (0..NODES).all(|i| {
-                let want = format!("/ip4/{}/tcp/4001/", hosts.ip(i));
+        (rows.len() == n
+            && (0..n).all(|i| {
+                let want = format!("/ip4/{}/tcp/4001/", node_ip(hosts, i));
                 addrs.iter().any(|a| a.starts_with(&want))
             }))
         .then_some(())
@@ -208,51 +217,31 @@ fn an_auditor_with_only_the_network_traces_a_complaint_to_the_person_even_when_t
     let sh = Shell::new();
     setup(&sh, &hosts);
     let seen = victim(&hosts);
-    let mut nodes = federation(&sh, &hosts);
+    let mut nodes = federation(&sh, &hosts, NODES);
     let boot = nodes[0].addr.clone();
 
     // The researcher, on a host of their own, starts a prober on every node.
     let target = format!("{}:{VICTIM_PORT}", hosts.ip(VICTIM));
     let connect = format!("tcp:{}/32:{VICTIM_PORT}", hosts.ip(VICTIM));
-    let r = sh
-        .run_on(
-            &hosts,
-            RESEARCHER,
-            &[
-                "slice",
-                "create",
-                "princeton.probe",
-                "--module",
-                "prober.wasm",
-                "--nodes",
-                "all",
-                "--bootstrap",
-                &boot,
-                "--key",
-                "princeton.alice.key",
-                "--cert",
-                "princeton.alice.cert",
-                "--json",
-                "--connect",
-                &connect,
-                "--",
-                &target,
-                "300",
-                "0",
-            ],
-        )
-        .ok()
-        .json();
-    let running = r["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|n| n["status"] == "running")
-        .count();
-    assert_eq!(running, NODES, "{r}");
+    create_everywhere(
+        &sh,
+        &hosts,
+        &boot,
+        "princeton.probe",
+        &[
+            "--module",
+            "prober.wasm",
+            "--connect",
+            &connect,
+            "--",
+            &target,
+            "300",
+            "0",
+        ],
+    );
 
     // The victim's log names every node's own address.
-    let node_ips: BTreeSet<String> = (0..NODES).map(|i| hosts.ip(i)).collect();
+    let node_ips: BTreeSet<String> = (0..NODES).map(|i| node_ip(&hosts, i)).collect();
     wait("connections from all five hosts", 60, || {
         let ips: BTreeSet<String> = seen
             .lock()
@@ -273,7 +262,7 @@ fn an_auditor_with_only_the_network_traces_a_complaint_to_the_person_even_when_t
         v[nanos % v.len()]
     };
     let origin_index = (0..NODES)
-        .find(|i| hosts.ip(*i) == pick.ip().to_string())
+        .find(|i| node_ip(&hosts, *i) == pick.ip().to_string())
         .unwrap();
     let origin = peer_id(&sh, &nodes[origin_index]);
     eprintln!("complaint: {pick} -> {target}, from node {origin_index} ({origin})");
@@ -317,6 +306,12 @@ fn an_auditor_with_only_the_network_traces_a_complaint_to_the_person_even_when_t
 /// `slice create NAME --nodes all` from the researcher's host, as alice; every node must run
 /// it.
 fn create_everywhere(sh: &Shell, hosts: &Hosts, boot: &str, slice: &str, extra: &[&str]) {
+    create_on(sh, hosts, boot, slice, NODES, extra);
+}
+
+/// `slice create NAME --nodes all` from the researcher's host, as alice, in a federation
+/// of `n`; all `n` must run it.
+fn create_on(sh: &Shell, hosts: &Hosts, boot: &str, slice: &str, n: usize, extra: &[&str]) {
     let mut args = vec![
         "slice",
         "create",
@@ -339,7 +334,7 @@ fn create_everywhere(sh: &Shell, hosts: &Hosts, boot: &str, slice: &str, extra: 
         .iter()
         .filter(|n| n["status"] == "running")
         .count();
-    assert_eq!(running, NODES, "{r}");
+    assert_eq!(running, n, "{r}");
 }
 
 /// One HTTP GET with curl from the researcher's host: the body and the client's own
@@ -372,7 +367,7 @@ fn a_slice_serves_the_same_port_on_every_node_and_an_inbound_flow_is_traced() {
     let hosts = Hosts::new(NODES + 3);
     let sh = Shell::new();
     setup(&sh, &hosts);
-    let nodes = federation(&sh, &hosts);
+    let nodes = federation(&sh, &hosts, NODES);
     let boot = nodes[0].addr.clone();
     create_everywhere(
         &sh,
@@ -390,7 +385,7 @@ fn a_slice_serves_the_same_port_on_every_node_and_an_inbound_flow_is_traced() {
             "8080",
         ],
     );
-    let url = |i: usize| format!("http://{}:8080/", hosts.ip(i));
+    let url = |i: usize| format!("http://{}:8080/", node_ip(&hosts, i));
     for i in 0..NODES {
         wait("the web server up on every node", 30, || {
             get(&hosts, &url(i))
@@ -406,7 +401,7 @@ fn a_slice_serves_the_same_port_on_every_node_and_an_inbound_flow_is_traced() {
             get(&hosts, &url(i)).unwrap_or_else(|| panic!("request {n} to node {i} failed"));
         assert_eq!(
             body.trim_end(),
-            format!("served by princeton.web at {}:8080", hosts.ip(i)),
+            format!("served by princeton.web at {}:8080", node_ip(&hosts, i)),
             "request {n}"
         );
         assert_eq!(client.ip().to_string(), hosts.ip(RESEARCHER));
@@ -421,7 +416,7 @@ fn a_slice_serves_the_same_port_on_every_node_and_an_inbound_flow_is_traced() {
         .unwrap()
         .subsec_nanos() as usize;
     let (i, client) = served[nanos % served.len()];
-    let server: SocketAddr = format!("{}:8080", hosts.ip(i)).parse().unwrap();
+    let server: SocketAddr = format!("{}:8080", node_ip(&hosts, i)).parse().unwrap();
     let origin = peer_id(&sh, &nodes[i]);
     let (who, took) = audit(
         &sh,
@@ -460,7 +455,7 @@ fn a_node_cut_off_during_a_revocation_stops_the_revoked_sliver_after_the_heal() 
     let sh = Shell::new();
     setup(&sh, &hosts);
     let _seen = victim(&hosts);
-    let nodes = federation(&sh, &hosts);
+    let nodes = federation(&sh, &hosts, NODES);
     let boot = nodes[0].addr.clone();
     let target = format!("{}:{VICTIM_PORT}", hosts.ip(VICTIM));
     let connect = format!("tcp:{}/32:{VICTIM_PORT}", hosts.ip(VICTIM));
@@ -484,7 +479,7 @@ fn a_node_cut_off_during_a_revocation_stops_the_revoked_sliver_after_the_heal() 
     assert!(runs_here(&sh, &nodes[cut].dir, "princeton.probe"));
 
     // The last node's link goes down; alice is revoked on the other side.
-    hosts.link(cut, false);
+    hosts.link(FIRST_NODE + cut, false);
     sh.run(&[
         "authority",
         "revoke",
@@ -519,7 +514,7 @@ fn a_node_cut_off_during_a_revocation_stops_the_revoked_sliver_after_the_heal() 
     );
 
     // The link comes back: the node catches up and stops the sliver.
-    hosts.link(cut, true);
+    hosts.link(FIRST_NODE + cut, true);
     let healed = Instant::now();
     wait("the revoked sliver to stop after the heal", 60, || {
         (!runs_here(&sh, &nodes[cut].dir, "princeton.probe")).then_some(())
@@ -528,4 +523,208 @@ fn a_node_cut_off_during_a_revocation_stops_the_revoked_sliver_after_the_heal() 
         "revoked sliver stopped on the node that was cut off {:?} after the heal",
         healed.elapsed()
     );
+}
+
+/// How long `audit verify` of `bench.bundle` takes (the last step of a complaint).
+fn verified(sh: &Shell) -> std::time::Duration {
+    let started = Instant::now();
+    sh.run(&["audit", "verify", "bench.bundle", "--trust", "trust.toml"])
+        .ok();
+    started.elapsed()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(i).copied().unwrap_or(f64::NAN)
+}
+
+/// `what: p50 X ms, p99 Y ms, max Z ms` over `ms`.
+fn summary(what: &str, mut ms: Vec<f64>) -> String {
+    ms.sort_by(f64::total_cmp);
+    format!(
+        "{what}: n={}, p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        ms.len(),
+        percentile(&ms, 0.5),
+        percentile(&ms, 0.99),
+        ms.last().copied().unwrap_or(f64::NAN)
+    )
+}
+
+/// Slice creation from the researcher's host (or loopback with `hosts` none), `count`
+/// times on all `n` nodes: each command's wall time.
+fn creations(sh: &Shell, hosts: Option<&Hosts>, boot: &str, n: usize, count: usize) -> Vec<f64> {
+    (0..count)
+        .map(|k| {
+            let slice = format!("princeton.bench{k}");
+            let args = [
+                "slice",
+                "create",
+                &slice,
+                "--module",
+                "web_server.wasm",
+                "--nodes",
+                "all",
+                "--bootstrap",
+                boot,
+                "--key",
+                "princeton.alice.key",
+                "--cert",
+                "princeton.alice.cert",
+                "--json",
+                "--",
+                "0",
+            ];
+            let started = Instant::now();
+            let r = match hosts {
+                Some(h) => sh.run_on(h, RESEARCHER, &args),
+                None => sh.run(&args),
+            };
+            let took = started.elapsed().as_secs_f64() * 1000.0;
+            let j = r.ok().json();
+            let running = j["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|x| x["status"] == "running")
+                .count();
+            assert_eq!(running, n, "{j}");
+            took
+        })
+        .collect()
+}
+
+/// The figures of issue "real hosts", in one run on this machine:
+/// `cargo test --release -p slicefed-cli --test e2e_hosts -- --ignored --nocapture`.
+/// Slice creation at 10 and 30 namespaced nodes beside 10 on loopback; `audit who` over the
+/// network, complaint to verified bundle, over 20 random complaints at 10 nodes, with the
+/// origin alive and then SIGKILLed.
+#[test]
+#[ignore = "a benchmark: run it with --ignored --nocapture"]
+fn bench_real_hosts() {
+    const COUNT: usize = 20;
+    let mut report = vec![];
+
+    // Loopback, 10 nodes: the before-figure.
+    {
+        let sh = Shell::new();
+        let pk = sh.authority("princeton");
+        sh.policy("trust.toml", &[("princeton", &pk)]);
+        sh.write(
+            "web_server.wasm",
+            &slicefed_sandbox::guests::bytes("web_server").unwrap(),
+        );
+        sh.user("princeton", "princeton.alice");
+        let mut nodes: Vec<Node> = vec![];
+        for i in 0..10 {
+            let dir = format!("princeton.node{i}");
+            sh.certified_node("princeton", &dir);
+            let boot = nodes.first().map(|n| n.addr.clone());
+            let (child, addr) = common::spawn_node(&sh, &dir, "trust.toml", boot.as_deref(), &[]);
+            nodes.push(Node {
+                child: Some(child),
+                dir,
+                addr,
+            });
+        }
+        let boot = nodes[0].addr.clone();
+        wait("10 loopback members", 60, || {
+            let r = sh.run(&["nodes", "list", "--node", &boot, "--json"]);
+            (r.code == 0 && r.json().as_array().is_some_and(|a| a.len() == 10)).then_some(())
+        });
+        let ms = creations(&sh, None, &boot, 10, COUNT);
+        report.push(summary("slice create, 10 nodes on loopback", ms));
+    }
+
+    for n in [10usize, 30] {
+        let hosts = Hosts::new(FIRST_NODE + n);
+        let sh = Shell::new();
+        setup(&sh, &hosts);
+        let seen = victim(&hosts);
+        let mut nodes = federation(&sh, &hosts, n);
+        let boot = nodes[0].addr.clone();
+        let ms = creations(&sh, Some(&hosts), &boot, n, COUNT);
+        report.push(summary(&format!("slice create, {n} namespaced nodes"), ms));
+        if n != 10 {
+            continue;
+        }
+        let target = format!("{}:{VICTIM_PORT}", hosts.ip(VICTIM));
+        let connect = format!("tcp:{}/32:{VICTIM_PORT}", hosts.ip(VICTIM));
+        create_on(
+            &sh,
+            &hosts,
+            &boot,
+            "princeton.probe",
+            n,
+            &[
+                "--module",
+                "prober.wasm",
+                "--connect",
+                &connect,
+                "--",
+                &target,
+                "200",
+                "0",
+            ],
+        );
+        wait("connections from every node", 60, || {
+            let ips: BTreeSet<String> = seen
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|a| a.ip().to_string())
+                .collect();
+            (ips.len() == n).then_some(())
+        });
+        // Until every node's flows are cosigned: the first complaint about each node.
+        let mut by_node: Vec<Vec<SocketAddr>> = vec![vec![]; n];
+        for a in seen.lock().unwrap().iter() {
+            if let Some(i) = (0..n).find(|i| node_ip(&hosts, *i) == a.ip().to_string()) {
+                by_node[i].push(*a);
+            }
+        }
+        for (i, list) in by_node.iter().enumerate() {
+            audit(
+                &sh,
+                &hosts,
+                &nodes[(i + 1) % n].addr,
+                &target,
+                list[0],
+                "warm.bundle",
+            );
+        }
+        let mut alive = vec![];
+        for k in 0..COUNT {
+            let i = k % n;
+            let pick = by_node[i][k % by_node[i].len()];
+            let (_, took) = audit(&sh, &hosts, &boot, &target, pick, "bench.bundle");
+            alive.push((took + verified(&sh)).as_secs_f64() * 1000.0);
+            verify_and_tamper(&sh, "bench.bundle");
+        }
+        report.push(summary(
+            "audit who over the network, complaint to bundle, origin alive (10 nodes)",
+            alive,
+        ));
+        // Node 3 dies; complaints about its connections come from its witnesses.
+        let dead = 3;
+        nodes[dead].kill();
+        let other = nodes[0].addr.clone();
+        let mut gone = vec![];
+        for k in 0..COUNT {
+            let pick = by_node[dead][k % by_node[dead].len()];
+            let (who, took) = audit(&sh, &hosts, &other, &target, pick, "bench.bundle");
+            assert!(
+                who["evidence_from"].as_str().unwrap().contains("witness"),
+                "{who}"
+            );
+            gone.push((took + verified(&sh)).as_secs_f64() * 1000.0);
+            verify_and_tamper(&sh, "bench.bundle");
+        }
+        report.push(summary(
+            "audit who over the network, complaint to bundle, origin SIGKILLed (10 nodes)",
+            gone,
+        ));
+    }
+    for line in report {
+        println!("{line}");
+    }
 }
