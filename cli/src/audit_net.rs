@@ -10,7 +10,6 @@ use anyhow::{Context, Result, anyhow, bail};
 use libp2p::Multiaddr;
 use slicefed_ledger::checkpoint::{Cosignature, SignedCheckpoint};
 use slicefed_ledger::records::{self, EXPORT_MAGIC, KIND_CHECKPOINT, KIND_ENTRY};
-use slicefed_ledger::source::MAX_EXPORT_BYTES;
 use slicefed_peer::client;
 use slicefed_peer::node::MemberRow;
 use slicefed_peer::wire::{Request, Response};
@@ -27,6 +26,13 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(5);
 const VOUCHERS_ASKED: usize = 6;
 /// Most pages of a log fetched from its node (each at most `wire::MAX_PAGE_BYTES`).
 const MAX_PAGES: usize = 100_000;
+/// Largest log fetched over the network: a witness keeps at most 1 GiB of one log by
+/// default, and a hostile node must not make the auditor hold more.
+const MAX_FETCHED_LOG_BYTES: u64 = 1 << 30;
+/// How long fetching one log may take, however slowly a hostile node trickles it.
+pub const FETCH_DEADLINE: Duration = Duration::from_secs(300);
+/// Most cosignatures kept per checkpoint (what a bundle may carry).
+const MAX_COSIGNATURES: usize = slicefed_ledger::bundle::MAX_BUNDLE_COSIGNATURES;
 
 /// One node's log as the auditor got it.
 pub struct Fetched {
@@ -39,8 +45,18 @@ pub struct Fetched {
     pub from: String,
 }
 
+/// A member's first address that names the member itself (`/p2p/` its peer id): a lying
+/// member list cannot send the auditor's request for one node to another.
 fn dial(row: &MemberRow) -> Option<Multiaddr> {
-    row.addrs.iter().find_map(|a| a.parse().ok())
+    row.addrs
+        .iter()
+        .filter_map(|a| a.parse::<Multiaddr>().ok())
+        .find(|m| client::peer_in(m).is_ok_and(|p| p.to_string() == row.peer_id))
+}
+
+/// A hostile node's words, made safe to print (no control characters).
+fn quoted(s: &str) -> String {
+    s.escape_debug().take(500).collect()
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -70,7 +86,7 @@ fn ask_bootstrap(
         addrs.into_iter().map(|a| (a, req.clone())).collect(),
         ASK_TIMEOUT,
         |_, r| match r {
-            Ok(Response::Error(e)) => last = e,
+            Ok(Response::Error(e)) => last = quoted(&e),
             Ok(resp) if first.is_none() => first = Some(resp),
             Ok(_) => {}
             Err(e) => last = e,
@@ -79,21 +95,26 @@ fn ask_bootstrap(
     first.ok_or_else(|| anyhow!("{last}"))
 }
 
+/// Most holders of one address taken (a machine runs few nodes; a lying member could name
+/// many).
+const MAX_HOLDERS: usize = 64;
 /// Members asked who holds an address when the bootstrap node knows of none (it may have
 /// joined after the node in question died).
 const HOLDERS_ASKED: usize = 16;
 
 /// The nodes that listen, or listened in the last two days, on `ip`, as the federation
-/// remembers them: the bootstrap node's answer, or else the union of up to
-/// [`HOLDERS_ASKED`] members' answers.
-pub fn holders(bootstrap: &[String], ip: IpAddr) -> Result<Vec<MemberRow>> {
+/// remembers them: the bootstrap node's answer, or (when it knows none, or `wide`: its
+/// answer led to no flow, and it may lie) the union with up to [`HOLDERS_ASKED`] members'
+/// answers.
+pub fn holders(bootstrap: &[String], ip: IpAddr, wide: bool) -> Result<Vec<MemberRow>> {
     let rt = runtime()?;
-    let rows = match ask_bootstrap(&rt, bootstrap, Request::AddressHolders { ip })? {
+    let mut found = match ask_bootstrap(&rt, bootstrap, Request::AddressHolders { ip })? {
         Response::Members(rows) => rows,
         other => bail!("unexpected answer to who holds {ip}: {other:?}"),
     };
-    if !rows.is_empty() {
-        return Ok(rows);
+    found.truncate(MAX_HOLDERS);
+    if !found.is_empty() && !wide {
+        return Ok(found);
     }
     let members = match ask_bootstrap(&rt, bootstrap, Request::Members)? {
         Response::Members(rows) => rows,
@@ -106,11 +127,10 @@ pub fn holders(bootstrap: &[String], ip: IpAddr) -> Result<Vec<MemberRow>> {
         .take(HOLDERS_ASKED)
         .map(|a| (a, Request::AddressHolders { ip }))
         .collect();
-    let mut found: Vec<MemberRow> = vec![];
     rt.block_on(client::call_all(calls, ASK_TIMEOUT, |_, r| {
         if let Ok(Response::Members(rows)) = r {
             for row in rows {
-                if !found.iter().any(|f| f.peer_id == row.peer_id) && found.len() < 64 {
+                if !found.iter().any(|f| f.peer_id == row.peer_id) && found.len() < MAX_HOLDERS {
                     found.push(row);
                 }
             }
@@ -137,6 +157,10 @@ pub fn fetch_log(bootstrap: &[String], origin_row: &MemberRow, dir: &Path) -> Re
         .iter()
         .filter_map(|m| PublicKey::parse(&m.peer_id).ok())
         .collect();
+    // Cosignatures count only from members other than the origin (a node cannot witness
+    // itself, and keys made up for the occasion are nobody's).
+    let witnesses_ok: std::collections::BTreeSet<PublicKey> =
+        keys.iter().filter(|k| **k != origin).copied().collect();
     let ranked = witnesses_of(&origin, &keys, VOUCHERS_ASKED);
     let vouchers: Vec<&MemberRow> = ranked
         .iter()
@@ -160,22 +184,31 @@ pub fn fetch_log(bootstrap: &[String], origin_row: &MemberRow, dir: &Path) -> Re
         }) = r
             && cp.checkpoint.origin == origin
         {
-            add_cosigned(&mut cosigned, cp, cosignatures);
+            add_cosigned(&mut cosigned, cp, cosignatures, &witnesses_ok);
             if let Some(m) = callers.get(i) {
                 vouched_by.push(m);
             }
         }
     }))?;
 
+    // What the witnesses hold on disk: a log from the node that ends before it is cut
+    // short (a guilty node hiding its last entries), and the replicas are used instead.
+    let vouched_size = cosigned
+        .iter()
+        .map(|(c, _)| c.checkpoint.size)
+        .max()
+        .unwrap_or(0);
+    let deadline = std::time::Instant::now() + FETCH_DEADLINE;
+
     // The node itself, unless it left.
     let mut why_not_node = String::from("it left the federation");
     if origin_row.health != "departed"
         && let Some(addr) = dial(origin_row)
     {
-        match log_from_node(&rt, &addr, origin) {
+        match log_from_node(&rt, &addr, origin, vouched_size, deadline) {
             Ok((bytes, cp, sigs)) => {
                 if let Some(cp) = cp {
-                    add_cosigned(&mut cosigned, cp, sigs);
+                    add_cosigned(&mut cosigned, cp, sigs, &witnesses_ok);
                 }
                 write_file(&file, &bytes)?;
                 return Ok(Fetched {
@@ -194,7 +227,7 @@ pub fn fetch_log(bootstrap: &[String], origin_row: &MemberRow, dir: &Path) -> Re
         .filter(|m| !vouched_by.iter().any(|v| v.peer_id == m.peer_id));
     for m in vouched_by.iter().copied().chain(others.copied()) {
         let Some(addr) = dial(m) else { continue };
-        match replica_from(&rt, &addr, origin) {
+        match replica_from(&rt, &addr, origin, deadline) {
             Ok(bytes) => {
                 write_file(&file, &bytes)?;
                 return Ok(Fetched {
@@ -222,25 +255,31 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     crate::files::write_atomic(path, bytes, 0o644, true).with_context(|| path.display().to_string())
 }
 
-/// Keeps cosignatures that verify, grouped by the checkpoint they cosign.
+/// Keeps cosignatures that verify and come from `allowed` witnesses, grouped by the
+/// checkpoint they cosign, at most [`MAX_COSIGNATURES`] each (more would make the bundle
+/// fail to decode).
 fn add_cosigned(
     into: &mut Vec<(SignedCheckpoint, Vec<Cosignature>)>,
     cp: SignedCheckpoint,
     sigs: Vec<Cosignature>,
+    allowed: &std::collections::BTreeSet<PublicKey>,
 ) {
-    if cp.verify().is_err() {
+    if cp.verify().is_err() || into.len() >= MAX_COSIGNATURES {
         return;
     }
-    let good: Vec<Cosignature> = sigs.into_iter().filter(|s| s.verify(&cp).is_ok()).collect();
-    match into.iter_mut().find(|(c, _)| *c == cp) {
-        Some((_, have)) => {
-            for s in good {
-                if !have.iter().any(|h| h.witness == s.witness) {
-                    have.push(s);
-                }
-            }
+    let good = sigs
+        .into_iter()
+        .filter(|s| allowed.contains(&s.witness) && s.verify(&cp).is_ok());
+    if !into.iter().any(|(c, _)| *c == cp) {
+        into.push((cp.clone(), vec![]));
+    }
+    let Some((_, have)) = into.iter_mut().find(|(c, _)| *c == cp) else {
+        return;
+    };
+    for s in good {
+        if have.len() < MAX_COSIGNATURES && !have.iter().any(|h| h.witness == s.witness) {
+            have.push(s);
         }
-        None => into.push((cp, good)),
     }
 }
 
@@ -252,6 +291,8 @@ fn log_from_node(
     rt: &tokio::runtime::Runtime,
     addr: &Multiaddr,
     origin: PublicKey,
+    witnessed: u64,
+    deadline: std::time::Instant,
 ) -> Result<NodeLog> {
     let (latest, sigs) =
         match rt.block_on(client::call(addr.clone(), Request::Checkpoint, ASK_TIMEOUT))? {
@@ -259,7 +300,7 @@ fn log_from_node(
                 checkpoint,
                 cosignatures,
             } => (checkpoint, cosignatures),
-            Response::Error(e) => bail!("{e}"),
+            Response::Error(e) => bail!("{}", quoted(&e)),
             other => bail!("unexpected answer to Checkpoint: {other:?}"),
         };
     if let Some(cp) = &latest
@@ -268,11 +309,22 @@ fn log_from_node(
         bail!("it answered with another node's checkpoint");
     }
     let want = latest.as_ref().map_or(0, |c| c.checkpoint.size);
+    if want < witnessed {
+        bail!(
+            "its latest checkpoint is at entry {want}, before the {witnessed} its witnesses hold"
+        );
+    }
     let mut out = records::file_header(EXPORT_MAGIC, &origin);
     let mut size = 0u64;
     for _ in 0..MAX_PAGES {
         if size >= want && size > 0 {
             break;
+        }
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "it gave {size} of {want} entries in {} s",
+                FETCH_DEADLINE.as_secs()
+            );
         }
         let (end, leaves) = match rt.block_on(client::call(
             addr.clone(),
@@ -289,7 +341,7 @@ fn log_from_node(
                 }
                 (end, leaves)
             }
-            Response::Error(e) => bail!("{e}"),
+            Response::Error(e) => bail!("{}", quoted(&e)),
             other => bail!("unexpected answer to Entries: {other:?}"),
         };
         if leaves.is_empty() {
@@ -299,10 +351,13 @@ fn log_from_node(
             records::frame(KIND_ENTRY, l, &mut out);
         }
         records::frame(KIND_CHECKPOINT, &end.to_bytes()?, &mut out);
-        if out.len() as u64 > MAX_EXPORT_BYTES {
-            bail!("its log is over {MAX_EXPORT_BYTES} bytes");
+        if out.len() as u64 > MAX_FETCHED_LOG_BYTES {
+            bail!("its log is over {MAX_FETCHED_LOG_BYTES} bytes");
         }
         size = end.checkpoint.size;
+    }
+    if size < want {
+        bail!("it gave {size} of the {want} entries its checkpoint commits to");
     }
     Ok((out, latest, sigs))
 }
@@ -312,17 +367,21 @@ pub fn replica_from(
     rt: &tokio::runtime::Runtime,
     addr: &Multiaddr,
     origin: PublicKey,
+    deadline: std::time::Instant,
 ) -> Result<Vec<u8>> {
     let mut file = vec![];
     loop {
+        if std::time::Instant::now() > deadline {
+            bail!("it gave {} bytes of its replica in time", file.len());
+        }
         let req = Request::Replica {
             origin,
             offset: file.len() as u64,
         };
         match rt.block_on(client::call(addr.clone(), req, Duration::from_secs(30)))? {
             Response::Replica { total, chunk } => {
-                if total > MAX_EXPORT_BYTES {
-                    bail!("a replica of {total} bytes, over {MAX_EXPORT_BYTES}");
+                if total > MAX_FETCHED_LOG_BYTES {
+                    bail!("a replica of {total} bytes, over {MAX_FETCHED_LOG_BYTES}");
                 }
                 if chunk.is_empty() || file.len() as u64 + chunk.len() as u64 > total {
                     break;
@@ -332,12 +391,22 @@ pub fn replica_from(
                     break;
                 }
             }
-            Response::Error(e) => bail!("{e}"),
+            Response::Error(e) => bail!("{}", quoted(&e)),
             other => bail!("unexpected answer to Replica: {other:?}"),
         }
     }
     if file.is_empty() {
         bail!("an empty replica");
     }
-    Ok(file)
+    // The file says whose log it is: it must be the one asked for (a member answering with
+    // another node's genuine log would blame that node).
+    match records::read_file_header(&file, EXPORT_MAGIC) {
+        Ok(k) if k == origin => Ok(file),
+        Ok(k) => bail!(
+            "it sent a replica of {}, not of {}",
+            k.peer_id(),
+            origin.peer_id()
+        ),
+        Err(e) => bail!("its replica is not a log: {}", quoted(&e)),
+    }
 }

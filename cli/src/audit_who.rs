@@ -80,8 +80,13 @@ fn search(
         };
         match &e.body {
             EntryBody::Flow(f) => {
+                // The node's side as the victim saw it: its port, and its address when
+                // the flow recorded one (a log of another node that happens to have a
+                // flow to the same server from the same port is not evidence).
                 let hit = f.remote == a.remote
                     && local_port(a).is_none_or(|p| f.local.port() == p)
+                    && a.source
+                        .is_none_or(|s| f.local.ip().is_unspecified() || f.local.ip() == s.ip())
                     && at_ms.is_none_or(|t| {
                         t + AT_WINDOW_MS >= f.first_ms && t <= f.last_ms + AT_WINDOW_MS
                     });
@@ -189,18 +194,26 @@ pub fn who(a: WhoArgs) -> Result<ExitCode> {
         .iter()
         .map(|c| c.witness.peer_id())
         .collect();
-    // What the person asked to run: the arguments their ticket signs, as the node recorded.
-    let invocation = slicefed_ledger::entry::Entry::decode(&f.bundle.created_leaf)
-        .ok()
-        .and_then(|e| match e.body {
-            slicefed_ledger::EntryBody::SliverCreated { invocation, .. } => Some(invocation),
-            _ => None,
-        })
-        .unwrap_or_default();
+    // Who is responsible, and what they asked to run, come from the SliverCreated entry
+    // (whose ticket chain the bundle proves), not from the flow entry's attribution, which
+    // the node alone wrote.
+    let (who, invocation) =
+        match slicefed_ledger::entry::Entry::decode(&f.bundle.created_leaf).map(|e| e.body) {
+            Ok(slicefed_ledger::EntryBody::SliverCreated {
+                who, invocation, ..
+            }) => (who, invocation),
+            _ => bail!("the sliver's creation entry does not decode"),
+        };
+    if who != flow.who {
+        eprintln!(
+            "note: the node's flow entry names {:?}, its creation entry {:?}; the creation entry (and its ticket) is the evidence",
+            flow.who, who
+        );
+    }
     if a.json {
         print_json(&json!({
-            "found": true, "node": node, "slice": flow.who.slice, "sliver": flow.who.sliver,
-            "user": flow.who.user, "authority": flow.who.authority, "flow": flow_json,
+            "found": true, "node": node, "slice": who.slice, "sliver": who.sliver,
+            "user": who.user, "authority": who.authority, "flow": flow_json,
             "witnesses": witnesses, "bundle": a.bundle_out, "evidence_from": evidence_from,
             "invocation": invocation,
         }))?;
@@ -210,19 +223,15 @@ pub fn who(a: WhoArgs) -> Result<ExitCode> {
             flow.local,
             flow.remote,
             show_time(flow.first_ms / 1000),
-            flow.who.sliver,
-            flow.who.slice
+            who.sliver,
+            who.slice
         );
         say!(
             "responsible: {} of authority {} ({} witness cosignature(s))",
-            flow.who
-                .user
+            who.user
                 .as_ref()
                 .map_or("(no person)".into(), |u| u.to_string()),
-            flow.who
-                .authority
-                .as_ref()
-                .map_or("-".into(), |u| u.to_string()),
+            who.authority.as_ref().map_or("-".into(), |u| u.to_string()),
             witnesses.len()
         );
         say!("{}", describe_invocation(&invocation));
@@ -236,6 +245,9 @@ pub fn who(a: WhoArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Most logs fetched for one complaint (each replayed in full).
+const MAX_LOGS_FETCHED: usize = 8;
 
 /// The node-side port to match: `--source`'s, else `--local-port`.
 fn local_port(a: &WhoArgs) -> Option<u16> {
@@ -255,47 +267,46 @@ fn search_federation(a: &WhoArgs, at_ms: Option<u64>) -> Result<(Option<Found>, 
             "--source (the address and port the connection came from) is needed to ask the federation"
         );
     };
-    let mut holders = crate::audit_net::holders(&a.bootstrap, source.ip())?;
-    if let Some(n) = &a.node {
-        holders.retain(|h| &h.peer_id == n);
+    let scratch = tempfile::tempdir()?;
+    let mut tried: Vec<String> = vec![];
+    let mut searched: Vec<String> = vec![];
+    // The bootstrap node's answer first; if none of those logs holds the flow (it knew
+    // nothing, or it lies), what other members say too.
+    for wide in [false, true] {
+        let mut holders = crate::audit_net::holders(&a.bootstrap, source.ip(), wide)?;
+        if let Some(n) = &a.node {
+            holders.retain(|h| &h.peer_id == n);
+        }
+        holders.retain(|h| !searched.contains(&h.peer_id));
+        for h in holders.iter().take(MAX_LOGS_FETCHED) {
+            searched.push(h.peer_id.clone());
+            let fetched = match crate::audit_net::fetch_log(&a.bootstrap, h, scratch.path()) {
+                Ok(f) => f,
+                Err(e) => {
+                    tried.push(format!("{}: {e:#}", h.peer_id));
+                    continue;
+                }
+            };
+            let from = format!("{} (log of {})", fetched.from, h.peer_id);
+            // A log that does not load is skipped, not fatal: a lying member may send one.
+            match search(&fetched.file, a, at_ms, &fetched.cosigned) {
+                Ok(Some(f)) => return Ok((Some(f), from)),
+                Ok(None) => tried.push(format!("{}: no matching flow in its log", h.peer_id)),
+                Err(e) => tried.push(format!("{}: {e:#}", h.peer_id)),
+            }
+        }
     }
-    if holders.is_empty() {
+    if searched.is_empty() {
         bail!(
             "no member of the federation listens on {}, or did in the last two days",
             source.ip()
         );
     }
-    let scratch = tempfile::tempdir()?;
-    let mut tried = vec![];
-    for h in holders.iter().take(8) {
-        let fetched = match crate::audit_net::fetch_log(&a.bootstrap, h, scratch.path()) {
-            Ok(f) => f,
-            Err(e) => {
-                tried.push(format!("{}: {e:#}", h.peer_id));
-                continue;
-            }
-        };
-        let from = format!("{} (log of {})", fetched.from, h.peer_id);
-        if let Some(f) = search(&fetched.file, a, at_ms, &fetched.cosigned)? {
-            return Ok((Some(f), from));
-        }
-        tried.push(format!("{}: no matching flow in its log", h.peer_id));
-    }
     if tried
         .iter()
         .all(|t| t.ends_with("no matching flow in its log"))
     {
-        return Ok((
-            None,
-            format!(
-                "the logs of {}",
-                holders
-                    .iter()
-                    .map(|h| h.peer_id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ));
+        return Ok((None, format!("the logs of {}", searched.join(", "))));
     }
     bail!("{}", tried.join("; "))
 }
@@ -368,7 +379,8 @@ pub fn fetch(origin: &str, bootstrap: &[String], out: &PathBuf, json: bool) -> R
         else {
             continue;
         };
-        let file = match crate::audit_net::replica_from(&rt, &addr, origin_key) {
+        let deadline = std::time::Instant::now() + crate::audit_net::FETCH_DEADLINE;
+        let file = match crate::audit_net::replica_from(&rt, &addr, origin_key, deadline) {
             Ok(f) => f,
             Err(e) => {
                 last = e.context(m.name.clone());

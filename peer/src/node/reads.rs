@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// Most rows in an answer to who holds an address (a machine runs few nodes).
+const MAX_HOLDERS_ANSWERED: usize = 64;
+
 impl Daemon {
     /// Entries of `origin`'s log from `from` on, read from this node's replica file on a
     /// worker: only the byte range the page needs, located by the replica's index (each
@@ -86,42 +89,49 @@ impl Daemon {
         }
     }
 
-    /// Members, and members that left lately, that listen(ed) on `ip` (health
-    /// `departed` for those that left): how an auditor finds the node behind a source
-    /// address.
+    /// Members, and members that left lately, that listen(ed) on `ip`, at most
+    /// [`MAX_HOLDERS_ANSWERED`] (health `departed` for those that left): how an auditor
+    /// finds the node behind a source address.
     pub(super) fn address_holders(&self, ip: std::net::IpAddr) -> Vec<MemberRow> {
-        let on_ip = |addrs: &[String]| {
-            addrs.iter().any(|a| {
-                a.parse::<Multiaddr>()
-                    .ok()
-                    .and_then(|m| super::addrs::remote_ip(&m))
-                    == Some(ip)
-            })
-        };
+        // Compared as addresses, member by member, before any row is built: anyone may ask,
+        // and the answer must cost little more than the matches.
+        let on_ip =
+            |addrs: &[Multiaddr]| addrs.iter().any(|m| super::addrs::remote_ip(m) == Some(ip));
         let now = now_ms();
-        let mut rows: Vec<MemberRow> = self
-            .member_rows()
-            .into_iter()
-            .filter(|r| on_ip(&r.addrs))
+        let mut rows: Vec<MemberRow> = vec![];
+        let me = peer_of(&self.me);
+        let holders: Vec<String> = std::iter::once((me, &self.my_addrs))
+            .chain(self.addrs.iter().map(|(p, a)| (Some(*p), a)))
+            .filter(|(_, a)| on_ip(a))
+            .filter_map(|(p, _)| p.map(|p| p.to_string()))
+            .take(MAX_HOLDERS_ANSWERED)
             .collect();
+        if !holders.is_empty() {
+            rows.extend(
+                self.member_rows()
+                    .into_iter()
+                    .filter(|r| holders.contains(&r.peer_id)),
+            );
+        }
         for (p, addrs, left_ms) in self.departed.iter().rev() {
-            if now.saturating_sub(*left_ms) > wire::DEPARTED_KEPT_MS {
+            if now.saturating_sub(*left_ms) > wire::DEPARTED_KEPT_MS
+                || rows.len() >= MAX_HOLDERS_ANSWERED
+            {
                 break;
             }
-            let addrs: Vec<String> = addrs
-                .iter()
-                .map(|a| {
-                    a.clone()
-                        .with(libp2p::multiaddr::Protocol::P2p(*p))
-                        .to_string()
-                })
-                .collect();
-            if on_ip(&addrs) && !rows.iter().any(|r| r.peer_id == p.to_string()) {
+            if on_ip(addrs) && !rows.iter().any(|r| r.peer_id == p.to_string()) {
                 rows.push(MemberRow {
                     peer_id: p.to_string(),
                     name: String::new(),
                     authority: String::new(),
-                    addrs,
+                    addrs: addrs
+                        .iter()
+                        .map(|a| {
+                            a.clone()
+                                .with(libp2p::multiaddr::Protocol::P2p(*p))
+                                .to_string()
+                        })
+                        .collect(),
                     slivers: 0,
                     free_memory: 0,
                     last_seen_ms_ago: now.saturating_sub(*left_ms),
