@@ -398,15 +398,85 @@ pub fn replica_from(
     if file.is_empty() {
         bail!("an empty replica");
     }
-    // The file says whose log it is: it must be the one asked for (a member answering with
-    // another node's genuine log would blame that node).
-    match records::read_file_header(&file, EXPORT_MAGIC) {
-        Ok(k) if k == origin => Ok(file),
+    check_origin(&file, origin)?;
+    Ok(file)
+}
+
+/// The file says whose log it is: it must be the one asked for (a member answering with
+/// another node's genuine log would blame that node).
+fn check_origin(file: &[u8], origin: PublicKey) -> Result<()> {
+    match records::read_file_header(file, EXPORT_MAGIC) {
+        Ok(k) if k == origin => Ok(()),
         Ok(k) => bail!(
             "it sent a replica of {}, not of {}",
             k.peer_id(),
             origin.peer_id()
         ),
         Err(e) => bail!("its replica is not a log: {}", quoted(&e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slicefed_ledger::checkpoint::Checkpoint;
+    use slicefed_trust::fixtures::key;
+    use std::collections::BTreeSet;
+
+    fn cp(origin: u8, size: u64) -> SignedCheckpoint {
+        Checkpoint {
+            origin: key(origin).public(),
+            size,
+            root: [size as u8; 32],
+            time_ms: 1,
+        }
+        .sign(&key(origin))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_members_other_than_the_origin_cosign_and_a_bundles_worth_at_most() {
+        let origin = 1;
+        let c = cp(origin, 10);
+        let members: BTreeSet<PublicKey> = (2..=100).map(|i| key(i).public()).collect();
+        let sig = |k: u8| Cosignature::sign(&key(k), &c, 5).unwrap();
+        let mut into = vec![];
+        // The origin cosigning itself, a stranger's key, a cosignature of another
+        // checkpoint, and one member twice: only the member, once.
+        let other = Cosignature::sign(&key(2), &cp(origin, 11), 5).unwrap();
+        add_cosigned(
+            &mut into,
+            c.clone(),
+            vec![sig(origin), sig(200), other, sig(2), sig(2)],
+            &members,
+        );
+        assert_eq!(into.len(), 1);
+        assert_eq!(into[0].1.len(), 1);
+        assert_eq!(into[0].1[0].witness, key(2).public());
+        // A flood of members' cosignatures is capped at what a bundle may carry.
+        add_cosigned(&mut into, c.clone(), (3..=100).map(sig).collect(), &members);
+        assert_eq!(into[0].1.len(), MAX_COSIGNATURES);
+        // A checkpoint its origin did not sign is dropped whole.
+        let mut forged = cp(origin, 12);
+        forged.checkpoint.size = 13;
+        add_cosigned(&mut into, forged, vec![], &members);
+        assert_eq!(into.len(), 1);
+    }
+
+    #[test]
+    fn a_replica_of_another_node_is_refused() {
+        let mine = records::file_header(EXPORT_MAGIC, &key(1).public());
+        assert!(check_origin(&mine, key(1).public()).is_ok());
+        let err = check_origin(&mine, key(2).public()).unwrap_err();
+        assert!(err.to_string().contains("not of"), "{err}");
+        assert!(check_origin(b"garbage", key(1).public()).is_err());
+        assert!(check_origin(&[], key(1).public()).is_err());
+    }
+
+    #[test]
+    fn a_hostile_nodes_words_are_printed_without_control_characters() {
+        let q = quoted("ok\u{1b}[2J\nfake line");
+        assert!(!q.contains('\u{1b}') && !q.contains('\n'), "{q}");
+        assert!(quoted(&"x".repeat(10_000)).len() <= 500);
     }
 }

@@ -1125,13 +1125,19 @@ mod tests {
             let cosign =
                 |o: &[WitnessOutput]| o.iter().any(|x| matches!(x, WitnessOutput::Cosign(_)));
             assert!(!cosign(&w.checkpoint(3, cp.clone(), &members)));
+            // Nor vouched for to an auditor (`Request::Vouch`).
+            assert_eq!(w.vouchable(&origin), None);
             if n == 0 {
                 w.persist_failed(&origin);
                 assert!(!cosign(&w.checkpoint(3, cp.clone(), &members)));
                 assert!(!cosign(&w.checkpoint(3, h.cp(5), &members)));
+                assert_eq!(w.vouchable(&origin), None);
                 continue;
             }
             assert!(cosign(&w.persisted(&origin, 9)));
+            assert_eq!(w.vouchable(&origin), Some(&cp));
+            // Nobody vouches for a log it holds nothing of.
+            assert_eq!(w.vouchable(&key(77).public()), None);
             assert!(!cosign(&w.persisted(&origin, 9)), "cosigned once");
             // Offered again: nothing more to fetch.
             assert!(w.offered(3, first[0], cp, &members).is_empty());
