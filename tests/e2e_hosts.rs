@@ -450,10 +450,11 @@ fn runs_here(sh: &Shell, dir: &str, slice: &str) -> bool {
 }
 
 #[test]
-fn a_node_cut_off_during_a_revocation_stops_the_revoked_sliver_after_the_heal() {
-    let hosts = Hosts::new(NODES + 3);
+fn a_node_cut_off_catches_up_on_a_revocation_a_delete_and_its_witnesses_after_the_heal() {
+    let hosts = Hosts::new(FIRST_NODE + NODES);
     let sh = Shell::new();
     setup(&sh, &hosts);
+    sh.user("princeton", "princeton.bob");
     let _seen = victim(&hosts);
     let nodes = federation(&sh, &hosts, NODES);
     let boot = nodes[0].addr.clone();
@@ -475,10 +476,39 @@ fn a_node_cut_off_during_a_revocation_stops_the_revoked_sliver_after_the_heal() 
             "0",
         ],
     );
+    // Bob serves a slice everywhere too; he deletes it during the partition.
+    let as_bob = ["--key", "princeton.bob.key", "--cert", "princeton.bob.cert"];
+    let mut args = vec![
+        "slice",
+        "create",
+        "princeton.bobweb",
+        "--nodes",
+        "all",
+        "--bootstrap",
+        &boot,
+        "--module",
+        "web_server.wasm",
+        "--listen",
+        "tcp:8080",
+        "--json",
+    ];
+    args.extend(as_bob);
+    args.extend(["--", "8080"]);
+    let r = sh.run_on(&hosts, RESEARCHER, &args).ok().json();
+    let running = r["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["status"] == "running")
+        .count();
+    assert_eq!(running, NODES, "{r}");
     let cut = NODES - 1;
-    assert!(runs_here(&sh, &nodes[cut].dir, "princeton.probe"));
+    let cut_dir = nodes[cut].dir.clone();
+    assert!(runs_here(&sh, &cut_dir, "princeton.probe"));
+    assert!(runs_here(&sh, &cut_dir, "princeton.bobweb"));
 
-    // The last node's link goes down; alice is revoked on the other side.
+    // The last node's link goes down; on the other side alice is revoked and bob deletes
+    // his slice (the delete needs no answer from the node that is cut off).
     hosts.link(FIRST_NODE + cut, false);
     sh.run(&[
         "authority",
@@ -499,30 +529,59 @@ fn a_node_cut_off_during_a_revocation_stops_the_revoked_sliver_after_the_heal() 
         &["authority", "publish", "alice.rev", "--bootstrap", &boot],
     )
     .ok();
+    let mut args = vec!["slice", "delete", "princeton.bobweb", "--bootstrap", &boot];
+    args.extend(as_bob);
+    sh.run_on(&hosts, RESEARCHER, &args).ok();
+    let gone = |dir: &str| {
+        !runs_here(&sh, dir, "princeton.probe") && !runs_here(&sh, dir, "princeton.bobweb")
+    };
     for n in &nodes[..cut] {
         wait(
-            "the revoked sliver to stop on the connected side",
+            "the revoked and deleted slivers to stop on the connected side",
             30,
-            || (!runs_here(&sh, &n.dir, "princeton.probe")).then_some(()),
+            || gone(&n.dir).then_some(()),
         );
     }
-    // Cut off, the node has not heard.
+    // Cut off, the node has heard of neither.
     std::thread::sleep(std::time::Duration::from_secs(2));
     assert!(
-        runs_here(&sh, &nodes[cut].dir, "princeton.probe"),
-        "the node that was cut off heard of the revocation through a link that was down"
+        runs_here(&sh, &cut_dir, "princeton.probe") && runs_here(&sh, &cut_dir, "princeton.bobweb"),
+        "the node that was cut off heard through a link that was down"
     );
+    let entries_at_heal = own_status(&sh, &cut_dir)["ledger_entries"]
+        .as_u64()
+        .unwrap();
 
-    // The link comes back: the node catches up and stops the sliver.
+    // The link comes back: the node catches up and stops both slivers, and its witnesses
+    // replicate and cosign what it logged since.
     hosts.link(FIRST_NODE + cut, true);
     let healed = Instant::now();
-    wait("the revoked sliver to stop after the heal", 60, || {
-        (!runs_here(&sh, &nodes[cut].dir, "princeton.probe")).then_some(())
-    });
+    wait(
+        "the revoked and deleted slivers to stop after the heal",
+        60,
+        || gone(&cut_dir).then_some(()),
+    );
     eprintln!(
-        "revoked sliver stopped on the node that was cut off {:?} after the heal",
+        "revoked and deleted slivers stopped on the node that was cut off {:?} after the heal",
         healed.elapsed()
     );
+    wait("the node's log since the heal to be cosigned", 60, || {
+        let s = own_status(&sh, &cut_dir);
+        (s["ledger_entries"].as_u64().unwrap() > entries_at_heal
+            && s["cosignatures"].as_u64().unwrap() >= 1)
+            .then_some(())
+    });
+    eprintln!(
+        "its log cosigned past the partition {:?} after the heal",
+        healed.elapsed()
+    );
+}
+
+/// The owner's view of the node in `dir` (`node status --json`).
+fn own_status(sh: &Shell, dir: &str) -> serde_json::Value {
+    sh.run(&["node", "status", "--dir", dir, "--json"])
+        .ok()
+        .json()
 }
 
 /// How long `audit verify` of `bench.bundle` takes (the last step of a complaint).
