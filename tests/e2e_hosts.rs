@@ -31,7 +31,10 @@ const VICTIM_PORT: u16 = 9000;
 /// A TCP server on the victim's host that logs who connected (answers `ok`).
 fn victim(hosts: &Hosts) -> Arc<Mutex<Vec<SocketAddr>>> {
     let bind = format!("{}:{VICTIM_PORT}", hosts.ip(VICTIM));
-    let listener = hosts.within(VICTIM, move || TcpListener::bind(bind).unwrap());
+    let listener = hosts
+        .within(VICTIM, move || TcpListener::bind(bind))
+        .unwrap()
+        .unwrap();
     let seen = Arc::new(Mutex::new(vec![]));
     let s = seen.clone();
     std::thread::spawn(move || {
@@ -213,7 +216,7 @@ fn verify_and_tamper(sh: &Shell, bundle: &str) -> serde_json::Value {
 
 #[test]
 fn an_auditor_with_only_the_network_traces_a_complaint_to_the_person_even_when_the_node_is_dead() {
-    let hosts = Hosts::new(NODES + 3);
+    let hosts = Hosts::new(FIRST_NODE + NODES).unwrap_or_else(|e| panic!("{e}"));
     let sh = Shell::new();
     setup(&sh, &hosts);
     let seen = victim(&hosts);
@@ -364,7 +367,7 @@ fn get(hosts: &Hosts, url: &str) -> Option<(String, SocketAddr)> {
 
 #[test]
 fn a_slice_serves_the_same_port_on_every_node_and_an_inbound_flow_is_traced() {
-    let hosts = Hosts::new(NODES + 3);
+    let hosts = Hosts::new(FIRST_NODE + NODES).unwrap_or_else(|e| panic!("{e}"));
     let sh = Shell::new();
     setup(&sh, &hosts);
     let nodes = federation(&sh, &hosts, NODES);
@@ -451,7 +454,7 @@ fn runs_here(sh: &Shell, dir: &str, slice: &str) -> bool {
 
 #[test]
 fn a_node_cut_off_catches_up_on_a_revocation_a_delete_and_its_witnesses_after_the_heal() {
-    let hosts = Hosts::new(FIRST_NODE + NODES);
+    let hosts = Hosts::new(FIRST_NODE + NODES).unwrap_or_else(|e| panic!("{e}"));
     let sh = Shell::new();
     setup(&sh, &hosts);
     sh.user("princeton", "princeton.bob");
@@ -509,7 +512,7 @@ fn a_node_cut_off_catches_up_on_a_revocation_a_delete_and_its_witnesses_after_th
 
     // The last node's link goes down; on the other side alice is revoked and bob deletes
     // his slice (the delete needs no answer from the node that is cut off).
-    hosts.link(FIRST_NODE + cut, false);
+    hosts.link(FIRST_NODE + cut, false).unwrap();
     sh.run(&[
         "authority",
         "revoke",
@@ -554,7 +557,7 @@ fn a_node_cut_off_catches_up_on_a_revocation_a_delete_and_its_witnesses_after_th
 
     // The link comes back: the node catches up and stops both slivers, and its witnesses
     // replicate and cosign what it logged since.
-    hosts.link(FIRST_NODE + cut, true);
+    hosts.link(FIRST_NODE + cut, true).unwrap();
     let healed = Instant::now();
     wait(
         "the revoked and deleted slivers to stop after the heal",
@@ -695,7 +698,7 @@ fn bench_real_hosts() {
     }
 
     for n in [10usize, 30] {
-        let hosts = Hosts::new(FIRST_NODE + n);
+        let hosts = Hosts::new(FIRST_NODE + n).unwrap_or_else(|e| panic!("{e}"));
         let sh = Shell::new();
         setup(&sh, &hosts);
         let seen = victim(&hosts);

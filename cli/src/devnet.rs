@@ -3,7 +3,10 @@
 //! and an auditor tracing one of its connections back to the researcher.
 //!
 //! Every step runs the real `slicefed` binary as a user would, and prints the command, so
-//! the tour doubles as a tutorial.
+//! the tour doubles as a tutorial. With `--hosts` (Linux, root) every node, the researcher,
+//! the auditor and the outside server get a network namespace and an address of their own
+//! (`crate::hosts`): the server's log then names a different source address per node, and
+//! the auditor traces a connection with nothing but the network.
 
 use crate::util::say;
 use anyhow::{Context, Result, anyhow, bail};
@@ -38,7 +41,20 @@ pub struct DevnetArgs {
     /// slice running, then idle.
     #[arg(long, default_value = "60s", value_parser = crate::util::parse_duration)]
     traffic_window: u64,
+    /// Give every node, the researcher (this process), the auditor and the outside server a
+    /// network namespace and address of its own on a bridge (Linux; needs root and
+    /// iproute2): separate hosts instead of one loopback.
+    #[arg(long)]
+    hosts: bool,
 }
+
+/// With `--hosts`: which host is whose (node `i`, from 1, is on host `FIRST_NODE + i - 1`).
+const RESEARCHER_HOST: usize = 0;
+const AUDITOR_HOST: usize = 1;
+const SERVER_HOST: usize = 2;
+const FIRST_NODE_HOST: usize = 3;
+/// The outside server's port with `--hosts`.
+const SERVER_PORT: u16 = 9000;
 
 struct Nodes(Vec<Child>);
 impl Drop for Nodes {
@@ -54,6 +70,8 @@ struct Tour {
     exe: PathBuf,
     dir: PathBuf,
     step: usize,
+    /// The auditor's network namespace, with `--hosts`.
+    auditor_ns: Option<String>,
 }
 
 impl Tour {
@@ -64,8 +82,23 @@ impl Tour {
 
     /// Runs `slicefed ARGS` in the devnet directory, shows the command and its output.
     fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Result<String> {
-        say!("$ slicefed {}", args.join(" "));
-        let mut cmd = Command::new(&self.exe);
+        self.run_in(None, args, env)
+    }
+
+    /// [`Tour::run`] in the network namespace `ns` (a host of `--hosts`), or here.
+    fn run_in(&self, ns: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Result<String> {
+        let mut cmd = match ns {
+            Some(ns) => {
+                say!("$ ip netns exec {ns} slicefed {}", args.join(" "));
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&self.exe);
+                c
+            }
+            None => {
+                say!("$ slicefed {}", args.join(" "));
+                Command::new(&self.exe)
+            }
+        };
         cmd.args(args).current_dir(&self.dir);
         for (k, v) in env {
             cmd.env(k, v);
@@ -85,18 +118,37 @@ impl Tour {
     }
 
     fn json(&self, args: &[&str], env: &[(&str, &str)]) -> Result<serde_json::Value> {
+        self.json_in(None, args, env)
+    }
+
+    fn json_in(
+        &self,
+        ns: Option<&str>,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<serde_json::Value> {
         let mut a = args.to_vec();
         // Before any `--`: what follows it belongs to the slivers.
         let at = a.iter().position(|x| *x == "--").unwrap_or(a.len());
         a.insert(at, "--json");
-        let out = self.run(&a, env)?;
+        let out = self.run_in(ns, &a, env)?;
         serde_json::from_str(&out).context("reading the command's JSON")
     }
 }
 
-/// The victim: a TCP service that logs who connected (address and source port).
-fn victim() -> Result<(SocketAddr, Arc<Mutex<Vec<SocketAddr>>>)> {
-    let l = TcpListener::bind("127.0.0.1:0")?;
+/// The victim: a TCP service that logs who connected (address and source port), on
+/// loopback or on its own host.
+fn victim(
+    hosts: Option<&crate::hosts::Hosts>,
+) -> Result<(SocketAddr, Arc<Mutex<Vec<SocketAddr>>>)> {
+    let l = match hosts {
+        Some(h) => {
+            let at = format!("{}:{SERVER_PORT}", h.ip(SERVER_HOST));
+            h.within(SERVER_HOST, move || TcpListener::bind(at))
+                .map_err(|e| anyhow!("{e}"))??
+        }
+        None => TcpListener::bind("127.0.0.1:0")?,
+    };
     let addr = l.local_addr()?;
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s = seen.clone();
@@ -155,16 +207,41 @@ pub fn devnet(a: DevnetArgs) -> Result<ExitCode> {
         }
     };
     let exe = std::env::current_exe().context("finding the slicefed binary")?;
+    // Hosts first, before any thread starts: this process becomes the researcher's host,
+    // and the commands it runs start there (a thread's namespace is inherited).
+    let hosts = if a.hosts {
+        let h = crate::hosts::Hosts::new(FIRST_NODE_HOST + a.nodes)
+            .map_err(|e| anyhow!("devnet --hosts: {e}"))?;
+        h.enter(RESEARCHER_HOST)
+            .map_err(|e| anyhow!("devnet --hosts: {e}"))?;
+        Some(h)
+    } else {
+        None
+    };
     let mut t = Tour {
         exe,
         dir: dir.clone(),
         step: 0,
+        auditor_ns: hosts.as_ref().map(|h| h.ns(AUDITOR_HOST).to_string()),
     };
-    say!(
-        "slicefed devnet: a federation of {} nodes on loopback, in {}",
-        a.nodes,
-        dir.display()
-    );
+    match &hosts {
+        Some(h) => say!(
+            "slicefed devnet: a federation of {} nodes, each on a host of its own ({}.{}-{}), in {}\n  the researcher (this shell's commands) is on {}, the auditor on {}, an outside server on {}",
+            a.nodes,
+            crate::hosts::SUBNET,
+            10 + FIRST_NODE_HOST,
+            10 + FIRST_NODE_HOST + a.nodes - 1,
+            dir.display(),
+            h.ip(RESEARCHER_HOST),
+            h.ip(AUDITOR_HOST),
+            h.ip(SERVER_HOST)
+        ),
+        None => say!(
+            "slicefed devnet: a federation of {} nodes on loopback, in {}",
+            a.nodes,
+            dir.display()
+        ),
+    }
 
     t.step("Two authorities vouch for their people and machines");
     let mut roots = vec![];
@@ -182,10 +259,17 @@ pub fn devnet(a: DevnetArgs) -> Result<ExitCode> {
         ));
     }
     // Everything runs on this machine's loopback, so the owners open it to slivers; a node
-    // on a real network keeps its machine and LAN closed (the default).
-    policy.push_str(
-        "# The devnet runs on loopback: slivers may reach it (closed by default).\n[local]\nallow = [\"tcp:127.0.0.0/8:*\", \"udp:127.0.0.0/8:*\"]\n",
-    );
+    // on a real network keeps its machine and LAN closed (the default). On hosts, only the
+    // outside server's port (a private address too) is opened.
+    match &hosts {
+        Some(h) => policy.push_str(&format!(
+            "# The outside server is on a private address: opened to slivers (closed by default).\n[local]\nallow = [\"tcp:{}/32:{SERVER_PORT}\"]\n",
+            h.ip(SERVER_HOST)
+        )),
+        None => policy.push_str(
+            "# The devnet runs on loopback: slivers may reach it (closed by default).\n[local]\nallow = [\"tcp:127.0.0.0/8:*\", \"udp:127.0.0.0/8:*\"]\n",
+        ),
+    }
     std::fs::write(dir.join("trust.toml"), policy)?;
     say!(
         "  wrote trust.toml: each node owner trusts princeton and mit, and opens loopback to slivers"
@@ -219,7 +303,16 @@ pub fn devnet(a: DevnetArgs) -> Result<ExitCode> {
             ],
             &[],
         )?;
-        let mut cmd = Command::new(&t.exe);
+        let (mut cmd, listen) = match &hosts {
+            Some(h) => {
+                let host = FIRST_NODE_HOST + i - 1;
+                (
+                    h.command(host, &t.exe),
+                    format!("/ip4/{}/tcp/4001", h.ip(host)),
+                )
+            }
+            None => (Command::new(&t.exe), "/ip4/127.0.0.1/tcp/0".to_string()),
+        };
         cmd.current_dir(&dir)
             .args([
                 "node",
@@ -229,7 +322,7 @@ pub fn devnet(a: DevnetArgs) -> Result<ExitCode> {
                 "--cert",
                 &format!("{ndir}/node.cert"),
             ])
-            .args(["--trust", "trust.toml", "--listen", "/ip4/127.0.0.1/tcp/0"])
+            .args(["--trust", "trust.toml", "--listen", &listen])
             .args([
                 "--advert-interval",
                 "1s",
@@ -320,10 +413,10 @@ pub fn devnet(a: DevnetArgs) -> Result<ExitCode> {
     }
 
     t.step("alice deploys a measurement slice on every node; it probes a server outside");
-    let (victim_addr, seen) = victim()?;
+    let (victim_addr, seen) = victim(hosts.as_ref())?;
     say!("  (a server outside the federation listens on {victim_addr} and logs who connects)");
     std::fs::write(dir.join("prober.wasm"), slicefed_sandbox::guests::PROBER)?;
-    let connect = format!("tcp:127.0.0.1/32:{}", victim_addr.port());
+    let connect = format!("tcp:{}/32:{}", victim_addr.ip(), victim_addr.port());
     let target = victim_addr.to_string();
     let created = t.json(
         &[
@@ -415,12 +508,36 @@ pub fn devnet(a: DevnetArgs) -> Result<ExitCode> {
         "  the server's owner reports: a connection from {incident} to {victim_addr}. Who was it?"
     );
     let ledgers: Vec<String> = (1..=a.nodes).map(|i| format!("node{i}")).collect();
-    let mut args: Vec<&str> = vec!["audit", "who", "--remote", &target, "--local-port"];
-    let port = incident.port().to_string();
-    args.push(&port);
-    args.extend(["--bundle-out", "incident.bundle", "--ledger"]);
-    args.extend(ledgers.iter().map(String::as_str));
-    let who = t.json(&args, &[])?;
+    let source = incident.to_string();
+    let who = match &t.auditor_ns {
+        // On hosts, the auditor has nothing but the network: the source address names the
+        // node, whose log (or its witnesses' copy) comes over the wire.
+        Some(ns) => {
+            say!("  (the auditor, on a host of its own, reads no node's disk)");
+            t.json_in(
+                Some(ns),
+                &[
+                    "audit",
+                    "who",
+                    "--remote",
+                    &target,
+                    "--source",
+                    &source,
+                    "--bundle-out",
+                    "incident.bundle",
+                ],
+                &env,
+            )?
+        }
+        None => {
+            let mut args: Vec<&str> = vec!["audit", "who", "--remote", &target, "--local-port"];
+            let port = incident.port().to_string();
+            args.push(&port);
+            args.extend(["--bundle-out", "incident.bundle", "--ledger"]);
+            args.extend(ledgers.iter().map(String::as_str));
+            t.json(&args, &[])?
+        }
+    };
     let field = |v: &serde_json::Value, k: &str| v.get(k).cloned().unwrap_or_default();
     if field(&who, "user") != "princeton.alice" || field(&who, "slice") != "princeton.probe" {
         bail!("the trace did not lead to princeton.alice: {who}");
@@ -444,6 +561,16 @@ pub fn devnet(a: DevnetArgs) -> Result<ExitCode> {
     say!("\n== The federation is yours. In another shell:");
     say!("  cd {}", dir.display());
     say!("  export SLICEFED_BOOTSTRAP={bootstrap}");
+    if let Some(h) = &hosts {
+        say!(
+            "  export SLICEFED_RESEARCHER_NS={} SLICEFED_AUDITOR_NS={}",
+            h.ns(RESEARCHER_HOST),
+            h.ns(AUDITOR_HOST)
+        );
+        say!(
+            "  (the nodes are reached from those hosts only: prefix commands with `ip netns exec $SLICEFED_RESEARCHER_NS`)"
+        );
+    }
     say!("  slicefed nodes list");
     say!("  slicefed slice status princeton.probe");
     say!("  slicefed slice logs princeton.probe --node princeton.node1 --key princeton.alice.key");

@@ -13,6 +13,7 @@ mod audit_net;
 mod audit_who;
 mod devnet;
 mod files;
+mod hosts;
 mod node_cmds;
 mod slice_cmds;
 mod sliver_cmds;

@@ -7,6 +7,8 @@
     clippy::indexing_slicing
 )]
 
+/// The hosts harness is the CLI's own (`slicefed devnet --hosts` uses it too).
+#[path = "../../cli/src/hosts.rs"]
 pub mod hosts;
 
 use std::io::{BufRead, BufReader};

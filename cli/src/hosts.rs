@@ -4,9 +4,13 @@
 //! source address; nobody reads another's disk through the network).
 //!
 //! Made with iproute2 (`ip netns`, veth, bridge), which needs root. Where namespaces cannot
-//! be made, `Hosts::new` panics with one line saying why: these tests never skip silently.
-//! Every namespace and link is the harness's own (names carry the test process's id), and
-//! addresses are in 10.213.0.0/24 inside them, reachable from nowhere else.
+//! be made, `Hosts::new` says why in one line (`slicefed devnet --hosts` fails with it, the
+//! tests panic with it: they never skip silently). Every namespace and link is this
+//! process's own (names carry its id), and addresses are in 10.213.0.0/24 inside them,
+//! reachable from nowhere else.
+//!
+//! Used by `slicefed devnet --hosts` and, through `#[path]`, by the end-to-end tests
+//! (`tests/common`): one harness, not two.
 
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -57,15 +61,15 @@ fn sweep_stale() {
 }
 
 impl Hosts {
-    /// `count` hosts (at most 200), `SUBNET.(10 + i)` each, on one bridge.
-    pub fn new(count: usize) -> Hosts {
-        assert!(count <= 200);
-        match Hosts::make(count) {
-            Ok(h) => h,
-            Err(why) => panic!(
-                "cannot make network namespaces for the hosts test (it needs root and iproute2): {why}"
-            ),
+    /// `count` hosts (at most 200), `SUBNET.(10 + i)` each, on one bridge; or why they
+    /// cannot be made (root and iproute2 are needed).
+    pub fn new(count: usize) -> Result<Hosts, String> {
+        if count > 200 {
+            return Err(format!("{count} hosts, at most 200"));
         }
+        Hosts::make(count).map_err(|why| {
+            format!("cannot make network namespaces (root and iproute2 are needed): {why}")
+        })
     }
 
     fn make(count: usize) -> Result<Hosts, String> {
@@ -107,21 +111,22 @@ impl Hosts {
         format!("{SUBNET}.{}", 10 + i)
     }
 
-    /// Host `i`'s namespace.
+    /// Host `i`'s namespace (empty past the last host).
     pub fn ns(&self, i: usize) -> &str {
-        &self.names[i]
+        self.names.get(i).map_or("", String::as_str)
     }
 
     /// `program` to run on host `i` (`ip netns exec` execs it, so the child's pid is the
     /// program's own: killing the child kills the program).
-    pub fn command(&self, i: usize, program: &str) -> Command {
+    pub fn command(&self, i: usize, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", self.ns(i), program]);
+        c.args(["netns", "exec", self.ns(i)]).arg(program);
         c
     }
 
     /// Cuts host `i` off the bridge (`false`) or plugs it back (`true`): a partition.
-    pub fn link(&self, i: usize, up: bool) {
+    #[allow(dead_code, reason = "the partition tests use it; devnet does not")]
+    pub fn link(&self, i: usize, up: bool) -> Result<(), String> {
         let port = format!("p{i}");
         ip(&[
             "-n",
@@ -131,25 +136,39 @@ impl Hosts {
             &port,
             if up { "up" } else { "down" },
         ])
-        .unwrap();
     }
 
-    /// Runs `f` on a thread inside host `i`'s namespace: sockets it makes belong to that
-    /// host (a server the test itself runs, like the victim).
-    pub fn within<T: Send + 'static>(&self, i: usize, f: impl FnOnce() -> T + Send + 'static) -> T {
+    /// Moves the calling thread into host `i`'s network namespace: sockets it makes, and
+    /// processes and threads it starts from then on, belong to that host.
+    pub fn enter(&self, i: usize) -> Result<(), String> {
         let path = format!("/run/netns/{}", self.ns(i));
+        let file = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+        rustix::thread::move_into_link_name_space(
+            std::os::fd::AsFd::as_fd(&file),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .map_err(|e| format!("setns into {path}: {e}"))
+    }
+
+    /// Runs `f` on a new thread inside host `i`'s namespace (a server of the caller's own,
+    /// like the victim, whose socket then belongs to that host).
+    pub fn within<T: Send + 'static>(
+        &self,
+        i: usize,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, String> {
+        let path = format!("/run/netns/{}", self.ns(i));
+        let file = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
         std::thread::spawn(move || {
-            let file = std::fs::File::open(&path).unwrap();
-            // Changes only this thread's network namespace.
             rustix::thread::move_into_link_name_space(
                 std::os::fd::AsFd::as_fd(&file),
                 Some(rustix::thread::LinkNameSpaceType::Network),
             )
-            .unwrap_or_else(|e| panic!("setns into {path}: {e}"));
-            f()
+            .map_err(|e| format!("setns into {path}: {e}"))?;
+            Ok(f())
         })
         .join()
-        .unwrap()
+        .map_err(|_| "the thread in the namespace panicked".to_string())?
     }
 }
 
