@@ -411,6 +411,19 @@ fn a_slice_serves_the_same_port_on_every_node_and_an_inbound_flow_is_traced() {
         served.push((i, client));
     }
     eprintln!("100 requests over 5 nodes: {:?}", started.elapsed());
+    // Every node's log holds its 20 inbound flows, as its owner sees them.
+    for n in &nodes {
+        wait("the inbound flows counted on every node", 30, || {
+            let s = own_status(&sh, &n.dir);
+            let flows: u64 = s["slivers"]
+                .as_array()?
+                .iter()
+                .filter(|v| v["slice"] == "princeton.web")
+                .filter_map(|v| v["flows"].as_u64())
+                .sum();
+            (flows >= 20).then_some(())
+        });
+    }
 
     // A client complains about what node i served it: the inbound flow is in that node's
     // log, attributed to the slice and its holder.

@@ -542,6 +542,9 @@ pub const CREDENTIAL_RETRY_MS: u64 = 600_000;
 
 /// Members a restarting node reconciles with at once before it restores.
 const RESTORE_ASKED: usize = 2 * RESTORE_QUORUM;
+/// Least time between two reconciliations a node out of touch starts as connections to
+/// members come back (a healed partition reconnects to many at once).
+const RETURN_RECONCILE_GAP_MS: u64 = 1_000;
 
 /// Whether `now` says something `prev` did not, enough to advertise again: health, SWIM
 /// identity, a quarter more or fewer slivers (at least one), or a tenth of the memory.
@@ -588,6 +591,9 @@ pub struct Node {
     /// When the last periodic reconciliation was asked, and of whom.
     last_reconcile_ms: Option<u64>,
     reconcile_after: Option<PublicKey>,
+    /// When a member last answered a reconciliation (equal sets or fingerprints): a node
+    /// that heard no answer for two periods was out of touch (a partition, an outage).
+    last_caught_up_ms: Option<u64>,
     /// Members' keys in order (the turn of reconciliations walks them).
     member_keys: BTreeSet<PublicKey>,
     ticks: u64,
@@ -641,6 +647,7 @@ impl Node {
             advertised: None,
             adverts_sent: 0,
             last_reconcile_ms: None,
+            last_caught_up_ms: None,
             reconcile_after: None,
             member_keys: BTreeSet::new(),
             ticks: 0,
@@ -802,11 +809,37 @@ impl Node {
             .credential_refused
             .get(&peer)
             .is_some_and(|at| self.now_ms.saturating_sub(*at) < CREDENTIAL_RETRY_MS);
-        if self.core.members().contains_key(&peer) || asking || refused_lately {
+        if self.core.members().contains_key(&peer) {
+            return self.reconcile_on_return(peer, out);
+        }
+        if asking || refused_lately {
             return;
         }
         let events = self.swim.hello(peer);
         self.swim_events(self.now_ms, events, out);
+    }
+
+    /// A connection to a member opened while this node was out of touch (no reconciliation
+    /// answered for two periods: a partition, an outage): that member is asked at once
+    /// instead of at the next turn, so what this node missed (revocations, deletes)
+    /// arrives one round trip after the link heals. At most one such ask a second; a
+    /// restart's catch-up has its own (`restore_asks`).
+    fn reconcile_on_return(&mut self, member: PublicKey, out: &mut Vec<Effect>) {
+        let now_ms = self.now_ms;
+        let out_of_touch = self
+            .last_caught_up_ms
+            .is_none_or(|t| now_ms.saturating_sub(t) > 2 * crate::core::RECONCILE_EVERY_MS);
+        let asked_lately = self
+            .last_reconcile_ms
+            .is_some_and(|t| now_ms.saturating_sub(t) < RETURN_RECONCILE_GAP_MS);
+        if self.restoring.is_some() || !out_of_touch || asked_lately {
+            return;
+        }
+        self.last_reconcile_ms = Some(now_ms);
+        let request = Request::RevocationPrints {
+            unless: Some(self.core.revocation_digest()),
+        };
+        self.ask(member, request, Asked::Prints { member }, out);
     }
 
     /// Whether this node is still catching up after its start (its saved slivers wait).
@@ -1256,6 +1289,9 @@ impl Node {
                 _ => self.credential_refused(now_ms, node),
             },
             Some(Asked::Prints { member }) => {
+                if matches!(response, Response::HeldSame | Response::RevocationPrints(_)) {
+                    self.last_caught_up_ms = Some(now_ms);
+                }
                 let Response::RevocationPrints(theirs) = response else {
                     // `HeldSame` answers a periodic reconciliation: nothing to fetch. It is
                     // not a restart's catch-up, though: the digest covers only what has

@@ -1296,3 +1296,102 @@ fn a_stranger_that_keeps_connecting_gets_one_hello_until_its_refusal_expires() {
         1
     );
 }
+
+/// The reconciliations (`RevocationPrints`) in `effects`, by whom they ask.
+fn reconciliations(effects: &[Effect]) -> Vec<PublicKey> {
+    effects
+        .iter()
+        .filter_map(|x| match x {
+            Effect::Send {
+                to,
+                request: Request::RevocationPrints { .. },
+                ..
+            } => Some(*to),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_node_out_of_touch_reconciles_as_soon_as_a_member_reconnects_and_no_faster() {
+    let mut m = machine(9);
+    let mut now = NOW;
+    m.handle(
+        now,
+        Input::Restart {
+            saved: vec![],
+            logged: BTreeMap::new(),
+        },
+    );
+    run_ticks(
+        &mut m,
+        &mut now,
+        RESTORE_LISTEN_TICKS as usize + 2,
+        &[4, 5, 6],
+    );
+    assert!(!m.restoring());
+    // In touch: a member's new connection is nothing to act on.
+    let e = m.handle(
+        now + 1,
+        Input::Connected {
+            peer: key(5).public(),
+        },
+    );
+    assert!(reconciliations(&e).is_empty(), "{e:?}");
+
+    // A partition: for three periods no reconciliation is answered.
+    let period = crate::core::RECONCILE_EVERY_MS / TICK;
+    for _ in 0..(3 * period) {
+        now += TICK;
+        let e = m.handle(now, Input::Tick { log_size: 0 });
+        for x in &e {
+            if let Effect::Send {
+                token: Some(token),
+                request: Request::RevocationPrints { .. },
+                ..
+            } = x
+            {
+                m.handle(now, Input::NoAnswer { token: *token });
+            }
+        }
+    }
+    // The link heals: the first member to reconnect is asked at once, and the missed
+    // revocation arrives from it.
+    now += 10;
+    let e = m.handle(
+        now,
+        Input::Connected {
+            peer: key(4).public(),
+        },
+    );
+    assert_eq!(reconciliations(&e), vec![key(4).public()]);
+    let user = user_cert(&key(1), &key(3), "princeton.alice", "princeton.*").unwrap();
+    let revocation = slicefed_trust::fixtures::revocation_file(
+        &key(1),
+        &Credential::new(user, []),
+        "stolen laptop",
+        T0,
+    )
+    .unwrap();
+    let before = m.core().revocation_prints();
+    let mut held = before.clone();
+    let range = usize::from(crate::core::revocation_id(&revocation).unwrap().0[0]);
+    held[range] ^= 0x55;
+    serve(&mut m, now, &e, &mut holder_of(held, revocation.clone()));
+    assert_ne!(
+        m.core().revocation_prints(),
+        before,
+        "the revocation missed during the partition is held"
+    );
+    // Members reconnecting all at once (or one flapping its connection) add at most one
+    // ask a second, and none once it is in touch again.
+    for t in 1..50 {
+        let e = m.handle(
+            now + t,
+            Input::Connected {
+                peer: key(5).public(),
+            },
+        );
+        assert!(reconciliations(&e).is_empty(), "connection {t}: {e:?}");
+    }
+}
