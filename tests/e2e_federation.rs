@@ -398,6 +398,8 @@ fn an_incident_is_traced_from_the_victims_side_and_a_dead_nodes_log_comes_back_f
         observed.port().to_string(),
         "--bundle-out".into(),
         "incident.bundle".into(),
+        "--trust".into(),
+        "trust.toml".into(),
         "--json".into(),
         "--ledger".into(),
     ];

@@ -137,6 +137,8 @@ fn every_file_reading_verb_refuses_hostile_files_with_one_line_and_writes_nothin
                 "127.0.0.1:80",
                 "--ledger",
                 &f,
+                "--trust",
+                "trust.toml",
                 "--bundle-out",
                 "never.bundle",
             ],

@@ -42,6 +42,8 @@ fn victim(hosts: &Hosts) -> Arc<Mutex<Vec<SocketAddr>>> {
             if let Ok(peer) = c.peer_addr() {
                 s.lock().unwrap().push(peer);
             }
+            // A silent client must not stall the server for the others.
+            let _ = c.set_read_timeout(Some(std::time::Duration::from_secs(2)));
             let mut line = String::new();
             let _ = BufReader::new(&c).read_line(&mut line);
             let _ = c.write_all(b"ok\n");
@@ -162,6 +164,8 @@ fn audit(
         boot,
         "--bundle-out",
         bundle,
+        "--trust",
+        "trust.toml",
         "--json",
     ];
     let mut last = String::new();

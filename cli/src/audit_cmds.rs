@@ -84,6 +84,10 @@ pub struct WhoArgs {
     /// behind `--source` gives its log, or its witnesses do when it is dead or refuses.
     #[arg(long, env = "SLICEFED_BOOTSTRAP", value_delimiter = ',')]
     pub bootstrap: Vec<String>,
+    /// The auditor's trust policy: what is found is printed only once its proof bundle
+    /// verifies against it (the person named is the one the ticket chain proves).
+    #[arg(long, env = "SLICEFED_TRUST")]
+    pub trust: PathBuf,
     /// Write the proof bundle here.
     #[arg(long)]
     pub bundle_out: Option<PathBuf>,

@@ -47,7 +47,7 @@ pub struct Fetched {
 
 /// A member's first address that names the member itself (`/p2p/` its peer id): a lying
 /// member list cannot send the auditor's request for one node to another.
-fn dial(row: &MemberRow) -> Option<Multiaddr> {
+pub fn dial(row: &MemberRow) -> Option<Multiaddr> {
     row.addrs
         .iter()
         .filter_map(|a| a.parse::<Multiaddr>().ok())
@@ -95,9 +95,20 @@ fn ask_bootstrap(
     first.ok_or_else(|| anyhow!("{last}"))
 }
 
-/// Most holders of one address taken (a machine runs few nodes; a lying member could name
-/// many).
+/// Most holders of one address taken in all (a machine runs few nodes; lying members could
+/// name many).
 const MAX_HOLDERS: usize = 64;
+/// Most holders taken from one member's answer, so that one lying answer cannot fill the
+/// list and crowd out the others'.
+const MAX_HOLDERS_PER_ANSWER: usize = 4;
+
+/// The rows of one answer that name a node key, at most [`MAX_HOLDERS_PER_ANSWER`].
+fn plausible(rows: Vec<MemberRow>) -> Vec<MemberRow> {
+    rows.into_iter()
+        .filter(|r| PublicKey::parse(&r.peer_id).is_ok())
+        .take(MAX_HOLDERS_PER_ANSWER)
+        .collect()
+}
 /// Members asked who holds an address when the bootstrap node knows of none (it may have
 /// joined after the node in question died).
 const HOLDERS_ASKED: usize = 16;
@@ -109,10 +120,9 @@ const HOLDERS_ASKED: usize = 16;
 pub fn holders(bootstrap: &[String], ip: IpAddr, wide: bool) -> Result<Vec<MemberRow>> {
     let rt = runtime()?;
     let mut found = match ask_bootstrap(&rt, bootstrap, Request::AddressHolders { ip })? {
-        Response::Members(rows) => rows,
+        Response::Members(rows) => plausible(rows),
         other => bail!("unexpected answer to who holds {ip}: {other:?}"),
     };
-    found.truncate(MAX_HOLDERS);
     if !found.is_empty() && !wide {
         return Ok(found);
     }
@@ -129,7 +139,7 @@ pub fn holders(bootstrap: &[String], ip: IpAddr, wide: bool) -> Result<Vec<Membe
         .collect();
     rt.block_on(client::call_all(calls, ASK_TIMEOUT, |_, r| {
         if let Ok(Response::Members(rows)) = r {
-            for row in rows {
+            for row in plausible(rows) {
                 if !found.iter().any(|f| f.peer_id == row.peer_id) && found.len() < MAX_HOLDERS {
                     found.push(row);
                 }
@@ -205,19 +215,25 @@ pub fn fetch_log(bootstrap: &[String], origin_row: &MemberRow, dir: &Path) -> Re
     if origin_row.health != "departed"
         && let Some(addr) = dial(origin_row)
     {
-        match log_from_node(&rt, &addr, origin, vouched_size, deadline) {
-            Ok((bytes, cp, sigs)) => {
+        let got = log_from_node(&rt, &addr, origin, vouched_size, deadline).and_then(
+            |(bytes, cp, sigs)| {
+                write_file(&file, &bytes)?;
+                agrees_with_witnesses(&file, &cosigned)?;
+                Ok((cp, sigs))
+            },
+        );
+        match got {
+            Ok((cp, sigs)) => {
                 if let Some(cp) = cp {
                     add_cosigned(&mut cosigned, cp, sigs, &witnesses_ok);
                 }
-                write_file(&file, &bytes)?;
                 return Ok(Fetched {
                     file,
                     cosigned,
                     from: "the node itself".into(),
                 });
             }
-            Err(e) => why_not_node = e.to_string(),
+            Err(e) => why_not_node = format!("{e:#}"),
         }
     }
     // Its witnesses' replicas, the ones that vouched first.
@@ -249,6 +265,30 @@ pub fn fetch_log(bootstrap: &[String], origin_row: &MemberRow, dir: &Path) -> Re
         vouchers.len(),
         tried.join("; ")
     )
+}
+
+/// Whether the log in `file` is the history its witnesses vouched for: the same root at
+/// every size they cosigned. A node that serves another history of the same length (one
+/// without the flow) signed two histories, and its witnesses' copies are used instead.
+fn agrees_with_witnesses(
+    file: &Path,
+    vouched: &[(SignedCheckpoint, Vec<Cosignature>)],
+) -> Result<()> {
+    use slicefed_ledger::replay::{self, Depth};
+    let src = slicefed_ledger::source::LogSource::load(file)?;
+    let (recs, _) = src.records();
+    let r = replay::replay(src.origin, &recs, Depth::Hashes);
+    for (cp, _) in vouched.iter().filter(|(_, s)| !s.is_empty()) {
+        let size = cp.checkpoint.size;
+        match r.tree.root_at(size) {
+            Ok(root) if root == cp.checkpoint.root => {}
+            Ok(_) => bail!(
+                "its log differs from the one its witnesses hold at entry {size}: it signed two histories"
+            ),
+            Err(_) => bail!("its log ends before entry {size}, which its witnesses hold"),
+        }
+    }
+    Ok(())
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -461,6 +501,38 @@ mod tests {
         forged.checkpoint.size = 13;
         add_cosigned(&mut into, forged, vec![], &members);
         assert_eq!(into.len(), 1);
+    }
+
+    #[test]
+    fn a_log_that_is_not_the_history_its_witnesses_hold_is_refused() {
+        use slicefed_ledger::fixtures::flow;
+        use slicefed_ledger::{Ledger, LedgerOptions};
+        let dir = tempfile::tempdir().unwrap();
+        // The same node key, two histories of the same length: the one its witnesses
+        // hold, and the one it serves the auditor (without the flow).
+        let log = |name: &str, offset: u64| {
+            let l = Ledger::open(&dir.path().join(name), key(1), LedgerOptions::default()).unwrap();
+            l.append_all((0..5).map(|i| (i, flow(i + offset))).collect())
+                .unwrap();
+            let cp = l.checkpoint().unwrap();
+            let file = dir.path().join(format!("{name}.log"));
+            l.export(&file).unwrap();
+            (cp, file)
+        };
+        let (held, _) = log("held", 0);
+        let (_, served) = log("served", 100);
+        let vouched = |cp: &SignedCheckpoint| {
+            vec![(cp.clone(), vec![Cosignature::sign(&key(2), cp, 1).unwrap()])]
+        };
+        let (_, honest) = log("honest", 0);
+        assert!(agrees_with_witnesses(&honest, &vouched(&held)).is_ok());
+        let err = agrees_with_witnesses(&served, &vouched(&held)).unwrap_err();
+        assert!(err.to_string().contains("two histories"), "{err}");
+        // Shorter than what they hold: refused too.
+        let (mut longer, _) = log("longer", 0);
+        longer.checkpoint.size = 50;
+        let err = agrees_with_witnesses(&honest, &vouched(&longer)).unwrap_err();
+        assert!(err.to_string().contains("ends before"), "{err}");
     }
 
     #[test]

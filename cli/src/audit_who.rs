@@ -49,7 +49,6 @@ fn cosigned_of(source: &Path) -> Vec<(SignedCheckpoint, Vec<Cosignature>)> {
 
 struct Found {
     bundle: ProofBundle,
-    flow: FlowRecord,
 }
 
 fn search(
@@ -145,7 +144,7 @@ fn search(
         checkpoint,
         cosignatures,
     };
-    Ok(Some(Found { bundle, flow: f }))
+    Ok(Some(Found { bundle }))
 }
 
 pub fn who(a: WhoArgs) -> Result<ExitCode> {
@@ -177,68 +176,61 @@ pub fn who(a: WhoArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::FAILURE);
     };
-    let flow = &f.flow;
+    // Nothing is printed as a finding before the bundle verifies against the auditor's
+    // trust policy: the person named is the one the ticket chain proves, not what the
+    // node wrote (a node can log a creation entry naming anyone).
+    let policy = read_policy(&a.trust)?;
+    let bytes = f.bundle.to_bytes()?;
+    let facts = ProofBundle::from_bytes(&bytes)
+        .and_then(|b| b.verify(&policy))
+        .map_err(|e| {
+            anyhow!(
+                "the evidence found does not verify against {}: {e} (the node's log names a flow, but nothing it proves can be trusted)",
+                a.trust.display()
+            )
+        })?;
+    if let Some(out) = &a.bundle_out {
+        write_atomic(out, &bytes, 0o644, true)?;
+    }
+    let flow = &facts.flow;
     let flow_json = json!({
         "proto": format!("{:?}", flow.proto).to_lowercase(), "local": flow.local.to_string(),
         "remote": flow.remote.to_string(), "bytes_out": flow.bytes_out, "bytes_in": flow.bytes_in,
         "first": show_time(flow.first_ms / 1000), "last": show_time(flow.last_ms / 1000),
     });
-    let bytes = f.bundle.to_bytes()?;
-    if let Some(out) = &a.bundle_out {
-        write_atomic(out, &bytes, 0o644, true)?;
-    }
-    let node = f.bundle.origin().peer_id();
-    let witnesses: Vec<String> = f
-        .bundle
-        .cosignatures
-        .iter()
-        .map(|c| c.witness.peer_id())
-        .collect();
-    // Who is responsible, and what they asked to run, come from the SliverCreated entry
-    // (whose ticket chain the bundle proves), not from the flow entry's attribution, which
-    // the node alone wrote.
-    let (who, invocation) =
-        match slicefed_ledger::entry::Entry::decode(&f.bundle.created_leaf).map(|e| e.body) {
-            Ok(slicefed_ledger::EntryBody::SliverCreated {
-                who, invocation, ..
-            }) => (who, invocation),
-            _ => bail!("the sliver's creation entry does not decode"),
-        };
-    if who != flow.who {
-        eprintln!(
-            "note: the node's flow entry names {:?}, its creation entry {:?}; the creation entry (and its ticket) is the evidence",
-            flow.who, who
-        );
-    }
     if a.json {
         print_json(&json!({
-            "found": true, "node": node, "slice": who.slice, "sliver": who.sliver,
-            "user": who.user, "authority": who.authority, "flow": flow_json,
-            "witnesses": witnesses, "bundle": a.bundle_out, "evidence_from": evidence_from,
-            "invocation": invocation,
+            "found": true, "node": facts.node, "slice": facts.slice, "sliver": facts.sliver,
+            "user": facts.user, "authority": facts.authority, "root": facts.root,
+            "ticket": facts.ticket.to_hex(), "flow": flow_json,
+            "witnesses": facts.witnesses, "bundle": a.bundle_out,
+            "evidence_from": evidence_from, "invocation": facts.invocation,
         }))?;
     } else {
         say!(
-            "{} -> {} at {} was sliver {} of slice {} on node {node}",
+            "{} -> {} at {} was sliver {} of slice {} on node {}",
             flow.local,
             flow.remote,
             show_time(flow.first_ms / 1000),
-            who.sliver,
-            who.slice
+            facts.sliver,
+            facts.slice,
+            facts.node
         );
         say!(
-            "responsible: {} of authority {} ({} witness cosignature(s))",
-            who.user
+            "responsible: {} of authority {} (root {}), {} witness cosignature(s)",
+            facts
+                .user
                 .as_ref()
                 .map_or("(no person)".into(), |u| u.to_string()),
-            who.authority.as_ref().map_or("-".into(), |u| u.to_string()),
-            witnesses.len()
+            facts.authority,
+            facts.root,
+            facts.witnesses.len()
         );
-        say!("{}", describe_invocation(&invocation));
+        say!("{}", describe_invocation(&facts.invocation));
         say!("evidence from {evidence_from}");
         if let Some(out) = &a.bundle_out {
             say!(
-                "proof bundle -> {} (check it with `slicefed audit verify`)",
+                "proof bundle -> {} (anyone checks it with `slicefed audit verify`)",
                 out.display()
             );
         }
@@ -272,6 +264,9 @@ fn search_federation(a: &WhoArgs, at_ms: Option<u64>) -> Result<(Option<Found>, 
     let mut searched: Vec<String> = vec![];
     // The bootstrap node's answer first; if none of those logs holds the flow (it knew
     // nothing, or it lies), what other members say too.
+    // However the members answer, one complaint's search ends (each log has its own
+    // deadline too).
+    let search_deadline = std::time::Instant::now() + 2 * crate::audit_net::FETCH_DEADLINE;
     for wide in [false, true] {
         let mut holders = crate::audit_net::holders(&a.bootstrap, source.ip(), wide)?;
         if let Some(n) = &a.node {
@@ -279,6 +274,10 @@ fn search_federation(a: &WhoArgs, at_ms: Option<u64>) -> Result<(Option<Found>, 
         }
         holders.retain(|h| !searched.contains(&h.peer_id));
         for h in holders.iter().take(MAX_LOGS_FETCHED) {
+            if std::time::Instant::now() > search_deadline {
+                tried.push("the search ran out of time".into());
+                break;
+            }
             searched.push(h.peer_id.clone());
             let fetched = match crate::audit_net::fetch_log(&a.bootstrap, h, scratch.path()) {
                 Ok(f) => f,
@@ -372,11 +371,7 @@ pub fn fetch(origin: &str, bootstrap: &[String], out: &PathBuf, json: bool) -> R
         let Some(m) = members.iter().find(|m| m.peer_id == w.peer_id()) else {
             continue;
         };
-        let Some(addr) = m
-            .addrs
-            .iter()
-            .find_map(|a| a.parse::<libp2p::Multiaddr>().ok())
-        else {
+        let Some(addr) = crate::audit_net::dial(m) else {
             continue;
         };
         let deadline = std::time::Instant::now() + crate::audit_net::FETCH_DEADLINE;

@@ -161,6 +161,8 @@ fn victim(
                 v.push(peer);
             }
             let mut c = c;
+            // A silent client must not stall the server for the others.
+            let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
             let mut line = String::new();
             let _ = BufReader::new(&c).read_line(&mut line);
             let _ = c.write_all(b"measured\n");
@@ -525,6 +527,8 @@ pub fn devnet(a: DevnetArgs) -> Result<ExitCode> {
                     &source,
                     "--bundle-out",
                     "incident.bundle",
+                    "--trust",
+                    "trust.toml",
                 ],
                 &env,
             )?
@@ -533,7 +537,13 @@ pub fn devnet(a: DevnetArgs) -> Result<ExitCode> {
             let mut args: Vec<&str> = vec!["audit", "who", "--remote", &target, "--local-port"];
             let port = incident.port().to_string();
             args.push(&port);
-            args.extend(["--bundle-out", "incident.bundle", "--ledger"]);
+            args.extend([
+                "--bundle-out",
+                "incident.bundle",
+                "--trust",
+                "trust.toml",
+                "--ledger",
+            ]);
             args.extend(ledgers.iter().map(String::as_str));
             t.json(&args, &[])?
         }

@@ -90,6 +90,11 @@ pub struct RunArgs {
     /// Most bytes of all the logs this node keeps as a witness.
     #[arg(long, value_parser = parse_size, default_value = "16GiB")]
     replicas_quota: u64,
+    /// Where to serve the node's sensors (Prometheus text at http://ADDR/metrics), or
+    /// `off`. Loopback by default, on a port the system picks and writes to
+    /// DIR/metrics.addr; name a fixed one (e.g. 127.0.0.1:9464) for a Prometheus server.
+    #[arg(long, default_value = slicefed_peer::node::sensors::DEFAULT_METRICS_ADDR)]
+    metrics: String,
     /// Test only: sign a second, forged history head to show equivocation is caught.
     #[arg(long, hide = true)]
     test_equivocate: bool,
@@ -185,6 +190,12 @@ fn run(a: RunArgs) -> Result<ExitCode> {
     let mut config = NodeConfig::new(key, credential, policy, a.dir.clone());
     config.cache_dir = a.cache;
     config.listen = a.listen.iter().map(|s| addr(s)).collect::<Result<_>>()?;
+    config.metrics = match a.metrics.as_str() {
+        "off" => None,
+        at => Some(at.parse().map_err(|e| {
+            anyhow!("--metrics `{at}`: not an address like 127.0.0.1:9464, nor `off` ({e})")
+        })?),
+    };
     config.bootstrap = a
         .bootstrap
         .iter()

@@ -171,9 +171,14 @@ mod behaviour {
 /// Bytes on every connection of a swarm, counted by libp2p's bandwidth metrics on each
 /// muxed substream: every protocol's payload (gossipsub, RPC, identify, ping), but not the
 /// Noise and Yamux framing below them (a few percent more on the wire).
-pub struct WireBytes(prometheus_client::registry::Registry);
+pub struct WireBytes(std::sync::Arc<prometheus_client::registry::Registry>);
 
 impl WireBytes {
+    /// The registry the counters live in (the node's sensors serve it too).
+    pub fn registry(&self) -> std::sync::Arc<prometheus_client::registry::Registry> {
+        self.0.clone()
+    }
+
     /// (in, out) since the swarm was built.
     pub fn read(&self) -> (u64, u64) {
         let mut text = String::new();
@@ -326,7 +331,7 @@ pub fn swarm(key: &SecretKey) -> Result<(Swarm<Behaviour>, WireBytes), NetError>
         .map_err(|e| err(&e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
         .build();
-    Ok((swarm, WireBytes(registry)))
+    Ok((swarm, WireBytes(std::sync::Arc::new(registry))))
 }
 
 #[cfg(test)]

@@ -60,10 +60,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Semaphore, mpsc};
 
+use libp2p::metrics::Recorder as _;
 mod addrs;
 mod disk;
 mod reads;
 mod route;
+pub mod sensors;
 mod slivers;
 
 use addrs::*;
@@ -169,6 +171,8 @@ pub struct NodeConfig {
     pub replica_quota: u64,
     /// Bytes of all the replicas this node keeps as a witness.
     pub replicas_quota: u64,
+    /// Where the sensors (Prometheus text at `/metrics`) are served; none: not at all.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl NodeConfig {
@@ -193,6 +197,7 @@ impl NodeConfig {
             restore: true,
             replica_quota: crate::witness::DEFAULT_REPLICA_QUOTA,
             replicas_quota: crate::witness::DEFAULT_REPLICAS_QUOTA,
+            metrics: None,
         }
     }
 }
@@ -329,6 +334,8 @@ struct Daemon {
     departed: std::collections::VecDeque<(PeerId, Vec<Multiaddr>, u64)>,
     my_addrs: Vec<Multiaddr>,
     wire_bytes: Option<net::WireBytes>,
+    /// The sensors the loop sets and `/metrics` serves.
+    sensors: Option<sensors::Sensors>,
     traffic: Traffic,
     ticks: u64,
     started: Instant,
@@ -382,14 +389,39 @@ pub async fn run(
 ) -> Result<(), NodeError> {
     // Jobs and flow drains report here; a full channel only makes them wait.
     let (done_tx, mut done_rx) = mpsc::channel::<Done>(MAX_JOBS + 256);
-    let mut d = Daemon::open(&config, done_tx)?;
+    // The sensors first: the ledger's writer thread times its batches into them.
+    let mut registry = prometheus_client::registry::Registry::default();
+    let sensors = sensors::Sensors::new(&mut registry);
+    let append_seconds = sensors.append_seconds.clone();
+    let mut d = Daemon::open(&config, done_tx, append_seconds)?;
     // The owner's channel first: it must work however the public port is treated.
     let (admin_tx, mut admin_rx) = mpsc::channel::<AdminCall>(crate::admin::ADMIN_QUEUE);
     crate::admin::serve(&config.dir, admin_tx)
         .map_err(|e| NodeError::Setup(format!("the owner's admin socket: {e}")))?;
     let (mut swarm, wire_bytes) =
         net::swarm(&config.key).map_err(|e| NodeError::Net(e.to_string()))?;
+    let exposition = Arc::new(sensors::Exposition {
+        main: registry,
+        bandwidth: wire_bytes.registry(),
+    });
     d.wire_bytes = Some(wire_bytes);
+    d.sensors = Some(sensors);
+    if let Some(at) = config.metrics {
+        let local = sensors::serve(at, exposition)
+            .await
+            .map_err(|e| NodeError::Setup(format!("the sensors' address {at}: {e}")))?;
+        // Slivers may not reach it (a port of the node itself), and the owner's tools
+        // find it in the node's directory.
+        if let Ok(mut h) = d.host.write()
+            && !h.own_ports.contains(&local.port())
+        {
+            h.own_ports.push(local.port());
+        }
+        let _ = write_atomic(
+            &config.dir.join(sensors::METRICS_ADDR_FILE),
+            format!("{local}\n").as_bytes(),
+        );
+    }
     for l in &config.listen {
         swarm
             .listen_on(l.clone())
@@ -427,7 +459,17 @@ pub async fn run(
                 d.feed(&mut swarm, Input::Wake);
             }
             _ = reap.tick() => d.reap(&mut swarm),
-            ev = swarm.select_next_some() => match ev {
+            ev = swarm.select_next_some() => {
+                if let Some(s) = &d.sensors {
+                    s.libp2p.record(&ev);
+                    match &ev {
+                        SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => s.libp2p.record(e),
+                        SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => s.libp2p.record(e),
+                        SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => s.libp2p.record(e),
+                        _ => {}
+                    }
+                }
+                match ev {
                 SwarmEvent::NewListenAddr { address, .. } => {
                     if d.my_addrs.len() < MAX_ADDRS_PER_PEER {
                         d.my_addrs.push(address.clone());
@@ -480,6 +522,7 @@ pub async fn run(
                     }
                 }
                 _ => {}
+                }
             }
         }
     }
@@ -535,7 +578,11 @@ struct Submission {
 }
 
 impl Daemon {
-    fn open(config: &NodeConfig, done_tx: mpsc::Sender<Done>) -> Result<Daemon, NodeError> {
+    fn open(
+        config: &NodeConfig,
+        done_tx: mpsc::Sender<Done>,
+        append_seconds: prometheus_client::metrics::histogram::Histogram,
+    ) -> Result<Daemon, NodeError> {
         let me = config.key.public();
         let setup =
             |what: &str, e: &dyn std::fmt::Display| NodeError::Setup(format!("{what}: {e}"));
@@ -615,7 +662,7 @@ impl Daemon {
         // Saved slivers wait in the machine until it has caught up with members.
         let _ = node.handle(now_ms(), Input::Restart { saved, logged });
         let ledger = Arc::new(ledger);
-        let (writes, writer) = spawn_writer(ledger.clone(), done_tx.clone())
+        let (writes, writer) = spawn_writer(ledger.clone(), done_tx.clone(), append_seconds)
             .map_err(|e| setup("the ledger's writer thread", &e))?;
         let mut d = Daemon {
             key: SecretKey::from_seed(&config.key.seed()),
@@ -645,6 +692,7 @@ impl Daemon {
             departed: Default::default(),
             my_addrs: vec![],
             wire_bytes: None,
+            sensors: None,
             traffic: Traffic::default(),
             ticks: 0,
             started: Instant::now(),
@@ -710,6 +758,7 @@ enum DiskJob {
 fn spawn_writer(
     ledger: Arc<Ledger>,
     done: mpsc::Sender<Done>,
+    append_seconds: prometheus_client::metrics::histogram::Histogram,
 ) -> std::io::Result<(WriteQueue, std::thread::JoinHandle<()>)> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<DiskJob>(MAX_QUEUED_WRITES);
     let handle = std::thread::Builder::new()
@@ -732,7 +781,12 @@ fn spawn_writer(
                         DiskJob::Work(work) => work,
                     };
                     // Appends queued before this work are durable before it runs.
-                    if !append_batch(&ledger, &done, std::mem::take(&mut appends)) {
+                    if !append_batch(
+                        &ledger,
+                        &done,
+                        std::mem::take(&mut appends),
+                        &append_seconds,
+                    ) {
                         return;
                     }
                     if let Some(d) = work()
@@ -741,7 +795,7 @@ fn spawn_writer(
                         return;
                     }
                 }
-                if !append_batch(&ledger, &done, appends) {
+                if !append_batch(&ledger, &done, appends, &append_seconds) {
                     return;
                 }
             }
@@ -754,6 +808,7 @@ fn append_batch(
     ledger: &Ledger,
     done: &mpsc::Sender<Done>,
     batch: Vec<(WriteId, EntryBody)>,
+    append_seconds: &prometheus_client::metrics::histogram::Histogram,
 ) -> bool {
     if batch.is_empty() {
         return true;
@@ -763,10 +818,12 @@ fn append_batch(
         .into_iter()
         .map(|(id, body)| (id, (now, body)))
         .unzip();
+    let started = std::time::Instant::now();
     let result = ledger
         .append_all(entries)
         .map(|_| ())
         .map_err(|e| e.to_string());
+    append_seconds.observe(started.elapsed().as_secs_f64());
     done.blocking_send(Done::Written { writes, result }).is_ok()
 }
 

@@ -100,8 +100,16 @@ impl Daemon {
         let now = now_ms();
         let mut rows: Vec<MemberRow> = vec![];
         let me = peer_of(&self.me);
+        // Members only (and this node): any peer that dials a node tells it addresses, and
+        // throwaway keys claiming an address must not crowd the real holder out.
+        let members = self.node.core().members();
         let holders: Vec<String> = std::iter::once((me, &self.my_addrs))
-            .chain(self.addrs.iter().map(|(p, a)| (Some(*p), a)))
+            .chain(
+                self.addrs
+                    .iter()
+                    .filter(|(p, _)| key_of(p).is_some_and(|k| members.contains_key(&k)))
+                    .map(|(p, a)| (Some(*p), a)),
+            )
             .filter(|(_, a)| on_ip(a))
             .filter_map(|(p, _)| p.map(|p| p.to_string()))
             .take(MAX_HOLDERS_ANSWERED)

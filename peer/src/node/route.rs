@@ -301,6 +301,7 @@ impl Daemon {
 
     pub(super) fn on_tick(&mut self, swarm: &mut Swarm) {
         self.ticks += 1;
+        self.update_sensors();
         if self.ticks % 12 == 1 {
             self.learn_machine_addresses();
         }

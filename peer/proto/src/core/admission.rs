@@ -50,12 +50,16 @@ impl NodeCore {
                     }),
                 ];
                 out.extend(self.receipt(ticket_id, true, String::new(), now_ms));
+                self.tickets.admitted = self.tickets.admitted.saturating_add(1);
                 out
             }
-            Err(refusal) => self
-                .receipt(ticket_id, false, refusal.to_string(), now_ms)
-                .into_iter()
-                .collect(),
+            Err(refusal) => {
+                let n = self.tickets.refused.entry(refusal.label()).or_default();
+                *n = n.saturating_add(1);
+                self.receipt(ticket_id, false, refusal.to_string(), now_ms)
+                    .into_iter()
+                    .collect()
+            }
         }
     }
 

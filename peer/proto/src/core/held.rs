@@ -34,6 +34,11 @@ pub(super) struct HeldSet {
 }
 
 impl HeldSet {
+    /// Files held (revocations and deletes).
+    pub(super) fn len(&self) -> usize {
+        self.files.len()
+    }
+
     pub(super) fn contains(&self, id: &CertId) -> bool {
         self.files.contains_key(id)
     }

@@ -357,6 +357,8 @@ pub struct NodeCore {
     revocations: held::HeldSet,
     /// The slice deletes among them, judged.
     deletes: BTreeMap<CertId, deletes::HeldDelete>,
+    /// Tickets judged since start: admitted, and refused by reason ([`Refusal::label`]).
+    tickets: TicketCounts,
     /// Deletes held per signer (bounded by `MAX_DELETES_PER_SIGNER`).
     deletes_by: BTreeMap<PublicKey, usize>,
     /// (expiry, id) of the deletes held, soonest first.
@@ -468,6 +470,16 @@ pub enum Refusal {
     Deleted(CertId),
 }
 
+/// Tickets submitted to this node since it started: admitted, and refused by reason (the
+/// node's sensors export them). Bounded: one counter per [`Refusal::label`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TicketCounts {
+    /// Passed admission (a sliver was planned; its creation then waits for the ledger).
+    pub admitted: u64,
+    /// Refused, by [`Refusal::label`].
+    pub refused: BTreeMap<&'static str, u64>,
+}
+
 impl Refusal {
     /// A short, stable name for the reason (for counters and dashboards).
     pub fn label(&self) -> &'static str {
@@ -526,6 +538,7 @@ impl NodeCore {
             slivers: BTreeMap::new(),
             next_sliver: 1,
             revocations: held::HeldSet::default(),
+            tickets: TicketCounts::default(),
             deletes: BTreeMap::new(),
             deletes_by: BTreeMap::new(),
             deletes_expiring: std::collections::BTreeSet::new(),
@@ -608,6 +621,17 @@ impl NodeCore {
     /// This node's key.
     pub fn id(&self) -> PublicKey {
         self.me
+    }
+
+    /// Tickets judged since start.
+    pub fn ticket_counts(&self) -> &TicketCounts {
+        &self.tickets
+    }
+
+    /// Revocations and slice deletes held, as `(revocations, deletes)`.
+    pub fn held_counts(&self) -> (usize, usize) {
+        let deletes = self.deletes.len();
+        (self.revocations.len().saturating_sub(deletes), deletes)
     }
 
     /// Current members.

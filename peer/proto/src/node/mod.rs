@@ -594,6 +594,9 @@ pub struct Node {
     /// When a member last answered a reconciliation (equal sets or fingerprints): a node
     /// that heard no answer for two periods was out of touch (a partition, an outage).
     last_caught_up_ms: Option<u64>,
+    /// When a reconnection last started a reconciliation (apart from the periodic turn,
+    /// which a member reconnecting again and again must not hold up).
+    last_return_ask_ms: Option<u64>,
     /// Members' keys in order (the turn of reconciliations walks them).
     member_keys: BTreeSet<PublicKey>,
     ticks: u64,
@@ -648,6 +651,7 @@ impl Node {
             adverts_sent: 0,
             last_reconcile_ms: None,
             last_caught_up_ms: None,
+            last_return_ask_ms: None,
             reconcile_after: None,
             member_keys: BTreeSet::new(),
             ticks: 0,
@@ -830,12 +834,12 @@ impl Node {
             .last_caught_up_ms
             .is_none_or(|t| now_ms.saturating_sub(t) > 2 * crate::core::RECONCILE_EVERY_MS);
         let asked_lately = self
-            .last_reconcile_ms
+            .last_return_ask_ms
             .is_some_and(|t| now_ms.saturating_sub(t) < RETURN_RECONCILE_GAP_MS);
         if self.restoring.is_some() || !out_of_touch || asked_lately {
             return;
         }
-        self.last_reconcile_ms = Some(now_ms);
+        self.last_return_ask_ms = Some(now_ms);
         let request = Request::RevocationPrints {
             unless: Some(self.core.revocation_digest()),
         };

@@ -1,0 +1,390 @@
+//! The node's sensors: libp2p's metrics (connections, bandwidth per protocol, gossipsub,
+//! identify, ping) and slicefed's own (members, slivers, tickets admitted and refused by
+//! reason, revocations and deletes held, the ledger, witnessing, each sliver's usage),
+//! served as Prometheus (OpenMetrics) text at `GET /metrics` on the address the owner
+//! chooses (`node run --metrics`, loopback by default).
+//!
+//! Invariants:
+//! - A scrape never waits for the daemon's loop: the handler only encodes the registries,
+//!   whose values are atomics the loop sets once a tick ([`Sensors::update`]) and on events.
+//! - Every label set is bounded: sliver states are three words, refusal reasons are
+//!   [`slicefed_proto::core::Refusal::label`]s, slices and slivers are the node's own (at
+//!   most `--max-slivers`), and a sliver's series are removed once it is forgotten.
+//! - The endpoint is the owner's: loopback by default, and slivers cannot reach it (its
+//!   port joins the host rules like the node's own ports).
+
+use super::*;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+
+/// Where the sensor endpoint listens when the owner says nothing: loopback only, on a port
+/// the system picks (written to [`METRICS_ADDR_FILE`]), so that several nodes on one
+/// machine never collide; an owner who scrapes it names a fixed one (`--metrics`).
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:0";
+/// The file in the node's directory that says where the sensor endpoint listens.
+pub const METRICS_ADDR_FILE: &str = "metrics.addr";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+struct StateLabel {
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+struct SliceLabel {
+    slice: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+struct SliverLabel {
+    slice: String,
+    sliver: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// What the daemon's loop writes and a scrape reads.
+pub struct Sensors {
+    /// libp2p's own families; the loop records swarm events into them.
+    pub(super) libp2p: libp2p::metrics::Metrics,
+    members: Family<StateLabel, Gauge>,
+    slivers: Family<StateLabel, Gauge>,
+    slice_slivers: Family<SliceLabel, Gauge>,
+    tickets_admitted: Counter,
+    tickets_refused: Family<ReasonLabel, Counter>,
+    revocations_held: Gauge,
+    deletes_held: Gauge,
+    ledger_entries: Gauge,
+    /// Entries queued for the ledger and not yet reported durable.
+    pub(super) ledger_pending: Gauge,
+    /// Seconds one batch of appends took to write and sync (the writer thread observes).
+    pub(super) append_seconds: Histogram,
+    cosignatures: Gauge,
+    witnessed_logs: Gauge,
+    witnessed_entries: Gauge,
+    sliver_cpu_seconds: Family<SliverLabel, FloatGauge>,
+    sliver_memory_bytes: Family<SliverLabel, Gauge>,
+    sliver_flows: Family<SliverLabel, Gauge>,
+    sliver_sent_bytes: Family<SliverLabel, Gauge>,
+    sliver_received_bytes: Family<SliverLabel, Gauge>,
+    /// What the counters were last set from (the core keeps totals).
+    admitted_seen: u64,
+    refused_seen: BTreeMap<&'static str, u64>,
+    /// Label sets shown last tick, removed when they go.
+    shown_slivers: BTreeSet<SliverLabel>,
+    shown_slices: BTreeSet<SliceLabel>,
+}
+
+impl Sensors {
+    /// Registers every family in `registry` (slicefed's under `slicefed_`, libp2p's
+    /// under `libp2p_`).
+    pub fn new(registry: &mut Registry) -> Sensors {
+        let libp2p = libp2p::metrics::Metrics::new(registry);
+        let s = Sensors {
+            libp2p,
+            members: Family::default(),
+            slivers: Family::default(),
+            slice_slivers: Family::default(),
+            tickets_admitted: Counter::default(),
+            tickets_refused: Family::default(),
+            revocations_held: Gauge::default(),
+            deletes_held: Gauge::default(),
+            ledger_entries: Gauge::default(),
+            ledger_pending: Gauge::default(),
+            append_seconds: Histogram::new(
+                [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0],
+            ),
+            cosignatures: Gauge::default(),
+            witnessed_logs: Gauge::default(),
+            witnessed_entries: Gauge::default(),
+            sliver_cpu_seconds: Family::default(),
+            sliver_memory_bytes: Family::default(),
+            sliver_flows: Family::default(),
+            sliver_sent_bytes: Family::default(),
+            sliver_received_bytes: Family::default(),
+            admitted_seen: 0,
+            refused_seen: BTreeMap::new(),
+            shown_slivers: BTreeSet::new(),
+            shown_slices: BTreeSet::new(),
+        };
+        let r = registry.sub_registry_with_prefix("slicefed");
+        r.register(
+            "members",
+            "Members this node lists, by health (ok, unhealthy, equivocated)",
+            s.members.clone(),
+        );
+        r.register(
+            "slivers",
+            "Slivers on this node, by state (running, stopping, ended: ended ones are kept a while for status)",
+            s.slivers.clone(),
+        );
+        r.register(
+            "slice_slivers",
+            "Slivers running on this node, by slice",
+            s.slice_slivers.clone(),
+        );
+        r.register(
+            "tickets_admitted",
+            "Tickets this node admitted since it started",
+            s.tickets_admitted.clone(),
+        );
+        r.register(
+            "tickets_refused",
+            "Tickets this node refused since it started, by reason",
+            s.tickets_refused.clone(),
+        );
+        r.register(
+            "revocations_held",
+            "Revocations this node holds and enforces",
+            s.revocations_held.clone(),
+        );
+        r.register(
+            "deletes_held",
+            "Holder-signed slice deletes this node holds",
+            s.deletes_held.clone(),
+        );
+        r.register(
+            "ledger_entries",
+            "Entries in this node's log",
+            s.ledger_entries.clone(),
+        );
+        r.register(
+            "ledger_pending_appends",
+            "Entries queued for this node's log and not yet durable",
+            s.ledger_pending.clone(),
+        );
+        r.register(
+            "ledger_append_seconds",
+            "Time to write and sync one batch of log entries",
+            s.append_seconds.clone(),
+        );
+        r.register(
+            "ledger_cosignatures",
+            "Witness cosignatures on this node's latest checkpoint",
+            s.cosignatures.clone(),
+        );
+        r.register(
+            "witnessed_logs",
+            "Other nodes' logs this node keeps a replica of, as their witness",
+            s.witnessed_logs.clone(),
+        );
+        r.register(
+            "witnessed_entries",
+            "Entries in all the replicas this node keeps",
+            s.witnessed_entries.clone(),
+        );
+        r.register(
+            "sliver_cpu_seconds",
+            "CPU time a running sliver used",
+            s.sliver_cpu_seconds.clone(),
+        );
+        r.register(
+            "sliver_memory_bytes",
+            "Peak memory of a running sliver",
+            s.sliver_memory_bytes.clone(),
+        );
+        r.register(
+            "sliver_flows",
+            "Flows a running sliver opened (allowed and denied)",
+            s.sliver_flows.clone(),
+        );
+        r.register(
+            "sliver_sent_bytes",
+            "Bytes a running sliver sent",
+            s.sliver_sent_bytes.clone(),
+        );
+        r.register(
+            "sliver_received_bytes",
+            "Bytes a running sliver received",
+            s.sliver_received_bytes.clone(),
+        );
+        s
+    }
+}
+
+/// A sliver's state as a label: three words, whatever the reason it ended.
+fn state_word(state: &str) -> &'static str {
+    if state == "running" {
+        "running"
+    } else if state.starts_with("stopping") {
+        "stopping"
+    } else {
+        "ended"
+    }
+}
+
+fn gauge_of(n: impl TryInto<i64>) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
+}
+
+impl Daemon {
+    /// Sets every sensor from the node's state (once a tick).
+    pub(super) fn update_sensors(&mut self) {
+        let Some(s) = self.sensors.as_mut() else {
+            return;
+        };
+        let core = self.node.core();
+        let offenders = self.node.witnessing().witness().offenders();
+        let mut by_health: BTreeMap<&str, i64> =
+            [("ok", 0), ("unhealthy", 0), ("equivocated", 0)].into();
+        for (k, m) in core.members() {
+            let h = if offenders.contains_key(k) {
+                "equivocated"
+            } else if m.load.unhealthy.is_some() {
+                "unhealthy"
+            } else {
+                "ok"
+            };
+            *by_health.entry(h).or_default() += 1;
+        }
+        for (h, n) in by_health {
+            s.members
+                .get_or_create(&StateLabel { state: h.into() })
+                .set(n);
+        }
+        // Tickets: the core keeps totals; the counters only go up by what is new.
+        let counts = core.ticket_counts();
+        s.tickets_admitted
+            .inc_by(counts.admitted.saturating_sub(s.admitted_seen));
+        s.admitted_seen = counts.admitted;
+        for (reason, n) in &counts.refused {
+            let seen = s.refused_seen.entry(reason).or_default();
+            s.tickets_refused
+                .get_or_create(&ReasonLabel {
+                    reason: (*reason).into(),
+                })
+                .inc_by(n.saturating_sub(*seen));
+            *seen = *n;
+        }
+        let (revocations, deletes) = core.held_counts();
+        s.revocations_held.set(gauge_of(revocations));
+        s.deletes_held.set(gauge_of(deletes));
+        let replicas: Vec<(&PublicKey, u64)> =
+            self.node.witnessing().witness().replicas().collect();
+        s.witnessed_logs.set(gauge_of(replicas.len()));
+        s.witnessed_entries
+            .set(gauge_of(replicas.iter().map(|(_, n)| *n).sum::<u64>()));
+
+        let status = self.status(None);
+        let Some(s) = self.sensors.as_mut() else {
+            return;
+        };
+        s.ledger_entries.set(gauge_of(status.ledger_entries));
+        s.cosignatures.set(i64::from(status.cosignatures));
+        let mut by_state: BTreeMap<&str, i64> =
+            [("running", 0), ("stopping", 0), ("ended", 0)].into();
+        let mut by_slice: BTreeMap<SliceLabel, i64> = BTreeMap::new();
+        let mut slivers: BTreeSet<SliverLabel> = BTreeSet::new();
+        for v in &status.slivers {
+            let word = state_word(&v.state);
+            *by_state.entry(word).or_default() += 1;
+            if word != "running" {
+                continue;
+            }
+            *by_slice
+                .entry(SliceLabel {
+                    slice: v.slice.clone(),
+                })
+                .or_default() += 1;
+            let l = SliverLabel {
+                slice: v.slice.clone(),
+                sliver: v.id.to_string(),
+            };
+            s.sliver_cpu_seconds
+                .get_or_create(&l)
+                .set(v.cpu_ms as f64 / 1000.0);
+            s.sliver_memory_bytes
+                .get_or_create(&l)
+                .set(gauge_of(v.memory));
+            s.sliver_flows.get_or_create(&l).set(gauge_of(v.flows));
+            s.sliver_sent_bytes
+                .get_or_create(&l)
+                .set(gauge_of(v.bytes_out));
+            s.sliver_received_bytes
+                .get_or_create(&l)
+                .set(gauge_of(v.bytes_in));
+            slivers.insert(l);
+        }
+        for (state, n) in by_state {
+            s.slivers
+                .get_or_create(&StateLabel {
+                    state: state.into(),
+                })
+                .set(n);
+        }
+        for gone in s.shown_slivers.difference(&slivers) {
+            s.sliver_cpu_seconds.remove(gone);
+            s.sliver_memory_bytes.remove(gone);
+            s.sliver_flows.remove(gone);
+            s.sliver_sent_bytes.remove(gone);
+            s.sliver_received_bytes.remove(gone);
+        }
+        s.shown_slivers = slivers;
+        let slices: BTreeSet<SliceLabel> = by_slice.keys().cloned().collect();
+        for gone in s.shown_slices.difference(&slices) {
+            s.slice_slivers.remove(gone);
+        }
+        for (l, n) in by_slice {
+            s.slice_slivers.get_or_create(&l).set(n);
+        }
+        s.shown_slices = slices;
+    }
+}
+
+/// The registries a scrape encodes: the node's, and the transport's byte counters (kept
+/// apart so that the daemon reads its byte counts without encoding every sliver's series).
+pub struct Exposition {
+    /// slicefed's and libp2p's families.
+    pub main: Registry,
+    /// libp2p's bandwidth counters.
+    pub bandwidth: Arc<Registry>,
+}
+
+impl Exposition {
+    /// OpenMetrics text of both registries (one `# EOF`, at the end).
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.main);
+        if let Some(body) = text.strip_suffix("# EOF\n") {
+            text.truncate(body.len());
+        }
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.bandwidth);
+        text
+    }
+}
+
+/// Serves `GET /metrics` on `addr` until the runtime ends; returns where it listens.
+pub async fn serve(addr: SocketAddr, exposition: Arc<Exposition>) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let e = exposition.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    e.encode(),
+                )
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(local)
+}
