@@ -102,9 +102,9 @@ impl Sensors {
             deletes_held: Gauge::default(),
             ledger_entries: Gauge::default(),
             ledger_pending: Gauge::default(),
-            append_seconds: Histogram::new(
-                [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0],
-            ),
+            append_seconds: Histogram::new([
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0,
+            ]),
             cosignatures: Gauge::default(),
             witnessed_logs: Gauge::default(),
             witnessed_entries: Gauge::default(),

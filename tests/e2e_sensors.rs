@@ -1,0 +1,253 @@
+//! End-to-end: a node's sensors (`/metrics`), scraped with a real HTTP client (curl) from a
+//! running federation and parsed by a real OpenMetrics parser (the `prometheus_client`
+//! Python package's, which CI installs): the named families are there, and their values
+//! are what the node's other interfaces say.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+use common::{Node, Shell, spawn_node, statuses, victim, wait};
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+/// Parses OpenMetrics text with the `prometheus_client` package's strict parser; returns
+/// `{sample name: [{labels, value}]}`.
+const PARSER: &str = r#"
+import json, sys
+try:
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+except ImportError:
+    sys.exit("this test needs python3 with prometheus_client (pip install prometheus_client)")
+out = {}
+for family in text_string_to_metric_families(sys.stdin.read()):
+    for s in family.samples:
+        out.setdefault(s.name, []).append({"labels": s.labels, "value": s.value})
+print(json.dumps(out))
+"#;
+
+/// GET /metrics of the node in `dir` (its address is in `DIR/metrics.addr`), parsed.
+fn scrape(sh: &Shell, dir: &str) -> serde_json::Value {
+    let addr = String::from_utf8(sh.read(&format!("{dir}/metrics.addr"))).unwrap();
+    let out = Command::new("curl")
+        .args(["--silent", "--show-error", "--fail", "--max-time", "5"])
+        .arg(format!("http://{}/metrics", addr.trim()))
+        .output()
+        .expect("curl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut py = Command::new("python3")
+        .args(["-c", PARSER])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    py.stdin.take().unwrap().write_all(&out.stdout).unwrap();
+    let parsed = py.wait_with_output().unwrap();
+    assert!(
+        parsed.status.success(),
+        "the OpenMetrics parser refused the scrape: {}\n{}",
+        String::from_utf8_lossy(&parsed.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    serde_json::from_slice(&parsed.stdout).unwrap()
+}
+
+/// The value of `name` with exactly these labels (missing: none).
+fn value(m: &serde_json::Value, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    m[name].as_array()?.iter().find_map(|s| {
+        let l = s["labels"].as_object()?;
+        (l.len() == labels.len()
+            && labels
+                .iter()
+                .all(|(k, v)| l.get(*k).and_then(|x| x.as_str()) == Some(v)))
+        .then(|| s["value"].as_f64())?
+    })
+}
+
+/// The sum of `name` over every label set.
+fn sum(m: &serde_json::Value, name: &str) -> f64 {
+    m[name]
+        .as_array()
+        .map_or(0.0, |v| v.iter().filter_map(|s| s["value"].as_f64()).sum())
+}
+
+#[test]
+fn a_scrape_parses_and_says_what_runs_who_was_refused_and_why() {
+    let sh = Shell::new();
+    let pk = sh.authority("princeton");
+    sh.policy("trust.toml", &[("princeton", &pk)]);
+    sh.write(
+        "prober.wasm",
+        &slicefed_sandbox::guests::bytes("prober").unwrap(),
+    );
+    sh.user("princeton", "princeton.alice");
+    let mut nodes: Vec<Node> = vec![];
+    for dir in ["princeton.node1", "princeton.node2"] {
+        sh.certified_node("princeton", dir);
+        let boot = nodes.first().map(|n| n.addr.clone());
+        let (child, addr) = spawn_node(&sh, dir, "trust.toml", boot.as_deref(), &[]);
+        nodes.push(Node {
+            child: Some(child),
+            dir: dir.into(),
+            addr,
+        });
+    }
+    let boot = nodes[0].addr.clone();
+    wait("both members", 60, || {
+        let r = sh.run(&["nodes", "list", "--node", &boot, "--json"]);
+        (r.code == 0 && r.json().as_array().is_some_and(|a| a.len() == 2)).then_some(())
+    });
+
+    // A slice on both nodes, probing a server.
+    let (target, _seen) = victim();
+    let port = target.rsplit(':').next().unwrap().to_string();
+    let connect = format!("tcp:127.0.0.1/32:{port}");
+    sh.run(&[
+        "slice",
+        "create",
+        "princeton.probe",
+        "--module",
+        "prober.wasm",
+        "--nodes",
+        "all",
+        "--bootstrap",
+        &boot,
+        "--key",
+        "princeton.alice.key",
+        "--cert",
+        "princeton.alice.cert",
+        "--connect",
+        &connect,
+        "--",
+        &target,
+        "200",
+        "0",
+    ])
+    .ok();
+    // A forged ticket (one character of its slice name changed): refused everywhere.
+    sh.run(&[
+        "ticket",
+        "issue",
+        "--key",
+        "princeton.alice.key",
+        "--cert",
+        "princeton.alice.cert",
+        "--slice",
+        "princeton.honest",
+        "--module",
+        "prober.wasm",
+        "--out",
+        "honest.ticket",
+    ])
+    .ok();
+    let mut t = sh.read("honest.ticket");
+    let at = t.windows(6).position(|w| w == b"honest").unwrap();
+    t[at] = b'H';
+    sh.write("forged.ticket", &t);
+    let r = sh.run(&[
+        "slice",
+        "create",
+        "princeton.honest",
+        "--module",
+        "prober.wasm",
+        "--nodes",
+        "all",
+        "--bootstrap",
+        &boot,
+        "--ticket",
+        "forged.ticket",
+        "--json",
+    ]);
+    assert!(r.stdout.contains("refused"), "{}", r.stdout);
+
+    // What `slice status` says runs on node 1.
+    let running_here = statuses(&sh, &boot, "princeton.probe")
+        .iter()
+        .filter(|n| n["name"] == "princeton.node1" && n["status"] == "running")
+        .count() as f64;
+    assert_eq!(running_here, 1.0);
+
+    let m = wait("the sensors to show the slice and the refusal", 30, || {
+        let m = scrape(&sh, "princeton.node1");
+        let flows = sum(&m, "slicefed_sliver_flows");
+        (value(&m, "slicefed_slivers", &[("state", "running")]) == Some(running_here)
+            && sum(&m, "slicefed_tickets_refused_total") >= 1.0
+            && flows >= 1.0)
+            .then_some(m)
+    });
+    // Every family the owner's guide lists is there.
+    for family in [
+        "slicefed_members",
+        "slicefed_slivers",
+        "slicefed_slice_slivers",
+        "slicefed_tickets_admitted_total",
+        "slicefed_tickets_refused_total",
+        "slicefed_revocations_held",
+        "slicefed_deletes_held",
+        "slicefed_ledger_entries",
+        "slicefed_ledger_pending_appends",
+        "slicefed_ledger_append_seconds_bucket",
+        "slicefed_ledger_cosignatures",
+        "slicefed_witnessed_logs",
+        "slicefed_witnessed_entries",
+        "slicefed_sliver_cpu_seconds",
+        "slicefed_sliver_memory_bytes",
+        "slicefed_sliver_flows",
+        "slicefed_sliver_sent_bytes",
+        "slicefed_sliver_received_bytes",
+        "libp2p_bandwidth_bytes_total",
+        "libp2p_swarm_connections_incoming_total",
+    ] {
+        assert!(m.get(family).is_some(), "no {family} in the scrape: {m}");
+    }
+    // The values are the node's.
+    assert_eq!(value(&m, "slicefed_members", &[("state", "ok")]), Some(1.0));
+    assert_eq!(
+        value(
+            &m,
+            "slicefed_slice_slivers",
+            &[("slice", "princeton.probe")]
+        ),
+        Some(1.0)
+    );
+    assert!(value(&m, "slicefed_tickets_admitted_total", &[]).unwrap() >= 1.0);
+    let refused: Vec<String> = m["slicefed_tickets_refused_total"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["labels"]["reason"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(refused, vec!["bad_signature".to_string()], "{m}");
+    assert!(value(&m, "slicefed_ledger_entries", &[]).unwrap() >= 2.0);
+    assert!(sum(&m, "slicefed_sliver_memory_bytes") > 0.0);
+
+    // The slice deleted: its series go, the counts follow.
+    sh.run(&[
+        "slice",
+        "delete",
+        "princeton.probe",
+        "--bootstrap",
+        &boot,
+        "--key",
+        "princeton.alice.key",
+        "--cert",
+        "princeton.alice.cert",
+    ])
+    .ok();
+    wait("the sensors to drop the deleted slice", 30, || {
+        let m = scrape(&sh, "princeton.node1");
+        (value(&m, "slicefed_slivers", &[("state", "running")]) == Some(0.0)
+            && m.get("slicefed_sliver_flows")
+                .is_none_or(|v| v.as_array().is_none_or(|a| a.is_empty()))
+            && value(
+                &m,
+                "slicefed_slice_slivers",
+                &[("slice", "princeton.probe")],
+            )
+            .is_none())
+        .then_some(())
+    });
+}
