@@ -251,3 +251,107 @@ fn a_scrape_parses_and_says_what_runs_who_was_refused_and_why() {
         .then_some(())
     });
 }
+
+/// The flow records of the node in `dir` to `to`: (allowed, denial reason).
+fn flows_to(sh: &Shell, dir: &str, to: std::net::SocketAddr) -> Vec<(bool, String)> {
+    use slicefed_ledger::entry::{Decision, Entry, EntryBody};
+    let src = slicefed_ledger::source::LogSource::load(&sh.path(dir)).unwrap();
+    let (recs, _) = src.records();
+    let r =
+        slicefed_ledger::replay::replay(src.origin, &recs, slicefed_ledger::replay::Depth::Full);
+    r.entries
+        .iter()
+        .filter_map(|rec| match Entry::decode(rec.payload).ok()?.body {
+            EntryBody::Flow(f) if f.remote == to => Some(match f.decision {
+                Decision::Allowed => (true, String::new()),
+                Decision::Denied(why) => (false, why),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn only_a_slice_with_the_sensors_right_reads_its_nodes_sensors() {
+    let sh = Shell::new();
+    let pk = sh.authority("princeton");
+    // The owner opens all of loopback to slivers: the sensors stay closed all the same.
+    sh.policy("trust.toml", &[("princeton", &pk)]);
+    sh.write(
+        "reader.wasm",
+        &slicefed_sandbox::guests::bytes("sensors_reader").unwrap(),
+    );
+    sh.user("princeton", "princeton.alice");
+    sh.certified_node("princeton", "princeton.node1");
+    let (child, boot) = spawn_node(&sh, "princeton.node1", "trust.toml", None, &[]);
+    let _node = Node {
+        child: Some(child),
+        dir: "princeton.node1".into(),
+        addr: boot.clone(),
+    };
+    let metrics = String::from_utf8(sh.read("princeton.node1/metrics.addr")).unwrap();
+    let metrics = metrics.trim().to_string();
+    let create = |slice: &str, sensors: bool| {
+        let mut args = vec![
+            "slice",
+            "create",
+            slice,
+            "--module",
+            "reader.wasm",
+            "--nodes",
+            "all",
+            "--bootstrap",
+            &boot,
+            "--key",
+            "princeton.alice.key",
+            "--cert",
+            "princeton.alice.cert",
+            "--connect",
+            "tcp:127.0.0.0/8:*",
+        ];
+        if sensors {
+            args.push("--sensors");
+        }
+        args.extend(["--", &metrics, "500"]);
+        sh.run(&args).ok();
+    };
+    create("princeton.monitor", true);
+    create("princeton.snoop", false);
+    let logs = |slice: &str| {
+        sh.run(&[
+            "slice",
+            "logs",
+            slice,
+            "--node",
+            "princeton.node1",
+            "--bootstrap",
+            &boot,
+            "--key",
+            "princeton.alice.key",
+        ])
+        .ok()
+        .stdout
+    };
+    // With the right: it reads the node's sensors (its own slice among the slivers).
+    let seen = wait("the monitor to read the sensors", 30, || {
+        let out = logs("princeton.monitor");
+        out.contains("slicefed_slivers{state=\"running\"} 2")
+            .then_some(out)
+    });
+    assert!(seen.contains("read "), "{seen}");
+    // Without it: refused, and the refusal is a denied flow in the node's log.
+    let refused = wait("the snoop to be refused", 30, || {
+        let out = logs("princeton.snoop");
+        out.contains(&format!("sensors {metrics}:")).then_some(out)
+    });
+    assert!(!refused.contains("read "), "{refused}");
+    let to: std::net::SocketAddr = metrics.parse().unwrap();
+    wait("both slices' flows to the sensors in the log", 30, || {
+        let flows = flows_to(&sh, "princeton.node1", to);
+        (flows.iter().any(|(ok, _)| *ok)
+            && flows
+                .iter()
+                .any(|(ok, why)| !*ok && why.contains("no right to read")))
+        .then_some(())
+    });
+}

@@ -163,6 +163,7 @@ pub fn sliver(cmd: SliverCmd) -> Result<ExitCode> {
         network: NetworkRights {
             connect: RuleSet::Only(a.connect.clone()),
             listen: RuleSet::Only(a.listen.clone()),
+            sensors: false,
         },
         egress_per_day: a.egress_daily,
         args: a.args.clone(),

@@ -97,6 +97,14 @@ pub struct GrantFlags {
     /// Allowed listening ports: tcp|udp:PORTS.
     #[arg(long, value_parser = ListenRule::parse)]
     listen: Vec<ListenRule>,
+    /// In a ticket: its slivers may read their own node's sensors (the node's /metrics),
+    /// if every link of the chain and the node owner allow it.
+    #[arg(long)]
+    sensors: bool,
+    /// In a certificate: nobody under it may read nodes' sensors (allowed by default to
+    /// tickets that ask).
+    #[arg(long, conflicts_with = "sensors")]
+    no_sensors: bool,
 }
 
 impl GrantFlags {
@@ -116,6 +124,13 @@ impl GrantFlags {
         NetworkRights {
             connect: rule_set(&self.connect, inherit_when_empty),
             listen: rule_set(&self.listen, inherit_when_empty),
+            // A certificate leaves sensors to those under it unless it takes them away; a
+            // ticket has them only if it asks.
+            sensors: if inherit_when_empty {
+                !self.no_sensors
+            } else {
+                self.sensors
+            },
         }
     }
 }

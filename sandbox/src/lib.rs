@@ -32,7 +32,7 @@ pub mod guests {
     use std::path::PathBuf;
 
     /// Names of the guests built.
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 14] = [
         "hello",
         "cpu_hog",
         "memory_bomb",
@@ -46,6 +46,7 @@ pub mod guests {
         "idle_toucher",
         "net_hog",
         "web_server",
+        "sensors_reader",
     ];
 
     /// Path of a built guest component.

@@ -74,6 +74,9 @@ pub struct HostRules {
     /// Ports the node itself listens on (its overlay port; later its admin and metrics
     /// ports), on any of its own addresses.
     pub own_ports: Vec<u16>,
+    /// The node's sensor endpoint (`/metrics`): reachable from a sliver whose rights
+    /// include `sensors`, and from no other, whatever else the owner opened.
+    pub sensors: Option<SocketAddr>,
 }
 
 /// Host rules shared by the node and all its slivers (the node learns its addresses after
@@ -81,6 +84,17 @@ pub struct HostRules {
 pub type SharedHostRules = Arc<std::sync::RwLock<HostRules>>;
 
 impl HostRules {
+    /// Whether `addr` reaches the node's sensor endpoint (on its address, or on any of the
+    /// machine's own addresses when it listens on all of them).
+    pub fn is_sensors(&self, addr: SocketAddr) -> bool {
+        self.sensors.is_some_and(|s| {
+            s.port() == addr.port()
+                && (s.ip() == addr.ip()
+                    || (s.ip().is_unspecified()
+                        && (addr.ip().is_loopback() || self.own_addrs.contains(&addr.ip()))))
+        })
+    }
+
     /// Why `proto` to `addr` is the owner's to allow and was not allowed, if it is.
     pub fn refuses(&self, proto: Proto, addr: SocketAddr) -> Option<String> {
         let ip = addr.ip();
@@ -143,6 +157,26 @@ pub fn decide(
             .is_none_or(|r| r.iter().any(|r| r.proto == proto));
         c || l
     };
+    // The node's sensors: the sensors right opens exactly that address and port, and
+    // nothing else does (it is a port of the node itself).
+    if matches!(use_, SocketAddrUse::TcpConnect) && host.is_sensors(addr) {
+        let flow = Some((Proto::Tcp, Direction::Outbound));
+        return if rights.sensors {
+            Verdict {
+                allowed: true,
+                flow,
+                reason: String::new(),
+            }
+        } else {
+            Verdict {
+                allowed: false,
+                flow,
+                reason: format!(
+                    "{addr} is the node's sensors, which the slice's ticket has no right to read"
+                ),
+            }
+        };
+    }
     let (allowed, flow, what) = match use_ {
         // Port 0 is the implicit bind before a connect: allowed if the sliver may use TCP.
         SocketAddrUse::TcpBind if addr.port() == 0 => (any_network(Proto::Tcp), None, "bind"),
@@ -582,6 +616,7 @@ mod tests {
         NetworkRights {
             connect: RuleSet::Only(vec![ConnectRule::parse("tcp:127.0.0.1:7000").unwrap()]),
             listen: RuleSet::Only(vec![ListenRule::parse("tcp:8000-8010").unwrap()]),
+            sensors: false,
         }
     }
 
@@ -622,6 +657,7 @@ mod tests {
                 ConnectRule::parse("tcp:[::]/0:*").unwrap(),
             ]),
             listen: RuleSet::Any,
+            sensors: false,
         };
         let default = HostRules {
             own_addrs: vec!["198.51.100.9".parse().unwrap()],
@@ -681,6 +717,7 @@ mod tests {
             local_allow: vec![ConnectRule::parse("tcp:127.0.0.0/8:*").unwrap()],
             own_addrs: vec![],
             own_ports: vec![4001],
+            sensors: None,
         };
         assert!(
             decide(
@@ -715,5 +752,47 @@ mod tests {
             )
             .allowed
         );
+    }
+
+    #[test]
+    fn only_the_sensors_right_reaches_the_nodes_sensors() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let with = NetworkRights {
+            sensors: true,
+            ..NetworkRights::none()
+        };
+        // Everything else granted, and the owner opened all of loopback: still no.
+        let without = NetworkRights::INHERIT;
+        let without = NetworkRights {
+            sensors: false,
+            ..without
+        };
+        let host = HostRules {
+            local_allow: vec![ConnectRule::parse("tcp:127.0.0.0/8:*").unwrap()],
+            own_addrs: vec![],
+            own_ports: vec![9464],
+            sensors: Some(a("127.0.0.1:9464")),
+        };
+        let to = |r: &NetworkRights, at: &str| decide(r, &host, a(at), SocketAddrUse::TcpConnect);
+        assert!(to(&with, "127.0.0.1:9464").allowed);
+        let v = to(&without, "127.0.0.1:9464");
+        assert!(!v.allowed);
+        assert!(
+            v.flow.is_some(),
+            "a refused read of the sensors is a logged, denied flow"
+        );
+        assert!(v.reason.contains("sensors"), "{}", v.reason);
+        // The right opens that endpoint only, not the rest of the machine or network.
+        assert!(!to(&with, "127.0.0.1:22").allowed);
+        assert!(!to(&with, "8.8.8.8:53").allowed);
+        // On all addresses: reached through loopback or an own address, with the right.
+        let all = HostRules {
+            sensors: Some(a("0.0.0.0:9464")),
+            own_addrs: vec!["10.0.0.7".parse().unwrap()],
+            ..host.clone()
+        };
+        let via = |r: &NetworkRights, at: &str| decide(r, &all, a(at), SocketAddrUse::TcpConnect);
+        assert!(via(&with, "10.0.0.7:9464").allowed);
+        assert!(!via(&without, "127.0.0.1:9464").allowed);
     }
 }

@@ -171,6 +171,7 @@ fn a_forbidden_connect_is_denied_in_the_guest_and_recorded() {
     s.network = NetworkRights {
         connect: RuleSet::Only(vec![ConnectRule::parse("tcp:127.0.0.1:7000").unwrap()]),
         listen: RuleSet::Only(vec![]),
+        sensors: false,
     };
     s.flows = flows.clone();
     let (o, h) = run("forbidden_connect", s);
@@ -206,6 +207,7 @@ fn an_allowed_connect_reaches_a_real_server_and_is_recorded() {
             ConnectRule::parse(&format!("tcp:127.0.0.1:{}", addr.port())).unwrap(),
         ]),
         listen: RuleSet::Only(vec![]),
+        sensors: false,
     };
     s.flows = flows.clone();
     let (o, h) = run("tcp_client", s);
@@ -252,6 +254,7 @@ fn a_ticket_granting_loopback_still_cannot_reach_the_owners_machine_by_default()
     s.network = NetworkRights {
         connect: RuleSet::Only(vec![ConnectRule::parse("tcp:0.0.0.0/0:*").unwrap()]),
         listen: RuleSet::Only(vec![]),
+        sensors: false,
     };
     // The owner's default: nothing local is open.
     s.host = Arc::new(std::sync::RwLock::new(
@@ -283,6 +286,7 @@ fn a_sliver_holds_at_most_its_share_of_sockets() {
     s.network = NetworkRights {
         connect: RuleSet::Only(vec![ConnectRule::parse("udp:0.0.0.0/0:53").unwrap()]),
         listen: RuleSet::Only(vec![]),
+        sensors: false,
     };
     // A sandbox of its own, so the node-wide count is this sliver's alone.
     let dir = tempfile::tempdir().unwrap();
@@ -314,6 +318,7 @@ fn datagrams_are_recorded_per_destination_with_their_bytes_and_count_against_egr
             ConnectRule::parse(&format!("udp:127.0.0.1:{}", to.port())).unwrap(),
         ]),
         listen: RuleSet::Only(vec![]),
+        sensors: false,
     };
     s.flows = flows.clone();
     let (o, h) = run("net_hog", s);
@@ -335,6 +340,7 @@ fn datagrams_are_recorded_per_destination_with_their_bytes_and_count_against_egr
             ConnectRule::parse(&format!("udp:127.0.0.1:{}", to.port())).unwrap(),
         ]),
         listen: RuleSet::Only(vec![]),
+        sensors: false,
     };
     s.egress_per_day = Some(10_000);
     let (o, h) = run("net_hog", s);
@@ -349,6 +355,7 @@ fn refused_attempts_are_aggregated_not_logged_one_by_one() {
     s.network = NetworkRights {
         connect: RuleSet::Only(vec![ConnectRule::parse("tcp:127.0.0.1:7000").unwrap()]),
         listen: RuleSet::Only(vec![]),
+        sensors: false,
     };
     s.flows = flows.clone();
     let (o, h) = run("net_hog", s);
@@ -373,6 +380,7 @@ fn a_sliver_making_records_too_fast_is_stopped_and_every_record_is_kept() {
     s.network = NetworkRights {
         connect: RuleSet::Only(vec![ConnectRule::parse("tcp:127.0.0.1:7000").unwrap()]),
         listen: RuleSet::Only(vec![]),
+        sensors: false,
     };
     s.flows = flows.clone();
     let (o, _) = run("net_hog", s);
@@ -401,6 +409,7 @@ fn the_daily_egress_cap_stops_the_sliver() {
             ConnectRule::parse(&format!("tcp:127.0.0.1:{}", addr.port())).unwrap(),
         ]),
         listen: RuleSet::Only(vec![]),
+        sensors: false,
     };
     s.egress_per_day = Some(10);
     s.flows = flows.clone();
@@ -430,6 +439,7 @@ fn a_listening_sliver_answers_while_hostile_slivers_are_stopped() {
     s.network = NetworkRights {
         connect: RuleSet::Only(vec![]),
         listen: RuleSet::Only(vec![ListenRule::parse(&format!("tcp:{port}")).unwrap()]),
+        sensors: false,
     };
     s.flows = flows.clone();
     let sb = sandbox();
@@ -508,6 +518,7 @@ fn a_listening_sliver_answers_while_hostile_slivers_are_stopped() {
     s.network = NetworkRights {
         connect: RuleSet::Only(vec![]),
         listen: RuleSet::Only(vec![ListenRule::parse(&format!("tcp:{port}")).unwrap()]),
+        sensors: false,
     };
     let (o, h) = run("tcp_echo", s);
     assert_eq!(o, Outcome::Exited(1));

@@ -599,21 +599,30 @@ pub struct NetworkRights {
     pub connect: RuleSet<ConnectRule>,
     /// Listening ports.
     pub listen: RuleSet<ListenRule>,
+    /// In a ticket: its slivers ask to read their own node's sensors (connect to the
+    /// node's `/metrics` endpoint). In a grant or an owner's policy: `false` takes that
+    /// away from everything under it. Only narrowing: in force only if the ticket asks and
+    /// every link above (and the node owner) allows it ([`NetworkRights::meet`] is an AND;
+    /// a node refuses a ticket that asks for sensors its chain does not allow).
+    pub sensors: bool,
 }
 impl NetworkRights {
-    /// No restriction from this grant.
+    /// No restriction from this grant (sensors allowed to those under it who ask).
     pub const INHERIT: NetworkRights = NetworkRights {
         connect: RuleSet::Any,
         listen: RuleSet::Any,
+        sensors: true,
     };
     /// No network at all.
     pub fn none() -> NetworkRights {
         NetworkRights {
             connect: RuleSet::Only(vec![]),
             listen: RuleSet::Only(vec![]),
+            sensors: false,
         }
     }
-    /// Each set narrows the parent's.
+    /// Each set narrows the parent's (sensors are met, not compared: `true` in a grant
+    /// means "not taken away", which is never a widening).
     pub fn narrows(&self, parent: &NetworkRights) -> Result<(), Widening> {
         self.connect.narrows(&parent.connect, "connect")?;
         self.listen.narrows(&parent.listen, "listen")
@@ -623,6 +632,7 @@ impl NetworkRights {
         NetworkRights {
             connect: self.connect.meet(&parent.connect),
             listen: self.listen.meet(&parent.listen),
+            sensors: self.sensors && parent.sensors,
         }
     }
     pub(crate) fn validate(&self) -> Result<(), String> {
@@ -848,6 +858,7 @@ mod tests {
         let parent = NetworkRights {
             connect: RuleSet::Only(vec![ConnectRule::parse("tcp:0.0.0.0/0:80-443").unwrap()]),
             listen: RuleSet::Only(vec![]),
+            sensors: true,
         };
         let child = NetworkRights::INHERIT;
         assert!(child.narrows(&parent).is_ok());
@@ -856,8 +867,26 @@ mod tests {
         let wider = NetworkRights {
             connect: RuleSet::Only(vec![ConnectRule::parse("tcp:0.0.0.0/0:*").unwrap()]),
             listen: RuleSet::Any,
+            sensors: true,
         };
         assert!(wider.narrows(&parent).is_err());
+    }
+
+    #[test]
+    fn sensors_are_in_force_only_if_asked_and_allowed_by_every_link() {
+        let deny = NetworkRights {
+            sensors: false,
+            ..NetworkRights::INHERIT
+        };
+        let ask = NetworkRights::INHERIT;
+        assert!(ask.meet(&NetworkRights::INHERIT).sensors);
+        // A link that takes them away takes them from everything under it.
+        assert!(!ask.meet(&deny).sensors);
+        assert!(!ask.meet(&deny).meet(&NetworkRights::INHERIT).sensors);
+        assert!(!deny.meet(&NetworkRights::INHERIT).sensors);
+        // Not a widening to say nothing under a link that denies them.
+        assert!(ask.narrows(&deny).is_ok());
+        assert!(!NetworkRights::none().sensors);
     }
 
     #[test]

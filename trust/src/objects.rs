@@ -106,8 +106,9 @@ impl ModuleHash {
     }
 }
 
-/// Envelope format version.
-pub const ENVELOPE_VERSION: u8 = 1;
+/// Envelope format version. 2: network rights carry the sensors right (the bodies of
+/// certificates, delegations and tickets changed; version 1 objects do not open).
+pub const ENVELOPE_VERSION: u8 = 2;
 /// Prefix of every signed message, so slicefed signatures mean nothing to other protocols.
 pub const SIGNATURE_CONTEXT: &[u8] = b"slicefed signature v1\0";
 /// Largest certificate envelope (authority, user, node, delegation, revocation, receipt).
@@ -246,7 +247,7 @@ pub enum ObjectError {
     #[error(transparent)]
     Codec(#[from] CodecError),
     /// A version this build does not know.
-    #[error("envelope version {0} is not supported (this build knows version 1)")]
+    #[error("envelope version {0} is not supported (this build knows version {ENVELOPE_VERSION})")]
     UnsupportedVersion(u8),
     /// The signature is valid, but for another kind: someone relabelled the object.
     #[error("the {presented} was signed as a {signed_as}: wrong domain tag")]

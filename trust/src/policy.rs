@@ -70,6 +70,8 @@ struct AuthorityEntry {
     connect: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     listen: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sensors: Option<bool>,
 }
 
 /// One trusted authority.
@@ -205,6 +207,9 @@ impl TrustPolicy {
                     .map_err(&entry_err)?,
                 listen: rules(e.listen.as_deref(), ListenRule::parse, "listen")
                     .map_err(&entry_err)?,
+                // The owner lets this authority's slivers read the node's sensors when
+                // their tickets ask, unless the policy says `sensors = false`.
+                sensors: e.sensors.unwrap_or(true),
             };
             network.validate().map_err(&entry_err)?;
             out.push(TrustedAuthority {
@@ -260,6 +265,7 @@ impl TrustPolicy {
                         .listen
                         .rules()
                         .map(|r| r.iter().map(|x| x.to_string()).collect()),
+                    sensors: (!a.network.sensors).then_some(false),
                 })
                 .collect(),
             local: (!self.local_allow.is_empty()).then(|| LocalEntry {

@@ -150,6 +150,7 @@ fn narrow(parent: &Grant, c: &LinkChoice, need: Rights) -> Grant {
         network: NetworkRights {
             connect,
             listen: RuleSet::Only(vec![]),
+            sensors: false,
         },
         nodes: NodeSet::only(kept),
         validity,

@@ -412,10 +412,12 @@ pub async fn run(
             .map_err(|e| NodeError::Setup(format!("the sensors' address {at}: {e}")))?;
         // Slivers may not reach it (a port of the node itself), and the owner's tools
         // find it in the node's directory.
-        if let Ok(mut h) = d.host.write()
-            && !h.own_ports.contains(&local.port())
-        {
-            h.own_ports.push(local.port());
+        if let Ok(mut h) = d.host.write() {
+            if !h.own_ports.contains(&local.port()) {
+                h.own_ports.push(local.port());
+            }
+            // Open to slivers whose tickets carry the sensors right, and to no other.
+            h.sensors = Some(local);
         }
         let _ = write_atomic(
             &config.dir.join(sensors::METRICS_ADDR_FILE),

@@ -173,6 +173,11 @@ impl NodeCore {
                 });
             }
         }
+        // A ticket that asks to read the node's sensors is refused, not quietly narrowed,
+        // when a link of its chain or this node's owner takes them away.
+        if t.network.sensors && !v.effective.network.sensors {
+            return Err(Refusal::SensorsNotAllowed);
+        }
         let id = match restore {
             Some(id) => {
                 self.next_sliver = self.next_sliver.max(id.saturating_add(1));

@@ -468,6 +468,12 @@ pub enum Refusal {
     /// Its slice was deleted by its holder (a delete that ends this ticket is held).
     #[error("its slice was deleted by its holder (delete {0})")]
     Deleted(CertId),
+    /// The ticket asks to read this node's sensors, which a link of its chain or the node's
+    /// owner does not allow.
+    #[error(
+        "the ticket asks to read the node's sensors, which its certificate chain or this node's owner does not allow"
+    )]
+    SensorsNotAllowed,
 }
 
 /// Tickets submitted to this node since it started: admitted, and refused by reason (the
@@ -511,6 +517,7 @@ impl Refusal {
             | Refusal::RenewalChangesInvocation => "renewal",
             Refusal::AlreadyRunning(_) => "already_running",
             Refusal::Deleted(_) => "deleted",
+            Refusal::SensorsNotAllowed => "sensors",
         }
     }
 }
