@@ -355,3 +355,146 @@ fn only_a_slice_with_the_sensors_right_reads_its_nodes_sensors() {
         .then_some(())
     });
 }
+
+/// CPU seconds the process `pid` has used (user + system, from /proc).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// The cost of the sensors, measured:
+/// `cargo test --release -p slicefed-cli --test e2e_sensors -- --ignored --nocapture`.
+/// A node running 1,000 idle slivers: how long a scrape takes (goal < 50 ms), and how much
+/// the node's CPU rises with a scrape every 5 s against the same minute without (goal
+/// < 1% of a core).
+#[test]
+#[ignore = "a benchmark: run it with --ignored --nocapture"]
+fn bench_sensors_of_a_node_with_a_thousand_idle_slivers() {
+    const SLIVERS: usize = 1_000;
+    let sh = Shell::new();
+    let pk = sh.authority("princeton");
+    sh.policy("trust.toml", &[("princeton", &pk)]);
+    sh.write(
+        "sleeper.wasm",
+        &slicefed_sandbox::guests::bytes("sleeper").unwrap(),
+    );
+    sh.user("princeton", "princeton.alice");
+    sh.certified_node("princeton", "princeton.node1");
+    let mut child = Command::new(Shell::bin())
+        .current_dir(sh.dir.path())
+        .args(["node", "run", "--dir", "princeton.node1"])
+        .args([
+            "--cert",
+            "princeton.node1/node.cert",
+            "--trust",
+            "trust.toml",
+        ])
+        .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--cache", "cache"])
+        .args(["--max-slivers", "1100", "--memory", "80GiB"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let boot = {
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(out).lines();
+        loop {
+            let l = lines.next().unwrap().unwrap();
+            if let Some(a) = l.strip_prefix("listening on ") {
+                break a.to_string();
+            }
+        }
+    };
+    let pid = child.id();
+    let _node = Node {
+        child: Some(child),
+        dir: "princeton.node1".into(),
+        addr: boot.clone(),
+    };
+    let started = std::time::Instant::now();
+    for i in 0..SLIVERS {
+        let slice = format!("princeton.idle{i}");
+        sh.run(&[
+            "slice",
+            "create",
+            &slice,
+            "--module",
+            "sleeper.wasm",
+            "--nodes",
+            "all",
+            "--bootstrap",
+            &boot,
+            "--key",
+            "princeton.alice.key",
+            "--cert",
+            "princeton.alice.cert",
+            "--memory",
+            "16MiB",
+        ])
+        .ok();
+    }
+    eprintln!("{SLIVERS} slivers started in {:?}", started.elapsed());
+    let m = wait("every sliver in the sensors", 120, || {
+        let m = scrape(&sh, "princeton.node1");
+        (value(&m, "slicefed_slivers", &[("state", "running")]) == Some(SLIVERS as f64))
+            .then_some(m)
+    });
+    assert_eq!(
+        m["slicefed_sliver_cpu_seconds"].as_array().unwrap().len(),
+        SLIVERS
+    );
+    let addr = String::from_utf8(sh.read("princeton.node1/metrics.addr")).unwrap();
+    let url = format!("http://{}/metrics", addr.trim());
+    let get = || {
+        let t = std::time::Instant::now();
+        let out = Command::new("curl")
+            .args([
+                "--silent",
+                "--fail",
+                "--output",
+                "/dev/null",
+                "--write-out",
+                "%{size_download} %{time_total}",
+            ])
+            .arg(&url)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut it = text.split_whitespace();
+        let bytes: u64 = it.next().unwrap().parse().unwrap();
+        let secs: f64 = it.next().unwrap().parse().unwrap();
+        (bytes, secs * 1000.0, t.elapsed())
+    };
+    let mut ms: Vec<f64> = (0..20).map(|_| get().1).collect();
+    ms.sort_by(f64::total_cmp);
+    let (bytes, _, _) = get();
+    println!(
+        "scrape of a node with {SLIVERS} idle slivers ({bytes} bytes): p50 {:.1} ms, max {:.1} ms (goal < 50 ms; {:.0}% of it)",
+        ms[ms.len() / 2],
+        ms[ms.len() - 1],
+        ms[ms.len() - 1] / 50.0 * 100.0
+    );
+    // The same minute's CPU without scrapes, then with one every 5 s.
+    let window = std::time::Duration::from_secs(60);
+    let c0 = cpu_seconds(pid);
+    std::thread::sleep(window);
+    let quiet = (cpu_seconds(pid) - c0) / window.as_secs_f64();
+    let c1 = cpu_seconds(pid);
+    let t1 = std::time::Instant::now();
+    while t1.elapsed() < window {
+        get();
+        std::thread::sleep(std::time::Duration::from_secs(5));
+    }
+    let scraped = (cpu_seconds(pid) - c1) / t1.elapsed().as_secs_f64();
+    println!(
+        "node CPU with {SLIVERS} idle slivers: {:.2}% of a core without scrapes, {:.2}% with one every 5 s: +{:.2}% (goal < 1%)",
+        quiet * 100.0,
+        scraped * 100.0,
+        (scraped - quiet) * 100.0
+    );
+}
