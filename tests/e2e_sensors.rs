@@ -74,9 +74,9 @@ fn sum(m: &serde_json::Value, name: &str) -> f64 {
         .map_or(0.0, |v| v.iter().filter_map(|s| s["value"].as_f64()).sum())
 }
 
-#[test]
-fn a_scrape_parses_and_says_what_runs_who_was_refused_and_why() {
-    let sh = Shell::new();
+/// Two nodes, alice's probe slice on both, and a forged ticket refused; returns the nodes
+/// and the bootstrap address.
+fn a_federation_with_a_slice_and_a_refusal(sh: &Shell) -> (Vec<Node>, String) {
     let pk = sh.authority("princeton");
     sh.policy("trust.toml", &[("princeton", &pk)]);
     sh.write(
@@ -88,7 +88,7 @@ fn a_scrape_parses_and_says_what_runs_who_was_refused_and_why() {
     for dir in ["princeton.node1", "princeton.node2"] {
         sh.certified_node("princeton", dir);
         let boot = nodes.first().map(|n| n.addr.clone());
-        let (child, addr) = spawn_node(&sh, dir, "trust.toml", boot.as_deref(), &[]);
+        let (child, addr) = spawn_node(sh, dir, "trust.toml", boot.as_deref(), &[]);
         nodes.push(Node {
             child: Some(child),
             dir: dir.into(),
@@ -162,6 +162,13 @@ fn a_scrape_parses_and_says_what_runs_who_was_refused_and_why() {
         "--json",
     ]);
     assert!(r.stdout.contains("refused"), "{}", r.stdout);
+    (nodes, boot)
+}
+
+#[test]
+fn a_scrape_parses_and_says_what_runs_who_was_refused_and_why() {
+    let sh = Shell::new();
+    let (_nodes, boot) = a_federation_with_a_slice_and_a_refusal(&sh);
 
     // What `slice status` says runs on node 1.
     let running_here = statuses(&sh, &boot, "princeton.probe")
@@ -497,4 +504,94 @@ fn bench_sensors_of_a_node_with_a_thousand_idle_slivers() {
         scraped * 100.0,
         (scraped - quiet) * 100.0
     );
+}
+
+/// Headless Chromium (Debian's package), as root, with the flags that keep it off the
+/// network it must not reach.
+fn chromium(args: &[&str], profile: &std::path::Path) -> std::process::Output {
+    Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .output()
+        .expect("this test needs Debian's chromium package (CI installs it)")
+}
+
+#[test]
+fn the_dashboard_renders_in_a_real_browser() {
+    let sh = Shell::new();
+    let (_nodes, _boot) = a_federation_with_a_slice_and_a_refusal(&sh);
+    let addr = String::from_utf8(sh.read("princeton.node1/metrics.addr")).unwrap();
+    let url = format!("http://{}/", addr.trim());
+    // The board refreshes each tick: wait until it has the slice and the refusal.
+    wait(
+        "the dashboard to show the slice and the refusal",
+        30,
+        || {
+            let out = Command::new("curl")
+                .args(["--silent", "--fail", &url])
+                .output()
+                .ok()?;
+            let page = String::from_utf8_lossy(&out.stdout).into_owned();
+            (page.contains("princeton.probe") && page.contains("bad_signature")).then_some(())
+        },
+    );
+    let profile = sh.path("chromium-profile");
+    let dom = chromium(&["--dump-dom", &url], &profile);
+    let dom = String::from_utf8_lossy(&dom.stdout).into_owned();
+    // What the browser built from the page: this node's sliver, for whom, the refusal
+    // with its reason, the federation and a chart.
+    let table = |id: &str| -> String {
+        let start = dom
+            .find(&format!("<table id=\"{id}\""))
+            .unwrap_or_else(|| panic!("no table {id} in the DOM:\n{dom}"));
+        let end = dom[start..].find("</table>").unwrap() + start;
+        dom[start..end].to_string()
+    };
+    let slivers = table("slivers");
+    assert!(slivers.contains("princeton.probe"), "{slivers}");
+    assert!(slivers.contains("princeton.alice"), "{slivers}");
+    assert!(slivers.contains("running"), "{slivers}");
+    let refusals = table("refusals");
+    assert!(refusals.contains("bad_signature"), "{refusals}");
+    assert!(refusals.contains("signature"), "{refusals}");
+    let members = table("members");
+    assert!(members.contains("princeton.node2"), "{members}");
+    assert!(
+        dom.contains("id=\"chart-slivers\"") && dom.contains("class=\"series\""),
+        "no chart in the DOM"
+    );
+    // Sorting is the server's: by free memory, the other node first.
+    let sorted = chromium(&["--dump-dom", &format!("{url}?sort=slivers")], &profile);
+    assert!(String::from_utf8_lossy(&sorted.stdout).contains("<table id=\"members\""));
+    // A screenshot, as the node owner's guide shows it.
+    let shot = sh.path("dashboard.png");
+    let out = chromium(
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1280,1400",
+            "--hide-scrollbars",
+            &url,
+        ],
+        &profile,
+    );
+    let png = std::fs::read(&shot).unwrap_or_else(|e| {
+        panic!(
+            "no screenshot ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000);
+    if let Some(to) = std::env::var_os("SLICEFED_DASHBOARD_SCREENSHOT") {
+        std::fs::write(to, &png).unwrap();
+    }
 }

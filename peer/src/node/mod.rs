@@ -62,6 +62,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 use libp2p::metrics::Recorder as _;
 mod addrs;
+pub mod dashboard;
 mod disk;
 mod reads;
 mod route;
@@ -336,6 +337,10 @@ struct Daemon {
     wire_bytes: Option<net::WireBytes>,
     /// The sensors the loop sets and `/metrics` serves.
     sensors: Option<sensors::Sensors>,
+    /// The owner's dashboard the loop refreshes and `/` renders.
+    board: Option<dashboard::SharedBoard>,
+    /// Lines in `DIR/history` (rewritten when it doubles).
+    history_lines: u64,
     traffic: Traffic,
     ticks: u64,
     started: Instant,
@@ -407,7 +412,24 @@ pub async fn run(
     d.wire_bytes = Some(wire_bytes);
     d.sensors = Some(sensors);
     if let Some(at) = config.metrics {
-        let local = sensors::serve(at, exposition)
+        let history = dashboard::load_history(&config.dir);
+        d.history_lines = history.len() as u64;
+        let board: dashboard::SharedBoard = Arc::new(std::sync::RwLock::new(
+            dashboard::Board::with_history(history),
+        ));
+        d.board = Some(board.clone());
+        // Anywhere but loopback, the page and the sensors want the owner's token.
+        let token = if at.ip().is_loopback() {
+            None
+        } else {
+            Some(sensors::owner_token(&config.dir).map_err(|e| {
+                NodeError::Setup(format!(
+                    "the dashboard's token in {}: {e}",
+                    config.dir.display()
+                ))
+            })?)
+        };
+        let local = sensors::serve(at, exposition, board, token)
             .await
             .map_err(|e| NodeError::Setup(format!("the sensors' address {at}: {e}")))?;
         // Slivers may not reach it (a port of the node itself), and the owner's tools
@@ -695,6 +717,8 @@ impl Daemon {
             my_addrs: vec![],
             wire_bytes: None,
             sensors: None,
+            board: None,
+            history_lines: 0,
             traffic: Traffic::default(),
             ticks: 0,
             started: Instant::now(),

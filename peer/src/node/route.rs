@@ -257,7 +257,7 @@ impl Daemon {
     }
 
     /// This node's listen addresses as it tells members (adverts, credential answers).
-    fn listen_addrs_said(&self) -> Vec<String> {
+    pub(super) fn listen_addrs_said(&self) -> Vec<String> {
         self.my_addrs
             .iter()
             .take(wire::MAX_TAGS)
@@ -301,7 +301,12 @@ impl Daemon {
 
     pub(super) fn on_tick(&mut self, swarm: &mut Swarm) {
         self.ticks += 1;
-        self.update_sensors();
+        // One status a tick for the sensors and the dashboard (it walks every sliver).
+        if self.sensors.is_some() || self.board.is_some() {
+            let status = self.status(None);
+            self.update_sensors(&status);
+            self.update_board(status);
+        }
         if self.ticks % 12 == 1 {
             self.learn_machine_addresses();
         }

@@ -229,8 +229,8 @@ fn gauge_of(n: impl TryInto<i64>) -> i64 {
 }
 
 impl Daemon {
-    /// Sets every sensor from the node's state (once a tick).
-    pub(super) fn update_sensors(&mut self) {
+    /// Sets every sensor from the node's state (once a tick; `status` is this tick's).
+    pub(super) fn update_sensors(&mut self, status: &NodeStatus) {
         let Some(s) = self.sensors.as_mut() else {
             return;
         };
@@ -276,10 +276,6 @@ impl Daemon {
         s.witnessed_entries
             .set(gauge_of(replicas.iter().map(|(_, n)| *n).sum::<u64>()));
 
-        let status = self.status(None);
-        let Some(s) = self.sensors.as_mut() else {
-            return;
-        };
         s.ledger_entries.set(gauge_of(status.ledger_entries));
         s.cosignatures.set(i64::from(status.cosignatures));
         let mut by_state: BTreeMap<&str, i64> =
@@ -364,27 +360,172 @@ impl Exposition {
     }
 }
 
-/// Serves `GET /metrics` on `addr` until the runtime ends; returns where it listens.
-pub async fn serve(addr: SocketAddr, exposition: Arc<Exposition>) -> std::io::Result<SocketAddr> {
+/// The owner's token for the dashboard and sensors when they listen beyond loopback: read
+/// from `DIR/dashboard.token`, or made (random, readable by the owner only) the first time.
+pub fn owner_token(dir: &Path) -> std::io::Result<String> {
+    let path = dir.join(DASHBOARD_TOKEN_FILE);
+    if let Ok(t) = std::fs::read_to_string(&path)
+        && t.trim().len() >= 32
+    {
+        return Ok(t.trim().to_string());
+    }
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)?;
+        std::io::Write::write_all(&mut f, format!("{token}\n").as_bytes())?;
+    }
+    Ok(token)
+}
+
+/// The file that holds the owner's token (`Authorization: Bearer TOKEN`, or `?token=`).
+pub const DASHBOARD_TOKEN_FILE: &str = "dashboard.token";
+
+/// Whether a request carries the owner's token (always, when none is needed).
+fn authorized(token: Option<&str>, headers: &axum::http::HeaderMap, query: Option<&str>) -> bool {
+    let Some(want) = token else {
+        return true;
+    };
+    let bearer = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let asked = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|kv| kv.strip_prefix("token="));
+    // Compared in constant time: the token guards the owner's page.
+    [bearer, asked].into_iter().flatten().any(|t| {
+        t.len() == want.len()
+            && t.bytes()
+                .zip(want.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    })
+}
+
+/// Serves `GET /metrics` (the sensors) and `GET /` (the owner's dashboard) on `addr` until
+/// the runtime ends; returns where it listens. With a `token`, both want it.
+pub async fn serve(
+    addr: SocketAddr,
+    exposition: Arc<Exposition>,
+    board: super::dashboard::SharedBoard,
+    token: Option<String>,
+) -> std::io::Result<SocketAddr> {
+    use axum::extract::RawQuery;
+    use axum::http::{HeaderMap, StatusCode, header};
+    use axum::response::IntoResponse;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let e = exposition.clone();
-            async move {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )],
-                    e.encode(),
-                )
-            }
-        }),
-    );
+    let token: Arc<Option<String>> = Arc::new(token);
+    let (t1, t2) = (token.clone(), token);
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move |headers: HeaderMap, RawQuery(q): RawQuery| {
+                let e = exposition.clone();
+                let t = t1.clone();
+                async move {
+                    if !authorized(t.as_deref(), &headers, q.as_deref()) {
+                        return (StatusCode::UNAUTHORIZED, "the owner's token is needed\n")
+                            .into_response();
+                    }
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        e.encode(),
+                    )
+                        .into_response()
+                }
+            }),
+        )
+        .route(
+            "/",
+            axum::routing::get(move |headers: HeaderMap, RawQuery(q): RawQuery| {
+                let b = board.clone();
+                let t = t2.clone();
+                async move {
+                    if !authorized(t.as_deref(), &headers, q.as_deref()) {
+                        return (StatusCode::UNAUTHORIZED, "the owner's token is needed\n")
+                            .into_response();
+                    }
+                    let sort = q
+                        .as_deref()
+                        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("sort=")));
+                    let page = match b.read() {
+                        Ok(board) => super::dashboard::render(&board, sort),
+                        Err(_) => String::from("the dashboard is not available"),
+                    };
+                    (
+                        [
+                            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                            (header::CACHE_CONTROL, "no-store"),
+                        ],
+                        page,
+                    )
+                        .into_response()
+                }
+            }),
+        );
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
     Ok(local)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn beyond_loopback_only_the_owners_token_opens_the_page_and_the_sensors() {
+        let none = axum::http::HeaderMap::new();
+        // Loopback: no token wanted.
+        assert!(authorized(None, &none, None));
+        let token = "a".repeat(48);
+        let want = Some(token.as_str());
+        assert!(!authorized(want, &none, None));
+        assert!(!authorized(want, &none, Some("token=")));
+        assert!(!authorized(
+            want,
+            &none,
+            Some(&format!("token={}", "b".repeat(48)))
+        ));
+        assert!(!authorized(
+            want,
+            &none,
+            Some(&format!("token={}", "a".repeat(47)))
+        ));
+        assert!(authorized(
+            want,
+            &none,
+            Some(&format!("sort=name&token={token}"))
+        ));
+        let mut bearer = axum::http::HeaderMap::new();
+        bearer.insert(
+            axum::http::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
+        assert!(authorized(want, &bearer, None));
+        let dir = tempfile::tempdir().unwrap();
+        let made = owner_token(dir.path()).unwrap();
+        assert_eq!(made.len(), 48);
+        // The same token after a restart; the file is the owner's alone.
+        assert_eq!(owner_token(dir.path()).unwrap(), made);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join(DASHBOARD_TOKEN_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+    }
 }

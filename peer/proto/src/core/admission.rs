@@ -56,6 +56,21 @@ impl NodeCore {
             Err(refusal) => {
                 let n = self.tickets.refused.entry(refusal.label()).or_default();
                 *n = n.saturating_add(1);
+                let slice = Credential::from_bytes(credential).ok().and_then(|c| {
+                    match slicefed_trust::verify::open_any(c.leaf()).ok()?.object {
+                        Object::SliceTicket(t) => Some(t.slice.to_string()),
+                        _ => None,
+                    }
+                });
+                if self.tickets.recent.len() >= RECENT_REFUSALS {
+                    self.tickets.recent.pop_front();
+                }
+                self.tickets.recent.push_back(RecentRefusal {
+                    at_ms: now_ms,
+                    slice,
+                    label: refusal.label(),
+                    reason: within_bytes(&refusal.to_string(), objects::MAX_REASON_BYTES),
+                });
                 self.receipt(ticket_id, false, refusal.to_string(), now_ms)
                     .into_iter()
                     .collect()

@@ -484,6 +484,25 @@ pub struct TicketCounts {
     pub admitted: u64,
     /// Refused, by [`Refusal::label`].
     pub refused: BTreeMap<&'static str, u64>,
+    /// The latest refusals, newest last (at most [`RECENT_REFUSALS`]): for the owner's
+    /// dashboard.
+    pub recent: std::collections::VecDeque<RecentRefusal>,
+}
+
+/// Refusals kept for the owner's dashboard.
+pub const RECENT_REFUSALS: usize = 64;
+
+/// One refused ticket, as the owner sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecentRefusal {
+    /// When (unix ms).
+    pub at_ms: u64,
+    /// The slice the ticket names, if it decoded (the signer's claim).
+    pub slice: Option<String>,
+    /// [`Refusal::label`].
+    pub label: &'static str,
+    /// The reason its receipt gives.
+    pub reason: String,
 }
 
 impl Refusal {
