@@ -324,6 +324,31 @@ fn only_a_slice_with_the_sensors_right_reads_its_nodes_sensors() {
     };
     create("princeton.monitor", true);
     create("princeton.snoop", false);
+    // The right opens the sensors, not the owner's dashboard (its own port).
+    let dashboard = String::from_utf8(sh.read("princeton.node1/dashboard.addr")).unwrap();
+    let dashboard = dashboard.trim().to_string();
+    sh.run(&[
+        "slice",
+        "create",
+        "princeton.peek",
+        "--module",
+        "reader.wasm",
+        "--nodes",
+        "all",
+        "--bootstrap",
+        &boot,
+        "--key",
+        "princeton.alice.key",
+        "--cert",
+        "princeton.alice.cert",
+        "--connect",
+        "tcp:127.0.0.0/8:*",
+        "--sensors",
+        "--",
+        &dashboard,
+        "500",
+    ])
+    .ok();
     let logs = |slice: &str| {
         sh.run(&[
             "slice",
@@ -342,7 +367,7 @@ fn only_a_slice_with_the_sensors_right_reads_its_nodes_sensors() {
     // With the right: it reads the node's sensors (its own slice among the slivers).
     let seen = wait("the monitor to read the sensors", 30, || {
         let out = logs("princeton.monitor");
-        out.contains("slicefed_slivers{state=\"running\"} 2")
+        out.contains("slicefed_slivers{state=\"running\"} 3")
             .then_some(out)
     });
     assert!(seen.contains("read "), "{seen}");
@@ -352,6 +377,12 @@ fn only_a_slice_with_the_sensors_right_reads_its_nodes_sensors() {
         out.contains(&format!("sensors {metrics}:")).then_some(out)
     });
     assert!(!refused.contains("read "), "{refused}");
+    let peeked = wait("the peek at the dashboard to be refused", 30, || {
+        let out = logs("princeton.peek");
+        out.contains(&format!("sensors {dashboard}:"))
+            .then_some(out)
+    });
+    assert!(!peeked.contains("read "), "{peeked}");
     let to: std::net::SocketAddr = metrics.parse().unwrap();
     wait("both slices' flows to the sensors in the log", 30, || {
         let flows = flows_to(&sh, "princeton.node1", to);
@@ -530,7 +561,7 @@ fn chromium(args: &[&str], profile: &std::path::Path) -> std::process::Output {
 fn the_dashboard_renders_in_a_real_browser() {
     let sh = Shell::new();
     let (_nodes, _boot) = a_federation_with_a_slice_and_a_refusal(&sh);
-    let addr = String::from_utf8(sh.read("princeton.node1/metrics.addr")).unwrap();
+    let addr = String::from_utf8(sh.read("princeton.node1/dashboard.addr")).unwrap();
     let url = format!("http://{}/", addr.trim());
     // The board refreshes each tick: wait until it has the slice and the refusal.
     wait(
@@ -570,9 +601,16 @@ fn the_dashboard_renders_in_a_real_browser() {
         dom.contains("id=\"chart-slivers\"") && dom.contains("class=\"series\""),
         "no chart in the DOM"
     );
-    // Sorting is the server's: by free memory, the other node first.
-    let sorted = chromium(&["--dump-dom", &format!("{url}?sort=slivers")], &profile);
-    assert!(String::from_utf8_lossy(&sorted.stdout).contains("<table id=\"members\""));
+    // Sorting is the server's: by name, node1 before node2.
+    let by_name = String::from_utf8_lossy(
+        &chromium(&["--dump-dom", &format!("{url}?sort=name")], &profile).stdout,
+    )
+    .into_owned();
+    let (one, two) = (
+        by_name.find(">princeton.node1<").unwrap(),
+        by_name.find(">princeton.node2<").unwrap(),
+    );
+    assert!(one < two, "sorted by name: node1 first");
     // A screenshot, as the node owner's guide shows it.
     let shot = sh.path("dashboard.png");
     let out = chromium(

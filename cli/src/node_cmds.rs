@@ -95,6 +95,11 @@ pub struct RunArgs {
     /// DIR/metrics.addr; name a fixed one (e.g. 127.0.0.1:9464) for a Prometheus server.
     #[arg(long, default_value = slicefed_peer::node::sensors::DEFAULT_METRICS_ADDR)]
     metrics: String,
+    /// Where to serve the owner's dashboard (a web page at http://ADDR/), or `off`.
+    /// Loopback by default, on a port the system picks and writes to DIR/dashboard.addr;
+    /// beyond loopback it wants the token in DIR/dashboard.token.
+    #[arg(long, default_value = slicefed_peer::node::sensors::DEFAULT_METRICS_ADDR)]
+    dashboard: String,
     /// Test only: sign a second, forged history head to show equivocation is caught.
     #[arg(long, hide = true)]
     test_equivocate: bool,
@@ -190,12 +195,16 @@ fn run(a: RunArgs) -> Result<ExitCode> {
     let mut config = NodeConfig::new(key, credential, policy, a.dir.clone());
     config.cache_dir = a.cache;
     config.listen = a.listen.iter().map(|s| addr(s)).collect::<Result<_>>()?;
-    config.metrics = match a.metrics.as_str() {
-        "off" => None,
-        at => Some(at.parse().map_err(|e| {
-            anyhow!("--metrics `{at}`: not an address like 127.0.0.1:9464, nor `off` ({e})")
-        })?),
+    let address_or_off = |flag: &str, at: &str| -> Result<Option<std::net::SocketAddr>> {
+        match at {
+            "off" => Ok(None),
+            at => Ok(Some(at.parse().map_err(|e| {
+                anyhow!("--{flag} `{at}`: not an address like 127.0.0.1:9464, nor `off` ({e})")
+            })?)),
+        }
     };
+    config.metrics = address_or_off("metrics", &a.metrics)?;
+    config.dashboard = address_or_off("dashboard", &a.dashboard)?;
     config.bootstrap = a
         .bootstrap
         .iter()

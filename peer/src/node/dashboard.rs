@@ -52,16 +52,18 @@ impl Sample {
             self.refused
         )
     }
+    /// A line of exactly six fields (a torn append joined to the next line has more).
     fn parse(line: &str) -> Option<Sample> {
         let mut f = line.split_whitespace();
-        Some(Sample {
+        let s = Sample {
             at_ms: f.next()?.parse().ok()?,
             slivers: f.next()?.parse().ok()?,
             members: f.next()?.parse().ok()?,
             ledger_entries: f.next()?.parse().ok()?,
             sliver_cpu_secs: f.next()?.parse().ok()?,
             refused: f.next()?.parse().ok()?,
-        })
+        };
+        (f.next().is_none() && s.sliver_cpu_secs.is_finite()).then_some(s)
     }
 }
 
@@ -108,10 +110,17 @@ pub fn load_history(dir: &Path) -> VecDeque<Sample> {
     let Ok(text) = read_limited(&dir.join(HISTORY_FILE), 4 * HISTORY_SAMPLES * 64) else {
         return VecDeque::new();
     };
-    let all: Vec<Sample> = text
+    // Only samples later than the one before (a clock set back, or a file from elsewhere,
+    // does not make the charts run backwards).
+    let mut all: Vec<Sample> = vec![];
+    for s in text
         .split(|b| *b == b'\n')
         .filter_map(|l| std::str::from_utf8(l).ok().and_then(Sample::parse))
-        .collect();
+    {
+        if all.last().is_none_or(|last| s.at_ms > last.at_ms) {
+            all.push(s);
+        }
+    }
     all.iter()
         .skip(all.len().saturating_sub(HISTORY_SAMPLES))
         .copied()
@@ -255,7 +264,7 @@ fn chart(title: &str, id: &str, times: &[u64], values: &[f64]) -> String {
     let t0 = times.first().copied().unwrap_or(0);
     let t1 = times.last().copied().unwrap_or(0).max(t0 + 1);
     let vmax = values.iter().copied().fold(0.0f64, f64::max).max(1.0);
-    let x = |t: u64| pad + (t - t0) as f64 / (t1 - t0) as f64 * (w - 2.0 * pad);
+    let x = |t: u64| pad + t.saturating_sub(t0) as f64 / (t1 - t0) as f64 * (w - 2.0 * pad);
     let y = |v: f64| h - pad - v / vmax * (h - 2.0 * pad);
     let points: Vec<String> = times
         .iter()
@@ -437,7 +446,7 @@ th,td{{border-bottom:1px solid #ddd;padding:.25em .6em;text-align:left}} th a{{c
             esc(&m.health)
         );
     }
-    p.push_str("</table><p>Sensors for monitoring tools: <a href=\"/metrics\">/metrics</a>.</p></body></html>");
+    p.push_str("</table><p>Sensors for monitoring tools: <code>/metrics</code> on the node's sensors address (<code>DIR/metrics.addr</code>).</p></body></html>");
     p
 }
 

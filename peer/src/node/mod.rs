@@ -174,6 +174,8 @@ pub struct NodeConfig {
     pub replicas_quota: u64,
     /// Where the sensors (Prometheus text at `/metrics`) are served; none: not at all.
     pub metrics: Option<std::net::SocketAddr>,
+    /// Where the owner's dashboard (`/`) is served; none: not at all.
+    pub dashboard: Option<std::net::SocketAddr>,
 }
 
 impl NodeConfig {
@@ -199,6 +201,7 @@ impl NodeConfig {
             replica_quota: crate::witness::DEFAULT_REPLICA_QUOTA,
             replicas_quota: crate::witness::DEFAULT_REPLICAS_QUOTA,
             metrics: None,
+            dashboard: None,
         }
     }
 }
@@ -410,39 +413,63 @@ pub async fn run(
         bandwidth: wire_bytes.registry(),
     });
     d.wire_bytes = Some(wire_bytes);
-    d.sensors = Some(sensors);
     if let Some(at) = config.metrics {
+        // Anywhere but loopback, the sensors want the owner's token.
+        let token = if at.ip().is_loopback() {
+            None
+        } else {
+            Some(sensors::owner_token(&config.dir).map_err(|e| {
+                NodeError::Setup(format!(
+                    "the owner's token in {}: {e}",
+                    config.dir.display()
+                ))
+            })?)
+        };
+        let local = sensors::serve(at, exposition, token)
+            .await
+            .map_err(|e| NodeError::Setup(format!("the sensors' address {at}: {e}")))?;
+        d.sensors = Some(sensors);
+        // Slivers reach it only with the sensors right (a port of the node itself), and
+        // the owner's tools find it in the node's directory.
+        if let Ok(mut h) = d.host.write() {
+            if !h.own_ports.contains(&local.port()) {
+                h.own_ports.push(local.port());
+            }
+            h.sensors = Some(local);
+        }
+        let _ = write_atomic(
+            &config.dir.join(sensors::METRICS_ADDR_FILE),
+            format!("{local}\n").as_bytes(),
+        );
+    }
+    if let Some(at) = config.dashboard {
         let history = dashboard::load_history(&config.dir);
         d.history_lines = history.len() as u64;
         let board: dashboard::SharedBoard = Arc::new(std::sync::RwLock::new(
             dashboard::Board::with_history(history),
         ));
         d.board = Some(board.clone());
-        // Anywhere but loopback, the page and the sensors want the owner's token.
         let token = if at.ip().is_loopback() {
             None
         } else {
             Some(sensors::owner_token(&config.dir).map_err(|e| {
                 NodeError::Setup(format!(
-                    "the dashboard's token in {}: {e}",
+                    "the owner's token in {}: {e}",
                     config.dir.display()
                 ))
             })?)
         };
-        let local = sensors::serve(at, exposition, board, token)
+        let local = sensors::serve_dashboard(at, board, token)
             .await
-            .map_err(|e| NodeError::Setup(format!("the sensors' address {at}: {e}")))?;
-        // Slivers may not reach it (a port of the node itself), and the owner's tools
-        // find it in the node's directory.
-        if let Ok(mut h) = d.host.write() {
-            if !h.own_ports.contains(&local.port()) {
-                h.own_ports.push(local.port());
-            }
-            // Open to slivers whose tickets carry the sensors right, and to no other.
-            h.sensors = Some(local);
+            .map_err(|e| NodeError::Setup(format!("the dashboard's address {at}: {e}")))?;
+        // No sliver may reach it, whatever its rights: a port of the node itself.
+        if let Ok(mut h) = d.host.write()
+            && !h.own_ports.contains(&local.port())
+        {
+            h.own_ports.push(local.port());
         }
         let _ = write_atomic(
-            &config.dir.join(sensors::METRICS_ADDR_FILE),
+            &config.dir.join(sensors::DASHBOARD_ADDR_FILE),
             format!("{local}\n").as_bytes(),
         );
     }

@@ -363,12 +363,19 @@ impl Exposition {
 /// The owner's token for the dashboard and sensors when they listen beyond loopback: read
 /// from `DIR/dashboard.token`, or made (random, readable by the owner only) the first time.
 pub fn owner_token(dir: &Path) -> std::io::Result<String> {
+    use std::os::unix::fs::PermissionsExt;
     let path = dir.join(DASHBOARD_TOKEN_FILE);
-    if let Ok(t) = std::fs::read_to_string(&path)
+    // Only a plain file that nobody but the owner can read is a token; anything else (a
+    // symlink, a file others may read) is replaced.
+    if let Ok(meta) = std::fs::symlink_metadata(&path)
+        && meta.file_type().is_file()
+        && meta.permissions().mode() & 0o077 == 0
+        && let Ok(t) = std::fs::read_to_string(&path)
         && t.trim().len() >= 32
     {
         return Ok(t.trim().to_string());
     }
+    let _ = std::fs::remove_file(&path);
     let mut bytes = [0u8; 24];
     getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
@@ -384,6 +391,9 @@ pub fn owner_token(dir: &Path) -> std::io::Result<String> {
     }
     Ok(token)
 }
+
+/// The file that says where the dashboard listens.
+pub const DASHBOARD_ADDR_FILE: &str = "dashboard.addr";
 
 /// The file that holds the owner's token (`Authorization: Bearer TOKEN`, or `?token=`).
 pub const DASHBOARD_TOKEN_FILE: &str = "dashboard.token";
@@ -411,71 +421,135 @@ fn authorized(token: Option<&str>, headers: &axum::http::HeaderMap, query: Optio
     })
 }
 
-/// Serves `GET /metrics` (the sensors) and `GET /` (the owner's dashboard) on `addr` until
-/// the runtime ends; returns where it listens. With a `token`, both want it.
+/// Whether a request to a loopback listener names it by a loopback host (`Host`): a web
+/// page the owner visits elsewhere cannot rebind its own name to 127.0.0.1 and read the
+/// owner's page (DNS rebinding). Beyond loopback the token guards instead.
+fn loopback_host(local: SocketAddr, headers: &axum::http::HeaderMap) -> bool {
+    if !local.ip().is_loopback() {
+        return true;
+    }
+    let Some(host) = headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let port = local.port();
+    [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("[::1]:{port}"),
+    ]
+    .iter()
+    .any(|h| h == host)
+}
+
+/// The refusal of a request that is not the owner's, if it is not.
+fn refuse(
+    local: SocketAddr,
+    token: Option<&str>,
+    headers: &axum::http::HeaderMap,
+    query: Option<&str>,
+) -> Option<axum::response::Response> {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    if !loopback_host(local, headers) {
+        return Some(
+            (
+                StatusCode::MISDIRECTED_REQUEST,
+                "ask for it by 127.0.0.1 or localhost\n",
+            )
+                .into_response(),
+        );
+    }
+    if !authorized(token, headers, query) {
+        return Some((StatusCode::UNAUTHORIZED, "the owner's token is needed\n").into_response());
+    }
+    None
+}
+
+/// Serves `GET /metrics` (the sensors) on `addr` until the runtime ends; returns where it
+/// listens. With a `token`, it wants it. Only this listener is opened to slivers with the
+/// sensors right: the dashboard has its own ([`serve_dashboard`]).
 pub async fn serve(
     addr: SocketAddr,
     exposition: Arc<Exposition>,
-    board: super::dashboard::SharedBoard,
     token: Option<String>,
 ) -> std::io::Result<SocketAddr> {
     use axum::extract::RawQuery;
-    use axum::http::{HeaderMap, StatusCode, header};
+    use axum::http::{HeaderMap, header};
     use axum::response::IntoResponse;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let token: Arc<Option<String>> = Arc::new(token);
-    let (t1, t2) = (token.clone(), token);
-    let app = axum::Router::new()
-        .route(
-            "/metrics",
-            axum::routing::get(move |headers: HeaderMap, RawQuery(q): RawQuery| {
-                let e = exposition.clone();
-                let t = t1.clone();
-                async move {
-                    if !authorized(t.as_deref(), &headers, q.as_deref()) {
-                        return (StatusCode::UNAUTHORIZED, "the owner's token is needed\n")
-                            .into_response();
-                    }
-                    (
-                        [(
-                            header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        e.encode(),
-                    )
-                        .into_response()
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move |headers: HeaderMap, RawQuery(q): RawQuery| {
+            let e = exposition.clone();
+            let t = token.clone();
+            async move {
+                if let Some(no) = refuse(local, t.as_deref(), &headers, q.as_deref()) {
+                    return no;
                 }
-            }),
-        )
-        .route(
-            "/",
-            axum::routing::get(move |headers: HeaderMap, RawQuery(q): RawQuery| {
-                let b = board.clone();
-                let t = t2.clone();
-                async move {
-                    if !authorized(t.as_deref(), &headers, q.as_deref()) {
-                        return (StatusCode::UNAUTHORIZED, "the owner's token is needed\n")
-                            .into_response();
-                    }
-                    let sort = q
-                        .as_deref()
-                        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("sort=")));
-                    let page = match b.read() {
-                        Ok(board) => super::dashboard::render(&board, sort),
-                        Err(_) => String::from("the dashboard is not available"),
-                    };
-                    (
-                        [
-                            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-                            (header::CACHE_CONTROL, "no-store"),
-                        ],
-                        page,
-                    )
-                        .into_response()
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    e.encode(),
+                )
+                    .into_response()
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(local)
+}
+
+/// Serves the owner's dashboard (`GET /`) on `addr` until the runtime ends; returns where
+/// it listens. With a `token`, it wants it. No sliver may reach it, whatever its rights.
+pub async fn serve_dashboard(
+    addr: SocketAddr,
+    board: super::dashboard::SharedBoard,
+    token: Option<String>,
+) -> std::io::Result<SocketAddr> {
+    use axum::extract::RawQuery;
+    use axum::http::{HeaderMap, header};
+    use axum::response::IntoResponse;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let token: Arc<Option<String>> = Arc::new(token);
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(move |headers: HeaderMap, RawQuery(q): RawQuery| {
+            let b = board.clone();
+            let t = token.clone();
+            async move {
+                if let Some(no) = refuse(local, t.as_deref(), &headers, q.as_deref()) {
+                    return no;
                 }
-            }),
-        );
+                let sort = q
+                    .as_deref()
+                    .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("sort=")));
+                // A copy, so the lock is not held while the page is written.
+                let board = match b.read() {
+                    Ok(board) => board.clone(),
+                    Err(_) => super::dashboard::Board::default(),
+                };
+                let page = super::dashboard::render(&board, sort);
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                        (header::CACHE_CONTROL, "no-store"),
+                    ],
+                    page,
+                )
+                    .into_response()
+            }
+        }),
+    );
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
@@ -485,6 +559,26 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_loopback_listener_answers_only_to_a_loopback_host_name() {
+        let local: SocketAddr = "127.0.0.1:9464".parse().unwrap();
+        let with = |host: &str| {
+            let mut h = axum::http::HeaderMap::new();
+            h.insert(axum::http::header::HOST, host.parse().unwrap());
+            loopback_host(local, &h)
+        };
+        assert!(with("127.0.0.1:9464") && with("localhost:9464") && with("[::1]:9464"));
+        // A page elsewhere that rebound its own name to 127.0.0.1.
+        assert!(!with("evil.example:9464"));
+        assert!(!with("localhost:9465"));
+        assert!(!loopback_host(local, &axum::http::HeaderMap::new()));
+        // Beyond loopback the token guards instead.
+        assert!(loopback_host(
+            "10.0.0.1:9464".parse().unwrap(),
+            &axum::http::HeaderMap::new()
+        ));
+    }
 
     #[test]
     fn beyond_loopback_only_the_owners_token_opens_the_page_and_the_sensors() {
