@@ -182,3 +182,60 @@ fn a_node_refuses_to_start_with_a_certificate_its_owner_does_not_trust() {
     ])
     .fails_with("certificate does not verify");
 }
+
+#[test]
+fn a_node_runs_from_its_config_file_and_the_command_line_wins() {
+    let sh = Shell::new();
+    let pk = sh.authority("princeton");
+    std::fs::create_dir_all(sh.path("conf")).unwrap();
+    sh.policy("conf/trust.toml", &[("princeton", &pk)]);
+    certified_node(&sh, "princeton", "princeton.n1");
+    // Relative paths are the file's; the command line's --metrics wins over the file's.
+    sh.write(
+        "conf/node.toml",
+        br#"
+dir = "../princeton.n1"
+cert = "../princeton.n1/node.cert"
+trust = "trust.toml"
+listen = ["/ip4/127.0.0.1/tcp/0"]
+advert_interval = "1s"
+max_slivers = 7
+memory = "256MiB"
+metrics = "off"
+dashboard = "off"
+"#,
+    );
+    let mut child = Command::new(Shell::bin())
+        .current_dir(sh.dir.path())
+        .args(["node", "run", "--config", "conf/node.toml"])
+        .args(["--metrics", "127.0.0.1:0"])
+        .env_remove("SLICEFED_TRUST")
+        .env_remove("SLICEFED_CERT")
+        .env_remove("SLICEFED_BOOTSTRAP")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let _node = Node(child);
+    let first = BufReader::new(out).lines().map_while(Result::ok).next();
+    assert!(
+        first.is_some_and(|l| l.starts_with("listening on /ip4/127.0.0.1/tcp/")),
+        "the node did not start from its config"
+    );
+    // The sensors are on (the command line), the dashboard off (the file).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sh.exists("princeton.n1/metrics.addr") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(sh.exists("princeton.n1/metrics.addr"));
+    assert!(!sh.exists("princeton.n1/dashboard.addr"));
+
+    // A file with a key it does not know, or without the node's directory: one line.
+    sh.write("bad.toml", b"dir = \"x\"\nlisten_on = \"y\"\n");
+    sh.run(&["node", "run", "--config", "bad.toml"])
+        .fails_with("bad.toml");
+    sh.write("empty.toml", b"");
+    sh.run(&["node", "run", "--config", "empty.toml"])
+        .fails_with("--dir");
+}

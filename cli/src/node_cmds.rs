@@ -50,59 +50,115 @@ pub enum NodeCmd {
 
 #[derive(clap::Args)]
 pub struct RunArgs {
+    /// A config file (TOML) with any of the options below by name (`dir`, `cert`,
+    /// `trust`, `listen`, `bootstrap`, `advert_interval`, `max_slivers`, `memory`,
+    /// `cache`, `witnesses`, `restore`, `replica_quota`, `replicas_quota`, `metrics`,
+    /// `dashboard`); what the command line says wins. Relative paths in it are relative
+    /// to the file. The Debian package's service runs `node run --config
+    /// /etc/slicefed/node.toml`.
     #[arg(long)]
-    dir: PathBuf,
+    config: Option<PathBuf>,
+    /// The node directory (from `node init`).
+    #[arg(long)]
+    dir: Option<PathBuf>,
     /// The node certificate (from `authority certify --role node`).
     #[arg(long, env = "SLICEFED_CERT")]
-    cert: PathBuf,
+    cert: Option<PathBuf>,
     /// The owner's trust policy.
     #[arg(long, env = "SLICEFED_TRUST")]
-    trust: PathBuf,
-    /// Listen address.
-    #[arg(long, default_value = "/ip4/0.0.0.0/tcp/0")]
+    trust: Option<PathBuf>,
+    /// Listen address [default: /ip4/0.0.0.0/tcp/0].
+    #[arg(long)]
     listen: Vec<String>,
     /// Peers to join through (multiaddr with /p2p/PEERID).
     #[arg(long, env = "SLICEFED_BOOTSTRAP", value_delimiter = ',')]
     bootstrap: Vec<String>,
-    /// How often to advertise.
-    #[arg(long, value_parser = parse_duration, default_value = "5s")]
-    advert_interval: u64,
-    /// Slivers at once on this machine.
-    #[arg(long, default_value_t = 100)]
-    max_slivers: u32,
-    /// Memory for all slivers together.
-    #[arg(long, value_parser = parse_size, default_value = "4GiB")]
-    memory: u64,
+    /// How often to advertise [default: 5s].
+    #[arg(long, value_parser = parse_duration)]
+    advert_interval: Option<u64>,
+    /// Slivers at once on this machine [default: 100].
+    #[arg(long)]
+    max_slivers: Option<u32>,
+    /// Memory for all slivers together [default: 4GiB].
+    #[arg(long, value_parser = parse_size)]
+    memory: Option<u64>,
     /// Where compiled modules are cached (default DIR/cache); nodes on one machine may
     /// share one.
     #[arg(long)]
     cache: Option<PathBuf>,
-    /// Witnesses per log.
-    #[arg(long, default_value_t = 3)]
-    witnesses: usize,
+    /// Witnesses per log [default: 3].
+    #[arg(long)]
+    witnesses: Option<usize>,
     /// Do not bring back the slivers that ran before a crash or restart (they are logged
     /// as not restored and forgotten).
     #[arg(long)]
     no_restore: bool,
-    /// Most bytes of one other node's log this node keeps as its witness.
-    #[arg(long, value_parser = parse_size, default_value = "1GiB")]
-    replica_quota: u64,
-    /// Most bytes of all the logs this node keeps as a witness.
-    #[arg(long, value_parser = parse_size, default_value = "16GiB")]
-    replicas_quota: u64,
+    /// Most bytes of one other node's log this node keeps as its witness [default: 1GiB].
+    #[arg(long, value_parser = parse_size)]
+    replica_quota: Option<u64>,
+    /// Most bytes of all the logs this node keeps as a witness [default: 16GiB].
+    #[arg(long, value_parser = parse_size)]
+    replicas_quota: Option<u64>,
     /// Where to serve the node's sensors (Prometheus text at http://ADDR/metrics), or
     /// `off`. Loopback by default, on a port the system picks and writes to
     /// DIR/metrics.addr; name a fixed one (e.g. 127.0.0.1:9464) for a Prometheus server.
-    #[arg(long, default_value = slicefed_peer::node::sensors::DEFAULT_METRICS_ADDR)]
-    metrics: String,
+    #[arg(long)]
+    metrics: Option<String>,
     /// Where to serve the owner's dashboard (a web page at http://ADDR/), or `off`.
     /// Loopback by default, on a port the system picks and writes to DIR/dashboard.addr;
     /// beyond loopback it wants the token in DIR/dashboard.token.
-    #[arg(long, default_value = slicefed_peer::node::sensors::DEFAULT_METRICS_ADDR)]
-    dashboard: String,
+    #[arg(long)]
+    dashboard: Option<String>,
     /// Test only: sign a second, forged history head to show equivocation is caught.
     #[arg(long, hide = true)]
     test_equivocate: bool,
+}
+
+/// `node run --config FILE`: the same options, by name; the command line wins.
+#[derive(Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunConfig {
+    dir: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    trust: Option<PathBuf>,
+    #[serde(default)]
+    listen: Vec<String>,
+    #[serde(default)]
+    bootstrap: Vec<String>,
+    advert_interval: Option<String>,
+    max_slivers: Option<u32>,
+    memory: Option<String>,
+    cache: Option<PathBuf>,
+    witnesses: Option<usize>,
+    restore: Option<bool>,
+    replica_quota: Option<String>,
+    replicas_quota: Option<String>,
+    metrics: Option<String>,
+    dashboard: Option<String>,
+}
+
+/// Largest config file read.
+const MAX_CONFIG_BYTES: usize = 64 << 10;
+
+impl RunConfig {
+    fn load(path: &std::path::Path) -> Result<RunConfig> {
+        let bytes = files::read_bounded(path, MAX_CONFIG_BYTES)?;
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| anyhow!("{}: not UTF-8 text", path.display()))?;
+        let mut c: RunConfig =
+            toml::from_str(text).map_err(|e| anyhow!("{}: {}", path.display(), e.message()))?;
+        // Relative paths are the file's.
+        let base = path.parent().unwrap_or(std::path::Path::new("."));
+        for p in [&mut c.dir, &mut c.cert, &mut c.trust, &mut c.cache]
+            .into_iter()
+            .flatten()
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        Ok(c)
+    }
 }
 
 #[derive(Subcommand)]
@@ -181,20 +237,79 @@ fn reachable_at(addrs: &[String]) -> String {
 }
 
 fn run(a: RunArgs) -> Result<ExitCode> {
-    let key = files::read_secret_key(&a.dir.join("node.key"))?;
-    let credential = files::read_credential_of(&a.cert, slicefed_trust::objects::Kind::NodeCert)?
+    let c = match &a.config {
+        Some(path) => RunConfig::load(path)?,
+        None => RunConfig::default(),
+    };
+    let from_config = |what: &str, v: Option<String>, parse: fn(&str) -> Result<u64, String>| {
+        v.map(|s| parse(&s).map_err(|e| anyhow!("config `{what}`: {e}")))
+            .transpose()
+    };
+    let dir = a
+        .dir
+        .or(c.dir)
+        .ok_or_else(|| anyhow!("no node directory: give --dir or `dir` in --config"))?;
+    let cert = a
+        .cert
+        .or(c.cert)
+        .ok_or_else(|| anyhow!("no node certificate: give --cert or `cert` in --config"))?;
+    let trust = a
+        .trust
+        .or(c.trust)
+        .ok_or_else(|| anyhow!("no trust policy: give --trust or `trust` in --config"))?;
+    let listen = match (a.listen.is_empty(), c.listen.is_empty()) {
+        (false, _) => a.listen,
+        (true, false) => c.listen,
+        (true, true) => vec!["/ip4/0.0.0.0/tcp/0".to_string()],
+    };
+    let bootstrap = if a.bootstrap.is_empty() {
+        c.bootstrap
+    } else {
+        a.bootstrap
+    };
+    let advert_interval = match a.advert_interval {
+        Some(v) => v,
+        None => from_config("advert_interval", c.advert_interval, parse_duration)?.unwrap_or(5),
+    };
+    let memory = match a.memory {
+        Some(v) => v,
+        None => from_config("memory", c.memory, parse_size)?.unwrap_or(4 << 30),
+    };
+    let replica_quota = match a.replica_quota {
+        Some(v) => v,
+        None => from_config("replica_quota", c.replica_quota, parse_size)?.unwrap_or(1 << 30),
+    };
+    let replicas_quota = match a.replicas_quota {
+        Some(v) => v,
+        None => from_config("replicas_quota", c.replicas_quota, parse_size)?.unwrap_or(16 << 30),
+    };
+    let max_slivers = a.max_slivers.or(c.max_slivers).unwrap_or(100);
+    let witnesses = a.witnesses.or(c.witnesses).unwrap_or(3);
+    let restore = !a.no_restore && c.restore.unwrap_or(true);
+    let default_addr = slicefed_peer::node::sensors::DEFAULT_METRICS_ADDR;
+    let metrics = a
+        .metrics
+        .or(c.metrics)
+        .unwrap_or_else(|| default_addr.into());
+    let dashboard = a
+        .dashboard
+        .or(c.dashboard)
+        .unwrap_or_else(|| default_addr.into());
+
+    let key = files::read_secret_key(&dir.join("node.key"))?;
+    let credential = files::read_credential_of(&cert, slicefed_trust::objects::Kind::NodeCert)?
         .to_bytes()
         .context("re-encoding the node certificate")?;
-    let policy = files::read_policy(&a.trust)?;
-    if a.advert_interval == 0 {
+    let policy = files::read_policy(&trust)?;
+    if advert_interval == 0 {
         bail!("--advert-interval must be at least 1s");
     }
-    if a.witnesses == 0 {
+    if witnesses == 0 {
         bail!("--witnesses must be at least 1");
     }
-    let mut config = NodeConfig::new(key, credential, policy, a.dir.clone());
-    config.cache_dir = a.cache;
-    config.listen = a.listen.iter().map(|s| addr(s)).collect::<Result<_>>()?;
+    let mut config = NodeConfig::new(key, credential, policy, dir.clone());
+    config.cache_dir = a.cache.or(c.cache);
+    config.listen = listen.iter().map(|s| addr(s)).collect::<Result<_>>()?;
     let address_or_off = |flag: &str, at: &str| -> Result<Option<std::net::SocketAddr>> {
         match at {
             "off" => Ok(None),
@@ -203,25 +318,24 @@ fn run(a: RunArgs) -> Result<ExitCode> {
             })?)),
         }
     };
-    config.metrics = address_or_off("metrics", &a.metrics)?;
-    config.dashboard = address_or_off("dashboard", &a.dashboard)?;
-    config.bootstrap = a
-        .bootstrap
+    config.metrics = address_or_off("metrics", &metrics)?;
+    config.dashboard = address_or_off("dashboard", &dashboard)?;
+    config.bootstrap = bootstrap
         .iter()
         .filter(|s| !s.is_empty())
         .map(|s| addr(s))
         .collect::<Result<_>>()?;
-    config.advert_interval = std::time::Duration::from_secs(a.advert_interval);
+    config.advert_interval = std::time::Duration::from_secs(advert_interval);
     config.capacity = Capacity {
-        max_slivers: a.max_slivers,
-        memory: a.memory,
+        max_slivers,
+        memory,
         default_sliver_memory: 64 << 20,
     };
-    config.witnesses = a.witnesses;
+    config.witnesses = witnesses;
     config.test_equivocate = a.test_equivocate;
-    config.restore = !a.no_restore;
-    config.replica_quota = a.replica_quota;
-    config.replicas_quota = a.replicas_quota;
+    config.restore = restore;
+    config.replica_quota = replica_quota;
+    config.replicas_quota = replicas_quota;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(node::run(config, |a| say!("listening on {a}"), async {
         crate::util::interrupted().await;
