@@ -25,7 +25,7 @@ pub enum NodeCmd {
         json: bool,
     },
     /// Run the node: join the overlay, advertise, answer requests (until Ctrl-C).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// What runs on your node, for whom, under which ticket and with what usage, over its
     /// local admin socket (answers even when the network does not: a partition, a flood).
     Status {
@@ -417,7 +417,7 @@ fn stop(dir: &std::path::Path, slice: &str, json: bool) -> Result<ExitCode> {
 pub fn node(cmd: NodeCmd) -> Result<ExitCode> {
     let (dir, name, json) = match cmd {
         NodeCmd::Init { dir, name, json } => (dir, name, json),
-        NodeCmd::Run(a) => return run(a),
+        NodeCmd::Run(a) => return run(*a),
         NodeCmd::Stop { dir, slice, json } => return stop(&dir, &slice, json),
         NodeCmd::Status { dir, slice, json } => return status(&dir, slice, json),
     };
