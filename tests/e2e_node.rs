@@ -238,4 +238,16 @@ dashboard = "off"
     sh.write("empty.toml", b"");
     sh.run(&["node", "run", "--config", "empty.toml"])
         .fails_with("--dir");
+    // `node init` takes its directory from the same file.
+    sh.write("conf/second.toml", b"dir = \"../princeton.n2\"\n");
+    sh.run(&[
+        "node",
+        "init",
+        "--config",
+        "conf/second.toml",
+        "--name",
+        "princeton.n2",
+    ])
+    .ok();
+    assert!(sh.exists("princeton.n2/node.key"));
 }

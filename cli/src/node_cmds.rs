@@ -16,8 +16,12 @@ use std::process::ExitCode;
 pub enum NodeCmd {
     /// Create a node directory with its key (the node's libp2p identity).
     Init {
+        /// The node directory to create (or `dir` in --config).
         #[arg(long)]
-        dir: PathBuf,
+        dir: Option<PathBuf>,
+        /// The config file `node run --config` will read: the directory is its `dir`.
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// The node's name, as its authority will certify it (e.g. princeton.node1).
         #[arg(long)]
         name: String,
@@ -416,7 +420,21 @@ fn stop(dir: &std::path::Path, slice: &str, json: bool) -> Result<ExitCode> {
 
 pub fn node(cmd: NodeCmd) -> Result<ExitCode> {
     let (dir, name, json) = match cmd {
-        NodeCmd::Init { dir, name, json } => (dir, name, json),
+        NodeCmd::Init {
+            dir,
+            config,
+            name,
+            json,
+        } => {
+            let from_config = match &config {
+                Some(path) => RunConfig::load(path)?.dir,
+                None => None,
+            };
+            let dir = dir
+                .or(from_config)
+                .ok_or_else(|| anyhow!("no node directory: give --dir or `dir` in --config"))?;
+            (dir, name, json)
+        }
         NodeCmd::Run(a) => return run(*a),
         NodeCmd::Stop { dir, slice, json } => return stop(&dir, &slice, json),
         NodeCmd::Status { dir, slice, json } => return status(&dir, slice, json),
