@@ -421,6 +421,126 @@ fn authorized(token: Option<&str>, headers: &axum::http::HeaderMap, query: Optio
     })
 }
 
+/// Most connections one of the owner's listeners (sensors, dashboard) holds at once; the
+/// next waits in the kernel's backlog until one closes.
+pub const MAX_HTTP_CONNECTIONS: usize = 64;
+/// A connection that sends nothing for this long is closed (a slow or idle client must not
+/// hold a place).
+pub const HTTP_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A TCP listener that holds at most [`MAX_HTTP_CONNECTIONS`] connections and closes those
+/// idle for [`HTTP_IDLE`].
+struct Bounded {
+    inner: tokio::net::TcpListener,
+    places: Arc<tokio::sync::Semaphore>,
+}
+
+/// A connection holding its place until it closes.
+struct Held {
+    stream: tokio::net::TcpStream,
+    _place: tokio::sync::OwnedSemaphorePermit,
+    idle: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl axum::serve::Listener for Bounded {
+    type Io = Held;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Held, SocketAddr) {
+        loop {
+            // The semaphore is never closed: a place always comes.
+            let Ok(place) = self.places.clone().acquire_owned().await else {
+                std::future::pending::<()>().await;
+                continue;
+            };
+            match self.inner.accept().await {
+                Ok((stream, addr)) => {
+                    let idle = Box::pin(tokio::time::sleep(HTTP_IDLE));
+                    return (
+                        Held {
+                            stream,
+                            _place: place,
+                            idle,
+                        },
+                        addr,
+                    );
+                }
+                // Out of descriptors, say: wait a moment rather than spin.
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+impl tokio::io::AsyncRead for Held {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::future::Future;
+        let before = buf.filled().len();
+        let read = std::pin::Pin::new(&mut self.stream).poll_read(cx, buf);
+        match read {
+            std::task::Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                let at = tokio::time::Instant::now() + HTTP_IDLE;
+                self.idle.as_mut().reset(at);
+                read
+            }
+            std::task::Poll::Pending => {
+                if self.idle.as_mut().poll(cx).is_ready() {
+                    std::task::Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "idle",
+                    )))
+                } else {
+                    std::task::Poll::Pending
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Held {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// Binds one of the owner's listeners, bounded.
+async fn bind_bounded(addr: SocketAddr) -> std::io::Result<(Bounded, SocketAddr)> {
+    let inner = tokio::net::TcpListener::bind(addr).await?;
+    let local = inner.local_addr()?;
+    Ok((
+        Bounded {
+            inner,
+            places: Arc::new(tokio::sync::Semaphore::new(MAX_HTTP_CONNECTIONS)),
+        },
+        local,
+    ))
+}
+
 /// Whether a request to a loopback listener names it by a loopback host (`Host`): a web
 /// page the owner visits elsewhere cannot rebind its own name to 127.0.0.1 and read the
 /// owner's page (DNS rebinding). Beyond loopback the token guards instead.
@@ -479,8 +599,7 @@ pub async fn serve(
     use axum::extract::RawQuery;
     use axum::http::{HeaderMap, header};
     use axum::response::IntoResponse;
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
+    let (listener, local) = bind_bounded(addr).await?;
     let token: Arc<Option<String>> = Arc::new(token);
     let app = axum::Router::new().route(
         "/metrics",
@@ -518,8 +637,7 @@ pub async fn serve_dashboard(
     use axum::extract::RawQuery;
     use axum::http::{HeaderMap, header};
     use axum::response::IntoResponse;
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
+    let (listener, local) = bind_bounded(addr).await?;
     let token: Arc<Option<String>> = Arc::new(token);
     let app = axum::Router::new().route(
         "/",
@@ -559,6 +677,44 @@ pub async fn serve_dashboard(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn idle_connections_cannot_hold_the_sensors_for_ever() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let e = Arc::new(Exposition {
+            main: Registry::default(),
+            bandwidth: Arc::new(Registry::default()),
+        });
+        let at = serve("127.0.0.1:0".parse().unwrap(), e, None)
+            .await
+            .unwrap();
+        // Every place taken by a client that says nothing.
+        let mut idle = vec![];
+        for _ in 0..MAX_HTTP_CONNECTIONS {
+            idle.push(tokio::net::TcpStream::connect(at).await.unwrap());
+        }
+        let get = || async move {
+            let mut c = tokio::net::TcpStream::connect(at).await?;
+            c.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+                .await?;
+            let mut out = String::new();
+            c.read_to_string(&mut out).await?;
+            Ok::<String, std::io::Error>(out)
+        };
+        // No place for another now...
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_secs(2), get())
+                .await
+                .is_err()
+        );
+        // ...but the idle ones are closed, and it is served.
+        let out = tokio::time::timeout(HTTP_IDLE * 2, get())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(out.contains("# EOF") || out.contains(" 421 "), "{out}");
+        drop(idle);
+    }
 
     #[test]
     fn a_loopback_listener_answers_only_to_a_loopback_host_name() {
