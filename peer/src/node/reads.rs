@@ -103,7 +103,7 @@ impl Daemon {
         // Members only (and this node): any peer that dials a node tells it addresses, and
         // throwaway keys claiming an address must not crowd the real holder out.
         let members = self.node.core().members();
-        let holders: Vec<String> = std::iter::once((me, &self.my_addrs))
+        let holders: std::collections::BTreeSet<PublicKey> = std::iter::once((me, &self.my_addrs))
             .chain(
                 self.addrs
                     .iter()
@@ -111,15 +111,12 @@ impl Daemon {
                     .map(|(p, a)| (Some(*p), a)),
             )
             .filter(|(_, a)| on_ip(a))
-            .filter_map(|(p, _)| p.map(|p| p.to_string()))
+            .filter_map(|(p, _)| p.as_ref().and_then(key_of))
             .take(MAX_HOLDERS_ANSWERED)
             .collect();
         if !holders.is_empty() {
-            rows.extend(
-                self.member_rows()
-                    .into_iter()
-                    .filter(|r| holders.contains(&r.peer_id)),
-            );
+            // Only the matches' rows are built (anyone may ask).
+            rows.extend(self.member_rows_of(|k| holders.contains(k)));
         }
         for (p, addrs, left_ms) in self.departed.iter().rev() {
             if now.saturating_sub(*left_ms) > wire::DEPARTED_KEPT_MS
@@ -162,6 +159,11 @@ impl Daemon {
     }
 
     pub(super) fn member_rows(&self) -> Vec<MemberRow> {
+        self.member_rows_of(|_| true)
+    }
+
+    /// The rows of this node and the members `wanted` picks (only those are built).
+    fn member_rows_of(&self, wanted: impl Fn(&PublicKey) -> bool) -> Vec<MemberRow> {
         let now = now_ms();
         let load = self.node.core().load();
         let show = |a: &Vec<Multiaddr>, p: Option<PeerId>| -> Vec<String> {
@@ -175,45 +177,55 @@ impl Daemon {
                 })
                 .collect()
         };
-        let mut rows = vec![MemberRow {
-            peer_id: self.me.peer_id(),
-            name: self.my_name.clone(),
-            authority: self.my_authority.clone(),
-            addrs: show(&self.my_addrs, peer_of(&self.me)),
-            slivers: load.slivers,
-            free_memory: load.free_memory,
-            last_seen_ms_ago: 0,
-            health: match self.node.core().unhealthy() {
-                Some(why) => format!("unhealthy: {why}"),
-                None => "ok".into(),
-            },
-            uptime_secs: self.started.elapsed().as_secs(),
-            traffic: self.traffic_now(),
-        }];
-        rows.extend(self.node.core().members().iter().map(|(k, m)| {
-            let p = peer_of(k);
-            MemberRow {
-                peer_id: k.peer_id(),
-                name: m.name.to_string(),
-                authority: m.authority.to_string(),
-                addrs: p
-                    .and_then(|p| self.addrs.get(&p))
-                    .map(|a| show(a, p))
-                    .unwrap_or_default(),
-                slivers: m.load.slivers,
-                free_memory: m.load.free_memory,
-                last_seen_ms_ago: now.saturating_sub(m.last_seen_ms),
-                health: if self.node.witnessing().witness().offenders().contains_key(k) {
-                    "equivocated".into()
-                } else if let Some(why) = &m.load.unhealthy {
-                    format!("unhealthy: {why}")
-                } else {
-                    "ok".into()
+        let mut rows = vec![];
+        if wanted(&self.me) {
+            rows.push(MemberRow {
+                peer_id: self.me.peer_id(),
+                name: self.my_name.clone(),
+                authority: self.my_authority.clone(),
+                addrs: show(&self.my_addrs, peer_of(&self.me)),
+                slivers: load.slivers,
+                free_memory: load.free_memory,
+                last_seen_ms_ago: 0,
+                health: match self.node.core().unhealthy() {
+                    Some(why) => format!("unhealthy: {why}"),
+                    None => "ok".into(),
                 },
-                uptime_secs: m.load.uptime_secs,
-                traffic: m.load.traffic,
-            }
-        }));
+                uptime_secs: self.started.elapsed().as_secs(),
+                traffic: self.traffic_now(),
+            });
+        }
+        rows.extend(
+            self.node
+                .core()
+                .members()
+                .iter()
+                .filter(|(k, _)| wanted(k))
+                .map(|(k, m)| {
+                    let p = peer_of(k);
+                    MemberRow {
+                        peer_id: k.peer_id(),
+                        name: m.name.to_string(),
+                        authority: m.authority.to_string(),
+                        addrs: p
+                            .and_then(|p| self.addrs.get(&p))
+                            .map(|a| show(a, p))
+                            .unwrap_or_default(),
+                        slivers: m.load.slivers,
+                        free_memory: m.load.free_memory,
+                        last_seen_ms_ago: now.saturating_sub(m.last_seen_ms),
+                        health: if self.node.witnessing().witness().offenders().contains_key(k) {
+                            "equivocated".into()
+                        } else if let Some(why) = &m.load.unhealthy {
+                            format!("unhealthy: {why}")
+                        } else {
+                            "ok".into()
+                        },
+                        uptime_secs: m.load.uptime_secs,
+                        traffic: m.load.traffic,
+                    }
+                }),
+        );
         // The member map is unordered; a listing reads best by name.
         if let Some((_, others)) = rows.split_first_mut() {
             others.sort_by(|a, b| a.name.cmp(&b.name).then(a.peer_id.cmp(&b.peer_id)));

@@ -375,6 +375,19 @@ impl NodeCore {
         {
             return Err(Refusal::RenewalChangesInvocation);
         }
+        if t.network.sensors && !v.effective.network.sensors {
+            return Err(Refusal::SensorsNotAllowed);
+        }
+        // The slivers keep the network rights they started with, so a renewal's chain must
+        // grant them the same sensors right: otherwise a chain re-issued without it would
+        // take over the slivers (and the old chain's revocation would no longer stop them).
+        if ids
+            .iter()
+            .filter_map(|id| self.slivers.get(id))
+            .any(|s| s.plan.network.sensors != v.effective.network.sensors)
+        {
+            return Err(Refusal::RenewalChangesSensors);
+        }
         self.verifier.admit_ticket(cred.leaf(), &pool, &ctx)?;
         let chain = v.links.iter().map(|l| l.id).collect();
         let not_after = v.effective.validity.not_after;

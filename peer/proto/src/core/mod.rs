@@ -462,6 +462,11 @@ pub enum Refusal {
     /// A renewal signing other arguments or environment than the slivers run with.
     #[error("a renewal must sign the arguments and environment the slivers run with")]
     RenewalChangesInvocation,
+    /// A renewal whose chain grants another sensors right than the slivers run with.
+    #[error(
+        "a renewal must grant the sensors right the slivers run with (stop and recreate the slice to change it)"
+    )]
+    RenewalChangesSensors,
     /// A restore of a sliver that runs.
     #[error("sliver {0} is already running")]
     AlreadyRunning(u64),
@@ -533,7 +538,8 @@ impl Refusal {
             Refusal::StartFailed(_) => "start_failed",
             Refusal::NothingToRenew(_)
             | Refusal::RenewalChangesModule
-            | Refusal::RenewalChangesInvocation => "renewal",
+            | Refusal::RenewalChangesInvocation
+            | Refusal::RenewalChangesSensors => "renewal",
             Refusal::AlreadyRunning(_) => "already_running",
             Refusal::Deleted(_) => "deleted",
             Refusal::SensorsNotAllowed => "sensors",

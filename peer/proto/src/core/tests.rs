@@ -835,3 +835,44 @@ fn a_members_long_repeated_range_list_costs_one_lookup_per_id_and_answers_the_sa
     );
     assert!(want.contains(&first));
 }
+
+#[test]
+fn the_sensors_right_is_asked_for_granted_by_every_link_and_kept_through_renewals() {
+    let mut n = node(10);
+    // Asked and allowed by the chain (nothing takes it away): the sliver has it.
+    let mut b = ticket_body("princeton.monitor", 1);
+    b.network.sensors = true;
+    sub(&mut n, NOW, &ticket(b));
+    assert!(n.slivers().next().unwrap().network.sensors);
+    // Not asked: not had.
+    sub(&mut n, NOW, &ticket(ticket_body("princeton.quiet", 2)));
+    assert!(
+        !n.slivers()
+            .find(|p| p.who.slice.as_str() == "princeton.quiet")
+            .unwrap()
+            .network
+            .sensors
+    );
+    // A renewal that would drop it (or add it) is refused, with its reason: the slivers
+    // keep the rights they started with, and their old chain stays the one revocations
+    // follow.
+    let mut renew = ticket_body("princeton.monitor", 3);
+    renew.validity = Validity::starting(T0, 5 * DAY);
+    let r = receipt(&n.renew(NOW, &ticket(renew)));
+    assert!(!r.admitted);
+    assert!(r.reason.contains("sensors right"), "{}", r.reason);
+    let mut renew = ticket_body("princeton.quiet", 4);
+    renew.network.sensors = true;
+    let r = receipt(&n.renew(NOW, &ticket(renew)));
+    assert!(
+        !r.admitted && r.reason.contains("sensors right"),
+        "{}",
+        r.reason
+    );
+    // The same right renews.
+    let mut renew = ticket_body("princeton.monitor", 5);
+    renew.network.sensors = true;
+    renew.validity = Validity::starting(T0, 5 * DAY);
+    let r = receipt(&n.renew(NOW, &ticket(renew)));
+    assert!(r.admitted, "{}", r.reason);
+}
