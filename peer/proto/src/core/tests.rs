@@ -876,3 +876,37 @@ fn the_sensors_right_is_asked_for_granted_by_every_link_and_kept_through_renewal
     let r = receipt(&n.renew(NOW, &ticket(renew)));
     assert!(r.admitted, "{}", r.reason);
 }
+
+#[test]
+fn an_owner_who_takes_the_sensors_right_away_refuses_tickets_that_ask_for_it() {
+    let text = format!(
+        "[[authority]]\nname = \"princeton\"\npublic_key = \"{}\"\nsensors = false\n",
+        key(1).public().to_hex()
+    );
+    let policy = slicefed_trust::TrustPolicy::parse(&text).unwrap();
+    // The owner's choice survives the policy being written back out.
+    assert!(policy.to_toml().contains("sensors = false"));
+    let mut n = NodeCore::new(
+        key(10),
+        Capacity {
+            max_slivers: 3,
+            memory: 1 << 30,
+            default_sliver_memory: 64 << 20,
+        },
+        policy,
+    );
+    let mut asks = ticket_body("princeton.monitor", 1);
+    asks.network.sensors = true;
+    let r = receipt(&sub(&mut n, NOW, &ticket(asks)));
+    assert!(!r.admitted);
+    assert!(r.reason.contains("sensors"), "{}", r.reason);
+    assert_eq!(n.ticket_counts().refused.get("sensors"), Some(&1));
+    // A ticket that does not ask runs, without it.
+    let r = receipt(&sub(
+        &mut n,
+        NOW,
+        &ticket(ticket_body("princeton.quiet", 2)),
+    ));
+    assert!(r.admitted, "{}", r.reason);
+    assert!(!n.slivers().next().unwrap().network.sensors);
+}
