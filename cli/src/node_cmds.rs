@@ -65,17 +65,19 @@ pub struct RunArgs {
     /// The node directory (from `node init`).
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// The node certificate (from `authority certify --role node`).
-    #[arg(long, env = "SLICEFED_CERT")]
+    /// The node certificate (from `authority certify --role node`); then the config's
+    /// `cert`, then SLICEFED_CERT.
+    #[arg(long)]
     cert: Option<PathBuf>,
-    /// The owner's trust policy.
-    #[arg(long, env = "SLICEFED_TRUST")]
+    /// The owner's trust policy; then the config's `trust`, then SLICEFED_TRUST.
+    #[arg(long)]
     trust: Option<PathBuf>,
     /// Listen address [default: /ip4/0.0.0.0/tcp/0].
     #[arg(long)]
     listen: Vec<String>,
-    /// Peers to join through (multiaddr with /p2p/PEERID).
-    #[arg(long, env = "SLICEFED_BOOTSTRAP", value_delimiter = ',')]
+    /// Peers to join through (multiaddr with /p2p/PEERID); then the config's
+    /// `bootstrap`, then SLICEFED_BOOTSTRAP.
+    #[arg(long, value_delimiter = ',')]
     bootstrap: Vec<String>,
     /// How often to advertise [default: 5s].
     #[arg(long, value_parser = parse_duration)]
@@ -253,23 +255,32 @@ fn run(a: RunArgs) -> Result<ExitCode> {
         .dir
         .or(c.dir)
         .ok_or_else(|| anyhow!("no node directory: give --dir or `dir` in --config"))?;
+    // The command line, then the file, then the environment (a researcher's SLICEFED_CERT
+    // or SLICEFED_BOOTSTRAP must not override the node's own file).
+    let env_path = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
     let cert = a
         .cert
         .or(c.cert)
+        .or_else(|| env_path("SLICEFED_CERT"))
         .ok_or_else(|| anyhow!("no node certificate: give --cert or `cert` in --config"))?;
     let trust = a
         .trust
         .or(c.trust)
+        .or_else(|| env_path("SLICEFED_TRUST"))
         .ok_or_else(|| anyhow!("no trust policy: give --trust or `trust` in --config"))?;
     let listen = match (a.listen.is_empty(), c.listen.is_empty()) {
         (false, _) => a.listen,
         (true, false) => c.listen,
         (true, true) => vec!["/ip4/0.0.0.0/tcp/0".to_string()],
     };
-    let bootstrap = if a.bootstrap.is_empty() {
+    let bootstrap = if !a.bootstrap.is_empty() {
+        a.bootstrap
+    } else if !c.bootstrap.is_empty() || a.config.is_some() {
         c.bootstrap
     } else {
-        a.bootstrap
+        std::env::var("SLICEFED_BOOTSTRAP")
+            .map(|v| v.split(',').map(str::to_string).collect())
+            .unwrap_or_default()
     };
     let advert_interval = match a.advert_interval {
         Some(v) => v,
