@@ -257,7 +257,11 @@ fn run(a: RunArgs) -> Result<ExitCode> {
         .ok_or_else(|| anyhow!("no node directory: give --dir or `dir` in --config"))?;
     // The command line, then the file, then the environment (a researcher's SLICEFED_CERT
     // or SLICEFED_BOOTSTRAP must not override the node's own file).
-    let env_path = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let env_path = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     let cert = a
         .cert
         .or(c.cert)
