@@ -414,17 +414,7 @@ pub async fn run(
     });
     d.wire_bytes = Some(wire_bytes);
     if let Some(at) = config.metrics {
-        // Anywhere but loopback, the sensors want the owner's token.
-        let token = if at.ip().is_loopback() {
-            None
-        } else {
-            Some(sensors::owner_token(&config.dir).map_err(|e| {
-                NodeError::Setup(format!(
-                    "the owner's token in {}: {e}",
-                    config.dir.display()
-                ))
-            })?)
-        };
+        let token = sensors::token_for(at, &config.dir)?;
         let local = sensors::serve(at, exposition, token)
             .await
             .map_err(|e| NodeError::Setup(format!("the sensors' address {at}: {e}")))?;
@@ -449,16 +439,7 @@ pub async fn run(
             dashboard::Board::with_history(history),
         ));
         d.board = Some(board.clone());
-        let token = if at.ip().is_loopback() {
-            None
-        } else {
-            Some(sensors::owner_token(&config.dir).map_err(|e| {
-                NodeError::Setup(format!(
-                    "the owner's token in {}: {e}",
-                    config.dir.display()
-                ))
-            })?)
-        };
+        let token = sensors::token_for(at, &config.dir)?;
         let local = sensors::serve_dashboard(at, board, token)
             .await
             .map_err(|e| NodeError::Setup(format!("the dashboard's address {at}: {e}")))?;

@@ -395,6 +395,16 @@ pub fn owner_token(dir: &Path) -> std::io::Result<String> {
 /// The file that says where the dashboard listens.
 pub const DASHBOARD_ADDR_FILE: &str = "dashboard.addr";
 
+/// The token a listener at `at` wants: none on loopback, the owner's anywhere else.
+pub fn token_for(at: SocketAddr, dir: &Path) -> Result<Option<String>, NodeError> {
+    if at.ip().is_loopback() {
+        return Ok(None);
+    }
+    owner_token(dir)
+        .map(Some)
+        .map_err(|e| NodeError::Setup(format!("the owner's token in {}: {e}", dir.display())))
+}
+
 /// The file that holds the owner's token (`Authorization: Bearer TOKEN`, or `?token=`).
 pub const DASHBOARD_TOKEN_FILE: &str = "dashboard.token";
 
