@@ -335,7 +335,7 @@ impl Sim {
                 self.metrics.sybil_accepted += 1;
             }
         }
-        let bytes = response.to_bytes().map_or(32, |b| b.len());
+        let bytes = response.encoded_len().unwrap_or(32);
         self.traffic.add(open.cat, 2.0 * bytes as f64);
         self.msgs += 1;
         if !open.wanted {

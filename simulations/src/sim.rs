@@ -602,7 +602,7 @@ pub(crate) fn request_bytes(req: &Request) -> usize {
         Request::Submit { .. } => MODULE_BYTES,
         _ => 0,
     };
-    req.to_bytes().map_or(64, |b| b.len()) + module
+    req.encoded_len().unwrap_or(64) + module
 }
 
 impl Sim {

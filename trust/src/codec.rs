@@ -68,6 +68,18 @@ pub fn encode<T: Serialize + ?Sized>(what: &'static str, value: &T) -> Result<Ve
     })
 }
 
+/// The length of [`encode`]'s output, computed without making it (a router that only
+/// counts bytes, such as the simulator, need not allocate and copy every message).
+pub fn encoded_len<T: Serialize + ?Sized>(
+    what: &'static str,
+    value: &T,
+) -> Result<usize, CodecError> {
+    postcard::experimental::serialized_size(value).map_err(|e| CodecError::Encode {
+        what,
+        detail: e.to_string(),
+    })
+}
+
 /// Decodes exactly one canonical value of at most `max` bytes.
 pub fn decode<T: Serialize + DeserializeOwned>(
     what: &'static str,

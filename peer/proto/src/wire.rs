@@ -630,6 +630,13 @@ impl Request {
         }
         Ok(codec::encode("request", self)?)
     }
+    /// The length of [`Request::to_bytes`]'s output (refused alike), without encoding.
+    pub fn encoded_len(&self) -> Result<usize, WireError> {
+        if let Request::Submit { args, env, .. } = self {
+            check_args(args, env)?;
+        }
+        Ok(codec::encoded_len("request", self)?)
+    }
     /// Decodes (bounded, canonical) and checks bounds.
     pub fn from_bytes(bytes: &[u8]) -> Result<Request, WireError> {
         let r: Request = codec::decode("request", bytes, MAX_REQUEST_BYTES)?;
@@ -666,6 +673,10 @@ impl Response {
     /// Encodes.
     pub fn to_bytes(&self) -> Result<Vec<u8>, WireError> {
         Ok(codec::encode("response", self)?)
+    }
+    /// The length of [`Response::to_bytes`]'s output, without encoding.
+    pub fn encoded_len(&self) -> Result<usize, WireError> {
+        Ok(codec::encoded_len("response", self)?)
     }
     /// Decodes (bounded, canonical); checkpoints inside are signature-checked.
     pub fn from_bytes(bytes: &[u8]) -> Result<Response, WireError> {
@@ -870,6 +881,18 @@ mod tests {
             env: vec![],
         };
         assert!(big.to_bytes().is_err());
+        assert!(big.encoded_len().is_err());
+        // The length counted without encoding is the encoding's.
+        for req in [r.clone(), Request::Members, Request::Swim(vec![7; 300])] {
+            assert_eq!(req.encoded_len().unwrap(), req.to_bytes().unwrap().len());
+        }
+        for rep in [
+            Response::Done,
+            Response::Error("no".into()),
+            Response::HeldSame,
+        ] {
+            assert_eq!(rep.encoded_len().unwrap(), rep.to_bytes().unwrap().len());
+        }
         let enc = codec::encode("request", &big).unwrap();
         assert!(Request::from_bytes(&enc).is_err());
         // Trailing bytes and truncation are refused.

@@ -284,6 +284,9 @@ struct Shared {
     /// Members this node declared dead, with when (at most [`MAX_MEMBERS`], for
     /// [`DEAD_REMEMBERED_MS`]): a late vote about one is answered with this node's own.
     dead: HashMap<PublicKey, DeadMember>,
+    /// When the oldest entry of `dead` is forgotten (none: `dead` has nothing to forget):
+    /// `wake` walks the table only then, not at every timer.
+    dead_expires_ms: Option<u64>,
     inbox: Vec<Item>,
     refused: u64,
     /// foca's queue of signed items, as of the last step.
@@ -1104,9 +1107,18 @@ impl Swim {
             // This node's own vote starts the new tally.
             self.count_items(now_ms, &mut out);
         }
-        self.shared()
-            .dead
-            .retain(|_, d| now_ms.saturating_sub(d.at_ms) < DEAD_REMEMBERED_MS);
+        let mut shared = self.shared();
+        if shared.dead_expires_ms.is_some_and(|at| now_ms >= at) {
+            shared
+                .dead
+                .retain(|_, d| now_ms.saturating_sub(d.at_ms) < DEAD_REMEMBERED_MS);
+            shared.dead_expires_ms = shared
+                .dead
+                .values()
+                .map(|d| d.at_ms.saturating_add(DEAD_REMEMBERED_MS))
+                .min();
+        }
+        drop(shared);
         out
     }
 
@@ -1325,6 +1337,9 @@ impl Swim {
                                 at_ms: now_ms,
                             };
                             shared.dead.insert(accused.key, dead);
+                            let expires = now_ms.saturating_add(DEAD_REMEMBERED_MS);
+                            shared.dead_expires_ms =
+                                Some(shared.dead_expires_ms.map_or(expires, |e| e.min(expires)));
                         }
                     }
                     let _ = self.foca.apply_many(
