@@ -92,6 +92,8 @@ impl Sim {
             .get(sender)
             .map(|s| s.credential.clone())
             .filter(|c| !advert.body.credential.is_empty() && **c == *advert.body.credential);
+        // Its load, made once for every receiver (each keeps it as the member's last word).
+        let load = std::sync::Arc::new(advert.body.load());
         let mut results: Vec<Judged> = Vec::with_capacity(arrivals.len());
         for &(off, v) in arrivals {
             let i = v as usize;
@@ -104,7 +106,7 @@ impl Sim {
             let inc = n.incarnation;
             let Some(l) = n.live.as_mut() else { continue };
             let at = start_ms + off / MS;
-            let (effects, judged) = l.node.advert(at, advert, shared.as_ref());
+            let (effects, judged) = l.node.advert(at, advert, shared.as_ref(), Some(&load));
             results.push((
                 i,
                 inc,

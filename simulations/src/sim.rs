@@ -540,6 +540,9 @@ pub struct Sim {
     pub(crate) shared: slicefed_trust::SharedOpened,
     /// SWIM's signed items checked once for every node (as `shared` does certificates).
     pub(crate) item_checks: slicefed_proto::swim::SharedItemChecks,
+    /// Member judgements, one per credential for every node (as `shared` does
+    /// certificates).
+    pub(crate) judgements: slicefed_proto::core::SharedJudgements,
     pub(crate) next_id: u64,
     pub(crate) client_ops: BTreeMap<u64, (u32, u32)>,
     /// Revocations an authority handed to a node and has no answer for yet (request id →
@@ -651,6 +654,7 @@ impl Sim {
             slices: vec![],
             shared: slicefed_trust::SharedOpened::default(),
             item_checks: slicefed_proto::swim::SharedItemChecks::default(),
+            judgements: slicefed_proto::core::SharedJudgements::default(),
             next_id: 1,
             client_ops: BTreeMap::new(),
             pending_revokes: BTreeMap::new(),
@@ -885,6 +889,7 @@ impl Sim {
             verifier,
         );
         core.set_advert_timing(self.cfg.advert_base_ms, self.cfg.adverts_heard_per_min);
+        core.share_judgements(self.judgements.clone());
         let tick = self.cfg.tick.max(MS);
         let settings = Settings {
             witnesses: self.cfg.witnesses,

@@ -205,8 +205,8 @@ impl Daemon {
                     let p = peer_of(k);
                     MemberRow {
                         peer_id: k.peer_id(),
-                        name: m.name.to_string(),
-                        authority: m.authority.to_string(),
+                        name: m.name().to_string(),
+                        authority: m.authority().to_string(),
                         addrs: p
                             .and_then(|p| self.addrs.get(&p))
                             .map(|a| show(a, p))

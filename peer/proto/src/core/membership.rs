@@ -15,8 +15,15 @@ impl NodeCore {
         load: Load,
     ) -> Result<Vec<Output>, CoreError> {
         let hash = credential_hash(node_credential);
-        self.judge_advert(now_ms, from, Some(node_credential), &hash, None, load)
-            .map(Option::unwrap_or_default)
+        self.judge_advert(
+            now_ms,
+            from,
+            Some(node_credential),
+            &hash,
+            None,
+            Arc::new(load),
+        )
+        .map(Option::unwrap_or_default)
     }
 
     /// An advert that refers to its sender's credential by hash (`credential_hash`) instead
@@ -29,7 +36,7 @@ impl NodeCore {
         hash: &[u8; 32],
         load: Load,
     ) -> Result<Option<Vec<Output>>, CoreError> {
-        self.judge_advert(now_ms, from, None, hash, None, load)
+        self.judge_advert(now_ms, from, None, hash, None, Arc::new(load))
     }
 
     /// A member was heard from (a SWIM packet): it counts as seen, for the adverts'
@@ -60,7 +67,7 @@ impl NodeCore {
             Some(node_credential),
             &hash,
             Some(node_credential),
-            load,
+            Arc::new(load),
         )
         .map(Option::unwrap_or_default)
     }
@@ -74,7 +81,7 @@ impl NodeCore {
         node_credential: Option<&[u8]>,
         hash: &[u8; 32],
         shared: Option<&Arc<[u8]>>,
-        load: Load,
+        load: Arc<Load>,
     ) -> Result<Option<Vec<Output>>, CoreError> {
         let refuse = |why: String| Err(CoreError::NotMember(why));
         let skew_ms = slicefed_trust::verify::CLOCK_SKEW_SECS.saturating_mul(1000);
@@ -96,7 +103,7 @@ impl NodeCore {
         // links revoked since: the judgement stands (a member re-advertises for ever;
         // checking its chain each time would cost every node a chain walk per advert).
         if let Some(m) = self.members.get_mut(&from)
-            && m.credential_hash == *hash
+            && m.judgement.credential_hash == *hash
             && secs(now_ms) <= m.valid_until
         {
             m.last_sent_ms = load.sent_ms;
@@ -147,16 +154,24 @@ impl NodeCore {
             }
             out.push(Output::Joined(from));
         }
-        let member = Member {
+        let judgement = Judgement {
             name: nc.name.clone(),
             authority: v.responsible.authority.clone(),
-            last_seen_ms: now_ms,
-            last_sent_ms: load.sent_ms,
-            load,
             credential: shared.map_or_else(|| Arc::from(node_credential), Arc::clone),
             credential_hash: *hash,
             valid_until,
             chain: v.links.iter().map(|l| l.id).collect(),
+        };
+        let judgement = match &self.judgements {
+            Some(shared) => shared.intern(judgement),
+            None => Arc::new(judgement),
+        };
+        let member = Member {
+            last_seen_ms: now_ms,
+            last_sent_ms: load.sent_ms,
+            load,
+            valid_until,
+            judgement,
         };
         self.members.insert(from, member);
         self.note_heard(now_ms, from);
@@ -182,7 +197,7 @@ impl NodeCore {
     /// advert (and refused).
     pub(super) fn forget_judgements(&mut self, target: &CertId) {
         for m in self.members.values_mut() {
-            if m.chain.contains(target) {
+            if m.judgement.chain.contains(target) {
                 m.valid_until = 0;
             }
         }

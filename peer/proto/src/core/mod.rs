@@ -198,46 +198,109 @@ pub struct Traffic {
     pub replication_out: u64,
 }
 
-/// A member of the federation.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Member {
+/// What judging a member's credential found. It depends only on the credential (every
+/// node that takes it finds the same), so member entries judged on one credential may
+/// share one: a daemon holds one per member, the simulator's thousands of nodes one per
+/// credential through [`SharedJudgements`] (a federation's member tables are N² entries
+/// in one process; the judgement's names, chain and credential were most of each).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Judgement {
     /// Its certified name.
     pub name: Name,
     /// The authority that certified it.
     pub authority: Name,
-    /// When we last heard from it.
-    pub last_seen_ms: u64,
-    /// When its latest advert was made (its clock).
-    pub last_sent_ms: u64,
-    /// What it last said about itself.
-    pub load: Load,
-    /// The credential its membership was judged on, and until when that judgement holds
-    /// (its chain's end of validity, unix seconds) unless a revocation arrives: a repeated
-    /// advert with the same credential is then not verified again. Shared, so a caller
-    /// that holds each peer's credential once (the simulator's thousand nodes) need not
-    /// keep a thousand copies of each.
+    /// The credential the judgement was made on. Shared, so a caller that holds each
+    /// peer's credential once need not keep a copy per member entry.
     credential: Arc<[u8]>,
     /// SHA-256 of `credential`: adverts refer to it by this.
     credential_hash: [u8; 32],
+    /// Its chain's end of validity (unix seconds, with the clock skew).
     valid_until: u64,
     /// The ids of its chain's links: a revocation of any of them ends the judgement.
     chain: Vec<CertId>,
 }
 
+/// Judgements shared by the node machines of one process (the simulator's), by credential
+/// hash. Bounded: past [`SHARED_JUDGEMENTS`] a judgement is simply not shared. A judgement
+/// is taken from the table only if it equals the one the node just made, so sharing never
+/// changes a decision.
+#[derive(Clone, Default)]
+pub struct SharedJudgements(
+    Arc<std::sync::Mutex<std::collections::HashMap<[u8; 32], Arc<Judgement>>>>,
+);
+
+/// Judgements a [`SharedJudgements`] table holds at most.
+pub const SHARED_JUDGEMENTS: usize = 1 << 20;
+
+impl SharedJudgements {
+    /// The shared copy of `judgement` (held, or now entered), or `judgement` alone.
+    fn intern(&self, judgement: Judgement) -> Arc<Judgement> {
+        let Ok(mut table) = self.0.lock() else {
+            return Arc::new(judgement);
+        };
+        if let Some(held) = table.get(&judgement.credential_hash)
+            && **held == judgement
+        {
+            return Arc::clone(held);
+        }
+        let judgement = Arc::new(judgement);
+        if table.len() < SHARED_JUDGEMENTS || table.contains_key(&judgement.credential_hash) {
+            table.insert(judgement.credential_hash, Arc::clone(&judgement));
+        }
+        judgement
+    }
+}
+
+/// A member of the federation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// When we last heard from it.
+    pub last_seen_ms: u64,
+    /// When its latest advert was made (its clock).
+    pub last_sent_ms: u64,
+    /// What it last said about itself (shared: a router that decodes an advert once for
+    /// many receivers may hand each the same).
+    pub load: Arc<Load>,
+    /// Until when the judgement holds for this node (its chain's validity, or 0 once a
+    /// revocation named a link): a repeated advert with the same credential is then not
+    /// verified again.
+    valid_until: u64,
+    /// What its credential was judged to be.
+    judgement: Arc<Judgement>,
+}
+
 impl Member {
+    /// Its certified name.
+    pub fn name(&self) -> &Name {
+        &self.judgement.name
+    }
+
+    /// The authority that certified it.
+    pub fn authority(&self) -> &Name {
+        &self.judgement.authority
+    }
+
+    /// The credential its membership was judged on.
+    pub fn credential(&self) -> &Arc<[u8]> {
+        &self.judgement.credential
+    }
+
     /// A member for tests of other machines (nothing judged; never valid for adverts).
     #[doc(hidden)]
     pub fn for_tests(name: Name, authority: Name, load: Load) -> Member {
         Member {
-            name,
-            authority,
             last_seen_ms: 0,
             last_sent_ms: 0,
-            load,
-            credential: Arc::from(Vec::new()),
-            credential_hash: [0; 32],
+            load: Arc::new(load),
             valid_until: 0,
-            chain: vec![],
+            judgement: Arc::new(Judgement {
+                name,
+                authority,
+                credential: Arc::from(Vec::new()),
+                credential_hash: [0; 32],
+                valid_until: 0,
+                chain: vec![],
+            }),
         }
     }
 }
@@ -345,6 +408,8 @@ pub struct NodeCore {
     me: PublicKey,
     capacity: Capacity,
     verifier: Verifier,
+    /// Judgements shared with the other machines of this process, if the caller set any.
+    judgements: Option<SharedJudgements>,
     members: Members,
     /// (time, member) for every advert heard, oldest first: expiry pops from the front
     /// and drops a member only if its latest advert is that old too. An advert costs a
@@ -565,6 +630,7 @@ impl NodeCore {
             key,
             capacity,
             verifier,
+            judgements: None,
             members: Members::default(),
             heard: VecDeque::new(),
             slivers: BTreeMap::new(),
@@ -579,6 +645,11 @@ impl NodeCore {
             advert_base_ms: 5_000,
             adverts_heard_per_min: ADVERTS_HEARD_PER_MIN,
         }
+    }
+
+    /// Shares member judgements with the other machines of this process (the simulator's).
+    pub fn share_judgements(&mut self, judgements: SharedJudgements) {
+        self.judgements = Some(judgements);
     }
 
     /// Sets the shortest advert interval (the owner's setting) and the advert budget (see

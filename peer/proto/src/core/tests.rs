@@ -238,7 +238,7 @@ fn only_certified_nodes_become_members() {
     let out = n.advert(NOW, key(20).public(), &cred, sent(NOW)).unwrap();
     assert_eq!(out, vec![Output::Joined(key(20).public())]);
     assert_eq!(
-        n.members()[&key(20).public()].name.as_str(),
+        n.members()[&key(20).public()].name().as_str(),
         "princeton.node20"
     );
     // Someone else presenting that certificate is not that node.
@@ -333,6 +333,48 @@ fn a_repeated_advert_is_not_judged_again_but_expiry_and_revocation_still_count()
 }
 
 #[test]
+fn nodes_that_share_judgements_hold_one_per_credential_and_decide_alone() {
+    let shared = SharedJudgements::default();
+    let (mut a, mut b) = (node(10), node(11));
+    a.share_judgements(shared.clone());
+    b.share_judgements(shared);
+    let cred = node_credential(21, Validity::starting(T0 - DAY, 30 * DAY));
+    a.advert(NOW, key(21).public(), &cred, sent(NOW)).unwrap();
+    b.advert(NOW, key(21).public(), &cred, sent(NOW)).unwrap();
+    let (ma, mb) = (
+        &a.members()[&key(21).public()],
+        &b.members()[&key(21).public()],
+    );
+    assert!(Arc::ptr_eq(&ma.judgement, &mb.judgement));
+    assert_eq!(ma.name().as_str(), "princeton.node21");
+    // A revocation one node holds ends its judgement only: the other still takes the
+    // member's adverts, and the revoking node refuses them.
+    let leaf = Credential::from_bytes(&cred).unwrap().leaf().to_vec();
+    a.revocation(NOW, &revocation_of(1, &leaf, "decommissioned"))
+        .unwrap();
+    assert!(
+        a.advert(NOW + 1, key(21).public(), &cred, sent(NOW + 1))
+            .is_err()
+    );
+    assert!(
+        b.advert(NOW + 1, key(21).public(), &cred, sent(NOW + 1))
+            .is_ok()
+    );
+    // A node whose policy does not trust the authority refuses, shared table or not.
+    let mut c = NodeCore::new(
+        key(12),
+        Capacity {
+            max_slivers: 3,
+            memory: 1 << 30,
+            default_sliver_memory: 64 << 20,
+        },
+        policy_for(&[("princeton", &key(2))]),
+    );
+    c.share_judgements(b.judgements.clone().unwrap());
+    assert!(c.advert(NOW, key(21).public(), &cred, sent(NOW)).is_err());
+}
+
+#[test]
 fn a_replayed_or_stale_advert_does_not_keep_a_member_listed() {
     let mut n = node(10);
     let cred = node_credential(20, Validity::starting(T0 - DAY, 30 * DAY));
@@ -398,15 +440,9 @@ fn members_leave_in_order_of_silence_and_the_interval_grows_with_the_federation(
         big.members.insert(
             k.public(),
             Member {
-                name: name("princeton.x"),
-                authority: name("princeton"),
                 last_seen_ms: NOW,
                 last_sent_ms: NOW,
-                load: Load::default(),
-                credential: Arc::from(Vec::new()),
-                credential_hash: [0; 32],
-                valid_until: 0,
-                chain: vec![],
+                ..Member::for_tests(name("princeton.x"), name("princeton"), Load::default())
             },
         );
     }

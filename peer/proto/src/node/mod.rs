@@ -953,7 +953,9 @@ impl Node {
 
     /// An advert whose signature the caller checked (the gossip path decodes it; the
     /// simulator checks one advert once for the thousand nodes that judge it). `shared` is
-    /// the sender's credential in shared memory when the advert carries exactly it.
+    /// the sender's credential in shared memory when the advert carries exactly it, and
+    /// `load` the advert's [`AdvertBody::load`] made once for every receiver (else each
+    /// makes its own).
     ///
     /// Returns what to do and the judgement: an advert that names a credential this node
     /// does not hold is [`CoreError::CredentialUnknown`] (neither taken nor passed on) and
@@ -963,6 +965,7 @@ impl Node {
         now_ms: u64,
         advert: &Advert,
         shared: Option<&Arc<[u8]>>,
+        load: Option<&Arc<Load>>,
     ) -> (Vec<Effect>, Result<(), CoreError>) {
         self.now_ms = now_ms;
         let b = &advert.body;
@@ -974,7 +977,7 @@ impl Node {
             credential,
             &b.credential_hash,
             shared.filter(|_| credential.is_some()),
-            b.load(),
+            load.map_or_else(|| Arc::new(b.load()), Arc::clone),
         );
         let judged = match taken {
             Ok(Some(outs)) => {
@@ -1060,9 +1063,9 @@ impl Node {
                 (load, Some(bump))
             }
         };
-        let Ok(Some(outs)) = self
-            .core
-            .judge_advert(now_ms, node, Some(bytes), &hash, shared, load)
+        let Ok(Some(outs)) =
+            self.core
+                .judge_advert(now_ms, node, Some(bytes), &hash, shared, Arc::new(load))
         else {
             return self.credential_refused(now_ms, node);
         };
@@ -1430,7 +1433,7 @@ impl Node {
             if source != Some(advert.body.node) {
                 return Verdict::Reject(GossipRefused::NotItsOwn);
             }
-            let (effects, judged) = self.advert(now_ms, &advert, None);
+            let (effects, judged) = self.advert(now_ms, &advert, None, None);
             out.extend(effects);
             return match judged {
                 Ok(()) => Verdict::Accept,
