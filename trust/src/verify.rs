@@ -1073,8 +1073,13 @@ impl Verifier {
                 true,
             ),
         };
-        if fresh && let Some(s) = &self.shared {
-            s.put(id, o.clone());
+        if let Some(s) = &self.shared {
+            // The shared table is this verifier's cache: a private copy of it in each of
+            // the process's thousands of verifiers was tens of bytes per (node, member).
+            if fresh {
+                s.put(id, o.clone());
+            }
+            return Ok(o);
         }
         if self.cache.len() >= MAX_CACHED_OBJECTS {
             // Any victim will do: a miss costs one signature check, never a wrong answer.

@@ -690,3 +690,24 @@ fn a_hostile_credential_costs_at_most_one_signature_check() {
     v.verify(&ticket, &pool(&chain), &at(T0)).unwrap();
     assert_eq!(v.signature_checks() - before, 3);
 }
+
+#[test]
+fn verifiers_sharing_opened_objects_check_each_signature_once_between_them() {
+    let (policy, ticket, chain) = fixtures::three_link_chain().unwrap();
+    let shared = slicefed_trust::SharedOpened::default();
+    let mut first = Verifier::with_shared(policy.clone(), shared.clone());
+    let mut second = Verifier::with_shared(policy, shared.clone());
+    first.verify(&ticket, &pool(&chain), &at(T0)).unwrap();
+    assert_eq!(first.signature_checks(), 3);
+    // The second verifier judges the same chain without checking a signature again, and
+    // the shared table is the only copy (none is kept per verifier).
+    second.verify(&ticket, &pool(&chain), &at(T0)).unwrap();
+    assert_eq!(second.signature_checks(), 0);
+    assert_eq!(shared.len(), 3);
+    // Judgement is still each verifier's own: past its validity the chain is refused.
+    assert!(
+        second
+            .verify(&ticket, &pool(&chain), &at(T0 + 10 * 365 * DAY))
+            .is_err()
+    );
+}

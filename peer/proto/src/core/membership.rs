@@ -181,7 +181,7 @@ impl NodeCore {
     /// Remembers that `from` was heard at `now_ms`, for expiry.
     pub(super) fn note_heard(&mut self, now_ms: u64, from: PublicKey) {
         self.heard.push_back((now_ms, from));
-        if self.heard.len() > 2 * self.members.len() + 1024 {
+        if self.heard.len() > self.members.len() + self.members.len() / 4 + 1024 {
             // Each member's latest advert is all expiry needs.
             let mut latest: Vec<(u64, PublicKey)> = self
                 .members

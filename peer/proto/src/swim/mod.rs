@@ -23,7 +23,7 @@
 
 pub mod codec;
 
-use crate::core::MAX_MEMBERS;
+use crate::core::{BuildKeyHasher, MAX_MEMBERS};
 use bytes::{Buf, BufMut};
 use codec::{ID_BYTES, MEMBER_BYTES, SwimCodec, get_id, put_id};
 use foca::{AccumulatingRuntime, Foca, Member, Message, OwnedNotification, State, Timer};
@@ -277,7 +277,10 @@ enum Item {
 #[derive(Default)]
 struct Shared {
     me: Option<PublicKey>,
-    members: HashSet<PublicKey>,
+    /// The members: each one's identity (its start's bump) and the highest incarnation it
+    /// said itself. One table for the node and its broadcast handler (two copies were tens
+    /// of bytes per member in a simulator holding a whole federation's tables).
+    members: HashMap<PublicKey, (u64, u16), BuildKeyHasher>,
     /// Items taken, with a vote's signed time (0 for a refutation).
     seen: HashMap<ItemKey, u64>,
     seen_order: VecDeque<ItemKey>,
@@ -352,7 +355,7 @@ impl Shared {
     }
 
     fn is_member(&self, k: &PublicKey) -> bool {
-        self.members.contains(k) || self.me == Some(*k)
+        self.members.contains_key(k) || self.me == Some(*k)
     }
 
     /// Judges one signed item: its signer and subject are members, its signature holds,
@@ -590,8 +593,6 @@ pub struct Swim {
     tallies: HashMap<SwimId, Tally>,
     /// Identities this node cast its vote about a second time (once only: see `wake`).
     recast: HashSet<SwimId>,
-    /// Each member's identity and the highest incarnation it said itself.
-    said: HashMap<PublicKey, (u64, u16)>,
     incarnation: u16,
     refuted: u16,
     members_at_config: usize,
@@ -611,7 +612,8 @@ enum Limit {
 /// Counts per member and probe period (at most one entry per member and this node).
 #[derive(Default)]
 struct RateLimits {
-    windows: HashMap<PublicKey, Window>,
+    windows: HashMap<PublicKey, Window, BuildKeyHasher>,
+    next_prune_ms: u64,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -652,6 +654,16 @@ impl RateLimits {
     fn forget(&mut self, who: &PublicKey) {
         self.windows.remove(who);
     }
+
+    /// Drops the windows of past probe periods (a stale window counts as none), at most
+    /// once a period: otherwise every member that ever asked for a probe kept one.
+    fn prune(&mut self, now_ms: u64) {
+        if now_ms >= self.next_prune_ms {
+            self.windows
+                .retain(|_, w| now_ms.saturating_sub(w.start_ms) < PROBE_PERIOD_MS);
+            self.next_prune_ms = now_ms.saturating_add(PROBE_PERIOD_MS);
+        }
+    }
 }
 
 impl Swim {
@@ -685,7 +697,6 @@ impl Swim {
             seq: 0,
             tallies: HashMap::new(),
             recast: HashSet::new(),
-            said: HashMap::new(),
             incarnation: 0,
             refuted: 0,
             members_at_config: 0,
@@ -702,7 +713,10 @@ impl Swim {
 
     /// Whether `id` is the identity this node probes for its key.
     pub fn knows(&self, id: &SwimId) -> bool {
-        self.said.get(&id.key).is_some_and(|s| s.0 == id.bump)
+        self.shared()
+            .members
+            .get(&id.key)
+            .is_some_and(|s| s.0 == id.bump)
     }
 
     /// This node's identity.
@@ -743,13 +757,12 @@ impl Swim {
         }
         let members = {
             let mut s = self.shared();
-            s.members.insert(id.key);
+            let said = s.members.entry(id.key).or_insert((id.bump, 0));
+            if said.0 < id.bump {
+                *said = (id.bump, 0);
+            }
             s.members.len()
         };
-        let said = self.said.entry(id.key).or_insert((id.bump, 0));
-        if said.0 < id.bump {
-            *said = (id.bump, 0);
-        }
         self.forget_dead(&id);
         self.recast.retain(|r| r.key != id.key);
         self.reconfigure(members);
@@ -802,12 +815,12 @@ impl Swim {
     /// A member the node no longer counts (revoked, expired, or dead by quorum): no longer
     /// probed, and not heard.
     pub fn expel(&mut self, now_ms: u64, key: &PublicKey) -> Vec<SwimEvent> {
-        self.shared().members.remove(key);
+        let said = self.shared().members.remove(key);
         self.rate.forget(key);
         self.recast.retain(|id| id.key != *key);
         self.tallies.retain(|id, _| id.key != *key);
         let mut out = vec![];
-        if let Some((bump, inc)) = self.said.remove(key) {
+        if let Some((bump, inc)) = said {
             let id = SwimId { key: *key, bump };
             let _ = self.foca.apply_many(
                 std::iter::once(Member::new(id, inc, State::Down)),
@@ -1009,7 +1022,7 @@ impl Swim {
     /// A member's own word about itself.
     fn heard_from(&mut self, id: &SwimId, incarnation: u16) {
         self.forget_dead(id);
-        if let Some(said) = self.said.get_mut(&id.key)
+        if let Some(said) = self.shared().members.get_mut(&id.key)
             && (id.bump, incarnation) > *said
         {
             *said = (id.bump, incarnation);
@@ -1038,7 +1051,7 @@ impl Swim {
                 State::Suspect | State::Down => Member::new(id, inc, State::Suspect),
             });
         }
-        let &(bump, said) = self.said.get(&id.key)?;
+        let (bump, said) = self.shared().members.get(&id.key).copied()?;
         if id.bump != bump {
             // Another start of the member than the one it told this node about: news only
             // once it speaks for itself (or is admitted on a new advert).
@@ -1107,6 +1120,7 @@ impl Swim {
             // This node's own vote starts the new tally.
             self.count_items(now_ms, &mut out);
         }
+        self.rate.prune(now_ms);
         let mut shared = self.shared();
         if shared.dead_expires_ms.is_some_and(|at| now_ms >= at) {
             shared
@@ -1222,7 +1236,8 @@ impl Swim {
         // Only about a start this node does not hold as a member again, and only to a
         // member it knows (its current start is the packet's address).
         let to = self
-            .said
+            .shared()
+            .members
             .get(&voter)
             .map(|&(bump, _)| SwimId { key: voter, bump });
         let Some(to) = to.filter(|_| !self.knows(accused) && voter != self.me.key) else {
