@@ -35,8 +35,8 @@ pub trait Identity: Clone + Eq + fmt::Debug {
     ///
     /// It's a good idea to have this type as lean as possible
     ///
-    /// (slicefed's copy: `Ord + Clone` so that the member table can be indexed by it.)
-    type Addr: PartialEq + Ord + Clone;
+    /// (slicefed's copy: `Hash + Clone` so that the member table can be indexed by it.)
+    type Addr: PartialEq + core::hash::Hash + Clone;
 
     /// Opt-in on auto-rejoining by providing a new identity.
     ///
