@@ -1181,9 +1181,13 @@ impl Node {
             return;
         }
         self.last_reconcile_ms = Some(now_ms);
-        // The next member in key order after the last one asked (a turn through all of
-        // them, each node starting where its key falls, so nodes do not all ask the same
-        // member at once).
+        self.ask_next_in_turn(out);
+    }
+
+    /// Asks the next member in key order after the last one asked (a turn through all of
+    /// them, each node starting where its key falls, so nodes do not all ask the same
+    /// member at once) for the fingerprints of what it holds, unless equal to this node's.
+    fn ask_next_in_turn(&mut self, out: &mut Vec<Effect>) {
         let after = self.reconcile_after.unwrap_or(self.swim.me().key);
         let next = self
             .member_keys
@@ -1199,6 +1203,24 @@ impl Node {
             unless: Some(self.core.revocation_digest()),
         };
         self.ask(member, request, Asked::Prints { member }, out);
+    }
+
+    /// Revocation gossip from a publisher this node does not list (it knows few members
+    /// yet: it just started, or came back): refused, since gossip is heard from members
+    /// only, but a revocation is probably on its way, so the next member in turn is asked
+    /// now rather than at the next turn. Shares the one-extra-ask-a-second bound of
+    /// `reconcile_on_return`, so junk gossip from strangers costs each node one small
+    /// request a second at most.
+    fn reconcile_on_unheard_revocation(&mut self, out: &mut Vec<Effect>) {
+        let now_ms = self.now_ms;
+        let asked_lately = self
+            .last_return_ask_ms
+            .is_some_and(|t| now_ms.saturating_sub(t) < RETURN_RECONCILE_GAP_MS);
+        if asked_lately || self.member_keys.is_empty() {
+            return;
+        }
+        self.last_return_ask_ms = Some(now_ms);
+        self.ask_next_in_turn(out);
     }
 
     /// A restart's catch-up: members not yet asked, up to [`RESTORE_ASKED`] at a time, are
@@ -1448,6 +1470,7 @@ impl Node {
         match topic {
             Topic::Revocation => {
                 if !member {
+                    self.reconcile_on_unheard_revocation(out);
                     return Verdict::Reject(GossipRefused::NotMember("a revocation"));
                 }
                 match self.core.revocation(now_ms, data) {

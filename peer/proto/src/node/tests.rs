@@ -363,6 +363,46 @@ fn revocations_are_heard_from_members_only_and_stop_what_they_revoke() {
 }
 
 #[test]
+fn revocation_gossip_from_a_stranger_makes_a_node_ask_a_member_now_once_a_second() {
+    let mut m = machine(9);
+    join(&mut m, &[6], NOW);
+    let user = user_cert(&key(1), &key(3), "princeton.alice", "princeton.*").unwrap();
+    let revocation = slicefed_trust::fixtures::revocation_file(
+        &key(1),
+        &Credential::new(user, []),
+        "stolen laptop",
+        T0,
+    )
+    .unwrap();
+    let gossip = Input::Gossip {
+        id: 1,
+        source: Some(key(5).public()),
+        topic: Topic::Revocation,
+        data: revocation,
+    };
+    let asks = |e: &[Effect]| {
+        e.iter()
+            .filter(|e| {
+                matches!(e, Effect::Send { to, request: Request::RevocationPrints { .. }, .. }
+                    if *to == key(6).public())
+            })
+            .count()
+    };
+    // Refused (gossip is heard from members only), nothing held, but the member is asked
+    // at once instead of at the next turn.
+    let e = m.handle(NOW, gossip.clone());
+    assert!(e.contains(&Effect::Verdict {
+        id: 1,
+        verdict: Verdict::Reject(GossipRefused::NotMember("a revocation"))
+    }));
+    assert!(!e.iter().any(|e| matches!(e, Effect::Append { .. })));
+    assert_eq!(asks(&e), 1);
+    // A stranger repeating it within the second costs nothing more; a second later, one ask.
+    assert_eq!(asks(&m.handle(NOW + 500, gossip.clone())), 0);
+    assert_eq!(asks(&m.handle(NOW + 1_000, gossip)), 1);
+}
+
+#[test]
 fn a_holders_delete_stops_its_slivers_and_is_answered_once_durable() {
     let mut m = machine(9);
     let (cred, module) = ticket("princeton.codeen", 1);
