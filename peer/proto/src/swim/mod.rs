@@ -110,6 +110,9 @@ pub const DEAD_REMEMBERED_MS: u64 = 3_600_000;
 pub const REVOTE_GAP_MS: u64 = VOTE_WINDOW_MS / 2;
 /// Signed items waiting to be counted after a packet.
 const INBOX: usize = 1_024;
+/// Votes from voters not listed yet that a node keeps for when it lists them (see
+/// `Shared::pending`); the oldest goes first.
+const PENDING_VOTES: usize = 256;
 /// Signed items of others this node relays at once: past this, an item is counted but not
 /// passed on (this node's own always are). foca walks its whole queue to fill each packet,
 /// so an unbounded queue costs time on every packet, and piggybacking more items than
@@ -291,6 +294,16 @@ struct Shared {
     /// `wake` walks the table only then, not at every timer.
     dead_expires_ms: Option<u64>,
     inbox: Vec<Item>,
+    /// Votes about a member signed by a voter this node does not list yet (it just
+    /// started, or came back, and is still learning members), with the voter: judged
+    /// again when the voter is admitted, within the vote's window. Without them a node
+    /// that learnt the voters after their votes went by kept a dead member until its own
+    /// probe of it, up to a round of all members later. At most [`PENDING_VOTES`].
+    pending: VecDeque<(PublicKey, Vec<u8>)>,
+    /// Voters of newly kept votes, to greet: a voter's answer to a hello is a packet from
+    /// a node this one does not list, which asks its credential and so lists it (at most
+    /// [`PENDING_VOTES`]).
+    strangers: Vec<PublicKey>,
     refused: u64,
     /// foca's queue of signed items, as of the last step.
     backlog: usize,
@@ -407,6 +420,20 @@ impl Shared {
         };
         // An echo counts only at the member it answers (this node).
         let misaddressed = matches!(item, Item::Echo { to, .. } if Some(to) != self.me);
+        if matches!(item, Item::Vote { .. })
+            && !self.is_member(&signer)
+            && self.is_member(&subject)
+            && !self.pending.iter().any(|(_, d)| d == data)
+        {
+            // Kept unjudged (no signature checked) until the voter is a member here.
+            if self.pending.len() >= PENDING_VOTES {
+                self.pending.pop_front();
+            }
+            self.pending.push_back((signer, data.to_vec()));
+            if self.strangers.len() < PENDING_VOTES && !self.strangers.contains(&signer) {
+                self.strangers.push(signer);
+            }
+        }
         if misaddressed
             || !self.is_member(&signer)
             || !(self.is_member(&subject) || late_vote)
@@ -755,13 +782,23 @@ impl Swim {
         if id.key == self.me.key {
             return vec![];
         }
-        let members = {
+        let (members, pending) = {
             let mut s = self.shared();
             let said = s.members.entry(id.key).or_insert((id.bump, 0));
             if said.0 < id.bump {
                 *said = (id.bump, 0);
             }
-            s.members.len()
+            // Its votes that came before it was listed are judged now.
+            s.now_ms = now_ms;
+            let (theirs, others) = std::mem::take(&mut s.pending)
+                .into_iter()
+                .partition::<VecDeque<_>, _>(|(voter, _)| *voter == id.key);
+            s.pending = others;
+            let pending = !theirs.is_empty();
+            for (_, data) in theirs {
+                let _ = s.judge(&data);
+            }
+            (s.members.len(), pending)
         };
         self.forget_dead(&id);
         self.recast.retain(|r| r.key != id.key);
@@ -771,6 +808,9 @@ impl Swim {
             .apply_many(std::iter::once(Member::alive(id)), false, &mut self.rt);
         let mut out = vec![];
         self.drain(now_ms, Cause::Local, &mut out);
+        if pending {
+            self.count_items(now_ms, &mut out);
+        }
         out
     }
 
@@ -872,10 +912,21 @@ impl Swim {
         let mut out = vec![];
         self.drain(now_ms, Cause::Packet(from), &mut out);
         self.count_items(now_ms, &mut out);
+        self.greet_strangers(&mut out);
         match result {
             // What foca did before it stopped still stands (it is in `out`).
             Err(e) if out.is_empty() => (out, Err(SwimRefusal::Foca(e.to_string()))),
             _ => (out, Ok(())),
+        }
+    }
+
+    /// Says hello to the voters of votes kept for when they are listed: each answers
+    /// with a packet, which (from a node this one does not list) makes the node machine
+    /// ask its credential and admit it.
+    fn greet_strangers(&mut self, out: &mut Vec<SwimEvent>) {
+        let strangers = std::mem::take(&mut self.shared().strangers);
+        for voter in strangers {
+            out.extend(self.hello(voter));
         }
     }
 

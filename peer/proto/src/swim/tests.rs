@@ -672,3 +672,66 @@ fn a_member_cannot_use_up_the_allowance_that_honest_suspicions_need() {
     net.carry(target, e);
     assert_eq!(net.nodes[target].incarnation, inc + 1, "refuted");
 }
+
+#[test]
+fn votes_from_voters_a_node_does_not_list_yet_count_once_it_lists_them() {
+    // Node 40 has just started: it lists the accused (41) and none of the voters yet.
+    let fresh = |k: u8| Swim::new(&key(k), 1_000, u64::from(k));
+    let mut node = fresh(40);
+    let accused = fresh(41).me();
+    let _ = node.admit(0, accused);
+    let voters: Vec<u8> = vec![42, 43, 44];
+    let now = 10_000;
+    let judge = |node: &mut Swim, item: &[u8], at: u64| {
+        let mut shared = node.shared();
+        shared.now_ms = at;
+        shared.judge(item)
+    };
+    for &v in &voters {
+        assert!(judge(&mut node, &vote_bytes(&key(v), &accused, now), now).is_none());
+    }
+    // A vote about a node it does not list is not kept at all (anyone can make one up).
+    let stranger = fresh(50).me();
+    let _ = judge(&mut node, &vote_bytes(&key(51), &stranger, now), now);
+    assert_eq!(node.shared().pending.len(), 3);
+    // Each voter is greeted once, so that it answers and gets listed.
+    let mut out = vec![];
+    node.greet_strangers(&mut out);
+    let greeted: Vec<PublicKey> = out
+        .iter()
+        .filter_map(|e| match e {
+            SwimEvent::Send { to, .. } => Some(*to),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        greeted,
+        voters.iter().map(|v| key(*v).public()).collect::<Vec<_>>()
+    );
+    // Listed one by one: the third makes the quorum and the accused dead.
+    let mut dead = vec![];
+    for &v in &voters {
+        dead.extend(node.admit(now + 1_000, fresh(v).me()));
+    }
+    assert!(dead.contains(&SwimEvent::Dead(accused.key)), "{dead:?}");
+    assert!(node.shared().pending.is_empty());
+
+    // Votes whose window is over by the time their voters are listed count for nothing.
+    let mut late = fresh(40);
+    let _ = late.admit(0, accused);
+    for &v in &voters {
+        let _ = judge(&mut late, &vote_bytes(&key(v), &accused, now), now);
+    }
+    let mut dead = vec![];
+    for &v in &voters {
+        dead.extend(late.admit(now + VOTE_WINDOW_MS, fresh(v).me()));
+    }
+    assert!(!dead.contains(&SwimEvent::Dead(accused.key)), "{dead:?}");
+    // And a flood of votes by keys that never become members keeps a bounded table.
+    for i in 0..(2 * PENDING_VOTES as u64) {
+        let voter = SecretKey::from_seed(&[(i % 251) as u8 + 1; 32]);
+        let _ = judge(&mut late, &vote_bytes(&voter, &accused, now + i), now + i);
+    }
+    assert!(late.shared().pending.len() <= PENDING_VOTES);
+    assert!(late.shared().strangers.len() <= PENDING_VOTES);
+}
