@@ -22,6 +22,13 @@ use std::collections::{BTreeMap, VecDeque};
 pub const CHECKPOINT_RESEND_TICKS: u64 = 10;
 /// Logs of origins that left are offered to their new witnesses every this many ticks.
 pub const HANDOVER_EVERY_TICKS: u64 = 60;
+/// After a member that held a departed origin's log with this node leaves, extra hand-over
+/// passes run this long after its departure (one when most members have dropped it, one
+/// when the slowest have): the periodic pass alone left a gap of up to
+/// [`HANDOVER_EVERY_TICKS`] ticks in which the remaining witnesses could die too.
+pub const REPAIR_AFTER_MS: [u64; 2] = [60_000, 240_000];
+/// Departures waiting to be looked at by the next tick, at most.
+const DEPARTURES_PENDING: usize = 64;
 /// A member that left is remembered this long (its log may still be handed over).
 pub const DEPARTED_KEPT_MS: u64 = 24 * 3600 * 1000;
 /// Members that left remembered, at most.
@@ -118,6 +125,10 @@ pub struct Witnessing {
     /// slow disk must not collect a queue of requests).
     asked_at_ms: Option<u64>,
     handed_over_at_ms: u64,
+    /// Members that left since the last tick, with when (at most [`DEPARTURES_PENDING`]).
+    departures: Vec<(PublicKey, u64)>,
+    /// Extra hand-over passes due (see [`REPAIR_AFTER_MS`]), soonest first.
+    repairs_due: Vec<u64>,
     /// Test-only hook: once, show one witness a second history head at the same size.
     equivocate: bool,
     equivocated: bool,
@@ -144,6 +155,8 @@ impl Witnessing {
             sent_at_ms: 0,
             asked_at_ms: None,
             handed_over_at_ms: 0,
+            departures: vec![],
+            repairs_due: vec![],
             equivocate: false,
             equivocated: false,
         }
@@ -210,6 +223,9 @@ impl Witnessing {
         self.departed.push_back((*member, now_ms));
         while self.departed.len() > MAX_DEPARTED {
             self.departed.pop_front();
+        }
+        if self.departures.len() < DEPARTURES_PENDING {
+            self.departures.push((*member, now_ms));
         }
     }
 
@@ -282,9 +298,16 @@ impl Witnessing {
             self.asked_at_ms = Some(now_ms);
             out.push(Effect::SignCheckpoint);
         }
-        if now_ms.saturating_sub(self.handed_over_at_ms) >= HANDOVER_EVERY_TICKS * self.tick_ms {
+        let all: Vec<PublicKey> = members.keys().copied().collect();
+        self.schedule_repairs(&all);
+        let repair = self.repairs_due.first().is_some_and(|at| *at <= now_ms);
+        if repair {
+            self.repairs_due.retain(|at| *at > now_ms);
+        }
+        if repair
+            || now_ms.saturating_sub(self.handed_over_at_ms) >= HANDOVER_EVERY_TICKS * self.tick_ms
+        {
             self.handed_over_at_ms = now_ms;
-            let all: Vec<PublicKey> = members.keys().copied().collect();
             for (to, cp) in self.witness.handovers(&all) {
                 out.push(Effect::Note {
                     to,
@@ -293,6 +316,45 @@ impl Witnessing {
             }
         }
         out
+    }
+
+    /// Looks at the members that left since the last tick: one that was a witness, with this
+    /// node, of an origin that has left too (whose log only its witnesses hold) schedules
+    /// extra hand-over passes, so that its replacement gets the log while the others live.
+    fn schedule_repairs(&mut self, members: &[PublicKey]) {
+        if self.departures.is_empty() {
+            return;
+        }
+        let departures = std::mem::take(&mut self.departures);
+        let live: std::collections::BTreeSet<&PublicKey> = members.iter().collect();
+        let orphans: Vec<PublicKey> = self
+            .witness
+            .replicas()
+            .map(|(o, _)| *o)
+            .filter(|o| !live.contains(o))
+            .collect();
+        if orphans.is_empty() {
+            return;
+        }
+        for (gone, at) in departures {
+            let mut before = members.to_vec();
+            before.push(self.me);
+            before.push(gone);
+            let was_co_witness = orphans
+                .iter()
+                .any(|o| crate::witness::witnesses_of(o, &before, self.k).contains(&gone));
+            if was_co_witness {
+                for after in REPAIR_AFTER_MS {
+                    let due = at.saturating_add(after);
+                    if self.repairs_due.len() < 2 * REPAIR_AFTER_MS.len()
+                        && !self.repairs_due.contains(&due)
+                    {
+                        self.repairs_due.push(due);
+                    }
+                }
+                self.repairs_due.sort_unstable();
+            }
+        }
     }
 
     /// This node's checkpoint of everything durable, as the router signed it when asked:
@@ -595,6 +657,81 @@ mod tests {
             9,
             &others
         )));
+    }
+
+    #[test]
+    fn when_a_co_witness_of_a_departed_origins_log_leaves_its_replacement_gets_it_within_minutes() {
+        use slicefed_ledger::merkle::Tree;
+        let tick = 30_000;
+        let all: Vec<PublicKey> = (1..=12u8).map(|i| key(i).public()).collect();
+        let origin = key(1).public();
+        let first = crate::witness::witnesses_of(&origin, &all, 3);
+        let me = (2..=12u8).find(|i| key(*i).public() == first[0]).unwrap();
+        let gone = first[1];
+        let mut w = Witnessing::new(key(me), 3, tick, 1);
+        let mut tree = Tree::new();
+        for i in 0..5u8 {
+            tree.push([i; 32]);
+        }
+        let cp = Checkpoint {
+            origin,
+            size: 5,
+            root: tree.root_at(5).unwrap(),
+            time_ms: 1,
+        }
+        .sign(&key(1))
+        .unwrap();
+        w.witness_mut().restore(origin, tree, Some(cp), 0);
+        // The origin left long ago; this node sees the others.
+        let mut others = members(2..13);
+        others.remove(&first[0]);
+        for m in others.keys() {
+            w.joined(m);
+        }
+        let offered = |e: &[Effect]| -> Vec<PublicKey> {
+            e.iter()
+                .filter_map(|e| match e {
+                    Effect::Note {
+                        to,
+                        note: WitnessNote::Offer(_),
+                    } => Some(*to),
+                    _ => None,
+                })
+                .collect()
+        };
+        let t0 = tick;
+        // The periodic pass is half an hour away.
+        assert!(offered(&w.tick(t0, 0, &others)).is_empty());
+        // A co-witness of the log leaves: its replacement gets the log a minute later, and
+        // again four minutes later (for members slow to drop it), not half an hour later.
+        let left_at = t0 + 10_000;
+        w.left(&gone, left_at);
+        others.remove(&gone);
+        let mut now_all: Vec<PublicKey> = others.keys().copied().collect();
+        now_all.push(first[0]);
+        let replacement = crate::witness::witnesses_of(&origin, &now_all, 3)
+            .into_iter()
+            .find(|k| !first.contains(k))
+            .unwrap();
+        assert!(offered(&w.tick(left_at + 30_000, 0, &others)).is_empty());
+        assert!(offered(&w.tick(left_at + 60_000, 0, &others)).contains(&replacement));
+        assert!(offered(&w.tick(left_at + 120_000, 0, &others)).is_empty());
+        assert!(offered(&w.tick(left_at + 240_000, 0, &others)).contains(&replacement));
+        // A member that held none of this node's departed logs schedules nothing.
+        let bystander = others
+            .keys()
+            .copied()
+            .find(|k| !now_all.iter().take(0).any(|x| x == k) && *k != replacement)
+            .filter(|k| !crate::witness::witnesses_of(&origin, &now_all, 3).contains(k))
+            .unwrap();
+        w.left(&bystander, left_at + 300_000);
+        others.remove(&bystander);
+        for t in [360_000, 390_000, 550_000] {
+            assert!(
+                offered(&w.tick(left_at + t, 0, &others)).is_empty(),
+                "at {t}"
+            );
+        }
     }
 
     #[test]

@@ -597,6 +597,9 @@ pub struct Node {
     /// When a reconnection last started a reconciliation (apart from the periodic turn,
     /// which a member reconnecting again and again must not hold up).
     last_return_ask_ms: Option<u64>,
+    /// When revocation gossip from a publisher this node does not list last started a
+    /// reconciliation (see `reconcile_on_unheard_revocation`).
+    last_unheard_ask_ms: Option<u64>,
     /// Members' keys in order (the turn of reconciliations walks them).
     member_keys: BTreeSet<PublicKey>,
     ticks: u64,
@@ -652,6 +655,7 @@ impl Node {
             last_reconcile_ms: None,
             last_caught_up_ms: None,
             last_return_ask_ms: None,
+            last_unheard_ask_ms: None,
             reconcile_after: None,
             member_keys: BTreeSet::new(),
             ticks: 0,
@@ -1208,18 +1212,18 @@ impl Node {
     /// Revocation gossip from a publisher this node does not list (it knows few members
     /// yet: it just started, or came back): refused, since gossip is heard from members
     /// only, but a revocation is probably on its way, so the next member in turn is asked
-    /// now rather than at the next turn. Shares the one-extra-ask-a-second bound of
-    /// `reconcile_on_return`, so junk gossip from strangers costs each node one small
-    /// request a second at most.
+    /// now rather than at the next turn. One such ask a second at most, with its own budget
+    /// (junk gossip from strangers costs each node one small request a second, and cannot
+    /// use up the asks a return after a partition needs).
     fn reconcile_on_unheard_revocation(&mut self, out: &mut Vec<Effect>) {
         let now_ms = self.now_ms;
         let asked_lately = self
-            .last_return_ask_ms
+            .last_unheard_ask_ms
             .is_some_and(|t| now_ms.saturating_sub(t) < RETURN_RECONCILE_GAP_MS);
         if asked_lately || self.member_keys.is_empty() {
             return;
         }
-        self.last_return_ask_ms = Some(now_ms);
+        self.last_unheard_ask_ms = Some(now_ms);
         self.ask_next_in_turn(out);
     }
 

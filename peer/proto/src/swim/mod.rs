@@ -108,14 +108,13 @@ pub const DEAD_REMEMBERED_MS: u64 = 3_600_000;
 /// most this often: a hostile member cannot make every node check a stream of re-signed
 /// votes.
 pub const REVOTE_GAP_MS: u64 = VOTE_WINDOW_MS / 2;
-/// How long a member one vote short of being declared dead has to answer this node's own
-/// ping before this node votes too (three probe round trips).
-pub const CHECK_MS: u64 = 3 * PROBE_RTT_MS;
 /// Signed items waiting to be counted after a packet.
 const INBOX: usize = 1_024;
 /// Votes from voters not listed yet that a node keeps for when it lists them (see
 /// `Shared::pending`); the oldest goes first.
 const PENDING_VOTES: usize = 256;
+/// Of those, relayed by one member at most.
+const PENDING_PER_RELAYER: usize = PENDING_VOTES / 8;
 /// Signed items of others this node relays at once: past this, an item is counted but not
 /// passed on (this node's own always are). foca walks its whole queue to fill each packet,
 /// so an unbounded queue costs time on every packet, and piggybacking more items than
@@ -302,7 +301,9 @@ struct Shared {
     /// again when the voter is admitted, within the vote's window. Without them a node
     /// that learnt the voters after their votes went by kept a dead member until its own
     /// probe of it, up to a round of all members later. At most [`PENDING_VOTES`].
-    pending: VecDeque<(PublicKey, Vec<u8>)>,
+    pending: VecDeque<(Option<PublicKey>, PublicKey, Vec<u8>)>,
+    /// The member whose packet is being read (`None`: this node's own items).
+    relayer: Option<PublicKey>,
     /// Voters of newly kept votes, to greet: a voter's answer to a hello is a packet from
     /// a node this one does not list, which asks its credential and so lists it (at most
     /// [`PENDING_VOTES`]).
@@ -444,14 +445,22 @@ impl Shared {
         };
         // An echo counts only at the member it answers (this node).
         let misaddressed = matches!(item, Item::Echo { to, .. } if Some(to) != self.me);
-        if matches!(item, Item::Vote { .. }) && !self.is_member(&signer) && self.is_member(&subject)
+        if matches!(item, Item::Vote { .. })
+            && !self.is_member(&signer)
+            && self.is_member(&subject)
+            && self.verified(data, &signer)
         {
-            // Kept unjudged (no signature checked) until the voter is a member here.
-            if !self.pending.iter().any(|(_, d)| d == data) {
+            // Signed by the key it names (so a hello goes only to a key that signed, never
+            // to a third party an attacker picks), kept until the voter is a member here.
+            // A relaying member fills a share of the table at most, so one hostile member
+            // with throwaway keys cannot push honest votes out.
+            let relayer = self.relayer;
+            let relayed = self.pending.iter().filter(|p| p.0 == relayer).count();
+            if relayed < PENDING_PER_RELAYER && !self.pending.iter().any(|p| p.2 == data) {
                 if self.pending.len() >= PENDING_VOTES {
                     self.pending.pop_front();
                 }
-                self.pending.push_back((signer, data.to_vec()));
+                self.pending.push_back((relayer, signer, data.to_vec()));
             }
             self.greet_later(signer);
         }
@@ -494,15 +503,13 @@ impl foca::BroadcastHandler<SwimId> for Items {
     fn receive_item(
         &mut self,
         data: &[u8],
-        _sender: Option<&SwimId>,
+        sender: Option<&SwimId>,
     ) -> Result<Option<ItemKey>, NeverFails> {
         // A bad item is dropped and counted, not an error: an error would end foca's
         // reading of the rest of the packet.
-        Ok(self
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .judge(data))
+        let mut shared = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        shared.relayer = sender.map(|s| s.key);
+        Ok(shared.judge(data))
     }
 }
 
@@ -641,9 +648,6 @@ pub struct Swim {
     tallies: HashMap<SwimId, Tally>,
     /// Identities this node cast its vote about a second time (once only: see `wake`).
     recast: HashSet<SwimId>,
-    /// Members one vote short of the quorum that this node pinged itself, with when it
-    /// votes if they stay silent (see `check_one_short`; at most [`MAX_MEMBERS`]).
-    checks: HashMap<SwimId, u64>,
     incarnation: u16,
     refuted: u16,
     members_at_config: usize,
@@ -748,7 +752,6 @@ impl Swim {
             seq: 0,
             tallies: HashMap::new(),
             recast: HashSet::new(),
-            checks: HashMap::new(),
             incarnation: 0,
             refuted: 0,
             members_at_config: 0,
@@ -798,12 +801,7 @@ impl Swim {
 
     /// When [`Swim::wake`] must next run, if anything waits.
     pub fn next_wake(&self) -> Option<u64> {
-        let timer = self.timers.keys().next().map(|(at, _)| *at);
-        let check = self.checks.values().min().copied();
-        match (timer, check) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.timers.keys().next().map(|(at, _)| *at)
     }
 
     /// A member the node judged on its credential (`bump` from its advert): probed from now
@@ -822,10 +820,11 @@ impl Swim {
             s.now_ms = now_ms;
             let (theirs, others) = std::mem::take(&mut s.pending)
                 .into_iter()
-                .partition::<VecDeque<_>, _>(|(voter, _)| *voter == id.key);
+                .partition::<VecDeque<_>, _>(|(_, voter, _)| *voter == id.key);
             s.pending = others;
             let pending = !theirs.is_empty();
-            for (_, data) in theirs {
+            s.relayer = None;
+            for (_, _, data) in theirs {
                 let _ = s.judge(&data);
             }
             (s.members.len(), pending)
@@ -888,7 +887,6 @@ impl Swim {
         let said = self.shared().members.remove(key);
         self.rate.forget(key);
         self.recast.retain(|id| id.key != *key);
-        self.checks.retain(|id, _| id.key != *key);
         self.tallies.retain(|id, _| id.key != *key);
         let mut out = vec![];
         if let Some((bump, inc)) = said {
@@ -939,10 +937,6 @@ impl Swim {
             }
         };
         self.stats.received += 1;
-        // It spoke: a check of it is answered.
-        if !self.checks.is_empty() {
-            self.checks.retain(|id, _| id.key != from);
-        }
         let result = self.foca.handle_data(&filtered, &mut self.rt);
         let mut out = vec![];
         self.drain(now_ms, Cause::Packet(from), &mut out);
@@ -1173,7 +1167,6 @@ impl Swim {
             self.drain(now_ms, Cause::Timer, &mut out);
         }
         self.count_items(now_ms, &mut out);
-        self.vote_on_silent_checks(now_ms, &mut out);
         // A vote of this node's that found no quorum within its window (the others' votes
         // went by before this node counted them, or they were not relayed to it) is cast
         // again, signed now: members that still suspect the member vote with it, and those
@@ -1352,83 +1345,6 @@ impl Swim {
         true
     }
 
-    /// A member one vote short of being declared dead, about which this node has not voted:
-    /// it pings the member itself (its own probe of it may be a whole round of members
-    /// away, and the other votes may never reach it: a node that just started hears little
-    /// gossip), and votes if the member stays silent for [`CHECK_MS`]. Its vote is its own
-    /// evidence, like any prober's; a single member's accusation makes nobody ping (one
-    /// vote is not one short of three).
-    fn check_one_short(&mut self, now_ms: u64, accused: SwimId, out: &mut Vec<SwimEvent>) {
-        let me = self.me.key;
-        let voted = self
-            .tallies
-            .get(&accused)
-            .is_some_and(|t| t.voters.contains(&me));
-        if voted
-            || !self.knows(&accused)
-            || self.checks.contains_key(&accused)
-            || self.checks.len() >= MAX_MEMBERS
-        {
-            return;
-        }
-        let ping = foca::Header {
-            src: self.me,
-            src_incarnation: self.incarnation,
-            dst: accused,
-            message: Message::Ping(0),
-        };
-        let mut packet = Vec::with_capacity(2 * ID_BYTES + 8);
-        if foca::Codec::encode_header(&mut SwimCodec, &ping, &mut packet).is_err() {
-            return;
-        }
-        packet.put_u16(0);
-        self.stats.sent += 1;
-        self.stats.sent_bytes += packet.len() as u64;
-        self.checks.insert(accused, now_ms.saturating_add(CHECK_MS));
-        out.push(SwimEvent::Send {
-            to: accused.key,
-            data: packet,
-        });
-    }
-
-    /// Checks whose member stayed silent: this node votes (once; the tally may have been
-    /// settled meanwhile, or the member left).
-    fn vote_on_silent_checks(&mut self, now_ms: u64, out: &mut Vec<SwimEvent>) {
-        if self.checks.is_empty() {
-            return;
-        }
-        let mut silent: Vec<SwimId> = self
-            .checks
-            .iter()
-            .filter(|(_, at)| **at <= now_ms)
-            .map(|(id, _)| *id)
-            .collect();
-        if silent.is_empty() {
-            return;
-        }
-        silent.sort_unstable_by_key(|id| (id.key, id.bump));
-        for id in &silent {
-            self.checks.remove(id);
-        }
-        let me = self.me.key;
-        let mut voted = false;
-        for accused in silent {
-            let open = self
-                .tallies
-                .get(&accused)
-                .is_some_and(|t| !t.done && !t.voters.contains(&me));
-            if open && self.knows(&accused) {
-                self.stats.votes_signed += 1;
-                let item = vote_bytes(&self.key, &accused, now_ms);
-                let _ = self.foca.add_broadcast(&item);
-                voted = true;
-            }
-        }
-        if voted {
-            self.count_items(now_ms, out);
-        }
-    }
-
     /// `id` is alive after all (it spoke, refuted, or was admitted again): no echoes about it.
     fn forget_dead(&mut self, id: &SwimId) {
         let mut shared = self.shared();
@@ -1453,7 +1369,6 @@ impl Swim {
                     // it is not dead here either.
                     self.tallies.remove(&id);
                     self.recast.remove(&id);
-                    self.checks.remove(&id);
                     self.forget_dead(&id);
                     self.heard_from(&id, incarnation);
                     if id.key != self.me.key {
@@ -1490,13 +1405,6 @@ impl Swim {
                         done: false,
                     });
                     t.voters.insert(voter);
-                    let (voters, done) = (t.voters.len(), t.done);
-                    if !done && voters + 1 == quorum(members) && accused != self.me {
-                        self.check_one_short(now_ms, accused, out);
-                    }
-                    let Some(t) = self.tallies.get_mut(&accused) else {
-                        continue;
-                    };
                     if t.done || t.voters.len() < quorum(members) {
                         continue;
                     }
