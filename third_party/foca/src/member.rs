@@ -634,7 +634,7 @@ mod tests {
                 0..=4 => {
                     let state = if rng.random_bool(0.3) { Down } else { Alive };
                     let inc = rng.random_range(0..4);
-                    members.apply(Member::new(ID::new(addr), inc, state), &mut rng);
+                    let _ = members.apply(Member::new(ID::new(addr), inc, state), &mut rng);
                 }
                 5..=7 => {
                     members.remove_if_down(&ID::new(addr));
