@@ -21,6 +21,9 @@
 //! - A signed object's signature is checked once where several nodes would each check the
 //!   same bytes (verifiers share opened objects through `SharedOpened`; an advert is
 //!   verified once per broadcast). Whether to accept it is still judged by every node.
+//! - What every node would hold an equal copy of is held once: a member's judgement per
+//!   credential (`SharedJudgements`, taken only when equal to the node's own) and an
+//!   advert's load per broadcast.
 //! - An answer nobody waits for (to a witnessing note) is counted, not delivered.
 //! - A submitted module is 200 KiB of traffic but not 200 KiB of memory: its hash is the
 //!   ticket's, as a router that hashed the bytes would find.
