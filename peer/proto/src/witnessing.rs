@@ -125,7 +125,8 @@ pub struct Witnessing {
     /// slow disk must not collect a queue of requests).
     asked_at_ms: Option<u64>,
     handed_over_at_ms: u64,
-    /// Members that left since the last tick, with when (at most [`DEPARTURES_PENDING`]).
+    /// Origins that lost a co-witness since the last tick, with when (at most
+    /// [`DEPARTURES_PENDING`]).
     departures: Vec<(PublicKey, u64)>,
     /// Extra hand-over passes due (see [`REPAIR_AFTER_MS`]), soonest first.
     repairs_due: Vec<u64>,
@@ -217,15 +218,17 @@ impl Witnessing {
     /// A member left at `now_ms` (see [`Witnessing::joined`] on rebuilding).
     pub fn left(&mut self, member: &PublicKey, now_ms: u64) {
         self.mine.left(member);
-        for set in self.co.values_mut() {
+        for (origin, set) in self.co.iter_mut() {
+            // A co-witness of a log this node holds: if the origin left too, its log must
+            // reach the replacement soon (see `schedule_repairs`).
+            if set.contains(member) && self.departures.len() < DEPARTURES_PENDING {
+                self.departures.push((*origin, now_ms));
+            }
             set.left(member);
         }
         self.departed.push_back((*member, now_ms));
         while self.departed.len() > MAX_DEPARTED {
             self.departed.pop_front();
-        }
-        if self.departures.len() < DEPARTURES_PENDING {
-            self.departures.push((*member, now_ms));
         }
     }
 
@@ -298,8 +301,7 @@ impl Witnessing {
             self.asked_at_ms = Some(now_ms);
             out.push(Effect::SignCheckpoint);
         }
-        let all: Vec<PublicKey> = members.keys().copied().collect();
-        self.schedule_repairs(&all);
+        self.schedule_repairs(members);
         let repair = self.repairs_due.first().is_some_and(|at| *at <= now_ms);
         if repair {
             self.repairs_due.retain(|at| *at > now_ms);
@@ -308,6 +310,7 @@ impl Witnessing {
             || now_ms.saturating_sub(self.handed_over_at_ms) >= HANDOVER_EVERY_TICKS * self.tick_ms
         {
             self.handed_over_at_ms = now_ms;
+            let all: Vec<PublicKey> = members.keys().copied().collect();
             for (to, cp) in self.witness.handovers(&all) {
                 out.push(Effect::Note {
                     to,
@@ -318,42 +321,31 @@ impl Witnessing {
         out
     }
 
-    /// Looks at the members that left since the last tick: one that was a witness, with this
-    /// node, of an origin that has left too (whose log only its witnesses hold) schedules
-    /// extra hand-over passes, so that its replacement gets the log while the others live.
-    fn schedule_repairs(&mut self, members: &[PublicKey]) {
+    /// Looks at the co-witnesses that left since the last tick: one of an origin that has
+    /// left too (whose log only its witnesses hold) schedules extra hand-over passes, so
+    /// that its replacement gets the log while the others live. (Which co-witnesses a log
+    /// has is kept by its witness set, which follows every departure: nothing is ranked
+    /// again here.)
+    fn schedule_repairs(&mut self, members: &Members) {
         if self.departures.is_empty() {
             return;
         }
         let departures = std::mem::take(&mut self.departures);
-        let live: std::collections::BTreeSet<&PublicKey> = members.iter().collect();
-        let orphans: Vec<PublicKey> = self
-            .witness
-            .replicas()
-            .map(|(o, _)| *o)
-            .filter(|o| !live.contains(o))
-            .collect();
-        if orphans.is_empty() {
-            return;
-        }
-        for (gone, at) in departures {
-            let mut before = members.to_vec();
-            before.push(self.me);
-            before.push(gone);
-            let was_co_witness = orphans
-                .iter()
-                .any(|o| crate::witness::witnesses_of(o, &before, self.k).contains(&gone));
-            if was_co_witness {
-                for after in REPAIR_AFTER_MS {
-                    let due = at.saturating_add(after);
-                    if self.repairs_due.len() < 2 * REPAIR_AFTER_MS.len()
-                        && !self.repairs_due.contains(&due)
-                    {
-                        self.repairs_due.push(due);
-                    }
-                }
-                self.repairs_due.sort_unstable();
+        for (origin, at) in departures {
+            let orphan = !members.contains_key(&origin)
+                && self.witness.replicas().any(|(o, _)| *o == origin);
+            if !orphan {
+                continue;
             }
+            for after in REPAIR_AFTER_MS {
+                let due = at.saturating_add(after);
+                if self.repairs_due.len() < 2 * REPAIR_AFTER_MS.len()
+                    && !self.repairs_due.contains(&due)
+                {
+                    self.repairs_due.push(due);
+                }
+            }
+            self.repairs_due.sort_unstable();
         }
     }
 
@@ -681,13 +673,14 @@ mod tests {
         }
         .sign(&key(1))
         .unwrap();
-        w.witness_mut().restore(origin, tree, Some(cp), 0);
-        // The origin left long ago; this node sees the others.
+        w.witness_mut().restore(origin, tree, Some(cp.clone()), 0);
+        // The origin left long ago; this node sees the others, and cosigned the log.
         let mut others = members(2..13);
         others.remove(&first[0]);
         for m in others.keys() {
             w.joined(m);
         }
+        let _ = w.carry(vec![WitnessOutput::Cosign(cp)], 1, &others);
         let offered = |e: &[Effect]| -> Vec<PublicKey> {
             e.iter()
                 .filter_map(|e| match e {

@@ -127,12 +127,16 @@ impl HeldSet {
         p
     }
 
-    /// Files in id order after `after`, in `buckets` (empty: all).
+    /// Files in id order after `after`, in `buckets` (empty: all). A bucket is the ids'
+    /// first byte, so each wanted bucket is one range of the map: a page costs its own
+    /// files, not a walk past every file held (the sets hold every delete until its last
+    /// ticket expires, and pages are asked for on every reconciliation that differs).
     pub(super) fn after<'a>(
         &'a self,
         after: Option<CertId>,
         buckets: &'a [u8],
     ) -> impl Iterator<Item = &'a Vec<u8>> + 'a {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
         // The asker's list may be long and repeat itself: one lookup per id, whatever it is.
         let mut wanted = [buckets.is_empty(); REVOCATION_BUCKETS];
         for b in buckets {
@@ -140,14 +144,66 @@ impl HeldSet {
                 *w = true;
             }
         }
-        let range = match after {
-            Some(a) => self
+        let first = after.map_or(0, |a| usize::from(a.0[0]));
+        (first..REVOCATION_BUCKETS)
+            .filter(move |b| wanted.get(*b) == Some(&true))
+            .flat_map(move |b| {
+                let byte = b as u8;
+                let mut low = [0u8; 32];
+                low[0] = byte;
+                let start = match after {
+                    Some(a) if a.0[0] == byte => Excluded(a),
+                    _ => Included(CertId(low)),
+                };
+                let end = match byte.checked_add(1) {
+                    Some(next) => {
+                        let mut high = [0u8; 32];
+                        high[0] = next;
+                        Excluded(CertId(high))
+                    }
+                    None => Unbounded,
+                };
+                self.files.range((start, end)).map(|(_, (b, _))| b)
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A page walks only the wanted buckets' ranges, and finds exactly what a filter
+        /// over every file held finds, in the same order.
+        #[test]
+        fn pages_by_bucket_are_what_a_filter_over_all_files_finds(
+            ids in proptest::collection::vec((any::<u8>(), any::<[u8; 4]>()), 0..200),
+            buckets in proptest::collection::vec(any::<u8>(), 0..8),
+            after in proptest::option::of((any::<u8>(), any::<[u8; 4]>())),
+        ) {
+            let id = |(b, rest): (u8, [u8; 4])| {
+                let mut x = [0u8; 32];
+                x[0] = b;
+                x[1..5].copy_from_slice(&rest);
+                CertId(x)
+            };
+            let mut set = HeldSet::default();
+            for i in &ids {
+                let c = id(*i);
+                set.insert(c, &c.0, 0);
+            }
+            let after = after.map(id);
+            let got: Vec<&Vec<u8>> = set.after(after, &buckets).collect();
+            let want: Vec<&Vec<u8>> = set
                 .files
-                .range((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
-            None => self.files.range(..),
-        };
-        range
-            .filter(move |(id, _)| wanted.get(usize::from(id.0[0])) == Some(&true))
-            .map(|(_, (b, _))| b)
+                .iter()
+                .filter(|(k, _)| after.is_none_or(|a| **k > a))
+                .filter(|(k, _)| buckets.is_empty() || buckets.contains(&k.0[0]))
+                .map(|(_, (b, _))| b)
+                .collect();
+            prop_assert_eq!(got, want);
+        }
     }
 }
