@@ -27,6 +27,8 @@ pub const HANDOVER_EVERY_TICKS: u64 = 60;
 /// when the slowest have): the periodic pass alone left a gap of up to
 /// [`HANDOVER_EVERY_TICKS`] ticks in which the remaining witnesses could die too.
 pub const REPAIR_AFTER_MS: [u64; 2] = [60_000, 240_000];
+/// Least time between two hand-over passes a repair starts.
+pub const REPAIR_MIN_GAP_MS: u64 = 60_000;
 /// Departures waiting to be looked at by the next tick, at most.
 const DEPARTURES_PENDING: usize = 64;
 /// A member that left is remembered this long (its log may still be handed over).
@@ -218,6 +220,13 @@ impl Witnessing {
     /// A member left at `now_ms` (see [`Witnessing::joined`] on rebuilding).
     pub fn left(&mut self, member: &PublicKey, now_ms: u64) {
         self.mine.left(member);
+        // An origin whose log this node holds left: if its witnesses are short of one, the
+        // replacement must get the log from them, since the origin cannot serve it.
+        if self.witness.replicas().any(|(o, _)| o == member)
+            && self.departures.len() < DEPARTURES_PENDING
+        {
+            self.departures.push((*member, now_ms));
+        }
         for (origin, set) in self.co.iter_mut() {
             // A co-witness of a log this node holds: if the origin left too, its log must
             // reach the replacement soon (see `schedule_repairs`).
@@ -301,8 +310,12 @@ impl Witnessing {
             self.asked_at_ms = Some(now_ms);
             out.push(Effect::SignCheckpoint);
         }
+        self.follow_replicas(members);
         self.schedule_repairs(members);
-        let repair = self.repairs_due.first().is_some_and(|at| *at <= now_ms);
+        // A repair pass at most once a minute: a member that leaves and rejoins again and
+        // again cannot make this node offer logs at every tick.
+        let repair = self.repairs_due.first().is_some_and(|at| *at <= now_ms)
+            && now_ms.saturating_sub(self.handed_over_at_ms) >= REPAIR_MIN_GAP_MS;
         if repair {
             self.repairs_due.retain(|at| *at > now_ms);
         }
@@ -319,6 +332,33 @@ impl Witnessing {
             }
         }
         out
+    }
+
+    /// Every log this node holds has a witness set that follows departures (a cosigned
+    /// log has one already; a handed-over or restored one gets one here, once), so that
+    /// `left` sees which of its witnesses go.
+    fn follow_replicas(&mut self, members: &Members) {
+        let missing: Vec<PublicKey> = self
+            .witness
+            .replicas()
+            .map(|(o, _)| *o)
+            .filter(|o| !self.co.contains_key(o))
+            .collect();
+        if self.co.len() > self.witness.replicas().count() {
+            // Logs no longer held need no set.
+            let held: std::collections::BTreeSet<PublicKey> =
+                self.witness.replicas().map(|(o, _)| *o).collect();
+            self.co.retain(|o, _| held.contains(o));
+        }
+        if missing.is_empty() {
+            return;
+        }
+        let mut all: Vec<PublicKey> = members.keys().copied().collect();
+        all.push(self.me);
+        for origin in missing {
+            self.co
+                .insert(origin, WitnessSet::new(origin, self.k, &all));
+        }
     }
 
     /// Looks at the co-witnesses that left since the last tick: one of an origin that has
@@ -674,13 +714,14 @@ mod tests {
         .sign(&key(1))
         .unwrap();
         w.witness_mut().restore(origin, tree, Some(cp.clone()), 0);
-        // The origin left long ago; this node sees the others, and cosigned the log.
+        // The origin left long ago; this node sees the others. It holds the log from its
+        // disk (a restart) and has cosigned nothing since: its first tick sets the log's
+        // witnesses to follow.
         let mut others = members(2..13);
         others.remove(&first[0]);
         for m in others.keys() {
             w.joined(m);
         }
-        let _ = w.carry(vec![WitnessOutput::Cosign(cp)], 1, &others);
         let offered = |e: &[Effect]| -> Vec<PublicKey> {
             e.iter()
                 .filter_map(|e| match e {

@@ -1220,7 +1220,13 @@ impl Node {
         let asked_lately = self
             .last_unheard_ask_ms
             .is_some_and(|t| now_ms.saturating_sub(t) < RETURN_RECONCILE_GAP_MS);
-        if asked_lately || self.member_keys.is_empty() {
+        // Not while a reconciliation is under way either (an answer that differs starts a
+        // chain of pages, and junk must not start chains faster than they end).
+        let reconciling = self
+            .asked
+            .values()
+            .any(|a| matches!(a, Asked::Prints { .. } | Asked::Revocations { .. }));
+        if asked_lately || reconciling || self.member_keys.is_empty() {
             return;
         }
         self.last_unheard_ask_ms = Some(now_ms);
