@@ -545,6 +545,10 @@ const RESTORE_ASKED: usize = 2 * RESTORE_QUORUM;
 /// Least time between two reconciliations a node out of touch starts as connections to
 /// members come back (a healed partition reconnects to many at once).
 const RETURN_RECONCILE_GAP_MS: u64 = 1_000;
+/// How long a reconciliation started by unheard revocation gossip may run before another
+/// such gossip starts a new one anyway (a page chain takes round trips of a fraction of a
+/// second; one still running after this is stuck on a member that does not answer).
+const UNHEARD_CHAIN_MS: u64 = 3_000;
 
 /// Whether `now` says something `prev` did not, enough to advertise again: health, SWIM
 /// identity, a quarter more or fewer slivers (at least one), or a tenth of the memory.
@@ -598,8 +602,9 @@ pub struct Node {
     /// which a member reconnecting again and again must not hold up).
     last_return_ask_ms: Option<u64>,
     /// When revocation gossip from a publisher this node does not list last started a
-    /// reconciliation (see `reconcile_on_unheard_revocation`).
+    /// reconciliation (see `reconcile_on_unheard_revocation`), and with whom.
     last_unheard_ask_ms: Option<u64>,
+    unheard_asked: Option<PublicKey>,
     /// Members' keys in order (the turn of reconciliations walks them).
     member_keys: BTreeSet<PublicKey>,
     ticks: u64,
@@ -656,6 +661,7 @@ impl Node {
             last_caught_up_ms: None,
             last_return_ask_ms: None,
             last_unheard_ask_ms: None,
+            unheard_asked: None,
             reconcile_after: None,
             member_keys: BTreeSet::new(),
             ticks: 0,
@@ -1220,17 +1226,25 @@ impl Node {
         let asked_lately = self
             .last_unheard_ask_ms
             .is_some_and(|t| now_ms.saturating_sub(t) < RETURN_RECONCILE_GAP_MS);
-        // Not while a reconciliation is under way either (an answer that differs starts a
-        // chain of pages, and junk must not start chains faster than they end).
-        let reconciling = self
-            .asked
-            .values()
-            .any(|a| matches!(a, Asked::Prints { .. } | Asked::Revocations { .. }));
-        if asked_lately || reconciling || self.member_keys.is_empty() {
+        // Not while the chain of pages the last such ask started is under way either (junk
+        // must not start chains faster than they end), unless it is slow: a member that
+        // does not answer must not hold revocations back for a whole request timeout.
+        let chain = self.unheard_asked.filter(|_| {
+            self.last_unheard_ask_ms
+                .is_some_and(|t| now_ms.saturating_sub(t) < UNHEARD_CHAIN_MS)
+        });
+        let chain_running = chain.is_some_and(|m| {
+            self.asked.values().any(|a| {
+                matches!(a, Asked::Prints { member } | Asked::Revocations { member, .. }
+                    if *member == m)
+            })
+        });
+        if asked_lately || chain_running || self.member_keys.is_empty() {
             return;
         }
         self.last_unheard_ask_ms = Some(now_ms);
         self.ask_next_in_turn(out);
+        self.unheard_asked = self.reconcile_after;
     }
 
     /// A restart's catch-up: members not yet asked, up to [`RESTORE_ASKED`] at a time, are

@@ -419,7 +419,11 @@ fn revocation_gossip_from_a_stranger_makes_a_node_ask_a_member_now_once_a_second
             response: Response::HeldSame,
         },
     );
-    assert_eq!(asks(&m.handle(NOW + 2_000, gossip)), 1);
+    assert_eq!(asks(&m.handle(NOW + 2_000, gossip.clone())), 1);
+    // A member that does not answer holds the next ask back for three seconds, not for a
+    // whole request timeout (a revocation must not wait on it).
+    assert_eq!(asks(&m.handle(NOW + 3_500, gossip.clone())), 0);
+    assert_eq!(asks(&m.handle(NOW + 5_000, gossip)), 1);
 }
 
 #[test]
