@@ -314,6 +314,18 @@ fn a_stop_that_comes_while_a_sliver_starts_is_carried_out_once_it_runs() {
     assert!(receipt(reply_of(&ran, 7).unwrap()).admitted);
 }
 
+/// princeton's revocation of alice's user certificate ("stolen laptop").
+fn alices_revocation() -> Vec<u8> {
+    let user = user_cert(&key(1), &key(3), "princeton.alice", "princeton.*").unwrap();
+    slicefed_trust::fixtures::revocation_file(
+        &key(1),
+        &Credential::new(user, []),
+        "stolen laptop",
+        T0,
+    )
+    .unwrap()
+}
+
 #[test]
 fn revocations_are_heard_from_members_only_and_stop_what_they_revoke() {
     let mut m = machine(9);
@@ -322,14 +334,7 @@ fn revocations_are_heard_from_members_only_and_stop_what_they_revoke() {
     let e = durable(&mut m, NOW, first);
     let id = started(&e)[0];
     m.handle(NOW, Input::Started { id });
-    let user = user_cert(&key(1), &key(3), "princeton.alice", "princeton.*").unwrap();
-    let revocation = slicefed_trust::fixtures::revocation_file(
-        &key(1),
-        &Credential::new(user, []),
-        "stolen laptop",
-        T0,
-    )
-    .unwrap();
+    let revocation = alices_revocation();
     let gossip = |source: u8| Input::Gossip {
         id: 1,
         source: Some(key(source).public()),
@@ -366,14 +371,7 @@ fn revocations_are_heard_from_members_only_and_stop_what_they_revoke() {
 fn revocation_gossip_from_a_stranger_makes_a_node_ask_a_member_now_once_a_second() {
     let mut m = machine(9);
     join(&mut m, &[6], NOW);
-    let user = user_cert(&key(1), &key(3), "princeton.alice", "princeton.*").unwrap();
-    let revocation = slicefed_trust::fixtures::revocation_file(
-        &key(1),
-        &Credential::new(user, []),
-        "stolen laptop",
-        T0,
-    )
-    .unwrap();
+    let revocation = alices_revocation();
     let gossip = Input::Gossip {
         id: 1,
         source: Some(key(5).public()),
@@ -665,14 +663,7 @@ fn restarted_with_alice_revoked() -> (Node, Vec<u8>) {
             logged: logged_as(4, &cred),
         },
     );
-    let user = user_cert(&key(1), &key(3), "princeton.alice", "princeton.*").unwrap();
-    let revocation = slicefed_trust::fixtures::revocation_file(
-        &key(1),
-        &Credential::new(user, []),
-        "stolen laptop",
-        T0,
-    )
-    .unwrap();
+    let revocation = alices_revocation();
     (m, revocation)
 }
 
@@ -1032,14 +1023,7 @@ fn a_running_node_reconciles_with_members_in_turn_and_fetches_only_what_differs(
 
     // A member that holds a revocation this node missed: its range is fetched, and the
     // revocation is held.
-    let user = user_cert(&key(1), &key(3), "princeton.alice", "princeton.*").unwrap();
-    let revocation = slicefed_trust::fixtures::revocation_file(
-        &key(1),
-        &Credential::new(user, []),
-        "stolen laptop",
-        T0,
-    )
-    .unwrap();
+    let revocation = alices_revocation();
     let id = crate::core::revocation_id(&revocation).unwrap();
     let mut theirs = m.core().revocation_prints();
     theirs[usize::from(id.0[0])] ^= 7;
@@ -1429,14 +1413,7 @@ fn a_node_out_of_touch_reconciles_as_soon_as_a_member_reconnects_and_no_faster()
         },
     );
     assert_eq!(reconciliations(&e), vec![key(4).public()]);
-    let user = user_cert(&key(1), &key(3), "princeton.alice", "princeton.*").unwrap();
-    let revocation = slicefed_trust::fixtures::revocation_file(
-        &key(1),
-        &Credential::new(user, []),
-        "stolen laptop",
-        T0,
-    )
-    .unwrap();
+    let revocation = alices_revocation();
     let before = m.core().revocation_prints();
     let mut held = before.clone();
     let range = usize::from(crate::core::revocation_id(&revocation).unwrap().0[0]);
