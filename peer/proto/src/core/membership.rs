@@ -159,7 +159,6 @@ impl NodeCore {
             authority: v.responsible.authority.clone(),
             credential: shared.map_or_else(|| Arc::from(node_credential), Arc::clone),
             credential_hash: *hash,
-            valid_until,
             chain: v.links.iter().map(|l| l.id).collect(),
         };
         let judgement = match &self.judgements {

@@ -214,8 +214,6 @@ pub struct Judgement {
     credential: Arc<[u8]>,
     /// SHA-256 of `credential`: adverts refer to it by this.
     credential_hash: [u8; 32],
-    /// Its chain's end of validity (unix seconds, with the clock skew).
-    valid_until: u64,
     /// The ids of its chain's links: a revocation of any of them ends the judgement.
     chain: Vec<CertId>,
 }
@@ -298,7 +296,6 @@ impl Member {
                 authority,
                 credential: Arc::from(Vec::new()),
                 credential_hash: [0; 32],
-                valid_until: 0,
                 chain: vec![],
             }),
         }
