@@ -350,15 +350,20 @@ impl Witnessing {
                 self.witness.replicas().map(|(o, _)| *o).collect();
             self.co.retain(|o, _| held.contains(o));
         }
-        if missing.is_empty() {
-            return;
-        }
-        let mut all: Vec<PublicKey> = members.keys().copied().collect();
-        all.push(self.me);
         for origin in missing {
-            self.co
-                .insert(origin, WitnessSet::new(origin, self.k, &all));
+            self.co_set(origin, members);
         }
+    }
+
+    /// The witness set of `origin`'s log as this node follows it, ranked among `members`
+    /// and this node the first time.
+    fn co_set(&mut self, origin: PublicKey, members: &Members) -> &WitnessSet {
+        let (me, k) = (self.me, self.k);
+        self.co.entry(origin).or_insert_with(|| {
+            let mut all: Vec<PublicKey> = members.keys().copied().collect();
+            all.push(me);
+            WitnessSet::new(origin, k, &all)
+        })
     }
 
     /// Looks at the co-witnesses that left since the last tick: one of an origin that has
@@ -582,12 +587,8 @@ impl Witnessing {
                         continue;
                     };
                     let origin = cp.checkpoint.origin;
-                    let (me, k) = (self.me, self.k);
-                    let set = self.co.entry(origin).or_insert_with(|| {
-                        let mut all: Vec<PublicKey> = members.keys().copied().collect();
-                        all.push(me);
-                        WitnessSet::new(origin, k, &all)
-                    });
+                    let me = self.me;
+                    let set = self.co_set(origin, members);
                     let to: Vec<PublicKey> = std::iter::once(origin)
                         .chain(set.current().copied().filter(|w| *w != me))
                         .collect();
@@ -633,6 +634,17 @@ mod tests {
         m
     }
 
+    /// Whom the notes of one kind among `effects` go to, in order.
+    fn notes_to(effects: &[Effect], kind: impl Fn(&WitnessNote) -> bool) -> Vec<PublicKey> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Note { to, note } if kind(note) => Some(*to),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn cp(origin: u8, size: u64) -> SignedCheckpoint {
         Checkpoint {
             origin: key(origin).public(),
@@ -656,17 +668,7 @@ mod tests {
         }
         let mine: Vec<PublicKey> = w.my_witnesses().copied().collect();
         assert_eq!(mine.len(), 3);
-        let sent = |e: &[Effect]| -> Vec<PublicKey> {
-            e.iter()
-                .filter_map(|e| match e {
-                    Effect::Note {
-                        to,
-                        note: WitnessNote::Checkpoint(_),
-                    } => Some(*to),
-                    _ => None,
-                })
-                .collect()
-        };
+        let sent = |e: &[Effect]| notes_to(e, |n| matches!(n, WitnessNote::Checkpoint(_)));
         // Due when the log grew: the router signs, and it goes to the witnesses.
         let due = |e: &[Effect]| e.contains(&Effect::SignCheckpoint);
         assert!(due(&w.tick(1_000, 5, &others)));
@@ -722,17 +724,7 @@ mod tests {
         for m in others.keys() {
             w.joined(m);
         }
-        let offered = |e: &[Effect]| -> Vec<PublicKey> {
-            e.iter()
-                .filter_map(|e| match e {
-                    Effect::Note {
-                        to,
-                        note: WitnessNote::Offer(_),
-                    } => Some(*to),
-                    _ => None,
-                })
-                .collect()
-        };
+        let offered = |e: &[Effect]| notes_to(e, |n| matches!(n, WitnessNote::Offer(_)));
         let t0 = tick;
         // The periodic pass is half an hour away.
         assert!(offered(&w.tick(t0, 0, &others)).is_empty());
@@ -766,6 +758,26 @@ mod tests {
                 "at {t}"
             );
         }
+        // A co-witness that leaves and comes back at every tick (a hostile member, or a
+        // flapping one) gets this node to offer the log once a minute at most, and still
+        // repaired.
+        let start = left_at + 600_000;
+        let mut passes = vec![];
+        for i in 0..20u64 {
+            let t = start + i * tick;
+            w.left(&replacement, t);
+            let back = others.remove(&replacement).unwrap();
+            if !offered(&w.tick(t + 1, 0, &others)).is_empty() {
+                passes.push(t);
+            }
+            w.joined(&replacement);
+            others.insert(replacement, back);
+        }
+        assert!(!passes.is_empty(), "repaired");
+        assert!(
+            passes.windows(2).all(|p| p[1] - p[0] >= REPAIR_MIN_GAP_MS),
+            "{passes:?}"
+        );
     }
 
     #[test]
