@@ -298,7 +298,8 @@ fn only_a_slice_with_the_sensors_right_reads_its_nodes_sensors() {
     };
     let metrics = String::from_utf8(sh.read("princeton.node1/metrics.addr")).unwrap();
     let metrics = metrics.trim().to_string();
-    let create = |slice: &str, sensors: bool| {
+    // A slice whose reader asks `target` (an address on the node) twice a second.
+    let create = |slice: &str, sensors: bool, target: &str| {
         let mut args = vec![
             "slice",
             "create",
@@ -319,36 +320,15 @@ fn only_a_slice_with_the_sensors_right_reads_its_nodes_sensors() {
         if sensors {
             args.push("--sensors");
         }
-        args.extend(["--", &metrics, "500"]);
+        args.extend(["--", target, "500"]);
         sh.run(&args).ok();
     };
-    create("princeton.monitor", true);
-    create("princeton.snoop", false);
+    create("princeton.monitor", true, &metrics);
+    create("princeton.snoop", false, &metrics);
     // The right opens the sensors, not the owner's dashboard (its own port).
     let dashboard = String::from_utf8(sh.read("princeton.node1/dashboard.addr")).unwrap();
     let dashboard = dashboard.trim().to_string();
-    sh.run(&[
-        "slice",
-        "create",
-        "princeton.peek",
-        "--module",
-        "reader.wasm",
-        "--nodes",
-        "all",
-        "--bootstrap",
-        &boot,
-        "--key",
-        "princeton.alice.key",
-        "--cert",
-        "princeton.alice.cert",
-        "--connect",
-        "tcp:127.0.0.0/8:*",
-        "--sensors",
-        "--",
-        &dashboard,
-        "500",
-    ])
-    .ok();
+    create("princeton.peek", true, &dashboard);
     let logs = |slice: &str| {
         sh.run(&[
             "slice",
