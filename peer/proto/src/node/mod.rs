@@ -549,6 +549,10 @@ const RETURN_RECONCILE_GAP_MS: u64 = 1_000;
 /// such gossip starts a new one anyway (a page chain takes round trips of a fraction of a
 /// second; one still running after this is stuck on a member that does not answer).
 const UNHEARD_CHAIN_MS: u64 = 3_000;
+/// Asks after revocation gossip from a publisher this node does not list, beyond the
+/// first, while the members asked hold nothing new (the gossip had not reached them yet):
+/// one a second at most, within the same budget as the first.
+const UNHEARD_RETRIES: u8 = 3;
 
 /// Whether `now` says something `prev` did not, enough to advertise again: health, SWIM
 /// identity, a quarter more or fewer slivers (at least one), or a tenth of the memory.
@@ -605,6 +609,10 @@ pub struct Node {
     /// reconciliation (see `reconcile_on_unheard_revocation`), and with whom.
     last_unheard_ask_ms: Option<u64>,
     unheard_asked: Option<PublicKey>,
+    /// Asks still to make for the last unheard revocation gossip, and when the next is
+    /// due (see [`UNHEARD_RETRIES`]).
+    unheard_retries: u8,
+    unheard_retry_at: Option<u64>,
     /// Members' keys in order (the turn of reconciliations walks them).
     member_keys: BTreeSet<PublicKey>,
     ticks: u64,
@@ -662,6 +670,8 @@ impl Node {
             last_return_ask_ms: None,
             last_unheard_ask_ms: None,
             unheard_asked: None,
+            unheard_retries: 0,
+            unheard_retry_at: None,
             reconcile_after: None,
             member_keys: BTreeSet::new(),
             ticks: 0,
@@ -877,10 +887,10 @@ impl Node {
         let reconcile = self
             .last_reconcile_ms
             .map(|t| t.saturating_add(crate::core::RECONCILE_EVERY_MS));
-        match (self.swim.next_wake(), reconcile) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.swim.next_wake(), reconcile, self.unheard_retry_at]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn wake(&mut self, now_ms: u64, out: &mut Vec<Effect>) {
@@ -888,6 +898,13 @@ impl Node {
         let events = self.swim.wake(now_ms);
         self.swim_events(now_ms, events, out);
         self.reconcile(now_ms, out);
+        if self.unheard_retry_at.is_some_and(|t| t <= now_ms) {
+            self.unheard_retry_at = None;
+            if self.unheard_retries > 0 {
+                self.unheard_retries -= 1;
+                self.ask_on_unheard_revocation(out);
+            }
+        }
     }
 
     /// Carries out what SWIM decided.
@@ -1220,8 +1237,17 @@ impl Node {
     /// only, but a revocation is probably on its way, so the next member in turn is asked
     /// now rather than at the next turn. One such ask a second at most, with its own budget
     /// (junk gossip from strangers costs each node one small request a second, and cannot
-    /// use up the asks a return after a partition needs).
+    /// use up the asks a return after a partition needs). The member asked may not hold it
+    /// yet (gossip reached this node first): while the answers bring nothing new, the next
+    /// member in turn is asked a second later, [`UNHEARD_RETRIES`] times at most.
     fn reconcile_on_unheard_revocation(&mut self, out: &mut Vec<Effect>) {
+        self.unheard_retries = UNHEARD_RETRIES;
+        self.ask_on_unheard_revocation(out);
+    }
+
+    /// The ask of [`Node::reconcile_on_unheard_revocation`], or a retry at the end of its
+    /// budget when the budget is spent or its chain still runs.
+    fn ask_on_unheard_revocation(&mut self, out: &mut Vec<Effect>) {
         let now_ms = self.now_ms;
         let asked_lately = self
             .last_unheard_ask_ms
@@ -1239,12 +1265,41 @@ impl Node {
                     if *member == m)
             })
         });
-        if asked_lately || chain_running || self.member_keys.is_empty() {
+        if self.member_keys.is_empty() {
+            return;
+        }
+        if asked_lately || chain_running {
+            let last = self.last_unheard_ask_ms.unwrap_or(now_ms);
+            let gap = if chain_running {
+                UNHEARD_CHAIN_MS
+            } else {
+                RETURN_RECONCILE_GAP_MS
+            };
+            self.retry_unheard_at(last.saturating_add(gap));
             return;
         }
         self.last_unheard_ask_ms = Some(now_ms);
+        self.unheard_retry_at = None;
         self.ask_next_in_turn(out);
         self.unheard_asked = self.reconcile_after;
+    }
+
+    /// Another ask for unheard revocation gossip, at `at` at the earliest (one already
+    /// due earlier stays), while retries are left.
+    fn retry_unheard_at(&mut self, at: u64) {
+        if self.unheard_retries > 0 {
+            let at = at.max(self.now_ms.saturating_add(1));
+            self.unheard_retry_at = Some(self.unheard_retry_at.map_or(at, |t| t.min(at)));
+        }
+    }
+
+    /// An answer (or none) from the member the last unheard revocation gossip asked, that
+    /// brought nothing new: the next member is asked a second after the last ask.
+    fn unheard_answer_empty(&mut self, member: PublicKey) {
+        if self.unheard_asked == Some(member) {
+            let last = self.last_unheard_ask_ms.unwrap_or(self.now_ms);
+            self.retry_unheard_at(last.saturating_add(RETURN_RECONCILE_GAP_MS));
+        }
     }
 
     /// A restart's catch-up: members not yet asked, up to [`RESTORE_ASKED`] at a time, are
@@ -1352,6 +1407,7 @@ impl Node {
                     // still answers `HeldSame` (counting it let the simulator restore
                     // revoked slivers). Anything else is no answer: that member is asked
                     // again only after a tick (a member that errs cannot keep it asking).
+                    self.unheard_answer_empty(member);
                     if let Some(r) = self.restoring.as_mut() {
                         r.asked.remove(&member);
                         if !matches!(response, Response::HeldSame) {
@@ -1371,6 +1427,7 @@ impl Node {
                     })
                     .collect();
                 if buckets.is_empty() {
+                    self.unheard_answer_empty(member);
                     if let Some(r) = self.restoring.as_mut() {
                         r.caught_up.insert(member);
                     }
@@ -1396,6 +1453,7 @@ impl Node {
             }) => {
                 let Response::Revocations(list) = response else {
                     // No answer: another member may be asked (this one after a tick).
+                    self.unheard_answer_empty(member);
                     if let Some(r) = self.restoring.as_mut() {
                         r.asked.remove(&member);
                         r.declined.insert(member, now_ms);
@@ -1444,6 +1502,7 @@ impl Node {
             // A reconciliation that got no answer: another member may be asked instead.
             Some(Asked::Prints { member } | Asked::Revocations { member, .. }) => {
                 let now_ms = self.now_ms;
+                self.unheard_answer_empty(member);
                 if let Some(r) = self.restoring.as_mut() {
                     r.asked.remove(&member);
                     r.declined.insert(member, now_ms);

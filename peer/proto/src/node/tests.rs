@@ -425,6 +425,115 @@ fn revocation_gossip_from_a_stranger_makes_a_node_ask_a_member_now_once_a_second
 }
 
 #[test]
+fn after_unheard_revocation_gossip_a_node_asks_the_next_member_while_answers_bring_nothing() {
+    let mut m = machine(9);
+    join(&mut m, &[5, 6, 7, 8], NOW);
+    let gossip = Input::Gossip {
+        id: 1,
+        source: Some(key(4).public()),
+        topic: Topic::Revocation,
+        data: alices_revocation(),
+    };
+    // Each reconciliation ask: to whom, with what token.
+    let asks = |e: &[Effect]| -> Vec<(PublicKey, Token)> {
+        e.iter()
+            .filter_map(|e| match e {
+                Effect::Send {
+                    to,
+                    token: Some(t),
+                    request: Request::RevocationPrints { .. },
+                } => Some((*to, *t)),
+                _ => None,
+            })
+            .collect()
+    };
+    // The periodic turn's ask goes first, so that this test sees only the unheard ones
+    // (the turn asks every five seconds).
+    let turn = asks(&m.handle(NOW - 1, Input::Wake));
+    assert_eq!(turn.len(), 1);
+    m.handle(
+        NOW - 1,
+        Input::Answer {
+            token: turn[0].1,
+            response: Response::HeldSame,
+        },
+    );
+    let first = asks(&m.handle(NOW, gossip.clone()));
+    assert_eq!(first.len(), 1);
+    let mut asked = vec![first[0].0];
+    let mut token = first[0].1;
+    let mut at = NOW;
+    // The member asked did not hold it yet (its digest was this node's): a second after
+    // the last ask the next member in turn is asked, three times more at most.
+    for _ in 0..3 {
+        let e = m.handle(
+            at + 100,
+            Input::Answer {
+                token,
+                response: Response::HeldSame,
+            },
+        );
+        assert!(asks(&e).is_empty(), "not before a second has passed");
+        assert!(e.contains(&Effect::WakeAt(at + 1_000)), "{e:?}");
+        at += 1_000;
+        let again = asks(&m.handle(at, Input::Wake));
+        assert_eq!(again.len(), 1);
+        assert!(
+            !asked.contains(&again[0].0),
+            "the next member, not one asked"
+        );
+        asked.push(again[0].0);
+        token = again[0].1;
+    }
+    // Retries spent: an empty answer ends it (junk gossip cannot buy more than the ask a
+    // second it always could).
+    let e = m.handle(
+        at + 100,
+        Input::Answer {
+            token,
+            response: Response::HeldSame,
+        },
+    );
+    assert!(!e.contains(&Effect::WakeAt(at + 1_000)), "{e:?}");
+    assert!(asks(&m.handle(at + 1_000, Input::Wake)).is_empty());
+    // A storm: more revocations heard while the first ask's chain of pages runs are asked
+    // for once that chain may be given up on, though no gossip comes again (the member
+    // fetched from may have held only the first).
+    at += 5_000;
+    let turn = asks(&m.handle(at, Input::Wake));
+    assert_eq!(turn.len(), 1);
+    m.handle(
+        at,
+        Input::Answer {
+            token: turn[0].1,
+            response: Response::HeldSame,
+        },
+    );
+    let e = m.handle(at, gossip.clone());
+    let one = asks(&e);
+    assert_eq!(one.len(), 1, "{e:?}");
+    assert!(asks(&m.handle(at + 200, gossip)).is_empty());
+    let mut theirs = vec![0u64; 256];
+    theirs[0] = 1;
+    let e = m.handle(
+        at + 300,
+        Input::Answer {
+            token: one[0].1,
+            response: Response::RevocationPrints(theirs),
+        },
+    );
+    assert!(e.iter().any(|e| matches!(
+        e,
+        Effect::Send {
+            request: Request::Revocations { .. },
+            ..
+        }
+    )));
+    assert!(asks(&m.handle(at + 1_000, Input::Wake)).is_empty());
+    assert_eq!(asks(&m.handle(at + 3_000, Input::Wake)).len(), 1);
+}
+
+#[test]
 fn a_holders_delete_stops_its_slivers_and_is_answered_once_durable() {
     let mut m = machine(9);
     let (cred, module) = ticket("princeton.codeen", 1);
