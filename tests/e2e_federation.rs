@@ -612,8 +612,33 @@ fn a_node_down_while_its_slivers_owner_was_revoked_never_runs_that_sliver_again(
         "alice.rev",
     ])
     .ok();
-    sh.run(&["authority", "publish", "alice.rev", "--bootstrap", &boot])
-        .ok();
+    // The authority's bootstrap list names a node that accepts connections and never
+    // speaks, and the node that is down, before a node that answers: it is handed to
+    // three at once, so the one that hangs holds nothing back.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_peer = nodes[1].addr.rsplit('/').next().unwrap();
+    let hang = format!(
+        "/ip4/127.0.0.1/tcp/{}/p2p/{silent_peer}",
+        silent.local_addr().unwrap().port()
+    );
+    let list = format!("{hang},{},{boot}", nodes[2].addr);
+    let published = sh
+        .run(&[
+            "authority",
+            "publish",
+            "alice.rev",
+            "--bootstrap",
+            &list,
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(published["node"], boot.as_str(), "{published}");
+    assert_eq!(
+        published["unanswered"],
+        serde_json::json!([hang]),
+        "{published}"
+    );
     wait(
         "alice's slivers to stop on the nodes that are up",
         30,

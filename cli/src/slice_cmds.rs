@@ -718,43 +718,86 @@ pub fn slice(cmd: SliceCmd) -> Result<ExitCode> {
 pub struct PublishArgs {
     /// The revocation (from `authority revoke`).
     revocation: PathBuf,
-    /// Nodes to hand it to (multiaddr with /p2p/PEERID); they gossip it to all.
+    /// Nodes to hand it to (multiaddr with /p2p/PEERID), three at a time until one takes
+    /// it; that one gossips it to all.
     #[arg(long, env = "SLICEFED_BOOTSTRAP", value_delimiter = ',')]
     bootstrap: Vec<String>,
     #[arg(long)]
     json: bool,
 }
 
-/// Hands a revocation to a node, which honours it and gossips it to the federation.
+/// Bootstrap nodes a revocation is handed to at once: one that hangs or dies mid-way must
+/// not hold a revocation back (the first to take it gossips it to all; the others' copies
+/// are duplicates gossip drops).
+const PUBLISH_AT_ONCE: usize = 3;
+
+/// Hands a revocation to nodes, [`PUBLISH_AT_ONCE`] at a time, until one takes it; that
+/// node honours it and gossips it to the federation.
 pub fn publish(a: PublishArgs) -> Result<ExitCode> {
     let cred =
         crate::files::read_credential_of(&a.revocation, slicefed_trust::objects::Kind::Revocation)?;
-    let rt = runtime()?;
-    let mut last = anyhow!("no node to hand it to: give --bootstrap or set SLICEFED_BOOTSTRAP");
+    let revocation = cred.to_bytes()?;
+    let mut addrs = vec![];
     for b in a.bootstrap.iter().filter(|s| !s.is_empty()) {
         let addr: Multiaddr = b
             .parse()
             .map_err(|e| anyhow!("`{b}` is not a multiaddr: {e}"))?;
-        let req = Request::Revoke {
-            revocation: cred.to_bytes()?,
-        };
-        match rt.block_on(client::call(addr, req, TIMEOUT)) {
-            Ok(Response::Stopped(ids)) => {
-                if a.json {
-                    print_json(&json!({ "published": true, "node": b, "stopped_here": ids }))?;
-                } else {
-                    say!(
-                        "revocation handed to {b}; it stopped {} sliver(s) there and gossips it on",
-                        ids.len()
-                    );
+        addrs.push((b.clone(), addr));
+    }
+    if addrs.is_empty() {
+        bail!("no node to hand it to: give --bootstrap or set SLICEFED_BOOTSTRAP");
+    }
+    let rt = runtime()?;
+    let mut last = anyhow!("no node answered");
+    let mut refusal = None;
+    for batch in addrs.chunks(PUBLISH_AT_ONCE) {
+        let calls = batch
+            .iter()
+            .map(|(_, addr)| {
+                let req = Request::Revoke {
+                    revocation: revocation.clone(),
+                };
+                (addr.clone(), req)
+            })
+            .collect();
+        let mut took = None;
+        let open = rt.block_on(client::call_until(calls, TIMEOUT, |i, answer| {
+            let shown = batch.get(i).map_or("?", |(b, _)| b.as_str());
+            match answer {
+                Ok(Response::Stopped(ids)) => {
+                    took = Some((shown.to_string(), ids));
+                    return true;
                 }
-                return Ok(ExitCode::SUCCESS);
+                // A refusal is that node's policy speaking, not a node being down: said if
+                // no node takes it.
+                Ok(Response::Error(why)) => {
+                    refusal = Some(anyhow!("{shown} refused the revocation: {why}"));
+                }
+                Ok(_) => last = anyhow!("{shown}: unexpected answer"),
+                Err(e) => last = anyhow!("{shown}: {e}"),
             }
-            // A refusal is the federation's answer, not a node being down: say it.
-            Ok(Response::Error(why)) => bail!("{b} refused the revocation: {why}"),
-            Ok(_) => last = anyhow!("{b}: unexpected answer"),
-            Err(e) => last = e.into(),
+            false
+        }))?;
+        if let Some((node, ids)) = took {
+            let unanswered: Vec<&str> = open
+                .iter()
+                .filter_map(|i| batch.get(*i).map(|(b, _)| b.as_str()))
+                .collect();
+            if a.json {
+                print_json(&json!({
+                    "published": true,
+                    "node": node,
+                    "stopped_here": ids,
+                    "unanswered": unanswered,
+                }))?;
+            } else {
+                say!(
+                    "revocation handed to {node}; it stopped {} sliver(s) there and gossips it on",
+                    ids.len()
+                );
+            }
+            return Ok(ExitCode::SUCCESS);
         }
     }
-    Err(last)
+    Err(refusal.unwrap_or(last))
 }

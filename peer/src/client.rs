@@ -33,6 +33,25 @@ pub async fn call_all(
     timeout: Duration,
     mut on_answer: impl FnMut(usize, Result<Response, String>),
 ) -> Result<(), NodeError> {
+    let open = call_until(calls, timeout, |i, r| {
+        on_answer(i, r);
+        false
+    })
+    .await?;
+    for i in open {
+        on_answer(i, Err(format!("no answer in {}s", timeout.as_secs())));
+    }
+    Ok(())
+}
+
+/// Like [`call_all`], but stops as soon as `on_answer` returns `true` (it has what it
+/// needed: one node took a revocation). Returns the calls still open then, unanswered, in
+/// order (their requests may or may not have reached the node).
+pub async fn call_until(
+    calls: Vec<(Multiaddr, Request)>,
+    timeout: Duration,
+    mut on_answer: impl FnMut(usize, Result<Response, String>) -> bool,
+) -> Result<Vec<usize>, NodeError> {
     let key = SecretKey::generate().map_err(|e| NodeError::Net(e.to_string()))?;
     let (mut swarm, _) = net::swarm(&key).map_err(|e| NodeError::Net(e.to_string()))?;
     let mut open: BTreeMap<OutboundRequestId, usize> = BTreeMap::new();
@@ -40,14 +59,18 @@ pub async fn call_all(
         let peer = match peer_in(&addr) {
             Ok(p) => p,
             Err(e) => {
-                on_answer(i, Err(e.to_string()));
+                if on_answer(i, Err(e.to_string())) {
+                    return Ok(vec![]);
+                }
                 continue;
             }
         };
         let bytes = match req.to_bytes() {
             Ok(b) => b,
             Err(e) => {
-                on_answer(i, Err(e.to_string()));
+                if on_answer(i, Err(e.to_string())) {
+                    return Ok(vec![]);
+                }
                 continue;
             }
         };
@@ -67,23 +90,26 @@ pub async fn call_all(
                     message: request_response::Message::Response { request_id, response },
                     ..
                 })) => {
-                    if let Some(i) = open.remove(&request_id) {
-                        on_answer(i, Response::from_bytes(&response).map_err(|e| format!("bad answer: {e}")));
+                    if let Some(i) = open.remove(&request_id)
+                        && on_answer(i, Response::from_bytes(&response).map_err(|e| format!("bad answer: {e}")))
+                    {
+                        break;
                     }
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Rpc(request_response::Event::OutboundFailure { request_id, error, .. })) => {
-                    if let Some(i) = open.remove(&request_id) {
-                        on_answer(i, Err(error.to_string()));
+                    if let Some(i) = open.remove(&request_id)
+                        && on_answer(i, Err(error.to_string()))
+                    {
+                        break;
                     }
                 }
                 _ => {}
             }
         }
     }
-    for (_, i) in open {
-        on_answer(i, Err(format!("no answer in {}s", timeout.as_secs())));
-    }
-    Ok(())
+    let mut unanswered: Vec<usize> = open.into_values().collect();
+    unanswered.sort_unstable();
+    Ok(unanswered)
 }
 
 /// One request to one node.

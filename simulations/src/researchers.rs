@@ -13,9 +13,12 @@ use slicefed_trust::objects::{self, NodeReceipt, Nonce, Revocation, SliceDelete,
 use slicefed_trust::{CertId, Credential, ModuleHash, Name, PublicKey};
 use std::collections::BTreeSet;
 
+/// Nodes an authority hands a revocation to at once (`authority publish`'s).
+const PUBLISH_AT_ONCE: usize = 3;
+
 impl Sim {
-    /// Authorities revoke `count` researchers: each revocation is handed to one up node
-    /// (`authority publish`), which honours and gossips it.
+    /// Authorities revoke `count` researchers: each revocation is handed to a few up nodes
+    /// at once (`authority publish`); the first to take it honours and gossips it.
     pub(crate) fn revoke_users(&mut self, count: usize) {
         let candidates: Vec<u32> = (0..self.groups.len() as u32)
             .filter(|g| !self.revoked_users.contains_key(g))
@@ -53,9 +56,10 @@ impl Sim {
             let Ok(file) = Credential::revocation_file(rev.bytes, &target).to_bytes() else {
                 continue;
             };
-            // The authority hands it to a node it can reach (`authority publish` tries its
-            // bootstrap nodes until one answers); across a partition it cannot.
-            let Some(to) = self.reachable_node(g) else {
+            // The authority hands it to nodes it can reach, a few at once (`authority
+            // publish`); across a partition it cannot.
+            let targets = self.reachable_nodes(g);
+            let Some(&to) = targets.first() else {
                 continue;
             };
             let id = CertId::of(&file);
@@ -78,55 +82,71 @@ impl Sim {
             if let Some(gs) = self.groups.get_mut(g as usize) {
                 gs.revoked = true;
             }
+            self.hand_revocation(g, &file, &targets, 1);
+        }
+    }
+
+    /// Sends revocation `file` of group `g`'s authority to each of `targets`.
+    fn hand_revocation(&mut self, g: u32, file: &[u8], targets: &[u32], tries: u32) {
+        for &to in targets {
             let id = self.send_request(
                 Endpoint::Client(g),
                 to,
                 Request::Revoke {
-                    revocation: file.clone(),
+                    revocation: file.to_vec(),
                 },
                 true,
             );
-            self.pending_revokes.insert(id, (g, file, 1));
+            self.pending_revokes
+                .insert(id, (g, file.to_vec(), tries, to));
         }
     }
 
-    /// The answer (or none) to a revocation an authority handed to a node: done when the
-    /// node took it; otherwise handed to another node it can reach, as `authority publish`
-    /// tries its bootstrap nodes until one answers (a node that died as it was handed the
-    /// revocation published nothing).
-    /// An up node group `g`'s authority can reach (none across a partition), at random.
-    fn reachable_node(&mut self, g: u32) -> Option<u32> {
+    /// Up to [`PUBLISH_AT_ONCE`] up nodes group `g`'s authority can reach (none across a
+    /// partition), at random.
+    fn reachable_nodes(&mut self, g: u32) -> Vec<u32> {
         let side = self.side_node(Endpoint::Client(g));
-        let reachable: Vec<u32> = self
+        let mut reachable: Vec<u32> = self
             .up_nodes()
             .into_iter()
             .filter(|i| self.overlay.reachable(side, *i as usize))
             .collect();
-        self.pick(&reachable)
+        let mut chosen = vec![];
+        while chosen.len() < PUBLISH_AT_ONCE && !reachable.is_empty() {
+            let i = self.rng.random_range(0..reachable.len());
+            chosen.push(reachable.swap_remove(i));
+        }
+        chosen
     }
 
+    /// The answer (or none) to a revocation an authority handed to a node: done when one
+    /// node took it (the other answers are dropped); when none of those it was handed to
+    /// took it, handed to others it can reach, as `authority publish` goes through its
+    /// bootstrap nodes (a node that died as it was handed the revocation published nothing).
     pub(crate) fn on_revoke_reply(&mut self, id: u64, rep: Option<Response>) {
-        let Some((g, file, tries)) = self.pending_revokes.remove(&id) else {
+        let Some((g, file, tries, to)) = self.pending_revokes.remove(&id) else {
             return;
         };
-        if matches!(rep, Some(Response::Stopped(_) | Response::Done)) || tries >= 8 {
+        if !self.revocation_taken.insert(g) {
             return;
         }
-        let Some(to) = self.reachable_node(g) else {
+        if matches!(rep, Some(Response::Stopped(_) | Response::Done)) {
+            if let Some(r) = self.revoked_users.get_mut(&g) {
+                r.1 = to;
+            }
             return;
-        };
-        if let Some(r) = self.revoked_users.get_mut(&g) {
+        }
+        self.revocation_taken.remove(&g);
+        if tries >= 8 || self.pending_revokes.values().any(|p| p.0 == g) {
+            return;
+        }
+        let targets = self.reachable_nodes(g);
+        if let Some(&to) = targets.first()
+            && let Some(r) = self.revoked_users.get_mut(&g)
+        {
             r.1 = to;
         }
-        let id = self.send_request(
-            Endpoint::Client(g),
-            to,
-            Request::Revoke {
-                revocation: file.clone(),
-            },
-            true,
-        );
-        self.pending_revokes.insert(id, (g, file, tries + 1));
+        self.hand_revocation(g, &file, &targets, tries + 1);
     }
 
     // ---- researchers ----------------------------------------------------------------

@@ -549,9 +549,12 @@ pub struct Sim {
     pub(crate) next_id: u64,
     pub(crate) client_ops: BTreeMap<u64, (u32, u32)>,
     /// Revocations an authority handed to a node and has no answer for yet (request id →
-    /// group, revocation file, nodes tried): like `authority publish`, it tries another
-    /// node when one does not answer.
-    pub(crate) pending_revokes: BTreeMap<u64, (u32, Vec<u8>, u32)>,
+    /// group, revocation file, batches tried, node): like `authority publish`, it hands
+    /// one to a few nodes at once, and to others when none of them took it.
+    pub(crate) pending_revokes: BTreeMap<u64, (u32, Vec<u8>, u32, u32)>,
+    /// Groups whose revocation a node took (later answers to the same hand-over are
+    /// dropped).
+    pub(crate) revocation_taken: BTreeSet<u32>,
     pub(crate) revs: BTreeMap<CertId, RevTrack>,
     /// Researchers revoked: when, and which node the revocation was handed to.
     pub(crate) revoked_users: BTreeMap<u32, (u64, u32)>,
@@ -661,6 +664,7 @@ impl Sim {
             next_id: 1,
             client_ops: BTreeMap::new(),
             pending_revokes: BTreeMap::new(),
+            revocation_taken: BTreeSet::new(),
             revs: BTreeMap::new(),
             revoked_users: BTreeMap::new(),
             healed_at: 0,
