@@ -568,6 +568,9 @@ pub struct JudgedDelete {
     pub delete: SliceDelete,
     /// Until when it is kept (unix seconds, clock skew included).
     pub expires: u64,
+    /// The ids of its chain's links, from the root's first certificate to the delete's
+    /// signer's (a revocation of any of them voids it).
+    pub chain: Vec<CertId>,
 }
 
 /// A held revocation.
@@ -1280,6 +1283,7 @@ impl Verifier {
             signer: v.leaf.signer,
             delete: delete.clone(),
             expires,
+            chain: v.links.iter().map(|l| l.id).collect(),
         })
     }
 

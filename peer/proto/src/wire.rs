@@ -441,6 +441,12 @@ pub enum Request {
         /// Which of the 256 id ranges (empty: all).
         #[serde(with = "serde_bytes")]
         buckets: Vec<u8>,
+        /// What the asker already holds in those ranges, as each id's first 8 bytes
+        /// (little-endian, as the fingerprints take them), at most
+        /// `core::MAX_RECONCILE_HAVE`: those are not sent (the last step of range-based
+        /// reconciliation, so a range that differs by one object costs that object, not the
+        /// range).
+        have: Vec<u64>,
     },
     /// A fingerprint of each of the 256 id ranges of the revocations and slice deletes this
     /// node holds (answered with [`Response::RevocationPrints`]): the asker then fetches

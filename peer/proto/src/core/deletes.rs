@@ -19,9 +19,32 @@ pub(super) struct HeldDelete {
     delete: SliceDelete,
     /// Unix seconds after which it ends nothing (its tickets have all expired).
     expires: u64,
+    /// Its chain's link ids, each folded into three bits (see [`chain_bits`]): a
+    /// revocation re-judges only the deletes whose bits it matches. Eight bytes, not the
+    /// chain itself: a node holds every delete of the federation for hours.
+    chain_bits: u64,
+}
+
+/// Three bits of a 64-bit filter for certificate `id` (ids are SHA-256, so uniform).
+fn chain_bits(id: &CertId) -> u64 {
+    id.0.iter()
+        .take(3)
+        .fold(0u64, |bits, b| bits | 1 << (b % 64))
 }
 
 impl HeldDelete {
+    fn of(judged: &slicefed_trust::JudgedDelete) -> HeldDelete {
+        HeldDelete {
+            signer: judged.signer,
+            delete: judged.delete.clone(),
+            expires: judged.expires,
+            chain_bits: judged
+                .chain
+                .iter()
+                .fold(0, |bits, id| bits | chain_bits(id)),
+        }
+    }
+
     /// Whether it ends a ticket of `slice` held by `holders`, with id `ticket`, issued at
     /// `issued_at`.
     fn ends(&self, slice: &Name, holders: &[PublicKey], ticket: &CertId, issued_at: u64) -> bool {
@@ -73,11 +96,7 @@ impl NodeCore {
             return Ok(vec![]);
         }
         // Honoured here even past the bounds on what is held for others.
-        let d = HeldDelete {
-            signer: judged.signer,
-            delete: judged.delete.clone(),
-            expires: judged.expires,
-        };
+        let d = HeldDelete::of(&judged);
         self.hold_delete(judged, bytes);
         let stopped: Vec<u64> = self
             .slivers
@@ -147,14 +166,34 @@ impl NodeCore {
         }
         *self.deletes_by.entry(signer).or_insert(0) += 1;
         self.deletes_expiring.insert((judged.expires, judged.id));
-        self.deletes.insert(
-            judged.id,
-            HeldDelete {
-                signer: judged.signer,
-                delete: judged.delete,
-                expires: judged.expires,
-            },
-        );
+        self.deletes.insert(judged.id, HeldDelete::of(&judged));
+    }
+
+    /// Certificate `revoked` was revoked: held deletes signed under it are void, as its
+    /// tickets are, and are forgotten. A node that hears of such a delete only after the
+    /// revocation refuses it; without this, the nodes that held it before keep serving it
+    /// and every reconciliation with them fetches and refuses it again, for as long as the
+    /// delete is held. Only deletes whose chain bits match are judged again.
+    pub(super) fn forget_deletes_under(&mut self, now_ms: u64, revoked: &CertId) {
+        let bits = chain_bits(revoked);
+        let candidates: Vec<CertId> = self
+            .deletes
+            .iter()
+            .filter(|(_, d)| d.chain_bits & bits == bits)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in candidates {
+            let void = match self.revocations.get(&id) {
+                Some(bytes) => {
+                    let bytes = bytes.to_vec();
+                    self.verifier.judge_delete(&bytes, secs(now_ms)).is_err()
+                }
+                None => true,
+            };
+            if void {
+                self.forget_delete(&id);
+            }
+        }
     }
 
     fn forget_delete(&mut self, id: &CertId) {

@@ -43,6 +43,11 @@ impl HeldSet {
         self.files.contains_key(id)
     }
 
+    /// The file held under `id`.
+    pub(super) fn get(&self, id: &CertId) -> Option<&[u8]> {
+        self.files.get(id).map(|(b, _)| b.as_slice())
+    }
+
     /// Whether `more` bytes still fit (count and bytes).
     pub(super) fn has_room(&self, more: usize) -> bool {
         self.files.len() < MAX_SEEN_REVOCATIONS
@@ -102,10 +107,8 @@ impl HeldSet {
         if self.prints.len() != REVOCATION_BUCKETS {
             self.prints = vec![0; REVOCATION_BUCKETS];
         }
-        let mut head = [0u8; 8];
-        head.copy_from_slice(id.0.get(..8).unwrap_or(&[0; 8]));
         if let Some(p) = self.prints.get_mut(usize::from(id.0[0])) {
-            *p ^= u64::from_le_bytes(head);
+            *p ^= prefix(id);
         }
     }
 
@@ -127,15 +130,36 @@ impl HeldSet {
         p
     }
 
-    /// Files in id order after `after`, in `buckets` (empty: all). A bucket is the ids'
-    /// first byte, so each wanted bucket is one range of the map: a page costs its own
-    /// files, not a walk past every file held (the sets hold every delete until its last
-    /// ticket expires, and pages are asked for on every reconciliation that differs).
-    pub(super) fn after<'a>(
+    /// The first 8 bytes (little-endian) of the ids held in `buckets`, in id order (what an
+    /// asker already has there: see [`HeldSet::missing_after`]).
+    pub(super) fn prefixes_in(&self, buckets: &[u8]) -> Vec<u64> {
+        self.entries_after(None, buckets)
+            .map(|(id, _)| prefix(id))
+            .collect()
+    }
+
+    /// Files in id order after `after`, in `buckets` (empty: all), but for those whose id's
+    /// prefix is in `have` (sorted).
+    pub(super) fn missing_after<'a>(
         &'a self,
         after: Option<CertId>,
         buckets: &'a [u8],
+        have: &'a [u64],
     ) -> impl Iterator<Item = &'a Vec<u8>> + 'a {
+        self.entries_after(after, buckets)
+            .filter(move |(id, _)| have.binary_search(&prefix(id)).is_err())
+            .map(|(_, b)| b)
+    }
+
+    /// Ids and files in id order after `after`, in `buckets` (empty: all). A bucket is the ids'
+    /// first byte, so each wanted bucket is one range of the map: a page costs its own
+    /// files, not a walk past every file held (the sets hold every delete until its last
+    /// ticket expires, and pages are asked for on every reconciliation that differs).
+    fn entries_after<'a>(
+        &'a self,
+        after: Option<CertId>,
+        buckets: &'a [u8],
+    ) -> impl Iterator<Item = (&'a CertId, &'a Vec<u8>)> + 'a {
         use std::ops::Bound::{Excluded, Included, Unbounded};
         // The asker's list may be long and repeat itself: one lookup per id, whatever it is.
         let mut wanted = [buckets.is_empty(); REVOCATION_BUCKETS];
@@ -163,9 +187,16 @@ impl HeldSet {
                     }
                     None => Unbounded,
                 };
-                self.files.range((start, end)).map(|(_, (b, _))| b)
+                self.files.range((start, end)).map(|(id, (b, _))| (id, b))
             })
     }
+}
+
+/// An id's first 8 bytes, little-endian: what fingerprints XOR and askers list.
+fn prefix(id: &CertId) -> u64 {
+    let mut head = [0u8; 8];
+    head.copy_from_slice(id.0.get(..8).unwrap_or(&[0; 8]));
+    u64::from_le_bytes(head)
 }
 
 #[cfg(test)]
@@ -176,9 +207,9 @@ mod tests {
 
     proptest! {
         /// A page walks only the wanted buckets' ranges, and finds exactly what a filter
-        /// over every file held finds, in the same order.
+        /// over every file held finds, in the same order, less what the asker has.
         #[test]
-        fn pages_by_bucket_are_what_a_filter_over_all_files_finds(
+        fn pages_by_bucket_are_what_a_filter_over_all_files_finds_less_what_the_asker_has(
             // First bytes crowd the edges (0, 1, 254, 255) half the time, so buckets hold
             // several ids and the last bucket comes up.
             ids in proptest::collection::vec(
@@ -193,6 +224,9 @@ mod tests {
             after in proptest::option::of((any::<u8>(), any::<[u8; 4]>())),
             // Half the time the cursor is a held id (a page's last id, as pagination asks).
             cursor in proptest::option::of(any::<prop::sample::Index>()),
+            // Which held ids the asker says it has (and a few it made up).
+            had in proptest::collection::vec(any::<bool>(), 0..200),
+            made_up in proptest::collection::vec(any::<u64>(), 0..4),
         ) {
             let id = |(b, rest): (u8, [u8; 4])| {
                 let mut x = [0u8; 32];
@@ -209,15 +243,32 @@ mod tests {
                 Some(i) if !ids.is_empty() => Some(id(ids[i.index(ids.len())])),
                 _ => after.map(id),
             };
-            let got: Vec<&Vec<u8>> = set.after(after, &buckets).collect();
+            let mut have: Vec<u64> = ids
+                .iter()
+                .zip(had.iter().chain(std::iter::repeat(&false)))
+                .filter(|(_, h)| **h)
+                .map(|(i, _)| prefix(&id(*i)))
+                .chain(made_up)
+                .collect();
+            have.sort_unstable();
+            let got: Vec<&Vec<u8>> = set.missing_after(after, &buckets, &have).collect();
             let want: Vec<&Vec<u8>> = set
                 .files
                 .iter()
                 .filter(|(k, _)| after.is_none_or(|a| **k > a))
                 .filter(|(k, _)| buckets.is_empty() || buckets.contains(&k.0[0]))
+                .filter(|(k, _)| !have.contains(&prefix(k)))
                 .map(|(_, (b, _))| b)
                 .collect();
             prop_assert_eq!(got, want);
+            // What an asker lists as held in those buckets is every held id there.
+            let listed = set.prefixes_in(&buckets);
+            let all = set
+                .files
+                .keys()
+                .filter(|k| buckets.is_empty() || buckets.contains(&k.0[0]))
+                .count();
+            prop_assert_eq!(listed.len(), all);
         }
     }
 }

@@ -49,6 +49,10 @@ pub const ADVERTS_MISSED_BEFORE_LEAVING: u64 = 3;
 pub const MAX_REVOCATIONS_PER_PAGE: usize = 256;
 /// Bytes of revocation files in one catch-up answer (under the response limit).
 pub const MAX_REVOCATION_PAGE_BYTES: usize = 2 << 20;
+/// Ids an asker lists as held in the ranges it asks for (`Request::Revocations::have`,
+/// 8 bytes each: 32 KiB). One that holds more there lists the first ones; the rest come
+/// again, which costs bytes, not correctness. A longer list is refused.
+pub const MAX_RECONCILE_HAVE: usize = 4_096;
 /// A node reconciles its revocations and deletes with one member (the next in turn) this
 /// often, outside a restart's catch-up: a node that missed a revocation's gossip or a
 /// delete's hand-over catches up in seconds, whatever adverts say (anti-entropy; adverts
@@ -458,6 +462,14 @@ pub enum CoreError {
     /// A request only a slice's holder or the node's owner may make.
     #[error("refused: only the slice's holder or this node's owner may ask that ({0})")]
     NotHolder(String),
+    /// A page request that lists more held ids than a page request may.
+    #[error("a page request listing {listed} held ids (at most {max})")]
+    TooManyHeld {
+        /// Ids listed.
+        listed: usize,
+        /// The bound.
+        max: usize,
+    },
 }
 
 /// Why a ticket (a submission, a renewal or a restore) was refused. The receipt carries its
@@ -691,18 +703,38 @@ impl NodeCore {
         self.revocations.prints()
     }
 
-    /// Revocations held, in id order, after `after` (a page of a catch-up answer): at most
-    /// `max` (and [`MAX_REVOCATIONS_PER_PAGE`]) files and about [`MAX_REVOCATION_PAGE_BYTES`].
-    /// An empty page ends a catch-up.
+    /// What this node holds in id ranges `buckets`, as the asker's list of a page request
+    /// (`Request::Revocations::have`): each id's first 8 bytes, at most
+    /// [`MAX_RECONCILE_HAVE`].
+    pub fn revocation_prefixes(&self, buckets: &[u8]) -> Vec<u64> {
+        let mut have = self.revocations.prefixes_in(buckets);
+        have.truncate(MAX_RECONCILE_HAVE);
+        have
+    }
+
+    /// Revocations held, in id order, after `after` (a page of a catch-up answer), but for
+    /// those whose id's first 8 bytes the asker listed in `have`: at most `max` (and
+    /// [`MAX_REVOCATIONS_PER_PAGE`]) files and about [`MAX_REVOCATION_PAGE_BYTES`]. An empty
+    /// page ends a catch-up. `have` is the asker's, in any order.
     pub fn revocations_after(
         &self,
         after: Option<CertId>,
         buckets: &[u8],
+        have: &[u64],
         max: usize,
-    ) -> Vec<Vec<u8>> {
+    ) -> Result<Vec<Vec<u8>>, CoreError> {
+        if have.len() > MAX_RECONCILE_HAVE {
+            return Err(CoreError::TooManyHeld {
+                listed: have.len(),
+                max: MAX_RECONCILE_HAVE,
+            });
+        }
+        let mut have = have.to_vec();
+        have.sort_unstable();
         let mut bytes = 0usize;
-        self.revocations
-            .after(after, buckets)
+        Ok(self
+            .revocations
+            .missing_after(after, buckets, &have)
             .take(max.min(MAX_REVOCATIONS_PER_PAGE))
             .take_while(|b| {
                 let fits = bytes == 0 || bytes + b.len() <= MAX_REVOCATION_PAGE_BYTES;
@@ -710,7 +742,7 @@ impl NodeCore {
                 fits
             })
             .cloned()
-            .collect()
+            .collect())
     }
 
     /// This node's key.

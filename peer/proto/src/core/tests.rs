@@ -466,7 +466,9 @@ fn a_node_that_missed_revocations_catches_up_from_a_members_page() {
     // b reconciles with a (the node machine asks in turn, see `node::tests`).
     // The answer is a's page; b honours it (stops the sliver). b was down when it was
     // issued (up since an hour later), so its neighbours heard it: not gossiped on.
-    let page = a.revocations_after(None, &[], MAX_REVOCATIONS_PER_PAGE);
+    let page = a
+        .revocations_after(None, &[], &[], MAX_REVOCATIONS_PER_PAGE)
+        .unwrap();
     assert_eq!(page, vec![rev.clone()]);
     let out = b
         .caught_up_revocation(NOW + 2_000, &page[0], NOW + 3_600_000)
@@ -834,20 +836,59 @@ fn two_nodes_that_differ_by_one_delete_differ_in_one_range_and_exchange_only_it(
         .collect();
     let id = revocation_id(&extra).unwrap();
     assert_eq!(differ, vec![id.0[0]]);
-    let page = a.revocations_after(None, &differ, MAX_REVOCATIONS_PER_PAGE);
-    assert!(page.contains(&extra));
-    assert!(
-        page.len() < deletes.len() / 4,
-        "{} of {}",
-        page.len(),
-        deletes.len()
-    );
+    // Without a list of what b has, the range's other objects come too.
+    let whole = a
+        .revocations_after(None, &differ, &[], MAX_REVOCATIONS_PER_PAGE)
+        .unwrap();
+    assert!(whole.contains(&extra));
+    assert!(whole.len() < deletes.len() / 4);
+    // With b's list of what it holds there, the page is the one object b lacks.
+    let have = b.revocation_prefixes(&differ);
+    assert_eq!(have.len(), whole.len() - 1);
+    let page = a
+        .revocations_after(None, &differ, &have, MAX_REVOCATIONS_PER_PAGE)
+        .unwrap();
+    assert_eq!(page, vec![extra.clone()]);
+    // A list over the bound is refused, with the reason.
+    let flood = vec![0u64; MAX_RECONCILE_HAVE + 1];
+    assert!(matches!(
+        a.revocations_after(None, &differ, &flood, MAX_REVOCATIONS_PER_PAGE),
+        Err(CoreError::TooManyHeld { .. })
+    ));
     for d in page {
         b.revocation(NOW + 60_000, &d).unwrap();
     }
     b.tick(settled);
     assert_eq!(a.revocation_prints(), b.revocation_prints());
     assert_eq!(a.revocation_digest(), b.revocation_digest());
+}
+
+#[test]
+fn a_delete_signed_under_a_certificate_revoked_later_is_forgotten_so_nodes_agree() {
+    // `early` held key 3's delete before key 3's certificate was revoked; `late` hears of
+    // it only after. Both hold key 4's.
+    let (mut early, mut late) = (node(10), node(11));
+    let void = delete_of(3, "princeton.codeen", vec![], T0 + 10);
+    let kept = delete_of(4, "princeton.other", vec![], T0 + 10);
+    early.revocation(NOW + 10_000, &void).unwrap();
+    early.revocation(NOW + 10_000, &kept).unwrap();
+    late.revocation(NOW + 10_000, &kept).unwrap();
+    let user = user_cert(&key(1), &key(3), "princeton.u3", "princeton.*").unwrap();
+    let rev = revocation_of(1, &user, "account compromised");
+    early.revocation(NOW + 20_000, &rev).unwrap();
+    late.revocation(NOW + 20_000, &rev).unwrap();
+    assert!(matches!(
+        late.revocation(NOW + 21_000, &void),
+        Err(CoreError::BadDelete(_))
+    ));
+    // `early` forgot it, so the two hold the same set: reconciliations between them stop
+    // differing (they fetched and refused it every time before, for as long as it was held).
+    early.tick(NOW + 300_000);
+    late.tick(NOW + 300_000);
+    assert_eq!(early.held_counts(), (1, 1));
+    assert_eq!(early.held_counts(), late.held_counts());
+    assert_eq!(early.revocation_prints(), late.revocation_prints());
+    assert_eq!(early.revocation_digest(), late.revocation_digest());
 }
 
 #[test]
@@ -860,13 +901,16 @@ fn a_members_long_repeated_range_list_costs_one_lookup_per_id_and_answers_the_sa
         )
         .unwrap();
     }
-    let first = a.revocations_after(None, &[], 1).remove(0);
+    let first = a.revocations_after(None, &[], &[], 1).unwrap().remove(0);
     let b = revocation_id(&first).unwrap().0[0];
-    let want = a.revocations_after(None, &[b], MAX_REVOCATIONS_PER_PAGE);
+    let want = a
+        .revocations_after(None, &[b], &[], MAX_REVOCATIONS_PER_PAGE)
+        .unwrap();
     // A hostile asker repeats the range a million times: the same answer, read once.
     let hostile = vec![b; 1 << 20];
     assert_eq!(
-        a.revocations_after(None, &hostile, MAX_REVOCATIONS_PER_PAGE),
+        a.revocations_after(None, &hostile, &[], MAX_REVOCATIONS_PER_PAGE)
+            .unwrap(),
         want
     );
     assert!(want.contains(&first));

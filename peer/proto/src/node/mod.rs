@@ -1435,6 +1435,7 @@ impl Node {
                 }
                 let request = Request::Revocations {
                     after: None,
+                    have: self.core.revocation_prefixes(&buckets),
                     buckets: buckets.clone(),
                 };
                 let asked = Asked::Revocations {
@@ -1475,6 +1476,7 @@ impl Node {
                     Some(cursor) => {
                         let request = Request::Revocations {
                             after: Some(cursor),
+                            have: self.core.revocation_prefixes(&buckets),
                             buckets: buckets.clone(),
                         };
                         let asked = Asked::Revocations {

@@ -98,13 +98,21 @@ impl Node {
                     }
                 }
             }
-            Request::Revocations { after, buckets } => out.push(answer(Response::Revocations(
-                self.core
-                    .revocations_after(after, &buckets, MAX_REVOCATIONS_PER_PAGE)
-                    .into_iter()
-                    .map(serde_bytes::ByteBuf::from)
-                    .collect(),
-            ))),
+            Request::Revocations {
+                after,
+                buckets,
+                have,
+            } => out.push(answer(
+                match self
+                    .core
+                    .revocations_after(after, &buckets, &have, MAX_REVOCATIONS_PER_PAGE)
+                {
+                    Ok(page) => Response::Revocations(
+                        page.into_iter().map(serde_bytes::ByteBuf::from).collect(),
+                    ),
+                    Err(why) => Response::Error(why.to_string()),
+                },
+            )),
             Request::Witness(note) => {
                 let Some(from) = from else {
                     return out.push(answer(Response::Error("not a node key".into())));
