@@ -218,8 +218,14 @@ pub struct Metrics {
     pub events: u64,
     /// Entry pages witnesses refused.
     pub bad_pages: u64,
+    /// Revocations and deletes fetched by reconciliation and refused.
+    pub fetched_refused: u64,
     /// For each live member that dropped a crashed node: ms from the crash to the drop.
     pub detections: Vec<f64>,
+    /// The same, for crashes once the federation had formed ([`crate::sim::FORMED`] into
+    /// the run, and [`crate::sim::FORMED`] before its end) and members that were up at the
+    /// crash: SWIM's steady state, without a start-up's strangers.
+    pub detections_formed: Vec<f64>,
     /// Members dropped by a live node while they were up (false departures).
     pub false_departures: u64,
     /// Members dropped in all.

@@ -118,6 +118,14 @@ pub struct Summary {
     pub detection_p99_ms: f64,
     /// The same, most.
     pub detection_max_ms: f64,
+    /// Crashes once the federation formed, dropped by members up at the crash: median.
+    pub detection_formed_p50_ms: f64,
+    /// The same, 99th percentile.
+    pub detection_formed_p99_ms: f64,
+    /// The same, most.
+    pub detection_formed_max_ms: f64,
+    /// Drops counted in those.
+    pub detections_formed: usize,
     /// Drops of a member that was up (false departures), and drops in all.
     pub false_departures: u64,
     /// Drops in all.
@@ -137,6 +145,9 @@ pub struct Summary {
     pub mismatch_reasons: std::collections::BTreeMap<String, u64>,
     /// Pages witnesses refused.
     pub bad_pages: u64,
+    /// Revocations and deletes a reconciliation fetched and the node refused (0 when the
+    /// members agree on what is valid).
+    pub fetched_refused: u64,
     /// Refusal reasons researchers saw.
     pub refusals: std::collections::BTreeMap<String, usize>,
 }
@@ -253,6 +264,10 @@ impl Summary {
             detection_p50_ms: quantile(&m.detections, 0.5),
             detection_p99_ms: quantile(&m.detections, 0.99),
             detection_max_ms: quantile(&m.detections, 1.0),
+            detection_formed_p50_ms: quantile(&m.detections_formed, 0.5),
+            detection_formed_p99_ms: quantile(&m.detections_formed, 0.99),
+            detection_formed_max_ms: quantile(&m.detections_formed, 1.0),
+            detections_formed: m.detections_formed.len(),
             false_departures: m.false_departures,
             departures: m.departures,
             restarts: m.reconciled_after_restart.len(),
@@ -262,6 +277,7 @@ impl Summary {
             model_mismatches: m.model_mismatches,
             mismatch_reasons: m.mismatch_reasons.clone(),
             bad_pages: m.bad_pages,
+            fetched_refused: m.fetched_refused,
             refusals: m.refusals.clone(),
         }
     }
@@ -278,6 +294,7 @@ impl Summary {
              \x20 traffic per up node per minute: {tot:.1} KiB (adverts {ad:.1}, swim {sw:.1}, checkpoints {cp:.1}, replication {rp:.1}, revocations {rv:.1}, researchers {rs2:.1}, rejected {rj:.1}); {msgs:.1} messages\n\
              \x20 sybils: {sa} accepted, {sr} rejected, {sm} listed as members; zombies max {z}\n\
              \x20 dead node dropped by live members: p50 {d50:.0} ms, p99 {d99:.0} ms, max {dmax:.0} ms; members dropped {dep}, of them up (false) {fd}\n\
+             \x20 the same once formed (crashes from 20 min in, by members up at the crash): p50 {df50:.0} ms, p99 {f99d:.0} ms, max {fmax:.0} ms over {fn_} drops\n\
              \x20 returning nodes reconciled with a quorum of members: {rn} restarts, p50 {r50:.0} ms, p99 {r99:.0} ms, max {rmax:.0} ms",
             scenario = self.scenario,
             nodes = self.nodes,
@@ -338,6 +355,10 @@ impl Summary {
             d50 = self.detection_p50_ms,
             d99 = self.detection_p99_ms,
             dmax = self.detection_max_ms,
+            df50 = self.detection_formed_p50_ms,
+            f99d = self.detection_formed_p99_ms,
+            fmax = self.detection_formed_max_ms,
+            fn_ = self.detections_formed,
             dep = self.departures,
             fd = self.false_departures,
             rn = self.restarts,

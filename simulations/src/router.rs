@@ -207,22 +207,31 @@ impl Sim {
                             self.metrics.false_departures += 1
                         }
                         Some(g) if g.up => {}
-                        Some(g) => self
-                            .metrics
-                            .detections
-                            .push(self.now.saturating_sub(g.down_since) as f64 / MS as f64),
+                        Some(g) => {
+                            let ms = self.now.saturating_sub(g.down_since) as f64 / MS as f64;
+                            self.metrics.detections.push(ms);
+                            if g.down_since >= FORMED
+                                && g.down_since + FORMED <= self.cfg.duration
+                                && n.up_since <= g.down_since
+                            {
+                                self.metrics.detections_formed.push(ms);
+                            }
+                        }
                         None => {}
                     }
                 }
                 Effect::Addresses { .. } | Effect::Joined(_) => {}
             }
             let refused = n.live.as_ref().map_or(0, |l| l.node.pages_refused());
+            let fetched_refused = n.live.as_ref().map_or(0, |l| l.node.fetched_refused());
             let more = match (then, n.live.as_mut()) {
                 (Some(input), Some(l)) => l.node.handle(now_ms, input),
                 _ => vec![],
             };
             let refused_now = n.live.as_ref().map_or(0, |l| l.node.pages_refused());
             self.metrics.bad_pages += refused_now.saturating_sub(refused);
+            let fetched_refused_now = n.live.as_ref().map_or(0, |l| l.node.fetched_refused());
+            self.metrics.fetched_refused += fetched_refused_now.saturating_sub(fetched_refused);
             if !self.equivocators.is_empty() {
                 let forked = n
                     .live

@@ -71,6 +71,9 @@ pub const MODULE_BYTES: usize = 200 * 1024;
 pub const RESTORE_WAIT: u64 = 60 * SEC;
 /// A revocation must be honoured on a node this long after the node could know of it.
 pub const REVOCATION_GRACE: u64 = 2 * MIN;
+/// Detection is also measured apart for crashes this long after the run starts (and
+/// before it ends), when every node has booted and met the others.
+pub const FORMED: u64 = 20 * MIN;
 /// Entries in one page answer.
 pub const PAGE_ENTRIES: u64 = 4096;
 

@@ -111,6 +111,10 @@ fn the_short_scenario_keeps_every_promise() {
     assert_eq!(s.sybil_accepted, 0);
     assert_eq!(s.sybil_members, 0);
     assert_eq!(s.bad_pages, 0);
+    // Members agree on which revocations and deletes are valid, so a reconciliation never
+    // fetches one to refuse it (a delete whose signer was revoked later is forgotten
+    // everywhere, not only refused by the nodes that heard of it late).
+    assert_eq!(s.fetched_refused, 0);
     // The node logic refuses honest gossip only where the overlay model lets a revocation
     // or a proof come through a node just back from an outage, which the receiver does not
     // list yet.
@@ -133,6 +137,14 @@ fn other_seeds_of_the_short_scenario_keep_the_safety_promises() {
         let (_, s) = run(Scenario::Short.config(seed, None, None));
         assert_eq!(s.revoked_running_max, 0, "seed {seed}: revoked running");
         assert_eq!(s.revoked_restores, 0, "seed {seed}: revoked restored");
+        // Handed to three nodes at once, one dying as it takes it holds nothing back, and
+        // a node that hears of it from a stranger asks members until one holds it.
+        assert!(
+            s.revocation_held_max_ms < 5_000.0,
+            "seed {seed}: revocation held everywhere after {} ms",
+            s.revocation_held_max_ms
+        );
+        assert_eq!(s.fetched_refused, 0, "seed {seed}: fetched to refuse");
         assert_eq!(s.zombies_max, 0, "seed {seed}: zombies");
         assert_eq!(
             s.lost_acked_max, 0,

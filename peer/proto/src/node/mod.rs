@@ -618,6 +618,9 @@ pub struct Node {
     ticks: u64,
     /// Fetched pages that did not check (an honest federation has none).
     pages_refused: u64,
+    /// Revocations and deletes a reconciliation fetched that were refused (an honest
+    /// federation whose members agree on what is valid has none).
+    fetched_refused: u64,
 }
 
 impl Node {
@@ -676,6 +679,7 @@ impl Node {
             member_keys: BTreeSet::new(),
             ticks: 0,
             pages_refused: 0,
+            fetched_refused: 0,
         }
     }
 
@@ -713,6 +717,12 @@ impl Node {
     /// Fetched pages that did not check, since the node started.
     pub fn pages_refused(&self) -> u64 {
         self.pages_refused
+    }
+
+    /// Revocations and deletes fetched by reconciliation and refused, since the node
+    /// started.
+    pub fn fetched_refused(&self) -> u64 {
+        self.fetched_refused
     }
 
     /// Whether saved slivers still wait for the node's catch-up.
@@ -1464,12 +1474,15 @@ impl Node {
                 let list: Vec<Vec<u8>> = list.into_iter().map(|b| b.into_vec()).collect();
                 let next = next_revocation_page(&list, after, pages.saturating_add(1));
                 for bytes in list {
-                    if let Ok(outs) =
-                        self.core
-                            .caught_up_revocation(now_ms, &bytes, self.up_since_ms)
+                    match self
+                        .core
+                        .caught_up_revocation(now_ms, &bytes, self.up_since_ms)
                     {
-                        let appends = self.carry(now_ms, outs, false, out);
-                        self.hold(appends, vec![], OnFailure::Drop, out);
+                        Ok(outs) => {
+                            let appends = self.carry(now_ms, outs, false, out);
+                            self.hold(appends, vec![], OnFailure::Drop, out);
+                        }
+                        Err(_) => self.fetched_refused = self.fetched_refused.saturating_add(1),
                     }
                 }
                 match next {
