@@ -730,9 +730,13 @@ pub struct PublishArgs {
 /// not hold a revocation back (the first to take it gossips it to all; the others' copies
 /// are duplicates gossip drops).
 const PUBLISH_AT_ONCE: usize = 3;
+/// Once one node took it, how long the others of its batch are still waited for (so the
+/// requests on their way are delivered, not cut off, and their answers are reported).
+const PUBLISH_GRACE: Duration = Duration::from_secs(2);
 
-/// Hands a revocation to nodes, [`PUBLISH_AT_ONCE`] at a time, until one takes it; that
-/// node honours it and gossips it to the federation.
+/// Hands a revocation to nodes, [`PUBLISH_AT_ONCE`] at a time, until one takes it; a node
+/// that takes it honours it and gossips it to the federation. Each node's answer is
+/// reported: one node's refusal (its owner's policy) is not the federation's.
 pub fn publish(a: PublishArgs) -> Result<ExitCode> {
     let cred =
         crate::files::read_credential_of(&a.revocation, slicefed_trust::objects::Kind::Revocation)?;
@@ -748,8 +752,8 @@ pub fn publish(a: PublishArgs) -> Result<ExitCode> {
         bail!("no node to hand it to: give --bootstrap or set SLICEFED_BOOTSTRAP");
     }
     let rt = runtime()?;
-    let mut last = anyhow!("no node answered");
-    let mut refusal = None;
+    // What each node said: (node, "took" / "refused" / "failed", detail).
+    let mut said: Vec<(String, &str, String)> = vec![];
     for batch in addrs.chunks(PUBLISH_AT_ONCE) {
         let calls = batch
             .iter()
@@ -760,44 +764,56 @@ pub fn publish(a: PublishArgs) -> Result<ExitCode> {
                 (addr.clone(), req)
             })
             .collect();
-        let mut took = None;
-        let open = rt.block_on(client::call_until(calls, TIMEOUT, |i, answer| {
-            let shown = batch.get(i).map_or("?", |(b, _)| b.as_str());
-            match answer {
-                Ok(Response::Stopped(ids)) => {
-                    took = Some((shown.to_string(), ids));
-                    return true;
-                }
-                // A refusal is that node's policy speaking, not a node being down: said if
-                // no node takes it.
-                Ok(Response::Error(why)) => {
-                    refusal = Some(anyhow!("{shown} refused the revocation: {why}"));
-                }
-                Ok(_) => last = anyhow!("{shown}: unexpected answer"),
-                Err(e) => last = anyhow!("{shown}: {e}"),
-            }
-            false
-        }))?;
-        if let Some((node, ids)) = took {
-            let unanswered: Vec<&str> = open
+        let open = rt.block_on(client::call_until(
+            calls,
+            TIMEOUT,
+            PUBLISH_GRACE,
+            |i, answer| {
+                let shown = batch.get(i).map_or("?", |(b, _)| b.as_str()).to_string();
+                let (status, detail) = match answer {
+                    Ok(Response::Stopped(ids)) => {
+                        ("took", format!("{} sliver(s) stopped there", ids.len()))
+                    }
+                    Ok(Response::Error(why)) => ("refused", why),
+                    Ok(_) => ("failed", "unexpected answer".to_string()),
+                    Err(e) => ("failed", e),
+                };
+                said.push((shown, status, detail));
+                status == "took"
+            },
+        ))?;
+        let unanswered: Vec<&str> = open
+            .iter()
+            .filter_map(|i| batch.get(*i).map(|(b, _)| b.as_str()))
+            .collect();
+        let Some((node, _, detail)) = said.iter().find(|(_, s, _)| *s == "took") else {
+            continue;
+        };
+        if a.json {
+            let nodes: Vec<_> = said
                 .iter()
-                .filter_map(|i| batch.get(*i).map(|(b, _)| b.as_str()))
+                .map(|(n, s, d)| json!({ "node": n, "status": s, "detail": d }))
                 .collect();
-            if a.json {
-                print_json(&json!({
-                    "published": true,
-                    "node": node,
-                    "stopped_here": ids,
-                    "unanswered": unanswered,
-                }))?;
-            } else {
-                say!(
-                    "revocation handed to {node}; it stopped {} sliver(s) there and gossips it on",
-                    ids.len()
-                );
+            print_json(&json!({
+                "published": true,
+                "node": node,
+                "nodes": nodes,
+                "unanswered": unanswered,
+            }))?;
+        } else {
+            say!("revocation handed to {node} ({detail}); it gossips it on");
+            for (n, s, d) in said.iter().filter(|(n, _, _)| n != node) {
+                say!("  {n}: {s}: {d}");
             }
-            return Ok(ExitCode::SUCCESS);
+            for n in &unanswered {
+                say!("  {n}: no answer yet");
+            }
         }
+        return Ok(ExitCode::SUCCESS);
     }
-    Err(refusal.unwrap_or(last))
+    let each: Vec<String> = said
+        .iter()
+        .map(|(n, s, d)| format!("{n} {s}: {d}"))
+        .collect();
+    bail!("no node took the revocation ({})", each.join("; "))
 }

@@ -33,7 +33,7 @@ pub async fn call_all(
     timeout: Duration,
     mut on_answer: impl FnMut(usize, Result<Response, String>),
 ) -> Result<(), NodeError> {
-    let open = call_until(calls, timeout, |i, r| {
+    let open = call_until(calls, timeout, Duration::ZERO, |i, r| {
         on_answer(i, r);
         false
     })
@@ -44,14 +44,18 @@ pub async fn call_all(
     Ok(())
 }
 
-/// Like [`call_all`], but stops as soon as `on_answer` returns `true` (it has what it
-/// needed: one node took a revocation). Returns the calls still open then, unanswered, in
-/// order (their requests may or may not have reached the node).
+/// Like [`call_all`], but once `on_answer` returns `true` (it has what it needed: one node
+/// took a revocation) waits at most `grace` more for the other answers (so that requests
+/// still on their way are delivered rather than cut off), and returns the calls still
+/// open then, unanswered, in order.
 pub async fn call_until(
     calls: Vec<(Multiaddr, Request)>,
     timeout: Duration,
+    grace: Duration,
     mut on_answer: impl FnMut(usize, Result<Response, String>) -> bool,
 ) -> Result<Vec<usize>, NodeError> {
+    let started = tokio::time::Instant::now();
+    let mut done = false;
     let key = SecretKey::generate().map_err(|e| NodeError::Net(e.to_string()))?;
     let (mut swarm, _) = net::swarm(&key).map_err(|e| NodeError::Net(e.to_string()))?;
     let mut open: BTreeMap<OutboundRequestId, usize> = BTreeMap::new();
@@ -59,18 +63,14 @@ pub async fn call_until(
         let peer = match peer_in(&addr) {
             Ok(p) => p,
             Err(e) => {
-                if on_answer(i, Err(e.to_string())) {
-                    return Ok(vec![]);
-                }
+                done |= on_answer(i, Err(e.to_string()));
                 continue;
             }
         };
         let bytes = match req.to_bytes() {
             Ok(b) => b,
             Err(e) => {
-                if on_answer(i, Err(e.to_string())) {
-                    return Ok(vec![]);
-                }
+                done |= on_answer(i, Err(e.to_string()));
                 continue;
             }
         };
@@ -80,9 +80,16 @@ pub async fn call_until(
             .send_request_with_addresses(&peer, bytes, vec![addr]);
         open.insert(id, i);
     }
-    let deadline = tokio::time::sleep(timeout);
+    let end = started + timeout;
+    let deadline = tokio::time::sleep_until(end);
     tokio::pin!(deadline);
     while !open.is_empty() {
+        if done {
+            let sooner = tokio::time::Instant::now() + grace;
+            if sooner < deadline.deadline() {
+                deadline.as_mut().reset(sooner);
+            }
+        }
         tokio::select! {
             _ = &mut deadline => break,
             ev = swarm.select_next_some() => match ev {
@@ -90,17 +97,13 @@ pub async fn call_until(
                     message: request_response::Message::Response { request_id, response },
                     ..
                 })) => {
-                    if let Some(i) = open.remove(&request_id)
-                        && on_answer(i, Response::from_bytes(&response).map_err(|e| format!("bad answer: {e}")))
-                    {
-                        break;
+                    if let Some(i) = open.remove(&request_id) {
+                        done |= on_answer(i, Response::from_bytes(&response).map_err(|e| format!("bad answer: {e}")));
                     }
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Rpc(request_response::Event::OutboundFailure { request_id, error, .. })) => {
-                    if let Some(i) = open.remove(&request_id)
-                        && on_answer(i, Err(error.to_string()))
-                    {
-                        break;
+                    if let Some(i) = open.remove(&request_id) {
+                        done |= on_answer(i, Err(error.to_string()));
                     }
                 }
                 _ => {}

@@ -441,12 +441,13 @@ pub enum Request {
         /// Which of the 256 id ranges (empty: all).
         #[serde(with = "serde_bytes")]
         buckets: Vec<u8>,
-        /// What the asker already holds in those ranges, as each id's first 8 bytes
-        /// (little-endian, as the fingerprints take them), at most
-        /// `core::MAX_RECONCILE_HAVE`: those are not sent (the last step of range-based
-        /// reconciliation, so a range that differs by one object costs that object, not the
-        /// range).
-        have: Vec<u64>,
+        /// What the asker already holds in those ranges after `after`, as each id's first 8
+        /// bytes one after the other (at most `core::MAX_RECONCILE_HAVE` ids): those are not
+        /// sent (the last step of range-based reconciliation, so a range that differs by one
+        /// object costs that object, not the range). Bytes, not a list of integers: a list
+        /// would decode each 1-byte integer into 8 bytes of memory before any bound applies.
+        #[serde(with = "serde_bytes")]
+        have: Vec<u8>,
     },
     /// A fingerprint of each of the 256 id ranges of the revocations and slice deletes this
     /// node holds (answered with [`Response::RevocationPrints`]): the asker then fetches

@@ -19,17 +19,14 @@ pub(super) struct HeldDelete {
     delete: SliceDelete,
     /// Unix seconds after which it ends nothing (its tickets have all expired).
     expires: u64,
-    /// Its chain's link ids, each folded into three bits (see [`chain_bits`]): a
-    /// revocation re-judges only the deletes whose bits it matches. Eight bytes, not the
-    /// chain itself: a node holds every delete of the federation for hours.
-    chain_bits: u64,
-}
-
-/// Three bits of a 64-bit filter for certificate `id` (ids are SHA-256, so uniform).
-fn chain_bits(id: &CertId) -> u64 {
-    id.0.iter()
-        .take(3)
-        .fold(0u64, |bits, b| bits | 1 << (b % 64))
+    /// Its chain's link ids, by their first 8 bytes: a revocation judges again only the
+    /// deletes whose chain names the revoked certificate (a filter of a few bits would let
+    /// an authority grind certificate ids that match every delete, and make each of its
+    /// revocations judge every delete again).
+    chain: Box<[u64]>,
+    /// Signed under a certificate revoked since: no longer served to members (they refuse
+    /// it), but still ending its tickets here until it expires.
+    voided: bool,
 }
 
 impl HeldDelete {
@@ -38,10 +35,8 @@ impl HeldDelete {
             signer: judged.signer,
             delete: judged.delete.clone(),
             expires: judged.expires,
-            chain_bits: judged
-                .chain
-                .iter()
-                .fold(0, |bits, id| bits | chain_bits(id)),
+            chain: judged.chain.iter().map(held::prefix).collect(),
+            voided: false,
         }
     }
 
@@ -169,35 +164,42 @@ impl NodeCore {
         self.deletes.insert(judged.id, HeldDelete::of(&judged));
     }
 
-    /// Certificate `revoked` was revoked: held deletes signed under it are void, as its
-    /// tickets are, and are forgotten. A node that hears of such a delete only after the
-    /// revocation refuses it; without this, the nodes that held it before keep serving it
-    /// and every reconciliation with them fetches and refuses it again, for as long as the
-    /// delete is held. Only deletes whose chain bits match are judged again.
-    pub(super) fn forget_deletes_under(&mut self, now_ms: u64, revoked: &CertId) {
-        let bits = chain_bits(revoked);
+    /// Certificate `revoked` was revoked: held deletes signed under it no longer verify,
+    /// and are no longer served. A node that hears of such a delete only after the
+    /// revocation refuses it; without this, the nodes that held it before kept serving it,
+    /// and every reconciliation with them fetched it and refused it again for as long as it
+    /// was held. Each still ends its tickets here until it expires: a ticket it ended need
+    /// not chain through the revoked certificate (its signer's key may hold another), and
+    /// a deleted slice must not come back. Only deletes whose chain names `revoked` are
+    /// judged again.
+    pub(super) fn void_deletes_under(&mut self, now_ms: u64, revoked: &CertId) {
+        let named = held::prefix(revoked);
         let candidates: Vec<CertId> = self
             .deletes
             .iter()
-            .filter(|(_, d)| d.chain_bits & bits == bits)
+            .filter(|(_, d)| !d.voided && d.chain.contains(&named))
             .map(|(id, _)| *id)
             .collect();
         for id in candidates {
-            let void = match self.revocations.get(&id) {
-                Some(bytes) => {
-                    let bytes = bytes.to_vec();
-                    self.verifier.judge_delete(&bytes, secs(now_ms)).is_err()
-                }
-                None => true,
+            let Some(bytes) = self.revocations.get(&id).map(<[u8]>::to_vec) else {
+                continue;
             };
-            if void {
-                self.forget_delete(&id);
+            if self.verifier.judge_delete(&bytes, secs(now_ms)).is_ok() {
+                continue;
             }
+            if let Some(d) = self.deletes.get_mut(&id) {
+                d.voided = true;
+                self.deletes_voided += 1;
+            }
+            self.revocations.remove(&id);
         }
     }
 
     fn forget_delete(&mut self, id: &CertId) {
         if let Some(d) = self.deletes.remove(id) {
+            if d.voided {
+                self.deletes_voided = self.deletes_voided.saturating_sub(1);
+            }
             self.deletes_expiring.remove(&(d.expires, *id));
             if let Some(n) = self.deletes_by.get_mut(&d.signer) {
                 *n = n.saturating_sub(1);

@@ -130,12 +130,14 @@ impl HeldSet {
         p
     }
 
-    /// The first 8 bytes (little-endian) of the ids held in `buckets`, in id order (what an
-    /// asker already has there: see [`HeldSet::missing_after`]).
-    pub(super) fn prefixes_in(&self, buckets: &[u8]) -> Vec<u64> {
-        self.entries_after(None, buckets)
-            .map(|(id, _)| prefix(id))
-            .collect()
+    /// The first 8 bytes (little-endian) of the ids held in `buckets` after `after`, in id
+    /// order (what an asker already has there: see [`HeldSet::missing_after`]).
+    pub(super) fn prefixes_after<'a>(
+        &'a self,
+        after: Option<CertId>,
+        buckets: &'a [u8],
+    ) -> impl Iterator<Item = u64> + 'a {
+        self.entries_after(after, buckets).map(|(id, _)| prefix(id))
     }
 
     /// Files in id order after `after`, in `buckets` (empty: all), but for those whose id's
@@ -193,7 +195,7 @@ impl HeldSet {
 }
 
 /// An id's first 8 bytes, little-endian: what fingerprints XOR and askers list.
-fn prefix(id: &CertId) -> u64 {
+pub(super) fn prefix(id: &CertId) -> u64 {
     let mut head = [0u8; 8];
     head.copy_from_slice(id.0.get(..8).unwrap_or(&[0; 8]));
     u64::from_le_bytes(head)
@@ -262,7 +264,7 @@ mod tests {
                 .collect();
             prop_assert_eq!(got, want);
             // What an asker lists as held in those buckets is every held id there.
-            let listed = set.prefixes_in(&buckets);
+            let listed: Vec<u64> = set.prefixes_after(None, &buckets).collect();
             let all = set
                 .files
                 .keys()

@@ -50,8 +50,9 @@ pub const MAX_REVOCATIONS_PER_PAGE: usize = 256;
 /// Bytes of revocation files in one catch-up answer (under the response limit).
 pub const MAX_REVOCATION_PAGE_BYTES: usize = 2 << 20;
 /// Ids an asker lists as held in the ranges it asks for (`Request::Revocations::have`,
-/// 8 bytes each: 32 KiB). One that holds more there lists the first ones; the rest come
-/// again, which costs bytes, not correctness. A longer list is refused.
+/// 8 bytes each: 32 KiB). One that holds more there lists the first ones after the page's
+/// cursor; the rest come again, which costs bytes, not correctness. A longer list is
+/// refused.
 pub const MAX_RECONCILE_HAVE: usize = 4_096;
 /// A node reconciles its revocations and deletes with one member (the next in turn) this
 /// often, outside a restart's catch-up: a node that missed a revocation's gossip or a
@@ -427,6 +428,9 @@ pub struct NodeCore {
     tickets: TicketCounts,
     /// Deletes held per signer (bounded by `MAX_DELETES_PER_SIGNER`).
     deletes_by: BTreeMap<PublicKey, usize>,
+    /// Held deletes signed under a certificate revoked since (not served; see
+    /// `void_deletes_under`).
+    deletes_voided: usize,
     /// (expiry, id) of the deletes held, soonest first.
     deletes_expiring: std::collections::BTreeSet<(u64, CertId)>,
     last_prune_ms: u64,
@@ -462,12 +466,13 @@ pub enum CoreError {
     /// A request only a slice's holder or the node's owner may make.
     #[error("refused: only the slice's holder or this node's owner may ask that ({0})")]
     NotHolder(String),
-    /// A page request that lists more held ids than a page request may.
-    #[error("a page request listing {listed} held ids (at most {max})")]
-    TooManyHeld {
-        /// Ids listed.
-        listed: usize,
-        /// The bound.
+    /// A page request whose list of held ids is not whole 8-byte ids, or lists more than a
+    /// page request may.
+    #[error("a page request's list of held ids is {bytes} bytes (8 per id, at most {max} ids)")]
+    BadHaveList {
+        /// The list's length in bytes.
+        bytes: usize,
+        /// The bound on ids.
         max: usize,
     },
 }
@@ -648,6 +653,7 @@ impl NodeCore {
             tickets: TicketCounts::default(),
             deletes: BTreeMap::new(),
             deletes_by: BTreeMap::new(),
+            deletes_voided: 0,
             deletes_expiring: std::collections::BTreeSet::new(),
             last_prune_ms: 0,
             ledger_failure: None,
@@ -703,33 +709,42 @@ impl NodeCore {
         self.revocations.prints()
     }
 
-    /// What this node holds in id ranges `buckets`, as the asker's list of a page request
-    /// (`Request::Revocations::have`): each id's first 8 bytes, at most
-    /// [`MAX_RECONCILE_HAVE`].
-    pub fn revocation_prefixes(&self, buckets: &[u8]) -> Vec<u64> {
-        let mut have = self.revocations.prefixes_in(buckets);
-        have.truncate(MAX_RECONCILE_HAVE);
-        have
+    /// What this node holds in id ranges `buckets` after `after`, as the asker's list of a
+    /// page request (`Request::Revocations::have`): the first [`MAX_RECONCILE_HAVE`] ids'
+    /// first 8 bytes, one after the other.
+    pub fn revocation_prefixes(&self, after: Option<CertId>, buckets: &[u8]) -> Vec<u8> {
+        self.revocations
+            .prefixes_after(after, buckets)
+            .take(MAX_RECONCILE_HAVE)
+            .flat_map(u64::to_le_bytes)
+            .collect()
     }
 
     /// Revocations held, in id order, after `after` (a page of a catch-up answer), but for
     /// those whose id's first 8 bytes the asker listed in `have`: at most `max` (and
     /// [`MAX_REVOCATIONS_PER_PAGE`]) files and about [`MAX_REVOCATION_PAGE_BYTES`]. An empty
-    /// page ends a catch-up. `have` is the asker's, in any order.
+    /// page ends a catch-up. `have` is the asker's 8-byte prefixes, in any order.
     pub fn revocations_after(
         &self,
         after: Option<CertId>,
         buckets: &[u8],
-        have: &[u64],
+        have: &[u8],
         max: usize,
     ) -> Result<Vec<Vec<u8>>, CoreError> {
-        if have.len() > MAX_RECONCILE_HAVE {
-            return Err(CoreError::TooManyHeld {
-                listed: have.len(),
+        if !have.len().is_multiple_of(8) || have.len() / 8 > MAX_RECONCILE_HAVE {
+            return Err(CoreError::BadHaveList {
+                bytes: have.len(),
                 max: MAX_RECONCILE_HAVE,
             });
         }
-        let mut have = have.to_vec();
+        let mut have: Vec<u64> = have
+            .chunks_exact(8)
+            .map(|c| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(c);
+                u64::from_le_bytes(b)
+            })
+            .collect();
         have.sort_unstable();
         let mut bytes = 0usize;
         Ok(self
@@ -760,9 +775,11 @@ impl NodeCore {
         &self.tickets
     }
 
-    /// Revocations and slice deletes held, as `(revocations, deletes)`.
+    /// Revocations and slice deletes held for members, as `(revocations, deletes)` (a
+    /// delete whose signer's certificate was revoked since still ends its tickets here,
+    /// and is not counted).
     pub fn held_counts(&self) -> (usize, usize) {
-        let deletes = self.deletes.len();
+        let deletes = self.deletes.len().saturating_sub(self.deletes_voided);
         (self.revocations.len().saturating_sub(deletes), deletes)
     }
 

@@ -69,7 +69,7 @@ impl NodeCore {
         let r = &held.revocation;
         self.forget_judgements(&r.body.target);
         let target = r.body.target;
-        self.forget_deletes_under(now_ms, &target);
+        self.void_deletes_under(now_ms, &target);
         if let Some(old) = held.replaced {
             self.revocations.remove(&old);
         }

@@ -843,18 +843,20 @@ fn two_nodes_that_differ_by_one_delete_differ_in_one_range_and_exchange_only_it(
     assert!(whole.contains(&extra));
     assert!(whole.len() < deletes.len() / 4);
     // With b's list of what it holds there, the page is the one object b lacks.
-    let have = b.revocation_prefixes(&differ);
-    assert_eq!(have.len(), whole.len() - 1);
+    let have = b.revocation_prefixes(None, &differ);
+    assert_eq!(have.len(), 8 * (whole.len() - 1));
     let page = a
         .revocations_after(None, &differ, &have, MAX_REVOCATIONS_PER_PAGE)
         .unwrap();
     assert_eq!(page, vec![extra.clone()]);
-    // A list over the bound is refused, with the reason.
-    let flood = vec![0u64; MAX_RECONCILE_HAVE + 1];
-    assert!(matches!(
-        a.revocations_after(None, &differ, &flood, MAX_REVOCATIONS_PER_PAGE),
-        Err(CoreError::TooManyHeld { .. })
-    ));
+    // A list over the bound, or not of whole ids, is refused, with the reason.
+    let flood = vec![0u8; 8 * (MAX_RECONCILE_HAVE + 1)];
+    for bad in [&flood[..], &[0u8; 7][..]] {
+        assert!(matches!(
+            a.revocations_after(None, &differ, bad, MAX_REVOCATIONS_PER_PAGE),
+            Err(CoreError::BadHaveList { .. })
+        ));
+    }
     for d in page {
         b.revocation(NOW + 60_000, &d).unwrap();
     }
@@ -881,14 +883,23 @@ fn a_delete_signed_under_a_certificate_revoked_later_is_forgotten_so_nodes_agree
         late.revocation(NOW + 21_000, &void),
         Err(CoreError::BadDelete(_))
     ));
-    // `early` forgot it, so the two hold the same set: reconciliations between them stop
-    // differing (they fetched and refused it every time before, for as long as it was held).
+    // `early` no longer serves it, so the two hold the same set for members:
+    // reconciliations between them stop differing (they fetched and refused it every time
+    // before, for as long as it was held).
     early.tick(NOW + 300_000);
     late.tick(NOW + 300_000);
     assert_eq!(early.held_counts(), (1, 1));
     assert_eq!(early.held_counts(), late.held_counts());
     assert_eq!(early.revocation_prints(), late.revocation_prints());
     assert_eq!(early.revocation_digest(), late.revocation_digest());
+    // But on `early` it still ends what it ended: key 3's ticket under its other,
+    // unrevoked certificate (`princeton.alice`), issued before the delete, is not restored
+    // there (a deleted slice does not come back), until the delete expires.
+    let t = ticket(ticket_body("princeton.codeen", 1));
+    let err = early
+        .restore(NOW + 300_000, 1, &t, &Invocation::default())
+        .unwrap_err();
+    assert!(matches!(err, Refusal::Deleted(_)), "{err}");
 }
 
 #[test]

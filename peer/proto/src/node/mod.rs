@@ -472,6 +472,8 @@ enum Asked {
         pages: u32,
         /// The id ranges being reconciled (empty: all).
         buckets: Vec<u8>,
+        /// Whether an earlier page of this chain brought something this node now holds.
+        brought: bool,
     },
     /// A member's range fingerprints, to reconcile revocations and deletes with it.
     Prints { member: PublicKey },
@@ -712,6 +714,12 @@ impl Node {
         Option<SignedCheckpoint>,
     )> {
         self.witnessing.into_witness().into_replicas()
+    }
+
+    /// Revocations and deletes held for members (the size of the reconciled set).
+    fn held_len(&self) -> usize {
+        let (revocations, deletes) = self.core.held_counts();
+        revocations.saturating_add(deletes)
     }
 
     /// Fetched pages that did not check, since the node started.
@@ -1445,7 +1453,7 @@ impl Node {
                 }
                 let request = Request::Revocations {
                     after: None,
-                    have: self.core.revocation_prefixes(&buckets),
+                    have: self.core.revocation_prefixes(None, &buckets),
                     buckets: buckets.clone(),
                 };
                 let asked = Asked::Revocations {
@@ -1453,6 +1461,7 @@ impl Node {
                     after: None,
                     pages: 0,
                     buckets,
+                    brought: false,
                 };
                 self.ask(member, request, asked, out);
             }
@@ -1461,6 +1470,7 @@ impl Node {
                 after,
                 pages,
                 buckets,
+                brought,
             }) => {
                 let Response::Revocations(list) = response else {
                     // No answer: another member may be asked (this one after a tick).
@@ -1473,6 +1483,7 @@ impl Node {
                 };
                 let list: Vec<Vec<u8>> = list.into_iter().map(|b| b.into_vec()).collect();
                 let next = next_revocation_page(&list, after, pages.saturating_add(1));
+                let held_before = self.held_len();
                 for bytes in list {
                     match self
                         .core
@@ -1485,11 +1496,12 @@ impl Node {
                         Err(_) => self.fetched_refused = self.fetched_refused.saturating_add(1),
                     }
                 }
+                let brought = brought || self.held_len() > held_before;
                 match next {
                     Some(cursor) => {
                         let request = Request::Revocations {
                             after: Some(cursor),
-                            have: self.core.revocation_prefixes(&buckets),
+                            have: self.core.revocation_prefixes(Some(cursor), &buckets),
                             buckets: buckets.clone(),
                         };
                         let asked = Asked::Revocations {
@@ -1497,10 +1509,17 @@ impl Node {
                             after: Some(cursor),
                             pages: pages.saturating_add(1),
                             buckets,
+                            brought,
                         };
                         self.ask(member, request, asked, out);
                     }
                     None => {
+                        // Prints that differed but a chain that brought nothing (the member
+                        // holds less, or only what this node refuses): for unheard gossip,
+                        // the next member is asked.
+                        if !brought {
+                            self.unheard_answer_empty(member);
+                        }
                         if let Some(r) = self.restoring.as_mut() {
                             r.caught_up.insert(member);
                         }

@@ -512,14 +512,14 @@ fn after_unheard_revocation_gossip_a_node_asks_the_next_member_while_answers_bri
     let e = m.handle(at, gossip.clone());
     let one = asks(&e);
     assert_eq!(one.len(), 1, "{e:?}");
-    assert!(asks(&m.handle(at + 200, gossip)).is_empty());
+    assert!(asks(&m.handle(at + 200, gossip.clone())).is_empty());
     let mut theirs = vec![0u64; 256];
     theirs[0] = 1;
     let e = m.handle(
         at + 300,
         Input::Answer {
             token: one[0].1,
-            response: Response::RevocationPrints(theirs),
+            response: Response::RevocationPrints(theirs.clone()),
         },
     );
     assert!(e.iter().any(|e| matches!(
@@ -531,6 +531,48 @@ fn after_unheard_revocation_gossip_a_node_asks_the_next_member_while_answers_bri
     )));
     assert!(asks(&m.handle(at + 1_000, Input::Wake)).is_empty());
     assert_eq!(asks(&m.handle(at + 3_000, Input::Wake)).len(), 1);
+    // Prints that differ but a page that brings nothing (a member that holds less, or a
+    // hostile one) count as an empty answer: the next member is asked a second later.
+    at += 20_000;
+    let turn = asks(&m.handle(at, Input::Wake));
+    for (_, t) in turn {
+        m.handle(
+            at,
+            Input::Answer {
+                token: t,
+                response: Response::HeldSame,
+            },
+        );
+    }
+    let one = asks(&m.handle(at, gossip));
+    assert_eq!(one.len(), 1);
+    let e = m.handle(
+        at + 100,
+        Input::Answer {
+            token: one[0].1,
+            response: Response::RevocationPrints(theirs.clone()),
+        },
+    );
+    let page = e
+        .iter()
+        .find_map(|e| match e {
+            Effect::Send {
+                token: Some(t),
+                request: Request::Revocations { .. },
+                ..
+            } => Some(*t),
+            _ => None,
+        })
+        .unwrap();
+    let e = m.handle(
+        at + 200,
+        Input::Answer {
+            token: page,
+            response: Response::Revocations(vec![]),
+        },
+    );
+    assert!(e.contains(&Effect::WakeAt(at + 1_000)), "{e:?}");
+    assert_eq!(asks(&m.handle(at + 1_000, Input::Wake)).len(), 1);
 }
 
 #[test]
