@@ -102,8 +102,12 @@ const SELF_SUSPICIONS_PER_PERIOD: u32 = 1;
 const SEEN_ITEMS: usize = 16_384;
 /// How long a node remembers the members it declared dead, to answer a late vote about one
 /// with its own again (a member that learnt of the dead one late, after the votes that
-/// killed it had gone by, would otherwise find no quorum and keep it listed).
-pub const DEAD_REMEMBERED_MS: u64 = 3_600_000;
+/// killed it had gone by, would otherwise find no quorum and keep it listed). Six hours,
+/// not one: such a member finds the dead one by its own probe, a round of all members
+/// later (over an hour at 1,000 members), and with one hour nobody echoed by then, so it
+/// kept the dead one until the advert backstop, 5.2 h (`planetary`'s once-formed maximum).
+/// Bounded by the member bound like every table here.
+pub const DEAD_REMEMBERED_MS: u64 = 6 * 3_600_000;
 /// A voter's vote about the same identity is taken again (and a node echoes its own) at
 /// most this often: a hostile member cannot make every node check a stream of re-signed
 /// votes.
