@@ -210,6 +210,18 @@ fn receipt(r: &Response) -> NodeReceipt {
     }
 }
 
+/// The token of the first request among `e` that `what` picks and whose answer is waited for.
+fn asked_token(e: &[Effect], what: impl Fn(&Request) -> bool) -> Option<Token> {
+    e.iter().find_map(|x| match x {
+        Effect::Send {
+            token: Some(t),
+            request,
+            ..
+        } if what(request) => Some(*t),
+        _ => None,
+    })
+}
+
 fn started(e: &[Effect]) -> Vec<u64> {
     e.iter()
         .filter_map(|e| match e {
@@ -395,17 +407,7 @@ fn revocation_gossip_from_a_stranger_makes_a_node_ask_a_member_now_once_a_second
     }));
     assert!(!e.iter().any(|e| matches!(e, Effect::Append { .. })));
     assert_eq!(asks(&e), 1);
-    let token = e
-        .iter()
-        .find_map(|e| match e {
-            Effect::Send {
-                token: Some(t),
-                request: Request::RevocationPrints { .. },
-                ..
-            } => Some(*t),
-            _ => None,
-        })
-        .unwrap();
+    let token = asked_token(&e, |r| matches!(r, Request::RevocationPrints { .. })).unwrap();
     // A stranger repeating it within the second costs nothing more, nor while that
     // reconciliation is under way; once it is answered, a second later, one ask.
     assert_eq!(asks(&m.handle(NOW + 500, gossip.clone())), 0);
@@ -553,17 +555,7 @@ fn after_unheard_revocation_gossip_a_node_asks_the_next_member_while_answers_bri
             response: Response::RevocationPrints(theirs.clone()),
         },
     );
-    let page = e
-        .iter()
-        .find_map(|e| match e {
-            Effect::Send {
-                token: Some(t),
-                request: Request::Revocations { .. },
-                ..
-            } => Some(*t),
-            _ => None,
-        })
-        .unwrap();
+    let page = asked_token(&e, |r| matches!(r, Request::Revocations { .. })).unwrap();
     let e = m.handle(
         at + 200,
         Input::Answer {
@@ -1214,14 +1206,7 @@ fn a_running_node_reconciles_with_members_in_turn_and_fetches_only_what_differs(
 
 /// The token of the credential request in `e`, if there is one.
 fn credential_ask(e: &[Effect]) -> Option<Token> {
-    e.iter().find_map(|x| match x {
-        Effect::Send {
-            token: Some(t),
-            request: Request::Credential,
-            ..
-        } => Some(*t),
-        _ => None,
-    })
+    asked_token(e, |r| matches!(r, Request::Credential))
 }
 
 #[test]
@@ -1472,17 +1457,7 @@ fn a_stranger_that_keeps_connecting_gets_one_hello_until_its_refusal_expires() {
             request: Request::Swim(data),
         },
     );
-    let token = e
-        .iter()
-        .find_map(|x| match x {
-            Effect::Send {
-                token: Some(t),
-                request: Request::Credential,
-                ..
-            } => Some(*t),
-            _ => None,
-        })
-        .expect("credential asked");
+    let token = credential_ask(&e).expect("credential asked");
     a.handle(NOW + 2, Input::NoAnswer { token });
     // Reconnecting again and again costs nothing more for ten minutes.
     for t in 0..50 {
