@@ -7,7 +7,7 @@ use crate::sim::*;
 use slicefed_ledger::entry::{EntryBody, Usage};
 use slicefed_proto::core::StopReason;
 use slicefed_proto::node::{Effect, Input, Read, StartFrom, Topic};
-use slicefed_proto::wire::{MemberRow, Response};
+use slicefed_proto::wire::{MemberCredential, MemberRow, Response};
 use slicefed_trust::{CertId, PublicKey};
 use std::rc::Rc;
 
@@ -258,6 +258,17 @@ impl Sim {
                 },
                 None => Response::Error("no such node".into()),
             },
+            // The world's copies, by the hash of the shared bytes the node holds.
+            Read::MemberCredentials(found) => Response::MemberCredentials(
+                found
+                    .into_iter()
+                    .map(|(node, credential)| MemberCredential {
+                        node,
+                        credential: credential.to_vec(),
+                        addrs: vec![],
+                    })
+                    .collect(),
+            ),
             Read::Members => {
                 let Some(l) = n.live.as_ref() else {
                     return Response::Error("down".into());

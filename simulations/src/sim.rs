@@ -425,6 +425,9 @@ pub(crate) struct Disk {
     pub(crate) saved: BTreeMap<u64, (u32, Rc<Vec<u8>>)>,
     /// Modules compiled before.
     pub(crate) compiled: BTreeSet<ModuleHash>,
+    /// The members it listed when it went down, as world indices: the daemon keeps their
+    /// credentials on disk, and a restart judges them instead of fetching them.
+    pub(crate) members: Vec<u32>,
 }
 
 /// A request a node holds open: who asked, when, what its bytes count as, and the
@@ -595,7 +598,9 @@ pub(crate) fn category(req: &Request) -> Category {
             Category::Revocations
         }
         Request::Swim(_) => Category::Swim,
-        Request::Credential => Category::Adverts,
+        Request::Credential | Request::MemberList { .. } | Request::MemberCredentials { .. } => {
+            Category::Adverts
+        }
         Request::Members
         | Request::Submit { .. }
         | Request::Renew { .. }
@@ -955,6 +960,15 @@ impl Sim {
             })
             .collect();
         let logged = n.disk.log.logged.clone();
+        let world = &self.world;
+        node.remember_credentials(std::mem::take(&mut n.disk.members).into_iter().filter_map(
+            |j| {
+                world
+                    .nodes
+                    .get(j as usize)
+                    .map(|s| (s.public, std::sync::Arc::clone(&s.credential)))
+            },
+        ));
         let _ = node.handle(now_ms, Input::Restart { saved, logged });
         n.disk.log.append(
             now_ms,
@@ -1027,6 +1041,13 @@ impl Sim {
             // stay on disk; what it was asked and had not answered times out.
             let Live { node, open: o, .. } = *live;
             open = o;
+            let index = &self.world.index;
+            n.disk.members = node
+                .core()
+                .members()
+                .keys()
+                .filter_map(|k| index.get(k).map(|j| *j as u32))
+                .collect();
             n.disk.replicas = node.into_replicas();
         }
         for (id, o) in open {

@@ -490,6 +490,49 @@ pub enum Request {
         /// Whose log.
         origin: PublicKey,
     },
+    /// The members this node lists, in key order after `after`, with their SWIM starts
+    /// (answered with [`Response::MemberList`], at most [`MEMBER_LIST_PAGE`] a page): a
+    /// node that starts learns the federation from one member instead of waiting for
+    /// adverts, which go only on change (memberlist's push-pull, one way).
+    MemberList {
+        /// The last key of the page before (none: from the first).
+        after: Option<PublicKey>,
+    },
+    /// The credentials this node holds for these members (answered with
+    /// [`Response::MemberCredentials`]; at most [`CREDENTIAL_BATCH`] nodes): a node that
+    /// learnt of them (a member list, SWIM news of a start) judges each before it lists it.
+    MemberCredentials {
+        /// Which members.
+        nodes: Vec<PublicKey>,
+    },
+}
+
+/// Members in one [`Response::MemberList`] page, at most (~20 KiB).
+pub const MEMBER_LIST_PAGE: usize = 512;
+/// Nodes one [`Request::MemberCredentials`] may name, at most (~1 KiB a credential).
+pub const CREDENTIAL_BATCH: usize = 32;
+
+/// A member as [`Response::MemberList`] lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListedMember {
+    /// Its node key.
+    pub node: PublicKey,
+    /// Its SWIM start (`swim::SwimId::bump`) as the lister probes it.
+    pub start: u64,
+}
+
+/// A member's credential as [`Response::MemberCredentials`] gives it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberCredential {
+    /// The member.
+    pub node: PublicKey,
+    /// Its credential file (judged by the asker: it must be a node certificate for
+    /// `node` that chains to a root the asker trusts).
+    #[serde(with = "serde_bytes")]
+    pub credential: Vec<u8>,
+    /// The addresses the answering node holds for it (multiaddrs; at most `MAX_TAGS`,
+    /// 256 bytes each).
+    pub addrs: Vec<String>,
 }
 
 /// How long a node remembers the addresses of a member that left, for auditors
@@ -611,6 +654,15 @@ pub enum Response {
     },
     /// The request failed; why.
     Error(String),
+    /// A page of the members this node lists (see [`Request::MemberList`]), in key order.
+    MemberList {
+        /// The members, at most [`MEMBER_LIST_PAGE`].
+        members: Vec<ListedMember>,
+        /// Whether more follow the last one.
+        more: bool,
+    },
+    /// The credentials asked for that this node holds (see [`Request::MemberCredentials`]).
+    MemberCredentials(Vec<MemberCredential>),
 }
 
 fn check_args(args: &[String], env: &[(String, String)]) -> Result<(), WireError> {
@@ -663,6 +715,12 @@ impl Request {
                     .and_then(|_| c.cosignature.verify(&c.checkpoint))
                     .map_err(|e| bad(e.to_string()))?;
             }
+            Request::MemberCredentials { nodes } if nodes.len() > CREDENTIAL_BATCH => {
+                return Err(bad(format!(
+                    "credentials of {} members asked, over {CREDENTIAL_BATCH}",
+                    nodes.len()
+                )));
+            }
             Request::Swim(p) if p.len() > crate::swim::MAX_PACKET => {
                 return Err(bad(format!(
                     "a SWIM packet of {} bytes, over {}",
@@ -704,9 +762,7 @@ impl Response {
                 ..
             } => check(c)?,
             Response::ReplicaPage { end, .. } => check(end)?,
-            Response::Credential { addrs, .. }
-                if addrs.len() > MAX_TAGS || addrs.iter().any(|a| a.len() > 256) =>
-            {
+            Response::Credential { addrs, .. } if !addrs_in_bounds(addrs) => {
                 return Err(WireError::Invalid {
                     what: "response",
                     why: format!("more than {MAX_TAGS} addresses or an address over 256 bytes"),
@@ -736,10 +792,44 @@ impl Response {
                     ),
                 });
             }
+            Response::MemberList { members, more } => {
+                // In strictly increasing key order: a page that repeats or goes back could
+                // keep an asker paging for ever.
+                let ordered = members.windows(2).all(|w| match w {
+                    [a, b] => a.node < b.node,
+                    _ => true,
+                });
+                if members.len() > MEMBER_LIST_PAGE || !ordered || (*more && members.is_empty()) {
+                    return Err(WireError::Invalid {
+                        what: "response",
+                        why: format!(
+                            "a member list page over {MEMBER_LIST_PAGE} members, out of key \
+                             order, or empty with more to follow"
+                        ),
+                    });
+                }
+            }
+            Response::MemberCredentials(list)
+                if list.len() > CREDENTIAL_BATCH
+                    || list.iter().any(|c| !addrs_in_bounds(&c.addrs)) =>
+            {
+                return Err(WireError::Invalid {
+                    what: "response",
+                    why: format!(
+                        "over {CREDENTIAL_BATCH} member credentials, or one with more than \
+                         {MAX_TAGS} addresses or an address over 256 bytes"
+                    ),
+                });
+            }
             _ => {}
         }
         Ok(r)
     }
+}
+
+/// Whether a node's addresses are within bounds: at most `MAX_TAGS`, 256 bytes each.
+fn addrs_in_bounds(addrs: &[String]) -> bool {
+    addrs.len() <= MAX_TAGS && addrs.iter().all(|a| a.len() <= 256)
 }
 
 /// A witness's cosignature with the checkpoint it covers, as gossiped.
@@ -908,5 +998,64 @@ mod tests {
         assert!(Request::from_bytes(&bytes).is_err());
         let bytes = r.to_bytes().unwrap();
         assert!(Request::from_bytes(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn member_lists_and_credential_batches_are_bounded_and_in_order() {
+        let listed = |n: u8| ListedMember {
+            node: key(n).public(),
+            start: u64::from(n),
+        };
+        let mut page: Vec<ListedMember> = (1..=5).map(listed).collect();
+        page.sort_by_key(|m| m.node);
+        let ok = Response::MemberList {
+            members: page.clone(),
+            more: true,
+        };
+        assert_eq!(Response::from_bytes(&ok.to_bytes().unwrap()).unwrap(), ok);
+        // Out of order, repeated, or empty with more to follow: an asker could page forever.
+        let mut backwards = page.clone();
+        backwards.reverse();
+        let mut repeated = page.clone();
+        repeated.push(page[4].clone());
+        for bad in [
+            Response::MemberList {
+                members: backwards,
+                more: false,
+            },
+            Response::MemberList {
+                members: repeated,
+                more: false,
+            },
+            Response::MemberList {
+                members: vec![],
+                more: true,
+            },
+        ] {
+            assert!(
+                Response::from_bytes(&bad.to_bytes().unwrap()).is_err(),
+                "{bad:?}"
+            );
+        }
+        let nodes = |n: usize| Request::MemberCredentials {
+            nodes: vec![key(1).public(); n],
+        };
+        let fine = nodes(CREDENTIAL_BATCH);
+        assert_eq!(
+            Request::from_bytes(&fine.to_bytes().unwrap()).unwrap(),
+            fine
+        );
+        let over = nodes(CREDENTIAL_BATCH + 1).to_bytes().unwrap();
+        assert!(Request::from_bytes(&over).is_err());
+        let given = |addrs: Vec<String>| MemberCredential {
+            node: key(1).public(),
+            credential: vec![1; 10],
+            addrs,
+        };
+        let too_many = Response::MemberCredentials(vec![given(vec![]); CREDENTIAL_BATCH + 1]);
+        let long_addr = Response::MemberCredentials(vec![given(vec!["x".repeat(257)])]);
+        for bad in [too_many, long_addr] {
+            assert!(Response::from_bytes(&bad.to_bytes().unwrap()).is_err());
+        }
     }
 }

@@ -225,6 +225,16 @@ impl Daemon {
                 credential: self.credential.clone(),
                 addrs: self.listen_addrs_said(),
             },
+            Read::MemberCredentials(found) => Response::MemberCredentials(
+                found
+                    .into_iter()
+                    .map(|(node, credential)| wire::MemberCredential {
+                        node,
+                        credential: credential.to_vec(),
+                        addrs: self.member_addrs(&node),
+                    })
+                    .collect(),
+            ),
             Read::Status { slice } => Response::Status(self.status(slice.as_deref())),
             Read::Logs { slice, reader } => Response::Logs(self.logs(&slice, &reader)),
             Read::Checkpoint => self.checkpoint_answer(),
@@ -254,6 +264,21 @@ impl Daemon {
         self.next_reply = self.next_reply.wrapping_add(1);
         self.open.insert(id, open);
         id
+    }
+
+    /// The addresses this node holds for a member, as a credential answer gives them.
+    fn member_addrs(&self, node: &PublicKey) -> Vec<String> {
+        peer_of(node)
+            .and_then(|p| self.addrs.get(&p))
+            .map(|addrs| {
+                addrs
+                    .iter()
+                    .take(wire::MAX_TAGS)
+                    .map(|a| a.to_string())
+                    .filter(|a| a.len() <= 256)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// This node's listen addresses as it tells members (adverts, credential answers).

@@ -198,6 +198,9 @@ pub enum Read {
     },
     /// This node's own credential ([`Response::Credential`]).
     Credential,
+    /// These members' credentials, with the addresses the router holds for each
+    /// ([`Response::MemberCredentials`]).
+    MemberCredentials(Vec<(PublicKey, Arc<[u8]>)>),
     /// Members and recently departed members that listen(ed) on `ip`
     /// ([`Response::Members`]).
     AddressHolders {
@@ -482,6 +485,11 @@ enum Asked {
         node: PublicKey,
         advert: Option<Box<AdvertBody>>,
     },
+    /// A page of a member's member list (see `members.rs`).
+    MemberList { member: PublicKey },
+    /// Credentials of nodes learnt of, from the member that named them, with the start
+    /// each was named with.
+    MemberCredentials { nodes: Vec<(PublicKey, u64)> },
 }
 
 /// Effects waiting for writes.
@@ -617,6 +625,8 @@ pub struct Node {
     unheard_retry_at: Option<u64>,
     /// Members' keys in order (the turn of reconciliations walks them).
     member_keys: BTreeSet<PublicKey>,
+    /// Nodes learnt of and not listed yet, and the member list being pulled.
+    learning: members::Learning,
     ticks: u64,
     /// Fetched pages that did not check (an honest federation has none).
     pages_refused: u64,
@@ -679,6 +689,7 @@ impl Node {
             unheard_retry_at: None,
             reconcile_after: None,
             member_keys: BTreeSet::new(),
+            learning: members::Learning::default(),
             ticks: 0,
             pages_refused: 0,
             fetched_refused: 0,
@@ -947,6 +958,9 @@ impl Node {
                     let load = self.load();
                     self.advertise(now_ms, load, out);
                 }
+                crate::swim::SwimEvent::Stranger { id, via } => {
+                    self.newcomer(now_ms, id, via, out);
+                }
             }
         }
     }
@@ -1089,42 +1103,25 @@ impl Node {
         shared: Option<&Arc<[u8]>>,
         out: &mut Vec<Effect>,
     ) {
+        let Some(a) = advert else {
+            // A SWIM sender: listed under the start its packet named.
+            if let Some(start) = self.swim_unknown.remove(&node)
+                && !self.admit_learnt(now_ms, node, start, bytes, shared, out)
+            {
+                self.credential_refused(now_ms, node);
+            }
+            return;
+        };
         let hash = crate::core::credential_hash(bytes);
-        let (load, swim) = match advert {
-            Some(a) if *a.credential_hash == hash => (a.load(), None),
-            Some(_) => return self.credential_refused(now_ms, node),
-            None => {
-                let Some(bump) = self.swim_unknown.remove(&node) else {
-                    return;
-                };
-                // Not an advert: dated as early as the clock skew allows, so that the
-                // member's own adverts (made before this moment) are all newer.
-                let skew_ms = slicefed_trust::verify::CLOCK_SKEW_SECS.saturating_mul(1000);
-                let load = Load {
-                    sent_ms: now_ms.saturating_sub(skew_ms.saturating_sub(1)),
-                    swim_bump: bump,
-                    ..Load::default()
-                };
-                (load, Some(bump))
-            }
-        };
-        let Ok(Some(outs)) =
-            self.core
-                .judge_advert(now_ms, node, Some(bytes), &hash, shared, Arc::new(load))
-        else {
+        if *a.credential_hash != hash {
             return self.credential_refused(now_ms, node);
-        };
-        match (advert, swim) {
-            (Some(a), _) => self.advert_taken(now_ms, a, outs, out),
-            (None, Some(bump)) => {
-                self.carry(now_ms, outs, true, out);
-                let id = crate::swim::SwimId { key: node, bump };
-                if self.core.members().contains_key(&node) && !self.swim.knows(&id) {
-                    let events = self.swim.admit(now_ms, id);
-                    self.swim_events(now_ms, events, out);
-                }
-            }
-            (None, None) => {}
+        }
+        match self
+            .core
+            .judge_advert(now_ms, node, Some(bytes), &hash, shared, Arc::new(a.load()))
+        {
+            Ok(Some(outs)) => self.advert_taken(now_ms, a, outs, out),
+            _ => self.credential_refused(now_ms, node),
         }
     }
 
@@ -1180,6 +1177,7 @@ impl Node {
         let events = self.swim.wake(now_ms);
         self.swim_events(now_ms, events, out);
         self.reconcile(now_ms, out);
+        self.learn_members(now_ms, out);
         self.maybe_restore(now_ms, out);
         let effects = self.witnessing.tick(now_ms, log_size, self.core.members());
         self.witness_effects(effects, out);
@@ -1414,6 +1412,14 @@ impl Node {
                 }
                 _ => self.credential_refused(now_ms, node),
             },
+            Some(Asked::MemberList { member }) => {
+                self.member_list_came(now_ms, member, Some(response), out);
+                self.learn_members(now_ms, out);
+            }
+            Some(Asked::MemberCredentials { nodes }) => {
+                self.member_credentials_came(now_ms, nodes, Some(response), out);
+                self.learn_members(now_ms, out);
+            }
             Some(Asked::Prints { member }) => {
                 if matches!(response, Response::HeldSame | Response::RevocationPrints(_)) {
                     self.last_caught_up_ms = Some(now_ms);
@@ -1550,6 +1556,13 @@ impl Node {
                     self.credential_refused(self.now_ms, node);
                 }
                 self.swim_unknown.remove(&node);
+            }
+            // Asked again as they come (a tick's `learn_members`).
+            Some(Asked::MemberList { member }) => {
+                self.member_list_came(self.now_ms, member, None, &mut vec![])
+            }
+            Some(Asked::MemberCredentials { nodes }) => {
+                self.member_credentials_came(self.now_ms, nodes, None, &mut vec![])
             }
             None => {}
         }
@@ -1751,6 +1764,7 @@ impl Node {
 }
 
 mod durability;
+mod members;
 mod requests;
 mod slivers;
 #[cfg(test)]

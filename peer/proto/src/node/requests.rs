@@ -29,6 +29,12 @@ impl Node {
         match request {
             Request::Members => out.push(read(Read::Members)),
             Request::Credential => out.push(read(Read::Credential)),
+            // Who is a member, and their credentials, are for anyone (`nodes list` shows
+            // the same); the daemon's per-peer quotas bound the work.
+            Request::MemberList { after } => out.push(answer(self.member_list(after))),
+            Request::MemberCredentials { nodes } => out.push(read(Read::MemberCredentials(
+                self.member_credentials(&nodes),
+            ))),
             Request::Status { slice } => out.push(read(Read::Status { slice })),
             Request::Entries { from } => out.push(read(Read::Entries { from })),
             Request::Checkpoint => out.push(read(Read::Checkpoint)),

@@ -1562,3 +1562,250 @@ fn a_node_out_of_touch_reconciles_as_soon_as_a_member_reconnects_and_no_faster()
         assert!(reconciliations(&e).is_empty(), "connection {t}: {e:?}");
     }
 }
+
+/// The member list a tick asks of the node's first member, if any: (token, to, after).
+fn list_ask(e: &[Effect]) -> Option<(Token, PublicKey, Option<PublicKey>)> {
+    e.iter().find_map(|x| match x {
+        Effect::Send {
+            token: Some(t),
+            to,
+            request: Request::MemberList { after },
+        } => Some((*t, *to, *after)),
+        _ => None,
+    })
+}
+
+/// The credential batches asked: (token, to, nodes).
+fn credential_batches(e: &[Effect]) -> Vec<(Token, PublicKey, Vec<PublicKey>)> {
+    e.iter()
+        .filter_map(|x| match x {
+            Effect::Send {
+                token: Some(t),
+                to,
+                request: Request::MemberCredentials { nodes },
+            } => Some((*t, *to, nodes.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn sorted(mut keys: Vec<PublicKey>) -> Vec<PublicKey> {
+    keys.sort();
+    keys
+}
+
+fn listed(n: u8, start: u64) -> crate::wire::ListedMember {
+    crate::wire::ListedMember {
+        node: key(n).public(),
+        start,
+    }
+}
+
+fn given(n: u8, credential: Vec<u8>) -> crate::wire::MemberCredential {
+    crate::wire::MemberCredential {
+        node: key(n).public(),
+        credential,
+        addrs: vec!["/ip4/192.0.2.7/udp/4001/quic-v1".into()],
+    }
+}
+
+#[test]
+fn a_node_that_starts_learns_the_federation_from_its_first_members_list() {
+    let mut m = machine(2);
+    join(&mut m, &[3], NOW);
+    let t = NOW + TICK;
+    let e = m.handle(t, Input::Tick { log_size: 0 });
+    let (token, to, after) = list_ask(&e).expect("the first member's list is pulled");
+    assert_eq!((to, after), (key(3).public(), None));
+    // The list names this node and the lister too: neither is learnt.
+    let page = Response::MemberList {
+        members: vec![listed(2, 5), listed(3, 1), listed(4, 70), listed(5, 80)],
+        more: false,
+    };
+    let e = m.handle(
+        t,
+        Input::Answer {
+            token,
+            response: page,
+        },
+    );
+    let batches = credential_batches(&e);
+    assert_eq!(batches.len(), 1, "{e:?}");
+    let (token, to, nodes) = batches[0].clone();
+    assert_eq!(to, key(3).public(), "asked of the member that named them");
+    assert_eq!(
+        sorted(nodes),
+        sorted(vec![key(4).public(), key(5).public()])
+    );
+    assert!(!m.core().members().contains_key(&key(4).public()));
+    let e = m.handle(
+        t,
+        Input::Answer {
+            token,
+            response: Response::MemberCredentials(vec![
+                given(4, node_credential(4)),
+                given(5, node_credential(5)),
+            ]),
+        },
+    );
+    for (n, start) in [(4, 70), (5, 80)] {
+        assert!(m.core().members().contains_key(&key(n).public()));
+        let id = crate::swim::SwimId {
+            key: key(n).public(),
+            bump: start,
+        };
+        assert!(
+            m.swim.knows(&id),
+            "probed under the start it was listed with"
+        );
+        assert!(e.contains(&Effect::Joined(key(n).public())));
+    }
+    assert!(
+        e.iter()
+            .any(|x| matches!(x, Effect::Addresses { node, .. } if *node == key(4).public()))
+    );
+    assert_eq!(m.members_learnt(), 2);
+    // The second pull comes three minutes later, and no other before it.
+    let e = m.handle(t + TICK, Input::Tick { log_size: 0 });
+    assert!(list_ask(&e).is_none());
+    let later = t + members::LIST_PULLS_AFTER_MS[1];
+    join(&mut m, &[3], later);
+    let e = m.handle(later, Input::Tick { log_size: 0 });
+    assert!(list_ask(&e).is_some(), "the second pull");
+}
+
+#[test]
+fn a_lister_cannot_get_a_node_listed_that_it_holds_no_valid_credential_for() {
+    let mut m = machine(2);
+    join(&mut m, &[3], NOW);
+    let t = NOW + TICK;
+    let e = m.handle(t, Input::Tick { log_size: 0 });
+    let (token, ..) = list_ask(&e).unwrap();
+    // A start in the future is made up; the rest are asked for.
+    let page = Response::MemberList {
+        members: vec![listed(4, 70), listed(5, 80), listed(6, t + 3_600_000)],
+        more: false,
+    };
+    let e = m.handle(
+        t,
+        Input::Answer {
+            token,
+            response: page,
+        },
+    );
+    let (token, _, nodes) = credential_batches(&e).remove(0);
+    assert_eq!(
+        sorted(nodes),
+        sorted(vec![key(4).public(), key(5).public()])
+    );
+    // Node 4's "credential" is node 7's; node 5's is given twice, then one nobody asked for.
+    let e = m.handle(
+        t,
+        Input::Answer {
+            token,
+            response: Response::MemberCredentials(vec![
+                given(4, node_credential(7)),
+                given(8, node_credential(8)),
+                given(5, node_credential(5)),
+                given(5, node_credential(9)),
+            ]),
+        },
+    );
+    assert!(
+        !m.core().members().contains_key(&key(4).public()),
+        "not its certificate"
+    );
+    assert!(
+        !m.core().members().contains_key(&key(8).public()),
+        "not asked for"
+    );
+    assert!(!m.core().members().contains_key(&key(7).public()));
+    assert!(m.core().members().contains_key(&key(5).public()));
+    assert!(!e.contains(&Effect::Joined(key(4).public())));
+    // Node 4 is not asked about again for a while, whoever names it.
+    join(&mut m, &[10], t);
+    let waiting = m.learning_waiting();
+    let id = crate::swim::SwimId {
+        key: key(4).public(),
+        bump: 70,
+    };
+    m.newcomer(t + 1, id, key(10).public(), &mut vec![]);
+    assert_eq!(m.learning_waiting(), waiting, "refused lately");
+    m.newcomer(t + CREDENTIAL_RETRY_MS, id, key(10).public(), &mut vec![]);
+    assert_eq!(
+        m.learning_waiting(),
+        waiting + 1,
+        "asked again after the retry time"
+    );
+}
+
+#[test]
+fn one_member_naming_thousands_of_made_up_nodes_does_not_crowd_out_the_others_news() {
+    let mut m = machine(2);
+    join(&mut m, &[3, 4], NOW);
+    let now = NOW + TICK;
+    // Node 3 names made-up nodes by SWIM news, far past its share.
+    for i in 0..(members::NEWCOMERS_PER_MEMBER as u32 + 500) {
+        let mut k = [0u8; 32];
+        k[..4].copy_from_slice(&i.to_le_bytes());
+        k[31] = 0xee;
+        let id = crate::swim::SwimId {
+            key: PublicKey(k),
+            bump: 1,
+        };
+        m.newcomer(now, id, key(3).public(), &mut vec![]);
+    }
+    assert_eq!(m.learning_waiting(), members::NEWCOMERS_PER_MEMBER);
+    // Node 4's news still gets in, and is asked of node 4.
+    let id = crate::swim::SwimId {
+        key: key(5).public(),
+        bump: 9,
+    };
+    m.newcomer(now, id, key(4).public(), &mut vec![]);
+    assert_eq!(m.learning_waiting(), members::NEWCOMERS_PER_MEMBER + 1);
+    // Batches are bounded in size and in flight.
+    let e = m.handle(now, Input::Tick { log_size: 0 });
+    let batches = credential_batches(&e);
+    assert!(batches.len() <= members::BATCHES_IN_FLIGHT);
+    assert!(
+        batches
+            .iter()
+            .all(|(_, _, n)| n.len() <= crate::wire::CREDENTIAL_BATCH)
+    );
+}
+
+#[test]
+fn a_restarted_node_judges_the_credentials_it_kept_instead_of_fetching_them() {
+    let mut m = machine(2);
+    m.remember_credentials([
+        (key(4).public(), Arc::from(node_credential(4))),
+        // Kept for node 5, but node 6's: fetched as if not kept.
+        (key(5).public(), Arc::from(node_credential(6))),
+    ]);
+    join(&mut m, &[3], NOW);
+    let t = NOW + TICK;
+    let e = m.handle(t, Input::Tick { log_size: 0 });
+    let (token, ..) = list_ask(&e).unwrap();
+    let page = Response::MemberList {
+        members: vec![listed(4, 70), listed(5, 80)],
+        more: false,
+    };
+    let e = m.handle(
+        t,
+        Input::Answer {
+            token,
+            response: page,
+        },
+    );
+    assert!(
+        m.core().members().contains_key(&key(4).public()),
+        "from the disk"
+    );
+    let batches = credential_batches(&e);
+    let asked: Vec<PublicKey> = batches.iter().flat_map(|(_, _, n)| n.clone()).collect();
+    assert!(!asked.contains(&key(4).public()));
+    assert!(
+        asked.contains(&key(5).public()),
+        "the wrong credential is fetched"
+    );
+}

@@ -220,6 +220,16 @@ pub enum SwimEvent {
     /// A quorum voted *this* node dead (it was unreachable for a while): it rejoins under
     /// a new identity and should re-advertise.
     Rejoined,
+    /// A member's packet named a node this one does not list, as alive (the news of a
+    /// start spreading, piggybacked on probes): the node machine may ask `via` for its
+    /// credential and admit it (see `node/members.rs`). Nothing of it reaches foca until it
+    /// is admitted.
+    Stranger {
+        /// The node, with the start `via` named.
+        id: SwimId,
+        /// The member whose packet named it (it lists the node, so holds its credential).
+        via: PublicKey,
+    },
 }
 
 /// What SWIM has done, for sensors and the simulator.
@@ -314,6 +324,9 @@ struct Shared {
     strangers: Vec<PublicKey>,
     /// When each stranger was last greeted (at most [`PENDING_VOTES`]).
     greeted: HashMap<PublicKey, u64>,
+    /// Nodes named alive in the packet being read that this node does not list, with the
+    /// sender (at most a packet's updates: drained into [`SwimEvent::Stranger`]s).
+    newcomers: Vec<(SwimId, PublicKey)>,
     refused: u64,
     /// foca's queue of signed items, as of the last step.
     backlog: usize,
@@ -778,6 +791,11 @@ impl Swim {
             .is_some_and(|s| s.0 == id.bump)
     }
 
+    /// The start this node probes `key` under, if it lists it.
+    pub fn start_of(&self, key: &PublicKey) -> Option<u64> {
+        self.shared().members.get(key).map(|s| s.0)
+    }
+
     /// This node's identity.
     pub fn me(&self) -> SwimId {
         self.me
@@ -946,6 +964,12 @@ impl Swim {
         self.drain(now_ms, Cause::Packet(from), &mut out);
         self.count_items(now_ms, &mut out);
         self.greet_strangers(&mut out);
+        let newcomers = std::mem::take(&mut self.shared().newcomers);
+        out.extend(
+            newcomers
+                .into_iter()
+                .map(|(id, via)| SwimEvent::Stranger { id, via }),
+        );
         match result {
             // What foca did before it stopped still stands (it is in `out`).
             Err(e) if out.is_empty() => (out, Err(SwimRefusal::Foca(e.to_string()))),
@@ -1135,7 +1159,16 @@ impl Swim {
                 State::Suspect | State::Down => Member::new(id, inc, State::Suspect),
             });
         }
-        let (bump, said) = self.shared().members.get(&id.key).copied()?;
+        let Some((bump, said)) = self.shared().members.get(&id.key).copied() else {
+            // News of a node this one does not list: learnt (by the node machine, from the
+            // sender, on its credential) only when it is said to be alive.
+            // A start this node declared dead is not news; a later start of it is.
+            let dead_start = self.shared().dead.get(&id.key).map(|d| d.id.bump);
+            if matches!(m.state(), State::Alive) && dead_start.is_none_or(|b| id.bump > b) {
+                self.shared().newcomers.push((id, *from));
+            }
+            return None;
+        };
         if id.bump != bump {
             // Another start of the member than the one it told this node about: news only
             // once it speaks for itself (or is admitted on a new advert).

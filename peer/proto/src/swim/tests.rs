@@ -72,7 +72,8 @@ impl Net {
                     let e = self.nodes[from].expel(self.now, &k);
                     self.carry(from, e);
                 }
-                SwimEvent::Rejoined => {}
+                // The node machine would fetch its credential; this net admits nobody new.
+                SwimEvent::Rejoined | SwimEvent::Stranger { .. } => {}
             }
         }
     }
@@ -751,4 +752,52 @@ fn votes_from_voters_a_node_does_not_list_yet_count_once_it_lists_them() {
     assert!(shared.pending.iter().any(|p| p.2 == honest));
     assert!(shared.pending.len() <= 1 + PENDING_PER_RELAYER);
     assert!(shared.strangers.len() <= PENDING_VOTES);
+}
+
+#[test]
+fn news_of_a_node_nobody_lists_names_it_a_stranger_and_reaches_foca_only_once_admitted() {
+    // Node 0 does not list node 3; node 1 tells it node 3 is alive, suspected, and down.
+    let mut net = Net::new_without(4, &[(0, 3)]);
+    net.run(10_000);
+    let from = net.nodes[1].me();
+    let to = net.nodes[0].me();
+    let stranger = net.nodes[3].me();
+    let strangers = |e: &[SwimEvent]| -> Vec<(SwimId, PublicKey)> {
+        e.iter()
+            .filter_map(|x| match x {
+                SwimEvent::Stranger { id, via } => Some((*id, *via)),
+                _ => None,
+            })
+            .collect()
+    };
+    let alive = crafted(
+        from,
+        to,
+        Message::Gossip,
+        &[Member::new(stranger, 0, State::Alive)],
+    );
+    let e = taken(net.nodes[0].packet(net.now, from.key, &alive)).unwrap();
+    assert_eq!(strangers(&e), vec![(stranger, from.key)]);
+    assert!(
+        !net.nodes[0].knows(&stranger),
+        "nobody is listed on news alone"
+    );
+    // A suspected or dead stranger is not news worth a credential.
+    for state in [State::Suspect, State::Down] {
+        let p = crafted(
+            from,
+            to,
+            Message::Gossip,
+            &[Member::new(stranger, 0, state)],
+        );
+        let e = taken(net.nodes[0].packet(net.now, from.key, &p)).unwrap();
+        assert!(strangers(&e).is_empty(), "{state:?}");
+    }
+    // Once admitted, it is a member like any other (the news came from a member that
+    // lists it; the node machine judged its credential).
+    let e = net.nodes[0].admit(net.now, stranger);
+    net.carry(0, e);
+    assert!(net.nodes[0].knows(&stranger));
+    let e = taken(net.nodes[0].packet(net.now, from.key, &alive)).unwrap();
+    assert!(strangers(&e).is_empty());
 }
