@@ -14,9 +14,14 @@
 //! or whose first adverts it heard: ~60% of a 10,000-node federation after an hour.
 //!
 //! Invariants:
-//! - Nobody is listed on another's word: a node learnt of is listed only once its
-//!   credential, fetched from the member that named it (which lists it, so holds it) in
-//!   batches of [`CREDENTIAL_BATCH`], is judged here like an advert's.
+//! - Nobody is listed on another's word. A node learnt of is greeted (a SWIM hello) once
+//!   its credential has come, from the member that named it (which lists it, so holds it)
+//!   in batches of [`CREDENTIAL_BATCH`], or from this node's disk. It is listed only when
+//!   it answers, under the start its own answer names (the transport proves the sender),
+//!   and only if its credential judges here like an advert's. A node that does not answer
+//!   within [`GREETING_WAIT_MS`] is not listed: members name nodes that died moments ago,
+//!   and one listed dead would be dropped only after this node's own probe of it, a round
+//!   of all members later (votes about it went by before it was listed).
 //! - Every table is bounded: nodes waiting to be learnt ([`MAX_NEWCOMERS`], and
 //!   [`NEWCOMERS_PER_MEMBER`] named by any one member, so a hostile member cannot crowd
 //!   out the others' news), batches in flight ([`BATCHES_IN_FLIGHT`]), one list page at a
@@ -34,6 +39,8 @@ pub const MAX_NEWCOMERS: usize = 4 * MEMBER_LIST_PAGE;
 pub const NEWCOMERS_PER_MEMBER: usize = 2 * MEMBER_LIST_PAGE;
 /// Credential batches in flight, at most.
 pub const BATCHES_IN_FLIGHT: usize = 2;
+/// How long a node greeted has to answer before it is taken for dead (not listed).
+pub const GREETING_WAIT_MS: u64 = 10_000;
 /// When a node pulls a member's list, counted from when it first lists a member: at once,
 /// and once more from another member three minutes later (nodes that start together each
 /// pull from a member that knows few yet; SWIM news covers the starts that follow).
@@ -42,7 +49,8 @@ pub const LIST_PULLS_AFTER_MS: [u64; 2] = [0, 180_000];
 /// What a node is learning (see the module's doc).
 #[derive(Default)]
 pub(super) struct Learning {
-    /// Nodes to learn, with the start they were named with and the member that named them.
+    /// Nodes to learn, with the start they were named with (kept for a credential from the
+    /// disk that must be fetched after all) and the member that named them.
     newcomers: BTreeMap<PublicKey, (u64, PublicKey)>,
     /// How many of `newcomers` each member named.
     named_by: BTreeMap<PublicKey, usize>,
@@ -55,12 +63,23 @@ pub(super) struct Learning {
     pulls: usize,
     /// When this node first listed a member.
     first_member_ms: Option<u64>,
-    /// Credentials this node held before it restarted, by node: a node learnt of is judged
-    /// on its cached credential, not fetched (a restart at 10,000 nodes would otherwise
-    /// fetch ~8 MB).
+    /// Credentials this node held before it restarted, by node: a node learnt of is
+    /// greeted on its cached credential, not fetched (a restart at 10,000 nodes would
+    /// otherwise fetch ~8 MB).
     cached: BTreeMap<PublicKey, Arc<[u8]>>,
+    /// Nodes greeted and not answered yet (at most [`MAX_NEWCOMERS`]).
+    greeting: BTreeMap<PublicKey, Greeting>,
     /// Nodes listed by what this module learnt.
     learnt: u64,
+}
+
+/// A node greeted: its credential, judged when it answers.
+struct Greeting {
+    credential: Arc<[u8]>,
+    since_ms: u64,
+    /// For a credential from the disk: the news to fetch it by if the node does not answer
+    /// (its addresses may have changed while this node was down).
+    fallback: Option<(u64, PublicKey)>,
 }
 
 impl Node {
@@ -116,11 +135,11 @@ impl Node {
         {
             return;
         }
-        if let Some(credential) = self.learning.cached.remove(&node)
-            && self.admit_learnt(now_ms, node, id.bump, &credential, Some(&credential), out)
-        {
-            self.learning.learnt += 1;
+        if self.learning.greeting.contains_key(&node) {
             return;
+        }
+        if let Some(credential) = self.learning.cached.remove(&node) {
+            return self.greet_newcomer(now_ms, node, credential, Some((id.bump, via)), out);
         }
         let named = self.learning.named_by.get(&via).copied().unwrap_or(0);
         if self.learning.newcomers.len() >= MAX_NEWCOMERS || named >= NEWCOMERS_PER_MEMBER {
@@ -130,11 +149,60 @@ impl Node {
         self.learning.named_by.insert(via, named + 1);
     }
 
-    /// Judges a credential fetched for (or cached of) a node learnt of, and lists the node
-    /// under the SWIM start it was named with. As for a SWIM sender, the member joins with
-    /// no load until it advertises, dated as early as the clock skew allows so that its own
-    /// adverts are all newer. Whether it is listed now (the caller decides what a refusal
-    /// means: a cached credential that no longer judges is only fetched).
+    /// Greets a node learnt of whose credential is here: listed if it answers (see
+    /// [`Node::greeted_answered`]).
+    fn greet_newcomer(
+        &mut self,
+        now_ms: u64,
+        node: PublicKey,
+        credential: Arc<[u8]>,
+        fallback: Option<(u64, PublicKey)>,
+        out: &mut Vec<Effect>,
+    ) {
+        if self.learning.greeting.len() >= MAX_NEWCOMERS {
+            return;
+        }
+        let greeting = Greeting {
+            credential,
+            since_ms: now_ms,
+            fallback,
+        };
+        self.learning.greeting.insert(node, greeting);
+        let events = self.swim.hello(node);
+        self.swim_events(now_ms, events, out);
+    }
+
+    /// A SWIM packet came from `node`, which this node does not list, under `start`: if it
+    /// was greeted, its credential is judged and it is listed (whether it was greeted).
+    pub(super) fn greeted_answered(
+        &mut self,
+        now_ms: u64,
+        node: PublicKey,
+        start: u64,
+        out: &mut Vec<Effect>,
+    ) -> bool {
+        let Some(g) = self.learning.greeting.remove(&node) else {
+            return false;
+        };
+        if self.admit_learnt(now_ms, node, start, &g.credential, Some(&g.credential), out) {
+            self.learning.learnt += 1;
+        } else if let Some((start, via)) = g.fallback {
+            // The disk's copy no longer judges (renewed, revoked): fetched as news.
+            let id = crate::swim::SwimId {
+                key: node,
+                bump: start,
+            };
+            self.newcomer(now_ms, id, via, out);
+        } else {
+            self.credential_refused(now_ms, node);
+        }
+        true
+    }
+
+    /// Judges a node's credential and lists the node under its SWIM start (one its own
+    /// packet named). As for any SWIM sender, the member joins with no load until it
+    /// advertises, dated as early as the clock skew allows so that its own adverts are all
+    /// newer. Whether it is listed now.
     pub(super) fn admit_learnt(
         &mut self,
         now_ms: u64,
@@ -175,24 +243,46 @@ impl Node {
         if self.learning.first_member_ms.is_none() && !self.core.members().is_empty() {
             self.learning.first_member_ms = Some(now_ms);
         }
+        let silent: Vec<PublicKey> = self
+            .learning
+            .greeting
+            .iter()
+            .filter(|(_, g)| now_ms.saturating_sub(g.since_ms) >= GREETING_WAIT_MS)
+            .map(|(k, _)| *k)
+            .collect();
+        for node in silent {
+            // Down (not listed), or, for a credential from the disk, maybe moved: fetched.
+            let fallback = self
+                .learning
+                .greeting
+                .remove(&node)
+                .and_then(|g| g.fallback);
+            if let Some((start, via)) = fallback {
+                let id = crate::swim::SwimId {
+                    key: node,
+                    bump: start,
+                };
+                self.newcomer(now_ms, id, via, out);
+            }
+        }
         while self.learning.batches < BATCHES_IN_FLIGHT {
             let Some(via) = self.learning.newcomers.values().next().map(|(_, v)| *v) else {
                 break;
             };
-            let nodes: Vec<(PublicKey, u64)> = self
+            let nodes: Vec<PublicKey> = self
                 .learning
                 .newcomers
                 .iter()
                 .filter(|(_, (_, v))| *v == via)
                 .take(CREDENTIAL_BATCH)
-                .map(|(k, (start, _))| (*k, *start))
+                .map(|(k, _)| *k)
                 .collect();
-            for (k, _) in &nodes {
+            for k in &nodes {
                 self.learning.newcomers.remove(k);
             }
             self.forget_named(via, nodes.len());
             let request = Request::MemberCredentials {
-                nodes: nodes.iter().map(|(k, _)| *k).collect(),
+                nodes: nodes.clone(),
             };
             if !self.ask(via, request, Asked::MemberCredentials { nodes }, out) {
                 break;
@@ -294,7 +384,7 @@ impl Node {
     pub(super) fn member_credentials_came(
         &mut self,
         now_ms: u64,
-        nodes: Vec<(PublicKey, u64)>,
+        nodes: Vec<PublicKey>,
         response: Option<Response>,
         out: &mut Vec<Effect>,
     ) {
@@ -302,7 +392,7 @@ impl Node {
         let Some(Response::MemberCredentials(list)) = response else {
             return;
         };
-        let mut asked: BTreeMap<PublicKey, u64> = nodes.into_iter().collect();
+        let mut asked: BTreeSet<PublicKey> = nodes.into_iter().collect();
         for MemberCredential {
             node,
             credential,
@@ -310,20 +400,17 @@ impl Node {
         } in list
         {
             // Each asked node once: a repeat or a node not asked is ignored.
-            let Some(start) = asked.remove(&node) else {
+            if !asked.remove(&node) {
                 continue;
-            };
+            }
             if self.core.members().contains_key(&node) {
                 continue;
             }
-            if !self.admit_learnt(now_ms, node, start, &credential, None, out) {
-                self.credential_refused(now_ms, node);
-                continue;
-            }
-            self.learning.learnt += 1;
+            // Its addresses first, so the router can reach it to greet it.
             if !addrs.is_empty() {
                 out.push(Effect::Addresses { node, addrs });
             }
+            self.greet_newcomer(now_ms, node, Arc::from(credential), None, out);
         }
     }
 

@@ -487,9 +487,8 @@ enum Asked {
     },
     /// A page of a member's member list (see `members.rs`).
     MemberList { member: PublicKey },
-    /// Credentials of nodes learnt of, from the member that named them, with the start
-    /// each was named with.
-    MemberCredentials { nodes: Vec<(PublicKey, u64)> },
+    /// Credentials of nodes learnt of, from the member that named them.
+    MemberCredentials { nodes: Vec<PublicKey> },
 }
 
 /// Effects waiting for writes.

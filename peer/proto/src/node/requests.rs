@@ -95,6 +95,7 @@ impl Node {
                         // that its next packets are heard.
                         if let crate::swim::SwimRefusal::NotAMember(k) = why
                             && let Some(bump) = crate::swim::SwimId::bump_of_packet(&data)
+                            && !self.greeted_answered(now_ms, k, bump, out)
                             && self.swim_unknown.len() < MAX_ASKED
                             && self.ask_credential(k, None, out)
                         {

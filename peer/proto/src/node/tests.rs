@@ -1601,6 +1601,29 @@ fn listed(n: u8, start: u64) -> crate::wire::ListedMember {
     }
 }
 
+/// Node `n`, started at `start`, answers `m`'s greeting (any SWIM packet of its own).
+fn answers_greeting(m: &mut Node, n: u8, start: u64, now: u64) -> Vec<Effect> {
+    let mut swim = crate::swim::Swim::new(&key(n), start, u64::from(n));
+    let [crate::swim::SwimEvent::Send { data, .. }] = &swim.hello(m.swim.me().key)[..] else {
+        panic!("a hello is one packet");
+    };
+    m.handle(
+        now,
+        Input::Request {
+            reply: 1,
+            from: Some(key(n).public()),
+            request: Request::Swim(data.clone()),
+        },
+    )
+}
+
+/// Whether `e` greets node `n` (a SWIM packet to it).
+fn greets(e: &[Effect], n: u8) -> bool {
+    e.iter().any(|x| {
+        matches!(x, Effect::Send { to, request: Request::Swim(_), .. } if *to == key(n).public())
+    })
+}
+
 fn given(n: u8, credential: Vec<u8>) -> crate::wire::MemberCredential {
     crate::wire::MemberCredential {
         node: key(n).public(),
@@ -1648,23 +1671,41 @@ fn a_node_that_starts_learns_the_federation_from_its_first_members_list() {
             ]),
         },
     );
-    for (n, start) in [(4, 70), (5, 80)] {
-        assert!(m.core().members().contains_key(&key(n).public()));
-        let id = crate::swim::SwimId {
-            key: key(n).public(),
-            bump: start,
-        };
-        assert!(
-            m.swim.knows(&id),
-            "probed under the start it was listed with"
-        );
-        assert!(e.contains(&Effect::Joined(key(n).public())));
-    }
     assert!(
         e.iter()
             .any(|x| matches!(x, Effect::Addresses { node, .. } if *node == key(4).public()))
     );
-    assert_eq!(m.members_learnt(), 2);
+    // Each is greeted, and listed only when it answers, under the start it names itself
+    // (node 4 restarted since the lister saw it; node 5 is down and never answers).
+    assert!(greets(&e, 4) && greets(&e, 5));
+    assert!(
+        !m.core().members().contains_key(&key(4).public()),
+        "not before it answers"
+    );
+    let e = answers_greeting(&mut m, 4, 75, t + 100);
+    assert!(e.contains(&Effect::Joined(key(4).public())));
+    let id = crate::swim::SwimId {
+        key: key(4).public(),
+        bump: 75,
+    };
+    assert!(m.swim.knows(&id), "probed under the start it named");
+    assert!(
+        !e.iter().any(|x| matches!(
+            x,
+            Effect::Send {
+                request: Request::Credential,
+                ..
+            }
+        )),
+        "its credential is not asked again"
+    );
+    assert_eq!(m.members_learnt(), 1);
+    let e = m.handle(t + members::GREETING_WAIT_MS, Input::Tick { log_size: 0 });
+    assert!(
+        !m.core().members().contains_key(&key(5).public()),
+        "silent: not listed"
+    );
+    assert!(credential_batches(&e).is_empty(), "and not fetched again");
     // The second pull comes three minutes later, and no other before it.
     let e = m.handle(t + TICK, Input::Tick { log_size: 0 });
     assert!(list_ask(&e).is_none());
@@ -1711,17 +1752,20 @@ fn a_lister_cannot_get_a_node_listed_that_it_holds_no_valid_credential_for() {
             ]),
         },
     );
+    assert!(!greets(&e, 8), "not asked for");
+    for n in [4, 5, 7, 8] {
+        answers_greeting(&mut m, n, 1, t);
+    }
     assert!(
         !m.core().members().contains_key(&key(4).public()),
         "not its certificate"
     );
     assert!(
-        !m.core().members().contains_key(&key(8).public()),
-        "not asked for"
+        m.core().members().contains_key(&key(5).public()),
+        "the first one given"
     );
+    assert!(!m.core().members().contains_key(&key(8).public()));
     assert!(!m.core().members().contains_key(&key(7).public()));
-    assert!(m.core().members().contains_key(&key(5).public()));
-    assert!(!e.contains(&Effect::Joined(key(4).public())));
     // Node 4 is not asked about again for a while, whoever names it.
     join(&mut m, &[10], t);
     let waiting = m.learning_waiting();
@@ -1798,14 +1842,23 @@ fn a_restarted_node_judges_the_credentials_it_kept_instead_of_fetching_them() {
         },
     );
     assert!(
-        m.core().members().contains_key(&key(4).public()),
-        "from the disk"
+        greets(&e, 4),
+        "greeted at once, on the credential from the disk"
     );
-    let batches = credential_batches(&e);
-    let asked: Vec<PublicKey> = batches.iter().flat_map(|(_, _, n)| n.clone()).collect();
-    assert!(!asked.contains(&key(4).public()));
-    assert!(
-        asked.contains(&key(5).public()),
+    answers_greeting(&mut m, 4, 70, t);
+    assert!(m.core().members().contains_key(&key(4).public()));
+    assert!(credential_batches(&e).is_empty(), "nothing fetched");
+    // Node 5 answers, its kept credential does not judge for it: fetched as news.
+    answers_greeting(&mut m, 5, 80, t);
+    assert!(!m.core().members().contains_key(&key(5).public()));
+    let e = m.handle(t + TICK, Input::Tick { log_size: 0 });
+    let asked: Vec<PublicKey> = credential_batches(&e)
+        .into_iter()
+        .flat_map(|(_, _, n)| n)
+        .collect();
+    assert_eq!(
+        asked,
+        vec![key(5).public()],
         "the wrong credential is fetched"
     );
 }
