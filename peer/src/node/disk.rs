@@ -246,6 +246,79 @@ impl Daemon {
     }
 }
 
+/// A member credential larger than this is not kept on disk (an honest node credential
+/// is ~1 KiB; the cache stays under `MAX_MEMBERS` × this, 64 MiB).
+pub(super) const MAX_KEPT_CREDENTIAL_BYTES: usize = 4 * 1024;
+
+impl Daemon {
+    fn member_credential_path(&self, node: &PublicKey) -> PathBuf {
+        member_credentials_dir(&self.dir).join(format!("{}.credential", node.to_hex()))
+    }
+
+    /// Keeps a new member's credential on disk, so that after a restart the node greets
+    /// the members it learns of on it instead of fetching it (`Node::remember_credentials`).
+    /// A cache: written without a sync, and a torn file is refused when it is judged.
+    pub(super) fn keep_member_credential(&mut self, node: &PublicKey) {
+        let Some(credential) = self
+            .node
+            .core()
+            .members()
+            .get(node)
+            .map(|m| m.credential().clone())
+            .filter(|c| c.len() <= MAX_KEPT_CREDENTIAL_BYTES)
+        else {
+            return;
+        };
+        let path = self.member_credential_path(node);
+        let _ = self.queue_disk(DiskJob::Work(Box::new(move || {
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+            if std::fs::write(&tmp, &credential[..]).is_ok() {
+                let _ = std::fs::rename(&tmp, &path);
+            }
+            None
+        })));
+    }
+
+    /// A member left: its credential is not kept (the cache holds members only, at most
+    /// `MAX_MEMBERS` of them).
+    pub(super) fn forget_member_credential(&mut self, node: &PublicKey) {
+        let path = self.member_credential_path(node);
+        let _ = self.queue_disk(DiskJob::Work(Box::new(move || {
+            let _ = std::fs::remove_file(path);
+            None
+        })));
+    }
+}
+
+pub(super) fn member_credentials_dir(dir: &Path) -> PathBuf {
+    dir.join("members")
+}
+
+/// The member credentials kept on disk (see `keep_member_credential`): at most
+/// `MAX_MEMBERS`, each at most [`MAX_KEPT_CREDENTIAL_BYTES`]; a file whose name is not a
+/// key is skipped. Each is judged before it is used.
+pub(super) fn read_member_credentials(dir: &Path) -> Vec<(PublicKey, std::sync::Arc<[u8]>)> {
+    let Ok(entries) = std::fs::read_dir(member_credentials_dir(dir)) else {
+        return vec![];
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let p = e.path();
+            if p.extension()? != "credential" {
+                return None;
+            }
+            let node = PublicKey::from_hex(p.file_stem()?.to_str()?).ok()?;
+            let bytes = read_limited(&p, MAX_KEPT_CREDENTIAL_BYTES).ok()?;
+            Some((node, std::sync::Arc::from(bytes)))
+        })
+        .take(slicefed_proto::core::MAX_MEMBERS)
+        .collect()
+}
+
 pub(super) fn read_limited(path: &Path, max: usize) -> Result<Vec<u8>, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if meta.len() > max as u64 {
@@ -398,5 +471,49 @@ pub(super) fn read_replica_page(
             Ok(Response::ReplicaPage { end, leaves })
         }
         _ => Err("its index does not match the file".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use slicefed_trust::fixtures::key;
+
+    #[test]
+    fn kept_member_credentials_are_read_back_bounded_and_only_under_a_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let members = member_credentials_dir(dir.path());
+        std::fs::create_dir_all(&members).unwrap();
+        let good = key(3).public();
+        std::fs::write(
+            members.join(format!("{}.credential", good.to_hex())),
+            b"cred",
+        )
+        .unwrap();
+        // Too big, not a key, another extension, a leftover temporary file.
+        let big = key(4).public();
+        std::fs::write(
+            members.join(format!("{}.credential", big.to_hex())),
+            vec![0; MAX_KEPT_CREDENTIAL_BYTES + 1],
+        )
+        .unwrap();
+        std::fs::write(members.join("not-a-key.credential"), b"x").unwrap();
+        std::fs::write(
+            members.join(format!("{}.txt", key(5).public().to_hex())),
+            b"x",
+        )
+        .unwrap();
+        std::fs::write(
+            members.join(format!("{}.tmp42", key(6).public().to_hex())),
+            b"x",
+        )
+        .unwrap();
+        let read = read_member_credentials(dir.path());
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].0, good);
+        assert_eq!(&read[0].1[..], b"cred");
+        // No directory: nothing, no error.
+        assert!(read_member_credentials(&dir.path().join("absent")).is_empty());
     }
 }

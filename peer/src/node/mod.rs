@@ -691,6 +691,7 @@ impl Daemon {
         if config.test_equivocate {
             node.witnessing_mut().test_equivocate();
         }
+        node.remember_credentials(read_member_credentials(&config.dir));
         // Saved slivers wait in the machine until it has caught up with members.
         let _ = node.handle(now_ms(), Input::Restart { saved, logged });
         let ledger = Arc::new(ledger);

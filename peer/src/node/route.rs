@@ -190,8 +190,9 @@ impl Daemon {
                     self.learn_addrs(swarm, p, addrs);
                 }
             }
-            Effect::Joined(_) => {}
+            Effect::Joined(k) => self.keep_member_credential(&k),
             Effect::Left(k) => {
+                self.forget_member_credential(&k);
                 if let Some(p) = peer_of(&k)
                     && let Some(addrs) = self.addrs.remove(&p)
                 {
