@@ -200,9 +200,8 @@ impl Node {
     }
 
     /// Judges a node's credential and lists the node under its SWIM start (one its own
-    /// packet named). As for any SWIM sender, the member joins with no load until it
-    /// advertises, dated as early as the clock skew allows so that its own adverts are all
-    /// newer. Whether it is listed now.
+    /// packet named), with no load until it advertises (`NodeCore::judge_unadvertised`).
+    /// Whether it is listed now.
     pub(super) fn admit_learnt(
         &mut self,
         now_ms: u64,
@@ -212,17 +211,7 @@ impl Node {
         shared: Option<&Arc<[u8]>>,
         out: &mut Vec<Effect>,
     ) -> bool {
-        let skew_ms = slicefed_trust::verify::CLOCK_SKEW_SECS.saturating_mul(1000);
-        let load = Load {
-            sent_ms: now_ms.saturating_sub(skew_ms.saturating_sub(1)),
-            swim_bump: start,
-            ..Load::default()
-        };
-        let hash = crate::core::credential_hash(bytes);
-        let Ok(Some(outs)) =
-            self.core
-                .judge_advert(now_ms, node, Some(bytes), &hash, shared, Arc::new(load))
-        else {
+        let Ok(outs) = self.core.judge_unadvertised(now_ms, node, bytes, shared) else {
             return false;
         };
         self.carry(now_ms, outs, true, out);
