@@ -160,6 +160,56 @@ impl NodeCore {
         let Some(node_credential) = node_credential else {
             return Ok(None);
         };
+        let (judgement, valid_until) = self.judge_node_credential(now_ms, from, node_credential)?;
+        let mut out = vec![];
+        if !self.members.contains_key(&from) {
+            if self.members.len() >= MAX_MEMBERS {
+                return refuse(format!("this node already tracks {MAX_MEMBERS} members"));
+            }
+            out.push(Output::Joined(from));
+        }
+        let judgement = Judgement {
+            credential: shared.map_or_else(|| Arc::from(node_credential), Arc::clone),
+            credential_hash: *hash,
+            ..judgement
+        };
+        let judgement = match &self.judgements {
+            Some(shared) => shared.intern(judgement),
+            None => Arc::new(judgement),
+        };
+        let member = Member {
+            last_seen_ms: now_ms,
+            last_sent_ms: sent_ms,
+            load,
+            valid_until,
+            judgement,
+        };
+        self.members.insert(from, member);
+        Ok(Some(out))
+    }
+
+    /// Whether `node_credential` is a node certificate for `node` that chains to a trusted
+    /// authority now, without listing anyone: a node learnt of from a third party is
+    /// greeted only on a credential that judges (`node/members.rs`).
+    pub fn check_node_credential(
+        &mut self,
+        now_ms: u64,
+        node: PublicKey,
+        node_credential: &[u8],
+    ) -> Result<(), CoreError> {
+        self.judge_node_credential(now_ms, node, node_credential)
+            .map(|_| ())
+    }
+
+    /// The judgement of a node credential for `from` (its credential fields left empty for
+    /// the caller), and until when it holds.
+    fn judge_node_credential(
+        &mut self,
+        now_ms: u64,
+        from: PublicKey,
+        node_credential: &[u8],
+    ) -> Result<(Judgement, u64), CoreError> {
+        let refuse = |why: String| Err(CoreError::NotMember(why));
         let cred = match Credential::from_bytes(node_credential) {
             Ok(c) => c,
             Err(e) => return refuse(e.to_string()),
@@ -190,33 +240,14 @@ impl NodeCore {
             .map_or(u64::MAX, |x| x.not_after)
             .min(v.effective.validity.not_after)
             .saturating_add(slicefed_trust::verify::CLOCK_SKEW_SECS);
-        let mut out = vec![];
-        if !self.members.contains_key(&from) {
-            if self.members.len() >= MAX_MEMBERS {
-                return refuse(format!("this node already tracks {MAX_MEMBERS} members"));
-            }
-            out.push(Output::Joined(from));
-        }
         let judgement = Judgement {
             name: nc.name.clone(),
             authority: v.responsible.authority.clone(),
-            credential: shared.map_or_else(|| Arc::from(node_credential), Arc::clone),
-            credential_hash: *hash,
+            credential: Arc::from(&[][..]),
+            credential_hash: [0; 32],
             chain: v.links.iter().map(|l| l.id).collect(),
         };
-        let judgement = match &self.judgements {
-            Some(shared) => shared.intern(judgement),
-            None => Arc::new(judgement),
-        };
-        let member = Member {
-            last_seen_ms: now_ms,
-            last_sent_ms: sent_ms,
-            load,
-            valid_until,
-            judgement,
-        };
-        self.members.insert(from, member);
-        Ok(Some(out))
+        Ok((judgement, valid_until))
     }
 
     /// A revocation arrived: members whose chain it names are judged again on their next

@@ -14,33 +14,46 @@
 //! or whose first adverts it heard: ~60% of a 10,000-node federation after an hour.
 //!
 //! Invariants:
-//! - Nobody is listed on another's word. A node learnt of is greeted (a SWIM hello) once
-//!   its credential has come, from the member that named it (which lists it, so holds it)
-//!   in batches of [`CREDENTIAL_BATCH`], or from this node's disk. It is listed only when
-//!   it answers, under the start its own answer names (the transport proves the sender),
-//!   and only if its credential judges here like an advert's. A node that does not answer
-//!   within [`GREETING_WAIT_MS`] is not listed: members name nodes that died moments ago,
-//!   and one listed dead would be dropped only after this node's own probe of it, a round
-//!   of all members later (votes about it went by before it was listed).
-//! - Every table is bounded: nodes waiting to be learnt ([`MAX_NEWCOMERS`], and
-//!   [`NEWCOMERS_PER_MEMBER`] named by any one member, so a hostile member cannot crowd
-//!   out the others' news), batches in flight ([`BATCHES_IN_FLIGHT`]), one list page at a
-//!   time, asked only while the newcomers it may bring fit.
-//! - A node refused once is not asked about again for [`CREDENTIAL_RETRY_MS`] (the same
-//!   rule as for adverts and SWIM senders).
+//! - Nobody is listed, or refused, on another's word. A node learnt of is greeted (a SWIM
+//!   hello) only on a credential that judges here for it (fetched from the member that
+//!   named it, which lists it and so holds it, in batches of [`CREDENTIAL_BATCH`], or
+//!   kept on this node's disk). It is listed only when its own packet answers, under the
+//!   start that packet names (the transport proves the sender). A node that does not
+//!   answer within [`GREETING_WAIT_MS`] is not listed: members name nodes that died
+//!   moments ago, and one listed dead would be dropped only after this node's own probe of
+//!   it, a round of all members later. A credential from a third party that does not judge
+//!   counts against that third party ([`MAX_STRIKES`]), never against the node it names.
+//! - Every table is bounded, and one member cannot crowd out the others: nodes waiting,
+//!   in a batch or greeted ([`MAX_NEWCOMERS`] in all, [`NEWCOMERS_PER_MEMBER`] on any one
+//!   member's word), one batch in flight per member and [`BATCHES_IN_FLIGHT`] in all,
+//!   taken from the members in turn; a member whose batches fail or bring credentials
+//!   that do not judge is not heard for [`STRIKE_MS`]; a node greeted is not greeted
+//!   again for [`GREET_AGAIN_MS`]; one list page at a time, at most [`MAX_PULL_PAGES`] a
+//!   pull, asked only while the newcomers it may bring fit.
 
 use super::*;
 use crate::core::MAX_MEMBERS;
 use crate::wire::{CREDENTIAL_BATCH, ListedMember, MEMBER_LIST_PAGE, MemberCredential};
+use std::ops::Bound;
 
-/// Nodes learnt of and waiting for their credential, at most.
+/// Nodes learnt of and not listed yet (waiting, in a batch, or greeted), at most.
 pub const MAX_NEWCOMERS: usize = 4 * MEMBER_LIST_PAGE;
-/// Of them, named by any one member, at most.
+/// Of them, on any one member's word, at most.
 pub const NEWCOMERS_PER_MEMBER: usize = 2 * MEMBER_LIST_PAGE;
-/// Credential batches in flight, at most.
+/// Credential batches in flight, at most (one per member).
 pub const BATCHES_IN_FLIGHT: usize = 2;
 /// How long a node greeted has to answer before it is taken for dead (not listed).
 pub const GREETING_WAIT_MS: u64 = 10_000;
+/// A node greeted is not greeted again for this long, whoever names it (a down node named
+/// again and again is not dialled again and again).
+pub const GREET_AGAIN_MS: u64 = 300_000;
+/// Failures (a batch unanswered or refused, a credential that does not judge for the node
+/// it is given for) after which a member's news and lists are ignored for [`STRIKE_MS`].
+pub const MAX_STRIKES: u8 = 3;
+/// See [`MAX_STRIKES`].
+pub const STRIKE_MS: u64 = 600_000;
+/// Pages one list pull asks, at most (a federation's worth of members).
+pub const MAX_PULL_PAGES: usize = MAX_MEMBERS.div_ceil(MEMBER_LIST_PAGE);
 /// When a node pulls a member's list, counted from when it first lists a member: at once,
 /// and once more from another member three minutes later (nodes that start together each
 /// pull from a member that knows few yet; SWIM news covers the starts that follow).
@@ -49,44 +62,126 @@ pub const LIST_PULLS_AFTER_MS: [u64; 2] = [0, 180_000];
 /// What a node is learning (see the module's doc).
 #[derive(Default)]
 pub(super) struct Learning {
-    /// Nodes to learn, with the start they were named with (kept for a credential from the
-    /// disk that must be fetched after all) and the member that named them.
-    newcomers: BTreeMap<PublicKey, (u64, PublicKey)>,
-    /// How many of `newcomers` each member named.
-    named_by: BTreeMap<PublicKey, usize>,
-    /// Credential batches in flight.
-    batches: usize,
-    /// The list being pulled: from whom, after which key, and whether a page is asked.
+    /// Nodes waiting for their credential, with the start they were named with and the
+    /// member that named them; and the same by member, for batches taken in turn.
+    waiting: BTreeMap<PublicKey, (u64, PublicKey)>,
+    waiting_by: BTreeMap<PublicKey, BTreeSet<PublicKey>>,
+    /// Nodes waiting, in a batch or greeted on each member's word.
+    share: BTreeMap<PublicKey, usize>,
+    /// Nodes in a batch in flight, with the member asked; and the members asked.
+    fetching: BTreeMap<PublicKey, PublicKey>,
+    batches: BTreeSet<PublicKey>,
+    /// The member the last batch went to (the next goes to the one after it).
+    last_batch_via: Option<PublicKey>,
+    /// Members' failures and when the first of them counted (at most [`MAX_MEMBERS`]).
+    strikes: BTreeMap<PublicKey, (u8, u64)>,
+    /// The list being pulled: from whom, after which key, pages asked, whether one is out.
     pull: Option<(PublicKey, Option<PublicKey>)>,
+    pull_pages: usize,
     pulling: bool,
     /// List pulls started since the node started.
     pulls: usize,
     /// When this node first listed a member.
     first_member_ms: Option<u64>,
     /// Credentials this node held before it restarted, by node: a node learnt of is
-    /// greeted on its cached credential, not fetched (a restart at 10,000 nodes would
+    /// greeted on its kept credential, not fetched (a restart at 10,000 nodes would
     /// otherwise fetch ~8 MB).
     cached: BTreeMap<PublicKey, Arc<[u8]>>,
-    /// Nodes greeted and not answered yet (at most [`MAX_NEWCOMERS`]).
+    /// Nodes greeted and not answered yet.
     greeting: BTreeMap<PublicKey, Greeting>,
+    /// When each node was last greeted (at most [`MAX_NEWCOMERS`]).
+    greeted: BTreeMap<PublicKey, u64>,
     /// Nodes listed by what this module learnt.
     learnt: u64,
 }
 
-/// A node greeted: its credential, judged when it answers.
+/// A node greeted: its credential (judged), listed when it answers.
 struct Greeting {
     credential: Arc<[u8]>,
     since_ms: u64,
+    /// The member on whose word it was greeted (none: from the disk).
+    via: Option<PublicKey>,
     /// For a credential from the disk: the news to fetch it by if the node does not answer
     /// (its addresses may have changed while this node was down).
     fallback: Option<(u64, PublicKey)>,
 }
 
+impl Learning {
+    fn held(&self) -> usize {
+        self.waiting.len() + self.fetching.len() + self.greeting.len()
+    }
+
+    fn charge(&mut self, via: PublicKey) {
+        *self.share.entry(via).or_insert(0) += 1;
+    }
+
+    fn release(&mut self, via: PublicKey) {
+        if let Some(n) = self.share.get_mut(&via) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.share.remove(&via);
+            }
+        }
+    }
+
+    fn has_room_for(&self, via: &PublicKey) -> bool {
+        self.held() < MAX_NEWCOMERS
+            && self.share.get(via).copied().unwrap_or(0) < NEWCOMERS_PER_MEMBER
+    }
+
+    fn struck_out(&self, via: &PublicKey, now_ms: u64) -> bool {
+        self.strikes.get(via).is_some_and(|(n, since)| {
+            *n >= MAX_STRIKES && now_ms.saturating_sub(*since) < STRIKE_MS
+        })
+    }
+
+    /// One more failure of `via`'s; its waiting nodes are dropped once it is struck out.
+    fn strike(&mut self, via: PublicKey, now_ms: u64) {
+        if self.strikes.len() >= MAX_MEMBERS {
+            self.strikes
+                .retain(|_, (_, since)| now_ms.saturating_sub(*since) < STRIKE_MS);
+        }
+        if self.strikes.len() >= MAX_MEMBERS && !self.strikes.contains_key(&via) {
+            return;
+        }
+        let entry = self.strikes.entry(via).or_insert((0, now_ms));
+        if now_ms.saturating_sub(entry.1) >= STRIKE_MS {
+            *entry = (0, now_ms);
+        }
+        entry.0 = entry.0.saturating_add(1);
+        if self.struck_out(&via, now_ms) {
+            for node in self.waiting_by.remove(&via).unwrap_or_default() {
+                self.waiting.remove(&node);
+                self.release(via);
+            }
+            if self.pull.is_some_and(|(member, _)| member == via) {
+                self.pull = None;
+            }
+        }
+    }
+
+    /// Whether `node` may be greeted now (not greeted lately, and room to remember it).
+    fn may_greet(&mut self, node: &PublicKey, now_ms: u64) -> bool {
+        if self
+            .greeted
+            .get(node)
+            .is_some_and(|at| now_ms.saturating_sub(*at) < GREET_AGAIN_MS)
+        {
+            return false;
+        }
+        if self.greeted.len() >= MAX_NEWCOMERS {
+            self.greeted
+                .retain(|_, at| now_ms.saturating_sub(*at) < GREET_AGAIN_MS);
+        }
+        self.greeted.len() < MAX_NEWCOMERS || self.greeted.contains_key(node)
+    }
+}
+
 impl Node {
     /// Credentials this node held before it restarted (from its disk), each with the node
-    /// it was saved for: nodes learnt of later are judged on them instead of fetched. At
+    /// it was saved for: nodes learnt of later are greeted on them instead of fetched. At
     /// most [`MAX_MEMBERS`] are kept. The key is only where to look: a credential that does
-    /// not judge for it (another subject, expired, revoked) is fetched as if not cached.
+    /// not judge for it (another subject, expired, revoked) is fetched as if not kept.
     pub fn remember_credentials(
         &mut self,
         credentials: impl IntoIterator<Item = (PublicKey, Arc<[u8]>)>,
@@ -104,13 +199,13 @@ impl Node {
         self.learning.learnt
     }
 
-    /// Nodes learnt of and waiting for their credential.
-    pub fn learning_waiting(&self) -> usize {
-        self.learning.newcomers.len()
+    /// Nodes learnt of and not listed yet (waiting, in a batch, or greeted).
+    pub fn learning_held(&self) -> usize {
+        self.learning.held()
     }
 
-    /// `via` named `id` (a node this one does not list) alive: learnt from a cached
-    /// credential at once, or queued to be asked of `via`.
+    /// `via` named `id` (a node this one does not list) alive: greeted at once on a
+    /// credential kept on disk, or queued to be asked of `via`.
     pub(super) fn newcomer(
         &mut self,
         now_ms: u64,
@@ -124,47 +219,68 @@ impl Node {
             .credential_refused
             .get(&node)
             .is_some_and(|at| now_ms.saturating_sub(*at) < CREDENTIAL_RETRY_MS);
+        let l = &self.learning;
         if node == self.swim.me().key
             || node == via
             || self.core.members().contains_key(&node)
-            || self.learning.newcomers.contains_key(&node)
+            || l.waiting.contains_key(&node)
+            || l.fetching.contains_key(&node)
+            || l.greeting.contains_key(&node)
             || self.swim_unknown.contains_key(&node)
             || refused_lately
-            // A start in the future is made up (a start is when the node started).
+            || l.struck_out(&via, now_ms)
+            // A start in the future is made up (a start is when the node started), and one
+            // this node declared dead is not news.
             || id.bump > now_ms.saturating_add(skew_ms)
+            || self.swim.dead_start(&node).is_some_and(|dead| id.bump <= dead)
         {
             return;
         }
-        if self.learning.greeting.contains_key(&node) {
-            return;
-        }
         if let Some(credential) = self.learning.cached.remove(&node) {
-            return self.greet_newcomer(now_ms, node, credential, Some((id.bump, via)), out);
+            if self
+                .core
+                .check_node_credential(now_ms, node, &credential)
+                .is_ok()
+            {
+                self.greet_newcomer(now_ms, node, credential, None, Some((id.bump, via)), out);
+                return;
+            }
+            // Kept but no longer good (renewed, revoked): fetched like any news.
         }
-        let named = self.learning.named_by.get(&via).copied().unwrap_or(0);
-        if self.learning.newcomers.len() >= MAX_NEWCOMERS || named >= NEWCOMERS_PER_MEMBER {
+        if !self.learning.has_room_for(&via) {
             return;
         }
-        self.learning.newcomers.insert(node, (id.bump, via));
-        self.learning.named_by.insert(via, named + 1);
+        self.learning.waiting.insert(node, (id.bump, via));
+        self.learning
+            .waiting_by
+            .entry(via)
+            .or_default()
+            .insert(node);
+        self.learning.charge(via);
     }
 
-    /// Greets a node learnt of whose credential is here: listed if it answers (see
-    /// [`Node::greeted_answered`]).
+    /// Greets a node learnt of whose credential judged here: listed if it answers (see
+    /// [`Node::greeted_answered`]). Not greeted (and so not held) if it was greeted lately.
     fn greet_newcomer(
         &mut self,
         now_ms: u64,
         node: PublicKey,
         credential: Arc<[u8]>,
+        via: Option<PublicKey>,
         fallback: Option<(u64, PublicKey)>,
         out: &mut Vec<Effect>,
     ) {
-        if self.learning.greeting.len() >= MAX_NEWCOMERS {
+        if self.learning.greeting.contains_key(&node) || !self.learning.may_greet(&node, now_ms) {
             return;
+        }
+        self.learning.greeted.insert(node, now_ms);
+        if let Some(v) = via {
+            self.learning.charge(v);
         }
         let greeting = Greeting {
             credential,
             since_ms: now_ms,
+            via,
             fallback,
         };
         self.learning.greeting.insert(node, greeting);
@@ -173,7 +289,9 @@ impl Node {
     }
 
     /// A SWIM packet came from `node`, which this node does not list, under `start`: if it
-    /// was greeted, its credential is judged and it is listed (whether it was greeted).
+    /// was greeted, it is listed (its credential judged again, for what changed since).
+    /// Whether the packet was an answer to a greeting. A start this node declared dead is
+    /// not listed again (the node learns of its death and rejoins under a new start).
     pub(super) fn greeted_answered(
         &mut self,
         now_ms: u64,
@@ -184,19 +302,23 @@ impl Node {
         let Some(g) = self.learning.greeting.remove(&node) else {
             return false;
         };
+        if let Some(via) = g.via {
+            self.learning.release(via);
+        }
+        if self
+            .swim
+            .dead_start(&node)
+            .is_some_and(|dead| start <= dead)
+        {
+            return true;
+        }
         if self.admit_learnt(now_ms, node, start, &g.credential, Some(&g.credential), out) {
             self.learning.learnt += 1;
-        } else if let Some((start, via)) = g.fallback {
-            // The disk's copy no longer judges (renewed, revoked): fetched as news.
-            let id = crate::swim::SwimId {
-                key: node,
-                bump: start,
-            };
-            self.newcomer(now_ms, id, via, out);
-        } else {
-            self.credential_refused(now_ms, node);
+            return true;
         }
-        true
+        // No longer good (revoked meanwhile): the node is asked for its own credential,
+        // as any node not listed that speaks.
+        false
     }
 
     /// Judges a node's credential and lists the node under its SWIM start (one its own
@@ -226,57 +348,42 @@ impl Node {
         true
     }
 
-    /// Asks what learning needs asked: credential batches for the nodes learnt of, the
-    /// next list page while its newcomers fit, and the list pulls that are due.
+    /// Asks what learning needs asked: greetings unanswered are let go, credential batches
+    /// go to the members in turn, the next list page while its newcomers fit, and the list
+    /// pulls that are due.
     pub(super) fn learn_members(&mut self, now_ms: u64, out: &mut Vec<Effect>) {
         if self.learning.first_member_ms.is_none() && !self.core.members().is_empty() {
             self.learning.first_member_ms = Some(now_ms);
         }
-        let silent: Vec<PublicKey> = self
-            .learning
-            .greeting
-            .iter()
-            .filter(|(_, g)| now_ms.saturating_sub(g.since_ms) >= GREETING_WAIT_MS)
-            .map(|(k, _)| *k)
-            .collect();
-        for node in silent {
-            // Down (not listed), or, for a credential from the disk, maybe moved: fetched.
-            let fallback = self
-                .learning
-                .greeting
-                .remove(&node)
-                .and_then(|g| g.fallback);
-            if let Some((start, via)) = fallback {
-                let id = crate::swim::SwimId {
-                    key: node,
-                    bump: start,
-                };
-                self.newcomer(now_ms, id, via, out);
-            }
-        }
-        while self.learning.batches < BATCHES_IN_FLIGHT {
-            let Some(via) = self.learning.newcomers.values().next().map(|(_, v)| *v) else {
+        self.let_silent_greetings_go(now_ms, out);
+        while self.learning.batches.len() < BATCHES_IN_FLIGHT && self.asked.len() < MAX_ASKED {
+            let Some(via) = self.next_batch_via() else {
                 break;
             };
             let nodes: Vec<PublicKey> = self
                 .learning
-                .newcomers
-                .iter()
-                .filter(|(_, (_, v))| *v == via)
-                .take(CREDENTIAL_BATCH)
-                .map(|(k, _)| *k)
-                .collect();
-            for k in &nodes {
-                self.learning.newcomers.remove(k);
+                .waiting_by
+                .get(&via)
+                .map(|set| set.iter().take(CREDENTIAL_BATCH).copied().collect())
+                .unwrap_or_default();
+            for node in &nodes {
+                self.learning.waiting.remove(node);
+                self.learning.fetching.insert(*node, via);
             }
-            self.forget_named(via, nodes.len());
+            if let Some(set) = self.learning.waiting_by.get_mut(&via) {
+                for node in &nodes {
+                    set.remove(node);
+                }
+                if set.is_empty() {
+                    self.learning.waiting_by.remove(&via);
+                }
+            }
+            self.learning.batches.insert(via);
+            self.learning.last_batch_via = Some(via);
             let request = Request::MemberCredentials {
                 nodes: nodes.clone(),
             };
-            if !self.ask(via, request, Asked::MemberCredentials { nodes }, out) {
-                break;
-            }
-            self.learning.batches += 1;
+            self.ask(via, request, Asked::MemberCredentials { via, nodes }, out);
         }
         self.pull_due(now_ms);
         let pulled_all = self.learning.pulls >= LIST_PULLS_AFTER_MS.len();
@@ -285,19 +392,62 @@ impl Node {
             // fetches it then (the cache is only a restart's).
             self.learning.cached.clear();
         }
-        let room = self.learning.newcomers.len() + MEMBER_LIST_PAGE <= MAX_NEWCOMERS;
+        let room = self.learning.held() + MEMBER_LIST_PAGE <= MAX_NEWCOMERS;
         if let Some((member, after)) = self.learning.pull
             && !self.learning.pulling
             && room
-            && self.ask(
-                member,
-                Request::MemberList { after },
-                Asked::MemberList { member },
-                out,
-            )
+            && self.asked.len() < MAX_ASKED
         {
+            if self.learning.pull_pages >= MAX_PULL_PAGES {
+                self.learning.pull = None;
+                return;
+            }
+            self.learning.pull_pages += 1;
             self.learning.pulling = true;
+            let request = Request::MemberList { after };
+            self.ask(member, request, Asked::MemberList { member }, out);
         }
+    }
+
+    /// Greetings not answered in time: the node is down (not listed) or, for a credential
+    /// from the disk, maybe moved (fetched from the member that named it).
+    fn let_silent_greetings_go(&mut self, now_ms: u64, out: &mut Vec<Effect>) {
+        let silent: Vec<PublicKey> = self
+            .learning
+            .greeting
+            .iter()
+            .filter(|(_, g)| now_ms.saturating_sub(g.since_ms) >= GREETING_WAIT_MS)
+            .map(|(k, _)| *k)
+            .collect();
+        for node in silent {
+            let Some(g) = self.learning.greeting.remove(&node) else {
+                continue;
+            };
+            if let Some(via) = g.via {
+                self.learning.release(via);
+            }
+            if let Some((start, via)) = g.fallback {
+                let id = crate::swim::SwimId {
+                    key: node,
+                    bump: start,
+                };
+                self.newcomer(now_ms, id, via, out);
+            }
+        }
+    }
+
+    /// The member after the last one asked (in key order, round) that has nodes waiting
+    /// and no batch in flight.
+    fn next_batch_via(&self) -> Option<PublicKey> {
+        let l = &self.learning;
+        let after = l.last_batch_via.map_or(Bound::Unbounded, Bound::Excluded);
+        let free = |via: &&PublicKey| !l.batches.contains(*via);
+        l.waiting_by
+            .range((after, Bound::Unbounded))
+            .map(|(via, _)| via)
+            .find(free)
+            .or_else(|| l.waiting_by.keys().find(free))
+            .copied()
     }
 
     /// Starts the next list pull when it is due, from a member picked by the clock (the
@@ -319,16 +469,8 @@ impl Node {
         let pick = (now_ms / 1_000 + self.learning.pulls as u64) as usize % members;
         if let Some(member) = self.member_keys.iter().nth(pick) {
             self.learning.pull = Some((*member, None));
+            self.learning.pull_pages = 0;
             self.learning.pulls += 1;
-        }
-    }
-
-    fn forget_named(&mut self, via: PublicKey, count: usize) {
-        if let Some(n) = self.learning.named_by.get_mut(&via) {
-            *n = n.saturating_sub(count);
-            if *n == 0 {
-                self.learning.named_by.remove(&via);
-            }
         }
     }
 
@@ -353,6 +495,7 @@ impl Node {
             .is_some_and(|m| after.is_some_and(|a| m.node <= a))
         {
             self.learning.pull = None;
+            self.learning.strike(member, now_ms);
             return;
         }
         self.learning.pull = match members.last() {
@@ -369,19 +512,28 @@ impl Node {
     }
 
     /// Credentials asked of `via` came (or none: `None`): each is judged for the node it
-    /// says, if that node was asked for.
+    /// is given for, if that node was asked for, and the node greeted. No answer, or a
+    /// credential that does not judge, is a strike against `via`, not against the node.
     pub(super) fn member_credentials_came(
         &mut self,
         now_ms: u64,
+        via: PublicKey,
         nodes: Vec<PublicKey>,
         response: Option<Response>,
         out: &mut Vec<Effect>,
     ) {
-        self.learning.batches = self.learning.batches.saturating_sub(1);
+        self.learning.batches.remove(&via);
+        let mut asked = BTreeSet::new();
+        for node in nodes {
+            if self.learning.fetching.remove(&node).is_some() {
+                self.learning.release(via);
+                asked.insert(node);
+            }
+        }
         let Some(Response::MemberCredentials(list)) = response else {
-            return;
+            return self.learning.strike(via, now_ms);
         };
-        let mut asked: BTreeSet<PublicKey> = nodes.into_iter().collect();
+        let mut bad = false;
         for MemberCredential {
             node,
             credential,
@@ -389,24 +541,32 @@ impl Node {
         } in list
         {
             // Each asked node once: a repeat or a node not asked is ignored.
-            if !asked.remove(&node) {
+            if !asked.remove(&node) || self.core.members().contains_key(&node) {
                 continue;
             }
-            if self.core.members().contains_key(&node) {
+            if self
+                .core
+                .check_node_credential(now_ms, node, &credential)
+                .is_err()
+            {
+                bad = true;
                 continue;
             }
-            // Its addresses first, so the router can reach it to greet it.
+            // Its addresses first, so the router can reach it to greet it (a certified
+            // node's, as the member that lists it holds them).
             if !addrs.is_empty() {
                 out.push(Effect::Addresses { node, addrs });
             }
-            self.greet_newcomer(now_ms, node, Arc::from(credential), None, out);
+            self.greet_newcomer(now_ms, node, Arc::from(credential), Some(via), None, out);
+        }
+        if bad {
+            self.learning.strike(via, now_ms);
         }
     }
 
     /// Answers [`Request::MemberList`]: the members after `after` in key order, each with
     /// the start SWIM probes.
     pub(super) fn member_list(&self, after: Option<PublicKey>) -> Response {
-        use std::ops::Bound;
         let from = after.map_or(Bound::Unbounded, Bound::Excluded);
         let mut keys = self
             .member_keys
@@ -421,11 +581,12 @@ impl Node {
         Response::MemberList { members, more }
     }
 
-    /// The credentials this node holds of `nodes` (for [`Read::MemberCredentials`]).
+    /// The credentials this node holds of `nodes` (for [`Read::MemberCredentials`]), each
+    /// once.
     pub(super) fn member_credentials(&self, nodes: &[PublicKey]) -> Vec<(PublicKey, Arc<[u8]>)> {
-        nodes
-            .iter()
-            .take(CREDENTIAL_BATCH)
+        let asked: BTreeSet<&PublicKey> = nodes.iter().take(CREDENTIAL_BATCH).collect();
+        asked
+            .into_iter()
             .filter_map(|k| {
                 let m = self.core.members().get(k)?;
                 Some((*k, Arc::clone(m.credential())))

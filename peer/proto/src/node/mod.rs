@@ -488,7 +488,10 @@ enum Asked {
     /// A page of a member's member list (see `members.rs`).
     MemberList { member: PublicKey },
     /// Credentials of nodes learnt of, from the member that named them.
-    MemberCredentials { nodes: Vec<PublicKey> },
+    MemberCredentials {
+        via: PublicKey,
+        nodes: Vec<PublicKey>,
+    },
 }
 
 /// Effects waiting for writes.
@@ -789,7 +792,9 @@ impl Node {
             Input::Answer { token, response } => self.answer(now_ms, token, response, &mut out),
             Input::NoAnswer { token } => self.no_answer(token),
             Input::CredentialAnswer { token, credential } => {
-                if let Some(Asked::Credential { node, advert }) = self.asked.remove(&token) {
+                if let Some(Asked::Credential { .. }) = self.asked.get(&token)
+                    && let Some(Asked::Credential { node, advert }) = self.asked.remove(&token)
+                {
                     let advert = advert.as_deref();
                     self.credential_came(
                         now_ms,
@@ -799,6 +804,14 @@ impl Node {
                         Some(&credential),
                         &mut out,
                     );
+                } else {
+                    // A credential answering another ask: that ask's own handling (a wrong
+                    // kind of answer) decides.
+                    let response = Response::Credential {
+                        credential: credential.to_vec(),
+                        addrs: vec![],
+                    };
+                    self.answer(now_ms, token, response, &mut out);
                 }
             }
             Input::Gossip {
@@ -1415,8 +1428,8 @@ impl Node {
                 self.member_list_came(now_ms, member, Some(response), out);
                 self.learn_members(now_ms, out);
             }
-            Some(Asked::MemberCredentials { nodes }) => {
-                self.member_credentials_came(now_ms, nodes, Some(response), out);
+            Some(Asked::MemberCredentials { via, nodes }) => {
+                self.member_credentials_came(now_ms, via, nodes, Some(response), out);
                 self.learn_members(now_ms, out);
             }
             Some(Asked::Prints { member }) => {
@@ -1560,8 +1573,8 @@ impl Node {
             Some(Asked::MemberList { member }) => {
                 self.member_list_came(self.now_ms, member, None, &mut vec![])
             }
-            Some(Asked::MemberCredentials { nodes }) => {
-                self.member_credentials_came(self.now_ms, nodes, None, &mut vec![])
+            Some(Asked::MemberCredentials { via, nodes }) => {
+                self.member_credentials_came(self.now_ms, via, nodes, None, &mut vec![])
             }
             None => {}
         }

@@ -1716,7 +1716,7 @@ fn a_node_that_starts_learns_the_federation_from_its_first_members_list() {
 }
 
 #[test]
-fn a_lister_cannot_get_a_node_listed_that_it_holds_no_valid_credential_for() {
+fn a_lister_can_neither_list_a_node_nor_bar_it_by_naming_it() {
     let mut m = machine(2);
     join(&mut m, &[3], NOW);
     let t = NOW + TICK;
@@ -1752,35 +1752,58 @@ fn a_lister_cannot_get_a_node_listed_that_it_holds_no_valid_credential_for() {
             ]),
         },
     );
+    assert!(
+        greets(&e, 5),
+        "the first credential given for node 5 judges"
+    );
+    assert!(
+        !greets(&e, 4),
+        "not greeted on a credential that is not its own"
+    );
     assert!(!greets(&e, 8), "not asked for");
-    for n in [4, 5, 7, 8] {
-        answers_greeting(&mut m, n, 1, t);
-    }
+    answers_greeting(&mut m, 5, 80, t);
+    assert!(m.core().members().contains_key(&key(5).public()));
+    // Node 4 is not barred by the bad credential: its own packet makes this node ask it
+    // for its credential, as for any node not listed.
+    let e = answers_greeting(&mut m, 4, 70, t);
+    assert!(!m.core().members().contains_key(&key(4).public()));
     assert!(
-        !m.core().members().contains_key(&key(4).public()),
-        "not its certificate"
+        e.iter().any(|x| matches!(x, Effect::Send { to, request: Request::Credential, .. } if *to == key(4).public())),
+        "{e:?}"
     );
-    assert!(
-        m.core().members().contains_key(&key(5).public()),
-        "the first one given"
-    );
-    assert!(!m.core().members().contains_key(&key(8).public()));
-    assert!(!m.core().members().contains_key(&key(7).public()));
-    // Node 4 is not asked about again for a while, whoever names it.
-    join(&mut m, &[10], t);
-    let waiting = m.learning_waiting();
-    let id = crate::swim::SwimId {
-        key: key(4).public(),
-        bump: 70,
+}
+
+#[test]
+fn a_member_whose_answers_fail_is_not_heard_for_a_while() {
+    let mut m = machine(2);
+    join(&mut m, &[3, 4], NOW);
+    let now = NOW + TICK;
+    let news = |m: &mut Node, n: u8, via: u8| {
+        let id = crate::swim::SwimId {
+            key: key(n).public(),
+            bump: 1,
+        };
+        m.newcomer(now, id, key(via).public(), &mut vec![]);
     };
-    m.newcomer(t + 1, id, key(10).public(), &mut vec![]);
-    assert_eq!(m.learning_waiting(), waiting, "refused lately");
-    m.newcomer(t + CREDENTIAL_RETRY_MS, id, key(10).public(), &mut vec![]);
-    assert_eq!(
-        m.learning_waiting(),
-        waiting + 1,
-        "asked again after the retry time"
-    );
+    for round in 0..members::MAX_STRIKES {
+        news(&mut m, 10 + round, 3);
+        let e = m.handle(now, Input::Tick { log_size: 0 });
+        let (token, to, _) = credential_batches(&e).remove(0);
+        assert_eq!(to, key(3).public());
+        m.handle(now, Input::NoAnswer { token });
+    }
+    let held = m.learning_held();
+    news(&mut m, 20, 3);
+    assert_eq!(m.learning_held(), held, "struck out: its news is not taken");
+    news(&mut m, 21, 4);
+    assert_eq!(m.learning_held(), held + 1, "another member's still is");
+    let later = now + members::STRIKE_MS;
+    let id = crate::swim::SwimId {
+        key: key(22).public(),
+        bump: 1,
+    };
+    m.newcomer(later, id, key(3).public(), &mut vec![]);
+    assert_eq!(m.learning_held(), held + 2, "heard again after a while");
 }
 
 #[test]
@@ -1788,26 +1811,24 @@ fn one_member_naming_thousands_of_made_up_nodes_does_not_crowd_out_the_others_ne
     let mut m = machine(2);
     join(&mut m, &[3, 4], NOW);
     let now = NOW + TICK;
-    // Node 3 names made-up nodes by SWIM news, far past its share.
+    // Node 3 names made-up nodes by SWIM news, far past its share; their keys sort first.
     for i in 0..(members::NEWCOMERS_PER_MEMBER as u32 + 500) {
         let mut k = [0u8; 32];
-        k[..4].copy_from_slice(&i.to_le_bytes());
-        k[31] = 0xee;
+        k[28..].copy_from_slice(&i.to_be_bytes());
         let id = crate::swim::SwimId {
             key: PublicKey(k),
             bump: 1,
         };
         m.newcomer(now, id, key(3).public(), &mut vec![]);
     }
-    assert_eq!(m.learning_waiting(), members::NEWCOMERS_PER_MEMBER);
-    // Node 4's news still gets in, and is asked of node 4.
+    assert_eq!(m.learning_held(), members::NEWCOMERS_PER_MEMBER);
+    // Node 4's news still gets in, and is asked of node 4 at once, beside node 3's batch.
     let id = crate::swim::SwimId {
         key: key(5).public(),
         bump: 9,
     };
     m.newcomer(now, id, key(4).public(), &mut vec![]);
-    assert_eq!(m.learning_waiting(), members::NEWCOMERS_PER_MEMBER + 1);
-    // Batches are bounded in size and in flight.
+    assert_eq!(m.learning_held(), members::NEWCOMERS_PER_MEMBER + 1);
     let e = m.handle(now, Input::Tick { log_size: 0 });
     let batches = credential_batches(&e);
     assert!(batches.len() <= members::BATCHES_IN_FLIGHT);
@@ -1816,10 +1837,23 @@ fn one_member_naming_thousands_of_made_up_nodes_does_not_crowd_out_the_others_ne
             .iter()
             .all(|(_, _, n)| n.len() <= crate::wire::CREDENTIAL_BATCH)
     );
+    assert!(
+        batches
+            .iter()
+            .any(|(_, to, n)| *to == key(4).public() && n == &vec![key(5).public()]),
+        "one batch per member, in turn: {batches:?}"
+    );
+    // Node 3's next batch waits for its first (one in flight per member).
+    let e = m.handle(now + TICK, Input::Tick { log_size: 0 });
+    assert!(
+        credential_batches(&e)
+            .iter()
+            .all(|(_, to, _)| *to != key(3).public())
+    );
 }
 
 #[test]
-fn a_restarted_node_judges_the_credentials_it_kept_instead_of_fetching_them() {
+fn a_restarted_node_greets_on_the_credentials_it_kept_instead_of_fetching_them() {
     let mut m = machine(2);
     m.remember_credentials([
         (key(4).public(), Arc::from(node_credential(4))),
@@ -1845,13 +1879,7 @@ fn a_restarted_node_judges_the_credentials_it_kept_instead_of_fetching_them() {
         greets(&e, 4),
         "greeted at once, on the credential from the disk"
     );
-    answers_greeting(&mut m, 4, 70, t);
-    assert!(m.core().members().contains_key(&key(4).public()));
-    assert!(credential_batches(&e).is_empty(), "nothing fetched");
-    // Node 5 answers, its kept credential does not judge for it: fetched as news.
-    answers_greeting(&mut m, 5, 80, t);
-    assert!(!m.core().members().contains_key(&key(5).public()));
-    let e = m.handle(t + TICK, Input::Tick { log_size: 0 });
+    assert!(!greets(&e, 5));
     let asked: Vec<PublicKey> = credential_batches(&e)
         .into_iter()
         .flat_map(|(_, _, n)| n)
@@ -1861,4 +1889,6 @@ fn a_restarted_node_judges_the_credentials_it_kept_instead_of_fetching_them() {
         vec![key(5).public()],
         "the wrong credential is fetched"
     );
+    answers_greeting(&mut m, 4, 70, t);
+    assert!(m.core().members().contains_key(&key(4).public()));
 }

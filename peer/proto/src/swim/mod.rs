@@ -791,6 +791,11 @@ impl Swim {
             .is_some_and(|s| s.0 == id.bump)
     }
 
+    /// The start of `key` this node declared dead (and still remembers), if any.
+    pub fn dead_start(&self, key: &PublicKey) -> Option<u64> {
+        self.shared().dead.get(key).map(|d| d.id.bump)
+    }
+
     /// The start this node probes `key` under, if it lists it.
     pub fn start_of(&self, key: &PublicKey) -> Option<u64> {
         self.shared().members.get(key).map(|s| s.0)
@@ -947,6 +952,8 @@ impl Swim {
         data: &[u8],
     ) -> (Vec<SwimEvent>, Result<(), SwimRefusal>) {
         self.shared().now_ms = now_ms;
+        // News read from a packet that is then refused is not acted on.
+        self.shared().newcomers.clear();
         let filtered = match self.filter(now_ms, from, data) {
             Ok(f) => f,
             Err(e) => {
