@@ -811,13 +811,17 @@ impl Response {
             }
             Response::MemberCredentials(list)
                 if list.len() > CREDENTIAL_BATCH
-                    || list.iter().any(|c| !addrs_in_bounds(&c.addrs)) =>
+                    || list.iter().any(|c| {
+                        !addrs_in_bounds(&c.addrs)
+                            || c.credential.len() > slicefed_trust::objects::MAX_CREDENTIAL_BYTES
+                    }) =>
             {
                 return Err(WireError::Invalid {
                     what: "response",
                     why: format!(
-                        "over {CREDENTIAL_BATCH} member credentials, or one with more than \
-                         {MAX_TAGS} addresses or an address over 256 bytes"
+                        "over {CREDENTIAL_BATCH} member credentials, or one over {} bytes, \
+                         with more than {MAX_TAGS} addresses or an address over 256 bytes",
+                        slicefed_trust::objects::MAX_CREDENTIAL_BYTES
                     ),
                 });
             }
@@ -1054,7 +1058,12 @@ mod tests {
         };
         let too_many = Response::MemberCredentials(vec![given(vec![]); CREDENTIAL_BATCH + 1]);
         let long_addr = Response::MemberCredentials(vec![given(vec!["x".repeat(257)])]);
-        for bad in [too_many, long_addr] {
+        let big = MemberCredential {
+            credential: vec![0; slicefed_trust::objects::MAX_CREDENTIAL_BYTES + 1],
+            ..given(vec![])
+        };
+        let big = Response::MemberCredentials(vec![big]);
+        for bad in [too_many, long_addr, big] {
             assert!(Response::from_bytes(&bad.to_bytes().unwrap()).is_err());
         }
     }

@@ -251,45 +251,67 @@ impl Daemon {
 pub(super) const MAX_KEPT_CREDENTIAL_BYTES: usize = 4 * 1024;
 
 impl Daemon {
-    fn member_credential_path(&self, node: &PublicKey) -> PathBuf {
-        member_credentials_dir(&self.dir).join(format!("{}.credential", node.to_hex()))
-    }
-
-    /// Keeps a new member's credential on disk, so that after a restart the node greets
-    /// the members it learns of on it instead of fetching it (`Node::remember_credentials`).
-    /// A cache: written without a sync, and a torn file is refused when it is judged.
+    /// Keeps a new member's credential on disk (at the next tick), so that after a restart
+    /// the node greets the members it learns of on it instead of fetching it
+    /// (`Node::remember_credentials`).
     pub(super) fn keep_member_credential(&mut self, node: &PublicKey) {
-        let Some(credential) = self
+        let credential = self
             .node
             .core()
             .members()
             .get(node)
-            .map(|m| m.credential().clone())
-            .filter(|c| c.len() <= MAX_KEPT_CREDENTIAL_BYTES)
-        else {
-            return;
-        };
-        let path = self.member_credential_path(node);
-        let _ = self.queue_disk(DiskJob::Work(Box::new(move || {
-            if let Some(dir) = path.parent() {
-                let _ = std::fs::create_dir_all(dir);
-            }
-            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-            if std::fs::write(&tmp, &credential[..]).is_ok() {
-                let _ = std::fs::rename(&tmp, &path);
-            }
-            None
-        })));
+            .map(|m| Arc::clone(m.credential()))
+            .filter(|c| c.len() <= MAX_KEPT_CREDENTIAL_BYTES);
+        if let Some(c) = credential {
+            self.note_member_credential(*node, Some(c));
+        }
     }
 
-    /// A member left: its credential is not kept (the cache holds members only, at most
-    /// `MAX_MEMBERS` of them).
+    /// A member left: its credential is not kept (the cache holds members only).
     pub(super) fn forget_member_credential(&mut self, node: &PublicKey) {
-        let path = self.member_credential_path(node);
-        let _ = self.queue_disk(DiskJob::Work(Box::new(move || {
-            let _ = std::fs::remove_file(path);
-            None
-        })));
+        self.note_member_credential(*node, None);
+    }
+
+    fn note_member_credential(&mut self, node: PublicKey, change: Option<Arc<[u8]>>) {
+        let room = self.member_credentials.len() < slicefed_proto::core::MAX_MEMBERS;
+        if room || self.member_credentials.contains_key(&node) {
+            self.member_credentials.insert(node, change);
+        }
+    }
+
+    /// Writes the tick's changes to the members' credentials in one disk job. A cache:
+    /// written without a sync (a torn file does not judge and is fetched again), and if
+    /// the disk queue is full the changes wait for the next tick.
+    pub(super) fn flush_member_credentials(&mut self) {
+        if self.member_credentials.is_empty() {
+            return;
+        }
+        let changes = std::mem::take(&mut self.member_credentials);
+        let dir = member_credentials_dir(&self.dir);
+        let job = {
+            let changes = changes.clone();
+            move || {
+                let _ = std::fs::create_dir_all(&dir);
+                for (node, change) in changes {
+                    let path = dir.join(format!("{}.credential", node.to_hex()));
+                    match change {
+                        Some(credential) => {
+                            let tmp = path.with_extension("tmp");
+                            if std::fs::write(&tmp, &credential[..]).is_ok() {
+                                let _ = std::fs::rename(&tmp, &path);
+                            }
+                        }
+                        None => {
+                            let _ = std::fs::remove_file(&path);
+                        }
+                    }
+                }
+                None
+            }
+        };
+        if self.queue_disk(DiskJob::Work(Box::new(job))).is_err() {
+            self.member_credentials = changes;
+        }
     }
 }
 
@@ -297,26 +319,34 @@ pub(super) fn member_credentials_dir(dir: &Path) -> PathBuf {
     dir.join("members")
 }
 
-/// The member credentials kept on disk (see `keep_member_credential`): at most
+/// The member credentials kept on disk (see `keep_member_credential`), taken: at most
 /// `MAX_MEMBERS`, each at most [`MAX_KEPT_CREDENTIAL_BYTES`]; a file whose name is not a
-/// key is skipped. Each is judged before it is used.
-pub(super) fn read_member_credentials(dir: &Path) -> Vec<(PublicKey, std::sync::Arc<[u8]>)> {
+/// key is skipped. Every file is removed (the node writes its members' again as they
+/// join), so leftovers, torn files and members of long ago do not pile up. Each
+/// credential is judged before it is used.
+pub(super) fn take_member_credentials(dir: &Path) -> Vec<(PublicKey, std::sync::Arc<[u8]>)> {
     let Ok(entries) = std::fs::read_dir(member_credentials_dir(dir)) else {
         return vec![];
     };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            let p = e.path();
+    let mut kept = vec![];
+    for entry in entries.filter_map(Result::ok) {
+        let p = entry.path();
+        let read = || {
             if p.extension()? != "credential" {
                 return None;
             }
             let node = PublicKey::from_hex(p.file_stem()?.to_str()?).ok()?;
             let bytes = read_limited(&p, MAX_KEPT_CREDENTIAL_BYTES).ok()?;
             Some((node, std::sync::Arc::from(bytes)))
-        })
-        .take(slicefed_proto::core::MAX_MEMBERS)
-        .collect()
+        };
+        if kept.len() < slicefed_proto::core::MAX_MEMBERS
+            && let Some(k) = read()
+        {
+            kept.push(k);
+        }
+        let _ = std::fs::remove_file(&p);
+    }
+    kept
 }
 
 pub(super) fn read_limited(path: &Path, max: usize) -> Result<Vec<u8>, String> {
@@ -481,7 +511,7 @@ mod tests {
     use slicefed_trust::fixtures::key;
 
     #[test]
-    fn kept_member_credentials_are_read_back_bounded_and_only_under_a_key() {
+    fn kept_member_credentials_are_taken_back_bounded_and_only_under_a_key() {
         let dir = tempfile::tempdir().unwrap();
         let members = member_credentials_dir(dir.path());
         std::fs::create_dir_all(&members).unwrap();
@@ -509,11 +539,14 @@ mod tests {
             b"x",
         )
         .unwrap();
-        let read = read_member_credentials(dir.path());
+        let read = take_member_credentials(dir.path());
         assert_eq!(read.len(), 1);
         assert_eq!(read[0].0, good);
         assert_eq!(&read[0].1[..], b"cred");
+        // Taken: the directory is empty after (members are written again as they join).
+        assert_eq!(std::fs::read_dir(&members).unwrap().count(), 0);
+        assert!(take_member_credentials(dir.path()).is_empty());
         // No directory: nothing, no error.
-        assert!(read_member_credentials(&dir.path().join("absent")).is_empty());
+        assert!(take_member_credentials(&dir.path().join("absent")).is_empty());
     }
 }

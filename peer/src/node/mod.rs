@@ -310,6 +310,11 @@ struct Daemon {
     writer: Option<std::thread::JoinHandle<()>>,
     /// Writes other than appends queued for the disk thread (see `queue_disk`).
     disk_work: Arc<std::sync::atomic::AtomicUsize>,
+    /// Members' credentials to keep on disk (`Some`) or forget (`None`), written once a
+    /// tick in one job (`flush_member_credentials`): thousands of members joining at a
+    /// start must not take the disk queue's room from sliver and replica writes. At most
+    /// `MAX_MEMBERS` (a cache: past that, changes are dropped).
+    member_credentials: BTreeMap<PublicKey, Option<Arc<[u8]>>>,
     sandbox: DropOffThread<Sandbox>,
     live: BTreeMap<u64, Live>,
     ended: VecDeque<Ended>,
@@ -691,7 +696,9 @@ impl Daemon {
         if config.test_equivocate {
             node.witnessing_mut().test_equivocate();
         }
-        node.remember_credentials(read_member_credentials(&config.dir));
+        // Handed to the machine and cleared from the disk: members rewrite theirs as they
+        // join again, so the directory holds this run's members only.
+        node.remember_credentials(take_member_credentials(&config.dir));
         // Saved slivers wait in the machine until it has caught up with members.
         let _ = node.handle(now_ms(), Input::Restart { saved, logged });
         let ledger = Arc::new(ledger);
@@ -709,6 +716,7 @@ impl Daemon {
             writes,
             writer: Some(writer),
             disk_work: Arc::default(),
+            member_credentials: BTreeMap::new(),
             sandbox: DropOffThread(Some(sandbox)),
             live: BTreeMap::new(),
             ended: VecDeque::new(),

@@ -339,6 +339,7 @@ impl Daemon {
         let log_size = self.ledger.size().unwrap_or(0);
         self.feed(swarm, Input::Tick { log_size });
         self.keep_connected(swarm);
+        self.flush_member_credentials();
     }
 
     pub(super) fn on_admin(&mut self, swarm: &mut Swarm, call: AdminCall) {

@@ -890,13 +890,17 @@ impl NodeCore {
         if now_ms.saturating_sub(self.last_expiry_scan_ms) >= gap {
             self.last_expiry_scan_ms = now_ms;
             let deadline = now_ms.saturating_sub(timeout);
+            let mut silent: Vec<(u64, PublicKey)> = vec![];
             self.members.retain(|k, m| {
                 let keep = m.last_seen_ms >= deadline;
                 if !keep {
-                    out.push(Output::Left(*k));
+                    silent.push((m.last_seen_ms, *k));
                 }
                 keep
             });
+            // In order of silence, the longest first (as they fell silent).
+            silent.sort_unstable();
+            out.extend(silent.into_iter().map(|(_, k)| Output::Left(k)));
         }
         out
     }

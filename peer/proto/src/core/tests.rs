@@ -427,6 +427,17 @@ fn members_leave_in_order_of_silence_and_the_interval_grows_with_the_federation(
         ]
     );
     assert_eq!(n.members().len(), 1);
+    // Between two looks over the members (at least every eighth of the timeout) nobody
+    // leaves; the next look drops the last one.
+    // Node 22 was heard at NOW + 20 s: still fresh at NOW + 49 s (a look), silent past
+    // the timeout at NOW + 50.5 s but not looked at until a gap later.
+    let look = NOW + 49_000;
+    assert!(n.tick(look).is_empty());
+    assert!(n.tick(NOW + 50_500).is_empty(), "no look yet");
+    assert_eq!(
+        n.tick(look + MEMBER_TIMEOUT_MS / 8),
+        vec![Output::Left(key(22).public())]
+    );
     // A thousand members at 2 adverts/s (120 a minute): every 500 s at most, a refresh every 2,000 s,
     // silence tolerated for three refreshes (SWIM notices a dead member long before).
     let mut big = node(11);
