@@ -236,16 +236,16 @@ impl Node {
         {
             return;
         }
-        if let Some(credential) = self.learning.cached.remove(&node) {
-            if self
+        // A kept credential that is no longer good (renewed, revoked) is dropped here and
+        // the node is fetched like any news.
+        if let Some(credential) = self.learning.cached.remove(&node)
+            && self
                 .core
                 .check_node_credential(now_ms, node, &credential)
                 .is_ok()
-            {
-                self.greet_newcomer(now_ms, node, credential, None, Some((id.bump, via)), out);
-                return;
-            }
-            // Kept but no longer good (renewed, revoked): fetched like any news.
+        {
+            self.greet_newcomer(now_ms, node, credential, None, Some((id.bump, via)), out);
+            return;
         }
         if !self.learning.has_room_for(&via) {
             return;
