@@ -56,8 +56,13 @@ pub const STRIKE_MS: u64 = 600_000;
 pub const MAX_PULL_PAGES: usize = MAX_MEMBERS.div_ceil(MEMBER_LIST_PAGE);
 /// When a node pulls a member's list, counted from when it first lists a member: at once,
 /// and once more from another member three minutes later (nodes that start together each
-/// pull from a member that knows few yet; SWIM news covers the starts that follow).
-pub const LIST_PULLS_AFTER_MS: [u64; 2] = [0, 180_000];
+/// pull from a member that knows few yet; SWIM news covers the starts that follow). The
+/// pulls after those two are made only while the last one brought at least
+/// [`PULL_WORTH_GOING_ON`] newcomers: a node that joins a formed federation pulls twice,
+/// and 10,000 nodes that start together pull until their lists agree.
+pub const LIST_PULLS_AFTER_MS: [u64; 5] = [0, 180_000, 600_000, 1_200_000, 2_400_000];
+/// See [`LIST_PULLS_AFTER_MS`].
+pub const PULL_WORTH_GOING_ON: usize = MEMBER_LIST_PAGE / 8;
 
 /// What a node is learning (see the module's doc).
 #[derive(Default)]
@@ -81,6 +86,8 @@ pub(super) struct Learning {
     pulling: bool,
     /// List pulls started since the node started.
     pulls: usize,
+    /// Newcomers the current (or last) pull brought.
+    pull_brought: usize,
     /// When this node first listed a member.
     first_member_ms: Option<u64>,
     /// Credentials this node held before it restarted, by node: a node learnt of is
@@ -205,14 +212,14 @@ impl Node {
     }
 
     /// `via` named `id` (a node this one does not list) alive: greeted at once on a
-    /// credential kept on disk, or queued to be asked of `via`.
+    /// credential kept on disk, or queued to be asked of `via`. Whether it was news taken.
     pub(super) fn newcomer(
         &mut self,
         now_ms: u64,
         id: crate::swim::SwimId,
         via: PublicKey,
         out: &mut Vec<Effect>,
-    ) {
+    ) -> bool {
         let node = id.key;
         let skew_ms = slicefed_trust::verify::CLOCK_SKEW_SECS.saturating_mul(1000);
         let refused_lately = self
@@ -234,7 +241,7 @@ impl Node {
             || id.bump > now_ms.saturating_add(skew_ms)
             || self.swim.dead_start(&node).is_some_and(|dead| id.bump <= dead)
         {
-            return;
+            return false;
         }
         // A kept credential that is no longer good (renewed, revoked) is dropped here and
         // the node is fetched like any news.
@@ -245,10 +252,10 @@ impl Node {
                 .is_ok()
         {
             self.greet_newcomer(now_ms, node, credential, None, Some((id.bump, via)), out);
-            return;
+            return true;
         }
         if !self.learning.has_room_for(&via) {
-            return;
+            return false;
         }
         self.learning.waiting.insert(node, (id.bump, via));
         self.learning
@@ -257,6 +264,7 @@ impl Node {
             .or_default()
             .insert(node);
         self.learning.charge(via);
+        true
     }
 
     /// Greets a node learnt of whose credential judged here: listed if it answers (see
@@ -392,10 +400,16 @@ impl Node {
             // fetches it then (the cache is only a restart's).
             self.learning.cached.clear();
         }
-        let room = self.learning.held() + MEMBER_LIST_PAGE <= MAX_NEWCOMERS;
+        // A page is asked only when all it may name fits, on the lister's word too: a page
+        // whose newcomers did not fit would be asked for nothing.
+        let room = |l: &Learning, member: &PublicKey| {
+            l.held() + MEMBER_LIST_PAGE <= MAX_NEWCOMERS
+                && l.share.get(member).copied().unwrap_or(0) + MEMBER_LIST_PAGE
+                    <= NEWCOMERS_PER_MEMBER
+        };
         if let Some((member, after)) = self.learning.pull
             && !self.learning.pulling
-            && room
+            && room(&self.learning, &member)
             && self.asked.len() < MAX_ASKED
         {
             if self.learning.pull_pages >= MAX_PULL_PAGES {
@@ -462,6 +476,10 @@ impl Node {
         if self.learning.pull.is_some() || now_ms < first.saturating_add(*after) {
             return;
         }
+        // Past the first two, a pull is made only while the last one was worth it.
+        if self.learning.pulls >= 2 && self.learning.pull_brought < PULL_WORTH_GOING_ON {
+            return;
+        }
         let members = self.member_keys.len();
         if members == 0 {
             return;
@@ -470,6 +488,7 @@ impl Node {
         if let Some(member) = self.member_keys.iter().nth(pick) {
             self.learning.pull = Some((*member, None));
             self.learning.pull_pages = 0;
+            self.learning.pull_brought = 0;
             self.learning.pulls += 1;
         }
     }
@@ -502,12 +521,22 @@ impl Node {
             Some(last) if more => Some((member, Some(last.node))),
             _ => None,
         };
+        let mut taken_up_to = after;
         for ListedMember { node, start } in members {
+            // Room went to the lister's SWIM news since the page was asked: the pull goes
+            // on from this node later instead of dropping the rest.
+            if !self.learning.has_room_for(&member) {
+                self.learning.pull = Some((member, taken_up_to));
+                break;
+            }
+            taken_up_to = Some(node);
             let id = crate::swim::SwimId {
                 key: node,
                 bump: start,
             };
-            self.newcomer(now_ms, id, member, out);
+            if self.newcomer(now_ms, id, member, out) {
+                self.learning.pull_brought += 1;
+            }
         }
     }
 

@@ -1715,6 +1715,121 @@ fn a_node_that_starts_learns_the_federation_from_its_first_members_list() {
     assert!(list_ask(&e).is_some(), "the second pull");
 }
 
+/// A made-up node key that sorts by `i`.
+fn made_up(i: u32) -> PublicKey {
+    let mut k = [0u8; 32];
+    k[28..].copy_from_slice(&i.to_be_bytes());
+    PublicKey(k)
+}
+
+/// A member list page naming made-up nodes `from..to`.
+fn made_up_page(from: u32, to: u32, more: bool) -> Response {
+    Response::MemberList {
+        members: (from..to)
+            .map(|i| crate::wire::ListedMember {
+                node: made_up(i),
+                start: 1,
+            })
+            .collect(),
+        more,
+    }
+}
+
+#[test]
+fn a_long_list_is_pulled_as_room_allows_and_nothing_in_it_is_dropped() {
+    let mut m = machine(2);
+    join(&mut m, &[3], NOW);
+    let page = crate::wire::MEMBER_LIST_PAGE as u32;
+    // Three pages: more than one member's word may hold at once.
+    let total = 3 * page;
+    assert!(total as usize > members::NEWCOMERS_PER_MEMBER);
+    let mut now = NOW + TICK;
+    let mut next = 0u32;
+    let mut fetched = std::collections::BTreeSet::new();
+    let mut deferred = false;
+    let mut e = vec![];
+    for _ in 0..500 {
+        e.extend(m.handle(now, Input::Tick { log_size: 0 }));
+        let effects = std::mem::take(&mut e);
+        if let Some((token, to, after)) = list_ask(&effects) {
+            assert_eq!(to, key(3).public());
+            // Each page goes on from the last node taken: none skipped, none twice.
+            assert_eq!(after, next.checked_sub(1).map(made_up));
+            let end = (next + page).min(total);
+            let answer = made_up_page(next, end, end < total);
+            next = end;
+            e.extend(m.handle(
+                now,
+                Input::Answer {
+                    token,
+                    response: answer,
+                },
+            ));
+        } else if next > 0 && next < total {
+            deferred = true;
+        }
+        assert!(m.learning_held() <= members::NEWCOMERS_PER_MEMBER);
+        // The lister holds no credential of made-up nodes: each batch comes back empty.
+        for (token, _, nodes) in credential_batches(&effects) {
+            for n in nodes {
+                assert!(fetched.insert(n), "{n} asked twice");
+            }
+            let response = Response::MemberCredentials(vec![]);
+            e.extend(m.handle(now, Input::Answer { token, response }));
+        }
+        if fetched.len() == total as usize {
+            break;
+        }
+        now += TICK;
+    }
+    assert!(deferred, "a page waited for room");
+    assert_eq!(
+        fetched.len(),
+        total as usize,
+        "every node listed was asked for"
+    );
+    assert_eq!(fetched, (0..total).map(made_up).collect());
+}
+
+#[test]
+fn pulls_go_on_only_while_they_bring_news() {
+    let mut m = machine(2);
+    join(&mut m, &[3], NOW);
+    let first = NOW + TICK;
+    let pull = |m: &mut Node, at: u64, answer: Response| {
+        join(m, &[3], at);
+        let e = m.handle(at, Input::Tick { log_size: 0 });
+        let Some((token, ..)) = list_ask(&e) else {
+            return false;
+        };
+        m.handle(
+            at,
+            Input::Answer {
+                token,
+                response: answer,
+            },
+        );
+        true
+    };
+    let after = members::LIST_PULLS_AFTER_MS;
+    assert!(pull(&mut m, first, made_up_page(0, 10, false)));
+    // The second pull is made whatever the first brought; it brings enough to go on.
+    let worth = members::PULL_WORTH_GOING_ON as u32;
+    assert!(pull(
+        &mut m,
+        first + after[1],
+        made_up_page(100, 100 + worth, false)
+    ));
+    // The third brings nothing new: there is no fourth.
+    assert!(pull(
+        &mut m,
+        first + after[2],
+        made_up_page(100, 100 + worth, false)
+    ));
+    assert!(!pull(&mut m, first + after[3], made_up_page(0, 1, false)));
+    assert!(!pull(&mut m, first + after[4], made_up_page(0, 1, false)));
+}
+
 #[test]
 fn a_lister_can_neither_list_a_node_nor_bar_it_by_naming_it() {
     let mut m = machine(2);

@@ -801,3 +801,44 @@ fn news_of_a_node_nobody_lists_names_it_a_stranger_and_reaches_foca_only_once_ad
     let e = taken(net.nodes[0].packet(net.now, from.key, &alive)).unwrap();
     assert!(strangers(&e).is_empty());
 }
+
+#[test]
+fn a_node_relays_a_quorum_of_others_votes_about_one_member_and_counts_them_all() {
+    let mut net = Net::new(8);
+    net.run(10_000);
+    let victim = net.nodes[2].me();
+    let at = net.now;
+    let mut shared = net.nodes[1].shared();
+    shared.now_ms = at;
+    let inbox = shared.inbox.len();
+    // Six others' votes (keys 40, 43..=47) about node 2, then node 1's own (key 41).
+    let others: Vec<u8> = [40u8, 43, 44, 45, 46, 47].to_vec();
+    let relayed = others
+        .iter()
+        .filter(|v| shared.judge(&vote_bytes(&key(**v), &victim, at)).is_some())
+        .count();
+    assert_eq!(
+        relayed, VOTES_RELAYED_PER_ACCUSED,
+        "a quorum's worth is passed on"
+    );
+    assert_eq!(
+        shared.inbox.len(),
+        inbox + others.len(),
+        "every vote counts here"
+    );
+    assert!(
+        shared.judge(&vote_bytes(&key(41), &victim, at)).is_some(),
+        "a node's own vote always goes out"
+    );
+    // Another member's votes are relayed as before.
+    let other = net.nodes[3].me();
+    assert!(shared.judge(&vote_bytes(&key(40), &other, at)).is_some());
+    // A window later, votes about node 2 are relayed again (a recast is new evidence).
+    let later = at + VOTE_WINDOW_MS;
+    shared.now_ms = later;
+    assert!(
+        shared
+            .judge(&vote_bytes(&key(40), &victim, later))
+            .is_some()
+    );
+}
