@@ -63,6 +63,9 @@ pub const MAX_PULL_PAGES: usize = MAX_MEMBERS.div_ceil(MEMBER_LIST_PAGE);
 pub const LIST_PULLS_AFTER_MS: [u64; 5] = [0, 180_000, 600_000, 1_200_000, 2_400_000];
 /// See [`LIST_PULLS_AFTER_MS`].
 pub const PULL_WORTH_GOING_ON: usize = MEMBER_LIST_PAGE / 8;
+/// A pull whose next page has waited this long for room (the lister's own news keeps its
+/// share full) ends; a later pull asks another member.
+pub const PULL_STALL_MS: u64 = 60_000;
 
 /// What a node is learning (see the module's doc).
 #[derive(Default)]
@@ -88,6 +91,8 @@ pub(super) struct Learning {
     pulls: usize,
     /// Newcomers the current (or last) pull brought.
     pull_brought: usize,
+    /// When the current pull last made progress (started, or a page came).
+    pull_progress_ms: u64,
     /// When this node first listed a member.
     first_member_ms: Option<u64>,
     /// Credentials this node held before it restarted, by node: a node learnt of is
@@ -407,6 +412,13 @@ impl Node {
                 && l.share.get(member).copied().unwrap_or(0) + MEMBER_LIST_PAGE
                     <= NEWCOMERS_PER_MEMBER
         };
+        // Not asked for a while (no room): the lister's own news keeps its share full.
+        if self.learning.pull.is_some()
+            && !self.learning.pulling
+            && now_ms.saturating_sub(self.learning.pull_progress_ms) >= PULL_STALL_MS
+        {
+            self.end_pull(false);
+        }
         if let Some((member, after)) = self.learning.pull
             && !self.learning.pulling
             && room(&self.learning, &member)
@@ -489,7 +501,17 @@ impl Node {
             self.learning.pull = Some((*member, None));
             self.learning.pull_pages = 0;
             self.learning.pull_brought = 0;
+            self.learning.pull_progress_ms = now_ms;
             self.learning.pulls += 1;
+        }
+    }
+
+    /// Ends the pull under way. One that failed (no answer, not a page in order) does not
+    /// say the federation is known: the next pull is made whatever this one brought.
+    fn end_pull(&mut self, failed: bool) {
+        self.learning.pull = None;
+        if failed {
+            self.learning.pull_brought = self.learning.pull_brought.max(PULL_WORTH_GOING_ON);
         }
     }
 
@@ -502,9 +524,10 @@ impl Node {
         out: &mut Vec<Effect>,
     ) {
         self.learning.pulling = false;
+        self.learning.pull_progress_ms = now_ms;
         let Some(Response::MemberList { members, more }) = response else {
             // No answer, or not a page: this pull ends (the next one, if any, is another).
-            self.learning.pull = None;
+            self.end_pull(true);
             return;
         };
         let after = self.learning.pull.and_then(|(_, after)| after);
@@ -513,7 +536,7 @@ impl Node {
             .first()
             .is_some_and(|m| after.is_some_and(|a| m.node <= a))
         {
-            self.learning.pull = None;
+            self.end_pull(true);
             self.learning.strike(member, now_ms);
             return;
         }
@@ -527,6 +550,10 @@ impl Node {
             // on from this node later instead of dropping the rest.
             if !self.learning.has_room_for(&member) {
                 self.learning.pull = Some((member, taken_up_to));
+                if taken_up_to == after {
+                    // Not one taken: no progress, and none likely soon.
+                    self.end_pull(false);
+                }
                 break;
             }
             taken_up_to = Some(node);

@@ -1796,10 +1796,14 @@ fn pulls_go_on_only_while_they_bring_news() {
     let mut m = machine(2);
     join(&mut m, &[3], NOW);
     let first = NOW + TICK;
-    let pull = |m: &mut Node, at: u64, answer: Response| {
-        join(m, &[3], at);
+    // Each pull at a member that just joined (one silent for long is declared dead).
+    let ask = |m: &mut Node, at: u64, member: u8| {
+        join(m, &[member], at);
         let e = m.handle(at, Input::Tick { log_size: 0 });
-        let Some((token, ..)) = list_ask(&e) else {
+        list_ask(&e).map(|(token, ..)| token)
+    };
+    let pull = |m: &mut Node, at: u64, member: u8, answer: Response| {
+        let Some(token) = ask(m, at, member) else {
             return false;
         };
         m.handle(
@@ -1812,22 +1816,78 @@ fn pulls_go_on_only_while_they_bring_news() {
         true
     };
     let after = members::LIST_PULLS_AFTER_MS;
-    assert!(pull(&mut m, first, made_up_page(0, 10, false)));
+    assert!(pull(&mut m, first, 3, made_up_page(0, 10, false)));
     // The second pull is made whatever the first brought; it brings enough to go on.
     let worth = members::PULL_WORTH_GOING_ON as u32;
     assert!(pull(
         &mut m,
         first + after[1],
+        4,
         made_up_page(100, 100 + worth, false)
     ));
-    // The third brings nothing new: there is no fourth.
+    // The third is not answered: that says nothing, so a fourth is made.
+    let token = ask(&mut m, first + after[2], 5).expect("the third pull");
+    m.handle(first + after[2], Input::NoAnswer { token });
+    // The fourth brings nothing new (all of it is held already): there is no fifth.
     assert!(pull(
         &mut m,
-        first + after[2],
+        first + after[3],
+        6,
         made_up_page(100, 100 + worth, false)
     ));
-    assert!(!pull(&mut m, first + after[3], made_up_page(0, 1, false)));
-    assert!(!pull(&mut m, first + after[4], made_up_page(0, 1, false)));
+    assert!(!pull(
+        &mut m,
+        first + after[4],
+        7,
+        made_up_page(0, 1, false)
+    ));
+}
+
+#[test]
+fn a_lister_that_keeps_its_share_full_cannot_hold_a_pull_open() {
+    let mut m = machine(2);
+    join(&mut m, &[3], NOW);
+    let t = NOW + TICK;
+    // The lister fills most of its share by SWIM news of made-up nodes, and never
+    // answers the credential batches.
+    let news = |m: &mut Node, from: u32, to: u32| {
+        for i in from..to {
+            let id = crate::swim::SwimId {
+                key: made_up(i),
+                bump: 1,
+            };
+            m.newcomer(t, id, key(3).public(), &mut vec![]);
+        }
+    };
+    let page = crate::wire::MEMBER_LIST_PAGE as u32;
+    news(&mut m, 10_000, 10_000 + page + 1);
+    let e = m.handle(t, Input::Tick { log_size: 0 });
+    assert!(list_ask(&e).is_none(), "no room for a page");
+    // After the stall the pull ends; the next one (three minutes in) is made.
+    m.handle(t + members::PULL_STALL_MS, Input::Tick { log_size: 0 });
+    let later = t + members::LIST_PULLS_AFTER_MS[1];
+    join(&mut m, &[4], later);
+    let e = m.handle(later, Input::Tick { log_size: 0 });
+    let (token, to, _) = list_ask(&e).expect("the second pull is not held up");
+    // This lister fills its own share between the ask and the answer: a page of which
+    // nothing fits ends the pull (no page is asked again and again for nothing).
+    let id = |i: u32| crate::swim::SwimId {
+        key: made_up(i),
+        bump: 1,
+    };
+    for i in 0..(members::NEWCOMERS_PER_MEMBER as u32) {
+        m.newcomer(later, id(20_000 + i), to, &mut vec![]);
+    }
+    let e = m.handle(
+        later,
+        Input::Answer {
+            token,
+            response: made_up_page(0, page, true),
+        },
+    );
+    assert!(list_ask(&e).is_none());
+    let e = m.handle(later + TICK, Input::Tick { log_size: 0 });
+    assert!(list_ask(&e).is_none(), "the pull ended");
 }
 
 #[test]

@@ -124,12 +124,16 @@ const PENDING_PER_RELAYER: usize = PENDING_VOTES / 8;
 /// so an unbounded queue costs time on every packet, and piggybacking more items than
 /// packets carry only delays them all.
 pub const MAX_RELAYED: usize = 64;
-/// Others' votes about one accused start a node relays within a vote window: a quorum's
-/// worth. Every member whose own probe failed votes (six to ten of them for a dead node),
-/// and each vote relayed by every node `max_transmissions` times made votes most of SWIM's
-/// bytes at 10,000 nodes, where packets were full and news queued behind them. Any
-/// [`QUORUM`] of them declare the node dead; the rest are counted, not passed on. A node
-/// always spreads its own vote.
+/// Distinct voters whose votes about one accused start a node relays within
+/// [`REVOTE_GAP_MS`]: a quorum's worth. Every member whose own probe failed votes (six to
+/// ten of them for a dead node), and each vote relayed by every node `max_transmissions`
+/// times made votes most of SWIM's bytes at 10,000 nodes, where packets were full and news
+/// queued behind them. Any [`QUORUM`] of them declare the node dead; the rest are counted,
+/// not passed on. Slots go to distinct voters (one member re-signing its vote takes one),
+/// only for the start this node lists (made-up starts take none), and only when the vote
+/// is passed on; a voter already relayed is relayed again. So the members that take the
+/// slots are themselves a quorum: taking them to hide honest votes makes the accused dead
+/// sooner, never later. A node always spreads its own vote.
 pub const VOTES_RELAYED_PER_ACCUSED: usize = QUORUM;
 
 const VOTE_DOMAIN: &str = "slicefed/swim-down-vote/1";
@@ -337,13 +341,21 @@ struct Shared {
     refused: u64,
     /// foca's queue of signed items, as of the last step.
     backlog: usize,
-    /// Others' votes relayed about each accused start, and when the first of them was
-    /// (at most [`MAX_MEMBERS`]; see [`VOTES_RELAYED_PER_ACCUSED`]).
-    relayed_votes: HashMap<SwimId, (usize, u64)>,
+    /// Voters whose votes this node relayed about each accused start it lists (at most
+    /// [`MAX_MEMBERS`]; see [`VOTES_RELAYED_PER_ACCUSED`]), and the oldest entry's start.
+    relayed_votes: HashMap<SwimId, RelayedVotes>,
+    relayed_oldest_ms: Option<u64>,
     /// The time of the step (votes are judged against it).
     now_ms: u64,
     /// Signature checks shared with other machines of this process, if the caller set any.
     checks: Option<SharedItemChecks>,
+}
+
+/// The voters whose votes about one accused start a node relayed within
+/// [`REVOTE_GAP_MS`] of `since_ms`.
+struct RelayedVotes {
+    voters: Vec<PublicKey>,
+    since_ms: u64,
 }
 
 /// A member this node declared dead.
@@ -514,36 +526,68 @@ impl Shared {
             return None;
         }
         let own = self.me == Some(signer);
+        if own {
+            return Some(key);
+        }
+        if self.backlog >= MAX_RELAYED {
+            return None;
+        }
         if let Item::Vote { accused, .. } = item
-            && !own
-            && !self.relay_vote_about(accused)
+            && !self.relay_vote_about(accused, signer)
         {
             return None;
         }
-        (self.backlog < MAX_RELAYED || own).then_some(key)
+        Some(key)
     }
 
-    /// Whether another vote about `accused` is relayed (see [`VOTES_RELAYED_PER_ACCUSED`]);
-    /// if so it is counted as relayed.
-    fn relay_vote_about(&mut self, accused: SwimId) -> bool {
+    /// Whether `voter`'s vote about `accused` is relayed (see
+    /// [`VOTES_RELAYED_PER_ACCUSED`]); if so its voter holds a slot.
+    fn relay_vote_about(&mut self, accused: SwimId, voter: PublicKey) -> bool {
+        let listed = self
+            .members
+            .get(&accused.key)
+            .is_some_and(|(bump, _)| *bump == accused.bump);
+        if !listed {
+            return false;
+        }
         let now_ms = self.now_ms;
-        let fresh = |first: &u64| now_ms.saturating_sub(*first) < VOTE_WINDOW_MS;
+        let fresh = |since: u64| now_ms.saturating_sub(since) < REVOTE_GAP_MS;
         if self.relayed_votes.len() >= MAX_MEMBERS && !self.relayed_votes.contains_key(&accused) {
-            self.relayed_votes.retain(|_, (_, first)| fresh(first));
+            // Walked only when its oldest entry is stale: a full table of fresh entries
+            // costs nothing per vote.
+            if self.relayed_oldest_ms.is_some_and(|at| !fresh(at)) {
+                self.relayed_votes.retain(|_, r| fresh(r.since_ms));
+                self.relayed_oldest_ms = self.relayed_votes.values().map(|r| r.since_ms).min();
+            }
             if self.relayed_votes.len() >= MAX_MEMBERS {
                 // Bounded: past the bound a vote is counted here but not relayed.
                 return false;
             }
         }
-        let entry = self.relayed_votes.entry(accused).or_insert((0, now_ms));
-        if !fresh(&entry.1) {
-            *entry = (0, now_ms);
+        let entry = self
+            .relayed_votes
+            .entry(accused)
+            .or_insert_with(|| RelayedVotes {
+                voters: Vec::new(),
+                since_ms: now_ms,
+            });
+        if !fresh(entry.since_ms) {
+            entry.voters.clear();
+            entry.since_ms = now_ms;
         }
-        if entry.0 >= VOTES_RELAYED_PER_ACCUSED {
-            return false;
+        let since_ms = entry.since_ms;
+        let relayed = if entry.voters.contains(&voter) {
+            true
+        } else if entry.voters.len() < VOTES_RELAYED_PER_ACCUSED {
+            entry.voters.push(voter);
+            true
+        } else {
+            false
+        };
+        if self.relayed_oldest_ms.is_none_or(|at| since_ms < at) {
+            self.relayed_oldest_ms = Some(since_ms);
         }
-        entry.0 += 1;
-        true
+        relayed
     }
 }
 
@@ -1295,6 +1339,17 @@ impl Swim {
                 .values()
                 .map(|d| d.at_ms.saturating_add(DEAD_REMEMBERED_MS))
                 .min();
+        }
+        // Relay slots last a revote gap: forgotten then (the simulator holds a whole
+        // federation's tables, so none is kept longer than it counts).
+        if shared
+            .relayed_oldest_ms
+            .is_some_and(|at| now_ms.saturating_sub(at) >= REVOTE_GAP_MS)
+        {
+            shared
+                .relayed_votes
+                .retain(|_, r| now_ms.saturating_sub(r.since_ms) < REVOTE_GAP_MS);
+            shared.relayed_oldest_ms = shared.relayed_votes.values().map(|r| r.since_ms).min();
         }
         drop(shared);
         out

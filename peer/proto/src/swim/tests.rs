@@ -335,12 +335,12 @@ fn old_votes_and_votes_about_identities_nobody_has_do_not_count() {
     );
     // Fresh: taken.
     assert!(s.shared().judge(&vote_bytes(&key(42), &b, now)).is_some());
-    // About a start of b that this node never heard of: relayed maybe, never tallied.
+    // About a start of b that this node never heard of: neither relayed nor tallied.
     let ghost = SwimId { bump: 99, ..b };
     assert!(
         s.shared()
             .judge(&vote_bytes(&key(42), &ghost, now))
-            .is_some()
+            .is_none()
     );
     s.count_items(now, &mut vec![]);
     assert!(s.tallies.contains_key(&b));
@@ -807,23 +807,39 @@ fn a_node_relays_a_quorum_of_others_votes_about_one_member_and_counts_them_all()
     let mut net = Net::new(8);
     net.run(10_000);
     let victim = net.nodes[2].me();
-    let at = net.now;
+    let at = net.now + VOTE_WINDOW_MS;
     let mut shared = net.nodes[1].shared();
     shared.now_ms = at;
     let inbox = shared.inbox.len();
-    // Six others' votes (keys 40, 43..=47) about node 2, then node 1's own (key 41).
-    let others: Vec<u8> = [40u8, 43, 44, 45, 46, 47].to_vec();
-    let relayed = others
+    // One member re-signing its vote (a revote gap apart, both within the window) holds
+    // one slot, not two.
+    let liar = key(40);
+    for signed in [
+        at - VOTE_WINDOW_MS + 10_000,
+        at - VOTE_WINDOW_MS + 10_000 + REVOTE_GAP_MS,
+    ] {
+        assert!(shared.judge(&vote_bytes(&liar, &victim, signed)).is_some());
+    }
+    // A vote about a start of node 2's this node does not list is relayed by nobody.
+    let made_up = SwimId {
+        key: victim.key,
+        bump: victim.bump + 7,
+    };
+    assert!(shared.judge(&vote_bytes(&key(43), &made_up, at)).is_none());
+    // Five honest votes: two get the slots left.
+    let honest = [43u8, 44, 45, 46, 47];
+    let relayed = honest
         .iter()
         .filter(|v| shared.judge(&vote_bytes(&key(**v), &victim, at)).is_some())
         .count();
     assert_eq!(
-        relayed, VOTES_RELAYED_PER_ACCUSED,
-        "a quorum's worth is passed on"
+        relayed,
+        VOTES_RELAYED_PER_ACCUSED - 1,
+        "a quorum's worth in all"
     );
     assert_eq!(
         shared.inbox.len(),
-        inbox + others.len(),
+        inbox + 2 + 1 + honest.len(),
         "every vote counts here"
     );
     assert!(
@@ -832,13 +848,13 @@ fn a_node_relays_a_quorum_of_others_votes_about_one_member_and_counts_them_all()
     );
     // Another member's votes are relayed as before.
     let other = net.nodes[3].me();
-    assert!(shared.judge(&vote_bytes(&key(40), &other, at)).is_some());
-    // A window later, votes about node 2 are relayed again (a recast is new evidence).
-    let later = at + VOTE_WINDOW_MS;
+    assert!(shared.judge(&vote_bytes(&key(44), &other, at)).is_some());
+    // A revote gap later, votes about node 2 are relayed again (a recast is new evidence).
+    let later = at + REVOTE_GAP_MS;
     shared.now_ms = later;
     assert!(
         shared
-            .judge(&vote_bytes(&key(40), &victim, later))
+            .judge(&vote_bytes(&key(47), &victim, later))
             .is_some()
     );
 }
