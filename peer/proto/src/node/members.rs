@@ -6,8 +6,8 @@
 //! - from SWIM news of a start: a member's packet names a node this one does not list, as
 //!   alive ([`crate::swim::SwimEvent::Stranger`]), and
 //! - when it starts, from one member's list, pulled in pages ([`Request::MemberList`]),
-//!   and again from another member a while later ([`LIST_PULLS_AFTER_MS`]): memberlist's
-//!   push-pull, one way.
+//!   and again from another member a while later, and again while pulls bring news
+//!   ([`LIST_PULLS_AFTER_MS`]): memberlist's push-pull, one way.
 //!
 //! Adverts go only on change, at an interval that grows with the federation (hours at
 //! 10,000 nodes), so without the last two a node listed only the members that probed it
@@ -29,7 +29,8 @@
 //!   taken from the members in turn; a member whose batches fail or bring credentials
 //!   that do not judge is not heard for [`STRIKE_MS`]; a node greeted is not greeted
 //!   again for [`GREET_AGAIN_MS`]; one list page at a time, at most [`MAX_PULL_PAGES`] a
-//!   pull, asked only while the newcomers it may bring fit.
+//!   pull, asked only while the newcomers it may bring fit (on the lister's word too); a
+//!   pull that waits [`PULL_STALL_MS`] for room, or takes nothing from a page, ends.
 
 use super::*;
 use crate::core::MAX_MEMBERS;
@@ -55,12 +56,17 @@ pub const STRIKE_MS: u64 = 600_000;
 /// Pages one list pull asks, at most (a federation's worth of members).
 pub const MAX_PULL_PAGES: usize = MAX_MEMBERS.div_ceil(MEMBER_LIST_PAGE);
 /// When a node pulls a member's list, counted from when it first lists a member: at once,
-/// and once more from another member three minutes later (nodes that start together each
-/// pull from a member that knows few yet; SWIM news covers the starts that follow). The
-/// pulls after those two are made only while the last one brought at least
+/// and once more from another member a minute later (nodes that start together each pull
+/// from a member that knows few yet; SWIM news covers the starts that follow). The pulls
+/// after those two are made only while the last one brought at least
 /// [`PULL_WORTH_GOING_ON`] newcomers: a node that joins a formed federation pulls twice,
-/// and 10,000 nodes that start together pull until their lists agree.
-pub const LIST_PULLS_AFTER_MS: [u64; 5] = [0, 180_000, 600_000, 1_200_000, 2_400_000];
+/// and 10,000 nodes that start together pull until their lists agree. A pull merges one
+/// other node's list into this one's, so lists that start apart need about log2(N) of
+/// them: the first hour at 10,000 nodes with pulls at 0, 3, 10, 20 and 40 minutes ended
+/// with 6,351 members listed of ~8,000, each pull adding ~500.
+pub const LIST_PULLS_AFTER_MS: [u64; 10] = [
+    0, 60_000, 180_000, 360_000, 600_000, 900_000, 1_200_000, 1_800_000, 2_400_000, 3_600_000,
+];
 /// See [`LIST_PULLS_AFTER_MS`].
 pub const PULL_WORTH_GOING_ON: usize = MEMBER_LIST_PAGE / 8;
 /// A pull whose next page has waited this long for room (the lister's own news keeps its
