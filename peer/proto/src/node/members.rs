@@ -45,8 +45,12 @@ pub const NEWCOMERS_PER_MEMBER: usize = 2 * MEMBER_LIST_PAGE;
 pub const BATCHES_IN_FLIGHT: usize = 2;
 /// How long a node greeted has to answer before it is taken for dead (not listed).
 pub const GREETING_WAIT_MS: u64 = 10_000;
-/// A node greeted is not greeted again for this long, whoever names it (a down node named
-/// again and again is not dialled again and again).
+/// A node greeted that did not answer is not greeted again for this long, whoever names it
+/// (a down node named again and again is not dialled again and again). Only the silent
+/// are remembered: a node that answered is listed, and no longer news. (Remembering every
+/// greeting, in a table of [`MAX_NEWCOMERS`], refused the 2,049th greeting of any five
+/// minutes: nodes born together at 5,000 each greet thousands, and the rest were fetched
+/// for nothing and dropped.)
 pub const GREET_AGAIN_MS: u64 = 300_000;
 /// Failures (a batch unanswered or refused, a credential that does not judge for the node
 /// it is given for) after which a member's news and lists are ignored for [`STRIKE_MS`].
@@ -107,7 +111,8 @@ pub(super) struct Learning {
     cached: BTreeMap<PublicKey, Arc<[u8]>>,
     /// Nodes greeted and not answered yet.
     greeting: BTreeMap<PublicKey, Greeting>,
-    /// When each node was last greeted (at most [`MAX_NEWCOMERS`]).
+    /// When each node greeted that did not answer was greeted (at most
+    /// [`MAX_NEWCOMERS`]).
     greeted: BTreeMap<PublicKey, u64>,
     /// Nodes listed by what this module learnt.
     learnt: u64,
@@ -178,20 +183,24 @@ impl Learning {
         }
     }
 
-    /// Whether `node` may be greeted now (not greeted lately, and room to remember it).
-    fn may_greet(&mut self, node: &PublicKey, now_ms: u64) -> bool {
-        if self
+    /// Whether `node` may be greeted now (it was not greeted lately without answering).
+    fn may_greet(&self, node: &PublicKey, now_ms: u64) -> bool {
+        !self
             .greeted
             .get(node)
             .is_some_and(|at| now_ms.saturating_sub(*at) < GREET_AGAIN_MS)
-        {
-            return false;
-        }
+    }
+
+    /// `node`, greeted at `at_ms`, did not answer: not greeted again for
+    /// [`GREET_AGAIN_MS`] (unless the table is full of recent ones).
+    fn silent(&mut self, node: PublicKey, at_ms: u64, now_ms: u64) {
         if self.greeted.len() >= MAX_NEWCOMERS {
             self.greeted
                 .retain(|_, at| now_ms.saturating_sub(*at) < GREET_AGAIN_MS);
         }
-        self.greeted.len() < MAX_NEWCOMERS || self.greeted.contains_key(node)
+        if self.greeted.len() < MAX_NEWCOMERS || self.greeted.contains_key(&node) {
+            self.greeted.insert(node, at_ms);
+        }
     }
 }
 
@@ -292,7 +301,6 @@ impl Node {
         if self.learning.greeting.contains_key(&node) || !self.learning.may_greet(&node, now_ms) {
             return;
         }
-        self.learning.greeted.insert(node, now_ms);
         if let Some(v) = via {
             self.learning.charge(v);
         }
@@ -455,6 +463,11 @@ impl Node {
             let Some(g) = self.learning.greeting.remove(&node) else {
                 continue;
             };
+            // One greeted on a kept credential is fetched and greeted again at once (its
+            // addresses may have changed); any other is taken for down for a while.
+            if g.fallback.is_none() {
+                self.learning.silent(node, g.since_ms, now_ms);
+            }
             if let Some(via) = g.via {
                 self.learning.release(via);
             }

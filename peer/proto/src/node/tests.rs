@@ -2034,13 +2034,15 @@ fn a_restarted_node_greets_on_the_credentials_it_kept_instead_of_fetching_them()
         (key(4).public(), Arc::from(node_credential(4))),
         // Kept for node 5, but node 6's: fetched as if not kept.
         (key(5).public(), Arc::from(node_credential(6))),
+        // Node 7 moved while this node was down: its greeting goes unanswered.
+        (key(7).public(), Arc::from(node_credential(7))),
     ]);
     join(&mut m, &[3], NOW);
     let t = NOW + TICK;
     let e = m.handle(t, Input::Tick { log_size: 0 });
     let (token, ..) = list_ask(&e).unwrap();
     let page = Response::MemberList {
-        members: vec![listed(4, 70), listed(5, 80)],
+        members: vec![listed(4, 70), listed(5, 80), listed(7, 90)],
         more: false,
     };
     let e = m.handle(
@@ -2055,15 +2057,31 @@ fn a_restarted_node_greets_on_the_credentials_it_kept_instead_of_fetching_them()
         "greeted at once, on the credential from the disk"
     );
     assert!(!greets(&e, 5));
-    let asked: Vec<PublicKey> = credential_batches(&e)
-        .into_iter()
-        .flat_map(|(_, _, n)| n)
-        .collect();
+    assert!(greets(&e, 7));
+    let batches = credential_batches(&e);
+    let asked: Vec<PublicKey> = batches.iter().flat_map(|(_, _, n)| n.clone()).collect();
     assert_eq!(
         asked,
         vec![key(5).public()],
         "the wrong credential is fetched"
     );
+    let (token, ..) = batches[0];
+    let response = Response::MemberCredentials(vec![]);
+    m.handle(t, Input::Answer { token, response });
     answers_greeting(&mut m, 4, 70, t);
     assert!(m.core().members().contains_key(&key(4).public()));
+    // Node 7 is silent: fetched from the member that named it (with its addresses now)
+    // and greeted again at once, not held off as a down node would be.
+    let later = t + members::GREETING_WAIT_MS;
+    let e = m.handle(later, Input::Tick { log_size: 0 });
+    let (token, to, nodes) = credential_batches(&e).remove(0);
+    assert_eq!((to, nodes), (key(3).public(), vec![key(7).public()]));
+    let e = m.handle(
+        later,
+        Input::Answer {
+            token,
+            response: Response::MemberCredentials(vec![given(7, node_credential(7))]),
+        },
+    );
+    assert!(greets(&e, 7), "greeted again on the fetched credential");
 }
