@@ -221,6 +221,39 @@ impl Sim {
                 }
             }
         }
+        if std::env::var_os("SLICEFED_SIM_DEBUG_MEMBERS").is_some() {
+            let mut sizes: Vec<(
+                usize,
+                u64,
+                usize,
+                u64,
+                slicefed_proto::node::members::LearningStats,
+            )> = self
+                .nodes
+                .iter()
+                .take(honest)
+                .filter_map(|n| n.live.as_ref().filter(|_| n.up).map(|l| (n, l)))
+                .map(|(n, l)| {
+                    (
+                        l.node.core().members().len(),
+                        l.node.members_learnt(),
+                        l.node.learning_held(),
+                        (self.now.saturating_sub(n.up_since)) / MIN,
+                        l.node.learning_stats(),
+                    )
+                })
+                .collect();
+            sizes.sort();
+            let q = |f: f64| sizes.get((sizes.len() as f64 * f) as usize).copied();
+            eprintln!(
+                "members at {:.2} h: min {:?} p10 {:?} p50 {:?} p90 {:?} (size, learnt, held, up min, stats)",
+                self.now as f64 / HOUR as f64,
+                q(0.0),
+                q(0.1),
+                q(0.5),
+                q(0.9)
+            );
+        }
         // Sybils listed as members anywhere.
         for n in self.nodes.iter().take(honest) {
             if let Some(l) = n.live.as_ref().filter(|_| n.up) {

@@ -1776,7 +1776,7 @@ impl Node {
 }
 
 mod durability;
-mod members;
+pub mod members;
 mod requests;
 mod slivers;
 #[cfg(test)]

@@ -1828,17 +1828,16 @@ fn pulls_go_on_only_while_they_bring_news() {
     // The third is not answered: that says nothing, so a fourth is made.
     let token = ask(&mut m, first + after[2], 5).expect("the third pull");
     m.handle(first + after[2], Input::NoAnswer { token });
-    // The fourth brings nothing new (all of it is held already): there is no fifth.
-    assert!(pull(
-        &mut m,
-        first + after[3],
-        6,
-        made_up_page(100, 100 + worth, false)
-    ));
+    // The fourth and the fifth bring nothing new (all of it is held already): there is
+    // no sixth.
+    for (i, member) in [(3, 6), (4, 7)] {
+        let page = made_up_page(100, 100 + worth, false);
+        assert!(pull(&mut m, first + after[i], member, page));
+    }
     assert!(!pull(
         &mut m,
-        first + after[4],
-        7,
+        first + after[5],
+        8,
         made_up_page(0, 1, false)
     ));
 }
@@ -2084,4 +2083,32 @@ fn a_restarted_node_greets_on_the_credentials_it_kept_instead_of_fetching_them()
         },
     );
     assert!(greets(&e, 7), "greeted again on the fetched credential");
+}
+
+#[test]
+fn pulls_from_members_that_list_fewer_do_not_stop_the_pulls() {
+    let mut m = machine(2);
+    let many: Vec<u8> = (3..=100).collect();
+    let first = NOW + TICK;
+    let after = members::LIST_PULLS_AFTER_MS;
+    // Born together: every member asked lists fewer nodes than this one and nothing new;
+    // that says nothing about the federation, so the pulls go on.
+    for (i, at) in after.iter().take(6).enumerate() {
+        let at = first + at;
+        join(&mut m, &many, at);
+        let e = m.handle(at, Input::Tick { log_size: 0 });
+        let (token, ..) = list_ask(&e).unwrap_or_else(|| panic!("pull {i}"));
+        let page = Response::MemberList {
+            members: vec![listed(3, 1)],
+            more: false,
+        };
+        m.handle(
+            at,
+            Input::Answer {
+                token,
+                response: page,
+            },
+        );
+    }
+    assert_eq!(m.learning_stats().pulls, 6);
 }
