@@ -215,10 +215,9 @@ impl Learning {
 
     /// Whether `node` may be greeted now (it was not greeted lately without answering).
     fn may_greet(&self, node: &PublicKey, now_ms: u64) -> bool {
-        !self
-            .greeted
+        self.greeted
             .get(node)
-            .is_some_and(|at| now_ms.saturating_sub(*at) < GREET_AGAIN_MS)
+            .is_none_or(|at| now_ms.saturating_sub(*at) >= GREET_AGAIN_MS)
     }
 
     /// `node`, greeted at `at_ms`, did not answer: not greeted again for
@@ -577,7 +576,7 @@ impl Node {
             .0
             .first_chunk::<8>()
             .map_or(0, |b| u64::from_le_bytes(*b));
-        let mixed = (now_ms / 1_000 ^ mine)
+        let mixed = ((now_ms / 1_000) ^ mine)
             .wrapping_add(self.learning.pulls as u64)
             .wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let pick = (mixed >> 16) as usize % members;
