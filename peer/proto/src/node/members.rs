@@ -63,7 +63,8 @@ pub const MAX_PULL_PAGES: usize = MAX_MEMBERS.div_ceil(MEMBER_LIST_PAGE);
 /// and once more from another member a minute later (nodes that start together each pull
 /// from a member that knows few yet; SWIM news covers the starts that follow). The pulls
 /// after those two are made only while one of the last two brought at least
-/// [`PULL_WORTH_GOING_ON`] newcomers: a node that joins a formed federation pulls twice,
+/// [`PULL_WORTH_GOING_ON`] newcomers from a member that listed as many nodes as this one
+/// (see `pull_due`): a node that joins a formed federation pulls three times,
 /// and 10,000 nodes that start together pull until their lists agree. A pull merges one
 /// other node's list into this one's, so lists that start apart need about log2(N) of
 /// them: the first hour at 10,000 nodes with pulls at 0, 3, 10, 20 and 40 minutes ended
@@ -103,8 +104,11 @@ pub(super) struct Learning {
     pull_brought: usize,
     /// Pulls in a row, up to the last one finished, that brought little.
     quiet_pulls: u8,
-    /// Nodes the current (or last) pull's pages listed.
+    /// Nodes the current (or last) pull's pages listed (not counting starts in the
+    /// future, which a lister could pad a page with).
     pull_listed: usize,
+    /// Whether pulls stopped (two quiet in a row).
+    pulls_stopped: bool,
     /// When the current pull last made progress (started, or a page came).
     pull_progress_ms: u64,
     /// When this node first listed a member.
@@ -213,11 +217,19 @@ impl Learning {
         }
     }
 
-    /// Whether `node` may be greeted now (it was not greeted lately without answering).
-    fn may_greet(&self, node: &PublicKey, now_ms: u64) -> bool {
-        self.greeted
-            .get(node)
-            .is_none_or(|at| now_ms.saturating_sub(*at) >= GREET_AGAIN_MS)
+    /// Whether `node` may be greeted now: it was not greeted lately without answering,
+    /// and the table of such nodes has room (full of recent ones, it is an attack or a
+    /// catastrophe, and nodes missing from it are not greeted: a member naming thousands
+    /// of silent nodes cannot have them greeted again and again).
+    fn may_greet(&mut self, node: &PublicKey, now_ms: u64) -> bool {
+        let recent = |at: &u64| now_ms.saturating_sub(*at) < GREET_AGAIN_MS;
+        if self.greeted.get(node).is_some_and(recent) {
+            return false;
+        }
+        if self.greeted.len() >= MAX_NEWCOMERS {
+            self.greeted.retain(|_, at| recent(at));
+        }
+        self.greeted.len() < MAX_NEWCOMERS || self.greeted.contains_key(node)
     }
 
     /// `node`, greeted at `at_ms`, did not answer: not greeted again for
@@ -373,6 +385,9 @@ impl Node {
             .dead_start(&node)
             .is_some_and(|dead| start <= dead)
         {
+            // Named under a later start than it answers with: held off like a silent
+            // node, or a member could have it greeted in a loop.
+            self.learning.silent(node, g.since_ms, now_ms);
             return true;
         }
         self.learning.stats.answered += 1;
@@ -451,7 +466,8 @@ impl Node {
             self.ask(via, request, Asked::MemberCredentials { via, nodes }, out);
         }
         self.pull_due(now_ms);
-        let pulled_all = self.learning.pulls >= LIST_PULLS_AFTER_MS.len();
+        let pulled_all =
+            self.learning.pulls >= LIST_PULLS_AFTER_MS.len() || self.learning.pulls_stopped;
         if pulled_all && self.learning.pull.is_none() && !self.learning.cached.is_empty() {
             // What the pulls did not name is not news any more: SWIM's news of a start
             // fetches it then (the cache is only a restart's).
@@ -562,7 +578,12 @@ impl Node {
         } else {
             0
         };
+        if self.learning.pulls_stopped {
+            return;
+        }
         if self.learning.pulls >= 2 && quiet >= 2 {
+            // For good: news that grows this node's list later is SWIM's to carry.
+            self.learning.pulls_stopped = true;
             return;
         }
         let members = self.member_keys.len();
@@ -617,7 +638,7 @@ impl Node {
             return;
         };
         self.learning.stats.pages += 1;
-        self.learning.pull_listed = self.learning.pull_listed.saturating_add(members.len());
+        let skew_ms = slicefed_trust::verify::CLOCK_SKEW_SECS.saturating_mul(1000);
         let after = self.learning.pull.and_then(|(_, after)| after);
         // The decoder checked the order; the page must also start after the cursor.
         if members
@@ -645,6 +666,9 @@ impl Node {
                 break;
             }
             taken_up_to = Some(node);
+            if start <= now_ms.saturating_add(skew_ms) {
+                self.learning.pull_listed = self.learning.pull_listed.saturating_add(1);
+            }
             let id = crate::swim::SwimId {
                 key: node,
                 bump: start,
