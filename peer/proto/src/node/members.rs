@@ -763,3 +763,43 @@ impl Node {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn made_up(i: u32) -> PublicKey {
+        let mut k = [0u8; 32];
+        k[28..].copy_from_slice(&i.to_be_bytes());
+        PublicKey(k)
+    }
+
+    #[test]
+    fn silent_nodes_are_held_off_and_a_table_full_of_them_greets_no_one_new() {
+        let mut l = Learning::default();
+        let t = 1_000_000;
+        // A node that answered is not remembered: it may be greeted again (it is listed,
+        // so it is no news; if it leaves and is named again, it is greeted again).
+        assert!(l.may_greet(&made_up(0), t));
+        // A silent one is held off for GREET_AGAIN_MS.
+        l.silent(made_up(1), t, t);
+        assert!(!l.may_greet(&made_up(1), t + GREET_AGAIN_MS - 1));
+        assert!(l.may_greet(&made_up(1), t + GREET_AGAIN_MS));
+        // A member naming thousands of silent nodes fills the table: nodes missing from
+        // it are not greeted until it empties, so none of them is dialled again and again.
+        for i in 2..(MAX_NEWCOMERS as u32 + 500) {
+            l.silent(made_up(i), t, t);
+        }
+        assert_eq!(l.greeted.len(), MAX_NEWCOMERS);
+        assert!(!l.may_greet(&made_up(1_000_000), t + 1));
+        assert!(
+            (2..(MAX_NEWCOMERS as u32 + 500))
+                .filter(|i| l.may_greet(&made_up(*i), t + 1))
+                .count()
+                == 0,
+            "neither those remembered nor those past the table"
+        );
+        // Five minutes on, the table empties and greetings go on.
+        assert!(l.may_greet(&made_up(1_000_000), t + GREET_AGAIN_MS));
+    }
+}
