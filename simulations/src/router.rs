@@ -221,7 +221,11 @@ impl Sim {
                                     eprintln!(
                                         "slow drop: node {i} (up since {} s, {} members) dropped a crash of {} s ago (down at {} s) after {ms:.0} ms",
                                         n.up_since / (1000 * MS),
-                                        n.live.as_ref().map_or(0, |l| l.node.core().members().len()),
+                                        n.live.as_ref().map_or(0, |l| l
+                                            .node
+                                            .core()
+                                            .members()
+                                            .len()),
                                         ms / 1000.0,
                                         g.down_since / (1000 * MS),
                                     );
