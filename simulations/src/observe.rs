@@ -221,7 +221,7 @@ impl Sim {
                 }
             }
         }
-        if std::env::var_os("SLICEFED_SIM_DEBUG_MEMBERS").is_some() {
+        if debug_members() {
             let mut sizes: Vec<(
                 usize,
                 u64,

@@ -48,6 +48,14 @@ use std::rc::Rc;
 
 type Rng = rand_pcg::Pcg64Mcg;
 
+/// Whether `SLICEFED_SIM_DEBUG_MEMBERS` is set: the run then prints the spread of member
+/// lists and learning counters at each sample, and every once-formed drop slower than
+/// 150 s (read once).
+pub fn debug_members() -> bool {
+    static SET: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SET.get_or_init(|| std::env::var_os("SLICEFED_SIM_DEBUG_MEMBERS").is_some())
+}
+
 /// Microseconds per millisecond, second, minute, hour.
 pub const MS: u64 = 1_000;
 /// A second, µs.

@@ -78,6 +78,13 @@ pub const PULL_WORTH_GOING_ON: usize = MEMBER_LIST_PAGE / 8;
 /// share full) ends; a later pull asks another member.
 pub const PULL_STALL_MS: u64 = 60_000;
 
+/// Whether a start named for a node is in the future (beyond clock skew): made up, since a
+/// start is when the node started.
+fn made_up_start(now_ms: u64, start: u64) -> bool {
+    let skew_ms = slicefed_trust::verify::CLOCK_SKEW_SECS.saturating_mul(1000);
+    start > now_ms.saturating_add(skew_ms)
+}
+
 /// What a node is learning (see the module's doc).
 #[derive(Default)]
 pub(super) struct Learning {
@@ -287,7 +294,6 @@ impl Node {
         out: &mut Vec<Effect>,
     ) -> bool {
         let node = id.key;
-        let skew_ms = slicefed_trust::verify::CLOCK_SKEW_SECS.saturating_mul(1000);
         let refused_lately = self
             .credential_refused
             .get(&node)
@@ -304,7 +310,7 @@ impl Node {
             || l.struck_out(&via, now_ms)
             // A start in the future is made up (a start is when the node started), and one
             // this node declared dead is not news.
-            || id.bump > now_ms.saturating_add(skew_ms)
+            || made_up_start(now_ms, id.bump)
             || self.swim.dead_start(&node).is_some_and(|dead| id.bump <= dead)
         {
             return false;
@@ -638,7 +644,6 @@ impl Node {
             return;
         };
         self.learning.stats.pages += 1;
-        let skew_ms = slicefed_trust::verify::CLOCK_SKEW_SECS.saturating_mul(1000);
         let after = self.learning.pull.and_then(|(_, after)| after);
         // The decoder checked the order; the page must also start after the cursor.
         if members
@@ -666,7 +671,7 @@ impl Node {
                 break;
             }
             taken_up_to = Some(node);
-            if start <= now_ms.saturating_add(skew_ms) {
+            if !made_up_start(now_ms, start) {
                 self.learning.pull_listed = self.learning.pull_listed.saturating_add(1);
             }
             let id = crate::swim::SwimId {

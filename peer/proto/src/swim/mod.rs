@@ -552,17 +552,10 @@ impl Shared {
         }
         let now_ms = self.now_ms;
         let fresh = |since: u64| now_ms.saturating_sub(since) < REVOTE_GAP_MS;
+        // Stale entries go in `Swim::wake`; past the bound a vote is counted here but not
+        // relayed.
         if self.relayed_votes.len() >= MAX_MEMBERS && !self.relayed_votes.contains_key(&accused) {
-            // Walked only when its oldest entry is stale: a full table of fresh entries
-            // costs nothing per vote.
-            if self.relayed_oldest_ms.is_some_and(|at| !fresh(at)) {
-                self.relayed_votes.retain(|_, r| fresh(r.since_ms));
-                self.relayed_oldest_ms = self.relayed_votes.values().map(|r| r.since_ms).min();
-            }
-            if self.relayed_votes.len() >= MAX_MEMBERS {
-                // Bounded: past the bound a vote is counted here but not relayed.
-                return false;
-            }
+            return false;
         }
         let entry = self
             .relayed_votes
