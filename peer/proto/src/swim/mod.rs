@@ -124,17 +124,27 @@ const PENDING_PER_RELAYER: usize = PENDING_VOTES / 8;
 /// so an unbounded queue costs time on every packet, and piggybacking more items than
 /// packets carry only delays them all.
 pub const MAX_RELAYED: usize = 64;
-/// Distinct voters whose votes about one accused start a node relays within
-/// [`REVOTE_GAP_MS`]: a quorum's worth. Every member whose own probe failed votes (six to
-/// ten of them for a dead node), and each vote relayed by every node `max_transmissions`
-/// times made votes most of SWIM's bytes at 10,000 nodes, where packets were full and news
-/// queued behind them. Any [`QUORUM`] of them declare the node dead; the rest are counted,
-/// not passed on. Slots go to distinct voters (one member re-signing its vote takes one),
-/// only for the start this node lists (made-up starts take none), and only when the vote
-/// is passed on; a voter already relayed is relayed again. So the members that take the
-/// slots are themselves a quorum: taking them to hide honest votes makes the accused dead
-/// sooner, never later. A node always spreads its own vote.
-pub const VOTES_RELAYED_PER_ACCUSED: usize = QUORUM;
+/// Members a node asks for the votes about one accused start within [`VOTE_WINDOW_MS`].
+///
+/// Votes are pulled, not pushed on. A voter spreads its own vote; nobody relays another's
+/// (each vote relayed by every node `max_transmissions` times was ~7 KB per node per death,
+/// most of SWIM's bytes, and deaths grow with the federation). What spreads instead is
+/// foca's `Down` about the accused, which a member sends only when it holds it down itself
+/// (its own suspicion ran out and it voted, or it counted a quorum): a node that hears one
+/// from a third party reads it as a suspicion and asks that member for the votes it holds
+/// ([`Item::Ask`], ~60 bytes), naming the voters it has; the answer is up to a quorum of
+/// signed votes sent to it alone (~500 bytes, once). So the news costs a 43-byte update
+/// relayed as foca relays any, and the evidence is fetched once per node, as inv/getdata
+/// in Bitcoin or IHAVE/IWANT in Plumtree. The votes are checked as before: an answer is no
+/// more believed than a relayed vote was.
+pub const ASKS_PER_ACCUSED: usize = 4;
+/// A node asks about one accused start at most this often (an answer that brings too few
+/// votes is followed by an ask of the next member heard holding it down).
+pub const ASK_GAP_MS: u64 = 1_000;
+/// Asks for votes a node answers from one member per probe period, and sends to one: an
+/// honest node asks about each member it hears is down, a few a period in a burst of
+/// failures; a member asking more is only making this node send.
+const ASKS_PER_PERIOD: u32 = 16;
 
 const VOTE_DOMAIN: &str = "slicefed/swim-down-vote/1";
 const REFUTE_DOMAIN: &str = "slicefed/swim-refute/1";
@@ -142,6 +152,12 @@ const ECHO_DOMAIN: &str = "slicefed/swim-down-echo/1";
 const VOTE: u8 = 1;
 const REFUTE: u8 = 2;
 const ECHO: u8 = 3;
+const ASK: u8 = 4;
+/// Bytes of a voter's key an ask names (to leave out votes the asker has; a prefix shared
+/// by two voters only costs a vote not sent).
+const VOTER_PREFIX: usize = 8;
+/// Voters an ask names at most: those the asker has, short of a quorum.
+const ASK_NAMES: usize = QUORUM - 1;
 /// Bytes of an encoded echo: tag, accused, voter, the member it answers, signed time,
 /// signature.
 pub const ECHO_BYTES: usize = 1 + ID_BYTES + 32 + 32 + 8 + 64;
@@ -149,6 +165,10 @@ pub const ECHO_BYTES: usize = 1 + ID_BYTES + 32 + 32 + 8 + 64;
 pub const VOTE_BYTES: usize = 1 + ID_BYTES + 32 + 8 + 64;
 /// Bytes of an encoded refutation: tag, identity, incarnation, signature.
 pub const REFUTE_BYTES: usize = 1 + ID_BYTES + 2 + 64;
+/// Bytes of an encoded ask with no voters named: tag, accused, count (then
+/// [`VOTER_PREFIX`] bytes per voter named). Unsigned: it is sent to one member, which
+/// knows the asker from the connection.
+pub const ASK_BYTES: usize = 1 + ID_BYTES + 1;
 
 /// Votes needed to declare a member dead when this node knows `members` others: three,
 /// or every other member in a smaller federation (this node's own vote counts).
@@ -263,6 +283,11 @@ pub struct SwimStats {
     pub items_refused: u64,
     /// Members declared dead by a quorum.
     pub declared_dead: u64,
+    /// Asks for the votes about a member this node sent (it heard the member was down
+    /// and had too few votes).
+    pub asks_sent: u64,
+    /// Asks of others this node answered with votes.
+    pub asks_answered: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -270,6 +295,8 @@ enum ItemKey {
     Vote(SwimId, PublicKey),
     Refute(SwimId, u16),
     Echo(SwimId, PublicKey),
+    /// Never stored nor relayed (an ask goes to one member).
+    Ask(SwimId),
 }
 
 impl foca::Invalidates for ItemKey {
@@ -301,6 +328,14 @@ enum Item {
         to: PublicKey,
         at_ms: u64,
     },
+    /// A member asks this node for the votes it holds about `accused`, short of the voters
+    /// it names (see [`ASKS_PER_ACCUSED`]).
+    Ask {
+        accused: SwimId,
+        asker: PublicKey,
+        named: [[u8; VOTER_PREFIX]; ASK_NAMES],
+        count: usize,
+    },
 }
 
 /// State the broadcast handler (owned by foca) shares with [`Swim`].
@@ -320,7 +355,9 @@ struct Shared {
     /// When the oldest entry of `dead` is forgotten (none: `dead` has nothing to forget):
     /// `wake` walks the table only then, not at every timer.
     dead_expires_ms: Option<u64>,
-    inbox: Vec<Item>,
+    /// Items taken in this step, to count, with a vote's bytes (kept in its tally, to
+    /// answer asks).
+    inbox: Vec<(Item, Vec<u8>)>,
     /// Votes about a member signed by a voter this node does not list yet (it just
     /// started, or came back, and is still learning members), with the voter: judged
     /// again when the voter is admitted, within the vote's window. Without them a node
@@ -341,21 +378,10 @@ struct Shared {
     refused: u64,
     /// foca's queue of signed items, as of the last step.
     backlog: usize,
-    /// Voters whose votes this node relayed about each accused start it lists (at most
-    /// [`MAX_MEMBERS`]; see [`VOTES_RELAYED_PER_ACCUSED`]), and the oldest entry's start.
-    relayed_votes: HashMap<SwimId, RelayedVotes>,
-    relayed_oldest_ms: Option<u64>,
     /// The time of the step (votes are judged against it).
     now_ms: u64,
     /// Signature checks shared with other machines of this process, if the caller set any.
     checks: Option<SharedItemChecks>,
-}
-
-/// The voters whose votes about one accused start a node relayed within
-/// [`REVOTE_GAP_MS`] of `since_ms`.
-struct RelayedVotes {
-    voters: Vec<PublicKey>,
-    since_ms: u64,
 }
 
 /// A member this node declared dead.
@@ -435,19 +461,39 @@ impl Shared {
         }
     }
 
-    /// Judges one signed item: its signer and subject are members, its signature holds,
-    /// and it was not seen before. Only then is it counted and spread on.
+    /// Judges one item: a signed one's signer and subject are members, its signature
+    /// holds, and it was not seen before; only then is it counted, and only this node's own
+    /// and refutations are spread on (others' votes are pulled: see [`ASKS_PER_ACCUSED`]).
+    /// An ask is taken from the member that sent it, to be answered.
     fn judge(&mut self, data: &[u8]) -> Option<ItemKey> {
-        let (item, key) = match decode_item(data) {
+        let (mut item, key) = match decode_item(data) {
             Some(x) => x,
             None => {
                 self.refused += 1;
                 return None;
             }
         };
+        if let Item::Ask { accused, asker, .. } = &mut item {
+            // Only in a packet from a member to this node (foca names the sender; this
+            // node's own items have none), about a member.
+            match self.relayer {
+                Some(from)
+                    if self.is_member(&from)
+                        && (self.members.contains_key(&accused.key)
+                            || self.dead.contains_key(&accused.key)) =>
+                {
+                    *asker = from;
+                    if self.inbox.len() < INBOX {
+                        self.inbox.push((item, vec![]));
+                    }
+                }
+                _ => self.refused += 1,
+            }
+            return None;
+        }
         let signed_at = match item {
             Item::Vote { at_ms, .. } | Item::Echo { at_ms, .. } => Some(at_ms),
-            Item::Refute { .. } => None,
+            Item::Refute { .. } | Item::Ask { .. } => None,
         };
         if let Some(prev) = self.seen.get(&key) {
             // A vote (or echo) again from the same voter about the same start is taken only
@@ -472,6 +518,7 @@ impl Shared {
                 (voter, accused.key)
             }
             Item::Refute { id, .. } => (id.key, id.key),
+            Item::Ask { .. } => return None,
         };
         // A vote about a member this node declared dead: its subject is no member any
         // more, but the voter may be one that learnt of it late. Taken (to be answered with
@@ -480,7 +527,7 @@ impl Shared {
             Item::Vote { accused, .. } => {
                 self.dead.get(&accused.key).is_some_and(|d| d.id == accused)
             }
-            Item::Refute { .. } | Item::Echo { .. } => false,
+            Item::Refute { .. } | Item::Echo { .. } | Item::Ask { .. } => false,
         };
         // An echo counts only at the member it answers (this node).
         let misaddressed = matches!(item, Item::Echo { to, .. } if Some(to) != self.me);
@@ -520,67 +567,23 @@ impl Shared {
             self.seen_order.push_back(key);
         }
         if self.inbox.len() < INBOX {
-            self.inbox.push(item);
+            let bytes = match item {
+                Item::Vote { .. } => data.to_vec(),
+                _ => vec![],
+            };
+            self.inbox.push((item, bytes));
         }
         if late_vote || matches!(item, Item::Echo { .. }) {
             return None;
         }
-        let own = self.me == Some(signer);
-        if own {
+        if self.me == Some(signer) {
             return Some(key);
         }
-        if self.backlog >= MAX_RELAYED {
-            return None;
-        }
-        if let Item::Vote { accused, .. } = item
-            && !self.relay_vote_about(accused, signer)
-        {
+        // Others' votes are counted, not passed on: a node that lacks them asks for them.
+        if matches!(item, Item::Vote { .. }) || self.backlog >= MAX_RELAYED {
             return None;
         }
         Some(key)
-    }
-
-    /// Whether `voter`'s vote about `accused` is relayed (see
-    /// [`VOTES_RELAYED_PER_ACCUSED`]); if so its voter holds a slot.
-    fn relay_vote_about(&mut self, accused: SwimId, voter: PublicKey) -> bool {
-        let listed = self
-            .members
-            .get(&accused.key)
-            .is_some_and(|(bump, _)| *bump == accused.bump);
-        if !listed {
-            return false;
-        }
-        let now_ms = self.now_ms;
-        let fresh = |since: u64| now_ms.saturating_sub(since) < REVOTE_GAP_MS;
-        // Stale entries go in `Swim::wake`; past the bound a vote is counted here but not
-        // relayed.
-        if self.relayed_votes.len() >= MAX_MEMBERS && !self.relayed_votes.contains_key(&accused) {
-            return false;
-        }
-        let entry = self
-            .relayed_votes
-            .entry(accused)
-            .or_insert_with(|| RelayedVotes {
-                voters: Vec::new(),
-                since_ms: now_ms,
-            });
-        if !fresh(entry.since_ms) {
-            entry.voters.clear();
-            entry.since_ms = now_ms;
-        }
-        let since_ms = entry.since_ms;
-        let relayed = if entry.voters.contains(&voter) {
-            true
-        } else if entry.voters.len() < VOTES_RELAYED_PER_ACCUSED {
-            entry.voters.push(voter);
-            true
-        } else {
-            false
-        };
-        if self.relayed_oldest_ms.is_none_or(|at| since_ms < at) {
-            self.relayed_oldest_ms = Some(since_ms);
-        }
-        relayed
     }
 }
 
@@ -651,8 +654,48 @@ fn decode_item(data: &[u8]) -> Option<(Item, ItemKey)> {
                 ItemKey::Echo(accused, voter),
             ))
         }
+        ASK if data.len() >= ASK_BYTES => {
+            let accused = get_id(&mut rest).ok()?;
+            let count = usize::from(rest.get_u8());
+            if count > ASK_NAMES || rest.len() != count * VOTER_PREFIX {
+                return None;
+            }
+            let mut named = [[0u8; VOTER_PREFIX]; ASK_NAMES];
+            for name in named.iter_mut().take(count) {
+                rest.copy_to_slice(name);
+            }
+            Some((
+                Item::Ask {
+                    accused,
+                    // The sender, filled in by `judge` from the packet.
+                    asker: PublicKey([0; 32]),
+                    named,
+                    count,
+                },
+                ItemKey::Ask(accused),
+            ))
+        }
         _ => None,
     }
+}
+
+/// An ask for the votes about `accused`, naming the voters the asker has (at most
+/// [`ASK_NAMES`]).
+fn ask_bytes(accused: &SwimId, have: &[PublicKey]) -> Vec<u8> {
+    let have = have.get(..have.len().min(ASK_NAMES)).unwrap_or_default();
+    let mut b = Vec::with_capacity(ASK_BYTES + have.len() * VOTER_PREFIX);
+    b.put_u8(ASK);
+    put_id(accused, &mut b);
+    b.put_u8(have.len() as u8);
+    for voter in have {
+        b.put_slice(voter.0.get(..VOTER_PREFIX).unwrap_or_default());
+    }
+    b
+}
+
+/// The voter a vote's bytes name (they were judged when taken).
+fn voter_of(vote: &[u8]) -> Option<&[u8]> {
+    vote.get(1 + ID_BYTES..1 + ID_BYTES + 32)
 }
 
 /// The signed part of an item (everything but the signature) and the signature.
@@ -723,7 +766,17 @@ enum Cause {
 struct Tally {
     first_ms: u64,
     voters: BTreeSet<PublicKey>,
+    /// The bytes of up to a quorum of the votes counted (this node's own among them), to
+    /// answer asks.
+    votes: Vec<Vec<u8>>,
     done: bool,
+}
+
+/// The members a node asked for the votes about one accused start.
+struct Asking {
+    first_ms: u64,
+    last_ms: u64,
+    asked: Vec<PublicKey>,
 }
 
 /// SWIM for one node.
@@ -742,6 +795,12 @@ pub struct Swim {
     tallies: HashMap<SwimId, Tally>,
     /// Identities this node cast its vote about a second time (once only: see `wake`).
     recast: HashSet<SwimId>,
+    /// Whom this node asked for votes about each accused start (at most [`MAX_MEMBERS`],
+    /// for a vote window).
+    asking: HashMap<SwimId, Asking>,
+    /// Members heard holding another member down in the packet being read, with the
+    /// sender (at most a packet's updates): asked for their votes after it.
+    downs_heard: Vec<(SwimId, PublicKey)>,
     incarnation: u16,
     refuted: u16,
     members_at_config: usize,
@@ -756,6 +815,10 @@ enum Limit {
     PingReq,
     /// Suspicions of this node by a member.
     SelfSuspicion,
+    /// Asks for votes from a member.
+    AskFrom,
+    /// Asks for votes this node sends to a member.
+    AskTo,
 }
 
 /// Counts per member and probe period (at most one entry per member and this node).
@@ -770,6 +833,8 @@ struct Window {
     start_ms: u64,
     ping_reqs: u32,
     self_suspicions: u32,
+    asks_from: u32,
+    asks_to: u32,
 }
 
 impl RateLimits {
@@ -792,6 +857,8 @@ impl RateLimits {
         let (count, most) = match what {
             Limit::PingReq => (&mut w.ping_reqs, PING_REQS_PER_PERIOD),
             Limit::SelfSuspicion => (&mut w.self_suspicions, SELF_SUSPICIONS_PER_PERIOD),
+            Limit::AskFrom => (&mut w.asks_from, ASKS_PER_PERIOD),
+            Limit::AskTo => (&mut w.asks_to, ASKS_PER_PERIOD),
         };
         if *count >= most {
             return false;
@@ -846,6 +913,8 @@ impl Swim {
             seq: 0,
             tallies: HashMap::new(),
             recast: HashSet::new(),
+            asking: HashMap::new(),
+            downs_heard: Vec::new(),
             incarnation: 0,
             refuted: 0,
             members_at_config: 0,
@@ -991,7 +1060,9 @@ impl Swim {
         let said = self.shared().members.remove(key);
         self.rate.forget(key);
         self.recast.retain(|id| id.key != *key);
-        self.tallies.retain(|id, _| id.key != *key);
+        // A quorum counted is kept for its window: its votes answer asks about the member.
+        self.tallies.retain(|id, t| id.key != *key || t.done);
+        self.asking.retain(|id, _| id.key != *key);
         let mut out = vec![];
         if let Some((bump, inc)) = said {
             let id = SwimId { key: *key, bump };
@@ -1031,6 +1102,7 @@ impl Swim {
         self.shared().now_ms = now_ms;
         // News read from a packet that is then refused is not acted on.
         self.shared().newcomers.clear();
+        self.downs_heard.clear();
         let filtered = match self.filter(now_ms, from, data) {
             Ok(f) => f,
             Err(e) => {
@@ -1047,6 +1119,7 @@ impl Swim {
         let mut out = vec![];
         self.drain(now_ms, Cause::Packet(from), &mut out);
         self.count_items(now_ms, &mut out);
+        self.ask_for_votes(now_ms, &mut out);
         self.greet_strangers(&mut out);
         let newcomers = std::mem::take(&mut self.shared().newcomers);
         out.extend(
@@ -1262,8 +1335,11 @@ impl Swim {
             State::Alive if m.incarnation() > said => None,
             State::Alive => Some(m),
             // A third party's word is a suspicion, at most at an incarnation the member
-            // itself said.
+            // itself said; its `Down` says it holds votes, which this node may ask for.
             State::Suspect | State::Down => {
+                if matches!(m.state(), State::Down) && self.downs_heard.len() < MAX_PACKET {
+                    self.downs_heard.push((id, *from));
+                }
                 Some(Member::new(id, m.incarnation().min(said), State::Suspect))
             }
         }
@@ -1295,6 +1371,8 @@ impl Swim {
         // dead member stays listed here until its adverts time out.
         let me = self.me.key;
         let mut revotes = vec![];
+        self.asking
+            .retain(|_, a| now_ms.saturating_sub(a.first_ms) < VOTE_WINDOW_MS);
         self.tallies.retain(|id, t| {
             let keep = now_ms.saturating_sub(t.first_ms) < VOTE_WINDOW_MS;
             if !keep && !t.done && t.voters.contains(&me) {
@@ -1332,17 +1410,6 @@ impl Swim {
                 .values()
                 .map(|d| d.at_ms.saturating_add(DEAD_REMEMBERED_MS))
                 .min();
-        }
-        // Relay slots last a revote gap: forgotten then (the simulator holds a whole
-        // federation's tables, so none is kept longer than it counts).
-        if shared
-            .relayed_oldest_ms
-            .is_some_and(|at| now_ms.saturating_sub(at) >= REVOTE_GAP_MS)
-        {
-            shared
-                .relayed_votes
-                .retain(|_, r| now_ms.saturating_sub(r.since_ms) < REVOTE_GAP_MS);
-            shared.relayed_oldest_ms = shared.relayed_votes.values().map(|r| r.since_ms).min();
         }
         drop(shared);
         out
@@ -1456,25 +1523,140 @@ impl Swim {
             return true;
         };
         let item = echo_bytes(&self.key, accused, &voter, now_ms);
+        if self.send_items(to, &[&item], out) {
+            self.stats.votes_signed += 1;
+        }
+        true
+    }
+
+    /// Sends `items` to member `to` alone, in one packet (not piggybacked, not relayed).
+    /// Whether it was sent.
+    fn send_items(&mut self, to: SwimId, items: &[&[u8]], out: &mut Vec<SwimEvent>) -> bool {
         let header = foca::Header {
             src: self.me,
             src_incarnation: self.incarnation,
             dst: to,
             message: Message::Broadcast,
         };
-        let mut packet = Vec::with_capacity(2 * ID_BYTES + 16 + ECHO_BYTES);
-        if foca::Codec::encode_header(&mut SwimCodec, &header, &mut packet).is_ok() {
-            packet.put_u16(item.len() as u16);
-            packet.put_slice(&item);
-            self.stats.votes_signed += 1;
-            self.stats.sent += 1;
-            self.stats.sent_bytes += packet.len() as u64;
-            out.push(SwimEvent::Send {
-                to: voter,
-                data: packet,
-            });
+        let size = items.iter().map(|i| 2 + i.len()).sum::<usize>();
+        let mut packet = Vec::with_capacity(2 * ID_BYTES + 16 + size);
+        if foca::Codec::encode_header(&mut SwimCodec, &header, &mut packet).is_err() {
+            return false;
         }
+        for item in items {
+            packet.put_u16(item.len() as u16);
+            packet.put_slice(item);
+        }
+        if packet.len() > MAX_PACKET {
+            return false;
+        }
+        self.stats.sent += 1;
+        self.stats.sent_bytes += packet.len() as u64;
+        out.push(SwimEvent::Send {
+            to: to.key,
+            data: packet,
+        });
         true
+    }
+
+    /// This node's current identity for a member it lists.
+    fn member_id(&self, key: &PublicKey) -> Option<SwimId> {
+        self.shared()
+            .members
+            .get(key)
+            .map(|&(bump, _)| SwimId { key: *key, bump })
+    }
+
+    /// Asks the members heard holding another down (in the packet just read) for their
+    /// votes about it, while this node has too few: one member at a time per accused
+    /// start, [`ASK_GAP_MS`] apart, [`ASKS_PER_ACCUSED`] in a vote window, and no member
+    /// asked more than [`ASKS_PER_PERIOD`] times a probe period (a member holding everyone
+    /// down makes this node ask it a few times, not flood).
+    fn ask_for_votes(&mut self, now_ms: u64, out: &mut Vec<SwimEvent>) {
+        let downs = std::mem::take(&mut self.downs_heard);
+        let members = self.shared().members.len();
+        for (accused, holder) in downs {
+            let have: Vec<PublicKey> = match self.tallies.get(&accused) {
+                Some(t) if t.done || t.voters.len() >= quorum(members) => continue,
+                Some(t) => t.voters.iter().copied().collect(),
+                None => vec![],
+            };
+            if !self.knows(&accused) {
+                continue;
+            }
+            let Some(to) = self.member_id(&holder) else {
+                continue;
+            };
+            if self.asking.len() >= MAX_MEMBERS && !self.asking.contains_key(&accused) {
+                continue;
+            }
+            let asking = self.asking.entry(accused).or_insert(Asking {
+                first_ms: now_ms,
+                last_ms: 0,
+                asked: vec![],
+            });
+            let due =
+                asking.asked.is_empty() || now_ms.saturating_sub(asking.last_ms) >= ASK_GAP_MS;
+            if !due
+                || asking.asked.len() >= ASKS_PER_ACCUSED
+                || asking.asked.contains(&holder)
+                || !self.rate.take(now_ms, holder, Limit::AskTo)
+            {
+                continue;
+            }
+            asking.asked.push(holder);
+            asking.last_ms = now_ms;
+            let ask = ask_bytes(&accused, &have);
+            if self.send_items(to, &[&ask], out) {
+                self.stats.asks_sent += 1;
+            }
+        }
+    }
+
+    /// Answers a member's ask with the votes this node holds about `accused`, leaving out
+    /// the voters it named: only votes still within their window, never about this node
+    /// itself, and [`ASKS_PER_PERIOD`] answers to one member a probe period.
+    fn answer_ask(
+        &mut self,
+        now_ms: u64,
+        accused: SwimId,
+        asker: PublicKey,
+        named: &[[u8; VOTER_PREFIX]],
+        out: &mut Vec<SwimEvent>,
+    ) {
+        if accused.key == self.me.key {
+            return;
+        }
+        let Some(tally) = self.tallies.get(&accused) else {
+            return;
+        };
+        let fresh = |vote: &[u8]| {
+            vote.get(1 + ID_BYTES + 32..1 + ID_BYTES + 40)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .is_some_and(|at| now_ms.saturating_sub(u64::from_be_bytes(at)) < VOTE_WINDOW_MS)
+        };
+        let votes: Vec<Vec<u8>> = tally
+            .votes
+            .iter()
+            .filter(|v| {
+                let voter = voter_of(v).and_then(|k| k.get(..VOTER_PREFIX));
+                !named.iter().any(|n| Some(n.as_slice()) == voter) && fresh(v)
+            })
+            .cloned()
+            .collect();
+        if votes.is_empty() {
+            return;
+        }
+        let Some(to) = self.member_id(&asker) else {
+            return;
+        };
+        if !self.rate.take(now_ms, asker, Limit::AskFrom) {
+            return;
+        }
+        let items: Vec<&[u8]> = votes.iter().map(Vec::as_slice).collect();
+        if self.send_items(to, &items, out) {
+            self.stats.asks_answered += 1;
+        }
     }
 
     /// `id` is alive after all (it spoke, refuted, or was admitted again): no echoes about it.
@@ -1494,8 +1676,17 @@ impl Swim {
     fn count_items(&mut self, now_ms: u64, out: &mut Vec<SwimEvent>) {
         let items = std::mem::take(&mut self.shared().inbox);
         let members = self.shared().members.len();
-        for item in items {
+        for (item, bytes) in items {
             match item {
+                Item::Ask {
+                    accused,
+                    asker,
+                    named,
+                    count,
+                } => {
+                    let named = named.get(..count).unwrap_or_default();
+                    self.answer_ask(now_ms, accused, asker, named, out);
+                }
                 Item::Refute { id, incarnation } => {
                     // The member answered: earlier votes about it no longer add up, and
                     // it is not dead here either.
@@ -1534,9 +1725,19 @@ impl Swim {
                     let t = self.tallies.entry(accused).or_insert(Tally {
                         first_ms: now_ms,
                         voters: BTreeSet::new(),
+                        votes: vec![],
                         done: false,
                     });
-                    t.voters.insert(voter);
+                    // A quorum's bytes are kept, this node's own vote among them, to
+                    // answer asks (an echo is addressed here and is no use to others).
+                    if t.voters.insert(voter) && !echo && !bytes.is_empty() {
+                        if voter == self.me.key {
+                            t.votes.insert(0, bytes);
+                        } else {
+                            t.votes.push(bytes);
+                        }
+                        t.votes.truncate(QUORUM);
+                    }
                     if t.done || t.voters.len() < quorum(members) {
                         continue;
                     }
@@ -1556,6 +1757,7 @@ impl Swim {
                         continue;
                     }
                     self.stats.declared_dead += 1;
+                    self.asking.remove(&accused);
                     {
                         let mut shared = self.shared();
                         if shared.dead.len() < MAX_MEMBERS {

@@ -15,6 +15,14 @@ struct Net {
     refusals: Vec<SwimRefusal>,
 }
 
+/// Whether `shared` took (counted) the item: others' votes are counted without being
+/// passed on, so `judge`'s answer says only what is relayed.
+fn takes(shared: &mut Shared, item: &[u8]) -> bool {
+    let before = shared.inbox.len();
+    let _ = shared.judge(item);
+    shared.inbox.len() > before
+}
+
 /// A packet's events, or why it was refused.
 fn taken(x: (Vec<SwimEvent>, Result<(), SwimRefusal>)) -> Result<Vec<SwimEvent>, SwimRefusal> {
     let (events, r) = x;
@@ -334,7 +342,7 @@ fn old_votes_and_votes_about_identities_nobody_has_do_not_count() {
             .is_none()
     );
     // Fresh: taken.
-    assert!(s.shared().judge(&vote_bytes(&key(42), &b, now)).is_some());
+    assert!(takes(&mut s.shared(), &vote_bytes(&key(42), &b, now)));
     // About a start of b that this node never heard of: neither relayed nor tallied.
     let ghost = SwimId { bump: 99, ..b };
     assert!(
@@ -395,7 +403,7 @@ fn a_member_cannot_make_others_check_a_stream_of_resigned_votes() {
         let item = vote_bytes(&voter, &victim, at);
         let mut shared = net.nodes[1].shared();
         shared.now_ms = at;
-        if shared.judge(&item).is_some() {
+        if takes(&mut shared, &item) {
             taken += 1;
         }
     }
@@ -615,7 +623,7 @@ fn shared_checks_never_pass_an_item_that_was_not_checked_good() {
     for to in [1, 3] {
         let mut shared = net.nodes[to].shared();
         shared.now_ms = net.now;
-        assert!(shared.judge(&vote).is_some(), "at {to}");
+        assert!(takes(&mut shared, &vote), "at {to}");
     }
     // Any byte changed is another item: checked, and refused.
     for i in [1, 40, vote.len() - 1] {
@@ -623,7 +631,7 @@ fn shared_checks_never_pass_an_item_that_was_not_checked_good() {
         bad[i] ^= 1;
         let mut shared = net.nodes[3].shared();
         shared.now_ms = net.now;
-        assert!(shared.judge(&bad).is_none(), "byte {i}");
+        assert!(!takes(&mut shared, &bad), "byte {i}");
     }
 }
 
@@ -803,58 +811,196 @@ fn news_of_a_node_nobody_lists_names_it_a_stranger_and_reaches_foca_only_once_ad
 }
 
 #[test]
-fn a_node_relays_a_quorum_of_others_votes_about_one_member_and_counts_them_all() {
+fn a_node_spreads_its_own_votes_and_counts_others_without_passing_them_on() {
     let mut net = Net::new(8);
     net.run(10_000);
     let victim = net.nodes[2].me();
-    let at = net.now + VOTE_WINDOW_MS;
+    let at = net.now;
     let mut shared = net.nodes[1].shared();
     shared.now_ms = at;
     let inbox = shared.inbox.len();
-    // One member re-signing its vote (a revote gap apart, both within the window) holds
-    // one slot, not two.
-    let liar = key(40);
-    for signed in [
-        at - VOTE_WINDOW_MS + 10_000,
-        at - VOTE_WINDOW_MS + 10_000 + REVOTE_GAP_MS,
-    ] {
-        assert!(shared.judge(&vote_bytes(&liar, &victim, signed)).is_some());
-    }
-    // A vote about a start of node 2's this node does not list is relayed by nobody.
-    let made_up = SwimId {
-        key: victim.key,
-        bump: victim.bump + 7,
-    };
-    assert!(shared.judge(&vote_bytes(&key(43), &made_up, at)).is_none());
-    // Five honest votes: two get the slots left.
     let honest = [43u8, 44, 45, 46, 47];
     let relayed = honest
         .iter()
         .filter(|v| shared.judge(&vote_bytes(&key(**v), &victim, at)).is_some())
         .count();
-    assert_eq!(
-        relayed,
-        VOTES_RELAYED_PER_ACCUSED - 1,
-        "a quorum's worth in all"
-    );
+    assert_eq!(relayed, 0, "others' votes are pulled, not pushed on");
     assert_eq!(
         shared.inbox.len(),
-        inbox + 2 + 1 + honest.len(),
+        inbox + honest.len(),
         "every vote counts here"
     );
     assert!(
         shared.judge(&vote_bytes(&key(41), &victim, at)).is_some(),
         "a node's own vote always goes out"
     );
-    // Another member's votes are relayed as before.
-    let other = net.nodes[3].me();
-    assert!(shared.judge(&vote_bytes(&key(44), &other, at)).is_some());
-    // A revote gap later, votes about node 2 are relayed again (a recast is new evidence).
-    let later = at + REVOTE_GAP_MS;
-    shared.now_ms = later;
+}
+
+/// A packet from member `from` to `to` with foca's `Down` about `accused` (what a member
+/// holding it down piggybacks).
+fn down_news(net: &Net, from: usize, to: usize, accused: SwimId) -> Vec<u8> {
+    let mut packet = vec![];
+    foca::Codec::encode_header(
+        &mut SwimCodec,
+        &foca::Header {
+            src: net.nodes[from].me(),
+            src_incarnation: 0,
+            dst: net.nodes[to].me(),
+            message: Message::Gossip,
+        },
+        &mut packet,
+    )
+    .unwrap();
+    packet.put_u16(1);
+    foca::Codec::encode_member(
+        &mut SwimCodec,
+        &Member::new(accused, u16::MAX, State::Down),
+        &mut packet,
+    )
+    .unwrap();
+    packet
+}
+
+/// The packets in `events` addressed to member `to`.
+fn sent_to(events: &[SwimEvent], to: PublicKey) -> Vec<Vec<u8>> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            SwimEvent::Send { to: t, data } if *t == to => Some(data.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_node_that_hears_a_member_is_down_asks_for_the_votes_and_counts_them() {
+    let mut net = Net::new(7);
+    net.run(10_000);
+    let victim = net.nodes[6].me();
+    let (holder, asker, empty) = (0usize, 4usize, 5usize);
+    let holder_key = net.nodes[holder].me().key;
+    let asker_key = net.nodes[asker].me().key;
+    // The holder counts a quorum of votes about the victim (voters 1, 2, 3, relayed by 1).
+    let now = net.now;
+    let votes: Vec<Vec<u8>> = (41..44u8)
+        .map(|v| vote_bytes(&key(v), &victim, now))
+        .collect();
+    let items: Vec<&[u8]> = votes.iter().map(Vec::as_slice).collect();
+    let mut events = vec![];
+    let voter1 = net.nodes[1].me();
+    let holder_id = net.nodes[holder].me();
+    net.nodes[1].send_items(holder_id, &items, &mut events);
+    let packet = sent_to(&events, holder_key).pop().unwrap();
+    let e = taken(net.nodes[holder].packet(now, voter1.key, &packet)).unwrap();
+    assert!(e.contains(&SwimEvent::Dead(victim.key)));
+    net.carry(holder, e);
+
+    // A member holding no votes says the victim is down: the asker asks it, gets nothing.
+    let news = down_news(&net, empty, asker, victim);
+    let empty_key = net.nodes[empty].me().key;
+    let e = taken(net.nodes[asker].packet(now, empty_key, &news)).unwrap();
+    let ask = sent_to(&e, empty_key).pop().expect("an ask");
+    assert!(ask.len() < 140, "an ask is small: {} bytes", ask.len());
+    let answer = taken(net.nodes[empty].packet(now, asker_key, &ask)).unwrap();
     assert!(
-        shared
-            .judge(&vote_bytes(&key(47), &victim, later))
-            .is_some()
+        sent_to(&answer, asker_key).is_empty(),
+        "no votes, no answer"
     );
+    // Within the gap, news from the holder is not asked about yet; after it, it is.
+    let news = down_news(&net, holder, asker, victim);
+    let e = taken(net.nodes[asker].packet(now + 10, holder_key, &news)).unwrap();
+    assert!(
+        sent_to(&e, holder_key).is_empty(),
+        "one ask per accused a gap"
+    );
+    let later = now + ASK_GAP_MS;
+    let e = taken(net.nodes[asker].packet(later, holder_key, &news)).unwrap();
+    let ask = sent_to(&e, holder_key).pop().expect("an ask of the holder");
+    let answer = taken(net.nodes[holder].packet(later, asker_key, &ask)).unwrap();
+    let votes_back = sent_to(&answer, asker_key)
+        .pop()
+        .expect("the holder's votes");
+    assert!(votes_back.len() <= 3 * (2 + VOTE_BYTES) + 100);
+    let e = taken(net.nodes[asker].packet(later, holder_key, &votes_back)).unwrap();
+    assert!(e.contains(&SwimEvent::Dead(victim.key)), "{e:?}");
+    assert_eq!(net.nodes[asker].stats().asks_sent, 2);
+    assert_eq!(net.nodes[holder].stats().asks_answered, 1);
+    // Counted, the votes are not passed on by the asker either.
+    assert_eq!(net.nodes[asker].foca.custom_broadcast_backlog(), 0);
+}
+
+#[test]
+fn a_member_cannot_make_a_node_send_more_than_a_few_answers_or_asks() {
+    let mut net = Net::new(7);
+    net.run(10_000);
+    let victim = net.nodes[6].me();
+    let (holder, greedy) = (0usize, 4usize);
+    let holder_id = net.nodes[holder].me();
+    let greedy_key = net.nodes[greedy].me().key;
+    let now = net.now;
+    let votes: Vec<Vec<u8>> = (41..44u8)
+        .map(|v| vote_bytes(&key(v), &victim, now))
+        .collect();
+    let items: Vec<&[u8]> = votes.iter().map(Vec::as_slice).collect();
+    let mut events = vec![];
+    net.nodes[1].send_items(holder_id, &items, &mut events);
+    let packet = sent_to(&events, holder_id.key).pop().unwrap();
+    let voter1 = net.nodes[1].me().key;
+    let e = taken(net.nodes[holder].packet(now, voter1, &packet)).unwrap();
+    net.carry(holder, e);
+
+    // The same ask a hundred times in one probe period: a few answers, then none.
+    let greedy_id = net.nodes[greedy].me();
+    let ask = |accused: SwimId, named: &[PublicKey]| {
+        let mut e = vec![];
+        let mut n = Swim::new(&key(44), 1_000, 9);
+        n.me = greedy_id;
+        n.send_items(holder_id, &[&ask_bytes(&accused, named)], &mut e);
+        sent_to(&e, holder_id.key).pop().unwrap()
+    };
+    let one = ask(victim, &[]);
+    let answers: usize = (0..100)
+        .map(|_| {
+            let e = taken(net.nodes[holder].packet(now, greedy_key, &one)).unwrap();
+            sent_to(&e, greedy_key).len()
+        })
+        .sum();
+    assert_eq!(answers, ASKS_PER_PERIOD as usize);
+    let later = now + PROBE_PERIOD_MS;
+    // An ask naming the voters the asker has gets only the others; one about the holder
+    // itself gets nothing (nobody helps count votes against itself).
+    let e = taken(net.nodes[holder].packet(later, greedy_key, &one)).unwrap();
+    let three = sent_to(&e, greedy_key).pop().unwrap();
+    let two = [key(41).public(), key(42).public()];
+    let e = taken(net.nodes[holder].packet(later, greedy_key, &ask(victim, &two))).unwrap();
+    let rest = sent_to(&e, greedy_key).pop().unwrap();
+    assert_eq!(
+        three.len() - rest.len(),
+        2 * (2 + VOTE_BYTES),
+        "one vote of three"
+    );
+    let about_holder = ask(holder_id, &[]);
+    let e = taken(net.nodes[holder].packet(later, greedy_key, &about_holder)).unwrap();
+    assert!(sent_to(&e, greedy_key).is_empty());
+    // An ask is read only from a member: a stranger's packet is refused before it.
+    let stranger = key(99).public();
+    assert!(matches!(
+        taken(net.nodes[holder].packet(later, stranger, &one)),
+        Err(SwimRefusal::NotTheSender { .. })
+    ));
+
+    // A member holding every other member down makes a node ask it a few times a period,
+    // and declares nobody dead.
+    let asker = 5usize;
+    let liar_key = greedy_key;
+    let mut asks = 0;
+    for target in [0usize, 1, 2, 3, 6] {
+        for _ in 0..10 {
+            let news = down_news(&net, greedy, asker, net.nodes[target].me());
+            let e = taken(net.nodes[asker].packet(later, liar_key, &news)).unwrap();
+            asks += sent_to(&e, liar_key).len();
+            assert!(!e.iter().any(|x| matches!(x, SwimEvent::Dead(_))));
+        }
+    }
+    assert_eq!(asks, 5, "one ask per accused start, whatever the repeats");
 }
