@@ -1771,9 +1771,11 @@ impl Swim {
                                 Some(shared.dead_expires_ms.map_or(expires, |e| e.min(expires)));
                         }
                     }
+                    // Spread as foca spreads any update: a member that hears this node
+                    // holds it down asks it for the votes (see [`ASKS_PER_ACCUSED`]).
                     let _ = self.foca.apply_many(
                         std::iter::once(Member::new(accused, u16::MAX, State::Down)),
-                        false,
+                        true,
                         &mut self.rt,
                     );
                     self.drain(now_ms, Cause::Local, out);

@@ -1004,3 +1004,39 @@ fn a_member_cannot_make_a_node_send_more_than_a_few_answers_or_asks() {
     }
     assert_eq!(asks, 5, "one ask per accused start, whatever the repeats");
 }
+
+#[test]
+fn in_sixty_members_a_dead_one_is_dropped_by_all_on_votes_they_asked_for() {
+    // Sixty: a voter's own vote, piggybacked a few times, reaches a few members; the rest
+    // learn it is down from those holding it down and ask them for the votes.
+    let n = 60;
+    let mut net = Net::new(n);
+    net.run(30_000);
+    net.up[3] = false;
+    let died = net.now;
+    net.run(died + 150_000);
+    let k = net.nodes[3].me().key;
+    let worst = net
+        .dead
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3)
+        .map(|(_, d)| d.iter().find(|(_, x)| *x == k).map(|(t, _)| t - died))
+        .collect::<Option<Vec<u64>>>()
+        .expect("every live member dropped it")
+        .into_iter()
+        .max()
+        .unwrap();
+    assert!(worst <= 120_000, "{worst} ms");
+    let stats: Vec<SwimStats> = net.nodes.iter().map(Swim::stats).collect();
+    let answered: u64 = stats.iter().map(|s| s.asks_answered).sum();
+    let voters = stats.iter().filter(|s| s.votes_signed > 0).count();
+    assert!(
+        voters < n / 4,
+        "{voters} voted: the rest counted votes they asked for"
+    );
+    assert!(answered as usize >= n - 1 - voters, "{answered} answers");
+    for i in (0..n).filter(|i| *i != 3) {
+        assert!(!net.declared_by_anyone(i), "{i} declared dead while up");
+    }
+}
