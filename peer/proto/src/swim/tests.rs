@@ -1006,9 +1006,10 @@ fn a_member_cannot_make_a_node_send_more_than_a_few_answers_or_asks() {
 }
 
 #[test]
-fn in_sixty_members_a_dead_one_is_dropped_by_all_on_votes_they_asked_for() {
-    // Sixty: a voter's own vote, piggybacked a few times, reaches a few members; the rest
-    // learn it is down from those holding it down and ask them for the votes.
+fn in_sixty_members_a_dead_one_is_dropped_by_all_on_votes_passed_on_or_asked_for() {
+    // Sixty: a voter's own vote, piggybacked a few times, reaches a few members, who pass
+    // it on a few times more; the rest learn it is down from those holding it down and
+    // ask them for the votes.
     let n = 60;
     let mut net = Net::new(n);
     net.run(30_000);
