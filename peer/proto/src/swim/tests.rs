@@ -1034,9 +1034,9 @@ fn in_sixty_members_a_dead_one_is_dropped_by_all_on_votes_passed_on_or_asked_for
     let voters = stats.iter().filter(|s| s.votes_signed > 0).count();
     assert!(
         voters < n / 4,
-        "{voters} voted: the rest counted votes they asked for"
+        "{voters} voted: the rest counted others' votes"
     );
-    assert!(answered as usize >= n - 1 - voters, "{answered} answers");
+    assert!(answered as usize >= n / 2, "{answered} answers: most asked");
     for i in (0..n).filter(|i| *i != 3) {
         assert!(!net.declared_by_anyone(i), "{i} declared dead while up");
     }
