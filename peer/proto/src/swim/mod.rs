@@ -146,6 +146,10 @@ pub const ASKS_PER_ACCUSED: usize = 4;
 /// the first quorum waited for three voters' `Down`s to meet at one node (detection p50
 /// 90 s at 1,000 nodes, against 49 s with votes pushed).
 pub const RELAY_TRANSMISSIONS: u8 = 4;
+/// Votes of one voter a node holds to pass on at once: a member voting about many
+/// members (honest in a mass failure, or not) cannot fill the relay queue
+/// ([`MAX_RELAYED`]) and hold the others' back; its other votes are counted and asked for.
+const RELAYED_PER_VOTER: usize = 4;
 /// A node asks about one accused start at most this often (an answer that brings too few
 /// votes is followed by an ask of the next member heard holding it down).
 pub const ASK_GAP_MS: u64 = 1_000;
@@ -789,6 +793,7 @@ struct Tally {
 /// Another's vote waiting to be passed on.
 struct Relay {
     accused: SwimId,
+    voter: PublicKey,
     vote: Vec<u8>,
     left: u8,
 }
@@ -1790,11 +1795,13 @@ impl Swim {
                     }
                     if t.done || t.voters.len() < quorum(members) {
                         // Short of a quorum: passed on a few times (see `RELAY_TRANSMISSIONS`).
-                        if let Some(vote) = relay.filter(|_| !t.done)
-                            && self.relay.len() < MAX_RELAYED
-                        {
+                        let room = self.relay.len() < MAX_RELAYED
+                            && self.relay.iter().filter(|r| r.voter == voter).count()
+                                < RELAYED_PER_VOTER;
+                        if let Some(vote) = relay.filter(|_| !t.done && room) {
                             self.relay.push_back(Relay {
                                 accused,
+                                voter,
                                 vote,
                                 left: RELAY_TRANSMISSIONS,
                             });

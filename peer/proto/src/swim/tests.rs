@@ -1041,3 +1041,53 @@ fn in_sixty_members_a_dead_one_is_dropped_by_all_on_votes_passed_on_or_asked_for
         assert!(!net.declared_by_anyone(i), "{i} declared dead while up");
     }
 }
+
+#[test]
+fn one_voter_holds_a_few_places_in_the_relay_queue_and_a_quorum_empties_it() {
+    let mut net = Net::new(16);
+    net.run(10_000);
+    let now = net.now;
+    // Node 0 votes about eleven members: node 1 passes on four of them.
+    for accused in 2..13 {
+        let id = net.nodes[accused].me();
+        net.nodes[1].shared().now_ms = now;
+        assert!(takes(
+            &mut net.nodes[1].shared(),
+            &vote_bytes(&key(40), &id, now)
+        ));
+    }
+    net.nodes[1].count_items(now, &mut vec![]);
+    let relayed = |n: &Swim, voter: PublicKey| n.relay.iter().filter(|r| r.voter == voter).count();
+    assert_eq!(relayed(&net.nodes[1], key(40).public()), RELAYED_PER_VOTER);
+    // An honest voter's vote about member 13 still goes out, and one more about it
+    // too; the third makes a quorum, and nothing about 13 is passed on any more.
+    let victim = net.nodes[13].me();
+    for (i, voter) in [43u8, 44].into_iter().enumerate() {
+        assert!(takes(
+            &mut net.nodes[1].shared(),
+            &vote_bytes(&key(voter), &victim, now)
+        ));
+        net.nodes[1].count_items(now, &mut vec![]);
+        assert_eq!(
+            net.nodes[1]
+                .relay
+                .iter()
+                .filter(|r| r.accused == victim)
+                .count(),
+            i + 1
+        );
+    }
+    assert!(takes(
+        &mut net.nodes[1].shared(),
+        &vote_bytes(&key(45), &victim, now)
+    ));
+    let mut out = vec![];
+    net.nodes[1].count_items(now, &mut out);
+    assert!(out.contains(&SwimEvent::Dead(victim.key)));
+    assert!(!net.nodes[1].relay.iter().any(|r| r.accused == victim));
+    // Passed on in room foca leaves: a packet never grows past the bound.
+    let mut packet = vec![0u8; MAX_PACKET - 200];
+    net.nodes[1].add_relayed_votes(&mut packet);
+    assert!(packet.len() <= MAX_PACKET);
+    assert_eq!(packet.len(), MAX_PACKET - 200 + 2 + VOTE_BYTES);
+}
