@@ -1091,3 +1091,59 @@ fn one_voter_holds_a_few_places_in_the_relay_queue_and_a_quorum_empties_it() {
     assert!(packet.len() <= MAX_PACKET);
     assert_eq!(packet.len(), MAX_PACKET - 200 + 2 + VOTE_BYTES);
 }
+
+#[test]
+fn items_are_forgotten_once_they_cannot_count_and_a_replayed_refutation_clears_nothing() {
+    let mut s = Swim::new(&key(40), 1_000, 0);
+    let b = SwimId {
+        key: key(41).public(),
+        bump: 5,
+    };
+    s.admit(0, b);
+    for voter in [42u8, 43] {
+        s.admit(
+            0,
+            SwimId {
+                key: key(voter).public(),
+                bump: 5,
+            },
+        );
+    }
+    let start = VOTE_WINDOW_MS;
+    s.shared().now_ms = start;
+    // b refutes at incarnation 2: news, taken.
+    let refutation = refute_bytes(&key(41), &b, 2);
+    assert!(takes(&mut s.shared(), &refutation));
+    s.count_items(start, &mut vec![]);
+    // Votes about b, then the same refutation replayed once its entry is forgotten: it is
+    // judged again (the table no longer holds it) but does not raise what b said, so the
+    // votes still stand.
+    let later = start + SEEN_FOR_MS;
+    s.shared().now_ms = later;
+    for voter in [42u8, 43] {
+        assert!(takes(&mut s.shared(), &vote_bytes(&key(voter), &b, later)));
+    }
+    s.count_items(later, &mut vec![]);
+    assert_eq!(s.tallies.get(&b).map(|t| t.voters.len()), Some(2));
+    assert!(
+        takes(&mut s.shared(), &refutation),
+        "forgotten, so judged again"
+    );
+    s.count_items(later, &mut vec![]);
+    assert_eq!(
+        s.tallies.get(&b).map(|t| t.voters.len()),
+        Some(2),
+        "an old refutation clears no votes"
+    );
+    // Only what was taken within the window is remembered: the table stays small
+    // whatever the history.
+    assert_eq!(s.shared().seen.len(), 3);
+    let much_later = later + SEEN_FOR_MS;
+    s.shared().now_ms = much_later;
+    assert!(takes(&mut s.shared(), &refute_bytes(&key(41), &b, 3)));
+    assert_eq!(s.shared().seen.len(), 1);
+    assert_eq!(s.shared().seen_order.len(), 1);
+    // A newer refutation is news: it clears the votes.
+    s.count_items(much_later, &mut vec![]);
+    assert!(!s.tallies.contains_key(&b));
+}
