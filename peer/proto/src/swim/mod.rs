@@ -130,7 +130,9 @@ const PENDING_PER_RELAYER: usize = PENDING_VOTES / 8;
 /// so an unbounded queue costs time on every packet, and piggybacking more items than
 /// packets carry only delays them all.
 pub const MAX_RELAYED: usize = 64;
-/// Members a node asks for the votes about one accused start within [`VOTE_WINDOW_MS`].
+/// Members a node asks for the votes about one accused start within [`SUSPECT_MS`]
+/// (members that send `Down` and answer nothing cost a node this many asks and one
+/// suspicion's time, then it asks others).
 ///
 /// Votes are pulled, not pushed on. A voter spreads its own vote; nobody relays another's
 /// (each vote relayed by every node `max_transmissions` times was ~7 KB per node per death,
@@ -156,6 +158,9 @@ pub const RELAY_TRANSMISSIONS: u8 = 4;
 /// members (honest in a mass failure, or not) cannot fill the relay queue
 /// ([`MAX_RELAYED`]) and hold the others' back; its other votes are counted and asked for.
 const RELAYED_PER_VOTER: usize = 4;
+/// Members asked about one accused start that a node remembers, so as not to ask one
+/// twice.
+const ASKED_REMEMBERED: usize = 4 * ASKS_PER_ACCUSED;
 /// A node asks about one accused start at most this often (an answer that brings too few
 /// votes is followed by an ask of the next member heard holding it down).
 pub const ASK_GAP_MS: u64 = 1_000;
@@ -736,6 +741,13 @@ fn ask_bytes(accused: &SwimId, have: &[PublicKey]) -> Vec<u8> {
     b
 }
 
+/// Whether a vote's bytes (judged when taken) are still within their window at `now_ms`.
+fn vote_is_fresh(vote: &[u8], now_ms: u64) -> bool {
+    vote.get(1 + ID_BYTES + 32..1 + ID_BYTES + 40)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .is_some_and(|at| now_ms.saturating_sub(u64::from_be_bytes(at)) < VOTE_WINDOW_MS)
+}
+
 /// The voter a vote's bytes name (they were judged when taken).
 fn voter_of(vote: &[u8]) -> Option<&[u8]> {
     vote.get(1 + ID_BYTES..1 + ID_BYTES + 32)
@@ -825,9 +837,15 @@ struct Relay {
 
 /// The members a node asked for the votes about one accused start.
 struct Asking {
+    /// The first ask (the entry is forgotten a vote window later).
     first_ms: u64,
+    /// The last ask.
     last_ms: u64,
-    asked: Vec<PublicKey>,
+    /// When the current allowance of [`ASKS_PER_ACCUSED`] began, and the asks since.
+    allowance_ms: u64,
+    asks_in_allowance: usize,
+    /// The members asked, latest last (at most [`ASKED_REMEMBERED`]): each once.
+    asked: VecDeque<PublicKey>,
 }
 
 /// SWIM for one node.
@@ -1059,6 +1077,11 @@ impl Swim {
         };
         self.forget_dead(&id);
         self.recast.retain(|r| r.key != id.key);
+        // Listed again (say, on an advert after it was declared dead): a quorum counted
+        // about this start, kept to answer asks, must not stop new votes from counting.
+        if self.tallies.get(&id).is_some_and(|t| t.done) {
+            self.tallies.remove(&id);
+        }
         self.reconfigure(members);
         let _ = self
             .foca
@@ -1118,6 +1141,7 @@ impl Swim {
         // A quorum counted is kept for its window: its votes answer asks about the member.
         self.tallies.retain(|id, t| id.key != *key || t.done);
         self.asking.retain(|id, _| id.key != *key);
+        self.relay.retain(|r| r.accused.key != *key);
         let mut out = vec![];
         if let Some((bump, inc)) = said {
             let id = SwimId { key: *key, bump };
@@ -1358,6 +1382,7 @@ impl Swim {
         if raised {
             self.tallies.remove(id);
             self.recast.remove(id);
+            self.relay.retain(|r| r.accused != *id);
         }
     }
 
@@ -1627,13 +1652,47 @@ impl Swim {
         true
     }
 
+    /// Queues another's vote to pass on, first in line (the fresher the vote, the more it
+    /// matters). A voter holds at most [`RELAYED_PER_VOTER`] places; with the queue full,
+    /// the voter holding the most gives one up to a voter holding fewer (members voting
+    /// about many, honest in a mass failure or not, cannot hold the others' back).
+    fn queue_relay(&mut self, relay: Relay) {
+        let places =
+            |voter: &PublicKey, q: &VecDeque<Relay>| q.iter().filter(|r| r.voter == *voter).count();
+        let held = places(&relay.voter, &self.relay);
+        if held >= RELAYED_PER_VOTER {
+            return;
+        }
+        if self.relay.len() >= MAX_RELAYED {
+            let most = self
+                .relay
+                .iter()
+                .map(|r| (places(&r.voter, &self.relay), r.voter))
+                .max_by_key(|(n, _)| *n);
+            match most {
+                Some((n, voter)) if n > held + 1 => {
+                    if let Some(at) = self.relay.iter().rposition(|r| r.voter == voter) {
+                        self.relay.remove(at);
+                    }
+                }
+                _ => return,
+            }
+        }
+        self.relay.push_front(relay);
+    }
+
     /// Fills the room left in a packet foca built with others' votes waiting to be passed
     /// on (after foca's own items, in the same length-prefixed form), each
     /// [`RELAY_TRANSMISSIONS`] times, the least sent first.
     fn add_relayed_votes(&mut self, packet: &mut Vec<u8>) {
         let mut sent = 0;
+        let now_ms = self.shared().now_ms;
         while sent < self.relay.len() {
             let Some(r) = self.relay.front() else { break };
+            if !vote_is_fresh(&r.vote, now_ms) {
+                self.relay.pop_front();
+                continue;
+            }
             if packet.len() + 2 + r.vote.len() > MAX_PACKET {
                 break;
             }
@@ -1683,18 +1742,28 @@ impl Swim {
             let asking = self.asking.entry(accused).or_insert(Asking {
                 first_ms: now_ms,
                 last_ms: 0,
-                asked: vec![],
+                allowance_ms: now_ms,
+                asks_in_allowance: 0,
+                asked: VecDeque::new(),
             });
+            if now_ms.saturating_sub(asking.allowance_ms) >= SUSPECT_MS {
+                asking.allowance_ms = now_ms;
+                asking.asks_in_allowance = 0;
+            }
             let due =
                 asking.asked.is_empty() || now_ms.saturating_sub(asking.last_ms) >= ASK_GAP_MS;
             if !due
-                || asking.asked.len() >= ASKS_PER_ACCUSED
+                || asking.asks_in_allowance >= ASKS_PER_ACCUSED
                 || asking.asked.contains(&holder)
                 || !self.rate.take(now_ms, holder, Limit::AskTo)
             {
                 continue;
             }
-            asking.asked.push(holder);
+            if asking.asked.len() >= ASKED_REMEMBERED {
+                asking.asked.pop_front();
+            }
+            asking.asked.push_back(holder);
+            asking.asks_in_allowance += 1;
             asking.last_ms = now_ms;
             let ask = ask_bytes(&accused, &have);
             if self.send_items(to, &[&ask], out) {
@@ -1720,17 +1789,12 @@ impl Swim {
         let Some(tally) = self.tallies.get(&accused) else {
             return;
         };
-        let fresh = |vote: &[u8]| {
-            vote.get(1 + ID_BYTES + 32..1 + ID_BYTES + 40)
-                .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                .is_some_and(|at| now_ms.saturating_sub(u64::from_be_bytes(at)) < VOTE_WINDOW_MS)
-        };
         let votes: Vec<Vec<u8>> = tally
             .votes
             .iter()
             .filter(|v| {
                 let voter = voter_of(v).and_then(|k| k.get(..VOTER_PREFIX));
-                !named.iter().any(|n| Some(n.as_slice()) == voter) && fresh(v)
+                !named.iter().any(|n| Some(n.as_slice()) == voter) && vote_is_fresh(v, now_ms)
             })
             .cloned()
             .collect();
@@ -1831,11 +1895,8 @@ impl Swim {
                     }
                     if t.done || t.voters.len() < quorum(members) {
                         // Short of a quorum: passed on a few times (see `RELAY_TRANSMISSIONS`).
-                        let room = self.relay.len() < MAX_RELAYED
-                            && self.relay.iter().filter(|r| r.voter == voter).count()
-                                < RELAYED_PER_VOTER;
-                        if let Some(vote) = relay.filter(|_| !t.done && room) {
-                            self.relay.push_back(Relay {
+                        if let Some(vote) = relay.filter(|_| !t.done && accused != self.me) {
+                            self.queue_relay(Relay {
                                 accused,
                                 voter,
                                 vote,

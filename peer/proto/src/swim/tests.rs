@@ -1085,6 +1085,33 @@ fn one_voter_holds_a_few_places_in_the_relay_queue_and_a_quorum_empties_it() {
     net.nodes[1].count_items(now, &mut out);
     assert!(out.contains(&SwimEvent::Dead(victim.key)));
     assert!(!net.nodes[1].relay.iter().any(|r| r.accused == victim));
+    // Fifteen more voters fill the queue four places each; a new voter still gets a place
+    // (a voter holding four gives one up), and goes out first.
+    let mut extra = 0u8;
+    while net.nodes[1].relay.len() < MAX_RELAYED {
+        let voter = key(100 + extra / 4);
+        let accused = net.nodes[2 + usize::from(extra % 4)].me();
+        net.nodes[1].queue_relay(Relay {
+            accused,
+            voter: voter.public(),
+            vote: vote_bytes(&voter, &accused, now),
+            left: RELAY_TRANSMISSIONS,
+        });
+        extra += 1;
+    }
+    let newcomer = key(150);
+    let accused = net.nodes[14].me();
+    net.nodes[1].queue_relay(Relay {
+        accused,
+        voter: newcomer.public(),
+        vote: vote_bytes(&newcomer, &accused, now),
+        left: RELAY_TRANSMISSIONS,
+    });
+    assert_eq!(net.nodes[1].relay.len(), MAX_RELAYED);
+    assert_eq!(
+        net.nodes[1].relay.front().map(|r| r.voter),
+        Some(newcomer.public())
+    );
     // Passed on in room foca leaves: a packet never grows past the bound.
     let mut packet = vec![0u8; MAX_PACKET - 200];
     net.nodes[1].add_relayed_votes(&mut packet);
@@ -1146,4 +1173,38 @@ fn items_are_forgotten_once_they_cannot_count_and_a_replayed_refutation_clears_n
     // A newer refutation is news: it clears the votes.
     s.count_items(much_later, &mut vec![]);
     assert!(!s.tallies.contains_key(&b));
+}
+
+#[test]
+fn members_that_send_down_and_answer_nothing_hold_asks_off_for_one_suspicion_at_most() {
+    let mut net = Net::new(8);
+    net.run(10_000);
+    let victim = net.nodes[7].me();
+    let asker = 6usize;
+    let asker_key = net.nodes[asker].me().key;
+    let mut now = net.now;
+    // Four silent members (0..4) say the victim is down, a second apart: each is asked.
+    for silent in 0..4 {
+        let news = down_news(&net, silent, asker, victim);
+        let from = net.nodes[silent].me().key;
+        let e = taken(net.nodes[asker].packet(now, from, &news)).unwrap();
+        assert_eq!(sent_to(&e, from).len(), 1, "asked {silent}");
+        now += ASK_GAP_MS;
+    }
+    // The allowance is spent: an honest holder heard now is not asked yet...
+    let honest = 5usize;
+    let honest_key = net.nodes[honest].me().key;
+    let news = down_news(&net, honest, asker, victim);
+    let e = taken(net.nodes[asker].packet(now, honest_key, &news)).unwrap();
+    assert!(sent_to(&e, honest_key).is_empty());
+    // ...and is, a suspicion's time after the first ask, when it says so again.
+    let later = now - 4 * ASK_GAP_MS + SUSPECT_MS;
+    let e = taken(net.nodes[asker].packet(later, honest_key, &news)).unwrap();
+    assert_eq!(sent_to(&e, honest_key).len(), 1);
+    // The silent ones are not asked again.
+    let news = down_news(&net, 0, asker, victim);
+    let from = net.nodes[0].me().key;
+    let e = taken(net.nodes[asker].packet(later + ASK_GAP_MS, from, &news)).unwrap();
+    assert!(sent_to(&e, from).is_empty());
+    assert!(asker_key != from);
 }
