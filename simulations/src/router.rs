@@ -215,7 +215,7 @@ impl Sim {
                                 && n.up_since <= g.down_since
                             {
                                 self.metrics.detections_formed.push(ms);
-                                if ms > 150_000.0 && debug_members() {
+                                if ms > 120_000.0 && debug_members() {
                                     eprintln!(
                                         "slow drop: node {i} (up since {} s, {} members) dropped a crash of {} s ago (down at {} s) after {ms:.0} ms",
                                         n.up_since / (1000 * MS),

@@ -50,7 +50,7 @@ type Rng = rand_pcg::Pcg64Mcg;
 
 /// Whether `SLICEFED_SIM_DEBUG_MEMBERS` is set: the run then prints the spread of member
 /// lists and learning counters at each sample, and every once-formed drop slower than
-/// 150 s (read once).
+/// 120 s, the goal (read once).
 pub fn debug_members() -> bool {
     static SET: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *SET.get_or_init(|| std::env::var_os("SLICEFED_SIM_DEBUG_MEMBERS").is_some())
