@@ -217,13 +217,19 @@ impl Sim {
                                 self.metrics.detections_formed.push(ms);
                                 if ms > 120_000.0 && debug_members() {
                                     eprintln!(
-                                        "slow drop: node {i} (up since {} s, {} members) dropped a crash of {} s ago (down at {} s) after {ms:.0} ms",
+                                        "slow drop: node {i} {} (up since {} s, {} members) dropped {} a crash of {} s ago (down at {} s) after {ms:.0} ms",
+                                        self.world
+                                            .nodes
+                                            .get(i)
+                                            .map(|x| x.public.to_string())
+                                            .unwrap_or_default(),
                                         n.up_since / (1000 * MS),
                                         n.live.as_ref().map_or(0, |l| l
                                             .node
                                             .core()
                                             .members()
                                             .len()),
+                                        k,
                                         ms / 1000.0,
                                         g.down_since / (1000 * MS),
                                     );
