@@ -2112,3 +2112,49 @@ fn pulls_from_members_that_list_fewer_do_not_stop_the_pulls() {
     }
     assert_eq!(m.learning_stats().pulls, 6);
 }
+
+#[test]
+fn a_restart_whose_first_asks_go_unanswered_asks_more_members_before_they_time_out() {
+    let mut m = machine(9);
+    let (cred, _) = ticket("princeton.codeen", 1);
+    m.handle(
+        NOW,
+        Input::Restart {
+            saved: vec![saved(4, &cred)],
+            logged: logged_as(4, &cred),
+        },
+    );
+    let asks = |e: &[Effect]| {
+        e.iter()
+            .filter(|x| {
+                matches!(
+                    x,
+                    Effect::Send {
+                        request: Request::RevocationPrints { unless: None },
+                        ..
+                    }
+                )
+            })
+            .count()
+    };
+    // (The periodic turn's asks carry a digest; a restart's ask for the whole set none.)
+    // Thirty members, none of which answers (down since this node last saw them).
+    let members: Vec<u8> = (10..40).collect();
+    let mut now = NOW;
+    let mut asked = asks(&join(&mut m, &members, now));
+    assert_eq!(asked, RESTORE_ASKED);
+    let mut tick = |m: &mut Node, now: u64| asks(&m.handle(now, Input::Tick { log_size: 0 }));
+    // Nothing more before the hedge's time...
+    now += RESTORE_HEDGE_MS - 1;
+    assert_eq!(tick(&mut m, now), 0);
+    // ...then as many again, every hedge, up to the bound, however long it waits.
+    now += 1;
+    asked += tick(&mut m, now);
+    assert_eq!(asked, 2 * RESTORE_ASKED);
+    for _ in 0..20 {
+        now += RESTORE_HEDGE_MS;
+        asked += tick(&mut m, now);
+    }
+    assert_eq!(asked, RESTORE_ASKED_MOST);
+    assert!(m.restoring(), "no quorum answered: nothing restored");
+}
