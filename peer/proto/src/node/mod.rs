@@ -554,8 +554,8 @@ pub const CREDENTIAL_RETRY_MS: u64 = 600_000;
 
 /// Members a restarting node reconciles with at once before it restores.
 const RESTORE_ASKED: usize = 2 * RESTORE_QUORUM;
-/// How long a restarting node waits for a quorum of answers before it asks as many members
-/// again (the slowest restart of the 1,000-node day took 18 s: two request timeouts).
+/// How long a restarting node waits for its answers before it asks as many members again
+/// (the slowest restart of the 1,000-node day took 18 s, then 10 s: request timeouts).
 pub const RESTORE_HEDGE_MS: u64 = 2_000;
 /// Members a restarting node has asked at most at once, however long it waits.
 const RESTORE_ASKED_MOST: usize = 4 * RESTORE_ASKED;
@@ -754,6 +754,20 @@ impl Node {
     /// Whether saved slivers still wait for the node's catch-up.
     pub fn restoring(&self) -> bool {
         self.restoring.is_some()
+    }
+
+    /// A restart's catch-up so far, while it lasts: members asked and not answered yet,
+    /// caught up with, declined (no answer or an error), and members known (for the
+    /// simulator's traces of slow restarts).
+    pub fn restore_counts(&self) -> Option<[usize; 4]> {
+        self.restoring.as_ref().map(|r| {
+            [
+                r.asked.len(),
+                r.caught_up.len(),
+                r.declined.len(),
+                self.member_keys.len(),
+            ]
+        })
     }
 
     /// Sizes of the tables the machine holds (for tests of its bounds).
@@ -1341,7 +1355,8 @@ impl Node {
         let room = self.restoring.as_ref().map_or(0, |r| {
             // Hedged: members a node kept from before it went down may be down themselves,
             // and an unanswered request waits out its timeout (10 s); every
-            // [`RESTORE_HEDGE_MS`] without a quorum, as many again are asked.
+            // [`RESTORE_HEDGE_MS`] still restoring, as many again are asked (and as many
+            // answers as a first round's release it: `restore_ready`).
             let rounds = now_ms.saturating_sub(r.since_ms) / RESTORE_HEDGE_MS;
             let limit = RESTORE_ASKED
                 .saturating_mul(1 + rounds as usize)

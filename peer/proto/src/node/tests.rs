@@ -2158,3 +2158,72 @@ fn a_restart_whose_first_asks_go_unanswered_asks_more_members_before_they_time_o
     assert_eq!(asked, RESTORE_ASKED_MOST);
     assert!(m.restoring(), "no quorum answered: nothing restored");
 }
+
+#[test]
+fn a_restart_is_not_held_by_members_that_went_down_once_as_many_others_answered() {
+    // Ticks of 30 s (the simulator's): listening for three of them is not what releases it.
+    let core = NodeCore::new(
+        key(9),
+        Capacity {
+            max_slivers: 3,
+            memory: 1 << 30,
+            default_sliver_memory: 64 << 20,
+        },
+        policy_for(&[("princeton", &key(1))]),
+    );
+    let mut m = Node::new(core, Settings::new(30 * TICK), NOW);
+    let (cred, _) = ticket("princeton.codeen", 1);
+    m.handle(
+        NOW,
+        Input::Restart {
+            saved: vec![saved(4, &cred)],
+            logged: logged_as(4, &cred),
+        },
+    );
+    let mut now = NOW + TICK;
+    let members: Vec<u8> = (10..30).collect();
+    let e = join(&mut m, &members, now);
+    let e = durable(&mut m, now, e);
+    // Of the first round, two answer (the rest went down meanwhile: no answer before
+    // their timeout).
+    let ours = m.core().revocation_prints();
+    let mut first: Vec<Effect> = e
+        .into_iter()
+        .filter(|x| {
+            matches!(
+                x,
+                Effect::Send {
+                    request: Request::RevocationPrints { unless: None },
+                    ..
+                }
+            )
+        })
+        .collect();
+    assert_eq!(first.len(), RESTORE_ASKED);
+    first.truncate(2);
+    let mut all = serve(&mut m, now, &first, &mut same_as(ours.clone()));
+    assert!(m.restoring());
+    // A hedge later, six more are asked; four answering make six answers in all: it
+    // restores, without waiting out the silent ones' timeouts.
+    now += RESTORE_HEDGE_MS;
+    let e = m.handle(now, Input::Tick { log_size: 0 });
+    let second: Vec<Effect> = durable(&mut m, now, e)
+        .into_iter()
+        .filter(|x| {
+            matches!(
+                x,
+                Effect::Send {
+                    request: Request::RevocationPrints { unless: None },
+                    ..
+                }
+            )
+        })
+        .collect();
+    assert_eq!(second.len(), RESTORE_ASKED);
+    let (three, rest) = second.split_at(3);
+    all.extend(serve(&mut m, now, three, &mut same_as(ours.clone())));
+    assert!(m.restoring(), "five answers of twelve asked: it waits");
+    all.extend(serve(&mut m, now, &rest[..1], &mut same_as(ours)));
+    assert!(!m.restoring(), "six answers: restored");
+    assert_eq!(started(&all), vec![4]);
+}
