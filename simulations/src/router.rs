@@ -26,6 +26,19 @@ impl Sim {
         };
         self.apply(i, effects);
         let now = self.now;
+        if debug_members()
+            && let Some(l) = self.nodes.get_mut(i).and_then(|n| n.live.as_mut())
+            && let Some(since) = l.catching_up_since
+            && let Some([asked, caught_up, declined, members]) = l.node.restore_counts()
+        {
+            let secs = now.saturating_sub(since) / SEC;
+            if secs > 8 && secs > l.catching_up_traced {
+                l.catching_up_traced = secs;
+                eprintln!(
+                    "slow restart: node {i} restoring for {secs} s: {asked} asked, {caught_up} caught up, {declined} declined, {members} members"
+                );
+            }
+        }
         if let Some(l) = self.nodes.get_mut(i).and_then(|n| n.live.as_mut())
             && let Some(since) = l.catching_up_since
             && !l.node.catching_up()

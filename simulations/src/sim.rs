@@ -50,7 +50,7 @@ type Rng = rand_pcg::Pcg64Mcg;
 
 /// Whether `SLICEFED_SIM_DEBUG_MEMBERS` is set: the run then prints the spread of member
 /// lists and learning counters at each sample, every once-formed drop slower than 120 s
-/// (the goal), and each tick of a restart's catch-up past 8 s (read once).
+/// (the goal), and each second of a restart's catch-up past 8 s (read once).
 pub fn debug_members() -> bool {
     static SET: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *SET.get_or_init(|| std::env::var_os("SLICEFED_SIM_DEBUG_MEMBERS").is_some())
@@ -462,6 +462,8 @@ pub(crate) struct Live {
     /// A restart (not the node's first start): when it began, until its machine has
     /// reconciled with a quorum of members.
     pub(crate) catching_up_since: Option<u64>,
+    /// The last whole second of a slow catch-up traced (see `debug_members`).
+    pub(crate) catching_up_traced: u64,
 }
 
 impl Live {
@@ -473,6 +475,7 @@ impl Live {
             open: BTreeMap::new(),
             wake_at: None,
             catching_up_since: None,
+            catching_up_traced: 0,
         }
     }
 }
@@ -1099,17 +1102,6 @@ impl Sim {
         }
         let log_size = self.nodes.get(i).map_or(0, |n| n.disk.log.len());
         self.feed(i, Input::Tick { log_size });
-        if debug_members()
-            && let Some(l) = self.nodes.get(i).and_then(|n| n.live.as_ref())
-            && let Some(since) = l.catching_up_since
-            && self.now.saturating_sub(since) > 8 * SEC
-            && let Some([asked, caught_up, declined, members]) = l.node.restore_counts()
-        {
-            eprintln!(
-                "slow restart: node {i} restoring for {} s: {asked} asked, {caught_up} caught up, {declined} declined, {members} members",
-                self.now.saturating_sub(since) / SEC
-            );
-        }
     }
 
     /// Each running sliver opens flows now and then; each is a log entry (the sandbox
