@@ -2143,7 +2143,7 @@ fn a_restart_whose_first_asks_go_unanswered_asks_more_members_before_they_time_o
     let mut now = NOW;
     let mut asked = asks(&join(&mut m, &members, now));
     assert_eq!(asked, RESTORE_ASKED);
-    let mut tick = |m: &mut Node, now: u64| asks(&m.handle(now, Input::Tick { log_size: 0 }));
+    let tick = |m: &mut Node, now: u64| asks(&m.handle(now, Input::Tick { log_size: 0 }));
     // Nothing more before the hedge's time...
     now += RESTORE_HEDGE_MS - 1;
     assert_eq!(tick(&mut m, now), 0);
