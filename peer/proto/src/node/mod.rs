@@ -554,11 +554,6 @@ pub const CREDENTIAL_RETRY_MS: u64 = 600_000;
 
 /// Members a restarting node reconciles with at once before it restores.
 const RESTORE_ASKED: usize = 2 * RESTORE_QUORUM;
-/// How long a restarting node waits for its answers before it asks as many members again
-/// (the slowest restart of the 1,000-node day took 18 s, then 10 s: request timeouts).
-pub const RESTORE_HEDGE_MS: u64 = 2_000;
-/// Members a restarting node has asked at most at once, however long it waits.
-const RESTORE_ASKED_MOST: usize = 4 * RESTORE_ASKED;
 /// Least time between two reconciliations a node out of touch starts as connections to
 /// members come back (a healed partition reconnects to many at once).
 const RETURN_RECONCILE_GAP_MS: u64 = 1_000;
@@ -1352,17 +1347,10 @@ impl Node {
     /// A restart's catch-up: members not yet asked, up to [`RESTORE_ASKED`] at a time, are
     /// asked for their whole set's fingerprints.
     fn restore_asks(&mut self, now_ms: u64, out: &mut Vec<Effect>) {
-        let room = self.restoring.as_ref().map_or(0, |r| {
-            // Hedged: members a node kept from before it went down may be down themselves,
-            // and an unanswered request waits out its timeout (10 s); every
-            // [`RESTORE_HEDGE_MS`] still restoring, as many again are asked (and as many
-            // answers as a first round's release it: `restore_ready`).
-            let rounds = now_ms.saturating_sub(r.since_ms) / RESTORE_HEDGE_MS;
-            let limit = RESTORE_ASKED
-                .saturating_mul(1 + rounds as usize)
-                .min(RESTORE_ASKED_MOST);
-            limit.saturating_sub(r.asked.len())
-        });
+        let room = self
+            .restoring
+            .as_ref()
+            .map_or(0, |r| RESTORE_ASKED.saturating_sub(r.asked.len()));
         if room > 0 {
             let members: Vec<PublicKey> = match self.restoring.as_ref() {
                 Some(r) => self

@@ -49,11 +49,7 @@ impl Node {
         // answers alone (stale, or hostile) do not decide it. Otherwise it listens first
         // (a slow member is not waited for past that), and in a federation of fewer than
         // three it does not count one member as all.
-        // As many answers as a first round asks count as all answered: with the round's
-        // asks hedged (`restore_asks`), members that went down while this node was away
-        // are not waited for past a hedge, and no fewer answers decide than before.
-        let all_answered =
-            r.asked.iter().all(|k| r.caught_up.contains(k)) || r.caught_up.len() >= RESTORE_ASKED;
+        let all_answered = r.asked.iter().all(|k| r.caught_up.contains(k));
         let quorum = r.caught_up.len() >= RESTORE_QUORUM;
         (quorum && all_answered) || (listened && r.caught_up.len() >= RESTORE_QUORUM.min(members))
     }
