@@ -369,6 +369,11 @@ struct Shared {
     /// said itself. One table for the node and its broadcast handler (two copies were tens
     /// of bytes per member in a simulator holding a whole federation's tables).
     members: HashMap<PublicKey, (u64, u16), BuildKeyHasher>,
+    /// The highest refutation taken from each member (its start and incarnation; at most
+    /// one entry a member, dropped when it is expelled): one at or below it is a replay,
+    /// dropped before its signature is checked and never passed on, however long ago the
+    /// table of items seen forgot it.
+    refuted: HashMap<PublicKey, (u64, u16), BuildKeyHasher>,
     /// Items taken, with a vote's signed time (0 for a refutation) and when it was taken.
     seen: HashMap<ItemKey, (u64, u64)>,
     /// The same, in the order taken: forgotten once no copy of them can count any more
@@ -531,6 +536,14 @@ impl Shared {
             }
             return None;
         }
+        if let Item::Refute { id, incarnation } = item
+            && self
+                .refuted
+                .get(&id.key)
+                .is_some_and(|&(bump, taken)| bump == id.bump && incarnation <= taken)
+        {
+            return None;
+        }
         let signed_at = match item {
             Item::Vote { at_ms, .. } | Item::Echo { at_ms, .. } => Some(at_ms),
             Item::Refute { .. } | Item::Ask { .. } => None,
@@ -614,6 +627,11 @@ impl Shared {
             self.seen.remove(&old);
         }
         self.seen_order.push_back((key, now_ms));
+        if let Item::Refute { id, incarnation } = item
+            && self.members.contains_key(&id.key)
+        {
+            self.refuted.insert(id.key, (id.bump, incarnation));
+        }
         if self.inbox.len() < INBOX {
             let bytes = match item {
                 Item::Vote { .. } => data.to_vec(),
@@ -1135,7 +1153,11 @@ impl Swim {
     /// A member the node no longer counts (revoked, expired, or dead by quorum): no longer
     /// probed, and not heard.
     pub fn expel(&mut self, now_ms: u64, key: &PublicKey) -> Vec<SwimEvent> {
-        let said = self.shared().members.remove(key);
+        let said = {
+            let mut shared = self.shared();
+            shared.refuted.remove(key);
+            shared.members.remove(key)
+        };
         self.rate.forget(key);
         self.recast.retain(|id| id.key != *key);
         // A quorum counted is kept for its window: its votes answer asks about the member.
@@ -1306,7 +1328,7 @@ impl Swim {
             return Err(SwimRefusal::TooManyProbeRequests(from));
         }
         // The sender speaks for itself: its own identity and incarnation are what it says.
-        self.heard_from(&header.src, header.src_incarnation);
+        self.heard_from(&header.src, header.src_incarnation, true);
         let mut out = Vec::with_capacity(data.len());
         if header.dst == self.me {
             out.extend_from_slice(data.get(..header_len).unwrap_or_default());
@@ -1366,19 +1388,26 @@ impl Swim {
     /// A member's own word about itself (a packet it sent, or its signed refutation). When
     /// it raises the incarnation the member said (it refuted a suspicion), the votes about
     /// its start no longer add up.
-    fn heard_from(&mut self, id: &SwimId, incarnation: u16) {
-        self.forget_dead(id);
-        let raised = {
+    ///
+    /// `own_packet`: the member's own packet (the transport authenticated it, so it is
+    /// alive now). A signed refutation may be an old one replayed: it says the member is
+    /// alive (and undoes a death declared here) only when it is news, a raise or a later
+    /// start.
+    fn heard_from(&mut self, id: &SwimId, incarnation: u16, own_packet: bool) {
+        let (raised, news) = {
             let mut shared = self.shared();
             match shared.members.get_mut(&id.key) {
                 Some(said) if (id.bump, incarnation) > *said => {
                     let raised = said.0 == id.bump;
                     *said = (id.bump, incarnation);
-                    raised
+                    (raised, true)
                 }
-                _ => false,
+                _ => (false, false),
             }
         };
+        if own_packet || news {
+            self.forget_dead(id);
+        }
         if raised {
             self.tallies.remove(id);
             self.recast.remove(id);
@@ -1842,11 +1871,10 @@ impl Swim {
                     self.answer_ask(now_ms, accused, asker, named, out);
                 }
                 Item::Refute { id, incarnation } => {
-                    // The member answered: earlier votes about it no longer add up
-                    // (`heard_from`, when the refutation raises what it said: an old one
-                    // replayed does not clear votes), and it is not dead here either.
-                    self.forget_dead(&id);
-                    self.heard_from(&id, incarnation);
+                    // The member answered: earlier votes about it no longer add up, and
+                    // it is not dead here either (`heard_from`: only when the refutation
+                    // raises what it said; an old one replayed changes neither).
+                    self.heard_from(&id, incarnation, false);
                     if id.key != self.me.key {
                         let _ = self.foca.apply_many(
                             std::iter::once(Member::new(id, incarnation, State::Alive)),

@@ -1142,9 +1142,9 @@ fn items_are_forgotten_once_they_cannot_count_and_a_replayed_refutation_clears_n
     let refutation = refute_bytes(&key(41), &b, 2);
     assert!(takes(&mut s.shared(), &refutation));
     s.count_items(start, &mut vec![]);
-    // Votes about b, then the same refutation replayed once its entry is forgotten: it is
-    // judged again (the table no longer holds it) but does not raise what b said, so the
-    // votes still stand.
+    // Votes about b, then the same refutation replayed once the table of items seen
+    // forgot it: dropped before its signature is checked, not passed on, and the votes
+    // still stand.
     let later = start + SEEN_FOR_MS;
     s.shared().now_ms = later;
     for voter in [42u8, 43] {
@@ -1152,16 +1152,34 @@ fn items_are_forgotten_once_they_cannot_count_and_a_replayed_refutation_clears_n
     }
     s.count_items(later, &mut vec![]);
     assert_eq!(s.tallies.get(&b).map(|t| t.voters.len()), Some(2));
-    assert!(
-        takes(&mut s.shared(), &refutation),
-        "forgotten, so judged again"
-    );
+    let refused = s.stats().items_refused;
+    assert!(!takes(&mut s.shared(), &refutation), "a replay is dropped");
+    assert!(s.shared().judge(&refutation).is_none(), "and not passed on");
+    assert_eq!(s.stats().items_refused, refused, "unchecked");
     s.count_items(later, &mut vec![]);
     assert_eq!(
         s.tallies.get(&b).map(|t| t.voters.len()),
         Some(2),
         "an old refutation clears no votes"
     );
+    // A death declared here is not undone by an old refutation taken with the vote that
+    // made the quorum (say, by a node that never took it before: same effect as one it
+    // forgot), only by news from b itself.
+    {
+        let mut shared = s.shared();
+        shared.refuted.clear();
+        shared.dead.insert(
+            b.key,
+            DeadMember {
+                id: b,
+                at_ms: later,
+            },
+        );
+    }
+    assert!(takes(&mut s.shared(), &refutation));
+    s.count_items(later, &mut vec![]);
+    assert_eq!(s.dead_start(&b.key), Some(b.bump), "still dead here");
+    s.shared().dead.clear();
     // Only what was taken within the window is remembered: the table stays small
     // whatever the history.
     assert_eq!(s.shared().seen.len(), 3);
