@@ -839,26 +839,12 @@ fn a_node_spreads_its_own_votes_and_counts_others_without_passing_them_on() {
 /// A packet from member `from` to `to` with foca's `Down` about `accused` (what a member
 /// holding it down piggybacks).
 fn down_news(net: &Net, from: usize, to: usize, accused: SwimId) -> Vec<u8> {
-    let mut packet = vec![];
-    foca::Codec::encode_header(
-        &mut SwimCodec,
-        &foca::Header {
-            src: net.nodes[from].me(),
-            src_incarnation: 0,
-            dst: net.nodes[to].me(),
-            message: Message::Gossip,
-        },
-        &mut packet,
+    crafted(
+        net.nodes[from].me(),
+        net.nodes[to].me(),
+        Message::Gossip,
+        &[Member::new(accused, u16::MAX, State::Down)],
     )
-    .unwrap();
-    packet.put_u16(1);
-    foca::Codec::encode_member(
-        &mut SwimCodec,
-        &Member::new(accused, u16::MAX, State::Down),
-        &mut packet,
-    )
-    .unwrap();
-    packet
 }
 
 /// The packets in `events` addressed to member `to`.
@@ -872,6 +858,24 @@ fn sent_to(events: &[SwimEvent], to: PublicKey) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Node `holder` counts a quorum of votes about `victim` (voters 1, 2, 3, sent by 1) and
+/// declares it dead.
+fn quorum_counted_at(net: &mut Net, holder: usize, victim: SwimId) {
+    let now = net.now;
+    let votes: Vec<Vec<u8>> = (41..44u8)
+        .map(|v| vote_bytes(&key(v), &victim, now))
+        .collect();
+    let items: Vec<&[u8]> = votes.iter().map(Vec::as_slice).collect();
+    let mut events = vec![];
+    let holder_id = net.nodes[holder].me();
+    net.nodes[1].send_items(holder_id, &items, &mut events);
+    let packet = sent_to(&events, holder_id.key).pop().unwrap();
+    let voter1 = net.nodes[1].me().key;
+    let e = taken(net.nodes[holder].packet(now, voter1, &packet)).unwrap();
+    assert!(e.contains(&SwimEvent::Dead(victim.key)));
+    net.carry(holder, e);
+}
+
 #[test]
 fn a_node_that_hears_a_member_is_down_asks_for_the_votes_and_counts_them() {
     let mut net = Net::new(7);
@@ -880,20 +884,8 @@ fn a_node_that_hears_a_member_is_down_asks_for_the_votes_and_counts_them() {
     let (holder, asker, empty) = (0usize, 4usize, 5usize);
     let holder_key = net.nodes[holder].me().key;
     let asker_key = net.nodes[asker].me().key;
-    // The holder counts a quorum of votes about the victim (voters 1, 2, 3, relayed by 1).
     let now = net.now;
-    let votes: Vec<Vec<u8>> = (41..44u8)
-        .map(|v| vote_bytes(&key(v), &victim, now))
-        .collect();
-    let items: Vec<&[u8]> = votes.iter().map(Vec::as_slice).collect();
-    let mut events = vec![];
-    let voter1 = net.nodes[1].me();
-    let holder_id = net.nodes[holder].me();
-    net.nodes[1].send_items(holder_id, &items, &mut events);
-    let packet = sent_to(&events, holder_key).pop().unwrap();
-    let e = taken(net.nodes[holder].packet(now, voter1.key, &packet)).unwrap();
-    assert!(e.contains(&SwimEvent::Dead(victim.key)));
-    net.carry(holder, e);
+    quorum_counted_at(&mut net, holder, victim);
 
     // A member holding no votes says the victim is down: the asker asks it, gets nothing.
     let news = down_news(&net, empty, asker, victim);
@@ -938,16 +930,7 @@ fn a_member_cannot_make_a_node_send_more_than_a_few_answers_or_asks() {
     let holder_id = net.nodes[holder].me();
     let greedy_key = net.nodes[greedy].me().key;
     let now = net.now;
-    let votes: Vec<Vec<u8>> = (41..44u8)
-        .map(|v| vote_bytes(&key(v), &victim, now))
-        .collect();
-    let items: Vec<&[u8]> = votes.iter().map(Vec::as_slice).collect();
-    let mut events = vec![];
-    net.nodes[1].send_items(holder_id, &items, &mut events);
-    let packet = sent_to(&events, holder_id.key).pop().unwrap();
-    let voter1 = net.nodes[1].me().key;
-    let e = taken(net.nodes[holder].packet(now, voter1, &packet)).unwrap();
-    net.carry(holder, e);
+    quorum_counted_at(&mut net, holder, victim);
 
     // The same ask a hundred times in one probe period: a few answers, then none.
     let greedy_id = net.nodes[greedy].me();
@@ -1225,4 +1208,8 @@ fn members_that_send_down_and_answer_nothing_hold_asks_off_for_one_suspicion_at_
     let e = taken(net.nodes[asker].packet(later + ASK_GAP_MS, from, &news)).unwrap();
     assert!(sent_to(&e, from).is_empty());
     assert!(asker_key != from);
+    // A vote window after the first ask, the node forgets whom it asked.
+    assert!(!net.nodes[asker].asking.is_empty());
+    let _ = net.nodes[asker].wake(later - SUSPECT_MS + VOTE_WINDOW_MS);
+    assert!(net.nodes[asker].asking.is_empty());
 }
