@@ -885,6 +885,8 @@ pub struct Swim {
     /// Whom this node asked for votes about each accused start (at most [`MAX_MEMBERS`],
     /// for a vote window).
     asking: HashMap<SwimId, Asking>,
+    /// When the oldest entry of `asking` is forgotten (none: nothing to forget).
+    asking_expires_ms: Option<u64>,
     /// Others' votes this node passes on, each a few times, while it has too few about
     /// their accused (at most [`MAX_RELAYED`]; see [`RELAY_TRANSMISSIONS`]).
     relay: VecDeque<Relay>,
@@ -1004,6 +1006,7 @@ impl Swim {
             tallies: HashMap::new(),
             recast: HashSet::new(),
             asking: HashMap::new(),
+            asking_expires_ms: None,
             downs_heard: Vec::new(),
             relay: VecDeque::new(),
             incarnation: 0,
@@ -1492,8 +1495,16 @@ impl Swim {
         // dead member stays listed here until its adverts time out.
         let me = self.me.key;
         let mut revotes = vec![];
-        self.asking
-            .retain(|_, a| now_ms.saturating_sub(a.first_ms) < VOTE_WINDOW_MS);
+        // Walked only when its oldest entry is due (`wake` runs at every timer).
+        if self.asking_expires_ms.is_some_and(|at| now_ms >= at) {
+            self.asking
+                .retain(|_, a| now_ms.saturating_sub(a.first_ms) < VOTE_WINDOW_MS);
+            self.asking_expires_ms = self
+                .asking
+                .values()
+                .map(|a| a.first_ms.saturating_add(VOTE_WINDOW_MS))
+                .min();
+        }
         self.tallies.retain(|id, t| {
             let keep = now_ms.saturating_sub(t.first_ms) < VOTE_WINDOW_MS;
             if !keep && !t.done && t.voters.contains(&me) {
@@ -1767,6 +1778,11 @@ impl Swim {
             };
             if self.asking.len() >= MAX_MEMBERS && !self.asking.contains_key(&accused) {
                 continue;
+            }
+            if !self.asking.contains_key(&accused) {
+                let expires = now_ms.saturating_add(VOTE_WINDOW_MS);
+                self.asking_expires_ms =
+                    Some(self.asking_expires_ms.map_or(expires, |e| e.min(expires)));
             }
             let asking = self.asking.entry(accused).or_insert(Asking {
                 first_ms: now_ms,
