@@ -639,10 +639,19 @@ fn a_node_down_while_its_slivers_owner_was_revoked_never_runs_that_sliver_again(
         serde_json::json!([hang]),
         "{published}"
     );
+    // Each node that is up answers, and none runs it (a node that does not answer in time
+    // is not a node that stopped it).
     wait(
         "alice's slivers to stop on the nodes that are up",
         30,
-        || (running(&sh, &boot, "princeton.alices") == 0).then_some(()),
+        || {
+            let stopped = statuses(&sh, &boot, "princeton.alices")
+                .iter()
+                .filter(|n| n["name"] != down.as_str())
+                .filter(|n| n["status"] != "running" && n["status"] != "unreachable")
+                .count();
+            (stopped == 3).then_some(())
+        },
     );
     // Node 3 comes back. It catches up on the revocation from its members before it brings
     // anything back: Bob's sliver returns, Alice's never runs.

@@ -75,10 +75,15 @@ impl Run {
 }
 
 impl Shell {
+    /// A fresh scratch directory, removed at the end unless `SLICEFED_TEST_KEEP` is set
+    /// (then its path is printed: the nodes' stderr and ledgers stay to be read).
     pub fn new() -> Shell {
-        Shell {
-            dir: tempfile::tempdir().unwrap(),
+        let mut dir = tempfile::tempdir().unwrap();
+        if std::env::var_os("SLICEFED_TEST_KEEP").is_some() {
+            dir.disable_cleanup(true);
+            eprintln!("test directory kept: {}", dir.path().display());
         }
+        Shell { dir }
     }
     pub fn path(&self, p: &str) -> PathBuf {
         self.dir.path().join(p)

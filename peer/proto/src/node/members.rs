@@ -269,6 +269,11 @@ impl Node {
         }
     }
 
+    /// Credentials kept from before a restart and not used yet.
+    pub(super) fn learning_kept(&self) -> usize {
+        self.learning.cached.len()
+    }
+
     /// Nodes listed by learning (member lists, SWIM news), for sensors and the simulator.
     pub fn members_learnt(&self) -> u64 {
         self.learning.learnt

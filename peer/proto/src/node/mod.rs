@@ -50,13 +50,16 @@ pub const MAX_ENDED_WAITING: usize = 65_536;
 /// (one member may be as far behind as the node itself: the simulator caught a revoked
 /// sliver restored after a single catch-up).
 pub const RESTORE_QUORUM: usize = 3;
-/// Ticks a restarted node listens before it counts the members it heard (adverts and
-/// members' greetings arrive over a tick or two).
+/// Ticks a restarted node listens, from the first member it lists, before fewer answers
+/// than [`RESTORE_QUORUM`] release its restore: as many as the members it knew before it
+/// went down (adverts and members' greetings arrive over a tick or two).
 pub const RESTORE_LISTEN_TICKS: u64 = 3;
-/// Ticks a restarted node that has heard no member at all waits before it concludes it is
-/// alone and restores (adverts are rare now; members greet a restarted node, see
-/// [`GREETERS`], but a node must not restore a revoked sliver because its network was
-/// slow to come up).
+/// Ticks after which a restarted node settles for the members it lists now, when fewer
+/// than it knew before answer (some of those died meanwhile). Counted from its first
+/// member for a node that knew members; a node that knew none and hears none concludes it
+/// is alone after as long from its start. A node that knew members and hears none never
+/// restores: it is out of touch, not alone, and what it missed may end its slivers (a
+/// node under load once restored a revoked sliver after 12 s of hearing no one).
 pub const RESTORE_ALONE_TICKS: u64 = 12;
 /// About this many members greet a node whose first advert after a start they hear (each
 /// with probability `GREETERS / members`, decided by both keys): its SWIM packets make the
@@ -535,6 +538,12 @@ struct Restoring {
     saved: Vec<Saved>,
     logged: BTreeMap<u64, (CertId, InvocationHash)>,
     since_ms: u64,
+    /// Members this node knew before it went down (credentials kept on its disk): as many
+    /// as it expects to hear from, up to [`RESTORE_QUORUM`].
+    knew: usize,
+    /// When it first listed a member (its network was up): listening counts from then, not
+    /// from the start (a slow start under load is not time spent listening).
+    first_member_ms: Option<u64>,
     /// Members whose whole set (settled or not) this node has reconciled with.
     caught_up: BTreeSet<PublicKey>,
     /// Members asked to reconcile (at most [`RESTORE_ASKED`]).
@@ -859,7 +868,10 @@ impl Node {
                 }
             }
         }
-        if self.restoring.is_some() {
+        if let Some(r) = self.restoring.as_mut() {
+            if r.first_member_ms.is_none() && !self.core.members().is_empty() {
+                r.first_member_ms = Some(now_ms);
+            }
             // A restart's catch-up goes at the pace of its answers, not of ticks: members
             // learnt meanwhile are asked, and the restore follows the quorum's last answer.
             self.restore_asks(now_ms, &mut out);

@@ -19,6 +19,8 @@ impl Node {
             saved,
             logged,
             since_ms: now_ms,
+            knew: self.learning_kept(),
+            first_member_ms: None,
             caught_up: BTreeSet::new(),
             asked: BTreeSet::new(),
             declined: BTreeMap::new(),
@@ -37,21 +39,31 @@ impl Node {
             // Nothing comes back: they are logged as not restored at once.
             return true;
         }
-        let waited = now_ms.saturating_sub(r.since_ms);
-        let listened = waited >= RESTORE_LISTEN_TICKS.saturating_mul(self.settings.tick_ms);
-        let members = self.core.members().len();
-        if members == 0 {
-            return waited >= RESTORE_ALONE_TICKS.saturating_mul(self.settings.tick_ms);
-        }
         // A quorum of members reconciled, and every member asked (up to `RESTORE_ASKED`,
         // asked as they are learnt) answered: then at once, so a returning node restores
         // within a few round trips of learning its first members, and the first three
-        // answers alone (stale, or hostile) do not decide it. Otherwise it listens first
-        // (a slow member is not waited for past that), and in a federation of fewer than
-        // three it does not count one member as all.
+        // answers alone (stale, or hostile) do not decide it.
+        let caught_up = r.caught_up.len();
         let all_answered = r.asked.iter().all(|k| r.caught_up.contains(k));
-        let quorum = r.caught_up.len() >= RESTORE_QUORUM;
-        (quorum && all_answered) || (listened && r.caught_up.len() >= RESTORE_QUORUM.min(members))
+        if caught_up >= RESTORE_QUORUM && all_answered {
+            return true;
+        }
+        let tick = self.settings.tick_ms;
+        let members = self.core.members().len();
+        let Some(first) = r.first_member_ms else {
+            // No member heard yet: alone only if it knew none before either.
+            let waited = now_ms.saturating_sub(r.since_ms);
+            return r.knew == 0 && waited >= RESTORE_ALONE_TICKS.saturating_mul(tick);
+        };
+        // Otherwise it listens first (a slow member is not waited for past that). In a
+        // federation of fewer than three it does not count one member as all: it hears
+        // from as many as it lists and knew before, and only after a longer wait settles
+        // for the members it lists now (one it knew may have died), never for none.
+        let listened = now_ms.saturating_sub(first);
+        let expected = members.max(r.knew).min(RESTORE_QUORUM);
+        let settle = members.min(RESTORE_QUORUM).max(1);
+        (listened >= RESTORE_LISTEN_TICKS.saturating_mul(tick) && caught_up >= expected)
+            || (listened >= RESTORE_ALONE_TICKS.saturating_mul(tick) && caught_up >= settle)
     }
 
     pub(super) fn maybe_restore(&mut self, now_ms: u64, out: &mut Vec<Effect>) {

@@ -851,6 +851,100 @@ fn a_sliver_revoked_while_its_node_was_down_never_comes_back() {
     )));
 }
 
+/// Ticks with members `ns` listed; member 4 holds `revocation`, the others what this node
+/// holds. Returns everything.
+fn run_ticks_with_holder(
+    m: &mut Node,
+    now: &mut u64,
+    n: usize,
+    ns: &[u8],
+    revocation: &[u8],
+) -> Vec<Effect> {
+    let id = crate::core::revocation_id(revocation).unwrap();
+    let mut prints = vec![0u64; crate::core::REVOCATION_BUCKETS];
+    prints[usize::from(id.0[0])] = 7;
+    let mut member4 = holder_of(prints, revocation.to_vec());
+    let mut all = vec![];
+    for _ in 0..n {
+        *now += TICK;
+        let e = join(m, ns, *now);
+        let joined = durable(m, *now, e);
+        let e = m.handle(*now, Input::Tick { log_size: 0 });
+        let ticked = durable(m, *now, e);
+        for e in [joined, ticked] {
+            for x in &e {
+                let Effect::Send { to, .. } = x else { continue };
+                let one = std::slice::from_ref(x);
+                if *to == key(4).public() {
+                    all.extend(serve(m, *now, one, &mut member4));
+                } else {
+                    let ours = m.core().revocation_prints();
+                    all.extend(serve(m, *now, one, &mut same_as(ours)));
+                }
+            }
+            all.extend(e);
+        }
+    }
+    all
+}
+
+#[test]
+fn a_restarted_node_that_knew_members_waits_for_as_many_and_never_concludes_it_is_alone() {
+    let mut m = machine(9);
+    let revocation = alices_revocation();
+    // It knew members 4, 5 and 6 before it went down (their credentials are on its disk).
+    let (cred, _) = ticket("princeton.codeen", 1);
+    m.remember_credentials([4, 5, 6].map(|n| (key(n).public(), Arc::from(node_credential(n)))));
+    m.handle(
+        NOW,
+        Input::Restart {
+            saved: vec![saved(4, &cred)],
+            logged: logged_as(4, &cred),
+        },
+    );
+    let mut now = NOW;
+    // Its network is slow to come up (the machine under load): no member is heard for
+    // twice as long as a node that knew none waits before it concludes it is alone.
+    let e = run_ticks(&mut m, &mut now, 2 * RESTORE_ALONE_TICKS as usize, &[]);
+    assert!(started(&e).is_empty());
+    assert!(!e.contains(&Effect::Forget { id: 4 }));
+    assert!(m.restoring(), "out of touch is not alone: it waits");
+    // Then member 5, which missed the revocation too: its answer alone, however long the
+    // node listens short of settling, does not release the restore.
+    let e = run_ticks_with_holder(
+        &mut m,
+        &mut now,
+        RESTORE_ALONE_TICKS as usize - 1,
+        &[5],
+        &revocation,
+    );
+    assert!(started(&e).is_empty());
+    assert!(m.restoring(), "one answer of the three members it knew");
+    // Member 4, which holds the revocation, comes back too (member 6 died meanwhile): the
+    // node settles for the two it lists, and the revoked sliver never runs.
+    let e = run_ticks_with_holder(&mut m, &mut now, 3, &[4, 5], &revocation);
+    assert!(!m.restoring());
+    assert!(started(&e).is_empty(), "a revoked sliver came back");
+    assert!(e.contains(&Effect::Forget { id: 4 }));
+}
+
+#[test]
+fn a_restarted_node_that_knew_no_member_and_hears_none_concludes_it_is_alone() {
+    let mut m = machine(9);
+    let (cred, _) = ticket("princeton.codeen", 1);
+    m.handle(
+        NOW,
+        Input::Restart {
+            saved: vec![saved(4, &cred)],
+            logged: logged_as(4, &cred),
+        },
+    );
+    let mut now = NOW;
+    let e = run_ticks(&mut m, &mut now, RESTORE_ALONE_TICKS as usize + 1, &[]);
+    assert_eq!(started(&e), vec![4], "a federation of one restores its own");
+    assert!(!m.restoring());
+}
+
 #[test]
 fn a_saved_sliver_its_own_log_does_not_record_is_not_restored() {
     let mut m = machine(9);
