@@ -143,7 +143,6 @@ impl Node {
                         logged: BTreeMap::new(),
                         since_ms: now_ms,
                         knew: 0,
-                        first_member_ms: None,
                         caught_up: BTreeSet::new(),
                         asked: BTreeSet::new(),
                         declined: BTreeMap::new(),

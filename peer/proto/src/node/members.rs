@@ -269,6 +269,18 @@ impl Node {
         }
     }
 
+    /// Notes when this node first listed a member since it started (its network was up).
+    pub(super) fn note_first_member(&mut self, now_ms: u64) {
+        if self.learning.first_member_ms.is_none() && !self.core.members().is_empty() {
+            self.learning.first_member_ms = Some(now_ms);
+        }
+    }
+
+    /// When this node first listed a member since it started.
+    pub(super) fn first_member_ms(&self) -> Option<u64> {
+        self.learning.first_member_ms
+    }
+
     /// Credentials kept from before a restart and not used yet.
     pub(super) fn learning_kept(&self) -> usize {
         self.learning.cached.len()
@@ -442,9 +454,7 @@ impl Node {
     /// go to the members in turn, the next list page while its newcomers fit, and the list
     /// pulls that are due.
     pub(super) fn learn_members(&mut self, now_ms: u64, out: &mut Vec<Effect>) {
-        if self.learning.first_member_ms.is_none() && !self.core.members().is_empty() {
-            self.learning.first_member_ms = Some(now_ms);
-        }
+        self.note_first_member(now_ms);
         self.let_silent_greetings_go(now_ms, out);
         while self.learning.batches.len() < BATCHES_IN_FLIGHT && self.asked.len() < MAX_ASKED {
             let Some(via) = self.next_batch_via() else {

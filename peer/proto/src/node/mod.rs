@@ -541,9 +541,6 @@ struct Restoring {
     /// Members this node knew before it went down (credentials kept on its disk): as many
     /// as it expects to hear from, up to [`RESTORE_QUORUM`].
     knew: usize,
-    /// When it first listed a member (its network was up): listening counts from then, not
-    /// from the start (a slow start under load is not time spent listening).
-    first_member_ms: Option<u64>,
     /// Members whose whole set (settled or not) this node has reconciled with.
     caught_up: BTreeSet<PublicKey>,
     /// Members asked to reconcile (at most [`RESTORE_ASKED`]).
@@ -868,10 +865,8 @@ impl Node {
                 }
             }
         }
-        if let Some(r) = self.restoring.as_mut() {
-            if r.first_member_ms.is_none() && !self.core.members().is_empty() {
-                r.first_member_ms = Some(now_ms);
-            }
+        if self.restoring.is_some() {
+            self.note_first_member(now_ms);
             // A restart's catch-up goes at the pace of its answers, not of ticks: members
             // learnt meanwhile are asked, and the restore follows the quorum's last answer.
             self.restore_asks(now_ms, &mut out);

@@ -20,7 +20,6 @@ impl Node {
             logged,
             since_ms: now_ms,
             knew: self.learning_kept(),
-            first_member_ms: None,
             caught_up: BTreeSet::new(),
             asked: BTreeSet::new(),
             declined: BTreeMap::new(),
@@ -50,7 +49,9 @@ impl Node {
         }
         let tick = self.settings.tick_ms;
         let members = self.core.members().len();
-        let Some(first) = r.first_member_ms else {
+        // Listening counts from its first member (its network was up), not from its start
+        // (a slow start under load is not time spent listening).
+        let Some(first) = self.first_member_ms().map(|t| t.max(r.since_ms)) else {
             // No member heard yet: alone only if it knew none before either.
             let waited = now_ms.saturating_sub(r.since_ms);
             return r.knew == 0 && waited >= RESTORE_ALONE_TICKS.saturating_mul(tick);
