@@ -622,7 +622,14 @@ impl Node {
             .wrapping_add(self.learning.pulls as u64)
             .wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let pick = (mixed >> 16) as usize % members;
-        if let Some(member) = self.member_keys.iter().nth(pick) {
+        // From there, the first member whose share has room for a page (a lister that
+        // keeps its own share full would otherwise be picked and hold the pull).
+        let l = &self.learning;
+        let has_room = |k: &&PublicKey| {
+            l.share.get(*k).copied().unwrap_or(0) + MEMBER_LIST_PAGE <= NEWCOMERS_PER_MEMBER
+        };
+        let picked = self.member_keys.iter().skip(pick).find(has_room);
+        if let Some(member) = picked.or_else(|| self.member_keys.iter().take(pick).find(has_room)) {
             self.learning.quiet_pulls = quiet;
             self.learning.stats.pulls += 1;
             self.learning.pull = Some((*member, None));

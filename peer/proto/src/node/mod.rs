@@ -865,8 +865,13 @@ impl Node {
                 }
             }
         }
+        if self.first_member_ms().is_none() && !self.core.members().is_empty() {
+            // The first member listed since the start: learning notes it, and its first
+            // list pull goes now, not at the next tick (a restart that knew two members
+            // waited for it to know a third).
+            self.learn_members(now_ms, &mut out);
+        }
         if self.restoring.is_some() {
-            self.note_first_member(now_ms);
             // A restart's catch-up goes at the pace of its answers, not of ticks: members
             // learnt meanwhile are asked, and the restore follows the quorum's last answer.
             self.restore_asks(now_ms, &mut out);

@@ -1729,9 +1729,9 @@ fn given(n: u8, credential: Vec<u8>) -> crate::wire::MemberCredential {
 #[test]
 fn a_node_that_starts_learns_the_federation_from_its_first_members_list() {
     let mut m = machine(2);
-    join(&mut m, &[3], NOW);
+    // The first member's list is pulled as soon as it is listed.
     let t = NOW + TICK;
-    let e = m.handle(t, Input::Tick { log_size: 0 });
+    let e = join(&mut m, &[3], t);
     let (token, to, after) = list_ask(&e).expect("the first member's list is pulled");
     assert_eq!((to, after), (key(3).public(), None));
     // The list names this node and the lister too: neither is learnt.
@@ -1804,7 +1804,7 @@ fn a_node_that_starts_learns_the_federation_from_its_first_members_list() {
     let e = m.handle(t + TICK, Input::Tick { log_size: 0 });
     assert!(list_ask(&e).is_none());
     let later = t + members::LIST_PULLS_AFTER_MS[1];
-    join(&mut m, &[3], later);
+    join(&mut m, &[14], later);
     let e = m.handle(later, Input::Tick { log_size: 0 });
     assert!(list_ask(&e).is_some(), "the second pull");
 }
@@ -1832,7 +1832,7 @@ fn made_up_page(from: u32, to: u32, more: bool) -> Response {
 #[test]
 fn a_long_list_is_pulled_as_room_allows_and_nothing_in_it_is_dropped() {
     let mut m = machine(2);
-    join(&mut m, &[3], NOW);
+    let mut e = join(&mut m, &[3], NOW);
     let page = crate::wire::MEMBER_LIST_PAGE as u32;
     // Three pages: more than one member's word may hold at once.
     let total = 3 * page;
@@ -1841,7 +1841,6 @@ fn a_long_list_is_pulled_as_room_allows_and_nothing_in_it_is_dropped() {
     let mut next = 0u32;
     let mut fetched = std::collections::BTreeSet::new();
     let mut deferred = false;
-    let mut e = vec![];
     for _ in 0..500 {
         e.extend(m.handle(now, Input::Tick { log_size: 0 }));
         let effects = std::mem::take(&mut e);
@@ -1888,9 +1887,13 @@ fn a_long_list_is_pulled_as_room_allows_and_nothing_in_it_is_dropped() {
 #[test]
 fn pulls_go_on_only_while_they_bring_news() {
     let mut m = machine(2);
-    join(&mut m, &[3], NOW);
+    // The first pull goes as the first member is listed.
     let first = NOW + TICK;
-    // Each pull at a member that just joined (one silent for long is declared dead).
+    let e = join(&mut m, &[3], first);
+    let (token, ..) = list_ask(&e).expect("the first pull");
+    let response = made_up_page(0, 10, false);
+    m.handle(first, Input::Answer { token, response });
+    // Each later pull at a member that just joined (one silent for long is declared dead).
     let ask = |m: &mut Node, at: u64, member: u8| {
         join(m, &[member], at);
         let e = m.handle(at, Input::Tick { log_size: 0 });
@@ -1910,7 +1913,6 @@ fn pulls_go_on_only_while_they_bring_news() {
         true
     };
     let after = members::LIST_PULLS_AFTER_MS;
-    assert!(pull(&mut m, first, 3, made_up_page(0, 10, false)));
     // The second pull is made whatever the first brought; it brings enough to go on.
     let worth = members::PULL_WORTH_GOING_ON as u32;
     assert!(pull(
@@ -1939,10 +1941,10 @@ fn pulls_go_on_only_while_they_bring_news() {
 #[test]
 fn a_lister_that_keeps_its_share_full_cannot_hold_a_pull_open() {
     let mut m = machine(2);
-    join(&mut m, &[3], NOW);
     let t = NOW + TICK;
     // The lister fills most of its share by SWIM news of made-up nodes, and never
-    // answers the credential batches.
+    // answers the credential batches (it is listed after that news: its list is asked
+    // for as it is listed).
     let news = |m: &mut Node, from: u32, to: u32| {
         for i in from..to {
             let id = crate::swim::SwimId {
@@ -1954,7 +1956,7 @@ fn a_lister_that_keeps_its_share_full_cannot_hold_a_pull_open() {
     };
     let page = crate::wire::MEMBER_LIST_PAGE as u32;
     news(&mut m, 10_000, 10_000 + page + 1);
-    let e = m.handle(t, Input::Tick { log_size: 0 });
+    let e = join(&mut m, &[3], t);
     assert!(list_ask(&e).is_none(), "no room for a page");
     // After the stall the pull ends; the next one (three minutes in) is made.
     m.handle(t + members::PULL_STALL_MS, Input::Tick { log_size: 0 });
@@ -1986,9 +1988,9 @@ fn a_lister_that_keeps_its_share_full_cannot_hold_a_pull_open() {
 #[test]
 fn a_lister_can_neither_list_a_node_nor_bar_it_by_naming_it() {
     let mut m = machine(2);
-    join(&mut m, &[3], NOW);
+    // The first member's list is pulled as soon as it is listed.
     let t = NOW + TICK;
-    let e = m.handle(t, Input::Tick { log_size: 0 });
+    let e = join(&mut m, &[3], t);
     let (token, ..) = list_ask(&e).unwrap();
     // A start in the future is made up; the rest are asked for.
     let page = Response::MemberList {
@@ -2130,9 +2132,9 @@ fn a_restarted_node_greets_on_the_credentials_it_kept_instead_of_fetching_them()
         // Node 7 moved while this node was down: its greeting goes unanswered.
         (key(7).public(), Arc::from(node_credential(7))),
     ]);
-    join(&mut m, &[3], NOW);
+    // The first member's list is pulled as soon as it is listed.
     let t = NOW + TICK;
-    let e = m.handle(t, Input::Tick { log_size: 0 });
+    let e = join(&mut m, &[3], t);
     let (token, ..) = list_ask(&e).unwrap();
     let page = Response::MemberList {
         members: vec![listed(4, 70), listed(5, 80), listed(7, 90)],
@@ -2189,8 +2191,8 @@ fn pulls_from_members_that_list_fewer_do_not_stop_the_pulls() {
     // that says nothing about the federation, so the pulls go on.
     for (i, at) in after.iter().take(6).enumerate() {
         let at = first + at;
-        join(&mut m, &many, at);
-        let e = m.handle(at, Input::Tick { log_size: 0 });
+        let mut e = join(&mut m, &many, at);
+        e.extend(m.handle(at, Input::Tick { log_size: 0 }));
         let (token, ..) = list_ask(&e).unwrap_or_else(|| panic!("pull {i}"));
         let page = Response::MemberList {
             members: vec![listed(3, 1)],
