@@ -194,6 +194,8 @@ fn a_scrape_parses_and_says_what_runs_who_was_refused_and_why() {
         "slicefed_tickets_refused_total",
         "slicefed_revocations_held",
         "slicefed_deletes_held",
+        "slicefed_restore_waiting_slivers",
+        "slicefed_restore_caught_up_members",
         "slicefed_ledger_entries",
         "slicefed_ledger_pending_appends",
         "slicefed_ledger_append_seconds_bucket",

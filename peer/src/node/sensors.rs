@@ -65,6 +65,8 @@ pub struct Sensors {
     tickets_refused: Family<ReasonLabel, Counter>,
     revocations_held: Gauge,
     deletes_held: Gauge,
+    restore_waiting: Gauge,
+    restore_caught_up: Gauge,
     ledger_entries: Gauge,
     /// Entries queued for the ledger and not yet reported durable.
     pub(super) ledger_pending: Gauge,
@@ -100,6 +102,8 @@ impl Sensors {
             tickets_refused: Family::default(),
             revocations_held: Gauge::default(),
             deletes_held: Gauge::default(),
+            restore_waiting: Gauge::default(),
+            restore_caught_up: Gauge::default(),
             ledger_entries: Gauge::default(),
             ledger_pending: Gauge::default(),
             append_seconds: Histogram::new([
@@ -205,6 +209,16 @@ impl Sensors {
             s.sliver_sent_bytes.clone(),
         );
         r.register(
+            "restore_waiting_slivers",
+            "Saved slivers waiting for this node to catch up with members before they come back (a node that knew members and hears none waits: it is out of touch, not alone)",
+            s.restore_waiting.clone(),
+        );
+        r.register(
+            "restore_caught_up_members",
+            "Members this restarting node has caught up with so far (it needs three, or as many as it lists or knew before)",
+            s.restore_caught_up.clone(),
+        );
+        r.register(
             "sliver_received_bytes",
             "Bytes a running sliver received",
             s.sliver_received_bytes.clone(),
@@ -270,6 +284,9 @@ impl Daemon {
         let (revocations, deletes) = core.held_counts();
         s.revocations_held.set(gauge_of(revocations));
         s.deletes_held.set(gauge_of(deletes));
+        let (waiting, caught_up) = self.node.restore_progress();
+        s.restore_waiting.set(gauge_of(waiting));
+        s.restore_caught_up.set(gauge_of(caught_up));
         let replicas: Vec<(&PublicKey, u64)> =
             self.node.witnessing().witness().replicas().collect();
         s.witnessed_logs.set(gauge_of(replicas.len()));

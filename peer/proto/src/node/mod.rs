@@ -771,6 +771,14 @@ impl Node {
         })
     }
 
+    /// Saved slivers still waiting for the node's catch-up, and members caught up with so
+    /// far (0 and 0 once restored): for the owner's sensors.
+    pub fn restore_progress(&self) -> (usize, usize) {
+        self.restoring
+            .as_ref()
+            .map_or((0, 0), |r| (r.saved.len(), r.caught_up.len()))
+    }
+
     /// Sizes of the tables the machine holds (for tests of its bounds).
     pub fn table_sizes(&self) -> [usize; 7] {
         [
