@@ -972,14 +972,14 @@ impl Sim {
             .collect();
         let logged = n.disk.log.logged.clone();
         let world = &self.world;
-        node.remember_credentials(std::mem::take(&mut n.disk.members).into_iter().filter_map(
-            |j| {
-                world
-                    .nodes
-                    .get(j as usize)
-                    .map(|s| (s.public, std::sync::Arc::clone(&s.credential)))
-            },
-        ));
+        // Left on the disk until the restart has caught up (the daemon's
+        // `read_member_credentials`; a crash before then still knows them).
+        node.remember_credentials(n.disk.members.iter().filter_map(|j| {
+            world
+                .nodes
+                .get(*j as usize)
+                .map(|s| (s.public, std::sync::Arc::clone(&s.credential)))
+        }));
         let _ = node.handle(now_ms, Input::Restart { saved, logged });
         n.disk.log.append(
             now_ms,
@@ -1053,12 +1053,21 @@ impl Sim {
             let Live { node, open: o, .. } = *live;
             open = o;
             let index = &self.world.index;
-            n.disk.members = node
+            let listed = node
                 .core()
                 .members()
                 .keys()
-                .filter_map(|k| index.get(k).map(|j| *j as u32))
-                .collect();
+                .filter_map(|k| index.get(k).map(|j| *j as u32));
+            // The members' credentials it kept: those it lists, and, while its restart had
+            // not caught up, those it kept from before too (the daemon prunes them only
+            // once caught up: `prune_member_credentials`).
+            if node.catching_up() {
+                n.disk.members.extend(listed);
+                n.disk.members.sort_unstable();
+                n.disk.members.dedup();
+            } else {
+                n.disk.members = listed.collect();
+            }
             n.disk.replicas = node.into_replicas();
         }
         for (id, o) in open {

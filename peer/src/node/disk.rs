@@ -315,16 +315,46 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// Once the restart has caught up, the kept credentials of nodes that are not members
+    /// now are removed (members write theirs again as they join), so that leftovers and
+    /// members of long ago do not pile up. Queued after the tick's writes, once a run.
+    pub(super) fn prune_member_credentials(&mut self) {
+        if self.kept_pruned || self.node.catching_up() {
+            return;
+        }
+        let members: std::collections::BTreeSet<PublicKey> =
+            self.node.core().members().keys().copied().collect();
+        let dir = self.dir.clone();
+        let job = move || {
+            let kept = member_credentials_dir(&dir);
+            for (node, _) in read_member_credentials(&dir) {
+                if !members.contains(&node) {
+                    let _ =
+                        std::fs::remove_file(kept.join(format!("{}.credential", node.to_hex())));
+                }
+            }
+            None
+        };
+        if self.queue_disk(DiskJob::Work(Box::new(job))).is_ok() {
+            self.kept_pruned = true;
+        }
+    }
+}
+
 pub(super) fn member_credentials_dir(dir: &Path) -> PathBuf {
     dir.join("members")
 }
 
-/// The member credentials kept on disk (see `keep_member_credential`), taken: at most
-/// `MAX_MEMBERS`, each at most [`MAX_KEPT_CREDENTIAL_BYTES`]; a file whose name is not a
-/// key is skipped. Every file is removed (the node writes its members' again as they
-/// join), so leftovers, torn files and members of long ago do not pile up. Each
-/// credential is judged before it is used.
-pub(super) fn take_member_credentials(dir: &Path) -> Vec<(PublicKey, std::sync::Arc<[u8]>)> {
+/// The member credentials kept on disk (see `keep_member_credential`): at most
+/// `MAX_MEMBERS`, each at most [`MAX_KEPT_CREDENTIAL_BYTES`]. Files that cannot be one (a
+/// name that is not a key, too big, past the bound, a leftover temporary file) are
+/// removed; the rest stay until the node's restart has caught up
+/// ([`Daemon::prune_member_credentials`]): a node that crashes or is restarted while still
+/// catching up knows, at its next start, the members it knew before (the restore waits
+/// for them; a node that finds none concludes it is alone). Each credential is judged
+/// before it is used.
+pub(super) fn read_member_credentials(dir: &Path) -> Vec<(PublicKey, std::sync::Arc<[u8]>)> {
     let Ok(entries) = std::fs::read_dir(member_credentials_dir(dir)) else {
         return vec![];
     };
@@ -339,12 +369,12 @@ pub(super) fn take_member_credentials(dir: &Path) -> Vec<(PublicKey, std::sync::
             let bytes = read_limited(&p, MAX_KEPT_CREDENTIAL_BYTES).ok()?;
             Some((node, std::sync::Arc::from(bytes)))
         };
-        if kept.len() < slicefed_proto::core::MAX_MEMBERS
-            && let Some(k) = read()
-        {
-            kept.push(k);
+        match read().filter(|_| kept.len() < slicefed_proto::core::MAX_MEMBERS) {
+            Some(k) => kept.push(k),
+            None => {
+                let _ = std::fs::remove_file(&p);
+            }
         }
-        let _ = std::fs::remove_file(&p);
     }
     kept
 }
@@ -539,14 +569,15 @@ mod tests {
             b"x",
         )
         .unwrap();
-        let read = take_member_credentials(dir.path());
+        let read = read_member_credentials(dir.path());
         assert_eq!(read.len(), 1);
         assert_eq!(read[0].0, good);
         assert_eq!(&read[0].1[..], b"cred");
-        // Taken: the directory is empty after (members are written again as they join).
-        assert_eq!(std::fs::read_dir(&members).unwrap().count(), 0);
-        assert!(take_member_credentials(dir.path()).is_empty());
+        // What cannot be a credential is removed; the good one stays until the restart
+        // has caught up (a crash before that finds it again).
+        assert_eq!(std::fs::read_dir(&members).unwrap().count(), 1);
+        assert_eq!(read_member_credentials(dir.path()).len(), 1);
         // No directory: nothing, no error.
-        assert!(take_member_credentials(&dir.path().join("absent")).is_empty());
+        assert!(read_member_credentials(&dir.path().join("absent")).is_empty());
     }
 }

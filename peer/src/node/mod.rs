@@ -315,6 +315,9 @@ struct Daemon {
     /// start must not take the disk queue's room from sliver and replica writes. At most
     /// `MAX_MEMBERS` (a cache: past that, changes are dropped).
     member_credentials: BTreeMap<PublicKey, Option<Arc<[u8]>>>,
+    /// Whether kept credentials of nodes that are no longer members were removed (once,
+    /// after the restart caught up).
+    kept_pruned: bool,
     sandbox: DropOffThread<Sandbox>,
     live: BTreeMap<u64, Live>,
     ended: VecDeque<Ended>,
@@ -696,9 +699,9 @@ impl Daemon {
         if config.test_equivocate {
             node.witnessing_mut().test_equivocate();
         }
-        // Handed to the machine and cleared from the disk: members rewrite theirs as they
-        // join again, so the directory holds this run's members only.
-        node.remember_credentials(take_member_credentials(&config.dir));
+        // Handed to the machine, and left on the disk until the restart has caught up
+        // (`prune_member_credentials`): a crash before that still knows its members.
+        node.remember_credentials(read_member_credentials(&config.dir));
         // Saved slivers wait in the machine until it has caught up with members.
         let _ = node.handle(now_ms(), Input::Restart { saved, logged });
         let ledger = Arc::new(ledger);
@@ -717,6 +720,7 @@ impl Daemon {
             writer: Some(writer),
             disk_work: Arc::default(),
             member_credentials: BTreeMap::new(),
+            kept_pruned: false,
             sandbox: DropOffThread(Some(sandbox)),
             live: BTreeMap::new(),
             ended: VecDeque::new(),

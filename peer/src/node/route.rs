@@ -340,6 +340,7 @@ impl Daemon {
         self.feed(swarm, Input::Tick { log_size });
         self.keep_connected(swarm);
         self.flush_member_credentials();
+        self.prune_member_credentials();
     }
 
     pub(super) fn on_admin(&mut self, swarm: &mut Swarm, call: AdminCall) {

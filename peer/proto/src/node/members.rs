@@ -281,9 +281,9 @@ impl Node {
         self.learning.first_member_ms
     }
 
-    /// Credentials kept from before a restart and not used yet.
-    pub(super) fn learning_kept(&self) -> usize {
-        self.learning.cached.len()
+    /// The nodes whose credentials were kept from before a restart and not used yet.
+    pub(super) fn learning_kept(&self) -> BTreeSet<PublicKey> {
+        self.learning.cached.keys().copied().collect()
     }
 
     /// Nodes listed by learning (member lists, SWIM news), for sensors and the simulator.

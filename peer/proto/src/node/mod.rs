@@ -538,9 +538,10 @@ struct Restoring {
     saved: Vec<Saved>,
     logged: BTreeMap<u64, (CertId, InvocationHash)>,
     since_ms: u64,
-    /// Members this node knew before it went down (credentials kept on its disk): as many
-    /// as it expects to hear from, up to [`RESTORE_QUORUM`].
-    knew: usize,
+    /// Members this node knew before it went down (credentials kept on its disk): it
+    /// expects to hear from as many, up to [`RESTORE_QUORUM`], and asks them first (at
+    /// most [`crate::core::MAX_MEMBERS`]).
+    knew: BTreeSet<PublicKey>,
     /// Members whose whole set (settled or not) this node has reconciled with.
     caught_up: BTreeSet<PublicKey>,
     /// Members asked to reconcile (at most [`RESTORE_ASKED`]).
@@ -1365,36 +1366,66 @@ impl Node {
     }
 
     /// A restart's catch-up: members not yet asked, up to [`RESTORE_ASKED`] at a time, are
-    /// asked for their whole set's fingerprints.
+    /// asked for their whole set's fingerprints. Members it knew before it went down go
+    /// first (members that joined since, with keys that sort first, cannot fill the
+    /// asked set with their own answers); among each, an order mixed with this node's key
+    /// and start (nodes restarting together ask different members).
     fn restore_asks(&mut self, now_ms: u64, out: &mut Vec<Effect>) {
-        let room = self
-            .restoring
-            .as_ref()
-            .map_or(0, |r| RESTORE_ASKED.saturating_sub(r.asked.len()));
-        if room > 0 {
-            let members: Vec<PublicKey> = match self.restoring.as_ref() {
-                Some(r) => self
-                    .member_keys
-                    .iter()
-                    .filter(|k| {
-                        !r.caught_up.contains(k)
-                            && !r.asked.contains(k)
-                            && r.declined
-                                .get(k)
-                                .is_none_or(|t| now_ms.saturating_sub(*t) >= self.settings.tick_ms)
-                    })
-                    .take(room)
-                    .copied()
-                    .collect(),
-                None => vec![],
-            };
-            for member in members {
-                let request = Request::RevocationPrints { unless: None };
-                if self.ask(member, request, Asked::Prints { member }, out)
-                    && let Some(r) = self.restoring.as_mut()
-                {
-                    r.asked.insert(member);
-                }
+        let Some(r) = self.restoring.as_ref() else {
+            return;
+        };
+        // One place more for a member it knew, while none of those is asked: the members
+        // listed first (who may have raced to be) do not keep them out.
+        let knew_asked = r
+            .asked
+            .iter()
+            .chain(&r.caught_up)
+            .any(|k| r.knew.contains(k));
+        let room = RESTORE_ASKED.saturating_sub(r.asked.len());
+        let only_knew = room == 0 && !knew_asked && !r.knew.is_empty();
+        let room = if only_knew { 1 } else { room };
+        if room == 0 {
+            return;
+        }
+        let salt = self
+            .swim
+            .me()
+            .key
+            .0
+            .first_chunk::<8>()
+            .map_or(0, |b| u64::from_le_bytes(*b))
+            ^ r.since_ms;
+        let order = |k: &PublicKey| {
+            let mine = k.0.first_chunk::<8>().map_or(0, |b| u64::from_le_bytes(*b));
+            let mixed = (mine ^ salt).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            (!r.knew.contains(k), mixed)
+        };
+        let mut members: Vec<(bool, u64, PublicKey)> = self
+            .member_keys
+            .iter()
+            .filter(|k| {
+                !r.caught_up.contains(k)
+                    && !r.asked.contains(k)
+                    && (!only_knew || r.knew.contains(k))
+                    && r.declined
+                        .get(k)
+                        .is_none_or(|t| now_ms.saturating_sub(*t) >= self.settings.tick_ms)
+            })
+            .map(|k| {
+                let (later, mixed) = order(k);
+                (later, mixed, *k)
+            })
+            .collect();
+        if members.len() > room {
+            members.select_nth_unstable(room);
+            members.truncate(room);
+        }
+        for (_, _, member) in members {
+            let request = Request::RevocationPrints { unless: None };
+            if self.ask(member, request, Asked::Prints { member }, out)
+                && let Some(r) = self.restoring.as_mut()
+            {
+                r.asked.insert(member);
             }
         }
     }

@@ -38,32 +38,40 @@ impl Node {
             // Nothing comes back: they are logged as not restored at once.
             return true;
         }
-        // A quorum of members reconciled, and every member asked (up to `RESTORE_ASKED`,
-        // asked as they are learnt) answered: then at once, so a returning node restores
-        // within a few round trips of learning its first members, and the first three
-        // answers alone (stale, or hostile) do not decide it.
+        // A quorum of members reconciled, every member asked (up to `RESTORE_ASKED`, asked
+        // as they are learnt) answered, and one of them a member it knew before it went
+        // down: then at once, so a returning node restores within a few round trips of
+        // learning its first members, and neither the first three answers alone (stale,
+        // or hostile) nor members that raced to be listed first decide it.
         let caught_up = r.caught_up.len();
         let all_answered = r.asked.iter().all(|k| r.caught_up.contains(k));
-        if caught_up >= RESTORE_QUORUM && all_answered {
+        let heard_knew = r.knew.is_empty() || r.caught_up.iter().any(|k| r.knew.contains(k));
+        let tick = self.settings.tick_ms;
+        let listen = RESTORE_LISTEN_TICKS.saturating_mul(tick);
+        let first = self.first_member_ms().map(|t| t.max(r.since_ms));
+        let listened = first.map(|t| now_ms.saturating_sub(t));
+        if caught_up >= RESTORE_QUORUM
+            && all_answered
+            && (heard_knew || listened.is_some_and(|l| l >= listen))
+        {
             return true;
         }
-        let tick = self.settings.tick_ms;
         let members = self.core.members().len();
         // Listening counts from its first member (its network was up), not from its start
         // (a slow start under load is not time spent listening).
-        let Some(first) = self.first_member_ms().map(|t| t.max(r.since_ms)) else {
+        let Some(listened) = listened else {
             // No member heard yet: alone only if it knew none before either.
             let waited = now_ms.saturating_sub(r.since_ms);
-            return r.knew == 0 && waited >= RESTORE_ALONE_TICKS.saturating_mul(tick);
+            return r.knew.is_empty() && waited >= RESTORE_ALONE_TICKS.saturating_mul(tick);
         };
         // Otherwise it listens first (a slow member is not waited for past that). In a
         // federation of fewer than three it does not count one member as all: it hears
         // from as many as it lists and knew before, and only after a longer wait settles
-        // for the members it lists now (one it knew may have died), never for none.
-        let listened = now_ms.saturating_sub(first);
-        let expected = members.max(r.knew).min(RESTORE_QUORUM);
+        // for the members it lists now (one it knew may have died), never for none (its
+        // only member may have died, or been a Sybil that went quiet once listed).
+        let expected = members.max(r.knew.len()).min(RESTORE_QUORUM).max(1);
         let settle = members.min(RESTORE_QUORUM).max(1);
-        (listened >= RESTORE_LISTEN_TICKS.saturating_mul(tick) && caught_up >= expected)
+        (listened >= listen && caught_up >= expected)
             || (listened >= RESTORE_ALONE_TICKS.saturating_mul(tick) && caught_up >= settle)
     }
 

@@ -940,9 +940,64 @@ fn a_restarted_node_that_knew_no_member_and_hears_none_concludes_it_is_alone() {
         },
     );
     let mut now = NOW;
-    let e = run_ticks(&mut m, &mut now, RESTORE_ALONE_TICKS as usize + 1, &[]);
+    let e = run_ticks(&mut m, &mut now, RESTORE_ALONE_TICKS as usize - 1, &[]);
+    assert!(started(&e).is_empty(), "it listens first");
+    let e = run_ticks(&mut m, &mut now, 2, &[]);
     assert_eq!(started(&e), vec![4], "a federation of one restores its own");
     assert!(!m.restoring());
+}
+
+#[test]
+fn members_that_raced_to_be_listed_first_do_not_release_a_restore_without_one_it_knew() {
+    let mut m = machine(20);
+    let revocation = alices_revocation();
+    // It knew member 4, which holds the revocation. Members 5 to 10 joined while it was
+    // down and are listed first (they raced to greet it), all six answering that they
+    // hold what it holds: the whole asked set, every one answered.
+    m.remember_credentials([(key(4).public(), Arc::from(node_credential(4)))]);
+    let (cred, _) = ticket("princeton.codeen", 1);
+    m.handle(
+        NOW,
+        Input::Restart {
+            saved: vec![saved(4, &cred)],
+            logged: logged_as(4, &cred),
+        },
+    );
+    let mut now = NOW;
+    let raced: Vec<u8> = (5..=10).collect();
+    let e = run_ticks_with_holder(&mut m, &mut now, 1, &raced, &revocation);
+    assert_eq!(prints_asked(&e).len(), RESTORE_QUORUM * 2);
+    assert!(started(&e).is_empty());
+    assert!(
+        m.restoring(),
+        "six answers, none from a member it knew: it waits"
+    );
+    // Member 4 comes: asked though the asked set is full, and its answer ends the wait.
+    let mut all_members = raced.clone();
+    all_members.push(4);
+    let e = run_ticks_with_holder(&mut m, &mut now, 1, &all_members, &revocation);
+    assert_eq!(prints_asked(&e), vec![key(4).public()]);
+    assert!(!m.restoring());
+    assert!(started(&e).is_empty(), "a revoked sliver came back");
+    assert!(e.contains(&Effect::Forget { id: 4 }));
+}
+
+/// The members asked for their revocation prints (a restart's catch-up).
+fn prints_asked(e: &[Effect]) -> Vec<PublicKey> {
+    prints_tokens(e).into_iter().map(|(_, k)| k).collect()
+}
+
+fn prints_tokens(e: &[Effect]) -> Vec<(Token, PublicKey)> {
+    e.iter()
+        .filter_map(|x| match x {
+            Effect::Send {
+                to,
+                token: Some(t),
+                request: Request::RevocationPrints { unless: None },
+            } => Some((*t, *to)),
+            _ => None,
+        })
+        .collect()
 }
 
 #[test]
