@@ -1997,9 +1997,7 @@ fn pulls_go_on_only_while_they_bring_news() {
 fn a_lister_that_keeps_its_share_full_cannot_hold_a_pull_open() {
     let mut m = machine(2);
     let t = NOW + TICK;
-    // The lister fills most of its share by SWIM news of made-up nodes, and never
-    // answers the credential batches (it is listed after that news: its list is asked
-    // for as it is listed).
+    // The lister names nodes by SWIM news too, and never answers the credential batches.
     let news = |m: &mut Node, from: u32, to: u32| {
         for i in from..to {
             let id = crate::swim::SwimId {
@@ -2010,10 +2008,19 @@ fn a_lister_that_keeps_its_share_full_cannot_hold_a_pull_open() {
         }
     };
     let page = crate::wire::MEMBER_LIST_PAGE as u32;
-    news(&mut m, 10_000, 10_000 + page + 1);
+    // Its list is pulled as it is listed. Before its first page comes, it names one node
+    // more by news: with the page, its share has no room for the next page.
     let e = join(&mut m, &[3], t);
-    assert!(list_ask(&e).is_none(), "no room for a page");
-    // After the stall the pull ends; the next one (three minutes in) is made.
+    let (token, to, _) = list_ask(&e).expect("the first pull");
+    assert_eq!(to, key(3).public());
+    news(&mut m, 10_000, 10_001);
+    let response = made_up_page(0, page, true);
+    let e = m.handle(t, Input::Answer { token, response });
+    assert!(list_ask(&e).is_none(), "no room for the next page");
+    let e = m.handle(t + TICK, Input::Tick { log_size: 0 });
+    assert!(list_ask(&e).is_none(), "still no room: the pull waits");
+    // After the stall the pull ends; the next one (a minute in) is made, from a member
+    // whose share has room (this lister's has none).
     m.handle(t + members::PULL_STALL_MS, Input::Tick { log_size: 0 });
     let later = t + members::LIST_PULLS_AFTER_MS[1];
     join(&mut m, &[4], later);
