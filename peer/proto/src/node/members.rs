@@ -621,15 +621,18 @@ impl Node {
         let mixed = ((now_ms / 1_000) ^ mine)
             .wrapping_add(self.learning.pulls as u64)
             .wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let pick = (mixed >> 16) as usize % members;
-        // From there, the first member whose share has room for a page (a lister that
-        // keeps its own share full would otherwise be picked and hold the pull).
+        // Among the members whose share has room for a page (a lister that keeps its own
+        // share full would otherwise be picked and hold the pull), the one whose key mixed
+        // with that number is least: no member can place itself next to another's turn.
         let l = &self.learning;
         let has_room = |k: &&PublicKey| {
             l.share.get(*k).copied().unwrap_or(0) + MEMBER_LIST_PAGE <= NEWCOMERS_PER_MEMBER
         };
-        let picked = self.member_keys.iter().skip(pick).find(has_room);
-        if let Some(member) = picked.or_else(|| self.member_keys.iter().take(pick).find(has_room)) {
+        let score = |k: &&PublicKey| {
+            let theirs = k.0.first_chunk::<8>().map_or(0, |b| u64::from_le_bytes(*b));
+            (theirs ^ mixed).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        };
+        if let Some(member) = self.member_keys.iter().filter(has_room).min_by_key(score) {
             self.learning.quiet_pulls = quiet;
             self.learning.stats.pulls += 1;
             self.learning.pull = Some((*member, None));
