@@ -69,8 +69,8 @@ impl Node {
         // from as many as it lists and knew before, and only after a longer wait settles
         // for the members it lists now (one it knew may have died), never for none (its
         // only member may have died, or been a Sybil that went quiet once listed).
-        let expected = members.max(r.knew.len()).min(RESTORE_QUORUM).max(1);
-        let settle = members.min(RESTORE_QUORUM).max(1);
+        let expected = members.max(r.knew.len()).clamp(1, RESTORE_QUORUM);
+        let settle = members.clamp(1, RESTORE_QUORUM);
         (listened >= listen && caught_up >= expected)
             || (listened >= RESTORE_ALONE_TICKS.saturating_mul(tick) && caught_up >= settle)
     }
