@@ -748,6 +748,20 @@ fn logged_as(id: u64, cred: &[u8]) -> BTreeMap<u64, (CertId, InvocationHash)> {
     BTreeMap::from([(id, (t, Invocation::default().hash()))])
 }
 
+/// Restarts `m` with sliver 4 (alice's ticket for `princeton.codeen`) saved and logged;
+/// returns the ticket.
+fn restart_with_sliver_4(m: &mut Node) -> Vec<u8> {
+    let (cred, _) = ticket("princeton.codeen", 1);
+    m.handle(
+        NOW,
+        Input::Restart {
+            saved: vec![saved(4, &cred)],
+            logged: logged_as(4, &cred),
+        },
+    );
+    cred
+}
+
 /// Ticks `m` from `now` for `n` ticks with members `ns` advertising; returns everything.
 fn run_ticks(m: &mut Node, now: &mut u64, n: usize, ns: &[u8]) -> Vec<Effect> {
     let mut all = vec![];
@@ -771,14 +785,7 @@ fn run_ticks(m: &mut Node, now: &mut u64, n: usize, ns: &[u8]) -> Vec<Effect> {
 #[test]
 fn a_restarted_node_restores_its_slivers_only_after_catching_up_with_members() {
     let mut m = machine(9);
-    let (cred, _) = ticket("princeton.codeen", 1);
-    m.handle(
-        NOW,
-        Input::Restart {
-            saved: vec![saved(4, &cred)],
-            logged: logged_as(4, &cred),
-        },
-    );
+    restart_with_sliver_4(&mut m);
     assert!(m.restoring());
     // Alone for a tick: nothing yet (it listens first).
     let mut now = NOW;
@@ -798,14 +805,7 @@ fn a_restarted_node_restores_its_slivers_only_after_catching_up_with_members() {
 /// alice's certificate that it has not heard of.
 fn restarted_with_alice_revoked() -> (Node, Vec<u8>) {
     let mut m = machine(9);
-    let (cred, _) = ticket("princeton.codeen", 1);
-    m.handle(
-        NOW,
-        Input::Restart {
-            saved: vec![saved(4, &cred)],
-            logged: logged_as(4, &cred),
-        },
-    );
+    restart_with_sliver_4(&mut m);
     let revocation = alices_revocation();
     (m, revocation)
 }
@@ -814,33 +814,8 @@ fn restarted_with_alice_revoked() -> (Node, Vec<u8>) {
 fn a_sliver_revoked_while_its_node_was_down_never_comes_back() {
     let (mut m, revocation) = restarted_with_alice_revoked();
     let mut now = NOW;
-    let mut all = vec![];
     // Member 4 holds the revocation; members 5 and 6 hold what this node holds.
-    let id = crate::core::revocation_id(&revocation).unwrap();
-    let mut prints = vec![0u64; crate::core::REVOCATION_BUCKETS];
-    prints[usize::from(id.0[0])] = 7;
-    let mut member4 = holder_of(prints, revocation.clone());
-    for _ in 0..10 {
-        now += TICK;
-        let e = join(&mut m, &[4, 5, 6], now);
-        let joined = durable(&mut m, now, e);
-        let e = m.handle(now, Input::Tick { log_size: 0 });
-        let ticked = durable(&mut m, now, e);
-        // Asks go to members by key order; each member answers what is asked of it.
-        for e in [joined, ticked] {
-            for x in &e {
-                let Effect::Send { to, .. } = x else { continue };
-                let one = std::slice::from_ref(x);
-                if *to == key(4).public() {
-                    all.extend(serve(&mut m, now, one, &mut member4));
-                } else {
-                    let ours = m.core().revocation_prints();
-                    all.extend(serve(&mut m, now, one, &mut same_as(ours)));
-                }
-            }
-            all.extend(e);
-        }
-    }
+    let all = run_ticks_with_holder(&mut m, &mut now, 10, &[4, 5, 6], &revocation);
     assert!(!m.restoring());
     assert!(started(&all).is_empty(), "a revoked sliver came back");
     assert!(all.contains(&Effect::Forget { id: 4 }));
@@ -893,15 +868,8 @@ fn a_restarted_node_that_knew_members_waits_for_as_many_and_never_concludes_it_i
     let mut m = machine(9);
     let revocation = alices_revocation();
     // It knew members 4, 5 and 6 before it went down (their credentials are on its disk).
-    let (cred, _) = ticket("princeton.codeen", 1);
     m.remember_credentials([4, 5, 6].map(|n| (key(n).public(), Arc::from(node_credential(n)))));
-    m.handle(
-        NOW,
-        Input::Restart {
-            saved: vec![saved(4, &cred)],
-            logged: logged_as(4, &cred),
-        },
-    );
+    restart_with_sliver_4(&mut m);
     let mut now = NOW;
     // Its network is slow to come up (the machine under load): no member is heard for
     // twice as long as a node that knew none waits before it concludes it is alone.
@@ -931,14 +899,7 @@ fn a_restarted_node_that_knew_members_waits_for_as_many_and_never_concludes_it_i
 #[test]
 fn a_restarted_node_that_knew_no_member_and_hears_none_concludes_it_is_alone() {
     let mut m = machine(9);
-    let (cred, _) = ticket("princeton.codeen", 1);
-    m.handle(
-        NOW,
-        Input::Restart {
-            saved: vec![saved(4, &cred)],
-            logged: logged_as(4, &cred),
-        },
-    );
+    restart_with_sliver_4(&mut m);
     let mut now = NOW;
     let e = run_ticks(&mut m, &mut now, RESTORE_ALONE_TICKS as usize - 1, &[]);
     assert!(started(&e).is_empty(), "it listens first");
@@ -955,14 +916,7 @@ fn members_that_raced_to_be_listed_first_do_not_release_a_restore_without_one_it
     // down and are listed first (they raced to greet it), all six answering that they
     // hold what it holds: the whole asked set, every one answered.
     m.remember_credentials([(key(4).public(), Arc::from(node_credential(4)))]);
-    let (cred, _) = ticket("princeton.codeen", 1);
-    m.handle(
-        NOW,
-        Input::Restart {
-            saved: vec![saved(4, &cred)],
-            logged: logged_as(4, &cred),
-        },
-    );
+    restart_with_sliver_4(&mut m);
     let mut now = NOW;
     let raced: Vec<u8> = (5..=10).collect();
     let e = run_ticks_with_holder(&mut m, &mut now, 1, &raced, &revocation);
@@ -1227,14 +1181,7 @@ proptest! {
 #[test]
 fn members_that_only_claim_to_hold_what_it_holds_do_not_release_a_restore() {
     let mut m = machine(9);
-    let (cred, _) = ticket("princeton.codeen", 1);
-    m.handle(
-        NOW,
-        Input::Restart {
-            saved: vec![saved(4, &cred)],
-            logged: logged_as(4, &cred),
-        },
-    );
+    restart_with_sliver_4(&mut m);
     // Three members advertise but never answer a reconciliation: being a member is not
     // being caught up with, so nothing is restored.
     let mut now = NOW;
