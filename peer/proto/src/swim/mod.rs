@@ -176,6 +176,7 @@ const VOTE: u8 = 1;
 const REFUTE: u8 = 2;
 const ECHO: u8 = 3;
 const ASK: u8 = 4;
+const HINT: u8 = 5;
 /// Bytes of a voter's key an ask names (to leave out votes the asker has; a prefix shared
 /// by two voters only costs a vote not sent).
 const VOTER_PREFIX: usize = 8;
@@ -192,6 +193,18 @@ pub const REFUTE_BYTES: usize = 1 + ID_BYTES + 2 + 64;
 /// [`VOTER_PREFIX`] bytes per voter named). Unsigned: it is sent to one member, which
 /// knows the asker from the connection.
 pub const ASK_BYTES: usize = 1 + ID_BYTES + 1;
+/// Bytes of an encoded hint: tag, the dead member's start. Unsigned, like an ask: it is
+/// only news of where votes are, which the receiver asks for (and judges) as it would
+/// after hearing `Down` from the sender.
+pub const HINT_BYTES: usize = 1 + ID_BYTES;
+/// How long after declaring a member dead a node hints at it in its packets (see
+/// [`Item::Hint`]): past the time foca's own `Down` transmissions take to run out.
+pub const HINT_FOR_MS: u64 = 180_000;
+/// One packet in this many carries a hint (when the node declared a member dead within
+/// [`HINT_FOR_MS`]): ~43 bytes each, so about 10 bytes a node a second.
+pub const HINT_EVERY_PACKETS: u64 = 4;
+/// Members declared dead lately that a node hints at, at most (the oldest go first).
+const HINTS_HELD: usize = 64;
 
 /// Votes needed to declare a member dead when this node knows `members` others: three,
 /// or every other member in a smaller federation (this node's own vote counts).
@@ -320,6 +333,8 @@ enum ItemKey {
     Echo(SwimId, PublicKey),
     /// Never stored nor relayed (an ask goes to one member).
     Ask(SwimId),
+    /// Never stored nor relayed (a hint rides on one packet).
+    Hint(SwimId),
 }
 
 impl foca::Invalidates for ItemKey {
@@ -350,6 +365,15 @@ enum Item {
         voter: PublicKey,
         to: PublicKey,
         at_ms: u64,
+    },
+    /// The sender holds `accused` dead (it counted a quorum of votes lately): a node that
+    /// still lists that start asks it for the votes, as if it had heard its `Down`. A node
+    /// that missed every `Down` transmission (they run out in seconds) otherwise waited for
+    /// its own probe of the dead member, a round of all members later (255 s in `short`
+    /// seed 11; over an hour at 1,000 members).
+    Hint {
+        accused: SwimId,
+        holder: PublicKey,
     },
     /// A member asks this node for the votes it holds about `accused`, short of the voters
     /// it names (see [`ASKS_PER_ACCUSED`]).
@@ -518,6 +542,25 @@ impl Shared {
                 return None;
             }
         };
+        if let Item::Hint { accused, holder } = &mut item {
+            // Only in a packet from a member, about a start this node still lists (one it
+            // dropped, or never listed, is no news).
+            match self.relayer {
+                Some(from)
+                    if self.is_member(&from)
+                        && self.members.get(&accused.key).map(|&(bump, _)| bump)
+                            == Some(accused.bump) =>
+                {
+                    *holder = from;
+                    if self.inbox.len() < INBOX {
+                        self.inbox.push((item, vec![]));
+                    }
+                }
+                Some(_) => {}
+                None => self.refused += 1,
+            }
+            return None;
+        }
         if let Item::Ask { accused, asker, .. } = &mut item {
             // Only in a packet from a member to this node (foca names the sender; this
             // node's own items have none), about a member.
@@ -546,7 +589,7 @@ impl Shared {
         }
         let signed_at = match item {
             Item::Vote { at_ms, .. } | Item::Echo { at_ms, .. } => Some(at_ms),
-            Item::Refute { .. } | Item::Ask { .. } => None,
+            Item::Refute { .. } | Item::Ask { .. } | Item::Hint { .. } => None,
         };
         self.forget_old_items();
         if let Some((prev, _)) = self.seen.get(&key) {
@@ -572,7 +615,7 @@ impl Shared {
                 (voter, accused.key)
             }
             Item::Refute { id, .. } => (id.key, id.key),
-            Item::Ask { .. } => return None,
+            Item::Ask { .. } | Item::Hint { .. } => return None,
         };
         // A vote about a member this node declared dead: its subject is no member any
         // more, but the voter may be one that learnt of it late. Taken (to be answered with
@@ -581,7 +624,7 @@ impl Shared {
             Item::Vote { accused, .. } => {
                 self.dead.get(&accused.key).is_some_and(|d| d.id == accused)
             }
-            Item::Refute { .. } | Item::Echo { .. } | Item::Ask { .. } => false,
+            Item::Refute { .. } | Item::Echo { .. } | Item::Ask { .. } | Item::Hint { .. } => false,
         };
         // A late vote is answered only as its voter sent it: answering every copy that
         // members passed on would send the voter an echo from every node that heard one.
@@ -720,6 +763,17 @@ fn decode_item(data: &[u8]) -> Option<(Item, ItemKey)> {
                 ItemKey::Echo(accused, voter),
             ))
         }
+        HINT if data.len() == HINT_BYTES => {
+            let accused = get_id(&mut rest).ok()?;
+            Some((
+                Item::Hint {
+                    accused,
+                    // The sender, filled in by `judge` from the packet.
+                    holder: PublicKey([0; 32]),
+                },
+                ItemKey::Hint(accused),
+            ))
+        }
         ASK if data.len() >= ASK_BYTES => {
             let accused = get_id(&mut rest).ok()?;
             let count = usize::from(rest.get_u8());
@@ -743,6 +797,14 @@ fn decode_item(data: &[u8]) -> Option<(Item, ItemKey)> {
         }
         _ => None,
     }
+}
+
+/// A hint that the sender holds `accused` dead.
+fn hint_bytes(accused: &SwimId) -> Vec<u8> {
+    let mut b = Vec::with_capacity(HINT_BYTES);
+    b.put_u8(HINT);
+    put_id(accused, &mut b);
+    b
 }
 
 /// An ask for the votes about `accused`, naming the voters the asker has (at most
@@ -893,6 +955,11 @@ pub struct Swim {
     /// Members heard holding another member down in the packet being read, with the
     /// sender (at most a packet's updates): asked for their votes after it.
     downs_heard: Vec<(SwimId, PublicKey)>,
+    /// Members this node declared dead within [`HINT_FOR_MS`], with when, hinted at in
+    /// turn (at most [`HINTS_HELD`]).
+    hints: VecDeque<(SwimId, u64)>,
+    /// Packets sent with room for items (one in [`HINT_EVERY_PACKETS`] carries a hint).
+    hint_turn: u64,
     incarnation: u16,
     refuted: u16,
     members_at_config: usize,
@@ -1008,6 +1075,8 @@ impl Swim {
             asking: HashMap::new(),
             asking_expires_ms: None,
             downs_heard: Vec::new(),
+            hints: VecDeque::new(),
+            hint_turn: 0,
             relay: VecDeque::new(),
             incarnation: 0,
             refuted: 0,
@@ -1585,6 +1654,7 @@ impl Swim {
                 self.incarnation = self.incarnation.max(h.src_incarnation);
                 if !matches!(h.message, Message::Announce | Message::TurnUndead) {
                     self.add_relayed_votes(&mut data);
+                    self.add_hint(now_ms, &mut data);
                 }
             }
             self.stats.sent += 1;
@@ -1748,6 +1818,34 @@ impl Swim {
         }
     }
 
+    /// One packet in [`HINT_EVERY_PACKETS`] names, in the room left, a member this node
+    /// declared dead lately (each in turn; stale ones are dropped).
+    fn add_hint(&mut self, now_ms: u64, packet: &mut Vec<u8>) {
+        while self
+            .hints
+            .front()
+            .is_some_and(|&(_, at)| now_ms.saturating_sub(at) >= HINT_FOR_MS)
+        {
+            self.hints.pop_front();
+        }
+        if self.hints.is_empty() || packet.len() + 2 + HINT_BYTES > MAX_PACKET {
+            return;
+        }
+        self.hint_turn = self.hint_turn.wrapping_add(1);
+        if self.hint_turn % HINT_EVERY_PACKETS != 0 {
+            return;
+        }
+        // The next in turn goes to the back: each is checked for age when its turn comes
+        // (above), so none is hinted at past the window.
+        let Some((accused, at)) = self.hints.pop_front() else {
+            return;
+        };
+        let hint = hint_bytes(&accused);
+        packet.put_u16(hint.len() as u16);
+        packet.put_slice(&hint);
+        self.hints.push_back((accused, at));
+    }
+
     /// This node's current identity for a member it lists.
     fn member_id(&self, key: &PublicKey) -> Option<SwimId> {
         self.shared()
@@ -1877,6 +1975,12 @@ impl Swim {
         let members = self.shared().members.len();
         for (item, bytes) in items {
             match item {
+                // Asked for after the packet, as a `Down` heard from the holder is.
+                Item::Hint { accused, holder } => {
+                    if self.downs_heard.len() < MAX_PACKET {
+                        self.downs_heard.push((accused, holder));
+                    }
+                }
                 Item::Ask {
                     accused,
                     asker,
@@ -1968,6 +2072,10 @@ impl Swim {
                     }
                     self.stats.declared_dead += 1;
                     self.asking.remove(&accused);
+                    if self.hints.len() >= HINTS_HELD {
+                        self.hints.pop_front();
+                    }
+                    self.hints.push_back((accused, now_ms));
                     {
                         let mut shared = self.shared();
                         if shared.dead.len() < MAX_MEMBERS {

@@ -1213,3 +1213,103 @@ fn members_that_send_down_and_answer_nothing_hold_asks_off_for_one_suspicion_at_
     let _ = net.nodes[asker].wake(later - SUSPECT_MS + VOTE_WINDOW_MS);
     assert!(net.nodes[asker].asking.is_empty());
 }
+
+#[test]
+fn a_node_that_missed_every_down_asks_a_holder_that_hints_at_it_and_counts_the_votes() {
+    let mut net = Net::new(7);
+    net.run(10_000);
+    let victim = net.nodes[6].me();
+    let (holder, missed) = (0usize, 4usize);
+    let holder_id = net.nodes[holder].me();
+    let missed_id = net.nodes[missed].me();
+    let now = net.now;
+    quorum_counted_at(&mut net, holder, victim);
+
+    // The holder hints at the dead one in one packet in four while the hint is fresh...
+    let hinted = |net: &mut Net, at: u64| {
+        (0..HINT_EVERY_PACKETS * 2)
+            .filter(|_| {
+                let mut packet = vec![0u8; 100];
+                net.nodes[holder].add_hint(at, &mut packet);
+                packet.len() > 100
+            })
+            .count()
+    };
+    assert_eq!(hinted(&mut net, now), 2);
+    // ... and never past it.
+    assert_eq!(hinted(&mut net, now + HINT_FOR_MS), 0);
+
+    // A node that heard no `Down` gets the hint: it asks the holder, and the votes drop the
+    // dead one there too.
+    let hint = hint_bytes(&victim);
+    let mut e = vec![];
+    assert!(net.nodes[holder].send_items(missed_id, &[&hint], &mut e));
+    let packet = sent_to(&e, missed_id.key).pop().unwrap();
+    let e = taken(net.nodes[missed].packet(now, holder_id.key, &packet)).unwrap();
+    let ask = sent_to(&e, holder_id.key)
+        .pop()
+        .expect("an ask of the holder");
+    let answer = taken(net.nodes[holder].packet(now, missed_id.key, &ask)).unwrap();
+    let votes = sent_to(&answer, missed_id.key).pop().expect("the votes");
+    let e = taken(net.nodes[missed].packet(now, holder_id.key, &votes)).unwrap();
+    assert!(e.contains(&SwimEvent::Dead(victim.key)), "{e:?}");
+}
+
+#[test]
+fn hints_count_only_from_members_about_starts_listed_and_buy_only_rate_limited_asks() {
+    let mut net = Net::new(7);
+    net.run(10_000);
+    let (liar, target) = (3usize, 4usize);
+    let liar_id = net.nodes[liar].me();
+    let target_key = net.nodes[target].me().key;
+    let now = net.now;
+    // A member hints that a live member is dead, and that another start of it is: the
+    // first makes the target ask the liar (which has no votes to give), the second is no
+    // news (the target lists another start).
+    let live = net.nodes[5].me();
+    let other_start = SwimId {
+        key: live.key,
+        bump: live.bump + 1,
+    };
+    let mut e = vec![];
+    let target_id = net.nodes[target].me();
+    let items = [hint_bytes(&live), hint_bytes(&other_start)];
+    let items: Vec<&[u8]> = items.iter().map(Vec::as_slice).collect();
+    assert!(net.nodes[liar].send_items(target_id, &items, &mut e));
+    let packet = sent_to(&e, target_key).pop().unwrap();
+    let e = taken(net.nodes[target].packet(now, liar_id.key, &packet)).unwrap();
+    assert_eq!(
+        sent_to(&e, liar_id.key).len(),
+        1,
+        "one ask, about the start listed"
+    );
+    assert!(!e.iter().any(|x| matches!(x, SwimEvent::Dead(_))));
+    // Hints about every member, again and again, in one probe period: a few asks at
+    // most, no death.
+    let mut asks = 0;
+    for i in 0..50u64 {
+        let all: Vec<Vec<u8>> = (0..7)
+            .filter(|n| *n != liar && *n != target)
+            .map(|n| hint_bytes(&net.nodes[n].me()))
+            .collect();
+        let items: Vec<&[u8]> = all.iter().map(Vec::as_slice).collect();
+        let mut e = vec![];
+        assert!(net.nodes[liar].send_items(target_id, &items, &mut e));
+        let packet = sent_to(&e, target_key).pop().unwrap();
+        let e =
+            taken(net.nodes[target].packet(now + i * ASK_GAP_MS, liar_id.key, &packet)).unwrap();
+        asks += sent_to(&e, liar_id.key).len();
+        assert!(!e.iter().any(|x| matches!(x, SwimEvent::Dead(_))));
+    }
+    assert!(asks <= ASKS_PER_PERIOD as usize * 4, "{asks} asks");
+    // From a stranger, a hint is never read: the packet is refused.
+    let mut stranger = Swim::new(&key(60), 1_000, 9);
+    stranger.me = SwimId {
+        key: key(60).public(),
+        bump: 1,
+    };
+    let mut e = vec![];
+    assert!(stranger.send_items(target_id, &[&hint_bytes(&live)], &mut e));
+    let packet = sent_to(&e, target_key).pop().unwrap();
+    assert!(taken(net.nodes[target].packet(now, key(60).public(), &packet)).is_err());
+}
