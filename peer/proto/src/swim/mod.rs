@@ -1832,7 +1832,7 @@ impl Swim {
             return;
         }
         self.hint_turn = self.hint_turn.wrapping_add(1);
-        if self.hint_turn % HINT_EVERY_PACKETS != 0 {
+        if !self.hint_turn.is_multiple_of(HINT_EVERY_PACKETS) {
             return;
         }
         // The next in turn goes to the back: each is checked for age when its turn comes
