@@ -1821,11 +1821,16 @@ impl Swim {
     /// One packet in [`HINT_EVERY_PACKETS`] names, in the room left, a member this node
     /// declared dead lately (each in turn; stale ones are dropped).
     fn add_hint(&mut self, now_ms: u64, packet: &mut Vec<u8>) {
-        while self
-            .hints
-            .front()
-            .is_some_and(|&(_, at)| now_ms.saturating_sub(at) >= HINT_FOR_MS)
-        {
+        // Past the window, or no longer held dead here (it answered, or came back): gone.
+        while let Some(&(accused, at)) = self.hints.front() {
+            let held_dead = self
+                .shared()
+                .dead
+                .get(&accused.key)
+                .is_some_and(|d| d.id == accused);
+            if held_dead && now_ms.saturating_sub(at) < HINT_FOR_MS {
+                break;
+            }
             self.hints.pop_front();
         }
         if self.hints.is_empty() || packet.len() + 2 + HINT_BYTES > MAX_PACKET {

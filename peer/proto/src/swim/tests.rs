@@ -1238,6 +1238,12 @@ fn a_node_that_missed_every_down_asks_a_holder_that_hints_at_it_and_counts_the_v
     assert_eq!(hinted(&mut net, now), 2);
     // ... and never past it.
     assert_eq!(hinted(&mut net, now + HINT_FOR_MS), 0);
+    // Nor once the member is no longer held dead (it answered, or came back).
+    let back = net.nodes[5].me();
+    quorum_counted_at(&mut net, holder, back);
+    assert!(hinted(&mut net, now) > 0);
+    net.nodes[holder].forget_dead(&back);
+    assert_eq!(hinted(&mut net, now), 0);
 
     // A node that heard no `Down` gets the hint: it asks the holder, and the votes drop the
     // dead one there too.
