@@ -2078,6 +2078,11 @@ impl Swim {
                     self.stats.declared_dead += 1;
                     self.asking.remove(&accused);
                     if self.hints.len() >= HINTS_HELD {
+                        // Stale ones first (the turn leaves them out of age order).
+                        self.hints
+                            .retain(|&(_, at)| now_ms.saturating_sub(at) < HINT_FOR_MS);
+                    }
+                    if self.hints.len() >= HINTS_HELD {
                         self.hints.pop_front();
                     }
                     self.hints.push_back((accused, now_ms));
