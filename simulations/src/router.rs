@@ -29,8 +29,10 @@ impl Sim {
         if debug_members()
             && let Some(l) = self.nodes.get_mut(i).and_then(|n| n.live.as_mut())
             && let Some(since) = l.catching_up_since
-            && let Some([asked, caught_up, declined, members]) = l.node.restore_counts()
+            && let Some(r) = l.node.restore_progress()
         {
+            let (asked, caught_up, declined, members) =
+                (r.asked, r.caught_up, r.declined, r.members);
             let secs = now.saturating_sub(since) / SEC;
             if secs > 8 && secs > l.catching_up_traced {
                 l.catching_up_traced = secs;

@@ -284,9 +284,11 @@ impl Daemon {
         let (revocations, deletes) = core.held_counts();
         s.revocations_held.set(gauge_of(revocations));
         s.deletes_held.set(gauge_of(deletes));
-        let (waiting, caught_up) = self.node.restore_progress();
-        s.restore_waiting.set(gauge_of(waiting));
-        s.restore_caught_up.set(gauge_of(caught_up));
+        let restore = self.node.restore_progress();
+        s.restore_waiting
+            .set(gauge_of(restore.map_or(0, |r| r.waiting)));
+        s.restore_caught_up
+            .set(gauge_of(restore.map_or(0, |r| r.caught_up)));
         let replicas: Vec<(&PublicKey, u64)> =
             self.node.witnessing().witness().replicas().collect();
         s.witnessed_logs.set(gauge_of(replicas.len()));

@@ -145,6 +145,7 @@ impl Node {
                         knew: self.member_keys.iter().copied().collect(),
                         caught_up: BTreeSet::new(),
                         asked: BTreeSet::new(),
+                        searched: None,
                         declined: BTreeMap::new(),
                     });
                     if let Ok(t) =

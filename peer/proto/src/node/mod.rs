@@ -533,6 +533,21 @@ struct Starting {
     released: bool,
 }
 
+/// A restart's catch-up so far ([`Node::restore_progress`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RestoreProgress {
+    /// Saved slivers waiting for it.
+    pub waiting: usize,
+    /// Members asked and not answered yet.
+    pub asked: usize,
+    /// Members caught up with.
+    pub caught_up: usize,
+    /// Members that did not answer, or answered with an error, lately.
+    pub declined: usize,
+    /// Members listed.
+    pub members: usize,
+}
+
 /// A restarted node's saved slivers, waiting for its catch-up.
 struct Restoring {
     saved: Vec<Saved>,
@@ -546,6 +561,10 @@ struct Restoring {
     caught_up: BTreeSet<PublicKey>,
     /// Members asked to reconcile (at most [`RESTORE_ASKED`]).
     asked: BTreeSet<PublicKey>,
+    /// What the last search for members to ask saw (members listed, members asked, the
+    /// tick): searched again only when one changed (`restore_asks` runs after every
+    /// input, and a search walks every member).
+    searched: Option<(usize, usize, u64)>,
     /// Members that did not answer or answered with an error, and when: not asked again
     /// for a tick (at most the members).
     declined: BTreeMap<PublicKey, u64>,
@@ -758,26 +777,16 @@ impl Node {
         self.restoring.is_some()
     }
 
-    /// A restart's catch-up so far, while it lasts: members asked and not answered yet,
-    /// caught up with, declined (no answer or an error), and members known (for the
+    /// A restart's catch-up so far, while it lasts (for the owner's sensors and the
     /// simulator's traces of slow restarts).
-    pub fn restore_counts(&self) -> Option<[usize; 4]> {
-        self.restoring.as_ref().map(|r| {
-            [
-                r.asked.len(),
-                r.caught_up.len(),
-                r.declined.len(),
-                self.member_keys.len(),
-            ]
+    pub fn restore_progress(&self) -> Option<RestoreProgress> {
+        self.restoring.as_ref().map(|r| RestoreProgress {
+            waiting: r.saved.len(),
+            asked: r.asked.len(),
+            caught_up: r.caught_up.len(),
+            declined: r.declined.len(),
+            members: self.member_keys.len(),
         })
-    }
-
-    /// Saved slivers still waiting for the node's catch-up, and members caught up with so
-    /// far (0 and 0 once restored): for the owner's sensors.
-    pub fn restore_progress(&self) -> (usize, usize) {
-        self.restoring
-            .as_ref()
-            .map_or((0, 0), |r| (r.saved.len(), r.caught_up.len()))
     }
 
     /// Sizes of the tables the machine holds (for tests of its bounds).
@@ -1371,6 +1380,16 @@ impl Node {
     /// asked set with their own answers); among each, an order mixed with this node's key
     /// and start (nodes restarting together ask different members).
     fn restore_asks(&mut self, now_ms: u64, out: &mut Vec<Effect>) {
+        let tick = now_ms / self.settings.tick_ms.max(1);
+        let seen = (self.member_keys.len(), 0, tick);
+        let Some(r) = self.restoring.as_mut() else {
+            return;
+        };
+        let seen = (seen.0, r.asked.len(), seen.2);
+        if r.searched == Some(seen) {
+            return;
+        }
+        r.searched = Some(seen);
         let Some(r) = self.restoring.as_ref() else {
             return;
         };

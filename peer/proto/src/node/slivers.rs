@@ -22,6 +22,7 @@ impl Node {
             knew: self.learning_kept(),
             caught_up: BTreeSet::new(),
             asked: BTreeSet::new(),
+            searched: None,
             declined: BTreeMap::new(),
         });
     }
