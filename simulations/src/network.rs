@@ -226,6 +226,9 @@ impl Sim {
         let b = self.place_of(Endpoint::Node(to));
         let lat = self.latency(&a, &b) + (bytes as u64 * 8 / 100); // 100 Mbit/s
         self.traffic.add(cat, 2.0 * bytes as f64);
+        if let (Request::Swim(packet), Category::Swim) = (&req, cat) {
+            self.swim_parts.add(&slicefed_proto::swim::PacketParts::of(packet));
+        }
         self.msgs += 1;
         let now = self.now;
         let reachable = self.overlay.reachable(self.side_node(from), to as usize);

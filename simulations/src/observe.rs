@@ -270,7 +270,15 @@ impl Sim {
         let per = if dt_min > 0.0 { 1.0 / dt_min } else { 0.0 };
         let bytes = self.traffic.minus(&self.traffic_at_sample).scaled(per);
         let msgs = (self.msgs - self.msgs_at_sample) as f64 * per;
+        if dt_min > 0.0 {
+            self.swim_parts_last_period = (
+                self.swim_parts.minus(&self.swim_parts_at_sample),
+                self.traffic.swim - self.traffic_at_sample.swim,
+                dt_min,
+            );
+        }
         self.traffic_at_sample = self.traffic;
+        self.swim_parts_at_sample = self.swim_parts;
         self.msgs_at_sample = self.msgs;
         self.up_time_at_sample = self.up_time_us;
         self.last_sample = self.now;
@@ -314,6 +322,18 @@ impl Sim {
         self.traffic.scaled(1.0 / minutes)
     }
 
+    /// SWIM's bytes per up node per minute (in + out) by part, over the whole run and
+    /// over the last sample period: what the `swim` traffic figure is made of. The
+    /// transport's framing of each packet and its answers are `framing and answers`.
+    pub fn swim_parts_per_node_minute(&self) -> [Vec<(&'static str, f64)>; 2] {
+        let minutes = self.up_time_us as f64 / MIN as f64;
+        let (last, last_swim, last_minutes) = self.swim_parts_last_period;
+        [
+            swim_parts_per_minute(&self.swim_parts, self.traffic.swim, minutes),
+            swim_parts_per_minute(&last, last_swim, last_minutes),
+        ]
+    }
+
     /// Messages per up node per minute over the run.
     pub fn messages_per_node_minute(&self) -> f64 {
         let minutes = self.up_time_us as f64 / MIN as f64;
@@ -328,6 +348,23 @@ impl Sim {
     pub fn config(&self) -> &Config {
         &self.cfg
     }
+}
+
+/// `parts` (each byte counted once) and `swim` (in + out) per node-minute, in + out.
+fn swim_parts_per_minute(
+    parts: &slicefed_proto::swim::PacketParts,
+    swim: f64,
+    minutes: f64,
+) -> Vec<(&'static str, f64)> {
+    let per = if minutes > 0.0 { 1.0 / minutes } else { 0.0 };
+    let mut out: Vec<(&'static str, f64)> = parts
+        .named()
+        .iter()
+        .map(|(name, bytes)| (*name, 2.0 * *bytes as f64 * per))
+        .collect();
+    let framing = swim - 2.0 * parts.total() as f64;
+    out.push(("framing and answers", framing.max(0.0) * per));
+    out
 }
 
 /// The origin an equivocation proof is against.

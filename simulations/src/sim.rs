@@ -582,6 +582,12 @@ pub struct Sim {
     pub(crate) peer_index: HashMap<String, u32>,
     pub(crate) traffic: metrics::Traffic,
     pub(crate) traffic_at_sample: metrics::Traffic,
+    /// SWIM's packet bytes by part (honest senders, counted once), the whole run's; at
+    /// the last sample; and over the last sample period with that period's SWIM traffic
+    /// (in + out) and up node-minutes.
+    pub(crate) swim_parts: slicefed_proto::swim::PacketParts,
+    pub(crate) swim_parts_at_sample: slicefed_proto::swim::PacketParts,
+    pub(crate) swim_parts_last_period: (slicefed_proto::swim::PacketParts, f64, f64),
     pub(crate) msgs: u64,
     pub(crate) msgs_at_sample: u64,
     pub(crate) up_time_us: u128,
@@ -691,6 +697,9 @@ impl Sim {
             peer_index,
             traffic: metrics::Traffic::default(),
             traffic_at_sample: metrics::Traffic::default(),
+            swim_parts: Default::default(),
+            swim_parts_at_sample: Default::default(),
+            swim_parts_last_period: Default::default(),
             msgs: 0,
             msgs_at_sample: 0,
             up_time_us: 0,

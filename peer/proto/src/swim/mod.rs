@@ -800,6 +800,153 @@ fn decode_item(data: &[u8]) -> Option<(Item, ItemKey)> {
 }
 
 /// A hint that the sender holds `accused` dead.
+/// What a SWIM packet's bytes are for, to account for them (the simulator's breakdown of
+/// SWIM traffic): `header` is foca's header by message kind, `updates` foca's member
+/// updates, the rest this module's items by kind. A packet that does not decode counts
+/// whole as `undecoded`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PacketParts {
+    /// Headers of probes and acks (`Ping`, `Ack`).
+    pub probe_headers: u64,
+    /// Headers of indirect probes (`PingReq`, `IndirectPing`, `IndirectAck`, `ForwardedAck`).
+    pub indirect_headers: u64,
+    /// Headers of every other message (`Gossip`, `Broadcast`, `Feed`, `Announce`, ...).
+    pub other_headers: u64,
+    /// foca's member updates (43 bytes each) saying `Alive`, with the updates' count.
+    pub updates_alive: u64,
+    /// foca's member updates saying `Suspect`.
+    pub updates_suspect: u64,
+    /// foca's member updates saying `Down`.
+    pub updates_down: u64,
+    /// Signed down votes.
+    pub votes: u64,
+    /// Signed echoes.
+    pub echoes: u64,
+    /// Signed refutations.
+    pub refutations: u64,
+    /// Asks for votes.
+    pub asks: u64,
+    /// Hints at deaths.
+    pub hints: u64,
+    /// Bytes that did not decode.
+    pub undecoded: u64,
+}
+
+impl PacketParts {
+    /// Accounts `data`, a SWIM packet; bounded by its length.
+    pub fn of(data: &[u8]) -> PacketParts {
+        let mut parts = PacketParts::default();
+        let mut rest = data;
+        let Ok(header) = foca::Codec::decode_header(&mut SwimCodec, &mut rest) else {
+            parts.undecoded = data.len() as u64;
+            return parts;
+        };
+        let header_len = (data.len() - rest.len()) as u64;
+        match header.message {
+            Message::Ping(_) | Message::Ack(_) => parts.probe_headers = header_len,
+            Message::PingReq { .. }
+            | Message::IndirectPing { .. }
+            | Message::IndirectAck { .. }
+            | Message::ForwardedAck { .. } => parts.indirect_headers = header_len,
+            _ => parts.other_headers = header_len,
+        }
+        let has_updates = !matches!(
+            header.message,
+            Message::Broadcast | Message::Announce | Message::TurnUndead
+        ) && rest.remaining() >= 2;
+        if has_updates {
+            let count = usize::from(rest.get_u16());
+            parts.updates_alive = 2;
+            for _ in 0..count {
+                let Some(update) = rest.get(..MEMBER_BYTES) else {
+                    break;
+                };
+                match update.last() {
+                    Some(1) => parts.updates_suspect += MEMBER_BYTES as u64,
+                    Some(2) => parts.updates_down += MEMBER_BYTES as u64,
+                    _ => parts.updates_alive += MEMBER_BYTES as u64,
+                }
+                rest.advance(MEMBER_BYTES);
+            }
+        }
+        while rest.remaining() >= 2 {
+            let len = usize::from(rest.get_u16());
+            let Some(item) = rest.get(..len) else {
+                break;
+            };
+            let bytes = 2 + len as u64;
+            match item.first().copied() {
+                Some(VOTE) => parts.votes += bytes,
+                Some(ECHO) => parts.echoes += bytes,
+                Some(REFUTE) => parts.refutations += bytes,
+                Some(ASK) => parts.asks += bytes,
+                Some(HINT) => parts.hints += bytes,
+                _ => parts.undecoded += bytes,
+            }
+            rest.advance(len);
+        }
+        parts.undecoded += rest.len() as u64;
+        parts
+    }
+
+    /// Adds `other`'s parts to these.
+    pub fn add(&mut self, other: &PacketParts) {
+        self.probe_headers += other.probe_headers;
+        self.indirect_headers += other.indirect_headers;
+        self.other_headers += other.other_headers;
+        self.updates_alive += other.updates_alive;
+        self.updates_suspect += other.updates_suspect;
+        self.updates_down += other.updates_down;
+        self.votes += other.votes;
+        self.echoes += other.echoes;
+        self.refutations += other.refutations;
+        self.asks += other.asks;
+        self.hints += other.hints;
+        self.undecoded += other.undecoded;
+    }
+
+    /// These parts less `earlier`'s (saturating).
+    pub fn minus(&self, earlier: &PacketParts) -> PacketParts {
+        PacketParts {
+            probe_headers: self.probe_headers.saturating_sub(earlier.probe_headers),
+            indirect_headers: self.indirect_headers.saturating_sub(earlier.indirect_headers),
+            other_headers: self.other_headers.saturating_sub(earlier.other_headers),
+            updates_alive: self.updates_alive.saturating_sub(earlier.updates_alive),
+            updates_suspect: self.updates_suspect.saturating_sub(earlier.updates_suspect),
+            updates_down: self.updates_down.saturating_sub(earlier.updates_down),
+            votes: self.votes.saturating_sub(earlier.votes),
+            echoes: self.echoes.saturating_sub(earlier.echoes),
+            refutations: self.refutations.saturating_sub(earlier.refutations),
+            asks: self.asks.saturating_sub(earlier.asks),
+            hints: self.hints.saturating_sub(earlier.hints),
+            undecoded: self.undecoded.saturating_sub(earlier.undecoded),
+        }
+    }
+
+    /// All bytes accounted.
+    pub fn total(&self) -> u64 {
+        self.named().iter().map(|(_, b)| b).sum()
+    }
+
+    /// Each part with its name, in a fixed order.
+    pub fn named(&self) -> [(&'static str, u64); 12] {
+        [
+            ("probe headers", self.probe_headers),
+            ("indirect headers", self.indirect_headers),
+            ("other headers", self.other_headers),
+            ("alive updates", self.updates_alive),
+            ("suspect updates", self.updates_suspect),
+            ("down updates", self.updates_down),
+            ("votes", self.votes),
+            ("echoes", self.echoes),
+            ("refutations", self.refutations),
+            ("asks", self.asks),
+            ("hints", self.hints),
+            ("undecoded", self.undecoded),
+        ]
+    }
+}
+
 fn hint_bytes(accused: &SwimId) -> Vec<u8> {
     let mut b = Vec::with_capacity(HINT_BYTES);
     b.put_u8(HINT);

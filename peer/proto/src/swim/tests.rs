@@ -13,6 +13,9 @@ struct Net {
     now: u64,
     dead: Vec<Vec<(u64, PublicKey)>>,
     refusals: Vec<SwimRefusal>,
+    /// Every packet sent, accounted by part, and their bytes.
+    sent_parts: PacketParts,
+    sent_bytes: u64,
 }
 
 /// Whether `shared` took (counted) the item: others' votes are counted without being
@@ -53,6 +56,8 @@ impl Net {
             now: 0,
             dead: vec![vec![]; n],
             refusals: vec![],
+            sent_parts: PacketParts::default(),
+            sent_bytes: 0,
         };
         for i in 0..n {
             for j in 0..n {
@@ -70,6 +75,8 @@ impl Net {
         for e in events {
             match e {
                 SwimEvent::Send { to, data } => {
+                    self.sent_parts.add(&PacketParts::of(&data));
+                    self.sent_bytes += data.len() as u64;
                     self.seq += 1;
                     self.queue
                         .insert((self.now + 20, self.seq), (from, index(&to), data));
@@ -154,6 +161,30 @@ fn a_dead_member_is_declared_dead_by_every_live_member_within_two_minutes() {
     for i in (0..12).filter(|i| *i != 3) {
         assert!(!net.declared_by_anyone(i), "{i} declared dead while up");
     }
+}
+
+#[test]
+fn every_byte_of_every_packet_a_death_costs_is_accounted_to_its_part() {
+    let mut net = Net::new(12);
+    net.run(30_000);
+    net.up[3] = false;
+    net.run(net.now + 120_000);
+    assert!(net.all_declared(3, &[]));
+    let p = net.sent_parts;
+    assert_eq!(p.undecoded, 0, "{p:?}");
+    assert_eq!(p.total(), net.sent_bytes, "{p:?}");
+    for (name, bytes) in [
+        ("probe headers", p.probe_headers),
+        ("indirect headers", p.indirect_headers),
+        ("alive updates", p.updates_alive),
+        ("suspect updates", p.updates_suspect),
+        ("down updates", p.updates_down),
+        ("votes", p.votes),
+    ] {
+        assert!(bytes > 0, "no {name}: {p:?}");
+    }
+    // A packet that is not SWIM counts whole as undecoded.
+    assert_eq!(PacketParts::of(&[9; 30]).undecoded, 30);
 }
 
 #[test]
