@@ -12,7 +12,7 @@
 //! The machines take time as an input and do no IO (their crate cannot: no IO crate is in
 //! its dependency tree), so the same code runs in the daemon and in the simulator.
 
-pub use slicefed_proto::{core, wire, witness};
+pub use slicefed_proto::{core, swim, wire, witness};
 
 pub mod admin;
 pub mod client;

@@ -1035,6 +1035,7 @@ fn arb_input() -> impl Strategy<Value = (u64, Input)> {
                     };
                     foca::Codec::encode_header(&mut crate::swim::codec::SwimCodec, &h, &mut data)
                         .unwrap();
+                    data = crate::swim::codec::to_wire(&data, &k, &key(9).public()).unwrap();
                 }
                 data.extend(b);
                 (
@@ -1381,6 +1382,7 @@ fn a_swim_packet_from_a_node_not_listed_asks_for_its_credential_and_a_strangers_
         };
         foca::Codec::encode_header(&mut crate::swim::codec::SwimCodec, &h, &mut data).unwrap();
         data.extend([0, 0]);
+        let data = crate::swim::codec::to_wire(&data, &key(n).public(), &key(9).public()).unwrap();
         Input::Request {
             reply: u64::from(n),
             from: Some(key(n).public()),

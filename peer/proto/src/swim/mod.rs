@@ -48,9 +48,9 @@ pub struct SwimId {
 }
 
 impl SwimId {
-    /// The bump of a packet's sender, if the packet starts with a header.
+    /// The bump of a wire packet's sender, if the packet starts with a header.
     pub fn bump_of_packet(data: &[u8]) -> Option<u64> {
-        get_id(data).ok().map(|id| id.bump)
+        codec::wire_sender_bump(data)
     }
 }
 
@@ -240,20 +240,9 @@ pub enum SwimRefusal {
     /// Not a packet.
     #[error(transparent)]
     Decode(#[from] codec::SwimCodecError),
-    /// The packet names a source other than the connection's peer.
-    #[error("a SWIM packet from {from} that says it is from {claimed}")]
-    NotTheSender {
-        /// The authenticated peer.
-        from: PublicKey,
-        /// The source in the packet.
-        claimed: PublicKey,
-    },
     /// The sender is not a member (its credential was never judged, or it left).
     #[error("a SWIM packet from {0}, which is not a member")]
     NotAMember(PublicKey),
-    /// Addressed to another node.
-    #[error("a SWIM packet for {0}, not for this node")]
-    NotForUs(PublicKey),
     /// A probe for or on behalf of a node that is not a member (or not its current start).
     #[error("a SWIM probe involving {0}, which is not a member as this node knows it")]
     ProbeOfNonMember(PublicKey),
@@ -833,15 +822,21 @@ pub struct PacketParts {
 }
 
 impl PacketParts {
-    /// Accounts `data`, a SWIM packet; bounded by its length.
-    pub fn of(data: &[u8]) -> PacketParts {
+    /// Accounts `wire`, a SWIM packet as sent; bounded by its length.
+    pub fn of(wire: &[u8]) -> PacketParts {
         let mut parts = PacketParts::default();
-        let mut rest = data;
-        let Ok(header) = foca::Codec::decode_header(&mut SwimCodec, &mut rest) else {
-            parts.undecoded = data.len() as u64;
+        // Any keys will do to read it: they are not on the wire, so not counted.
+        let no_key = PublicKey([0; 32]);
+        let Ok(data) = codec::from_wire(wire, &no_key, &no_key) else {
+            parts.undecoded = wire.len() as u64;
             return parts;
         };
-        let header_len = (data.len() - rest.len()) as u64;
+        let mut rest = &data[..];
+        let Ok(header) = foca::Codec::decode_header(&mut SwimCodec, &mut rest) else {
+            parts.undecoded = wire.len() as u64;
+            return parts;
+        };
+        let header_len = (data.len() - rest.len() - codec::KEYS_OFF_THE_WIRE) as u64;
         match header.message {
             Message::Ping(_) | Message::Ack(_) => parts.probe_headers = header_len,
             Message::PingReq { .. }
@@ -869,11 +864,12 @@ impl PacketParts {
                 rest.advance(MEMBER_BYTES);
             }
         }
-        while rest.remaining() >= 2 {
-            let len = usize::from(rest.get_u16());
-            let Some(item) = rest.get(..len) else {
+        while let [hi, lo, after @ ..] = rest {
+            let len = usize::from(u16::from_be_bytes([*hi, *lo]));
+            let Some(item) = after.get(..len) else {
                 break;
             };
+            rest = after;
             let bytes = 2 + len as u64;
             match item.first().copied() {
                 Some(VOTE) => parts.votes += bytes,
@@ -1352,12 +1348,9 @@ impl Swim {
             return vec![];
         }
         packet.put_u16(0);
-        self.stats.sent += 1;
-        self.stats.sent_bytes += packet.len() as u64;
-        vec![SwimEvent::Send {
-            to: peer,
-            data: packet,
-        }]
+        let mut out = vec![];
+        self.emit(peer, &packet, &mut out);
+        out
     }
 
     /// Says hello to a member that just started (a SWIM announce): the member, which may
@@ -1423,6 +1416,20 @@ impl Swim {
         // News read from a packet that is then refused is not acted on.
         self.shared().newcomers.clear();
         self.downs_heard.clear();
+        if data.len() > MAX_PACKET {
+            self.stats.refused += 1;
+            return (vec![], Err(SwimRefusal::TooBig(data.len())));
+        }
+        // The sender is the authenticated peer and the addressee this node, by
+        // construction: the wire form leaves both keys out.
+        let data = match codec::from_wire(data, &from, &self.me.key) {
+            Ok(d) => d,
+            Err(e) => {
+                self.stats.refused += 1;
+                return (vec![], Err(e.into()));
+            }
+        };
+        let data = &data[..];
         let filtered = match self.filter(now_ms, from, data) {
             Ok(f) => f,
             Err(e) => {
@@ -1484,12 +1491,7 @@ impl Swim {
         let mut packet = Vec::with_capacity(2 * ID_BYTES + 8);
         if foca::Codec::encode_header(&mut SwimCodec, &ack, &mut packet).is_ok() {
             packet.put_u16(0);
-            self.stats.sent += 1;
-            self.stats.sent_bytes += packet.len() as u64;
-            out.push(SwimEvent::Send {
-                to: h.src.key,
-                data: packet,
-            });
+            self.emit(h.src.key, &packet, out);
         }
     }
 
@@ -1501,23 +1503,11 @@ impl Swim {
         from: PublicKey,
         data: &[u8],
     ) -> Result<Vec<u8>, SwimRefusal> {
-        if data.len() > MAX_PACKET {
-            return Err(SwimRefusal::TooBig(data.len()));
-        }
         let mut rest = data;
         let header = foca::Codec::decode_header(&mut SwimCodec, &mut rest)?;
         let header_len = data.len() - rest.len();
-        if header.src.key != from {
-            return Err(SwimRefusal::NotTheSender {
-                from,
-                claimed: header.src.key,
-            });
-        }
         if !self.is_member(&from) {
             return Err(SwimRefusal::NotAMember(from));
-        }
-        if header.dst.key != self.me.key {
-            return Err(SwimRefusal::NotForUs(header.dst.key));
         }
         let other = match &header.message {
             Message::TurnUndead => return Err(SwimRefusal::TurnUndead),
@@ -1804,9 +1794,7 @@ impl Swim {
                     self.add_hint(now_ms, &mut data);
                 }
             }
-            self.stats.sent += 1;
-            self.stats.sent_bytes += data.len() as u64;
-            out.push(SwimEvent::Send { to: to.key, data });
+            self.emit(to.key, &data, out);
         }
         self.shared().backlog = self.foca.custom_broadcast_backlog();
         let mut votes = vec![];
@@ -1900,13 +1888,25 @@ impl Swim {
         if packet.len() > MAX_PACKET {
             return false;
         }
-        self.stats.sent += 1;
-        self.stats.sent_bytes += packet.len() as u64;
-        out.push(SwimEvent::Send {
-            to: to.key,
-            data: packet,
-        });
-        true
+        self.emit(to.key, &packet, out)
+    }
+
+    /// Sends `packet`, in foca's form, to `to` in the wire form ([`codec::to_wire`]),
+    /// counted. Whether it was sent: a packet whose header names another sender or
+    /// addressee is a bug here, dropped rather than sent in another's name.
+    fn emit(&mut self, to: PublicKey, packet: &[u8], out: &mut Vec<SwimEvent>) -> bool {
+        match codec::to_wire(packet, &self.me.key, &to) {
+            Ok(data) => {
+                self.stats.sent += 1;
+                self.stats.sent_bytes += data.len() as u64;
+                out.push(SwimEvent::Send { to, data });
+                true
+            }
+            Err(e) => {
+                debug_assert!(false, "a SWIM packet not put on the wire: {e}");
+                false
+            }
+        }
     }
 
     /// Queues another's vote to pass on, first in line (the fresher the vote, the more it
