@@ -106,7 +106,10 @@ fn run() -> Result<()> {
                     .iter()
                     .map(|(name, b)| format!("{name} {:.2}", b / 1024.0))
                     .collect();
-                println!("  swim KiB per up node per minute, {when}: {}", parts.join(", "));
+                println!(
+                    "  swim KiB per up node per minute, {when}: {}",
+                    parts.join(", ")
+                );
             }
             println!();
         }

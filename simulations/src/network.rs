@@ -227,7 +227,8 @@ impl Sim {
         let lat = self.latency(&a, &b) + (bytes as u64 * 8 / 100); // 100 Mbit/s
         self.traffic.add(cat, 2.0 * bytes as f64);
         if let (Request::Swim(packet), Category::Swim) = (&req, cat) {
-            self.swim_parts.add(&slicefed_proto::swim::PacketParts::of(packet));
+            self.swim_parts
+                .add(&slicefed_proto::swim::PacketParts::of(packet));
         }
         self.msgs += 1;
         let now = self.now;

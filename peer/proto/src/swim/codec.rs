@@ -31,33 +31,223 @@ const DST_KEY_END: usize = DST_KEY_AT + 32;
 /// incarnation.
 const WIRE_KEYLESS_PREFIX: usize = DST_KEY_AT - SRC_KEY_END;
 
+/// Bytes of a member's key a compact update names it by. 16, not fewer: the update is
+/// read only about a member the receiver lists (as a full one is), so a collision could at
+/// most misdirect a suspicion, which a member can send about anyone anyway; but making
+/// one costs 2^128 key generations against a given member.
+pub const KEY_PREFIX: usize = 16;
+/// Bytes of a compact member update on the wire: form and state, the key's prefix, the
+/// low 32 bits of the start, the incarnation.
+pub const COMPACT_MEMBER_BYTES: usize = 1 + KEY_PREFIX + 4 + 2;
+/// Form-and-state tag of a compact update (`Suspect`, `Down`); a full update's tag is its
+/// state (0, 1, 2) followed by foca's member form without the state.
+const COMPACT_SUSPECT: u8 = 0x11;
+const COMPACT_DOWN: u8 = 0x12;
+
+/// Whether a packet with this message carries member updates after its header (as the
+/// node's filter reads it).
+pub(crate) fn carries_updates(message: &Message<SwimId>, rest: &[u8]) -> bool {
+    !matches!(
+        message,
+        Message::Broadcast | Message::Announce | Message::TurnUndead
+    ) && rest.len() >= 2
+}
+
+/// One member update as read off the wire.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WireUpdate {
+    /// In full: anyone, at any start (news of a node the receiver may not list).
+    Full(Member<SwimId>),
+    /// By key prefix and the low bits of the start: about a member the receiver lists
+    /// (`Suspect` or `Down`, the updates a death makes).
+    Compact {
+        /// The first [`KEY_PREFIX`] bytes of the member's key.
+        prefix: [u8; KEY_PREFIX],
+        /// The low 32 bits of its start.
+        bump_low: u32,
+        /// Its incarnation.
+        incarnation: u16,
+        /// `Suspect` or `Down`.
+        state: State,
+    },
+}
+
+impl WireUpdate {
+    /// Bytes it takes on the wire.
+    pub fn wire_len(&self) -> usize {
+        match self {
+            WireUpdate::Full(_) => MEMBER_BYTES,
+            WireUpdate::Compact { .. } => COMPACT_MEMBER_BYTES,
+        }
+    }
+
+    /// Its state.
+    pub fn state(&self) -> State {
+        match self {
+            WireUpdate::Full(m) => m.state(),
+            WireUpdate::Compact { state, .. } => *state,
+        }
+    }
+}
+
+fn put_wire_update(m: &Member<SwimId>, buf: &mut Vec<u8>) {
+    let compact = match m.state() {
+        State::Alive => None,
+        State::Suspect => Some(COMPACT_SUSPECT),
+        State::Down => Some(COMPACT_DOWN),
+    };
+    match compact {
+        Some(tag) => {
+            buf.put_u8(tag);
+            buf.put_slice(m.id().key.0.get(..KEY_PREFIX).unwrap_or_default());
+            buf.put_u32(m.id().bump as u32);
+            buf.put_u16(m.incarnation());
+        }
+        None => {
+            buf.put_u8(0);
+            put_id(m.id(), &mut *buf);
+            buf.put_u16(m.incarnation());
+        }
+    }
+}
+
+/// Reads one update off the wire.
+pub fn get_wire_update(buf: &mut &[u8]) -> Result<WireUpdate, SwimCodecError> {
+    need(buf, 1, "update")?;
+    let tag = buf.get_u8();
+    match tag {
+        COMPACT_SUSPECT | COMPACT_DOWN => {
+            need(buf, COMPACT_MEMBER_BYTES - 1, "update")?;
+            let mut prefix = [0u8; KEY_PREFIX];
+            buf.copy_to_slice(&mut prefix);
+            Ok(WireUpdate::Compact {
+                prefix,
+                bump_low: buf.get_u32(),
+                incarnation: buf.get_u16(),
+                state: if tag == COMPACT_SUSPECT {
+                    State::Suspect
+                } else {
+                    State::Down
+                },
+            })
+        }
+        0..=2 => {
+            need(buf, MEMBER_BYTES - 1, "update")?;
+            let id = get_id(&mut *buf)?;
+            let incarnation = buf.get_u16();
+            let state = match tag {
+                0 => State::Alive,
+                1 => State::Suspect,
+                _ => State::Down,
+            };
+            Ok(WireUpdate::Full(Member::new(id, incarnation, state)))
+        }
+        tag => Err(SwimCodecError::UnknownTag {
+            what: "update",
+            tag,
+        }),
+    }
+}
+
 /// A packet in foca's form as it goes on the wire from `from` to `to`: its header without
-/// the two keys. Refused if the header names another sender or addressee (foca always
-/// writes its own identity and the addressee's; anything else is a bug, not a packet).
+/// the two keys, and each `Suspect` or `Down` update naming its member by key prefix and
+/// low start bits ([`COMPACT_MEMBER_BYTES`], not [`MEMBER_BYTES`]). Refused if the header
+/// names another sender or addressee (foca always writes its own identity and the
+/// addressee's; anything else is a bug, not a packet).
 pub fn to_wire(packet: &[u8], from: &PublicKey, to: &PublicKey) -> Result<Vec<u8>, SwimCodecError> {
-    let header = foca::Codec::decode_header(&mut SwimCodec, packet)?;
+    let mut rest = packet;
+    let header = foca::Codec::decode_header(&mut SwimCodec, &mut rest)?;
     if header.src.key != *from || header.dst.key != *to {
         return Err(SwimCodecError::Misaddressed);
     }
+    let header_len = packet.len() - rest.len();
     let mut wire = Vec::with_capacity(packet.len().saturating_sub(KEYS_OFF_THE_WIRE));
     wire.extend_from_slice(packet.get(SRC_KEY_END..DST_KEY_AT).unwrap_or_default());
-    wire.extend_from_slice(packet.get(DST_KEY_END..).unwrap_or_default());
+    wire.extend_from_slice(packet.get(DST_KEY_END..header_len).unwrap_or_default());
+    if carries_updates(&header.message, rest) {
+        let count = rest.get_u16();
+        wire.put_u16(count);
+        for _ in 0..count {
+            let m = foca::Codec::decode_member(&mut SwimCodec, &mut rest)?;
+            put_wire_update(&m, &mut wire);
+        }
+    }
+    wire.extend_from_slice(rest);
     Ok(wire)
 }
 
 /// A packet off the wire, from the authenticated peer `from` to this node `me`, in foca's
-/// form: the keys put back where foca reads them. Only the keyless prefix is checked here;
-/// the rest is decoded by the caller as any packet is.
-pub fn from_wire(wire: &[u8], from: &PublicKey, me: &PublicKey) -> Result<Vec<u8>, SwimCodecError> {
-    let (prefix, rest) = wire
+/// form: the keys put back where foca reads them, and each compact update in full as
+/// `resolve` (prefix, low start bits) finds its member; one it does not find (a member
+/// the receiver does not list, or not at that start) is dropped, as a full one about such
+/// a member would be. Returns the packet and the updates dropped.
+pub fn from_wire(
+    wire: &[u8],
+    from: &PublicKey,
+    me: &PublicKey,
+    resolve: impl Fn(&[u8; KEY_PREFIX], u32) -> Option<SwimId>,
+) -> Result<(Vec<u8>, usize), SwimCodecError> {
+    let (prefix, after_prefix) = wire
         .split_at_checked(WIRE_KEYLESS_PREFIX)
         .ok_or(SwimCodecError::Short("header"))?;
     let mut packet = Vec::with_capacity(wire.len() + KEYS_OFF_THE_WIRE);
     packet.extend_from_slice(&from.0);
     packet.extend_from_slice(prefix);
     packet.extend_from_slice(&me.0);
+    packet.extend_from_slice(after_prefix);
+    let mut rest = &packet[..];
+    let header = foca::Codec::decode_header(&mut SwimCodec, &mut rest)?;
+    if !carries_updates(&header.message, rest) {
+        return Ok((packet, 0));
+    }
+    // The header stays; what follows it is read again as updates, then items as they are.
+    let header_len = packet.len() - rest.len();
+    let tail = packet.split_off(header_len);
+    let mut rest = &tail[..];
+    let count = rest.get_u16();
+    let mut kept = Vec::with_capacity(usize::from(count).min(rest.len()));
+    let mut dropped = 0;
+    for _ in 0..count {
+        match get_wire_update(&mut rest)? {
+            WireUpdate::Full(m) => kept.push(m),
+            WireUpdate::Compact {
+                prefix,
+                bump_low,
+                incarnation,
+                state,
+            } => match resolve(&prefix, bump_low) {
+                Some(id) => kept.push(Member::new(id, incarnation, state)),
+                None => dropped += 1,
+            },
+        }
+    }
+    packet.put_u16(kept.len() as u16);
+    for m in &kept {
+        foca::Codec::encode_member(&mut SwimCodec, m, &mut packet)?;
+    }
     packet.extend_from_slice(rest);
-    Ok(packet)
+    Ok((packet, dropped))
+}
+
+/// A wire packet's header (read with zero keys: the wire has none) and its length on the
+/// wire.
+pub fn wire_header(wire: &[u8]) -> Result<(Header<SwimId>, usize), SwimCodecError> {
+    let (prefix, after_prefix) = wire
+        .split_at_checked(WIRE_KEYLESS_PREFIX)
+        .ok_or(SwimCodecError::Short("header"))?;
+    // The longest header's fields after the addressee's key: its bump, the tag, another
+    // identity and a probe number.
+    let after = after_prefix
+        .get(..8 + 1 + ID_BYTES + 1)
+        .unwrap_or(after_prefix);
+    let mut head = Vec::with_capacity(KEYS_OFF_THE_WIRE + prefix.len() + after.len());
+    head.extend_from_slice(&[0; 32]);
+    head.extend_from_slice(prefix);
+    head.extend_from_slice(&[0; 32]);
+    head.extend_from_slice(after);
+    let mut rest = &head[..];
+    let header = foca::Codec::decode_header(&mut SwimCodec, &mut rest)?;
+    Ok((header, head.len() - rest.len() - KEYS_OFF_THE_WIRE))
 }
 
 /// The sender's bump in a wire packet (its first field).
@@ -345,33 +535,76 @@ mod tests {
         }
     }
 
+    /// Resolves a compact update's member among `listed`.
+    fn among(listed: &[SwimId]) -> impl Fn(&[u8; KEY_PREFIX], u32) -> Option<SwimId> + '_ {
+        |prefix, low| {
+            listed
+                .iter()
+                .find(|id| id.key.0.starts_with(prefix) && id.bump as u32 == low)
+                .copied()
+        }
+    }
+
     #[test]
-    fn the_wire_form_leaves_out_both_keys_and_puts_back_the_links() {
+    fn the_wire_form_leaves_out_both_keys_and_names_members_of_a_death_by_prefix() {
         let (from, to) = (id(1), id(2));
+        let updates = [
+            Member::new(id(3), 4, State::Suspect),
+            Member::new(id(4), 5, State::Down),
+            Member::new(id(5), 6, State::Alive),
+        ];
         for message in [
             Message::Ping(1),
             Message::PingReq {
                 target: id(3),
                 probe_number: 3,
             },
+            Message::Gossip,
             Message::Broadcast,
         ] {
             let h = Header {
                 src: from,
                 src_incarnation: 7,
                 dst: to,
-                message,
+                message: message.clone(),
             };
             let mut full = vec![];
             SwimCodec.encode_header(&h, &mut full).unwrap();
+            let with_updates = !matches!(message, Message::Broadcast);
+            if with_updates {
+                full.put_u16(updates.len() as u16);
+                for m in &updates {
+                    SwimCodec.encode_member(m, &mut full).unwrap();
+                }
+            }
             full.extend([0, 1, 9, 9]);
             let wire = to_wire(&full, &from.key, &to.key).unwrap();
-            assert_eq!(wire.len(), full.len() - KEYS_OFF_THE_WIRE);
+            let saved = if with_updates {
+                2 * (MEMBER_BYTES - COMPACT_MEMBER_BYTES)
+            } else {
+                0
+            };
+            assert_eq!(wire.len(), full.len() - KEYS_OFF_THE_WIRE - saved);
             assert_eq!(wire_sender_bump(&wire), Some(from.bump));
-            assert_eq!(from_wire(&wire, &from.key, &to.key).unwrap(), full);
+            let listed = [id(3), id(4)];
+            assert_eq!(
+                from_wire(&wire, &from.key, &to.key, among(&listed)).unwrap(),
+                (full.clone(), 0)
+            );
+            // A compact update about a member the receiver does not list (or not at
+            // that start) is dropped, as a full one about such a member would be.
+            if with_updates {
+                let (read, dropped) = from_wire(&wire, &from.key, &to.key, among(&[])).unwrap();
+                assert_eq!(dropped, 2);
+                let mut rest = &read[..];
+                SwimCodec.decode_header(&mut rest).unwrap();
+                assert_eq!(rest.get_u16(), 1);
+                assert_eq!(SwimCodec.decode_member(&mut rest).unwrap(), updates[2]);
+                assert_eq!(rest, &[0, 1, 9, 9][..]);
+            }
             // Read from another link, it is that link's packet: nobody speaks for another.
             let other = PublicKey([7; 32]);
-            let read = from_wire(&wire, &other, &to.key).unwrap();
+            let (read, _) = from_wire(&wire, &other, &to.key, among(&listed)).unwrap();
             assert_eq!(SwimCodec.decode_header(&read[..]).unwrap().src.key, other);
             // A header naming another sender or addressee is not put on the wire.
             assert_eq!(
@@ -382,9 +615,13 @@ mod tests {
                 to_wire(&full, &from.key, &other),
                 Err(SwimCodecError::Misaddressed)
             );
+            // Every cut is refused or reads as fewer items, never a panic.
+            for cut in 0..wire.len() {
+                let _ = from_wire(&wire[..cut], &from.key, &to.key, among(&listed));
+            }
         }
         for cut in 0..WIRE_KEYLESS_PREFIX {
-            assert!(from_wire(&[0; 64][..cut], &id(1).key, &id(2).key).is_err());
+            assert!(from_wire(&[0; 64][..cut], &id(1).key, &id(2).key, among(&[])).is_err());
         }
         assert_eq!(wire_sender_bump(&[1; 7]), None);
     }

@@ -382,6 +382,9 @@ struct Shared {
     /// said itself. One table for the node and its broadcast handler (two copies were tens
     /// of bytes per member in a simulator holding a whole federation's tables).
     members: HashMap<PublicKey, (u64, u16), BuildKeyHasher>,
+    /// The members by their keys' first [`codec::KEY_PREFIX`] bytes, which a compact
+    /// update names them by (the same entries as `members`).
+    by_prefix: HashMap<[u8; codec::KEY_PREFIX], PublicKey>,
     /// The highest refutation taken from each member (its start and incarnation; at most
     /// one entry a member, dropped when it is expelled): one at or below it is a replay,
     /// dropped before its signature is checked and never passed on, however long ago the
@@ -825,18 +828,12 @@ impl PacketParts {
     /// Accounts `wire`, a SWIM packet as sent; bounded by its length.
     pub fn of(wire: &[u8]) -> PacketParts {
         let mut parts = PacketParts::default();
-        // Any keys will do to read it: they are not on the wire, so not counted.
-        let no_key = PublicKey([0; 32]);
-        let Ok(data) = codec::from_wire(wire, &no_key, &no_key) else {
+        let Ok((header, header_len)) = codec::wire_header(wire) else {
             parts.undecoded = wire.len() as u64;
             return parts;
         };
-        let mut rest = &data[..];
-        let Ok(header) = foca::Codec::decode_header(&mut SwimCodec, &mut rest) else {
-            parts.undecoded = wire.len() as u64;
-            return parts;
-        };
-        let header_len = (data.len() - rest.len() - codec::KEYS_OFF_THE_WIRE) as u64;
+        let mut rest = wire.get(header_len..).unwrap_or_default();
+        let header_len = header_len as u64;
         match header.message {
             Message::Ping(_) | Message::Ack(_) => parts.probe_headers = header_len,
             Message::PingReq { .. }
@@ -845,23 +842,21 @@ impl PacketParts {
             | Message::ForwardedAck { .. } => parts.indirect_headers = header_len,
             _ => parts.other_headers = header_len,
         }
-        let has_updates = !matches!(
-            header.message,
-            Message::Broadcast | Message::Announce | Message::TurnUndead
-        ) && rest.remaining() >= 2;
-        if has_updates {
-            let count = usize::from(rest.get_u16());
+        if codec::carries_updates(&header.message, rest) {
+            let count = rest.get_u16();
             parts.updates_alive = 2;
             for _ in 0..count {
-                let Some(update) = rest.get(..MEMBER_BYTES) else {
+                let mut next = rest;
+                let Ok(update) = codec::get_wire_update(&mut next) else {
                     break;
                 };
-                match update.last() {
-                    Some(1) => parts.updates_suspect += MEMBER_BYTES as u64,
-                    Some(2) => parts.updates_down += MEMBER_BYTES as u64,
-                    _ => parts.updates_alive += MEMBER_BYTES as u64,
+                rest = next;
+                let bytes = update.wire_len() as u64;
+                match update.state() {
+                    State::Alive => parts.updates_alive += bytes,
+                    State::Suspect => parts.updates_suspect += bytes,
+                    State::Down => parts.updates_down += bytes,
                 }
-                rest.advance(MEMBER_BYTES);
             }
         }
         while let [hi, lo, after @ ..] = rest {
@@ -905,7 +900,9 @@ impl PacketParts {
     pub fn minus(&self, earlier: &PacketParts) -> PacketParts {
         PacketParts {
             probe_headers: self.probe_headers.saturating_sub(earlier.probe_headers),
-            indirect_headers: self.indirect_headers.saturating_sub(earlier.indirect_headers),
+            indirect_headers: self
+                .indirect_headers
+                .saturating_sub(earlier.indirect_headers),
             other_headers: self.other_headers.saturating_sub(earlier.other_headers),
             updates_alive: self.updates_alive.saturating_sub(earlier.updates_alive),
             updates_suspect: self.updates_suspect.saturating_sub(earlier.updates_suspect),
@@ -941,6 +938,17 @@ impl PacketParts {
             ("undecoded", self.undecoded),
         ]
     }
+}
+
+/// The first [`codec::KEY_PREFIX`] bytes of a key: how a compact update names a member.
+fn key_prefix(key: &PublicKey) -> [u8; codec::KEY_PREFIX] {
+    let mut prefix = [0; codec::KEY_PREFIX];
+    prefix.copy_from_slice(
+        key.0
+            .get(..codec::KEY_PREFIX)
+            .unwrap_or(&[0; codec::KEY_PREFIX]),
+    );
+    prefix
 }
 
 fn hint_bytes(accused: &SwimId) -> Vec<u8> {
@@ -1291,6 +1299,7 @@ impl Swim {
         }
         let (members, pending) = {
             let mut s = self.shared();
+            s.by_prefix.insert(key_prefix(&id.key), id.key);
             let said = s.members.entry(id.key).or_insert((id.bump, 0));
             if said.0 < id.bump {
                 *said = (id.bump, 0);
@@ -1368,6 +1377,10 @@ impl Swim {
         let said = {
             let mut shared = self.shared();
             shared.refuted.remove(key);
+            let prefix = key_prefix(key);
+            if shared.by_prefix.get(&prefix) == Some(key) {
+                shared.by_prefix.remove(&prefix);
+            }
             shared.members.remove(key)
         };
         self.rate.forget(key);
@@ -1422,7 +1435,7 @@ impl Swim {
         }
         // The sender is the authenticated peer and the addressee this node, by
         // construction: the wire form leaves both keys out.
-        let data = match codec::from_wire(data, &from, &self.me.key) {
+        let data = match self.off_the_wire(from, data) {
             Ok(d) => d,
             Err(e) => {
                 self.stats.refused += 1;
@@ -1889,6 +1902,40 @@ impl Swim {
             return false;
         }
         self.emit(to.key, &packet, out)
+    }
+
+    /// A packet off the wire from `from` in foca's form ([`codec::from_wire`]): a compact
+    /// update names a member this node lists (or the sender, or this node) at the start
+    /// whose low bits it carries; one naming none is dropped and counted.
+    fn off_the_wire(
+        &mut self,
+        from: PublicKey,
+        wire: &[u8],
+    ) -> Result<Vec<u8>, codec::SwimCodecError> {
+        let sender_bump = codec::wire_sender_bump(wire);
+        let me = self.me;
+        let (packet, dropped) = {
+            let shared = self.shared();
+            codec::from_wire(wire, &from, &me.key, |prefix, bump_low| {
+                let key = if from.0.starts_with(prefix) {
+                    from
+                } else if me.key.0.starts_with(prefix) {
+                    me.key
+                } else {
+                    *shared.by_prefix.get(prefix)?
+                };
+                let listed = shared.members.get(&key).map(|&(bump, _)| bump);
+                let own = (key == me.key).then_some(me.bump);
+                let said = if key == from { sender_bump } else { None };
+                [listed, own, said]
+                    .into_iter()
+                    .flatten()
+                    .find(|bump| *bump as u32 == bump_low)
+                    .map(|bump| SwimId { key, bump })
+            })?
+        };
+        self.stats.updates_filtered += dropped as u64;
+        Ok(packet)
     }
 
     /// Sends `packet`, in foca's form, to `to` in the wire form ([`codec::to_wire`]),

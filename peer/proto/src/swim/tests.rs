@@ -293,7 +293,7 @@ fn packets_from_non_members_or_in_another_name_are_refused() {
     // A packet names neither its sender nor its addressee on the wire: the stranger's
     // ping sent by member b is b's own, to this node. Nothing can be said in another's
     // name, and a header cut short is refused.
-    let as_read = codec::from_wire(&ping(stranger, a), &b.key, &a.key).unwrap();
+    let (as_read, _) = codec::from_wire(&ping(stranger, a), &b.key, &a.key, |_, _| None).unwrap();
     let header = foca::Codec::decode_header(&mut SwimCodec, &as_read[..]).unwrap();
     assert_eq!((header.src.key, header.dst.key), (b.key, a.key));
     assert!(codec::to_wire(&ping(b, a)[..], &stranger.key, &a.key).is_err());
@@ -685,7 +685,7 @@ fn a_member_cannot_use_up_the_allowance_that_honest_suspicions_need() {
         std::slice::from_ref(&suspicion),
     );
     // The update count (big-endian, just before the one update) says two.
-    let at = broken.len() - MEMBER_BYTES - 1;
+    let at = broken.len() - codec::COMPACT_MEMBER_BYTES - 1;
     broken[at] = 2;
     broken.extend(std::iter::repeat_n(0xFF, MEMBER_BYTES));
     let earlier = SwimId {
