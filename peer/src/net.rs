@@ -16,8 +16,10 @@ use slicefed_trust::SecretKey;
 use std::io;
 use std::time::Duration;
 
-/// The request-response protocol.
-pub const RPC_PROTOCOL: &str = "/slicefed/rpc/1";
+/// The request-response protocol. Version 2: SWIM packets in the compact wire form
+/// (`swim::codec::to_wire`); a node of version 1 would refuse every one, so the two do not
+/// speak at all rather than half.
+pub const RPC_PROTOCOL: &str = "/slicefed/rpc/2";
 /// Largest request: a ticket credential with its module.
 pub const MAX_REQUEST_BYTES: usize = 16 << 20;
 /// Largest response: receipts, status, log pages, ledger ranges.

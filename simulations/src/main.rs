@@ -100,16 +100,20 @@ fn run() -> Result<()> {
             println!("{}", serde_json::to_string(&summary)?);
         } else {
             println!("{}", summary.human());
-            let [run, last] = sim.swim_parts_per_node_minute();
-            for (when, parts) in [("whole run", run), ("last sample period", last)] {
-                let parts: Vec<String> = parts
-                    .iter()
-                    .map(|(name, b)| format!("{name} {:.2}", b / 1024.0))
-                    .collect();
-                println!(
-                    "  swim KiB per up node per minute, {when}: {}",
-                    parts.join(", ")
-                );
+            for (what, [run, last]) in [
+                ("swim", sim.swim_parts_per_node_minute()),
+                ("adverts", sim.advert_parts_per_node_minute()),
+            ] {
+                for (when, parts) in [("whole run", run), ("last sample period", last)] {
+                    let parts: Vec<String> = parts
+                        .iter()
+                        .map(|(name, b)| format!("{name} {:.2}", b / 1024.0))
+                        .collect();
+                    println!(
+                        "  {what} KiB per up node per minute, {when}: {}",
+                        parts.join(", ")
+                    );
+                }
             }
             println!();
         }

@@ -30,11 +30,16 @@ impl Sim {
         // The sender pushes to its mesh.
         let fan = self.overlay.degree(src).min(MESH_DEGREE) as f64;
         self.traffic.add(cat, size as f64 * fan);
+        let gossiped_before = self.traffic.adverts;
         for &(_, v) in &arrivals {
             let d = self.overlay.degree(v as usize).min(MESH_DEGREE) as f64;
             // Each receiver hears it from its mesh (duplicates included) and pushes it on.
             let relayed = if from_sybil { 1.0 } else { 2.0 * d };
             self.traffic.add(cat, size as f64 * relayed);
+        }
+        if cat == Category::Adverts {
+            let gossiped = self.traffic.adverts - gossiped_before + size as f64 * fan;
+            *self.advert_parts.entry("gossiped adverts").or_default() += gossiped;
         }
         self.msgs += arrivals.len() as u64;
         if let Gossip::Revocation { bytes, .. } = &g
@@ -226,6 +231,9 @@ impl Sim {
         let b = self.place_of(Endpoint::Node(to));
         let lat = self.latency(&a, &b) + (bytes as u64 * 8 / 100); // 100 Mbit/s
         self.traffic.add(cat, 2.0 * bytes as f64);
+        if let (Some(kind), Category::Adverts) = (crate::sim::membership_kind(&req), cat) {
+            *self.advert_parts.entry(kind).or_default() += 2.0 * bytes as f64;
+        }
         if let (Request::Swim(packet), Category::Swim) = (&req, cat) {
             self.swim_parts
                 .add(&slicefed_proto::swim::PacketParts::of(packet));
@@ -297,6 +305,7 @@ impl Sim {
                     from,
                     sent,
                     cat,
+                    kind: crate::sim::membership_kind(&req),
                     work,
                     wanted,
                 },
@@ -343,6 +352,9 @@ impl Sim {
         }
         let bytes = response.encoded_len().unwrap_or(32);
         self.traffic.add(open.cat, 2.0 * bytes as f64);
+        if let (Some(kind), Category::Adverts) = (open.kind, open.cat) {
+            *self.advert_parts.entry(kind).or_default() += 2.0 * bytes as f64;
+        }
         self.msgs += 1;
         if !open.wanted {
             return;

@@ -277,6 +277,18 @@ impl Sim {
                 dt_min,
             );
         }
+        if dt_min > 0.0 {
+            let last = self
+                .advert_parts
+                .iter()
+                .map(|(k, v)| {
+                    let before = self.advert_parts_at_sample.get(k).copied().unwrap_or(0.0);
+                    (*k, v - before)
+                })
+                .collect();
+            self.advert_parts_last_period = (last, dt_min);
+        }
+        self.advert_parts_at_sample = self.advert_parts.clone();
         self.traffic_at_sample = self.traffic;
         self.swim_parts_at_sample = self.swim_parts;
         self.msgs_at_sample = self.msgs;
@@ -331,6 +343,24 @@ impl Sim {
         [
             swim_parts_per_minute(&self.swim_parts, self.traffic.swim, minutes),
             swim_parts_per_minute(&last, last_swim, last_minutes),
+        ]
+    }
+
+    /// The `adverts` figure by what it was (gossiped adverts, each membership request
+    /// with its answer), per up node per minute: over the whole run and over the last
+    /// sample period.
+    pub fn advert_parts_per_node_minute(&self) -> [Vec<(&'static str, f64)>; 2] {
+        let minutes = self.up_time_us as f64 / MIN as f64;
+        let per = |m: f64| if m > 0.0 { 1.0 / m } else { 0.0 };
+        let (last, last_minutes) = &self.advert_parts_last_period;
+        [
+            self.advert_parts
+                .iter()
+                .map(|(k, v)| (*k, v * per(minutes)))
+                .collect(),
+            last.iter()
+                .map(|(k, v)| (*k, v * per(*last_minutes)))
+                .collect(),
         ]
     }
 

@@ -444,6 +444,8 @@ pub(crate) struct Open {
     pub(crate) from: Endpoint,
     pub(crate) sent: u64,
     pub(crate) cat: Category,
+    /// What the request was (see [`membership_kind`]), to account its answer.
+    pub(crate) kind: Option<&'static str>,
     pub(crate) work: u64,
     pub(crate) wanted: bool,
 }
@@ -588,6 +590,12 @@ pub struct Sim {
     pub(crate) swim_parts: slicefed_proto::swim::PacketParts,
     pub(crate) swim_parts_at_sample: slicefed_proto::swim::PacketParts,
     pub(crate) swim_parts_last_period: (slicefed_proto::swim::PacketParts, f64, f64),
+    /// The `adverts` category's bytes (in + out) by what they were: gossiped adverts,
+    /// and each membership request and its answer; the whole run's, and at the last
+    /// sample, and over the last sample period with its up node-minutes.
+    pub(crate) advert_parts: BTreeMap<&'static str, f64>,
+    pub(crate) advert_parts_at_sample: BTreeMap<&'static str, f64>,
+    pub(crate) advert_parts_last_period: (BTreeMap<&'static str, f64>, f64),
     pub(crate) msgs: u64,
     pub(crate) msgs_at_sample: u64,
     pub(crate) up_time_us: u128,
@@ -601,6 +609,17 @@ pub struct Sim {
 
 fn pk_key(pk: &PublicKey) -> [u8; 32] {
     pk.0
+}
+
+/// What a membership request is, to account the `adverts` category by it (`None`: not
+/// one).
+pub(crate) fn membership_kind(req: &Request) -> Option<&'static str> {
+    match req {
+        Request::Credential => Some("credential"),
+        Request::MemberList { .. } => Some("member list"),
+        Request::MemberCredentials { .. } => Some("member credentials"),
+        _ => None,
+    }
 }
 
 /// The traffic category of a request (its answer counts in the same one).
@@ -700,6 +719,9 @@ impl Sim {
             swim_parts: Default::default(),
             swim_parts_at_sample: Default::default(),
             swim_parts_last_period: Default::default(),
+            advert_parts: BTreeMap::new(),
+            advert_parts_at_sample: BTreeMap::new(),
+            advert_parts_last_period: Default::default(),
             msgs: 0,
             msgs_at_sample: 0,
             up_time_us: 0,
