@@ -39,10 +39,12 @@ pub const KEY_PREFIX: usize = 16;
 /// Bytes of a compact member update on the wire: form and state, the key's prefix, the
 /// low 32 bits of the start, the incarnation.
 pub const COMPACT_MEMBER_BYTES: usize = 1 + KEY_PREFIX + 4 + 2;
-/// Form-and-state tag of a compact update (`Suspect`, `Down`); a full update's tag is its
-/// state (0, 1, 2) followed by foca's member form without the state.
-const COMPACT_SUSPECT: u8 = 0x11;
-const COMPACT_DOWN: u8 = 0x12;
+/// Each update on the wire starts with its state, which says its form: `Alive` in full
+/// (identity, incarnation), `Suspect` and `Down` compact. One form per state, so a packet
+/// has one encoding.
+const ALIVE_FULL: u8 = 0;
+const COMPACT_SUSPECT: u8 = 1;
+const COMPACT_DOWN: u8 = 2;
 
 /// Whether a packet with this message carries member updates after its header (as the
 /// node's filter reads it).
@@ -56,7 +58,7 @@ pub(crate) fn carries_updates(message: &Message<SwimId>, rest: &[u8]) -> bool {
 /// One member update as read off the wire.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WireUpdate {
-    /// In full: anyone, at any start (news of a node the receiver may not list).
+    /// In full, `Alive`: anyone, at any start (news of a node the receiver may not list).
     Full(Member<SwimId>),
     /// By key prefix and the low bits of the start: about a member the receiver lists
     /// (`Suspect` or `Down`, the updates a death makes).
@@ -104,7 +106,7 @@ fn put_wire_update(m: &Member<SwimId>, buf: &mut Vec<u8>) {
             buf.put_u16(m.incarnation());
         }
         None => {
-            buf.put_u8(0);
+            buf.put_u8(ALIVE_FULL);
             put_id(m.id(), &mut *buf);
             buf.put_u16(m.incarnation());
         }
@@ -131,16 +133,11 @@ pub fn get_wire_update(buf: &mut &[u8]) -> Result<WireUpdate, SwimCodecError> {
                 },
             })
         }
-        0..=2 => {
+        ALIVE_FULL => {
             need(buf, MEMBER_BYTES - 1, "update")?;
             let id = get_id(&mut *buf)?;
             let incarnation = buf.get_u16();
-            let state = match tag {
-                0 => State::Alive,
-                1 => State::Suspect,
-                _ => State::Down,
-            };
-            Ok(WireUpdate::Full(Member::new(id, incarnation, state)))
+            Ok(WireUpdate::Full(Member::new(id, incarnation, State::Alive)))
         }
         tag => Err(SwimCodecError::UnknownTag {
             what: "update",
