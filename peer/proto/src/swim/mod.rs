@@ -377,6 +377,91 @@ enum Item {
     },
 }
 
+/// A member's key in [`MemberTable`]: hashed and compared by its first
+/// [`codec::KEY_PREFIX`] bytes only, so the table is found by prefix too (a compact
+/// update's name) without a second table (tens of bytes per member, per node, in a
+/// simulator holding a whole federation's tables). The table keeps one key per prefix:
+/// two members whose keys share 16 bytes (2^64 work for a pair, 2^128 against a given
+/// member) cannot both be listed, and the second is refused.
+#[derive(Clone, Copy, Debug)]
+struct MemberKey(PublicKey);
+
+impl MemberKey {
+    fn prefix(&self) -> &[u8; codec::KEY_PREFIX] {
+        self.0
+            .0
+            .first_chunk::<{ codec::KEY_PREFIX }>()
+            .unwrap_or(&[0; codec::KEY_PREFIX])
+    }
+}
+
+impl PartialEq for MemberKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.prefix() == other.prefix()
+    }
+}
+
+impl Eq for MemberKey {}
+
+impl std::hash::Hash for MemberKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // As the prefix array hashes: lookups by prefix find the same bucket.
+        self.prefix().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<[u8; codec::KEY_PREFIX]> for MemberKey {
+    fn borrow(&self) -> &[u8; codec::KEY_PREFIX] {
+        self.prefix()
+    }
+}
+
+/// The members: each one's identity (its start's bump) and the highest incarnation it said
+/// itself, by key or by key prefix.
+#[derive(Default)]
+struct MemberTable(HashMap<MemberKey, (u64, u16), BuildKeyHasher>);
+
+impl MemberTable {
+    fn get(&self, key: &PublicKey) -> Option<&(u64, u16)> {
+        self.0
+            .get_key_value(MemberKey(*key).prefix())
+            .filter(|(k, _)| k.0 == *key)
+            .map(|(_, v)| v)
+    }
+
+    fn get_mut(&mut self, key: &PublicKey) -> Option<&mut (u64, u16)> {
+        self.get(key)?;
+        self.0.get_mut(MemberKey(*key).prefix())
+    }
+
+    fn contains_key(&self, key: &PublicKey) -> bool {
+        self.get(key).is_some()
+    }
+
+    fn remove(&mut self, key: &PublicKey) -> Option<(u64, u16)> {
+        self.get(key)?;
+        self.0.remove(MemberKey(*key).prefix())
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The entry of `key`, made with `new` if it has none; `None` if another member's key
+    /// has the same prefix.
+    fn entry_or(&mut self, key: PublicKey, new: (u64, u16)) -> Option<&mut (u64, u16)> {
+        match self.0.get_key_value(MemberKey(key).prefix()) {
+            Some((held, _)) if held.0 != key => None,
+            _ => Some(self.0.entry(MemberKey(key)).or_insert(new)),
+        }
+    }
+
+    /// The member whose key starts with `prefix`, with its start's bump.
+    fn by_prefix(&self, prefix: &[u8; codec::KEY_PREFIX]) -> Option<(PublicKey, u64)> {
+        self.0.get_key_value(prefix).map(|(k, v)| (k.0, v.0))
+    }
+}
+
 /// State the broadcast handler (owned by foca) shares with [`Swim`].
 #[derive(Default)]
 struct Shared {
@@ -384,10 +469,8 @@ struct Shared {
     /// The members: each one's identity (its start's bump) and the highest incarnation it
     /// said itself. One table for the node and its broadcast handler (two copies were tens
     /// of bytes per member in a simulator holding a whole federation's tables).
-    members: HashMap<PublicKey, (u64, u16), BuildKeyHasher>,
-    /// The members by their keys' first [`codec::KEY_PREFIX`] bytes, which a compact
-    /// update names them by (the same entries as `members`).
-    by_prefix: HashMap<[u8; codec::KEY_PREFIX], PublicKey>,
+    /// Found by key or by the key's prefix a compact update names a member by.
+    members: MemberTable,
     /// The highest refutation taken from each member (its start and incarnation; at most
     /// one entry a member, dropped when it is expelled): one at or below it is a replay,
     /// dropped before its signature is checked and never passed on, however long ago the
@@ -943,17 +1026,6 @@ impl PacketParts {
     }
 }
 
-/// The first [`codec::KEY_PREFIX`] bytes of a key: how a compact update names a member.
-fn key_prefix(key: &PublicKey) -> [u8; codec::KEY_PREFIX] {
-    let mut prefix = [0; codec::KEY_PREFIX];
-    prefix.copy_from_slice(
-        key.0
-            .get(..codec::KEY_PREFIX)
-            .unwrap_or(&[0; codec::KEY_PREFIX]),
-    );
-    prefix
-}
-
 fn hint_bytes(accused: &SwimId) -> Vec<u8> {
     let mut b = Vec::with_capacity(HINT_BYTES);
     b.put_u8(HINT);
@@ -1302,8 +1374,10 @@ impl Swim {
         }
         let (members, pending) = {
             let mut s = self.shared();
-            s.by_prefix.insert(key_prefix(&id.key), id.key);
-            let said = s.members.entry(id.key).or_insert((id.bump, 0));
+            let Some(said) = s.members.entry_or(id.key, (id.bump, 0)) else {
+                // Another member's key has the same 16 first bytes: made on purpose.
+                return vec![];
+            };
             if said.0 < id.bump {
                 *said = (id.bump, 0);
             }
@@ -1380,10 +1454,6 @@ impl Swim {
         let said = {
             let mut shared = self.shared();
             shared.refuted.remove(key);
-            let prefix = key_prefix(key);
-            if shared.by_prefix.get(&prefix) == Some(key) {
-                shared.by_prefix.remove(&prefix);
-            }
             shared.members.remove(key)
         };
         self.rate.forget(key);
@@ -1920,14 +1990,14 @@ impl Swim {
         let (packet, dropped) = {
             let shared = self.shared();
             codec::from_wire(wire, &from, &me.key, |prefix, bump_low| {
-                let key = if from.0.starts_with(prefix) {
-                    from
+                let (key, listed) = if from.0.starts_with(prefix) {
+                    (from, shared.members.get(&from).map(|&(bump, _)| bump))
                 } else if me.key.0.starts_with(prefix) {
-                    me.key
+                    (me.key, None)
                 } else {
-                    *shared.by_prefix.get(prefix)?
+                    let (key, bump) = shared.members.by_prefix(prefix)?;
+                    (key, Some(bump))
                 };
-                let listed = shared.members.get(&key).map(|&(bump, _)| bump);
                 let own = (key == me.key).then_some(me.bump);
                 let said = if key == from { sender_bump } else { None };
                 [listed, own, said]

@@ -1402,3 +1402,32 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn the_member_table_finds_members_by_prefix_and_lists_one_key_per_prefix() {
+    let mut t = MemberTable::default();
+    let a = key(41).public();
+    let mut twin = a;
+    twin.0[31] ^= 1; // the same 16 first bytes: only by grinding keys, but refused anyway
+    assert!(t.entry_or(a, (7, 0)).is_some());
+    assert_eq!(t.get(&a), Some(&(7, 0)));
+    assert_eq!(t.get(&twin), None, "another key is not its twin's member");
+    assert!(!t.contains_key(&twin));
+    assert_eq!(t.remove(&twin), None);
+    assert!(t.get_mut(&twin).is_none());
+    assert!(
+        t.entry_or(twin, (9, 0)).is_none(),
+        "a second key of one prefix is refused"
+    );
+    let prefix: [u8; codec::KEY_PREFIX] = a.0[..codec::KEY_PREFIX].try_into().unwrap();
+    assert_eq!(t.by_prefix(&prefix), Some((a, 7)));
+    assert_eq!(t.len(), 1);
+    assert_eq!(t.remove(&a), Some((7, 0)));
+    assert_eq!(t.by_prefix(&prefix), None);
+    // Admitting the twin of a member changes nothing.
+    let mut s = Swim::new(&key(40), 1_000, 0);
+    s.admit(0, SwimId { key: a, bump: 7 });
+    assert!(s.admit(0, SwimId { key: twin, bump: 9 }).is_empty());
+    assert_eq!(s.start_of(&a), Some(7));
+    assert_eq!(s.start_of(&twin), None);
+}
