@@ -202,7 +202,7 @@ pub fn from_wire(
     let tail = packet.split_off(header_len);
     let mut rest = &tail[..];
     let count = rest.get_u16();
-    let mut kept = Vec::with_capacity(usize::from(count).min(rest.len()));
+    let mut kept = Vec::with_capacity(usize::from(count).min(rest.len() / COMPACT_MEMBER_BYTES));
     let mut dropped = 0;
     for _ in 0..count {
         match get_wire_update(&mut rest)? {

@@ -79,7 +79,10 @@ pub const PROBE_PERIOD_MS: u64 = 4_000;
 pub const PROBE_RTT_MS: u64 = 1_500;
 /// How long a member stays suspected (it may refute) before the prober votes it down.
 pub const SUSPECT_MS: u64 = 20_000;
-/// Largest SWIM packet (a probe carries up to ~20 piggybacked updates).
+/// Largest SWIM packet (a probe carries up to ~20 piggybacked updates), in foca's form:
+/// what foca builds and reads. On the wire a packet is smaller (no keys in its header,
+/// compact updates); one is refused over this size both as received and once read back
+/// into foca's form.
 pub const MAX_PACKET: usize = 1_024;
 /// Distinct members whose signed votes make a member dead.
 pub const QUORUM: usize = 3;
@@ -141,7 +144,8 @@ pub const MAX_RELAYED: usize = 64;
 /// (its own suspicion ran out and it voted, or it counted a quorum): a node that hears one
 /// from a third party reads it as a suspicion and asks that member for the votes it holds
 /// ([`Item::Ask`], ~60 bytes), naming the voters it has; the answer is up to a quorum of
-/// signed votes sent to it alone (~500 bytes, once). So the news costs a 43-byte update
+/// signed votes sent to it alone (~500 bytes, once). So the news costs an update (23 bytes
+/// on the wire)
 /// relayed as foca relays any, and the evidence is fetched once per node, as inv/getdata
 /// in Bitcoin or IHAVE/IWANT in Plumtree. The votes are checked as before: an answer is no
 /// more believed than a relayed vote was.
@@ -877,7 +881,6 @@ fn decode_item(data: &[u8]) -> Option<(Item, ItemKey)> {
     }
 }
 
-/// A hint that the sender holds `accused` dead.
 /// What a SWIM packet's bytes are for, to account for them (the simulator's breakdown of
 /// SWIM traffic): `header` is foca's header by message kind, `updates` foca's member
 /// updates, the rest this module's items by kind. A packet that does not decode counts
@@ -1026,6 +1029,7 @@ impl PacketParts {
     }
 }
 
+/// A hint that the sender holds `accused` dead.
 fn hint_bytes(accused: &SwimId) -> Vec<u8> {
     let mut b = Vec::with_capacity(HINT_BYTES);
     b.put_u8(HINT);
@@ -1369,7 +1373,9 @@ impl Swim {
     /// A member the node judged on its credential (`bump` from its advert): probed from now
     /// on, and allowed to speak.
     pub fn admit(&mut self, now_ms: u64, id: SwimId) -> Vec<SwimEvent> {
-        if id.key == self.me.key {
+        // This node's own key is never a member, nor is a key sharing its prefix (a
+        // compact update naming it is read as about this node).
+        if MemberKey(id.key) == MemberKey(self.me.key) {
             return vec![];
         }
         let (members, pending) = {
@@ -1515,6 +1521,13 @@ impl Swim {
                 return (vec![], Err(e.into()));
             }
         };
+        // Read back, compact updates take their full room: a packet over foca's bound
+        // would be refused by foca after the filter had taken the sender's allowances
+        // and news from it (honest senders build within the bound in foca's form).
+        if data.len() > MAX_PACKET {
+            self.stats.refused += 1;
+            return (vec![], Err(SwimRefusal::TooBig(data.len())));
+        }
         let data = &data[..];
         let filtered = match self.filter(now_ms, from, data) {
             Ok(f) => f,

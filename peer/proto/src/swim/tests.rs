@@ -677,7 +677,8 @@ fn a_member_cannot_use_up_the_allowance_that_honest_suspicions_need() {
     let inc = net.nodes[target].incarnation;
     let suspicion = Member::new(target_id, inc, State::Suspect);
     // The hostile member's packets: a suspicion followed by an update that does not
-    // decode, and a suspicion under an earlier start of its own.
+    // decode (refused whole as it is read off the wire, before the filter takes any
+    // allowance), and a suspicion under an earlier start of its own.
     let mut broken = crafted(
         net.nodes[hostile].me(),
         target_id,
@@ -1430,4 +1431,43 @@ fn the_member_table_finds_members_by_prefix_and_lists_one_key_per_prefix() {
     assert!(s.admit(0, SwimId { key: twin, bump: 9 }).is_empty());
     assert_eq!(s.start_of(&a), Some(7));
     assert_eq!(s.start_of(&twin), None);
+    // Nor is a twin of the node itself.
+    let mut own_twin = key(40).public();
+    own_twin.0[31] ^= 1;
+    s.admit(
+        0,
+        SwimId {
+            key: own_twin,
+            bump: 3,
+        },
+    );
+    assert_eq!(s.start_of(&own_twin), None);
+    // A packet that reads back over foca's bound is refused before the filter: 43
+    // compact suspicions fit in 1,024 bytes on the wire, not in foca's form.
+    let mut net = Net::new(3);
+    net.run(5_000);
+    let (me, member) = (net.nodes[0].me(), net.nodes[1].me());
+    let many = vec![Member::new(net.nodes[2].me(), 0, State::Suspect); 43];
+    let mut full = vec![];
+    foca::Codec::encode_header(
+        &mut SwimCodec,
+        &foca::Header {
+            src: member,
+            src_incarnation: 0,
+            dst: me,
+            message: Message::Gossip,
+        },
+        &mut full,
+    )
+    .unwrap();
+    full.put_u16(many.len() as u16);
+    for m in &many {
+        foca::Codec::encode_member(&mut SwimCodec, m, &mut full).unwrap();
+    }
+    let wire = codec::to_wire(&full, &member.key, &me.key).unwrap();
+    assert!(wire.len() <= MAX_PACKET && full.len() > MAX_PACKET);
+    assert!(matches!(
+        taken(net.nodes[0].packet(net.now, member.key, &wire)),
+        Err(SwimRefusal::TooBig(n)) if n == full.len()
+    ));
 }
