@@ -152,15 +152,14 @@ pub const MAX_RELAYED: usize = 64;
 pub const ASKS_PER_ACCUSED: usize = 4;
 /// Times a node passes on another's vote (the first [`QUORUM`] voters about a start, while
 /// it has no quorum about it), in room foca leaves in its packets. Few, not foca's
-/// `max_transmissions`: a push to two members each reaches most nodes while votes are
-/// scarce, which is what makes the first quorums; whoever it misses hears the `Down` of
-/// those that counted one, or a hint, and asks ([`ASKS_PER_ACCUSED`]). With pull alone
+/// `max_transmissions`: a push to four members each reaches nearly everyone while votes
+/// are scarce, which is what makes the first quorums; whoever it misses hears the `Down`
+/// of those that counted one, or a hint, and asks ([`ASKS_PER_ACCUSED`]). With pull alone
 /// the first quorum waited for three voters' `Down`s to meet at one node (detection p50
-/// 90 s at 1,000 nodes, against 49 s with votes pushed). Two, not four: votes are the
-/// part of SWIM's bytes that grows with the federation (each node hears each death's);
-/// at 1,000 nodes over 3 h, four relays cost 1.33 KiB a node a minute and two 0.90, for
-/// a once-formed detection p99 of 70 s against 75 s.
-pub const RELAY_TRANSMISSIONS: u8 = 2;
+/// 90 s at 1,000 nodes, against 49 s with votes pushed). Two were tried: at 5,000 nodes
+/// they saved 1.0 KiB a node a minute of 35 and cost 8 s of detection p50 (62 s against
+/// 54 s; 67 s against 57 s at 8,000).
+pub const RELAY_TRANSMISSIONS: u8 = 4;
 /// Votes of one voter a node holds to pass on at once: a member voting about many
 /// members (honest in a mass failure, or not) cannot fill the relay queue
 /// ([`MAX_RELAYED`]) and hold the others' back; its other votes are counted and asked for.
