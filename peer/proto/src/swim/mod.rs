@@ -880,59 +880,110 @@ fn decode_item(data: &[u8]) -> Option<(Item, ItemKey)> {
     }
 }
 
-/// What a SWIM packet's bytes are for, to account for them (the simulator's breakdown of
-/// SWIM traffic): `header` is foca's header by message kind, `updates` foca's member
-/// updates, the rest this module's items by kind. A packet that does not decode counts
-/// whole as `undecoded`.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct PacketParts {
+/// A part of a SWIM packet, to account for its bytes (see [`PacketParts`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
     /// Headers of probes and acks (`Ping`, `Ack`).
-    pub probe_headers: u64,
-    /// Headers of indirect probes (`PingReq`, `IndirectPing`, `IndirectAck`, `ForwardedAck`).
-    pub indirect_headers: u64,
+    ProbeHeaders,
+    /// Headers of indirect probes (`PingReq`, `IndirectPing`, `IndirectAck`,
+    /// `ForwardedAck`).
+    IndirectHeaders,
     /// Headers of every other message (`Gossip`, `Broadcast`, `Feed`, `Announce`, ...).
-    pub other_headers: u64,
-    /// foca's member updates (43 bytes each) saying `Alive`, with the updates' count.
-    pub updates_alive: u64,
+    OtherHeaders,
+    /// foca's member updates saying `Alive`, with the updates' count.
+    AliveUpdates,
     /// foca's member updates saying `Suspect`.
-    pub updates_suspect: u64,
+    SuspectUpdates,
     /// foca's member updates saying `Down`.
-    pub updates_down: u64,
+    DownUpdates,
     /// Signed down votes.
-    pub votes: u64,
+    Votes,
     /// Signed echoes.
-    pub echoes: u64,
+    Echoes,
     /// Signed refutations.
-    pub refutations: u64,
+    Refutations,
     /// Asks for votes.
-    pub asks: u64,
+    Asks,
     /// Hints at deaths.
-    pub hints: u64,
+    Hints,
     /// Bytes that did not decode.
-    pub undecoded: u64,
+    Undecoded,
 }
 
+impl Part {
+    /// Every part, in the order [`PacketParts::named`] gives them.
+    pub const ALL: [Part; 12] = [
+        Part::ProbeHeaders,
+        Part::IndirectHeaders,
+        Part::OtherHeaders,
+        Part::AliveUpdates,
+        Part::SuspectUpdates,
+        Part::DownUpdates,
+        Part::Votes,
+        Part::Echoes,
+        Part::Refutations,
+        Part::Asks,
+        Part::Hints,
+        Part::Undecoded,
+    ];
+
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Part::ProbeHeaders => "probe headers",
+            Part::IndirectHeaders => "indirect headers",
+            Part::OtherHeaders => "other headers",
+            Part::AliveUpdates => "alive updates",
+            Part::SuspectUpdates => "suspect updates",
+            Part::DownUpdates => "down updates",
+            Part::Votes => "votes",
+            Part::Echoes => "echoes",
+            Part::Refutations => "refutations",
+            Part::Asks => "asks",
+            Part::Hints => "hints",
+            Part::Undecoded => "undecoded",
+        }
+    }
+}
+
+/// What a SWIM packet's bytes are for, by [`Part`] (the simulator's breakdown of SWIM
+/// traffic). A packet that does not decode counts whole as [`Part::Undecoded`].
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PacketParts([u64; Part::ALL.len()]);
+
 impl PacketParts {
+    /// The bytes of `part`.
+    pub fn get(&self, part: Part) -> u64 {
+        self.0.get(part as usize).copied().unwrap_or(0)
+    }
+
+    /// Counts `bytes` to `part`.
+    fn count(&mut self, part: Part, bytes: u64) {
+        if let Some(b) = self.0.get_mut(part as usize) {
+            *b += bytes;
+        }
+    }
+
     /// Accounts `wire`, a SWIM packet as sent; bounded by its length.
     pub fn of(wire: &[u8]) -> PacketParts {
         let mut parts = PacketParts::default();
         let Ok((header, header_len)) = codec::wire_header(wire) else {
-            parts.undecoded = wire.len() as u64;
+            parts.count(Part::Undecoded, wire.len() as u64);
             return parts;
         };
         let mut rest = wire.get(header_len..).unwrap_or_default();
         let header_len = header_len as u64;
         match header.message {
-            Message::Ping(_) | Message::Ack(_) => parts.probe_headers = header_len,
+            Message::Ping(_) | Message::Ack(_) => parts.count(Part::ProbeHeaders, header_len),
             Message::PingReq { .. }
             | Message::IndirectPing { .. }
             | Message::IndirectAck { .. }
-            | Message::ForwardedAck { .. } => parts.indirect_headers = header_len,
-            _ => parts.other_headers = header_len,
+            | Message::ForwardedAck { .. } => parts.count(Part::IndirectHeaders, header_len),
+            _ => parts.count(Part::OtherHeaders, header_len),
         }
         if codec::carries_updates(&header.message, rest) {
             let count = rest.get_u16();
-            parts.updates_alive = 2;
+            parts.count(Part::AliveUpdates, 2);
             for _ in 0..count {
                 let mut next = rest;
                 let Ok(update) = codec::get_wire_update(&mut next) else {
@@ -941,9 +992,9 @@ impl PacketParts {
                 rest = next;
                 let bytes = update.wire_len() as u64;
                 match update.state() {
-                    State::Alive => parts.updates_alive += bytes,
-                    State::Suspect => parts.updates_suspect += bytes,
-                    State::Down => parts.updates_down += bytes,
+                    State::Alive => parts.count(Part::AliveUpdates, bytes),
+                    State::Suspect => parts.count(Part::SuspectUpdates, bytes),
+                    State::Down => parts.count(Part::DownUpdates, bytes),
                 }
             }
         }
@@ -955,76 +1006,43 @@ impl PacketParts {
             rest = after;
             let bytes = 2 + len as u64;
             match item.first().copied() {
-                Some(VOTE) => parts.votes += bytes,
-                Some(ECHO) => parts.echoes += bytes,
-                Some(REFUTE) => parts.refutations += bytes,
-                Some(ASK) => parts.asks += bytes,
-                Some(HINT) => parts.hints += bytes,
-                _ => parts.undecoded += bytes,
+                Some(VOTE) => parts.count(Part::Votes, bytes),
+                Some(ECHO) => parts.count(Part::Echoes, bytes),
+                Some(REFUTE) => parts.count(Part::Refutations, bytes),
+                Some(ASK) => parts.count(Part::Asks, bytes),
+                Some(HINT) => parts.count(Part::Hints, bytes),
+                _ => parts.count(Part::Undecoded, bytes),
             }
             rest.advance(len);
         }
-        parts.undecoded += rest.len() as u64;
+        parts.count(Part::Undecoded, rest.len() as u64);
         parts
     }
 
     /// Adds `other`'s parts to these.
     pub fn add(&mut self, other: &PacketParts) {
-        self.probe_headers += other.probe_headers;
-        self.indirect_headers += other.indirect_headers;
-        self.other_headers += other.other_headers;
-        self.updates_alive += other.updates_alive;
-        self.updates_suspect += other.updates_suspect;
-        self.updates_down += other.updates_down;
-        self.votes += other.votes;
-        self.echoes += other.echoes;
-        self.refutations += other.refutations;
-        self.asks += other.asks;
-        self.hints += other.hints;
-        self.undecoded += other.undecoded;
+        for (mine, theirs) in self.0.iter_mut().zip(other.0) {
+            *mine += theirs;
+        }
     }
 
     /// These parts less `earlier`'s (saturating).
     pub fn minus(&self, earlier: &PacketParts) -> PacketParts {
-        PacketParts {
-            probe_headers: self.probe_headers.saturating_sub(earlier.probe_headers),
-            indirect_headers: self
-                .indirect_headers
-                .saturating_sub(earlier.indirect_headers),
-            other_headers: self.other_headers.saturating_sub(earlier.other_headers),
-            updates_alive: self.updates_alive.saturating_sub(earlier.updates_alive),
-            updates_suspect: self.updates_suspect.saturating_sub(earlier.updates_suspect),
-            updates_down: self.updates_down.saturating_sub(earlier.updates_down),
-            votes: self.votes.saturating_sub(earlier.votes),
-            echoes: self.echoes.saturating_sub(earlier.echoes),
-            refutations: self.refutations.saturating_sub(earlier.refutations),
-            asks: self.asks.saturating_sub(earlier.asks),
-            hints: self.hints.saturating_sub(earlier.hints),
-            undecoded: self.undecoded.saturating_sub(earlier.undecoded),
+        let mut less = *self;
+        for (mine, before) in less.0.iter_mut().zip(earlier.0) {
+            *mine = mine.saturating_sub(before);
         }
+        less
     }
 
     /// All bytes accounted.
     pub fn total(&self) -> u64 {
-        self.named().iter().map(|(_, b)| b).sum()
+        self.0.iter().sum()
     }
 
-    /// Each part with its name, in a fixed order.
-    pub fn named(&self) -> [(&'static str, u64); 12] {
-        [
-            ("probe headers", self.probe_headers),
-            ("indirect headers", self.indirect_headers),
-            ("other headers", self.other_headers),
-            ("alive updates", self.updates_alive),
-            ("suspect updates", self.updates_suspect),
-            ("down updates", self.updates_down),
-            ("votes", self.votes),
-            ("echoes", self.echoes),
-            ("refutations", self.refutations),
-            ("asks", self.asks),
-            ("hints", self.hints),
-            ("undecoded", self.undecoded),
-        ]
+    /// Each part with its name, in [`Part::ALL`]'s order.
+    pub fn named(&self) -> [(&'static str, u64); Part::ALL.len()] {
+        Part::ALL.map(|part| (part.name(), self.get(part)))
     }
 }
 

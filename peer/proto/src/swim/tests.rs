@@ -171,20 +171,20 @@ fn every_byte_of_every_packet_a_death_costs_is_accounted_to_its_part() {
     net.run(net.now + 120_000);
     assert!(net.all_declared(3, &[]));
     let p = net.sent_parts;
-    assert_eq!(p.undecoded, 0, "{p:?}");
+    assert_eq!(p.get(Part::Undecoded), 0, "{p:?}");
     assert_eq!(p.total(), net.sent_bytes, "{p:?}");
-    for (name, bytes) in [
-        ("probe headers", p.probe_headers),
-        ("indirect headers", p.indirect_headers),
-        ("alive updates", p.updates_alive),
-        ("suspect updates", p.updates_suspect),
-        ("down updates", p.updates_down),
-        ("votes", p.votes),
+    for part in [
+        Part::ProbeHeaders,
+        Part::IndirectHeaders,
+        Part::AliveUpdates,
+        Part::SuspectUpdates,
+        Part::DownUpdates,
+        Part::Votes,
     ] {
-        assert!(bytes > 0, "no {name}: {p:?}");
+        assert!(p.get(part) > 0, "no {}: {p:?}", part.name());
     }
     // A packet that is not SWIM counts whole as undecoded.
-    assert_eq!(PacketParts::of(&[0xFF; 30]).undecoded, 30);
+    assert_eq!(PacketParts::of(&[0xFF; 30]).get(Part::Undecoded), 30);
 }
 
 #[test]
