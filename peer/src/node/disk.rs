@@ -293,7 +293,7 @@ impl Daemon {
             move || {
                 let _ = std::fs::create_dir_all(&dir);
                 for (node, change) in changes {
-                    let path = dir.join(format!("{}.credential", node.to_hex()));
+                    let path = kept_credential_path(&dir, &node);
                     match change {
                         Some(credential) => {
                             let tmp = path.with_extension("tmp");
@@ -313,9 +313,7 @@ impl Daemon {
             self.member_credentials = changes;
         }
     }
-}
 
-impl Daemon {
     /// Once the restart has caught up, the kept credentials of nodes that are not members
     /// now are removed (members write theirs again as they join), so that leftovers and
     /// members of long ago do not pile up. Queued after the tick's writes, once a run.
@@ -330,8 +328,7 @@ impl Daemon {
             let kept = member_credentials_dir(&dir);
             for (node, _) in read_member_credentials(&dir) {
                 if !members.contains(&node) {
-                    let _ =
-                        std::fs::remove_file(kept.join(format!("{}.credential", node.to_hex())));
+                    let _ = std::fs::remove_file(kept_credential_path(&kept, &node));
                 }
             }
             None
@@ -344,6 +341,11 @@ impl Daemon {
 
 pub(super) fn member_credentials_dir(dir: &Path) -> PathBuf {
     dir.join("members")
+}
+
+/// Where, in the kept credentials' directory `kept`, a node's credential is kept.
+fn kept_credential_path(kept: &Path, node: &PublicKey) -> PathBuf {
+    kept.join(format!("{}.credential", node.to_hex()))
 }
 
 /// The member credentials kept on disk (see `keep_member_credential`): at most
