@@ -62,12 +62,14 @@ pub const MAX_RECONCILE_HAVE: usize = 4_096;
 /// carry no digest, so they need not change when the set does).
 pub const RECONCILE_EVERY_MS: u64 = 5_000;
 
-/// The members a node knows, by key. A hash map: every advert heard is a lookup, and a
-/// node of a thousand-member federation hears a thousand of them per advert interval. Its
-/// hasher is fixed (keys are certified by a trusted authority, so nobody can choose many
-/// colliding ones), which keeps iteration order a function of what happened, as the
-/// simulator's determinism needs.
-pub type Members = std::collections::HashMap<PublicKey, Member, BuildKeyHasher>;
+/// The members a node knows, in key order. A B-tree, not a hash map: the node walks its
+/// members in key order (the turn of reconciliations, member-list pages), and a hash map
+/// beside an ordered set of the same keys cost ~170 bytes a member against ~110 for the
+/// B-tree alone (a hash map's table is a power of two, 61% full at 10,000 members; the
+/// simulator holds 10^8 of these pairs at 10,000 nodes). A lookup is ~13 key comparisons
+/// at 10,000 members; adverts come only on change, so lookups are rare enough.
+/// Iteration order is the keys', as the simulator's determinism needs.
+pub type Members = std::collections::BTreeMap<PublicKey, Member>;
 
 /// Builds [`KeyHasher`]s.
 pub type BuildKeyHasher = std::hash::BuildHasherDefault<KeyHasher>;

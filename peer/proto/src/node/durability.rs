@@ -142,7 +142,7 @@ impl Node {
                         saved: vec![],
                         logged: BTreeMap::new(),
                         since_ms: now_ms,
-                        knew: self.member_keys.iter().copied().collect(),
+                        knew: self.core.members().keys().copied().collect(),
                         caught_up: BTreeSet::new(),
                         asked: BTreeSet::new(),
                         searched: None,

@@ -593,7 +593,7 @@ impl Node {
         // as quiet, those pulls stopped a tenth of a 5,000-node federation at ~100
         // members learnt).
         let l = &self.learning;
-        let agreed = l.pull_listed + PULL_WORTH_GOING_ON >= self.member_keys.len();
+        let agreed = l.pull_listed + PULL_WORTH_GOING_ON >= self.core.members().len();
         let quiet = if l.pulls > 0 && l.pull_brought < PULL_WORTH_GOING_ON && agreed {
             self.learning.quiet_pulls.saturating_add(1)
         } else {
@@ -607,7 +607,7 @@ impl Node {
             self.learning.pulls_stopped = true;
             return;
         }
-        let members = self.member_keys.len();
+        let members = self.core.members().len();
         if members == 0 {
             return;
         }
@@ -632,7 +632,13 @@ impl Node {
             let theirs = k.0.first_chunk::<8>().map_or(0, |b| u64::from_le_bytes(*b));
             (theirs ^ mixed).wrapping_mul(0x9E37_79B9_7F4A_7C15)
         };
-        if let Some(member) = self.member_keys.iter().filter(has_room).min_by_key(score) {
+        if let Some(member) = self
+            .core
+            .members()
+            .keys()
+            .filter(has_room)
+            .min_by_key(score)
+        {
             self.learning.quiet_pulls = quiet;
             self.learning.stats.pulls += 1;
             self.learning.pull = Some((*member, None));
@@ -768,9 +774,10 @@ impl Node {
     pub(super) fn member_list(&self, after: Option<PublicKey>) -> Response {
         let from = after.map_or(Bound::Unbounded, Bound::Excluded);
         let mut keys = self
-            .member_keys
+            .core
+            .members()
             .range((from, Bound::Unbounded))
-            .filter_map(|k| self.swim.start_of(k).map(|start| (k, start)));
+            .filter_map(|(k, _)| self.swim.start_of(k).map(|start| (k, start)));
         let members: Vec<ListedMember> = keys
             .by_ref()
             .take(MEMBER_LIST_PAGE)

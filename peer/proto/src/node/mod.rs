@@ -651,8 +651,6 @@ pub struct Node {
     /// due (see [`UNHEARD_RETRIES`]).
     unheard_retries: u8,
     unheard_retry_at: Option<u64>,
-    /// Members' keys in order (the turn of reconciliations walks them).
-    member_keys: BTreeSet<PublicKey>,
     /// Nodes learnt of and not listed yet, and the member list being pulled.
     learning: members::Learning,
     ticks: u64,
@@ -716,7 +714,6 @@ impl Node {
             unheard_retries: 0,
             unheard_retry_at: None,
             reconcile_after: None,
-            member_keys: BTreeSet::new(),
             learning: members::Learning::default(),
             ticks: 0,
             pages_refused: 0,
@@ -785,7 +782,7 @@ impl Node {
             asked: r.asked.len(),
             caught_up: r.caught_up.len(),
             declined: r.declined.len(),
-            members: self.member_keys.len(),
+            members: self.core.members().len(),
         })
     }
 
@@ -1276,7 +1273,7 @@ impl Node {
         {
             return;
         }
-        if self.member_keys.is_empty() {
+        if self.core.members().is_empty() {
             return;
         }
         self.last_reconcile_ms = Some(now_ms);
@@ -1289,11 +1286,12 @@ impl Node {
     fn ask_next_in_turn(&mut self, out: &mut Vec<Effect>) {
         let after = self.reconcile_after.unwrap_or(self.swim.me().key);
         let next = self
-            .member_keys
+            .core
+            .members()
             .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
             .next()
-            .or_else(|| self.member_keys.first())
-            .copied();
+            .or_else(|| self.core.members().first_key_value())
+            .map(|(k, _)| *k);
         let Some(member) = next else {
             return;
         };
@@ -1337,7 +1335,7 @@ impl Node {
                     if *member == m)
             })
         });
-        if self.member_keys.is_empty() {
+        if self.core.members().is_empty() {
             return;
         }
         if asked_lately || chain_running {
@@ -1381,7 +1379,7 @@ impl Node {
     /// and start (nodes restarting together ask different members).
     fn restore_asks(&mut self, now_ms: u64, out: &mut Vec<Effect>) {
         let tick = now_ms / self.settings.tick_ms.max(1);
-        let seen = (self.member_keys.len(), 0, tick);
+        let seen = (self.core.members().len(), 0, tick);
         let Some(r) = self.restoring.as_mut() else {
             return;
         };
@@ -1420,8 +1418,9 @@ impl Node {
             (!r.knew.contains(k), mixed)
         };
         let mut members: Vec<(bool, u64, PublicKey)> = self
-            .member_keys
-            .iter()
+            .core
+            .members()
+            .keys()
             .filter(|k| {
                 !r.caught_up.contains(k)
                     && !r.asked.contains(k)
@@ -1774,7 +1773,6 @@ impl Node {
                     }
                 }
                 Output::Joined(k) => {
-                    self.member_keys.insert(k);
                     self.witnessing.joined(&k);
                     if self.witnessing.needs_rebuild() {
                         self.witnessing.rebuild(self.core.members());
@@ -1782,7 +1780,6 @@ impl Node {
                     out.push(Effect::Joined(k));
                 }
                 Output::Left(k) => {
-                    self.member_keys.remove(&k);
                     let events = self.swim.expel(now_ms, &k);
                     self.swim_events(now_ms, events, out);
                     self.witnessing.left(&k, now_ms);
