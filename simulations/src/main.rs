@@ -9,6 +9,10 @@ use slicefed_simulations::sim::Sim;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// See the dependency's comment in `Cargo.toml`: a whole federation on one heap.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Runs slicefed's node logic for a simulated federation.
 #[derive(Parser)]
 #[command(version, about)]
