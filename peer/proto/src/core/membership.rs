@@ -184,6 +184,7 @@ impl NodeCore {
             valid_until,
             judgement,
         };
+        self.oldest_seen_ms = self.oldest_seen_ms.min(now_ms);
         self.members.insert(from, member);
         Ok(Some(out))
     }
