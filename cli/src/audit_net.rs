@@ -130,12 +130,23 @@ pub fn holders(bootstrap: &[String], ip: IpAddr, wide: bool) -> Result<Vec<Membe
         Response::Members(rows) => rows,
         other => bail!("unexpected answer to the member list: {other:?}"),
     };
-    let calls: Vec<(Multiaddr, Request)> = members
+    // Members asked are drawn at random: the list comes in key order, and keys that sort
+    // first can be ground for, so "the first sixteen" would be an attacker's to take.
+    let mut seed = [0u8; 8];
+    getrandom::fill(&mut seed).map_err(|e| anyhow!("the system random source failed: {e}"))?;
+    let seed = u64::from_le_bytes(seed);
+    let mut dialable: Vec<(u64, Multiaddr)> = members
         .iter()
         .skip(1)
         .filter_map(dial)
+        .enumerate()
+        .map(|(i, a)| (splitmix64(seed.wrapping_add(i as u64)), a))
+        .collect();
+    dialable.sort_unstable_by_key(|(draw, _)| *draw);
+    let calls: Vec<(Multiaddr, Request)> = dialable
+        .into_iter()
         .take(HOLDERS_ASKED)
-        .map(|a| (a, Request::AddressHolders { ip }))
+        .map(|(_, a)| (a, Request::AddressHolders { ip }))
         .collect();
     rt.block_on(client::call_all(calls, ASK_TIMEOUT, |_, r| {
         if let Ok(Response::Members(rows)) = r {
@@ -456,6 +467,14 @@ fn check_origin(file: &[u8], origin: PublicKey) -> Result<()> {
     }
 }
 
+/// SplitMix64's output function: a well-mixed 64-bit draw from a counter.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -550,5 +569,22 @@ mod tests {
         let q = quoted("ok\u{1b}[2J\nfake line");
         assert!(!q.contains('\u{1b}') && !q.contains('\n'), "{q}");
         assert!(quoted(&"x".repeat(10_000)).len() <= 500);
+    }
+
+    #[test]
+    fn members_asked_are_drawn_from_the_whole_list_not_its_first_rows() {
+        // The draw for the first row is not always the least: over seeds, the first row
+        // ranks first about once in as many rows as there are.
+        let rows = 64u64;
+        let first_wins = (0..1_000u64)
+            .filter(|seed| {
+                let seed = splitmix64(*seed);
+                (0..rows).min_by_key(|i| splitmix64(seed.wrapping_add(*i))) == Some(0)
+            })
+            .count();
+        assert!(
+            first_wins < 60,
+            "the first row was drawn first {first_wins} times in 1,000"
+        );
     }
 }

@@ -400,6 +400,48 @@ fn a_replayed_or_stale_advert_does_not_keep_a_member_listed() {
 }
 
 #[test]
+fn a_member_entered_after_a_look_that_kept_nobody_still_leaves_when_silent() {
+    // The look over members skips its walk when nobody kept can be past the deadline; a
+    // look that dropped everyone keeps nobody, so a member entered later must lower that
+    // bound, or it would never leave.
+    let mut n = node(10);
+    n.set_advert_timing(1_000, 120);
+    let long = Validity::starting(T0 - DAY, 30 * DAY);
+    n.advert(NOW, key(20).public(), &node_credential(20, long), sent(NOW))
+        .unwrap();
+    assert_eq!(n.member_timeout_ms(), MEMBER_TIMEOUT_MS);
+    let emptied = NOW + MEMBER_TIMEOUT_MS + 1;
+    assert_eq!(n.tick(emptied), vec![Output::Left(key(20).public())]);
+    assert!(n.members().is_empty());
+    // Node 21 joins later, then falls silent; node 20 comes back with a new advert and
+    // keeps talking (heard from, which only raises its last-seen).
+    let joined = emptied + 1_000;
+    n.advert(
+        joined,
+        key(21).public(),
+        &node_credential(21, long),
+        sent(joined),
+    )
+    .unwrap();
+    n.advert(
+        joined,
+        key(20).public(),
+        &node_credential(20, long),
+        sent(joined),
+    )
+    .unwrap();
+    let mut now = joined;
+    let mut left = vec![];
+    while now < joined + 2 * MEMBER_TIMEOUT_MS {
+        now += MEMBER_TIMEOUT_MS / 8;
+        n.heard_from(now, key(20).public());
+        left.extend(n.tick(now));
+    }
+    assert_eq!(left, vec![Output::Left(key(21).public())]);
+    assert_eq!(n.members().len(), 1);
+}
+
+#[test]
 fn members_leave_in_order_of_silence_and_the_interval_grows_with_the_federation() {
     let mut n = node(10);
     n.set_advert_timing(1_000, 120);
