@@ -59,6 +59,12 @@ pub struct Config {
     /// *very* large clusters.
     pub max_transmissions: NonZeroU8,
 
+    /// slicefed's change: how many times a `Suspect` update heard from another member is
+    /// passed on (`None`: [`Config::max_transmissions`], as upstream). Only the prober runs
+    /// a suspicion's timer; others relay it mainly so that it reaches the suspect, which
+    /// refutes it.
+    pub relayed_suspicion_transmissions: Option<NonZeroU8>,
+
     /// How long a Suspect member is considered active before being
     /// declared Down.
     ///
@@ -203,6 +209,7 @@ impl Config {
             num_indirect_probes: NonZeroUsize::new(3).unwrap(),
 
             max_transmissions: NonZeroU8::new(10).unwrap(),
+            relayed_suspicion_transmissions: None,
 
             suspect_to_down_after: Duration::from_secs(3),
             remove_down_after: DEFAULT_REMOVE_DOWN_AFTER,
@@ -243,6 +250,7 @@ impl Config {
             num_indirect_probes: NonZeroUsize::new(3).unwrap(),
 
             max_transmissions: Self::compute_max_tx(cluster_size),
+            relayed_suspicion_transmissions: None,
 
             suspect_to_down_after: Self::suspicion_duration(cluster_size, period, 4.0),
             remove_down_after: DEFAULT_REMOVE_DOWN_AFTER,
@@ -285,6 +293,7 @@ impl Config {
             num_indirect_probes: NonZeroUsize::new(3).unwrap(),
 
             max_transmissions: Self::compute_max_tx(cluster_size),
+            relayed_suspicion_transmissions: None,
 
             suspect_to_down_after: Self::suspicion_duration(cluster_size, period, 6.0),
             remove_down_after: DEFAULT_REMOVE_DOWN_AFTER,

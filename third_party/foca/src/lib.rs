@@ -121,7 +121,7 @@ use alloc::{boxed::Box, vec::Vec};
 #[cfg(feature = "std")]
 extern crate std;
 
-use core::{cmp::Ordering, convert::TryFrom, fmt, iter::ExactSizeIterator, mem};
+use core::{cmp::Ordering, convert::TryFrom, fmt, iter::ExactSizeIterator, mem, num::NonZeroU8};
 
 use bytes::{Buf, BufMut};
 use rand::Rng;
@@ -1256,7 +1256,13 @@ where
             _ => summary.is_active_now,
         };
 
-        self.handle_apply_summary(summary, update, do_broadcast, runtime)?;
+        // slicefed's change: another's suspicion is passed on fewer times (see
+        // `Config::relayed_suspicion_transmissions`).
+        let transmissions = match (update.state(), self.config.relayed_suspicion_transmissions) {
+            (State::Suspect, Some(n)) => n,
+            _ => self.config.max_transmissions,
+        };
+        self.handle_apply_summary_with(summary, update, do_broadcast, transmissions, runtime)?;
 
         Ok(update_is_active)
     }
@@ -1266,6 +1272,18 @@ where
         summary: ApplySummary<T>,
         update: Member<T>,
         do_broadcast: bool,
+        runtime: impl Runtime<T>,
+    ) -> Result<()> {
+        let transmissions = self.config.max_transmissions;
+        self.handle_apply_summary_with(summary, update, do_broadcast, transmissions, runtime)
+    }
+
+    fn handle_apply_summary_with(
+        &mut self,
+        summary: ApplySummary<T>,
+        update: Member<T>,
+        do_broadcast: bool,
+        transmissions: NonZeroU8,
         mut runtime: impl Runtime<T>,
     ) -> Result<()> {
         let id = update.id().clone();
@@ -1283,7 +1301,7 @@ where
                 let addr = Addr(id.addr());
                 let data = self.serialize_member(update)?;
                 self.updates
-                    .add_or_replace(addr, data, self.config.max_transmissions.get().into());
+                    .add_or_replace(addr, data, transmissions.get().into());
             }
 
             // Down is a terminal state, so set up a handler for removing

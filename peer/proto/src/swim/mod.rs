@@ -229,6 +229,9 @@ fn config(members: usize) -> foca::Config {
     c.max_packet_size = NonZeroUsize::new(MAX_PACKET).unwrap_or(NonZeroUsize::MIN);
     let digits = (members.max(10) as f64).log10().ceil() as u8;
     c.max_transmissions = NonZeroU8::new(4u8.saturating_mul(digits)).unwrap_or(NonZeroU8::MIN);
+    // Another's suspicion is relayed `log10 n` times: only the prober runs its timer (and
+    // votes); the others pass it on so that it reaches the suspect, which refutes it.
+    c.relayed_suspicion_transmissions = NonZeroU8::new(digits);
     c.notify_down_members = false;
     c.periodic_announce = None;
     // News rides on probes and their acks only (no extra gossip rounds): a packet a
