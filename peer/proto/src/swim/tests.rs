@@ -16,6 +16,9 @@ struct Net {
     /// Every packet sent, accounted by part, and their bytes.
     sent_parts: PacketParts,
     sent_bytes: u64,
+    /// Packets sent by this node, kept when set.
+    recording: Option<usize>,
+    recorded: Vec<Vec<u8>>,
 }
 
 /// Whether `shared` took (counted) the item: others' votes are counted without being
@@ -58,6 +61,8 @@ impl Net {
             refusals: vec![],
             sent_parts: PacketParts::default(),
             sent_bytes: 0,
+            recording: None,
+            recorded: vec![],
         };
         for i in 0..n {
             for j in 0..n {
@@ -77,6 +82,9 @@ impl Net {
                 SwimEvent::Send { to, data } => {
                     self.sent_parts.add(&PacketParts::of(&data));
                     self.sent_bytes += data.len() as u64;
+                    if self.recording == Some(from) {
+                        self.recorded.push(data.clone());
+                    }
                     self.seq += 1;
                     self.queue
                         .insert((self.now + 20, self.seq), (from, index(&to), data));
@@ -1470,4 +1478,63 @@ fn the_member_table_finds_members_by_prefix_and_lists_one_key_per_prefix() {
         taken(net.nodes[0].packet(net.now, member.key, &wire)),
         Err(SwimRefusal::TooBig(n)) if n == full.len()
     ));
+}
+
+/// Whether a wire packet carries a `Suspect` update about `member`.
+fn suspects(wire: &[u8], member: &SwimId) -> bool {
+    let Ok((header, len)) = codec::wire_header(wire) else {
+        return false;
+    };
+    let mut rest = &wire[len..];
+    if !codec::carries_updates(&header.message, rest) {
+        return false;
+    }
+    let count = rest.get_u16();
+    (0..count).any(|_| {
+        matches!(
+            codec::get_wire_update(&mut rest),
+            Ok(codec::WireUpdate::Compact { prefix, state: State::Suspect, .. })
+                if prefix[..] == member.key.0[..codec::KEY_PREFIX]
+        )
+    })
+}
+
+#[test]
+fn a_suspicion_heard_from_another_member_is_passed_on_log10_n_times_only() {
+    // Twelve nodes: eleven members each, so foca passes news on `4 × ⌈log10 11⌉` = 8
+    // times, and another's suspicion 2 times. A member (honest or not) that tells node 1
+    // a member is suspect gets that suspicion sent on twice by node 1, not eight times;
+    // node 1's own failed probes of the same member add no new sends of it.
+    let mut net = Net::new(12);
+    net.run(10_000);
+    let (accuser, relayer, suspect) = (0, 1, 5);
+    let suspect_id = net.nodes[suspect].me();
+    net.up[suspect] = false;
+    net.recording = Some(relayer);
+    let packet = crafted(
+        net.nodes[accuser].me(),
+        net.nodes[relayer].me(),
+        Message::Gossip,
+        &[Member::new(suspect_id, 0, State::Suspect)],
+    );
+    let e = taken(net.nodes[relayer].packet(net.now, key(40).public(), &packet)).unwrap();
+    net.carry(relayer, e);
+    net.run(net.now + 15_000);
+    let sent = net.recorded.len();
+    let relayed = net
+        .recorded
+        .iter()
+        .filter(|p| suspects(p, &suspect_id))
+        .count();
+    assert!(
+        sent > 8,
+        "node 1 sent {sent} packets: too few to tell 2 from 8"
+    );
+    assert!(
+        (1..=2).contains(&relayed),
+        "the suspicion went out in {relayed} of {sent} packets"
+    );
+    // The news still gets through: the suspect, down, is declared dead by the others.
+    net.run(net.now + 120_000);
+    assert!(net.all_declared(suspect, &[]), "{:?}", net.dead);
 }
