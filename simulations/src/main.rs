@@ -119,6 +119,10 @@ fn run() -> Result<()> {
                     );
                 }
             }
+            println!(
+                "  swim counters, every honest node summed: {:?}",
+                sim.swim_stats()
+            );
             println!();
         }
     }

@@ -226,6 +226,12 @@ pub struct Metrics {
     /// the run, and [`crate::sim::FORMED`] before its end) and members that were up at the
     /// crash: SWIM's steady state, without a start-up's strangers.
     pub detections_formed: Vec<f64>,
+    /// At the end of the run, pairs of a live node and a member it still lists that
+    /// crashed more than [`crate::sim::STILL_LISTED_AFTER`] ago, while the node was up:
+    /// drops that had not happened by the end, which `detections` cannot show.
+    pub still_listed_end: u64,
+    /// The longest such listing, ms since the crash (0 with none).
+    pub still_listed_oldest_ms: f64,
     /// Members dropped by a live node while they were up (false departures).
     pub false_departures: u64,
     /// Members dropped in all.

@@ -323,6 +323,33 @@ impl Sim {
                 r.all_held_ms = f64::NAN;
             }
         }
+        self.count_still_listed();
+    }
+
+    /// Live honest nodes' listings of members that crashed over [`STILL_LISTED_AFTER`]
+    /// ago while the node was up: the drops still to come at the end of the run.
+    fn count_still_listed(&mut self) {
+        let (mut count, mut oldest) = (0u64, 0u64);
+        for n in self.nodes.iter().take(self.world.honest) {
+            let Some(live) = &n.live else { continue };
+            for key in live.node.core().members().keys() {
+                let Some(gone) = self
+                    .world
+                    .index
+                    .get(key)
+                    .and_then(|&j| self.nodes.get(j as usize))
+                else {
+                    continue;
+                };
+                let age = self.now.saturating_sub(gone.down_since);
+                if !gone.up && n.up_since <= gone.down_since && age > STILL_LISTED_AFTER {
+                    count += 1;
+                    oldest = oldest.max(age);
+                }
+            }
+        }
+        self.metrics.still_listed_end = count;
+        self.metrics.still_listed_oldest_ms = oldest as f64 / MS as f64;
     }
 
     /// The whole-run traffic, per up node per minute.
@@ -332,6 +359,18 @@ impl Sim {
             return metrics::Traffic::default();
         }
         self.traffic.scaled(1.0 / minutes)
+    }
+
+    /// SWIM's counters summed over the honest nodes, those that went down during the run
+    /// included (a node's counters start again at each start).
+    pub fn swim_stats(&self) -> slicefed_proto::swim::SwimStats {
+        let mut sum = self.swim_stats_gone;
+        for n in self.nodes.iter().take(self.world.honest) {
+            if let Some(live) = &n.live {
+                sum.add(&live.node.swim_stats());
+            }
+        }
+        sum
     }
 
     /// SWIM's bytes per up node per minute (in + out) by part, over the whole run and

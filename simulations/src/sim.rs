@@ -82,6 +82,10 @@ pub const REVOCATION_GRACE: u64 = 2 * MIN;
 /// Detection is also measured apart for crashes this long after the run starts (and
 /// before it ends), when every node has booted and met the others.
 pub const FORMED: u64 = 20 * MIN;
+/// A crashed member still listed by a live node this long after the crash is counted
+/// at the end of a run (`Metrics::still_listed_end`): a drop still to come, past the
+/// 2-minute goal.
+pub const STILL_LISTED_AFTER: u64 = 2 * MIN;
 /// Entries in one page answer.
 pub const PAGE_ENTRIES: u64 = 4096;
 
@@ -597,6 +601,9 @@ pub struct Sim {
     pub(crate) advert_parts_at_sample: BTreeMap<&'static str, f64>,
     pub(crate) advert_parts_last_period: (BTreeMap<&'static str, f64>, f64),
     pub(crate) msgs: u64,
+    /// SWIM's counters of the honest nodes that went down, summed (see
+    /// [`Sim::swim_stats`]).
+    pub(crate) swim_stats_gone: slicefed_proto::swim::SwimStats,
     pub(crate) msgs_at_sample: u64,
     pub(crate) up_time_us: u128,
     pub(crate) up_time_at_sample: u128,
@@ -723,6 +730,7 @@ impl Sim {
             advert_parts_at_sample: BTreeMap::new(),
             advert_parts_last_period: Default::default(),
             msgs: 0,
+            swim_stats_gone: Default::default(),
             msgs_at_sample: 0,
             up_time_us: 0,
             up_time_at_sample: 0,
@@ -1083,6 +1091,9 @@ impl Sim {
             // stay on disk; what it was asked and had not answered times out.
             let Live { node, open: o, .. } = *live;
             open = o;
+            if i < self.world.honest {
+                self.swim_stats_gone.add(&node.swim_stats());
+            }
             let index = &self.world.index;
             let listed = node
                 .core()

@@ -159,7 +159,7 @@ pub const ASKS_PER_ACCUSED: usize = 4;
 /// 90 s at 1,000 nodes, against 49 s with votes pushed). Two were tried: at 5,000 nodes
 /// they saved 1.0 KiB a node a minute of 35 and cost 8 s of detection p50 (62 s against
 /// 54 s; 67 s against 57 s at 8,000).
-pub const RELAY_TRANSMISSIONS: u8 = 4;
+pub const RELAY_TRANSMISSIONS: u8 = 2;
 /// Votes of one voter a node holds to pass on at once: a member voting about many
 /// members (honest in a mass failure, or not) cannot fill the relay queue
 /// ([`MAX_RELAYED`]) and hold the others' back; its other votes are counted and asked for.
@@ -232,6 +232,13 @@ fn config(members: usize) -> foca::Config {
     // Another's suspicion is relayed `log10 n` times: only the prober runs its timer (and
     // votes); the others pass it on so that it reaches the suspect, which refutes it.
     c.relayed_suspicion_transmissions = NonZeroU8::new(digits);
+    // A death counted from others' votes is passed on `2 × log10 n` times: every member
+    // that counts it passes it on, so each hears it about that many times over (at
+    // `4 × log10 n`, sixteen `Down`s reached each member per death at 10,000 nodes). Not
+    // `log10 n`: a member that hears no `Down` and no hint finds the death by its own
+    // probe, a round of all members later (probes every 4 s), and at `log10 n` a few did
+    // (up to 57 min at 1,000 nodes); `DECISIONS.md` has the figures.
+    c.applied_down_transmissions = NonZeroU8::new(2u8.saturating_mul(digits));
     c.notify_down_members = false;
     c.periodic_announce = None;
     // News rides on probes and their acks only (no extra gossip rounds): a packet a
@@ -322,6 +329,43 @@ pub struct SwimStats {
     pub asks_sent: u64,
     /// Asks of others this node answered with votes.
     pub asks_answered: u64,
+    /// Copies of others' votes this node passed on in its packets (each
+    /// [`RELAY_TRANSMISSIONS`] times at most).
+    pub votes_relayed: u64,
+    /// Votes this node sent in its answers to asks.
+    pub votes_answered: u64,
+}
+
+impl SwimStats {
+    /// Adds `other`'s counts to these (a simulator's or a sensor's sum over nodes).
+    pub fn add(&mut self, other: &SwimStats) {
+        let SwimStats {
+            sent,
+            sent_bytes,
+            received,
+            refused,
+            updates_filtered,
+            votes_signed,
+            items_refused,
+            declared_dead,
+            asks_sent,
+            asks_answered,
+            votes_relayed,
+            votes_answered,
+        } = other;
+        self.sent += sent;
+        self.sent_bytes += sent_bytes;
+        self.received += received;
+        self.refused += refused;
+        self.updates_filtered += updates_filtered;
+        self.votes_signed += votes_signed;
+        self.items_refused += items_refused;
+        self.declared_dead += declared_dead;
+        self.asks_sent += asks_sent;
+        self.asks_answered += asks_answered;
+        self.votes_relayed += votes_relayed;
+        self.votes_answered += votes_answered;
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -2108,6 +2152,7 @@ impl Swim {
             }
             packet.put_u16(r.vote.len() as u16);
             packet.put_slice(&r.vote);
+            self.stats.votes_relayed += 1;
             if let Some(mut r) = self.relay.pop_front() {
                 r.left = r.left.saturating_sub(1);
                 if r.left > 0 {
@@ -2258,6 +2303,7 @@ impl Swim {
         let items: Vec<&[u8]> = votes.iter().map(Vec::as_slice).collect();
         if self.send_items(to, &items, out) {
             self.stats.asks_answered += 1;
+            self.stats.votes_answered += items.len() as u64;
         }
     }
 
