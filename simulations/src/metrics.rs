@@ -232,6 +232,9 @@ pub struct Metrics {
     pub still_listed_end: u64,
     /// The longest such listing, ms since the crash (0 with none).
     pub still_listed_oldest_ms: f64,
+    /// Of `still_listed_end`, those of crashes once the federation had formed
+    /// ([`crate::sim::FORMED`] into the run), as `detections_formed` counts.
+    pub still_listed_formed_end: u64,
     /// Members dropped by a live node while they were up (false departures).
     pub false_departures: u64,
     /// Members dropped in all.

@@ -329,7 +329,7 @@ impl Sim {
     /// Live honest nodes' listings of members that crashed over [`STILL_LISTED_AFTER`]
     /// ago while the node was up: the drops still to come at the end of the run.
     fn count_still_listed(&mut self) {
-        let (mut count, mut oldest) = (0u64, 0u64);
+        let (mut count, mut formed, mut oldest) = (0u64, 0u64, 0u64);
         for n in self.nodes.iter().take(self.world.honest) {
             let Some(live) = &n.live else { continue };
             for key in live.node.core().members().keys() {
@@ -344,11 +344,13 @@ impl Sim {
                 let age = self.now.saturating_sub(gone.down_since);
                 if !gone.up && n.up_since <= gone.down_since && age > STILL_LISTED_AFTER {
                     count += 1;
+                    formed += u64::from(gone.down_since >= FORMED);
                     oldest = oldest.max(age);
                 }
             }
         }
         self.metrics.still_listed_end = count;
+        self.metrics.still_listed_formed_end = formed;
         self.metrics.still_listed_oldest_ms = oldest as f64 / MS as f64;
     }
 

@@ -132,6 +132,8 @@ pub struct Summary {
     pub still_listed_end: u64,
     /// The oldest of those, ms since the crash.
     pub still_listed_oldest_ms: f64,
+    /// Of those, crashes once the federation had formed (20 minutes into the run).
+    pub still_listed_formed_end: u64,
     /// Drops of a member that was up (false departures), and drops in all.
     pub false_departures: u64,
     /// Drops in all.
@@ -276,6 +278,7 @@ impl Summary {
             detections_formed: m.detections_formed.len(),
             still_listed_end: m.still_listed_end,
             still_listed_oldest_ms: m.still_listed_oldest_ms,
+            still_listed_formed_end: m.still_listed_formed_end,
             false_departures: m.false_departures,
             departures: m.departures,
             restarts: m.reconciled_after_restart.len(),
@@ -302,7 +305,7 @@ impl Summary {
              \x20 traffic per up node per minute: {tot:.1} KiB (adverts {ad:.1}, swim {sw:.1}, checkpoints {cp:.1}, replication {rp:.1}, revocations {rv:.1}, researchers {rs2:.1}, rejected {rj:.1}); {msgs:.1} messages\n\
              \x20 sybils: {sa} accepted, {sr} rejected, {sm} listed as members; zombies max {z}\n\
              \x20 dead node dropped by live members: p50 {d50:.0} ms, p99 {d99:.0} ms, max {dmax:.0} ms; members dropped {dep}, of them up (false) {fd}\n\
-             \x20 the same once formed (crashes from 20 min in, by members up at the crash): p50 {df50:.0} ms, p99 {f99d:.0} ms, max {fmax:.0} ms over {fn_} drops; still listed at the end, crashed over 2 min before: {sl} (oldest {slo:.0} ms)\n\
+             \x20 the same once formed (crashes from 20 min in, by members up at the crash): p50 {df50:.0} ms, p99 {f99d:.0} ms, max {fmax:.0} ms over {fn_} drops; still listed at the end, crashed over 2 min before: {sl} (oldest {slo:.0} ms; {slf} of crashes once formed)\n\
              \x20 returning nodes reconciled with a quorum of members: {rn} restarts, p50 {r50:.0} ms, p99 {r99:.0} ms, max {rmax:.0} ms",
             scenario = self.scenario,
             nodes = self.nodes,
@@ -369,6 +372,7 @@ impl Summary {
             fn_ = self.detections_formed,
             sl = self.still_listed_end,
             slo = self.still_listed_oldest_ms,
+            slf = self.still_listed_formed_end,
             dep = self.departures,
             fd = self.false_departures,
             rn = self.restarts,

@@ -65,14 +65,6 @@ pub struct Config {
     /// refutes it.
     pub relayed_suspicion_transmissions: Option<NonZeroU8>,
 
-    /// slicefed's change: how many times a `Down` update applied through
-    /// [`crate::Foca::apply`] or [`crate::Foca::apply_many`], or heard from another member,
-    /// is passed on (`None`: [`Config::max_transmissions`], as upstream). A `Down` this
-    /// node reaches itself, when a suspicion it raised runs out, keeps
-    /// `max_transmissions`. Every member that learns of a death passes its `Down` on, so
-    /// each member hears it about this many times over.
-    pub applied_down_transmissions: Option<NonZeroU8>,
-
     /// How long a Suspect member is considered active before being
     /// declared Down.
     ///
@@ -218,7 +210,6 @@ impl Config {
 
             max_transmissions: NonZeroU8::new(10).unwrap(),
             relayed_suspicion_transmissions: None,
-            applied_down_transmissions: None,
 
             suspect_to_down_after: Duration::from_secs(3),
             remove_down_after: DEFAULT_REMOVE_DOWN_AFTER,
@@ -260,7 +251,6 @@ impl Config {
 
             max_transmissions: Self::compute_max_tx(cluster_size),
             relayed_suspicion_transmissions: None,
-            applied_down_transmissions: None,
 
             suspect_to_down_after: Self::suspicion_duration(cluster_size, period, 4.0),
             remove_down_after: DEFAULT_REMOVE_DOWN_AFTER,
@@ -304,7 +294,6 @@ impl Config {
 
             max_transmissions: Self::compute_max_tx(cluster_size),
             relayed_suspicion_transmissions: None,
-            applied_down_transmissions: None,
 
             suspect_to_down_after: Self::suspicion_duration(cluster_size, period, 6.0),
             remove_down_after: DEFAULT_REMOVE_DOWN_AFTER,

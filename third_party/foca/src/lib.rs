@@ -1256,15 +1256,12 @@ where
             _ => summary.is_active_now,
         };
 
-        // slicefed's change: another's suspicion, and a death learnt rather than found,
-        // are passed on fewer times (see `Config::relayed_suspicion_transmissions` and
-        // `Config::applied_down_transmissions`).
-        let fewer = match update.state() {
-            State::Suspect => self.config.relayed_suspicion_transmissions,
-            State::Down => self.config.applied_down_transmissions,
-            State::Alive => None,
+        // slicefed's change: another's suspicion is passed on fewer times (see
+        // `Config::relayed_suspicion_transmissions`).
+        let transmissions = match (update.state(), self.config.relayed_suspicion_transmissions) {
+            (State::Suspect, Some(n)) => n,
+            _ => self.config.max_transmissions,
         };
-        let transmissions = fewer.unwrap_or(self.config.max_transmissions);
         self.handle_apply_summary_with(summary, update, do_broadcast, transmissions, runtime)?;
 
         Ok(update_is_active)

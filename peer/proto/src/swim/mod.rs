@@ -152,13 +152,17 @@ pub const MAX_RELAYED: usize = 64;
 pub const ASKS_PER_ACCUSED: usize = 4;
 /// Times a node passes on another's vote (the first [`QUORUM`] voters about a start, while
 /// it has no quorum about it), in room foca leaves in its packets. Few, not foca's
-/// `max_transmissions`: a push to four members each reaches nearly everyone while votes
-/// are scarce, which is what makes the first quorums; whoever it misses hears the `Down`
-/// of those that counted one, or a hint, and asks ([`ASKS_PER_ACCUSED`]). With pull alone
+/// `max_transmissions`: a push to two members each still reaches many while votes are
+/// scarce, which is what makes the first quorums; whoever it misses hears the `Down` of
+/// those that counted one, or a hint, and asks ([`ASKS_PER_ACCUSED`]). With pull alone
 /// the first quorum waited for three voters' `Down`s to meet at one node (detection p50
-/// 90 s at 1,000 nodes, against 49 s with votes pushed). Two were tried: at 5,000 nodes
-/// they saved 1.0 KiB a node a minute of 35 and cost 8 s of detection p50 (62 s against
-/// 54 s; 67 s against 57 s at 8,000).
+/// 90 s at 1,000 nodes, against 49 s with votes pushed). Two, not four: votes are the
+/// part of SWIM's bytes that grows with N (16.9 of 37.6 KiB a node a minute at 10,000
+/// nodes), and most nodes ask anyway (0.85 asks per node per death with four). At
+/// 5,000 nodes two cut votes from 6.9 to 5.1 KiB a node a minute for 8 s of detection
+/// p50 (62 s against 55 s), with p99 and max within 11 s; relaying once made every drop
+/// at 3,000 nodes over half an hour p50 83 s and p99 480 s (56 s and 213 s with four).
+/// Figures in `DECISIONS.md`.
 pub const RELAY_TRANSMISSIONS: u8 = 2;
 /// Votes of one voter a node holds to pass on at once: a member voting about many
 /// members (honest in a mass failure, or not) cannot fill the relay queue
@@ -232,13 +236,6 @@ fn config(members: usize) -> foca::Config {
     // Another's suspicion is relayed `log10 n` times: only the prober runs its timer (and
     // votes); the others pass it on so that it reaches the suspect, which refutes it.
     c.relayed_suspicion_transmissions = NonZeroU8::new(digits);
-    // A death counted from others' votes is passed on `2 × log10 n` times: every member
-    // that counts it passes it on, so each hears it about that many times over (at
-    // `4 × log10 n`, sixteen `Down`s reached each member per death at 10,000 nodes). Not
-    // `log10 n`: a member that hears no `Down` and no hint finds the death by its own
-    // probe, a round of all members later (probes every 4 s), and at `log10 n` a few did
-    // (up to 57 min at 1,000 nodes); `DECISIONS.md` has the figures.
-    c.applied_down_transmissions = NonZeroU8::new(2u8.saturating_mul(digits));
     c.notify_down_members = false;
     c.periodic_announce = None;
     // News rides on probes and their acks only (no extra gossip rounds): a packet a

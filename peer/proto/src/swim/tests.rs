@@ -1538,37 +1538,3 @@ fn a_suspicion_heard_from_another_member_is_passed_on_log10_n_times_only() {
     net.run(net.now + 120_000);
     assert!(net.all_declared(suspect, &[]), "{:?}", net.dead);
 }
-
-#[test]
-fn a_death_counted_from_others_votes_is_passed_on_half_as_often() {
-    // Twelve nodes, as above: foca passes its own news on `4 × ⌈log10 11⌉` = 8 times, and
-    // a `Down` this node counted from others' votes `2 × ⌈log10 11⌉` = 4 times. Node 4
-    // counts a quorum; the `Down` goes out in at most 2 of its packets over 30 s (in 4 with
-    // foca's full count). Every member that counts the votes passes the `Down` on, so each
-    // still hears it several times over.
-    let mut net = Net::new(12);
-    net.run(10_000);
-    let (holder, victim) = (4, 5);
-    let victim_id = net.nodes[victim].me();
-    net.up[victim] = false;
-    net.recording = Some(holder);
-    quorum_counted_at(&mut net, holder, victim_id);
-    net.run(net.now + 30_000);
-    let sent = net.recorded.len();
-    let relayed = net
-        .recorded
-        .iter()
-        .filter(|p| says(p, &victim_id, State::Down))
-        .count();
-    assert!(
-        sent > 8,
-        "node {holder} sent {sent} packets: too few to tell 2 from 8"
-    );
-    assert!(
-        (1..=2).contains(&relayed),
-        "the death went out in {relayed} of {sent} packets"
-    );
-    // The news still gets through: every member declares the victim dead.
-    net.run(net.now + 120_000);
-    assert!(net.all_declared(victim, &[]), "{:?}", net.dead);
-}
