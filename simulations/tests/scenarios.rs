@@ -96,6 +96,13 @@ fn the_short_scenario_keeps_every_promise() {
         "detection max {} ms",
         s.detection_max_ms
     );
+    // And no drop is still to come at the end (the figures above count only drops that
+    // happened): no live node lists a member that crashed over two minutes before.
+    assert_eq!(
+        s.still_listed_end, 0,
+        "members still listed at the end, the oldest crashed {} ms before",
+        s.still_listed_oldest_ms
+    );
     // A returning node has reconciled with a quorum of members within 10 simulated
     // seconds, and a node that was down when a revocation was published holds it as soon.
     assert!(s.restarts > 0);
