@@ -333,12 +333,7 @@ impl Sim {
         for n in self.nodes.iter().take(self.world.honest) {
             let Some(live) = &n.live else { continue };
             for key in live.node.core().members().keys() {
-                let Some(gone) = self
-                    .world
-                    .index
-                    .get(key)
-                    .and_then(|&j| self.nodes.get(j as usize))
-                else {
+                let Some(gone) = self.world.index.get(key).and_then(|&j| self.nodes.get(j)) else {
                     continue;
                 };
                 let age = self.now.saturating_sub(gone.down_since);
