@@ -233,7 +233,8 @@ pub struct Metrics {
     /// The longest such listing, ms since the crash (0 with none).
     pub still_listed_oldest_ms: f64,
     /// Of `still_listed_end`, those of crashes once the federation had formed
-    /// ([`crate::sim::FORMED`] into the run), as `detections_formed` counts.
+    /// ([`crate::sim::FORMED`] into the run or later; unlike `detections_formed`, crashes
+    /// in the run's last [`crate::sim::FORMED`] count too).
     pub still_listed_formed_end: u64,
     /// Members dropped by a live node while they were up (false departures).
     pub false_departures: u64,

@@ -97,7 +97,9 @@ fn the_short_scenario_keeps_every_promise() {
         s.detection_max_ms
     );
     // And no drop is still to come at the end (the figures above count only drops that
-    // happened): no live node lists a member that crashed over two minutes before.
+    // happened): no live node that was up at a crash over two minutes before still lists
+    // the member that crashed (seeds 1-25 all 0; at 5,000 nodes the listings left were
+    // all of crashes before the federation formed).
     assert_eq!(
         s.still_listed_end, 0,
         "members still listed at the end, the oldest crashed {} ms before",

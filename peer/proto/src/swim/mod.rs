@@ -137,9 +137,10 @@ pub const MAX_RELAYED: usize = 64;
 /// (members that send `Down` and answer nothing cost a node this many asks and one
 /// suspicion's time, then it asks others).
 ///
-/// Votes are pulled, not pushed on. A voter spreads its own vote; nobody relays another's
-/// (each vote relayed by every node `max_transmissions` times was ~7 KB per node per death,
-/// most of SWIM's bytes, and deaths grow with the federation). What spreads instead is
+/// Votes are pulled, mostly, not pushed on. A voter spreads its own vote; others pass on
+/// only the first few, [`RELAY_TRANSMISSIONS`] times (each vote relayed by every node
+/// `max_transmissions` times was ~7 KB per node per death, most of SWIM's bytes, and
+/// deaths grow with the federation). What spreads instead is
 /// foca's `Down` about the accused, which a member sends only when it holds it down itself
 /// (its own suspicion ran out and it voted, or it counted a quorum): a node that hears one
 /// from a third party reads it as a suspicion and asks that member for the votes it holds
@@ -160,7 +161,7 @@ pub const ASKS_PER_ACCUSED: usize = 4;
 /// part of SWIM's bytes that grows with N (16.9 of 37.6 KiB a node a minute at 10,000
 /// nodes), and most nodes ask anyway (0.85 asks per node per death with four). At
 /// 5,000 nodes two cut votes from 6.9 to 5.1 KiB a node a minute for 8 s of detection
-/// p50 (62 s against 55 s), with p99 and max within 11 s; relaying once made every drop
+/// p50 (62 s against 55 s), with p99 and max within 12 s; relaying once made every drop
 /// at 3,000 nodes over half an hour p50 83 s and p99 480 s (56 s and 213 s with four).
 /// Figures in `DECISIONS.md`.
 pub const RELAY_TRANSMISSIONS: u8 = 2;

@@ -1480,7 +1480,7 @@ fn the_member_table_finds_members_by_prefix_and_lists_one_key_per_prefix() {
     ));
 }
 
-/// Whether a wire packet carries a `Suspect` update about `member`.
+/// Whether a wire packet carries an update saying `state` about `member`.
 fn says(wire: &[u8], member: &SwimId, state: State) -> bool {
     let Ok((header, len)) = codec::wire_header(wire) else {
         return false;
