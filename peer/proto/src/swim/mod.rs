@@ -163,7 +163,8 @@ pub const ASKS_PER_ACCUSED: usize = 4;
 /// 5,000 nodes two cut votes from 6.9 to 5.1 KiB a node a minute for 8 s of detection
 /// p50 (62 s against 55 s), with p99 and max within 12 s; relaying once made every drop
 /// at 3,000 nodes over half an hour p50 83 s and p99 480 s (56 s and 213 s with four).
-/// Figures in `DECISIONS.md`.
+/// At 10,000 nodes: adverts + SWIM 1.18 → 0.99 KiB/s, detection p99 83 → 109 s (goal
+/// 120). Figures in `DECISIONS.md`.
 pub const RELAY_TRANSMISSIONS: u8 = 2;
 /// Votes of one voter a node holds to pass on at once: a member voting about many
 /// members (honest in a mass failure, or not) cannot fill the relay queue
