@@ -959,6 +959,11 @@ fn a_node_that_hears_a_member_is_down_asks_for_the_votes_and_counts_them() {
     assert!(e.contains(&SwimEvent::Dead(victim.key)), "{e:?}");
     assert_eq!(net.nodes[asker].stats().asks_sent, 2);
     assert_eq!(net.nodes[holder].stats().asks_answered, 1);
+    assert_eq!(
+        net.nodes[holder].stats().votes_answered,
+        3,
+        "the quorum it holds"
+    );
     // Counted, the votes are not passed on by the asker either.
     assert_eq!(net.nodes[asker].foca.custom_broadcast_backlog(), 0);
 }
@@ -1537,4 +1542,37 @@ fn a_suspicion_heard_from_another_member_is_passed_on_log10_n_times_only() {
     // The news still gets through: the suspect, down, is declared dead by the others.
     net.run(net.now + 120_000);
     assert!(net.all_declared(suspect, &[]), "{:?}", net.dead);
+}
+
+#[test]
+fn another_members_vote_goes_out_relay_transmissions_times_and_is_counted() {
+    // One vote queued to pass on: it rides in the next `RELAY_TRANSMISSIONS` packets (two),
+    // then in none, and the node counts each copy it relayed.
+    let mut net = Net::new(6);
+    net.run(10_000);
+    let now = net.now;
+    let accused = net.nodes[5].me();
+    let voter = key(42);
+    let vote = vote_bytes(&voter, &accused, now);
+    net.nodes[1].shared().now_ms = now;
+    net.nodes[1].queue_relay(Relay {
+        accused,
+        voter: voter.public(),
+        vote: vote.clone(),
+        left: RELAY_TRANSMISSIONS,
+    });
+    let before = net.nodes[1].stats().votes_relayed;
+    let carrying = (0..6)
+        .filter(|_| {
+            let mut packet = vec![0u8; 100];
+            net.nodes[1].add_relayed_votes(&mut packet);
+            packet.len() == 100 + 2 + vote.len()
+        })
+        .count();
+    assert_eq!(carrying, usize::from(RELAY_TRANSMISSIONS));
+    assert_eq!(
+        net.nodes[1].stats().votes_relayed - before,
+        u64::from(RELAY_TRANSMISSIONS)
+    );
+    assert!(net.nodes[1].relay.is_empty(), "sent its count, it is gone");
 }
