@@ -36,17 +36,30 @@ fn federation(sh: &Shell, n: usize, equivocate: Option<usize>) -> Vec<Node> {
     }
     let boot = nodes[0].addr.clone();
     let formed = std::time::Instant::now();
-    wait("every member with an address", 60, || {
-        let r = sh.run(&["nodes", "list", "--node", &boot, "--json"]);
-        (r.code == 0
+    let complete = |r: &common::Run| {
+        r.code == 0
             && r.json().as_array().is_some_and(|rows| {
                 rows.len() == n
                     && rows
                         .iter()
                         .all(|x| x["addrs"].as_array().is_some_and(|a| !a.is_empty()))
-            }))
-        .then_some(())
-    });
+            })
+    };
+    while !complete(&sh.run(&["nodes", "list", "--node", &boot, "--json"])) {
+        if formed.elapsed() > Duration::from_secs(60) {
+            // What each node lists, so that a failure in CI says which member is missing
+            // where (the daemons log nothing).
+            for node in &nodes {
+                let r = sh.run(&["nodes", "list", "--node", &node.addr, "--json"]);
+                eprintln!(
+                    "{} lists (exit {}): {}{}",
+                    node.dir, r.code, r.stdout, r.stderr
+                );
+            }
+            panic!("timed out waiting for every member with an address");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
     eprintln!("membership formed in {:?}", formed.elapsed());
     nodes
 }

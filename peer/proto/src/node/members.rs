@@ -311,10 +311,7 @@ impl Node {
         out: &mut Vec<Effect>,
     ) -> bool {
         let node = id.key;
-        let refused_lately = self
-            .credential_refused
-            .get(&node)
-            .is_some_and(|at| now_ms.saturating_sub(*at) < CREDENTIAL_RETRY_MS);
+        let refused_lately = self.credential_held_off(&node, now_ms);
         let l = &self.learning;
         if node == self.swim.me().key
             || node == via

@@ -578,6 +578,23 @@ pub const FULL_ADVERTS: u32 = 3;
 /// A node whose credential was refused (or not given) is not asked again for this long.
 pub const CREDENTIAL_RETRY_MS: u64 = 600_000;
 
+/// A node known only from its SWIM packets whose credential ask got no answer at all (the
+/// connection it rode closed, a dial failed, a timeout) is asked again after this long,
+/// doubling with each unanswered ask up to [`CREDENTIAL_RETRY_MS`]. A transport failure is
+/// not a refusal: under load a newcomer's first connection can drop, and holding it off
+/// for ten minutes left it unlisted (a CI run's four-node federation did not form in
+/// 60 s). A Sybil that never answers still costs at most one ask per back-off.
+pub const CREDENTIAL_UNANSWERED_RETRY_MS: u64 = 5_000;
+
+/// Why, and until when, a node's credential is not asked for.
+#[derive(Clone, Copy, Debug)]
+struct HeldOff {
+    /// Not asked before this time.
+    until_ms: u64,
+    /// Asks in a row that got no answer (0 for a refusal); the next wait doubles with it.
+    unanswered: u32,
+}
+
 /// Members a restarting node reconciles with at once before it restores.
 const RESTORE_ASKED: usize = 2 * RESTORE_QUORUM;
 /// Least time between two reconciliations a node out of touch starts as connections to
@@ -627,9 +644,9 @@ pub struct Node {
     /// Senders of SWIM packets that are not members yet, with the bump they named, while
     /// their credential is asked for (bounded by the requests in flight).
     swim_unknown: BTreeMap<PublicKey, u64>,
-    /// Nodes whose credential was refused or not given, and when (bounded by
-    /// [`MAX_ASKED`]).
-    credential_refused: BTreeMap<PublicKey, u64>,
+    /// Nodes whose credential was refused, not given or not answered, and until when they
+    /// are not asked again (bounded by [`MAX_ASKED`]).
+    credential_refused: BTreeMap<PublicKey, HeldOff>,
     /// The time of the input being handled.
     now_ms: u64,
     /// The wake last asked of the router.
@@ -911,10 +928,7 @@ impl Node {
             .asked
             .values()
             .any(|a| matches!(a, Asked::Credential { node, .. } if *node == peer));
-        let refused_lately = self
-            .credential_refused
-            .get(&peer)
-            .is_some_and(|at| self.now_ms.saturating_sub(*at) < CREDENTIAL_RETRY_MS);
+        let refused_lately = self.credential_held_off(&peer, self.now_ms);
         if self.core.members().contains_key(&peer) {
             return self.reconcile_on_return(peer, out);
         }
@@ -1130,10 +1144,7 @@ impl Node {
             .asked
             .values()
             .any(|a| matches!(a, Asked::Credential { node: n, .. } if *n == node));
-        let refused_lately = self
-            .credential_refused
-            .get(&node)
-            .is_some_and(|at| self.now_ms.saturating_sub(*at) < CREDENTIAL_RETRY_MS);
+        let refused_lately = self.credential_held_off(&node, self.now_ms);
         if asking || refused_lately || self.asked.len() >= MAX_ASKED / 2 {
             return false;
         }
@@ -1157,7 +1168,12 @@ impl Node {
         out: &mut Vec<Effect>,
     ) {
         let Some(a) = advert else {
-            // A SWIM sender: listed under the start its packet named.
+            // A SWIM sender: listed under the start its packet named. One listed meanwhile
+            // (its advert came first) is not refused for the race.
+            if self.core.members().contains_key(&node) {
+                self.swim_unknown.remove(&node);
+                return;
+            }
             if let Some(start) = self.swim_unknown.remove(&node)
                 && !self.admit_learnt(now_ms, node, start, bytes, shared, out)
             {
@@ -1181,14 +1197,56 @@ impl Node {
     /// `node` gave no credential, or one that was refused: not asked again for
     /// [`CREDENTIAL_RETRY_MS`] (a Sybil's packets and adverts cost it, not this node).
     fn credential_refused(&mut self, now_ms: u64, node: PublicKey) {
+        self.hold_off_credential(
+            node,
+            HeldOff {
+                until_ms: now_ms.saturating_add(CREDENTIAL_RETRY_MS),
+                unanswered: 0,
+            },
+        );
+    }
+
+    /// `node`, known only from its SWIM packets, did not answer its credential ask: asked
+    /// again after [`CREDENTIAL_UNANSWERED_RETRY_MS`], doubled for each unanswered ask in a
+    /// row, at most [`CREDENTIAL_RETRY_MS`].
+    fn credential_unanswered(&mut self, now_ms: u64, node: PublicKey) {
+        let unanswered = self
+            .credential_refused
+            .get(&node)
+            .map_or(0, |h| h.unanswered)
+            .saturating_add(1);
+        let wait = CREDENTIAL_UNANSWERED_RETRY_MS
+            .saturating_mul(1u64 << unanswered.saturating_sub(1).min(16))
+            .min(CREDENTIAL_RETRY_MS);
+        self.hold_off_credential(
+            node,
+            HeldOff {
+                until_ms: now_ms.saturating_add(wait),
+                unanswered,
+            },
+        );
+    }
+
+    fn hold_off_credential(&mut self, node: PublicKey, held: HeldOff) {
         self.swim_unknown.remove(&node);
-        if self.credential_refused.len() >= MAX_ASKED {
-            self.credential_refused
-                .retain(|_, at| now_ms.saturating_sub(*at) < CREDENTIAL_RETRY_MS);
+        let now_ms = self.now_ms;
+        if self.credential_refused.len() >= MAX_ASKED
+            && !self.credential_refused.contains_key(&node)
+        {
+            self.credential_refused.retain(|_, h| now_ms < h.until_ms);
         }
-        if self.credential_refused.len() < MAX_ASKED {
-            self.credential_refused.insert(node, now_ms);
+        if self.credential_refused.len() < MAX_ASKED || self.credential_refused.contains_key(&node)
+        {
+            self.credential_refused.insert(node, held);
         }
+    }
+
+    /// Whether `node`'s credential is not to be asked for now (refused, or unanswered
+    /// lately).
+    pub(super) fn credential_held_off(&self, node: &PublicKey, now_ms: u64) -> bool {
+        self.credential_refused
+            .get(node)
+            .is_some_and(|h| now_ms < h.until_ms)
     }
 
     /// What follows a judged advert: the core's outputs carried out, the member probed
@@ -1648,7 +1706,7 @@ impl Node {
             // refused (a Sybil that never answers must not hold the asks).
             Some(Asked::Credential { node, advert }) => {
                 if advert.is_none() {
-                    self.credential_refused(self.now_ms, node);
+                    self.credential_unanswered(self.now_ms, node);
                 }
                 self.swim_unknown.remove(&node);
             }
@@ -1773,6 +1831,8 @@ impl Node {
                     }
                 }
                 Output::Joined(k) => {
+                    // Admitted: no hold-off from an earlier ask outlives that.
+                    self.credential_refused.remove(&k);
                     self.witnessing.joined(&k);
                     if self.witnessing.needs_rebuild() {
                         self.witnessing.rebuild(self.core.members());

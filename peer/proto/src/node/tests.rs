@@ -1532,7 +1532,90 @@ fn two_nodes_that_connect_ask_each_others_credential_without_adverts() {
 }
 
 #[test]
-fn a_stranger_that_keeps_connecting_gets_one_hello_until_its_refusal_expires() {
+fn a_stranger_that_never_answers_is_asked_again_ever_more_slowly() {
+    let mut a = machine(9);
+    let stranger = key(77).public();
+    let hellos = |e: &[Effect]| {
+        e.iter()
+            .filter(|x| matches!(x, Effect::Send { to, request: Request::Swim(_), .. } if *to == stranger))
+            .count()
+    };
+    // The stranger reconnects every second for over twenty minutes; each hello gets its bare
+    // ack, which makes `a` ask its credential; the ask never gets an answer (a Sybil, or a
+    // connection that keeps dropping).
+    let mut asked_at = vec![];
+    for t in (0..1_300_000).step_by(1_000) {
+        let now = NOW + t;
+        let e = a.handle(now, Input::Connected { peer: stranger });
+        if hellos(&e) == 0 {
+            continue;
+        }
+        let ack = crate::swim::Swim::new(&key(77), NOW, 1).hello(key(9).public());
+        let Some(crate::swim::SwimEvent::Send { data, .. }) = ack.into_iter().next() else {
+            panic!("no packet");
+        };
+        let e = a.handle(
+            now,
+            Input::Request {
+                reply: t,
+                from: Some(stranger),
+                request: Request::Swim(data),
+            },
+        );
+        let token = credential_ask(&e).expect("credential asked");
+        asked_at.push(t);
+        a.handle(now, Input::NoAnswer { token });
+    }
+    // Not held off for ten minutes at the first failure (a newcomer's dropped connection
+    // must not keep it out), but each wait doubles, up to the refusal's: the stranger costs
+    // a handful of asks, not one a connection.
+    let gaps: Vec<u64> = asked_at.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(
+        gaps,
+        [
+            5_000, 10_000, 20_000, 40_000, 80_000, 160_000, 320_000, 600_000
+        ],
+        "asked at {asked_at:?}"
+    );
+}
+
+#[test]
+fn a_node_listed_by_its_advert_while_its_credential_was_asked_is_not_refused_for_the_race() {
+    let mut a = machine(9);
+    let b = key(4).public();
+    // b's SWIM packet comes first: `a` asks its credential.
+    let hello = crate::swim::Swim::new(&key(4), NOW, 1).hello(key(9).public());
+    let Some(crate::swim::SwimEvent::Send { data, .. }) = hello.into_iter().next() else {
+        panic!("no packet");
+    };
+    let e = a.handle(
+        NOW,
+        Input::Request {
+            reply: 1,
+            from: Some(b),
+            request: Request::Swim(data),
+        },
+    );
+    let token = credential_ask(&e).expect("credential asked");
+    // Its full advert lists it before the answer comes.
+    join(&mut a, &[4], NOW + 1);
+    a.handle(
+        NOW + 2,
+        Input::Answer {
+            token,
+            response: Response::Credential {
+                credential: node_credential(4),
+                addrs: vec![],
+            },
+        },
+    );
+    assert!(a.core.members().contains_key(&b));
+    // The late answer is no refusal: were b expelled, it could come back at once.
+    assert!(!a.credential_held_off(&b, NOW + 3));
+}
+
+#[test]
+fn a_stranger_whose_credential_is_refused_is_not_asked_again_for_ten_minutes() {
     let mut a = machine(9);
     let stranger = key(77).public();
     let hellos = |e: &[Effect]| {
@@ -1542,7 +1625,6 @@ fn a_stranger_that_keeps_connecting_gets_one_hello_until_its_refusal_expires() {
     };
     let e = a.handle(NOW, Input::Connected { peer: stranger });
     assert_eq!(hellos(&e), 1);
-    // Its bare ack makes `a` ask its credential; it never gives one (a Sybil).
     let ack = crate::swim::Swim::new(&key(77), NOW, 1).hello(key(9).public());
     let Some(crate::swim::SwimEvent::Send { data, .. }) = ack.into_iter().next() else {
         panic!("no packet");
@@ -1556,11 +1638,21 @@ fn a_stranger_that_keeps_connecting_gets_one_hello_until_its_refusal_expires() {
         },
     );
     let token = credential_ask(&e).expect("credential asked");
-    a.handle(NOW + 2, Input::NoAnswer { token });
+    // It answers with bytes that are no credential.
+    a.handle(
+        NOW + 2,
+        Input::Answer {
+            token,
+            response: Response::Credential {
+                credential: b"not a credential".to_vec(),
+                addrs: vec![],
+            },
+        },
+    );
     // Reconnecting again and again costs nothing more for ten minutes.
-    for t in 0..50 {
+    for t in (0..CREDENTIAL_RETRY_MS).step_by(10_000) {
         let e = a.handle(NOW + 3 + t, Input::Connected { peer: stranger });
-        assert_eq!(hellos(&e), 0, "connection {t}");
+        assert_eq!(hellos(&e), 0, "connection at {t} ms");
     }
     let later = NOW + CREDENTIAL_RETRY_MS + 10;
     assert_eq!(
