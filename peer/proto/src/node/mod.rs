@@ -591,7 +591,8 @@ pub const CREDENTIAL_UNANSWERED_RETRY_MS: u64 = 5_000;
 struct HeldOff {
     /// Not asked before this time.
     until_ms: u64,
-    /// Asks in a row that got no answer (0 for a refusal); the next wait doubles with it.
+    /// Asks that got no answer since the node was last admitted; the next wait doubles
+    /// with it.
     unanswered: u32,
 }
 
@@ -1197,11 +1198,17 @@ impl Node {
     /// `node` gave no credential, or one that was refused: not asked again for
     /// [`CREDENTIAL_RETRY_MS`] (a Sybil's packets and adverts cost it, not this node).
     fn credential_refused(&mut self, now_ms: u64, node: PublicKey) {
+        // The count of unanswered asks survives a refusal (only an admission clears it):
+        // a Sybil that alternates refusals and silence must not restart the doubling.
+        let unanswered = self
+            .credential_refused
+            .get(&node)
+            .map_or(0, |h| h.unanswered);
         self.hold_off_credential(
             node,
             HeldOff {
                 until_ms: now_ms.saturating_add(CREDENTIAL_RETRY_MS),
-                unanswered: 0,
+                unanswered,
             },
         );
     }
@@ -1210,6 +1217,12 @@ impl Node {
     /// again after [`CREDENTIAL_UNANSWERED_RETRY_MS`], doubled for each unanswered ask in a
     /// row, at most [`CREDENTIAL_RETRY_MS`].
     fn credential_unanswered(&mut self, now_ms: u64, node: PublicKey) {
+        // A node listed meanwhile (its advert came first) is not held off for an ask
+        // that raced its admission: were it expelled, it could not come back at once.
+        if self.core.members().contains_key(&node) {
+            self.swim_unknown.remove(&node);
+            return;
+        }
         let unanswered = self
             .credential_refused
             .get(&node)
@@ -1563,6 +1576,9 @@ impl Node {
                         out.push(Effect::Addresses { node, addrs });
                     }
                 }
+                // An error answer ("busy": an honest newcomer over its request quota) is
+                // no refusal of a credential: asked again after a back-off.
+                Response::Error(_) => self.credential_unanswered(now_ms, node),
                 _ => self.credential_refused(now_ms, node),
             },
             Some(Asked::MemberList { member }) => {

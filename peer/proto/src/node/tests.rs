@@ -1531,50 +1531,94 @@ fn two_nodes_that_connect_ask_each_others_credential_without_adverts() {
     assert!(swim_to(&e, 4).is_none());
 }
 
-#[test]
-fn a_stranger_that_never_answers_is_asked_again_ever_more_slowly() {
-    let mut a = machine(9);
-    let stranger = key(77).public();
-    let hellos = |e: &[Effect]| {
-        e.iter()
-            .filter(|x| matches!(x, Effect::Send { to, request: Request::Swim(_), .. } if *to == stranger))
-            .count()
+/// A SWIM packet from node `n` (a bare hello, as a node just started sends) to `to`.
+fn swim_packet(n: u8, to: u8) -> Vec<u8> {
+    let hello = crate::swim::Swim::new(&key(n), NOW, 1).hello(key(to).public());
+    let Some(crate::swim::SwimEvent::Send { data, .. }) = hello.into_iter().next() else {
+        panic!("no packet");
     };
-    // The stranger reconnects every second for over twenty minutes; each hello gets its bare
-    // ack, which makes `a` ask its credential; the ask never gets an answer (a Sybil, or a
-    // connection that keeps dropping).
+    data
+}
+
+/// Drives a stranger (key 77) at `a` every second for `secs` seconds: it connects and
+/// sends a SWIM packet (the cheaper path: no reconnect needed); each credential ask it
+/// gets is answered by `answer(nth ask)` (`None`: no answer at all). Returns the seconds
+/// at which it was asked.
+fn drive_stranger(
+    a: &mut Node,
+    secs: u64,
+    mut answer: impl FnMut(usize) -> Option<Response>,
+) -> Vec<u64> {
+    let stranger = key(77).public();
     let mut asked_at = vec![];
-    for t in (0..1_300_000).step_by(1_000) {
-        let now = NOW + t;
-        let e = a.handle(now, Input::Connected { peer: stranger });
-        if hellos(&e) == 0 {
-            continue;
-        }
-        let ack = crate::swim::Swim::new(&key(77), NOW, 1).hello(key(9).public());
-        let Some(crate::swim::SwimEvent::Send { data, .. }) = ack.into_iter().next() else {
-            panic!("no packet");
-        };
-        let e = a.handle(
+    for t in 0..secs {
+        let now = NOW + t * 1_000;
+        let mut e = a.handle(now, Input::Connected { peer: stranger });
+        e.extend(a.handle(
             now,
             Input::Request {
                 reply: t,
                 from: Some(stranger),
-                request: Request::Swim(data),
+                request: Request::Swim(swim_packet(77, 9)),
             },
-        );
-        let token = credential_ask(&e).expect("credential asked");
+        ));
+        let Some(token) = credential_ask(&e) else {
+            continue;
+        };
+        let input = match answer(asked_at.len()) {
+            Some(response) => Input::Answer { token, response },
+            None => Input::NoAnswer { token },
+        };
         asked_at.push(t);
-        a.handle(now, Input::NoAnswer { token });
+        a.handle(now, input);
     }
-    // Not held off for ten minutes at the first failure (a newcomer's dropped connection
-    // must not keep it out), but each wait doubles, up to the refusal's: the stranger costs
-    // a handful of asks, not one a connection.
-    let gaps: Vec<u64> = asked_at.windows(2).map(|w| w[1] - w[0]).collect();
+    asked_at
+}
+
+fn gaps(at: &[u64]) -> Vec<u64> {
+    at.windows(2).map(|w| w[1] - w[0]).collect()
+}
+
+#[test]
+fn a_stranger_that_never_answers_is_asked_again_ever_more_slowly() {
+    let mut a = machine(9);
+    // It connects and sends a packet every second for over twenty minutes; no ask gets
+    // an answer (a Sybil, or a connection that keeps dropping). Not held off for ten
+    // minutes at the first failure (a newcomer's dropped connection must not keep it
+    // out), but each wait doubles, up to the refusal's: a handful of asks, not one a
+    // packet.
+    let asked_at = drive_stranger(&mut a, 1_300, |_| None);
     assert_eq!(
-        gaps,
-        [
-            5_000, 10_000, 20_000, 40_000, 80_000, 160_000, 320_000, 600_000
-        ],
+        gaps(&asked_at),
+        [5, 10, 20, 40, 80, 160, 320, 600],
+        "asked at {asked_at:?}"
+    );
+}
+
+#[test]
+fn a_busy_answer_is_asked_again_soon_and_a_refusal_does_not_restart_the_doubling() {
+    // An error answer ("busy") is treated as no answer, not as a refusal.
+    let mut a = machine(9);
+    let busy = || Some(Response::Error("busy".into()));
+    let asked_at = drive_stranger(&mut a, 40, |_| busy());
+    assert_eq!(gaps(&asked_at), [5, 10, 20], "asked at {asked_at:?}");
+    // A Sybil that alternates silence and refusals: three silences (5, 10, 20 s), a
+    // refusal (10 minutes), then silence again waits 40 s, not 5 s.
+    let mut a = machine(9);
+    let not_a_credential = || {
+        Some(Response::Credential {
+            credential: b"not a credential".to_vec(),
+            addrs: vec![],
+        })
+    };
+    let asked_at = drive_stranger(
+        &mut a,
+        700,
+        |n| if n == 3 { not_a_credential() } else { None },
+    );
+    assert_eq!(
+        gaps(&asked_at),
+        [5, 10, 20, 600, 40],
         "asked at {asked_at:?}"
     );
 }
@@ -1612,6 +1656,26 @@ fn a_node_listed_by_its_advert_while_its_credential_was_asked_is_not_refused_for
     assert!(a.core.members().contains_key(&b));
     // The late answer is no refusal: were b expelled, it could come back at once.
     assert!(!a.credential_held_off(&b, NOW + 3));
+    // Nor is a late "no answer" or error answer to the same race.
+    for late in [None, Some(Response::Error("busy".into()))] {
+        let mut a = machine(9);
+        let e = a.handle(
+            NOW,
+            Input::Request {
+                reply: 1,
+                from: Some(b),
+                request: Request::Swim(swim_packet(4, 9)),
+            },
+        );
+        let token = credential_ask(&e).expect("credential asked");
+        join(&mut a, &[4], NOW + 1);
+        let input = match late {
+            Some(response) => Input::Answer { token, response },
+            None => Input::NoAnswer { token },
+        };
+        a.handle(NOW + 2, input);
+        assert!(!a.credential_held_off(&b, NOW + 3));
+    }
 }
 
 #[test]
