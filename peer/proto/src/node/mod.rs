@@ -925,15 +925,17 @@ impl Node {
     /// only on change). Not for a node whose credential was refused lately or is being
     /// asked for.
     fn connected(&mut self, peer: PublicKey, out: &mut Vec<Effect>) {
-        let asking = self
-            .asked
-            .values()
-            .any(|a| matches!(a, Asked::Credential { node, .. } if *node == peer));
-        let refused_lately = self.credential_held_off(&peer, self.now_ms);
         if self.core.members().contains_key(&peer) {
             return self.reconcile_on_return(peer, out);
         }
-        if asking || refused_lately {
+        // Checked before the scan of the asks in flight (up to `MAX_ASKED`), which a
+        // stranger's reconnects would otherwise cost each time.
+        if self.credential_held_off(&peer, self.now_ms)
+            || self
+                .asked
+                .values()
+                .any(|a| matches!(a, Asked::Credential { node, .. } if *node == peer))
+        {
             return;
         }
         let events = self.swim.hello(peer);
