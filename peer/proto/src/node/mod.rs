@@ -647,7 +647,7 @@ pub struct Node {
     swim_unknown: BTreeMap<PublicKey, u64>,
     /// Nodes whose credential was refused, not given or not answered, and until when they
     /// are not asked again (bounded by [`MAX_ASKED`]).
-    credential_refused: BTreeMap<PublicKey, HeldOff>,
+    credential_hold_offs: BTreeMap<PublicKey, HeldOff>,
     /// The time of the input being handled.
     now_ms: u64,
     /// The wake last asked of the router.
@@ -704,7 +704,7 @@ impl Node {
         Node {
             swim,
             swim_unknown: BTreeMap::new(),
-            credential_refused: BTreeMap::new(),
+            credential_hold_offs: BTreeMap::new(),
             now_ms,
             wake_asked: None,
             core,
@@ -928,14 +928,7 @@ impl Node {
         if self.core.members().contains_key(&peer) {
             return self.reconcile_on_return(peer, out);
         }
-        // Checked before the scan of the asks in flight (up to `MAX_ASKED`), which a
-        // stranger's reconnects would otherwise cost each time.
-        if self.credential_held_off(&peer, self.now_ms)
-            || self
-                .asked
-                .values()
-                .any(|a| matches!(a, Asked::Credential { node, .. } if *node == peer))
-        {
+        if self.credential_held_off_or_asked(&peer) {
             return;
         }
         let events = self.swim.hello(peer);
@@ -1143,12 +1136,7 @@ impl Node {
         advert: Option<&AdvertBody>,
         out: &mut Vec<Effect>,
     ) -> bool {
-        let asking = self
-            .asked
-            .values()
-            .any(|a| matches!(a, Asked::Credential { node: n, .. } if *n == node));
-        let refused_lately = self.credential_held_off(&node, self.now_ms);
-        if asking || refused_lately || self.asked.len() >= MAX_ASKED / 2 {
+        if self.asked.len() >= MAX_ASKED / 2 || self.credential_held_off_or_asked(&node) {
             return false;
         }
         let asked = Asked::Credential {
@@ -1203,7 +1191,7 @@ impl Node {
         // The count of unanswered asks survives a refusal (only an admission clears it):
         // a Sybil that alternates refusals and silence must not restart the doubling.
         let unanswered = self
-            .credential_refused
+            .credential_hold_offs
             .get(&node)
             .map_or(0, |h| h.unanswered);
         self.hold_off_credential(
@@ -1226,7 +1214,7 @@ impl Node {
             return;
         }
         let unanswered = self
-            .credential_refused
+            .credential_hold_offs
             .get(&node)
             .map_or(0, |h| h.unanswered)
             .saturating_add(1);
@@ -1245,23 +1233,33 @@ impl Node {
     fn hold_off_credential(&mut self, node: PublicKey, held: HeldOff) {
         self.swim_unknown.remove(&node);
         let now_ms = self.now_ms;
-        if self.credential_refused.len() >= MAX_ASKED
-            && !self.credential_refused.contains_key(&node)
-        {
-            self.credential_refused.retain(|_, h| now_ms < h.until_ms);
+        let table = &mut self.credential_hold_offs;
+        let known = table.contains_key(&node);
+        if !known && table.len() >= MAX_ASKED {
+            table.retain(|_, h| now_ms < h.until_ms);
         }
-        if self.credential_refused.len() < MAX_ASKED || self.credential_refused.contains_key(&node)
-        {
-            self.credential_refused.insert(node, held);
+        if known || table.len() < MAX_ASKED {
+            table.insert(node, held);
         }
     }
 
     /// Whether `node`'s credential is not to be asked for now (refused, or unanswered
     /// lately).
     pub(super) fn credential_held_off(&self, node: &PublicKey, now_ms: u64) -> bool {
-        self.credential_refused
+        self.credential_hold_offs
             .get(node)
             .is_some_and(|h| now_ms < h.until_ms)
+    }
+
+    /// Whether `node`'s credential is held off or already being asked for. The hold-off
+    /// is looked up first: the scan of the asks in flight (up to [`MAX_ASKED`]) is what a
+    /// held-off stranger's every packet or reconnect would otherwise cost.
+    fn credential_held_off_or_asked(&self, node: &PublicKey) -> bool {
+        self.credential_held_off(node, self.now_ms)
+            || self
+                .asked
+                .values()
+                .any(|a| matches!(a, Asked::Credential { node: n, .. } if n == node))
     }
 
     /// What follows a judged advert: the core's outputs carried out, the member probed
@@ -1850,7 +1848,7 @@ impl Node {
                 }
                 Output::Joined(k) => {
                     // Admitted: no hold-off from an earlier ask outlives that.
-                    self.credential_refused.remove(&k);
+                    self.credential_hold_offs.remove(&k);
                     self.witnessing.joined(&k);
                     if self.witnessing.needs_rebuild() {
                         self.witnessing.rebuild(self.core.members());
