@@ -1316,7 +1316,7 @@ impl Node {
                 let refresh = if self.adverts_sent < FULL_ADVERTS {
                     interval
                 } else {
-                    interval.saturating_mul(crate::core::REFRESH_INTERVALS)
+                    self.refresh_after_ms(interval)
                 };
                 gap >= refresh
                     || (gap >= interval && load_changed(prev, &load, self.core.capacity_memory()))
@@ -1326,6 +1326,23 @@ impl Node {
         if due {
             self.advertise(now_ms, load, out);
         }
+    }
+
+    /// How long after its last advert a node with nothing new re-advertises:
+    /// [`crate::core::REFRESH_INTERVALS`] advert intervals, less a share of one interval
+    /// (up to half) that depends on the node's key. Nodes that advertised together (they
+    /// started together, or one event changed every node's load) would otherwise refresh
+    /// together ever after: a wave of every member's advert at once, each copied by
+    /// gossip to every mesh peer. With periods that differ by up to 12.5% the waves come
+    /// apart within a few refreshes. Shorter, never longer, so that members' timeouts
+    /// (which count missed refreshes) stay as they were.
+    fn refresh_after_ms(&self, interval: u64) -> u64 {
+        let key = self.swim.me().key;
+        let share = u64::from(u16::from_le_bytes([key.as_bytes()[0], key.as_bytes()[1]]));
+        let less = (interval / 2).saturating_mul(share) / 65_536;
+        interval
+            .saturating_mul(crate::core::REFRESH_INTERVALS)
+            .saturating_sub(less)
     }
 
     /// Reconciliation of revocations and deletes (anti-entropy). A restarted node asks up to

@@ -2375,3 +2375,52 @@ fn pulls_from_members_that_list_fewer_do_not_stop_the_pulls() {
     }
     assert_eq!(m.learning_stats().pulls, 6);
 }
+
+/// Times at which `m` advertised while it ticked alone for `ticks` ticks from `now`.
+fn advert_times(m: &mut Node, mut now: u64, ticks: u64) -> Vec<u64> {
+    let mut at = vec![];
+    for _ in 0..ticks {
+        now += TICK;
+        let e = m.handle(now, Input::Tick { log_size: 0 });
+        if e.iter().any(|e| matches!(e, Effect::Advertise(_))) {
+            at.push(now);
+        }
+        durable(m, now, e);
+    }
+    at
+}
+
+#[test]
+fn nodes_that_advertised_together_refresh_apart() {
+    // Eight nodes start in the same tick and nothing changes: each refreshes between
+    // 3.5 and 4 advert intervals after its last advert, at a gap its key sets, so that
+    // their refreshes drift apart instead of coming as one wave for ever.
+    let interval = 60_000;
+    let mut gaps = BTreeSet::new();
+    let mut last = vec![];
+    for n in 1..=8 {
+        let mut m = machine(n);
+        m.core_mut().set_advert_timing(interval, 30);
+        assert_eq!(m.core().advert_interval_ms(), interval);
+        let at = advert_times(&mut m, NOW, 3_600);
+        let refreshes: Vec<u64> = at
+            .windows(2)
+            .skip(FULL_ADVERTS as usize)
+            .map(|w| w[1] - w[0])
+            .collect();
+        assert!(refreshes.len() >= 10, "node {n} refreshed {at:?}");
+        for &gap in &refreshes {
+            let shortest = interval * crate::core::REFRESH_INTERVALS - interval / 2;
+            let longest = interval * crate::core::REFRESH_INTERVALS + TICK;
+            assert!((shortest..=longest).contains(&gap), "node {n}: gap {gap} ms");
+        }
+        // Each node keeps its own period.
+        assert!(refreshes.windows(2).all(|w| w[0] == w[1]), "node {n}: {refreshes:?}");
+        gaps.extend(refreshes.first().copied());
+        last.push(at.last().copied().unwrap());
+    }
+    assert!(gaps.len() >= 6, "periods {gaps:?}");
+    // After an hour the eight last refreshes are spread over more than an interval.
+    let spread = last.iter().max().unwrap() - last.iter().min().unwrap();
+    assert!(spread > interval, "last refreshes {last:?}");
+}
