@@ -216,6 +216,8 @@ pub struct Metrics {
     pub revoked_restores: u64,
     /// Events processed.
     pub events: u64,
+    /// Events processed, by kind ([`EVENT_KINDS`]): where a run's wall time goes.
+    pub events_by_kind: [u64; EVENT_KINDS.len()],
     /// Entry pages witnesses refused.
     pub bad_pages: u64,
     /// Revocations and deletes fetched by reconciliation and refused.
@@ -256,6 +258,30 @@ pub fn quantile(xs: &[f64], q: f64) -> f64 {
     let i = ((q.clamp(0.0, 1.0) * v.len() as f64).ceil() as usize).saturating_sub(1);
     v.get(i.min(v.len() - 1)).copied().unwrap_or(0.0)
 }
+
+/// The kinds of event `Metrics::events_by_kind` counts, in its order (a request by what
+/// it asks; "other requests" are clients' and rare ones).
+pub const EVENT_KINDS: [&str; 19] = [
+    "boot",
+    "crash",
+    "tick",
+    "wake",
+    "sybil advert",
+    "activity",
+    "gossip wave",
+    "reply",
+    "advert effects",
+    "scenario",
+    "swim packet",
+    "revocation prints",
+    "revocations page",
+    "witness note",
+    "entries page",
+    "credential",
+    "member list",
+    "submit",
+    "other request",
+];
 
 /// Distinct mismatch reasons kept (the rest are counted under "other").
 pub const MAX_MISMATCH_REASONS: usize = 32;

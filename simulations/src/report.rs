@@ -29,6 +29,8 @@ pub struct Summary {
     pub wall_seconds: f64,
     /// Events processed.
     pub events: u64,
+    /// Events processed by kind, most first (`metrics::EVENT_KINDS`; kinds with none left out).
+    pub events_by_kind: Vec<(String, u64)>,
     /// The trace hash (equal for equal seeds and configurations).
     pub trace: String,
     /// Slice creations.
@@ -208,6 +210,16 @@ impl Summary {
             witnesses: cfg.witnesses,
             wall_seconds,
             events: m.events,
+            events_by_kind: {
+                let mut kinds: Vec<(String, u64)> = crate::metrics::EVENT_KINDS
+                    .iter()
+                    .zip(m.events_by_kind)
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(k, n)| ((*k).to_string(), n))
+                    .collect();
+                kinds.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                kinds
+            },
             trace: format!("{trace:016x}"),
             creations: m.creations.len(),
             create_p50_ms: quantile(&lat, 0.5),
@@ -306,7 +318,8 @@ impl Summary {
              \x20 sybils: {sa} accepted, {sr} rejected, {sm} listed as members; zombies max {z}\n\
              \x20 dead node dropped by live members: p50 {d50:.0} ms, p99 {d99:.0} ms, max {dmax:.0} ms; members dropped {dep}, of them up (false) {fd}\n\
              \x20 the same once formed (crashes from 20 min in, by members up at the crash): p50 {df50:.0} ms, p99 {f99d:.0} ms, max {fmax:.0} ms over {fn_} drops; still listed at the end, crashed over 2 min before: {sl} (oldest {slo:.0} ms; {slf} of crashes once formed)\n\
-             \x20 returning nodes reconciled with a quorum of members: {rn} restarts, p50 {r50:.0} ms, p99 {r99:.0} ms, max {rmax:.0} ms",
+             \x20 returning nodes reconciled with a quorum of members: {rn} restarts, p50 {r50:.0} ms, p99 {r99:.0} ms, max {rmax:.0} ms\n\
+             \x20 events by kind: {kinds}",
             scenario = self.scenario,
             nodes = self.nodes,
             auth = self.authorities,
@@ -379,6 +392,15 @@ impl Summary {
             r50 = self.reconciled_p50_ms,
             r99 = self.reconciled_p99_ms,
             rmax = self.reconciled_max_ms,
+            kinds = self
+                .events_by_kind
+                .iter()
+                .map(|(k, n)| format!(
+                    "{k} {:.1}%",
+                    100.0 * *n as f64 / self.events.max(1) as f64
+                ))
+                .collect::<Vec<_>>()
+                .join(", "),
         )
     }
 }

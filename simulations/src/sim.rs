@@ -261,6 +261,34 @@ pub(crate) enum Ev {
 }
 
 impl Ev {
+    /// What kind of event this is, for [`Metrics::events_by_kind`]: an index into
+    /// [`metrics::EVENT_KINDS`] (a request by what it asks).
+    fn kind(&self) -> usize {
+        match self {
+            Ev::Boot(_) => 0,
+            Ev::Crash { .. } => 1,
+            Ev::Tick(..) => 2,
+            Ev::Wake(..) => 3,
+            Ev::Advert(..) => 4,
+            Ev::Activity(..) => 5,
+            Ev::Wave { .. } => 6,
+            Ev::Reply { .. } => 7,
+            Ev::AdvertEffects { .. } => 8,
+            Ev::Group(_) | Ev::Act(_) | Ev::Revoke | Ev::Sample => 9,
+            Ev::Request { req, .. } => match **req {
+                Request::Swim(_) => 10,
+                Request::RevocationPrints { .. } => 11,
+                Request::Revocations { .. } => 12,
+                Request::Witness(_) => 13,
+                Request::Entries { .. } => 14,
+                Request::Credential => 15,
+                Request::MemberList { .. } | Request::MemberCredentials { .. } => 16,
+                Request::Submit { .. } => 17,
+                _ => 18,
+            },
+        }
+    }
+
     fn code(&self) -> u64 {
         match self {
             Ev::Boot(n) => 1 | (u64::from(*n) << 8),
@@ -836,6 +864,9 @@ impl Sim {
             self.up_time_us += up_nodes * u128::from(q.at.saturating_sub(self.now));
             self.now = q.at;
             self.metrics.events += 1;
+            if let Some(n) = self.metrics.events_by_kind.get_mut(q.ev.kind()) {
+                *n += 1;
+            }
             self.trace = (self.trace ^ q.at ^ q.ev.code().rotate_left(17))
                 .wrapping_mul(0x0000_0100_0000_01b3);
             self.handle(q.ev);
