@@ -1068,5 +1068,10 @@ fn traffic(t: &Tour, env: &[(&str, &str)], window: Duration) -> Result<()> {
     }
     // Let the last entries be checkpointed, fetched and cosigned before measuring.
     std::thread::sleep(Duration::from_secs(10));
-    traffic_rates(t, env, window, "idle (no slivers; adverts on change and refresh)")
+    traffic_rates(
+        t,
+        env,
+        window,
+        "idle (no slivers; adverts on change and refresh)",
+    )
 }

@@ -218,6 +218,8 @@ pub struct Metrics {
     pub events: u64,
     /// Events processed, by kind ([`EVENT_KINDS`]): where a run's wall time goes.
     pub events_by_kind: [u64; EVENT_KINDS.len()],
+    /// Wall time spent handling each kind, ns (only with `SLICEFED_SIM_TIME_KINDS`).
+    pub event_nanos_by_kind: [u64; EVENT_KINDS.len()],
     /// Entry pages witnesses refused.
     pub bad_pages: u64,
     /// Revocations and deletes fetched by reconciliation and refused.

@@ -31,6 +31,9 @@ pub struct Summary {
     pub events: u64,
     /// Events processed by kind, most first (`metrics::EVENT_KINDS`; kinds with none left out).
     pub events_by_kind: Vec<(String, u64)>,
+    /// Wall seconds spent handling each kind, most first (measured only with
+    /// `SLICEFED_SIM_TIME_KINDS`; empty otherwise).
+    pub event_seconds_by_kind: Vec<(String, f64)>,
     /// The trace hash (equal for equal seeds and configurations).
     pub trace: String,
     /// Slice creations.
@@ -220,6 +223,16 @@ impl Summary {
                 kinds.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
                 kinds
             },
+            event_seconds_by_kind: {
+                let mut kinds: Vec<(String, f64)> = crate::metrics::EVENT_KINDS
+                    .iter()
+                    .zip(m.event_nanos_by_kind)
+                    .filter(|(_, ns)| *ns > 0)
+                    .map(|(k, ns)| ((*k).to_string(), ns as f64 / 1e9))
+                    .collect();
+                kinds.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                kinds
+            },
             trace: format!("{trace:016x}"),
             creations: m.creations.len(),
             create_p50_ms: quantile(&lat, 0.5),
@@ -395,13 +408,38 @@ impl Summary {
             kinds = self
                 .events_by_kind
                 .iter()
-                .map(|(k, n)| format!(
-                    "{k} {:.1}%",
-                    100.0 * *n as f64 / self.events.max(1) as f64
-                ))
+                .map(|(k, n)| format!("{k} {:.1}%", 100.0 * *n as f64 / self.events.max(1) as f64))
                 .collect::<Vec<_>>()
                 .join(", "),
-        )
+        ) + &self.time_by_kind()
+    }
+}
+
+impl Summary {
+    /// A line of where the wall time went by kind of event, when it was measured.
+    fn time_by_kind(&self) -> String {
+        if self.event_seconds_by_kind.is_empty() {
+            return String::new();
+        }
+        let total: f64 = self.event_seconds_by_kind.iter().map(|(_, s)| s).sum();
+        let each = self
+            .event_seconds_by_kind
+            .iter()
+            .map(|(k, secs)| {
+                let n = self
+                    .events_by_kind
+                    .iter()
+                    .find(|(kk, _)| kk == k)
+                    .map_or(0, |(_, n)| *n);
+                format!(
+                    "{k} {secs:.1} s ({:.1}%, {:.2} µs each)",
+                    100.0 * secs / total.max(1e-9),
+                    1e6 * secs / n.max(1) as f64
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!("\n  wall time in events ({total:.1} s): {each}")
     }
 }
 

@@ -2412,10 +2412,16 @@ fn nodes_that_advertised_together_refresh_apart() {
         for &gap in &refreshes {
             let shortest = interval * crate::core::REFRESH_INTERVALS - interval / 2;
             let longest = interval * crate::core::REFRESH_INTERVALS + TICK;
-            assert!((shortest..=longest).contains(&gap), "node {n}: gap {gap} ms");
+            assert!(
+                (shortest..=longest).contains(&gap),
+                "node {n}: gap {gap} ms"
+            );
         }
         // Each node keeps its own period.
-        assert!(refreshes.windows(2).all(|w| w[0] == w[1]), "node {n}: {refreshes:?}");
+        assert!(
+            refreshes.windows(2).all(|w| w[0] == w[1]),
+            "node {n}: {refreshes:?}"
+        );
         gaps.extend(refreshes.first().copied());
         last.push(at.last().copied().unwrap());
     }
