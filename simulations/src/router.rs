@@ -254,7 +254,7 @@ impl Sim {
                         None => {}
                     }
                 }
-                Effect::Addresses { .. } | Effect::Joined(_) => {}
+                Effect::Addresses { .. } | Effect::Joined(_) | Effect::HeldOff { .. } => {}
             }
             let refused = n.live.as_ref().map_or(0, |l| l.node.pages_refused());
             let fetched_refused = n.live.as_ref().map_or(0, |l| l.node.fetched_refused());

@@ -357,6 +357,8 @@ struct Daemon {
     started: Instant,
     bootstrap: Vec<Multiaddr>,
     last_recovery: Instant,
+    /// Lines about strangers held off, rate-limited (`route::LogBudget`).
+    stranger_lines: route::LogBudget,
     /// The owner's rules for the machine itself, shared with every sliver.
     host: SharedHostRules,
     /// Compiles modules on workers.
@@ -745,6 +747,7 @@ impl Daemon {
             started: Instant::now(),
             bootstrap: vec![],
             last_recovery: Instant::now(),
+            stranger_lines: route::LogBudget::new(Instant::now()),
             host: Arc::new(std::sync::RwLock::new(HostRules {
                 local_allow: config.policy.local_allow().to_vec(),
                 ..HostRules::default()

@@ -191,6 +191,25 @@ impl Daemon {
                 }
             }
             Effect::Joined(k) => self.keep_member_credential(&k),
+            Effect::HeldOff {
+                node,
+                reason,
+                for_ms,
+            } => {
+                if let Some(left_out) = self.stranger_lines.take(Instant::now()) {
+                    let also = if left_out > 0 {
+                        format!(" ({left_out} more held off since the last such line)")
+                    } else {
+                        String::new()
+                    };
+                    eprintln!(
+                        "slicefed node: not asking {} for its credential for {} s: {}{also}",
+                        node.peer_id(),
+                        for_ms.div_ceil(1000),
+                        reason.as_str()
+                    );
+                }
+            }
             Effect::Left(k) => {
                 self.forget_member_credential(&k);
                 if let Some(p) = peer_of(&k)
@@ -699,5 +718,63 @@ pub(super) fn topic_name(t: Topic) -> &'static str {
         Topic::Advert => ADVERT_TOPIC,
         Topic::Revocation => REVOCATION_TOPIC,
         Topic::Equivocation => EQUIVOCATION_TOPIC,
+    }
+}
+
+/// Lines about strangers a daemon prints in a minute, at most: strangers choose how often
+/// they are held off, and must not fill the owner's log.
+pub(super) const STRANGER_LINES_PER_MIN: u32 = 6;
+
+/// The budget of lines about strangers ([`STRANGER_LINES_PER_MIN`]); those left out are
+/// counted, and the count goes with the next line printed.
+#[derive(Debug)]
+pub(super) struct LogBudget {
+    window_start: Instant,
+    lines: u32,
+    left_out: u64,
+}
+
+impl LogBudget {
+    pub(super) fn new(now: Instant) -> LogBudget {
+        LogBudget {
+            window_start: now,
+            lines: 0,
+            left_out: 0,
+        }
+    }
+
+    /// Whether a line may be printed at `now`: with how many were left out before it.
+    pub(super) fn take(&mut self, now: Instant) -> Option<u64> {
+        if now.saturating_duration_since(self.window_start) >= Duration::from_secs(60) {
+            self.window_start = now;
+            self.lines = 0;
+        }
+        if self.lines < STRANGER_LINES_PER_MIN {
+            self.lines += 1;
+            Some(std::mem::take(&mut self.left_out))
+        } else {
+            self.left_out = self.left_out.saturating_add(1);
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod log_budget_tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_of_strangers_prints_a_few_lines_a_minute_and_counts_the_rest() {
+        let t0 = Instant::now();
+        let mut b = LogBudget::new(t0);
+        let printed = (0..1_000).filter(|_| b.take(t0).is_some()).count();
+        assert_eq!(printed, STRANGER_LINES_PER_MIN as usize);
+        // A minute later the next line says how many were left out, and the count restarts.
+        let later = t0 + Duration::from_secs(60);
+        assert_eq!(
+            b.take(later),
+            Some(1_000 - u64::from(STRANGER_LINES_PER_MIN))
+        );
+        assert_eq!(b.take(later), Some(0));
     }
 }

@@ -460,6 +460,17 @@ pub enum Effect {
     },
     /// A peer became a member.
     Joined(PublicKey),
+    /// A node that is not a member will not be asked for its credential for `for_ms`, and
+    /// why: the router may tell the owner (the daemon logs it, rate-limited, since
+    /// strangers choose how often it happens).
+    HeldOff {
+        /// The node.
+        node: PublicKey,
+        /// Why.
+        reason: HoldOffReason,
+        /// For how long, ms.
+        for_ms: u64,
+    },
     /// A member left.
     Left(PublicKey),
 }
@@ -585,6 +596,31 @@ pub const CREDENTIAL_RETRY_MS: u64 = 600_000;
 /// for ten minutes left it unlisted (a CI run's four-node federation did not form in
 /// 60 s). A Sybil that never answers still costs at most one ask per back-off.
 pub const CREDENTIAL_UNANSWERED_RETRY_MS: u64 = 5_000;
+
+/// Why a node that is not a member is not asked for its credential for a while
+/// ([`Effect::HeldOff`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HoldOffReason {
+    /// It gave a credential that was refused, or an answer that was no credential:
+    /// [`CREDENTIAL_RETRY_MS`].
+    Refused,
+    /// Its credential ask got no answer (a closed connection, a failed dial, a timeout):
+    /// [`CREDENTIAL_UNANSWERED_RETRY_MS`], doubling with each such ask.
+    Unanswered,
+    /// It answered with an error ("busy": over its request quota): as unanswered.
+    Busy,
+}
+
+impl HoldOffReason {
+    /// A few words for a log line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldOffReason::Refused => "its credential was refused",
+            HoldOffReason::Unanswered => "it did not answer",
+            HoldOffReason::Busy => "it answered with an error",
+        }
+    }
+}
 
 /// Why, and until when, a node's credential is not asked for.
 #[derive(Clone, Copy, Debug)]
@@ -843,7 +879,7 @@ impl Node {
             } => self.submit(now_ms, reply, credential, module, &invocation, &mut out),
             Input::Owner { reply, request } => self.owner(now_ms, reply, request, &mut out),
             Input::Answer { token, response } => self.answer(now_ms, token, response, &mut out),
-            Input::NoAnswer { token } => self.no_answer(token),
+            Input::NoAnswer { token } => self.no_answer(token, &mut out),
             Input::CredentialAnswer { token, credential } => {
                 if let Some(Asked::Credential { .. }) = self.asked.get(&token)
                     && let Some(Asked::Credential { node, advert }) = self.asked.remove(&token)
@@ -1168,45 +1204,56 @@ impl Node {
             if let Some(start) = self.swim_unknown.remove(&node)
                 && !self.admit_learnt(now_ms, node, start, bytes, shared, out)
             {
-                self.credential_refused(now_ms, node);
+                self.credential_refused(now_ms, node, out);
             }
             return;
         };
         let hash = crate::core::credential_hash(bytes);
         if *a.credential_hash != hash {
-            return self.credential_refused(now_ms, node);
+            return self.credential_refused(now_ms, node, out);
         }
         match self
             .core
             .judge_advert(now_ms, node, Some(bytes), &hash, shared, Arc::new(a.load()))
         {
             Ok(Some(outs)) => self.advert_taken(now_ms, a, outs, out),
-            _ => self.credential_refused(now_ms, node),
+            _ => self.credential_refused(now_ms, node, out),
         }
     }
 
     /// `node` gave no credential, or one that was refused: not asked again for
     /// [`CREDENTIAL_RETRY_MS`] (a Sybil's packets and adverts cost it, not this node).
-    fn credential_refused(&mut self, now_ms: u64, node: PublicKey) {
+    fn credential_refused(&mut self, now_ms: u64, node: PublicKey, out: &mut Vec<Effect>) {
         // The count of unanswered asks survives a refusal (only an admission clears it):
         // a Sybil that alternates refusals and silence must not restart the doubling.
         let unanswered = self
             .credential_hold_offs
             .get(&node)
             .map_or(0, |h| h.unanswered);
-        self.hold_off_credential(
+        let held = HeldOff {
+            until_ms: now_ms.saturating_add(CREDENTIAL_RETRY_MS),
+            unanswered,
+        };
+        if !self.hold_off_credential(node, held) {
+            return;
+        }
+        out.push(Effect::HeldOff {
             node,
-            HeldOff {
-                until_ms: now_ms.saturating_add(CREDENTIAL_RETRY_MS),
-                unanswered,
-            },
-        );
+            reason: HoldOffReason::Refused,
+            for_ms: CREDENTIAL_RETRY_MS,
+        });
     }
 
     /// `node`, known only from its SWIM packets, did not answer its credential ask: asked
     /// again after [`CREDENTIAL_UNANSWERED_RETRY_MS`], doubled for each unanswered ask in a
     /// row, at most [`CREDENTIAL_RETRY_MS`].
-    fn credential_unanswered(&mut self, now_ms: u64, node: PublicKey) {
+    fn credential_unanswered(
+        &mut self,
+        now_ms: u64,
+        node: PublicKey,
+        reason: HoldOffReason,
+        out: &mut Vec<Effect>,
+    ) {
         // A node listed meanwhile (its advert came first) is not held off for an ask
         // that raced its admission: were it expelled, it could not come back at once.
         if self.core.members().contains_key(&node) {
@@ -1221,16 +1268,23 @@ impl Node {
         let wait = CREDENTIAL_UNANSWERED_RETRY_MS
             .saturating_mul(1u64 << unanswered.saturating_sub(1).min(16))
             .min(CREDENTIAL_RETRY_MS);
-        self.hold_off_credential(
+        let held = HeldOff {
+            until_ms: now_ms.saturating_add(wait),
+            unanswered,
+        };
+        if !self.hold_off_credential(node, held) {
+            return;
+        }
+        out.push(Effect::HeldOff {
             node,
-            HeldOff {
-                until_ms: now_ms.saturating_add(wait),
-                unanswered,
-            },
-        );
+            reason,
+            for_ms: wait,
+        });
     }
 
-    fn hold_off_credential(&mut self, node: PublicKey, held: HeldOff) {
+    /// Whether it was recorded: a table full of live hold-offs records no new node (which
+    /// then costs what an unknown node costs).
+    fn hold_off_credential(&mut self, node: PublicKey, held: HeldOff) -> bool {
         self.swim_unknown.remove(&node);
         let now_ms = self.now_ms;
         let table = &mut self.credential_hold_offs;
@@ -1240,7 +1294,9 @@ impl Node {
         }
         if known || table.len() < MAX_ASKED {
             table.insert(node, held);
+            return true;
         }
+        false
     }
 
     /// Whether `node`'s credential is not to be asked for now (refused, or unanswered
@@ -1595,8 +1651,10 @@ impl Node {
                 }
                 // An error answer ("busy": an honest newcomer over its request quota) is
                 // no refusal of a credential: asked again after a back-off.
-                Response::Error(_) => self.credential_unanswered(now_ms, node),
-                _ => self.credential_refused(now_ms, node),
+                Response::Error(_) => {
+                    self.credential_unanswered(now_ms, node, HoldOffReason::Busy, out)
+                }
+                _ => self.credential_refused(now_ms, node, out),
             },
             Some(Asked::MemberList { member }) => {
                 self.member_list_came(now_ms, member, Some(response), out);
@@ -1722,7 +1780,7 @@ impl Node {
         }
     }
 
-    fn no_answer(&mut self, token: Token) {
+    fn no_answer(&mut self, token: Token, out: &mut Vec<Effect>) {
         match self.asked.remove(&token) {
             Some(Asked::Fetch { origin, .. }) => self.witnessing.fetch_failed(&origin),
             // A reconciliation that got no answer: another member may be asked instead.
@@ -1739,7 +1797,7 @@ impl Node {
             // refused (a Sybil that never answers must not hold the asks).
             Some(Asked::Credential { node, advert }) => {
                 if advert.is_none() {
-                    self.credential_unanswered(self.now_ms, node);
+                    self.credential_unanswered(self.now_ms, node, HoldOffReason::Unanswered, out);
                 }
                 self.swim_unknown.remove(&node);
             }

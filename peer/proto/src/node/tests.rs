@@ -2430,3 +2430,59 @@ fn nodes_that_advertised_together_refresh_apart() {
     let spread = last.iter().max().unwrap() - last.iter().min().unwrap();
     assert!(spread > interval, "last refreshes {last:?}");
 }
+
+#[test]
+fn each_hold_off_is_reported_with_its_reason_and_length() {
+    // The router learns why a stranger is not asked again, and for how long (the daemon
+    // logs it, so that a newcomer kept out explains itself).
+    let stranger = key(77).public();
+    let mut a = machine(9);
+    let mut reported = vec![];
+    let answers = [
+        None,
+        Some(Response::Error("busy".into())),
+        Some(Response::Done),
+    ];
+    let mut now = NOW;
+    for answer in answers {
+        let token = loop {
+            now += 1_000;
+            let mut e = a.handle(now, Input::Connected { peer: stranger });
+            e.extend(a.handle(
+                now,
+                Input::Request {
+                    reply: now,
+                    from: Some(stranger),
+                    request: Request::Swim(swim_packet(77, 9)),
+                },
+            ));
+            if let Some(token) = credential_ask(&e) {
+                break token;
+            }
+            assert!(now < NOW + 3_600_000, "never asked again");
+        };
+        let input = match answer {
+            Some(response) => Input::Answer { token, response },
+            None => Input::NoAnswer { token },
+        };
+        for e in a.handle(now, input) {
+            if let Effect::HeldOff {
+                node,
+                reason,
+                for_ms,
+            } = e
+            {
+                assert_eq!(node, stranger);
+                reported.push((reason, for_ms));
+            }
+        }
+    }
+    assert_eq!(
+        reported,
+        [
+            (HoldOffReason::Unanswered, 5_000),
+            (HoldOffReason::Busy, 10_000),
+            (HoldOffReason::Refused, CREDENTIAL_RETRY_MS),
+        ]
+    );
+}
