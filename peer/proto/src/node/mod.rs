@@ -1230,18 +1230,15 @@ impl Node {
             .credential_hold_offs
             .get(&node)
             .map_or(0, |h| h.unanswered);
-        let held = HeldOff {
-            until_ms: now_ms.saturating_add(CREDENTIAL_RETRY_MS),
-            unanswered,
-        };
-        if !self.hold_off_credential(node, held) {
-            return;
-        }
-        out.push(Effect::HeldOff {
+        let for_ms = CREDENTIAL_RETRY_MS;
+        self.hold_off_credential(
+            now_ms,
             node,
-            reason: HoldOffReason::Refused,
-            for_ms: CREDENTIAL_RETRY_MS,
-        });
+            HoldOffReason::Refused,
+            for_ms,
+            unanswered,
+            out,
+        );
     }
 
     /// `node`, known only from its SWIM packets, did not answer its credential ask: asked
@@ -1268,35 +1265,42 @@ impl Node {
         let wait = CREDENTIAL_UNANSWERED_RETRY_MS
             .saturating_mul(1u64 << unanswered.saturating_sub(1).min(16))
             .min(CREDENTIAL_RETRY_MS);
-        let held = HeldOff {
-            until_ms: now_ms.saturating_add(wait),
-            unanswered,
-        };
-        if !self.hold_off_credential(node, held) {
-            return;
-        }
-        out.push(Effect::HeldOff {
-            node,
-            reason,
-            for_ms: wait,
-        });
+        self.hold_off_credential(now_ms, node, reason, wait, unanswered, out);
     }
 
-    /// Whether it was recorded: a table full of live hold-offs records no new node (which
-    /// then costs what an unknown node costs).
-    fn hold_off_credential(&mut self, node: PublicKey, held: HeldOff) -> bool {
+    /// Holds `node` off for `for_ms` and reports it ([`Effect::HeldOff`]). A table full
+    /// of live hold-offs records (and reports) no new node, which then costs what an
+    /// unknown node costs.
+    fn hold_off_credential(
+        &mut self,
+        now_ms: u64,
+        node: PublicKey,
+        reason: HoldOffReason,
+        for_ms: u64,
+        unanswered: u32,
+        out: &mut Vec<Effect>,
+    ) {
         self.swim_unknown.remove(&node);
-        let now_ms = self.now_ms;
         let table = &mut self.credential_hold_offs;
         let known = table.contains_key(&node);
         if !known && table.len() >= MAX_ASKED {
             table.retain(|_, h| now_ms < h.until_ms);
         }
         if known || table.len() < MAX_ASKED {
-            table.insert(node, held);
-            return true;
+            let until_ms = now_ms.saturating_add(for_ms);
+            table.insert(
+                node,
+                HeldOff {
+                    until_ms,
+                    unanswered,
+                },
+            );
+            out.push(Effect::HeldOff {
+                node,
+                reason,
+                for_ms,
+            });
         }
-        false
     }
 
     /// Whether `node`'s credential is not to be asked for now (refused, or unanswered

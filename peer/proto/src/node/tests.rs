@@ -1549,19 +1549,10 @@ fn drive_stranger(
     secs: u64,
     mut answer: impl FnMut(usize) -> Option<Response>,
 ) -> Vec<u64> {
-    let stranger = key(77).public();
     let mut asked_at = vec![];
     for t in 0..secs {
         let now = NOW + t * 1_000;
-        let mut e = a.handle(now, Input::Connected { peer: stranger });
-        e.extend(a.handle(
-            now,
-            Input::Request {
-                reply: t,
-                from: Some(stranger),
-                request: Request::Swim(swim_packet(77, 9)),
-            },
-        ));
+        let e = stranger_speaks(a, now, t);
         let Some(token) = credential_ask(&e) else {
             continue;
         };
@@ -1573,6 +1564,21 @@ fn drive_stranger(
         a.handle(now, input);
     }
     asked_at
+}
+
+/// The stranger (key 77) connects to `a` and sends it a SWIM packet.
+fn stranger_speaks(a: &mut Node, now: u64, reply: u64) -> Vec<Effect> {
+    let stranger = key(77).public();
+    let mut e = a.handle(now, Input::Connected { peer: stranger });
+    e.extend(a.handle(
+        now,
+        Input::Request {
+            reply,
+            from: Some(stranger),
+            request: Request::Swim(swim_packet(77, 9)),
+        },
+    ));
+    e
 }
 
 fn gaps(at: &[u64]) -> Vec<u64> {
@@ -2447,15 +2453,7 @@ fn each_hold_off_is_reported_with_its_reason_and_length() {
     for answer in answers {
         let token = loop {
             now += 1_000;
-            let mut e = a.handle(now, Input::Connected { peer: stranger });
-            e.extend(a.handle(
-                now,
-                Input::Request {
-                    reply: now,
-                    from: Some(stranger),
-                    request: Request::Swim(swim_packet(77, 9)),
-                },
-            ));
+            let e = stranger_speaks(&mut a, now, now);
             if let Some(token) = credential_ask(&e) {
                 break token;
             }
