@@ -202,7 +202,11 @@ impl Daemon {
                     } else {
                         String::new()
                     };
-                    eprintln!(
+                    // Not `eprintln!`, which panics when stderr is gone (a closed pipe):
+                    // a stranger's doing must never stop the daemon.
+                    use std::io::Write as _;
+                    let _ = writeln!(
+                        std::io::stderr().lock(),
                         "slicefed node: not asking {} for its credential for {} s: {}{also}",
                         node.peer_id(),
                         for_ms.div_ceil(1000),
@@ -721,8 +725,9 @@ pub(super) fn topic_name(t: Topic) -> &'static str {
     }
 }
 
-/// Lines about strangers a daemon prints in a minute, at most: strangers choose how often
-/// they are held off, and must not fill the owner's log.
+/// Lines about strangers a daemon prints in each minute's window, at most: strangers
+/// choose how often they are held off, and must not fill the owner's log. (During a flood
+/// an honest newcomer's line may be among those counted, not printed.)
 pub(super) const STRANGER_LINES_PER_MIN: u32 = 6;
 
 /// The budget of lines about strangers ([`STRANGER_LINES_PER_MIN`]); those left out are

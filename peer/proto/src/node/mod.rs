@@ -615,7 +615,7 @@ impl HoldOffReason {
     /// A few words for a log line.
     pub fn as_str(self) -> &'static str {
         match self {
-            HoldOffReason::Refused => "its credential was refused",
+            HoldOffReason::Refused => "it gave no valid credential",
             HoldOffReason::Unanswered => "it did not answer",
             HoldOffReason::Busy => "it answered with an error",
         }
