@@ -41,6 +41,14 @@ pub const REVOCATION_PRUNE_INTERVAL_MS: u64 = 60_000;
 /// (everyone hears everyone, so a fixed interval costs each node O(members)). One every
 /// two seconds: with SWIM's probes, about 0.7 KiB/s per node in all at any size.
 pub const ADVERTS_HEARD_PER_MIN: u64 = 30;
+/// A member's adverts that only update its load are taken at least this share of an
+/// advert interval apart (`interval / ADVERT_GAP_SHARE`): an honest member advertises at
+/// most once an interval, which it computes from about the same member count.
+pub const ADVERT_GAP_SHARE: u64 = 4;
+/// ... but never more than this apart, ms: a member that knows far fewer members than the
+/// receiver (it just started) has a much shorter interval, and one advert every 10 s from
+/// a hostile member costs each node ~60 bytes a second.
+pub const ADVERT_GAP_MAX_MS: u64 = 10_000;
 /// A node whose load did not change re-advertises after this many advert intervals (the
 /// interval is then only the shortest gap between two adverts that say something new).
 pub const REFRESH_INTERVALS: u64 = 4;
@@ -462,6 +470,18 @@ pub enum CoreError {
     /// relayed it).
     #[error("stale advert: {0}")]
     StaleAdvert(String),
+    /// A member's advert that only updates its load (same credential, same SWIM start,
+    /// not turning unhealthy) made sooner after its last than an honest member advertises
+    /// (`1 /` [`ADVERT_GAP_SHARE`] of the advert interval, at most [`ADVERT_GAP_MAX_MS`]):
+    /// ignored, so that no member can
+    /// make the federation carry its adverts at any rate it likes.
+    #[error("advert too soon: made {gap_ms} ms after the last, at least {least_ms} ms expected")]
+    AdvertTooSoon {
+        /// Ms between its making and the last advert's (the sender's clock).
+        gap_ms: u64,
+        /// The shortest gap taken.
+        least_ms: u64,
+    },
     /// An advert that names its sender's credential by hash, one this node has not judged
     /// (it asks the sender for it and judges the advert then).
     #[error("an advert naming a credential this node does not hold yet (asked its sender)")]

@@ -356,8 +356,9 @@ fn nodes_that_share_judgements_hold_one_per_credential_and_decide_alone() {
         a.advert(NOW + 1, key(21).public(), &cred, sent(NOW + 1))
             .is_err()
     );
+    let later = NOW + 60_000;
     assert!(
-        b.advert(NOW + 1, key(21).public(), &cred, sent(NOW + 1))
+        b.advert(later, key(21).public(), &cred, sent(later))
             .is_ok()
     );
     // A node whose policy does not trust the authority refuses, shared table or not.
@@ -1053,4 +1054,66 @@ fn an_owner_who_takes_the_sensors_right_away_refuses_tickets_that_ask_for_it() {
     ));
     assert!(r.admitted, "{}", r.reason);
     assert!(!n.slivers().next().unwrap().network.sensors);
+}
+
+#[test]
+fn a_member_that_advertises_as_fast_as_it_signs_is_heard_at_an_honest_rate() {
+    let mut n = node(10);
+    let cred = node_credential(20, Validity::starting(T0 - DAY, 30 * DAY));
+    n.advert(NOW, key(20).public(), &cred, sent(NOW)).unwrap();
+    let least = (n.advert_interval_ms() / crate::core::ADVERT_GAP_SHARE)
+        .min(crate::core::ADVERT_GAP_MAX_MS);
+    // An advert every 10 ms for a minute, each newer than the last: only those a gap
+    // apart are taken (and so passed on); the rest are ignored with their reason.
+    let (mut taken, mut too_soon) = (0u64, 0u64);
+    for i in 1..=6_000u64 {
+        let at = NOW + i * 10;
+        match n.advert(at, key(20).public(), &cred, sent(at)) {
+            Ok(_) => taken += 1,
+            Err(CoreError::AdvertTooSoon { gap_ms, least_ms }) => {
+                assert!(gap_ms < least_ms && least_ms == least);
+                too_soon += 1;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(taken, 60_000 / least, "taken {taken}, gap {least} ms");
+    assert_eq!(taken + too_soon, 6_000);
+    // A restart (a new SWIM start) and a turn to unhealthy are heard at once.
+    let at = NOW + 60_001;
+    let restarted = Load {
+        swim_bump: 2,
+        ..sent(at)
+    };
+    n.advert(at, key(20).public(), &cred, restarted).unwrap();
+    let failing = Load {
+        swim_bump: 2,
+        unhealthy: Some("disk full".into()),
+        ..sent(at + 1)
+    };
+    n.advert(at + 1, key(20).public(), &cred, failing).unwrap();
+    assert!(n.members()[&key(20).public()].load.unhealthy.is_some());
+    // Turning healthy again waits for the gap (a member cannot toggle at will).
+    let healthy = Load {
+        swim_bump: 2,
+        ..sent(at + 2)
+    };
+    let err = n.advert(at + 2, key(20).public(), &cred, healthy);
+    assert!(
+        matches!(err, Err(CoreError::AdvertTooSoon { .. })),
+        "{err:?}"
+    );
+    // A revocation of its certificate is honoured on its very next advert, gap or not.
+    let leaf = Credential::from_bytes(&cred).unwrap().leaf().to_vec();
+    n.revocation(at, &revocation_of(1, &leaf, "decommissioned"))
+        .unwrap();
+    let same_start = Load {
+        swim_bump: 2,
+        ..sent(at + 3)
+    };
+    let err = n.advert(at + 3, key(20).public(), &cred, same_start);
+    assert!(
+        matches!(err, Err(CoreError::NotMember(ref r)) if r.contains("revoked")),
+        "{err:?}"
+    );
 }

@@ -1839,7 +1839,11 @@ impl Node {
                 Ok(()) => Verdict::Accept,
                 // Late, early or replayed: dropped, nobody penalised (gossip can be slow
                 // and clocks skewed). A credential not held yet: asked for, not passed on.
-                Err(CoreError::StaleAdvert(_) | CoreError::CredentialUnknown) => Verdict::Ignore,
+                Err(
+                    CoreError::StaleAdvert(_)
+                    | CoreError::AdvertTooSoon { .. }
+                    | CoreError::CredentialUnknown,
+                ) => Verdict::Ignore,
                 Err(e) => Verdict::Reject(e.into()),
             };
         }
