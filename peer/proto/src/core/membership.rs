@@ -146,24 +146,31 @@ impl NodeCore {
         // The same credential as last time, still within its validity and with none of its
         // links revoked since: the judgement stands (a member re-advertises for ever;
         // checking its chain each time would cost every node a chain walk per advert).
+        //
+        // A member whose judgement stands is heard at most once per least gap, whatever
+        // its advert says: a new SWIM start or a new credential each advert (a junk object
+        // added to the same chain makes a new hash) would otherwise buy a judgement and a
+        // forward each. Only a turn to unhealthy comes at any time (a toggler gets one
+        // exempt advert per turn; the turn back waits); an expired or revoked judgement is
+        // judged again below, gap or not. The gap is by the sender's clock, which must stay
+        // within the skew of this node's: claiming later times buys a burst of at most the
+        // skew's worth. An honest member advertises at most once per its own interval, and
+        // a restart's SWIM start reaches members by its packets too.
         let least_ms = (self.advert_interval_ms() / crate::core::ADVERT_GAP_SHARE)
             .min(crate::core::ADVERT_GAP_MAX_MS);
+        if let Some(m) = self.members.get(&from)
+            && secs(now_ms) <= m.valid_until
+        {
+            let gap_ms = sent_ms.saturating_sub(m.last_sent_ms);
+            let failing = load.unhealthy.is_some() && m.load.unhealthy.is_none();
+            if gap_ms < least_ms && !failing {
+                return Err(CoreError::AdvertTooSoon { gap_ms, least_ms });
+            }
+        }
         if let Some(m) = self.members.get_mut(&from)
             && m.judgement.credential_hash == *hash
             && secs(now_ms) <= m.valid_until
         {
-            // Only a load update is bounded: a new SWIM start (a restart, a rejoin) or a
-            // turn to unhealthy comes at any time, and a new credential, an expired or a
-            // revoked one is judged above or below. The gap is by the sender's clock, which
-            // must stay within the skew of this node's: a member that claims later times
-            // buys a burst of at most the skew's worth, then the rate it would have had;
-            // one that toggles its health gets one exempt advert per turn to unhealthy.
-            let gap_ms = sent_ms.saturating_sub(m.last_sent_ms);
-            let restarted = m.load.swim_bump != load.swim_bump;
-            let failing = load.unhealthy.is_some() && m.load.unhealthy.is_none();
-            if gap_ms < least_ms && !restarted && !failing {
-                return Err(CoreError::AdvertTooSoon { gap_ms, least_ms });
-            }
             m.last_sent_ms = sent_ms;
             m.load = load;
             if now_ms > m.last_seen_ms {

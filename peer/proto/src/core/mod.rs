@@ -41,7 +41,7 @@ pub const REVOCATION_PRUNE_INTERVAL_MS: u64 = 60_000;
 /// (everyone hears everyone, so a fixed interval costs each node O(members)). One every
 /// two seconds: with SWIM's probes, about 0.7 KiB/s per node in all at any size.
 pub const ADVERTS_HEARD_PER_MIN: u64 = 30;
-/// A member's adverts that only update its load are taken at least this share of an
+/// A listed member's adverts are taken at least this share of an
 /// advert interval apart (`interval / ADVERT_GAP_SHARE`): an honest member advertises at
 /// most once an interval, which it computes from about the same member count.
 pub const ADVERT_GAP_SHARE: u64 = 4;
@@ -470,8 +470,8 @@ pub enum CoreError {
     /// relayed it).
     #[error("stale advert: {0}")]
     StaleAdvert(String),
-    /// A member's advert that only updates its load (same credential, same SWIM start,
-    /// not turning unhealthy) made sooner after its last than an honest member advertises
+    /// A listed member's advert (its judgement standing; not turning unhealthy) made
+    /// sooner after its last than an honest member advertises
     /// (`1 /` [`ADVERT_GAP_SHARE`] of the advert interval, at most [`ADVERT_GAP_MAX_MS`]):
     /// ignored, so that no member can
     /// make the federation carry its adverts at any rate it likes.

@@ -1063,12 +1063,17 @@ fn a_member_that_advertises_as_fast_as_it_signs_is_heard_at_an_honest_rate() {
     n.advert(NOW, key(20).public(), &cred, sent(NOW)).unwrap();
     let least = (n.advert_interval_ms() / crate::core::ADVERT_GAP_SHARE)
         .min(crate::core::ADVERT_GAP_MAX_MS);
-    // An advert every 10 ms for a minute, each newer than the last: only those a gap
-    // apart are taken (and so passed on); the rest are ignored with their reason.
+    // An advert every 10 ms for a minute, each newer than the last, and each claiming a
+    // new SWIM start: only those a gap apart are taken (and so passed on); the rest are
+    // ignored with their reason.
     let (mut taken, mut too_soon) = (0u64, 0u64);
     for i in 1..=6_000u64 {
         let at = NOW + i * 10;
-        match n.advert(at, key(20).public(), &cred, sent(at)) {
+        let load = Load {
+            swim_bump: i,
+            ..sent(at)
+        };
+        match n.advert(at, key(20).public(), &cred, load) {
             Ok(_) => taken += 1,
             Err(CoreError::AdvertTooSoon { gap_ms, least_ms }) => {
                 assert!(gap_ms < least_ms && least_ms == least);
@@ -1079,26 +1084,30 @@ fn a_member_that_advertises_as_fast_as_it_signs_is_heard_at_an_honest_rate() {
     }
     assert_eq!(taken, 60_000 / least, "taken {taken}, gap {least} ms");
     assert_eq!(taken + too_soon, 6_000);
-    // A restart (a new SWIM start) and a turn to unhealthy are heard at once.
-    let at = NOW + 60_001;
-    let restarted = Load {
-        swim_bump: 2,
-        ..sent(at)
-    };
-    n.advert(at, key(20).public(), &cred, restarted).unwrap();
+    // A new credential every time (the same chain with an extra object makes a new
+    // hash) is no way around it.
+    let at = NOW + 60_000 + least;
+    n.advert(at, key(20).public(), &cred, sent(at)).unwrap();
+    let leaf = Credential::from_bytes(&cred).unwrap().leaf().to_vec();
+    let junk = Credential::from_bytes(&node_credential(21, Validity::starting(T0, DAY)))
+        .unwrap()
+        .leaf()
+        .to_vec();
+    let other = Credential::new(leaf, [junk]).to_bytes().unwrap();
+    let err = n.advert(at + 10, key(20).public(), &other, sent(at + 10));
+    assert!(
+        matches!(err, Err(CoreError::AdvertTooSoon { .. })),
+        "{err:?}"
+    );
+    // A turn to unhealthy is heard at once; turning healthy again waits for the gap (a
+    // member cannot toggle at will).
     let failing = Load {
-        swim_bump: 2,
         unhealthy: Some("disk full".into()),
-        ..sent(at + 1)
+        ..sent(at + 20)
     };
-    n.advert(at + 1, key(20).public(), &cred, failing).unwrap();
+    n.advert(at + 20, key(20).public(), &cred, failing).unwrap();
     assert!(n.members()[&key(20).public()].load.unhealthy.is_some());
-    // Turning healthy again waits for the gap (a member cannot toggle at will).
-    let healthy = Load {
-        swim_bump: 2,
-        ..sent(at + 2)
-    };
-    let err = n.advert(at + 2, key(20).public(), &cred, healthy);
+    let err = n.advert(at + 30, key(20).public(), &cred, sent(at + 30));
     assert!(
         matches!(err, Err(CoreError::AdvertTooSoon { .. })),
         "{err:?}"
@@ -1107,13 +1116,20 @@ fn a_member_that_advertises_as_fast_as_it_signs_is_heard_at_an_honest_rate() {
     let leaf = Credential::from_bytes(&cred).unwrap().leaf().to_vec();
     n.revocation(at, &revocation_of(1, &leaf, "decommissioned"))
         .unwrap();
-    let same_start = Load {
-        swim_bump: 2,
-        ..sent(at + 3)
-    };
-    let err = n.advert(at + 3, key(20).public(), &cred, same_start);
+    let err = n.advert(at + 40, key(20).public(), &cred, sent(at + 40));
     assert!(
         matches!(err, Err(CoreError::NotMember(ref r)) if r.contains("revoked")),
         "{err:?}"
     );
+    // In a large federation the gap asked is at most 10 s.
+    let mut big = node(11);
+    big.set_advert_timing(400_000, 30);
+    big.advert(NOW, key(20).public(), &cred, sent(NOW)).unwrap();
+    let taken = (1..=6_000u64)
+        .filter(|i| {
+            let at = NOW + i * 10;
+            big.advert(at, key(20).public(), &cred, sent(at)).is_ok()
+        })
+        .count();
+    assert_eq!(taken, 6, "one every {} ms", crate::core::ADVERT_GAP_MAX_MS);
 }

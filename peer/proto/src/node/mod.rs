@@ -1217,6 +1217,8 @@ impl Node {
             .judge_advert(now_ms, node, Some(bytes), &hash, shared, Arc::new(a.load()))
         {
             Ok(Some(outs)) => self.advert_taken(now_ms, a, outs, out),
+            // The advert is late or too soon, not the credential bad: nothing held off.
+            Err(CoreError::StaleAdvert(_) | CoreError::AdvertTooSoon { .. }) => {}
             _ => self.credential_refused(now_ms, node, out),
         }
     }
