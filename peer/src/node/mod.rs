@@ -265,6 +265,14 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// One line for the owner on the daemon's stderr. Not `eprintln!`, which panics when
+/// stderr is gone (a closed pipe, a restarted journal): nothing the daemon reports may
+/// stop it, least of all what a stranger caused.
+fn say(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr().lock(), "slicefed node: {line}");
+}
+
 fn peer_of(pk: &PublicKey) -> Option<PeerId> {
     pk.peer_id().parse().ok()
 }

@@ -202,16 +202,12 @@ impl Daemon {
                     } else {
                         String::new()
                     };
-                    // Not `eprintln!`, which panics when stderr is gone (a closed pipe):
-                    // a stranger's doing must never stop the daemon.
-                    use std::io::Write as _;
-                    let _ = writeln!(
-                        std::io::stderr().lock(),
-                        "slicefed node: not asking {} for its credential for {} s: {}{also}",
+                    say(&format!(
+                        "not asking {} for its credential for {} s: {}{also}",
                         node.peer_id(),
                         for_ms.div_ceil(1000),
                         reason.as_str()
-                    );
+                    ));
                 }
             }
             Effect::Left(k) => {

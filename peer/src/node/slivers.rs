@@ -208,9 +208,9 @@ impl Daemon {
     /// ledger).
     pub(super) fn ledger_failing(&mut self, why: &str) {
         if self.node.core().unhealthy().is_none() {
-            eprintln!(
-                "slicefed node: the ledger cannot write ({why}); refusing tickets and denying new flows until it can"
-            );
+            say(&format!(
+                "the ledger cannot write ({why}); refusing tickets and denying new flows until it can"
+            ));
         }
         let _ = self.node.handle(
             now_ms(),
@@ -226,7 +226,7 @@ impl Daemon {
         match self.ledger.failure() {
             None => {
                 if self.node.core().unhealthy().is_some() {
-                    eprintln!("slicefed node: the ledger writes again; taking tickets");
+                    say("the ledger writes again; taking tickets");
                     self.feed(swarm, Input::LedgerRecovered);
                 }
             }
@@ -255,10 +255,10 @@ impl Daemon {
             let f = l.flows.clone();
             let lost = blocking(move || f.close_within(Duration::from_secs(5)));
             if lost > 0 {
-                eprintln!(
-                    "slicefed node: {lost} flow records of sliver {} could not be written: the ledger cannot write",
+                say(&format!(
+                    "{lost} flow records of sliver {} could not be written: the ledger cannot write",
                     l.plan.id
-                );
+                ));
             }
         }
         self.live.clear();
