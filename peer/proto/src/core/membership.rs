@@ -135,38 +135,34 @@ impl NodeCore {
                 sent_ms
             )));
         }
-        if let Some(m) = self.members.get(&from)
-            && sent_ms <= m.last_sent_ms
-        {
-            return Err(CoreError::StaleAdvert(format!(
-                "made at {sent_ms} ms, not after the last advert heard ({})",
-                m.last_sent_ms
-            )));
+        // A member is heard only on an advert newer than its last, and, while its
+        // judgement stands, at most once per least gap, whatever the advert says: a new
+        // SWIM start or a new credential each advert (a junk object added to the same
+        // chain makes a new hash) would otherwise buy a judgement and a forward each. Only
+        // a turn to unhealthy comes at any time (a toggler gets one exempt advert per turn;
+        // the turn back waits); an expired or revoked judgement is judged again below, gap
+        // or not. The gap is by the sender's clock, which must stay within the skew of this
+        // node's: claiming later times buys a burst of at most the skew's worth. An honest
+        // member advertises at most once per its own interval, and a restart's SWIM start
+        // reaches members by its packets too. One lookup serves both checks.
+        if let Some(m) = self.members.get(&from) {
+            if sent_ms <= m.last_sent_ms {
+                return Err(CoreError::StaleAdvert(format!(
+                    "made at {sent_ms} ms, not after the last advert heard ({})",
+                    m.last_sent_ms
+                )));
+            }
+            let least_ms = (self.advert_interval_ms() / crate::core::ADVERT_GAP_SHARE)
+                .min(crate::core::ADVERT_GAP_MAX_MS);
+            let gap_ms = sent_ms.saturating_sub(m.last_sent_ms);
+            let failing = load.unhealthy.is_some() && m.load.unhealthy.is_none();
+            if secs(now_ms) <= m.valid_until && gap_ms < least_ms && !failing {
+                return Err(CoreError::AdvertTooSoon { gap_ms, least_ms });
+            }
         }
         // The same credential as last time, still within its validity and with none of its
         // links revoked since: the judgement stands (a member re-advertises for ever;
         // checking its chain each time would cost every node a chain walk per advert).
-        //
-        // A member whose judgement stands is heard at most once per least gap, whatever
-        // its advert says: a new SWIM start or a new credential each advert (a junk object
-        // added to the same chain makes a new hash) would otherwise buy a judgement and a
-        // forward each. Only a turn to unhealthy comes at any time (a toggler gets one
-        // exempt advert per turn; the turn back waits); an expired or revoked judgement is
-        // judged again below, gap or not. The gap is by the sender's clock, which must stay
-        // within the skew of this node's: claiming later times buys a burst of at most the
-        // skew's worth. An honest member advertises at most once per its own interval, and
-        // a restart's SWIM start reaches members by its packets too.
-        let least_ms = (self.advert_interval_ms() / crate::core::ADVERT_GAP_SHARE)
-            .min(crate::core::ADVERT_GAP_MAX_MS);
-        if let Some(m) = self.members.get(&from)
-            && secs(now_ms) <= m.valid_until
-        {
-            let gap_ms = sent_ms.saturating_sub(m.last_sent_ms);
-            let failing = load.unhealthy.is_some() && m.load.unhealthy.is_none();
-            if gap_ms < least_ms && !failing {
-                return Err(CoreError::AdvertTooSoon { gap_ms, least_ms });
-            }
-        }
         if let Some(m) = self.members.get_mut(&from)
             && m.judgement.credential_hash == *hash
             && secs(now_ms) <= m.valid_until
