@@ -213,26 +213,8 @@ impl Summary {
             witnesses: cfg.witnesses,
             wall_seconds,
             events: m.events,
-            events_by_kind: {
-                let mut kinds: Vec<(String, u64)> = crate::metrics::EVENT_KINDS
-                    .iter()
-                    .zip(m.events_by_kind)
-                    .filter(|(_, n)| *n > 0)
-                    .map(|(k, n)| ((*k).to_string(), n))
-                    .collect();
-                kinds.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-                kinds
-            },
-            event_seconds_by_kind: {
-                let mut kinds: Vec<(String, f64)> = crate::metrics::EVENT_KINDS
-                    .iter()
-                    .zip(m.event_nanos_by_kind)
-                    .filter(|(_, ns)| *ns > 0)
-                    .map(|(k, ns)| ((*k).to_string(), ns as f64 / 1e9))
-                    .collect();
-                kinds.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-                kinds
-            },
+            events_by_kind: by_kind(m.events_by_kind, |n| n),
+            event_seconds_by_kind: by_kind(m.event_nanos_by_kind, |ns| ns as f64 / 1e9),
             trace: format!("{trace:016x}"),
             creations: m.creations.len(),
             create_p50_ms: quantile(&lat, 0.5),
@@ -441,6 +423,26 @@ impl Summary {
             .join(", ");
         format!("\n  wall time in events ({total:.1} s): {each}")
     }
+}
+
+/// A per-kind counter named by `metrics::EVENT_KINDS`, as `show` makes each value, most
+/// first (kinds at zero left out).
+fn by_kind<T: PartialOrd>(
+    counts: [u64; crate::metrics::EVENT_KINDS.len()],
+    show: impl Fn(u64) -> T,
+) -> Vec<(String, T)> {
+    let mut kinds: Vec<(String, T)> = crate::metrics::EVENT_KINDS
+        .iter()
+        .zip(counts)
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| ((*k).to_string(), show(n)))
+        .collect();
+    kinds.sort_by(|a, b| {
+        b.1.partial_cmp(&a.1)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then_with(|| a.0.cmp(&b.0))
+    });
+    kinds
 }
 
 fn cells(prefix: &str, v: &serde_json::Value, heads: &mut Vec<String>, vals: &mut Vec<String>) {
