@@ -1229,12 +1229,19 @@ pub struct Swim {
     rt: AccumulatingRuntime<SwimId>,
     shared: Arc<Mutex<Shared>>,
     timers: BTreeMap<(u64, u64), Timer<SwimId>>,
+    /// Where the current probe's `SendIndirectProbe` sits in `timers`, if it is there:
+    /// dropped as soon as the probe's ack is in (`Foca::settle_indirect_probe`), instead
+    /// of waking the node to find it in.
+    indirect_probe_at: Option<(u64, u64)>,
     /// How many of `timers` are foca's `RemoveDown`.
     removal_timers: usize,
     /// Where each member key's removal timer sits in `timers` (one per key).
     removal_by_key: HashMap<PublicKey, (u64, u64)>,
     seq: u64,
     tallies: HashMap<SwimId, Tally>,
+    /// When the oldest of `tallies` ends (none: no tally), so that `wake` walks them only
+    /// then (it runs at every timer).
+    tallies_expire_ms: Option<u64>,
     /// Identities this node cast its vote about a second time (once only: see `wake`).
     recast: HashSet<SwimId>,
     /// Whom this node asked for votes about each accused start (at most [`MAX_MEMBERS`],
@@ -1360,10 +1367,12 @@ impl Swim {
             rt: AccumulatingRuntime::new(),
             shared,
             timers: BTreeMap::new(),
+            indirect_probe_at: None,
             removal_timers: 0,
             removal_by_key: HashMap::new(),
             seq: 0,
             tallies: HashMap::new(),
+            tallies_expire_ms: None,
             recast: HashSet::new(),
             asking: HashMap::new(),
             asking_expires_ms: None,
@@ -1607,6 +1616,7 @@ impl Swim {
         let result = self.foca.handle_data(&filtered, &mut self.rt);
         let mut out = vec![];
         self.drain(now_ms, Cause::Packet(from), &mut out);
+        self.settle_indirect_probe();
         self.count_items(now_ms, &mut out);
         self.ask_for_votes(now_ms, &mut out);
         self.greet_strangers(&mut out);
@@ -1873,13 +1883,23 @@ impl Swim {
                 .map(|a| a.first_ms.saturating_add(VOTE_WINDOW_MS))
                 .min();
         }
-        self.tallies.retain(|id, t| {
-            let keep = now_ms.saturating_sub(t.first_ms) < VOTE_WINDOW_MS;
-            if !keep && !t.done && t.voters.contains(&me) {
-                revotes.push(*id);
-            }
-            keep
-        });
+        // Walked only when its oldest tally is due, like `asking`.
+        if self.tallies_expire_ms.is_some_and(|at| now_ms >= at) {
+            self.tallies.retain(|id, t| {
+                let keep = now_ms.saturating_sub(t.first_ms) < VOTE_WINDOW_MS;
+                if !keep && !t.done && t.voters.contains(&me) {
+                    revotes.push(*id);
+                }
+                keep
+            });
+            self.tallies_expire_ms = self
+                .tallies
+                .values()
+                .map(|t| t.first_ms.saturating_add(VOTE_WINDOW_MS))
+                .min();
+            // The table's order is a hasher's: cast in identity order, the same every run.
+            revotes.sort_unstable();
+        }
         let recast = !revotes.is_empty();
         for accused in revotes {
             // Once only, and only while foca still holds it down (it has not been heard
@@ -1915,6 +1935,26 @@ impl Swim {
         out
     }
 
+    /// Drops the current probe's `SendIndirectProbe` timer once its ack is in: firing it
+    /// would only find that out (foca does the same bookkeeping now). Every probe of a
+    /// live member is acked within the round trip, so this saves a wake of the node per
+    /// probe, a third of a simulated federation's events; the indirect stage of a probe
+    /// still waiting for its ack is untouched.
+    fn settle_indirect_probe(&mut self) {
+        let Some(at) = self.indirect_probe_at else {
+            return;
+        };
+        match self.timers.get(&at) {
+            Some(timer) if self.foca.settle_indirect_probe(timer) => {
+                self.timers.remove(&at);
+                self.indirect_probe_at = None;
+            }
+            Some(_) => {}
+            // Fired already.
+            None => self.indirect_probe_at = None,
+        }
+    }
+
     /// Carries out what foca asked for: packets out, timers kept, notifications read.
     fn drain(&mut self, now_ms: u64, cause: Cause, out: &mut Vec<SwimEvent>) {
         while let Some((due, timer)) = self.rt.to_schedule() {
@@ -1941,6 +1981,9 @@ impl Swim {
                 if let Some(key) = removal {
                     self.removal_timers += 1;
                     self.removal_by_key.insert(key, (at, self.seq));
+                }
+                if matches!(timer, Timer::SendIndirectProbe { .. }) {
+                    self.indirect_probe_at = Some((at, self.seq));
                 }
                 self.timers.insert((at, self.seq), timer);
             }
@@ -2372,6 +2415,13 @@ impl Swim {
                     }
                     if self.tallies.len() >= MAX_MEMBERS && !self.tallies.contains_key(&accused) {
                         continue;
+                    }
+                    let expires_ms = now_ms.saturating_add(VOTE_WINDOW_MS);
+                    if !self.tallies.contains_key(&accused) {
+                        self.tallies_expire_ms = Some(
+                            self.tallies_expire_ms
+                                .map_or(expires_ms, |at| at.min(expires_ms)),
+                        );
                     }
                     let t = self.tallies.entry(accused).or_insert(Tally {
                         first_ms: now_ms,

@@ -1576,3 +1576,53 @@ fn another_members_vote_goes_out_relay_transmissions_times_and_is_counted() {
     );
     assert!(net.nodes[1].relay.is_empty(), "sent its count, it is gone");
 }
+
+/// The `SendIndirectProbe` timers each node holds, by how long ago they were set.
+fn indirect_stages(s: &Swim, now: u64) -> Vec<u64> {
+    s.timers
+        .iter()
+        .filter(|(_, t)| matches!(t, Timer::SendIndirectProbe { .. }))
+        .map(|((at, _), _)| now.saturating_sub(at.saturating_sub(PROBE_RTT_MS)))
+        .collect()
+}
+
+#[test]
+fn an_acked_probe_never_wakes_its_prober_for_the_indirect_stage_and_an_unanswered_one_does() {
+    let mut net = Net::new(3);
+    // Everyone up: each probe's ack is in within two 100-ms steps (packets take 20 ms),
+    // and its indirect stage goes with it, long before the 1.5-s round trip it was set for.
+    let mut stages = 0;
+    for _ in 0..300 {
+        let next = net.now + 100;
+        net.run(next);
+        for s in &net.nodes {
+            let ages = indirect_stages(s, net.now);
+            stages += ages.len();
+            assert!(
+                ages.iter().all(|age| *age <= 200),
+                "{ages:?} at {}",
+                net.now
+            );
+        }
+    }
+    assert!(stages > 0, "probes were seen between ping and ack");
+    assert!(net.refusals.is_empty(), "{:?}", net.refusals);
+    // A member that stops answering: its probers' indirect stages stay until due and fire
+    // (the others are asked to ping it), and it is declared dead as before.
+    net.up[2] = false;
+    let died = net.now;
+    let mut waited = 0;
+    while net.now < died + 120_000 {
+        let next = net.now + 100;
+        net.run(next);
+        for s in net.nodes.iter().take(2) {
+            waited = waited.max(indirect_stages(s, net.now).into_iter().max().unwrap_or(0));
+        }
+    }
+    assert!(
+        waited >= PROBE_RTT_MS - 100,
+        "an unanswered probe's stage waited {waited} ms"
+    );
+    assert!(net.all_declared(2, &[]), "{:?}", net.dead);
+    assert!(!net.declared_by_anyone(0) && !net.declared_by_anyone(1));
+}
