@@ -213,7 +213,11 @@ impl Daemon {
                             .unwrap_or_default(),
                         slivers: m.load.slivers,
                         free_memory: m.load.free_memory,
-                        last_seen_ms_ago: now.saturating_sub(m.last_seen_ms),
+                        last_seen_ms_ago: now.saturating_sub(
+                            self.node
+                                .member_last_seen_ms(k)
+                                .unwrap_or(m.last_seen_ms),
+                        ),
                         health: if self.node.witnessing().witness().offenders().contains_key(k) {
                             "equivocated".into()
                         } else if let Some(why) = &m.load.unhealthy {

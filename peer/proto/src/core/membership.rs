@@ -39,16 +39,6 @@ impl NodeCore {
         self.judge_advert(now_ms, from, None, hash, None, Arc::new(load))
     }
 
-    /// A member was heard from (a SWIM packet): it counts as seen, for the adverts'
-    /// backstop expiry (a scan of `last_seen_ms`, see `NodeCore::tick`) and `nodes list`.
-    pub fn heard_from(&mut self, now_ms: u64, from: PublicKey) {
-        if let Some(m) = self.members.get_mut(&from)
-            && now_ms > m.last_seen_ms
-        {
-            m.last_seen_ms = now_ms;
-        }
-    }
-
     /// [`NodeCore::advert`] with the credential in shared memory: a member admitted on it
     /// keeps a reference, not a copy, and the same allocation compares equal without reading
     /// it. The decision is the same as `advert`'s.
@@ -144,35 +134,36 @@ impl NodeCore {
         // or not. The gap is by the sender's clock, which must stay within the skew of this
         // node's: claiming later times buys a burst of at most the skew's worth. An honest
         // member advertises at most once per its own interval, and a restart's SWIM start
-        // reaches members by its packets too. One lookup serves both checks.
-        if let Some(m) = self.members.get(&from) {
+        // reaches members by its packets too.
+        //
+        // The same credential as last time, still within its validity and with none of its
+        // links revoked since: the judgement stands (a member re-advertises for ever;
+        // checking its chain each time would cost every node a chain walk per advert).
+        //
+        // One lookup serves the three (every receiver of every advert makes it).
+        let least_ms = (self.advert_interval_ms() / crate::core::ADVERT_GAP_SHARE)
+            .min(crate::core::ADVERT_GAP_MAX_MS);
+        if let Some(m) = self.members.get_mut(&from) {
             if sent_ms <= m.last_sent_ms {
                 return Err(CoreError::StaleAdvert(format!(
                     "made at {sent_ms} ms, not after the last advert heard ({})",
                     m.last_sent_ms
                 )));
             }
-            let least_ms = (self.advert_interval_ms() / crate::core::ADVERT_GAP_SHARE)
-                .min(crate::core::ADVERT_GAP_MAX_MS);
             let gap_ms = sent_ms.saturating_sub(m.last_sent_ms);
             let failing = load.unhealthy.is_some() && m.load.unhealthy.is_none();
-            if secs(now_ms) <= m.valid_until && gap_ms < least_ms && !failing {
+            let stands = secs(now_ms) <= m.valid_until;
+            if stands && gap_ms < least_ms && !failing {
                 return Err(CoreError::AdvertTooSoon { gap_ms, least_ms });
             }
-        }
-        // The same credential as last time, still within its validity and with none of its
-        // links revoked since: the judgement stands (a member re-advertises for ever;
-        // checking its chain each time would cost every node a chain walk per advert).
-        if let Some(m) = self.members.get_mut(&from)
-            && m.judgement.credential_hash == *hash
-            && secs(now_ms) <= m.valid_until
-        {
-            m.last_sent_ms = sent_ms;
-            m.load = load;
-            if now_ms > m.last_seen_ms {
-                m.last_seen_ms = now_ms;
+            if stands && m.judgement.credential_hash == *hash {
+                m.last_sent_ms = sent_ms;
+                m.load = load;
+                if now_ms > m.last_seen_ms {
+                    m.last_seen_ms = now_ms;
+                }
+                return Ok(Some(vec![]));
             }
-            return Ok(Some(vec![]));
         }
         let Some(node_credential) = node_credential else {
             return Ok(None);

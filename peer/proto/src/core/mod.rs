@@ -270,7 +270,9 @@ impl SharedJudgements {
 /// A member of the federation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Member {
-    /// When we last heard from it.
+    /// When this node last heard of it by an advert or its credential (its own SWIM
+    /// packets are noted by SWIM, `Swim::last_heard_ms`, and read here only when this
+    /// says it is silent: see [`NodeCore::tick`]).
     pub last_seen_ms: u64,
     /// When its latest advert was made (its clock).
     pub last_sent_ms: u64,
@@ -884,8 +886,11 @@ impl NodeCore {
         self.ledger_failure.as_deref()
     }
 
-    /// Time passes: expired slivers are stopped; silent members leave.
-    pub fn tick(&mut self, now_ms: u64) -> Vec<Output> {
+    /// Time passes: expired slivers are stopped; silent members leave. `heard` says when a
+    /// member was last heard otherwise (its SWIM packets, which the node machine's SWIM
+    /// notes): asked only of members that adverts alone would time out, so that a packet
+    /// costs no lookup here.
+    pub fn tick(&mut self, now_ms: u64, heard: impl Fn(&PublicKey) -> Option<u64>) -> Vec<Output> {
         let now = secs(now_ms);
         self.revocations.settle(now_ms);
         // Deletes leave at their signed expiry, on every node within a tick of the others
@@ -926,6 +931,11 @@ impl NodeCore {
             let mut silent: Vec<(u64, PublicKey)> = vec![];
             let mut oldest = u64::MAX;
             self.members.retain(|k, m| {
+                if m.last_seen_ms < deadline
+                    && let Some(heard_ms) = heard(k)
+                {
+                    m.last_seen_ms = m.last_seen_ms.max(heard_ms);
+                }
                 let keep = m.last_seen_ms >= deadline;
                 if keep {
                     oldest = oldest.min(m.last_seen_ms);

@@ -174,8 +174,8 @@ fn a_chain_cap_on_slivers_is_enforced() {
 fn expiry_and_revocation_stop_slivers_and_are_logged() {
     let mut n = node(10);
     sub(&mut n, NOW, &ticket(ticket_body("princeton.codeen", 1)));
-    assert!(n.tick(NOW + 1000).is_empty());
-    let out = n.tick(NOW + 2 * DAY * 1000);
+    assert!(n.tick(NOW + 1000, |_| None).is_empty());
+    let out = n.tick(NOW + 2 * DAY * 1000, |_| None);
     assert_eq!(
         out,
         vec![Output::Stop {
@@ -277,7 +277,7 @@ fn only_certified_nodes_become_members() {
     );
     // Silence makes a member leave.
     assert_eq!(
-        n.tick(NOW + n.member_timeout_ms() + 1),
+        n.tick(NOW + n.member_timeout_ms() + 1, |_| None),
         vec![Output::Left(key(20).public())]
     );
     assert!(n.members().is_empty());
@@ -396,7 +396,7 @@ fn a_replayed_or_stale_advert_does_not_keep_a_member_listed() {
         "{future:?}"
     );
     // So a dead member leaves on time though its adverts are replayed.
-    let out = n.tick(NOW + n.member_timeout_ms() + 1);
+    let out = n.tick(NOW + n.member_timeout_ms() + 1, |_| None);
     assert_eq!(out, vec![Output::Left(key(20).public())]);
 }
 
@@ -412,7 +412,7 @@ fn a_member_entered_after_a_look_that_kept_nobody_still_leaves_when_silent() {
         .unwrap();
     assert_eq!(n.member_timeout_ms(), MEMBER_TIMEOUT_MS);
     let emptied = NOW + MEMBER_TIMEOUT_MS + 1;
-    assert_eq!(n.tick(emptied), vec![Output::Left(key(20).public())]);
+    assert_eq!(n.tick(emptied, |_| None), vec![Output::Left(key(20).public())]);
     assert!(n.members().is_empty());
     // Node 21 joins later, then falls silent; node 20 comes back with a new advert and
     // keeps talking (heard from, which only raises its last-seen).
@@ -435,8 +435,8 @@ fn a_member_entered_after_a_look_that_kept_nobody_still_leaves_when_silent() {
     let mut left = vec![];
     while now < joined + 2 * MEMBER_TIMEOUT_MS {
         now += MEMBER_TIMEOUT_MS / 8;
-        n.heard_from(now, key(20).public());
-        left.extend(n.tick(now));
+        // Member 20 is heard by SWIM all along; 21 by nothing.
+        left.extend(n.tick(now, |k| (*k == key(20).public()).then_some(now)));
     }
     assert_eq!(left, vec![Output::Left(key(21).public())]);
     assert_eq!(n.members().len(), 1);
@@ -461,7 +461,7 @@ fn members_leave_in_order_of_silence_and_the_interval_grows_with_the_federation(
     // 8 s; the timeout (three refreshes) stays 30 s.
     assert_eq!(n.advert_interval_ms(), 2_000);
     assert_eq!(n.member_timeout_ms(), MEMBER_TIMEOUT_MS);
-    let out = n.tick(NOW + 10_000 + MEMBER_TIMEOUT_MS + 1);
+    let out = n.tick(NOW + 10_000 + MEMBER_TIMEOUT_MS + 1, |_| None);
     assert_eq!(
         out,
         vec![
@@ -475,10 +475,10 @@ fn members_leave_in_order_of_silence_and_the_interval_grows_with_the_federation(
     // Node 22 was heard at NOW + 20 s: still fresh at NOW + 49 s (a look), silent past
     // the timeout at NOW + 50.5 s but not looked at until a gap later.
     let look = NOW + 49_000;
-    assert!(n.tick(look).is_empty());
-    assert!(n.tick(NOW + 50_500).is_empty(), "no look yet");
+    assert!(n.tick(look, |_| None).is_empty());
+    assert!(n.tick(NOW + 50_500, |_| None).is_empty(), "no look yet");
     assert_eq!(
-        n.tick(look + MEMBER_TIMEOUT_MS / 8),
+        n.tick(look + MEMBER_TIMEOUT_MS / 8, |_| None),
         vec![Output::Left(key(22).public())]
     );
     // A thousand members at 2 adverts/s (120 a minute): every 500 s at most, a refresh every 2,000 s,
@@ -513,7 +513,7 @@ fn a_node_that_missed_revocations_catches_up_from_a_members_page() {
     a.revocation(NOW, &rev).unwrap();
     // A revocation counts in the digest at once (a node that missed one catches up now).
     assert_ne!(a.revocation_digest(), RevocationDigest::default());
-    a.tick(NOW + 120_000);
+    a.tick(NOW + 120_000, |_| None);
     let mut b = node(21);
     sub(&mut b, NOW, &ticket(ticket_body("princeton.codeen", 1)));
     assert_ne!(a.revocation_digest(), b.revocation_digest());
@@ -545,13 +545,13 @@ fn a_node_that_missed_revocations_catches_up_from_a_members_page() {
         out.contains(&Output::GossipRevocation(rev.clone())),
         "{out:?}"
     );
-    b.tick(NOW + 120_000);
+    b.tick(NOW + 120_000, |_| None);
     assert_eq!(a.revocation_digest(), b.revocation_digest());
     // A restarted node re-reads what it had honoured from its own log, before it
     // restores slivers; the ticket chain then fails.
     let mut c = node(21);
     c.remember_revocation(NOW, &rev).unwrap();
-    c.tick(NOW + 120_000);
+    c.tick(NOW + 120_000, |_| None);
     assert_eq!(c.revocation_digest(), a.revocation_digest());
     let t = ticket(ticket_body("princeton.codeen", 1));
     let err = c.restore(NOW, 1, &t, &Invocation::default()).unwrap_err();
@@ -564,8 +564,8 @@ fn a_node_that_missed_revocations_catches_up_from_a_members_page() {
     x.revocation(NOW, &rev2).unwrap();
     y.revocation(NOW, &rev2).unwrap();
     y.revocation(NOW, &rev).unwrap();
-    x.tick(NOW + 120_000);
-    y.tick(NOW + 120_000);
+    x.tick(NOW + 120_000, |_| None);
+    y.tick(NOW + 120_000, |_| None);
     assert_eq!(x.revocation_digest(), y.revocation_digest());
     assert_eq!(x.revocation_digest().count, 2);
 }
@@ -704,7 +704,7 @@ fn only_the_holder_renews_or_deletes_and_renewal_extends_life() {
     );
     assert!(n.slivers().next().unwrap().not_after > before);
     assert!(
-        n.tick(NOW + 2 * DAY * 1000).is_empty(),
+        n.tick(NOW + 2 * DAY * 1000, |_| None).is_empty(),
         "renewed: not expired"
     );
     // A renewal for a slice with nothing here is refused with the reason.
@@ -800,7 +800,7 @@ fn a_slice_delete_ends_the_holders_slivers_is_logged_held_and_never_ends_a_later
     );
     // Held with the revocations: once settled the digest changes, so members that lack it
     // catch up.
-    n.tick(NOW + 200_000);
+    n.tick(NOW + 200_000, |_| None);
     assert_ne!(n.revocation_digest(), digest);
     // Heard again: nothing new.
     assert!(n.revocation(NOW + 11_000, &del).unwrap().is_empty());
@@ -876,14 +876,14 @@ fn two_nodes_that_differ_by_one_delete_differ_in_one_range_and_exchange_only_it(
         b.revocation(NOW + 60_000, d).unwrap();
     }
     let settled = NOW + 300_000;
-    a.tick(settled);
-    b.tick(settled);
+    a.tick(settled, |_| None);
+    b.tick(settled, |_| None);
     assert_eq!(a.revocation_prints(), b.revocation_prints());
     // One more on a: exactly its range differs, and asking for that range brings it alone
     // (with whatever else shares its range).
     let extra = delete_of(3, "princeton.extra", vec![], T0 + 99);
     a.revocation(NOW + 60_000, &extra).unwrap();
-    a.tick(settled);
+    a.tick(settled, |_| None);
     let (pa, pb) = (a.revocation_prints(), b.revocation_prints());
     let differ: Vec<u8> = (0..=u8::MAX)
         .filter(|i| pa[usize::from(*i)] != pb[usize::from(*i)])
@@ -914,7 +914,7 @@ fn two_nodes_that_differ_by_one_delete_differ_in_one_range_and_exchange_only_it(
     for d in page {
         b.revocation(NOW + 60_000, &d).unwrap();
     }
-    b.tick(settled);
+    b.tick(settled, |_| None);
     assert_eq!(a.revocation_prints(), b.revocation_prints());
     assert_eq!(a.revocation_digest(), b.revocation_digest());
 }
@@ -940,8 +940,8 @@ fn a_delete_signed_under_a_certificate_revoked_later_is_forgotten_so_nodes_agree
     // `early` no longer serves it, so the two hold the same set for members:
     // reconciliations between them stop differing (they fetched and refused it every time
     // before, for as long as it was held).
-    early.tick(NOW + 300_000);
-    late.tick(NOW + 300_000);
+    early.tick(NOW + 300_000, |_| None);
+    late.tick(NOW + 300_000, |_| None);
     assert_eq!(early.held_counts(), (1, 1));
     assert_eq!(early.held_counts(), late.held_counts());
     assert_eq!(early.revocation_prints(), late.revocation_prints());

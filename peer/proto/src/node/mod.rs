@@ -780,6 +780,13 @@ impl Node {
         &self.core
     }
 
+    /// When this node last heard of member `k`: its latest advert or credential, or its
+    /// latest SWIM packet, whichever came last (`None`: not a member).
+    pub fn member_last_seen_ms(&self, k: &PublicKey) -> Option<u64> {
+        let m = self.core.members().get(k)?;
+        Some(m.last_seen_ms.max(self.swim.last_heard_ms(k).unwrap_or(0)))
+    }
+
     /// The node manager, to set up before the node runs (revocations from the log, ids).
     pub fn core_mut(&mut self) -> &mut NodeCore {
         &mut self.core
@@ -1358,7 +1365,8 @@ impl Node {
 
     fn tick(&mut self, now_ms: u64, log_size: u64, out: &mut Vec<Effect>) {
         self.ticks += 1;
-        let outs = self.core.tick(now_ms);
+        let swim = &self.swim;
+        let outs = self.core.tick(now_ms, |k| swim.last_heard_ms(k));
         self.carry(now_ms, outs, false, out);
         let events = self.swim.wake(now_ms);
         self.swim_events(now_ms, events, out);

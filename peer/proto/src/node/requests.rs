@@ -85,10 +85,8 @@ impl Node {
                 let (events, taken) = self.swim.packet(now_ms, from, &data);
                 self.swim_events(now_ms, events, out);
                 match taken {
-                    Ok(()) => {
-                        self.core.heard_from(now_ms, from);
-                        out.push(answer(Response::Done));
-                    }
+                    // SWIM noted it as heard (`Swim::last_heard_ms`).
+                    Ok(()) => out.push(answer(Response::Done)),
                     Err(why) => {
                         // A node this one does not list (it started while this one was
                         // away, or this one restarted): its credential is asked for, so

@@ -465,31 +465,52 @@ impl std::borrow::Borrow<[u8; codec::KEY_PREFIX]> for MemberKey {
     }
 }
 
-/// The members: each one's identity (its start's bump) and the highest incarnation it said
-/// itself, by key or by key prefix.
+/// What a node holds of a member it lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Listed {
+    /// The start it probes (the identity's bump).
+    bump: u64,
+    /// The highest incarnation the member said of itself at that start.
+    incarnation: u16,
+    /// When a packet of the member's own last came (whole seconds of the node's clock; 0:
+    /// none yet). In the table's padding, so it costs no memory: the node machine reads it
+    /// for `nodes list` and the adverts' backstop expiry instead of noting every packet in
+    /// its member B-tree (a second lookup per packet, in a table of 10,000 members).
+    heard_s: u32,
+}
+
+/// The members: each one's identity (its start's bump), the highest incarnation it said
+/// itself, and when it was last heard, by key or by key prefix.
 #[derive(Default)]
-struct MemberTable(HashMap<MemberKey, (u64, u16), BuildKeyHasher>);
+struct MemberTable(HashMap<MemberKey, Listed, BuildKeyHasher>);
 
 impl MemberTable {
-    fn get(&self, key: &PublicKey) -> Option<&(u64, u16)> {
+    /// `key`'s start and the highest incarnation it said.
+    fn get(&self, key: &PublicKey) -> Option<(u64, u16)> {
+        self.listed(key).map(|l| (l.bump, l.incarnation))
+    }
+
+    fn listed(&self, key: &PublicKey) -> Option<&Listed> {
         self.0
             .get_key_value(MemberKey(*key).prefix())
             .filter(|(k, _)| k.0 == *key)
             .map(|(_, v)| v)
     }
 
-    fn get_mut(&mut self, key: &PublicKey) -> Option<&mut (u64, u16)> {
-        self.get(key)?;
+    fn get_mut(&mut self, key: &PublicKey) -> Option<&mut Listed> {
+        self.listed(key)?;
         self.0.get_mut(MemberKey(*key).prefix())
     }
 
     fn contains_key(&self, key: &PublicKey) -> bool {
-        self.get(key).is_some()
+        self.listed(key).is_some()
     }
 
     fn remove(&mut self, key: &PublicKey) -> Option<(u64, u16)> {
-        self.get(key)?;
-        self.0.remove(MemberKey(*key).prefix())
+        self.listed(key)?;
+        self.0
+            .remove(MemberKey(*key).prefix())
+            .map(|l| (l.bump, l.incarnation))
     }
 
     fn len(&self) -> usize {
@@ -498,16 +519,20 @@ impl MemberTable {
 
     /// The entry of `key`, made with `new` if it has none; `None` if another member's key
     /// has the same prefix.
-    fn entry_or(&mut self, key: PublicKey, new: (u64, u16)) -> Option<&mut (u64, u16)> {
+    fn entry_or(&mut self, key: PublicKey, bump: u64) -> Option<&mut Listed> {
         match self.0.get_key_value(MemberKey(key).prefix()) {
             Some((held, _)) if held.0 != key => None,
-            _ => Some(self.0.entry(MemberKey(key)).or_insert(new)),
+            _ => Some(self.0.entry(MemberKey(key)).or_insert(Listed {
+                bump,
+                incarnation: 0,
+                heard_s: 0,
+            })),
         }
     }
 
     /// The member whose key starts with `prefix`, with its start's bump.
     fn by_prefix(&self, prefix: &[u8; codec::KEY_PREFIX]) -> Option<(PublicKey, u64)> {
-        self.0.get_key_value(prefix).map(|(k, v)| (k.0, v.0))
+        self.0.get_key_value(prefix).map(|(k, v)| (k.0, v.bump))
     }
 }
 
@@ -675,7 +700,7 @@ impl Shared {
             match self.relayer {
                 Some(from)
                     if self.is_member(&from)
-                        && self.members.get(&accused.key).map(|&(bump, _)| bump)
+                        && self.members.get(&accused.key).map(|(bump, _)| bump)
                             == Some(accused.bump) =>
                 {
                     *holder = from;
@@ -1412,6 +1437,13 @@ impl Swim {
         self.shared().members.get(key).map(|s| s.0)
     }
 
+    /// When this node last took a packet of `key`'s own (its clock, rounded down to the
+    /// second), if it lists `key` and has taken one.
+    pub fn last_heard_ms(&self, key: &PublicKey) -> Option<u64> {
+        let listed = self.shared().members.listed(key).copied()?;
+        (listed.heard_s > 0).then(|| u64::from(listed.heard_s).saturating_mul(1000))
+    }
+
     /// This node's identity.
     pub fn me(&self) -> SwimId {
         self.me
@@ -1452,12 +1484,13 @@ impl Swim {
         }
         let (members, pending) = {
             let mut s = self.shared();
-            let Some(said) = s.members.entry_or(id.key, (id.bump, 0)) else {
+            let Some(said) = s.members.entry_or(id.key, id.bump) else {
                 // Another member's key has the same 16 first bytes: made on purpose.
                 return vec![];
             };
-            if said.0 < id.bump {
-                *said = (id.bump, 0);
+            if said.bump < id.bump {
+                said.bump = id.bump;
+                said.incarnation = 0;
             }
             // Its votes that came before it was listed are judged now.
             s.now_ms = now_ms;
@@ -1777,13 +1810,25 @@ impl Swim {
     fn heard_from(&mut self, id: &SwimId, incarnation: u16, own_packet: bool) {
         let (raised, news) = {
             let mut shared = self.shared();
+            // Seconds of a u64 ms clock: u32 holds them until 2106 (and 0 means never).
+            let now_s = u32::try_from(shared.now_ms / 1000)
+                .unwrap_or(u32::MAX)
+                .max(1);
             match shared.members.get_mut(&id.key) {
-                Some(said) if (id.bump, incarnation) > *said => {
-                    let raised = said.0 == id.bump;
-                    *said = (id.bump, incarnation);
-                    (raised, true)
+                Some(said) => {
+                    if own_packet {
+                        said.heard_s = now_s;
+                    }
+                    if (id.bump, incarnation) > (said.bump, said.incarnation) {
+                        let raised = said.bump == id.bump;
+                        said.bump = id.bump;
+                        said.incarnation = incarnation;
+                        (raised, true)
+                    } else {
+                        (false, false)
+                    }
                 }
-                _ => (false, false),
+                None => (false, false),
             }
         };
         if own_packet || news {
@@ -1818,7 +1863,7 @@ impl Swim {
                 State::Suspect | State::Down => Member::new(id, inc, State::Suspect),
             });
         }
-        let Some((bump, said)) = self.shared().members.get(&id.key).copied() else {
+        let Some((bump, said)) = self.shared().members.get(&id.key) else {
             // News of a node this one does not list: learnt (by the node machine, from the
             // sender, on its credential) only when it is said to be alive.
             // A start this node declared dead is not news; a later start of it is.
@@ -2061,7 +2106,7 @@ impl Swim {
             .shared()
             .members
             .get(&voter)
-            .map(|&(bump, _)| SwimId { key: voter, bump });
+            .map(|(bump, _)| SwimId { key: voter, bump });
         let Some(to) = to.filter(|_| !self.knows(accused) && voter != self.me.key) else {
             return true;
         };
@@ -2110,7 +2155,7 @@ impl Swim {
             let shared = self.shared();
             codec::from_wire(wire, &from, &me.key, |prefix, bump_low| {
                 let (key, listed) = if from.0.starts_with(prefix) {
-                    (from, shared.members.get(&from).map(|&(bump, _)| bump))
+                    (from, shared.members.get(&from).map(|(bump, _)| bump))
                 } else if me.key.0.starts_with(prefix) {
                     (me.key, None)
                 } else {
@@ -2243,7 +2288,7 @@ impl Swim {
         self.shared()
             .members
             .get(key)
-            .map(|&(bump, _)| SwimId { key: *key, bump })
+            .map(|(bump, _)| SwimId { key: *key, bump })
     }
 
     /// Asks the members heard holding another down (in the packet just read) for their

@@ -1423,14 +1423,14 @@ fn the_member_table_finds_members_by_prefix_and_lists_one_key_per_prefix() {
     let a = key(41).public();
     let mut twin = a;
     twin.0[31] ^= 1; // the same 16 first bytes: only by grinding keys, but refused anyway
-    assert!(t.entry_or(a, (7, 0)).is_some());
-    assert_eq!(t.get(&a), Some(&(7, 0)));
+    assert!(t.entry_or(a, 7).is_some());
+    assert_eq!(t.get(&a), Some((7, 0)));
     assert_eq!(t.get(&twin), None, "another key is not its twin's member");
     assert!(!t.contains_key(&twin));
     assert_eq!(t.remove(&twin), None);
     assert!(t.get_mut(&twin).is_none());
     assert!(
-        t.entry_or(twin, (9, 0)).is_none(),
+        t.entry_or(twin, 9).is_none(),
         "a second key of one prefix is refused"
     );
     let prefix: [u8; codec::KEY_PREFIX] = a.0[..codec::KEY_PREFIX].try_into().unwrap();
@@ -1625,4 +1625,32 @@ fn an_acked_probe_never_wakes_its_prober_for_the_indirect_stage_and_an_unanswere
     );
     assert!(net.all_declared(2, &[]), "{:?}", net.dead);
     assert!(!net.declared_by_anyone(0) && !net.declared_by_anyone(1));
+}
+
+#[test]
+fn a_members_own_packets_are_noted_as_heard_and_a_silent_ones_are_not() {
+    let mut net = Net::new(3);
+    let (k1, k2) = (net.nodes[1].me().key, net.nodes[2].me().key);
+    assert_eq!(net.nodes[0].last_heard_ms(&k1), None, "nothing heard yet");
+    net.run(30_000);
+    // Each node is pinged or acked by each other within a couple of probe periods.
+    let recent = |net: &Net, k: &PublicKey| {
+        net.nodes[0]
+            .last_heard_ms(k)
+            .is_some_and(|t| t + 3 * PROBE_PERIOD_MS >= net.now)
+    };
+    assert!(recent(&net, &k1) && recent(&net, &k2));
+    net.up[2] = false;
+    let died = net.now;
+    net.run(died + 20_000);
+    assert!(recent(&net, &k1), "a live member is still heard");
+    let last = net.nodes[0].last_heard_ms(&k2);
+    assert!(last.is_some_and(|t| t <= died), "{last:?}: nothing of 2's since {died}");
+    // A node that is not a member is never noted, whatever it sends.
+    let stranger = key(77).public();
+    let ping = net.nodes[1].me();
+    let news = down_news(&net, 1, 0, ping);
+    let now = net.now;
+    let _ = net.nodes[0].packet(now, stranger, &news);
+    assert_eq!(net.nodes[0].last_heard_ms(&stranger), None);
 }
