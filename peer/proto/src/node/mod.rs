@@ -1136,6 +1136,15 @@ impl Node {
         let b = &advert.body;
         let mut out = vec![];
         let credential = (!b.credential.is_empty()).then_some(&b.credential[..]);
+        // Whether the member's last taken advert named this start already: SWIM was told
+        // of it then (`advert_taken`), and only `Output::Left` makes SWIM forget a member,
+        // so there is nothing to look up in SWIM's table (every receiver of every advert
+        // did). A load of no advert (`judge_unadvertised`) has no time.
+        let start_told = self
+            .core
+            .members()
+            .get(&b.node)
+            .is_some_and(|m| m.load.sent_ms != 0 && m.load.swim_bump == b.swim_bump);
         let taken = self.core.judge_advert(
             now_ms,
             b.node,
@@ -1146,7 +1155,7 @@ impl Node {
         );
         let judged = match taken {
             Ok(Some(outs)) => {
-                self.advert_taken(now_ms, b, outs, &mut out);
+                self.advert_taken(now_ms, b, outs, start_told, &mut out);
                 Ok(())
             }
             Ok(None) => {
@@ -1223,7 +1232,7 @@ impl Node {
             .core
             .judge_advert(now_ms, node, Some(bytes), &hash, shared, Arc::new(a.load()))
         {
-            Ok(Some(outs)) => self.advert_taken(now_ms, a, outs, out),
+            Ok(Some(outs)) => self.advert_taken(now_ms, a, outs, false, out),
             // The advert is late or too soon, not the credential bad: nothing held off.
             Err(CoreError::StaleAdvert(_) | CoreError::AdvertTooSoon { .. }) => {}
             _ => self.credential_refused(now_ms, node, out),
@@ -1332,12 +1341,14 @@ impl Node {
     }
 
     /// What follows a judged advert: the core's outputs carried out, the member probed
-    /// under the SWIM identity it says (new, or restarted: a new bump), its addresses.
+    /// under the SWIM identity it says (new, or restarted: a new bump) unless
+    /// `start_told` (its previous advert named the same start), its addresses.
     fn advert_taken(
         &mut self,
         now_ms: u64,
         b: &AdvertBody,
         outs: Vec<Output>,
+        start_told: bool,
         out: &mut Vec<Effect>,
     ) {
         self.carry(now_ms, outs, true, out);
@@ -1345,7 +1356,7 @@ impl Node {
             key: b.node,
             bump: b.swim_bump,
         };
-        if self.core.members().contains_key(&b.node) && !self.swim.knows(&id) {
+        if !start_told && self.core.members().contains_key(&b.node) && !self.swim.knows(&id) {
             let mut events = self.swim.admit(now_ms, id);
             // Its first advert after a start: a few members greet it (see GREETERS).
             if !b.credential.is_empty() && self.greets(&b.node) {

@@ -47,6 +47,11 @@ fn advert(n: u8, at_ms: u64) -> Vec<u8> {
 
 /// An advert by node `n`, carrying its credential or naming it by hash.
 fn advert_with(n: u8, at_ms: u64, full: bool) -> Vec<u8> {
+    advert_of_start(n, at_ms, full, 1)
+}
+
+/// An advert by node `n` naming SWIM start `swim_bump`.
+fn advert_of_start(n: u8, at_ms: u64, full: bool, swim_bump: u64) -> Vec<u8> {
     let credential = node_credential(n);
     AdvertBody {
         node: key(n).public(),
@@ -61,7 +66,7 @@ fn advert_with(n: u8, at_ms: u64, full: bool) -> Vec<u8> {
         traffic: Default::default(),
         addrs: vec![],
         time_ms: at_ms,
-        swim_bump: 1,
+        swim_bump,
         unhealthy: None,
     }
     .sign(&key(n))
@@ -2499,4 +2504,50 @@ fn each_hold_off_is_reported_with_its_reason_and_length() {
             (HoldOffReason::Refused, CREDENTIAL_RETRY_MS),
         ]
     );
+}
+
+#[test]
+fn a_member_is_probed_under_the_start_its_adverts_name_again_after_it_left() {
+    let mut m = machine(9);
+    let four = key(4).public();
+    let start = |bump| crate::swim::SwimId { key: four, bump };
+    let hear = |m: &mut Node, at: u64, full: bool, bump: u64| {
+        let e = m.handle(
+            at,
+            Input::Gossip {
+                id: at,
+                source: Some(four),
+                topic: Topic::Advert,
+                data: advert_of_start(4, at, full, bump),
+            },
+        );
+        assert!(
+            e.contains(&Effect::Verdict {
+                id: at,
+                verdict: Verdict::Accept
+            }),
+            "{e:?}"
+        );
+    };
+    let gap = crate::core::ADVERT_GAP_MAX_MS;
+    hear(&mut m, NOW, true, 7);
+    assert!(m.swim.knows(&start(7)));
+    // The same start again (SWIM is not asked), then a restart: probed under the new one.
+    hear(&mut m, NOW + gap, false, 7);
+    assert!(m.swim.knows(&start(7)));
+    hear(&mut m, NOW + 2 * gap, false, 8);
+    assert!(m.swim.knows(&start(8)) && !m.swim.knows(&start(7)));
+    // It falls silent and leaves: SWIM forgets it. Its next advert, of the start it named
+    // before, has it probed again: the shortcut holds only while it stays listed.
+    let mut now = NOW + 2 * gap;
+    let mut left = false;
+    while !left {
+        now += m.core().member_timeout_ms() / 4;
+        left = m
+            .handle(now, Input::Tick { log_size: 0 })
+            .contains(&Effect::Left(four));
+    }
+    assert!(!m.swim.knows(&start(8)));
+    hear(&mut m, now + 1, true, 8);
+    assert!(m.swim.knows(&start(8)), "probed again under the start it names");
 }
