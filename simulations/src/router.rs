@@ -308,8 +308,13 @@ impl Sim {
                     return Response::Error("down".into());
                 };
                 let me = self.world.nodes.get(i).map(|s| s.public);
+                let index = &self.world.index;
+                let peer_ids = &self.peer_ids;
                 let row = |k: &PublicKey| MemberRow {
-                    peer_id: k.peer_id(),
+                    peer_id: index
+                        .get(k)
+                        .and_then(|j| peer_ids.get(*j))
+                        .map_or_else(|| k.peer_id(), String::clone),
                     name: String::new(),
                     authority: String::new(),
                     addrs: vec![],

@@ -621,6 +621,9 @@ pub struct Sim {
     pub(crate) equivocators: BTreeMap<PublicKey, usize>,
     /// Member rows' peer ids back to node indices (a researcher reads the member list).
     pub(crate) peer_index: HashMap<String, u32>,
+    /// Each node's peer id, by node: a `nodes list` answer names a thousand members, and
+    /// encoding each key again for each answer was 2% of a run.
+    pub(crate) peer_ids: Vec<String>,
     pub(crate) traffic: metrics::Traffic,
     pub(crate) traffic_at_sample: metrics::Traffic,
     /// SWIM's packet bytes by part (honest senders, counted once), the whole run's; at
@@ -725,11 +728,11 @@ impl Sim {
                 revoked: false,
             })
             .collect();
-        let peer_index = world
-            .nodes
+        let peer_ids: Vec<String> = world.nodes.iter().map(|n| n.public.peer_id()).collect();
+        let peer_index = peer_ids
             .iter()
             .enumerate()
-            .map(|(i, n)| (n.public.peer_id(), i as u32))
+            .map(|(i, p)| (p.clone(), i as u32))
             .collect();
         let up = vec![false; world.nodes.len()];
         let mut sim = Sim {
@@ -756,6 +759,7 @@ impl Sim {
             healed_at: 0,
             equivocators: BTreeMap::new(),
             peer_index,
+            peer_ids,
             traffic: metrics::Traffic::default(),
             traffic_at_sample: metrics::Traffic::default(),
             swim_parts: Default::default(),
