@@ -557,7 +557,9 @@ struct Shared {
     seen_order: VecDeque<(ItemKey, u64)>,
     /// Members this node declared dead, with when (at most [`MAX_MEMBERS`], for
     /// [`DEAD_REMEMBERED_MS`]): a late vote about one is answered with this node's own.
-    dead: HashMap<PublicKey, DeadMember>,
+    /// Looked up for every packet (`forget_dead`): hashed as the member table is, and its
+    /// order never read.
+    dead: HashMap<PublicKey, DeadMember, BuildKeyHasher>,
     /// When the oldest entry of `dead` is forgotten (none: `dead` has nothing to forget):
     /// `wake` walks the table only then, not at every timer.
     dead_expires_ms: Option<u64>,
@@ -2397,10 +2399,11 @@ impl Swim {
     /// `id` is alive after all (it spoke, refuted, or was admitted again): no echoes about it.
     fn forget_dead(&mut self, id: &SwimId) {
         let mut shared = self.shared();
-        if shared
-            .dead
-            .get(&id.key)
-            .is_some_and(|d| d.id.bump <= id.bump)
+        if !shared.dead.is_empty()
+            && shared
+                .dead
+                .get(&id.key)
+                .is_some_and(|d| d.id.bump <= id.bump)
         {
             shared.dead.remove(&id.key);
         }
