@@ -489,15 +489,55 @@ pub(crate) struct Open {
     pub(crate) wanted: bool,
 }
 
+/// Requests of one node by the simulator's id, in id order (what it holds open, what it
+/// asked): a few at a time, most answered within the step that brought them (a SWIM
+/// packet's), so a sorted vector that keeps its room. (B-tree maps allocated and freed a
+/// node for nearly every request.)
+pub(crate) struct IdMap<V>(Vec<(u64, V)>);
+
+impl<V> Default for IdMap<V> {
+    fn default() -> Self {
+        IdMap(Vec::new())
+    }
+}
+
+impl<V> IdMap<V> {
+    pub(crate) fn insert(&mut self, id: u64, value: V) {
+        match self.0.binary_search_by_key(&id, |(k, _)| *k) {
+            Ok(at) => {
+                if let Some(slot) = self.0.get_mut(at) {
+                    slot.1 = value;
+                }
+            }
+            Err(at) => self.0.insert(at, (id, value)),
+        }
+    }
+
+    pub(crate) fn remove(&mut self, id: &u64) -> Option<V> {
+        let at = self.0.binary_search_by_key(id, |(k, _)| *k).ok()?;
+        Some(self.0.remove(at).1)
+    }
+
+    pub(crate) fn get_mut(&mut self, id: &u64) -> Option<&mut V> {
+        let at = self.0.binary_search_by_key(id, |(k, _)| *k).ok()?;
+        self.0.get_mut(at).map(|(_, v)| v)
+    }
+
+    /// The entries, in id order.
+    pub(crate) fn into_sorted(self) -> Vec<(u64, V)> {
+        self.0
+    }
+}
+
 /// The node process (lost on a crash).
 pub(crate) struct Live {
     pub(crate) node: Node,
     /// Running slivers: id → slice.
     pub(crate) running: BTreeMap<u64, u32>,
     /// Requests it sent, by the simulator's id: the machine's token.
-    pub(crate) asked: BTreeMap<u64, Token>,
+    pub(crate) asked: IdMap<Token>,
     /// Requests it holds open, by the simulator's id.
-    pub(crate) open: BTreeMap<u64, Open>,
+    pub(crate) open: IdMap<Open>,
     /// The wake its machine last asked for (ms).
     pub(crate) wake_at: Option<u64>,
     /// A restart (not the node's first start): when it began, until its machine has
@@ -512,8 +552,8 @@ impl Live {
         Live {
             node,
             running: BTreeMap::new(),
-            asked: BTreeMap::new(),
-            open: BTreeMap::new(),
+            asked: IdMap::default(),
+            open: IdMap::default(),
             wake_at: None,
             catching_up_since: None,
             catching_up_traced: 0,
@@ -1138,7 +1178,7 @@ impl Sim {
             *u = false;
             self.up_count -= 1;
         }
-        let mut open = BTreeMap::new();
+        let mut open = IdMap::default();
         if let Some(live) = n.live.take() {
             // Like SIGKILL: slivers vanish unlogged (they come back from `saved`), replicas
             // stay on disk; what it was asked and had not answered times out.
@@ -1165,7 +1205,7 @@ impl Sim {
             }
             n.disk.replicas = node.into_replicas();
         }
-        for (id, o) in open {
+        for (id, o) in open.into_sorted() {
             self.push(
                 o.sent + RPC_TIMEOUT,
                 Ev::Reply {
@@ -1262,4 +1302,31 @@ pub(crate) fn slice_of(name: &str) -> u32 {
         .next()
         .and_then(|x| x.parse::<u32>().ok())
         .unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IdMap;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    proptest! {
+        /// The sorted vector answers as the B-tree map it replaced, and lists in id order.
+        #[test]
+        fn an_id_map_is_a_map_in_id_order(ops in proptest::collection::vec((0u8..3, 0u64..40, any::<u32>()), 0..200)) {
+            let mut map = IdMap::default();
+            let mut model = BTreeMap::new();
+            for (op, id, v) in ops {
+                match op {
+                    0 => {
+                        map.insert(id, v);
+                        model.insert(id, v);
+                    }
+                    1 => prop_assert_eq!(map.remove(&id), model.remove(&id)),
+                    _ => prop_assert_eq!(map.get_mut(&id).map(|x| *x), model.get_mut(&id).map(|x| *x)),
+                }
+            }
+            prop_assert_eq!(map.into_sorted(), model.into_iter().collect::<Vec<_>>());
+        }
+    }
 }

@@ -214,9 +214,7 @@ impl Daemon {
                         slivers: m.load.slivers,
                         free_memory: m.load.free_memory,
                         last_seen_ms_ago: now.saturating_sub(
-                            self.node
-                                .member_last_seen_ms(k)
-                                .unwrap_or(m.last_seen_ms),
+                            self.node.member_last_seen_ms(k).unwrap_or(m.last_seen_ms),
                         ),
                         health: if self.node.witnessing().witness().offenders().contains_key(k) {
                             "equivocated".into()

@@ -412,7 +412,10 @@ fn a_member_entered_after_a_look_that_kept_nobody_still_leaves_when_silent() {
         .unwrap();
     assert_eq!(n.member_timeout_ms(), MEMBER_TIMEOUT_MS);
     let emptied = NOW + MEMBER_TIMEOUT_MS + 1;
-    assert_eq!(n.tick(emptied, |_| None), vec![Output::Left(key(20).public())]);
+    assert_eq!(
+        n.tick(emptied, |_| None),
+        vec![Output::Left(key(20).public())]
+    );
     assert!(n.members().is_empty());
     // Node 21 joins later, then falls silent; node 20 comes back with a new advert and
     // keeps talking (heard from, which only raises its last-seen).

@@ -2549,5 +2549,8 @@ fn a_member_is_probed_under_the_start_its_adverts_name_again_after_it_left() {
     }
     assert!(!m.swim.knows(&start(8)));
     hear(&mut m, now + 1, true, 8);
-    assert!(m.swim.knows(&start(8)), "probed again under the start it names");
+    assert!(
+        m.swim.knows(&start(8)),
+        "probed again under the start it names"
+    );
 }

@@ -1645,7 +1645,10 @@ fn a_members_own_packets_are_noted_as_heard_and_a_silent_ones_are_not() {
     net.run(died + 20_000);
     assert!(recent(&net, &k1), "a live member is still heard");
     let last = net.nodes[0].last_heard_ms(&k2);
-    assert!(last.is_some_and(|t| t <= died), "{last:?}: nothing of 2's since {died}");
+    assert!(
+        last.is_some_and(|t| t <= died),
+        "{last:?}: nothing of 2's since {died}"
+    );
     // A node that is not a member is never noted, whatever it sends.
     let stranger = key(77).public();
     let ping = net.nodes[1].me();
