@@ -259,13 +259,31 @@ impl NodeCore {
         Ok((judgement, valid_until))
     }
 
-    /// A revocation arrived: members whose chain it names are judged again on their next
-    /// advert (and refused).
+    /// A revocation arrived: members whose chain it names are members no more, at once
+    /// (`Output::Left` at the next output, [`NodeCore::take_revoked_members`]). Marking them
+    /// to be judged again on their next advert (and refused) left them listed: a refused
+    /// advert removes nobody, and a revoked node that kept answering SWIM probes was heard
+    /// from, so never timed out, and stayed a voter. One with another valid credential is
+    /// listed again by its next advert.
     pub(super) fn forget_judgements(&mut self, target: &CertId) {
-        for m in self.members.values_mut() {
-            if m.judgement.chain.contains(target) {
-                m.valid_until = 0;
+        let revoked: Vec<PublicKey> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.judgement.chain.contains(target))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in revoked {
+            if self.members.remove(&k).is_some() {
+                self.revoked_members.push(k);
             }
         }
+    }
+
+    /// The members a revocation removed since the last call, as departures.
+    pub(super) fn take_revoked_members(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.revoked_members)
+            .into_iter()
+            .map(Output::Left)
+            .collect()
     }
 }

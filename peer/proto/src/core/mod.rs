@@ -437,6 +437,9 @@ pub struct NodeCore {
     /// the deadline is skipped. The scan walks every member, cache miss after cache miss;
     /// done every minute by every node it was 7% of a 1,000-node simulation.
     oldest_seen_ms: u64,
+    /// Members a revocation removed, not yet reported as `Output::Left` (at most every
+    /// member: each key is removed from `members` as it is added here).
+    revoked_members: Vec<PublicKey>,
     /// The load of members that have not advertised yet (`judge_unadvertised`), shared.
     no_load: Arc<Load>,
     slivers: BTreeMap<u64, Running>,
@@ -682,6 +685,7 @@ impl NodeCore {
             members: Members::default(),
             last_expiry_scan_ms: 0,
             oldest_seen_ms: 0,
+            revoked_members: vec![],
             no_load: Arc::new(Load::default()),
             slivers: BTreeMap::new(),
             next_sliver: 1,
@@ -901,6 +905,9 @@ impl NodeCore {
             self.last_prune_ms = now_ms;
             self.prune_revocations(now_ms);
         }
+        // Members a revocation read back from the log removed (`remember_revocation`
+        // reports nothing itself).
+        let left_by_revocation = self.take_revoked_members();
         let mut out: Vec<Output> = self
             .slivers
             .values()
@@ -915,6 +922,7 @@ impl NodeCore {
                 reason: StopReason::Expired,
             })
             .collect();
+        out.extend(left_by_revocation);
         // A backstop: SWIM declares a dead member in about a minute; a member whose adverts
         // stopped (and that SWIM could not probe) goes after three advert intervals.
         let timeout = self.member_timeout_ms();
@@ -931,7 +939,11 @@ impl NodeCore {
             let mut silent: Vec<(u64, PublicKey)> = vec![];
             let mut oldest = u64::MAX;
             self.members.retain(|k, m| {
+                // Only a member whose judgement stands is kept by its SWIM packets: one
+                // whose credential expired has its adverts refused, so it leaves a
+                // timeout after its last one, however well it answers probes.
                 if m.last_seen_ms < deadline
+                    && now <= m.valid_until
                     && let Some(heard_ms) = heard(k)
                 {
                     m.last_seen_ms = m.last_seen_ms.max(heard_ms);

@@ -53,7 +53,9 @@ impl NodeCore {
         let skew_ms = slicefed_trust::verify::CLOCK_SKEW_SECS.saturating_mul(1000);
         let pass_on = caught_up_since_ms.is_none_or(|up| issued_ms.saturating_add(skew_ms) >= up);
         let target = r.body.target;
-        Ok(self.stop_revoked(now_ms, &held.file, target, pass_on))
+        let mut out = self.stop_revoked(now_ms, &held.file, target, pass_on);
+        out.extend(self.take_revoked_members());
+        Ok(out)
     }
 
     /// Judges a revocation file and, when its revoker is entitled, holds it: in the

@@ -324,12 +324,44 @@ fn a_repeated_advert_is_not_judged_again_but_expiry_and_revocation_still_count()
     n.advert(NOW, key(21).public(), &cred, sent(NOW)).unwrap();
     let leaf = Credential::from_bytes(&cred).unwrap().leaf().to_vec();
     let rev = revocation_of(1, &leaf, "decommissioned");
-    n.revocation(NOW, &rev).unwrap();
+    // It leaves at once, not on its next advert: a revoked node that answered SWIM probes
+    // and never advertised again would otherwise stay listed (and a voter) for ever.
+    let out = n.revocation(NOW, &rev).unwrap();
+    assert!(out.contains(&Output::Left(key(21).public())), "{out:?}");
+    assert!(!n.members().contains_key(&key(21).public()));
     let err = n.advert(NOW + 1, key(21).public(), &cred, sent(NOW + 1));
     assert!(
         matches!(err, Err(CoreError::NotMember(ref r)) if r.contains("revoked")),
         "{err:?}"
     );
+    assert!(!n.members().contains_key(&key(21).public()));
+}
+
+#[test]
+fn swim_keeps_a_silent_member_listed_only_while_its_credential_holds() {
+    let mut n = node(10);
+    // Member 20's credential ends a day and 100 s after T0; member 21's holds a month.
+    let short = Validity::starting(T0 - DAY, DAY + 100);
+    let long = Validity::starting(T0 - DAY, 30 * DAY);
+    n.advert(
+        NOW,
+        key(20).public(),
+        &node_credential(20, short),
+        sent(NOW),
+    )
+    .unwrap();
+    n.advert(NOW, key(21).public(), &node_credential(21, long), sent(NOW))
+        .unwrap();
+    // Neither advertises again; both answer every SWIM probe, for minutes past the end of
+    // 20's credential (and the clock skew).
+    let mut now = NOW;
+    let mut left = vec![];
+    while now < (T0 + 100 + 5 * 60) * 1000 {
+        now += MEMBER_TIMEOUT_MS / 8;
+        left.extend(n.tick(now, |_| Some(now)));
+    }
+    assert_eq!(left, vec![Output::Left(key(20).public())]);
+    assert!(n.members().contains_key(&key(21).public()));
 }
 
 #[test]

@@ -1372,6 +1372,35 @@ impl Node {
         }
     }
 
+    /// SWIM lists one key per 16-byte prefix (`swim::codec::KEY_PREFIX`): a member sharing
+    /// the prefix of `left` was refused by SWIM while `left` was listed, and adverts
+    /// naming a start already told are not shown to SWIM again (`Node::advert`). Now
+    /// that `left` is gone, such a member is probed under the start its last advert named.
+    /// Keys that share 16 bytes are made only by grinding (~2⁶⁴ work); this keeps a
+    /// hostile pair from leaving one of them listed and never probed.
+    fn admit_prefix_twins(&mut self, now_ms: u64, left: &PublicKey, out: &mut Vec<Effect>) {
+        let prefix = crate::swim::codec::KEY_PREFIX;
+        let (mut low, mut high) = (*left, *left);
+        if let (Some(l), Some(h)) = (low.0.get_mut(prefix..), high.0.get_mut(prefix..)) {
+            l.fill(0);
+            h.fill(u8::MAX);
+        }
+        let twins: Vec<crate::swim::SwimId> = self
+            .core
+            .members()
+            .range(low..=high)
+            .filter(|(k, m)| *k != left && m.load.sent_ms != 0)
+            .map(|(k, m)| crate::swim::SwimId {
+                key: *k,
+                bump: m.load.swim_bump,
+            })
+            .collect();
+        for id in twins {
+            let events = self.swim.admit(now_ms, id);
+            self.swim_events(now_ms, events, out);
+        }
+    }
+
     // ---- time -------------------------------------------------------------------------
 
     fn tick(&mut self, now_ms: u64, log_size: u64, out: &mut Vec<Effect>) {
@@ -1962,6 +1991,7 @@ impl Node {
                 Output::Left(k) => {
                     let events = self.swim.expel(now_ms, &k);
                     self.swim_events(now_ms, events, out);
+                    self.admit_prefix_twins(now_ms, &k, out);
                     self.witnessing.left(&k, now_ms);
                     if self.witnessing.needs_rebuild() {
                         self.witnessing.rebuild(self.core.members());

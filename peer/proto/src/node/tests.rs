@@ -2554,3 +2554,47 @@ fn a_member_is_probed_under_the_start_its_adverts_name_again_after_it_left() {
         "probed again under the start it names"
     );
 }
+
+#[test]
+fn a_member_whose_certificate_is_revoked_leaves_at_once_and_is_probed_no_more() {
+    let mut m = machine(9);
+    join(&mut m, &[4, 5], NOW);
+    let four = key(4).public();
+    let start = crate::swim::SwimId { key: four, bump: 1 };
+    assert!(m.swim.knows(&start));
+    let revocation = slicefed_trust::fixtures::revocation_file(
+        &key(1),
+        &Credential::from_bytes(&node_credential(4)).unwrap(),
+        "decommissioned",
+        T0,
+    )
+    .unwrap();
+    let e = m.handle(
+        NOW + 1,
+        Input::Gossip {
+            id: 1,
+            source: Some(key(5).public()),
+            topic: Topic::Revocation,
+            data: revocation,
+        },
+    );
+    assert!(e.contains(&Effect::Left(four)), "{e:?}");
+    assert!(!m.core().members().contains_key(&four));
+    assert!(!m.swim.knows(&start), "SWIM no longer probes or hears it");
+    // Its packets are a stranger's now, and its adverts are refused.
+    let e = m.handle(
+        NOW + 2,
+        Input::Gossip {
+            id: 2,
+            source: Some(four),
+            topic: Topic::Advert,
+            data: advert(4, NOW + 2),
+        },
+    );
+    assert!(
+        !e.iter()
+            .any(|x| matches!(x, Effect::Joined(k) if *k == four)),
+        "{e:?}"
+    );
+    assert!(!m.core().members().contains_key(&four));
+}
