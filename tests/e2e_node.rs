@@ -25,6 +25,20 @@ fn start(
     trust: &str,
     bootstrap: Option<&str>,
 ) -> (Node, String) {
+    let (node, addr, _) = start_logged(sh, dir, cert, trust, bootstrap, false);
+    (node, addr)
+}
+
+/// [`start`], and, when `log`, the lines the node prints for its owner on stderr as they
+/// come.
+fn start_logged(
+    sh: &Shell,
+    dir: &str,
+    cert: &str,
+    trust: &str,
+    bootstrap: Option<&str>,
+    log: bool,
+) -> (Node, String, std::sync::mpsc::Receiver<String>) {
     let mut cmd = Command::new(Shell::bin());
     cmd.current_dir(sh.dir.path())
         .args([
@@ -42,11 +56,19 @@ fn start(
         .args(["--advert-interval", "1s"])
         .env_remove("SLICEFED_BOOTSTRAP")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(if log { Stdio::piped() } else { Stdio::null() });
     if let Some(b) = bootstrap {
         cmd.args(["--bootstrap", b]);
     }
     let mut child = cmd.spawn().unwrap();
+    let (log_tx, log_rx) = std::sync::mpsc::channel();
+    if let Some(err) = child.stderr.take() {
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = log_tx.send(line);
+            }
+        });
+    }
     let out = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -59,10 +81,11 @@ fn start(
     let addr = rx
         .recv_timeout(Duration::from_secs(30))
         .expect("node did not listen");
-    (Node(child), addr)
+    (Node(child), addr, log_rx)
 }
 
-fn certified_node(sh: &Shell, authority: &str, name: &str) {
+/// Makes node `name` and its certificate from `authority`; returns its peer id.
+fn certified_node(sh: &Shell, authority: &str, name: &str) -> String {
     let n = sh
         .run(&["node", "init", "--dir", name, "--name", name, "--json"])
         .ok()
@@ -83,6 +106,7 @@ fn certified_node(sh: &Shell, authority: &str, name: &str) {
         &format!("{name}/node.cert"),
     ])
     .ok();
+    n["peer_id"].as_str().unwrap().to_string()
 }
 
 #[test]
@@ -90,20 +114,23 @@ fn certified_nodes_list_each_other_and_an_uncertified_one_is_kept_out() {
     let sh = Shell::new();
     let pk = sh.authority("princeton");
     sh.policy("trust.toml", &[("princeton", &pk)]);
-    for n in ["princeton.n1", "princeton.n2", "princeton.n3"] {
-        certified_node(&sh, "princeton", n);
-    }
+    let honest: Vec<String> = ["princeton.n1", "princeton.n2", "princeton.n3"]
+        .into_iter()
+        .map(|n| certified_node(&sh, "princeton", n))
+        .collect();
     // An outsider with its own authority (trusted by itself only).
     let evil_pk = sh.authority("evil");
     sh.policy("evil-trust.toml", &[("evil", &evil_pk)]);
-    certified_node(&sh, "evil", "evil.n4");
+    let evil = certified_node(&sh, "evil", "evil.n4");
 
-    let (_n1, a1) = start(
+    // n1's owner reads why it keeps a stranger out (a few lines a minute at most).
+    let (_n1, a1, n1_log) = start_logged(
         &sh,
         "princeton.n1",
         "princeton.n1/node.cert",
         "trust.toml",
         None,
+        true,
     );
     let (_n2, _) = start(
         &sh,
@@ -161,6 +188,19 @@ fn certified_nodes_list_each_other_and_an_uncertified_one_is_kept_out() {
         "{rows}"
     );
     assert_eq!(rows.as_array().unwrap().len(), 3);
+    // It said so: the outsider's credential was judged, refused, and is not asked for
+    // again for ten minutes.
+    let lines: Vec<String> = n1_log.try_iter().collect();
+    let held_off = format!(
+        "slicefed node: not asking {evil} for its credential for 600 s: it gave no valid credential"
+    );
+    assert!(lines.iter().any(|l| l.starts_with(&held_off)), "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| honest.iter().all(|p| !l.contains(p.as_str()))),
+        "no member is ever held off: {lines:#?}"
+    );
 }
 
 #[test]
