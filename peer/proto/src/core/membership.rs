@@ -130,8 +130,8 @@ impl NodeCore {
         // SWIM start or a new credential each advert (a junk object added to the same
         // chain makes a new hash) would otherwise buy a judgement and a forward each. Only
         // a turn to unhealthy comes at any time (a toggler gets one exempt advert per turn;
-        // the turn back waits); an expired or revoked judgement is judged again below, gap
-        // or not. The gap is by the sender's clock, which must stay within the skew of this
+        // the turn back waits); an expired judgement is judged again below, gap or not (a
+        // revoked one is no member any more, `forget_judgements`). The gap is by the sender's clock, which must stay within the skew of this
         // node's: claiming later times buys a burst of at most the skew's worth. An honest
         // member advertises at most once per its own interval, and a restart's SWIM start
         // reaches members by its packets too.
@@ -231,6 +231,10 @@ impl NodeCore {
         };
         let v = match self.verifier.verify(cred.leaf(), &pool, &ctx) {
             Ok(v) => v,
+            Err(
+                e @ (slicefed_trust::VerifyError::Revoked { .. }
+                | slicefed_trust::VerifyError::Expired { .. }),
+            ) => return Err(CoreError::CredentialLapsed(e.to_string())),
             Err(e) => return refuse(e.to_string()),
         };
         let Object::NodeCert(nc) = &v.leaf.object else {
@@ -259,31 +263,38 @@ impl NodeCore {
         Ok((judgement, valid_until))
     }
 
-    /// A revocation arrived: members whose chain it names are members no more, at once
-    /// (`Output::Left` at the next output, [`NodeCore::take_revoked_members`]). Marking them
-    /// to be judged again on their next advert (and refused) left them listed: a refused
-    /// advert removes nobody, and a revoked node that kept answering SWIM probes was heard
-    /// from, so never timed out, and stayed a voter. One with another valid credential is
-    /// listed again by its next advert.
-    pub(super) fn forget_judgements(&mut self, target: &CertId) {
-        let revoked: Vec<PublicKey> = self
+    /// A revocation arrived: members whose chain it names are judged again now, with it,
+    /// and those it ends are members no more (`Output::Left` with the revocation's
+    /// outputs, [`NodeCore::take_revoked_members`]). Marking them to be judged again on
+    /// their next advert (and refused) left them listed: a refused advert removes nobody,
+    /// and a revoked node that kept answering SWIM probes was heard from, so never timed
+    /// out, and stayed a voter. Judged again, not removed on the revocation's word: the
+    /// verifier holds a revocation whose signer is entitled in the chain the revocation
+    /// carries, but it ends a member only if that signer is entitled in the member's own
+    /// chain (the two differ when the revoked certificate's issuer is also certified
+    /// elsewhere). One that still judges keeps its standing judgement.
+    pub(super) fn forget_judgements(&mut self, now_ms: u64, target: &CertId) {
+        let named: Vec<(PublicKey, Arc<[u8]>)> = self
             .members
             .iter()
             .filter(|(_, m)| m.judgement.chain.contains(target))
-            .map(|(k, _)| *k)
+            .map(|(k, m)| (*k, Arc::clone(&m.judgement.credential)))
             .collect();
-        for k in revoked {
+        for (k, credential) in named {
+            if self.judge_node_credential(now_ms, k, &credential).is_ok() {
+                continue;
+            }
             if self.members.remove(&k).is_some() {
                 self.revoked_members.push(k);
             }
         }
     }
 
-    /// The members a revocation removed since the last call, as departures.
+    /// The members a revocation removed since the last call, as departures (one listed
+    /// again since, on another credential, is not reported).
     pub(super) fn take_revoked_members(&mut self) -> Vec<Output> {
-        std::mem::take(&mut self.revoked_members)
-            .into_iter()
-            .map(Output::Left)
-            .collect()
+        let mut revoked = std::mem::take(&mut self.revoked_members);
+        revoked.retain(|k| !self.members.contains_key(k));
+        revoked.into_iter().map(Output::Left).collect()
     }
 }

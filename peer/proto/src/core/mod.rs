@@ -279,9 +279,9 @@ pub struct Member {
     /// What it last said about itself (shared: a router that decodes an advert once for
     /// many receivers may hand each the same).
     pub load: Arc<Load>,
-    /// Until when the judgement holds for this node (its chain's validity, or 0 once a
-    /// revocation named a link): a repeated advert with the same credential is then not
-    /// verified again.
+    /// Until when the judgement holds for this node (its chain's validity; a revocation
+    /// that ends it removes the member instead, `forget_judgements`): a repeated advert
+    /// with the same credential is then not verified again.
     valid_until: u64,
     /// What its credential was judged to be.
     judgement: Arc<Judgement>,
@@ -471,6 +471,11 @@ pub enum CoreError {
     /// A peer's advert did not make it a member.
     #[error("not a member: {0}")]
     NotMember(String),
+    /// A credential that was good and no longer is: a link revoked or past its end. Not
+    /// the fault of whoever passed it on, who may not have heard the revocation yet (or
+    /// whose clock is a little behind): nobody is penalised for it.
+    #[error("not a member any more: {0}")]
+    CredentialLapsed(String),
     /// An advert too old, from the future, or replayed: ignored (not a fault of whoever
     /// relayed it).
     #[error("stale advert: {0}")]

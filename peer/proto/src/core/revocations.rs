@@ -69,8 +69,8 @@ impl NodeCore {
     ) -> Result<HeldFile, RevocationError> {
         let held = self.verifier.add_revocation(bytes, secs(now_ms))?;
         let r = &held.revocation;
-        self.forget_judgements(&r.body.target);
         let target = r.body.target;
+        self.forget_judgements(now_ms, &target);
         self.void_deletes_under(now_ms, &target);
         if let Some(old) = held.replaced {
             self.revocations.remove(&old);

@@ -331,7 +331,7 @@ fn a_repeated_advert_is_not_judged_again_but_expiry_and_revocation_still_count()
     assert!(!n.members().contains_key(&key(21).public()));
     let err = n.advert(NOW + 1, key(21).public(), &cred, sent(NOW + 1));
     assert!(
-        matches!(err, Err(CoreError::NotMember(ref r)) if r.contains("revoked")),
+        matches!(err, Err(CoreError::CredentialLapsed(ref r)) if r.contains("revoked")),
         "{err:?}"
     );
     assert!(!n.members().contains_key(&key(21).public()));
@@ -1147,13 +1147,16 @@ fn a_member_that_advertises_as_fast_as_it_signs_is_heard_at_an_honest_rate() {
         matches!(err, Err(CoreError::AdvertTooSoon { .. })),
         "{err:?}"
     );
-    // A revocation of its certificate is honoured on its very next advert, gap or not.
+    // A revocation of its certificate ends it at once, and its next advert is refused,
+    // gap or not.
     let leaf = Credential::from_bytes(&cred).unwrap().leaf().to_vec();
-    n.revocation(at, &revocation_of(1, &leaf, "decommissioned"))
+    let out = n
+        .revocation(at, &revocation_of(1, &leaf, "decommissioned"))
         .unwrap();
+    assert!(out.contains(&Output::Left(key(20).public())));
     let err = n.advert(at + 40, key(20).public(), &cred, sent(at + 40));
     assert!(
-        matches!(err, Err(CoreError::NotMember(ref r)) if r.contains("revoked")),
+        matches!(err, Err(CoreError::CredentialLapsed(ref r)) if r.contains("revoked")),
         "{err:?}"
     );
     // In a large federation the gap asked is at most 10 s.
@@ -1167,4 +1170,61 @@ fn a_member_that_advertises_as_fast_as_it_signs_is_heard_at_an_honest_rate() {
         })
         .count();
     assert_eq!(taken, 6, "one every {} ms", crate::core::ADVERT_GAP_MAX_MS);
+}
+
+#[test]
+fn a_revocation_ends_only_the_members_its_signer_is_entitled_over() {
+    use slicefed_trust::policy::{TrustPolicy, TrustedAuthority};
+    use slicefed_trust::{ResourceCaps, caps::NetworkRights};
+    // Two roots trusted for one namespace; sub-authority 5 certified by both.
+    let root = |n: u8, label: &str| TrustedAuthority {
+        name: name(label),
+        key: key(n).public(),
+        namespaces: vec![name("princeton")],
+        caps: ResourceCaps::default(),
+        network: NetworkRights::INHERIT,
+    };
+    let policy = TrustPolicy::new(vec![root(1, "princeton"), root(2, "other")]).unwrap();
+    let mut n = NodeCore::new(
+        key(10),
+        Capacity {
+            max_slivers: 3,
+            memory: 1 << 30,
+            default_sliver_memory: 64 << 20,
+        },
+        policy,
+    );
+    let by_princeton =
+        slicefed_trust::fixtures::authority_cert(&key(1), &key(5), "princeton.cs").unwrap();
+    let by_other =
+        slicefed_trust::fixtures::authority_cert(&key(2), &key(5), "princeton.cs").unwrap();
+    let node_cert = objects::sign(
+        &key(5),
+        &NodeCert {
+            subject: key(20).public(),
+            name: name("princeton.cs.node20"),
+            validity: Validity::starting(T0 - DAY, 30 * DAY),
+        },
+    )
+    .unwrap()
+    .bytes;
+    // Member 20 joined on the chain through the first root.
+    let cred = Credential::new(node_cert.clone(), [by_princeton.clone()])
+        .to_bytes()
+        .unwrap();
+    n.advert(NOW, key(20).public(), &cred, sent(NOW)).unwrap();
+    // The other root revokes 20's certificate, carrying its own chain: held (it is
+    // entitled there), but it is not entitled over 20's chain, so 20 stays a member.
+    let theirs = Credential::new(node_cert.clone(), [by_other]);
+    let rev = slicefed_trust::fixtures::revocation_file(&key(2), &theirs, "not ours", T0).unwrap();
+    let out = n.revocation(NOW + 1, &rev).unwrap();
+    assert!(!out.contains(&Output::Left(key(20).public())), "{out:?}");
+    assert!(n.members().contains_key(&key(20).public()));
+    // Sub-authority 5's own revocation (it signed 20's certificate) ends it.
+    let mine = Credential::new(node_cert, [by_princeton]);
+    let rev =
+        slicefed_trust::fixtures::revocation_file(&key(5), &mine, "decommissioned", T0).unwrap();
+    let out = n.revocation(NOW + 2, &rev).unwrap();
+    assert!(out.contains(&Output::Left(key(20).public())), "{out:?}");
+    assert!(!n.members().contains_key(&key(20).public()));
 }

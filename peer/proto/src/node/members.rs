@@ -745,13 +745,18 @@ impl Node {
             if !asked.remove(&node) || self.core.members().contains_key(&node) {
                 continue;
             }
-            if self
-                .core
-                .check_node_credential(now_ms, node, &credential)
-                .is_err()
-            {
-                bad = true;
-                continue;
+            match self.core.check_node_credential(now_ms, node, &credential) {
+                Ok(()) => {}
+                // Revoked or expired since `via` listed it: `via` may not have heard yet,
+                // so it is not struck; the node is not asked for again for a while.
+                Err(CoreError::CredentialLapsed(_)) => {
+                    self.credential_refused(now_ms, node, out);
+                    continue;
+                }
+                Err(_) => {
+                    bad = true;
+                    continue;
+                }
             }
             self.learning.stats.credentials += 1;
             // Its addresses first, so the router can reach it to greet it (a certified

@@ -1394,6 +1394,9 @@ impl Node {
                 key: *k,
                 bump: m.load.swim_bump,
             })
+            // The one SWIM lists already (the one that left was the refused twin) stays as
+            // it is: admitting it again would drop its pending votes.
+            .filter(|id| !self.swim.knows(id))
             .collect();
         for id in twins {
             let events = self.swim.admit(now_ms, id);
@@ -1894,6 +1897,9 @@ impl Node {
                     | CoreError::AdvertTooSoon { .. }
                     | CoreError::CredentialUnknown,
                 ) => Verdict::Ignore,
+                // Revoked or expired: whoever passed it on may not have heard yet. Not
+                // passed on from here, and nobody penalised.
+                Err(CoreError::CredentialLapsed(_)) => Verdict::Ignore,
                 Err(e) => Verdict::Reject(e.into()),
             };
         }
