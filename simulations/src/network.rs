@@ -12,6 +12,10 @@ use slicefed_proto::wire::{Advert, AdvertBody, Request, Response};
 use slicefed_trust::{CertId, Invocation, ModuleHash};
 use std::rc::Rc;
 
+/// Receivers of one advert from which its judging is split over two threads (below, a
+/// thread costs more than it saves).
+const PARALLEL_ADVERT_RECEIVERS: usize = 256;
+
 impl Sim {
     pub(crate) fn broadcast(&mut self, src: usize, g: Gossip) {
         let honest = self.world.honest;
@@ -76,9 +80,9 @@ impl Sim {
         );
     }
 
-    /// Every recipient's machine judges an advert. (Judging on two threads, halves merged
-    /// back in arrival order, was tried and made a run slower on this 2-vCPU machine:
-    /// judging is bound by memory, not by the core.) Each judgement runs with the advert's
+    /// Every recipient's machine judges an advert, on two threads when there are many
+    /// (each machine is its own; the halves' answers are kept in arrival order, so a run is
+    /// the same as on one thread: same traces). Each judgement runs with the advert's
     /// arrival time at that node but happens when the advert is sent; what the machine asks
     /// for in return (a new member's witness sets, a revocation catch-up) is carried out at
     /// the arrival time. The only difference from judging at arrival is that a node may
@@ -99,27 +103,76 @@ impl Sim {
             .filter(|c| !advert.body.credential.is_empty() && **c == *advert.body.credential);
         // Its load, made once for every receiver (each keeps it as the member's last word).
         let load = std::sync::Arc::new(advert.body.load());
-        let mut results: Vec<Judged> = Vec::with_capacity(arrivals.len());
-        for &(off, v) in arrivals {
-            let i = v as usize;
-            if i >= honest {
-                continue;
-            }
-            let Some(n) = self.nodes.get_mut(i).filter(|n| n.up) else {
-                continue;
-            };
-            let inc = n.incarnation;
-            let Some(l) = n.live.as_mut() else { continue };
+        let judge_one = |l: &mut Live, off: u64| {
             let at = start_ms + off / MS;
             let (effects, judged) = l.node.advert(at, advert, shared.as_ref(), Some(&load));
-            results.push((
-                i,
-                inc,
-                off,
-                judged.map_err(|e| format!("advert: {e}")),
-                effects,
-            ));
-        }
+            (judged.map_err(|e| format!("advert: {e}")), effects)
+        };
+        let results: Vec<Judged> = if arrivals.len() < PARALLEL_ADVERT_RECEIVERS {
+            let mut results = Vec::with_capacity(arrivals.len());
+            for &(off, v) in arrivals {
+                let i = v as usize;
+                if i >= honest {
+                    continue;
+                }
+                let Some(n) = self.nodes.get_mut(i).filter(|n| n.up) else {
+                    continue;
+                };
+                let inc = n.incarnation;
+                let Some(l) = n.live.as_deref_mut() else {
+                    continue;
+                };
+                let (r, effects) = judge_one(l, off);
+                results.push((i, inc, off, r, effects));
+            }
+            results
+        } else {
+            // Every receiver's machine is its own: the two halves are judged on two
+            // threads and their answers kept in arrival order, so the run is the same as
+            // on one (same traces). Each receiver's place in the arrivals first, to take
+            // its machine out of `self.nodes` as a borrow apart from the others'.
+            let mut place: Vec<Option<(usize, u64)>> = vec![None; honest.min(self.nodes.len())];
+            for (k, &(off, v)) in arrivals.iter().enumerate() {
+                if let Some(p) = place.get_mut(v as usize) {
+                    debug_assert!(p.is_none(), "a node arrives once");
+                    *p = Some((k, off));
+                }
+            }
+            // (place, node, incarnation, arrival offset, its machine)
+            let mut receivers: Vec<(usize, usize, u32, u64, &mut Live)> = self
+                .nodes
+                .iter_mut()
+                .enumerate()
+                .take(honest)
+                .filter(|(_, n)| n.up)
+                .filter_map(|(i, n)| {
+                    let (k, off) = place.get(i).copied().flatten()?;
+                    let inc = n.incarnation;
+                    Some((k, i, inc, off, n.live.as_deref_mut()?))
+                })
+                .collect();
+            receivers.sort_unstable_by_key(|r| r.0);
+            let judge = |chunk: &mut [(usize, usize, u32, u64, &mut Live)]| -> Vec<Judged> {
+                chunk
+                    .iter_mut()
+                    .map(|(_, i, inc, off, l)| {
+                        let (r, effects) = judge_one(l, *off);
+                        (*i, *inc, *off, r, effects)
+                    })
+                    .collect()
+            };
+            let mid = receivers.len() / 2;
+            let (first, second) = receivers.split_at_mut(mid);
+            std::thread::scope(|s| {
+                let later = s.spawn(|| judge(second));
+                let mut results = judge(first);
+                match later.join() {
+                    Ok(rest) => results.extend(rest),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+                results
+            })
+        };
         let now = self.now;
         for (i, inc, off, r, effects) in results {
             // A credential not held yet is asked for: neither taken nor refused.
