@@ -10,6 +10,10 @@ use slicefed_trust::{NodeSet, Pattern};
 const NOW: u64 = T0 * 1000;
 
 fn node(n: u8) -> NodeCore {
+    node_trusting(n, policy_for(&[("princeton", &key(1))]))
+}
+
+fn node_trusting(n: u8, policy: slicefed_trust::policy::TrustPolicy) -> NodeCore {
     NodeCore::new(
         key(n),
         Capacity {
@@ -17,8 +21,22 @@ fn node(n: u8) -> NodeCore {
             memory: 1 << 30,
             default_sliver_memory: 64 << 20,
         },
-        policy_for(&[("princeton", &key(1))]),
+        policy,
     )
+}
+
+/// Node `n`'s certificate, named `node_name`, signed by `key(issuer)`.
+fn node_cert(issuer: u8, n: u8, node_name: &str, validity: Validity) -> Vec<u8> {
+    objects::sign(
+        &key(issuer),
+        &NodeCert {
+            subject: key(n).public(),
+            name: name(node_name),
+            validity,
+        },
+    )
+    .unwrap()
+    .bytes
 }
 
 fn ticket(body: SliceTicket) -> Vec<u8> {
@@ -284,16 +302,7 @@ fn only_certified_nodes_become_members() {
 }
 
 fn node_credential(n: u8, validity: Validity) -> Vec<u8> {
-    let cert = objects::sign(
-        &key(1),
-        &NodeCert {
-            subject: key(n).public(),
-            name: name(&format!("princeton.node{n}")),
-            validity,
-        },
-    )
-    .unwrap()
-    .bytes;
+    let cert = node_cert(1, n, &format!("princeton.node{n}"), validity);
     Credential::new(cert, []).to_bytes().unwrap()
 }
 
@@ -1185,29 +1194,17 @@ fn a_revocation_ends_only_the_members_its_signer_is_entitled_over() {
         network: NetworkRights::INHERIT,
     };
     let policy = TrustPolicy::new(vec![root(1, "princeton"), root(2, "other")]).unwrap();
-    let mut n = NodeCore::new(
-        key(10),
-        Capacity {
-            max_slivers: 3,
-            memory: 1 << 30,
-            default_sliver_memory: 64 << 20,
-        },
-        policy,
-    );
+    let mut n = node_trusting(10, policy);
     let by_princeton =
         slicefed_trust::fixtures::authority_cert(&key(1), &key(5), "princeton.cs").unwrap();
     let by_other =
         slicefed_trust::fixtures::authority_cert(&key(2), &key(5), "princeton.cs").unwrap();
-    let node_cert = objects::sign(
-        &key(5),
-        &NodeCert {
-            subject: key(20).public(),
-            name: name("princeton.cs.node20"),
-            validity: Validity::starting(T0 - DAY, 30 * DAY),
-        },
-    )
-    .unwrap()
-    .bytes;
+    let node_cert = node_cert(
+        5,
+        20,
+        "princeton.cs.node20",
+        Validity::starting(T0 - DAY, 30 * DAY),
+    );
     // Member 20 joined on the chain through the first root.
     let cred = Credential::new(node_cert.clone(), [by_princeton.clone()])
         .to_bytes()
