@@ -231,10 +231,17 @@ impl NodeCore {
         };
         let v = match self.verifier.verify(cred.leaf(), &pool, &ctx) {
             Ok(v) => v,
+            // Lapsed only if it is a signed node certificate for `from`: anything else
+            // revoked or expired (another node's old certificate, a user's leaf signed in
+            // the past) is plainly not this node's credential, and refused as such.
             Err(
                 e @ (slicefed_trust::VerifyError::Revoked { .. }
                 | slicefed_trust::VerifyError::Expired { .. }),
-            ) => return Err(CoreError::CredentialLapsed(e.to_string())),
+            ) if objects::open::<slicefed_trust::objects::NodeCert>(cred.leaf())
+                .is_ok_and(|c| c.body.subject == from) =>
+            {
+                return Err(CoreError::CredentialLapsed(e.to_string()));
+            }
             Err(e) => return refuse(e.to_string()),
         };
         let Object::NodeCert(nc) = &v.leaf.object else {

@@ -70,7 +70,12 @@ impl NodeCore {
         let held = self.verifier.add_revocation(bytes, secs(now_ms))?;
         let r = &held.revocation;
         let target = r.body.target;
-        self.forget_judgements(now_ms, &target);
+        // A revocation that replaces one of the same revoker's of the same target (a
+        // lower id) ends no member the first did not: re-judging for it would let one
+        // revoker make every node walk every member under the target again and again.
+        if held.replaced.is_none() {
+            self.forget_judgements(now_ms, &target);
+        }
         self.void_deletes_under(now_ms, &target);
         if let Some(old) = held.replaced {
             self.revocations.remove(&old);

@@ -1225,3 +1225,37 @@ fn a_revocation_ends_only_the_members_its_signer_is_entitled_over() {
     assert!(out.contains(&Output::Left(key(20).public())), "{out:?}");
     assert!(!n.members().contains_key(&key(20).public()));
 }
+
+#[test]
+fn only_a_nodes_own_certificate_can_have_lapsed_anything_else_expired_is_refused() {
+    let mut n = node(10);
+    let expired = Validity::starting(T0 - 30 * DAY, DAY);
+    // Node 20's own certificate, past its end: lapsed (whoever passed it on may not know).
+    let own = node_credential(20, expired);
+    let err = n.advert(NOW, key(20).public(), &own, sent(NOW));
+    assert!(
+        matches!(err, Err(CoreError::CredentialLapsed(_))),
+        "{err:?}"
+    );
+    // The same expired certificate offered for another node: not its credential at all.
+    let err = n.advert(NOW, key(21).public(), &own, sent(NOW));
+    assert!(matches!(err, Err(CoreError::NotMember(_))), "{err:?}");
+    // A user's certificate signed in the past is no node's credential either.
+    let user = objects::sign(
+        &key(1),
+        &UserCert {
+            subject: key(21).public(),
+            name: name("princeton.old"),
+            slices: Pattern::parse("princeton.*").unwrap(),
+            grant: slicefed_trust::caps::Grant {
+                validity: expired,
+                ..slicefed_trust::fixtures::open_grant(Rights::CREATE)
+            },
+        },
+    )
+    .unwrap()
+    .bytes;
+    let user = Credential::new(user, []).to_bytes().unwrap();
+    let err = n.advert(NOW, key(21).public(), &user, sent(NOW));
+    assert!(matches!(err, Err(CoreError::NotMember(_))), "{err:?}");
+}

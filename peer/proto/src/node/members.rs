@@ -747,12 +747,11 @@ impl Node {
             }
             match self.core.check_node_credential(now_ms, node, &credential) {
                 Ok(()) => {}
-                // Revoked or expired since `via` listed it: `via` may not have heard yet,
-                // so it is not struck; the node is not asked for again for a while.
-                Err(CoreError::CredentialLapsed(_)) => {
-                    self.credential_refused(now_ms, node, out);
-                    continue;
-                }
+                // The node's own certificate, revoked or expired since `via` listed it:
+                // `via` may not have heard yet, so it is not struck. Nor is the node held
+                // off: a member could otherwise serve honest nodes' old certificates to
+                // keep them from being learnt for ten minutes.
+                Err(CoreError::CredentialLapsed(_)) => continue,
                 Err(_) => {
                     bad = true;
                     continue;
