@@ -131,10 +131,11 @@ impl NodeCore {
         // chain makes a new hash) would otherwise buy a judgement and a forward each. Only
         // a turn to unhealthy comes at any time (a toggler gets one exempt advert per turn;
         // the turn back waits); an expired judgement is judged again below, gap or not (a
-        // revoked one is no member any more, `forget_judgements`). The gap is by the sender's clock, which must stay within the skew of this
-        // node's: claiming later times buys a burst of at most the skew's worth. An honest
-        // member advertises at most once per its own interval, and a restart's SWIM start
-        // reaches members by its packets too.
+        // revoked one is no member any more, `forget_judgements`). The gap is by the
+        // sender's clock, which must stay within the skew of this node's: claiming later
+        // times buys a burst of at most the skew's worth. An honest member advertises at
+        // most once per its own interval, and a restart's SWIM start reaches members by
+        // its packets too.
         //
         // The same credential as last time, still within its validity and with none of its
         // links revoked since: the judgement stands (a member re-advertises for ever;
@@ -231,14 +232,17 @@ impl NodeCore {
         };
         let v = match self.verifier.verify(cred.leaf(), &pool, &ctx) {
             Ok(v) => v,
-            // Lapsed only if it is a signed node certificate for `from`: anything else
-            // revoked or expired (another node's old certificate, a user's leaf signed in
-            // the past) is plainly not this node's credential, and refused as such.
+            // Lapsed only if it is a node certificate for `from`: anything else revoked
+            // or expired (another node's old certificate, a user's leaf signed in the
+            // past) is plainly not this node's credential, and refused as such. The walk
+            // checked every signature, the leaf's too, before any link's time or
+            // revocation, so the leaf's body is read here without checking it again.
             Err(
                 e @ (slicefed_trust::VerifyError::Revoked { .. }
                 | slicefed_trust::VerifyError::Expired { .. }),
-            ) if objects::open::<slicefed_trust::objects::NodeCert>(cred.leaf())
-                .is_ok_and(|c| c.body.subject == from) =>
+            ) if objects::decode_envelope(cred.leaf())
+                .and_then(|env| objects::decode_body::<slicefed_trust::objects::NodeCert>(&env))
+                .is_ok_and(|c| c.subject == from) =>
             {
                 return Err(CoreError::CredentialLapsed(e.to_string()));
             }

@@ -1892,14 +1892,14 @@ impl Node {
                 Ok(()) => Verdict::Accept,
                 // Late, early or replayed: dropped, nobody penalised (gossip can be slow
                 // and clocks skewed). A credential not held yet: asked for, not passed on.
+                // The sender's own credential revoked or expired: whoever passed it on may
+                // not have heard yet.
                 Err(
                     CoreError::StaleAdvert(_)
                     | CoreError::AdvertTooSoon { .. }
-                    | CoreError::CredentialUnknown,
+                    | CoreError::CredentialUnknown
+                    | CoreError::CredentialLapsed(_),
                 ) => Verdict::Ignore,
-                // Revoked or expired: whoever passed it on may not have heard yet. Not
-                // passed on from here, and nobody penalised.
-                Err(CoreError::CredentialLapsed(_)) => Verdict::Ignore,
                 Err(e) => Verdict::Reject(e.into()),
             };
         }
