@@ -1136,15 +1136,6 @@ impl Node {
         let b = &advert.body;
         let mut out = vec![];
         let credential = (!b.credential.is_empty()).then_some(&b.credential[..]);
-        // Whether the member's last taken advert named this start already: SWIM was told
-        // of it then (`advert_taken`), and only `Output::Left` makes SWIM forget a member,
-        // so there is nothing to look up in SWIM's table (every receiver of every advert
-        // did). A load of no advert (`judge_unadvertised`) has no time.
-        let start_told = self
-            .core
-            .members()
-            .get(&b.node)
-            .is_some_and(|m| m.load.sent_ms != 0 && m.load.swim_bump == b.swim_bump);
         let taken = self.core.judge_advert(
             now_ms,
             b.node,
@@ -1155,7 +1146,7 @@ impl Node {
         );
         let judged = match taken {
             Ok(Some(outs)) => {
-                self.advert_taken(now_ms, b, outs, start_told, &mut out);
+                self.advert_taken(now_ms, b, outs, &mut out);
                 Ok(())
             }
             Ok(None) => {
@@ -1232,7 +1223,7 @@ impl Node {
             .core
             .judge_advert(now_ms, node, Some(bytes), &hash, shared, Arc::new(a.load()))
         {
-            Ok(Some(outs)) => self.advert_taken(now_ms, a, outs, false, out),
+            Ok(Some(outs)) => self.advert_taken(now_ms, a, outs, out),
             // The advert is late or too soon, not the credential bad: nothing held off.
             Err(CoreError::StaleAdvert(_) | CoreError::AdvertTooSoon { .. }) => {}
             _ => self.credential_refused(now_ms, node, out),
@@ -1341,14 +1332,12 @@ impl Node {
     }
 
     /// What follows a judged advert: the core's outputs carried out, the member probed
-    /// under the SWIM identity it says (new, or restarted: a new bump) unless
-    /// `start_told` (its previous advert named the same start), its addresses.
+    /// under the SWIM identity it says (new, or restarted: a new bump), its addresses.
     fn advert_taken(
         &mut self,
         now_ms: u64,
         b: &AdvertBody,
         outs: Vec<Output>,
-        start_told: bool,
         out: &mut Vec<Effect>,
     ) {
         self.carry(now_ms, outs, true, out);
@@ -1356,7 +1345,7 @@ impl Node {
             key: b.node,
             bump: b.swim_bump,
         };
-        if !start_told && self.core.members().contains_key(&b.node) && !self.swim.knows(&id) {
+        if self.core.members().contains_key(&b.node) && !self.swim.knows(&id) {
             let mut events = self.swim.admit(now_ms, id);
             // Its first advert after a start: a few members greet it (see GREETERS).
             if !b.credential.is_empty() && self.greets(&b.node) {
@@ -1369,38 +1358,6 @@ impl Node {
                 node: b.node,
                 addrs: b.addrs.clone(),
             });
-        }
-    }
-
-    /// SWIM lists one key per 16-byte prefix (`swim::codec::KEY_PREFIX`): a member sharing
-    /// the prefix of `left` was refused by SWIM while `left` was listed, and adverts
-    /// naming a start already told are not shown to SWIM again (`Node::advert`). Now
-    /// that `left` is gone, such a member is probed under the start its last advert named.
-    /// Keys that share 16 bytes are made only by grinding (~2⁶⁴ work); this keeps a
-    /// hostile pair from leaving one of them listed and never probed.
-    fn admit_prefix_twins(&mut self, now_ms: u64, left: &PublicKey, out: &mut Vec<Effect>) {
-        let prefix = crate::swim::codec::KEY_PREFIX;
-        let (mut low, mut high) = (*left, *left);
-        if let (Some(l), Some(h)) = (low.0.get_mut(prefix..), high.0.get_mut(prefix..)) {
-            l.fill(0);
-            h.fill(u8::MAX);
-        }
-        let twins: Vec<crate::swim::SwimId> = self
-            .core
-            .members()
-            .range(low..=high)
-            .filter(|(k, m)| *k != left && m.load.sent_ms != 0)
-            .map(|(k, m)| crate::swim::SwimId {
-                key: *k,
-                bump: m.load.swim_bump,
-            })
-            // The one SWIM lists already (the one that left was the refused twin) stays as
-            // it is: admitting it again would drop its pending votes.
-            .filter(|id| !self.swim.knows(id))
-            .collect();
-        for id in twins {
-            let events = self.swim.admit(now_ms, id);
-            self.swim_events(now_ms, events, out);
         }
     }
 
@@ -1997,7 +1954,6 @@ impl Node {
                 Output::Left(k) => {
                     let events = self.swim.expel(now_ms, &k);
                     self.swim_events(now_ms, events, out);
-                    self.admit_prefix_twins(now_ms, &k, out);
                     self.witnessing.left(&k, now_ms);
                     if self.witnessing.needs_rebuild() {
                         self.witnessing.rebuild(self.core.members());
