@@ -2598,3 +2598,59 @@ fn a_member_whose_certificate_is_revoked_leaves_at_once_and_is_probed_no_more() 
     );
     assert!(!m.core().members().contains_key(&four));
 }
+
+#[test]
+fn a_member_that_serves_a_lapsed_certificate_is_not_struck_and_holds_nobody_off() {
+    let mut m = machine(2);
+    let t = NOW + TICK;
+    let e = join(&mut m, &[3], t);
+    let (token, _, _) = list_ask(&e).expect("the first member's list is pulled");
+    let page = Response::MemberList {
+        members: vec![listed(4, 70), listed(5, 80), listed(6, 90)],
+        more: false,
+    };
+    let e = m.handle(
+        t,
+        Input::Answer {
+            token,
+            response: page,
+        },
+    );
+    let (token, _, _) = credential_batches(&e)[0].clone();
+    // Node 4's own certificate, long expired (a member that has not timed it out yet
+    // serves it, or a hostile one that wants 4 kept out); node 6's own, good; node 5's,
+    // not given.
+    let expired = objects::sign(
+        &key(1),
+        &NodeCert {
+            subject: key(4).public(),
+            name: name("princeton.node4"),
+            validity: Validity::starting(T0 - 30 * DAY, DAY),
+        },
+    )
+    .unwrap()
+    .bytes;
+    let expired = Credential::new(expired, []).to_bytes().unwrap();
+    let strikes = m.learning_stats().strikes;
+    let e = m.handle(
+        t,
+        Input::Answer {
+            token,
+            response: Response::MemberCredentials(vec![
+                given(4, expired),
+                given(6, node_credential(6)),
+            ]),
+        },
+    );
+    // The lapsed one does not hold node 4 off (it can be learnt as soon as it has a good
+    // certificate) and does not count against the member (it may not have heard).
+    assert!(
+        !e.iter()
+            .any(|x| matches!(x, Effect::HeldOff { node, .. } if *node == key(4).public())),
+        "{e:?}"
+    );
+    assert!(!m.credential_held_off(&key(4).public(), t));
+    assert_eq!(m.learning_stats().strikes, strikes);
+    // The good one is greeted; neither of the others is.
+    assert!(greets(&e, 6) && !greets(&e, 4) && !greets(&e, 5));
+}
