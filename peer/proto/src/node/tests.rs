@@ -2597,6 +2597,14 @@ fn a_member_whose_certificate_is_revoked_leaves_at_once_and_is_probed_no_more() 
         "{e:?}"
     );
     assert!(!m.core().members().contains_key(&four));
+    // Ignored, not passed on, and nobody penalised: a relay may not have heard yet.
+    assert!(
+        e.contains(&Effect::Verdict {
+            id: 2,
+            verdict: Verdict::Ignore
+        }),
+        "{e:?}"
+    );
 }
 
 #[test]
