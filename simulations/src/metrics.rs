@@ -240,8 +240,20 @@ pub struct Metrics {
     /// ([`crate::sim::FORMED`] into the run or later; unlike `detections_formed`, crashes
     /// in the run's last [`crate::sim::FORMED`] count too).
     pub still_listed_formed_end: u64,
-    /// Members dropped by a live node while they were up (false departures).
+    /// Members dropped by a live node while they were up (false departures); a revoked
+    /// node's drops, and what a revoked node's own machine drops, are not among them.
     pub false_departures: u64,
+    /// Nodes whose certificates were revoked (their machines run on).
+    pub nodes_revoked: u64,
+    /// For each live member that dropped a revoked node: ms from the revocation's
+    /// publication (or the member's start, if it was down then) to the drop.
+    pub revoked_node_drops: Vec<f64>,
+    /// At the end of the run, pairs of a live node (not itself revoked) and a revoked node
+    /// it still lists, revoked more than [`crate::sim::STILL_LISTED_AFTER`] ago.
+    pub revoked_still_listed_end: u64,
+    /// Gossip a revoked node sent that honest nodes refused (not model mismatches: its
+    /// credential ended).
+    pub revoked_gossip_refused: u64,
     /// Members dropped in all.
     pub departures: u64,
     /// For each restart of a node that had run before: ms from its start until it had

@@ -247,6 +247,7 @@ impl Sim {
         match e {
             Endpoint::Node(n) => self.world.nodes.get(n as usize).map(|s| s.place),
             Endpoint::Client(g) => self.world.groups.get(g as usize).map(|s| s.place),
+            Endpoint::Authority(a) => self.world.authorities.get(a as usize).map(|s| s.place),
         }
         .unwrap_or(geo::Place {
             lat: 0.0,
@@ -261,6 +262,8 @@ impl Sim {
             Endpoint::Node(n) => n as usize,
             // A researcher sits at its authority's site, with its first node.
             Endpoint::Client(g) => self.world.groups.get(g as usize).map_or(0, |x| x.authority),
+            // Node `a` is at authority `a`'s site (`World::build`).
+            Endpoint::Authority(a) => a as usize,
         }
     }
 
@@ -367,7 +370,7 @@ impl Sim {
         self.put(to, n);
         let asker = match from {
             Endpoint::Node(s) => self.world.nodes.get(s as usize).map(|x| x.public),
-            Endpoint::Client(_) => None,
+            Endpoint::Client(_) | Endpoint::Authority(_) => None,
         };
         let input = match req {
             // The router hashes the module it was sent, as the daemon does on a worker.

@@ -123,6 +123,8 @@ impl Sim {
             } else {
                 self.metrics.sybil_rejected += 1;
             }
+        } else if verdict.is_err() && self.revoked_nodes.contains_key(&(sender as u32)) {
+            self.metrics.revoked_gossip_refused += 1;
         } else if let Err(why) = verdict {
             self.metrics.model_mismatches += 1;
             self.metrics.note_mismatch(why);
@@ -334,13 +336,28 @@ impl Sim {
     }
 
     /// Live honest nodes' listings of members that crashed over [`STILL_LISTED_AFTER`]
-    /// ago while the node was up: the drops still to come at the end of the run.
+    /// ago while the node was up: the drops still to come at the end of the run; and
+    /// their listings of nodes revoked over [`STILL_LISTED_AFTER`] ago. A revoked node's
+    /// own listings do not count: it is no member.
     fn count_still_listed(&mut self) {
         let (mut count, mut formed, mut oldest) = (0u64, 0u64, 0u64);
-        for n in self.nodes.iter().take(self.world.honest) {
+        let mut revoked_listed = 0u64;
+        for (i, n) in self.nodes.iter().enumerate().take(self.world.honest) {
             let Some(live) = &n.live else { continue };
+            if self.revoked_nodes.contains_key(&(i as u32)) {
+                continue;
+            }
             for key in live.node.core().members().keys() {
-                let Some(gone) = self.world.index.get(key).and_then(|&j| self.nodes.get(j)) else {
+                let Some(&j) = self.world.index.get(key) else {
+                    continue;
+                };
+                if let Some(&at) = self.revoked_nodes.get(&(j as u32)) {
+                    if self.now.saturating_sub(at) > STILL_LISTED_AFTER {
+                        revoked_listed += 1;
+                    }
+                    continue;
+                }
+                let Some(gone) = self.nodes.get(j) else {
                     continue;
                 };
                 let age = self.now.saturating_sub(gone.down_since);
@@ -354,6 +371,7 @@ impl Sim {
         self.metrics.still_listed_end = count;
         self.metrics.still_listed_formed_end = formed;
         self.metrics.still_listed_oldest_ms = oldest as f64 / MS as f64;
+        self.metrics.revoked_still_listed_end = revoked_listed;
     }
 
     /// The whole-run traffic, per up node per minute.

@@ -143,6 +143,21 @@ pub struct Summary {
     pub false_departures: u64,
     /// Drops in all.
     pub departures: u64,
+    /// Nodes whose certificates were revoked while their machines ran on.
+    pub nodes_revoked: u64,
+    /// Drops of a revoked node by a live member, and ms from the revocation's publication
+    /// (or the member's start, if later) to the drop: median, 99th percentile, most.
+    pub revoked_node_drops: usize,
+    /// The median.
+    pub revoked_node_drop_p50_ms: f64,
+    /// The 99th percentile.
+    pub revoked_node_drop_p99_ms: f64,
+    /// The most.
+    pub revoked_node_drop_max_ms: f64,
+    /// At the end, live nodes' listings of nodes revoked over 2 minutes before.
+    pub revoked_still_listed_end: u64,
+    /// Gossip from revoked nodes that honest nodes refused.
+    pub revoked_gossip_refused: u64,
     /// Restarts of nodes that had run before, and the time from each start until the node
     /// had reconciled with a quorum of members: median, 99th percentile, most.
     pub restarts: usize,
@@ -288,6 +303,13 @@ impl Summary {
             still_listed_formed_end: m.still_listed_formed_end,
             false_departures: m.false_departures,
             departures: m.departures,
+            nodes_revoked: m.nodes_revoked,
+            revoked_node_drops: m.revoked_node_drops.len(),
+            revoked_node_drop_p50_ms: quantile(&m.revoked_node_drops, 0.5),
+            revoked_node_drop_p99_ms: quantile(&m.revoked_node_drops, 0.99),
+            revoked_node_drop_max_ms: quantile(&m.revoked_node_drops, 1.0),
+            revoked_still_listed_end: m.revoked_still_listed_end,
+            revoked_gossip_refused: m.revoked_gossip_refused,
             restarts: m.reconciled_after_restart.len(),
             reconciled_p50_ms: quantile(&m.reconciled_after_restart, 0.5),
             reconciled_p99_ms: quantile(&m.reconciled_after_restart, 0.99),
@@ -313,6 +335,7 @@ impl Summary {
              \x20 sybils: {sa} accepted, {sr} rejected, {sm} listed as members; zombies max {z}\n\
              \x20 dead node dropped by live members: p50 {d50:.0} ms, p99 {d99:.0} ms, max {dmax:.0} ms; members dropped {dep}, of them up (false) {fd}\n\
              \x20 the same once formed (crashes from 20 min in, by members up at the crash): p50 {df50:.0} ms, p99 {f99d:.0} ms, max {fmax:.0} ms over {fn_} drops; still listed at the end, crashed over 2 min before: {sl} (oldest {slo:.0} ms; {slf} of crashes once formed)\n\
+             \x20 nodes revoked while running: {nrv}, dropped by live members p50 {rd50:.0} ms, p99 {rd99:.0} ms, max {rdmax:.0} ms over {rdn} drops; still listed at the end: {rsl}; their gossip refused {rgr}\n\
              \x20 returning nodes reconciled with a quorum of members: {rn} restarts, p50 {r50:.0} ms, p99 {r99:.0} ms, max {rmax:.0} ms\n\
              \x20 events by kind: {kinds}",
             scenario = self.scenario,
@@ -383,6 +406,13 @@ impl Summary {
             slf = self.still_listed_formed_end,
             dep = self.departures,
             fd = self.false_departures,
+            nrv = self.nodes_revoked,
+            rd50 = self.revoked_node_drop_p50_ms,
+            rd99 = self.revoked_node_drop_p99_ms,
+            rdmax = self.revoked_node_drop_max_ms,
+            rdn = self.revoked_node_drops,
+            rsl = self.revoked_still_listed_end,
+            rgr = self.revoked_gossip_refused,
             rn = self.restarts,
             r50 = self.reconciled_p50_ms,
             r99 = self.reconciled_p99_ms,

@@ -58,7 +58,7 @@ impl Sim {
             };
             // The authority hands it to nodes it can reach, a few at once (`authority
             // publish`); across a partition it cannot.
-            let targets = self.reachable_nodes(g);
+            let targets = self.reachable_nodes(Revoked::User(g));
             let Some(&to) = targets.first() else {
                 continue;
             };
@@ -82,15 +82,75 @@ impl Sim {
             if let Some(gs) = self.groups.get_mut(g as usize) {
                 gs.revoked = true;
             }
-            self.hand_revocation(g, &file, &targets, 1);
+            self.hand_revocation(Revoked::User(g), &file, &targets, 1);
         }
     }
 
-    /// Sends revocation `file` of group `g`'s authority to each of `targets`.
-    fn hand_revocation(&mut self, g: u32, file: &[u8], targets: &[u32], tries: u32) {
+    /// Authorities revoke `count` up honest nodes (not revoked yet), each handed to a few
+    /// other up nodes at once (`authority publish`). The revoked machines run on.
+    pub(crate) fn revoke_nodes(&mut self, count: usize) {
+        let up_nodes = self.up_nodes();
+        let up = up_nodes.len();
+        let mut pool: Vec<u32> = up_nodes
+            .into_iter()
+            .filter(|n| !self.revoked_nodes.contains_key(n))
+            .collect();
+        let now_s = self.now_ms() / 1000;
+        for _ in 0..count {
+            if pool.is_empty() {
+                break;
+            }
+            let i = self.rng.random_range(0..pool.len());
+            let n = pool.swap_remove(i);
+            let Some(spec) = self.world.nodes.get(n as usize) else {
+                continue;
+            };
+            let Some(auth) = spec.authority.and_then(|a| self.world.authorities.get(a)) else {
+                continue;
+            };
+            let Ok(target) = Credential::from_bytes(&spec.credential) else {
+                continue;
+            };
+            let Ok(file) = slicefed_trust::fixtures::revocation_file(
+                &auth.key,
+                &target,
+                "decommissioned",
+                now_s,
+            ) else {
+                continue;
+            };
+            let targets = self.reachable_nodes(Revoked::Node(n));
+            if targets.is_empty() {
+                continue;
+            }
+            let index = self.metrics.revocations.len();
+            self.metrics.revocations.push(RevocationRun {
+                at_s: self.now as f64 / SEC as f64,
+                up_nodes: up,
+                ..RevocationRun::default()
+            });
+            self.revs.insert(
+                CertId::of(&file),
+                RevTrack {
+                    index,
+                    published: self.now,
+                    holders: BTreeSet::new(),
+                    up_at_publish: BTreeSet::new(),
+                },
+            );
+            self.revoked_nodes.insert(n, self.now);
+            self.metrics.nodes_revoked += 1;
+            self.hand_revocation(Revoked::Node(n), &file, &targets, 1);
+        }
+    }
+
+    /// Sends revocation `file` (of `subject`) to each of `targets`, from the researcher's
+    /// authority's side (a node's revocation: from its authority).
+    fn hand_revocation(&mut self, subject: Revoked, file: &[u8], targets: &[u32], tries: u32) {
+        let from = self.revoker(subject);
         for &to in targets {
             let id = self.send_request(
-                Endpoint::Client(g),
+                from,
                 to,
                 Request::Revoke {
                     revocation: file.to_vec(),
@@ -98,18 +158,37 @@ impl Sim {
                 true,
             );
             self.pending_revokes
-                .insert(id, (g, file.to_vec(), tries, to));
+                .insert(id, (subject, file.to_vec(), tries, to));
         }
     }
 
-    /// Up to [`PUBLISH_AT_ONCE`] up nodes group `g`'s authority can reach (none across a
-    /// partition), at random.
-    fn reachable_nodes(&mut self, g: u32) -> Vec<u32> {
-        let side = self.side_node(Endpoint::Client(g));
+    /// Who hands a revocation of `subject` over: the researcher's group (at its
+    /// authority's site), or the node's authority.
+    fn revoker(&self, subject: Revoked) -> Endpoint {
+        match subject {
+            Revoked::User(g) => Endpoint::Client(g),
+            Revoked::Node(n) => Endpoint::Authority(
+                self.world
+                    .nodes
+                    .get(n as usize)
+                    .and_then(|s| s.authority)
+                    .unwrap_or(0) as u32,
+            ),
+        }
+    }
+
+    /// Up to [`PUBLISH_AT_ONCE`] up nodes the revoker of `subject` can reach (none across
+    /// a partition), at random; never the node a revocation ends.
+    fn reachable_nodes(&mut self, subject: Revoked) -> Vec<u32> {
+        let side = self.side_node(self.revoker(subject));
+        let revoked = match subject {
+            Revoked::Node(n) => Some(n),
+            Revoked::User(_) => None,
+        };
         let mut reachable: Vec<u32> = self
             .up_nodes()
             .into_iter()
-            .filter(|i| self.overlay.reachable(side, *i as usize))
+            .filter(|i| Some(*i) != revoked && self.overlay.reachable(side, *i as usize))
             .collect();
         let mut chosen = vec![];
         while chosen.len() < PUBLISH_AT_ONCE && !reachable.is_empty() {
@@ -119,34 +198,33 @@ impl Sim {
         chosen
     }
 
-    /// The answer (or none) to a revocation an authority handed to a node: done when one
-    /// node took it (the other answers are dropped); when none of those it was handed to
-    /// took it, handed to others it can reach, as `authority publish` goes through its
-    /// bootstrap nodes (a node that died as it was handed the revocation published nothing).
     pub(crate) fn on_revoke_reply(&mut self, id: u64, rep: Option<Response>) {
-        let Some((g, file, tries, to)) = self.pending_revokes.remove(&id) else {
+        let Some((subject, file, tries, to)) = self.pending_revokes.remove(&id) else {
             return;
         };
-        if !self.revocation_taken.insert(g) {
+        if !self.revocation_taken.insert(subject) {
             return;
         }
         if matches!(rep, Some(Response::Stopped(_) | Response::Done)) {
-            if let Some(r) = self.revoked_users.get_mut(&g) {
+            if let Revoked::User(g) = subject
+                && let Some(r) = self.revoked_users.get_mut(&g)
+            {
                 r.1 = to;
             }
             return;
         }
-        self.revocation_taken.remove(&g);
-        if tries >= 8 || self.pending_revokes.values().any(|p| p.0 == g) {
+        self.revocation_taken.remove(&subject);
+        if tries >= 8 || self.pending_revokes.values().any(|p| p.0 == subject) {
             return;
         }
-        let targets = self.reachable_nodes(g);
-        if let Some(&to) = targets.first()
+        let targets = self.reachable_nodes(subject);
+        if let Revoked::User(g) = subject
+            && let Some(&to) = targets.first()
             && let Some(r) = self.revoked_users.get_mut(&g)
         {
             r.1 = to;
         }
-        self.hand_revocation(g, &file, &targets, tries + 1);
+        self.hand_revocation(subject, &file, &targets, tries + 1);
     }
 
     // ---- researchers ----------------------------------------------------------------

@@ -20,14 +20,16 @@ pub enum Scenario {
     /// revocations are published on both sides.
     Partition,
     /// The planetary federation; 200 Sybil machines (certified by an authority nobody
-    /// trusts) join the overlay and attack.
+    /// trusts) join the overlay and attack; halfway, five running nodes are revoked and
+    /// run on.
     Sybil,
     /// The planetary federation; 10% of the nodes die for good at once.
     WitnessLoss10,
     /// The planetary federation; 30% of the nodes die for good at once.
     WitnessLoss30,
     /// The CI scenario: 100 nodes, 3 h, everything at once (churn, Sybils, two
-    /// equivocators, revocations, 30% of the nodes dying one by one).
+    /// equivocators, revocations of researchers and of two running nodes, 30% of the
+    /// nodes dying one by one).
     Short,
 }
 
@@ -99,7 +101,10 @@ impl Scenario {
             }
             Scenario::Sybil => {
                 c.sybils = 200.min(n / 5).max(1);
-                c.actions = vec![(at(1.0 / 6.0), Action::SybilsArrive)];
+                c.actions = vec![
+                    (at(1.0 / 6.0), Action::SybilsArrive),
+                    (at(0.5), Action::RevokeNodes(5)),
+                ];
             }
             Scenario::WitnessLoss10 => {
                 c.actions = vec![(at(0.5), Action::Kill(0.10))];
@@ -115,6 +120,7 @@ impl Scenario {
                     (20 * MIN, Action::SybilsArrive),
                     (40 * MIN, Action::Equivocate(2)),
                     (at(0.4), Action::RevokeUsers(3)),
+                    (at(0.3), Action::RevokeNodes(2)),
                     (
                         at(0.4),
                         Action::KillGradually(0.30, (h * 0.4 * HOUR as f64) as u64),

@@ -113,6 +113,10 @@ pub enum Action {
     Equivocate(usize),
     /// The Sybils (certified by an untrusted authority) come online and attack.
     SybilsArrive,
+    /// Authorities revoke this many up nodes' certificates at once. The machines keep
+    /// running, answering probes and advertising, as a node whose owner ignores its
+    /// authority would: every member must drop them all the same.
+    RevokeNodes(usize),
 }
 
 /// Everything a run depends on.
@@ -198,7 +202,19 @@ impl Config {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Endpoint {
     Node(u32),
+    /// A research group's researcher.
     Client(u32),
+    /// An authority (`authority publish` of a node's revocation).
+    Authority(u32),
+}
+
+/// Whose certificate a revocation ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Revoked {
+    /// A research group's researcher.
+    User(u32),
+    /// A node.
+    Node(u32),
 }
 
 /// A gossip message on its way through the overlay.
@@ -647,15 +663,16 @@ pub struct Sim {
     pub(crate) next_id: u64,
     pub(crate) client_ops: BTreeMap<u64, (u32, u32)>,
     /// Revocations an authority handed to a node and has no answer for yet (request id →
-    /// group, revocation file, batches tried, node): like `authority publish`, it hands
-    /// one to a few nodes at once, and to others when none of them took it.
-    pub(crate) pending_revokes: BTreeMap<u64, (u32, Vec<u8>, u32, u32)>,
-    /// Groups whose revocation a node took (later answers to the same hand-over are
-    /// dropped).
-    pub(crate) revocation_taken: BTreeSet<u32>,
+    /// whom it revokes, revocation file, batches tried, node): like `authority publish`,
+    /// it hands one to a few nodes at once, and to others when none of them took it.
+    pub(crate) pending_revokes: BTreeMap<u64, (Revoked, Vec<u8>, u32, u32)>,
+    /// Revocations a node took (later answers to the same hand-over are dropped).
+    pub(crate) revocation_taken: BTreeSet<Revoked>,
     pub(crate) revs: BTreeMap<CertId, RevTrack>,
     /// Researchers revoked: when, and which node the revocation was handed to.
     pub(crate) revoked_users: BTreeMap<u32, (u64, u32)>,
+    /// Nodes revoked (their machines run on): when.
+    pub(crate) revoked_nodes: BTreeMap<u32, u64>,
     /// When the last partition healed (a revocation cannot cross one before).
     pub(crate) healed_at: u64,
     pub(crate) equivocators: BTreeMap<PublicKey, usize>,
@@ -796,6 +813,7 @@ impl Sim {
             revocation_taken: BTreeSet::new(),
             revs: BTreeMap::new(),
             revoked_users: BTreeMap::new(),
+            revoked_nodes: BTreeMap::new(),
             healed_at: 0,
             equivocators: BTreeMap::new(),
             peer_index,
@@ -1004,9 +1022,12 @@ impl Sim {
             } => self.on_request(to as usize, from, id, *req, sent, wanted),
             Ev::Reply { to, id, rep } => match to {
                 Endpoint::Node(n) => self.on_reply(n as usize, id, rep.map(|r| *r)),
-                Endpoint::Client(_) if self.pending_revokes.contains_key(&id) => {
+                Endpoint::Client(_) | Endpoint::Authority(_)
+                    if self.pending_revokes.contains_key(&id) =>
+                {
                     self.on_revoke_reply(id, rep.map(|r| *r));
                 }
+                Endpoint::Authority(_) => {}
                 Endpoint::Client(g) => self.on_client_reply(g as usize, id, rep.map(|r| *r)),
             },
             Ev::Group(g) => self.group_step(g as usize),

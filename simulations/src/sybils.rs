@@ -20,6 +20,7 @@ impl Sim {
         let honest = self.world.honest;
         match action {
             Action::RevokeUsers(n) => self.revoke_users(n),
+            Action::RevokeNodes(n) => self.revoke_nodes(n),
             Action::Partition(regions) => {
                 let places: Vec<usize> = self.world.nodes.iter().map(|s| s.place.region).collect();
                 self.overlay

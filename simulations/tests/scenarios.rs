@@ -105,6 +105,18 @@ fn the_short_scenario_keeps_every_promise() {
         "members still listed at the end, the oldest crashed {} ms before",
         s.still_listed_oldest_ms
     );
+    // Two running nodes are revoked and run on, answering probes and advertising: every
+    // live member drops them within seconds of when it could know (the revocation's
+    // publication, or its own start), none lists them at the end, and what they send is
+    // refused without being counted against the model.
+    assert_eq!(s.nodes_revoked, 2);
+    assert!(s.revoked_node_drops > 0);
+    assert!(
+        s.revoked_node_drop_max_ms <= 10_000.0,
+        "a revoked node dropped after {} ms",
+        s.revoked_node_drop_max_ms
+    );
+    assert_eq!(s.revoked_still_listed_end, 0);
     // A returning node has reconciled with a quorum of members within 10 simulated
     // seconds, and a node that was down when a revocation was published holds it as soon.
     assert!(s.restarts > 0);
@@ -169,6 +181,10 @@ fn other_seeds_of_the_short_scenario_keep_the_safety_promises() {
             "seed {seed}: acknowledged entries lost"
         );
         assert_eq!(s.false_departures, 0, "seed {seed}: false departures");
+        assert_eq!(
+            s.revoked_still_listed_end, 0,
+            "seed {seed}: revoked nodes still listed"
+        );
         assert_eq!(s.sybil_accepted, 0, "seed {seed}: sybils");
     }
 }
