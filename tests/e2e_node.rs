@@ -1,6 +1,7 @@
 //! End-to-end: real node processes on loopback join through a bootstrap node, advertise,
 //! and list each other; a node whose certificate chains to an untrusted authority never
-//! becomes a member (its adverts are rejected by every honest node).
+//! becomes a member (its adverts are rejected by every honest node), and one whose
+//! certificate is revoked is dropped by every member while it runs on.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
@@ -201,6 +202,102 @@ fn certified_nodes_list_each_other_and_an_uncertified_one_is_kept_out() {
             .all(|l| honest.iter().all(|p| !l.contains(p.as_str()))),
         "no member is ever held off: {lines:#?}"
     );
+}
+
+/// The names `node` (a listen address) lists as members, sorted; none if it does not
+/// answer.
+fn member_names(sh: &Shell, node: &str) -> Option<Vec<String>> {
+    let r = sh.run(&["nodes", "list", "--node", node, "--json"]);
+    if r.code != 0 {
+        return None;
+    }
+    let mut names: Vec<String> = r
+        .json()
+        .as_array()?
+        .iter()
+        .filter_map(|row| row["name"].as_str().map(str::to_string))
+        .collect();
+    names.sort();
+    Some(names)
+}
+
+#[test]
+fn a_node_whose_certificate_is_revoked_is_dropped_by_every_member_while_it_runs_on() {
+    let sh = Shell::new();
+    let pk = sh.authority("princeton");
+    sh.policy("trust.toml", &[("princeton", &pk)]);
+    for n in ["princeton.n1", "princeton.n2", "princeton.n3"] {
+        certified_node(&sh, "princeton", n);
+    }
+    let (_n1, a1) = start(
+        &sh,
+        "princeton.n1",
+        "princeton.n1/node.cert",
+        "trust.toml",
+        None,
+    );
+    let (_n2, a2) = start(
+        &sh,
+        "princeton.n2",
+        "princeton.n2/node.cert",
+        "trust.toml",
+        Some(&a1),
+    );
+    let (mut n3, a3) = start(
+        &sh,
+        "princeton.n3",
+        "princeton.n3/node.cert",
+        "trust.toml",
+        Some(&a1),
+    );
+    let all = vec!["princeton.n1", "princeton.n2", "princeton.n3"];
+    for a in [&a1, &a2] {
+        common::wait("every node to list the three", 40, || {
+            member_names(&sh, a).filter(|names| *names == all)
+        });
+    }
+
+    // The authority decommissions n3 and tells n1 only; n3's owner ignores it and keeps
+    // the node running (it answers SWIM's probes and advertises every second).
+    sh.run(&[
+        "authority",
+        "revoke",
+        "--authority",
+        "princeton",
+        "--cert",
+        "princeton.n3/node.cert",
+        "--reason",
+        "decommissioned",
+        "--out",
+        "n3.rev",
+    ])
+    .ok();
+    sh.run(&["authority", "publish", "n3.rev", "--bootstrap", &a1])
+        .ok();
+    let kept = vec!["princeton.n1", "princeton.n2"];
+    for a in [&a1, &a2] {
+        common::wait("every member to drop the revoked node", 20, || {
+            member_names(&sh, a).filter(|names| *names == kept)
+        });
+    }
+    assert!(
+        n3.0.try_wait().unwrap().is_none(),
+        "the revoked node still runs"
+    );
+    // Over several advert rounds and probe periods it is never listed again, however
+    // often it advertises or answers probes.
+    let until = Instant::now() + Duration::from_secs(9);
+    while Instant::now() < until {
+        for a in [&a1, &a2] {
+            if let Some(names) = member_names(&sh, a) {
+                assert_eq!(names, kept, "a revoked node came back");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(n3.0.try_wait().unwrap().is_none());
+    // It is still its owner's machine: it answers them.
+    assert!(member_names(&sh, &a3).is_some());
 }
 
 #[test]
