@@ -249,12 +249,16 @@ pub struct Metrics {
     /// publication (or the member's start, if it was down then) to the drop.
     pub revoked_node_drops: Vec<f64>,
     /// At the end of the run, pairs of a live node (not itself revoked) and a revoked node
-    /// it still lists, revoked more than [`crate::sim::STILL_LISTED_AFTER`] ago.
+    /// it still lists (in its member table or SWIM's), revoked more than
+    /// [`crate::sim::STILL_LISTED_AFTER`] before (or before the node's start).
     pub revoked_still_listed_end: u64,
-    /// Gossip a revoked node sent that honest nodes refused (not model mismatches: its
-    /// credential ended).
+    /// The most such pairs at any sample (every `sample_every`, and the end): a member
+    /// that lists a revoked node and then crashes is seen here, not at the end.
+    pub revoked_listed_max: u64,
+    /// Gossip refused for not being from a member, sent by a revoked node to a member or
+    /// by a member to a revoked node (not model mismatches: the credential ended).
     pub revoked_gossip_refused: u64,
-    /// Members dropped in all.
+    /// Members dropped by live nodes (not revoked themselves), revoked members not counted.
     pub departures: u64,
     /// For each restart of a node that had run before: ms from its start until it had
     /// reconciled revocations and deletes with a quorum of members (`Node::catching_up`

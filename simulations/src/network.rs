@@ -178,7 +178,7 @@ impl Sim {
             // A credential not held yet is asked for: neither taken nor refused.
             let unknown = r.as_ref().is_err_and(|e| e.contains("does not hold yet"));
             if !unknown {
-                self.judged(sender, r.as_ref().map(|_| ()).map_err(String::as_str));
+                self.judged(sender, i, r.as_ref().map(|_| ()).map_err(String::as_str));
             }
             if !effects.is_empty() {
                 self.push(
@@ -499,8 +499,8 @@ impl Sim {
             _ => None,
         });
         match verdict {
-            Some(Verdict::Reject(why)) => self.judged(sender as usize, Err(&why.to_string())),
-            _ => self.judged(sender as usize, Ok(())),
+            Some(Verdict::Reject(why)) => self.judged(sender as usize, to, Err(&why.to_string())),
+            _ => self.judged(sender as usize, to, Ok(())),
         }
         self.apply(to, effects);
     }

@@ -8,6 +8,9 @@ use slicefed_ledger::checkpoint::EquivocationProof;
 use slicefed_trust::{CertId, PublicKey};
 use std::collections::BTreeMap;
 
+/// How a node's machine words gossip refused because its sender is not a member.
+const NOT_A_MEMBER: &str = "from a node that is not a member";
+
 impl Sim {
     // ---- revocations ----------------------------------------------------------------
 
@@ -115,15 +118,20 @@ impl Sim {
             self.metrics.revoked_restores += 1;
         }
     }
-    /// Counts what an honest node made of gossip from `sender`.
-    pub(crate) fn judged(&mut self, sender: usize, verdict: Result<(), &str>) {
+    /// Counts what honest node `receiver` made of gossip from `sender`.
+    pub(crate) fn judged(&mut self, sender: usize, receiver: usize, verdict: Result<(), &str>) {
+        // Refused for not being a member, between a revoked machine and the others (either
+        // way: members dropped it, and it drops members whose packets it no longer gets).
+        let revoked = |n: usize| self.revoked_nodes.contains_key(&(n as u32));
+        let between_revoked = (revoked(sender) || revoked(receiver))
+            && verdict.is_err_and(|why| why.ends_with(NOT_A_MEMBER));
         if !self.honest(sender) {
             if verdict.is_ok() {
                 self.metrics.sybil_accepted += 1;
             } else {
                 self.metrics.sybil_rejected += 1;
             }
-        } else if verdict.is_err() && self.revoked_nodes.contains_key(&(sender as u32)) {
+        } else if between_revoked {
             self.metrics.revoked_gossip_refused += 1;
         } else if let Err(why) = verdict {
             self.metrics.model_mismatches += 1;
@@ -191,6 +199,8 @@ impl Sim {
                 lost_full += n.disk.log.acked_by_k.min(len).saturating_sub(kept);
             }
         }
+        let revoked_listed = self.revoked_listings();
+        self.metrics.revoked_listed_max = self.metrics.revoked_listed_max.max(revoked_listed);
         // Slivers under revoked chains, and zombies.
         let mut revoked_running = 0;
         let mut zombies = 0;
@@ -333,6 +343,7 @@ impl Sim {
             }
         }
         self.count_still_listed();
+        self.metrics.revoked_still_listed_end = self.revoked_listings();
     }
 
     /// Live honest nodes' listings of members that crashed over [`STILL_LISTED_AFTER`]
@@ -341,7 +352,6 @@ impl Sim {
     /// own listings do not count: it is no member.
     fn count_still_listed(&mut self) {
         let (mut count, mut formed, mut oldest) = (0u64, 0u64, 0u64);
-        let mut revoked_listed = 0u64;
         for (i, n) in self.nodes.iter().enumerate().take(self.world.honest) {
             let Some(live) = &n.live else { continue };
             if self.revoked_nodes.contains_key(&(i as u32)) {
@@ -351,10 +361,8 @@ impl Sim {
                 let Some(&j) = self.world.index.get(key) else {
                     continue;
                 };
-                if let Some(&at) = self.revoked_nodes.get(&(j as u32)) {
-                    if self.now.saturating_sub(at) > STILL_LISTED_AFTER {
-                        revoked_listed += 1;
-                    }
+                if self.revoked_nodes.contains_key(&(j as u32)) {
+                    // Counted by `revoked_listings`.
                     continue;
                 }
                 let Some(gone) = self.nodes.get(j) else {
@@ -371,7 +379,36 @@ impl Sim {
         self.metrics.still_listed_end = count;
         self.metrics.still_listed_formed_end = formed;
         self.metrics.still_listed_oldest_ms = oldest as f64 / MS as f64;
-        self.metrics.revoked_still_listed_end = revoked_listed;
+    }
+
+    /// Live honest nodes' listings, in their member table or SWIM's, of nodes revoked over
+    /// [`STILL_LISTED_AFTER`] before (or before the listing node's start, if it was down
+    /// then). A revoked machine's own listings do not count: it is no member.
+    fn revoked_listings(&self) -> u64 {
+        if self.revoked_nodes.is_empty() {
+            return 0;
+        }
+        let mut count = 0;
+        for (i, n) in self.nodes.iter().enumerate().take(self.world.honest) {
+            let Some(l) = n.live.as_ref().filter(|_| n.up) else {
+                continue;
+            };
+            if self.revoked_nodes.contains_key(&(i as u32)) {
+                continue;
+            }
+            for (&r, &at) in &self.revoked_nodes {
+                let Some(key) = self.world.nodes.get(r as usize).map(|s| s.public) else {
+                    continue;
+                };
+                let since = at.max(n.up_since);
+                if self.now.saturating_sub(since) > STILL_LISTED_AFTER
+                    && (l.node.core().members().contains_key(&key) || l.node.swim_lists(&key))
+                {
+                    count += 1;
+                }
+            }
+        }
+        count
     }
 
     /// The whole-run traffic, per up node per minute.

@@ -141,7 +141,7 @@ pub struct Summary {
     pub still_listed_formed_end: u64,
     /// Drops of a member that was up (false departures), and drops in all.
     pub false_departures: u64,
-    /// Drops in all.
+    /// Drops in all (of members not revoked, by nodes not revoked).
     pub departures: u64,
     /// Nodes whose certificates were revoked while their machines ran on.
     pub nodes_revoked: u64,
@@ -156,7 +156,9 @@ pub struct Summary {
     pub revoked_node_drop_max_ms: f64,
     /// At the end, live nodes' listings of nodes revoked over 2 minutes before.
     pub revoked_still_listed_end: u64,
-    /// Gossip from revoked nodes that honest nodes refused.
+    /// The most such listings at any sample or the end.
+    pub revoked_listed_max: u64,
+    /// Gossip refused between revoked nodes and members for not being a member's.
     pub revoked_gossip_refused: u64,
     /// Restarts of nodes that had run before, and the time from each start until the node
     /// had reconciled with a quorum of members: median, 99th percentile, most.
@@ -309,6 +311,7 @@ impl Summary {
             revoked_node_drop_p99_ms: quantile(&m.revoked_node_drops, 0.99),
             revoked_node_drop_max_ms: quantile(&m.revoked_node_drops, 1.0),
             revoked_still_listed_end: m.revoked_still_listed_end,
+            revoked_listed_max: m.revoked_listed_max,
             revoked_gossip_refused: m.revoked_gossip_refused,
             restarts: m.reconciled_after_restart.len(),
             reconciled_p50_ms: quantile(&m.reconciled_after_restart, 0.5),
@@ -335,7 +338,7 @@ impl Summary {
              \x20 sybils: {sa} accepted, {sr} rejected, {sm} listed as members; zombies max {z}\n\
              \x20 dead node dropped by live members: p50 {d50:.0} ms, p99 {d99:.0} ms, max {dmax:.0} ms; members dropped {dep}, of them up (false) {fd}\n\
              \x20 the same once formed (crashes from 20 min in, by members up at the crash): p50 {df50:.0} ms, p99 {f99d:.0} ms, max {fmax:.0} ms over {fn_} drops; still listed at the end, crashed over 2 min before: {sl} (oldest {slo:.0} ms; {slf} of crashes once formed)\n\
-             \x20 nodes revoked while running: {nrv}, dropped by live members p50 {rd50:.0} ms, p99 {rd99:.0} ms, max {rdmax:.0} ms over {rdn} drops; still listed at the end: {rsl}; their gossip refused {rgr}\n\
+             \x20 nodes revoked while running: {nrv}, dropped by live members p50 {rd50:.0} ms, p99 {rd99:.0} ms, max {rdmax:.0} ms over {rdn} drops; still listed at the end: {rsl} (at any sample, most {rlm}); gossip refused between them and members {rgr}\n\
              \x20 returning nodes reconciled with a quorum of members: {rn} restarts, p50 {r50:.0} ms, p99 {r99:.0} ms, max {rmax:.0} ms\n\
              \x20 events by kind: {kinds}",
             scenario = self.scenario,
@@ -412,6 +415,7 @@ impl Summary {
             rdmax = self.revoked_node_drop_max_ms,
             rdn = self.revoked_node_drops,
             rsl = self.revoked_still_listed_end,
+            rlm = self.revoked_listed_max,
             rgr = self.revoked_gossip_refused,
             rn = self.restarts,
             r50 = self.reconciled_p50_ms,

@@ -178,17 +178,22 @@ impl Sim {
     }
 
     /// Up to [`PUBLISH_AT_ONCE`] up nodes the revoker of `subject` can reach (none across
-    /// a partition), at random; never the node a revocation ends.
+    /// a partition), at random; never a revoked node (the one this revocation ends, or one
+    /// revoked before: authorities publish to members).
     fn reachable_nodes(&mut self, subject: Revoked) -> Vec<u32> {
         let side = self.side_node(self.revoker(subject));
-        let revoked = match subject {
+        let ends = match subject {
             Revoked::Node(n) => Some(n),
             Revoked::User(_) => None,
         };
         let mut reachable: Vec<u32> = self
             .up_nodes()
             .into_iter()
-            .filter(|i| Some(*i) != revoked && self.overlay.reachable(side, *i as usize))
+            .filter(|i| {
+                Some(*i) != ends
+                    && !self.revoked_nodes.contains_key(i)
+                    && self.overlay.reachable(side, *i as usize)
+            })
             .collect();
         let mut chosen = vec![];
         while chosen.len() < PUBLISH_AT_ONCE && !reachable.is_empty() {
@@ -243,7 +248,7 @@ impl Sim {
 
     pub(crate) fn start_bootstrap(&mut self, g: usize, tried: Vec<u32>) {
         // The researcher's SLICEFED_BOOTSTRAP: a node of its own authority first, then
-        // any it knows.
+        // any it knows; never one its authority decommissioned.
         let Some(group) = self.world.groups.get(g) else {
             return;
         };
@@ -253,12 +258,14 @@ impl Sim {
         let own: Vec<u32> = (a..honest)
             .step_by(authorities)
             .map(|i| i as u32)
-            .filter(|i| !tried.contains(i))
+            .filter(|i| !tried.contains(i) && !self.revoked_nodes.contains_key(i))
             .collect();
         let target = match own.first() {
             Some(t) => Some(*t),
             None => {
-                let any: Vec<u32> = (0..honest as u32).filter(|i| !tried.contains(i)).collect();
+                let any: Vec<u32> = (0..honest as u32)
+                    .filter(|i| !tried.contains(i) && !self.revoked_nodes.contains_key(i))
+                    .collect();
                 self.pick(&any)
             }
         };

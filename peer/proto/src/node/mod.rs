@@ -780,6 +780,11 @@ impl Node {
         &self.core
     }
 
+    /// Whether SWIM lists `k` (probes it, and takes its packets), under any start.
+    pub fn swim_lists(&self, k: &PublicKey) -> bool {
+        self.swim.start_of(k).is_some()
+    }
+
     /// When this node last heard of member `k`: its latest advert or credential, or its
     /// latest SWIM packet, whichever came last (`None`: not a member).
     pub fn member_last_seen_ms(&self, k: &PublicKey) -> Option<u64> {
