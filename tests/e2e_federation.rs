@@ -291,19 +291,12 @@ fn ten_nodes_run_a_slice_refuse_bad_tickets_each_with_its_reason_and_honour_a_re
 
     // Revoked: the authority revokes alice; one node hears of it, gossip tells the rest,
     // and every one of her slivers stops.
-    sh.run(&[
-        "authority",
-        "revoke",
-        "--authority",
+    sh.revoke(
         "princeton",
-        "--cert",
         "princeton.alice.cert",
-        "--reason",
         "compromised key",
-        "--out",
         "alice.rev",
-    ])
-    .ok();
+    );
     let published = Instant::now();
     sh.run(&[
         "authority",
@@ -612,19 +605,12 @@ fn a_node_down_while_its_slivers_owner_was_revoked_never_runs_that_sliver_again(
     // Node 3 goes down hard; while it is down, the authority revokes Alice.
     let down = nodes[2].dir.clone();
     nodes[2].kill();
-    sh.run(&[
-        "authority",
-        "revoke",
-        "--authority",
+    sh.revoke(
         "princeton",
-        "--cert",
         "princeton.alice.cert",
-        "--reason",
         "compromised key",
-        "--out",
         "alice.rev",
-    ])
-    .ok();
+    );
     // The authority's bootstrap list names a node that accepts connections and never
     // speaks, and the node that is down, before a node that answers: it is handed to
     // three at once, so the one that hangs holds nothing back.

@@ -530,19 +530,7 @@ fn a_node_cut_off_catches_up_on_a_revocation_a_delete_and_its_witnesses_after_th
     // The last node's link goes down; on the other side alice is revoked and bob deletes
     // his slice (the delete needs no answer from the node that is cut off).
     hosts.link(FIRST_NODE + cut, false).unwrap();
-    sh.run(&[
-        "authority",
-        "revoke",
-        "--authority",
-        "princeton",
-        "--cert",
-        "princeton.alice.cert",
-        "--reason",
-        "abuse",
-        "--out",
-        "alice.rev",
-    ])
-    .ok();
+    sh.revoke("princeton", "princeton.alice.cert", "abuse", "alice.rev");
     sh.run_on(
         &hosts,
         RESEARCHER,

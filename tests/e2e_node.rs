@@ -259,19 +259,12 @@ fn a_node_whose_certificate_is_revoked_is_dropped_by_every_member_while_it_runs_
 
     // The authority decommissions n3 and tells n1 only; n3's owner ignores it and keeps
     // the node running (it answers SWIM's probes and advertises every second).
-    sh.run(&[
-        "authority",
-        "revoke",
-        "--authority",
+    sh.revoke(
         "princeton",
-        "--cert",
         "princeton.n3/node.cert",
-        "--reason",
         "decommissioned",
-        "--out",
         "n3.rev",
-    ])
-    .ok();
+    );
     sh.run(&["authority", "publish", "n3.rev", "--bootstrap", &a1])
         .ok();
     // At once (gossip, then each member re-judges the members the revocation names): not

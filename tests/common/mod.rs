@@ -127,6 +127,23 @@ impl Shell {
             .ok();
         r.json()["public_key"].as_str().unwrap().to_string()
     }
+    /// `authority revoke`: `authority` revokes the certificate in file `cert` for `reason`,
+    /// writing the revocation file `out` (published with `authority publish`).
+    pub fn revoke(&self, authority: &str, cert: &str, reason: &str, out: &str) {
+        self.run(&[
+            "authority",
+            "revoke",
+            "--authority",
+            authority,
+            "--cert",
+            cert,
+            "--reason",
+            reason,
+            "--out",
+            out,
+        ])
+        .ok();
+    }
     /// Writes a trust policy trusting the given (name, key) authorities. The federation
     /// runs on loopback, so slivers may reach loopback ([local] allow): a node owner opens
     /// their own machine explicitly (see `policy_closed` for the default).
