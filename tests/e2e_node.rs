@@ -285,7 +285,11 @@ fn a_node_whose_certificate_is_revoked_is_dropped_by_every_member_while_it_runs_
     let until = Instant::now() + Duration::from_secs(9);
     while Instant::now() < until {
         for a in [&a1, &a2] {
-            let names = member_names(&sh, a).expect("the member answers");
+            // A CLI call may fail once on a loaded machine; a member that never answers
+            // fails the test.
+            let names = (0..3)
+                .find_map(|_| member_names(&sh, a))
+                .expect("the member answers");
             assert_eq!(names, kept, "a revoked node came back");
         }
         std::thread::sleep(Duration::from_millis(500));

@@ -255,6 +255,10 @@ pub struct Metrics {
     /// The most such pairs at any sample (every `sample_every`, and the end): a member
     /// that lists a revoked node and then crashes is seen here, not at the end.
     pub revoked_listed_max: u64,
+    /// Revoked nodes admitted as members by a live node (not revoked itself) over
+    /// [`crate::sim::STILL_LISTED_AFTER`] after the revocation (or after its own start):
+    /// seen when it happens, unlike the listings counted at samples.
+    pub revoked_joined_late: u64,
     /// Gossip refused for not being from a member, sent by a revoked node to a member or
     /// by a member to a revoked node (not model mismatches: the credential ended).
     pub revoked_gossip_refused: u64,

@@ -5,9 +5,10 @@
 use crate::geo;
 use crate::metrics::Category;
 use crate::net::MESH_DEGREE;
+use crate::observe::Refused;
 use crate::sim::*;
-use slicefed_proto::core::credential_hash;
-use slicefed_proto::node::{Effect, Input, Topic, Verdict};
+use slicefed_proto::core::{CoreError, credential_hash};
+use slicefed_proto::node::{Effect, GossipRefused, Input, Topic, Verdict};
 use slicefed_proto::wire::{Advert, AdvertBody, Request, Response};
 use slicefed_trust::{CertId, Invocation, ModuleHash};
 use std::rc::Rc;
@@ -91,7 +92,7 @@ impl Sim {
         let honest = self.world.honest;
         let start_ms = self.now_ms();
         // (node, incarnation, arrival offset, its machine's answer or refusal)
-        type Judged = (usize, u32, u64, Result<(), String>, Vec<Effect>);
+        type Judged = (usize, u32, u64, Result<(), Refused>, Vec<Effect>);
         // The sender's credential as the world holds it, when the advert carries exactly it:
         // receivers then share one copy (a thousand nodes each copying a thousand
         // credentials was a gigabyte of memory to read through on every advert).
@@ -106,7 +107,12 @@ impl Sim {
         let judge_one = |l: &mut Live, off: u64| {
             let at = start_ms + off / MS;
             let (effects, judged) = l.node.advert(at, advert, shared.as_ref(), Some(&load));
-            (judged.map_err(|e| format!("advert: {e}")), effects)
+            let judged = judged.map_err(|e| Refused {
+                membership: crate::observe::ends_membership(&e),
+                unknown: matches!(e, CoreError::CredentialUnknown),
+                why: format!("advert: {e}"),
+            });
+            (judged, effects)
         };
         let results: Vec<Judged> = if arrivals.len() < PARALLEL_ADVERT_RECEIVERS {
             let mut results = Vec::with_capacity(arrivals.len());
@@ -176,9 +182,9 @@ impl Sim {
         let now = self.now;
         for (i, inc, off, r, effects) in results {
             // A credential not held yet is asked for: neither taken nor refused.
-            let unknown = r.as_ref().is_err_and(|e| e.contains("does not hold yet"));
+            let unknown = r.as_ref().is_err_and(|e| e.unknown);
             if !unknown {
-                self.judged(sender, i, r.as_ref().map(|_| ()).map_err(String::as_str));
+                self.judged(sender, i, r.as_ref().map(|_| ()));
             }
             if !effects.is_empty() {
                 self.push(
@@ -499,7 +505,18 @@ impl Sim {
             _ => None,
         });
         match verdict {
-            Some(Verdict::Reject(why)) => self.judged(sender as usize, to, Err(&why.to_string())),
+            Some(Verdict::Reject(why)) => {
+                let refused = Refused {
+                    membership: match &why {
+                        GossipRefused::NotMember(_) => true,
+                        GossipRefused::Core(e) => crate::observe::ends_membership(e),
+                        _ => false,
+                    },
+                    unknown: false,
+                    why: why.to_string(),
+                };
+                self.judged(sender as usize, to, Err(&refused));
+            }
             _ => self.judged(sender as usize, to, Ok(())),
         }
         self.apply(to, effects);

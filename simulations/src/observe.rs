@@ -5,11 +5,26 @@
 use crate::metrics;
 use crate::sim::*;
 use slicefed_ledger::checkpoint::EquivocationProof;
+use slicefed_proto::core::CoreError;
 use slicefed_trust::{CertId, PublicKey};
 use std::collections::BTreeMap;
 
-/// How a node's machine words gossip refused because its sender is not a member.
-const NOT_A_MEMBER: &str = "from a node that is not a member";
+/// Why an honest node refused gossip, as the simulator accounts it.
+#[derive(Debug)]
+pub(crate) struct Refused {
+    /// The machine's reason, as it words it (model mismatches are counted by it).
+    pub(crate) why: String,
+    /// Refused because the sender is not (or no longer) a member.
+    pub(crate) membership: bool,
+    /// An advert naming a credential the receiver does not hold yet: asked for, neither
+    /// taken nor refused.
+    pub(crate) unknown: bool,
+}
+
+/// Whether the core refused something because its sender is not, or no longer, a member.
+pub(crate) fn ends_membership(e: &CoreError) -> bool {
+    matches!(e, CoreError::NotMember(_) | CoreError::CredentialLapsed(_))
+}
 
 impl Sim {
     // ---- revocations ----------------------------------------------------------------
@@ -111,6 +126,7 @@ impl Sim {
     pub(crate) fn restored(&mut self, i: usize, slice: u32) {
         let group = self.slices.get(slice as usize).map(|s| s.group);
         if let Some(g) = group
+            && !self.revoked_nodes.contains_key(&(i as u32))
             && let Some((at, by)) = self.revoked_users.get(&g)
             && self.now > (*at).max(self.healed_at) + REVOCATION_GRACE
             && self.overlay.reachable(*by as usize, i)
@@ -119,12 +135,12 @@ impl Sim {
         }
     }
     /// Counts what honest node `receiver` made of gossip from `sender`.
-    pub(crate) fn judged(&mut self, sender: usize, receiver: usize, verdict: Result<(), &str>) {
+    pub(crate) fn judged(&mut self, sender: usize, receiver: usize, verdict: Result<(), &Refused>) {
         // Refused for not being a member, between a revoked machine and the others (either
         // way: members dropped it, and it drops members whose packets it no longer gets).
         let revoked = |n: usize| self.revoked_nodes.contains_key(&(n as u32));
-        let between_revoked = (revoked(sender) || revoked(receiver))
-            && verdict.is_err_and(|why| why.ends_with(NOT_A_MEMBER));
+        let between_revoked =
+            (revoked(sender) || revoked(receiver)) && verdict.is_err_and(|r| r.membership);
         if !self.honest(sender) {
             if verdict.is_ok() {
                 self.metrics.sybil_accepted += 1;
@@ -133,9 +149,9 @@ impl Sim {
             }
         } else if between_revoked {
             self.metrics.revoked_gossip_refused += 1;
-        } else if let Err(why) = verdict {
+        } else if let Err(refused) = verdict {
             self.metrics.model_mismatches += 1;
-            self.metrics.note_mismatch(why);
+            self.metrics.note_mismatch(&refused.why);
         }
     }
 
@@ -208,6 +224,12 @@ impl Sim {
             let Some(l) = n.live.as_ref().filter(|_| n.up) else {
                 continue;
             };
+            // A revoked machine is outside what members can enforce: no member hands it a
+            // delete or gossips it a revocation any more (its owner ignores its
+            // authority). What it runs is its owner's business, not a broken promise.
+            if self.revoked_nodes.contains_key(&(i as u32)) {
+                continue;
+            }
             for slice in l.running.values() {
                 let Some(info) = self.slices.get(*slice as usize) else {
                     continue;

@@ -158,6 +158,8 @@ pub struct Summary {
     pub revoked_still_listed_end: u64,
     /// The most such listings at any sample or the end.
     pub revoked_listed_max: u64,
+    /// Revoked nodes admitted by a member more than 2 minutes after it could know.
+    pub revoked_joined_late: u64,
     /// Gossip refused between revoked nodes and members for not being a member's.
     pub revoked_gossip_refused: u64,
     /// Restarts of nodes that had run before, and the time from each start until the node
@@ -312,6 +314,7 @@ impl Summary {
             revoked_node_drop_max_ms: quantile(&m.revoked_node_drops, 1.0),
             revoked_still_listed_end: m.revoked_still_listed_end,
             revoked_listed_max: m.revoked_listed_max,
+            revoked_joined_late: m.revoked_joined_late,
             revoked_gossip_refused: m.revoked_gossip_refused,
             restarts: m.reconciled_after_restart.len(),
             reconciled_p50_ms: quantile(&m.reconciled_after_restart, 0.5),
@@ -338,7 +341,7 @@ impl Summary {
              \x20 sybils: {sa} accepted, {sr} rejected, {sm} listed as members; zombies max {z}\n\
              \x20 dead node dropped by live members: p50 {d50:.0} ms, p99 {d99:.0} ms, max {dmax:.0} ms; members dropped {dep}, of them up (false) {fd}\n\
              \x20 the same once formed (crashes from 20 min in, by members up at the crash): p50 {df50:.0} ms, p99 {f99d:.0} ms, max {fmax:.0} ms over {fn_} drops; still listed at the end, crashed over 2 min before: {sl} (oldest {slo:.0} ms; {slf} of crashes once formed)\n\
-             \x20 nodes revoked while running: {nrv}, dropped by live members p50 {rd50:.0} ms, p99 {rd99:.0} ms, max {rdmax:.0} ms over {rdn} drops; still listed at the end: {rsl} (at any sample, most {rlm}); gossip refused between them and members {rgr}\n\
+             \x20 nodes revoked while running: {nrv}, dropped by live members p50 {rd50:.0} ms, p99 {rd99:.0} ms, max {rdmax:.0} ms over {rdn} drops; still listed at the end: {rsl} (at any sample, most {rlm}; admitted late {rjl}); gossip refused between them and members {rgr}\n\
              \x20 returning nodes reconciled with a quorum of members: {rn} restarts, p50 {r50:.0} ms, p99 {r99:.0} ms, max {rmax:.0} ms\n\
              \x20 events by kind: {kinds}",
             scenario = self.scenario,
@@ -416,6 +419,7 @@ impl Summary {
             rdn = self.revoked_node_drops,
             rsl = self.revoked_still_listed_end,
             rlm = self.revoked_listed_max,
+            rjl = self.revoked_joined_late,
             rgr = self.revoked_gossip_refused,
             rn = self.restarts,
             r50 = self.reconciled_p50_ms,

@@ -273,7 +273,16 @@ impl Sim {
                         None => {}
                     }
                 }
-                Effect::Addresses { .. } | Effect::Joined(_) | Effect::HeldOff { .. } => {}
+                Effect::Joined(k) => {
+                    // A revoked node admitted past the grace by a member that could know.
+                    if let Some(&at) = self.key_index(&k).and_then(|x| self.revoked_nodes.get(&x))
+                        && !self.revoked_nodes.contains_key(&(i as u32))
+                        && self.now > at.max(n.up_since) + STILL_LISTED_AFTER
+                    {
+                        self.metrics.revoked_joined_late += 1;
+                    }
+                }
+                Effect::Addresses { .. } | Effect::HeldOff { .. } => {}
             }
             let refused = n.live.as_ref().map_or(0, |l| l.node.pages_refused());
             let fetched_refused = n.live.as_ref().map_or(0, |l| l.node.fetched_refused());
