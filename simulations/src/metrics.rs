@@ -243,6 +243,10 @@ pub struct Metrics {
     /// Members dropped by a live node while they were up (false departures); a revoked
     /// node's drops, and what a revoked node's own machine drops, are not among them.
     pub false_departures: u64,
+    /// Revocations an authority gave up handing over: it reached no member, or none of
+    /// eight batches was taken (`authority publish` fails; the revocation is not
+    /// published).
+    pub revocations_abandoned: u64,
     /// Nodes whose certificates were revoked (their machines run on).
     pub nodes_revoked: u64,
     /// For each live member that dropped a revoked node: ms from the revocation's

@@ -143,6 +143,8 @@ pub struct Summary {
     pub false_departures: u64,
     /// Drops in all (of members not revoked, by nodes not revoked).
     pub departures: u64,
+    /// Revocations an authority could hand to no member (never published).
+    pub revocations_abandoned: u64,
     /// Nodes whose certificates were revoked while their machines ran on.
     pub nodes_revoked: u64,
     /// Drops of a revoked node by a live member, and ms from the revocation's publication
@@ -307,6 +309,7 @@ impl Summary {
             still_listed_formed_end: m.still_listed_formed_end,
             false_departures: m.false_departures,
             departures: m.departures,
+            revocations_abandoned: m.revocations_abandoned,
             nodes_revoked: m.nodes_revoked,
             revoked_node_drops: m.revoked_node_drops.len(),
             revoked_node_drop_p50_ms: quantile(&m.revoked_node_drops, 0.5),
@@ -334,7 +337,7 @@ impl Summary {
         format!(
             "{scenario}: {nodes} nodes, {auth} authorities, {groups} groups, {hours:.0} h simulated in {wall:.1} s ({events} events, {eps:.0} events/s, trace {trace})\n\
              \x20 slice create -> all running: p50 {p50:.0} ms, p99 {p99:.0} ms, max {max:.0} ms over {n} slices of {size:.0} nodes ({br} waited for a bootstrap node); tickets out -> all running p50 {f50:.0} ms, p99 {f99:.0} ms; admitted {adm:.1}%, refused {ref_:.1}%, unreachable {unr:.1}%\n\
-             \x20 revocations: {revs}, held everywhere p50 {rh:.0} ms / max {rhm:.0} ms, last sliver stopped {rs:.0} ms; {cu} late nodes caught up (worst {wc:.0} ms); revoked still running: {rr}, revoked restores: {rres}\n\
+             \x20 revocations: {revs}, held everywhere p50 {rh:.0} ms / max {rhm:.0} ms, last sliver stopped {rs:.0} ms; {cu} late nodes caught up (worst {wc:.0} ms); revoked still running: {rr}, revoked restores: {rres}; never handed over: {rab}\n\
              \x20 equivocators: {eq} ({det} caught), detection max {ed:.0} ms, all marked max {ea:.0} ms\n\
              \x20 witness coverage (>= {k} live): min {ck:.4}, end {cke:.4}; acknowledged: min {ak:.4}, end {ake:.4}; acknowledged entries lost: {lost} ({lostk} of them cosigned by {k})\n\
              \x20 traffic per up node per minute: {tot:.1} KiB (adverts {ad:.1}, swim {sw:.1}, checkpoints {cp:.1}, replication {rp:.1}, revocations {rv:.1}, researchers {rs2:.1}, rejected {rj:.1}); {msgs:.1} messages\n\
@@ -376,6 +379,7 @@ impl Summary {
             wc = self.revocation_worst_catch_up_ms,
             rr = self.revoked_running_max,
             rres = self.revoked_restores,
+            rab = self.revocations_abandoned,
             eq = self.equivocators,
             det = self.equivocators_detected,
             ed = self.equivocation_detect_max_ms,

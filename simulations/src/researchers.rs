@@ -60,6 +60,8 @@ impl Sim {
             // publish`); across a partition it cannot.
             let targets = self.reachable_nodes(Revoked::User(g));
             let Some(&to) = targets.first() else {
+                // The authority reaches no member: the revocation is never published.
+                self.metrics.revocations_abandoned += 1;
                 continue;
             };
             let id = CertId::of(&file);
@@ -121,6 +123,7 @@ impl Sim {
             };
             let targets = self.reachable_nodes(Revoked::Node(n));
             if targets.is_empty() {
+                self.metrics.revocations_abandoned += 1;
                 continue;
             }
             let index = self.metrics.revocations.len();
@@ -219,10 +222,19 @@ impl Sim {
             return;
         }
         self.revocation_taken.remove(&subject);
-        if tries >= 8 || self.pending_revokes.values().any(|p| p.0 == subject) {
+        if self.pending_revokes.values().any(|p| p.0 == subject) {
+            return;
+        }
+        // `authority publish` gives up: no member took it, or none can be reached.
+        if tries >= 8 {
+            self.metrics.revocations_abandoned += 1;
             return;
         }
         let targets = self.reachable_nodes(subject);
+        if targets.is_empty() {
+            self.metrics.revocations_abandoned += 1;
+            return;
+        }
         if let Revoked::User(g) = subject
             && let Some(&to) = targets.first()
             && let Some(r) = self.revoked_users.get_mut(&g)

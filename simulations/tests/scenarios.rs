@@ -59,6 +59,8 @@ fn the_short_scenario_keeps_every_promise() {
     // Every revocation honoured: no sliver runs under a revoked chain past the grace
     // period, none is restored after a restart, and every node that was up got each one.
     assert!(s.revocations >= 5, "{}", s.revocations);
+    // Each was handed over: `authority publish` found a member that took it.
+    assert_eq!(s.revocations_abandoned, 0);
     assert!(s.revocation_slivers_stopped > 0);
     assert_eq!(s.revoked_running_max, 0);
     assert_eq!(s.revoked_restores, 0);
