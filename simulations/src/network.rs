@@ -7,8 +7,8 @@ use crate::metrics::Category;
 use crate::net::MESH_DEGREE;
 use crate::observe::Refused;
 use crate::sim::*;
-use slicefed_proto::core::{CoreError, credential_hash};
-use slicefed_proto::node::{Effect, GossipRefused, Input, Topic, Verdict};
+use slicefed_proto::core::credential_hash;
+use slicefed_proto::node::{Effect, Input, Topic, Verdict};
 use slicefed_proto::wire::{Advert, AdvertBody, Request, Response};
 use slicefed_trust::{CertId, Invocation, ModuleHash};
 use std::rc::Rc;
@@ -107,12 +107,7 @@ impl Sim {
         let judge_one = |l: &mut Live, off: u64| {
             let at = start_ms + off / MS;
             let (effects, judged) = l.node.advert(at, advert, shared.as_ref(), Some(&load));
-            let judged = judged.map_err(|e| Refused {
-                membership: crate::observe::ends_membership(&e),
-                unknown: matches!(e, CoreError::CredentialUnknown),
-                why: format!("advert: {e}"),
-            });
-            (judged, effects)
+            (judged.map_err(|e| Refused::advert(&e)), effects)
         };
         let results: Vec<Judged> = if arrivals.len() < PARALLEL_ADVERT_RECEIVERS {
             let mut results = Vec::with_capacity(arrivals.len());
@@ -506,16 +501,7 @@ impl Sim {
         });
         match verdict {
             Some(Verdict::Reject(why)) => {
-                let refused = Refused {
-                    membership: match &why {
-                        GossipRefused::NotMember(_) => true,
-                        GossipRefused::Core(e) => crate::observe::ends_membership(e),
-                        _ => false,
-                    },
-                    unknown: false,
-                    why: why.to_string(),
-                };
-                self.judged(sender as usize, to, Err(&refused));
+                self.judged(sender as usize, to, Err(&Refused::gossip(&why)))
             }
             _ => self.judged(sender as usize, to, Ok(())),
         }

@@ -6,6 +6,7 @@ use crate::metrics;
 use crate::sim::*;
 use slicefed_ledger::checkpoint::EquivocationProof;
 use slicefed_proto::core::CoreError;
+use slicefed_proto::node::GossipRefused;
 use slicefed_trust::{CertId, PublicKey};
 use std::collections::BTreeMap;
 
@@ -21,8 +22,32 @@ pub(crate) struct Refused {
     pub(crate) unknown: bool,
 }
 
+impl Refused {
+    /// An advert the receiver's core refused.
+    pub(crate) fn advert(e: &CoreError) -> Refused {
+        Refused {
+            membership: ends_membership(e),
+            unknown: matches!(e, CoreError::CredentialUnknown),
+            why: format!("advert: {e}"),
+        }
+    }
+
+    /// Gossip the receiver's machine rejected.
+    pub(crate) fn gossip(e: &GossipRefused) -> Refused {
+        Refused {
+            membership: match e {
+                GossipRefused::NotMember(_) => true,
+                GossipRefused::Core(e) => ends_membership(e),
+                _ => false,
+            },
+            unknown: false,
+            why: e.to_string(),
+        }
+    }
+}
+
 /// Whether the core refused something because its sender is not, or no longer, a member.
-pub(crate) fn ends_membership(e: &CoreError) -> bool {
+fn ends_membership(e: &CoreError) -> bool {
     matches!(e, CoreError::NotMember(_) | CoreError::CredentialLapsed(_))
 }
 

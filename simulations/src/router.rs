@@ -215,24 +215,23 @@ impl Sim {
                 Effect::Left(k) => {
                     let gone_index = self.key_index(&k);
                     let revoked_at = gone_index.and_then(|x| self.revoked_nodes.get(&x)).copied();
-                    if self.revoked_nodes.contains_key(&(i as u32)) {
+                    let gone = match (self.revoked_nodes.contains_key(&(i as u32)), revoked_at) {
                         // A revoked machine's own view: it is no member, and members
                         // refuse its packets, so it drops them all in turn.
-                    } else if let Some(at) = revoked_at {
-                        // From when this member could have known: the publication, or
-                        // its own start if it was down then.
-                        let since = at.max(n.up_since);
-                        self.metrics
-                            .revoked_node_drops
-                            .push(self.now.saturating_sub(since) as f64 / MS as f64);
-                    } else {
-                        self.metrics.departures += 1;
-                    }
-                    let gone = match revoked_at {
-                        None if !self.revoked_nodes.contains_key(&(i as u32)) => {
+                        (true, _) => None,
+                        (false, Some(at)) => {
+                            // From when this member could have known: the publication,
+                            // or its own start if it was down then.
+                            let since = at.max(n.up_since);
+                            self.metrics
+                                .revoked_node_drops
+                                .push(self.now.saturating_sub(since) as f64 / MS as f64);
+                            None
+                        }
+                        (false, None) => {
+                            self.metrics.departures += 1;
                             gone_index.and_then(|x| self.nodes.get(x as usize))
                         }
-                        _ => None,
                     };
                     match gone {
                         // Up for two minutes at least: no crash explains it. (A node back

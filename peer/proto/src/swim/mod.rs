@@ -2399,11 +2399,10 @@ impl Swim {
     /// `id` is alive after all (it spoke, refuted, or was admitted again): no echoes about it.
     fn forget_dead(&mut self, id: &SwimId) {
         let mut shared = self.shared();
-        if !shared.dead.is_empty()
-            && shared
-                .dead
-                .get(&id.key)
-                .is_some_and(|d| d.id.bump <= id.bump)
+        if shared
+            .dead
+            .get(&id.key)
+            .is_some_and(|d| d.id.bump <= id.bump)
         {
             shared.dead.remove(&id.key);
         }
